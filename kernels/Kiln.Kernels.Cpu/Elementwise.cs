@@ -1,0 +1,240 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+using TP = System.Numerics.Tensors.TensorPrimitives;
+
+namespace Kiln.Kernels.Cpu;
+
+/// <summary>
+/// Elementwise kernels: contiguous span kernels (TensorPrimitives where it has the op, vectorized compositions or a
+/// scalar path otherwise) and strided/broadcast drivers around them.
+/// Reference: <see cref="Reference.Unary"/>, <see cref="Reference.Binary"/>, <see cref="Reference.Compare"/>.
+/// </summary>
+public static class Elementwise
+{
+    /// <summary>y = op(x) over contiguous spans of float or double; y may equal x.</summary>
+    public static void Unary<T>(UnaryOp op, ReadOnlySpan<T> x, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        switch (op)
+        {
+            case UnaryOp.Neg: TP.Negate(x, y); return;
+            case UnaryOp.Abs: TP.Abs(x, y); return;
+            case UnaryOp.Exp: TP.Exp(x, y); return;
+            case UnaryOp.Log: TP.Log(x, y); return;
+            case UnaryOp.Sqrt: TP.Sqrt(x, y); return;
+            case UnaryOp.Rsqrt: TP.ReciprocalSqrt(x, y); return;
+            case UnaryOp.Sigmoid: TP.Sigmoid(x, y); return;
+            case UnaryOp.Tanh: TP.Tanh(x, y); return;
+            case UnaryOp.Relu: TP.Max(x, T.Zero, y); return;
+            case UnaryOp.Reciprocal: TP.Reciprocal(x, y); return;
+            case UnaryOp.Square: TP.Multiply(x, x, y); return;
+            case UnaryOp.Sin: TP.Sin(x, y); return;
+            case UnaryOp.Cos: TP.Cos(x, y); return;
+            case UnaryOp.Silu:
+            {
+                // x * sigmoid(x): sigmoid into y, then multiply; keep x intact when y aliases it.
+                if (Overlaps(x, y)) { var tmp = x.ToArray(); TP.Sigmoid(tmp, y); TP.Multiply(y, tmp, y); }
+                else { TP.Sigmoid(x, y); TP.Multiply(y, x, y); }
+                return;
+            }
+            case UnaryOp.GeluTanh:
+            {
+                // 0.5 x (1 + tanh(c (x + 0.044715 x^3))), as vector passes over one scratch row.
+                var u = Strided.Rent<T>(x.Length);
+                try
+                {
+                    var us = u.AsSpan(0, x.Length);
+                    TP.Multiply(x, x, us);
+                    TP.Multiply(us, T.CreateTruncating(0.044715), us);
+                    TP.Add(us, T.One, us);
+                    TP.Multiply(us, x, us);
+                    TP.Multiply(us, T.CreateTruncating(Math.Sqrt(2.0 / Math.PI)), us);
+                    TP.Tanh(us, us);
+                    TP.Add(us, T.One, us);
+                    TP.Multiply(us, x, us);
+                    TP.Multiply(us, T.CreateTruncating(0.5), y);
+                }
+                finally { Strided.Return(u); }
+                return;
+            }
+            default:
+                for (int i = 0; i < x.Length; i++) y[i] = Scalar(op, x[i]);
+                return;
+        }
+    }
+
+    static bool Overlaps<T>(ReadOnlySpan<T> a, Span<T> b) => a.Overlaps(b);
+
+    /// <summary>One element of <paramref name="op"/> for the ops without a vector form (through the float64 reference where float needs the accuracy).</summary>
+    public static T Scalar<T>(UnaryOp op, T v) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        double x = double.CreateTruncating(v);
+        double r = op switch
+        {
+            UnaryOp.Softplus => Math.Max(x, 0.0) + Math.Log(1.0 + Math.Exp(-Math.Abs(x))),
+            _ => Reference.Unary(op, x),
+        };
+        return T.CreateTruncating(r);
+    }
+
+    /// <summary>y = op(a, b) over contiguous spans; y may equal a or b.</summary>
+    public static void Binary<T>(BinaryOp op, ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, INumber<T>
+    {
+        switch (op)
+        {
+            case BinaryOp.Add: TP.Add(a, b, y); return;
+            case BinaryOp.Sub: TP.Subtract(a, b, y); return;
+            case BinaryOp.Mul: TP.Multiply(a, b, y); return;
+            case BinaryOp.Div:
+                if (typeof(T) == typeof(float) || typeof(T) == typeof(double)) { TP.Divide(a, b, y); return; }
+                for (int i = 0; i < a.Length; i++)
+                {
+                    if (b[i] == T.Zero) throw new DivideByZeroException($"integer division by zero at element {i}");
+                    y[i] = a[i] / b[i];
+                }
+                return;
+            case BinaryOp.Max: TP.Max(a, b, y); return;
+            case BinaryOp.Min: TP.Min(a, b, y); return;
+            case BinaryOp.Pow when typeof(T) == typeof(float):
+                TP.Pow(Cast<T, float>(a), Cast<T, float>(b), MemoryMarshal.Cast<T, float>(y)); return;
+            case BinaryOp.Pow when typeof(T) == typeof(double):
+                TP.Pow(Cast<T, double>(a), Cast<T, double>(b), MemoryMarshal.Cast<T, double>(y)); return;
+            case BinaryOp.Atan2 when typeof(T) == typeof(float):
+                TP.Atan2(Cast<T, float>(a), Cast<T, float>(b), MemoryMarshal.Cast<T, float>(y)); return;
+            case BinaryOp.Atan2 when typeof(T) == typeof(double):
+                TP.Atan2(Cast<T, double>(a), Cast<T, double>(b), MemoryMarshal.Cast<T, double>(y)); return;
+            default:
+                throw new NotSupportedException($"{op} is not defined for {typeof(T).Name}");
+        }
+    }
+
+    static ReadOnlySpan<TTo> Cast<TFrom, TTo>(ReadOnlySpan<TFrom> s) where TFrom : struct where TTo : struct => MemoryMarshal.Cast<TFrom, TTo>(s);
+
+    /// <summary>y = op(a, b) as booleans over contiguous spans.</summary>
+    public static void Compare<T>(CompareOp op, ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<bool> y) where T : unmanaged, INumber<T>
+    {
+        switch (op)
+        {
+            case CompareOp.Eq: for (int i = 0; i < y.Length; i++) y[i] = a[i] == b[i]; break;
+            case CompareOp.Ne: for (int i = 0; i < y.Length; i++) y[i] = a[i] != b[i]; break;
+            case CompareOp.Lt: for (int i = 0; i < y.Length; i++) y[i] = a[i] < b[i]; break;
+            case CompareOp.Le: for (int i = 0; i < y.Length; i++) y[i] = a[i] <= b[i]; break;
+            case CompareOp.Gt: for (int i = 0; i < y.Length; i++) y[i] = a[i] > b[i]; break;
+            default: for (int i = 0; i < y.Length; i++) y[i] = a[i] >= b[i]; break;
+        }
+    }
+
+    /// <summary>y = op(x) over a strided iteration space (x and y may be any views of <paramref name="shape"/>).</summary>
+    public static void UnaryStrided<T>(UnaryOp op, ReadOnlySpan<int> shape, T[] x, int xOff, int[] xStr, T[] y, int yOff, int[] yStr)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var (dims, s) = Strided.Coalesce(shape, xStr, yStr);
+        Strided.ForEachRow(dims, (r, start, len) =>
+        {
+            int xo = Strided.RowOffset(r, dims, s[0], xOff) + start * s[0][^1];
+            int yo = Strided.RowOffset(r, dims, s[1], yOff) + start * s[1][^1];
+            var sx = Strided.Rent<T>(len);
+            try
+            {
+                var xr = Strided.Row(x, xo, s[0][^1], len, sx);
+                if (s[1][^1] == 1) Unary(op, xr, y.AsSpan(yo, len));
+                else
+                {
+                    var tmp = Strided.Rent<T>(len);
+                    Unary(op, xr, tmp.AsSpan(0, len));
+                    Strided.Store<T>(tmp.AsSpan(0, len), y, yo, s[1][^1]);
+                    Strided.Return(tmp);
+                }
+            }
+            finally { Strided.Return(sx); }
+        });
+    }
+
+    /// <summary>y = op(a, b) over a strided, broadcast iteration space.</summary>
+    public static void BinaryStrided<T>(BinaryOp op, ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, T[] y, int yOff, int[] yStr)
+        where T : unmanaged, INumber<T>
+    {
+        var (dims, s) = Strided.Coalesce(shape, aStr, bStr, yStr);
+        Strided.ForEachRow(dims, (r, start, len) =>
+        {
+            int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * s[0][^1];
+            int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * s[1][^1];
+            int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * s[2][^1];
+            T[] sa = Strided.Rent<T>(len), sb = Strided.Rent<T>(len);
+            try
+            {
+                var ar = Strided.Row(a, ao, s[0][^1], len, sa);
+                var br = Strided.Row(b, bo, s[1][^1], len, sb);
+                if (s[2][^1] == 1) Binary(op, ar, br, y.AsSpan(yo, len));
+                else
+                {
+                    var tmp = Strided.Rent<T>(len);
+                    Binary(op, ar, br, tmp.AsSpan(0, len));
+                    Strided.Store<T>(tmp.AsSpan(0, len), y, yo, s[2][^1]);
+                    Strided.Return(tmp);
+                }
+            }
+            finally { Strided.Return(sa); Strided.Return(sb); }
+        });
+    }
+
+    /// <summary>y = op(a, b) as booleans over a strided, broadcast iteration space; y is contiguous.</summary>
+    public static void CompareStrided<T>(CompareOp op, ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, bool[] y, int yOff, int[] yStr)
+        where T : unmanaged, INumber<T>
+    {
+        var (dims, s) = Strided.Coalesce(shape, aStr, bStr, yStr);
+        Strided.ForEachRow(dims, (r, start, len) =>
+        {
+            int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * s[0][^1];
+            int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * s[1][^1];
+            int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * s[2][^1];
+            T[] sa = Strided.Rent<T>(len), sb = Strided.Rent<T>(len);
+            var tmp = Strided.Rent<bool>(len);
+            try
+            {
+                Compare(op, Strided.Row(a, ao, s[0][^1], len, sa), Strided.Row(b, bo, s[1][^1], len, sb), tmp.AsSpan(0, len));
+                Strided.Store<bool>(tmp.AsSpan(0, len), y, yo, s[2][^1]);
+            }
+            finally { Strided.Return(sa); Strided.Return(sb); Strided.Return(tmp); }
+        });
+    }
+
+    /// <summary>y = cond ? a : b over a strided, broadcast iteration space.</summary>
+    public static void WhereStrided<T>(ReadOnlySpan<int> shape, bool[] c, int cOff, int[] cStr, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, T[] y, int yOff, int[] yStr)
+    {
+        var (dims, s) = Strided.Coalesce(shape, cStr, aStr, bStr, yStr);
+        Strided.ForEachRow(dims, (r, start, len) =>
+        {
+            int co = Strided.RowOffset(r, dims, s[0], cOff) + start * s[0][^1];
+            int ao = Strided.RowOffset(r, dims, s[1], aOff) + start * s[1][^1];
+            int bo = Strided.RowOffset(r, dims, s[2], bOff) + start * s[2][^1];
+            int yo = Strided.RowOffset(r, dims, s[3], yOff) + start * s[3][^1];
+            int cs = s[0][^1], as_ = s[1][^1], bs = s[2][^1], ys = s[3][^1];
+            for (int i = 0; i < len; i++)
+                y[yo + i * ys] = c[co + i * cs] ? a[ao + i * as_] : b[bo + i * bs];
+        });
+    }
+
+    /// <summary>dst = convert(src) over a strided iteration space, any element types.</summary>
+    public static void CopyStrided<TIn, TOut>(ReadOnlySpan<int> shape, TIn[] x, int xOff, int[] xStr, TOut[] y, int yOff, int[] yStr, Func<TIn, TOut> convert)
+    {
+        var (dims, s) = Strided.Coalesce(shape, xStr, yStr);
+        bool same = typeof(TIn) == typeof(TOut);
+        Strided.ForEachRow(dims, (r, start, len) =>
+        {
+            int xo = Strided.RowOffset(r, dims, s[0], xOff) + start * s[0][^1];
+            int yo = Strided.RowOffset(r, dims, s[1], yOff) + start * s[1][^1];
+            int xs = s[0][^1], ys = s[1][^1];
+            if (same && xs == 1 && ys == 1) { ((TIn[])(object)y).AsSpan(yo, len).CopyFrom(x.AsSpan(xo, len)); return; }
+            for (int i = 0; i < len; i++) y[yo + i * ys] = convert(x[xo + i * xs]);
+        });
+    }
+
+    static void CopyFrom<T>(this Span<T> dst, ReadOnlySpan<T> src) => src.CopyTo(dst);
+
+    /// <summary>y = clamp(x, lo, hi) over contiguous spans (NaN stays NaN).</summary>
+    public static void Clamp<T>(ReadOnlySpan<T> x, T lo, T hi, Span<T> y) where T : unmanaged, INumber<T>
+    {
+        TP.Max(x, lo, y);
+        TP.Min(y, hi, y);
+    }
+}

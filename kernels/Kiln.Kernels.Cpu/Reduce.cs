@@ -1,0 +1,126 @@
+using System.Numerics;
+using TP = System.Numerics.Tensors.TensorPrimitives;
+
+namespace Kiln.Kernels.Cpu;
+
+/// <summary>
+/// Reductions over rows (the reduced axis innermost) and columns (the reduced axis outermost) of contiguous data.
+/// Reference: <see cref="Reference.Reduce"/>.
+/// </summary>
+public static class Reduce
+{
+    /// <summary>The identity of <paramref name="op"/> (the result over an empty run).</summary>
+    public static T Identity<T>(ReduceOp op) where T : INumber<T>, IMinMaxValue<T> => op switch
+    {
+        ReduceOp.Sum => T.Zero,
+        ReduceOp.Prod => T.One,
+        ReduceOp.Max => NegInf<T>(),
+        _ => PosInf<T>(),
+    };
+
+    static T NegInf<T>() where T : INumber<T>, IMinMaxValue<T> =>
+        typeof(T) == typeof(float) ? (T)(object)float.NegativeInfinity : typeof(T) == typeof(double) ? (T)(object)double.NegativeInfinity : T.MinValue;
+    static T PosInf<T>() where T : INumber<T>, IMinMaxValue<T> =>
+        typeof(T) == typeof(float) ? (T)(object)float.PositiveInfinity : typeof(T) == typeof(double) ? (T)(object)double.PositiveInfinity : T.MaxValue;
+
+    /// <summary><paramref name="op"/> over one contiguous run.</summary>
+    public static T Span<T>(ReduceOp op, ReadOnlySpan<T> x) where T : unmanaged, INumber<T>, IMinMaxValue<T>
+    {
+        if (x.Length == 0) return Identity<T>(op);
+        return op switch
+        {
+            ReduceOp.Sum => TP.Sum(x),
+            ReduceOp.Prod => TP.Product(x),
+            ReduceOp.Max => TP.Max(x),
+            _ => TP.Min(x),
+        };
+    }
+
+    /// <summary>y[r] = op(x[r*len .. r*len+len]) for a contiguous [rows, len] block starting at <paramref name="xOff"/>.</summary>
+    public static void Rows<T>(ReduceOp op, T[] x, int xOff, int rows, int len, T[] y, int yOff) where T : unmanaged, INumber<T>, IMinMaxValue<T>
+    {
+        if (rows == 1 && op == ReduceOp.Sum && len >= Strided.ParallelThreshold * 4)
+        {
+            // One long sum: partial sums per chunk on every core, combined in a fixed order (deterministic).
+            int chunks = Math.Max(2, Environment.ProcessorCount * 4);
+            var partial = new T[chunks];
+            Strided.Parallel(chunks, len, (s, e) =>
+            {
+                for (int c = s; c < e; c++)
+                {
+                    int a = (int)((long)len * c / chunks), b = (int)((long)len * (c + 1) / chunks);
+                    partial[c] = TP.Sum(new ReadOnlySpan<T>(x, xOff + a, b - a));
+                }
+            });
+            y[yOff] = TP.Sum<T>(partial);
+            return;
+        }
+        Strided.Parallel(rows, (long)rows * len, (s, e) =>
+        {
+            for (int r = s; r < e; r++) y[yOff + r] = Span(op, new ReadOnlySpan<T>(x, xOff + r * len, len));
+        });
+    }
+
+    /// <summary>y[c] = op(x[0, c], x[1, c], ...) for a contiguous [len, cols] block: whole rows combined with vector ops.</summary>
+    public static void Cols<T>(ReduceOp op, T[] x, int xOff, int len, int cols, T[] y, int yOff) where T : unmanaged, INumber<T>, IMinMaxValue<T>
+    {
+        Strided.Parallel(Math.Max(1, cols / 256 + (cols % 256 == 0 ? 0 : 1)), (long)len * cols, (s, e) =>
+        {
+            int c0 = s * 256, c1 = Math.Min(cols, e * 256);
+            if (c1 <= c0) return;
+            var acc = new Span<T>(y, yOff + c0, c1 - c0);
+            acc.Fill(Identity<T>(op));
+            for (int r = 0; r < len; r++)
+            {
+                var row = new ReadOnlySpan<T>(x, xOff + r * cols + c0, c1 - c0);
+                switch (op)
+                {
+                    case ReduceOp.Sum: TP.Add(acc, row, acc); break;
+                    case ReduceOp.Prod: TP.Multiply(acc, row, acc); break;
+                    case ReduceOp.Max: TP.Max(acc, row, acc); break;
+                    default: TP.Min(acc, row, acc); break;
+                }
+            }
+        });
+    }
+
+    /// <summary>Value and index of the first maximum (or minimum) of each row; NaN counts as the extreme.</summary>
+    public static void ArgRows<T>(bool max, T[] x, int xOff, int rows, int len, T[] values, long[] indices) where T : unmanaged, INumber<T>
+    {
+        Strided.Parallel(rows, (long)rows * len, (s, e) =>
+        {
+            for (int r = s; r < e; r++)
+            {
+                var row = new ReadOnlySpan<T>(x, xOff + r * len, len);
+                int i = max ? TP.IndexOfMax(row) : TP.IndexOfMin(row);
+                indices[r] = i;
+                values[r] = row[i];
+            }
+        });
+    }
+
+    /// <summary>Inclusive prefix sums of each row (from the end of the row when <paramref name="reverse"/>).</summary>
+    public static void CumsumRows<T>(T[] x, int xOff, int rows, int len, bool reverse, T[] y) where T : unmanaged, INumber<T>
+    {
+        Strided.Parallel(rows, (long)rows * len, (s, e) =>
+        {
+            for (int r = s; r < e; r++)
+            {
+                int b = r * len;
+                T acc = T.Zero;
+                if (reverse) for (int i = len - 1; i >= 0; i--) { acc += x[xOff + b + i]; y[b + i] = acc; }
+                else for (int i = 0; i < len; i++) { acc += x[xOff + b + i]; y[b + i] = acc; }
+            }
+        });
+    }
+
+    /// <summary>any (or all) of each row of booleans.</summary>
+    public static void AnyAllRows(bool all, bool[] x, int xOff, int rows, int len, bool[] y)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            var row = new ReadOnlySpan<bool>(x, xOff + r * len, len);
+            y[r] = all ? !row.Contains(false) : row.Contains(true);
+        }
+    }
+}

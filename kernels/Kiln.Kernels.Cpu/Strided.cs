@@ -1,0 +1,121 @@
+using System.Buffers;
+
+namespace Kiln.Kernels.Cpu;
+
+/// <summary>
+/// Drives row kernels over strided, broadcast operands: dims are coalesced so contiguous data becomes one long row,
+/// each row's operands with stride 1 are passed as spans, others are gathered into a scratch row first.
+/// Large work is split across cores by rows (or by chunks of a single row).
+/// </summary>
+public static class Strided
+{
+    /// <summary>Elements below which work stays on the calling thread.</summary>
+    public const int ParallelThreshold = 1 << 16;
+
+    /// <summary>
+    /// Drops size-1 dims and merges neighbours that are contiguous in every operand. The result has rank at least 1.
+    /// </summary>
+    public static (int[] Shape, int[][] Strides) Coalesce(ReadOnlySpan<int> shape, params int[][] strides)
+    {
+        var dims = new List<int>();
+        var strs = strides.Select(_ => new List<int>()).ToArray();
+        for (int i = 0; i < shape.Length; i++)
+        {
+            if (shape[i] == 1) continue;
+            int last = dims.Count - 1;
+            bool merge = last >= 0;
+            for (int k = 0; k < strides.Length && merge; k++) merge = strs[k][last] == strides[k][i] * shape[i];
+            if (merge)
+            {
+                dims[last] *= shape[i];
+                for (int k = 0; k < strides.Length; k++) strs[k][last] = strides[k][i];
+            }
+            else
+            {
+                dims.Add(shape[i]);
+                for (int k = 0; k < strides.Length; k++) strs[k].Add(strides[k][i]);
+            }
+        }
+        if (dims.Count == 0)
+        {
+            dims.Add(shape.Length == 0 || !shape.ToArray().Contains(0) ? 1 : 0);
+            foreach (var s in strs) s.Add(1);
+        }
+        return (dims.ToArray(), strs.Select(s => s.ToArray()).ToArray());
+    }
+
+    /// <summary>Storage offset of row <paramref name="row"/> (all dims but the last) of an operand.</summary>
+    public static int RowOffset(int row, int[] shape, int[] strides, int offset)
+    {
+        for (int d = shape.Length - 2; d >= 0; d--)
+        {
+            int i = row % shape[d];
+            row /= shape[d];
+            offset += i * strides[d];
+        }
+        return offset;
+    }
+
+    /// <summary>Runs body(start, end) over [0, count) in chunks on all cores when <paramref name="work"/> is large.</summary>
+    public static void Parallel(int count, long work, Action<int, int> body)
+    {
+        int threads = Environment.ProcessorCount;
+        if (count <= 1 || threads <= 1 || work < ParallelThreshold) { body(0, count); return; }
+        int chunks = (int)Math.Min(count, Math.Min(threads * 4L, work / (ParallelThreshold / 4)));
+        chunks = Math.Max(chunks, 2);
+        System.Threading.Tasks.Parallel.For(0, chunks, c =>
+        {
+            int s = (int)((long)count * c / chunks), e = (int)((long)count * (c + 1) / chunks);
+            if (e > s) body(s, e);
+        });
+    }
+
+    /// <summary>A span over the operand's row when its stride is 1; otherwise the row gathered into <paramref name="scratch"/>.</summary>
+    public static ReadOnlySpan<T> Row<T>(T[] data, int offset, int stride, int len, T[] scratch)
+    {
+        if (stride == 1) return data.AsSpan(offset, len);
+        if (stride == 0) { scratch.AsSpan(0, len).Fill(data[offset]); return scratch.AsSpan(0, len); }
+        for (int i = 0, p = offset; i < len; i++, p += stride) scratch[i] = data[p];
+        return scratch.AsSpan(0, len);
+    }
+
+    /// <summary>Writes a computed row back to a strided destination.</summary>
+    public static void Store<T>(ReadOnlySpan<T> row, T[] data, int offset, int stride)
+    {
+        for (int i = 0, p = offset; i < row.Length; i++, p += stride) data[p] = row[i];
+    }
+
+    /// <summary>
+    /// Calls <paramref name="rowKernel"/>(row index range within the coalesced iteration) for an iteration space given by
+    /// <paramref name="shape"/>; the kernel receives (outerRow, start, length) with a row split into chunks when there is
+    /// a single long row, so one big contiguous op still uses every core.
+    /// </summary>
+    public static void ForEachRow(int[] shape, Action<int, int, int> rowKernel)
+    {
+        int inner = shape[^1];
+        long numel = 1;
+        foreach (int d in shape) numel *= d;
+        if (numel == 0) return;
+        int rows = (int)(numel / inner);
+        if (rows == 1)
+        {
+            const int chunk = 1 << 15;
+            int pieces = (inner + chunk - 1) / chunk;
+            Parallel(pieces, numel, (s, e) =>
+            {
+                for (int p = s; p < e; p++)
+                {
+                    int start = p * chunk;
+                    rowKernel(0, start, Math.Min(chunk, inner - start));
+                }
+            });
+            return;
+        }
+        Parallel(rows, numel, (s, e) => { for (int r = s; r < e; r++) rowKernel(r, 0, inner); });
+    }
+
+    /// <summary>Rents a scratch row of at least <paramref name="len"/> elements.</summary>
+    public static T[] Rent<T>(int len) => ArrayPool<T>.Shared.Rent(Math.Max(len, 1));
+    /// <summary>Returns a scratch row.</summary>
+    public static void Return<T>(T[] buffer) => ArrayPool<T>.Shared.Return(buffer);
+}

@@ -1,0 +1,237 @@
+namespace Kiln;
+
+/// <summary>One recorded op: its inputs and the rule that maps the output's gradient to theirs (written in tensor ops,
+/// so it runs on any device and can itself be differentiated).</summary>
+internal sealed class GradNode(string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+{
+    public string Op { get; } = op;
+    public Tensor[] Inputs { get; private set; } = inputs;
+    public Func<Tensor, Tensor?[]>? Backward { get; private set; } = backward;
+
+    /// <summary>Drops the saved inputs and rule so their memory can go (after a backward without retainGraph).</summary>
+    public void Release() { Inputs = []; Backward = null; }
+}
+
+/// <summary>Reverse-mode automatic differentiation: gradient mode, backward passes, and vector products.</summary>
+public static class Autograd
+{
+    [ThreadStatic] static int _noGradDepth;
+
+    /// <summary>True when ops record their gradient rules (the default; off inside <see cref="NoGrad"/>).</summary>
+    public static bool IsEnabled => _noGradDepth == 0;
+
+    /// <summary>Turns recording off until the returned scope is disposed: <c>using (Autograd.NoGrad()) { ... }</c>.</summary>
+    public static IDisposable NoGrad() => new NoGradScope();
+
+    sealed class NoGradScope : IDisposable
+    {
+        bool _done;
+        public NoGradScope() => _noGradDepth++;
+        public void Dispose() { if (!_done) { _done = true; _noGradDepth--; } }
+    }
+
+    sealed class EnableGradScope : IDisposable
+    {
+        readonly int _saved;
+        public EnableGradScope() { _saved = _noGradDepth; _noGradDepth = 0; }
+        public void Dispose() => _noGradDepth = _saved;
+    }
+
+    /// <summary>
+    /// Gradients of sum_i &lt;gradOutputs[i], outputs[i]&gt; with respect to each of <paramref name="inputs"/>
+    /// (a tensor of zeros for an input the outputs do not depend on). With <paramref name="createGraph"/> the
+    /// gradients are themselves recorded, so they can be differentiated again (Hessian-vector products, gradient
+    /// penalties). Without <paramref name="retainGraph"/> (default: same as createGraph) the graph is freed.
+    /// </summary>
+    /// <exception cref="ArgumentException">An output is not scalar and has no seed, or a seed's shape differs.</exception>
+    /// <exception cref="InvalidOperationException">The graph was already freed by an earlier backward.</exception>
+    public static Tensor[] Grad(Tensor[] outputs, Tensor[] inputs, Tensor[]? gradOutputs = null, bool createGraph = false, bool? retainGraph = null)
+    {
+        var grads = Run(outputs, gradOutputs, createGraph, retainGraph ?? createGraph, inputs);
+        return inputs.Select(x => grads.TryGetValue(x, out var g) ? g : x.ZerosLike()).ToArray();
+    }
+
+    /// <summary>Gradient of a scalar <paramref name="output"/> with respect to <paramref name="input"/>.</summary>
+    public static Tensor Grad(Tensor output, Tensor input, bool createGraph = false) => Grad([output], [input], null, createGraph)[0];
+
+    /// <summary>Vector-Jacobian product v^T J_f(x) of <paramref name="f"/> at <paramref name="x"/>.</summary>
+    public static Tensor Vjp(Func<Tensor, Tensor> f, Tensor x, Tensor v, bool createGraph = false)
+    {
+        var xi = x.Detach().RequiresGrad_();
+        var y = f(xi);
+        return Grad([y], [xi], [v], createGraph)[0];
+    }
+
+    /// <summary>
+    /// Jacobian-vector product J_f(x) v by the double-vjp trick: u -> v^T J^T u is linear in u, so its gradient in u is J v.
+    /// </summary>
+    public static Tensor Jvp(Func<Tensor, Tensor> f, Tensor x, Tensor v)
+    {
+        var xi = x.Detach().RequiresGrad_();
+        var y = f(xi);
+        var u = y.ZerosLike().RequiresGrad_();
+        var g = Grad([y], [xi], [u], createGraph: true)[0];
+        return Grad([g], [u], [v])[0];
+    }
+
+    /// <summary>Hessian-vector product H v of a scalar function at <paramref name="x"/> (gradient of &lt;grad f, v&gt;).</summary>
+    public static Tensor Hvp(Func<Tensor, Tensor> f, Tensor x, Tensor v)
+    {
+        var xi = x.Detach().RequiresGrad_();
+        var g = Grad([f(xi)], [xi], null, createGraph: true)[0];
+        return Grad([(g * v).Sum()], [xi])[0];
+    }
+
+    internal static void Accumulate(Tensor output, Tensor? seed, bool retainGraph, bool createGraph)
+    {
+        var grads = Run([output], seed is null ? null : [seed], createGraph, retainGraph, null);
+        using var _ = createGraph ? null : NoGrad();
+        foreach (var (t, g) in grads)
+        {
+            if (!t.IsLeaf || !t.RequiresGrad) continue;
+            var gd = createGraph ? g : g.Detach();
+            t.Grad = t.Grad is null ? gd : t.Grad + gd;
+        }
+    }
+
+    static Dictionary<Tensor, Tensor> Run(Tensor[] outputs, Tensor[]? seeds, bool createGraph, bool retainGraph, Tensor[]? wanted)
+    {
+        var grads = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < outputs.Length; i++)
+        {
+            var y = outputs[i];
+            Tensor seed;
+            if (seeds is not null && seeds[i] is not null)
+            {
+                if (seeds[i].Shape != y.Shape) throw new ShapeMismatchException("backward", "gradOutputs", y.Shape, seeds[i].Shape, "the seed must have the output's shape");
+                seed = seeds[i];
+            }
+            else
+            {
+                if (y.Numel != 1) throw new ArgumentException($"backward: output has shape {y.Shape}; pass a seed gradient of that shape for a non-scalar output", nameof(outputs));
+                seed = y.OnesLike();
+            }
+            if (!y.RequiresGrad) throw new ArgumentException("backward: the output does not depend on any tensor that requires grad", nameof(outputs));
+            grads[y] = grads.TryGetValue(y, out var prev) ? prev + seed : seed;
+        }
+
+        // Topological order by iterative depth-first search (no recursion: deep graphs must not overflow the stack).
+        var order = new List<Tensor>();
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        var stack = new Stack<(Tensor T, bool Done)>();
+        foreach (var y in outputs) stack.Push((y, false));
+        while (stack.Count > 0)
+        {
+            var (t, done) = stack.Pop();
+            if (done) { order.Add(t); continue; }
+            if (!seen.Add(t)) continue;
+            stack.Push((t, true));
+            if (t.Node is { } node)
+            {
+                if (node.Backward is null)
+                    throw new InvalidOperationException($"backward: the graph through '{node.Op}' was freed by an earlier backward; pass retainGraph: true to backward through it twice");
+                foreach (var x in node.Inputs) if (x.RequiresGrad && !seen.Contains(x)) stack.Push((x, false));
+            }
+        }
+
+        var keep = wanted is null ? null : new HashSet<Tensor>(wanted, ReferenceEqualityComparer.Instance);
+        using (createGraph ? new EnableGradScope() : NoGrad())
+        {
+            for (int k = order.Count - 1; k >= 0; k--)
+            {
+                var t = order[k];
+                if (t.Node is not { } node || !grads.TryGetValue(t, out var g)) continue;
+                var inGrads = node.Backward!(g);
+                for (int i = 0; i < node.Inputs.Length; i++)
+                {
+                    var x = node.Inputs[i];
+                    var gi = inGrads[i];
+                    if (gi is null || !x.RequiresGrad) continue;
+                    if (gi.Shape != x.Shape) throw new InvalidOperationException($"backward of '{node.Op}' produced a gradient of shape {gi.Shape} for an input of shape {x.Shape}");
+                    grads[x] = grads.TryGetValue(x, out var acc) ? acc + gi : gi;
+                }
+                if (keep is null || !keep.Contains(t)) grads.Remove(t);
+                if (!retainGraph) node.Release();
+            }
+        }
+        return grads;
+    }
+}
+
+public sealed partial class Tensor
+{
+    internal GradNode? Node { get; private set; }
+    bool _requiresGrad;
+
+    /// <summary>True when gradients flow to this tensor: set on leaves by the user, inherited by op results.</summary>
+    public bool RequiresGrad
+    {
+        get => _requiresGrad;
+        set
+        {
+            if (!IsLeaf) throw new InvalidOperationException("requires_grad can only be set on leaf tensors; use Detach() for a new leaf");
+            if (value && !DType.IsFloating()) throw new InvalidOperationException($"requires_grad: only floating tensors can require gradients, not {DType}");
+            _requiresGrad = value;
+        }
+    }
+
+    /// <summary>Marks this leaf as requiring gradients; returns it.</summary>
+    public Tensor RequiresGrad_(bool value = true) { RequiresGrad = value; return this; }
+
+    /// <summary>True for tensors not produced by a recorded op.</summary>
+    public bool IsLeaf => Node is null;
+
+    /// <summary>The accumulated gradient of a leaf after <see cref="Backward"/>.</summary>
+    public Tensor? Grad { get; set; }
+
+    /// <summary>A view of the same memory outside the graph (a new leaf that does not require grad).</summary>
+    public Tensor Detach() => new(Storage, Layout);
+
+    /// <summary>
+    /// Backpropagates from this tensor (a scalar, or any shape with a <paramref name="seed"/> of that shape) and adds
+    /// the gradients into <see cref="Grad"/> of every leaf that requires grad.
+    /// </summary>
+    public void Backward(Tensor? seed = null, bool retainGraph = false, bool createGraph = false) =>
+        Autograd.Accumulate(this, seed, retainGraph || createGraph, createGraph);
+
+    /// <summary>Records <paramref name="result"/> as produced by <paramref name="op"/> from <paramref name="inputs"/> when any of them requires grad.</summary>
+    internal static Tensor Record(Tensor result, string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+    {
+        if (!Autograd.IsEnabled) return result;
+        foreach (var x in inputs)
+        {
+            if (x.RequiresGrad)
+            {
+                result.Node = new GradNode(op, inputs, backward);
+                result._requiresGrad = true;
+                return result;
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// A user-defined differentiable op: <paramref name="forward"/> runs without recording, and <paramref name="backward"/>
+    /// maps the output gradient to one gradient per input (null where none), written in tensor ops.
+    /// Use it for straight-through estimators, rotation tricks, or fused ops with a hand-written gradient.
+    /// </summary>
+    public static Tensor Custom(string name, Tensor[] inputs, Func<Tensor[], Tensor> forward, Func<Tensor, Tensor?[]> backward)
+    {
+        Tensor y;
+        using (Autograd.NoGrad()) y = forward(inputs);
+        if (ReferenceEquals(y, inputs.FirstOrDefault())) y = y.Detach();
+        return Record(y, name, inputs, g =>
+        {
+            var gs = backward(g);
+            if (gs.Length != inputs.Length) throw new InvalidOperationException($"custom op '{name}': backward returned {gs.Length} gradients for {inputs.Length} inputs");
+            return gs;
+        });
+    }
+
+    void CheckInPlace(string op)
+    {
+        Storage.ThrowIfDisposed(op);
+        if (Autograd.IsEnabled && (RequiresGrad || !IsLeaf && Node is not null))
+            throw new InvalidOperationException($"{op}: in-place change of a tensor that is part of the autodiff graph; do it inside Autograd.NoGrad() or on a Detach()ed copy");
+    }
+}

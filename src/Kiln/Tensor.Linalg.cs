@@ -1,0 +1,68 @@
+namespace Kiln;
+
+public sealed partial class Tensor
+{
+    /// <summary>
+    /// Matrix product with NumPy semantics: 1-D operands are promoted (a vector on the left is a row, on the right a
+    /// column, and the added dim is removed), and batch dims broadcast. [..., M, K] x [..., K, N] -> [..., M, N].
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The inner dims differ or the batch dims do not broadcast.</exception>
+    public Tensor MatMul(Tensor other)
+    {
+        Storage.ThrowIfDisposed("matmul"); other.Storage.ThrowIfDisposed("matmul");
+        Check.SameDType(this, other, "matmul", nameof(other));
+        Check.SameDevice(this, other, "matmul", nameof(other));
+        Check.Floating(this, "matmul", "input");
+        if (Rank == 0 || other.Rank == 0) throw new ShapeMismatchException("matmul", Rank == 0 ? "input" : nameof(other), "both operands need at least one dimension");
+        var a = Rank == 1 ? Unsqueeze(0) : this;
+        var b = other.Rank == 1 ? other.Unsqueeze(1) : other;
+        int m = a.Shape[-2], k = a.Shape[-1], k2 = b.Shape[-2], n = b.Shape[-1];
+        if (k != k2) throw new ShapeMismatchException("matmul", nameof(other), $"inner dimensions differ: {Shape} x {other.Shape} ({k} vs {k2})");
+        var batchA = new Shape(a.Shape.Dims[..^2]); var batchB = new Shape(b.Shape.Dims[..^2]);
+        var batch = Shape.Broadcast(batchA, batchB, "matmul");
+        var y = MatMul3(a, b, batch, m, k, n);
+        if (Rank == 1) y = y.Squeeze(-2);
+        if (other.Rank == 1) y = y.Squeeze(-1);
+        return y;
+    }
+
+    static Tensor MatMul3(Tensor a, Tensor b, Shape batch, int m, int k, int n)
+    {
+        int nb = batch.Numel;
+        var a3 = a.Detach().BroadcastTo(new Shape([.. batch.Dims, m, k]));
+        var b3 = b.Detach().BroadcastTo(new Shape([.. batch.Dims, k, n]));
+        a3 = Flatten3(a3, nb, m, k); b3 = Flatten3(b3, nb, k, n);
+        var c = Empty(new Shape(nb, m, n), a.DType, a.Device);
+        if (c.Numel > 0) a.Backend.MatMul(a3, b3, c);
+        var y = c.Reshape([.. batch.Dims, m, n]).Detach();
+        return Record(y, "matmul", [a, b], g => [g.MatMul(b.T).SumTo(a.Shape), a.T.MatMul(g).SumTo(b.Shape)]);
+    }
+
+    // Collapses the batch dims into one without copying when their strides allow (broadcast or evenly strided batches).
+    static Tensor Flatten3(Tensor t, int nb, int r, int c)
+    {
+        var s = t.Layout.Strides;
+        var dims = Enumerable.Range(0, t.Rank - 2).Where(i => t.Shape[i] != 1).ToArray();
+        bool even = true;
+        for (int q = 0; q + 1 < dims.Length; q++) even &= s[dims[q]] == s[dims[q + 1]] * t.Shape[dims[q + 1]];
+        if (even)
+            return new Tensor(t.Storage, new Layout(new Shape(nb, r, c), [dims.Length == 0 ? 0 : s[dims[^1]], s[^2], s[^1]], t.Layout.Offset));
+        var cont = t.Contiguous();
+        return new Tensor(cont.Storage, new Layout(new Shape(nb, r, c), [r * c, c, 1], cont.Layout.Offset));
+    }
+
+    /// <summary>Inner product of two vectors of equal length.</summary>
+    public Tensor Dot(Tensor other)
+    {
+        if (Rank != 1 || other.Rank != 1 || Shape[0] != other.Shape[0])
+            throw new ShapeMismatchException("dot", nameof(other), $"dot needs two vectors of equal length, got {Shape} and {other.Shape}");
+        return MatMul(other);
+    }
+
+    /// <summary>Outer product of two vectors: [n] x [m] -> [n, m].</summary>
+    public Tensor Outer(Tensor other)
+    {
+        if (Rank != 1 || other.Rank != 1) throw new ShapeMismatchException("outer", nameof(other), $"outer needs two vectors, got {Shape} and {other.Shape}");
+        return Unsqueeze(1) * other.Unsqueeze(0);
+    }
+}
