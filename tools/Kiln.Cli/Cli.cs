@@ -1,0 +1,63 @@
+using System.CommandLine;
+using Spectre.Console;
+
+namespace Kiln.Cli;
+
+/// <summary>Shared command-line conventions: exit codes, plain output under CI or redirection, JSON lines.</summary>
+public static class Cli
+{
+    /// <summary>Exit status for a failed check.</summary>
+    public const int Failed = 1;
+    /// <summary>Exit status for bad usage.</summary>
+    public const int BadUsage = 2;
+
+    /// <summary>True when progress bars and colour are wanted: an interactive terminal and not CI.</summary>
+    public static bool Interactive => !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("CI") is null or "" or "false";
+
+    /// <summary>Console for human-readable output: standard error, so standard output stays clean for --json.</summary>
+    public static IAnsiConsole Err { get; } = AnsiConsole.Create(new AnsiConsoleSettings
+    {
+        Out = new AnsiConsoleOutput(Console.Error),
+        Ansi = Interactive ? AnsiSupport.Detect : AnsiSupport.No,
+        ColorSystem = Interactive ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+        Interactive = Interactive ? InteractionSupport.Detect : InteractionSupport.No,
+    });
+
+    /// <summary>Parses and runs; argument errors exit with <see cref="BadUsage"/>.</summary>
+    public static int Run(RootCommand root, string[] args)
+    {
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var e in parse.Errors) Console.Error.WriteLine($"kiln: {e.Message}");
+            Console.Error.WriteLine("run 'kiln --help' (or 'kiln <verb> --help') for usage");
+            return BadUsage;
+        }
+        try { return parse.Invoke(); }
+        catch (Exception ex) when (ex is ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or NotSupportedException)
+        {
+            Console.Error.WriteLine($"kiln: {ex.Message}");
+            return BadUsage;
+        }
+    }
+
+    /// <summary>Runs <paramref name="work"/> with a progress bar on a terminal, or plain start/end lines otherwise.</summary>
+    public static T Progress<T>(string label, int total, Func<Action<int>, T> work)
+    {
+        if (!Interactive)
+        {
+            Console.Error.WriteLine($"{label}...");
+            return work(_ => { });
+        }
+        T result = default!;
+        Err.Progress().AutoClear(true).Start(ctx =>
+        {
+            var task = ctx.AddTask(label, maxValue: Math.Max(total, 1));
+            result = work(done => task.Value = done);
+        });
+        return result;
+    }
+
+    /// <summary>Writes one JSON object as a line on standard output.</summary>
+    public static void JsonLine(object value) => Console.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(value));
+}

@@ -1,0 +1,11 @@
+using System.CommandLine;
+using Kiln.Cli;
+
+// `kiln <verb> [sub-verb] [options]`. Each verb lives in its own file under Verbs/ and adds itself here.
+var root = new RootCommand("kiln: a tensor and autodiff engine for .NET, its benchmarks, kernel validation and method reproductions");
+foreach (var verb in new[]
+{
+    TourVerb.Build(),
+})
+    root.Subcommands.Add(verb);
+return Cli.Run(root, args);
