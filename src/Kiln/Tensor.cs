@@ -112,18 +112,21 @@ public sealed partial class Tensor : IDisposable
 
     /// <summary>A CPU tensor holding a copy of <paramref name="data"/> in row-major order with the given shape (a vector by default).</summary>
     /// <exception cref="ShapeMismatchException">The shape's element count differs from the data length.</exception>
-    public static Tensor FromArray<T>(T[] data, Shape? shape = null) where T : unmanaged
+    public static Tensor FromArray<T>(T[] data, Shape shape) where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(data);
-        var s = shape ?? new Shape(data.Length);
+        var s = shape;
         if (s.Numel != data.Length)
             throw new ShapeMismatchException("from_array", nameof(shape), $"shape {s} holds {s.Numel} elements but the data has {data.Length}");
         var dtype = DTypeInfo.Of<T>();
         return new Tensor(CpuBackend.Instance.Upload(data, dtype), Layout.Contiguous(s));
     }
 
+    /// <summary>A CPU vector holding a copy of <paramref name="data"/>.</summary>
+    public static Tensor FromArray<T>(T[] data) where T : unmanaged => FromArray(data, new Shape(data.Length));
+
     /// <summary>A CPU tensor from a span (copied).</summary>
-    public static Tensor FromSpan<T>(ReadOnlySpan<T> data, Shape? shape = null) where T : unmanaged => FromArray(data.ToArray(), shape);
+    public static Tensor FromSpan<T>(ReadOnlySpan<T> data, Shape shape) where T : unmanaged => FromArray(data.ToArray(), shape);
 
     /// <summary>A CPU tensor from a rectangular 2-D array.</summary>
     public static Tensor FromArray<T>(T[,] data) where T : unmanaged
