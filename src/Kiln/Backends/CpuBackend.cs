@@ -245,9 +245,8 @@ public sealed class CpuBackend : IBackend
     {
         int batch = c.Shape[0], m = c.Shape[1], n = c.Shape[2], k = a.Shape[2];
         var (sa, sb) = (S(a), S(b));
-        T[] ad = A<T>(a), bd = A<T>(b), cd = A<T>(c);
-        for (int t = 0; t < batch; t++)
-            Gemm.Run(m, n, k, ad, O(a) + t * sa[0], sa[1], sa[2], bd, O(b) + t * sb[0], sb[1], sb[2], cd, O(c) + t * m * n, n, accumulate: false);
+        Gemm.RunBatched(batch, m, n, k, T.One, A<T>(a), O(a), sa[0], sa[1], sa[2], A<T>(b), O(b), sb[0], sb[1], sb[2],
+            T.Zero, A<T>(c), O(c), m * n, n);
     }
 
     /// <inheritdoc/>

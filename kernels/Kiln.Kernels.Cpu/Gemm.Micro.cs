@@ -1,0 +1,229 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Kiln.Kernels.Cpu;
+
+/// <summary>
+/// GEMM register tiles: C[MR x NR] = alpha * sum_p a[p, 0..MR) (x) b[p, 0..NR) + beta * C over packed k-major panels
+/// (A panel: MR values per k; B panel: NR values per k). Each accumulator is a named local so the JIT keeps all of them
+/// in registers; one A element is broadcast and multiplied into two B vectors per row.
+/// Reference: <see cref="Reference.Gemm"/>.
+/// </summary>
+public static unsafe class GemmMicro
+{
+    /// <summary>One full MR x NR tile with the given kernel (see <see cref="GemmKernel"/> for the tile shapes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Tile<T>(GemmKernel kernel, int kc, T* a, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T>
+    {
+        switch (kernel)
+        {
+            case GemmKernel.Vector512: K512(kc, a, b, c, ldc, alpha, beta); break;
+            case GemmKernel.Vector256: K256(kc, a, b, c, ldc, alpha, beta); break;
+            default: Scalar(kc, a, b, c, ldc, alpha, beta); break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<T> Fma<T>(Vector512<T> x, Vector512<T> y, Vector512<T> acc)
+    {
+        if (typeof(T) == typeof(float)) return Vector512.FusedMultiplyAdd(x.AsSingle(), y.AsSingle(), acc.AsSingle()).As<float, T>();
+        return Vector512.FusedMultiplyAdd(x.AsDouble(), y.AsDouble(), acc.AsDouble()).As<double, T>();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<T> Fma<T>(Vector256<T> x, Vector256<T> y, Vector256<T> acc)
+    {
+        if (typeof(T) == typeof(float)) return Vector256.FusedMultiplyAdd(x.AsSingle(), y.AsSingle(), acc.AsSingle()).As<float, T>();
+        return Vector256.FusedMultiplyAdd(x.AsDouble(), y.AsDouble(), acc.AsDouble()).As<double, T>();
+    }
+
+    /// <summary>6 x (2 x Vector512): 12 accumulators, 2 B vectors and 1 broadcast A in 15 of the 32 zmm registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void K512<T>(int kc, T* a, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T>
+    {
+        int w = Vector512<T>.Count;
+        Vector512<T> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + w);
+            var x = Vector512.Create(a[0]); c00 = Fma(x, b0, c00); c01 = Fma(x, b1, c01);
+            x = Vector512.Create(a[1]); c10 = Fma(x, b0, c10); c11 = Fma(x, b1, c11);
+            x = Vector512.Create(a[2]); c20 = Fma(x, b0, c20); c21 = Fma(x, b1, c21);
+            x = Vector512.Create(a[3]); c30 = Fma(x, b0, c30); c31 = Fma(x, b1, c31);
+            x = Vector512.Create(a[4]); c40 = Fma(x, b0, c40); c41 = Fma(x, b1, c41);
+            x = Vector512.Create(a[5]); c50 = Fma(x, b0, c50); c51 = Fma(x, b1, c51);
+            a += 6; b += 2 * w;
+        }
+        var va = Vector512.Create(alpha);
+        if (beta == T.Zero)
+        {
+            Vector512.Store(c00 * va, c); Vector512.Store(c01 * va, c + w); c += ldc;
+            Vector512.Store(c10 * va, c); Vector512.Store(c11 * va, c + w); c += ldc;
+            Vector512.Store(c20 * va, c); Vector512.Store(c21 * va, c + w); c += ldc;
+            Vector512.Store(c30 * va, c); Vector512.Store(c31 * va, c + w); c += ldc;
+            Vector512.Store(c40 * va, c); Vector512.Store(c41 * va, c + w); c += ldc;
+            Vector512.Store(c50 * va, c); Vector512.Store(c51 * va, c + w);
+        }
+        else
+        {
+            var vb = Vector512.Create(beta);
+            Vector512.Store(Fma(c00, va, Vector512.Load(c) * vb), c); Vector512.Store(Fma(c01, va, Vector512.Load(c + w) * vb), c + w); c += ldc;
+            Vector512.Store(Fma(c10, va, Vector512.Load(c) * vb), c); Vector512.Store(Fma(c11, va, Vector512.Load(c + w) * vb), c + w); c += ldc;
+            Vector512.Store(Fma(c20, va, Vector512.Load(c) * vb), c); Vector512.Store(Fma(c21, va, Vector512.Load(c + w) * vb), c + w); c += ldc;
+            Vector512.Store(Fma(c30, va, Vector512.Load(c) * vb), c); Vector512.Store(Fma(c31, va, Vector512.Load(c + w) * vb), c + w); c += ldc;
+            Vector512.Store(Fma(c40, va, Vector512.Load(c) * vb), c); Vector512.Store(Fma(c41, va, Vector512.Load(c + w) * vb), c + w); c += ldc;
+            Vector512.Store(Fma(c50, va, Vector512.Load(c) * vb), c); Vector512.Store(Fma(c51, va, Vector512.Load(c + w) * vb), c + w);
+        }
+    }
+
+    /// <summary>6 x (2 x Vector256): 12 accumulators, 2 B vectors and 1 broadcast A in 15 of the 16 ymm registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void K256<T>(int kc, T* a, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T>
+    {
+        int w = Vector256<T>.Count;
+        Vector256<T> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector256.Load(b); var b1 = Vector256.Load(b + w);
+            var x = Vector256.Create(a[0]); c00 = Fma(x, b0, c00); c01 = Fma(x, b1, c01);
+            x = Vector256.Create(a[1]); c10 = Fma(x, b0, c10); c11 = Fma(x, b1, c11);
+            x = Vector256.Create(a[2]); c20 = Fma(x, b0, c20); c21 = Fma(x, b1, c21);
+            x = Vector256.Create(a[3]); c30 = Fma(x, b0, c30); c31 = Fma(x, b1, c31);
+            x = Vector256.Create(a[4]); c40 = Fma(x, b0, c40); c41 = Fma(x, b1, c41);
+            x = Vector256.Create(a[5]); c50 = Fma(x, b0, c50); c51 = Fma(x, b1, c51);
+            a += 6; b += 2 * w;
+        }
+        var va = Vector256.Create(alpha);
+        if (beta == T.Zero)
+        {
+            Vector256.Store(c00 * va, c); Vector256.Store(c01 * va, c + w); c += ldc;
+            Vector256.Store(c10 * va, c); Vector256.Store(c11 * va, c + w); c += ldc;
+            Vector256.Store(c20 * va, c); Vector256.Store(c21 * va, c + w); c += ldc;
+            Vector256.Store(c30 * va, c); Vector256.Store(c31 * va, c + w); c += ldc;
+            Vector256.Store(c40 * va, c); Vector256.Store(c41 * va, c + w); c += ldc;
+            Vector256.Store(c50 * va, c); Vector256.Store(c51 * va, c + w);
+        }
+        else
+        {
+            var vb = Vector256.Create(beta);
+            Vector256.Store(Fma(c00, va, Vector256.Load(c) * vb), c); Vector256.Store(Fma(c01, va, Vector256.Load(c + w) * vb), c + w); c += ldc;
+            Vector256.Store(Fma(c10, va, Vector256.Load(c) * vb), c); Vector256.Store(Fma(c11, va, Vector256.Load(c + w) * vb), c + w); c += ldc;
+            Vector256.Store(Fma(c20, va, Vector256.Load(c) * vb), c); Vector256.Store(Fma(c21, va, Vector256.Load(c + w) * vb), c + w); c += ldc;
+            Vector256.Store(Fma(c30, va, Vector256.Load(c) * vb), c); Vector256.Store(Fma(c31, va, Vector256.Load(c + w) * vb), c + w); c += ldc;
+            Vector256.Store(Fma(c40, va, Vector256.Load(c) * vb), c); Vector256.Store(Fma(c41, va, Vector256.Load(c + w) * vb), c + w); c += ldc;
+            Vector256.Store(Fma(c50, va, Vector256.Load(c) * vb), c); Vector256.Store(Fma(c51, va, Vector256.Load(c + w) * vb), c + w);
+        }
+    }
+
+    /// <summary>4 x 4 scalar tile for machines without SIMD (16 accumulators).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Scalar<T>(int kc, T* a, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T>
+    {
+        T c00 = T.Zero, c01 = T.Zero, c02 = T.Zero, c03 = T.Zero, c10 = T.Zero, c11 = T.Zero, c12 = T.Zero, c13 = T.Zero,
+          c20 = T.Zero, c21 = T.Zero, c22 = T.Zero, c23 = T.Zero, c30 = T.Zero, c31 = T.Zero, c32 = T.Zero, c33 = T.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            T b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3], x = a[0];
+            c00 += x * b0; c01 += x * b1; c02 += x * b2; c03 += x * b3; x = a[1];
+            c10 += x * b0; c11 += x * b1; c12 += x * b2; c13 += x * b3; x = a[2];
+            c20 += x * b0; c21 += x * b1; c22 += x * b2; c23 += x * b3; x = a[3];
+            c30 += x * b0; c31 += x * b1; c32 += x * b2; c33 += x * b3;
+            a += 4; b += 4;
+        }
+        Put(c, 0, c00, c01, c02, c03, alpha, beta); Put(c + ldc, 0, c10, c11, c12, c13, alpha, beta);
+        Put(c + 2 * ldc, 0, c20, c21, c22, c23, alpha, beta); Put(c + 3 * ldc, 0, c30, c31, c32, c33, alpha, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put<T>(T* c, int j, T v0, T v1, T v2, T v3, T alpha, T beta) where T : unmanaged, INumber<T>
+    {
+        if (beta == T.Zero) { c[j] = alpha * v0; c[j + 1] = alpha * v1; c[j + 2] = alpha * v2; c[j + 3] = alpha * v3; }
+        else { c[j] = alpha * v0 + beta * c[j]; c[j + 1] = alpha * v1 + beta * c[j + 1]; c[j + 2] = alpha * v2 + beta * c[j + 2]; c[j + 3] = alpha * v3 + beta * c[j + 3]; }
+    }
+}
+
+/// <summary>
+/// Packing of GEMM operands into the micro-kernels' k-major panels, zero-padded to whole tiles, from any strides.
+/// Reference: <see cref="Reference.Gemm"/>.
+/// </summary>
+public static unsafe class Pack
+{
+    /// <summary>
+    /// Micro-panels [s, e) of B's kc x nc slice (element (p, j) at src[p*rs + j*cs]) into dst: panel q holds kc rows of
+    /// nr values for columns q*nr.. at dst + q*nr*kc; columns past nc are zero.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void B<T>(int kc, int nc, int nr, T* src, long rs, long cs, T* dst, int s, int e) where T : unmanaged, INumber<T>
+    {
+        for (int q = s; q < e; q++)
+        {
+            int j0 = q * nr, w = Math.Min(nr, nc - j0);
+            T* d = dst + (long)q * nr * kc, col = src + j0 * cs;
+            if (cs == 1)
+            {
+                if (w == nr && Vector512.IsHardwareAccelerated && nr % Vector512<T>.Count == 0)
+                {
+                    int vw = Vector512<T>.Count;
+                    for (int p = 0; p < kc; p++, d += nr)
+                    {
+                        T* r = col + p * rs;
+                        for (int j = 0; j < nr; j += vw) Vector512.Store(Vector512.Load(r + j), d + j);
+                    }
+                }
+                else
+                    for (int p = 0; p < kc; p++, d += nr)
+                    {
+                        new ReadOnlySpan<T>(col + p * rs, w).CopyTo(new Span<T>(d, w));
+                        new Span<T>(d + w, nr - w).Clear();
+                    }
+            }
+            else
+            {
+                // Transposed or strided B: walk each source column contiguously (when rs is 1) and scatter into the panel.
+                for (int j = 0; j < w; j++)
+                {
+                    T* sj = col + j * cs;
+                    for (int p = 0; p < kc; p++) d[p * nr + j] = sj[p * rs];
+                }
+                if (w < nr) for (int p = 0; p < kc; p++) new Span<T>(d + p * nr + w, nr - w).Clear();
+            }
+        }
+    }
+
+    /// <summary>
+    /// A's mc x kc block (element (i, p) at src[i*rs + p*cs]) into mr-tall micro-panels: strip i0 holds kc columns of
+    /// mr values at dst + i0*kc; rows past mc are zero.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void A<T>(int kc, int mc, int mr, T* src, long rs, long cs, T* dst) where T : unmanaged, INumber<T>
+    {
+        for (int i0 = 0; i0 < mc; i0 += mr)
+        {
+            int h = Math.Min(mr, mc - i0);
+            T* d = dst + (long)i0 * kc, s = src + i0 * rs;
+            if (h == 6 && mr == 6 && cs == 1)
+            {
+                T* r0 = s, r1 = s + rs, r2 = s + 2 * rs, r3 = s + 3 * rs, r4 = s + 4 * rs, r5 = s + 5 * rs;
+                for (int p = 0; p < kc; p++, d += 6)
+                {
+                    d[0] = r0[p]; d[1] = r1[p]; d[2] = r2[p]; d[3] = r3[p]; d[4] = r4[p]; d[5] = r5[p];
+                }
+            }
+            else if (rs == 1)
+                for (int p = 0; p < kc; p++, d += mr)
+                {
+                    new ReadOnlySpan<T>(s + p * cs, h).CopyTo(new Span<T>(d, h));
+                    for (int r = h; r < mr; r++) d[r] = T.Zero;
+                }
+            else
+                for (int p = 0; p < kc; p++, d += mr)
+                {
+                    for (int r = 0; r < h; r++) d[r] = s[r * rs + p * cs];
+                    for (int r = h; r < mr; r++) d[r] = T.Zero;
+                }
+        }
+    }
+}
