@@ -88,6 +88,64 @@ public sealed partial class Tensor
         });
     }
 
+    /// <summary>
+    /// Scaled-dot-product attention, fused: softmax(scale q k^T) v over the last two dims, computed in tiles with an online
+    /// softmax so the Tq x Tk score matrix is never stored. q is [..., Tq, d], k [..., Tk, d], v [..., Tk, dv]; the
+    /// batch dims broadcast; the result is [..., Tq, dv]. <paramref name="causal"/> lets query i see keys j &lt;= i only
+    /// (top-left aligned, as PyTorch's is_causal). <paramref name="scale"/> defaults to 1/sqrt(d).
+    /// Differentiable: a fused backward recomputes the probabilities tile by tile; with create-graph the gradient is
+    /// written in tensor ops, so it can be differentiated again.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">A rank below 2, k's last dim differs from q's, v's rows from k's, or batch dims do not broadcast.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">scale is not finite.</exception>
+    public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, bool causal = false, double? scale = null)
+    {
+        const string op = "scaled_dot_product_attention";
+        ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
+        q.Storage.ThrowIfDisposed(op); k.Storage.ThrowIfDisposed(op); v.Storage.ThrowIfDisposed(op);
+        Check.Floating(q, op, nameof(q));
+        Check.SameDType(q, k, op, nameof(k)); Check.SameDType(q, v, op, nameof(v));
+        Check.SameDevice(q, k, op, nameof(k)); Check.SameDevice(q, v, op, nameof(v));
+        foreach (var (t, name) in new[] { (q, nameof(q)), (k, nameof(k)), (v, nameof(v)) })
+            if (t.Rank < 2) throw new ShapeMismatchException(op, name, $"{name} must be [..., T, d], got shape {t.Shape}");
+        int tq = q.Shape[-2], d = q.Shape[-1], tk = k.Shape[-2], dv = v.Shape[-1];
+        if (k.Shape[-1] != d) throw new ShapeMismatchException(op, nameof(k), $"k's last dim must equal q's: q {q.Shape}, k {k.Shape}");
+        if (v.Shape[-2] != tk) throw new ShapeMismatchException(op, nameof(v), $"v must have as many rows as k: k {k.Shape}, v {v.Shape}");
+        var batch = Shape.Broadcast(Shape.Broadcast(new Shape(q.Shape.Dims[..^2]), new Shape(k.Shape.Dims[..^2]), op), new Shape(v.Shape.Dims[..^2]), op);
+        double s = scale ?? (d == 0 ? 1.0 : 1.0 / Math.Sqrt(d));
+        if (!double.IsFinite(s)) throw new ArgumentOutOfRangeException(nameof(scale), s, $"{op}: scale must be finite");
+        int nb = batch.Numel;
+        Tensor Flat(Tensor t, int r, int c) => t.Detach().BroadcastTo(new Shape([.. batch.Dims, r, c])).Contiguous().Reshape(nb, r, c);
+        var (q3, k3, v3) = (Flat(q, tq, d), Flat(k, tk, d), Flat(v, tk, dv));
+        var y3 = Empty(new Shape(nb, tq, dv), q.DType, q.Device);
+        var lse = Empty(new Shape(nb, tq), q.DType, q.Device);
+        if (nb * tq > 0) q.Backend.Attention(q3, k3, v3, causal, s, y3, lse);
+        var y = y3.Reshape([.. batch.Dims, tq, dv]).Detach();
+        return Record(y, op, [q, k, v], g =>
+        {
+            if (Autograd.IsEnabled) return AttentionGradComposite(q, k, v, g, causal, s);
+            var gq = Zeros(q3.Shape, q.DType, q.Device); var gk = Zeros(k3.Shape, q.DType, q.Device); var gv = Zeros(v3.Shape, q.DType, q.Device);
+            if (nb * tq * tk > 0) q.Backend.AttentionBackward(q3, k3, v3, y3, g.Detach().Contiguous().Reshape(nb, tq, dv), lse, causal, s, gq, gk, gv);
+            return [gq.Reshape([.. batch.Dims, tq, d]).SumTo(q.Shape), gk.Reshape([.. batch.Dims, tk, d]).SumTo(k.Shape), gv.Reshape([.. batch.Dims, tk, dv]).SumTo(v.Shape)];
+        });
+    }
+
+    // The attention gradient in tensor ops (materializes the scores; used only when the gradient itself is recorded).
+    static Tensor?[] AttentionGradComposite(Tensor q, Tensor k, Tensor v, Tensor g, bool causal, double scale)
+    {
+        var scores = q.MatMul(k.Transpose(-2, -1)) * scale;
+        if (causal)
+        {
+            int tq = q.Shape[-2], tk = k.Shape[-2];
+            var future = Arange(tk, DType.Int64, q.Device).Unsqueeze(0) > Arange(tq, DType.Int64, q.Device).Unsqueeze(1);
+            scores = scores.MaskedFill(future, double.NegativeInfinity);
+        }
+        var p = scores.Softmax(-1);
+        var dp = g.MatMul(v.Transpose(-2, -1));
+        var ds = p * (dp - (dp * p).Sum(-1, keepDim: true));
+        return [(ds.MatMul(k) * scale).SumTo(q.Shape), (ds.Transpose(-2, -1).MatMul(q) * scale).SumTo(k.Shape), p.Transpose(-2, -1).MatMul(g).SumTo(v.Shape)];
+    }
+
     void CheckNormParam(Tensor? p, int len, string op, string name)
     {
         if (p is null) return;

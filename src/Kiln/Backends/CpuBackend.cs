@@ -250,6 +250,34 @@ public sealed class CpuBackend : IBackend
     }
 
     /// <inheritdoc/>
+    public void Attention(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse)
+    {
+        var (batch, tq, d, tk, dv) = (q.Shape[0], q.Shape[1], q.Shape[2], k.Shape[1], v.Shape[2]);
+        switch (q.DType)
+        {
+            case DType.Float32: Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, A<float>(q), O(q), A<float>(k), O(k), A<float>(v), O(v), causal, (float)scale, A<float>(y), O(y), A<float>(lse), O(lse)); break;
+            case DType.Float64: Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, A<double>(q), O(q), A<double>(k), O(k), A<double>(v), O(v), causal, scale, A<double>(y), O(y), A<double>(lse), O(lse)); break;
+            default: throw Unsupported("attention", q.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, double scale, Tensor gq, Tensor gk, Tensor gv)
+    {
+        var (batch, tq, d, tk, dv) = (q.Shape[0], q.Shape[1], q.Shape[2], k.Shape[1], v.Shape[2]);
+        switch (q.DType)
+        {
+            case DType.Float32:
+                Kernels.Cpu.Attention.Backward(batch, tq, tk, d, dv, A<float>(q), O(q), A<float>(k), O(k), A<float>(v), O(v), A<float>(y), O(y), A<float>(gy), O(gy),
+                    A<float>(lse), O(lse), causal, (float)scale, A<float>(gq), O(gq), A<float>(gk), O(gk), A<float>(gv), O(gv)); break;
+            case DType.Float64:
+                Kernels.Cpu.Attention.Backward(batch, tq, tk, d, dv, A<double>(q), O(q), A<double>(k), O(k), A<double>(v), O(v), A<double>(y), O(y), A<double>(gy), O(gy),
+                    A<double>(lse), O(lse), causal, scale, A<double>(gq), O(gq), A<double>(gk), O(gk), A<double>(gv), O(gv)); break;
+            default: throw Unsupported("attention", q.DType);
+        }
+    }
+
+    /// <inheritdoc/>
     public void SoftmaxRows(Tensor x, int rows, int len, bool log, Tensor y)
     {
         switch (x.DType)

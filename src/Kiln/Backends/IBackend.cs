@@ -64,6 +64,20 @@ public interface IBackend
     /// </summary>
     void MatMul(Tensor a, Tensor b, Tensor c);
 
+    /// <summary>
+    /// Fused scaled-dot-product attention over independent heads. <paramref name="q"/> [batch, Tq, d], <paramref name="k"/>
+    /// [batch, Tk, d] and <paramref name="v"/> [batch, Tk, dv] are contiguous; writes y [batch, Tq, dv] =
+    /// softmax(scale q k^T) v row by row, where causal masks key j &gt; query i (top-left aligned, as PyTorch), and
+    /// lse [batch, Tq] = log sum_j exp(scale q_i . k_j) over the unmasked keys (-inf when Tk is 0, with y 0 there).
+    /// Must not materialize the Tq x Tk matrix for long sequences.
+    /// </summary>
+    void Attention(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse);
+    /// <summary>
+    /// Gradients of <see cref="Attention"/> from the forward's inputs, its outputs y and lse, and the output gradient gy
+    /// (all contiguous, shapes as there): overwrites gq [batch, Tq, d], gk [batch, Tk, d], gv [batch, Tk, dv].
+    /// </summary>
+    void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, double scale, Tensor gq, Tensor gk, Tensor gv);
+
     /// <summary>Softmax (or log-softmax) of each row of a contiguous [rows, len] tensor.</summary>
     void SoftmaxRows(Tensor x, int rows, int len, bool log, Tensor y);
     /// <summary>Layer norm of each row: (x - mean) / sqrt(var + eps) * weight + bias; weight and bias [len] or null.</summary>

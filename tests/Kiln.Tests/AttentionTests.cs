@@ -1,0 +1,118 @@
+using Kiln.Kernels;
+using Kiln.Tests.TestKit;
+using Xunit;
+using FsCheck.Fluent;
+using G = FsCheck.Fluent.Gen;
+
+namespace Kiln.Tests;
+
+/// <summary>Fused scaled-dot-product attention against the unfused float64 reference, its gradients, and its argument checks.</summary>
+public class AttentionTests
+{
+    // Sequence lengths cross the kernel's 64-row tiles; 0 and 1 occur.
+    static FsCheck.Gen<int> Len => G.Frequency((1, G.Constant(0)), (2, G.Constant(1)), (8, G.Choose(2, 40)), (3, G.Choose(60, 140)));
+    static FsCheck.Gen<int> Width => G.Frequency((1, G.Constant(1)), (6, G.Choose(2, 40)), (1, G.Constant(64)));
+
+    public static IEnumerable<object[]> Cases =>
+        from d in Devices.All from dt in new[] { DType.Float32, DType.Float64 } select new object[] { d.ToString(), dt };
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Fused_attention_matches_unfused_float64_reference(string device, DType dtype)
+    {
+        var dev = Devices.Parse(device);
+        var gen = from tq in Len from tk in Len from d in Width from dv in Width
+                  from batch in G.Elements(Array.Empty<int>(), [1], [3], [2, 3])
+                  from shareKv in G.Elements(true, false) from causal in G.Elements(true, false)
+                  from scale in G.Elements<double?>(null, 0.3, 1.0)
+                  from view in TensorGen.View from seed in TensorGen.Seed
+                  select (tq, tk, d, dv, batch, shareKv, causal, scale, view, seed);
+        Props.Check(gen, c =>
+        {
+            var (tq, tk, d, dv, batch, shareKv, causal, scale, view, seed) = c;
+            // k and v may be shared by every batch entry (broadcast), q may be a strided view.
+            int[] kvBatch = shareKv && batch.Length > 0 ? [.. batch.Select(_ => 1)] : batch;
+            var q = TensorGen.Make([.. batch, tq, d], view, seed, dtype, dev, -1, 1);
+            var k = TensorGen.Make([.. kvBatch, tk, d], TensorGen.ViewKind.Contiguous, seed + 1, dtype, dev, -1, 1);
+            var v = TensorGen.Make([.. kvBatch, tk, dv], TensorGen.ViewKind.Contiguous, seed + 2, dtype, dev, -1, 1);
+            var y = Tensor.ScaledDotProductAttention(q, k, v, causal, scale);
+            Assert.Equal(new Shape([.. batch, tq, dv]), y.Shape);
+            int nb = new Shape(batch).Numel;
+            var qs = q.ToDoubleArray();
+            var ks = k.BroadcastTo(new Shape([.. batch, tk, d])).ToDoubleArray();
+            var vs = v.BroadcastTo(new Shape([.. batch, tk, dv])).ToDoubleArray();
+            var got = y.ToDoubleArray();
+            double s = scale ?? (d == 0 ? 1 : 1 / Math.Sqrt(d));
+            // Rounding bound: scores carry about d ulps, the softmax sum and the weighted sum about tk more, scaled by |v| <= 1
+            // and by the exp's sensitivity to absolute score error (|score| <= s d).
+            double u = dtype == DType.Float32 ? Math.Pow(2, -24) : Math.Pow(2, -53);
+            double tol = (d + tk + 8) * u * (2 + s * d);
+            for (int t = 0; t < nb; t++)
+            {
+                var e = Reference.Attention(tq, tk, d, dv, qs.AsSpan(t * tq * d, tq * d), ks.AsSpan(t * tk * d, tk * d), vs.AsSpan(t * tk * dv, tk * dv), causal, s);
+                Close.Check(e, got.AsSpan(t * tq * dv, tq * dv), 0, tol, $"attention {dtype} batch {t} tq {tq} tk {tk} d {d} dv {dv} causal {causal}");
+            }
+        });
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Gradients_match_finite_differences(bool causal)
+    {
+        var g = new Generator(7);
+        // Two heads sharing k and v, Tq != Tk, and a query length that spans two tiles.
+        var q = Tensor.Rand(new Shape(2, 70, 3), g, -1, 1, DType.Float64);
+        var k = Tensor.Rand(new Shape(1, 66, 3), g, -1, 1, DType.Float64);
+        var v = Tensor.Rand(new Shape(66, 2), g, -1, 1, DType.Float64);
+        var r = GradCheck.Run(x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal), [q, k, v]);
+        Assert.True(r.Passed, r.ToString());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Recorded_gradient_equals_fused_gradient_and_differentiates_again(bool causal)
+    {
+        var g = new Generator(9);
+        var q = Tensor.Rand(new Shape(2, 9, 4), g, -1, 1, DType.Float64).RequiresGrad_();
+        var k = Tensor.Rand(new Shape(2, 11, 4), g, -1, 1, DType.Float64).RequiresGrad_();
+        var v = Tensor.Rand(new Shape(2, 11, 5), g, -1, 1, DType.Float64).RequiresGrad_();
+        var w = Tensor.Rand(new Shape(2, 9, 5), g, -1, 1, DType.Float64);
+        Tensor Loss() => (Tensor.ScaledDotProductAttention(q, k, v, causal, 0.7) * w).Sum();
+        var fused = Autograd.Grad([Loss()], [q, k, v]);
+        var recorded = Autograd.Grad([Loss()], [q, k, v], createGraph: true);
+        for (int i = 0; i < 3; i++) Close.Check(fused[i], recorded[i], 1e-12, 1e-13, $"input {i}");
+        // Second order: the Hessian-vector product in q matches central differences of the (fused) gradient.
+        Tensor F(Tensor x) => (Tensor.ScaledDotProductAttention(x, k.Detach(), v.Detach(), causal, 0.7) * w).Sum();
+        var dir = Tensor.Rand(q.Shape, g, -1, 1, DType.Float64);
+        var hv = Autograd.Hvp(F, q.Detach(), dir);
+        const double eps = 1e-5;
+        Tensor GradAt(Tensor x) { var xi = x.Detach().RequiresGrad_(); return Autograd.Grad(F(xi), xi); }
+        var numeric = (GradAt(q.Detach() + dir * eps) - GradAt(q.Detach() - dir * eps)) / (2 * eps);
+        Close.Check(numeric, hv, 1e-5, 1e-7, "hessian-vector product");
+    }
+
+    [Fact]
+    public void Causal_attention_of_the_first_query_returns_the_first_value_row()
+    {
+        var q = Tensor.FromArray(new[] { 1f, 2f, 3f, 4f }, new Shape(2, 2));
+        var k = Tensor.FromArray(new[] { 5f, -1f, 0.5f, 2f, 9f, 9f }, new Shape(3, 2));
+        var v = Tensor.FromArray(new[] { 10f, 20f, 30f }, new Shape(3, 1));
+        var y = Tensor.ScaledDotProductAttention(q, k, v, causal: true).ToDoubleArray();
+        Assert.Equal(10.0, y[0], 5);
+        Assert.InRange(y[1], 10.0, 20.0);
+    }
+
+    [Fact]
+    public void Bad_arguments_name_the_argument()
+    {
+        var q = Tensor.Zeros(2, 4, 8);
+        Assert.Equal("k", Assert.Throws<ShapeMismatchException>(() => Tensor.ScaledDotProductAttention(q, Tensor.Zeros(2, 5, 7), Tensor.Zeros(2, 5, 3))).ParamName);
+        Assert.Equal("v", Assert.Throws<ShapeMismatchException>(() => Tensor.ScaledDotProductAttention(q, Tensor.Zeros(2, 5, 8), Tensor.Zeros(2, 6, 3))).ParamName);
+        Assert.Equal("q", Assert.Throws<ShapeMismatchException>(() => Tensor.ScaledDotProductAttention(Tensor.Zeros(8), Tensor.Zeros(5, 8), Tensor.Zeros(5, 3))).ParamName);
+        Assert.Throws<ShapeMismatchException>(() => Tensor.ScaledDotProductAttention(q, Tensor.Zeros(3, 5, 8), Tensor.Zeros(3, 5, 3)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Tensor.ScaledDotProductAttention(q, q, q, scale: double.NaN));
+        Assert.Throws<NotSupportedException>(() => Tensor.ScaledDotProductAttention(q.To(DType.Int32), q.To(DType.Int32), q.To(DType.Int32)));
+        Assert.Throws<ArgumentException>(() => Tensor.ScaledDotProductAttention(q, q.To(DType.Float64), q));
+    }
+}
