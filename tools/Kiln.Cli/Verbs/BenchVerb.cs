@@ -1,0 +1,355 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.Intrinsics;
+using System.Text;
+using System.Text.Json;
+using Spectre.Console;
+
+namespace Kiln.Cli;
+
+/// <summary>
+/// `kiln bench`: Kiln's CPU speed on the workloads of ../shared/peers/peer_bench.py (same names, same sizes, same
+/// median-of-7 timing), each followed by the peer's run in the same invocation; prints Kiln, peer and ratio, and writes
+/// RESULTS.md and ratios.png. With --json it prints Kiln's numbers only, one JSON object per line.
+/// </summary>
+public static class BenchVerb
+{
+    /// <summary>One workload: a name from peer_bench.py, the work per run (in <see cref="Unit"/>'s numerator) and a factory for the timed action.</summary>
+    public sealed record Workload(string Name, double Amount, string Unit, Func<Action> Setup);
+
+    /// <summary>A measured result.</summary>
+    public sealed record Result(string Workload, double Seconds, double Rate, string Unit);
+
+    /// <summary>The workloads, in run order. Names match peer_bench.py; sgemm_1000 and sgemm_4097x64 are added to the peer by <see cref="PeerScript"/>.</summary>
+    public static IReadOnlyList<Workload> Workloads =>
+    [
+        Sgemm("sgemm_256", 256, 256, 256), Sgemm("sgemm_512", 512, 512, 512), Sgemm("sgemm_1024", 1024, 1024, 1024),
+        Sgemm("sgemm_2048", 2048, 2048, 2048), Sgemm("sgemm_1000", 1000, 1000, 1000), Sgemm("sgemm_1023", 1023, 1023, 1023),
+        // A 4097-square matrix times a 64-column panel: ragged M and K with a narrow N.
+        Sgemm("sgemm_4097x64", 4097, 64, 4097),
+        new("add_16M", 3 * 16 * 1024 * 1024 * 4 / 1e9, "GB/s", () =>
+        {
+            var x = Tensor.Randn([16 * 1024 * 1024], new Generator(1)); var y = x.Clone();
+            return () => y.Add_(x);
+        }),
+        new("sum_16M", 16 * 1024 * 1024 * 4 / 1e9, "GB/s", () =>
+        {
+            var x = Tensor.Randn([16 * 1024 * 1024], new Generator(2));
+            return () => { using var s = Tensor.Scope(); x.Sum(); };
+        }),
+        new("softmax_4096x4096", 2 * 4096 * 4096 * 4 / 1e9, "GB/s", () =>
+        {
+            var x = Tensor.Randn([4096, 4096], new Generator(3));
+            return () => { using var s = Tensor.Scope(); x.Softmax(-1); };
+        }),
+        new("layer_norm_4096x4096", 2 * 4096 * 4096 * 4 / 1e9, "GB/s", () =>
+        {
+            var x = Tensor.Randn([4096, 4096], new Generator(4)); var w = Tensor.Ones([4096]); var b = Tensor.Zeros([4096]);
+            return () => { using var s = Tensor.Scope(); x.LayerNorm(w, b); };
+        }),
+        new("mlp_train_step_784_1024_1024_10_b256_adam", 256, "samples/s", MlpStep),
+        new("causal_attention_h8_t512_d64", 2.0 * 2 * 8 * 512 * 512 * 64 / 1e9, "GFLOP/s", () =>
+        {
+            var g = new Generator(5);
+            var (q, k, v) = (Tensor.Randn([1, 8, 512, 64], g), Tensor.Randn([1, 8, 512, 64], g), Tensor.Randn([1, 8, 512, 64], g));
+            return () => { using var s = Tensor.Scope(); using var ng = Autograd.NoGrad(); Tensor.ScaledDotProductAttention(q, k, v, causal: true, scale: 1.0 / 8); };
+        }),
+    ];
+
+    static Workload Sgemm(string name, int m, int n, int k) => new(name, 2.0 * m * n * k / 1e9, "GFLOP/s", () =>
+    {
+        var g = new Generator(6);
+        var (a, b) = (Tensor.Rand([m, k], g), Tensor.Rand([k, n], g));
+        return () => { using var s = Tensor.Scope(); a.MatMul(b); };
+    });
+
+    // PyTorch's nn.Sequential(Linear 784-1024, ReLU, Linear 1024-1024, ReLU, Linear 1024-10), cross-entropy and Adam(1e-3),
+    // written with core tensor ops (Kiln.NN's layers are built separately) and an in-place Adam update under NoGrad.
+    static Action MlpStep()
+    {
+        var g = new Generator(0);
+        Tensor Param(int fanIn, params int[] shape) => Tensor.Rand(new Shape(shape), g, -1 / Math.Sqrt(fanIn), 1 / Math.Sqrt(fanIn)).RequiresGrad_();
+        var p = new[] { Param(784, 784, 1024), Param(784, 1024), Param(1024, 1024, 1024), Param(1024, 1024), Param(1024, 1024, 10), Param(1024, 10) };
+        var m = p.Select(t => t.Detach().ZerosLike()).ToArray();
+        var v = p.Select(t => t.Detach().ZerosLike()).ToArray();
+        var x = Tensor.Randn([256, 784], g);
+        var target = Tensor.RandInt([256], 0, 10, g).OneHot(10);
+        int step = 0;
+        const double lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+        return () =>
+        {
+            using var scope = Tensor.Scope();
+            var h = (x.MatMul(p[0]) + p[1]).Relu();
+            h = (h.MatMul(p[2]) + p[3]).Relu();
+            var loss = -((h.MatMul(p[4]) + p[5]).LogSoftmax(-1) * target).Sum() / 256;
+            loss.Backward();
+            step++;
+            double c1 = 1 - Math.Pow(b1, step), c2 = 1 - Math.Pow(b2, step);
+            using (Autograd.NoGrad())
+                for (int i = 0; i < p.Length; i++)
+                {
+                    var gr = p[i].Grad!;
+                    m[i].Mul_(b1).Add_(gr * (1 - b1));
+                    v[i].Mul_(b2).Add_(gr.Square().Mul_(1 - b2));
+                    var denom = (v[i] * (1 / c2)).Apply_(Kernels.UnaryOp.Sqrt).Add_(eps);
+                    p[i].Sub_((m[i] * (lr / c1)).Div_(denom));
+                    p[i].Grad = null;
+                }
+        };
+    }
+
+    /// <summary>Median seconds of 7 timed runs after warm-up (2 runs, and at least 0.3 s so the JIT has tiered up).</summary>
+    public static double MedianSeconds(Action run, int reps = 7)
+    {
+        var warm = Stopwatch.StartNew();
+        for (int i = 0; i < 2 || warm.Elapsed.TotalSeconds < 0.3 && i < 200; i++) run();
+        var times = new double[reps];
+        for (int i = 0; i < reps; i++)
+        {
+            var sw = Stopwatch.StartNew(); run(); times[i] = sw.Elapsed.TotalSeconds;
+        }
+        Array.Sort(times);
+        return times[reps / 2];
+    }
+
+    /// <summary>
+    /// This machine's single-precision peak in GFLOP/s: one thread per core runs a register-only loop of 12 independent
+    /// Vector512 (or Vector256) FMA chains, enough to cover FMA latency times throughput, with no memory traffic.
+    /// Peak = threads x iterations x 12 x lanes x 2 / wall time (best of 3).
+    /// </summary>
+    public static double MeasurePeakGflops()
+    {
+        int threads = Environment.ProcessorCount;
+        const long iters = 20_000_000;
+        int lanes = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256<float>.Count;
+        double best = 0;
+        for (int rep = 0; rep < 3; rep++)
+        {
+            var sink = new float[threads];
+            var sw = Stopwatch.StartNew();
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => sink[t] = Vector512.IsHardwareAccelerated ? Fma512(iters) : Fma256(iters));
+            best = Math.Max(best, threads * iters * 12.0 * lanes * 2 / sw.Elapsed.TotalSeconds / 1e9);
+        }
+        return best;
+    }
+
+    static float Fma512(long iters)
+    {
+        var x = Vector512.Create(0.999f); var y = Vector512.Create(1e-7f);
+        Vector512<float> a0 = x, a1 = x, a2 = x, a3 = x, a4 = x, a5 = x, a6 = x, a7 = x, a8 = x, a9 = x, a10 = x, a11 = x;
+        for (long i = 0; i < iters; i++)
+        {
+            a0 = Vector512.FusedMultiplyAdd(a0, x, y); a1 = Vector512.FusedMultiplyAdd(a1, x, y); a2 = Vector512.FusedMultiplyAdd(a2, x, y);
+            a3 = Vector512.FusedMultiplyAdd(a3, x, y); a4 = Vector512.FusedMultiplyAdd(a4, x, y); a5 = Vector512.FusedMultiplyAdd(a5, x, y);
+            a6 = Vector512.FusedMultiplyAdd(a6, x, y); a7 = Vector512.FusedMultiplyAdd(a7, x, y); a8 = Vector512.FusedMultiplyAdd(a8, x, y);
+            a9 = Vector512.FusedMultiplyAdd(a9, x, y); a10 = Vector512.FusedMultiplyAdd(a10, x, y); a11 = Vector512.FusedMultiplyAdd(a11, x, y);
+        }
+        return Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+    }
+
+    static float Fma256(long iters)
+    {
+        var x = Vector256.Create(0.999f); var y = Vector256.Create(1e-7f);
+        Vector256<float> a0 = x, a1 = x, a2 = x, a3 = x, a4 = x, a5 = x, a6 = x, a7 = x, a8 = x, a9 = x, a10 = x, a11 = x;
+        for (long i = 0; i < iters; i++)
+        {
+            a0 = Vector256.FusedMultiplyAdd(a0, x, y); a1 = Vector256.FusedMultiplyAdd(a1, x, y); a2 = Vector256.FusedMultiplyAdd(a2, x, y);
+            a3 = Vector256.FusedMultiplyAdd(a3, x, y); a4 = Vector256.FusedMultiplyAdd(a4, x, y); a5 = Vector256.FusedMultiplyAdd(a5, x, y);
+            a6 = Vector256.FusedMultiplyAdd(a6, x, y); a7 = Vector256.FusedMultiplyAdd(a7, x, y); a8 = Vector256.FusedMultiplyAdd(a8, x, y);
+            a9 = Vector256.FusedMultiplyAdd(a9, x, y); a10 = Vector256.FusedMultiplyAdd(a10, x, y); a11 = Vector256.FusedMultiplyAdd(a11, x, y);
+        }
+        return Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+    }
+
+    // peer_bench.py plus the odd GEMM shapes it lacks, timed the same way (its median_seconds, numpy and torch).
+    const string PeerScript = """
+        import sys
+        sys.path.insert(0, sys.argv.pop(1))
+        import peer_bench as pb
+        import numpy as np, torch
+        def sgemm_mnk(m, n, k):
+            def run():
+                a = np.random.rand(m, k).astype(np.float32); b = np.random.rand(k, n).astype(np.float32)
+                ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+                flops = 2.0 * m * n * k
+                return [("numpy", pb.median_seconds(lambda: a @ b), flops / 1e9, "GFLOP/s"),
+                        ("torch", pb.median_seconds(lambda: ta @ tb), flops / 1e9, "GFLOP/s")]
+            return run
+        pb.WORKLOADS.setdefault("sgemm_1000", pb.sgemm(1000))
+        pb.WORKLOADS.setdefault("sgemm_4097x64", sgemm_mnk(4097, 64, 4097))
+        pb.main(sys.argv[1:])
+        """;
+
+    /// <summary>A peer's timing of one workload.</summary>
+    public sealed record PeerResult(string Workload, string Peer, double Seconds, double Rate, string Unit);
+
+    static List<PeerResult> RunPeer(string peerBench, string workload)
+    {
+        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "-c", PeerScript, Path.GetDirectoryName(Path.GetFullPath(peerBench))!, "--json", workload }) psi.ArgumentList.Add(a);
+        using var proc = Process.Start(psi) ?? throw new InvalidOperationException("bench: could not start /usr/bin/python3");
+        var err = proc.StandardError.ReadToEndAsync();
+        var lines = new List<PeerResult>();
+        string? line;
+        while ((line = proc.StandardOutput.ReadLine()) is not null)
+        {
+            if (!line.StartsWith('{')) continue;
+            var j = JsonDocument.Parse(line).RootElement;
+            lines.Add(new(j.GetProperty("workload").GetString()!, j.GetProperty("peer").GetString()!, j.GetProperty("seconds").GetDouble(), j.GetProperty("rate").GetDouble(), j.GetProperty("unit").GetString()!));
+        }
+        proc.WaitForExit();
+        if (proc.ExitCode != 0) Console.Error.WriteLine($"bench: peer failed on {workload}: {err.Result.Trim()}");
+        return lines;
+    }
+
+    // ../shared/peers/peer_bench.py next to the repository (searched upward from the working directory).
+    static string? FindPeer()
+    {
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
+        {
+            var p = Path.Combine(dir.FullName, "shared", "peers", "peer_bench.py");
+            if (File.Exists(p)) return p;
+        }
+        return null;
+    }
+
+    static string DefaultOut()
+    {
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) return Path.Combine(dir.FullName, "bench");
+        return Directory.GetCurrentDirectory();
+    }
+
+    public static Command Build()
+    {
+        var names = new Argument<string[]>("workload") { Description = "Workloads to run (default: all): " + string.Join(", ", Workloads.Select(w => w.Name)), Arity = ArgumentArity.ZeroOrMore };
+        var json = new Option<bool>("--json") { Description = "Print Kiln's results as JSON lines {workload, seconds, rate, unit} on stdout; runs no peer and writes no files" };
+        var peer = new Option<string?>("--peer") { Description = "Path of peer_bench.py (default: shared/peers/peer_bench.py found upward from the working directory)" };
+        var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer runs" };
+        var outDir = new Option<string?>("--out") { Description = "Folder for RESULTS.md and ratios.png (default: the repository's bench/)" };
+        var cmd = new Command("bench", "Time Kiln's CPU kernels on peer_bench.py's workloads, run the peer (numpy/OpenBLAS, PyTorch) in the same invocation, print the ratios, and write RESULTS.md and a ratio chart")
+        {
+            names, json, peer, noPeer, outDir,
+        };
+        cmd.SetAction(parse =>
+        {
+            var wanted = parse.GetValue(names) ?? [];
+            var unknown = wanted.Where(n => Workloads.All(w => w.Name != n)).ToArray();
+            if (unknown.Length > 0)
+                throw new ArgumentException($"bench: unknown workload(s) {string.Join(", ", unknown)}; known: {string.Join(", ", Workloads.Select(w => w.Name))}");
+            var list = wanted.Length == 0 ? Workloads : Workloads.Where(w => wanted.Contains(w.Name)).ToList();
+            bool asJson = parse.GetValue(json);
+            double peak = MeasurePeakGflops();
+            if (asJson)
+            {
+                foreach (var w in list)
+                {
+                    var r = Measure(w);
+                    Cli.JsonLine(new Dictionary<string, object>
+                    {
+                        ["workload"] = r.Workload, ["seconds"] = r.Seconds, ["rate"] = r.Rate, ["unit"] = r.Unit,
+                        ["peak_fraction"] = r.Unit == "GFLOP/s" ? r.Rate / peak : double.NaN,
+                    }.Where(kv => kv.Value is not double d || !double.IsNaN(d)).ToDictionary());
+                }
+                return 0;
+            }
+            string? peerPath = parse.GetValue(noPeer) ? null : parse.GetValue(peer) ?? FindPeer();
+            if (!parse.GetValue(noPeer) && peerPath is null) Cli.Err.MarkupLine("[yellow]peer_bench.py not found; pass --peer PATH (Kiln's numbers only)[/]");
+            if (peerPath is not null && !File.Exists(peerPath)) throw new FileNotFoundException($"bench: --peer {peerPath} does not exist");
+            Cli.Err.MarkupLine($"peak (register-only FMA loop, {Environment.ProcessorCount} threads): [bold]{peak:F1} GFLOP/s[/]");
+            var rows = Cli.Progress("bench", list.Count, done =>
+            {
+                var acc = new List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)>();
+                foreach (var w in list)
+                {
+                    var r = Measure(w);
+                    var peers = peerPath is null ? [] : RunPeer(peerPath, w.Name);
+                    // The ratio is against the fastest peer.
+                    var best = peers.Where(p => p.Unit == r.Unit).MaxBy(p => p.Rate);
+                    acc.Add((r, best, peers));
+                    Cli.Err.WriteLine($"  {w.Name,-44} kiln {r.Rate,9:F1} {r.Unit,-9} {(best is null ? "" : $"{best.Peer} {best.Rate,9:F1}  ratio {r.Rate / best.Rate:F2}")}");
+                    done(acc.Count);
+                }
+                return acc;
+            });
+            PrintTable(rows, peak);
+            var dir = parse.GetValue(outDir) ?? DefaultOut();
+            Directory.CreateDirectory(dir);
+            string cmdLine = "kiln bench " + string.Join(' ', parse.Tokens.Select(t => t.Value));
+            var md = Path.Combine(dir, "RESULTS.md");
+            File.WriteAllText(md, Markdown(rows, peak, cmdLine.Trim()));
+            var png = Path.Combine(dir, "ratios.png");
+            if (rows.Any(r => r.Peer is not null)) Chart(rows, png);
+            Cli.Err.MarkupLine($"wrote [bold]{Markup.Escape(md)}[/]{(rows.Any(r => r.Peer is not null) ? $" and [bold]{Markup.Escape(png)}[/]" : "")}");
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Result Measure(Workload w)
+    {
+        var run = w.Setup();
+        double s = MedianSeconds(run);
+        return new(w.Name, s, w.Amount / s, w.Unit);
+    }
+
+    static void PrintTable(List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)> rows, double peak)
+    {
+        var t = new Table().AddColumns("workload", "Kiln", "peer", "ratio", "% of peak");
+        foreach (var (k, p, _) in rows)
+            t.AddRow(k.Workload, $"{k.Rate:F1} {k.Unit}", p is null ? "-" : $"{p.Rate:F1} ({p.Peer})", p is null ? "-" : $"{k.Rate / p.Rate:F2}",
+                k.Unit == "GFLOP/s" ? $"{100 * k.Rate / peak:F0}%" : "");
+        Cli.Err.Write(t);
+    }
+
+    static string Markdown(List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)> rows, double peak, string command)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine("# Kiln CPU benchmark results").AppendLine();
+        sb.AppendLine(ci, $"- Machine: {Environment.ProcessorCount} logical CPUs, {CpuName()}; Vector512 {(Vector512.IsHardwareAccelerated ? "yes" : "no")}; .NET {Environment.Version}");
+        sb.AppendLine(ci, $"- Date: {DateTime.Now:yyyy-MM-dd HH:mm}");
+        sb.AppendLine(ci, $"- Command: `{command}` (Release build), peers from `../shared/peers/peer_bench.py` run in the same invocation, one workload at a time, right after Kiln's run");
+        sb.AppendLine(ci, $"- Peak: {peak:F1} GFLOP/s single precision, measured by a register-only loop of 12 independent FMA chains per core on every core (`BenchVerb.MeasurePeakGflops`)");
+        sb.AppendLine("- Timing: median of 7 runs after warm-up, for Kiln and peers alike; ratio = Kiln rate / fastest peer's rate (> 1: Kiln is faster)").AppendLine();
+        sb.AppendLine("| workload | Kiln | numpy | torch | ratio | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|");
+        foreach (var (k, p, all) in rows)
+        {
+            string Peer(string name) => all.FirstOrDefault(x => x.Peer == name) is { } r ? r.Rate.ToString("F1", ci) : "-";
+            sb.AppendLine(ci, $"| {k.Workload} | {k.Rate:F1} {k.Unit} | {Peer("numpy")} | {Peer("torch")} | {(p is null ? "-" : (k.Rate / p.Rate).ToString("F2", ci))} | {(k.Unit == "GFLOP/s" ? (100 * k.Rate / peak).ToString("F0", ci) + "%" : "")} |");
+        }
+        sb.AppendLine().AppendLine("![ratios](ratios.png)");
+        return sb.ToString();
+    }
+
+    static string CpuName()
+    {
+        try { return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "unknown CPU"; }
+        catch (IOException) { return "unknown CPU"; }
+    }
+
+    static void Chart(List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)> rows, string path)
+    {
+        var withPeer = rows.Where(r => r.Peer is not null).ToArray();
+        var plt = new ScottPlot.Plot();
+        var bars = withPeer.Select((r, i) => new ScottPlot.Bar
+        {
+            Position = i, Value = r.Kiln.Rate / r.Peer!.Rate,
+            FillColor = r.Kiln.Rate >= r.Peer.Rate ? ScottPlot.Colors.SeaGreen : ScottPlot.Colors.IndianRed,
+            Label = (r.Kiln.Rate / r.Peer.Rate).ToString("F2", CultureInfo.InvariantCulture),
+        }).ToArray();
+        var bp = plt.Add.Bars(bars);
+        bp.ValueLabelStyle.FontSize = 11;
+        bp.Horizontal = true;
+        var one = plt.Add.VerticalLine(1.0);
+        one.LinePattern = ScottPlot.LinePattern.Dashed; one.Color = ScottPlot.Colors.Black;
+        plt.Axes.Left.SetTicks(withPeer.Select((_, i) => (double)i).ToArray(), withPeer.Select(r => r.Kiln.Workload).ToArray());
+        plt.Axes.Left.MajorTickStyle.Length = 0;
+        plt.Axes.Bottom.Label.Text = "Kiln rate / fastest peer's rate (> 1: Kiln faster)";
+        plt.Title("Kiln vs numpy (OpenBLAS) / PyTorch CPU, same run");
+        plt.Axes.SetLimitsX(0, Math.Max(1.5, bars.Max(b => b.Value) * 1.15));
+        plt.Axes.SetLimitsY(-0.7, withPeer.Length - 0.3);
+        plt.SavePng(path, 1000, 120 + 34 * withPeer.Length);
+    }
+}
