@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using TP = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Kiln.Kernels.Cpu;
 
@@ -41,11 +42,14 @@ public static class Gemm
     /// A's element (i, p) is a[aOff + i*aRs + p*aCs]; B's element (p, j) is b[bOff + p*bRs + j*bCs].
     /// When beta is zero C is only written (NaNs in it do not propagate). T is float or double. <c>threads</c> bounds
     /// the workers (0: every core, for large products); <c>kernel</c> picks the micro-kernel (Auto: <see cref="Best"/>).
+    /// The optional epilogue runs on each tile while it is in cache: C[i, j] += bias[biasOff + j], then max(C, 0) when
+    /// <c>relu</c> (a linear layer's bias and activation, fused).
     /// </summary>
     /// <exception cref="NotSupportedException">T is not float or double, or the kernel is not accelerated here.</exception>
     public static void Run<T>(int m, int n, int k, T alpha, T[] a, int aOff, int aRs, int aCs, T[] b, int bOff, int bRs, int bCs,
-        T beta, T[] c, int cOff, int ldc, GemmKernel kernel = GemmKernel.Auto, int threads = 0) where T : unmanaged, INumber<T> =>
-        RunBatched(1, m, n, k, alpha, a, aOff, 0, aRs, aCs, b, bOff, 0, bRs, bCs, beta, c, cOff, 0, ldc, kernel, threads);
+        T beta, T[] c, int cOff, int ldc, GemmKernel kernel = GemmKernel.Auto, int threads = 0, T[]? bias = null, int biasOff = 0, bool relu = false)
+        where T : unmanaged, INumber<T> =>
+        RunBatched(1, m, n, k, alpha, a, aOff, 0, aRs, aCs, b, bOff, 0, bRs, bCs, beta, c, cOff, 0, ldc, kernel, threads, bias, biasOff, relu);
 
     /// <summary>
     /// <paramref name="batch"/> independent products: matrix t uses A at aOff + t*aBs, B at bOff + t*bBs and C at
@@ -54,7 +58,7 @@ public static class Gemm
     /// <exception cref="NotSupportedException">T is not float or double, or the kernel is not accelerated here.</exception>
     public static void RunBatched<T>(int batch, int m, int n, int k, T alpha, T[] a, int aOff, int aBs, int aRs, int aCs,
         T[] b, int bOff, int bBs, int bRs, int bCs, T beta, T[] c, int cOff, int cBs, int ldc,
-        GemmKernel kernel = GemmKernel.Auto, int threads = 0) where T : unmanaged, INumber<T>
+        GemmKernel kernel = GemmKernel.Auto, int threads = 0, T[]? bias = null, int biasOff = 0, bool relu = false) where T : unmanaged, INumber<T>
     {
         if (typeof(T) != typeof(float) && typeof(T) != typeof(double))
             throw new NotSupportedException($"gemm: no kernel for element type {typeof(T).Name} (float and double only)");
@@ -70,6 +74,7 @@ public static class Gemm
                     var row = c.AsSpan(cOff + t * cBs + i * ldc, n);
                     if (beta == T.Zero) row.Clear();
                     else if (beta != T.One) for (int j = 0; j < n; j++) row[j] *= beta;
+                    Epilogue(row, bias is null ? default : bias.AsSpan(biasOff, n), relu);
                 }
             return;
         }
@@ -77,7 +82,14 @@ public static class Gemm
         if (2L * m * n * k * batch < ParallelFlops) threads = 1;
         var plan = Plan.For<T>(kernel, m, n, k);
         for (int t = 0; t < batch; t++)
-            Single(plan, m, n, k, alpha, a, aOff + t * aBs, aRs, aCs, b, bOff + t * bBs, bRs, bCs, beta, c, cOff + t * cBs, ldc, threads);
+            Single(plan, m, n, k, alpha, a, aOff + t * aBs, aRs, aCs, b, bOff + t * bBs, bRs, bCs, beta, c, cOff + t * cBs, ldc, threads, bias, biasOff, relu);
+    }
+
+    // row += bias; row = max(row, 0) when relu.
+    static void Epilogue<T>(Span<T> row, ReadOnlySpan<T> bias, bool relu) where T : unmanaged, INumber<T>
+    {
+        if (!bias.IsEmpty) TP.Add(row, bias, row);
+        if (relu) TP.Max(row, T.Zero, row);
     }
 
     // Cache blocking in bytes (tuned on Zen 4: 32 KiB L1D, 1 MiB L2 per core). KC x NR streams from L1/L2 with the
@@ -117,7 +129,7 @@ public static class Gemm
     }
 
     static unsafe void Single<T>(Plan plan, int m, int n, int k, T alpha, T[] a, int aOff, int aRs, int aCs, T[] b, int bOff, int bRs, int bCs,
-        T beta, T[] c, int cOff, int ldc, int threads) where T : unmanaged, INumber<T>
+        T beta, T[] c, int cOff, int ldc, int threads, T[]? bias, int biasOff, bool relu) where T : unmanaged, INumber<T>
     {
         int mr = plan.MR, nr = plan.NR;
         var bBuf = Buffers<T>.B(plan.KC * (plan.NC + plan.NR));
@@ -125,7 +137,7 @@ public static class Gemm
         int mStrips = (m + mr - 1) / mr;
         bool splitM = mStrips >= 4 * threads || mStrips >= (Math.Min(n, plan.NC) + nr - 1) / nr;
         fixed (T* ap = a, bp = b, cp = c)
-        fixed (T* bpack = bBuf)
+        fixed (T* bpack = bBuf, biasP = bias)
         {
             T* pa = ap + aOff, pb = bp + bOff, pc = cp + cOff, pB = Align(bpack);
             for (int jc = 0; jc < n; jc += plan.NC)
@@ -136,14 +148,18 @@ public static class Gemm
                 {
                     int kc = Math.Min(plan.KC, k - p0);
                     T betaNow = p0 == 0 ? beta : T.One;
+                    // The epilogue runs once, after the last K slice.
+                    bool last = p0 + kc >= k;
+                    T* biasNow = last && bias is not null ? biasP + biasOff + jc : null;
+                    bool reluNow = last && relu;
                     T* bSrc = pb + (long)p0 * bRs + (long)jc * bCs, cBlk = pc + jc;
                     // Pack B's KC x NC slice; both phases are split into `threads` parts (the caller runs one).
                     ForParts(threads, panels, (s, e) => Pack.B(kc, nc, nr, bSrc, bRs, bCs, pB, s, e));
                     T* aSrc = pa + (long)p0 * aCs;
                     if (splitM)
-                        ForParts(threads, mStrips, (s, e) => Block(plan, s * mr, Math.Min(m, e * mr), 0, panels, kc, nc, alpha, aSrc, aRs, aCs, pB, betaNow, cBlk, ldc));
+                        ForParts(threads, mStrips, (s, e) => Block(plan, s * mr, Math.Min(m, e * mr), 0, panels, kc, nc, alpha, aSrc, aRs, aCs, pB, betaNow, cBlk, ldc, biasNow, reluNow));
                     else
-                        ForParts(threads, panels, (s, e) => Block(plan, 0, m, s, e, kc, nc, alpha, aSrc, aRs, aCs, pB, betaNow, cBlk, ldc));
+                        ForParts(threads, panels, (s, e) => Block(plan, 0, m, s, e, kc, nc, alpha, aSrc, aRs, aCs, pB, betaNow, cBlk, ldc, biasNow, reluNow));
                 }
             }
         }
@@ -151,9 +167,10 @@ public static class Gemm
 
     // Rows [i0, i1) of C against micro-panels [j0, j1) of the packed B, for one KC slice: the ic / jr / ir loops.
     static unsafe void Block<T>(Plan plan, int i0, int i1, int j0, int j1, int kc, int nc, T alpha, T* a, int aRs, int aCs, T* bPacked,
-        T beta, T* c, int ldc) where T : unmanaged, INumber<T>
+        T beta, T* c, int ldc, T* bias, bool relu) where T : unmanaged, INumber<T>
     {
         int mr = plan.MR, nr = plan.NR;
+        bool epilogue = bias != null || relu;
         var aBuf = Buffers<T>.A((plan.MC + plan.MR) * plan.KC);
         T* tile = stackalloc T[6 * 32 + 16];
         T* tileAligned = Align(tile);
@@ -185,6 +202,9 @@ public static class Gemm
                                 else for (int j = 0; j < nrNow; j++) cr[j] = alpha * tr[j] + beta * cr[j];
                             }
                         }
+                        if (epilogue)
+                            for (int r = 0; r < mrNow; r++)
+                                Epilogue(new Span<T>(cTile + (long)r * ldc, nrNow), bias == null ? default : new ReadOnlySpan<T>(bias + jr * nr, nrNow), relu);
                     }
                 }
             }

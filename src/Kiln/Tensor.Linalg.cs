@@ -51,6 +51,45 @@ public sealed partial class Tensor
         return new Tensor(cont.Storage, new Layout(new Shape(nb, r, c), [r * c, c, 1], cont.Layout.Offset));
     }
 
+    /// <summary>
+    /// A linear layer, y = x weight^T + bias, optionally followed by ReLU, with the bias and activation fused into the
+    /// matrix product (PyTorch's F.linear layout). x is [..., in], weight [out, in], bias [out] or null; y is [..., out].
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">weight is not [out, in] for x's last dim, or bias is not [out].</exception>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null, bool relu = false)
+    {
+        const string op = "linear";
+        ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight);
+        x.Storage.ThrowIfDisposed(op); weight.Storage.ThrowIfDisposed(op); bias?.Storage.ThrowIfDisposed(op);
+        Check.Floating(x, op, nameof(x));
+        Check.SameDType(x, weight, op, nameof(weight)); Check.SameDevice(x, weight, op, nameof(weight));
+        if (x.Rank == 0) throw new ShapeMismatchException(op, nameof(x), "x must have at least one dimension");
+        int inF = x.Shape[-1];
+        if (weight.Rank != 2 || weight.Shape[1] != inF)
+            throw new ShapeMismatchException(op, nameof(weight), $"weight must be [out, {inF}] for x of shape {x.Shape}, got {weight.Shape}");
+        int outF = weight.Shape[0];
+        if (bias is not null)
+        {
+            Check.SameDType(x, bias, op, nameof(bias)); Check.SameDevice(x, bias, op, nameof(bias));
+            if (bias.Rank != 1 || bias.Shape[0] != outF) throw new ShapeMismatchException(op, nameof(bias), new Shape(outF), bias.Shape, "bias must have one entry per output feature");
+        }
+        int rows = new Shape(x.Shape.Dims[..^1]).Numel;
+        var x2 = x.Rank == 2 ? x.Detach() : x.Detach().Contiguous().Reshape(rows, inF);
+        var y2 = Empty(new Shape(rows, outF), x.DType, x.Device);
+        if (y2.Numel > 0) x.Backend.Linear(x2, weight.Detach(), bias?.Detach().Contiguous(), relu, y2);
+        var y = y2.Reshape([.. x.Shape.Dims[..^1], outF]).Detach();
+        Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
+        return Record(y, op, inputs, g =>
+        {
+            var gz = relu ? Where(y > 0.0, g, g.ZerosLike()) : g;
+            var gz2 = gz.Reshape(rows, outF);
+            var xr = x.Rank == 2 ? x : x.Reshape(rows, inF);
+            var grads = new List<Tensor?> { gz.MatMul(weight), gz2.T.MatMul(xr) };
+            if (bias is not null) grads.Add(gz2.Sum(0));
+            return grads.ToArray();
+        });
+    }
+
     /// <summary>Inner product of two vectors of equal length.</summary>
     public Tensor Dot(Tensor other)
     {

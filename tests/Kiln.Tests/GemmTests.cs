@@ -53,8 +53,8 @@ public class GemmTests
         var gen = from m in Extent from n in Extent from k in Extent
                   from la in G.Choose(0, 3) from lb in G.Choose(0, 3)
                   from ab in G.Elements((1.0, 0.0), (1.0, 1.0), (-0.5, 2.0), (0.0, 0.5), (1.5, -1.0))
-                  from seed in TensorGen.Seed
-                  select (m, n, k, la, lb, ab.Item1, ab.Item2, seed);
+                  from epi in G.Choose(0, 3) from seed in TensorGen.Seed
+                  select (m, n, k, la, lb, ab.Item1, ab.Item2, epi, seed);
         Props.Check(gen, c =>
         {
             if (dtype == "float") Case<float>(kernel, c, Math.Pow(2, -24));
@@ -62,10 +62,11 @@ public class GemmTests
         }, maxTest: 40);
     }
 
-    static void Case<T>(GemmKernel kernel, (int M, int N, int K, int La, int Lb, double Alpha, double Beta, int Seed) c, double u)
+    // epi: bit 0 adds a bias row, bit 1 applies ReLU (the fused linear-layer epilogue).
+    static void Case<T>(GemmKernel kernel, (int M, int N, int K, int La, int Lb, double Alpha, double Beta, int Epi, int Seed) c, double u)
         where T : unmanaged, System.Numerics.IFloatingPoint<T>
     {
-        var (m, n, k, la, lb, alpha, beta, seed) = c;
+        var (m, n, k, la, lb, alpha, beta, epi, seed) = c;
         var rnd = new Random(seed);
         var (aRs, aCs, aLen) = Layout(la, m, k);
         var (bRs, bCs, bLen) = Layout(lb, k, n);
@@ -75,15 +76,19 @@ public class GemmTests
         var b = Enumerable.Range(0, bLen + bOff).Select(_ => R()).ToArray();
         var cArr = Enumerable.Range(0, cOff + m * ldc + 2).Select(_ => R()).ToArray();
         var c0 = (T[])cArr.Clone();
-        Gemm.Run(m, n, k, T.CreateTruncating(alpha), a, aOff, aRs, aCs, b, bOff, bRs, bCs, T.CreateTruncating(beta), cArr, cOff, ldc, kernel);
+        var bias = (epi & 1) != 0 ? Enumerable.Range(0, n + 1).Select(_ => R()).ToArray() : null;
+        bool relu = (epi & 2) != 0;
+        Gemm.Run(m, n, k, T.CreateTruncating(alpha), a, aOff, aRs, aCs, b, bOff, bRs, bCs, T.CreateTruncating(beta), cArr, cOff, ldc, kernel,
+            bias: bias, biasOff: 1, relu: relu);
 
         var ad = Dense(a, aOff, aRs, aCs, m, k); var bd = Dense(b, bOff, bRs, bCs, k, n);
         var ab = Reference.Gemm(m, n, k, ad, bd);
         var abs = Reference.Gemm(m, n, k, ad.Select(Math.Abs).ToArray(), bd.Select(Math.Abs).ToArray());
         var cOld = Dense(c0, cOff, ldc, 1, m, n);
-        var expected = ab.Select((v, i) => alpha * v + beta * cOld[i]).ToArray();
-        var bound = abs.Select((v, i) => Math.Abs(alpha) * v + Math.Abs(beta * cOld[i])).ToArray();
-        CheckGemm(expected, bound, Dense(cArr, cOff, ldc, 1, m, n), k, u, $"{kernel} {typeof(T).Name} {m}x{n}x{k} layouts {la}/{lb} alpha {alpha} beta {beta}");
+        double Bias(int i) => bias is null ? 0 : Convert.ToDouble(bias[1 + i % Math.Max(n, 1)]);
+        var expected = ab.Select((v, i) => alpha * v + beta * cOld[i] + Bias(i)).Select(v => relu ? Math.Max(v, 0) : v).ToArray();
+        var bound = abs.Select((v, i) => Math.Abs(alpha) * v + Math.Abs(beta * cOld[i]) + Math.Abs(Bias(i))).ToArray();
+        CheckGemm(expected, bound, Dense(cArr, cOff, ldc, 1, m, n), k, u, $"{kernel} {typeof(T).Name} {m}x{n}x{k} layouts {la}/{lb} alpha {alpha} beta {beta} epilogue {epi}");
         // Padding between rows of C (ldc > n) and around it is never written.
         for (int i = 0; i < cArr.Length; i++)
         {
@@ -177,6 +182,57 @@ public class GemmTests
         Assert.True(r.Passed, r.ToString());
         var rt = GradCheck.Run(x => x[0].T.MatMul(x[1].T), [Tensor.Rand(new Shape(6, 4), g, -1, 1, DType.Float64), Tensor.Rand(new Shape(3, 6), g, -1, 1, DType.Float64)]);
         Assert.True(rt.Passed, rt.ToString());
+    }
+
+    [Theory, MemberData(nameof(DeviceDTypes))]
+    public void Linear_with_fused_bias_and_relu_matches_reference(string device, DType dtype)
+    {
+        var dev = Devices.Parse(device);
+        var gen = from rows in Extent from inF in Extent from outF in Extent
+                  from lead in G.Elements(Array.Empty<int>(), [2]) from hasBias in G.Elements(true, false) from relu in G.Elements(true, false)
+                  from vx in TensorGen.View from vw in TensorGen.View from seed in TensorGen.Seed
+                  select (rows, inF, outF, lead, hasBias, relu, vx, vw, seed);
+        Props.Check(gen, c =>
+        {
+            var (rows, inF, outF, lead, hasBias, relu, vx, vw, seed) = c;
+            var x = TensorGen.Make([.. lead, rows, inF], vx, seed, dtype, dev);
+            var w = TensorGen.Make([outF, inF], vw, seed + 1, dtype, dev);
+            var bias = hasBias ? TensorGen.Make([outF], TensorGen.ViewKind.Contiguous, seed + 2, dtype, dev) : null;
+            var y = Tensor.Linear(x, w, bias, relu);
+            Assert.Equal(new Shape([.. lead, rows, outF]), y.Shape);
+            int n = new Shape([.. lead, rows]).Numel;
+            var xe = x.ToDoubleArray(); var wt = w.T.ToDoubleArray(); var be = bias?.ToDoubleArray();
+            var ab = Reference.Gemm(n, outF, inF, xe, wt);
+            var abs = Reference.Gemm(n, outF, inF, xe.Select(Math.Abs).ToArray(), wt.Select(Math.Abs).ToArray());
+            var expected = ab.Select((v, i) => v + (be is null ? 0 : be[i % outF])).Select(v => relu ? Math.Max(v, 0) : v).ToArray();
+            var bound = abs.Select((v, i) => v + (be is null ? 0 : Math.Abs(be[i % outF]))).ToArray();
+            double u = dtype == DType.Float32 ? Math.Pow(2, -24) : Math.Pow(2, -53);
+            CheckGemm(expected, bound, y.ToDoubleArray(), inF, u, $"linear {dtype} [{string.Join(",", lead)},{rows},{inF}] -> {outF} bias {hasBias} relu {relu}");
+        }, maxTest: 40);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Linear_gradients_match_finite_differences(bool relu)
+    {
+        var g = new Generator(13);
+        var x = Tensor.Rand(new Shape(2, 5, 7), g, -1, 1, DType.Float64);
+        var w = Tensor.Rand(new Shape(6, 7), g, -1, 1, DType.Float64);
+        var b = Tensor.Rand(new Shape(6), g, -1, 1, DType.Float64);
+        var r = GradCheck.Run(t => Tensor.Linear(t[0], t[1], t[2], relu), [x, w, b]);
+        Assert.True(r.Passed, r.ToString());
+        var r2 = GradCheck.Run(t => Tensor.Linear(t[0], t[1].T, null, relu), [x, w.T.Contiguous()]);
+        Assert.True(r2.Passed, r2.ToString());
+    }
+
+    [Fact]
+    public void Linear_rejects_bad_shapes()
+    {
+        var x = Tensor.Zeros(3, 4);
+        Assert.Equal("weight", Assert.Throws<ShapeMismatchException>(() => Tensor.Linear(x, Tensor.Zeros(5, 3))).ParamName);
+        Assert.Equal("bias", Assert.Throws<ShapeMismatchException>(() => Tensor.Linear(x, Tensor.Zeros(5, 4), Tensor.Zeros(4))).ParamName);
+        Assert.Equal("x", Assert.Throws<ShapeMismatchException>(() => Tensor.Linear(Tensor.Scalar(1), Tensor.Zeros(5, 1))).ParamName);
     }
 
     [Fact]

@@ -250,6 +250,26 @@ public sealed class CpuBackend : IBackend
     }
 
     /// <inheritdoc/>
+    public void Linear(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: LinearT<float>(x, w, bias, relu, y); break;
+            case DType.Float64: LinearT<double>(x, w, bias, relu, y); break;
+            default: throw Unsupported("linear", x.DType);
+        }
+    }
+
+    static void LinearT<T>(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y) where T : unmanaged, INumber<T>
+    {
+        int rows = x.Shape[0], inF = x.Shape[1], outF = w.Shape[0];
+        var (sx, sw) = (S(x), S(w));
+        // B = w^T: element (p, j) is w[j, p].
+        Gemm.Run(rows, outF, inF, T.One, A<T>(x), O(x), sx[0], sx[1], A<T>(w), O(w), sw[1], sw[0], T.Zero, A<T>(y), O(y), outF,
+            bias: bias is null ? null : A<T>(bias), biasOff: bias is null ? 0 : O(bias), relu: relu);
+    }
+
+    /// <inheritdoc/>
     public void Attention(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse)
     {
         var (batch, tq, d, tk, dv) = (q.Shape[0], q.Shape[1], q.Shape[2], k.Shape[1], v.Shape[2]);

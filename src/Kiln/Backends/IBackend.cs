@@ -78,6 +78,13 @@ public interface IBackend
     /// </summary>
     void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, double scale, Tensor gq, Tensor gk, Tensor gv);
 
+    /// <summary>
+    /// A linear layer with its bias and activation fused into the matrix product's write-back: y = act(x w^T + bias).
+    /// <paramref name="x"/> is [rows, in] and <paramref name="w"/> [out, in] (strided views), <paramref name="bias"/>
+    /// [out] contiguous or null, <paramref name="y"/> contiguous [rows, out]; act is ReLU when <paramref name="relu"/>, else identity.
+    /// </summary>
+    void Linear(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y);
+
     /// <summary>Softmax (or log-softmax) of each row of a contiguous [rows, len] tensor.</summary>
     void SoftmaxRows(Tensor x, int rows, int len, bool log, Tensor y);
     /// <summary>Layer norm of each row: (x - mean) / sqrt(var + eps) * weight + bias; weight and bias [len] or null.</summary>

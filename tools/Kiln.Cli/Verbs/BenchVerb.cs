@@ -65,12 +65,13 @@ public static class BenchVerb
     });
 
     // PyTorch's nn.Sequential(Linear 784-1024, ReLU, Linear 1024-1024, ReLU, Linear 1024-10), cross-entropy and Adam(1e-3),
-    // written with core tensor ops (Kiln.NN's layers are built separately) and an in-place Adam update under NoGrad.
+    // written with core tensor ops (Kiln.NN's layers are built separately): Tensor.Linear (bias and ReLU fused into the
+    // GEMM), log-softmax, and an in-place Adam update under NoGrad.
     static Action MlpStep()
     {
         var g = new Generator(0);
         Tensor Param(int fanIn, params int[] shape) => Tensor.Rand(new Shape(shape), g, -1 / Math.Sqrt(fanIn), 1 / Math.Sqrt(fanIn)).RequiresGrad_();
-        var p = new[] { Param(784, 784, 1024), Param(784, 1024), Param(1024, 1024, 1024), Param(1024, 1024), Param(1024, 1024, 10), Param(1024, 10) };
+        var p = new[] { Param(784, 1024, 784), Param(784, 1024), Param(1024, 1024, 1024), Param(1024, 1024), Param(1024, 10, 1024), Param(1024, 10) };
         var m = p.Select(t => t.Detach().ZerosLike()).ToArray();
         var v = p.Select(t => t.Detach().ZerosLike()).ToArray();
         var x = Tensor.Randn([256, 784], g);
@@ -80,9 +81,9 @@ public static class BenchVerb
         return () =>
         {
             using var scope = Tensor.Scope();
-            var h = (x.MatMul(p[0]) + p[1]).Relu();
-            h = (h.MatMul(p[2]) + p[3]).Relu();
-            var loss = -((h.MatMul(p[4]) + p[5]).LogSoftmax(-1) * target).Sum() / 256;
+            var h = Tensor.Linear(x, p[0], p[1], relu: true);
+            h = Tensor.Linear(h, p[2], p[3], relu: true);
+            var loss = -(Tensor.Linear(h, p[4], p[5]).LogSoftmax(-1) * target).Sum() / 256;
             loss.Backward();
             step++;
             double c1 = 1 - Math.Pow(b1, step), c2 = 1 - Math.Pow(b2, step);
