@@ -182,13 +182,14 @@ public static unsafe class Pack
             }
             else
             {
-                // Transposed or strided B: walk each source column contiguously (when rs is 1) and scatter into the panel.
-                for (int j = 0; j < w; j++)
+                // Transposed or strided B: the panel is written in order while the w source columns are read as
+                // parallel streams (each cache line of a transposed B serves 64 bytes' worth of consecutive p).
+                for (int p = 0; p < kc; p++, d += nr)
                 {
-                    T* sj = col + j * cs;
-                    for (int p = 0; p < kc; p++) d[p * nr + j] = sj[p * rs];
+                    T* sp = col + p * rs;
+                    for (int j = 0; j < w; j++) d[j] = sp[j * cs];
+                    for (int j = w; j < nr; j++) d[j] = T.Zero;
                 }
-                if (w < nr) for (int p = 0; p < kc; p++) new Span<T>(d + p * nr + w, nr - w).Clear();
             }
         }
     }
@@ -212,11 +213,11 @@ public static unsafe class Pack
                     d[0] = r0[p]; d[1] = r1[p]; d[2] = r2[p]; d[3] = r3[p]; d[4] = r4[p]; d[5] = r5[p];
                 }
             }
-            else if (rs == 1)
-                for (int p = 0; p < kc; p++, d += mr)
+            else if (h == 6 && mr == 6 && rs == 1)
+                for (int p = 0; p < kc; p++, d += 6)
                 {
-                    new ReadOnlySpan<T>(s + p * cs, h).CopyTo(new Span<T>(d, h));
-                    for (int r = h; r < mr; r++) d[r] = T.Zero;
+                    T* sp = s + p * cs;
+                    d[0] = sp[0]; d[1] = sp[1]; d[2] = sp[2]; d[3] = sp[3]; d[4] = sp[4]; d[5] = sp[5];
                 }
             else
                 for (int p = 0; p < kc; p++, d += mr)
