@@ -79,10 +79,16 @@ public static class Gemm
             return;
         }
         if (threads <= 0) threads = Environment.ProcessorCount;
-        if (2L * m * n * k * batch < ParallelFlops) threads = 1;
+        long flops = 2L * m * n * k;
+        if (flops * batch < ParallelFlops) threads = 1;
         var plan = Plan.For<T>(kernel, m, n, k);
-        for (int t = 0; t < batch; t++)
-            Single(plan, m, n, k, alpha, a, aOff + t * aBs, aRs, aCs, b, bOff + t * bBs, bRs, bCs, beta, c, cOff + t * cBs, ldc, threads, bias, biasOff, relu);
+        // Many small products: one thread per product. Otherwise the threads share each product.
+        int inner = batch >= 2 * threads && flops < 8 * ParallelFlops ? 1 : threads;
+        ForParts(threads / inner, batch, (s, e) =>
+        {
+            for (int t = s; t < e; t++)
+                Single(plan, m, n, k, alpha, a, aOff + t * aBs, aRs, aCs, b, bOff + t * bBs, bRs, bCs, beta, c, cOff + t * cBs, ldc, inner, bias, biasOff, relu);
+        });
     }
 
     // row += bias; row = max(row, 0) when relu.

@@ -130,6 +130,22 @@ public class GemmTests
     }
 
     [Fact]
+    public void Many_small_products_run_one_per_thread_with_the_same_result()
+    {
+        int batch = 64, m = 40, n = 37, k = 41;
+        var rnd = new Random(8);
+        var a = Enumerable.Range(0, batch * m * k).Select(_ => (float)rnd.NextDouble()).ToArray();
+        var b = Enumerable.Range(0, batch * k * n).Select(_ => (float)rnd.NextDouble()).ToArray();
+        var c1 = new float[batch * m * n]; var c2 = new float[batch * m * n];
+        Gemm.RunBatched(batch, m, n, k, 1f, a, 0, m * k, k, 1, b, 0, k * n, n, 1, 0f, c1, 0, m * n, n, threads: 1);
+        Gemm.RunBatched(batch, m, n, k, 1f, a, 0, m * k, k, 1, b, 0, k * n, n, 1, 0f, c2, 0, m * n, n, threads: 2);
+        Assert.Equal(c1, c2);
+        var ad = a.Select(v => (double)v).ToArray(); var bd = b.Select(v => (double)v).ToArray();
+        var e = Reference.Gemm(m, n, k, ad.AsSpan(63 * m * k, m * k), bd.AsSpan(63 * k * n, k * n));
+        Close.Check(e, c2.AsSpan(63 * m * n, m * n).ToArray().Select(v => (double)v).ToArray(), 1e-5, 1e-5, "last product");
+    }
+
+    [Fact]
     public void Gemm_rejects_element_types_without_a_kernel()
     {
         var x = new int[4];

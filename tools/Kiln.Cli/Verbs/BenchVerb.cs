@@ -269,7 +269,7 @@ public static class BenchVerb
                     // The ratio is against the fastest peer.
                     var best = peers.Where(p => p.Unit == r.Unit).MaxBy(p => p.Rate);
                     acc.Add((r, best, peers));
-                    Cli.Err.WriteLine($"  {w.Name,-44} kiln {r.Rate,9:F1} {r.Unit,-9} {(best is null ? "" : $"{best.Peer} {best.Rate,9:F1}  ratio {r.Rate / best.Rate:F2}")}");
+                    Console.Error.WriteLine($"  {w.Name,-44} kiln {r.Rate,9:F1} {r.Unit,-9} {(best is null ? "" : $"{best.Peer} {best.Rate,9:F1}  ratio {r.Rate / best.Rate:F2}")}");
                     done(acc.Count);
                 }
                 return acc;
@@ -297,7 +297,8 @@ public static class BenchVerb
 
     static void PrintTable(List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)> rows, double peak)
     {
-        var t = new Table().AddColumns("workload", "Kiln", "peer", "ratio", "% of peak");
+        var t = new Table().AddColumns(new TableColumn("workload").NoWrap(), new TableColumn("Kiln").NoWrap(), new TableColumn("peer").NoWrap(),
+            new TableColumn("ratio"), new TableColumn("% of peak"));
         foreach (var (k, p, _) in rows)
             t.AddRow(k.Workload, $"{k.Rate:F1} {k.Unit}", p is null ? "-" : $"{p.Rate:F1} ({p.Peer})", p is null ? "-" : $"{k.Rate / p.Rate:F2}",
                 k.Unit == "GFLOP/s" ? $"{100 * k.Rate / peak:F0}%" : "");
@@ -336,7 +337,7 @@ public static class BenchVerb
         var plt = new ScottPlot.Plot();
         var bars = withPeer.Select((r, i) => new ScottPlot.Bar
         {
-            Position = i, Value = r.Kiln.Rate / r.Peer!.Rate,
+            Position = withPeer.Length - 1 - i, Value = r.Kiln.Rate / r.Peer!.Rate,
             FillColor = r.Kiln.Rate >= r.Peer.Rate ? ScottPlot.Colors.SeaGreen : ScottPlot.Colors.IndianRed,
             Label = (r.Kiln.Rate / r.Peer.Rate).ToString("F2", CultureInfo.InvariantCulture),
         }).ToArray();
@@ -345,7 +346,7 @@ public static class BenchVerb
         bp.Horizontal = true;
         var one = plt.Add.VerticalLine(1.0);
         one.LinePattern = ScottPlot.LinePattern.Dashed; one.Color = ScottPlot.Colors.Black;
-        plt.Axes.Left.SetTicks(withPeer.Select((_, i) => (double)i).ToArray(), withPeer.Select(r => r.Kiln.Workload).ToArray());
+        plt.Axes.Left.SetTicks(withPeer.Select((_, i) => (double)(withPeer.Length - 1 - i)).ToArray(), withPeer.Select(r => r.Kiln.Workload).ToArray());
         plt.Axes.Left.MajorTickStyle.Length = 0;
         plt.Axes.Bottom.Label.Text = "Kiln rate / fastest peer's rate (> 1: Kiln faster)";
         plt.Title("Kiln vs numpy (OpenBLAS) / PyTorch CPU, same run");
