@@ -88,7 +88,7 @@ public static class Gemm
         {
             for (int t = s; t < e; t++)
                 Single(plan, m, n, k, alpha, a, aOff + t * aBs, aRs, aCs, b, bOff + t * bBs, bRs, bCs, beta, c, cOff + t * cBs, ldc, inner, bias, biasOff, relu);
-        });
+        }, Split);
     }
 
     // row += bias; row = max(row, 0) when relu.
@@ -101,6 +101,9 @@ public static class Gemm
     // Cache blocking in bytes (tuned on Zen 4: 32 KiB L1D, 1 MiB L2 per core). KC x NR streams from L1/L2 with the
     // hardware prefetcher; a deeper KC halves the C traffic per flop.
     const int KcBytes = 2048, McBytes = 384 * 1024, NcBytes = 4 * 1024 * 1024;
+
+    // Compute parts per thread (see ForParts).
+    const int Split = 4;
 
     /// <summary>Register tile and cache block sizes for one product.</summary>
     internal readonly record struct Plan(GemmKernel Kernel, int MR, int NR, int KC, int MC, int NC)
@@ -163,9 +166,9 @@ public static class Gemm
                     ForParts(threads, panels, (s, e) => Pack.B(kc, nc, nr, bSrc, bRs, bCs, pB, s, e));
                     T* aSrc = pa + (long)p0 * aCs;
                     if (splitM)
-                        ForParts(threads, mStrips, (s, e) => Block(plan, s * mr, Math.Min(m, e * mr), 0, panels, kc, nc, alpha, aSrc, aRs, aCs, pB, betaNow, cBlk, ldc, biasNow, reluNow));
+                        ForParts(threads, mStrips, (s, e) => Block(plan, s * mr, Math.Min(m, e * mr), 0, panels, kc, nc, alpha, aSrc, aRs, aCs, pB, betaNow, cBlk, ldc, biasNow, reluNow), Split);
                     else
-                        ForParts(threads, panels, (s, e) => Block(plan, 0, m, s, e, kc, nc, alpha, aSrc, aRs, aCs, pB, betaNow, cBlk, ldc, biasNow, reluNow));
+                        ForParts(threads, panels, (s, e) => Block(plan, 0, m, s, e, kc, nc, alpha, aSrc, aRs, aCs, pB, betaNow, cBlk, ldc, biasNow, reluNow), Split);
                 }
             }
         }
@@ -217,12 +220,13 @@ public static class Gemm
         }
     }
 
-    // Runs body over [0, count) in `threads` contiguous parts, the caller taking the first.
-    static void ForParts(int threads, int count, Action<int, int> body)
+    // Runs body over [0, count) on up to `threads` threads (the caller among them) in contiguous parts taken first come,
+    // first served: `split` parts per thread, so a thread the OS delays on a busy machine does less of the work.
+    static void ForParts(int threads, int count, Action<int, int> body, int split = 1)
     {
-        int parts = Math.Min(threads, count);
-        if (parts <= 1) { body(0, count); return; }
-        System.Threading.Tasks.Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, t =>
+        int parts = (int)Math.Min(count, (long)threads * split);
+        if (threads <= 1 || parts <= 1) { body(0, count); return; }
+        System.Threading.Tasks.Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
         {
             int s = (int)((long)count * t / parts), e = (int)((long)count * (t + 1) / parts);
             if (e > s) body(s, e);

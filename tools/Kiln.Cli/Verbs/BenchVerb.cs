@@ -259,6 +259,7 @@ public static class BenchVerb
             if (!parse.GetValue(noPeer) && peerPath is null) Cli.Err.MarkupLine("[yellow]peer_bench.py not found; pass --peer PATH (Kiln's numbers only)[/]");
             if (peerPath is not null && !File.Exists(peerPath)) throw new FileNotFoundException($"bench: --peer {peerPath} does not exist");
             Cli.Err.MarkupLine($"peak (register-only FMA loop, {Environment.ProcessorCount} threads): [bold]{peak:F1} GFLOP/s[/]");
+            string loadBefore = LoadAverage();
             var rows = Cli.Progress("bench", list.Count, done =>
             {
                 var acc = new List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)>();
@@ -279,7 +280,7 @@ public static class BenchVerb
             Directory.CreateDirectory(dir);
             string cmdLine = "kiln bench " + string.Join(' ', parse.Tokens.Select(t => t.Value));
             var md = Path.Combine(dir, "RESULTS.md");
-            File.WriteAllText(md, Markdown(rows, peak, cmdLine.Trim()));
+            File.WriteAllText(md, Markdown(rows, peak, cmdLine.Trim(), $"{loadBefore} before, {LoadAverage()} after"));
             var png = Path.Combine(dir, "ratios.png");
             if (rows.Any(r => r.Peer is not null)) Chart(rows, png);
             Cli.Err.MarkupLine($"wrote [bold]{Markup.Escape(md)}[/]{(rows.Any(r => r.Peer is not null) ? $" and [bold]{Markup.Escape(png)}[/]" : "")}");
@@ -305,12 +306,19 @@ public static class BenchVerb
         Cli.Err.Write(t);
     }
 
-    static string Markdown(List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)> rows, double peak, string command)
+    // The 1-minute load average: other processes on the machine slow Kiln and the peer alike, but make both noisy.
+    static string LoadAverage()
+    {
+        try { return File.ReadAllText("/proc/loadavg").Split(' ')[0]; }
+        catch (IOException) { return "unknown"; }
+    }
+
+    static string Markdown(List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)> rows, double peak, string command, string load)
     {
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
         sb.AppendLine("# Kiln CPU benchmark results").AppendLine();
-        sb.AppendLine(ci, $"- Machine: {Environment.ProcessorCount} logical CPUs, {CpuName()}; Vector512 {(Vector512.IsHardwareAccelerated ? "yes" : "no")}; .NET {Environment.Version}");
+        sb.AppendLine(ci, $"- Machine: {Environment.ProcessorCount} logical CPUs, {CpuName()}; Vector512 {(Vector512.IsHardwareAccelerated ? "yes" : "no")}; .NET {Environment.Version}; load average {load}");
         sb.AppendLine(ci, $"- Date: {DateTime.Now:yyyy-MM-dd HH:mm}");
         sb.AppendLine(ci, $"- Command: `{command}` (Release build), peers from `../shared/peers/peer_bench.py` run in the same invocation, one workload at a time, right after Kiln's run");
         sb.AppendLine(ci, $"- Peak: {peak:F1} GFLOP/s single precision, measured by a register-only loop of 12 independent FMA chains per core on every core (`BenchVerb.MeasurePeakGflops`)");
