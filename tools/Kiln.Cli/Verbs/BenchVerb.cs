@@ -15,8 +15,11 @@ namespace Kiln.Cli;
 /// </summary>
 public static class BenchVerb
 {
-    /// <summary>One workload: a name from peer_bench.py, the work per run (in <see cref="Unit"/>'s numerator) and a factory for the timed action.</summary>
-    public sealed record Workload(string Name, double Amount, string Unit, Func<Action> Setup);
+    /// <summary>
+    /// One workload: a name from peer_bench.py, the work per run (in <see cref="Unit"/>'s numerator), a factory for the
+    /// timed action, and for SGEMM its m, n, k (which also get a one-core CPU-time comparison).
+    /// </summary>
+    public sealed record Workload(string Name, double Amount, string Unit, Func<Action> Setup, (int M, int N, int K)? Gemm = null);
 
     /// <summary>A measured result.</summary>
     public sealed record Result(string Workload, double Seconds, double Rate, string Unit);
@@ -62,7 +65,58 @@ public static class BenchVerb
         var g = new Generator(6);
         var (a, b) = (Tensor.Rand([m, k], g), Tensor.Rand([k, n], g));
         return () => { using var s = Tensor.Scope(); a.MatMul(b); };
-    });
+    }, (m, n, k));
+
+    /// <summary>
+    /// SGEMM on one thread, in GFLOP per CPU-second (process CPU time, so other load on the machine does not count):
+    /// the kernel's per-core efficiency, comparable with OpenBLAS on one thread however busy the machine is.
+    /// </summary>
+    public static double KilnOneCoreGflops(int m, int n, int k)
+    {
+        var r = new Random(1);
+        var a = Enumerable.Range(0, m * k).Select(_ => (float)r.NextDouble()).ToArray();
+        var b = Enumerable.Range(0, k * n).Select(_ => (float)r.NextDouble()).ToArray();
+        var c = new float[m * n];
+        void Go() => Kernels.Cpu.Gemm.Run(m, n, k, 1f, a, 0, k, 1, b, 0, n, 1, 0f, c, 0, n, threads: 1);
+        double flops = 2.0 * m * n * k;
+        int reps = Math.Max(5, (int)(3e9 / flops));
+        for (int i = 0; i < 3; i++) Go();
+        using var proc = Process.GetCurrentProcess();
+        var t0 = proc.TotalProcessorTime;
+        for (int i = 0; i < reps; i++) Go();
+        proc.Refresh();
+        return flops * reps / (proc.TotalProcessorTime - t0).TotalSeconds / 1e9;
+    }
+
+    // numpy (OpenBLAS, its SkylakeX kernels where AVX-512 exists) on one thread, timed by CPU time the same way.
+    const string OneCoreScript = """
+        import os, sys, time
+        if "OPENBLAS_CORETYPE" not in os.environ and "avx512f" in open("/proc/cpuinfo").read():
+            os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        import numpy as np
+        m, n, k = map(int, sys.argv[1:4])
+        a = np.random.rand(m, k).astype(np.float32); b = np.random.rand(k, n).astype(np.float32)
+        for _ in range(3): a @ b
+        reps = max(5, int(3e9 / (2 * m * n * k)))
+        t = time.process_time()
+        for _ in range(reps): a @ b
+        print(2 * m * n * k * reps / (time.process_time() - t) / 1e9)
+        """;
+
+    static double? PeerOneCoreGflops(int m, int n, int k)
+    {
+        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[] { "-c", OneCoreScript, m.ToString(CultureInfo.InvariantCulture), n.ToString(CultureInfo.InvariantCulture), k.ToString(CultureInfo.InvariantCulture) }) psi.ArgumentList.Add(arg);
+        using var proc = Process.Start(psi);
+        if (proc is null) return null;
+        var err = proc.StandardError.ReadToEndAsync();
+        string output = proc.StandardOutput.ReadToEnd();
+        proc.WaitForExit();
+        if (proc.ExitCode == 0 && double.TryParse(output.Trim(), CultureInfo.InvariantCulture, out double v)) return v;
+        Console.Error.WriteLine($"bench: one-core peer failed: {err.Result.Trim()}");
+        return null;
+    }
 
     // PyTorch's nn.Sequential(Linear 784-1024, ReLU, Linear 1024-1024, ReLU, Linear 1024-10), cross-entropy and Adam(1e-3),
     // written with core tensor ops (Kiln.NN's layers are built separately): Tensor.Linear (bias and ReLU fused into the
@@ -115,22 +169,25 @@ public static class BenchVerb
     }
 
     /// <summary>
-    /// This machine's single-precision peak in GFLOP/s: one thread per core runs a register-only loop of 12 independent
-    /// Vector512 (or Vector256) FMA chains, enough to cover FMA latency times throughput, with no memory traffic.
-    /// Peak = threads x iterations x 12 x lanes x 2 / wall time (best of 3).
+    /// One core's single-precision peak in GFLOP per CPU-second: a register-only loop of 12 independent Vector512 (or
+    /// Vector256) FMA chains, enough to cover FMA latency times throughput, with no memory traffic, timed by the
+    /// process's CPU time so other load on the machine does not lower it: iterations x 12 x lanes x 2 / CPU seconds, best of 3.
+    /// The machine's peak is this times the number of cores.
     /// </summary>
-    public static double MeasurePeakGflops()
+    public static double MeasureCorePeakGflops()
     {
-        int threads = Environment.ProcessorCount;
         const long iters = 20_000_000;
         int lanes = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256<float>.Count;
         double best = 0;
+        using var proc = Process.GetCurrentProcess();
         for (int rep = 0; rep < 3; rep++)
         {
-            var sink = new float[threads];
-            var sw = Stopwatch.StartNew();
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => sink[t] = Vector512.IsHardwareAccelerated ? Fma512(iters) : Fma256(iters));
-            best = Math.Max(best, threads * iters * 12.0 * lanes * 2 / sw.Elapsed.TotalSeconds / 1e9);
+            proc.Refresh();
+            var t0 = proc.TotalProcessorTime;
+            float sink = Vector512.IsHardwareAccelerated ? Fma512(iters) : Fma256(iters);
+            proc.Refresh();
+            if (float.IsNaN(sink)) throw new InvalidOperationException("bench: the FMA loop diverged");
+            best = Math.Max(best, iters * 12.0 * lanes * 2 / (proc.TotalProcessorTime - t0).TotalSeconds / 1e9);
         }
         return best;
     }
@@ -241,7 +298,7 @@ public static class BenchVerb
                 throw new ArgumentException($"bench: unknown workload(s) {string.Join(", ", unknown)}; known: {string.Join(", ", Workloads.Select(w => w.Name))}");
             var list = wanted.Length == 0 ? Workloads : Workloads.Where(w => wanted.Contains(w.Name)).ToList();
             bool asJson = parse.GetValue(json);
-            double peak = MeasurePeakGflops();
+            double corePeak = MeasureCorePeakGflops(), peak = corePeak * Environment.ProcessorCount;
             if (asJson)
             {
                 foreach (var w in list)
@@ -258,19 +315,21 @@ public static class BenchVerb
             string? peerPath = parse.GetValue(noPeer) ? null : parse.GetValue(peer) ?? FindPeer();
             if (!parse.GetValue(noPeer) && peerPath is null) Cli.Err.MarkupLine("[yellow]peer_bench.py not found; pass --peer PATH (Kiln's numbers only)[/]");
             if (peerPath is not null && !File.Exists(peerPath)) throw new FileNotFoundException($"bench: --peer {peerPath} does not exist");
-            Cli.Err.MarkupLine($"peak (register-only FMA loop, {Environment.ProcessorCount} threads): [bold]{peak:F1} GFLOP/s[/]");
+            Cli.Err.MarkupLine($"peak (register-only FMA loop): [bold]{corePeak:F1} GFLOP/s per core, {peak:F1} on {Environment.ProcessorCount} cores[/]");
             string loadBefore = LoadAverage();
             var rows = Cli.Progress("bench", list.Count, done =>
             {
-                var acc = new List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)>();
+                var acc = new List<Row>();
                 foreach (var w in list)
                 {
                     var r = Measure(w);
                     var peers = peerPath is null ? [] : RunPeer(peerPath, w.Name);
                     // The ratio is against the fastest peer.
                     var best = peers.Where(p => p.Unit == r.Unit).MaxBy(p => p.Rate);
-                    acc.Add((r, best, peers));
-                    Console.Error.WriteLine($"  {w.Name,-44} kiln {r.Rate,9:F1} {r.Unit,-9} {(best is null ? "" : $"{best.Peer} {best.Rate,9:F1}  ratio {r.Rate / best.Rate:F2}")}");
+                    (double Kiln, double? Peer)? core = w.Gemm is { } s ? (KilnOneCoreGflops(s.M, s.N, s.K), peerPath is null ? null : PeerOneCoreGflops(s.M, s.N, s.K)) : null;
+                    acc.Add(new(r, best, peers, core));
+                    Console.Error.WriteLine($"  {w.Name,-44} kiln {r.Rate,9:F1} {r.Unit,-9} {(best is null ? "" : $"{best.Peer} {best.Rate,9:F1}  ratio {r.Rate / best.Rate:F2}")}" +
+                        (core is { } cc ? $"   one core: kiln {cc.Kiln:F1}{(cc.Peer is { } cp ? $" numpy {cp:F1} ratio {cc.Kiln / cp:F2}" : "")}" : ""));
                     done(acc.Count);
                 }
                 return acc;
@@ -278,7 +337,7 @@ public static class BenchVerb
             PrintTable(rows, peak);
             var dir = parse.GetValue(outDir) ?? DefaultOut();
             Directory.CreateDirectory(dir);
-            string cmdLine = "kiln bench " + string.Join(' ', parse.Tokens.Select(t => t.Value));
+            string cmdLine = "kiln " + string.Join(' ', parse.Tokens.Select(t => t.Value));
             var md = Path.Combine(dir, "RESULTS.md");
             File.WriteAllText(md, Markdown(rows, peak, cmdLine.Trim(), $"{loadBefore} before, {LoadAverage()} after"));
             var png = Path.Combine(dir, "ratios.png");
@@ -289,6 +348,9 @@ public static class BenchVerb
         return cmd;
     }
 
+    /// <summary>A workload's results: Kiln, the fastest peer, every peer, and for SGEMM the one-core CPU-time rates.</summary>
+    public sealed record Row(Result Kiln, PeerResult? Peer, List<PeerResult> All, (double Kiln, double? Peer)? OneCore);
+
     static Result Measure(Workload w)
     {
         var run = w.Setup();
@@ -296,11 +358,11 @@ public static class BenchVerb
         return new(w.Name, s, w.Amount / s, w.Unit);
     }
 
-    static void PrintTable(List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)> rows, double peak)
+    static void PrintTable(List<Row> rows, double peak)
     {
         var t = new Table().AddColumns(new TableColumn("workload").NoWrap(), new TableColumn("Kiln").NoWrap(), new TableColumn("peer").NoWrap(),
             new TableColumn("ratio"), new TableColumn("% of peak"));
-        foreach (var (k, p, _) in rows)
+        foreach (var (k, p, _, _) in rows)
             t.AddRow(k.Workload, $"{k.Rate:F1} {k.Unit}", p is null ? "-" : $"{p.Rate:F1} ({p.Peer})", p is null ? "-" : $"{k.Rate / p.Rate:F2}",
                 k.Unit == "GFLOP/s" ? $"{100 * k.Rate / peak:F0}%" : "");
         Cli.Err.Write(t);
@@ -313,7 +375,7 @@ public static class BenchVerb
         catch (IOException) { return "unknown"; }
     }
 
-    static string Markdown(List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)> rows, double peak, string command, string load)
+    static string Markdown(List<Row> rows, double peak, string command, string load)
     {
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
@@ -321,13 +383,24 @@ public static class BenchVerb
         sb.AppendLine(ci, $"- Machine: {Environment.ProcessorCount} logical CPUs, {CpuName()}; Vector512 {(Vector512.IsHardwareAccelerated ? "yes" : "no")}; .NET {Environment.Version}; load average {load}");
         sb.AppendLine(ci, $"- Date: {DateTime.Now:yyyy-MM-dd HH:mm}");
         sb.AppendLine(ci, $"- Command: `{command}` (Release build), peers from `../shared/peers/peer_bench.py` run in the same invocation, one workload at a time, right after Kiln's run");
-        sb.AppendLine(ci, $"- Peak: {peak:F1} GFLOP/s single precision, measured by a register-only loop of 12 independent FMA chains per core on every core (`BenchVerb.MeasurePeakGflops`)");
+        sb.AppendLine(ci, $"- Peak: {peak:F1} GFLOP/s single precision = {Environment.ProcessorCount} cores x {peak / Environment.ProcessorCount:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`BenchVerb.MeasureCorePeakGflops`)");
         sb.AppendLine("- Timing: median of 7 runs after warm-up, for Kiln and peers alike; ratio = Kiln rate / fastest peer's rate (> 1: Kiln is faster)").AppendLine();
         sb.AppendLine("| workload | Kiln | numpy | torch | ratio | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|");
-        foreach (var (k, p, all) in rows)
+        foreach (var (k, p, all, _) in rows)
         {
             string Peer(string name) => all.FirstOrDefault(x => x.Peer == name) is { } r ? r.Rate.ToString("F1", ci) : "-";
             sb.AppendLine(ci, $"| {k.Workload} | {k.Rate:F1} {k.Unit} | {Peer("numpy")} | {Peer("torch")} | {(p is null ? "-" : (k.Rate / p.Rate).ToString("F2", ci))} | {(k.Unit == "GFLOP/s" ? (100 * k.Rate / peak).ToString("F0", ci) + "%" : "")} |");
+        }
+        if (rows.Any(r => r.OneCore is not null))
+        {
+            sb.AppendLine().AppendLine("One core, CPU time (GFLOP per CPU-second of the process, 1 thread each: Kiln's `Gemm.Run(threads: 1)` against numpy with");
+            sb.AppendLine("`OPENBLAS_NUM_THREADS=1`), which other load on the machine does not distort:").AppendLine();
+            sb.AppendLine("| workload | Kiln 1 core | OpenBLAS 1 core | ratio |").AppendLine("|---|---:|---:|---:|");
+            foreach (var r in rows.Where(r => r.OneCore is not null))
+            {
+                var (kc, pc) = r.OneCore!.Value;
+                sb.AppendLine(ci, $"| {r.Kiln.Workload} | {kc:F1} ({100 * kc * Environment.ProcessorCount / peak:F0}% of a core's peak) | {(pc is { } v ? v.ToString("F1", ci) : "-")} | {(pc is { } w ? (kc / w).ToString("F2", ci) : "-")} |");
+            }
         }
         sb.AppendLine().AppendLine("![ratios](ratios.png)");
         return sb.ToString();
@@ -339,7 +412,7 @@ public static class BenchVerb
         catch (IOException) { return "unknown CPU"; }
     }
 
-    static void Chart(List<(Result Kiln, PeerResult? Peer, List<PeerResult> All)> rows, string path)
+    static void Chart(List<Row> rows, string path)
     {
         var withPeer = rows.Where(r => r.Peer is not null).ToArray();
         var plt = new ScottPlot.Plot();
