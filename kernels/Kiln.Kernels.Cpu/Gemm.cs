@@ -175,6 +175,7 @@ public static class Gemm
     }
 
     // Rows [i0, i1) of C against micro-panels [j0, j1) of the packed B, for one KC slice: the ic / jr / ir loops.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void Block<T>(Plan plan, int i0, int i1, int j0, int j1, int kc, int nc, T alpha, T* a, int aRs, int aCs, T* bPacked,
         T beta, T* c, int ldc, T* bias, bool relu) where T : unmanaged, INumber<T>
     {

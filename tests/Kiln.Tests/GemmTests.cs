@@ -98,6 +98,16 @@ public class GemmTests
         }
     }
 
+    [Theory, MemberData(nameof(KernelCases))]
+    public void Gemm_spans_several_column_blocks_and_k_slices(GemmKernel kernel, string dtype)
+    {
+        // n beyond one NC block (2048 columns at KC = 512 floats or 256 doubles) and k beyond one KC slice, with beta = 1
+        // and a bias, so every block boundary of the loop nest is crossed.
+        var c = (M: 7, N: 2100, K: 600, La: 1, Lb: 0, Alpha: 0.5, Beta: 1.0, Epi: 1, Seed: 21);
+        if (dtype == "float") Case<float>(kernel, c, Math.Pow(2, -24));
+        else Case<double>(kernel, c, Math.Pow(2, -53));
+    }
+
     [Fact]
     public void Gemm_ignores_nan_in_c_when_beta_is_zero_and_results_do_not_depend_on_threads()
     {
