@@ -14,6 +14,7 @@ public static class TourVerb
     public static IReadOnlyList<Step> Steps =>
     [
         new("Tensor core: a softmax classifier trained by autodiff", CoreTour.Run),
+        new("Neural networks: an MLP learns the handwritten digits", NNTour.Run),
     ];
 
     public static Command Build()
