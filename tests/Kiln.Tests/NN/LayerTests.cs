@@ -27,6 +27,14 @@ public class LayerTests
         TestKit.Close.Check(expected, y.ToArray<double>(), 1e-12, 1e-14, "linear");
         Input(lin.Forward, x, "linear input");
         Parameters(lin, () => lin.Forward(x), "linear");
+        // The hand-written backward is made of tensor ops, so it differentiates again (double backward).
+        var dir = R(x.Shape, 31);
+        var hvp = Autograd.Hvp(v => lin.Forward(v).Tanh().Sum(), x, dir);
+        var hvpComposite = Autograd.Hvp(v => (v.MatMul(lin.Weight.Value.T) + lin.Bias.Value).Tanh().Sum(), x, dir);
+        TestKit.Close.Check(hvpComposite, hvp, 1e-12, 1e-14, "linear hessian-vector product");
+        var v1 = R([3], 30);
+        Assert.Equal(new Shape(4), lin.Forward(v1).Shape);
+        Input(lin.Forward, v1, "linear on a vector");
         // PyTorch's default init: every weight within +-1/sqrt(in).
         Assert.All(w, v => Assert.InRange(Math.Abs(v), 0, 1 / Math.Sqrt(3)));
     }
