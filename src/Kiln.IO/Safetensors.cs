@@ -126,7 +126,9 @@ public static class Safetensors
         Dictionary<string, List<string>> byFile;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath), new JsonDocumentOptions { MaxDepth = 16 });
+            var bytes = File.ReadAllBytes(indexPath);
+            if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new InvalidDataException($"safetensors index '{indexPath}' is not valid UTF-8");
+            using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 16 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw new InvalidDataException($"safetensors index '{indexPath}': needs an object with a 'weight_map' object");
             byFile = [];

@@ -53,7 +53,8 @@ public sealed class SafetensorsFile : IDisposable
     static unsafe void ReadView(MemoryMappedViewAccessor view, long length, long offset, Span<byte> dst)
     {
         if (offset < 0 || offset + dst.Length > length)
-            throw new InvalidDataException($"safetensors: read of {dst.Length} bytes at {offset} leaves the {length}-byte file");
+            // The header was validated against the file length, so this is a bug, not bad data.
+            throw new InvalidOperationException($"safetensors: internal read of {dst.Length} bytes at {offset} would leave the {length}-byte mapping");
         byte* p = null;
         view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         try

@@ -57,6 +57,9 @@ internal static class SafetensorsHeader
 
     static (List<SafetensorsEntry>, Dictionary<string, string>) Parse(byte[] header, long dataLength)
     {
+        // Strings in a JsonDocument are decoded lazily, so invalid UTF-8 would surface later as another exception type.
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new InvalidDataException("safetensors: the header is not valid UTF-8 JSON: it holds bytes that are not UTF-8");
         JsonDocument doc;
         try
         {
