@@ -1,6 +1,5 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.IO.Compression;
+using Kiln.IO;
 using Kiln.NN;
 
 namespace Kiln.Cli;
@@ -9,35 +8,14 @@ namespace Kiln.Cli;
 /// a cosine schedule, dropout and gradient clipping on a fixed 80/20 split; prints held-out accuracy and throughput.</summary>
 public static class NNTour
 {
-    /// <summary>The digits as pixels scaled to [0, 1] ([1797, 64] Float32) and labels ([1797] Int64).</summary>
-    public static (Tensor X, Tensor Y) LoadDigits()
-    {
-        using var raw = typeof(NNTour).Assembly.GetManifestResourceStream("Kiln.Cli.Data.digits.csv.gz")
-            ?? throw new InvalidDataException("the embedded digits data set is missing from the kiln executable");
-        using var reader = new StreamReader(new GZipStream(raw, CompressionMode.Decompress));
-        var pixels = new List<float>();
-        var labels = new List<long>();
-        string? line;
-        while ((line = reader.ReadLine()) is not null)
-        {
-            if (line.Length == 0) continue;
-            var cells = line.Split(',');
-            if (cells.Length != 65) throw new InvalidDataException($"digits: row {labels.Count + 1} has {cells.Length} columns, expected 65");
-            for (int j = 0; j < 64; j++) pixels.Add(float.Parse(cells[j], CultureInfo.InvariantCulture) / 16f);
-            labels.Add(long.Parse(cells[64], CultureInfo.InvariantCulture));
-        }
-        return (Tensor.FromArray(pixels.ToArray(), [labels.Count, 64]), Tensor.FromArray(labels.ToArray()));
-    }
-
     public static bool Run()
     {
         const int epochs = 30, batch = 64, testCount = 360;
-        var (x, y) = LoadDigits();
-        int n = y.Numel, trainCount = n - testCount;
+        var (pixels, y) = Datasets.Digits();
+        var x = pixels / 16.0;   // grey levels 0..16 to [0, 1]
+        var ((xTrain, yTrain), (xTest, yTest)) = Datasets.TrainTestSplit(x, y, testFraction: testCount / (double)y.Numel, seed: 2026);
+        int trainCount = yTrain.Numel;
         var g = new Generator(2026);
-        var perm = Tensor.RandPerm(n, g);
-        var xTrain = x.IndexSelect(0, perm.Narrow(0, 0, trainCount)); var yTrain = y.IndexSelect(0, perm.Narrow(0, 0, trainCount));
-        var xTest = x.IndexSelect(0, perm.Narrow(0, trainCount, testCount)); var yTest = y.IndexSelect(0, perm.Narrow(0, trainCount, testCount));
 
         var model = new MLP([64, 256, 128, 10], ActivationKind.Relu, dropout: 0.1, generator: g);
         int stepsPerEpoch = (trainCount + batch - 1) / batch, total = epochs * stepsPerEpoch;
