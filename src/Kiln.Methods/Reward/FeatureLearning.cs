@@ -89,14 +89,17 @@ public static class FeatureLearning
 
     /// <summary>
     /// One spherical ascent step per row: g⊥ = g - &lt;g, w&gt; w, then w ← (w + η g⊥)/|w + η g⊥|, or w ← g⊥/|g⊥| for
-    /// η = +∞. A row whose g⊥ vanishes is left where it is.
+    /// η = +∞. For η = +∞ a row whose g⊥ is at round-off level (|g⊥| ≤ 1e3 ε |g|, ε the dtype's epsilon) has no
+    /// direction and is left where it is.
     /// </summary>
     public static Tensor SphericalStep(Tensor w, Tensor g, double learningRate)
     {
         var gPerp = g - (g * w).Sum(1, keepDim: true) * w;
         if (!double.IsPositiveInfinity(learningRate)) return NormalizeRows(w + gPerp * learningRate);
         var norm = gPerp.Norm(2, [1], keepDim: true);
-        return Tensor.Where(norm > 0, gPerp / Tensor.Maximum(norm, norm.FullLike(double.Epsilon)), w);
+        double eps = g.DType == DType.Float64 ? 2.2e-16 : 1.2e-7;
+        var keep = norm <= g.Norm(2, [1], keepDim: true) * (1e3 * eps);
+        return Tensor.Where(keep, w, gPerp / Tensor.Maximum(norm, norm.FullLike(double.Epsilon)));
     }
 
     /// <summary>Each row divided by its Euclidean norm.</summary>

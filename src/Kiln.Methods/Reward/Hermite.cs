@@ -70,10 +70,11 @@ public static class Hermite
 
     /// <summary>
     /// c_k(f) = E[f(z) He_k(z)/sqrt(k!)] for k = 0..kmax, z ~ N(0, 1), by Gauss-Hermite quadrature with
-    /// <paramref name="nodes"/> nodes (exact for polynomials of degree below 2·nodes - kmax). With these coefficients
+    /// <paramref name="nodes"/> nodes (exact for polynomials of degree below 2·nodes - kmax; for tanh(2z), whose poles lie
+    /// π/4 from the real axis, the error is about 1e-9 at 200 nodes and 1e-13 at 400, the default). With these coefficients
     /// f = Σ c_k h_k in L2(N(0,1)) and Mehler's identity E[f(&lt;w,x&gt;) g(&lt;θ,x&gt;)] = Σ c_k(f) c_k(g) &lt;w,θ&gt;^k holds for unit w, θ.
     /// </summary>
-    public static double[] Coefficients(Func<double, double> f, int kmax, int nodes = 200)
+    public static double[] Coefficients(Func<double, double> f, int kmax, int nodes = 400)
     {
         ArgumentNullException.ThrowIfNull(f);
         var rule = Rule(nodes);
@@ -88,7 +89,7 @@ public static class Hermite
     }
 
     /// <summary>Hermite coefficients of a link (evaluated once on a float64 tensor of the quadrature nodes).</summary>
-    public static double[] Coefficients(Link link, int kmax, int nodes = 200) => Coefficients(link.Scalar, kmax, nodes);
+    public static double[] Coefficients(Link link, int kmax, int nodes = 400) => Coefficients(link.Scalar, kmax, nodes);
 
     /// <summary>
     /// The information exponent: the smallest k ≥ 1 with |c_k| &gt; <paramref name="relTol"/> · sqrt(Σ_{k≥1} c_k²), or
@@ -112,7 +113,7 @@ public static class Hermite
     /// sees along θ* from a random start.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">β is not positive or the noise level is negative.</exception>
-    public static Func<double, double> EffectiveLabel(Link link, double beta, Psi psi = Psi.Label, double noiseStd = 0, int nodes = 200)
+    public static Func<double, double> EffectiveLabel(Link link, double beta, Psi psi = Psi.Label, double noiseStd = 0, int nodes = 400)
     {
         ArgumentNullException.ThrowIfNull(link);
         if (!(beta > 0)) throw new ArgumentOutOfRangeException(nameof(beta), beta, "effective label: beta must be positive (use +infinity for no weighting)");
@@ -130,7 +131,7 @@ public static class Hermite
     }
 
     /// <summary>Hermite coefficients c_0..c_kmax of <see cref="EffectiveLabel"/>.</summary>
-    public static double[] EffectiveLabelCoefficients(Link link, double beta, int kmax, Psi psi = Psi.Label, double noiseStd = 0, int nodes = 200) =>
+    public static double[] EffectiveLabelCoefficients(Link link, double beta, int kmax, Psi psi = Psi.Label, double noiseStd = 0, int nodes = 400) =>
         Coefficients(EffectiveLabel(link, beta, psi, noiseStd, nodes), kmax, nodes);
 }
 

@@ -49,7 +49,7 @@ public sealed class Link
     public static double Odd3Coefficient { get; } = OddA();
 
     /// <summary>The even link's centring constant E[tanh(z²)].</summary>
-    public static double EvenMean { get; } = Hermite.Rule(400).Expect(z => Math.Tanh(z * z));
+    public static double EvenMean { get; } = Hermite.Rule(800).Expect(z => Math.Tanh(z * z));
 
     /// <summary>The built-in links by name.</summary>
     public static IReadOnlyList<Link> BuiltIn => [Tanh, Odd3, Even];
@@ -65,7 +65,7 @@ public sealed class Link
     // c_1(f) = E[f'(z)] by Stein's lemma; both expectations are of smooth, rapidly converging integrands.
     static double OddA()
     {
-        var rule = Hermite.Rule(400);
+        var rule = Hermite.Rule(800);
         return 4 * rule.Expect(z => Sech2(2 * z)) / rule.Expect(z => Sech2(z / 2));
     }
 
@@ -77,7 +77,7 @@ public sealed class Link
 
     static Link MakeEven()
     {
-        double m = Hermite.Rule(400).Expect(z => Math.Tanh(z * z));
+        double m = Hermite.Rule(800).Expect(z => Math.Tanh(z * z));
         return new Link("even", z => z.Square().Tanh() - m, z => Math.Tanh(z * z) - m);
     }
 }

@@ -95,7 +95,7 @@ public sealed class SingleIndexModel : IReward
     }
 
     /// <summary>log E[exp(y/β)] for a label y of this model (exact up to quadrature): log E_z[exp(σ(z)/β)] + s²/(2β²).</summary>
-    public double LogMeanExpLabel(double beta, int nodes = 200)
+    public double LogMeanExpLabel(double beta, int nodes = 400)
     {
         var rule = Hermite.Rule(nodes);
         double max = rule.Nodes.Max(z => Link.Scalar(z) / beta);

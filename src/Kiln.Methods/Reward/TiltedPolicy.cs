@@ -26,8 +26,10 @@ public sealed record PolicyEvaluation(double Beta, double OracleValue, double Re
 /// <summary>Settings of <see cref="TiltedPolicy.Evaluate"/>.</summary>
 public sealed record TiltOptions
 {
-    /// <summary>Gauss-Hermite nodes per dimension in 1, 2 and 3 dimensions.</summary>
-    public int[] Nodes { get; init; } = [240, 96, 32];
+    /// <summary>Gauss-Hermite nodes per dimension in 1, 2 and 3 dimensions. The 1-D default (1000) keeps the oracle of the even
+    /// link at β = 1/64, whose tilt exp(64 tanh(z²)) has poles near the real axis, accurate to about 1e-11; in 2-D, 200 nodes
+    /// (40,000 points) give about 1e-8 relative error for the odd link, 400 about 1e-10.</summary>
+    public int[] Nodes { get; init; } = [1000, 200, 32];
     /// <summary>Importance samples from π₀ when r̂ has no small basis (2^18 by default).</summary>
     public int Samples { get; init; } = 1 << 18;
     /// <summary>Importance samples drawn per batch.</summary>
