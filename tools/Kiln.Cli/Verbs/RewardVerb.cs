@@ -201,15 +201,19 @@ public static class RewardVerb
         var plt = new ScottPlot.Plot();
         var palette = new ScottPlot.Palettes.Category10();
         int ci = 0;
+        // x = log2 β₁; the unweighted run (β₁ = ∞) sits one step right of the largest finite β₁.
+        var finite = results.Select(r => r.Beta1).Where(double.IsFinite).DefaultIfEmpty(1).ToArray();
+        double infX = Math.Log2(finite.Max()) + 1;
+        double X(double b) => double.IsPositiveInfinity(b) ? infX : Math.Log2(b);
         foreach (var g in results.GroupBy(r => (r.D, r.N)).OrderBy(g => g.Key.D).ThenBy(g => g.Key.N))
         {
-            var pts = g.GroupBy(r => r.Beta1).OrderBy(b => InvBeta(b.Key)).Select(b => (X: InvBeta(b.Key), Y: b.Average(r => r.Recovered))).ToArray();
+            var pts = g.GroupBy(r => r.Beta1).OrderBy(b => X(b.Key)).Select(b => (X: X(b.Key), Y: b.Average(r => r.Recovered))).ToArray();
             var sc = plt.Add.Scatter(pts.Select(q => q.X).ToArray(), pts.Select(q => q.Y).ToArray(), palette.GetColor(ci++));
             sc.LegendText = $"d = {g.Key.D}, n/d = {g.Key.N / (double)g.Key.D:G3}";
             sc.MarkerSize = 7;
         }
-        plt.Title($"{results[0].Link}: recovered neurons (|<w_j, θ*>| ≥ 1/2) vs inverse temperature");
-        plt.Axes.Bottom.Label.Text = "1/β₁ (0 = unweighted)";
+        plt.Title($"{results[0].Link}: recovered neurons (|<w_j, θ*>| ≥ 1/2) vs feature-learning temperature");
+        plt.Axes.Bottom.Label.Text = $"log₂ β₁ (rightmost point, {infX:G3}: unweighted, β₁ = ∞)";
         plt.Axes.Left.Label.Text = "fraction recovered (mean over seeds)";
         plt.Axes.SetLimitsY(-0.02, 1.02);
         plt.ShowLegend(ScottPlot.Alignment.UpperRight);
@@ -273,7 +277,6 @@ public static class RewardVerb
 
     // JSON has no infinity: +inf (no weighting) is written as null.
     static double? JsonNum(double v) => double.IsFinite(v) ? v : null;
-    static double InvBeta(double b) => double.IsPositiveInfinity(b) ? 0 : 1 / b;
     static string Fmt(double v) => double.IsPositiveInfinity(v) ? "inf" : v.ToString("G6", CultureInfo.InvariantCulture);
     static double Sd(double[] v) => v.Length < 2 ? 0 : Math.Sqrt(v.Sum(x => (x - v.Average()) * (x - v.Average())) / (v.Length - 1));
 
