@@ -95,8 +95,9 @@ public sealed record ReadoutSetting
 /// <param name="Exact">Whether π̂ was integrated exactly.</param>
 /// <param name="Ess">Importance-sampling effective sample size for π̂ (NaN when exact).</param>
 /// <param name="Seconds">Wall time of the setting (shared by its rows).</param>
+/// <param name="OracleObjective">J(π*); the learned policy keeps (J(π*) - Gap - Base)/(J(π*) - Base) of the oracle's regularized gain.</param>
 public sealed record ReadoutResult(string Link, int D, int N, int Seed, string Weighting, double Beta2, double Recovered, double Realized, double Oracle, double Base,
-    double Gap, double ValueGap, double Chi2, double NEff, double WeightEss, bool Exact, double Ess, double Seconds);
+    double Gap, double ValueGap, double Chi2, double NEff, double WeightEss, bool Exact, double Ess, double Seconds, double OracleObjective);
 
 /// <summary>The experiments behind `kiln reward`: stage-1 recovery against β₁, and readouts against β₂.</summary>
 public static class RewardExperiments
@@ -152,6 +153,6 @@ public static class RewardExperiments
         var evals = TiltedPolicy.EvaluateMany(items, model, s.D, new Generator((ulong)s.Seed + 0x9E3779B9UL), s.Tilt);
         double secs = sw.Elapsed.TotalSeconds;
         return evals.Select((e, i) => new ReadoutResult(s.Link.Name, s.D, s.N, s.Seed, meta[i].W.ToString().ToLowerInvariant(), e.Beta, recovered,
-            e.RealizedValue, e.OracleValue, e.BaseValue, e.Gap, e.ValueGap, e.Chi2, e.EffectiveSamples(s.N), meta[i].Ess, e.Exact, e.Ess, secs)).ToArray();
+            e.RealizedValue, e.OracleValue, e.BaseValue, e.Gap, e.ValueGap, e.Chi2, e.EffectiveSamples(s.N), meta[i].Ess, e.Exact, e.Ess, secs, e.OracleObjective)).ToArray();
     }
 }

@@ -16,8 +16,9 @@ namespace Kiln.Methods.Reward;
 /// <param name="Exact">True when π̂ was integrated by quadrature; false for self-normalized importance sampling from π₀.</param>
 /// <param name="Ess">Effective sample size (Σw)²/Σw² of the importance weights (NaN when exact).</param>
 /// <param name="Samples">Quadrature points or importance samples used for π̂.</param>
+/// <param name="OracleObjective">J_β(π*) = β log E_{π₀}[exp(r*/β)]; J_β(π₀) is <paramref name="BaseValue"/>.</param>
 public sealed record PolicyEvaluation(double Beta, double OracleValue, double RealizedValue, double BaseValue, double Gap, double ValueGap,
-    double KlHat, double KlStar, double Chi2, bool Exact, double Ess, int Samples)
+    double KlHat, double KlStar, double Chi2, bool Exact, double Ess, int Samples, double OracleObjective)
 {
     /// <summary>n_eff = n/(1 + χ²(π*‖π₀)): how many of n samples from π₀ the tilt effectively keeps.</summary>
     public double EffectiveSamples(int n) => n / (1 + Chi2);
@@ -116,7 +117,7 @@ public static class TiltedPolicy
         double chi2 = Math.Exp(LogSumExp(Add(oLogw, oRs, 2 / beta)) - 2 * logZs) - 1;
         double baseValue = Dot(oLogw.Select(Math.Exp).ToArray(), oRs);
         double ess = exact ? double.NaN : 1 / ph.Sum(p => p * p);
-        return new PolicyEvaluation(beta, oracle, realized, baseValue, jStar - jHat, oracle - realized, klHat, klStar, chi2, exact, ess, rh.Length);
+        return new PolicyEvaluation(beta, oracle, realized, baseValue, jStar - jHat, oracle - realized, klHat, klStar, chi2, exact, ess, rh.Length, jStar);
     }
 
     /// <summary>An orthonormal basis [k, d] (float64, CPU) of the span of the given rows, by Gram-Schmidt with re-orthogonalization;

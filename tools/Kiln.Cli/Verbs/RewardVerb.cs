@@ -95,10 +95,11 @@ public static class RewardVerb
         var lambda = new Option<string>("--lambda") { Description = "Ridge penalty lambda in (Phi^T Omega Phi + n lambda I)", DefaultValueFactory = _ => "0.001" };
         var pilot = new Option<string>("--pilot") { Description = "Fraction of the n samples that fits the surrogate's pilot readout", DefaultValueFactory = _ => "0.5" };
         var samples = new Option<int>("--is-samples") { Description = "Importance samples from pi_0 when the learned reward has no small basis", DefaultValueFactory = _ => 1 << 18 };
-        var admit = new Option<string>("--admit") { Description = "A beta_2 is admissible when the realized value keeps this share of the oracle's gain over pi_0", DefaultValueFactory = _ => "0.9" };
+        var admit = new Option<string>("--admit") { Description = "A beta_2 is admissible when the learned policy keeps this share of the oracle's regularized gain J(pi*) - J(pi_0), i.e. Gap <= (1 - share)(J(pi*) - J(pi_0))", DefaultValueFactory = _ => "0.9" };
         var seeds = new Option<int>("--seeds") { Description = "Number of seeds (0, 1, ...)", DefaultValueFactory = _ => 1 };
+        var minEss = new Option<int>("--min-ess") { Description = "Importance-sampling ESS below which an evaluation is marked unreliable (and never admissible)", DefaultValueFactory = _ => 100 };
         var cmd = new Command("readout", "Stage 2: unweighted, label-weighted and surrogate-weighted ridge readouts deployed as tilted policies: realized value, gap, chi^2 and n_eff against beta_2 and n");
-        foreach (var o in new Option[] { link, d, neurons, n, nFeat, beta1, beta2, weighting, lambda, pilot, samples, admit, seeds, Bias, Noise, Steps, Lr, Mode, PsiOpt, Norm, DeviceOpt, Json, Plot }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { link, d, neurons, n, nFeat, beta1, beta2, weighting, lambda, pilot, samples, admit, minEss, seeds, Bias, Noise, Steps, Lr, Mode, PsiOpt, Norm, DeviceOpt, Json, Plot }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             var l = Link.Parse(p.GetValue(link)!);
@@ -135,7 +136,7 @@ public static class RewardVerb
                 }
                 return list;
             });
-            ReadoutTable(results, admitShare);
+            ReadoutTable(results, admitShare, p.GetValue(minEss));
             var prefix = PlotPrefix(p.GetValue(Plot), "reward-readout");
             if (prefix is not null) Cli.Err.WriteLine($"plots: {ReadoutPlot(results, prefix)}");
             return 0;
@@ -168,30 +169,36 @@ public static class RewardVerb
         Cli.Err.Write(table);
     }
 
-    static void ReadoutTable(IReadOnlyList<ReadoutResult> results, double admitShare)
+    static void ReadoutTable(IReadOnlyList<ReadoutResult> results, double admitShare, int minEss)
     {
+        bool Admissible(IEnumerable<ReadoutResult> rows) => RewardVerb.Admissible(rows, admitShare, minEss);
         var table = new Table().AddColumns("weighting", "n", "beta2", "realized E[[r*]]", "oracle", "gap", "value gap", "chi²", "n_eff", "weight ESS", "IS ESS", "admissible");
         foreach (var g in results.GroupBy(r => (r.Weighting, r.N, r.Beta2)))
         {
             var f = g.First();
             table.AddRow(g.Key.Weighting, g.Key.N.ToString(), Fmt(g.Key.Beta2), g.Average(r => r.Realized).ToString("F4"), f.Oracle.ToString("F4"),
                 g.Average(r => r.Gap).ToString("F4"), g.Average(r => r.ValueGap).ToString("F4"), f.Chi2.ToString("G3"), f.NEff.ToString("G3"),
-                g.Average(r => r.WeightEss).ToString("F0"), f.Exact ? "exact" : g.Average(r => r.Ess).ToString("F0"), Admissible(g, admitShare) ? "yes" : "no");
+                g.Average(r => r.WeightEss).ToString("F0"), f.Exact ? "exact" : g.Min(r => r.Ess).ToString("F0"),
+                g.Any(r => Unreliable(r, minEss)) ? "unreliable" : Admissible(g) ? "yes" : "no");
         }
         Cli.Err.Write(table);
         foreach (var g in results.GroupBy(r => (r.Weighting, r.N)))
         {
-            var ok = g.GroupBy(r => r.Beta2).Where(b => Admissible(b, admitShare)).Select(b => b.Key).OrderBy(b => b).ToArray();
+            var ok = g.GroupBy(r => r.Beta2).Where(Admissible).Select(b => b.Key).OrderBy(b => b).ToArray();
             Cli.Err.WriteLine($"admissible beta2 for {g.Key.Weighting}, n = {g.Key.N}: " + (ok.Length == 0 ? "none" : $"{Fmt(ok[0])} .. {Fmt(ok[^1])} ({ok.Length} of {g.Select(r => r.Beta2).Distinct().Count()})"));
         }
     }
 
-    /// <summary>Admissible: the realized value keeps at least the given share of the oracle's gain over π₀ (mean over seeds).</summary>
-    static bool Admissible(IEnumerable<ReadoutResult> rows, double share)
+    static bool Unreliable(ReadoutResult r, int minEss) => !r.Exact && r.Ess < minEss;
+
+    /// <summary>Admissible: every evaluation is reliable and J(π̂) - J(π₀) ≥ share · (J(π*) - J(π₀)), i.e. the mean gap is at most
+    /// (1 - share) of the oracle's regularized gain (means over seeds).</summary>
+    static bool Admissible(IEnumerable<ReadoutResult> rows, double share, int minEss)
     {
         var r = rows.ToArray();
-        double gain = r.Average(v => v.Oracle - v.Base), got = r.Average(v => v.Realized - v.Base);
-        return got >= share * gain;
+        if (r.Any(v => Unreliable(v, minEss))) return false;
+        double gain = r.Average(v => v.OracleObjective - v.Base);
+        return r.Average(v => v.Gap) <= (1 - share) * gain;
     }
 
     // ------------------------------------------------------------------ plots
@@ -237,7 +244,7 @@ public static class RewardVerb
             var a = val.Add.Scatter(xs, pts.Select(q => q.V).ToArray(), color);
             a.LegendText = $"{g.Key.Weighting}, n = {g.Key.N}"; a.LinePattern = pattern;
             var b = gap.Add.Scatter(xs, pts.Select(q => q.G).ToArray(), color);
-            b.LinePattern = pattern;
+            b.LegendText = a.LegendText; b.LinePattern = pattern;
         }
         var oracle = results.GroupBy(r => r.Beta2).OrderBy(b => b.Key).ToArray();
         var o = val.Add.Scatter(oracle.Select(b => Math.Log2(b.Key)).ToArray(), oracle.Select(b => b.First().Oracle).ToArray(), ScottPlot.Colors.Black);
@@ -248,6 +255,7 @@ public static class RewardVerb
         gap.Title("gap J(π*) - J(π̂) = β₂ KL(π̂‖π*)");
         gap.Axes.Bottom.Label.Text = "log₂ β₂";
         gap.Axes.Left.Label.Text = "gap";
+        gap.ShowLegend(ScottPlot.Alignment.UpperLeft);
         val.SavePng(path + "-value.png", 900, 560);
         gap.SavePng(path + "-gap.png", 900, 560);
         return $"{path}-value.png, {path}-gap.png";
@@ -271,7 +279,7 @@ public static class RewardVerb
     static object ToJson(ReadoutResult r) => new
     {
         kind = "reward-readout", link = r.Link, d = r.D, n = r.N, seed = r.Seed, weighting = r.Weighting, beta2 = r.Beta2, recovered = r.Recovered,
-        realized = r.Realized, oracle = r.Oracle, @base = r.Base, gap = r.Gap, value_gap = r.ValueGap, chi2 = r.Chi2, n_eff = r.NEff,
+        realized = r.Realized, oracle = r.Oracle, @base = r.Base, oracle_objective = r.OracleObjective, gap = r.Gap, value_gap = r.ValueGap, chi2 = r.Chi2, n_eff = r.NEff,
         weight_ess = r.WeightEss, exact = r.Exact, is_ess = r.Exact ? null : (double?)r.Ess, seconds = r.Seconds,
     };
 
