@@ -62,7 +62,7 @@ public static class Readout
         var yy = y.To(DType.Float64).To(phi.Device);
         var wp = omega is null ? p : p * omega.To(DType.Float64).To(phi.Device).Unsqueeze(1);
         var gram = wp.T.MatMul(p) + Tensor.Eye(k, dtype: DType.Float64, device: phi.Device) * (n * lambda);
-        return SpdSolve.Default.Solve(gram, wp.T.MatMul(yy));
+        return gram.Cholesky().CholeskySolve(wp.T.MatMul(yy));
     }
 
     /// <summary>Fits the readout of <paramref name="net"/> on samples x [n, d], y [n] as <paramref name="options"/> say.</summary>

@@ -6,42 +6,9 @@ using G = FsCheck.Fluent.Gen;
 
 namespace Kiln.Tests.Reward;
 
-/// <summary>The two-stage reward model: the SPD solve, weighted ridge, exponential weights, the stage-1 gradient and step.</summary>
+/// <summary>The two-stage reward model: weighted ridge, exponential weights, the stage-1 gradient and step.</summary>
 public class RewardModelTests
 {
-    static Tensor RandomSpd(int n, Generator g)
-    {
-        var m = Tensor.Randn([n, n + 3], g, dtype: DType.Float64);
-        return m.MatMul(m.T) + Tensor.Eye(n, dtype: DType.Float64) * 0.1;
-    }
-
-    [Fact]
-    public void Cholesky_factor_reproduces_the_matrix_and_solves()
-    {
-        Props.Check(G.Choose(1, 40).Zip(TensorGen.Seed), c =>
-        {
-            var (n, seed) = c;
-            var g = new Generator((ulong)seed);
-            var a = RandomSpd(n, g);
-            var l = Tensor.FromArray(Cholesky64.Factor(a.ToDoubleArray(), n), new Shape(n, n));
-            Close.Check(a, l.MatMul(l.T), 1e-12, 1e-12, "L Lᵀ");
-            var b = Tensor.Randn([n, 3], g, dtype: DType.Float64);
-            var x = SpdSolve.Default.Solve(a, b);
-            Close.Check(b, a.MatMul(x), 1e-9, 1e-9, "A x");
-            var bv = Tensor.Randn([n], g, dtype: DType.Float64);
-            Close.Check(bv, a.MatMul(SpdSolve.Default.Solve(a, bv)), 1e-9, 1e-9, "A x (vector)");
-        });
-    }
-
-    [Fact]
-    public void Spd_solve_rejects_bad_input()
-    {
-        var notPd = Tensor.FromArray(new double[,] { { 1, 2 }, { 2, 1 } });
-        Assert.Contains("positive-definite", Assert.Throws<ArgumentException>(() => SpdSolve.Default.Solve(notPd, Tensor.Ones([2], DType.Float64))).Message);
-        Assert.Throws<ShapeMismatchException>(() => SpdSolve.Default.Solve(Tensor.Ones([2, 3], DType.Float64), Tensor.Ones([2], DType.Float64)));
-        Assert.Throws<ShapeMismatchException>(() => SpdSolve.Default.Solve(Tensor.Eye(2, dtype: DType.Float64), Tensor.Ones([3], DType.Float64)));
-    }
-
     [Fact]
     public void Weighted_ridge_solves_the_normal_equations_in_float64()
     {
