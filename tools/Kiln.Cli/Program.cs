@@ -7,6 +7,7 @@ foreach (var verb in new[]
 {
     TourVerb.Build(),
     BenchVerb.Build(),
+    RewardVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
