@@ -363,7 +363,7 @@ public static class BenchVerb
         var t = new Table().AddColumns(new TableColumn("workload").NoWrap(), new TableColumn("Kiln").NoWrap(), new TableColumn("peer").NoWrap(),
             new TableColumn("ratio"), new TableColumn("% of peak"));
         foreach (var (k, p, _, _) in rows)
-            t.AddRow(k.Workload, $"{k.Rate:F1} {k.Unit}", p is null ? "-" : $"{p.Rate:F1} ({p.Peer})", p is null ? "-" : $"{k.Rate / p.Rate:F2}",
+            t.AddRow(k.Workload, $"{k.Seconds * 1e3:F2} ms, {k.Rate:F1} {k.Unit}", p is null ? "-" : $"{p.Seconds * 1e3:F2} ms, {p.Rate:F1} ({p.Peer})", p is null ? "-" : $"{k.Rate / p.Rate:F2}",
                 k.Unit == "GFLOP/s" ? $"{100 * k.Rate / peak:F0}%" : "");
         Cli.Err.Write(t);
     }
@@ -396,12 +396,12 @@ public static class BenchVerb
         sb.AppendLine(ci, $"- Date: {DateTime.Now:yyyy-MM-dd HH:mm}");
         sb.AppendLine(ci, $"- Command: `{command}` (Release build), peers from `../shared/peers/peer_bench.py` run in the same invocation, one workload at a time, right after Kiln's run");
         sb.AppendLine(ci, $"- Peak: {peak:F1} GFLOP/s single precision = {Environment.ProcessorCount} cores x {peak / Environment.ProcessorCount:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`BenchVerb.MeasureCorePeakGflops`)");
-        sb.AppendLine("- Timing: median of 7 runs after warm-up, for Kiln and peers alike; ratio = Kiln rate / fastest peer's rate (> 1: Kiln is faster)").AppendLine();
+        sb.AppendLine("- Timing: median of 7 runs after warm-up, for Kiln and peers alike (time per run, and rate in the workload's unit); ratio = Kiln rate / fastest peer's rate (> 1: Kiln is faster)").AppendLine();
         sb.AppendLine("| workload | Kiln | numpy | torch | ratio | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|");
         foreach (var (k, p, all, _) in rows)
         {
-            string Peer(string name) => all.FirstOrDefault(x => x.Peer == name) is { } r ? r.Rate.ToString("F1", ci) : "-";
-            sb.AppendLine(ci, $"| {k.Workload} | {k.Rate:F1} {k.Unit} | {Peer("numpy")} | {Peer("torch")} | {(p is null ? "-" : (k.Rate / p.Rate).ToString("F2", ci))} | {(k.Unit == "GFLOP/s" ? (100 * k.Rate / peak).ToString("F0", ci) + "%" : "")} |");
+            string Peer(string name) => all.FirstOrDefault(x => x.Peer == name) is { } r ? string.Create(ci, $"{r.Seconds * 1e3:F2} ms, {r.Rate:F1}") : "-";
+            sb.AppendLine(ci, $"| {k.Workload} | {k.Seconds * 1e3:F2} ms, {k.Rate:F1} {k.Unit} | {Peer("numpy")} | {Peer("torch")} | {(p is null ? "-" : (k.Rate / p.Rate).ToString("F2", ci))} | {(k.Unit == "GFLOP/s" ? (100 * k.Rate / peak).ToString("F0", ci) + "%" : "")} |");
         }
         if (rows.Any(r => r.OneCore is not null))
         {
