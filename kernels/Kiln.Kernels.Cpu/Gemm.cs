@@ -24,7 +24,7 @@ public enum GemmKernel
 /// The GotoBLAS/BLIS structure: for each NC-wide column block and KC-deep slice, B is packed once into NR-wide k-major
 /// micro-panels shared by all threads; each thread packs MC x KC blocks of A into MR-tall micro-panels and sweeps
 /// MR x NR register tiles over them (<see cref="GemmMicro"/>). Edges are zero-padded in the packs, so the
-/// micro-kernel always runs full tiles; only partial tiles are written back through a small buffer.
+/// micro-kernel always runs full tiles; partial tiles go through a small buffer and a vectorized row write-back.
 /// Each element of C is computed by one thread with the same K blocking, so results do not depend on the thread count.
 /// Reference: <see cref="Reference.Gemm"/>.
 /// </summary>
@@ -207,9 +207,14 @@ public static class Gemm
                             GemmMicro.Tile(plan.Kernel, kc, aPanel, bPanel, tileAligned, nr, T.One, T.Zero);
                             for (int r = 0; r < mrNow; r++)
                             {
-                                T* cr = cTile + (long)r * ldc, tr = tileAligned + r * nr;
-                                if (beta == T.Zero) for (int j = 0; j < nrNow; j++) cr[j] = alpha * tr[j];
-                                else for (int j = 0; j < nrNow; j++) cr[j] = alpha * tr[j] + beta * cr[j];
+                                var cr = new Span<T>(cTile + (long)r * ldc, nrNow);
+                                var tr = new ReadOnlySpan<T>(tileAligned + r * nr, nrNow);
+                                if (beta == T.Zero) TP.Multiply(tr, alpha, cr);
+                                else
+                                {
+                                    TP.Multiply(cr, beta, cr);
+                                    TP.MultiplyAdd(tr, alpha, cr, cr);
+                                }
                             }
                         }
                         if (epilogue)
