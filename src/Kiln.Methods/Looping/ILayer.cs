@@ -17,7 +17,8 @@ public interface ILayer
 /// <summary>What a layer knows about the sequence in one forward call.</summary>
 /// <param name="Position">Absolute position of the first row of the input (the number of tokens seen before this call).</param>
 /// <param name="Cache">The KV cache of the call, or null for a stateless forward.</param>
-public sealed record SequenceContext(int Position, KvCache? Cache)
+/// <param name="State">Model-specific data computed once per call and shared by the layers (a transformer's RoPE tables).</param>
+public sealed record SequenceContext(int Position, KvCache? Cache, object? State = null)
 {
     /// <summary>A stateless context starting at position 0.</summary>
     public static SequenceContext Stateless { get; } = new(0, null);

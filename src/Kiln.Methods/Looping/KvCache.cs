@@ -38,6 +38,14 @@ public sealed class KvCache
         _pendingV[layer] = values;
     }
 
+    /// <summary>A copy that shares the (immutable) entries but not the bookkeeping, so both can go on independently.</summary>
+    public KvCache Clone()
+    {
+        var c = new KvCache(Layers) { Position = Position, PromptLength = PromptLength };
+        Array.Copy(_k, c._k, Layers); Array.Copy(_v, c._v, Layers);
+        return c;
+    }
+
     /// <summary>Appends every layer's stash to its entries and advances <see cref="Position"/> by <paramref name="tokens"/>.</summary>
     public void Commit(int tokens)
     {
