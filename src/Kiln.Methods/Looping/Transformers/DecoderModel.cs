@@ -10,6 +10,7 @@ public sealed class DecoderModel
 {
     readonly DecoderLayer[] _layers;
     readonly Tensor _embed, _norm, _headT;
+    readonly bool _trainable;
 
     /// <summary>Builds the model from <paramref name="weights"/> (names as in Hugging Face checkpoints).</summary>
     /// <param name="config">The architecture.</param>
@@ -33,13 +34,15 @@ public sealed class DecoderModel
         Tensor Linear(string name, int outDim, int inDim)
         {
             var w = W(name, outDim, inDim);
-            return trainable ? w.T : w.T.Contiguous();
+            // Trainable weights stay [out, in] and are transposed at use, so each forward records its own transpose.
+            return trainable ? w : w.T.Contiguous();
         }
         var c = config;
         int d = c.HiddenSize, qd = c.Heads * c.HeadDim, kvd = c.KvHeads * c.HeadDim;
         _embed = W("model.embed_tokens.weight", c.VocabSize, d);
         _norm = W("model.norm.weight", d);
-        _headT = c.TieWordEmbeddings ? (trainable ? _embed.T : _embed.T.Contiguous()) : Linear("lm_head.weight", c.VocabSize, d);
+        _trainable = trainable;
+        _headT = c.TieWordEmbeddings ? (trainable ? _embed : _embed.T.Contiguous()) : Linear("lm_head.weight", c.VocabSize, d);
         _layers = new DecoderLayer[c.Layers];
         for (int i = 0; i < c.Layers; i++)
         {
@@ -101,18 +104,19 @@ public sealed class DecoderModel
     /// <summary>Logits over the vocabulary of hidden states from <see cref="Hidden"/>: [..., hidden] -> [..., vocab].</summary>
     public Tensor Project(Tensor hidden) => Lin(hidden, _headT, null);
 
+    // x [..., in] times a linear weight: stored as [in, out] for inference, as [out, in] when trainable.
+    Tensor Lin(Tensor x, Tensor w, Tensor? bias)
+    {
+        var shape = x.Shape.ToArray();
+        var y = x.Reshape(-1, shape[^1]).MatMul(_trainable ? w.T : w);
+        if (bias is not null) y += bias;
+        shape[^1] = y.Shape[1];
+        return y.Reshape(shape);
+    }
+
     /// <summary>Logits [batch, positions, vocab] of <paramref name="ids"/>; see <see cref="Hidden"/> for the arguments.</summary>
     public Tensor Forward(Tensor ids, KvCache? cache = null, LoopOptions? loop = null) => Project(Hidden(ids, cache, loop));
 
-    // x [..., in] times a weight stored as [in, out] (a transposed view when trainable).
-    internal static Tensor Lin(Tensor x, Tensor wt, Tensor? bias)
-    {
-        var shape = x.Shape.ToArray();
-        var y = x.Reshape(-1, shape[^1]).MatMul(wt);
-        if (bias is not null) y += bias;
-        shape[^1] = wt.Shape[1];
-        return y.Reshape(shape);
-    }
 
     sealed class DecoderLayer(DecoderModel m, int index, Tensor inNorm, Tensor postNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
         Tensor? bq, Tensor? bk, Tensor? bv, Tensor? qNorm, Tensor? kNorm, Tensor wGate, Tensor wUp, Tensor wDown) : ILayer
@@ -123,9 +127,9 @@ public sealed class DecoderModel
             int b = x.Shape[0], t = x.Shape[1], hd = c.HeadDim;
             var (cos, sin) = ((Tensor, Tensor))ctx.State!;
             var h = x.RmsNorm(inNorm, c.RmsNormEps);
-            var q = Lin(h, wq, bq).Reshape(b, t, c.Heads, hd);
-            var k = Lin(h, wk, bk).Reshape(b, t, c.KvHeads, hd);
-            var v = Lin(h, wv, bv).Reshape(b, t, c.KvHeads, hd).Permute(0, 2, 1, 3);
+            var q = m.Lin(h, wq, bq).Reshape(b, t, c.Heads, hd);
+            var k = m.Lin(h, wk, bk).Reshape(b, t, c.KvHeads, hd);
+            var v = m.Lin(h, wv, bv).Reshape(b, t, c.KvHeads, hd).Permute(0, 2, 1, 3);
             if (qNorm is not null) q = q.RmsNorm(qNorm, c.RmsNormEps);
             if (kNorm is not null) k = k.RmsNorm(kNorm, c.RmsNormEps);
             q = Rope.Apply(q.Permute(0, 2, 1, 3), cos, sin);
@@ -141,9 +145,9 @@ public sealed class DecoderModel
             if (t > 1) scores += CausalMask(t, past, m.DType, x.Device);
             var o = scores.Softmax(-1).MatMul(values.Unsqueeze(2))
                 .Reshape(b, c.Heads, t, hd).Permute(0, 2, 1, 3).Reshape(b, t, c.Heads * hd);
-            x = x + Lin(o, wo, null);
+            x = x + m.Lin(o, wo, null);
             var h2 = x.RmsNorm(postNorm, c.RmsNormEps);
-            return x + Lin(Lin(h2, wGate, null).Silu() * Lin(h2, wUp, null), wDown, null);
+            return x + m.Lin(m.Lin(h2, wGate, null).Silu() * m.Lin(h2, wUp, null), wDown, null);
         }
     }
 
