@@ -104,6 +104,44 @@ public sealed class DecoderModel
     /// <summary>Logits over the vocabulary of hidden states from <see cref="Hidden"/>: [..., hidden] -> [..., vocab].</summary>
     public Tensor Project(Tensor hidden) => Lin(hidden, _headT, null);
 
+    /// <summary>
+    /// Continues <paramref name="prompt"/> by up to <paramref name="maxNew"/> tokens with the KV cache: greedy when
+    /// <paramref name="temperature"/> is 0, otherwise sampled from softmax(logits / temperature) with <paramref name="generator"/>.
+    /// Stops early at <paramref name="stop"/>. The loop, if any, applies per <see cref="LoopOptions.Decode"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The prompt is empty.</exception>
+    public int[] Generate(int[] prompt, int maxNew, LoopOptions? loop = null, double temperature = 0, Generator? generator = null, int? stop = null)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (prompt.Length == 0) throw new ArgumentException("generate: the prompt is empty", nameof(prompt));
+        if (temperature < 0) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "generate: temperature must be non-negative");
+        using var _ = Autograd.NoGrad();
+        var cache = NewCache();
+        var output = new List<int>();
+        var next = prompt.Select(i => (long)i).ToArray();
+        var uniform = generator ?? new Generator(0);
+        for (int n = 0; n < maxNew; n++)
+        {
+            var h = Hidden(Tensor.FromArray(next, new Shape(1, next.Length)), cache, loop);
+            var logits = Project(h.Narrow(1, next.Length - 1, 1).Reshape(-1)).ToDoubleArray();
+            int token;
+            if (temperature == 0) token = Array.IndexOf(logits, logits.Max());
+            else
+            {
+                double mx = logits.Max(), z = 0;
+                var p = logits.Select(l => Math.Exp((l - mx) / temperature)).ToArray();
+                z = p.Sum();
+                double u = Tensor.Rand([1], uniform, dtype: DType.Float64).Item() * z, acc = 0;
+                token = p.Length - 1;
+                for (int i = 0; i < p.Length; i++) { acc += p[i]; if (u < acc) { token = i; break; } }
+            }
+            output.Add(token);
+            if (token == stop) break;
+            next = [token];
+        }
+        return output.ToArray();
+    }
+
     // x [..., in] times a linear weight: stored as [in, out] for inference, as [out, in] when trainable.
     Tensor Lin(Tensor x, Tensor w, Tensor? bias)
     {
