@@ -6,6 +6,9 @@ var root = new RootCommand("kiln: a tensor and autodiff engine for .NET, its ben
 foreach (var verb in new[]
 {
     TourVerb.Build(),
+    LmVerb.Build(),
+    LoopVerb.Build(),
+    TrainLmVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);

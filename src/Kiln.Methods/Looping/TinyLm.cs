@@ -36,7 +36,7 @@ public static class TinyLm
     }
 
     /// <summary>
-    /// Cloze items in MMLU-Pro's JSONL format (category "cloze"): the question is up to 160 characters of held-out text
+    /// Cloze items in MMLU-Pro's JSONL format (category "cloze"): the question is up to 64 characters of held-out text
     /// ending before a word of 4+ letters; the options are that word and three training-vocabulary words of the same
     /// length (so summed log-likelihoods compare fairly), in random order.
     /// </summary>
@@ -51,7 +51,7 @@ public static class TinyLm
             var pool = byLength[m.Length].Where(w => w != m.Value).OrderBy(_ => rng.Next()).Take(3).ToList();
             int answer = rng.Next(4);
             pool.Insert(answer, m.Value);
-            int start = Math.Max(0, m.Index - 160);
+            int start = Math.Max(0, m.Index - 64);
             string question = heldOut[start..(m.Index - 1)];
             lines.Add(new JsonObject
             {

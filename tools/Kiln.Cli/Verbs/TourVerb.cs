@@ -14,6 +14,7 @@ public static class TourVerb
     public static IReadOnlyList<Step> Steps =>
     [
         new("Tensor core: a softmax classifier trained by autodiff", CoreTour.Run),
+        new("Looping: baseline vs naive vs damped loops of a tiny Qwen3-style checkpoint", LoopTour.Run),
     ];
 
     public static Command Build()
