@@ -43,7 +43,7 @@ public static class LoopVerb
                 LoopSweep.Run(m, s => tok.EncodeToIds(s).ToArray(), items, textTokens, p.GetValue(ctx), wins, kList, ruleList, loopMode, (done, _) => report(done)));
             Report(rows, p.GetValue(json));
             string png = p.GetValue(plot)!;
-            Plot(rows, png, $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(dir))}: looping a window of {m.Config.Layers} layers");
+            Plot(rows, png, $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(dir))} ({m.Config.Layers} layers): baseline vs looped windows");
             Cli.Err.WriteLine($"plot: {Path.GetFullPath(png)}");
             return 0;
         });
@@ -62,11 +62,11 @@ public static class LoopVerb
                     perplexity = r.Perplexity, nll_diff = r.NllDiff, nll_ci = new[] { r.NllLow, r.NllHigh } });
             return;
         }
-        var t = new Table().AddColumns("method", "window", "K", "accuracy", "Δacc (pp) [95% CI]", "perplexity", "ΔNLL (nats) [95% CI]");
+        var t = new Table().AddColumns(new[] { "method", "window", "K", "accuracy", "Δacc (pp) [95% CI]", "perplexity", "ΔNLL (nats) [95% CI]" }.Select(Markup.Escape).ToArray());
         foreach (var r in rows)
-            t.AddRow(r.Method, r.Rule is null ? "-" : $"[{r.Start},{r.End}]", r.K.ToString(), F(r.Accuracy * 100, "F1"),
+            t.AddRow(new[] { r.Method, r.Rule is null ? "-" : $"[{r.Start},{r.End}]", r.K.ToString(), F(r.Accuracy * 100, "F1"),
                 r.Rule is null || double.IsNaN(r.Accuracy) ? "" : $"{r.AccDiff * 100:+0.0;-0.0} [{r.AccLow * 100:+0.0;-0.0}, {r.AccHigh * 100:+0.0;-0.0}]",
-                F(r.Perplexity, "F3"), r.Rule is null || double.IsNaN(r.Perplexity) ? "" : $"{r.NllDiff:+0.0000;-0.0000} [{r.NllLow:+0.0000;-0.0000}, {r.NllHigh:+0.0000;-0.0000}]");
+                F(r.Perplexity, "F3"), r.Rule is null || double.IsNaN(r.Perplexity) ? "" : $"{r.NllDiff:+0.0000;-0.0000} [{r.NllLow:+0.0000;-0.0000}, {r.NllHigh:+0.0000;-0.0000}]" }.Select(Markup.Escape).ToArray());
         Cli.Err.Write(t);
     }
 
