@@ -22,7 +22,7 @@ public static class TinyLm
     };
 
     /// <summary>The training recipe of the embedded checkpoint.</summary>
-    public static LmTrainOptions Training { get; } = new() { Steps = 500, Batch = 8, Context = 96, LearningRate = 3e-3, Warmup = 30, Seed = 1 };
+    public static LmTrainOptions Training { get; } = new() { Steps = 150, Batch = 8, Context = 96, LearningRate = 3e-3, Warmup = 15, Seed = 1 };
 
     /// <summary>Splits <paramref name="corpus"/> into paragraphs (blank-line separated); every <paramref name="every"/>-th goes to the held-out part.</summary>
     public static (string Train, string HeldOut) Split(string corpus, int every = 8)
