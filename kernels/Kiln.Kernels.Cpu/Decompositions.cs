@@ -167,16 +167,26 @@ public static class Decompositions
         for (int i = 0; i < kk; i++) for (int j = i; j < n; j++) r[i * n + j] = w[i * n + j];
     }
 
-    // X[j:, c0:] -= 2 v (vᵀ X[j:, c0:]) for X with `cols` columns (a Householder reflection of rows j..m-1).
+    // X[j:, c0:] -= 2 v (vᵀ X[j:, c0:]) for X with `cols` columns (a Householder reflection of rows j..m-1), row by row
+    // so both passes stream through contiguous memory.
     static void ReflectRows(double[] v, double[] x, int j, int m, int cols, int c0)
     {
-        for (int c = c0; c < cols; c++)
+        int w = cols - c0;
+        if (w <= 0) return;
+        var s = new double[w];
+        for (int i = j; i < m; i++)
         {
-            double s = 0;
-            for (int i = j; i < m; i++) s += v[i - j] * x[i * cols + c];
-            s *= 2;
-            if (s == 0) continue;
-            for (int i = j; i < m; i++) x[i * cols + c] -= s * v[i - j];
+            double vi = v[i - j];
+            if (vi == 0) continue;
+            var row = x.AsSpan(i * cols + c0, w);
+            for (int c = 0; c < w; c++) s[c] += vi * row[c];
+        }
+        for (int i = j; i < m; i++)
+        {
+            double vi = 2 * v[i - j];
+            if (vi == 0) continue;
+            var row = x.AsSpan(i * cols + c0, w);
+            for (int c = 0; c < w; c++) row[c] -= vi * s[c];
         }
     }
 
@@ -193,7 +203,10 @@ public static class Decompositions
         var d = new double[n];
         var e = new double[n];
         Tred2(vv, d, e, n);
+        // QL rotates pairs of V's columns: work on Vᵀ so each rotation touches two contiguous rows.
+        Transpose(vv, n);
         if (!Tql2(vv, d, e, n)) return false;
+        Transpose(vv, n);
         d.AsSpan().CopyTo(w);
         FixColumnSigns(vv, n, n);
         vv.AsSpan().CopyTo(v);
@@ -272,8 +285,9 @@ public static class Decompositions
         e[0] = 0;
     }
 
-    // Implicit QL on the tridiagonal (d, e) accumulating into V (EISPACK tql2, as in JAMA); sorts ascending.
-    static bool Tql2(double[] V, double[] d, double[] e, int n)
+    // Implicit QL on the tridiagonal (d, e) accumulating into Vt, the transpose of the eigenvector matrix (EISPACK tql2,
+    // as in JAMA); sorts ascending.
+    static bool Tql2(double[] Vt, double[] d, double[] e, int n)
     {
         for (int i = 1; i < n; i++) e[i - 1] = e[i];
         e[n - 1] = 0;
@@ -314,11 +328,13 @@ public static class Decompositions
                         c = p / r;
                         p = c * d[i] - s * g;
                         d[i + 1] = h + s * (c * g + s * d[i]);
+                        var vi = Vt.AsSpan(i * n, n);
+                        var vi1 = Vt.AsSpan((i + 1) * n, n);
                         for (int k = 0; k < n; k++)
                         {
-                            h = V[k * n + i + 1];
-                            V[k * n + i + 1] = s * V[k * n + i] + c * h;
-                            V[k * n + i] = c * V[k * n + i] - s * h;
+                            h = vi1[k];
+                            vi1[k] = s * vi[k] + c * h;
+                            vi[k] = c * vi[k] - s * h;
                         }
                     }
                     p = -s * s2 * c3 * el1 * e[l] / dl1;
@@ -336,9 +352,15 @@ public static class Decompositions
             for (int j = i + 1; j < n; j++) if (d[j] < p) { k = j; p = d[j]; }
             if (k == i) continue;
             d[k] = d[i]; d[i] = p;
-            for (int j = 0; j < n; j++) (V[j * n + i], V[j * n + k]) = (V[j * n + k], V[j * n + i]);
+            for (int j = 0; j < n; j++) (Vt[i * n + j], Vt[k * n + j]) = (Vt[k * n + j], Vt[i * n + j]);
         }
         return true;
+    }
+
+    static void Transpose(double[] x, int n)
+    {
+        for (int i = 0; i < n; i++)
+            for (int j = i + 1; j < n; j++) (x[i * n + j], x[j * n + i]) = (x[j * n + i], x[i * n + j]);
     }
 
     // Signs each column of the rows x cols matrix x so its largest-magnitude entry (the first of equal ones) is
@@ -373,11 +395,14 @@ public static class Decompositions
         return true;
     }
 
-    // One-sided Jacobi on the columns of a tall w (m x n, m >= n): rotate column pairs until all are orthogonal.
+    // One-sided Jacobi on the columns of a tall w (m x n, m >= n): rotate column pairs until all are orthogonal. The
+    // columns of W and V are kept as the contiguous rows of their transposes, so each rotation streams two rows.
     static bool SvdTall(double[] w, int m, int n, Span<double> u, Span<double> s, Span<double> vt)
     {
-        var v = new double[n * n];
-        for (int i = 0; i < n; i++) v[i * n + i] = 1;
+        var wt = new double[n * m];
+        for (int i = 0; i < m; i++) for (int j = 0; j < n; j++) wt[j * m + i] = w[i * n + j];
+        var vr = new double[n * n];
+        for (int i = 0; i < n; i++) vr[i * n + i] = 1;
         bool converged = n <= 1;
         for (int sweep = 0; sweep < 60 && !converged; sweep++)
         {
@@ -385,10 +410,12 @@ public static class Decompositions
             for (int p = 0; p < n - 1; p++)
                 for (int q = p + 1; q < n; q++)
                 {
+                    var wp = wt.AsSpan(p * m, m);
+                    var wq = wt.AsSpan(q * m, m);
                     double alpha = 0, beta = 0, gamma = 0;
                     for (int i = 0; i < m; i++)
                     {
-                        double x = w[i * n + p], y = w[i * n + q];
+                        double x = wp[i], y = wq[i];
                         alpha += x * x; beta += y * y; gamma += x * y;
                     }
                     if (gamma == 0 || Math.Abs(gamma) <= Eps * Math.Sqrt(alpha * beta)) continue;
@@ -398,18 +425,8 @@ public static class Decompositions
                     double t = zeta == 0 ? 1 : Math.Abs(zeta) > 1e150 ? 0.5 / zeta
                         : Math.Sign(zeta) / (Math.Abs(zeta) + Math.Sqrt(1 + zeta * zeta));
                     double c = 1 / Math.Sqrt(1 + t * t), sn = c * t;
-                    for (int i = 0; i < m; i++)
-                    {
-                        double x = w[i * n + p], y = w[i * n + q];
-                        w[i * n + p] = c * x - sn * y;
-                        w[i * n + q] = sn * x + c * y;
-                    }
-                    for (int i = 0; i < n; i++)
-                    {
-                        double x = v[i * n + p], y = v[i * n + q];
-                        v[i * n + p] = c * x - sn * y;
-                        v[i * n + q] = sn * x + c * y;
-                    }
+                    Rotate(wp, wq, c, sn);
+                    Rotate(vr.AsSpan(p * n, n), vr.AsSpan(q * n, n), c, sn);
                 }
         }
         if (!converged) return false;
@@ -417,7 +434,7 @@ public static class Decompositions
         for (int j = 0; j < n; j++)
         {
             double ss = 0;
-            for (int i = 0; i < m; i++) ss += w[i * n + j] * w[i * n + j];
+            foreach (double x in wt.AsSpan(j * m, m)) ss += x * x;
             norms[j] = Math.Sqrt(ss);
         }
         var order = Enumerable.Range(0, n).OrderByDescending(j => norms[j]).ThenBy(j => j).ToArray();
@@ -429,12 +446,23 @@ public static class Decompositions
             int j = order[c];
             s[c] = norms[j];
             isZero[c] = norms[j] <= tiny;
-            if (!isZero[c]) for (int i = 0; i < m; i++) uu[i * n + c] = w[i * n + j] / norms[j];
-            for (int i = 0; i < n; i++) vt[c * n + i] = v[i * n + j];
+            if (!isZero[c]) for (int i = 0; i < m; i++) uu[i * n + c] = wt[j * m + i] / norms[j];
+            vr.AsSpan(j * n, n).CopyTo(vt.Slice(c * n, n));
         }
         CompleteColumns(uu, m, n, isZero);
         uu.AsSpan().CopyTo(u);
         return true;
+    }
+
+    // (x, y) <- (c x - s y, s x + c y) elementwise.
+    static void Rotate(Span<double> x, Span<double> y, double c, double s)
+    {
+        for (int i = 0; i < x.Length; i++)
+        {
+            double a = x[i], b = y[i];
+            x[i] = c * a - s * b;
+            y[i] = s * a + c * b;
+        }
     }
 
     // Replaces the flagged columns of x (m x k) by unit vectors orthogonal to all others (Gram-Schmidt on the standard
