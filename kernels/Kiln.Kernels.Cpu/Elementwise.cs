@@ -23,7 +23,8 @@ public static class Elementwise
             case UnaryOp.Sqrt: TP.Sqrt(x, y); return;
             case UnaryOp.Rsqrt: TP.ReciprocalSqrt(x, y); return;
             case UnaryOp.Sigmoid: TP.Sigmoid(x, y); return;
-            case UnaryOp.Tanh: TP.Tanh(x, y); return;
+            case UnaryOp.Tanh when typeof(T) == typeof(float):
+                Tanh.Run(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
             case UnaryOp.Relu: TP.Max(x, T.Zero, y); return;
             case UnaryOp.Reciprocal: TP.Reciprocal(x, y); return;
             case UnaryOp.Square: TP.Multiply(x, x, y); return;
