@@ -1,0 +1,119 @@
+using System.Runtime.CompilerServices;
+
+namespace Kiln.Methods.Smoothing;
+
+/// <summary>
+/// A smoothed prediction with its certificate: the predicted <paramref name="Class"/> (-1 when a Monte-Carlo
+/// certificate abstains), the probability <paramref name="PA"/> of that class under noise (a lower bound for
+/// Monte Carlo), and the certified radius (l2 or l1 by the noise; 0 when abstaining).
+/// </summary>
+public readonly record struct Certificate(int Class, double PA, double Radius);
+
+/// <summary>
+/// Deterministic (exact) smoothing of a stump ensemble. Under noise each meta-stump falls in region k with a
+/// probability given by differences of the noise CDF at its sorted thresholds; the distribution of the integer sum
+/// S of leaf levels is then a product of independent per-feature distributions, computed exactly by the dynamic
+/// program pdf_i[t] = sum_k p_ik pdf_{i-1}[t - G_ik] (<see cref="Tensor.StumpSumPdf"/>, a kernel on every backend).
+/// p1 = P[S &gt; M D / 2], p0 = 1 - p1. All tensor work runs on the inputs' device.
+/// </summary>
+public static class ExactSmoothing
+{
+    /// <summary>The kernel's view of an ensemble: the threshold columns, and per region the padded-CDF columns whose difference is its probability.</summary>
+    internal sealed record KernelLayout(long[] ThresholdFeatures, double[] Thresholds, long[] Upper, long[] Lower, int[] GroupStarts, int[] Values, long Base)
+    {
+        public int Width => Kiln.Kernels.Reference.StumpSumWidth(GroupStarts, Values);
+    }
+
+    static readonly ConditionalWeakTable<StumpEnsemble, KernelLayout> Layouts = new();
+
+    internal static KernelLayout LayoutOf(StumpEnsemble e) => Layouts.GetValue(e, Build);
+
+    static KernelLayout Build(StumpEnsemble e)
+    {
+        var feats = new List<long>(); var thr = new List<double>(); var up = new List<long>(); var lo = new List<long>();
+        var starts = new List<int> { 0 }; var values = new List<int>();
+        long baseSum = 0;
+        int total = e.Groups.Sum(g => g.Thresholds.Length);
+        foreach (var g in e.Groups)
+        {
+            int first = feats.Count, n = g.Thresholds.Length, min = g.Values.Min();
+            baseSum += min;
+            foreach (double t in g.Thresholds) { feats.Add(g.Feature); thr.Add(t); }
+            // Padded CDF columns: 0 holds 1 (P[x' >= -inf]), 1 + i holds P[x' >= t_i], total + 1 holds 0.
+            for (int k = 0; k <= n; k++)
+            {
+                up.Add(k == 0 ? 0 : 1 + first + k - 1);
+                lo.Add(k == n ? total + 1 : 1 + first + k);
+                values.Add(g.Values[k] - min);
+            }
+            starts.Add(values.Count);
+        }
+        return new KernelLayout(feats.ToArray(), thr.ToArray(), up.ToArray(), lo.ToArray(), starts.ToArray(), values.ToArray(), baseSum);
+    }
+
+    /// <summary>
+    /// The probability of every meta-stump region under noise for each row of <paramref name="x"/> ([n, d]):
+    /// Float64 [n, regions], regions ordered by feature and then by threshold (the layout of <see cref="StumpEnsemble.Groups"/>).
+    /// </summary>
+    public static Tensor RegionProbabilities(StumpEnsemble ensemble, Tensor x, Noise noise)
+    {
+        ArgumentNullException.ThrowIfNull(ensemble);
+        ensemble.CheckInput(x, nameof(x));
+        var l = LayoutOf(ensemble);
+        int n = x.Shape[0];
+        var dev = x.Device;
+        if (l.Thresholds.Length == 0) return Tensor.Zeros([n, 0], DType.Float64, dev);
+        var cols = x.To(DType.Float64).IndexSelect(1, Tensor.FromArray(l.ThresholdFeatures).To(dev));
+        var upper = noise.UpperTail(cols - Tensor.FromArray(l.Thresholds).To(dev));
+        var padded = Tensor.Concat([Tensor.Ones([n, 1], DType.Float64, dev), upper, Tensor.Zeros([n, 1], DType.Float64, dev)], 1);
+        var probs = padded.IndexSelect(1, Tensor.FromArray(l.Upper).To(dev)) - padded.IndexSelect(1, Tensor.FromArray(l.Lower).To(dev));
+        return probs.Clamp(0.0, null);
+    }
+
+    /// <summary>
+    /// The exact distribution of the integer sum of leaf levels under noise: Float64 [n, width] with
+    /// pdf[i, t] = P[S_i = <see cref="Offset"/> + t].
+    /// </summary>
+    public static Tensor Pdf(StumpEnsemble ensemble, Tensor x, Noise noise)
+    {
+        var probs = RegionProbabilities(ensemble, x, noise);
+        var l = LayoutOf(ensemble);
+        if (l.Values.Length == 0) return Tensor.Ones([x.Shape[0], 1], DType.Float64, x.Device);
+        return Tensor.StumpSumPdf(probs, l.GroupStarts, l.Values);
+    }
+
+    /// <summary>The smallest value the sum of leaf levels can take (the sum over meta-stumps of their smallest region value).</summary>
+    public static long Offset(StumpEnsemble ensemble) => LayoutOf(ensemble).Base;
+
+    /// <summary>
+    /// p1 = P[S + shift &gt; cut] for each row, computed without materializing the distribution; cut defaults to
+    /// floor(M D / 2) (the ensemble's decision), shift to 0. Exactly 1 or 0 where the shifted sum cannot cross the cut.
+    /// </summary>
+    public static double[] ClassOneProbability(StumpEnsemble ensemble, Tensor x, Noise noise, long[]? shift = null, long? cut = null)
+    {
+        var probs = RegionProbabilities(ensemble, x, noise);
+        var l = LayoutOf(ensemble);
+        int n = x.Shape[0];
+        if (shift is not null && shift.Length != n) throw new ArgumentException($"shift has {shift.Length} entries for {n} inputs", nameof(shift));
+        long c = cut ?? ensemble.Cut;
+        var cuts = new long[n];
+        for (int i = 0; i < n; i++) cuts[i] = c - l.Base - (shift?[i] ?? 0);
+        if (l.Values.Length == 0) return cuts.Select(k => k < 0 ? 1.0 : 0.0).ToArray();
+        return Tensor.StumpSumTail(probs, l.GroupStarts, l.Values, Tensor.FromArray(cuts).To(x.Device)).ToArray<double>();
+    }
+
+    /// <summary>
+    /// Certifies each row of <paramref name="x"/>: class c = argmax(p0, p1) (a tie is class 0), pA its probability,
+    /// radius sigma Phi^-1(pA) (l2) or 2 lambda (pA - 1/2) (l1) with pA clamped below 1 - 1e-15.
+    /// </summary>
+    public static Certificate[] Certify(StumpEnsemble ensemble, Tensor x, Noise noise) =>
+        ClassOneProbability(ensemble, x, noise).Select(p1 => FromClassOne(p1, noise)).ToArray();
+
+    internal static Certificate FromClassOne(double p1, Noise noise)
+    {
+        double p0 = 1 - p1;
+        int c = p1 > p0 ? 1 : 0;
+        double pA = Math.Max(p0, p1);
+        return new Certificate(c, pA, Math.Max(0.0, noise.Radius(pA)));
+    }
+}
