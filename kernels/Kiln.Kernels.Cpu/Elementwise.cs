@@ -29,6 +29,10 @@ public static class Elementwise
             case UnaryOp.Square: TP.Multiply(x, x, y); return;
             case UnaryOp.Sin: TP.Sin(x, y); return;
             case UnaryOp.Cos: TP.Cos(x, y); return;
+            case UnaryOp.Erf when typeof(T) == typeof(float):
+                Erf.Run(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
+            case UnaryOp.GeluErf when typeof(T) == typeof(float):
+                Erf.Gelu(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
             case UnaryOp.Silu:
             {
                 // x * sigmoid(x): sigmoid into y, then multiply; keep x intact when y aliases it.

@@ -19,14 +19,14 @@ public sealed class CpuBackend : IBackend
     static int O(Tensor t) => t.Layout.Offset;
 
     /// <inheritdoc/>
-    public Storage Allocate(DType dtype, int length) => new CpuStorage(Array.CreateInstance(dtype.ClrType(), length), dtype);
+    public Storage Allocate(DType dtype, int length) => new CpuStorage(CpuArrayPool.Rent(dtype.ClrType(), length, dtype.Size()), dtype, length);
 
     /// <inheritdoc/>
     public Storage Upload(Array host, DType dtype)
     {
         if (host.GetType().GetElementType() != dtype.ClrType())
             throw new ArgumentException($"upload: array of {host.GetType().GetElementType()?.Name} cannot hold {dtype}", nameof(host));
-        return new CpuStorage((Array)host.Clone(), dtype);
+        return new CpuStorage((Array)host.Clone(), dtype, host.Length);
     }
 
     /// <inheritdoc/>

@@ -25,7 +25,7 @@ public interface IBackend
     /// <summary>The device this backend runs on.</summary>
     Device Device { get; }
 
-    /// <summary>Allocates uninitialized storage (zeroed on the CPU).</summary>
+    /// <summary>Allocates storage with unspecified contents (callers fill or overwrite every element).</summary>
     Storage Allocate(DType dtype, int length);
     /// <summary>Copies a host array (of the dtype's element type) into new storage.</summary>
     Storage Upload(Array host, DType dtype);

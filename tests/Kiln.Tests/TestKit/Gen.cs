@@ -71,6 +71,9 @@ public static class TensorGen
 /// <summary>Runs an FsCheck property inside a [Fact], reporting the shrunk counterexample.</summary>
 public static class Props
 {
-    public static void Check<T>(Gen<T> gen, Action<T> property, int maxTest = 60) =>
-        Prop.ForAll(gen.ToArbitrary(), (T v) => { property(v); }).QuickCheckThrowOnFailure();
+    /// <summary>Number of cases per property (KILN_PROPERTY_TESTS overrides, for long soak runs).</summary>
+    public static int DefaultMaxTest { get; } = int.TryParse(Environment.GetEnvironmentVariable("KILN_PROPERTY_TESTS"), out int n) ? n : 60;
+
+    public static void Check<T>(Gen<T> gen, Action<T> property, int? maxTest = null) =>
+        FsCheck.Check.One(Config.QuickThrowOnFailure.WithMaxTest(maxTest ?? DefaultMaxTest), Prop.ForAll(gen.ToArbitrary(), (T v) => { property(v); }));
 }
