@@ -106,14 +106,13 @@ public static class ExactSmoothing
     /// Certifies each row of <paramref name="x"/>: class c = argmax(p0, p1) (a tie is class 0), pA its probability,
     /// radius sigma Phi^-1(pA) (l2) or 2 lambda (pA - 1/2) (l1) with pA clamped below 1 - 1e-15.
     /// </summary>
-    public static Certificate[] Certify(StumpEnsemble ensemble, Tensor x, Noise noise) =>
-        ClassOneProbability(ensemble, x, noise).Select(p1 => FromClassOne(p1, noise)).ToArray();
-
-    internal static Certificate FromClassOne(double p1, Noise noise)
+    public static Certificate[] Certify(StumpEnsemble ensemble, Tensor x, Noise noise)
     {
-        double p0 = 1 - p1;
-        int c = p1 > p0 ? 1 : 0;
-        double pA = Math.Max(p0, p1);
-        return new Certificate(c, pA, Math.Max(0.0, noise.Radius(pA)));
+        var p1 = ClassOneProbability(ensemble, x, noise);
+        var pA = p1.Select(p => Math.Max(p, 1 - p)).ToArray();
+        var radius = noise.Radius(Tensor.FromArray(pA).To(x.Device)).ToArray<double>();
+        var result = new Certificate[p1.Length];
+        for (int i = 0; i < p1.Length; i++) result[i] = new Certificate(p1[i] > 1 - p1[i] ? 1 : 0, pA[i], Math.Max(0.0, radius[i]));
+        return result;
     }
 }

@@ -55,6 +55,13 @@ public readonly record struct Noise
         return Kind == NoiseKind.Gaussian ? Scale * Reference.NormalIcdf(pA) : 2 * Scale * (pA - 0.5);
     }
 
+    /// <summary><see cref="Radius(double)"/> elementwise (Float64 tensor of top-class probabilities), on the tensor's device.</summary>
+    public Tensor Radius(Tensor pA)
+    {
+        var p = pA.To(DType.Float64).Clamp(null, 1 - 1e-15);
+        return Kind == NoiseKind.Gaussian ? p.NormalIcdf() * Scale : (p - 0.5) * (2 * Scale);
+    }
+
     /// <summary>One noise sample of the given shape (float64) from <paramref name="generator"/>.</summary>
     public Tensor Sample(Shape shape, Generator generator, Device? device = null) => Kind == NoiseKind.Gaussian
         ? Tensor.Randn(shape, generator, 0, Scale, DType.Float64, device)
