@@ -4,25 +4,26 @@ using TP = System.Numerics.Tensors.TensorPrimitives;
 namespace Kiln.Kernels.Cpu;
 
 /// <summary>
-/// The exact distribution of a sum of independent discrete variables with small integer supports, the hot loop of
-/// deterministic smoothing for decision stump ensembles: each group (a meta-stump) adds values[r] with probability
-/// probs[b, r]. One row of the dynamic program per input; each region is a shifted AXPY over the row (SIMD through
-/// TensorPrimitives), rows are split across cores.
+/// The exact distribution of the integer sum of a stump ensemble's leaf levels under noise, the hot loop of
+/// deterministic smoothing for decision stump ensembles: each group (a meta-stump with sorted thresholds) adds the
+/// value of region k with probability upper[k-1] - upper[k], where upper[b, t] = P[x'_b &gt;= threshold t]. One row of
+/// the dynamic program per input; each region is a shifted AXPY over the row (SIMD through TensorPrimitives), inputs
+/// are split across cores.
 /// Reference: <see cref="Reference.StumpSumPdf"/>, <see cref="Reference.StumpSumTail"/>.
 /// </summary>
 public static class StumpSmoothing
 {
     /// <summary>
-    /// pdf[b, t] = P[S_b = t] for t in [0, width) with width = <see cref="Reference.StumpSumWidth"/>; probs is row-major
-    /// [batch, regions] from <paramref name="probsOffset"/>, pdf row-major [batch, width] from <paramref name="pdfOffset"/>.
+    /// pdf[b, t] = P[S_b = t] for t in [0, width) with width = <see cref="Reference.StumpSumWidth"/>; upper is row-major
+    /// [batch, thresholds] from <paramref name="upperOffset"/>, pdf row-major [batch, width] from <paramref name="pdfOffset"/>.
     /// </summary>
-    public static void SumPdf(int batch, double[] probs, int probsOffset, int[] groupStarts, int[] values, double[] pdf, int pdfOffset)
+    public static void SumPdf(int batch, double[] upper, int upperOffset, int[] groupStarts, int[] values, double[] pdf, int pdfOffset)
     {
         int width = Reference.StumpSumWidth(groupStarts, values);
-        int regions = values.Length;
-        Run(batch, regions, width, (b, row) =>
+        int thresholds = groupStarts[^1];
+        Run(batch, values.Length, width, (b, row) =>
         {
-            var src = Distribution(probs.AsSpan(probsOffset + b * regions, regions), groupStarts, values, width, row);
+            var src = Distribution(upper.AsSpan(upperOffset + b * thresholds, thresholds), groupStarts, values, width, row);
             src.CopyTo(pdf.AsSpan(pdfOffset + b * width, width));
         });
     }
@@ -31,11 +32,11 @@ public static class StumpSmoothing
     /// tail[b] = P[S_b &gt; cuts[b]]: exactly 1 when the cut is below 0 and exactly 0 when it is at or above the
     /// largest value (an ensemble that can output only one class gives that class probability 1).
     /// </summary>
-    public static void SumTail(int batch, double[] probs, int probsOffset, int[] groupStarts, int[] values, long[] cuts, int cutsOffset, double[] tail, int tailOffset)
+    public static void SumTail(int batch, double[] upper, int upperOffset, int[] groupStarts, int[] values, long[] cuts, int cutsOffset, double[] tail, int tailOffset)
     {
         int width = Reference.StumpSumWidth(groupStarts, values);
-        int regions = values.Length;
-        Run(batch, regions, width, (b, row) =>
+        int thresholds = groupStarts[^1];
+        Run(batch, values.Length, width, (b, row) =>
         {
             long cut = cuts[cutsOffset + b];
             double p;
@@ -43,7 +44,7 @@ public static class StumpSmoothing
             else if (cut >= width - 1) p = 0.0;
             else
             {
-                var src = Distribution(probs.AsSpan(probsOffset + b * regions, regions), groupStarts, values, width, row);
+                var src = Distribution(upper.AsSpan(upperOffset + b * thresholds, thresholds), groupStarts, values, width, row);
                 p = TP.Sum<double>(src[(int)(cut + 1)..]);
             }
             tail[tailOffset + b] = p;
@@ -71,17 +72,20 @@ public static class StumpSmoothing
         int used = 1;
         for (int g = 0; g + 1 < groupStarts.Length; g++)
         {
-            int max = 0;
-            for (int r = groupStarts[g]; r < groupStarts[g + 1]; r++) max = Math.Max(max, values[r]);
+            int first = groupStarts[g], n = groupStarts[g + 1] - first, max = 0;
+            for (int k = 0; k <= n; k++) max = Math.Max(max, values[first + g + k]);
             int next = used + max;
             var dst = c[..next];
             dst.Clear();
             var cur = a[..used];
-            for (int r = groupStarts[g]; r < groupStarts[g + 1]; r++)
+            double hi = 1.0;
+            for (int k = 0; k <= n; k++)
             {
-                double pr = p[r];
+                double lo = k == n ? 0.0 : p[first + k];
+                double pr = Math.Max(0.0, hi - lo);
+                hi = lo;
                 if (pr == 0) continue;
-                var slot = dst.Slice(values[r], used);
+                var slot = dst.Slice(values[first + g + k], used);
                 TP.MultiplyAdd(cur, pr, slot, slot);
             }
             var t = a; a = c; c = t;

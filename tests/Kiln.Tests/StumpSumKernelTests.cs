@@ -9,11 +9,11 @@ namespace Kiln.Tests;
 /// <summary>The stump-sum dynamic program (Tensor.StumpSumPdf / StumpSumTail) against the float64 reference, on every device.</summary>
 public class StumpSumKernelTests
 {
-    // A random group layout (1-4 regions per group, values 0..12 with repeats and zeros) and random per-group probabilities.
+    // A random layout: up to 6 meta-stumps with 0-3 thresholds each; region values 0..12 with repeats and zeros.
     static FsCheck.Gen<(int Batch, int[] Starts, int[] Values, int Seed, bool Strided)> Case =>
         from batch in G.Frequency((1, G.Constant(0)), (2, G.Constant(1)), (6, G.Choose(2, 9)), (1, G.Choose(30, 70)))
-        from sizes in G.ListOf(G.Choose(1, 4)).Select(l => l.Take(6).ToArray())
-        from vals in G.ArrayOf(G.Choose(0, 12), sizes.Sum())
+        from sizes in G.ListOf(G.Choose(0, 3)).Select(l => l.Take(6).ToArray())
+        from vals in G.ArrayOf(G.Choose(0, 12), sizes.Sum() + sizes.Length)
         from seed in TensorGen.Seed
         from strided in G.Elements(true, false)
         select (batch, Starts(sizes), vals, seed, strided);
@@ -25,17 +25,22 @@ public class StumpSumKernelTests
         return s;
     }
 
+    // Upper-tail probabilities, non-increasing within each group, with exact 0s, 1s and ties.
     static double[] Probabilities(int batch, int[] starts, int seed)
     {
         var rng = new Random(seed);
-        int regions = starts[^1];
-        var p = new double[batch * regions];
+        int t = starts[^1];
+        var p = new double[batch * t];
         for (int b = 0; b < batch; b++)
             for (int g = 0; g + 1 < starts.Length; g++)
             {
-                double sum = 0;
-                for (int r = starts[g]; r < starts[g + 1]; r++) { p[b * regions + r] = rng.NextDouble() < 0.15 ? 0 : rng.NextDouble(); sum += p[b * regions + r]; }
-                for (int r = starts[g]; r < starts[g + 1]; r++) p[b * regions + r] = sum > 0 ? p[b * regions + r] / sum : 1.0 / (starts[g + 1] - starts[g]);
+                double cur = rng.NextDouble() < 0.1 ? 1.0 : rng.NextDouble();
+                for (int k = starts[g]; k < starts[g + 1]; k++)
+                {
+                    p[b * t + k] = cur;
+                    double u = rng.NextDouble();
+                    cur = u < 0.15 ? cur : u < 0.25 ? 0 : cur * rng.NextDouble();
+                }
             }
         return p;
     }
@@ -56,7 +61,7 @@ public class StumpSumKernelTests
         Props.Check(Case, c =>
         {
             var (batch, starts, values, seed, strided) = c;
-            int regions = values.Length;
+            int regions = starts[^1];
             var p = Probabilities(batch, starts, seed);
             var pdf = Tensor.StumpSumPdf(Make(p, batch, regions, strided, dev), starts, values);
             int width = Reference.StumpSumWidth(starts, values);
@@ -78,7 +83,7 @@ public class StumpSumKernelTests
         Props.Check(Case, c =>
         {
             var (batch, starts, values, seed, strided) = c;
-            int regions = values.Length, width = Reference.StumpSumWidth(starts, values);
+            int regions = starts[^1], width = Reference.StumpSumWidth(starts, values);
             var p = Probabilities(batch, starts, seed);
             var rng = new Random(seed);
             var cuts = Enumerable.Range(0, batch).Select(_ => (long)rng.Next(-3, width + 3)).ToArray();
@@ -104,7 +109,11 @@ public class StumpSumKernelTests
             void Walk(int g, int sum, double prob)
             {
                 if (g + 1 == starts.Length) { expected[sum] += prob; return; }
-                for (int r = starts[g]; r < starts[g + 1]; r++) Walk(g + 1, sum + values[r], prob * p[r]);
+                for (int k = 0; k <= starts[g + 1] - starts[g]; k++)
+                {
+                    double hi = k == 0 ? 1 : p[starts[g] + k - 1], lo = k == starts[g + 1] - starts[g] ? 0 : p[starts[g] + k];
+                    Walk(g + 1, sum + values[starts[g] + g + k], prob * (hi - lo));
+                }
             }
             Walk(0, 0, 1);
             Close.Check(expected, Reference.StumpSumPdf(p, starts, values), 1e-12, 1e-15);
@@ -114,15 +123,19 @@ public class StumpSumKernelTests
     [Fact]
     public void Bad_arguments_are_named()
     {
-        var p = Tensor.FromArray(new[] { 0.5, 0.5, 1.0 }, new Shape(1, 3));
-        Assert.Throws<NotSupportedException>(() => Tensor.StumpSumPdf(p.To(DType.Float32), [0, 2, 3], [0, 1, 2]));
-        Assert.Throws<ShapeMismatchException>(() => Tensor.StumpSumPdf(p, [0, 2], [0, 1]));
-        Assert.Throws<ShapeMismatchException>(() => Tensor.StumpSumPdf(p.Reshape(3), [0, 2, 3], [0, 1, 2]));
-        var neg = Assert.Throws<ArgumentException>(() => Tensor.StumpSumPdf(p, [0, 2, 3], [0, -1, 2]));
+        // Two meta-stumps: thresholds 0-1 (three regions) and threshold 2 (two regions): five values.
+        var p = Tensor.FromArray(new[] { 0.9, 0.5, 0.3 }, new Shape(1, 3));
+        int[] starts = [0, 2, 3], values = [0, 1, 2, 0, 4];
+        Assert.Equal(1, Tensor.StumpSumPdf(p, starts, values).ToArray<double>().Sum(), 14);
+        Assert.Throws<NotSupportedException>(() => Tensor.StumpSumPdf(p.To(DType.Float32), starts, values));
+        Assert.Throws<ShapeMismatchException>(() => Tensor.StumpSumPdf(p, [0, 2], [0, 1, 2]));
+        Assert.Throws<ShapeMismatchException>(() => Tensor.StumpSumPdf(p.Reshape(3), starts, values));
+        var neg = Assert.Throws<ArgumentException>(() => Tensor.StumpSumPdf(p, starts, [0, -1, 2, 0, 4]));
         Assert.Contains("values[1]", neg.Message);
-        Assert.Throws<ArgumentException>(() => Tensor.StumpSumPdf(p, [0, 2, 2, 3], [0, 1, 2]));
+        Assert.Throws<ArgumentException>(() => Tensor.StumpSumPdf(p, starts, [0, 1, 2, 0]));
+        Assert.Throws<ArgumentException>(() => Tensor.StumpSumPdf(p, [0, 2, 1, 3], [0, 1, 2, 0, 4, 5]));
         Assert.Throws<ArgumentException>(() => Tensor.StumpSumPdf(p, [1, 3], [0, 1, 2]));
-        Assert.Throws<ArgumentException>(() => Tensor.StumpSumTail(p, [0, 2, 3], [0, 1, 2], Tensor.FromArray(new[] { 1 })));
-        Assert.Throws<ShapeMismatchException>(() => Tensor.StumpSumTail(p, [0, 2, 3], [0, 1, 2], Tensor.FromArray(new long[] { 1, 2 })));
+        Assert.Throws<ArgumentException>(() => Tensor.StumpSumTail(p, starts, values, Tensor.FromArray(new[] { 1 })));
+        Assert.Throws<ShapeMismatchException>(() => Tensor.StumpSumTail(p, starts, values, Tensor.FromArray(new long[] { 1, 2 })));
     }
 }

@@ -13,16 +13,13 @@ public readonly record struct Certificate(int Class, double PA, double Radius);
 /// Deterministic (exact) smoothing of a stump ensemble. Under noise each meta-stump falls in region k with a
 /// probability given by differences of the noise CDF at its sorted thresholds; the distribution of the integer sum
 /// S of leaf levels is then a product of independent per-feature distributions, computed exactly by the dynamic
-/// program pdf_i[t] = sum_k p_ik pdf_{i-1}[t - G_ik] (<see cref="Tensor.StumpSumPdf"/>, a kernel on every backend).
+/// program pdf_i[t] = sum_k p_ik pdf_{i-1}[t - G_ik] (<see cref="Tensor.StumpSumPdf"/>, a kernel with a float64 reference and a SIMD CPU form).
 /// p1 = P[S &gt; M D / 2], p0 = 1 - p1. All tensor work runs on the inputs' device.
 /// </summary>
 public static class ExactSmoothing
 {
-    /// <summary>The kernel's view of an ensemble: the threshold columns, and per region the padded-CDF columns whose difference is its probability.</summary>
-    internal sealed record KernelLayout(long[] ThresholdFeatures, double[] Thresholds, long[] Upper, long[] Lower, int[] GroupStarts, int[] Values, long Base)
-    {
-        public int Width => Kiln.Kernels.Reference.StumpSumWidth(GroupStarts, Values);
-    }
+    /// <summary>The kernel's view of an ensemble: the feature of each threshold (grouped by meta-stump, sorted), the group layout, min-shifted region values and their total minimum.</summary>
+    internal sealed record KernelLayout(long[] ThresholdFeatures, double[] Thresholds, int[] GroupStarts, int[] Values, long Base, bool IdentityColumns);
 
     static readonly ConditionalWeakTable<StumpEnsemble, KernelLayout> Layouts = new();
 
@@ -30,25 +27,36 @@ public static class ExactSmoothing
 
     static KernelLayout Build(StumpEnsemble e)
     {
-        var feats = new List<long>(); var thr = new List<double>(); var up = new List<long>(); var lo = new List<long>();
-        var starts = new List<int> { 0 }; var values = new List<int>();
+        var feats = new List<long>(); var thr = new List<double>(); var starts = new List<int> { 0 }; var values = new List<int>();
         long baseSum = 0;
-        int total = e.Groups.Sum(g => g.Thresholds.Length);
         foreach (var g in e.Groups)
         {
-            int first = feats.Count, n = g.Thresholds.Length, min = g.Values.Min();
+            int min = g.Values.Min();
             baseSum += min;
             foreach (double t in g.Thresholds) { feats.Add(g.Feature); thr.Add(t); }
-            // Padded CDF columns: 0 holds 1 (P[x' >= -inf]), 1 + i holds P[x' >= t_i], total + 1 holds 0.
-            for (int k = 0; k <= n; k++)
-            {
-                up.Add(k == 0 ? 0 : 1 + first + k - 1);
-                lo.Add(k == n ? total + 1 : 1 + first + k);
-                values.Add(g.Values[k] - min);
-            }
-            starts.Add(values.Count);
+            values.AddRange(g.Values.Select(v => v - min));
+            starts.Add(feats.Count);
         }
-        return new KernelLayout(feats.ToArray(), thr.ToArray(), up.ToArray(), lo.ToArray(), starts.ToArray(), values.ToArray(), baseSum);
+        bool identity = feats.Select((f, i) => f == i).All(b => b);
+        return new KernelLayout(feats.ToArray(), thr.ToArray(), starts.ToArray(), values.ToArray(), baseSum, identity);
+    }
+
+    /// <summary>
+    /// P[x'_j &gt;= v] under noise for every threshold v of the ensemble (grouped by feature, sorted within a feature) and
+    /// each row of <paramref name="x"/> ([n, d]): Float64 [n, thresholds], computed with tensor ops on x's device.
+    /// Region k of a meta-stump has probability column k-1 minus column k (1 and 0 at the ends).
+    /// </summary>
+    public static Tensor UpperTails(StumpEnsemble ensemble, Tensor x, Noise noise)
+    {
+        ArgumentNullException.ThrowIfNull(ensemble);
+        ensemble.CheckInput(x, nameof(x));
+        var l = LayoutOf(ensemble);
+        var dev = x.Device;
+        if (l.Thresholds.Length == 0) return Tensor.Zeros([x.Shape[0], 0], DType.Float64, dev);
+        var xd = x.To(DType.Float64);
+        // When the thresholds are one per feature in column order (independent MLE stumps) the columns are x itself.
+        var cols = l.IdentityColumns && x.Shape[1] == l.Thresholds.Length ? xd : xd.IndexSelect(1, Tensor.FromArray(l.ThresholdFeatures).To(dev));
+        return noise.UpperTail(cols - Tensor.FromArray(l.Thresholds).To(dev));
     }
 
     /// <summary>
@@ -57,16 +65,20 @@ public static class ExactSmoothing
     /// </summary>
     public static Tensor RegionProbabilities(StumpEnsemble ensemble, Tensor x, Noise noise)
     {
-        ArgumentNullException.ThrowIfNull(ensemble);
-        ensemble.CheckInput(x, nameof(x));
+        var upper = UpperTails(ensemble, x, noise);
         var l = LayoutOf(ensemble);
-        int n = x.Shape[0];
+        int n = x.Shape[0], t = l.Thresholds.Length;
         var dev = x.Device;
-        if (l.Thresholds.Length == 0) return Tensor.Zeros([n, 0], DType.Float64, dev);
-        var cols = x.To(DType.Float64).IndexSelect(1, Tensor.FromArray(l.ThresholdFeatures).To(dev));
-        var upper = noise.UpperTail(cols - Tensor.FromArray(l.Thresholds).To(dev));
         var padded = Tensor.Concat([Tensor.Ones([n, 1], DType.Float64, dev), upper, Tensor.Zeros([n, 1], DType.Float64, dev)], 1);
-        var probs = padded.IndexSelect(1, Tensor.FromArray(l.Upper).To(dev)) - padded.IndexSelect(1, Tensor.FromArray(l.Lower).To(dev));
+        var hi = new List<long>(); var lo = new List<long>();
+        for (int g = 0; g + 1 < l.GroupStarts.Length; g++)
+            for (int k = 0, first = l.GroupStarts[g], m = l.GroupStarts[g + 1] - first; k <= m; k++)
+            {
+                hi.Add(k == 0 ? 0 : 1 + first + k - 1);
+                lo.Add(k == m ? t + 1 : 1 + first + k);
+            }
+        if (hi.Count == 0) return Tensor.Zeros([n, 0], DType.Float64, dev);
+        var probs = padded.IndexSelect(1, Tensor.FromArray(hi.ToArray()).To(dev)) - padded.IndexSelect(1, Tensor.FromArray(lo.ToArray()).To(dev));
         return probs.Clamp(0.0, null);
     }
 
@@ -76,10 +88,9 @@ public static class ExactSmoothing
     /// </summary>
     public static Tensor Pdf(StumpEnsemble ensemble, Tensor x, Noise noise)
     {
-        var probs = RegionProbabilities(ensemble, x, noise);
+        var upper = UpperTails(ensemble, x, noise);
         var l = LayoutOf(ensemble);
-        if (l.Values.Length == 0) return Tensor.Ones([x.Shape[0], 1], DType.Float64, x.Device);
-        return Tensor.StumpSumPdf(probs, l.GroupStarts, l.Values);
+        return Tensor.StumpSumPdf(upper, l.GroupStarts, l.Values);
     }
 
     /// <summary>The smallest value the sum of leaf levels can take (the sum over meta-stumps of their smallest region value).</summary>
@@ -91,15 +102,14 @@ public static class ExactSmoothing
     /// </summary>
     public static double[] ClassOneProbability(StumpEnsemble ensemble, Tensor x, Noise noise, long[]? shift = null, long? cut = null)
     {
-        var probs = RegionProbabilities(ensemble, x, noise);
+        var upper = UpperTails(ensemble, x, noise);
         var l = LayoutOf(ensemble);
         int n = x.Shape[0];
         if (shift is not null && shift.Length != n) throw new ArgumentException($"shift has {shift.Length} entries for {n} inputs", nameof(shift));
         long c = cut ?? ensemble.Cut;
         var cuts = new long[n];
         for (int i = 0; i < n; i++) cuts[i] = c - l.Base - (shift?[i] ?? 0);
-        if (l.Values.Length == 0) return cuts.Select(k => k < 0 ? 1.0 : 0.0).ToArray();
-        return Tensor.StumpSumTail(probs, l.GroupStarts, l.Values, Tensor.FromArray(cuts).To(x.Device)).ToArray<double>();
+        return Tensor.StumpSumTail(upper, l.GroupStarts, l.Values, Tensor.FromArray(cuts).To(x.Device)).ToArray<double>();
     }
 
     /// <summary>
