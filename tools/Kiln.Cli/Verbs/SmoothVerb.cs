@@ -259,8 +259,11 @@ public static class SmoothVerb
 
     // ---------------------------------------------------------------------------------------------- bench
 
-    /// <summary>Microseconds per sample to certify the 10-stump breast_cancer MLE model (l2, sigma 4) on <paramref name="rows"/> inputs.</summary>
-    public static (double MicrosPerSample, int Stumps) Measure(int rows, int repeats)
+    /// <summary>
+    /// Microseconds per sample (wall clock, fastest run) to certify the 10-stump breast_cancer MLE model (l2, sigma 4)
+    /// on <paramref name="rows"/> inputs, and the process CPU time per sample of that run (insensitive to other load on a shared machine).
+    /// </summary>
+    public static (double MicrosPerSample, double CpuMicrosPerSample, int Stumps) Measure(int rows, int repeats)
     {
         var d = SmoothingData.BreastCancer();
         var noise = Noise.Gaussian(4);
@@ -271,14 +274,21 @@ public static class SmoothVerb
         for (int i = 0; i < rows; i++) Array.Copy(test, i % n * f, big, i * f, f);
         var x = Tensor.FromArray(big, new Shape(rows, f));
         ExactSmoothing.Certify(m, x, noise);   // warm-up (JIT)
-        double best = double.PositiveInfinity;
+        double best = double.PositiveInfinity, cpu = double.PositiveInfinity;
+        var proc = Process.GetCurrentProcess();
         for (int k = 0; k < repeats; k++)
         {
+            proc.Refresh();
+            var cpu0 = proc.TotalProcessorTime;
             var sw = Stopwatch.StartNew();
             ExactSmoothing.Certify(m, x, noise);
-            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+            double wall = sw.Elapsed.TotalSeconds;
+            proc.Refresh();
+            double used = (proc.TotalProcessorTime - cpu0).TotalSeconds;
+            if (wall < best) best = wall;
+            cpu = Math.Min(cpu, used);
         }
-        return (best * 1e6 / rows, m.Count);
+        return (best * 1e6 / rows, cpu * 1e6 / rows, m.Count);
     }
 
     static Command Bench()
@@ -290,10 +300,10 @@ public static class SmoothVerb
         cmd.SetAction(p =>
         {
             if (p.GetValue(rows) < 1 || p.GetValue(repeats) < 1) throw new ArgumentException("--rows and --repeats must be at least 1");
-            var (us, stumps) = Measure(p.GetValue(rows), p.GetValue(repeats));
+            var (us, cpuUs, stumps) = Measure(p.GetValue(rows), p.GetValue(repeats));
             const double reference = 53;
-            Cli.Err.MarkupLine($"certify breast_cancer ({stumps} stumps, l2 sigma 4): [bold]{us:F3} µs/sample[/] on {Environment.ProcessorCount} cores; reference code about {reference} µs/sample on 2 cores: [bold]{reference / us:F0}x[/]");
-            if (p.GetValue(json)) Cli.JsonLine(new { workload = "certify breast_cancer 10-stump MLE model", stumps, us_per_sample = Math.Round(us, 4), reference_us_per_sample = reference, speedup = Math.Round(reference / us, 1), cores = Environment.ProcessorCount });
+            Cli.Err.MarkupLine($"certify breast_cancer ({stumps} stumps, l2 sigma 4): [bold]{us:F3} µs/sample[/] wall on {Environment.ProcessorCount} cores ({cpuUs:F3} CPU-µs/sample); reference code about {reference} µs/sample on 2 cores: [bold]{reference / us:F0}x[/]");
+            if (p.GetValue(json)) Cli.JsonLine(new { workload = "certify breast_cancer 10-stump MLE model", stumps, us_per_sample = Math.Round(us, 4), cpu_us_per_sample = Math.Round(cpuUs, 4), reference_us_per_sample = reference, speedup = Math.Round(reference / us, 1), cores = Environment.ProcessorCount });
             return 0;
         });
         return cmd;
