@@ -90,6 +90,36 @@ public class StumpSmoothingTests
     }
 
     [Fact]
+    public void Region_probabilities_partition_each_meta_stump()
+    {
+        Props.Check(Case, c =>
+        {
+            var rng = new Random(c.Seed);
+            var e = RandomEnsemble(rng, c.Stumps, c.Features);
+            var noise = new Noise(c.Kind, 0.4);
+            var x = Inputs(rng, 6, c.Features);
+            var probs = ExactSmoothing.RegionProbabilities(e, x, noise).ToArray<double>();
+            var upper = ExactSmoothing.UpperTails(e, x, noise).ToArray<double>();
+            var l = e.Groups;
+            int regions = l.Sum(g => g.Values.Length), thresholds = l.Sum(g => g.Thresholds.Length);
+            var starts = new int[l.Count + 1];
+            for (int g = 0; g < l.Count; g++) starts[g + 1] = starts[g] + l[g].Thresholds.Length;
+            for (int i = 0; i < 6; i++)
+                for (int g = 0, r = 0; g < l.Count; g++)
+                {
+                    double sum = 0;
+                    for (int k = 0; k < l[g].Values.Length; k++, r++)
+                    {
+                        double expected = Reference.StumpRegionProbability(upper.AsSpan(i * thresholds, thresholds), starts, g, k);
+                        Assert.Equal(expected, probs[i * regions + r], 15);
+                        sum += probs[i * regions + r];
+                    }
+                    Assert.Equal(1.0, sum, 12);
+                }
+        });
+    }
+
+    [Fact]
     public void Vanishing_noise_gives_the_hard_ensemble()
     {
         Props.Check(Case, c =>
