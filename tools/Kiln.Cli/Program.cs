@@ -6,6 +6,7 @@ var root = new RootCommand("kiln: a tensor and autodiff engine for .NET, its ben
 foreach (var verb in new[]
 {
     TourVerb.Build(),
+    RewardVerb.Build(),
     SmoothVerb.Build(),
 })
     root.Subcommands.Add(verb);
