@@ -384,6 +384,24 @@ public class StumpSmoothingTests
     }
 
     [Fact]
+    public void Ada_boost_committee_radius_lies_between_its_members()
+    {
+        var ds = SmoothingData.BreastCancer();
+        var noise = Noise.Gaussian(0.25);
+        var committee = RobAdaBoost.Train(ds.XTrain, ds.YTrain, noise, targetRadius: 0.3, rounds: 3);
+        Assert.InRange(committee.Members.Count, 1, 3);
+        Assert.All(committee.Weights, w => Assert.True(w > 0));
+        var radii = committee.CertifiedRadii(ds.XTest, ds.YTest, noise);
+        var members = committee.Members.Select(m => ExactSmoothing.Certify(m, ds.XTest, noise).Select((c, i) => c.Class == ds.YTest[i] ? c.Radius : -1).ToArray()).ToArray();
+        for (int i = 0; i < radii.Length; i++)
+        {
+            Assert.True(radii[i] <= members.Max(m => m[i]) + 1e-12);
+            Assert.True(radii[i] >= members.Min(m => m[i]) - 1e-12);
+        }
+        Assert.True(radii.Count(r => r >= 0) > radii.Length / 2, "the committee should be correct on most test points");
+    }
+
+    [Fact]
     public void Breast_cancer_mle_model_is_accurate_and_certifies()
     {
         var ds = SmoothingData.BreastCancer();
