@@ -10,6 +10,7 @@ foreach (var verb in new[]
     LmVerb.Build(),
     LoopVerb.Build(),
     TrainLmVerb.Build(),
+    SmoothVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
