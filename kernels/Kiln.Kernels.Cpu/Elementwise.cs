@@ -34,6 +34,13 @@ public static class Elementwise
                 Erf.Run(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
             case UnaryOp.GeluErf when typeof(T) == typeof(float):
                 Erf.Gelu(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
+            case UnaryOp.Erf or UnaryOp.NormalCdf or UnaryOp.GeluErf when typeof(T) == typeof(double):
+            {
+                var xd = MemoryMarshal.Cast<T, double>(x); var yd = MemoryMarshal.Cast<T, double>(y);
+                Func<double, double> f = op == UnaryOp.Erf ? Erf64.Erf : op == UnaryOp.NormalCdf ? Erf64.NormalCdf : Erf64.Gelu;
+                for (int i = 0; i < xd.Length; i++) yd[i] = f(xd[i]);
+                return;
+            }
             case UnaryOp.Silu:
             {
                 // x * sigmoid(x): sigmoid into y, then multiply; keep x intact when y aliases it.
@@ -76,6 +83,9 @@ public static class Elementwise
         double r = op switch
         {
             UnaryOp.Softplus => Math.Max(x, 0.0) + Math.Log(1.0 + Math.Exp(-Math.Abs(x))),
+            UnaryOp.Erf => Erf64.Erf(x),
+            UnaryOp.NormalCdf => Erf64.NormalCdf(x),
+            UnaryOp.GeluErf => Erf64.Gelu(x),
             _ => Reference.Unary(op, x),
         };
         return T.CreateTruncating(r);
