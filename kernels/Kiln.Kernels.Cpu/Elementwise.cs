@@ -147,10 +147,9 @@ public static class Elementwise
         {
             int xo = Strided.RowOffset(r, dims, s[0], xOff) + start * s[0][^1];
             int yo = Strided.RowOffset(r, dims, s[1], yOff) + start * s[1][^1];
-            var sx = Strided.Rent<T>(len);
+            var xr = Strided.RowView(x, xo, s[0][^1], len, out var sx);
             try
             {
-                var xr = Strided.Row(x, xo, s[0][^1], len, sx);
                 if (s[1][^1] == 1) Unary(op, xr, y.AsSpan(yo, len));
                 else
                 {
@@ -174,11 +173,10 @@ public static class Elementwise
             int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * s[0][^1];
             int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * s[1][^1];
             int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * s[2][^1];
-            T[] sa = Strided.Rent<T>(len), sb = Strided.Rent<T>(len);
+            var ar = Strided.RowView(a, ao, s[0][^1], len, out var sa);
+            var br = Strided.RowView(b, bo, s[1][^1], len, out var sb);
             try
             {
-                var ar = Strided.Row(a, ao, s[0][^1], len, sa);
-                var br = Strided.Row(b, bo, s[1][^1], len, sb);
                 if (s[2][^1] == 1) Binary(op, ar, br, y.AsSpan(yo, len));
                 else
                 {
@@ -202,11 +200,12 @@ public static class Elementwise
             int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * s[0][^1];
             int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * s[1][^1];
             int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * s[2][^1];
-            T[] sa = Strided.Rent<T>(len), sb = Strided.Rent<T>(len);
+            var ar = Strided.RowView(a, ao, s[0][^1], len, out var sa);
+            var br = Strided.RowView(b, bo, s[1][^1], len, out var sb);
             var tmp = Strided.Rent<bool>(len);
             try
             {
-                Compare(op, Strided.Row(a, ao, s[0][^1], len, sa), Strided.Row(b, bo, s[1][^1], len, sb), tmp.AsSpan(0, len));
+                Compare(op, ar, br, tmp.AsSpan(0, len));
                 Strided.Store<bool>(tmp.AsSpan(0, len), y, yo, s[2][^1]);
             }
             finally { Strided.Return(sa); Strided.Return(sb); Strided.Return(tmp); }
