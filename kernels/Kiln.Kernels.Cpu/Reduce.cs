@@ -43,7 +43,7 @@ public static class Reduce
         if (rows == 1 && op == ReduceOp.Sum && len >= Strided.ParallelThreshold * 4)
         {
             // One long sum: partial sums per chunk on every core, combined in a fixed order (deterministic).
-            int chunks = Math.Max(2, Environment.ProcessorCount * 4);
+            int chunks = Math.Max(2, Environment.ProcessorCount);
             var partial = new T[chunks];
             Strided.Parallel(chunks, len, (s, e) =>
             {

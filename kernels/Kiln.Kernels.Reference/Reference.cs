@@ -4,7 +4,7 @@ namespace Kiln.Kernels;
 /// The scalar float64 reference for every Kiln kernel. Plain loops, no SIMD, no threads: obviously correct, and the
 /// oracle that property tests and <c>kiln validate</c> compare every backend against.
 /// </summary>
-public static class Reference
+public static partial class Reference
 {
     /// <summary>The unary primitive <paramref name="op"/> at <paramref name="x"/>.</summary>
     public static double Unary(UnaryOp op, double x) => op switch

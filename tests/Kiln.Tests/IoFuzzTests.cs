@@ -8,15 +8,12 @@ namespace Kiln.Tests;
 
 /// <summary>
 /// Feeds thousands of mutated safetensors, npy and npz images (bit flips, truncations, edits of header text and length
-/// fields; seeded, each format bounded to about a second) to the parsers. Every input must either parse or throw
+/// fields; seeded, a fixed number of cases per format) to the parsers. Every input must either parse or throw
 /// <see cref="InvalidDataException"/>: any other exception (an index out of range would be a read outside the buffer,
-/// since every in-memory read is a bounds-checked span) fails the test, as does a single parse slower than a second.
+/// since every in-memory read is a bounds-checked span) fails the test, as does a parse that hangs.
 /// </summary>
 public class IoFuzzTests(ITestOutputHelper output)
 {
-    const double BudgetSeconds = 1.0;
-    const int MaxCases = 20000;
-
     static readonly byte[] HeaderChars = Encoding.ASCII.GetBytes("{}[],:\"0123456789-+.eE ntrufalsF3246IBOL_x");
 
     // One mutation of `seed`: a few bit flips, a truncation, a header-text edit, a rewritten length field or a splice.
@@ -71,12 +68,12 @@ public class IoFuzzTests(ITestOutputHelper output)
         }
     }
 
-    (int Cases, int Parsed) Fuzz(string what, byte[] seed, int headerStart, int headerEnd, Action<byte[]> parse, int rngSeed)
+    (int Cases, int Parsed) Fuzz(string what, byte[] seed, int headerStart, int headerEnd, Action<byte[]> parse, int rngSeed, int count)
     {
         var rng = new Random(rngSeed);
         var total = Stopwatch.StartNew();
         int cases = 0, parsed = 0;
-        while (cases < MaxCases && total.Elapsed.TotalSeconds < BudgetSeconds)
+        while (cases < count)
         {
             var input = Mutate(seed, rng, headerStart, headerEnd);
             cases++;
@@ -87,7 +84,8 @@ public class IoFuzzTests(ITestOutputHelper output)
             {
                 Assert.Fail($"{what} case {cases} (rng seed {rngSeed}): {e.GetType().Name} escaped: {e.Message}\ninput: {Convert.ToBase64String(input)}");
             }
-            Assert.True(one.Elapsed.TotalSeconds < 1, $"{what} case {cases} took {one.Elapsed.TotalSeconds:F1} s");
+            // A generous bound that only a hang (a loop on a lying length) can exceed, even on a loaded machine.
+            Assert.True(one.Elapsed.TotalSeconds < 20, $"{what} case {cases} took {one.Elapsed.TotalSeconds:F1} s");
         }
         output.WriteLine($"{what}: {cases} mutated inputs in {total.Elapsed.TotalSeconds:F2} s, {parsed} parsed, the rest rejected with InvalidDataException");
         return (cases, parsed);
@@ -107,8 +105,7 @@ public class IoFuzzTests(ITestOutputHelper output)
     {
         var seed = SafetensorsSeed();
         int headerEnd = 8 + (int)BitConverter.ToInt64(seed, 0);
-        var (cases, parsed) = Fuzz("safetensors", seed, 8, headerEnd, b => Safetensors.Deserialize(b), 20261123);
-        Assert.True(cases >= 500, $"only {cases} cases ran");
+        var (cases, parsed) = Fuzz("safetensors", seed, 8, headerEnd, b => Safetensors.Deserialize(b), 20261123, count: 4000);
         Assert.True(parsed < cases, "every mutation parsed: the mutator is not reaching the validation");
     }
 
@@ -126,8 +123,8 @@ public class IoFuzzTests(ITestOutputHelper output)
                 File.WriteAllBytes(path, b);
                 using var f = SafetensorsFile.Open(path);
                 f.LoadAll();
-            }, 7);
-            Assert.True(cases >= 100, $"only {cases} cases ran");
+            }, 7, count: 300);
+            Assert.Equal(300, cases);
         }
         finally { File.Delete(path); }
     }
@@ -139,8 +136,7 @@ public class IoFuzzTests(ITestOutputHelper output)
         Npy.Save(ms, IoTests.Sample(DType.Float64, [3, 2], 9));
         var npy = ms.ToArray();
         int headerEnd = 10 + BitConverter.ToUInt16(npy, 8);
-        var (cases, parsed) = Fuzz("npy", npy, 10, headerEnd, b => Npy.Load(new MemoryStream(b)), 11);
-        Assert.True(cases >= 500, $"only {cases} npy cases ran");
+        var (cases, parsed) = Fuzz("npy", npy, 10, headerEnd, b => Npy.Load(new MemoryStream(b)), 11, count: 4000);
         Assert.True(parsed < cases, "every npy mutation parsed");
 
         string path = Path.GetTempFileName();
@@ -148,8 +144,8 @@ public class IoFuzzTests(ITestOutputHelper output)
         {
             Npz.Save(path, new Dictionary<string, Tensor> { ["a"] = IoTests.Sample(DType.Int32, [4], 1), ["b"] = IoTests.Sample(DType.Bool, [3], 2) }, compressed: true);
             var npz = File.ReadAllBytes(path);
-            (cases, _) = Fuzz("npz", npz, 0, npz.Length, b => Npz.Load(new MemoryStream(b)), 13);
-            Assert.True(cases >= 200, $"only {cases} npz cases ran");
+            (cases, _) = Fuzz("npz", npz, 0, npz.Length, b => Npz.Load(new MemoryStream(b)), 13, count: 4000);
+            Assert.Equal(4000, cases);
         }
         finally { File.Delete(path); }
     }

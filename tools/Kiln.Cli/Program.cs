@@ -8,6 +8,10 @@ foreach (var verb in new[]
     TourVerb.Build(),
     BenchVerb.Build(),
     RewardVerb.Build(),
+    LmVerb.Build(),
+    LoopVerb.Build(),
+    TrainLmVerb.Build(),
+    SmoothVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
