@@ -18,6 +18,8 @@ public static class Functional
         if (k.Shape[-2] != v.Shape[-2]) throw new ShapeMismatchException("attention", nameof(v), $"k {k.Shape} and v {v.Shape} differ in their key length");
         if (mask is not null && mask.DType != DType.Bool) throw new ArgumentException($"attention: mask must be Bool (true = attend), not {mask.DType}", nameof(mask));
         int tq = q.Shape[-2], tk = k.Shape[-2];
+        // The core's fused kernel (no Tq x Tk matrix) covers no mask, and causal masks when both alignments agree.
+        if (mask is null && (!causal || tq == tk)) return Tensor.ScaledDotProductAttention(q, k, v, causal, scale);
         var scores = q.MatMul(k.T) * (scale ?? 1 / Math.Sqrt(q.Shape[-1]));
         Tensor? allowed = mask;
         if (causal)

@@ -33,20 +33,7 @@ public sealed class Linear : Module<Tensor, Tensor>
     {
         if (input.Rank == 0 || input.Shape[-1] != InFeatures)
             throw new ShapeMismatchException("linear", nameof(input), $"input has shape {input.Shape}; its last dimension must be {InFeatures}");
-        // One custom op with the gradients written directly in the parameters' layouts: dW = g^T x comes out [out, in]
-        // and contiguous (autodiff through W.T would hand the optimizer a transposed view to copy), and the bias is
-        // added in place into the fresh product instead of allocating a second [rows, out] tensor.
-        var x = input.Rank == 2 ? input : input.Reshape(-1, InFeatures);
-        var w = Weight.Value;
-        Tensor[] inputs = Bias is null ? [x, w] : [x, w, Bias.Value];
-        var y = Tensor.Custom("linear", inputs, xs =>
-        {
-            var r = xs[0].MatMul(xs[1].T);
-            return xs.Length == 3 ? r.Add_(xs[2]) : r;
-        }, g => Bias is null
-            ? [g.MatMul(w), g.T.MatMul(x)]
-            : [g.MatMul(w), g.T.MatMul(x), g.Sum(0)]);
-        return input.Rank == 2 ? y : y.Reshape([.. input.Shape.Dims[..^1], OutFeatures]);
+        return Tensor.Linear(input, Weight.Value, Bias?.Value);
     }
 }
 
