@@ -167,13 +167,13 @@ public sealed class IlgpuBackend : IBackend, IDisposable
     {
         object v = dst.DType switch
         {
-            DType.Float32 => (float)value,
-            DType.Float64 => value,
-            DType.Int32 => checked((int)value),
-            DType.Int64 => checked((long)value),
-            DType.Bool => value != 0 ? (byte)1 : (byte)0,
-            DType.BFloat16 => BFloat16Bits.FromFloat((float)value),
-            _ => BitConverter.HalfToUInt16Bits((Half)value),
+            DType.Float32 => (object)(float)value,
+            DType.Float64 => (object)value,
+            DType.Int32 => (object)checked((int)value),
+            DType.Int64 => (object)checked((long)value),
+            DType.Bool => (object)(value != 0 ? (byte)1 : (byte)0),
+            DType.BFloat16 => (object)BFloat16Bits.FromFloat((float)value),
+            _ => (object)BitConverter.HalfToUInt16Bits((Half)value),
         };
         var k = K($"elementwise.fill.{StoreSfx(dst.DType)}");
         Chunks(dst.Shape, [dst], (d, s, n) => Driver.Launch(k, n, V(dst), s[0], d, v));
@@ -246,9 +246,9 @@ public sealed class IlgpuBackend : IBackend, IDisposable
         (object l, object h) = x.DType switch
         {
             DType.Float32 => ((object)(float)lo, (object)(float)hi),
-            DType.Float64 => (lo, hi),
-            DType.Int32 => ((int)Math.Max(lo, int.MinValue), (int)Math.Min(hi, int.MaxValue)),
-            DType.Int64 => ((long)Math.Max(lo, long.MinValue), (long)Math.Min(hi, long.MaxValue)),
+            DType.Float64 => ((object)lo, (object)hi),
+            DType.Int32 => ((object)(int)Math.Max(lo, int.MinValue), (object)(int)Math.Min(hi, int.MaxValue)),
+            DType.Int64 => ((object)(long)Math.Max(lo, long.MinValue), (object)(long)Math.Min(hi, long.MaxValue)),
             _ => throw Unsupported("clamp", x.DType),
         };
         var k = K($"elementwise.clamp.{Sfx(x.DType)}");
