@@ -323,7 +323,7 @@ public sealed class IlgpuBackend : IBackend, IDisposable
         Driver.Launch(K($"softmax.rows.{Sfx(x.DType)}"), Rows(rows), Group, V(x), Off(x), len, log ? 1 : 0, V(y));
     });
 
-    object Eps(DType d, double eps) => d == DType.Float32 ? (float)eps : eps;
+    static object Eps(DType d, double eps) => d == DType.Float32 ? (object)(float)eps : (object)eps;
 
     /// <inheritdoc/>
     public void LayerNormRows(Tensor x, Tensor? weight, Tensor? bias, double eps, int rows, int len, Tensor y) => Locked(() =>
