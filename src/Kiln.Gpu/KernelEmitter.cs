@@ -26,6 +26,9 @@ public static class KernelEmitter
             [89] = (CudaArchitecture.SM_89, CudaInstructionSet.ISA_78), [90] = (CudaArchitecture.SM_90, CudaInstructionSet.ISA_78),
         };
 
+    /// <summary>The PTX ISA version (as written in the .version line) used for sm_<paramref name="sm"/>.</summary>
+    public static string PtxVersion(int sm) => CudaTargets[sm].Isa.ToString();
+
     static Context NewContext() => Context.Create(b => b.Optimize(OptimizationLevel.O1).EnableAlgorithms());
 
     static EntryPointDescription Entry(KernelEntry k) => k.Grouped
