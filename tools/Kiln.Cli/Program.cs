@@ -6,6 +6,8 @@ var root = new RootCommand("kiln: a tensor and autodiff engine for .NET, its ben
 foreach (var verb in new[]
 {
     TourVerb.Build(),
+    ValidateVerb.Build(),
+    EmitVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
