@@ -5,7 +5,12 @@ using Xunit;
 
 namespace Kiln.Tests;
 
+/// <summary>Runs alone (after the parallel tests), so the device's pool counters see only this class's work.</summary>
+[CollectionDefinition("ilgpu-exclusive", DisableParallelization = true)]
+public class IlgpuExclusive;
+
 /// <summary>Device placement, mixed-device errors, pooled memory and disposal of the ILGPU backend.</summary>
+[Collection("ilgpu-exclusive")]
 public class GpuDeviceTests
 {
     static Device Gpu => Devices.All.First(d => d.Kind == DeviceKind.IlgpuCpu);
