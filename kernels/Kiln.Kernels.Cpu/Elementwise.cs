@@ -23,12 +23,24 @@ public static class Elementwise
             case UnaryOp.Sqrt: TP.Sqrt(x, y); return;
             case UnaryOp.Rsqrt: TP.ReciprocalSqrt(x, y); return;
             case UnaryOp.Sigmoid: TP.Sigmoid(x, y); return;
-            case UnaryOp.Tanh: TP.Tanh(x, y); return;
+            case UnaryOp.Tanh when typeof(T) == typeof(float):
+                Tanh.Run(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
             case UnaryOp.Relu: TP.Max(x, T.Zero, y); return;
             case UnaryOp.Reciprocal: TP.Reciprocal(x, y); return;
             case UnaryOp.Square: TP.Multiply(x, x, y); return;
             case UnaryOp.Sin: TP.Sin(x, y); return;
             case UnaryOp.Cos: TP.Cos(x, y); return;
+            case UnaryOp.Erf when typeof(T) == typeof(float):
+                Erf.Run(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
+            case UnaryOp.GeluErf when typeof(T) == typeof(float):
+                Erf.Gelu(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
+            case UnaryOp.Erf or UnaryOp.NormalCdf or UnaryOp.GeluErf when typeof(T) == typeof(double):
+            {
+                var xd = MemoryMarshal.Cast<T, double>(x); var yd = MemoryMarshal.Cast<T, double>(y);
+                Func<double, double> f = op == UnaryOp.Erf ? Erf64.Erf : op == UnaryOp.NormalCdf ? Erf64.NormalCdf : Erf64.Gelu;
+                for (int i = 0; i < xd.Length; i++) yd[i] = f(xd[i]);
+                return;
+            }
             case UnaryOp.Silu:
             {
                 // x * sigmoid(x): sigmoid into y, then multiply; keep x intact when y aliases it.
@@ -71,6 +83,9 @@ public static class Elementwise
         double r = op switch
         {
             UnaryOp.Softplus => Math.Max(x, 0.0) + Math.Log(1.0 + Math.Exp(-Math.Abs(x))),
+            UnaryOp.Erf => Erf64.Erf(x),
+            UnaryOp.NormalCdf => Erf64.NormalCdf(x),
+            UnaryOp.GeluErf => Erf64.Gelu(x),
             _ => Reference.Unary(op, x),
         };
         return T.CreateTruncating(r);
@@ -132,10 +147,9 @@ public static class Elementwise
         {
             int xo = Strided.RowOffset(r, dims, s[0], xOff) + start * s[0][^1];
             int yo = Strided.RowOffset(r, dims, s[1], yOff) + start * s[1][^1];
-            var sx = Strided.Rent<T>(len);
+            var xr = Strided.RowView(x, xo, s[0][^1], len, out var sx);
             try
             {
-                var xr = Strided.Row(x, xo, s[0][^1], len, sx);
                 if (s[1][^1] == 1) Unary(op, xr, y.AsSpan(yo, len));
                 else
                 {
@@ -159,11 +173,10 @@ public static class Elementwise
             int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * s[0][^1];
             int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * s[1][^1];
             int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * s[2][^1];
-            T[] sa = Strided.Rent<T>(len), sb = Strided.Rent<T>(len);
+            var ar = Strided.RowView(a, ao, s[0][^1], len, out var sa);
+            var br = Strided.RowView(b, bo, s[1][^1], len, out var sb);
             try
             {
-                var ar = Strided.Row(a, ao, s[0][^1], len, sa);
-                var br = Strided.Row(b, bo, s[1][^1], len, sb);
                 if (s[2][^1] == 1) Binary(op, ar, br, y.AsSpan(yo, len));
                 else
                 {
@@ -187,11 +200,12 @@ public static class Elementwise
             int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * s[0][^1];
             int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * s[1][^1];
             int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * s[2][^1];
-            T[] sa = Strided.Rent<T>(len), sb = Strided.Rent<T>(len);
+            var ar = Strided.RowView(a, ao, s[0][^1], len, out var sa);
+            var br = Strided.RowView(b, bo, s[1][^1], len, out var sb);
             var tmp = Strided.Rent<bool>(len);
             try
             {
-                Compare(op, Strided.Row(a, ao, s[0][^1], len, sa), Strided.Row(b, bo, s[1][^1], len, sb), tmp.AsSpan(0, len));
+                Compare(op, ar, br, tmp.AsSpan(0, len));
                 Strided.Store<bool>(tmp.AsSpan(0, len), y, yo, s[2][^1]);
             }
             finally { Strided.Return(sa); Strided.Return(sb); Strided.Return(tmp); }

@@ -14,10 +14,12 @@ public static class Philox
 
     /// <summary>The four words of block <paramref name="counter"/> under key <paramref name="seed"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static (uint, uint, uint, uint) Block(ulong seed, ulong counter)
+    public static (uint, uint, uint, uint) Block(ulong seed, ulong counter) =>
+        Block((uint)counter, (uint)(counter >> 32), 0, 0, (uint)seed, (uint)(seed >> 32));
+
+    /// <summary>Philox 4x32-10 of the 128-bit counter (c0..c3) under the 64-bit key (k0, k1), as in Random123.</summary>
+    public static (uint, uint, uint, uint) Block(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1)
     {
-        uint c0 = (uint)counter, c1 = (uint)(counter >> 32), c2 = 0, c3 = 0;
-        uint k0 = (uint)seed, k1 = (uint)(seed >> 32);
         for (int round = 0; round < 10; round++)
         {
             ulong p0 = (ulong)M0 * c0, p1 = (ulong)M1 * c2;

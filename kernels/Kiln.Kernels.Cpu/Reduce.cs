@@ -39,10 +39,11 @@ public static class Reduce
     /// <summary>y[r] = op(x[r*len .. r*len+len]) for a contiguous [rows, len] block starting at <paramref name="xOff"/>.</summary>
     public static void Rows<T>(ReduceOp op, T[] x, int xOff, int rows, int len, T[] y, int yOff) where T : unmanaged, INumber<T>, IMinMaxValue<T>
     {
+        if (len == 0) { y.AsSpan(yOff, rows).Fill(Identity<T>(op)); return; }   // an empty view's offset may lie past its storage
         if (rows == 1 && op == ReduceOp.Sum && len >= Strided.ParallelThreshold * 4)
         {
             // One long sum: partial sums per chunk on every core, combined in a fixed order (deterministic).
-            int chunks = Math.Max(2, Environment.ProcessorCount * 4);
+            int chunks = Math.Max(2, Environment.ProcessorCount);
             var partial = new T[chunks];
             Strided.Parallel(chunks, len, (s, e) =>
             {

@@ -86,9 +86,9 @@ public static class Strided
     }
 
     /// <summary>
-    /// Calls <paramref name="rowKernel"/>(row index range within the coalesced iteration) for an iteration space given by
-    /// <paramref name="shape"/>; the kernel receives (outerRow, start, length) with a row split into chunks when there is
-    /// a single long row, so one big contiguous op still uses every core.
+    /// Calls <paramref name="rowKernel"/>(outerRow, start, length) over the iteration space <paramref name="shape"/>.
+    /// A single long row is cut into one contiguous piece per core (many small pieces cost bandwidth: each restarts the
+    /// hardware prefetchers); several rows are spread over the cores whole.
     /// </summary>
     public static void ForEachRow(int[] shape, Action<int, int, int> rowKernel)
     {
@@ -99,23 +99,29 @@ public static class Strided
         int rows = (int)(numel / inner);
         if (rows == 1)
         {
-            const int chunk = 1 << 15;
-            int pieces = (inner + chunk - 1) / chunk;
-            Parallel(pieces, numel, (s, e) =>
+            int pieces = numel < ParallelThreshold * 4 ? 1 : Math.Min(Environment.ProcessorCount, (int)(numel / ParallelThreshold));
+            if (pieces <= 1) { rowKernel(0, 0, inner); return; }
+            System.Threading.Tasks.Parallel.For(0, pieces, p =>
             {
-                for (int p = s; p < e; p++)
-                {
-                    int start = p * chunk;
-                    rowKernel(0, start, Math.Min(chunk, inner - start));
-                }
+                int s = (int)((long)inner * p / pieces), e = (int)((long)inner * (p + 1) / pieces);
+                rowKernel(0, s, e - s);
             });
             return;
         }
         Parallel(rows, numel, (s, e) => { for (int r = s; r < e; r++) rowKernel(r, 0, inner); });
     }
 
+    /// <summary>The operand's row as a span: its storage when the stride is 1, else gathered into a rented scratch row
+    /// that the caller returns with <see cref="Return{T}"/> when <paramref name="rented"/> is not null.</summary>
+    public static ReadOnlySpan<T> RowView<T>(T[] data, int offset, int stride, int len, out T[]? rented)
+    {
+        if (stride == 1) { rented = null; return data.AsSpan(offset, len); }
+        rented = Rent<T>(len);
+        return Row(data, offset, stride, len, rented);
+    }
+
     /// <summary>Rents a scratch row of at least <paramref name="len"/> elements.</summary>
     public static T[] Rent<T>(int len) => ArrayPool<T>.Shared.Rent(Math.Max(len, 1));
-    /// <summary>Returns a scratch row.</summary>
-    public static void Return<T>(T[] buffer) => ArrayPool<T>.Shared.Return(buffer);
+    /// <summary>Returns a scratch row (null is ignored).</summary>
+    public static void Return<T>(T[]? buffer) { if (buffer is not null) ArrayPool<T>.Shared.Return(buffer); }
 }

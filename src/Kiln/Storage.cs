@@ -56,7 +56,7 @@ public abstract class Storage : IDisposable
 /// <summary>Host memory: a managed array of the dtype's element type (ushort for BFloat16).</summary>
 public sealed class CpuStorage : Storage
 {
-    internal CpuStorage(Array data, DType dtype) : base(Device.Cpu, dtype, data.Length) { _data = data; }
+    internal CpuStorage(Array data, DType dtype, int length) : base(Device.Cpu, dtype, length) { _data = data; }
 
     Array? _data;
 
@@ -67,5 +67,44 @@ public sealed class CpuStorage : Storage
     public T[] As<T>() => Data as T[] ?? throw new InvalidCastException($"storage holds {DType}, not {typeof(T).Name}");
 
     /// <inheritdoc/>
-    protected override void Release() => _data = null;
+    protected override void Release()
+    {
+        if (_data is { } d) CpuArrayPool.Return(d);
+        _data = null;
+    }
+}
+
+/// <summary>
+/// Reuses large host arrays of disposed storages, so a training loop that frees its temporaries (Tensor.Scope) does not
+/// make the GC allocate, zero and page in fresh memory every step. Bounded; arrays of equal length are interchangeable.
+/// </summary>
+internal static class CpuArrayPool
+{
+    const int MinLength = 1 << 12, MaxPerLength = 8;
+    const long MaxBytes = 1L << 30;
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<(Type, int), System.Collections.Concurrent.ConcurrentBag<Array>> Free = new();
+    static long _bytes;
+
+    public static Array Rent(Type element, int length, int elementSize)
+    {
+        if (length >= MinLength && Free.TryGetValue((element, length), out var bag) && bag.TryTake(out var a))
+        {
+            Interlocked.Add(ref _bytes, -(long)length * elementSize);
+            return a;
+        }
+        return element == typeof(float) ? GC.AllocateUninitializedArray<float>(length)
+            : element == typeof(double) ? GC.AllocateUninitializedArray<double>(length)
+            : Array.CreateInstance(element, length);
+    }
+
+    public static void Return(Array a)
+    {
+        int length = a.Length;
+        if (length < MinLength) return;
+        var element = a.GetType().GetElementType()!;
+        long size = (long)length * System.Runtime.InteropServices.Marshal.SizeOf(element == typeof(bool) ? typeof(byte) : element);
+        var bag = Free.GetOrAdd((element, length), _ => []);
+        if (bag.Count >= MaxPerLength || Interlocked.Add(ref _bytes, size) > MaxBytes) { if (bag.Count < MaxPerLength) Interlocked.Add(ref _bytes, -size); return; }
+        bag.Add(a);
+    }
 }

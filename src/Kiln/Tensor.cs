@@ -43,7 +43,7 @@ public sealed partial class Tensor : IDisposable
 
     // ---------------------------------------------------------------- creation
 
-    /// <summary>An uninitialized (CPU: zeroed) contiguous tensor.</summary>
+    /// <summary>A contiguous tensor with unspecified contents (for outputs that are overwritten).</summary>
     public static Tensor Empty(Shape shape, DType dtype = DType.Float32, Device? device = null)
     {
         var dev = device ?? Device.Cpu;
@@ -63,7 +63,7 @@ public sealed partial class Tensor : IDisposable
     public static Tensor Full(Shape shape, double value, DType dtype = DType.Float32, Device? device = null)
     {
         var t = Empty(shape, dtype, device);
-        if (value != 0 || t.Device != Device.Cpu) t.Backend.Fill(t, value);
+        t.Backend.Fill(t, value);
         return t;
     }
 

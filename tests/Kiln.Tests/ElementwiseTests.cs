@@ -41,6 +41,29 @@ public class ElementwiseTests
         });
     }
 
+    public static IEnumerable<object[]> NearZeroCases =>
+        from d in Devices.All
+        from op in new[] { UnaryOp.Tanh, UnaryOp.Erf, UnaryOp.Sin, UnaryOp.Expm1, UnaryOp.Log1p, UnaryOp.Silu, UnaryOp.GeluErf, UnaryOp.GeluTanh, UnaryOp.Erfinv }
+        from dt in new[] { DType.Float32, DType.Float64 }
+        select new object[] { d.ToString(), op, dt };
+
+    [Theory, MemberData(nameof(NearZeroCases))]
+    public void Functions_that_vanish_at_zero_keep_relative_accuracy_there(string device, UnaryOp op, DType dtype)
+    {
+        // Near 0 these are about c x, so an absolute tolerance would hide a result with no correct digits.
+        double[] pts = [0, 1e-7, -1e-7, 3e-6, -2e-5, 1e-4, -7e-4, 1e-3, 0.01, -0.03, 0.2, -0.45];
+        var xs = Enumerable.Range(0, 50).Select(i => pts[i % pts.Length]).ToArray();
+        var x = Tensor.FromArray(xs).To(dtype).To(Devices.Parse(device));
+        var got = x.Apply(op).ToDoubleArray();
+        var xr = x.ToDoubleArray();
+        double rtol = dtype == DType.Float32 ? 4e-6 : 1e-13;
+        for (int i = 0; i < xs.Length; i++)
+        {
+            double e = Reference.Unary(op, xr[i]);
+            Assert.True(Math.Abs(got[i] - e) <= rtol * Math.Abs(e), $"{op}({xr[i]:G3}) = {got[i]:R}, expected {e:R}");
+        }
+    }
+
     public static IEnumerable<object[]> BinaryCases =>
         from d in Devices.All from op in Enum.GetValues<BinaryOp>() from dt in new[] { DType.Float32, DType.Float64 }
         select new object[] { d.ToString(), op, dt };

@@ -33,7 +33,8 @@ public static class Cli
             Console.Error.WriteLine("run 'kiln --help' (or 'kiln <verb> --help') for usage");
             return BadUsage;
         }
-        try { return parse.Invoke(); }
+        // The default handler would print a stack trace and exit 1; bad input must exit 2 with one line.
+        try { return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }); }
         catch (Exception ex) when (ex is ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or NotSupportedException)
         {
             Console.Error.WriteLine($"kiln: {ex.Message}");

@@ -8,6 +8,11 @@ foreach (var verb in new[]
     TourVerb.Build(),
     ValidateVerb.Build(),
     EmitVerb.Build(),
+    RewardVerb.Build(),
+    LmVerb.Build(),
+    LoopVerb.Build(),
+    TrainLmVerb.Build(),
+    SmoothVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);

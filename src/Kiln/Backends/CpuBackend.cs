@@ -19,14 +19,14 @@ public sealed class CpuBackend : IBackend
     static int O(Tensor t) => t.Layout.Offset;
 
     /// <inheritdoc/>
-    public Storage Allocate(DType dtype, int length) => new CpuStorage(Array.CreateInstance(dtype.ClrType(), length), dtype);
+    public Storage Allocate(DType dtype, int length) => new CpuStorage(CpuArrayPool.Rent(dtype.ClrType(), length, dtype.Size()), dtype, length);
 
     /// <inheritdoc/>
     public Storage Upload(Array host, DType dtype)
     {
         if (host.GetType().GetElementType() != dtype.ClrType())
             throw new ArgumentException($"upload: array of {host.GetType().GetElementType()?.Name} cannot hold {dtype}", nameof(host));
-        return new CpuStorage((Array)host.Clone(), dtype);
+        return new CpuStorage((Array)host.Clone(), dtype, host.Length);
     }
 
     /// <inheritdoc/>
@@ -362,6 +362,14 @@ public sealed class CpuBackend : IBackend
             default: throw Unsupported("sort", x.DType);
         }
     }
+
+    /// <inheritdoc/>
+    public void StumpSumPdf(Tensor upper, int[] groupStarts, int[] values, Tensor pdf) =>
+        StumpSmoothing.SumPdf(upper.Shape[0], A<double>(upper), O(upper), groupStarts, values, A<double>(pdf), O(pdf));
+
+    /// <inheritdoc/>
+    public void StumpSumTail(Tensor upper, int[] groupStarts, int[] values, Tensor cuts, Tensor tail) =>
+        StumpSmoothing.SumTail(upper.Shape[0], A<double>(upper), O(upper), groupStarts, values, A<long>(cuts), O(cuts), A<double>(tail), O(tail));
 
     // NaN is the largest value, as NumPy sorts it.
     static int NanLast<T>(T p, T q) where T : IFloatingPointIeee754<T> =>

@@ -1,0 +1,200 @@
+namespace Kiln.Methods.Looping;
+
+/// <summary>
+/// A decoder-only pre-norm transformer (Llama, Mistral, Qwen2, Qwen3) as a functional forward over a dictionary of
+/// Hugging Face-named weights, with a KV cache and an optional loop over a window of its layers. Half-precision weights
+/// are widened to float32; float64 weights run in float64 (for references). The loop reuses the layer objects, so a
+/// forward without loop options is always the plain model.
+/// </summary>
+public sealed class DecoderModel
+{
+    readonly DecoderLayer[] _layers;
+    readonly Tensor _embed, _norm, _headT;
+    readonly bool _trainable;
+
+    /// <summary>Builds the model from <paramref name="weights"/> (names as in Hugging Face checkpoints).</summary>
+    /// <param name="config">The architecture.</param>
+    /// <param name="weights">Tensors by name: model.embed_tokens.weight, model.layers.N.*, model.norm.weight, lm_head.weight (unless tied).</param>
+    /// <param name="trainable">Keep the given tensors as the parameters (linear layers use transposed views, so gradients
+    /// reach the weights); otherwise linear weights are stored pre-transposed for inference.</param>
+    /// <exception cref="InvalidDataException">A tensor is missing (the message names it) or has the wrong shape.</exception>
+    public DecoderModel(DecoderConfig config, IReadOnlyDictionary<string, Tensor> weights, bool trainable = false)
+    {
+        ArgumentNullException.ThrowIfNull(config); ArgumentNullException.ThrowIfNull(weights);
+        config.Validate();
+        Config = config;
+        var dtype = weights.TryGetValue("model.embed_tokens.weight", out var e) && e.DType == DType.Float64 ? DType.Float64 : DType.Float32;
+        DType = dtype;
+        Tensor W(string name, params int[] shape)
+        {
+            if (!weights.TryGetValue(name, out var t)) throw new InvalidDataException($"checkpoint: missing tensor '{name}' (shape [{string.Join(", ", shape)}])");
+            if (t.Shape != new Shape(shape)) throw new InvalidDataException($"checkpoint: tensor '{name}' has shape {t.Shape}, expected [{string.Join(", ", shape)}]");
+            return trainable ? t : t.To(dtype);
+        }
+        Tensor Linear(string name, int outDim, int inDim)
+        {
+            var w = W(name, outDim, inDim);
+            // Trainable weights stay [out, in] and are transposed at use, so each forward records its own transpose.
+            return trainable ? w : w.T.Contiguous();
+        }
+        var c = config;
+        int d = c.HiddenSize, qd = c.Heads * c.HeadDim, kvd = c.KvHeads * c.HeadDim;
+        _embed = W("model.embed_tokens.weight", c.VocabSize, d);
+        _norm = W("model.norm.weight", d);
+        _trainable = trainable;
+        _headT = c.TieWordEmbeddings ? (trainable ? _embed : _embed.T.Contiguous()) : Linear("lm_head.weight", c.VocabSize, d);
+        _layers = new DecoderLayer[c.Layers];
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string p = $"model.layers.{i}.";
+            _layers[i] = new DecoderLayer(this, i,
+                W(p + "input_layernorm.weight", d), W(p + "post_attention_layernorm.weight", d),
+                Linear(p + "self_attn.q_proj.weight", qd, d), Linear(p + "self_attn.k_proj.weight", kvd, d),
+                Linear(p + "self_attn.v_proj.weight", kvd, d), Linear(p + "self_attn.o_proj.weight", d, qd),
+                c.AttentionBias ? W(p + "self_attn.q_proj.bias", qd) : null, c.AttentionBias ? W(p + "self_attn.k_proj.bias", kvd) : null,
+                c.AttentionBias ? W(p + "self_attn.v_proj.bias", kvd) : null,
+                c.QkNorm ? W(p + "self_attn.q_norm.weight", c.HeadDim) : null, c.QkNorm ? W(p + "self_attn.k_norm.weight", c.HeadDim) : null,
+                Linear(p + "mlp.gate_proj.weight", c.IntermediateSize, d), Linear(p + "mlp.up_proj.weight", c.IntermediateSize, d),
+                Linear(p + "mlp.down_proj.weight", d, c.IntermediateSize));
+        }
+    }
+
+    /// <summary>The architecture.</summary>
+    public DecoderConfig Config { get; }
+    /// <summary>The compute dtype (Float32, or Float64 when the weights are float64).</summary>
+    public DType DType { get; }
+    /// <summary>The layer stack, in order (the objects a loop reuses).</summary>
+    public IReadOnlyList<ILayer> Layers => _layers;
+    /// <summary>The loop mode used when options leave it open: block, as this is a dense model.</summary>
+    public LoopMode DefaultLoopMode => LoopMode.Block;
+
+    /// <summary>An empty KV cache for this model.</summary>
+    public KvCache NewCache() => new(Config.Layers);
+
+    /// <summary>Final-normed hidden states [batch, positions, hidden] of <paramref name="ids"/> ([batch, positions] or [positions], Int64).</summary>
+    /// <param name="ids">Token ids.</param>
+    /// <param name="cache">Cache to read past positions from and append this call's entries to, or null.</param>
+    /// <param name="loop">The loop, or null for the plain model; whether this call loops follows <see cref="LoopOptions.Decode"/>.</param>
+    /// <exception cref="ArgumentException">ids is not Int64 of rank 1 or 2, or an id is outside the vocabulary.</exception>
+    public Tensor Hidden(Tensor ids, KvCache? cache = null, LoopOptions? loop = null)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        if (ids.DType != DType.Int64 || ids.Rank is < 1 or > 2)
+            throw new ArgumentException($"decoder: ids must be Int64 of shape [positions] or [batch, positions], got {ids.DType} {ids.Shape}", nameof(ids));
+        if (ids.Rank == 1) ids = ids.Unsqueeze(0);
+        int b = ids.Shape[0], t = ids.Shape[1];
+        if (cache is not null && cache.Layers != Config.Layers)
+            throw new ArgumentException($"decoder: the cache has {cache.Layers} layers, the model {Config.Layers}", nameof(cache));
+        if (ids.Numel > 0)
+        {
+            var (lo, hi) = (ids.Min().Item(), ids.Max().Item());
+            if (lo < 0 || hi >= Config.VocabSize)
+                throw new ArgumentException($"decoder: token ids must lie in [0, {Config.VocabSize}), got values in [{lo}, {hi}]", nameof(ids));
+        }
+        int pos = cache?.Position ?? 0;
+        var x = _embed.IndexSelect(0, ids.Reshape(-1)).Reshape(b, t, Config.HiddenSize);
+        var rope = Rope.Tables(Config, pos, t, DType, _embed.Device);
+        var ctx = new SequenceContext(pos, cache, rope);
+        bool loops = loop is not null && loop.LoopsAt(pos, cache is null || cache.Position == 0 ? t : cache.PromptLength);
+        x = Looper.RunStack(_layers, x, ctx, loops ? loop : null, DefaultLoopMode);
+        cache?.Commit(t);
+        return x.RmsNorm(_norm, Config.RmsNormEps);
+    }
+
+    /// <summary>Logits over the vocabulary of hidden states from <see cref="Hidden"/>: [..., hidden] -> [..., vocab].</summary>
+    public Tensor Project(Tensor hidden) => Lin(hidden, _headT, null);
+
+    /// <summary>
+    /// Continues <paramref name="prompt"/> by up to <paramref name="maxNew"/> tokens with the KV cache: greedy when
+    /// <paramref name="temperature"/> is 0, otherwise sampled from softmax(logits / temperature) with <paramref name="generator"/>.
+    /// Stops early at <paramref name="stop"/>. The loop, if any, applies per <see cref="LoopOptions.Decode"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The prompt is empty.</exception>
+    public int[] Generate(int[] prompt, int maxNew, LoopOptions? loop = null, double temperature = 0, Generator? generator = null, int? stop = null)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (prompt.Length == 0) throw new ArgumentException("generate: the prompt is empty", nameof(prompt));
+        if (temperature < 0) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "generate: temperature must be non-negative");
+        using var _ = Autograd.NoGrad();
+        var cache = NewCache();
+        var output = new List<int>();
+        var next = prompt.Select(i => (long)i).ToArray();
+        var uniform = generator ?? new Generator(0);
+        for (int n = 0; n < maxNew; n++)
+        {
+            var h = Hidden(Tensor.FromArray(next, new Shape(1, next.Length)), cache, loop);
+            var logits = Project(h.Narrow(1, next.Length - 1, 1).Reshape(-1)).ToDoubleArray();
+            int token;
+            if (temperature == 0) token = Array.IndexOf(logits, logits.Max());
+            else
+            {
+                double mx = logits.Max(), z = 0;
+                var p = logits.Select(l => Math.Exp((l - mx) / temperature)).ToArray();
+                z = p.Sum();
+                double u = Tensor.Rand([1], uniform, dtype: DType.Float64).Item() * z, acc = 0;
+                token = p.Length - 1;
+                for (int i = 0; i < p.Length; i++) { acc += p[i]; if (u < acc) { token = i; break; } }
+            }
+            output.Add(token);
+            if (token == stop) break;
+            next = [token];
+        }
+        return output.ToArray();
+    }
+
+    // x [..., in] times a linear weight: stored as [in, out] for inference, as [out, in] when trainable.
+    Tensor Lin(Tensor x, Tensor w, Tensor? bias)
+    {
+        var shape = x.Shape.ToArray();
+        var y = x.Reshape(-1, shape[^1]).MatMul(_trainable ? w.T : w);
+        if (bias is not null) y += bias;
+        shape[^1] = y.Shape[1];
+        return y.Reshape(shape);
+    }
+
+    /// <summary>Logits [batch, positions, vocab] of <paramref name="ids"/>; see <see cref="Hidden"/> for the arguments.</summary>
+    public Tensor Forward(Tensor ids, KvCache? cache = null, LoopOptions? loop = null) => Project(Hidden(ids, cache, loop));
+
+
+    sealed class DecoderLayer(DecoderModel m, int index, Tensor inNorm, Tensor postNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
+        Tensor? bq, Tensor? bk, Tensor? bv, Tensor? qNorm, Tensor? kNorm, Tensor wGate, Tensor wUp, Tensor wDown) : ILayer
+    {
+        public Tensor Forward(Tensor x, SequenceContext ctx, bool write)
+        {
+            var c = m.Config;
+            int b = x.Shape[0], t = x.Shape[1], hd = c.HeadDim;
+            var (cos, sin) = ((Tensor, Tensor))ctx.State!;
+            var h = x.RmsNorm(inNorm, c.RmsNormEps);
+            var q = m.Lin(h, wq, bq).Reshape(b, t, c.Heads, hd);
+            var k = m.Lin(h, wk, bk).Reshape(b, t, c.KvHeads, hd);
+            var v = m.Lin(h, wv, bv).Reshape(b, t, c.KvHeads, hd).Permute(0, 2, 1, 3);
+            if (qNorm is not null) q = q.RmsNorm(qNorm, c.RmsNormEps);
+            if (kNorm is not null) k = k.RmsNorm(kNorm, c.RmsNormEps);
+            q = Rope.Apply(q.Permute(0, 2, 1, 3), cos, sin);
+            k = Rope.Apply(k.Permute(0, 2, 1, 3), cos, sin);
+            if (write) ctx.Cache?.Stash(index, k, v);
+            var (pk, pv) = ctx.Cache?.Get(index) ?? (null, null);
+            int past = pk?.Shape[2] ?? 0;
+            var keys = pk is null ? k : Tensor.Concat([pk, k], 2);
+            var values = pv is null ? v : Tensor.Concat([pv, v], 2);
+            // Grouped-query attention without copying keys: the query heads of a group share a broadcast key head.
+            var qg = q.Reshape(b, c.KvHeads, c.Groups, t, hd);
+            var scores = qg.MatMul(keys.Unsqueeze(2).Transpose(-2, -1)) * (1.0 / Math.Sqrt(hd));
+            if (t > 1) scores += CausalMask(t, past, m.DType, x.Device);
+            var o = scores.Softmax(-1).MatMul(values.Unsqueeze(2))
+                .Reshape(b, c.Heads, t, hd).Permute(0, 2, 1, 3).Reshape(b, t, c.Heads * hd);
+            x = x + m.Lin(o, wo, null);
+            var h2 = x.RmsNorm(postNorm, c.RmsNormEps);
+            return x + m.Lin(m.Lin(h2, wGate, null).Silu() * m.Lin(h2, wUp, null), wDown, null);
+        }
+    }
+
+    // Additive mask [t, past + t]: query i sees every cached key and the new keys up to itself.
+    static Tensor CausalMask(int t, int past, DType dtype, Device device)
+    {
+        var mask = new float[t * (past + t)];
+        for (int i = 0; i < t; i++)
+            for (int j = past + i + 1; j < past + t; j++) mask[i * (past + t) + j] = float.NegativeInfinity;
+        return Tensor.FromArray(mask, new Shape(t, past + t)).To(dtype).To(device);
+    }
+}

@@ -1,0 +1,58 @@
+namespace Kiln.Methods.Looping;
+
+/// <summary>Names and fresh initial values of a decoder's weights, in Hugging Face layout ([out, in] linear weights).</summary>
+public static class DecoderWeights
+{
+    /// <summary>Every tensor name and shape the model reads for <paramref name="c"/>, in checkpoint order.</summary>
+    public static IEnumerable<(string Name, int[] Shape)> Layout(DecoderConfig c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        int d = c.HiddenSize, qd = c.Heads * c.HeadDim, kvd = c.KvHeads * c.HeadDim, f = c.IntermediateSize;
+        yield return ("model.embed_tokens.weight", [c.VocabSize, d]);
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string p = $"model.layers.{i}.";
+            yield return (p + "input_layernorm.weight", [d]);
+            yield return (p + "self_attn.q_proj.weight", [qd, d]);
+            yield return (p + "self_attn.k_proj.weight", [kvd, d]);
+            yield return (p + "self_attn.v_proj.weight", [kvd, d]);
+            yield return (p + "self_attn.o_proj.weight", [d, qd]);
+            if (c.AttentionBias)
+            {
+                yield return (p + "self_attn.q_proj.bias", [qd]);
+                yield return (p + "self_attn.k_proj.bias", [kvd]);
+                yield return (p + "self_attn.v_proj.bias", [kvd]);
+            }
+            if (c.QkNorm)
+            {
+                yield return (p + "self_attn.q_norm.weight", [c.HeadDim]);
+                yield return (p + "self_attn.k_norm.weight", [c.HeadDim]);
+            }
+            yield return (p + "post_attention_layernorm.weight", [d]);
+            yield return (p + "mlp.gate_proj.weight", [f, d]);
+            yield return (p + "mlp.up_proj.weight", [f, d]);
+            yield return (p + "mlp.down_proj.weight", [d, f]);
+        }
+        yield return ("model.norm.weight", [d]);
+        if (!c.TieWordEmbeddings) yield return ("lm_head.weight", [c.VocabSize, d]);
+    }
+
+    /// <summary>
+    /// Random weights: normal(0, <paramref name="std"/>) for matrices and biases (output projections scaled by
+    /// 1/sqrt(2 layers), as GPT-2 does, so the residual stream starts near unit size), and norm gains 1 + normal(0, <paramref name="normJitter"/>).
+    /// </summary>
+    public static Dictionary<string, Tensor> Init(DecoderConfig c, Generator generator, double std = 0.02, double normJitter = 0, DType dtype = DType.Float32)
+    {
+        ArgumentNullException.ThrowIfNull(generator);
+        var w = new Dictionary<string, Tensor>();
+        foreach (var (name, shape) in Layout(c))
+        {
+            bool norm = name.EndsWith("norm.weight", StringComparison.Ordinal);
+            bool output = name.EndsWith("o_proj.weight", StringComparison.Ordinal) || name.EndsWith("down_proj.weight", StringComparison.Ordinal);
+            w[name] = norm
+                ? Tensor.Randn(new Shape(shape), generator, 1, normJitter, dtype)
+                : Tensor.Randn(new Shape(shape), generator, 0, output ? std / Math.Sqrt(2 * c.Layers) : std, dtype);
+        }
+        return w;
+    }
+}

@@ -1,0 +1,84 @@
+namespace Kiln.Methods.Looping;
+
+/// <summary>Settings of <see cref="LmTrainer.Train"/>.</summary>
+public sealed record LmTrainOptions
+{
+    /// <summary>Optimizer steps.</summary>
+    public int Steps { get; init; } = 600;
+    /// <summary>Sequences per step.</summary>
+    public int Batch { get; init; } = 16;
+    /// <summary>Tokens per sequence.</summary>
+    public int Context { get; init; } = 128;
+    /// <summary>Peak learning rate (linear warmup, then cosine decay to a tenth).</summary>
+    public double LearningRate { get; init; } = 3e-3;
+    /// <summary>Warmup steps.</summary>
+    public int Warmup { get; init; } = 40;
+    /// <summary>Decoupled weight decay of matrices (norm gains are not decayed).</summary>
+    public double WeightDecay { get; init; } = 0.1;
+    /// <summary>Seed of initialization and batch sampling.</summary>
+    public ulong Seed { get; init; } = 1;
+}
+
+/// <summary>
+/// Trains a <see cref="DecoderModel"/> from scratch on a token stream by next-token cross-entropy, with AdamW
+/// (beta 0.9/0.95, eps 1e-8) written in core tensor ops. Deterministic for a given seed.
+/// </summary>
+public static class LmTrainer
+{
+    /// <summary>
+    /// Trains weights for <paramref name="config"/> on <paramref name="tokens"/>; <paramref name="progress"/> gets
+    /// (step, loss) after each step. Returns the weights in Hugging Face layout.
+    /// </summary>
+    /// <exception cref="ArgumentException">The stream is shorter than one sequence.</exception>
+    public static Dictionary<string, Tensor> Train(DecoderConfig config, int[] tokens, LmTrainOptions o, Action<int, double>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(config); ArgumentNullException.ThrowIfNull(tokens); ArgumentNullException.ThrowIfNull(o);
+        if (tokens.Length < o.Context + 2)
+            throw new ArgumentException($"train: {tokens.Length} tokens are fewer than one sequence of {o.Context + 1}", nameof(tokens));
+        var gen = new Generator(o.Seed);
+        var weights = DecoderWeights.Init(config, gen);
+        foreach (var w in weights.Values) w.RequiresGrad_();
+        var model = new DecoderModel(config, weights, trainable: true);
+        var m = weights.ToDictionary(kv => kv.Key, kv => kv.Value.ZerosLike());
+        var v = weights.ToDictionary(kv => kv.Key, kv => kv.Value.ZerosLike());
+        const double b1 = 0.9, b2 = 0.95, eps = 1e-8;
+        var rng = new Random((int)(o.Seed & 0x7fffffff));
+        for (int step = 1; step <= o.Steps; step++)
+        {
+            using var scope = Tensor.Scope();
+            var input = new long[o.Batch * o.Context];
+            var target = new long[o.Batch * o.Context];
+            for (int b = 0; b < o.Batch; b++)
+            {
+                int start = rng.Next(tokens.Length - o.Context - 1);
+                for (int t = 0; t < o.Context; t++) { input[b * o.Context + t] = tokens[start + t]; target[b * o.Context + t] = tokens[start + t + 1]; }
+            }
+            var logits = model.Forward(Tensor.FromArray(input, new Shape(o.Batch, o.Context)));
+            var loss = -logits.LogSoftmax(-1).Gather(2, Tensor.FromArray(target, new Shape(o.Batch, o.Context, 1))).Mean();
+            loss.Backward();
+            double lr = Schedule(o, step);
+            using (Autograd.NoGrad())
+            {
+                double c1 = 1 - Math.Pow(b1, step), c2 = 1 - Math.Pow(b2, step);
+                foreach (var (name, p) in weights)
+                {
+                    var g = p.Grad!;
+                    m[name].Mul_(b1).Add_(g * (1 - b1));
+                    v[name].Mul_(b2).Add_(g.Square() * (1 - b2));
+                    if (p.Rank == 2 && o.WeightDecay > 0) p.Mul_(1 - lr * o.WeightDecay);
+                    p.Sub_(m[name] / c1 / ((v[name] / c2).Sqrt() + eps) * lr);
+                    p.Grad = null;
+                }
+            }
+            progress?.Invoke(step, loss.Item());
+        }
+        return weights.ToDictionary(kv => kv.Key, kv => kv.Value.Detach());
+    }
+
+    static double Schedule(LmTrainOptions o, int step)
+    {
+        if (step <= o.Warmup) return o.LearningRate * step / o.Warmup;
+        double progress = (step - o.Warmup) / (double)Math.Max(1, o.Steps - o.Warmup);
+        return o.LearningRate * (0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * progress)));
+    }
+}

@@ -1,0 +1,93 @@
+namespace Kiln.Methods.Looping;
+
+/// <summary>
+/// Rotary position embedding as Hugging Face applies it (rotate_half convention: the two halves of a head are the two
+/// coordinates of each rotated pair), with the frequency scalings of <see cref="RopeScaling"/>.
+/// </summary>
+public static class Rope
+{
+    /// <summary>
+    /// The inverse frequencies (head dim / 2 of them) and the multiplier of cos and sin, for a forward whose largest
+    /// position is <paramref name="seqLen"/> - 1 (only dynamic scaling depends on it).
+    /// </summary>
+    public static (double[] InvFreq, double Scale) Frequencies(DecoderConfig c, int seqLen)
+    {
+        int d = c.HeadDim, half = d / 2;
+        double theta = c.RopeTheta;
+        var s = c.RopeScaling;
+        if (s?.Type == "dynamic" && seqLen > (s.OriginalMaxPositions ?? c.MaxPositions))
+        {
+            int max = s.OriginalMaxPositions ?? c.MaxPositions;
+            theta *= Math.Pow(s.Factor * seqLen / max - (s.Factor - 1), d / (d - 2.0));
+        }
+        var inv = new double[half];
+        for (int i = 0; i < half; i++) inv[i] = 1.0 / Math.Pow(theta, 2.0 * i / d);
+        switch (s?.Type)
+        {
+            case "linear":
+                for (int i = 0; i < half; i++) inv[i] /= s.Factor;
+                return (inv, 1);
+            case "llama3":
+            {
+                double old = s.OriginalMaxPositions ?? c.MaxPositions;
+                double lowWave = old / s.LowFreqFactor, highWave = old / s.HighFreqFactor;
+                for (int i = 0; i < half; i++)
+                {
+                    double wave = 2 * Math.PI / inv[i];
+                    if (wave > lowWave) inv[i] /= s.Factor;
+                    else if (wave >= highWave)
+                    {
+                        double smooth = (old / wave - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
+                        inv[i] = (1 - smooth) * inv[i] / s.Factor + smooth * inv[i];
+                    }
+                }
+                return (inv, 1);
+            }
+            case "yarn":
+            {
+                double max = s.OriginalMaxPositions ?? c.MaxPositions;
+                double CorrectionDim(double rotations) => d * Math.Log(max / (rotations * 2 * Math.PI)) / (2 * Math.Log(theta));
+                double low = Math.Max(Math.Floor(CorrectionDim(s.BetaFast)), 0);
+                double high = Math.Min(Math.Ceiling(CorrectionDim(s.BetaSlow)), d - 1);
+                if (low == high) high += 0.001;
+                for (int i = 0; i < half; i++)
+                {
+                    double extrapolation = 1 - Math.Clamp((i - low) / (high - low), 0, 1);
+                    inv[i] = inv[i] / s.Factor * (1 - extrapolation) + inv[i] * extrapolation;
+                }
+                double scale = s.AttentionFactor ?? (s.Factor <= 1 ? 1 : 0.1 * Math.Log(s.Factor) + 1);
+                return (inv, scale);
+            }
+            default:
+                return (inv, 1);
+        }
+    }
+
+    /// <summary>cos and sin tables, [count, head dim], for positions start .. start + count - 1, in <paramref name="dtype"/>.</summary>
+    public static (Tensor Cos, Tensor Sin) Tables(DecoderConfig c, int start, int count, DType dtype, Device device)
+    {
+        var (inv, scale) = Frequencies(c, start + count);
+        int d = c.HeadDim, half = d / 2;
+        var cos = new double[count * d];
+        var sin = new double[count * d];
+        for (int t = 0; t < count; t++)
+            for (int i = 0; i < half; i++)
+            {
+                double a = (start + t) * inv[i];
+                double cv = Math.Cos(a) * scale, sv = Math.Sin(a) * scale;
+                cos[t * d + i] = cos[t * d + i + half] = cv;
+                sin[t * d + i] = sin[t * d + i + half] = sv;
+            }
+        return (Tensor.FromArray(cos, new Shape(count, d)).To(dtype).To(device), Tensor.FromArray(sin, new Shape(count, d)).To(dtype).To(device));
+    }
+
+    /// <summary>x cos + rotate_half(x) sin for x of shape [..., positions, head dim] and tables [positions, head dim].</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    {
+        int half = x.Shape[-1] / 2;
+        var x1 = x.Narrow(-1, 0, half);
+        var x2 = x.Narrow(-1, half, half);
+        var rotated = Tensor.Concat([-x2, x1], x.Rank - 1);
+        return x * cos + rotated * sin;
+    }
+}

@@ -1,0 +1,42 @@
+using System.CommandLine;
+using Kiln.Methods.Looping;
+using Spectre.Console;
+
+namespace Kiln.Cli;
+
+/// <summary>`kiln train-lm`: trains the embedded looping checkpoint (or a variant) from a text corpus and writes it in Hugging Face layout.</summary>
+public static class TrainLmVerb
+{
+    public static Command Build()
+    {
+        var cmd = new Command("train-lm", "Train the small Qwen3-style checkpoint that `kiln loop` and `kiln tour` use, from a text corpus, into a Hugging Face layout folder");
+        var corpus = new Option<string>("--corpus") { Description = "UTF-8 corpus; the embedded public-domain corpus by default", DefaultValueFactory = _ => Path.Combine(LmVerb.EmbeddedModel, "corpus.txt") };
+        var outDir = new Option<string>("--out") { Description = "Output folder", Required = true };
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => TinyLm.Training.Steps };
+        var seed = new Option<ulong>("--seed") { Description = "Seed", DefaultValueFactory = _ => TinyLm.Training.Seed };
+        foreach (var o in new Option[] { corpus, outDir, steps, seed }) cmd.Options.Add(o);
+        cmd.SetAction(p =>
+        {
+            string dir = p.GetValue(outDir)!;
+            var (train, held) = TinyLm.Split(File.ReadAllText(p.GetValue(corpus)!));
+            var tokJson = HfTokenizer.ByteLevelJson([TinyLm.EndOfText]);
+            var tok = HfTokenizer.Parse(tokJson);
+            var tokens = tok.EncodeToIds(train).ToArray();
+            var options = TinyLm.Training with { Steps = p.GetValue(steps), Seed = p.GetValue(seed) };
+            Cli.Err.WriteLine($"{tokens.Length} training tokens, {held.Length} held-out characters; {TinyLm.Config.Layers} layers x {TinyLm.Config.HiddenSize}, {options.Steps} steps of {options.Batch} x {options.Context}");
+            double last = double.NaN;
+            var weights = Cli.Progress("training", options.Steps, report => LmTrainer.Train(TinyLm.Config, tokens, options, (s, loss) =>
+            {
+                report(s); last = loss;
+                if (!Cli.Interactive && s % 50 == 0) Console.Error.WriteLine($"  step {s}: loss {loss:F3}");
+            }));
+            HfCheckpoint.Save(dir, TinyLm.Config, weights);
+            File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tokJson);
+            File.WriteAllText(Path.Combine(dir, "heldout.txt"), held);
+            File.WriteAllLines(Path.Combine(dir, "probe.jsonl"), TinyLm.BuildProbe(held, train));
+            Cli.Err.WriteLine($"final training loss {last:F3} nats/token; wrote {dir}");
+            return 0;
+        });
+        return cmd;
+    }
+}
