@@ -87,6 +87,10 @@ public static class KernelCatalog
             Add("sort", "bitonic_step", d, M(typeof(Sort), nameof(Sort.BitonicStep), S(d).T, S(d).Ops), false);
             Add("sort", "bitonic_finish", d, M(typeof(Sort), nameof(Sort.BitonicFinish), S(d).T), false);
         }
+        var st = typeof(StumpSmoothing);
+        list.Add(new KernelEntry("stump.pdf_init.f64", "stump", st.GetMethod(nameof(StumpSmoothing.PdfInit))!, false, false));
+        list.Add(new KernelEntry("stump.pdf_step.f64", "stump", st.GetMethod(nameof(StumpSmoothing.PdfStep))!, false, false));
+        list.Add(new KernelEntry("stump.tail.f64", "stump", st.GetMethod(nameof(StumpSmoothing.Tail))!, false, false));
         return list;
     }
 }

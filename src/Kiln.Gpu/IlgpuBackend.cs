@@ -412,6 +412,45 @@ public sealed class IlgpuBackend : IBackend, IDisposable
         Driver.Launch(K($"sort.bitonic_finish.{s}"), rows * len, V(keys), V(idx), len, pad, V(values), V(indices));
     });
 
+    /// <inheritdoc/>
+    public void StumpSumPdf(Tensor upper, int[] groupStarts, int[] values, Tensor pdf) => Locked(() =>
+    {
+        using var cur = StumpPdf(upper, groupStarts, values, pdf.Shape[1]);
+        Copy(cur, pdf);
+    });
+
+    /// <inheritdoc/>
+    public void StumpSumTail(Tensor upper, int[] groupStarts, int[] values, Tensor cuts, Tensor tail) => Locked(() =>
+    {
+        int width = Kiln.Kernels.Reference.StumpSumWidth(groupStarts, values);
+        using var pdf = StumpPdf(upper, groupStarts, values, width);
+        Driver.Launch(K("stump.tail.f64"), upper.Shape[0], V(pdf), width, V(cuts), Off(cuts), V(tail), Off(tail));
+    });
+
+    /// <summary>The [batch, width] pdf of the stump sums: one launch per meta-stump, ping-ponging two device buffers.</summary>
+    Tensor StumpPdf(Tensor upper, int[] groupStarts, int[] values, int width)
+    {
+        int batch = upper.Shape[0], groups = groupStarts.Length - 1, n = batch * width;
+        var cur = Tensor.Empty([batch, width], DType.Float64, Device);
+        using var next0 = Tensor.Empty([batch, width], DType.Float64, Device);
+        using var vals = Tensor.FromArray(values).To(Device);
+        Driver.Launch(K("stump.pdf_init.f64"), n, V(cur), width);
+        var (a, b) = (cur, next0);
+        int used = 1;
+        for (int g = 0; g < groups; g++)
+        {
+            int first = groupStarts[g], count = groupStarts[g + 1] - first;
+            var step = new G.StumpSmoothing.Step { Thresholds = upper.Shape[1], UpperOff = Off(upper), First = first, Count = count, Group = g, Width = width, Used = used };
+            Driver.Launch(K("stump.pdf_step.f64"), n, V(upper), V(vals), V(a), V(b), step);
+            int max = 0;
+            for (int k = 0; k <= count; k++) max = Math.Max(max, values[first + g + k]);
+            used += max;
+            (a, b) = (b, a);
+        }
+        if (!ReferenceEquals(a, cur)) Copy(a, cur);
+        return cur;
+    }
+
     /// <summary>Unregisters the device, frees cached buffers and releases the accelerator and its context.</summary>
     public void Dispose()
     {
