@@ -92,6 +92,42 @@ public class AttentionTests
         Close.Check(numeric, hv, 1e-5, 1e-7, "hessian-vector product");
     }
 
+    public static IEnumerable<object[]> DeviceCausal => from d in Devices.All from c in new[] { false, true } select new object[] { d.ToString(), c };
+
+    [Theory, MemberData(nameof(DeviceCausal))]
+    public void Fused_backward_on_every_device_matches_the_cpu(string device, bool causal)
+    {
+        // The CPU's fused gradient is checked against finite differences above; here each device's kernels must agree with it.
+        var dev = Devices.Parse(device);
+        var g = new Generator(31);
+        var q = Tensor.Rand(new Shape(3, 7, 5), g, -1, 1, DType.Float64);
+        var k = Tensor.Rand(new Shape(3, 9, 5), g, -1, 1, DType.Float64);
+        var v = Tensor.Rand(new Shape(3, 9, 6), g, -1, 1, DType.Float64);
+        var w = Tensor.Rand(new Shape(3, 7, 6), g, -1, 1, DType.Float64);
+        Tensor[] Grads(Device d)
+        {
+            var xs = new[] { q, k, v }.Select(t => t.To(d).Detach().RequiresGrad_()).ToArray();
+            var y = Tensor.ScaledDotProductAttention(xs[0], xs[1], xs[2], causal, 0.7);
+            return [y, .. Autograd.Grad([(y * w.To(d)).Sum()], xs)];
+        }
+        var cpu = Grads(Device.Cpu);
+        var other = Grads(dev);
+        for (int i = 0; i < cpu.Length; i++) Close.Check(cpu[i], other[i].To(Device.Cpu), 1e-12, 1e-12, i == 0 ? "y" : $"grad {i}");
+    }
+
+    [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
+    public void Fused_linear_matches_matmul_bias_relu_on_every_device(string device)
+    {
+        var dev = Devices.Parse(device);
+        var g = new Generator(5);
+        var x = Tensor.Rand(new Shape(2, 5, 7), g, -1, 1, DType.Float64).To(dev);
+        var w = Tensor.Rand(new Shape(4, 7), g, -1, 1, DType.Float64).To(dev);
+        var b = Tensor.Rand(new Shape(4), g, -1, 1, DType.Float64).To(dev);
+        var expected = (x.MatMul(w.T) + b).Relu();
+        Close.Check(expected.To(Device.Cpu), Tensor.Linear(x, w, b, relu: true).To(Device.Cpu), 1e-13, 1e-14, "linear");
+        Close.Check(x.MatMul(w.T).To(Device.Cpu), Tensor.Linear(x, w).To(Device.Cpu), 1e-13, 1e-14, "linear without bias");
+    }
+
     [Fact]
     public void Causal_attention_of_the_first_query_returns_the_first_value_row()
     {

@@ -29,7 +29,7 @@ public class ElementwiseTests
     {
         var dev = Devices.Parse(device);
         var (lo, hi) = Domain(op);
-        Props.Check(TensorGen.Case(), c =>
+        Props.Check(dev, TensorGen.Case(), c =>
         {
             var (shape, view, seed) = c;
             var x = TensorGen.Make(shape, view, seed, dtype, dev, lo, hi);
@@ -78,7 +78,7 @@ public class ElementwiseTests
                   from drop in G.Choose(0, shape.Length)
                   from va in TensorGen.View from vb in TensorGen.View from seed in TensorGen.Seed
                   select (shape, shape.Skip(drop).Select((d, i) => mask[i + drop] ? 1 : d).ToArray(), va, vb, seed);
-        Props.Check(gen, c =>
+        Props.Check(dev, gen, c =>
         {
             var (sa, sb, va, vb, seed) = c;
             double lo = op == BinaryOp.Pow ? 0.1 : -3;
@@ -101,7 +101,7 @@ public class ElementwiseTests
     public void Compare_and_where_match_reference(string device)
     {
         var dev = Devices.Parse(device);
-        Props.Check(TensorGen.Case(), c =>
+        Props.Check(dev, TensorGen.Case(), c =>
         {
             var (shape, view, seed) = c;
             var a = (TensorGen.Make(shape, view, seed, DType.Float32, dev) * 2.0).Apply(UnaryOp.Sign);   // many ties

@@ -7,6 +7,8 @@ foreach (var verb in new[]
 {
     TourVerb.Build(),
     BenchVerb.Build(),
+    ValidateVerb.Build(),
+    EmitVerb.Build(),
     RewardVerb.Build(),
     LmVerb.Build(),
     LoopVerb.Build(),

@@ -76,4 +76,15 @@ public static class Props
 
     public static void Check<T>(Gen<T> gen, Action<T> property, int? maxTest = null) =>
         FsCheck.Check.One(Config.QuickThrowOnFailure.WithMaxTest(maxTest ?? DefaultMaxTest), Prop.ForAll(gen.ToArbitrary(), (T v) => { property(v); }));
+
+    /// <summary>
+    /// Checks a property of kernels on <paramref name="device"/>, with the case count scaled for that device: ILGPU's CPU
+    /// accelerator simulates every GPU thread on the host, so it runs a third of the cases (each still covers random
+    /// shapes and layouts; the full count runs on the CPU and on real GPUs).
+    /// </summary>
+    public static void Check<T>(Device device, Gen<T> gen, Action<T> property, int? maxTest = null) =>
+        Check(gen, property, MaxTests(device, maxTest ?? DefaultMaxTest));
+
+    /// <summary>The number of cases a property runs on <paramref name="device"/>.</summary>
+    public static int MaxTests(Device device, int maxTest) => device.Kind == DeviceKind.IlgpuCpu ? Math.Max(10, maxTest / 3) : maxTest;
 }

@@ -1,0 +1,121 @@
+using ILGPU;
+
+namespace Kiln.Kernels.Gpu;
+
+/// <summary>
+/// Fused scaled-dot-product attention, one thread per query row (forward and dq) or key row (dk, dv): each thread
+/// streams over the other side with an online softmax, so the Tq x Tk matrix is never stored. The output row doubles as
+/// the accumulator, rescaled whenever the running maximum grows. Reference: <see cref="Reference.Attention"/>.
+/// </summary>
+public static class Attention
+{
+    /// <summary>Problem sizes: Tq, Tk, head dims D (q, k) and Dv (v), and causal (1: key j &lt;= query i).</summary>
+    public struct Dims
+    {
+        /// <summary>Query rows per batch.</summary>
+        public int Tq;
+        /// <summary>Key rows per batch.</summary>
+        public int Tk;
+        /// <summary>q and k width.</summary>
+        public int D;
+        /// <summary>v width.</summary>
+        public int Dv;
+        /// <summary>1 for a causal (top-left aligned) mask.</summary>
+        public int Causal;
+    }
+
+    static int KeyEnd(Dims s, int i) => s.Causal != 0 ? (i + 1 < s.Tk ? i + 1 : s.Tk) : s.Tk;
+
+    static T Score<T, TF>(ArrayView<T> q, int qo, ArrayView<T> k, int ko, int d, T scale) where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        T s = f.Zero;
+        for (int c = 0; c < d; c++) s = f.Add(s, f.Mul(q[qo + c], k[ko + c]));
+        return f.Mul(s, scale);
+    }
+
+    /// <summary>y[r, :] = softmax(scale q_r k^T) v and lse[r] = log sum exp(scale q_r k^T) for query row r = b Tq + i
+    /// (-inf, with y 0, when no key is visible). q, k, v, y, lse contiguous.</summary>
+    public static void Forward<T, TF>(Index1D r, ArrayView<T> q, ArrayView<T> k, ArrayView<T> v, ArrayView<T> y, ArrayView<T> lse, Dims s, T scale)
+        where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        int b = r / s.Tq, i = r % s.Tq, yo = r * s.Dv, end = KeyEnd(s, i);
+        T m = f.Lowest, l = f.Zero;
+        for (int c = 0; c < s.Dv; c++) y[yo + c] = f.Zero;
+        for (int j = 0; j < end; j++)
+        {
+            int kr = b * s.Tk + j;
+            T sc = Score<T, TF>(q, r * s.D, k, kr * s.D, s.D, scale);
+            if (f.Lt(m, sc))
+            {
+                T fac = f.Exp(f.Sub(m, sc));
+                for (int c = 0; c < s.Dv; c++) y[yo + c] = f.Mul(y[yo + c], fac);
+                l = f.Mul(l, fac);
+                m = sc;
+            }
+            T p = f.Exp(f.Sub(sc, m));
+            l = f.Add(l, p);
+            for (int c = 0; c < s.Dv; c++) y[yo + c] = f.Add(y[yo + c], f.Mul(p, v[kr * s.Dv + c]));
+        }
+        if (f.Lt(f.Zero, l))
+        {
+            T inv = f.Div(f.One, l);
+            for (int c = 0; c < s.Dv; c++) y[yo + c] = f.Mul(y[yo + c], inv);
+            lse[r] = f.Add(m, f.Log(l));
+        }
+        else lse[r] = f.Lowest;
+    }
+
+    /// <summary>delta[r] = gy[r, :] . y[r, :], the row term of the softmax gradient.</summary>
+    public static void Delta<T, TF>(Index1D r, ArrayView<T> y, ArrayView<T> gy, ArrayView<T> delta, int dv)
+        where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        T s = f.Zero;
+        for (int c = 0; c < dv; c++) s = f.Add(s, f.Mul(gy[r * dv + c], y[r * dv + c]));
+        delta[r] = s;
+    }
+
+    /// <summary>gq[r, :] = scale sum_j p_rj (gy_r . v_j - delta_r) k_j for query row r.</summary>
+    public static void GradQ<T, TF>(Index1D r, ArrayView<T> q, ArrayView<T> k, ArrayView<T> v, ArrayView<T> gy, ArrayView<T> lse, ArrayView<T> delta, ArrayView<T> gq, Dims s, T scale)
+        where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        int b = r / s.Tq, i = r % s.Tq, end = KeyEnd(s, i);
+        for (int c = 0; c < s.D; c++) gq[r * s.D + c] = f.Zero;
+        for (int j = 0; j < end; j++)
+        {
+            int kr = b * s.Tk + j;
+            T p = f.Exp(f.Sub(Score<T, TF>(q, r * s.D, k, kr * s.D, s.D, scale), lse[r]));
+            T dp = f.Zero;
+            for (int c = 0; c < s.Dv; c++) dp = f.Add(dp, f.Mul(gy[r * s.Dv + c], v[kr * s.Dv + c]));
+            T w = f.Mul(f.Mul(p, f.Sub(dp, delta[r])), scale);
+            for (int c = 0; c < s.D; c++) gq[r * s.D + c] = f.Add(gq[r * s.D + c], f.Mul(w, k[kr * s.D + c]));
+        }
+    }
+
+    /// <summary>For key row t = b Tk + j: gv[t, :] = sum_i p_ij gy_i and gk[t, :] = scale sum_i p_ij (gy_i . v_j - delta_i) q_i.</summary>
+    public static void GradKV<T, TF>(Index1D t, ArrayView<T> q, ArrayView<T> k, ArrayView<T> v, ArrayView<T> gy, ArrayView<T> lse, ArrayView<T> delta, ArrayView<T> gk, ArrayView<T> gv, Dims s, T scale)
+        where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        int b = t / s.Tk, j = t % s.Tk;
+        for (int c = 0; c < s.D; c++) gk[t * s.D + c] = f.Zero;
+        for (int c = 0; c < s.Dv; c++) gv[t * s.Dv + c] = f.Zero;
+        for (int i = s.Causal != 0 ? j : 0; i < s.Tq; i++)
+        {
+            int r = b * s.Tq + i;
+            T p = f.Exp(f.Sub(Score<T, TF>(q, r * s.D, k, t * s.D, s.D, scale), lse[r]));
+            T dp = f.Zero;
+            for (int c = 0; c < s.Dv; c++)
+            {
+                T g = gy[r * s.Dv + c];
+                dp = f.Add(dp, f.Mul(g, v[t * s.Dv + c]));
+                gv[t * s.Dv + c] = f.Add(gv[t * s.Dv + c], f.Mul(p, g));
+            }
+            T w = f.Mul(f.Mul(p, f.Sub(dp, delta[r])), scale);
+            for (int c = 0; c < s.D; c++) gk[t * s.D + c] = f.Add(gk[t * s.D + c], f.Mul(w, q[r * s.D + c]));
+        }
+    }
+}

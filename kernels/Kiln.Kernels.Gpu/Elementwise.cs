@@ -1,0 +1,140 @@
+using ILGPU;
+
+namespace Kiln.Kernels.Gpu;
+
+/// <summary>
+/// Elementwise kernels over strided, broadcast operands (one thread per output element; a 0 stride broadcasts).
+/// Reference: <see cref="Reference.Unary"/>, <see cref="Reference.Binary"/>, <see cref="Reference.Compare"/>.
+/// </summary>
+public static class Elementwise
+{
+    /// <summary>y = value at every element of the view.</summary>
+    public static void Fill<T>(Index1D i, ArrayView<T> y, Strides6 sy, Dims6 d, T value) where T : unmanaged
+    {
+        y[Coord6.Of(i, d).At(sy)] = value;
+    }
+
+    /// <summary>y = x elementwise, same element type.</summary>
+    public static void Copy<T>(Index1D i, ArrayView<T> x, Strides6 sx, ArrayView<T> y, Strides6 sy, Dims6 d) where T : unmanaged
+    {
+        var c = Coord6.Of(i, d);
+        y[c.At(sy)] = x[c.At(sx)];
+    }
+
+    /// <summary>y = convert(x): integer to integer through Int64 (wrapping as in C#), everything else through float64.</summary>
+    public static void Convert<TIn, TOut, TA, TB>(Index1D i, ArrayView<TIn> x, Strides6 sx, ArrayView<TOut> y, Strides6 sy, Dims6 d)
+        where TIn : unmanaged where TOut : unmanaged where TA : struct, IElement<TIn> where TB : struct, IElement<TOut>
+    {
+        var c = Coord6.Of(i, d);
+        TA a = default; TB b = default;
+        TIn v = x[c.At(sx)];
+        y[c.At(sy)] = a.IsInteger && b.IsInteger ? b.FromLong(a.ToLong(v)) : b.FromDouble(a.ToDouble(v));
+    }
+
+    /// <summary>y = op(x) for a <see cref="UnaryOp"/> code.</summary>
+    public static void Unary<T, TF>(Index1D i, int op, ArrayView<T> x, Strides6 sx, ArrayView<T> y, Strides6 sy, Dims6 d)
+        where T : unmanaged where TF : struct, IFloat<T>
+    {
+        var c = Coord6.Of(i, d);
+        y[c.At(sy)] = ApplyUnary<T, TF>(op, x[c.At(sx)]);
+    }
+
+    /// <summary>One unary primitive. The special functions are evaluated in float64 (GpuMath) and rounded once.</summary>
+    public static T ApplyUnary<T, TF>(int op, T x) where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        switch ((UnaryOp)op)
+        {
+            case UnaryOp.Neg: return f.Neg(x);
+            case UnaryOp.Abs: return f.Abs(x);
+            case UnaryOp.Exp: return f.Exp(x);
+            case UnaryOp.Log: return f.Log(x);
+            case UnaryOp.Sqrt: return f.Sqrt(x);
+            case UnaryOp.Rsqrt: return f.Div(f.One, f.Sqrt(x));
+            case UnaryOp.Sigmoid:
+                if (f.Le(f.Zero, x)) return f.Div(f.One, f.Add(f.One, f.Exp(f.Neg(x))));
+                { T e = f.Exp(x); return f.Div(e, f.Add(f.One, e)); }
+            case UnaryOp.Tanh: return f.Tanh(x);
+            case UnaryOp.Relu: return f.Lt(f.Zero, x) ? x : f.Zero;
+            case UnaryOp.GeluTanh:
+            {
+                T x3 = f.Mul(f.Mul(x, x), x);
+                T inner = f.Mul(f.FromDouble(0.7978845608028654), f.Add(x, f.Mul(f.FromDouble(0.044715), x3)));
+                return f.Mul(f.Mul(f.FromDouble(0.5), x), f.Add(f.One, f.Tanh(inner)));
+            }
+            case UnaryOp.Silu:
+            {
+                T s = f.Le(f.Zero, x) ? f.Div(f.One, f.Add(f.One, f.Exp(f.Neg(x)))) : f.Div(f.Exp(x), f.Add(f.One, f.Exp(x)));
+                return f.Mul(x, s);
+            }
+            case UnaryOp.Sign: return f.IsNaN(x) ? x : f.Lt(f.Zero, x) ? f.One : f.Lt(x, f.Zero) ? f.Neg(f.One) : f.Zero;
+            case UnaryOp.Reciprocal: return f.Div(f.One, x);
+            case UnaryOp.Square: return f.Mul(x, x);
+            case UnaryOp.Sin: return f.Sin(x);
+            case UnaryOp.Cos: return f.Cos(x);
+            case UnaryOp.Step: return f.Lt(f.Zero, x) ? f.One : f.Zero;
+            default: return f.FromDouble(GpuMath.Special(op, f.ToDouble(x)));
+        }
+    }
+
+    /// <summary>y = op(a, b) for a <see cref="BinaryOp"/> code; integer division by zero writes 0 and sets err[0] = 1.</summary>
+    public static void Binary<T, TN>(Index1D i, int op, ArrayView<T> a, Strides6 sa, ArrayView<T> b, Strides6 sb, ArrayView<T> y, Strides6 sy, Dims6 d, ArrayView<long> err)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var c = Coord6.Of(i, d);
+        T p = a[c.At(sa)], q = b[c.At(sb)];
+        T r;
+        switch ((BinaryOp)op)
+        {
+            case BinaryOp.Add: r = n.Add(p, q); break;
+            case BinaryOp.Sub: r = n.Sub(p, q); break;
+            case BinaryOp.Mul: r = n.Mul(p, q); break;
+            case BinaryOp.Div:
+                if (n.IsInteger && n.Eq(q, n.Zero)) { err[0] = 1; err[1] = i; }
+                r = n.Div(p, q); break;
+            case BinaryOp.Pow: r = n.Pow(p, q); break;
+            case BinaryOp.Max: r = n.Max(p, q); break;
+            case BinaryOp.Min: r = n.Min(p, q); break;
+            default: r = n.Atan2(p, q); break;
+        }
+        y[c.At(sy)] = r;
+    }
+
+    /// <summary>y = op(a, b) as 0/1 bytes for a <see cref="CompareOp"/> code.</summary>
+    public static void Compare<T, TN>(Index1D i, int op, ArrayView<T> a, Strides6 sa, ArrayView<T> b, Strides6 sb, ArrayView<byte> y, Strides6 sy, Dims6 d)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var c = Coord6.Of(i, d);
+        T p = a[c.At(sa)], q = b[c.At(sb)];
+        bool r;
+        switch ((CompareOp)op)
+        {
+            case CompareOp.Eq: r = n.Eq(p, q); break;
+            case CompareOp.Ne: r = !n.Eq(p, q); break;
+            case CompareOp.Lt: r = n.Lt(p, q); break;
+            case CompareOp.Le: r = n.Le(p, q); break;
+            case CompareOp.Gt: r = n.Lt(q, p); break;
+            default: r = n.Le(q, p); break;
+        }
+        y[c.At(sy)] = r ? (byte)1 : (byte)0;
+    }
+
+    /// <summary>y = cond ? a : b.</summary>
+    public static void Where<T>(Index1D i, ArrayView<byte> cond, Strides6 sc, ArrayView<T> a, Strides6 sa, ArrayView<T> b, Strides6 sb, ArrayView<T> y, Strides6 sy, Dims6 d)
+        where T : unmanaged
+    {
+        var c = Coord6.Of(i, d);
+        y[c.At(sy)] = cond[c.At(sc)] != 0 ? a[c.At(sa)] : b[c.At(sb)];
+    }
+
+    /// <summary>y = min(max(x, lo), hi); NaN stays NaN.</summary>
+    public static void Clamp<T, TN>(Index1D i, ArrayView<T> x, Strides6 sx, T lo, T hi, ArrayView<T> y, Strides6 sy, Dims6 d)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var c = Coord6.Of(i, d);
+        y[c.At(sy)] = n.Min(n.Max(x[c.At(sx)], lo), hi);
+    }
+}

@@ -1,0 +1,119 @@
+using ILGPU;
+
+namespace Kiln.Kernels.Gpu;
+
+/// <summary>Shapes, strides and offsets of one batched GEMM C[b] = A[b] B[b] (A [M, K], B [K, N], C contiguous [M, N]).</summary>
+public struct GemmArgs
+{
+    /// <summary>Problem size.</summary>
+    public int M, N, K;
+    /// <summary>A's offset, batch stride, row stride and column stride (transposes are strides; batch stride 0 broadcasts).</summary>
+    public int AOff, ABs, ARs, ACs;
+    /// <summary>B's offset, batch stride, row stride and column stride.</summary>
+    public int BOff, BBs, BRs, BCs;
+    /// <summary>C's offset (C is contiguous, batch stride M*N).</summary>
+    public int COff;
+}
+
+/// <summary>
+/// Tiled shared-memory GEMM: a group of (gx, gy) threads computes a (4 gy) x (4 gx) tile of C, each thread a 4x4 block
+/// held in registers. K advances in steps of <see cref="BK"/> through two shared-memory buffers: the next A and B tiles
+/// are loaded into one while the other is multiplied, so each step needs a single barrier.
+/// Reference: <see cref="Reference.Gemm"/>.
+/// </summary>
+public static class Gemm
+{
+    /// <summary>K step of a tile.</summary>
+    public const int BK = 16;
+    /// <summary>Rows and columns of C per thread.</summary>
+    public const int TM = 4, TN = 4;
+    /// <summary>Largest tile extent (a 16 x 16 group).</summary>
+    public const int MaxTile = 64;
+
+    /// <summary>Grid (ceil(N / 4gx), ceil(M / 4gy), batch), group (gx, gy) with gx, gy &lt;= 16.</summary>
+    public static void Tiled<T, TN2>(ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, GemmArgs g)
+        where T : unmanaged where TN2 : struct, INum<T>
+    {
+        TN2 n = default;
+        var sa = SharedMemory.Allocate<T>(2 * BK * MaxTile);
+        var sb = SharedMemory.Allocate<T>(2 * BK * MaxTile);
+        int tx = Group.IdxX, ty = Group.IdxY, gx = Group.DimX, gy = Group.DimY;
+        int bm = gy * TM, bn = gx * TN, row0 = Grid.IdxY * bm, col0 = Grid.IdxX * bn, batch = Grid.IdxZ;
+        int threads = gx * gy, tid = ty * gx + tx;
+        int aBase = g.AOff + batch * g.ABs, bBase = g.BOff + batch * g.BBs;
+        int tiles = (g.K + BK - 1) / BK;
+        var acc = new Block4x4<T>();
+        acc.Clear(n.Zero);
+        if (tiles > 0) LoadTiles<T, TN2>(a, b, sa, sb, g, 0, 0, aBase, bBase, row0, col0, bm, bn, tid, threads);
+        Group.Barrier();
+        for (int t = 0; t < tiles; t++)
+        {
+            int cur = t & 1;
+            if (t + 1 < tiles) LoadTiles<T, TN2>(a, b, sa, sb, g, t + 1, cur ^ 1, aBase, bBase, row0, col0, bm, bn, tid, threads);
+            int ab = cur * BK * MaxTile + ty * TM, bb = cur * BK * MaxTile + tx * TN;
+            for (int kk = 0; kk < BK; kk++)
+            {
+                int o = kk * MaxTile;
+                acc.Fma<TN2>(sa[ab + o], sa[ab + o + 1], sa[ab + o + 2], sa[ab + o + 3], sb[bb + o], sb[bb + o + 1], sb[bb + o + 2], sb[bb + o + 3]);
+            }
+            Group.Barrier();
+        }
+        int r0 = row0 + ty * TM, c0 = col0 + tx * TN, cBase = g.COff + batch * g.M * g.N;
+        for (int i = 0; i < TM; i++)
+            for (int j = 0; j < TN; j++)
+                if (r0 + i < g.M && c0 + j < g.N) c[cBase + (r0 + i) * g.N + c0 + j] = acc.Get(i, j);
+    }
+
+    static void LoadTiles<T, TN2>(ArrayView<T> a, ArrayView<T> b, ArrayView<T> sa, ArrayView<T> sb, GemmArgs g, int t, int buf,
+        int aBase, int bBase, int row0, int col0, int bm, int bn, int tid, int threads)
+        where T : unmanaged where TN2 : struct, INum<T>
+    {
+        TN2 n = default;
+        int k0 = t * BK, sOff = buf * BK * MaxTile;
+        for (int e = tid; e < bm * BK; e += threads)
+        {
+            int mi = e / BK, kk = e % BK, gi = row0 + mi, gk = k0 + kk;
+            sa[sOff + kk * MaxTile + mi] = gi < g.M && gk < g.K ? a[aBase + gi * g.ARs + gk * g.ACs] : n.Zero;
+        }
+        for (int e = tid; e < bn * BK; e += threads)
+        {
+            int kk = e / bn, nj = e % bn, gk = k0 + kk, gj = col0 + nj;
+            sb[sOff + kk * MaxTile + nj] = gk < g.K && gj < g.N ? b[bBase + gk * g.BRs + gj * g.BCs] : n.Zero;
+        }
+    }
+}
+
+/// <summary>A 4x4 block of accumulators as sixteen fields, so the backend keeps them in registers.</summary>
+public struct Block4x4<T> where T : unmanaged
+{
+    T c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33;
+
+    /// <summary>Sets every accumulator to <paramref name="z"/>.</summary>
+    public void Clear(T z)
+    {
+        c00 = c01 = c02 = c03 = z; c10 = c11 = c12 = c13 = z;
+        c20 = c21 = c22 = c23 = z; c30 = c31 = c32 = c33 = z;
+    }
+
+    /// <summary>Adds the outer product of column (a0..a3) and row (b0..b3).</summary>
+    public void Fma<TN>(T a0, T a1, T a2, T a3, T b0, T b1, T b2, T b3) where TN : struct, INum<T>
+    {
+        TN n = default;
+        c00 = n.Add(c00, n.Mul(a0, b0)); c01 = n.Add(c01, n.Mul(a0, b1)); c02 = n.Add(c02, n.Mul(a0, b2)); c03 = n.Add(c03, n.Mul(a0, b3));
+        c10 = n.Add(c10, n.Mul(a1, b0)); c11 = n.Add(c11, n.Mul(a1, b1)); c12 = n.Add(c12, n.Mul(a1, b2)); c13 = n.Add(c13, n.Mul(a1, b3));
+        c20 = n.Add(c20, n.Mul(a2, b0)); c21 = n.Add(c21, n.Mul(a2, b1)); c22 = n.Add(c22, n.Mul(a2, b2)); c23 = n.Add(c23, n.Mul(a2, b3));
+        c30 = n.Add(c30, n.Mul(a3, b0)); c31 = n.Add(c31, n.Mul(a3, b1)); c32 = n.Add(c32, n.Mul(a3, b2)); c33 = n.Add(c33, n.Mul(a3, b3));
+    }
+
+    /// <summary>Accumulator (i, j).</summary>
+    public readonly T Get(int i, int j)
+    {
+        switch (i * 4 + j)
+        {
+            case 0: return c00; case 1: return c01; case 2: return c02; case 3: return c03;
+            case 4: return c10; case 5: return c11; case 6: return c12; case 7: return c13;
+            case 8: return c20; case 9: return c21; case 10: return c22; case 11: return c23;
+            case 12: return c30; case 13: return c31; case 14: return c32; default: return c33;
+        }
+    }
+}

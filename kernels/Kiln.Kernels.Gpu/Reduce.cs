@@ -1,0 +1,124 @@
+using ILGPU;
+
+namespace Kiln.Kernels.Gpu;
+
+/// <summary>
+/// Row and column reductions, arg-reductions, prefix sums and any/all over contiguous [rows, len] or [len, cols] data.
+/// Row kernels run one thread group per row (grid = rows). Reference: <see cref="Reference.Reduce"/>.
+/// </summary>
+public static class Reduce
+{
+    /// <summary>y[r] = op(x[r, :]) with a shared-memory tree (portable: OpenCL without subgroups).</summary>
+    public static void Rows<T, TN>(ArrayView<T> x, int xOff, int len, ArrayView<T> y, int yOff, int op)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        var sh = SharedMemory.Allocate<T>(GroupOps.MaxGroup);
+        int r = Grid.IdxX, b = xOff + r * len;
+        T acc = GroupOps.Identity<T, TN>(op);
+        for (int j = Group.IdxX; j < len; j += Group.DimX) acc = GroupOps.Combine<T, TN>(op, acc, x[b + j]);
+        acc = GroupOps.Reduce<T, TN>(acc, op, sh);
+        if (Group.IdxX == 0) y[yOff + r] = acc;
+    }
+
+    /// <summary>y[r] = op(x[r, :]) with warp shuffles (CUDA, ILGPU's CPU accelerator).</summary>
+    public static void RowsWarp<T, TN>(ArrayView<T> x, int xOff, int len, ArrayView<T> y, int yOff, int op)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        var sh = SharedMemory.Allocate<T>(GroupOps.MaxGroup);
+        int r = Grid.IdxX, b = xOff + r * len;
+        T acc = GroupOps.Identity<T, TN>(op);
+        for (int j = Group.IdxX; j < len; j += Group.DimX) acc = GroupOps.Combine<T, TN>(op, acc, x[b + j]);
+        acc = GroupOps.ReduceWarp<T, TN>(acc, op, sh);
+        if (Group.IdxX == 0) y[yOff + r] = acc;
+    }
+
+    /// <summary>y[c] = op(x[0, c], x[1, c], ...) for [len, cols]: one thread per column, rows in order (coalesced loads).</summary>
+    public static void Cols<T, TN>(Index1D c, ArrayView<T> x, int xOff, int len, int cols, ArrayView<T> y, int yOff, int op)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        T acc = GroupOps.Identity<T, TN>(op);
+        for (int r = 0; r < len; r++) acc = GroupOps.Combine<T, TN>(op, acc, x[xOff + r * cols + c]);
+        y[yOff + c] = acc;
+    }
+
+    /// <summary>Value and Int64 index of the first maximum (max != 0) or minimum of each row; NaN counts as the extreme.</summary>
+    public static void ArgRows<T, TN>(ArrayView<T> x, int xOff, int len, int max, ArrayView<T> values, ArrayView<long> indices)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var sv = SharedMemory.Allocate<T>(GroupOps.MaxGroup);
+        var si = SharedMemory.Allocate<int>(GroupOps.MaxGroup);
+        int r = Grid.IdxX, tid = Group.IdxX, b = xOff + r * len;
+        T best = n.Zero; int bi = -1;
+        for (int j = tid; j < len; j += Group.DimX)
+        {
+            T v = x[b + j];
+            if (bi < 0 || Better<T, TN>(v, j, best, bi, max != 0)) { best = v; bi = j; }
+        }
+        sv[tid] = best; si[tid] = bi;
+        Group.Barrier();
+        for (int s = Group.DimX / 2; s > 0; s >>= 1)
+        {
+            if (tid < s)
+            {
+                int oi = si[tid + s];
+                if (oi >= 0 && (si[tid] < 0 || Better<T, TN>(sv[tid + s], oi, sv[tid], si[tid], max != 0))) { sv[tid] = sv[tid + s]; si[tid] = oi; }
+            }
+            Group.Barrier();
+        }
+        if (tid == 0) { values[r] = sv[0]; indices[r] = si[0]; }
+    }
+
+    // (v, i) beats (w, k): NaN first (lowest index among NaNs), then the larger (smaller) value, ties to the lower index.
+    static bool Better<T, TN>(T v, int i, T w, int k, bool max) where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        bool vn = n.IsNaN(v), wn = n.IsNaN(w);
+        if (vn || wn) return vn && (!wn || i < k);
+        if (n.Eq(v, w)) return i < k;
+        return max ? n.Lt(w, v) : n.Lt(v, w);
+    }
+
+    /// <summary>
+    /// Inclusive prefix sums of each row (from the end when reverse != 0): each thread scans a chunk, the chunk totals are
+    /// scanned in shared memory, and each chunk is rescanned with its offset. y is contiguous [rows, len].
+    /// </summary>
+    public static void CumsumRows<T, TN>(ArrayView<T> x, int xOff, int len, int reverse, ArrayView<T> y)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var sh = SharedMemory.Allocate<T>(GroupOps.MaxGroup);
+        int r = Grid.IdxX, tid = Group.IdxX, g = Group.DimX;
+        int chunk = (len + g - 1) / g, s = tid * chunk, e = s + chunk < len ? s + chunk : len;
+        T acc = n.Zero;
+        for (int p = s; p < e; p++) acc = n.Add(acc, x[xOff + r * len + (reverse != 0 ? len - 1 - p : p)]);
+        sh[tid] = acc;
+        Group.Barrier();
+        if (tid == 0)
+        {
+            T run = n.Zero;
+            for (int t = 0; t < g; t++) { T v = sh[t]; sh[t] = run; run = n.Add(run, v); }
+        }
+        Group.Barrier();
+        acc = sh[tid];
+        for (int p = s; p < e; p++)
+        {
+            int q = r * len + (reverse != 0 ? len - 1 - p : p);
+            acc = n.Add(acc, x[xOff + q]);
+            y[q] = acc;
+        }
+    }
+
+    /// <summary>any (all != 0: all) of each row of 0/1 bytes; one thread per row.</summary>
+    public static void AnyAllRows(Index1D r, ArrayView<byte> x, int xOff, int len, int all, ArrayView<byte> y)
+    {
+        bool res = all != 0;
+        for (int j = 0; j < len; j++)
+        {
+            bool v = x[xOff + r * len + j] != 0;
+            if (all != 0 && !v) { res = false; break; }
+            if (all == 0 && v) { res = true; break; }
+        }
+        y[r] = res ? (byte)1 : (byte)0;
+    }
+}

@@ -1,0 +1,62 @@
+using ILGPU;
+using ILGPU.Backends;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.OpenCL;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+using Kiln.Kernels.Gpu;
+
+namespace Kiln.Gpu;
+
+/// <summary>
+/// Compiles catalog kernels to PTX or OpenCL C without any device (ILGPU's PTXBackend and CLBackend run offline).
+/// Each call uses a fresh ILGPU context, because a failed compile leaves its context unusable.
+/// </summary>
+public static class KernelEmitter
+{
+    /// <summary>The CUDA architectures <c>kiln emit</c> accepts, by sm number.</summary>
+    public static IReadOnlyDictionary<int, (CudaArchitecture Arch, CudaInstructionSet Isa)> CudaTargets { get; } =
+        new Dictionary<int, (CudaArchitecture, CudaInstructionSet)>
+        {
+            [60] = (CudaArchitecture.SM_60, CudaInstructionSet.ISA_50), [61] = (CudaArchitecture.SM_61, CudaInstructionSet.ISA_50),
+            [70] = (CudaArchitecture.SM_70, CudaInstructionSet.ISA_60), [75] = (CudaArchitecture.SM_75, CudaInstructionSet.ISA_63),
+            [80] = (CudaArchitecture.SM_80, CudaInstructionSet.ISA_70), [86] = (CudaArchitecture.SM_86, CudaInstructionSet.ISA_71),
+            [89] = (CudaArchitecture.SM_89, CudaInstructionSet.ISA_78), [90] = (CudaArchitecture.SM_90, CudaInstructionSet.ISA_78),
+        };
+
+    /// <summary>The PTX ISA version (as written in the .version line) used for sm_<paramref name="sm"/>.</summary>
+    public static string PtxVersion(int sm) => CudaTargets[sm].Isa.ToString();
+
+    static Context NewContext() => Context.Create(b => b.Optimize(OptimizationLevel.O1).EnableAlgorithms());
+
+    static EntryPointDescription Entry(KernelEntry k) => k.Grouped
+        ? EntryPointDescription.FromExplicitlyGroupedKernel(k.Method)
+        : EntryPointDescription.FromImplicitlyGroupedKernel(k.Method);
+
+    /// <summary>The PTX assembly of <paramref name="kernel"/> for CUDA architecture sm_<paramref name="sm"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="sm"/> is not in <see cref="CudaTargets"/>.</exception>
+    public static string Ptx(KernelEntry kernel, int sm)
+    {
+        if (!CudaTargets.TryGetValue(sm, out var t))
+            throw new ArgumentOutOfRangeException(nameof(sm), sm, $"no PTX target sm_{sm}; known: {string.Join(", ", CudaTargets.Keys.Select(k => "sm_" + k))}");
+        using var ctx = NewContext();
+        using var backend = new PTXBackend(ctx, new CudaCapabilityContext(t.Arch), t.Arch, t.Isa, null!);
+        var compiled = (PTXCompiledKernel)backend.Compile(Entry(kernel), default);
+        return compiled.PTXAssembly;
+    }
+
+    /// <summary>
+    /// The OpenCL C source of <paramref name="kernel"/> (OpenCL C 2.0, generic address space, float64 and int64 atomics;
+    /// subgroups only when <paramref name="subgroups"/>, which warp-shuffle kernels need).
+    /// </summary>
+    public static string OpenCL(KernelEntry kernel, bool subgroups = false)
+    {
+        using var ctx = NewContext();
+        var caps = new CLCapabilityContext(float16: false, float64: true, genericAddressSpace: true, int64_Atomics: true, subGroups: subgroups);
+        using var backend = new CLBackend(ctx, caps, CLDeviceVendor.Other, CLCVersion.CL20);
+        var compiled = (CLCompiledKernel)backend.Compile(Entry(kernel), default);
+        return compiled.Source;
+    }
+}
