@@ -232,7 +232,7 @@ public static class Gemm
     {
         int parts = (int)Math.Min(count, (long)threads * split);
         if (threads <= 1 || parts <= 1) { body(0, count); return; }
-        System.Threading.Tasks.Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        WorkerTeam.For(parts, t =>
         {
             int s = (int)((long)count * t / parts), e = (int)((long)count * (t + 1) / parts);
             if (e > s) body(s, e);
