@@ -92,6 +92,7 @@ public static class Gemm
     }
 
     // row += bias; row = max(row, 0) when relu.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Epilogue<T>(Span<T> row, ReadOnlySpan<T> bias, bool relu) where T : unmanaged, INumber<T>
     {
         if (!bias.IsEmpty) TP.Add(row, bias, row);
@@ -137,6 +138,7 @@ public static class Gemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void Single<T>(Plan plan, int m, int n, int k, T alpha, T[] a, int aOff, int aRs, int aCs, T[] b, int bOff, int bRs, int bCs,
         T beta, T[] c, int cOff, int ldc, int threads, T[]? bias, int biasOff, bool relu) where T : unmanaged, INumber<T>
     {
