@@ -137,11 +137,12 @@ public static class BenchVerb
         };
     }
 
-    /// <summary>Median seconds of 7 timed runs after warm-up (2 runs, and at least 0.3 s so the JIT has tiered up).</summary>
+    /// <summary>Median seconds of 7 timed runs after warm-up (at least 2 runs and 1.5 s, so the JIT's tiering and its
+    /// background compiles are over: on 2 cores they take one core for a while after the first 30 calls).</summary>
     public static double MedianSeconds(Action run, int reps = 7)
     {
         var warm = Stopwatch.StartNew();
-        for (int i = 0; i < 2 || warm.Elapsed.TotalSeconds < 0.3 && i < 200; i++) run();
+        for (int i = 0; i < 2 || warm.Elapsed.TotalSeconds < 1.5 && i < 500; i++) run();
         var times = new double[reps];
         for (int i = 0; i < reps; i++)
         {
