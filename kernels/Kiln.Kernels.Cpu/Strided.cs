@@ -63,7 +63,7 @@ public static class Strided
         if (count <= 1 || threads <= 1 || work < ParallelThreshold) { body(0, count); return; }
         int chunks = (int)Math.Min(count, Math.Min(threads * 4L, work / (ParallelThreshold / 4)));
         chunks = Math.Max(chunks, 2);
-        System.Threading.Tasks.Parallel.For(0, chunks, c =>
+        WorkerTeam.For(chunks, c =>
         {
             int s = (int)((long)count * c / chunks), e = (int)((long)count * (c + 1) / chunks);
             if (e > s) body(s, e);
@@ -101,7 +101,7 @@ public static class Strided
         {
             int pieces = numel < ParallelThreshold * 4 ? 1 : Math.Min(Environment.ProcessorCount, (int)(numel / ParallelThreshold));
             if (pieces <= 1) { rowKernel(0, 0, inner); return; }
-            System.Threading.Tasks.Parallel.For(0, pieces, p =>
+            WorkerTeam.For(pieces, p =>
             {
                 int s = (int)((long)inner * p / pieces), e = (int)((long)inner * (p + 1) / pieces);
                 rowKernel(0, s, e - s);

@@ -1,20 +1,30 @@
 namespace Kiln.Kernels.Cpu;
 
 /// <summary>
-/// A persistent team of ProcessorCount - 1 background threads for kernels whose parts must start together (GEMM):
-/// the thread pool's workers may be asleep or busy when Parallel.For posts its parts, so the caller ends up doing most
-/// of them alone. Parts are taken first come, first served; the caller works too. One job runs at a time: a nested
-/// call, or a call while another thread's job is running, runs its parts inline.
+/// A persistent team of ProcessorCount - 1 background threads for kernels whose parts must start together (GEMM,
+/// long rows): the thread pool's workers may be asleep or busy when Parallel.For posts its parts, so the caller ends up
+/// doing most of them alone. Parts are taken first come, first served; the caller works too. One job runs at a time: a
+/// nested call, or a call while another thread's job is running, runs its parts inline.
 /// </summary>
 public static class WorkerTeam
 {
     static readonly int Workers = Math.Max(0, Environment.ProcessorCount - 1);
     static readonly object Gate = new();
     static readonly SemaphoreSlim Wake = new(0);
-    static Action<int>? _body;
-    static int _parts, _next, _pending;
-    static Exception? _error;
+    static Job? _job;
     [ThreadStatic] static bool _inTeam;
+
+    // Each call gets its own counters, so a worker woken late for an earlier job can only help the current one.
+    sealed class Job(Action<int> body, int parts)
+    {
+        public readonly Action<int> Body = body;
+        public readonly int Parts = parts;
+        public int Next, Pending = parts;
+        public Exception? Error;
+        // Set by whoever finishes the last part; the caller spins briefly, then blocks, so a caller whose helper was
+        // descheduled does not burn its core waiting.
+        public readonly ManualResetEventSlim Done = new(false, spinCount: 200);
+    }
 
     static WorkerTeam()
     {
@@ -31,31 +41,25 @@ public static class WorkerTeam
         }
         try
         {
-            // Publish the job before the part count, so a late wake from an earlier job sees either no parts or this job.
-            Volatile.Write(ref _parts, 0);
-            _body = body; _error = null;
-            Volatile.Write(ref _next, 0);
-            Volatile.Write(ref _pending, parts);
-            Volatile.Write(ref _parts, parts);
+            var job = new Job(body, parts);
+            Volatile.Write(ref _job, job);
             Wake.Release(Math.Min(Workers, parts - 1));
             _inTeam = true;
-            try { Work(); } finally { _inTeam = false; }
-            var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) > 0) spin.SpinOnce(sleep1Threshold: -1);
-            _body = null;
-            if (_error is { } e) throw new AggregateException(e);
+            try { Work(job); } finally { _inTeam = false; }
+            job.Done.Wait();
+            if (job.Error is { } e) throw new AggregateException(e);
         }
         finally { Monitor.Exit(Gate); }
     }
 
-    static void Work()
+    static void Work(Job job)
     {
         int i;
-        while ((i = Interlocked.Increment(ref _next) - 1) < Volatile.Read(ref _parts))
+        while ((i = Interlocked.Increment(ref job.Next) - 1) < job.Parts)
         {
-            try { _body!(i); }
-            catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
-            finally { Interlocked.Decrement(ref _pending); }
+            try { job.Body(i); }
+            catch (Exception e) { Interlocked.CompareExchange(ref job.Error, e, null); }
+            finally { if (Interlocked.Decrement(ref job.Pending) == 0) job.Done.Set(); }
         }
     }
 
@@ -65,7 +69,7 @@ public static class WorkerTeam
         while (true)
         {
             Wake.Wait();
-            Work();
+            if (Volatile.Read(ref _job) is { } job) Work(job);
         }
     }
 }
