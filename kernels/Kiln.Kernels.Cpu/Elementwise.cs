@@ -34,17 +34,10 @@ public static class Elementwise
                 Erf.Run(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
             case UnaryOp.GeluErf when typeof(T) == typeof(float):
                 Erf.Gelu(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
-            case UnaryOp.Erf or UnaryOp.NormalCdf or UnaryOp.GeluErf when typeof(T) == typeof(double):
-            {
-                var xd = MemoryMarshal.Cast<T, double>(x); var yd = MemoryMarshal.Cast<T, double>(y);
-                Func<double, double> f = op == UnaryOp.Erf ? Erf64.Erf : op == UnaryOp.NormalCdf ? Erf64.NormalCdf : Erf64.Gelu;
-                for (int i = 0; i < xd.Length; i++) yd[i] = f(xd[i]);
-                return;
-            }
             case UnaryOp.Silu:
             {
                 // x * sigmoid(x): sigmoid into y, then multiply; keep x intact when y aliases it.
-                if (Overlaps(x, y)) { var tmp = x.ToArray(); TP.Sigmoid(tmp, y); TP.Multiply(y, tmp, y); }
+                if (x.Overlaps(y)) { var tmp = x.ToArray(); TP.Sigmoid(tmp, y); TP.Multiply(y, tmp, y); }
                 else { TP.Sigmoid(x, y); TP.Multiply(y, x, y); }
                 return;
             }
@@ -74,10 +67,9 @@ public static class Elementwise
         }
     }
 
-    static bool Overlaps<T>(ReadOnlySpan<T> a, Span<T> b) => a.Overlaps(b);
-
-    /// <summary>One element of <paramref name="op"/> for the ops without a vector form (through the float64 reference where float needs the accuracy).</summary>
-    public static T Scalar<T>(UnaryOp op, T v) where T : unmanaged, IFloatingPointIeee754<T>
+    // One element of the ops without a vector form: erf and the normal CDF through the float64 Chebyshev kernel
+    // (the float32 erf and GELU have vector forms above), the rest through the float64 reference.
+    static T Scalar<T>(UnaryOp op, T v) where T : unmanaged, IFloatingPointIeee754<T>
     {
         double x = double.CreateTruncating(v);
         double r = op switch
