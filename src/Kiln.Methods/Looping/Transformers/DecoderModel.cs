@@ -1,12 +1,12 @@
 namespace Kiln.Methods.Looping;
 
 /// <summary>
-/// A decoder-only pre-norm transformer (Llama, Mistral, Qwen2, Qwen3) as a functional forward over a dictionary of
-/// Hugging Face-named weights, with a KV cache and an optional loop over a window of its layers. Half-precision weights
-/// are widened to float32; float64 weights run in float64 (for references). The loop reuses the layer objects, so a
-/// forward without loop options is always the plain model.
+/// A decoder-only pre-norm transformer (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, DeepSeek-V3/Moonlight) as a functional
+/// forward over a dictionary of Hugging Face-named weights, with a KV cache and an optional loop over a window of its
+/// layers. Half-precision weights are widened to float32; float64 weights run in float64 (for references). The loop
+/// reuses the layer objects, so a forward without loop options is always the plain model.
 /// </summary>
-public sealed class DecoderModel
+public sealed partial class DecoderModel
 {
     readonly DecoderLayer[] _layers;
     readonly Tensor _embed, _norm, _headT;
@@ -38,7 +38,7 @@ public sealed class DecoderModel
             return trainable ? w : w.T.Contiguous();
         }
         var c = config;
-        int d = c.HiddenSize, qd = c.Heads * c.HeadDim, kvd = c.KvHeads * c.HeadDim;
+        int d = c.HiddenSize;
         _embed = W("model.embed_tokens.weight", c.VocabSize, d);
         _norm = W("model.norm.weight", d);
         _trainable = trainable;
@@ -47,16 +47,63 @@ public sealed class DecoderModel
         for (int i = 0; i < c.Layers; i++)
         {
             string p = $"model.layers.{i}.";
-            _layers[i] = new DecoderLayer(this, i,
-                W(p + "input_layernorm.weight", d), W(p + "post_attention_layernorm.weight", d),
-                Linear(p + "self_attn.q_proj.weight", qd, d), Linear(p + "self_attn.k_proj.weight", kvd, d),
-                Linear(p + "self_attn.v_proj.weight", kvd, d), Linear(p + "self_attn.o_proj.weight", d, qd),
-                c.AttentionBias ? W(p + "self_attn.q_proj.bias", qd) : null, c.AttentionBias ? W(p + "self_attn.k_proj.bias", kvd) : null,
-                c.AttentionBias ? W(p + "self_attn.v_proj.bias", kvd) : null,
-                c.QkNorm ? W(p + "self_attn.q_norm.weight", c.HeadDim) : null, c.QkNorm ? W(p + "self_attn.k_norm.weight", c.HeadDim) : null,
-                Linear(p + "mlp.gate_proj.weight", c.IntermediateSize, d), Linear(p + "mlp.up_proj.weight", c.IntermediateSize, d),
-                Linear(p + "mlp.down_proj.weight", d, c.IntermediateSize));
+            var inNorm = W(p + "input_layernorm.weight", d);
+            Func<Tensor, SequenceContext, bool, Tensor> attention = c.Mla is { } mla
+                ? new MlaAttention(this, i, mla, p + "self_attn.", W, Linear).Forward
+                : GqaAttention(i, p + "self_attn.", W, Linear);
+            var postNorm = W(p + "post_attention_layernorm.weight", d);
+            Func<Tensor, Tensor> mlp = c.IsMoeLayer(i) ? new MoeMlp(this, c.Moe!, p + "mlp.", W, Linear).Forward : SwiGlu(p + "mlp.", c.IntermediateSize, Linear);
+            _layers[i] = new DecoderLayer(c.RmsNormEps, inNorm, postNorm, attention, mlp);
         }
+    }
+
+    // Grouped-query attention (llama, qwen2, qwen3 and qwen3_moe), with optional q/k/v biases and per-head q/k norms.
+    Func<Tensor, SequenceContext, bool, Tensor> GqaAttention(int index, string p, Func<string, int[], Tensor> w, Func<string, int, int, Tensor> linear)
+    {
+        var c = Config;
+        int d = c.HiddenSize, hd = c.HeadDim, qd = c.Heads * hd, kvd = c.KvHeads * hd;
+        Tensor wq = linear(p + "q_proj.weight", qd, d), wk = linear(p + "k_proj.weight", kvd, d), wv = linear(p + "v_proj.weight", kvd, d),
+            wo = linear(p + "o_proj.weight", d, qd);
+        Tensor? bq = c.AttentionBias ? w(p + "q_proj.bias", [qd]) : null, bk = c.AttentionBias ? w(p + "k_proj.bias", [kvd]) : null,
+            bv = c.AttentionBias ? w(p + "v_proj.bias", [kvd]) : null;
+        Tensor? qNorm = c.QkNorm ? w(p + "q_norm.weight", [hd]) : null, kNorm = c.QkNorm ? w(p + "k_norm.weight", [hd]) : null;
+        return (h, ctx, write) =>
+        {
+            int b = h.Shape[0], t = h.Shape[1];
+            var (cos, sin) = ((Tensor, Tensor))ctx.State!;
+            var q = Lin(h, wq, bq).Reshape(b, t, c.Heads, hd);
+            var k = Lin(h, wk, bk).Reshape(b, t, c.KvHeads, hd);
+            var v = Lin(h, wv, bv).Reshape(b, t, c.KvHeads, hd).Permute(0, 2, 1, 3);
+            if (qNorm is not null) q = q.RmsNorm(qNorm, c.RmsNormEps);
+            if (kNorm is not null) k = k.RmsNorm(kNorm, c.RmsNormEps);
+            q = Rope.Apply(q.Permute(0, 2, 1, 3), cos, sin);
+            k = Rope.Apply(k.Permute(0, 2, 1, 3), cos, sin);
+            return Lin(Attend(index, q, k, v, ctx, write, 1.0 / Math.Sqrt(hd)), wo, null);
+        };
+    }
+
+    Func<Tensor, Tensor> SwiGlu(string p, int inner, Func<string, int, int, Tensor> linear)
+    {
+        int d = Config.HiddenSize;
+        Tensor wGate = linear(p + "gate_proj.weight", inner, d), wUp = linear(p + "up_proj.weight", inner, d), wDown = linear(p + "down_proj.weight", d, inner);
+        return h => Lin(Lin(h, wGate, null).Silu() * Lin(h, wUp, null), wDown, null);
+    }
+
+    // Causal attention of this call's queries q [b, heads, t, qk dim] over the committed cache of layer `index` plus this
+    // call's keys k [b, kv heads, t, qk dim] and values v [b, kv heads, t, v dim] (stashed when `write`); returns [b, t, heads * v dim].
+    Tensor Attend(int index, Tensor q, Tensor k, Tensor v, SequenceContext ctx, bool write, double scale)
+    {
+        int b = q.Shape[0], heads = q.Shape[1], t = q.Shape[2], kvHeads = k.Shape[1], vd = v.Shape[3];
+        if (write) ctx.Cache?.Stash(index, k, v);
+        var (pk, pv) = ctx.Cache?.Get(index) ?? (null, null);
+        int past = pk?.Shape[2] ?? 0;
+        var keys = pk is null ? k : Tensor.Concat([pk, k], 2);
+        var values = pv is null ? v : Tensor.Concat([pv, v], 2);
+        // Grouped-query attention without copying keys: the query heads of a group share a broadcast key head.
+        var qg = q.Reshape(b, kvHeads, heads / kvHeads, t, q.Shape[3]);
+        var scores = qg.MatMul(keys.Unsqueeze(2).Transpose(-2, -1)) * scale;
+        if (t > 1) scores += CausalMask(t, past, DType, q.Device);
+        return scores.Softmax(-1).MatMul(values.Unsqueeze(2)).Reshape(b, heads, t, vd).Permute(0, 2, 1, 3).Reshape(b, t, heads * vd);
     }
 
     /// <summary>The architecture.</summary>
@@ -65,8 +112,9 @@ public sealed class DecoderModel
     public DType DType { get; }
     /// <summary>The layer stack, in order (the objects a loop reuses).</summary>
     public IReadOnlyList<ILayer> Layers => _layers;
-    /// <summary>The loop mode used when options leave it open: block, as this is a dense model.</summary>
-    public LoopMode DefaultLoopMode => LoopMode.Block;
+    /// <summary>The loop mode used when options leave it open: block for dense models, layer for MoE and MLA models
+    /// (so routers are re-evaluated at every sub-step of every layer).</summary>
+    public LoopMode DefaultLoopMode => Config.Moe is null && Config.Mla is null ? LoopMode.Block : LoopMode.Layer;
 
     /// <summary>An empty KV cache for this model.</summary>
     public KvCache NewCache() => new(Config.Layers);
@@ -156,36 +204,12 @@ public sealed class DecoderModel
     public Tensor Forward(Tensor ids, KvCache? cache = null, LoopOptions? loop = null) => Project(Hidden(ids, cache, loop));
 
 
-    sealed class DecoderLayer(DecoderModel m, int index, Tensor inNorm, Tensor postNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
-        Tensor? bq, Tensor? bk, Tensor? bv, Tensor? qNorm, Tensor? kNorm, Tensor wGate, Tensor wUp, Tensor wDown) : ILayer
+    sealed class DecoderLayer(double eps, Tensor inNorm, Tensor postNorm, Func<Tensor, SequenceContext, bool, Tensor> attention, Func<Tensor, Tensor> mlp) : ILayer
     {
         public Tensor Forward(Tensor x, SequenceContext ctx, bool write)
         {
-            var c = m.Config;
-            int b = x.Shape[0], t = x.Shape[1], hd = c.HeadDim;
-            var (cos, sin) = ((Tensor, Tensor))ctx.State!;
-            var h = x.RmsNorm(inNorm, c.RmsNormEps);
-            var q = m.Lin(h, wq, bq).Reshape(b, t, c.Heads, hd);
-            var k = m.Lin(h, wk, bk).Reshape(b, t, c.KvHeads, hd);
-            var v = m.Lin(h, wv, bv).Reshape(b, t, c.KvHeads, hd).Permute(0, 2, 1, 3);
-            if (qNorm is not null) q = q.RmsNorm(qNorm, c.RmsNormEps);
-            if (kNorm is not null) k = k.RmsNorm(kNorm, c.RmsNormEps);
-            q = Rope.Apply(q.Permute(0, 2, 1, 3), cos, sin);
-            k = Rope.Apply(k.Permute(0, 2, 1, 3), cos, sin);
-            if (write) ctx.Cache?.Stash(index, k, v);
-            var (pk, pv) = ctx.Cache?.Get(index) ?? (null, null);
-            int past = pk?.Shape[2] ?? 0;
-            var keys = pk is null ? k : Tensor.Concat([pk, k], 2);
-            var values = pv is null ? v : Tensor.Concat([pv, v], 2);
-            // Grouped-query attention without copying keys: the query heads of a group share a broadcast key head.
-            var qg = q.Reshape(b, c.KvHeads, c.Groups, t, hd);
-            var scores = qg.MatMul(keys.Unsqueeze(2).Transpose(-2, -1)) * (1.0 / Math.Sqrt(hd));
-            if (t > 1) scores += CausalMask(t, past, m.DType, x.Device);
-            var o = scores.Softmax(-1).MatMul(values.Unsqueeze(2))
-                .Reshape(b, c.Heads, t, hd).Permute(0, 2, 1, 3).Reshape(b, t, c.Heads * hd);
-            x = x + m.Lin(o, wo, null);
-            var h2 = x.RmsNorm(postNorm, c.RmsNormEps);
-            return x + m.Lin(m.Lin(h2, wGate, null).Silu() * m.Lin(h2, wUp, null), wDown, null);
+            x = x + attention(x.RmsNorm(inNorm, eps), ctx, write);
+            return x + mlp(x.RmsNorm(postNorm, eps));
         }
     }
 

@@ -13,28 +13,65 @@ public static class DecoderWeights
         {
             string p = $"model.layers.{i}.";
             yield return (p + "input_layernorm.weight", [d]);
-            yield return (p + "self_attn.q_proj.weight", [qd, d]);
-            yield return (p + "self_attn.k_proj.weight", [kvd, d]);
-            yield return (p + "self_attn.v_proj.weight", [kvd, d]);
-            yield return (p + "self_attn.o_proj.weight", [d, qd]);
-            if (c.AttentionBias)
+            if (c.Mla is { } a)
+                foreach (var t in MlaLayout(c, a, p)) yield return t;
+            else
             {
-                yield return (p + "self_attn.q_proj.bias", [qd]);
-                yield return (p + "self_attn.k_proj.bias", [kvd]);
-                yield return (p + "self_attn.v_proj.bias", [kvd]);
-            }
-            if (c.QkNorm)
-            {
-                yield return (p + "self_attn.q_norm.weight", [c.HeadDim]);
-                yield return (p + "self_attn.k_norm.weight", [c.HeadDim]);
+                yield return (p + "self_attn.q_proj.weight", [qd, d]);
+                yield return (p + "self_attn.k_proj.weight", [kvd, d]);
+                yield return (p + "self_attn.v_proj.weight", [kvd, d]);
+                yield return (p + "self_attn.o_proj.weight", [d, qd]);
+                if (c.AttentionBias)
+                {
+                    yield return (p + "self_attn.q_proj.bias", [qd]);
+                    yield return (p + "self_attn.k_proj.bias", [kvd]);
+                    yield return (p + "self_attn.v_proj.bias", [kvd]);
+                }
+                if (c.QkNorm)
+                {
+                    yield return (p + "self_attn.q_norm.weight", [c.HeadDim]);
+                    yield return (p + "self_attn.k_norm.weight", [c.HeadDim]);
+                }
             }
             yield return (p + "post_attention_layernorm.weight", [d]);
-            yield return (p + "mlp.gate_proj.weight", [f, d]);
-            yield return (p + "mlp.up_proj.weight", [f, d]);
-            yield return (p + "mlp.down_proj.weight", [d, f]);
+            if (c.IsMoeLayer(i))
+            {
+                var m = c.Moe!;
+                yield return (p + "mlp.gate.weight", [m.Experts, d]);
+                if (m.CorrectionBias) yield return (p + "mlp.gate.e_score_correction_bias", [m.Experts]);
+                for (int e = 0; e < m.Experts; e++)
+                    foreach (var t in SwiGlu($"{p}mlp.experts.{e}.", d, m.IntermediateSize)) yield return t;
+                if (m.SharedExperts > 0)
+                    foreach (var t in SwiGlu(p + "mlp.shared_experts.", d, m.IntermediateSize * m.SharedExperts)) yield return t;
+            }
+            else
+                foreach (var t in SwiGlu(p + "mlp.", d, f)) yield return t;
         }
         yield return ("model.norm.weight", [d]);
         if (!c.TieWordEmbeddings) yield return ("lm_head.weight", [c.VocabSize, d]);
+    }
+
+    static IEnumerable<(string, int[])> SwiGlu(string p, int d, int f)
+    {
+        yield return (p + "gate_proj.weight", [f, d]);
+        yield return (p + "up_proj.weight", [f, d]);
+        yield return (p + "down_proj.weight", [d, f]);
+    }
+
+    static IEnumerable<(string, int[])> MlaLayout(DecoderConfig c, MlaConfig a, string p)
+    {
+        int d = c.HiddenSize, h = c.Heads;
+        if (a.QLoraRank is { } r)
+        {
+            yield return (p + "self_attn.q_a_proj.weight", [r, d]);
+            yield return (p + "self_attn.q_a_layernorm.weight", [r]);
+            yield return (p + "self_attn.q_b_proj.weight", [h * a.QkHeadDim, r]);
+        }
+        else yield return (p + "self_attn.q_proj.weight", [h * a.QkHeadDim, d]);
+        yield return (p + "self_attn.kv_a_proj_with_mqa.weight", [a.KvLoraRank + a.QkRopeHeadDim, d]);
+        yield return (p + "self_attn.kv_a_layernorm.weight", [a.KvLoraRank]);
+        yield return (p + "self_attn.kv_b_proj.weight", [h * (a.QkNopeHeadDim + a.VHeadDim), a.KvLoraRank]);
+        yield return (p + "self_attn.o_proj.weight", [d, h * a.VHeadDim]);
     }
 
     /// <summary>

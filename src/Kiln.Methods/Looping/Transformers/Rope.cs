@@ -12,7 +12,7 @@ public static class Rope
     /// </summary>
     public static (double[] InvFreq, double Scale) Frequencies(DecoderConfig c, int seqLen)
     {
-        int d = c.HeadDim, half = d / 2;
+        int d = c.RotaryDim, half = d / 2;
         double theta = c.RopeTheta;
         var s = c.RopeScaling;
         if (s?.Type == "dynamic" && seqLen > (s.OriginalMaxPositions ?? c.MaxPositions))
@@ -55,7 +55,9 @@ public static class Rope
                     double extrapolation = 1 - Math.Clamp((i - low) / (high - low), 0, 1);
                     inv[i] = inv[i] / s.Factor * (1 - extrapolation) + inv[i] * extrapolation;
                 }
-                double scale = s.AttentionFactor ?? (s.Factor <= 1 ? 1 : 0.1 * Math.Log(s.Factor) + 1);
+                double scale = s.AttentionFactor ?? (s is { Mscale: { } m, MscaleAllDim: { } all } && m != 0 && all != 0
+                    ? RopeScaling.YarnMscale(s.Factor, m) / RopeScaling.YarnMscale(s.Factor, all)
+                    : RopeScaling.YarnMscale(s.Factor));
                 return (inv, scale);
             }
             default:
@@ -63,11 +65,11 @@ public static class Rope
         }
     }
 
-    /// <summary>cos and sin tables, [count, head dim], for positions start .. start + count - 1, in <paramref name="dtype"/>.</summary>
+    /// <summary>cos and sin tables, [count, rotary dim], for positions start .. start + count - 1, in <paramref name="dtype"/>.</summary>
     public static (Tensor Cos, Tensor Sin) Tables(DecoderConfig c, int start, int count, DType dtype, Device device)
     {
         var (inv, scale) = Frequencies(c, start + count);
-        int d = c.HeadDim, half = d / 2;
+        int d = c.RotaryDim, half = d / 2;
         var cos = new double[count * d];
         var sin = new double[count * d];
         for (int t = 0; t < count; t++)
