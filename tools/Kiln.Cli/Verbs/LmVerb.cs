@@ -46,7 +46,7 @@ public static class LmVerb
 
     public static Command Build()
     {
-        var cmd = new Command("lm", "Run a decoder-only checkpoint in Hugging Face layout (Llama, Mistral, Qwen2, Qwen3): logits, generation, perplexity; optionally with a training-free loop");
+        var cmd = new Command("lm", "Run a decoder-only checkpoint in Hugging Face layout (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, DeepSeek-V3/Moonlight): logits, generation, perplexity; optionally with a training-free loop");
         cmd.Subcommands.Add(Logits());
         cmd.Subcommands.Add(Generate());
         cmd.Subcommands.Add(PerplexityCmd());
