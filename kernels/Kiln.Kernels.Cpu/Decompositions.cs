@@ -465,17 +465,20 @@ public static class Decompositions
         }
     }
 
-    // Replaces the flagged columns of x (m x k) by unit vectors orthogonal to all others (Gram-Schmidt on the standard
-    // basis, twice for stability), so U keeps orthonormal columns when A is rank deficient.
+    // Replaces the flagged columns of x (m x k) by unit vectors orthogonal to all others: each is the standard basis
+    // vector with the largest part outside the others' span, projected out twice for stability. Some basis vector
+    // keeps at least 1/sqrt(m) of its norm (the parts' squares add up to the complement's dimension, at least 1), so a
+    // fixed threshold would fail for larger m.
     static void CompleteColumns(double[] x, int m, int k, bool[] replace)
     {
         for (int c = 0; c < k; c++) if (replace[c]) for (int i = 0; i < m; i++) x[i * k + c] = 0;
-        int basis = 0;
+        var cand = new double[m];
+        var best = new double[m];
         for (int c = 0; c < k; c++)
         {
             if (!replace[c]) continue;
-            var cand = new double[m];
-            for (; basis < m; basis++)
+            double bestNorm = -1;
+            for (int basis = 0; basis < m; basis++)
             {
                 Array.Clear(cand);
                 cand[basis] = 1;
@@ -490,8 +493,9 @@ public static class Decompositions
                 double nrm = 0;
                 foreach (double z in cand) nrm += z * z;
                 nrm = Math.Sqrt(nrm);
-                if (nrm > 0.5) { for (int i = 0; i < m; i++) x[i * k + c] = cand[i] / nrm; basis++; break; }
+                if (nrm > bestNorm) { bestNorm = nrm; cand.CopyTo(best, 0); }
             }
+            for (int i = 0; i < m; i++) x[i * k + c] = best[i] / bestNorm;
         }
     }
 }

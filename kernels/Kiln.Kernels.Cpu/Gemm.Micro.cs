@@ -224,7 +224,8 @@ public static unsafe class Pack
             if (h == 6 && mr == 6 && cs == 1)
             {
                 T* r0 = s, r1 = s + rs, r2 = s + 2 * rs, r3 = s + 3 * rs, r4 = s + 4 * rs, r5 = s + 5 * rs;
-                for (int p = 0; p < kc; p++, d += 6)
+                int p = Avx512F.IsSupported && (typeof(T) == typeof(float) || typeof(T) == typeof(double)) ? Interleave6(kc, r0, r1, r2, r3, r4, r5, d) : 0;
+                for (d += 6 * p; p < kc; p++, d += 6)
                 {
                     d[0] = r0[p]; d[1] = r1[p]; d[2] = r2[p]; d[3] = r3[p]; d[4] = r4[p]; d[5] = r5[p];
                 }
@@ -242,5 +243,86 @@ public static unsafe class Pack
                     for (int r = h; r < mr; r++) d[r] = T.Zero;
                 }
         }
+    }
+
+    // Row-major A, the common case: W = Vector256<T>.Count consecutive k of six rows are loaded as three 512-bit pairs
+    // [r0|r1], [r2|r3], [r4|r5] and permuted into the panel's k-major order: three full stores per W columns instead
+    // of 6W scalar moves (this pack streams all of A once per N block, most of the cost of a narrow-N product).
+    // Returns how many k were done (a multiple of W).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static int Interleave6<T>(int kc, T* r0, T* r1, T* r2, T* r3, T* r4, T* r5, T* d) where T : unmanaged
+    {
+        int w = Vector256<T>.Count, p = 0;
+        var t = Interleave6Table<T>.Instance;
+        var (pair0, pair1, pair2) = (t.Pair[0], t.Pair[1], t.Pair[2]);
+        var (third0, third1, third2) = (t.Third[0], t.Third[1], t.Third[2]);
+        var (mask0, mask1, mask2) = (t.FromThird[0], t.FromThird[1], t.FromThird[2]);
+        for (; p + w <= kc; p += w, d += 6 * w)
+        {
+            Vector512<T> z0 = Pair(r0 + p, r1 + p), z1 = Pair(r2 + p, r3 + p), z2 = Pair(r4 + p, r5 + p);
+            Vector512.Store(Gather(z0, z1, z2, pair0, third0, mask0), d);
+            Vector512.Store(Gather(z0, z1, z2, pair1, third1, mask1), d + 2 * w);
+            Vector512.Store(Gather(z0, z1, z2, pair2, third2, mask2), d + 4 * w);
+        }
+        return p;
+    }
+
+    // [lo | hi] from two 256-bit loads. Vector512.Create(lo, hi) would insert both halves into a vector kept on the
+    // stack across iterations, and the 512-bit reload of two 256-bit stores fails store forwarding on every iteration.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<T> Pair<T>(T* lo, T* hi) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float))
+            return Avx512F.InsertVector256(Vector256.Load((float*)lo).ToVector512Unsafe(), Vector256.Load((float*)hi), 1).As<float, T>();
+        return Avx512F.InsertVector256(Vector256.Load((double*)lo).ToVector512Unsafe(), Vector256.Load((double*)hi), 1).As<double, T>();
+    }
+
+    // Lane l of the result: (z0:z1)[pair[l]], or z2[third[l]] where fromThird[l] is set.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<T> Gather<T>(Vector512<T> z0, Vector512<T> z1, Vector512<T> z2, Vector512<T> pair, Vector512<T> third, Vector512<T> fromThird) where T : unmanaged
+    {
+        Vector512<T> from01, from2;
+        if (typeof(T) == typeof(float))
+        {
+            from01 = Avx512F.PermuteVar16x32x2(z0.AsSingle(), pair.AsInt32(), z1.AsSingle()).As<float, T>();
+            from2 = Avx512F.PermuteVar16x32(z2.AsSingle(), third.AsInt32()).As<float, T>();
+        }
+        else
+        {
+            from01 = Avx512F.PermuteVar8x64x2(z0.AsDouble(), pair.AsInt64(), z1.AsDouble()).As<double, T>();
+            from2 = Avx512F.PermuteVar8x64(z2.AsDouble(), third.AsInt64()).As<double, T>();
+        }
+        return Vector512.ConditionalSelect(fromThird, from2, from01);
+    }
+
+    // For output vector j of Interleave6 (panel positions f = 2Wj .. 2Wj + 2W - 1, holding row f % 6 of column f / 6):
+    // lane indices into the table pair [r0|r1]:[r2|r3], lane indices into [r4|r5], and a mask of the lanes whose row
+    // is 4 or 5.
+    sealed class Interleave6Table<T> where T : unmanaged
+    {
+        public static readonly Interleave6Table<T> Instance = new();
+        public readonly Vector512<T>[] Pair = new Vector512<T>[3], Third = new Vector512<T>[3], FromThird = new Vector512<T>[3];
+
+        Interleave6Table()
+        {
+            int w = Vector256<T>.Count, lanes = 2 * w;
+            for (int j = 0; j < 3; j++)
+            {
+                var pair = new long[lanes]; var third = new long[lanes]; var fromThird = new long[lanes];
+                for (int l = 0; l < lanes; l++)
+                {
+                    int f = j * lanes + l, col = f / 6, row = f % 6;
+                    int lane = (row % 2) * w + col;                  // position inside a [ra|rb] pair
+                    pair[l] = (row / 2 == 1 ? lanes : 0) + lane;     // the second table's lanes follow the first's
+                    third[l] = lane;
+                    fromThird[l] = row >= 4 ? -1 : 0;
+                }
+                (Pair[j], Third[j], FromThird[j]) = typeof(T) == typeof(float)
+                    ? (Ints(pair), Ints(third), Ints(fromThird))
+                    : (Vector512.Create(pair).As<long, T>(), Vector512.Create(third).As<long, T>(), Vector512.Create(fromThird).As<long, T>());
+            }
+        }
+
+        static Vector512<T> Ints(long[] v) => Vector512.Create(v.Select(x => (int)x).ToArray()).As<int, T>();
     }
 }

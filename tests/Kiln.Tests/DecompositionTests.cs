@@ -238,6 +238,27 @@ public class DecompositionTests
     }
 
     [Fact]
+    public void Svd_completes_u_when_the_left_null_vector_is_spread_out()
+    {
+        // A = (I - 11ᵀ/m) R has the left null vector 1/sqrt(m): no standard basis vector keeps half its norm outside
+        // the other columns' span, so the completion must take the best one rather than the first above a threshold.
+        foreach (int m in new[] { 5, 7, 12 })
+        {
+            var r = RandomF64([m, m], (ulong)m);
+            var a = r - Tensor.Ones(new Shape([m, m]), DType.Float64).MatMul(r) / m;
+            var (u, s, vh) = a.Svd();
+            var ud = u.ToDoubleArray();
+            Orthonormal(ud, 0, m, m, columns: true, Tol(DType.Float64, m, 1), $"UᵀU m={m}");
+            Assert.True(s.ToDoubleArray()[m - 1] <= 1e-12, $"m={m}: the last singular value should be zero, got {s.ToDoubleArray()[m - 1]:R}");
+            double spread = Enumerable.Range(0, m).Max(i => Math.Abs(ud[i * m + m - 1]));
+            Assert.True(Math.Abs(spread - 1 / Math.Sqrt(m)) < 1e-12, $"m={m}: U's last column should be ±1/sqrt(m) everywhere, max |u| = {spread:R}");
+            var sd = s.ToDoubleArray();
+            var us = ud.Select((x, i) => x * sd[i % m]).ToArray();
+            Near(a.ToDoubleArray(), 0, Mul(us, 0, vh.ToDoubleArray(), 0, m, m, m), 0, m * m, Tol(DType.Float64, m, m), $"U S Vh m={m}");
+        }
+    }
+
+    [Fact]
     public void Closed_forms_for_small_matrices()
     {
         // Symmetric 2x2 [[a, b], [b, d]]: eigenvalues (a + d)/2 -/+ sqrt(((a - d)/2)^2 + b^2).
