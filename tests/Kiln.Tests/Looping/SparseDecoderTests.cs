@@ -92,6 +92,21 @@ public class SparseDecoderTests
         Close.Check(expected, model.Forward(Ids(Seqs)).ToDoubleArray(), 1e-4, 1e-5, name);
     }
 
+    public static IEnumerable<object[]> NamesOnDevices() => from n in Configs.Keys from d in Devices.All select new object[] { n, d.ToString() };
+
+    // Routing and MLA run through core ops (the router's choices go through the host), so on any device as on the CPU.
+    [Theory, MemberData(nameof(NamesOnDevices))]
+    public void Logits_on_every_device_match_the_reference(string name, string device)
+    {
+        var dev = Devices.Parse(device);
+        var (model, w) = Load(name, 5, DType.Float32);
+        var onDevice = new DecoderModel(model.Config, w.ToDictionary(kv => kv.Key, kv => kv.Value.To(dev)));
+        var logits = onDevice.Forward(Ids(Seqs).To(dev));
+        Assert.Equal(dev, logits.Device);
+        var expected = Seqs.SelectMany(s => Reference.Logits(model.Config, w, s)).ToArray();
+        Close.Check(expected, logits.To(Device.Cpu).ToDoubleArray(), 1e-4, 1e-5, $"{name} on {device}");
+    }
+
     [Theory, MemberData(nameof(Names))]
     public void Cached_decoding_matches_the_full_forward(string name)
     {
