@@ -81,8 +81,9 @@ public static class Reduce
         if (len == 0) { y.AsSpan(yOff, rows).Fill(Identity<T>(op)); return; }   // an empty view's offset may lie past its storage
         if (rows == 1 && op == ReduceOp.Sum && len >= Strided.ParallelThreshold * 4)
         {
-            // One long sum: partial sums per chunk on every core, combined in a fixed order (deterministic).
-            int chunks = Math.Max(2, Environment.ProcessorCount);
+            // One long sum: partial sums of a fixed number of chunks, spread over the cores and combined in a fixed
+            // order, so the result does not depend on how many cores the machine has.
+            const int chunks = 16;
             var partial = new T[chunks];
             Strided.Parallel(chunks, len, (s, e) =>
             {
