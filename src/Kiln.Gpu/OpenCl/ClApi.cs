@@ -11,8 +11,8 @@ internal sealed unsafe class ClApi
 {
     public const int Success = 0;
     public const ulong DeviceTypeAll = 0xFFFFFFFF;
-    public const uint DeviceName = 0x102B, DeviceVendor = 0x102C, DeviceVersion = 0x102F, DeviceMaxWorkGroupSize = 0x1004,
-        DeviceExtensions = 0x1030, DeviceOpenCLCVersion = 0x103D;
+    public const uint DeviceName = 0x102B, DeviceVersion = 0x102F, DeviceMaxWorkGroupSize = 0x1004,
+        DeviceExtensions = 0x1030;
     public const uint ProgramBuildLog = 0x1183;
     public const ulong MemReadWrite = 1;
 
@@ -49,7 +49,6 @@ internal sealed unsafe class ClApi
         EnqueueWriteBuffer = (delegate* unmanaged<IntPtr, IntPtr, uint, nuint, nuint, void*, uint, IntPtr*, IntPtr*, int>)F("clEnqueueWriteBuffer");
         EnqueueReadBuffer = (delegate* unmanaged<IntPtr, IntPtr, uint, nuint, nuint, void*, uint, IntPtr*, IntPtr*, int>)F("clEnqueueReadBuffer");
         EnqueueFillBuffer = (delegate* unmanaged<IntPtr, IntPtr, void*, nuint, nuint, nuint, uint, IntPtr*, IntPtr*, int>)F("clEnqueueFillBuffer");
-        CreateProgramWithSource = (delegate* unmanaged<IntPtr, uint, byte**, nuint*, int*, IntPtr>)F("clCreateProgramWithSource");
         CreateProgramWithBinary = (delegate* unmanaged<IntPtr, uint, IntPtr*, nuint*, byte**, int*, int*, IntPtr>)F("clCreateProgramWithBinary");
         BuildProgram = (delegate* unmanaged<IntPtr, uint, IntPtr*, byte*, IntPtr, IntPtr, int>)F("clBuildProgram");
         GetProgramBuildInfo = (delegate* unmanaged<IntPtr, IntPtr, uint, nuint, void*, nuint*, int>)F("clGetProgramBuildInfo");
@@ -75,7 +74,6 @@ internal sealed unsafe class ClApi
     public readonly delegate* unmanaged<IntPtr, IntPtr, uint, nuint, nuint, void*, uint, IntPtr*, IntPtr*, int> EnqueueWriteBuffer;
     public readonly delegate* unmanaged<IntPtr, IntPtr, uint, nuint, nuint, void*, uint, IntPtr*, IntPtr*, int> EnqueueReadBuffer;
     public readonly delegate* unmanaged<IntPtr, IntPtr, void*, nuint, nuint, nuint, uint, IntPtr*, IntPtr*, int> EnqueueFillBuffer;
-    public readonly delegate* unmanaged<IntPtr, uint, byte**, nuint*, int*, IntPtr> CreateProgramWithSource;
     public readonly delegate* unmanaged<IntPtr, uint, IntPtr*, nuint*, byte**, int*, int*, IntPtr> CreateProgramWithBinary;
     public readonly delegate* unmanaged<IntPtr, uint, IntPtr*, byte*, IntPtr, IntPtr, int> BuildProgram;
     public readonly delegate* unmanaged<IntPtr, IntPtr, uint, nuint, void*, nuint*, int> GetProgramBuildInfo;

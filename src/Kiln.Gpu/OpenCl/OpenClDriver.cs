@@ -7,17 +7,17 @@ namespace Kiln.Gpu.OpenCl;
 
 /// <summary>
 /// A <see cref="KernelDriver"/> that calls an OpenCL driver directly (no ILGPU runtime): each catalog kernel's OpenCL C
-/// comes from ILGPU's CLBackend (<see cref="KernelEmitter.OpenCL"/>), is built for the device on first use and cached.
-/// A device with OpenCL C 2.0 builds the source itself; one without (PoCL: OpenCL C 1.2, no generic address space, which
-/// is why ILGPU's own OpenCL accelerator refuses it) gets SPIR 1.2 bitcode compiled by clang-15. Arguments are mapped
-/// to <c>clSetKernelArg</c> by <see cref="ClKernelAbi"/>. One in-order queue; calls are serialized.
+/// comes from ILGPU's CLBackend (<see cref="KernelEmitter.OpenCL"/>), is compiled by clang-15 to SPIR 1.2 bitcode and
+/// loaded with <c>clCreateProgramWithBinary</c> on first use, then cached. SPIR rather than source because ILGPU writes
+/// OpenCL C 2.0 with the generic address space, which devices like PoCL (OpenCL C 1.2) reject as source (and which is
+/// why ILGPU's own OpenCL accelerator refuses them), while their SPIR consumer takes it. Arguments are mapped to
+/// <c>clSetKernelArg</c> by <see cref="ClKernelAbi"/>. One in-order queue; calls are serialized.
 /// </summary>
 internal sealed unsafe class OpenClDriver : KernelDriver
 {
     readonly ClApi _api;
     readonly IntPtr _device;
     IntPtr _context, _queue;
-    readonly bool _spir;
     readonly ConcurrentDictionary<string, Lazy<ClKernel>> _kernels = new();
     readonly object _lock = new();
 
@@ -27,11 +27,12 @@ internal sealed unsafe class OpenClDriver : KernelDriver
     {
         _api = api;
         _device = device;
-        string cver = api.DeviceString(device, ClApi.DeviceOpenCLCVersion);   // "OpenCL C 1.2 PoCL"
-        _spir = !CVersionAtLeast2(cver);
-        if (_spir && !api.DeviceString(device, ClApi.DeviceExtensions).Split(' ').Contains("cl_khr_spir"))
-            throw new NotSupportedException($"OpenCL device {api.DeviceString(device, ClApi.DeviceName)} has {cver} and no cl_khr_spir: Kiln's kernels need OpenCL C 2.0 or SPIR");
-        Name = $"OpenCL {api.DeviceString(device, ClApi.DeviceName)} ({api.DeviceString(device, ClApi.DeviceVersion)}, {cver}{(_spir ? ", SPIR from clang" : "")})";
+        string name = api.DeviceString(device, ClApi.DeviceName), version = api.DeviceString(device, ClApi.DeviceVersion);
+        if (!api.DeviceString(device, ClApi.DeviceExtensions).Split(' ').Contains("cl_khr_spir"))
+            throw new NotSupportedException($"OpenCL device {name} ({version}) has no cl_khr_spir: Kiln's OpenCL driver loads its kernels as SPIR 1.2 bitcode");
+        if (SpirCompiler.Clang is null)
+            throw new NotSupportedException($"OpenCL device {name}: {SpirCompiler.MissingReason}");
+        Name = $"OpenCL {name} ({version}, SPIR)";
         MaxGroupSize = (int)Math.Min(api.DeviceSize(device, ClApi.DeviceMaxWorkGroupSize), 1024);
         int err;
         IntPtr d = device;
@@ -39,12 +40,6 @@ internal sealed unsafe class OpenClDriver : KernelDriver
         ClApi.Check(err, "clCreateContext");
         _queue = api.CreateCommandQueue(_context, device, 0, &err);
         ClApi.Check(err, "clCreateCommandQueue");
-    }
-
-    static bool CVersionAtLeast2(string version)
-    {
-        var m = System.Text.RegularExpressions.Regex.Match(version, @"OpenCL C (\d+)\.");
-        return m.Success && int.Parse(m.Groups[1].Value) >= 2;
     }
 
     /// <inheritdoc/>
@@ -112,38 +107,19 @@ internal sealed unsafe class OpenClDriver : KernelDriver
         if (k.NeedsWarp) throw new NotSupportedException($"OpenCL: kernel {k.Name} needs warp shuffles; {Name} runs the shared-memory twin");
         string source = KernelEmitter.OpenCL(k);
         var abi = ClKernelAbi.Parse(k.Name, source, k.Grouped);
-        int err;
-        IntPtr program;
-        string options;
-        if (_spir)
-        {
-            var bc = SpirCompiler.Compile(k.Name, source);
-            nuint len = (nuint)bc.Length;
-            IntPtr d = _device;
-            int binStatus;
-            fixed (byte* b = bc)
-            {
-                byte* pb = b;
-                program = _api.CreateProgramWithBinary(_context, 1, &d, &len, &pb, &binStatus, &err);
-            }
-            ClApi.Check(err, $"clCreateProgramWithBinary ({k.Name})");
-            options = "-x spir -spir-std=1.2";
-        }
-        else
-        {
-            var bytes = Encoding.UTF8.GetBytes(source);
-            nuint len = (nuint)bytes.Length;
-            fixed (byte* b = bytes)
-            {
-                byte* pb = b;
-                program = _api.CreateProgramWithSource(_context, 1, &pb, &len, &err);
-            }
-            ClApi.Check(err, $"clCreateProgramWithSource ({k.Name})");
-            options = "-cl-std=CL2.0";
-        }
+        var bc = SpirCompiler.Compile(k.Name, source);
+        nuint len = (nuint)bc.Length;
         IntPtr dev = _device;
+        int err, binStatus;
+        IntPtr program;
+        fixed (byte* b = bc)
+        {
+            byte* pb = b;
+            program = _api.CreateProgramWithBinary(_context, 1, &dev, &len, &pb, &binStatus, &err);
+        }
+        ClApi.Check(err, $"clCreateProgramWithBinary ({k.Name})");
         int status;
-        fixed (byte* o = Encoding.ASCII.GetBytes(options + "\0"))
+        fixed (byte* o = "-x spir -spir-std=1.2\0"u8)
             status = _api.BuildProgram(program, 1, &dev, o, IntPtr.Zero, IntPtr.Zero);
         if (status != ClApi.Success)
         {

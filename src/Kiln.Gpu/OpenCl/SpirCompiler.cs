@@ -17,6 +17,9 @@ internal static class SpirCompiler
     /// <summary>The clang executable, or null when none is installed.</summary>
     public static string? Clang { get; } = FindClang();
 
+    /// <summary>Why <see cref="Clang"/> is null.</summary>
+    public static string MissingReason => "no clang-15 to compile the kernels to SPIR (Debian package clang-15, or set KILN_OPENCL_CLANG to a clang whose LLVM the driver reads)";
+
     static string? FindClang()
     {
         var env = Environment.GetEnvironmentVariable("KILN_OPENCL_CLANG");
@@ -33,8 +36,7 @@ internal static class SpirCompiler
     /// <exception cref="NotSupportedException">No clang, or clang rejected the source.</exception>
     public static byte[] Compile(string kernel, string source)
     {
-        string clang = Clang ?? throw new NotSupportedException(
-            "OpenCL: this device needs SPIR bitcode and no clang-15 was found (Debian package clang-15, or set KILN_OPENCL_CLANG)");
+        string clang = Clang ?? throw new NotSupportedException("OpenCL: " + MissingReason);
         string key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(clang + "\n" + Args + "\n" + source)))[..32];
         string cached = Path.Combine(CacheDir, key + ".bc");
         if (File.Exists(cached)) return File.ReadAllBytes(cached);
