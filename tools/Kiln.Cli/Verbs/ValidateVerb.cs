@@ -8,8 +8,9 @@ namespace Kiln.Cli;
 
 /// <summary>
 /// `kiln validate`: every kernel family on every backend present (the CPU SIMD kernels, ILGPU's CPU accelerator, each
-/// CUDA device) on random inputs of many shapes and layouts, against the float64 reference; prints a kernel x backend
-/// matrix of the largest relative error and pass/fail, and exits 1 on any failure.
+/// CUDA device, each OpenCL device Kiln can drive, e.g. PoCL through SPIR from clang-15) on random inputs of many shapes
+/// and layouts, against the float64 reference; prints a kernel x backend matrix of the largest relative error and
+/// pass/fail, and exits 1 on any failure.
 /// </summary>
 public static class ValidateVerb
 {
@@ -181,7 +182,8 @@ public static class ValidateVerb
     {
         var json = new Option<bool>("--json") { Description = "one JSON object per kernel and backend on standard output" };
         var noCpuAccel = new Option<bool>("--no-ilgpu-cpu") { Description = "skip ILGPU's CPU accelerator" };
-        var cmd = new Command("validate", "Run every kernel on every backend present against the float64 reference; prints a kernel x backend matrix, exit 1 on any failure") { json, noCpuAccel };
+        var noOpenCl = new Option<bool>("--no-opencl") { Description = "skip OpenCL devices" };
+        var cmd = new Command("validate", "Run every kernel on every backend present against the float64 reference; prints a kernel x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl };
         cmd.SetAction(r =>
         {
             var owned = new List<IlgpuBackend>();
@@ -190,6 +192,12 @@ public static class ValidateVerb
                 if (!r.GetValue(noCpuAccel) && !BackendRegistry.Devices.Contains(Device.IlgpuCpu)) owned.Add(KilnGpu.CreateCpuAccelerator());
                 for (int i = 0; i < KilnGpu.CudaDeviceCount(); i++)
                     if (!BackendRegistry.Devices.Contains(Device.Cuda(i))) owned.Add(KilnGpu.CreateCuda(i));
+                for (int i = 0; !r.GetValue(noOpenCl) && i < KilnGpu.OpenClDeviceCount(); i++)
+                {
+                    if (BackendRegistry.Devices.Contains(Device.OpenCL(i))) continue;
+                    try { owned.Add(KilnGpu.CreateOpenCl(i)); }
+                    catch (NotSupportedException e) { Cli.Err.MarkupLine($"[yellow]opencl:{i} skipped[/]: {Markup.Escape(e.Message)}"); }
+                }
                 var devices = BackendRegistry.Devices.OrderBy(d => d.Kind).ThenBy(d => d.Index).ToArray();
                 var checks = Checks();
                 var results = new Dictionary<(string, Device), (double, bool, string?)>();
@@ -212,6 +220,7 @@ public static class ValidateVerb
                     }
                     return 0;
                 });
+                foreach (var b in owned) Cli.Err.MarkupLine($"[grey]{b.Device}: {Markup.Escape(b.Driver.Name)}[/]");
                 var table = new Table().AddColumn("kernel");
                 foreach (var d in devices) table.AddColumn(d.ToString());
                 foreach (var key in results.Keys.Select(k => k.Item1).Distinct())
