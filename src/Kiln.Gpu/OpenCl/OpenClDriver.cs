@@ -100,6 +100,9 @@ internal sealed unsafe class OpenClDriver : KernelDriver
         lock (_lock) ClApi.Check(_api.EnqueueFillBuffer(_queue, M(buffer), &zero, 1, 0, (nuint)bytes, 0, null, null), "clEnqueueFillBuffer");
     }
 
+    /// <inheritdoc/>
+    public override void Prepare(KernelEntry kernel) => Get(kernel);
+
     ClKernel Get(KernelEntry k) => _kernels.GetOrAdd(k.Name, _ => new Lazy<ClKernel>(() => Build(k))).Value;
 
     ClKernel Build(KernelEntry k)

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Kiln.Backends;
 using Kiln.Gpu;
 using Kiln.Kernels;
+using Kiln.Kernels.Gpu;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -156,6 +157,24 @@ public static class ValidateVerb
         return list;
     }
 
+    /// <summary>Builds every catalog kernel <paramref name="gpu"/> would launch (warp kernels only where it has warps);
+    /// prints the count and each kernel that cannot build, with the reason; returns the number of failures.</summary>
+    static int ReportBuilds(IlgpuBackend gpu)
+    {
+        var kernels = KernelCatalog.All.Where(k => gpu.Driver.SupportsWarp || !k.NeedsWarp).ToArray();
+        var failed = new List<(string Name, string Reason)>();
+        foreach (var k in kernels)
+        {
+            try { gpu.Driver.Prepare(k); }
+            catch (Exception e) when (e is NotSupportedException or InvalidOperationException or ArgumentException) { failed.Add((k.Name, e.Message)); }
+        }
+        int warp = KernelCatalog.All.Count - kernels.Length;
+        Cli.Err.MarkupLine($"{gpu.Device} ({Markup.Escape(gpu.Driver.Name)}): {(failed.Count == 0 ? "[green]" : "[red]")}{kernels.Length - failed.Count} of {kernels.Length} catalog kernels build[/]"
+            + (warp > 0 ? $" ({warp} warp-shuffle kernels replaced by their shared-memory twins)" : ""));
+        foreach (var (name, reason) in failed) Cli.Err.MarkupLine($"  [red]{Markup.Escape(name)}[/]: {Markup.Escape(reason)}");
+        return failed.Count;
+    }
+
     static (double, bool) Merge((double, bool) a, (double, bool) b) => (Math.Max(a.Item1, b.Item1), a.Item2 && b.Item2);
 
     static (double, bool) All(Tensor[] xs, Func<Tensor, (double, bool)> f)
@@ -220,7 +239,12 @@ public static class ValidateVerb
                     }
                     return 0;
                 });
-                foreach (var b in owned) Cli.Err.MarkupLine($"[grey]{b.Device}: {Markup.Escape(b.Driver.Name)}[/]");
+                int buildFailures = 0;
+                foreach (var dev in devices)
+                {
+                    if (BackendRegistry.Get(dev) is not IlgpuBackend gpu) continue;
+                    buildFailures += ReportBuilds(gpu);
+                }
                 var table = new Table().AddColumn("kernel");
                 foreach (var d in devices) table.AddColumn(d.ToString());
                 foreach (var key in results.Keys.Select(k => k.Item1).Distinct())
@@ -230,8 +254,8 @@ public static class ValidateVerb
                         return ok ? $"[green]pass[/] {e:0.0e+0}" : $"[red]FAIL[/] {(err is null ? e.ToString("0.0e+0") : Markup.Escape(err))}";
                     })]);
                 Cli.Err.Write(table);
-                int failures = results.Values.Count(v => !v.Item2);
-                Cli.Err.MarkupLine(failures == 0 ? $"[green]all {results.Count} kernel x backend checks pass[/]" : $"[red]{failures} of {results.Count} checks failed[/]");
+                int failures = results.Values.Count(v => !v.Item2) + buildFailures;
+                Cli.Err.MarkupLine(failures == 0 ? $"[green]all {results.Count} kernel x backend checks pass, and every catalog kernel builds[/]" : $"[red]{failures} failures ({results.Values.Count(v => !v.Item2)} of {results.Count} checks, {buildFailures} kernel builds)[/]");
                 return failures == 0 ? 0 : Cli.Failed;
             }
             finally { foreach (var b in owned) b.Dispose(); }
