@@ -54,10 +54,14 @@ internal static class SpirCompiler
             if (p.ExitCode != 0)
                 throw new NotSupportedException($"OpenCL: kernel {kernel}: {clang} exited {p.ExitCode}: {stderr.Result.Trim()}");
             var bytes = File.ReadAllBytes(bc);
-            Directory.CreateDirectory(CacheDir);
-            string tmp = cached + "." + Environment.ProcessId + ".tmp";
-            File.WriteAllBytes(tmp, bytes);
-            File.Move(tmp, cached, overwrite: true);   // atomic: concurrent test processes never read half a file
+            try
+            {
+                Directory.CreateDirectory(CacheDir);
+                string tmp = cached + "." + Environment.ProcessId + ".tmp";
+                File.WriteAllBytes(tmp, bytes);
+                File.Move(tmp, cached, overwrite: true);   // atomic: concurrent test processes never read half a file
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }   // the cache only saves time
             return bytes;
         }
         finally { dir.Delete(recursive: true); }
