@@ -80,6 +80,13 @@ public sealed class IlgpuDriver : KernelDriver
     Kernel Get(KernelEntry k) => _kernels.GetOrAdd(k.Name, _ => k.Grouped ? _accelerator.LoadKernel(k.Method) : _accelerator.LoadAutoGroupedKernel(k.Method));
 
     /// <inheritdoc/>
+    public override void Prepare(KernelEntry kernel)
+    {
+        if (kernel.NeedsWarp && !SupportsWarp) throw new NotSupportedException($"kernel {kernel.Name} needs warp shuffles; {Name} runs the shared-memory twin");
+        Get(kernel);
+    }
+
+    /// <inheritdoc/>
     public override void Launch(KernelEntry kernel, int extent, params object[] args)
     {
         if (extent <= 0) return;

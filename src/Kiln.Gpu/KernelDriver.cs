@@ -36,6 +36,9 @@ public abstract class KernelDriver : IDisposable
     public abstract void Read<T>(DeviceBuffer src, T[] dst, int count) where T : unmanaged;
     /// <summary>Sets the first <paramref name="bytes"/> bytes of <paramref name="buffer"/> to zero.</summary>
     public abstract void Zero(DeviceBuffer buffer, long bytes);
+    /// <summary>Compiles <paramref name="kernel"/> for the device (or finds it in the cache) without launching it.</summary>
+    /// <exception cref="NotSupportedException">The device cannot run the kernel; the message says why.</exception>
+    public abstract void Prepare(KernelEntry kernel);
     /// <summary>Launches an implicitly grouped kernel over <paramref name="extent"/> threads.</summary>
     public abstract void Launch(KernelEntry kernel, int extent, params object[] args);
     /// <summary>Launches an explicitly grouped kernel.</summary>

@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using Kiln.Backends;
+using Kiln.Gpu.OpenCl;
 
 namespace Kiln.Gpu;
 
@@ -46,6 +47,28 @@ public static class KilnGpu
         var ctx = NewContext(b => b.Cuda());
         var acc = ctx.CreateCudaAccelerator(index);
         return Register(new IlgpuBackend(Device.Cuda(index), new IlgpuDriver(ctx, acc)));
+    }
+
+    /// <summary>
+    /// The number of OpenCL devices of every installed platform (0 without an OpenCL ICD loader or platform). Kiln drives
+    /// them directly through the OpenCL API, not through ILGPU's OpenCL accelerator, so devices that ILGPU refuses (PoCL:
+    /// OpenCL C 1.2, no generic address space) run too, given SPIR support and clang-15 (see README).
+    /// </summary>
+    public static int OpenClDeviceCount()
+    {
+        var api = ClApi.Instance;
+        return api is null ? 0 : api.Devices().Length;
+    }
+
+    /// <summary>OpenCL device <paramref name="index"/> (in platform order, as listed by <c>clinfo</c>) as <see cref="Device.OpenCL(int)"/>.</summary>
+    /// <exception cref="NotSupportedException">There is no OpenCL driver or no such device, or the device has neither OpenCL C 2.0 nor SPIR.</exception>
+    public static IlgpuBackend CreateOpenCl(int index = 0)
+    {
+        var api = ClApi.Instance ?? throw new NotSupportedException("OpenCL: " + ClApi.MissingReason);
+        var devices = api.Devices();
+        if (index < 0 || index >= devices.Length)
+            throw new NotSupportedException($"no OpenCL device {index}: the installed platforms have {devices.Length} device(s)");
+        return Register(new IlgpuBackend(Device.OpenCL(index), new OpenClDriver(api, devices[index])));
     }
 
     static IlgpuBackend Register(IlgpuBackend backend)

@@ -79,12 +79,12 @@ public static class Props
 
     /// <summary>
     /// Checks a property of kernels on <paramref name="device"/>, with the case count scaled for that device: ILGPU's CPU
-    /// accelerator simulates every GPU thread on the host, so it runs a third of the cases (each still covers random
-    /// shapes and layouts; the full count runs on the CPU and on real GPUs).
+    /// accelerator simulates every GPU thread on the host, and an OpenCL device may be PoCL on the same two cores, so they
+    /// run a third of the cases (each still covers random shapes and layouts; the full count runs on the CPU and on CUDA).
     /// </summary>
     public static void Check<T>(Device device, Gen<T> gen, Action<T> property, int? maxTest = null) =>
         Check(gen, property, MaxTests(device, maxTest ?? DefaultMaxTest));
 
     /// <summary>The number of cases a property runs on <paramref name="device"/>.</summary>
-    public static int MaxTests(Device device, int maxTest) => device.Kind == DeviceKind.IlgpuCpu ? Math.Max(10, maxTest / 3) : maxTest;
+    public static int MaxTests(Device device, int maxTest) => device.Kind is DeviceKind.IlgpuCpu or DeviceKind.OpenCL ? Math.Max(10, maxTest / 3) : maxTest;
 }

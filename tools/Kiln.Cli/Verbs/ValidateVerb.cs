@@ -2,14 +2,16 @@ using System.CommandLine;
 using Kiln.Backends;
 using Kiln.Gpu;
 using Kiln.Kernels;
+using Kiln.Kernels.Gpu;
 using Spectre.Console;
 
 namespace Kiln.Cli;
 
 /// <summary>
 /// `kiln validate`: every kernel family on every backend present (the CPU SIMD kernels, ILGPU's CPU accelerator, each
-/// CUDA device) on random inputs of many shapes and layouts, against the float64 reference; prints a kernel x backend
-/// matrix of the largest relative error and pass/fail, and exits 1 on any failure.
+/// CUDA device, each OpenCL device Kiln can drive, e.g. PoCL through SPIR from clang-15) on random inputs of many shapes
+/// and layouts, against the float64 reference; prints a kernel x backend matrix of the largest relative error and
+/// pass/fail, and exits 1 on any failure.
 /// </summary>
 public static class ValidateVerb
 {
@@ -155,6 +157,24 @@ public static class ValidateVerb
         return list;
     }
 
+    /// <summary>Builds every catalog kernel <paramref name="gpu"/> would launch (warp kernels only where it has warps);
+    /// prints the count and each kernel that cannot build, with the reason; returns the number of failures.</summary>
+    static int ReportBuilds(IlgpuBackend gpu)
+    {
+        var kernels = KernelCatalog.All.Where(k => gpu.Driver.SupportsWarp || !k.NeedsWarp).ToArray();
+        var failed = new List<(string Name, string Reason)>();
+        foreach (var k in kernels)
+        {
+            try { gpu.Driver.Prepare(k); }
+            catch (Exception e) when (e is NotSupportedException or InvalidOperationException or ArgumentException) { failed.Add((k.Name, e.Message)); }
+        }
+        int warp = KernelCatalog.All.Count - kernels.Length;
+        Cli.Err.MarkupLine($"{gpu.Device} ({Markup.Escape(gpu.Driver.Name)}): {(failed.Count == 0 ? "[green]" : "[red]")}{kernels.Length - failed.Count} of {kernels.Length} catalog kernels build[/]"
+            + (warp > 0 ? $" ({warp} warp-shuffle kernels replaced by their shared-memory twins)" : ""));
+        foreach (var (name, reason) in failed) Cli.Err.MarkupLine($"  [red]{Markup.Escape(name)}[/]: {Markup.Escape(reason)}");
+        return failed.Count;
+    }
+
     static (double, bool) Merge((double, bool) a, (double, bool) b) => (Math.Max(a.Item1, b.Item1), a.Item2 && b.Item2);
 
     static (double, bool) All(Tensor[] xs, Func<Tensor, (double, bool)> f)
@@ -181,7 +201,8 @@ public static class ValidateVerb
     {
         var json = new Option<bool>("--json") { Description = "one JSON object per kernel and backend on standard output" };
         var noCpuAccel = new Option<bool>("--no-ilgpu-cpu") { Description = "skip ILGPU's CPU accelerator" };
-        var cmd = new Command("validate", "Run every kernel on every backend present against the float64 reference; prints a kernel x backend matrix, exit 1 on any failure") { json, noCpuAccel };
+        var noOpenCl = new Option<bool>("--no-opencl") { Description = "skip OpenCL devices" };
+        var cmd = new Command("validate", "Run every kernel on every backend present against the float64 reference; prints a kernel x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl };
         cmd.SetAction(r =>
         {
             var owned = new List<IlgpuBackend>();
@@ -190,6 +211,12 @@ public static class ValidateVerb
                 if (!r.GetValue(noCpuAccel) && !BackendRegistry.Devices.Contains(Device.IlgpuCpu)) owned.Add(KilnGpu.CreateCpuAccelerator());
                 for (int i = 0; i < KilnGpu.CudaDeviceCount(); i++)
                     if (!BackendRegistry.Devices.Contains(Device.Cuda(i))) owned.Add(KilnGpu.CreateCuda(i));
+                for (int i = 0; !r.GetValue(noOpenCl) && i < KilnGpu.OpenClDeviceCount(); i++)
+                {
+                    if (BackendRegistry.Devices.Contains(Device.OpenCL(i))) continue;
+                    try { owned.Add(KilnGpu.CreateOpenCl(i)); }
+                    catch (NotSupportedException e) { Cli.Err.MarkupLine($"[yellow]opencl:{i} skipped[/]: {Markup.Escape(e.Message)}"); }
+                }
                 var devices = BackendRegistry.Devices.OrderBy(d => d.Kind).ThenBy(d => d.Index).ToArray();
                 var checks = Checks();
                 var results = new Dictionary<(string, Device), (double, bool, string?)>();
@@ -212,6 +239,12 @@ public static class ValidateVerb
                     }
                     return 0;
                 });
+                int buildFailures = 0;
+                foreach (var dev in devices)
+                {
+                    if (BackendRegistry.Get(dev) is not IlgpuBackend gpu) continue;
+                    buildFailures += ReportBuilds(gpu);
+                }
                 var table = new Table().AddColumn("kernel");
                 foreach (var d in devices) table.AddColumn(d.ToString());
                 foreach (var key in results.Keys.Select(k => k.Item1).Distinct())
@@ -221,8 +254,8 @@ public static class ValidateVerb
                         return ok ? $"[green]pass[/] {e:0.0e+0}" : $"[red]FAIL[/] {(err is null ? e.ToString("0.0e+0") : Markup.Escape(err))}";
                     })]);
                 Cli.Err.Write(table);
-                int failures = results.Values.Count(v => !v.Item2);
-                Cli.Err.MarkupLine(failures == 0 ? $"[green]all {results.Count} kernel x backend checks pass[/]" : $"[red]{failures} of {results.Count} checks failed[/]");
+                int failures = results.Values.Count(v => !v.Item2) + buildFailures;
+                Cli.Err.MarkupLine(failures == 0 ? $"[green]all {results.Count} kernel x backend checks pass, and every catalog kernel builds[/]" : $"[red]{failures} failures ({results.Values.Count(v => !v.Item2)} of {results.Count} checks, {buildFailures} kernel builds)[/]");
                 return failures == 0 ? 0 : Cli.Failed;
             }
             finally { foreach (var b in owned) b.Dispose(); }

@@ -1,0 +1,211 @@
+using System.Collections.Concurrent;
+using System.Text;
+using ILGPU;
+using Kiln.Kernels.Gpu;
+
+namespace Kiln.Gpu.OpenCl;
+
+/// <summary>
+/// A <see cref="KernelDriver"/> that calls an OpenCL driver directly (no ILGPU runtime): each catalog kernel's OpenCL C
+/// comes from ILGPU's CLBackend (<see cref="KernelEmitter.OpenCL"/>), is compiled by clang-15 to SPIR 1.2 bitcode and
+/// loaded with <c>clCreateProgramWithBinary</c> on first use, then cached. SPIR rather than source because ILGPU writes
+/// OpenCL C 2.0 with the generic address space, which devices like PoCL (OpenCL C 1.2) reject as source (and which is
+/// why ILGPU's own OpenCL accelerator refuses them), while their SPIR consumer takes it. Arguments are mapped to
+/// <c>clSetKernelArg</c> by <see cref="ClKernelAbi"/>. One in-order queue; calls are serialized.
+/// </summary>
+internal sealed unsafe class OpenClDriver : KernelDriver
+{
+    readonly ClApi _api;
+    readonly IntPtr _device;
+    IntPtr _context, _queue;
+    readonly ConcurrentDictionary<string, Lazy<ClKernel>> _kernels = new();
+    readonly object _lock = new();
+
+    sealed record ClKernel(IntPtr Program, IntPtr Handle, ClKernelAbi Abi);
+
+    public OpenClDriver(ClApi api, IntPtr device)
+    {
+        _api = api;
+        _device = device;
+        string name = api.DeviceString(device, ClApi.DeviceName), version = api.DeviceString(device, ClApi.DeviceVersion);
+        if (!api.DeviceString(device, ClApi.DeviceExtensions).Split(' ').Contains("cl_khr_spir"))
+            throw new NotSupportedException($"OpenCL device {name} ({version}) has no cl_khr_spir: Kiln's OpenCL driver loads its kernels as SPIR 1.2 bitcode");
+        if (SpirCompiler.Clang is null)
+            throw new NotSupportedException($"OpenCL device {name}: {SpirCompiler.MissingReason}");
+        Name = $"OpenCL {name} ({version}, SPIR)";
+        MaxGroupSize = (int)Math.Min(api.DeviceSize(device, ClApi.DeviceMaxWorkGroupSize), 1024);
+        int err;
+        IntPtr d = device;
+        _context = api.CreateContext(null, 1, &d, IntPtr.Zero, IntPtr.Zero, &err);
+        ClApi.Check(err, "clCreateContext");
+        _queue = api.CreateCommandQueue(_context, device, 0, &err);
+        ClApi.Check(err, "clCreateCommandQueue");
+    }
+
+    /// <inheritdoc/>
+    public override string Name { get; }
+    /// <inheritdoc/>
+    public override int MaxGroupSize { get; }
+    /// <inheritdoc/>
+    public override bool SupportsWarp => false;
+
+    sealed class Buffer(OpenClDriver owner, IntPtr mem, long bytes) : DeviceBuffer
+    {
+        IntPtr _mem = mem;
+        public IntPtr Mem => _mem != IntPtr.Zero ? _mem : throw new ObjectDisposedException(nameof(DeviceBuffer));
+        public override long Bytes => bytes;
+        public override void Dispose()
+        {
+            var m = Interlocked.Exchange(ref _mem, IntPtr.Zero);
+            if (m != IntPtr.Zero) owner._api.ReleaseMemObject(m);
+        }
+    }
+
+    static IntPtr M(DeviceBuffer b) => ((Buffer)b).Mem;
+
+    /// <inheritdoc/>
+    public override DeviceBuffer Allocate(long bytes)
+    {
+        bytes = Math.Max(bytes, 8);
+        int err;
+        var mem = _api.CreateBuffer(_context, ClApi.MemReadWrite, (nuint)bytes, null, &err);
+        if (err == -4 || err == -61) throw new OutOfMemoryException($"OpenCL: cannot allocate {bytes} bytes on {Name} (status {err})");
+        ClApi.Check(err, "clCreateBuffer");
+        return new Buffer(this, mem, bytes);
+    }
+
+    /// <inheritdoc/>
+    public override void Write<T>(DeviceBuffer dst, T[] src, int count)
+    {
+        if (count == 0) return;
+        lock (_lock)
+            fixed (T* p = src)
+                ClApi.Check(_api.EnqueueWriteBuffer(_queue, M(dst), 1, 0, (nuint)((long)count * sizeof(T)), p, 0, null, null), "clEnqueueWriteBuffer");
+    }
+
+    /// <inheritdoc/>
+    public override void Read<T>(DeviceBuffer src, T[] dst, int count)
+    {
+        if (count == 0) return;
+        lock (_lock)
+            fixed (T* p = dst)
+                ClApi.Check(_api.EnqueueReadBuffer(_queue, M(src), 1, 0, (nuint)((long)count * sizeof(T)), p, 0, null, null), "clEnqueueReadBuffer");
+    }
+
+    /// <inheritdoc/>
+    public override void Zero(DeviceBuffer buffer, long bytes)
+    {
+        if (bytes <= 0) return;
+        byte zero = 0;
+        lock (_lock) ClApi.Check(_api.EnqueueFillBuffer(_queue, M(buffer), &zero, 1, 0, (nuint)bytes, 0, null, null), "clEnqueueFillBuffer");
+    }
+
+    /// <inheritdoc/>
+    public override void Prepare(KernelEntry kernel) => Get(kernel);
+
+    ClKernel Get(KernelEntry k) => _kernels.GetOrAdd(k.Name, _ => new Lazy<ClKernel>(() => Build(k))).Value;
+
+    ClKernel Build(KernelEntry k)
+    {
+        if (k.NeedsWarp) throw new NotSupportedException($"OpenCL: kernel {k.Name} needs warp shuffles; {Name} runs the shared-memory twin");
+        string source = KernelEmitter.OpenCL(k);
+        var abi = ClKernelAbi.Parse(k.Name, source, k.Grouped);
+        var bc = SpirCompiler.Compile(k.Name, source);
+        nuint len = (nuint)bc.Length;
+        IntPtr dev = _device;
+        int err, binStatus;
+        IntPtr program;
+        fixed (byte* b = bc)
+        {
+            byte* pb = b;
+            program = _api.CreateProgramWithBinary(_context, 1, &dev, &len, &pb, &binStatus, &err);
+        }
+        ClApi.Check(err, $"clCreateProgramWithBinary ({k.Name})");
+        int status;
+        fixed (byte* o = "-x spir -spir-std=1.2\0"u8)
+            status = _api.BuildProgram(program, 1, &dev, o, IntPtr.Zero, IntPtr.Zero);
+        if (status != ClApi.Success)
+        {
+            string log = _api.BuildLog(program, _device);
+            _api.ReleaseProgram(program);
+            throw new NotSupportedException($"OpenCL: kernel {k.Name} does not build on {Name} (status {status}): {log}");
+        }
+        IntPtr kernel;
+        fixed (byte* n = Encoding.ASCII.GetBytes(abi.EntryName + "\0"))
+            kernel = _api.CreateKernel(program, n, &err);
+        if (err != ClApi.Success) { _api.ReleaseProgram(program); ClApi.Check(err, $"clCreateKernel ({k.Name})"); }
+        return new ClKernel(program, kernel, abi);
+    }
+
+    void SetArgs(ClKernel k, string name, int? extent, object[] args)
+    {
+        var (values, views) = k.Abi.Marshal(args);
+        uint index = 0;
+        foreach (var v in views)
+        {
+            IntPtr mem = M(v.Buffer);
+            ClApi.Check(_api.SetKernelArg(k.Handle, index++, (nuint)sizeof(IntPtr), &mem), $"clSetKernelArg ({name} buffer)");
+        }
+        if (extent is int e)
+            ClApi.Check(_api.SetKernelArg(k.Handle, index++, sizeof(int), &e), $"clSetKernelArg ({name} extent)");
+        foreach (var bytes in values)
+            fixed (byte* b = bytes)
+                ClApi.Check(_api.SetKernelArg(k.Handle, index++, (nuint)bytes.Length, b), $"clSetKernelArg ({name} argument {index})");
+    }
+
+    /// <summary>Threads per launch are rounded up to this (the kernel returns for threads past the extent); the driver picks the group size.</summary>
+    const int ImplicitRound = 64;
+
+    /// <inheritdoc/>
+    public override void Launch(KernelEntry kernel, int extent, params object[] args)
+    {
+        if (extent <= 0) return;
+        var k = Get(kernel);
+        nuint global = (nuint)(((long)extent + ImplicitRound - 1) / ImplicitRound * ImplicitRound);
+        lock (_lock)
+        {
+            SetArgs(k, kernel.Name, extent, args);
+            ClApi.Check(_api.EnqueueNDRangeKernel(_queue, k.Handle, 1, null, &global, null, 0, null, null), $"clEnqueueNDRangeKernel ({kernel.Name})");
+        }
+    }
+
+    /// <inheritdoc/>
+    public override void Launch(KernelEntry kernel, Index3D grid, Index3D group, params object[] args)
+    {
+        if (grid.Size <= 0) return;
+        var k = Get(kernel);
+        nuint* local = stackalloc nuint[3] { (nuint)group.X, (nuint)group.Y, (nuint)group.Z };
+        nuint* global = stackalloc nuint[3] { (nuint)((long)grid.X * group.X), (nuint)((long)grid.Y * group.Y), (nuint)((long)grid.Z * group.Z) };
+        lock (_lock)
+        {
+            SetArgs(k, kernel.Name, null, args);
+            ClApi.Check(_api.EnqueueNDRangeKernel(_queue, k.Handle, 3, null, global, local, 0, null, null), $"clEnqueueNDRangeKernel ({kernel.Name})");
+        }
+    }
+
+    /// <inheritdoc/>
+    public override void Synchronize()
+    {
+        lock (_lock) ClApi.Check(_api.Finish(_queue), "clFinish");
+    }
+
+    /// <inheritdoc/>
+    public override void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_queue == IntPtr.Zero) return;
+            _api.Finish(_queue);
+            foreach (var lazy in _kernels.Values)
+                if (lazy.IsValueCreated)
+                {
+                    _api.ReleaseKernel(lazy.Value.Handle);
+                    _api.ReleaseProgram(lazy.Value.Program);
+                }
+            _kernels.Clear();
+            _api.ReleaseCommandQueue(_queue);
+            _api.ReleaseContext(_context);
+            _queue = _context = IntPtr.Zero;
+        }
+    }
+}
