@@ -36,4 +36,26 @@ public class WorkerTeamTests
         Parallel.For(0, 8, _ => WorkerTeam.For(4, i => WorkerTeam.For(3, j => Interlocked.Increment(ref total))));
         Assert.Equal(8 * 4 * 3, total);
     }
+
+    [Fact]
+    public void A_worker_joins_whether_it_is_polling_or_asleep()
+    {
+        if (Environment.ProcessorCount < 2) return;   // no workers: every part runs inline
+        // Part 0 waits for part 1 to start, which only a worker can do while the caller is inside part 0: a lost
+        // wake-up shows as a timeout here rather than a hang. Pauses before the calls leave the worker polling
+        // (shorter than SpinBeforeSleep) or blocked (longer).
+        foreach (var pause in new[] { TimeSpan.Zero, WorkerTeam.SpinBeforeSleep / 4, WorkerTeam.SpinBeforeSleep * 3 })
+            for (int round = 0; round < 20; round++)
+            {
+                Thread.Sleep(pause);
+                using var started = new ManualResetEventSlim();
+                bool joined = false;
+                WorkerTeam.For(2, i =>
+                {
+                    if (i == 1) started.Set();
+                    else joined = started.Wait(TimeSpan.FromSeconds(10));
+                });
+                Assert.True(joined, $"after a pause of {pause.TotalMilliseconds} ms, round {round}: no worker took part 1 within 10 s");
+            }
+    }
 }
