@@ -269,10 +269,11 @@ public static class BenchVerb
         var json = new Option<bool>("--json") { Description = "Print Kiln's results as JSON lines {workload, seconds, rate, unit} on stdout; runs no peer and writes no files" };
         var peer = new Option<string?>("--peer") { Description = "Path of peer_bench.py (default: shared/peers/peer_bench.py found upward from the working directory)" };
         var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer runs" };
+        var roundsOpt = new Option<int>("--rounds") { Description = "Rounds of (Kiln, peer) per workload; each side reports its median round", DefaultValueFactory = _ => 3 };
         var outDir = new Option<string?>("--out") { Description = "Folder for RESULTS.md and ratios.png (default: the repository's bench/)" };
         var cmd = new Command("bench", "Time Kiln's CPU kernels on peer_bench.py's workloads, run the peer (numpy/OpenBLAS, PyTorch) in the same invocation, print the ratios, and write RESULTS.md and a ratio chart")
         {
-            names, json, peer, noPeer, outDir,
+            names, json, peer, noPeer, roundsOpt, outDir,
         };
         cmd.SetAction(parse =>
         {
@@ -282,6 +283,8 @@ public static class BenchVerb
                 throw new ArgumentException($"bench: unknown workload(s) {string.Join(", ", unknown)}; known: {string.Join(", ", Workloads.Select(w => w.Name))}");
             var list = wanted.Length == 0 ? Workloads : Workloads.Where(w => wanted.Contains(w.Name)).ToList();
             bool asJson = parse.GetValue(json);
+            int rounds = parse.GetValue(roundsOpt);
+            if (rounds < 1) throw new ArgumentOutOfRangeException("--rounds", rounds, "bench: --rounds must be at least 1");
             double corePeak = MeasureCorePeakGflops(), peak = corePeak * Environment.ProcessorCount;
             if (asJson)
             {
@@ -306,17 +309,17 @@ public static class BenchVerb
                 var acc = new List<Row>();
                 foreach (var w in list)
                 {
-                    // Kiln, peer, Kiln, peer: the load of a shared machine drifts over seconds, and alternating
-                    // makes the drift fall on both sides alike; each side reports the mean of its two medians.
-                    var r = Measure(w);
-                    var peers = peerPath is null ? [] : RunPeer(peerPath, w.Name);
-                    if (peerPath is not null)
+                    // Rounds of (Kiln, peer): the shared machine's speed drifts in episodes of seconds, so each side is
+                    // measured in every round and reports its median round, and an episode cannot decide a ratio alone.
+                    var kilnRounds = new List<Result>();
+                    var peerRounds = new List<List<PeerResult>>();
+                    for (int round = 0; round < (peerPath is null ? 1 : rounds); round++)
                     {
-                        r = Pool(r, Measure(w));
-                        var again = RunPeer(peerPath, w.Name);
-                        peers = peers.Select(p => again.FirstOrDefault(q => q.Peer == p.Peer && q.Unit == p.Unit) is { } q
-                            ? p with { Seconds = (p.Seconds + q.Seconds) / 2, Rate = 2 / (1 / p.Rate + 1 / q.Rate) } : p).ToList();
+                        kilnRounds.Add(Measure(w));
+                        if (peerPath is not null) peerRounds.Add(RunPeer(peerPath, w.Name));
                     }
+                    var r = MedianRound(kilnRounds);
+                    var peers = peerRounds.SelectMany(x => x).GroupBy(p => (p.Peer, p.Unit)).Select(g => MedianRound(g.ToList())).ToList();
                     // The ratio is against the fastest peer.
                     var best = peers.Where(p => p.Unit == r.Unit).MaxBy(p => p.Rate);
                     (double Kiln, double? Peer)? core = w.Gemm is { } s ? (KilnOneCoreGflops(s.M, s.N, s.K), peerPath is null ? null : PeerOneCoreGflops(s.M, s.N, s.K)) : null;
@@ -332,7 +335,7 @@ public static class BenchVerb
             Directory.CreateDirectory(dir);
             string cmdLine = "kiln " + string.Join(' ', parse.Tokens.Select(t => t.Value));
             var md = Path.Combine(dir, "RESULTS.md");
-            WriteSection(md, Markdown(rows, peak, cmdLine.Trim(), $"{loadBefore} before, {LoadAverage()} after"));
+            WriteSection(md, Markdown(rows, peak, cmdLine.Trim(), $"{loadBefore} before, {LoadAverage()} after", peerPath is null ? 1 : rounds));
             var png = Path.Combine(dir, "ratios.png");
             if (rows.Any(r => r.Peer is not null)) Chart(rows, png);
             Cli.Err.MarkupLine($"wrote [bold]{Markup.Escape(md)}[/]{(rows.Any(r => r.Peer is not null) ? $" and [bold]{Markup.Escape(png)}[/]" : "")}");
@@ -344,8 +347,9 @@ public static class BenchVerb
     /// <summary>A workload's results: Kiln, the fastest peer, every peer, and for SGEMM the one-core CPU-time rates.</summary>
     public sealed record Row(Result Kiln, PeerResult? Peer, List<PeerResult> All, (double Kiln, double? Peer)? OneCore);
 
-    // Two measurements of one workload: the mean time, and the rate that goes with it.
-    static Result Pool(Result a, Result b) => a with { Seconds = (a.Seconds + b.Seconds) / 2, Rate = 2 / (1 / a.Rate + 1 / b.Rate) };
+    // The round with the median time (the upper middle one for an even count).
+    static T MedianRound<T>(List<T> rounds) where T : notnull =>
+        rounds.OrderBy(x => x switch { Result r => r.Seconds, PeerResult p => p.Seconds, _ => 0 }).ElementAt(rounds.Count / 2);
 
     static Result Measure(Workload w)
     {
@@ -383,7 +387,7 @@ public static class BenchVerb
         catch (IOException) { return "unknown"; }
     }
 
-    static string Markdown(List<Row> rows, double peak, string command, string load)
+    static string Markdown(List<Row> rows, double peak, string command, string load, int rounds)
     {
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
@@ -392,7 +396,7 @@ public static class BenchVerb
         sb.AppendLine(ci, $"- Date: {DateTime.Now:yyyy-MM-dd HH:mm}");
         sb.AppendLine(ci, $"- Command: `{command}` (Release build), peers from `../shared/peers/peer_bench.py` run in the same invocation, one workload at a time, alternating with Kiln's runs");
         sb.AppendLine(ci, $"- Peak: {peak:F1} GFLOP/s single precision = {Environment.ProcessorCount} cores x {peak / Environment.ProcessorCount:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`BenchVerb.MeasureCorePeakGflops`)");
-        sb.AppendLine("- Timing: median of 7 runs after warm-up, for Kiln and peers alike, taken twice in the order Kiln, peer, Kiln, peer (so a drifting load on the shared machine falls on both) and averaged (time per run, and rate in the workload's unit); ratio = Kiln rate / fastest peer's rate (> 1: Kiln is faster)").AppendLine();
+        sb.AppendLine(ci, $"- Timing: median of 7 runs after warm-up, for Kiln and peers alike, in {rounds} alternating rounds (Kiln, peer, Kiln, peer, ...; each side reports its median round, so an episode of load on the shared machine cannot decide a ratio alone) (time per run, and rate in the workload's unit); ratio = Kiln rate / fastest peer's rate (> 1: Kiln is faster)").AppendLine();
         sb.AppendLine("| workload | Kiln | numpy | torch | ratio | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|");
         foreach (var (k, p, all, _) in rows)
         {
