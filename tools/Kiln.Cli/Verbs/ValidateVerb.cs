@@ -147,6 +147,50 @@ public static class ValidateVerb
                 var (e, ok2) = Compare(add, x.ZerosLike().ScatterAdd(-1, idx, x).ToDoubleArray(), rt, at);
                 return (e, ok && ok2);
             }), 8));
+            list.Add(new("elementwise.select", dt, (dev, xs) => All(xs, x =>
+            {
+                var b = x.Rank == 0 ? x : x.Narrow(x.Rank - 1, 0, Math.Min(1, x.Shape[^1]));
+                var xd = x.ToDoubleArray();
+                bool ok = true;
+                foreach (var op in Enum.GetValues<CompareOp>())
+                {
+                    var y = Tensor.Compare(op, x, b);
+                    var bd = b.BroadcastTo(y.Shape).ToDoubleArray();
+                    ok &= xd.Select((v, i) => Reference.Compare(op, v, bd[i])).SequenceEqual(y.ToArray<bool>());
+                }
+                var w = Tensor.Where(x > 0.5, x, -x).ToDoubleArray();
+                ok &= xd.Select(v => v > 0.5 ? v : -v).SequenceEqual(w);
+                ok &= xd.Select(v => Math.Min(Math.Max(v, -1), 2)).SequenceEqual(x.Clamp(-1, 2).ToDoubleArray());
+                return (0, ok);
+            }), 0));
+            list.Add(new("reduce.cumsum+argmax", dt, (dev, xs) => All(xs, x =>
+            {
+                if (x.Rank == 0 || x.Numel == 0) return (0, true);
+                int len = x.Shape[^1];
+                var xd = x.Contiguous().ToDoubleArray();
+                var (rt, at) = Tol(dt, 4 * len);
+                var prefix = Rows(xd, len, row => { var c = new double[row.Length]; double acc = 0; for (int i = 0; i < row.Length; i++) c[i] = acc += row[i]; return c; });
+                var (e, ok) = Compare(prefix, x.Cumsum(-1).ToDoubleArray(), rt, at);
+                // The first index of the largest value, as the reference sort (stable, descending) puts it first.
+                var arg = Rows(xd, len, row => [Reference.SortRow(row, true).Indices[0]]);
+                ok &= arg.SequenceEqual(x.ArgMax(-1).ToDoubleArray());
+                return (e, ok);
+            }), 4));
+            list.Add(new("attention.fused", dt, (dev, _) =>
+            {
+                var r = (0.0, true);
+                foreach (var (bh, tq, tk, d, dv, causal) in new[] { (1, 1, 1, 1, 1, false), (2, 5, 5, 4, 3, true), (3, 17, 33, 8, 5, false), (1, 33, 33, 16, 16, true), (2, 7, 0, 4, 4, false) })
+                {
+                    var g = new Generator((ulong)(tq * 100 + tk));
+                    var q = Tensor.Rand([bh, tq, d], g, -1, 1, dt, dev); var k = Tensor.Rand([bh, tk, d], g, -1, 1, dt, dev); var v = Tensor.Rand([bh, tk, dv], g, -1, 1, dt, dev);
+                    double scale = 1 / Math.Sqrt(d);
+                    var (qd, kd, vd) = (q.ToDoubleArray(), k.ToDoubleArray(), v.ToDoubleArray());
+                    var expected = Enumerable.Range(0, bh).SelectMany(t => Reference.Attention(tq, tk, d, dv, qd.AsSpan(t * tq * d, tq * d), kd.AsSpan(t * tk * d, tk * d), vd.AsSpan(t * tk * dv, tk * dv), causal, scale)).ToArray();
+                    var (rt, at) = Tol(dt, 8 * Math.Max(tk, 1));
+                    r = Merge(r, Compare(expected, Tensor.ScaledDotProductAttention(q, k, v, causal, scale).ToDoubleArray(), rt, at));
+                }
+                return r;
+            }, 8));
             list.Add(new("philox", dt, (dev, _) =>
             {
                 bool ok = Tensor.Rand([1000], new Generator(11), -1, 3, dt).ToDoubleArray().SequenceEqual(Tensor.Rand([1000], new Generator(11), -1, 3, dt, dev).ToDoubleArray());
@@ -154,6 +198,27 @@ public static class ValidateVerb
                 return (e, ok && ok2);
             }, 0));
         }
+        list.Add(new("stump_sum.pdf+tail", DType.Float64, (dev, _) =>
+        {
+            // Three meta-stumps with 2, 0 and 3 thresholds; region values as the smoothing builds them.
+            int[] starts = [0, 2, 2, 5], values = [0, 1, 3, 2, 0, 4, 1, 0];
+            int regions = starts[^1], batch = 6, width = Reference.StumpSumWidth(starts, values);
+            var g = new Generator(21);
+            // P[x' >= threshold] descends within a group, as for sorted thresholds.
+            var upper = Tensor.Rand([batch, regions], g, 0, 1, DType.Float64).ToDoubleArray();
+            for (int b = 0; b < batch; b++)
+                for (int gr = 0; gr + 1 < starts.Length; gr++)
+                    Array.Sort(upper, b * regions + starts[gr], starts[gr + 1] - starts[gr], Comparer<double>.Create((x, y) => y.CompareTo(x)));
+            var up = Tensor.FromArray(upper, new Shape(batch, regions)).To(dev);
+            var pdf = Tensor.StumpSumPdf(up, starts, values).ToDoubleArray();
+            var expected = Enumerable.Range(0, batch).SelectMany(b => Reference.StumpSumPdf(upper.AsSpan(b * regions, regions), starts, values)).ToArray();
+            var (e, ok) = Compare(expected, pdf, 1e-12, 1e-15);
+            long[] cuts = [-1, 0, 3, 5, width - 1, width + 2];
+            var tail = Tensor.StumpSumTail(up, starts, values, Tensor.FromArray(cuts, new Shape(batch)).To(dev)).ToDoubleArray();
+            var tailRef = Enumerable.Range(0, batch).Select(b => Reference.StumpSumTail(upper.AsSpan(b * regions, regions), starts, values, cuts[b])).ToArray();
+            var (e2, ok2) = Compare(tailRef, tail, 1e-12, 1e-15);
+            return (Math.Max(e, e2), ok && ok2);
+        }, 1));
         return list;
     }
 
