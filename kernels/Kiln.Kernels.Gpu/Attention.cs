@@ -22,6 +22,8 @@ public static class Attention
         public int Dv;
         /// <summary>1 for a causal (top-left aligned) mask.</summary>
         public int Causal;
+        /// <summary>Element offsets of q, k, v, y, lse, gy, gq, gk and gv in their buffers (views need not start at 0).</summary>
+        public int QOff, KOff, VOff, YOff, LseOff, GyOff, GqOff, GkOff, GvOff;
     }
 
     static int KeyEnd(Dims s, int i) => s.Causal != 0 ? (i + 1 < s.Tk ? i + 1 : s.Tk) : s.Tk;
@@ -35,46 +37,46 @@ public static class Attention
     }
 
     /// <summary>y[r, :] = softmax(scale q_r k^T) v and lse[r] = log sum exp(scale q_r k^T) for query row r = b Tq + i
-    /// (-inf, with y 0, when no key is visible). q, k, v, y, lse contiguous.</summary>
+    /// (-inf, with y 0, when no key is visible). q, k, v, y, lse contiguous from their offsets in <paramref name="s"/>.</summary>
     public static void Forward<T, TF>(Index1D r, ArrayView<T> q, ArrayView<T> k, ArrayView<T> v, ArrayView<T> y, ArrayView<T> lse, Dims s, T scale)
         where T : unmanaged where TF : struct, IFloat<T>
     {
         TF f = default;
         int b = r / s.Tq, i = r % s.Tq, yo = r * s.Dv, end = KeyEnd(s, i);
         T m = f.Lowest, l = f.Zero;
-        for (int c = 0; c < s.Dv; c++) y[yo + c] = f.Zero;
+        for (int c = 0; c < s.Dv; c++) y[s.YOff + yo + c] = f.Zero;
         for (int j = 0; j < end; j++)
         {
             int kr = b * s.Tk + j;
-            T sc = Score<T, TF>(q, r * s.D, k, kr * s.D, s.D, scale);
+            T sc = Score<T, TF>(q, s.QOff + r * s.D, k, s.KOff + kr * s.D, s.D, scale);
             if (f.Lt(m, sc))
             {
                 T fac = f.Exp(f.Sub(m, sc));
-                for (int c = 0; c < s.Dv; c++) y[yo + c] = f.Mul(y[yo + c], fac);
+                for (int c = 0; c < s.Dv; c++) y[s.YOff + yo + c] = f.Mul(y[s.YOff + yo + c], fac);
                 l = f.Mul(l, fac);
                 m = sc;
             }
             T p = f.Exp(f.Sub(sc, m));
             l = f.Add(l, p);
-            for (int c = 0; c < s.Dv; c++) y[yo + c] = f.Add(y[yo + c], f.Mul(p, v[kr * s.Dv + c]));
+            for (int c = 0; c < s.Dv; c++) y[s.YOff + yo + c] = f.Add(y[s.YOff + yo + c], f.Mul(p, v[s.VOff + kr * s.Dv + c]));
         }
         if (f.Lt(f.Zero, l))
         {
             T inv = f.Div(f.One, l);
-            for (int c = 0; c < s.Dv; c++) y[yo + c] = f.Mul(y[yo + c], inv);
-            lse[r] = f.Add(m, f.Log(l));
+            for (int c = 0; c < s.Dv; c++) y[s.YOff + yo + c] = f.Mul(y[s.YOff + yo + c], inv);
+            lse[s.LseOff + r] = f.Add(m, f.Log(l));
         }
-        else lse[r] = f.Lowest;
+        else lse[s.LseOff + r] = f.Lowest;
     }
 
     /// <summary>delta[r] = gy[r, :] . y[r, :], the row term of the softmax gradient.</summary>
-    public static void Delta<T, TF>(Index1D r, ArrayView<T> y, ArrayView<T> gy, ArrayView<T> delta, int dv)
+    public static void Delta<T, TF>(Index1D r, ArrayView<T> y, ArrayView<T> gy, ArrayView<T> delta, Dims s)
         where T : unmanaged where TF : struct, IFloat<T>
     {
         TF f = default;
-        T s = f.Zero;
-        for (int c = 0; c < dv; c++) s = f.Add(s, f.Mul(gy[r * dv + c], y[r * dv + c]));
-        delta[r] = s;
+        T sum = f.Zero;
+        for (int c = 0; c < s.Dv; c++) sum = f.Add(sum, f.Mul(gy[s.GyOff + r * s.Dv + c], y[s.YOff + r * s.Dv + c]));
+        delta[r] = sum;
     }
 
     /// <summary>gq[r, :] = scale sum_j p_rj (gy_r . v_j - delta_r) k_j for query row r.</summary>
@@ -83,15 +85,15 @@ public static class Attention
     {
         TF f = default;
         int b = r / s.Tq, i = r % s.Tq, end = KeyEnd(s, i);
-        for (int c = 0; c < s.D; c++) gq[r * s.D + c] = f.Zero;
+        for (int c = 0; c < s.D; c++) gq[s.GqOff + r * s.D + c] = f.Zero;
         for (int j = 0; j < end; j++)
         {
             int kr = b * s.Tk + j;
-            T p = f.Exp(f.Sub(Score<T, TF>(q, r * s.D, k, kr * s.D, s.D, scale), lse[r]));
+            T p = f.Exp(f.Sub(Score<T, TF>(q, s.QOff + r * s.D, k, s.KOff + kr * s.D, s.D, scale), lse[s.LseOff + r]));
             T dp = f.Zero;
-            for (int c = 0; c < s.Dv; c++) dp = f.Add(dp, f.Mul(gy[r * s.Dv + c], v[kr * s.Dv + c]));
+            for (int c = 0; c < s.Dv; c++) dp = f.Add(dp, f.Mul(gy[s.GyOff + r * s.Dv + c], v[s.VOff + kr * s.Dv + c]));
             T w = f.Mul(f.Mul(p, f.Sub(dp, delta[r])), scale);
-            for (int c = 0; c < s.D; c++) gq[r * s.D + c] = f.Add(gq[r * s.D + c], f.Mul(w, k[kr * s.D + c]));
+            for (int c = 0; c < s.D; c++) gq[s.GqOff + r * s.D + c] = f.Add(gq[s.GqOff + r * s.D + c], f.Mul(w, k[s.KOff + kr * s.D + c]));
         }
     }
 
@@ -101,21 +103,21 @@ public static class Attention
     {
         TF f = default;
         int b = t / s.Tk, j = t % s.Tk;
-        for (int c = 0; c < s.D; c++) gk[t * s.D + c] = f.Zero;
-        for (int c = 0; c < s.Dv; c++) gv[t * s.Dv + c] = f.Zero;
+        for (int c = 0; c < s.D; c++) gk[s.GkOff + t * s.D + c] = f.Zero;
+        for (int c = 0; c < s.Dv; c++) gv[s.GvOff + t * s.Dv + c] = f.Zero;
         for (int i = s.Causal != 0 ? j : 0; i < s.Tq; i++)
         {
             int r = b * s.Tq + i;
-            T p = f.Exp(f.Sub(Score<T, TF>(q, r * s.D, k, t * s.D, s.D, scale), lse[r]));
+            T p = f.Exp(f.Sub(Score<T, TF>(q, s.QOff + r * s.D, k, s.KOff + t * s.D, s.D, scale), lse[s.LseOff + r]));
             T dp = f.Zero;
             for (int c = 0; c < s.Dv; c++)
             {
-                T g = gy[r * s.Dv + c];
-                dp = f.Add(dp, f.Mul(g, v[t * s.Dv + c]));
-                gv[t * s.Dv + c] = f.Add(gv[t * s.Dv + c], f.Mul(p, g));
+                T g = gy[s.GyOff + r * s.Dv + c];
+                dp = f.Add(dp, f.Mul(g, v[s.VOff + t * s.Dv + c]));
+                gv[s.GvOff + t * s.Dv + c] = f.Add(gv[s.GvOff + t * s.Dv + c], f.Mul(p, g));
             }
             T w = f.Mul(f.Mul(p, f.Sub(dp, delta[r])), scale);
-            for (int c = 0; c < s.D; c++) gk[t * s.D + c] = f.Add(gk[t * s.D + c], f.Mul(w, q[r * s.D + c]));
+            for (int c = 0; c < s.D; c++) gk[s.GkOff + t * s.D + c] = f.Add(gk[s.GkOff + t * s.D + c], f.Mul(w, q[s.QOff + r * s.D + c]));
         }
     }
 }

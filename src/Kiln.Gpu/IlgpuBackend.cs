@@ -319,7 +319,7 @@ public sealed class IlgpuBackend : IBackend, IDisposable
     public void Attention(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse) => Locked(() =>
     {
         if (!q.DType.IsFloating()) throw Unsupported("attention", q.DType);
-        var dims = AttentionDims(q, k, v, causal);
+        var dims = AttentionDims(q, k, v, causal) with { YOff = Off(y), LseOff = Off(lse) };
         Driver.Launch(K($"attention.forward.{Sfx(q.DType)}"), q.Shape[0] * dims.Tq, V(q), V(k), V(v), V(y), V(lse), dims, AsElement(q.DType, scale));
     });
 
@@ -327,18 +327,25 @@ public sealed class IlgpuBackend : IBackend, IDisposable
     public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, double scale, Tensor gq, Tensor gk, Tensor gv) => Locked(() =>
     {
         if (!q.DType.IsFloating()) throw Unsupported("attention_backward", q.DType);
-        var dims = AttentionDims(q, k, v, causal);
+        var dims = AttentionDims(q, k, v, causal) with
+        {
+            YOff = Off(y), LseOff = Off(lse), GyOff = Off(gy), GqOff = Off(gq), GkOff = Off(gk), GvOff = Off(gv),
+        };
         int rows = q.Shape[0] * dims.Tq, keys = q.Shape[0] * dims.Tk;
         using var delta = Tensor.Empty(new Shape(Math.Max(rows, 1)), q.DType, Device);
         string t = Sfx(q.DType);
         object sc = AsElement(q.DType, scale);
-        Driver.Launch(K($"attention.delta.{t}"), rows, V(y), V(gy), V(delta), dims.Dv);
+        Driver.Launch(K($"attention.delta.{t}"), rows, V(y), V(gy), V(delta), dims);
         Driver.Launch(K($"attention.grad_q.{t}"), rows, V(q), V(k), V(v), V(gy), V(lse), V(delta), V(gq), dims, sc);
         Driver.Launch(K($"attention.grad_kv.{t}"), keys, V(q), V(k), V(v), V(gy), V(lse), V(delta), V(gk), V(gv), dims, sc);
     });
 
-    static G.Attention.Dims AttentionDims(Tensor q, Tensor k, Tensor v, bool causal) =>
-        new() { Tq = q.Shape[1], Tk = k.Shape[1], D = q.Shape[2], Dv = v.Shape[2], Causal = causal ? 1 : 0 };
+    // The core hands over contiguous tensors, which may still start past their buffer's first element.
+    static G.Attention.Dims AttentionDims(Tensor q, Tensor k, Tensor v, bool causal) => new()
+    {
+        Tq = q.Shape[1], Tk = k.Shape[1], D = q.Shape[2], Dv = v.Shape[2], Causal = causal ? 1 : 0,
+        QOff = Off(q), KOff = Off(k), VOff = Off(v),
+    };
 
     /// <inheritdoc/>
     /// <remarks>The product, the bias and the activation run as three kernels (tiled GEMM, broadcast add, ReLU).</remarks>

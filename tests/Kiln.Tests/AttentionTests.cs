@@ -24,16 +24,16 @@ public class AttentionTests
                   from batch in G.Elements(Array.Empty<int>(), [1], [3], [2, 3])
                   from shareKv in G.Elements(true, false) from causal in G.Elements(true, false)
                   from scale in G.Elements<double?>(null, 0.3, 1.0)
-                  from view in TensorGen.View from seed in TensorGen.Seed
-                  select (tq, tk, d, dv, batch, shareKv, causal, scale, view, seed);
+                  from view in TensorGen.View from kvView in TensorGen.View from seed in TensorGen.Seed
+                  select (tq, tk, d, dv, batch, shareKv, causal, scale, (view, kvView), seed);
         Props.Check(gen, c =>
         {
-            var (tq, tk, d, dv, batch, shareKv, causal, scale, view, seed) = c;
-            // k and v may be shared by every batch entry (broadcast), q may be a strided view.
+            var (tq, tk, d, dv, batch, shareKv, causal, scale, (view, kvView), seed) = c;
+            // k and v may be shared by every batch entry (broadcast); every input may be a strided view.
             int[] kvBatch = shareKv && batch.Length > 0 ? [.. batch.Select(_ => 1)] : batch;
             var q = TensorGen.Make([.. batch, tq, d], view, seed, dtype, dev, -1, 1);
-            var k = TensorGen.Make([.. kvBatch, tk, d], TensorGen.ViewKind.Contiguous, seed + 1, dtype, dev, -1, 1);
-            var v = TensorGen.Make([.. kvBatch, tk, dv], TensorGen.ViewKind.Contiguous, seed + 2, dtype, dev, -1, 1);
+            var k = TensorGen.Make([.. kvBatch, tk, d], kvView, seed + 1, dtype, dev, -1, 1);
+            var v = TensorGen.Make([.. kvBatch, tk, dv], kvView, seed + 2, dtype, dev, -1, 1);
             var y = Tensor.ScaledDotProductAttention(q, k, v, causal, scale);
             Assert.Equal(new Shape([.. batch, tq, dv]), y.Shape);
             int nb = new Shape(batch).Numel;
@@ -104,15 +104,21 @@ public class AttentionTests
         var k = Tensor.Rand(new Shape(3, 9, 5), g, -1, 1, DType.Float64);
         var v = Tensor.Rand(new Shape(3, 9, 6), g, -1, 1, DType.Float64);
         var w = Tensor.Rand(new Shape(3, 7, 6), g, -1, 1, DType.Float64);
-        Tensor[] Grads(Device d)
+        // Contiguous views that start past their buffer's first element: a kernel that ignores offsets reads the wrong rows.
+        static Tensor Shifted(Tensor t) => Tensor.Concat([t.Narrow(0, 0, 1), t], 0).Narrow(0, 1, t.Shape[0]);
+        Tensor[] Grads(Device d, bool shifted)
         {
-            var xs = new[] { q, k, v }.Select(t => t.To(d).Detach().RequiresGrad_()).ToArray();
+            Tensor On(Tensor t) => shifted ? Shifted(t.To(d)) : t.To(d);
+            var xs = new[] { q, k, v }.Select(t => On(t).Detach().RequiresGrad_()).ToArray();
             var y = Tensor.ScaledDotProductAttention(xs[0], xs[1], xs[2], causal, 0.7);
-            return [y, .. Autograd.Grad([(y * w.To(d)).Sum()], xs)];
+            return [y, .. Autograd.Grad([(y * On(w)).Sum()], xs)];
         }
-        var cpu = Grads(Device.Cpu);
-        var other = Grads(dev);
-        for (int i = 0; i < cpu.Length; i++) Close.Check(cpu[i], other[i].To(Device.Cpu), 1e-12, 1e-12, i == 0 ? "y" : $"grad {i}");
+        var cpu = Grads(Device.Cpu, false);
+        foreach (bool shifted in new[] { false, true })
+        {
+            var other = Grads(dev, shifted);
+            for (int i = 0; i < cpu.Length; i++) Close.Check(cpu[i], other[i].To(Device.Cpu), 1e-12, 1e-12, (i == 0 ? "y" : $"grad {i}") + (shifted ? " of offset views" : ""));
+        }
     }
 
     [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
