@@ -318,8 +318,8 @@ public static class BenchVerb
                         kilnRounds.Add(Measure(w));
                         if (peerPath is not null) peerRounds.Add(RunPeer(peerPath, w.Name));
                     }
-                    var r = MedianRound(kilnRounds);
-                    var peers = peerRounds.SelectMany(x => x).GroupBy(p => (p.Peer, p.Unit)).Select(g => MedianRound(g.ToList())).ToList();
+                    var r = MedianRound(kilnRounds, k => k.Seconds);
+                    var peers = peerRounds.SelectMany(x => x).GroupBy(p => (p.Peer, p.Unit)).Select(g => MedianRound(g.ToList(), p => p.Seconds)).ToList();
                     // The ratio is against the fastest peer.
                     var best = peers.Where(p => p.Unit == r.Unit).MaxBy(p => p.Rate);
                     (double Kiln, double? Peer)? core = w.Gemm is { } s ? (KilnOneCoreGflops(s.M, s.N, s.K), peerPath is null ? null : PeerOneCoreGflops(s.M, s.N, s.K)) : null;
@@ -348,8 +348,7 @@ public static class BenchVerb
     public sealed record Row(Result Kiln, PeerResult? Peer, List<PeerResult> All, (double Kiln, double? Peer)? OneCore);
 
     // The round with the median time (the upper middle one for an even count).
-    static T MedianRound<T>(List<T> rounds) where T : notnull =>
-        rounds.OrderBy(x => x switch { Result r => r.Seconds, PeerResult p => p.Seconds, _ => 0 }).ElementAt(rounds.Count / 2);
+    static T MedianRound<T>(IReadOnlyCollection<T> rounds, Func<T, double> seconds) => rounds.OrderBy(seconds).ElementAt(rounds.Count / 2);
 
     static Result Measure(Workload w)
     {
