@@ -21,9 +21,10 @@ public enum GemmKernel
 /// <summary>
 /// General matrix multiply C = alpha A B + beta C for float32 and float64, with arbitrary row/column strides on A and B
 /// (so every transpose combination is a stride choice) and a leading dimension on C.
-/// The GotoBLAS/BLIS structure: for each NC-wide column block and KC-deep slice, B is packed once into NR-wide k-major
-/// micro-panels shared by all threads; each thread packs MC x KC blocks of A into MR-tall micro-panels and sweeps
-/// MR x NR register tiles over them (<see cref="GemmMicro"/>). Edges are zero-padded in the packs, so the
+/// The GotoBLAS/BLIS structure: for each NC-wide column block, B's KC-deep slices are packed (a few at a time, as many
+/// as fit an L3-sized buffer) into NR-wide k-major micro-panels shared by all threads; the threads then take parts of C
+/// (MR-row strips, in parts that shrink as the work runs out), and for each slice pack MC x KC blocks of A into MR-tall
+/// micro-panels and sweep MR x NR register tiles over them (<see cref="GemmMicro"/>). Edges are zero-padded in the packs, so the
 /// micro-kernel always runs full tiles; partial tiles go through a small buffer and a vectorized row write-back.
 /// Each element of C is computed by one thread with the same K blocking, so results do not depend on the thread count.
 /// Reference: <see cref="Reference.Gemm"/>.
@@ -84,11 +85,11 @@ public static class Gemm
         var plan = Plan.For<T>(kernel, m, n, k);
         // Many small products: one thread per product. Otherwise the threads share each product.
         int inner = batch >= 2 * threads && flops < 8 * ParallelFlops ? 1 : threads;
-        ForParts(threads / inner, batch, (s, e) =>
+        ForGuided(threads / inner, batch, 1, (s, e) =>
         {
             for (int t = s; t < e; t++)
                 Single(plan, m, n, k, alpha, a, aOff + t * aBs, aRs, aCs, b, bOff + t * bBs, bRs, bCs, beta, c, cOff + t * cBs, ldc, inner, bias, biasOff, relu);
-        }, Split);
+        });
     }
 
     // row += bias; row = max(row, 0) when relu.
@@ -103,8 +104,10 @@ public static class Gemm
     // hardware prefetcher; a deeper KC halves the C traffic per flop.
     const int KcBytes = 2048, McBytes = 384 * 1024, NcBytes = 4 * 1024 * 1024;
 
-    // Compute parts per thread (see ForParts).
-    const int Split = 4;
+    // Packed B slices that share one compute phase (L3-sized). MinStrips: the smallest part of a compute phase, in MR
+    // strips (a part reloads each B micro-panel from L3 once).
+    const long BGroupBytes = 8L << 20;
+    const int MinStrips = 2;
 
     /// <summary>Register tile and cache block sizes for one product.</summary>
     internal readonly record struct Plan(GemmKernel Kernel, int MR, int NR, int KC, int MC, int NC)
@@ -142,8 +145,12 @@ public static class Gemm
     static unsafe void Single<T>(Plan plan, int m, int n, int k, T alpha, T[] a, int aOff, int aRs, int aCs, T[] b, int bOff, int bRs, int bCs,
         T beta, T[] c, int cOff, int ldc, int threads, T[]? bias, int biasOff, bool relu) where T : unmanaged, INumber<T>
     {
-        int mr = plan.MR, nr = plan.NR;
-        var bBuf = Buffers<T>.B(plan.KC * (plan.NC + plan.NR));
+        int mr = plan.MR, nr = plan.NR, kc = plan.KC;
+        int ncPanels = (plan.NC + nr - 1) / nr;
+        // B slices packed together before one compute phase (each KC x NC slice is ncPanels * nr * kc values).
+        int slicesPerGroup = Math.Max(1, (int)Math.Min((k + kc - 1) / kc, BGroupBytes / ((long)kc * ncPanels * nr * Unsafe.SizeOf<T>())));
+        long sliceSize = (long)ncPanels * nr * kc;
+        var bBuf = Buffers<T>.B(checked((int)(slicesPerGroup * sliceSize)));
         // Work is split over whole MR-row strips when M has enough of them, else over NR-column micro-panels.
         int mStrips = (m + mr - 1) / mr;
         bool splitM = mStrips >= 4 * threads || mStrips >= (Math.Min(n, plan.NC) + nr - 1) / nr;
@@ -155,22 +162,36 @@ public static class Gemm
             {
                 int nc = Math.Min(plan.NC, n - jc);
                 int panels = (nc + nr - 1) / nr;
-                for (int p0 = 0; p0 < k; p0 += plan.KC)
+                T* cBlk = pc + jc, biasBlk = bias is not null ? biasP + biasOff + jc : null;
+                for (int g0 = 0; g0 < k; g0 += slicesPerGroup * kc)
                 {
-                    int kc = Math.Min(plan.KC, k - p0);
-                    T betaNow = p0 == 0 ? beta : T.One;
-                    // The epilogue runs once, after the last K slice.
-                    bool last = p0 + kc >= k;
-                    T* biasNow = last && bias is not null ? biasP + biasOff + jc : null;
-                    bool reluNow = last && relu;
-                    T* bSrc = pb + (long)p0 * bRs + (long)jc * bCs, cBlk = pc + jc;
-                    // Pack B's KC x NC slice; both phases are split into `threads` parts (the caller runs one).
-                    ForParts(threads, panels, (s, e) => Pack.B(kc, nc, nr, bSrc, bRs, bCs, pB, s, e));
-                    T* aSrc = pa + (long)p0 * aCs;
+                    int slices = Math.Min(slicesPerGroup, (k - g0 + kc - 1) / kc);
+                    // Pack the group's B slices (split into `threads` parts, the caller runs one), then every part of C
+                    // runs all of them: two barriers per group, and a part's C rows stay in its core's cache between slices.
+                    ForParts(threads, slices * panels, (s, e) =>
+                    {
+                        for (int q = s; q < e;)
+                        {
+                            int slice = q / panels, qEnd = Math.Min(e, (slice + 1) * panels), p0 = g0 + slice * kc;
+                            Pack.B(Math.Min(kc, k - p0), nc, nr, pb + (long)p0 * bRs + (long)jc * bCs, bRs, bCs, pB + slice * sliceSize, q - slice * panels, qEnd - slice * panels);
+                            q = qEnd;
+                        }
+                    });
+                    void Slices(int i0, int i1, int j0, int j1)
+                    {
+                        for (int slice = 0; slice < slices; slice++)
+                        {
+                            int p0 = g0 + slice * kc, kcNow = Math.Min(kc, k - p0);
+                            // The epilogue runs once, after the last K slice.
+                            bool last = p0 + kcNow >= k;
+                            Block(plan, i0, i1, j0, j1, kcNow, nc, alpha, pa + (long)p0 * aCs, aRs, aCs, pB + slice * sliceSize,
+                                p0 == 0 ? beta : T.One, cBlk, ldc, last ? biasBlk : null, last && relu);
+                        }
+                    }
                     if (splitM)
-                        ForParts(threads, mStrips, (s, e) => Block(plan, s * mr, Math.Min(m, e * mr), 0, panels, kc, nc, alpha, aSrc, aRs, aCs, pB, betaNow, cBlk, ldc, biasNow, reluNow), Split);
+                        ForGuided(threads, mStrips, MinStrips, (s, e) => Slices(s * mr, Math.Min(m, e * mr), 0, panels));
                     else
-                        ForParts(threads, panels, (s, e) => Block(plan, 0, m, s, e, kc, nc, alpha, aSrc, aRs, aCs, pB, betaNow, cBlk, ldc, biasNow, reluNow), Split);
+                        ForGuided(threads, panels, 1, (s, e) => Slices(0, m, s, e));
                 }
             }
         }
@@ -228,17 +249,28 @@ public static class Gemm
         }
     }
 
-    // Runs body over [0, count) on up to `threads` threads (the caller among them) in contiguous parts taken first come,
-    // first served: `split` parts per thread, so a thread the OS delays on a busy machine does less of the work.
-    static void ForParts(int threads, int count, Action<int, int> body, int split = 1)
+    // Runs body over [0, count) in `threads` equal contiguous parts (the caller runs one).
+    static void ForParts(int threads, int count, Action<int, int> body)
     {
-        int parts = (int)Math.Min(count, (long)threads * split);
-        if (threads <= 1 || parts <= 1) { body(0, count); return; }
+        int parts = Math.Min(count, threads);
+        if (parts <= 1) { body(0, count); return; }
         WorkerTeam.For(parts, t =>
         {
             int s = (int)((long)count * t / parts), e = (int)((long)count * (t + 1) / parts);
             if (e > s) body(s, e);
         });
+    }
+
+    // Runs body over [0, count) like ForParts, in parts taken first come, first served that shrink as the work runs out
+    // (each about 1 / (2 threads) of what is left, at least `min`): large parts keep packed operands in cache, and the
+    // last ones are small, so a thread delayed by the OS or a late wake-up leaves little for the others to wait on.
+    static void ForGuided(int threads, int count, int min, Action<int, int> body)
+    {
+        if (threads <= 1 || count <= min) { body(0, count); return; }
+        var bounds = new List<int> { 0 };
+        for (int pos = 0; pos < count;)
+            bounds.Add(pos = Math.Min(count, pos + Math.Max(min, (count - pos + 2 * threads - 1) / (2 * threads))));
+        WorkerTeam.For(bounds.Count - 1, t => body(bounds[t], bounds[t + 1]));
     }
 
     static unsafe T* Align<T>(T* p) where T : unmanaged => (T*)(((nint)p + 63) & ~(nint)63);

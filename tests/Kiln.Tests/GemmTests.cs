@@ -101,11 +101,14 @@ public class GemmTests
     [Theory, MemberData(nameof(KernelCases))]
     public void Gemm_spans_several_column_blocks_and_k_slices(GemmKernel kernel, string dtype)
     {
-        // n beyond one NC block (2048 columns at KC = 512 floats or 256 doubles) and k beyond one KC slice, with beta = 1
+        // n beyond one NC block (2048 columns at KC = 512 floats or 256 doubles) and k beyond one KC slice, with beta != 0
         // and a bias, so every block boundary of the loop nest is crossed.
         var c = (M: 7, N: 2100, K: 600, La: 1, Lb: 0, Alpha: 0.5, Beta: 1.0, Epi: 1, Seed: 21);
-        if (dtype == "float") Case<float>(kernel, c, Math.Pow(2, -24));
-        else Case<double>(kernel, c, Math.Pow(2, -53));
+        // K deep enough for several groups of packed B slices (8 MiB each), split over row strips, with a ragged last group.
+        var deep = (M: 49, N: 1000, K: 2600, La: 0, Lb: 0, Alpha: 1.0, Beta: -1.0, Epi: 3, Seed: 22);
+        foreach (var x in new[] { c, deep })
+            if (dtype == "float") Case<float>(kernel, x, Math.Pow(2, -24));
+            else Case<double>(kernel, x, Math.Pow(2, -53));
     }
 
     [Fact]
