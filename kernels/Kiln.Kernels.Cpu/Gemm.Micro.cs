@@ -174,31 +174,28 @@ public static unsafe class Pack
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void B<T>(int kc, int nc, int nr, T* src, long rs, long cs, T* dst, int s, int e) where T : unmanaged, INumber<T>
     {
-        int vw = Vector512<T>.Count;
-        int full = Math.Min(e, nc / nr);
-        if (cs == 1 && Vector512.IsHardwareAccelerated && nr % vw == 0 && full > s)
-        {
-            // Row-major B: each row's stretch over the full panels is read front to back (one stream the prefetcher
-            // follows, instead of a 128-byte read per row at a stride of a whole row) and dealt out to the panels.
-            long panelSize = (long)nr * kc;
-            for (int p = 0; p < kc; p++)
-            {
-                T* r = src + p * rs + (long)s * nr, d = dst + (long)s * panelSize + (long)p * nr;
-                for (int q = s; q < full; q++, r += nr, d += panelSize)
-                    for (int j = 0; j < nr; j += vw) Vector512.Store(Vector512.Load(r + j), d + j);
-            }
-            s = full;
-        }
         for (int q = s; q < e; q++)
         {
             int j0 = q * nr, w = Math.Min(nr, nc - j0);
             T* d = dst + (long)q * nr * kc, col = src + j0 * cs;
             if (cs == 1)
-                for (int p = 0; p < kc; p++, d += nr)
+            {
+                if (w == nr && Vector512.IsHardwareAccelerated && nr % Vector512<T>.Count == 0)
                 {
-                    new ReadOnlySpan<T>(col + p * rs, w).CopyTo(new Span<T>(d, w));
-                    new Span<T>(d + w, nr - w).Clear();
+                    int vw = Vector512<T>.Count;
+                    for (int p = 0; p < kc; p++, d += nr)
+                    {
+                        T* r = col + p * rs;
+                        for (int j = 0; j < nr; j += vw) Vector512.Store(Vector512.Load(r + j), d + j);
+                    }
                 }
+                else
+                    for (int p = 0; p < kc; p++, d += nr)
+                    {
+                        new ReadOnlySpan<T>(col + p * rs, w).CopyTo(new Span<T>(d, w));
+                        new Span<T>(d + w, nr - w).Clear();
+                    }
+            }
             else
             {
                 // Transposed or strided B: the panel is written in order while the w source columns are read as
