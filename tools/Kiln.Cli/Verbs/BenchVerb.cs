@@ -269,7 +269,7 @@ public static class BenchVerb
         var json = new Option<bool>("--json") { Description = "Print Kiln's results as JSON lines {workload, seconds, rate, unit} on stdout; runs no peer and writes no files" };
         var peer = new Option<string?>("--peer") { Description = "Path of peer_bench.py (default: shared/peers/peer_bench.py found upward from the working directory)" };
         var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer runs" };
-        var roundsOpt = new Option<int>("--rounds") { Description = "Rounds of (Kiln, peer) per workload; each side reports its median round", DefaultValueFactory = _ => 3 };
+        var roundsOpt = new Option<int>("--rounds") { Description = "Rounds of (Kiln, peer) per workload; each side reports its median round", DefaultValueFactory = _ => 5 };
         var outDir = new Option<string?>("--out") { Description = "Folder for RESULTS.md and ratios.png (default: the repository's bench/)" };
         var cmd = new Command("bench", "Time Kiln's CPU kernels on peer_bench.py's workloads, run the peer (numpy/OpenBLAS, PyTorch) in the same invocation, print the ratios, and write RESULTS.md and a ratio chart")
         {
