@@ -167,7 +167,7 @@ public static class Gemm
                 {
                     int slices = Math.Min(slicesPerGroup, (k - g0 + kc - 1) / kc);
                     // Pack the group's B slices (split into `threads` parts, the caller runs one), then every part of C
-                    // runs all of them: two barriers per group, and a part's C rows stay in its core's cache between slices.
+                    // runs all of them: two barriers per group instead of two per slice.
                     ForParts(threads, slices * panels, (s, e) =>
                     {
                         for (int q = s; q < e;)
