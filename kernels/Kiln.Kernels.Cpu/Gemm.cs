@@ -10,7 +10,7 @@ public enum GemmKernel
 {
     /// <summary>The widest this machine accelerates: Vector512, else Vector256, else scalar.</summary>
     Auto,
-    /// <summary>6 x (2 Vector512) tiles: 6 x 32 floats or 6 x 16 doubles (AVX-512).</summary>
+    /// <summary>6 x (4 Vector512) tiles: 6 x 64 floats or 6 x 32 doubles (AVX-512); a last B panel at most half as wide runs a 6 x (2 Vector512) tile.</summary>
     Vector512,
     /// <summary>6 x (2 Vector256) tiles: 6 x 16 floats or 6 x 8 doubles (AVX2).</summary>
     Vector256,
@@ -109,26 +109,26 @@ public static class Gemm
     const long BGroupBytes = 8L << 20;
     const int MinStrips = 2;
 
-    /// <summary>Register tile and cache block sizes for one product.</summary>
-    internal readonly record struct Plan(GemmKernel Kernel, int MR, int NR, int KC, int MC, int NC)
+    /// <summary>Register tile and cache block sizes for one product; HalfNR: the kernel's half tile width (0: none).</summary>
+    internal readonly record struct Plan(GemmKernel Kernel, int MR, int NR, int HalfNR, int KC, int MC, int NC)
     {
         public static Plan For<T>(GemmKernel kernel, int m, int n, int k) where T : unmanaged
         {
             int size = Unsafe.SizeOf<T>();
             var (mr, nr) = kernel switch
             {
-                GemmKernel.Vector512 => (6, 2 * 64 / size),
+                GemmKernel.Vector512 => (6, 4 * 64 / size),
                 GemmKernel.Vector256 => (6, 2 * 32 / size),
                 _ => (4, 4),
             };
-            // KC x NR of B (the micro-panel reused across a whole MC block) is L1-sized, MC x KC of A fits in L2 and
-            // KC x NC of B in L3; blocks are balanced so the last one is not a sliver.
+            // MC x KC of A and the KC x NR micro-panel of B swept over it share L2, KC x NC of B is in L3; blocks are
+            // balanced so the last one is not a sliver.
             int kc = Balance(k, KcBytes / size);
             int mcMax = Math.Max(mr, McBytes / (kc * size) / mr * mr);
             int mc = Balance(m, mcMax, mr);
             int ncMax = Math.Max(nr, NcBytes / (kc * size) / nr * nr);
             int nc = Balance(n, ncMax, nr);
-            return new Plan(kernel, mr, nr, kc, mc, nc);
+            return new Plan(kernel, mr, nr, GemmMicro.HalfWidth<T>(kernel), kc, mc, nc);
         }
 
         // The block size at most `max` (a multiple of `unit`) that splits `total` into equal-as-possible blocks.
@@ -173,7 +173,7 @@ public static class Gemm
                         for (int q = s; q < e;)
                         {
                             int slice = q / panels, qEnd = Math.Min(e, (slice + 1) * panels), p0 = g0 + slice * kc;
-                            Pack.B(Math.Min(kc, k - p0), nc, nr, pb + (long)p0 * bRs + (long)jc * bCs, bRs, bCs, pB + slice * sliceSize, q - slice * panels, qEnd - slice * panels);
+                            Pack.B(Math.Min(kc, k - p0), nc, nr, plan.HalfNR, pb + (long)p0 * bRs + (long)jc * bCs, bRs, bCs, pB + slice * sliceSize, q - slice * panels, qEnd - slice * panels);
                             q = qEnd;
                         }
                     });
@@ -205,7 +205,7 @@ public static class Gemm
         int mr = plan.MR, nr = plan.NR;
         bool epilogue = bias != null || relu;
         var aBuf = Buffers<T>.A((plan.MC + plan.MR) * plan.KC);
-        T* tile = stackalloc T[6 * 32 + 16];
+        T* tile = stackalloc T[6 * 64 + 16];
         T* tileAligned = Align(tile);
         fixed (T* abuf = aBuf)
         {
@@ -218,20 +218,32 @@ public static class Gemm
                 {
                     int nrNow = Math.Min(nr, nc - jr * nr);
                     T* bPanel = bPacked + (long)jr * nr * kc;
+                    // A last panel narrower than a full tile was packed as half panels (see Pack.B).
+                    if (nrNow == nr || plan.HalfNR == 0)
+                        Tiles(jr * nr, nrNow, nr, false, bPanel);
+                    else
+                        for (int h = 0; h < nrNow; h += plan.HalfNR)
+                            Tiles(jr * nr + h, Math.Min(plan.HalfNR, nrNow - h), plan.HalfNR, true, bPanel + (long)h * kc);
+                }
+
+                // The MR x tileNr tiles of C's columns [j, j + w) down the MC block, against one packed B panel.
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+                void Tiles(int j, int w, int tileNr, bool half, T* bPanel)
+                {
                     for (int ir = 0; ir < mc; ir += mr)
                     {
                         int mrNow = Math.Min(mr, mc - ir);
                         T* aPanel = pA + (long)ir * kc;
-                        T* cTile = c + (long)(ic + ir) * ldc + jr * nr;
-                        if (mrNow == mr && nrNow == nr)
-                            GemmMicro.Tile(plan.Kernel, kc, aPanel, bPanel, cTile, ldc, alpha, beta);
+                        T* cTile = c + (long)(ic + ir) * ldc + j;
+                        if (mrNow == mr && w == tileNr)
+                            GemmMicro.Tile(plan.Kernel, kc, aPanel, bPanel, cTile, ldc, alpha, beta, half);
                         else
                         {
-                            GemmMicro.Tile(plan.Kernel, kc, aPanel, bPanel, tileAligned, nr, T.One, T.Zero);
+                            GemmMicro.Tile(plan.Kernel, kc, aPanel, bPanel, tileAligned, tileNr, T.One, T.Zero, half);
                             for (int r = 0; r < mrNow; r++)
                             {
-                                var cr = new Span<T>(cTile + (long)r * ldc, nrNow);
-                                var tr = new ReadOnlySpan<T>(tileAligned + r * nr, nrNow);
+                                var cr = new Span<T>(cTile + (long)r * ldc, w);
+                                var tr = new ReadOnlySpan<T>(tileAligned + r * tileNr, w);
                                 if (beta == T.Zero) TP.Multiply(tr, alpha, cr);
                                 else
                                 {
@@ -242,7 +254,7 @@ public static class Gemm
                         }
                         if (epilogue)
                             for (int r = 0; r < mrNow; r++)
-                                Epilogue(new Span<T>(cTile + (long)r * ldc, nrNow), bias == null ? default : new ReadOnlySpan<T>(bias + jr * nr, nrNow), relu);
+                                Epilogue(new Span<T>(cTile + (long)r * ldc, w), bias == null ? default : new ReadOnlySpan<T>(bias + j, w), relu);
                     }
                 }
             }

@@ -106,7 +106,11 @@ public class GemmTests
         var c = (M: 7, N: 2100, K: 600, La: 1, Lb: 0, Alpha: 0.5, Beta: 1.0, Epi: 1, Seed: 21);
         // K deep enough for several groups of packed B slices (8 MiB each), split over row strips, with a ragged last group.
         var deep = (M: 49, N: 1000, K: 2600, La: 0, Lb: 0, Alpha: 1.0, Beta: -1.0, Epi: 3, Seed: 22);
-        foreach (var x in new[] { c, deep })
+        // A last B panel narrower than a full tile runs as half tiles: exactly one, and one full plus one partial.
+        int half = dtype == "float" ? GemmMicro.HalfWidth<float>(kernel) : GemmMicro.HalfWidth<double>(kernel);
+        var oneHalf = (M: 13, N: half > 0 ? 3 * half : 37, K: 70, La: 0, Lb: 2, Alpha: 1.0, Beta: 0.5, Epi: 1, Seed: 23);
+        var twoHalves = oneHalf with { N = oneHalf.N + 5, Lb = 1, Epi = 3, Seed = 24 };
+        foreach (var x in new[] { c, deep, oneHalf, twoHalves })
             if (dtype == "float") Case<float>(kernel, x, Math.Pow(2, -24));
             else Case<double>(kernel, x, Math.Pow(2, -53));
     }
