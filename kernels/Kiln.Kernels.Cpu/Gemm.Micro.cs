@@ -213,23 +213,26 @@ public static unsafe class GemmMicro
 public static unsafe class Pack
 {
     /// <summary>
-    /// Micro-panels [s, e) of B's kc x nc slice (element (p, j) at src[p*rs + j*cs]) into dst: panel q holds kc rows of
-    /// nr values for columns q*nr.. at dst + q*nr*kc; columns past nc are zero. With <paramref name="halfNr"/> > 0 (a
-    /// kernel with a half tile), a last panel narrower than nr is packed as one or two half panels (kc rows of halfNr
-    /// values each, the second at + halfNr*kc), so a wide tile pads no more columns than a narrow one.
+    /// Rows [p0, p1) of B's kc x nc slice (element (p, j) at src[p*rs + j*cs]) into its micro-panels at dst: panel q
+    /// holds kc rows of nr values for columns q*nr.. at dst + q*nr*kc; columns past nc are zero. With
+    /// <paramref name="halfNr"/> > 0 (a kernel with a half tile), a last panel narrower than nr is packed as one or two
+    /// half panels (kc rows of halfNr values each, the second at + halfNr*kc), so a wide tile pads no more columns than
+    /// a narrow one.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void B<T>(int kc, int nc, int nr, int halfNr, T* src, long rs, long cs, T* dst, int s, int e) where T : unmanaged, INumber<T>
+    public static void B<T>(int kc, int nc, int nr, int halfNr, T* src, long rs, long cs, T* dst, int p0, int p1) where T : unmanaged, INumber<T>
     {
-        for (int q = s; q < e; q++)
+        int rows = p1 - p0;
+        src += p0 * rs;
+        for (int q = 0, j0 = 0; j0 < nc; q++, j0 += nr)
         {
-            int j0 = q * nr, w = Math.Min(nr, nc - j0);
+            int w = Math.Min(nr, nc - j0);
             T* d = dst + (long)q * nr * kc, col = src + j0 * cs;
-            if (w == nr || halfNr == 0) PanelB(kc, w, nr, col, rs, cs, d);
+            if (w == nr || halfNr == 0) PanelB(rows, w, nr, col, rs, cs, d + (long)p0 * nr);
             else
             {
-                PanelB(kc, Math.Min(w, halfNr), halfNr, col, rs, cs, d);
-                if (w > halfNr) PanelB(kc, w - halfNr, halfNr, col + halfNr * cs, rs, cs, d + (long)halfNr * kc);
+                PanelB(rows, Math.Min(w, halfNr), halfNr, col, rs, cs, d + (long)p0 * halfNr);
+                if (w > halfNr) PanelB(rows, w - halfNr, halfNr, col + halfNr * cs, rs, cs, d + (long)halfNr * kc + (long)p0 * halfNr);
             }
         }
     }

@@ -109,6 +109,9 @@ public static class Gemm
     const long BGroupBytes = 8L << 20;
     const int MinStrips = 2;
 
+    // Rows of a B slice per packing unit: slices are packed in row chunks, so threads share the packing of a narrow B.
+    const int PackRows = 32;
+
     /// <summary>Register tile and cache block sizes for one product; HalfNR: the kernel's half tile width (0: none).</summary>
     internal readonly record struct Plan(GemmKernel Kernel, int MR, int NR, int HalfNR, int KC, int MC, int NC)
     {
@@ -150,6 +153,7 @@ public static class Gemm
         // B slices packed together before one compute phase (each KC x NC slice is ncPanels * nr * kc values).
         int slicesPerGroup = Math.Max(1, (int)Math.Min((k + kc - 1) / kc, BGroupBytes / ((long)kc * ncPanels * nr * Unsafe.SizeOf<T>())));
         long sliceSize = (long)ncPanels * nr * kc;
+        int chunks = (kc + PackRows - 1) / PackRows;
         var bBuf = Buffers<T>.B(checked((int)(slicesPerGroup * sliceSize)));
         // Work is split over whole MR-row strips when M has enough of them, else over NR-column micro-panels.
         int mStrips = (m + mr - 1) / mr;
@@ -166,15 +170,16 @@ public static class Gemm
                 for (int g0 = 0; g0 < k; g0 += slicesPerGroup * kc)
                 {
                     int slices = Math.Min(slicesPerGroup, (k - g0 + kc - 1) / kc);
-                    // Pack the group's B slices (split into `threads` parts, the caller runs one), then every part of C
-                    // runs all of them: two barriers per group instead of two per slice.
-                    ForParts(threads, slices * panels, (s, e) =>
+                    // Pack the group's B slices in row chunks split into `threads` parts (the caller runs one), then
+                    // every part of C runs all of them: two barriers per group instead of two per slice.
+                    ForParts(threads, slices * chunks, (s, e) =>
                     {
-                        for (int q = s; q < e;)
+                        for (int u = s; u < e;)
                         {
-                            int slice = q / panels, qEnd = Math.Min(e, (slice + 1) * panels), p0 = g0 + slice * kc;
-                            Pack.B(Math.Min(kc, k - p0), nc, nr, plan.HalfNR, pb + (long)p0 * bRs + (long)jc * bCs, bRs, bCs, pB + slice * sliceSize, q - slice * panels, qEnd - slice * panels);
-                            q = qEnd;
+                            int slice = u / chunks, uEnd = Math.Min(e, (slice + 1) * chunks), p0 = g0 + slice * kc, kcNow = Math.Min(kc, k - p0);
+                            int r0 = (u - slice * chunks) * PackRows, r1 = Math.Min(kcNow, (uEnd - slice * chunks) * PackRows);
+                            if (r1 > r0) Pack.B(kcNow, nc, nr, plan.HalfNR, pb + (long)p0 * bRs + (long)jc * bCs, bRs, bCs, pB + slice * sliceSize, r0, r1);
+                            u = uEnd;
                         }
                     });
                     void Slices(int i0, int i1, int j0, int j1)
