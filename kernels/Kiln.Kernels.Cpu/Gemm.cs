@@ -10,7 +10,7 @@ public enum GemmKernel
 {
     /// <summary>The widest this machine accelerates: Vector512, else Vector256, else scalar.</summary>
     Auto,
-    /// <summary>6 x (4 Vector512) tiles: 6 x 64 floats or 6 x 32 doubles (AVX-512); a last B panel at most half as wide runs a 6 x (2 Vector512) tile.</summary>
+    /// <summary>6 x (4 Vector512) tiles: 6 x 64 floats or 6 x 32 doubles (AVX-512); a last B panel narrower than that runs 6 x (2 Vector512) tiles.</summary>
     Vector512,
     /// <summary>6 x (2 Vector256) tiles: 6 x 16 floats or 6 x 8 doubles (AVX2).</summary>
     Vector256,
