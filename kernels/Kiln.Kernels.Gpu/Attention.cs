@@ -121,3 +121,19 @@ public static class Attention
         }
     }
 }
+
+/// <summary>The typed kernels of <see cref="Attention"/> for one floating dtype.</summary>
+public static class AttentionKernels<T, TF> where T : unmanaged where TF : struct, IFloat<T>
+{
+    /// <summary>attention.forward: one thread per query row.</summary>
+    public static readonly Kernel<ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, Attention.Dims, T> Forward =
+        new($"attention.forward.{Dt.Of<TF>()}", Attention.Forward<T, TF>);
+    /// <summary>attention.delta: rowwise dot of y and gy.</summary>
+    public static readonly Kernel<ArrayView<T>, ArrayView<T>, ArrayView<T>, Attention.Dims> Delta = new($"attention.delta.{Dt.Of<TF>()}", Attention.Delta<T, TF>);
+    /// <summary>attention.grad_q: one thread per query row.</summary>
+    public static readonly Kernel<ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, Attention.Dims, T> GradQ =
+        new($"attention.grad_q.{Dt.Of<TF>()}", Attention.GradQ<T, TF>);
+    /// <summary>attention.grad_kv: one thread per key row.</summary>
+    public static readonly Kernel<ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, Attention.Dims, T> GradKV =
+        new($"attention.grad_kv.{Dt.Of<TF>()}", Attention.GradKV<T, TF>);
+}

@@ -138,3 +138,44 @@ public static class Elementwise
         y[c.At(sy)] = n.Min(n.Max(x[c.At(sx)], lo), hi);
     }
 }
+
+/// <summary>The typed kernels of <see cref="Elementwise"/> that move elements of storage type <typeparamref name="T"/>.</summary>
+public static class ElementwiseKernels<T> where T : unmanaged
+{
+    /// <summary>elementwise.fill: y = value.</summary>
+    public static readonly Kernel<ArrayView<T>, Strides6, Dims6, T> Fill = new($"elementwise.fill.{Dt.Storage<T>()}", Elementwise.Fill<T>);
+    /// <summary>elementwise.copy: y = x.</summary>
+    public static readonly Kernel<ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6> Copy = new($"elementwise.copy.{Dt.Storage<T>()}", Elementwise.Copy<T>);
+    /// <summary>elementwise.where: y = cond ? a : b.</summary>
+    public static readonly Kernel<ArrayView<byte>, Strides6, ArrayView<T>, Strides6, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6> Where =
+        new($"elementwise.where.{Dt.Storage<T>()}", Elementwise.Where<T>);
+}
+
+/// <summary>The typed arithmetic kernels of <see cref="Elementwise"/> for one numeric dtype.</summary>
+public static class ElementwiseKernels<T, TN> where T : unmanaged where TN : struct, INum<T>
+{
+    /// <summary>elementwise.binary: y = op(a, b); err records an integer division by zero.</summary>
+    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6, ArrayView<long>> Binary =
+        new($"elementwise.binary.{Dt.Of<TN>()}", Elementwise.Binary<T, TN>);
+    /// <summary>elementwise.compare: y = op(a, b) as bytes.</summary>
+    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, ArrayView<byte>, Strides6, Dims6> Compare =
+        new($"elementwise.compare.{Dt.Of<TN>()}", Elementwise.Compare<T, TN>);
+    /// <summary>elementwise.clamp: y = clamp(x, lo, hi).</summary>
+    public static readonly Kernel<ArrayView<T>, Strides6, T, T, ArrayView<T>, Strides6, Dims6> Clamp =
+        new($"elementwise.clamp.{Dt.Of<TN>()}", Elementwise.Clamp<T, TN>);
+}
+
+/// <summary>The typed transcendental kernel of <see cref="Elementwise"/> for one floating dtype.</summary>
+public static class UnaryKernels<T, TF> where T : unmanaged where TF : struct, IFloat<T>
+{
+    /// <summary>elementwise.unary: y = op(x).</summary>
+    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6> Unary = new($"elementwise.unary.{Dt.Of<TF>()}", Elementwise.Unary<T, TF>);
+}
+
+/// <summary>The typed conversion kernel of <see cref="Elementwise"/> from one dtype to another.</summary>
+public static class ConvertKernels<TIn, TOut, TA, TB> where TIn : unmanaged where TOut : unmanaged where TA : struct, IElement<TIn> where TB : struct, IElement<TOut>
+{
+    /// <summary>elementwise.convert: y = convert(x).</summary>
+    public static readonly Kernel<ArrayView<TIn>, Strides6, ArrayView<TOut>, Strides6, Dims6> Convert =
+        new($"elementwise.convert.{Dt.Of<TA>()}_{Dt.Of<TB>()}", Elementwise.Convert<TIn, TOut, TA, TB>);
+}

@@ -117,3 +117,10 @@ public struct Block4x4<T> where T : unmanaged
         }
     }
 }
+
+/// <summary>The typed kernel of <see cref="Gemm"/> for one numeric dtype.</summary>
+public static class GemmKernels<T, TN> where T : unmanaged where TN : struct, INum<T>
+{
+    /// <summary>gemm.tiled: batched C = A B, a 4x4 block of C per thread.</summary>
+    public static readonly GroupKernel<ArrayView<T>, ArrayView<T>, ArrayView<T>, GemmArgs> Tiled = new($"gemm.tiled.{Dt.Of<TN>()}", Gemm.Tiled<T, TN>);
+}

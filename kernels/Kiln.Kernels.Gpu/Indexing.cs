@@ -52,3 +52,18 @@ public static class Indexing
         }
     }
 }
+
+/// <summary>The typed gather kernel of <see cref="Indexing"/> for storage type <typeparamref name="T"/>.</summary>
+public static class IndexingKernels<T> where T : unmanaged
+{
+    /// <summary>indexing.gather: y = x along an axis at index; err records an out-of-range index.</summary>
+    public static readonly Kernel<ArrayView<T>, ArrayView<long>, ArrayView<T>, Indexing.Dims, ArrayView<long>> Gather = new($"indexing.gather.{Dt.Storage<T>()}", Indexing.Gather<T>);
+}
+
+/// <summary>The typed scatter kernel of <see cref="Indexing"/> for one dtype.</summary>
+public static class IndexingKernels<T, TN> where T : unmanaged where TN : struct, INum<T>
+{
+    /// <summary>indexing.scatter: y at index = src (or += when add is 1); err records an out-of-range index.</summary>
+    public static readonly Kernel<ArrayView<T>, ArrayView<long>, ArrayView<T>, Indexing.Dims, int, ArrayView<long>> Scatter =
+        new($"indexing.scatter.{Dt.Of<TN>()}", Indexing.Scatter<T, TN>);
+}

@@ -1,100 +1,95 @@
-using System.Reflection;
-
 namespace Kiln.Kernels.Gpu;
 
-/// <summary>One compiled kernel: an instantiation of a generic kernel method for one dtype.</summary>
-/// <param name="Name">Stable name, family.kernel.dtype (file names of emitted code).</param>
-/// <param name="Family">The op family (the file that holds it).</param>
-/// <param name="Method">The kernel method, closed over its type arguments.</param>
-/// <param name="Grouped">True for explicitly grouped kernels (shared memory, barriers); false for one thread per element.</param>
-/// <param name="NeedsWarp">True when the kernel uses warp shuffles (OpenCL devices need subgroups; backends without them use the shared-memory twin).</param>
-public sealed record KernelEntry(string Name, string Family, MethodInfo Method, bool Grouped, bool NeedsWarp);
+/// <summary>Dtype names of kernel instantiations (the last part of a kernel's name).</summary>
+public static class Dt
+{
+    /// <summary>The dtype name of ops struct <typeparamref name="TOps"/>: f32, f64, i32, i64, bool, bf16 or f16.</summary>
+    public static string Of<TOps>() where TOps : struct =>
+        typeof(TOps) == typeof(F32) ? "f32" : typeof(TOps) == typeof(F64) ? "f64" : typeof(TOps) == typeof(I32) ? "i32"
+        : typeof(TOps) == typeof(I64) ? "i64" : typeof(TOps) == typeof(U8) ? "bool" : typeof(TOps) == typeof(BF16) ? "bf16"
+        : typeof(TOps) == typeof(F16) ? "f16" : throw new ArgumentException($"{typeof(TOps).Name} is not a Kiln ops struct", nameof(TOps));
 
-/// <summary>Every GPU kernel instantiation the ILGPU backend can launch: the list that emission, validation and tests walk.</summary>
+    /// <summary>The name of storage type <typeparamref name="T"/> for kernels that only move elements: f32, f64, i32, i64, bool or u16.</summary>
+    public static string Storage<T>() where T : unmanaged =>
+        typeof(T) == typeof(float) ? "f32" : typeof(T) == typeof(double) ? "f64" : typeof(T) == typeof(int) ? "i32"
+        : typeof(T) == typeof(long) ? "i64" : typeof(T) == typeof(byte) ? "bool" : typeof(T) == typeof(ushort) ? "u16"
+        : throw new ArgumentException($"{typeof(T).Name} is not a Kiln storage type", nameof(T));
+}
+
+/// <summary>
+/// Every built-in GPU kernel instantiation the ILGPU backend can launch: the list that emission, validation and tests
+/// walk. The kernels themselves are the typed fields of each family's <c>...Kernels</c> class; kernels that extensions
+/// register (see <see cref="Register"/>) are listed after them.
+/// </summary>
 public static class KernelCatalog
 {
-    /// <summary>Storage types by dtype name: element type and its ops struct.</summary>
-    static readonly (string Name, Type T, Type Ops)[] Storage =
-    [
-        ("f32", typeof(float), typeof(F32)), ("f64", typeof(double), typeof(F64)), ("i32", typeof(int), typeof(I32)),
-        ("i64", typeof(long), typeof(I64)), ("bool", typeof(byte), typeof(U8)), ("bf16", typeof(ushort), typeof(BF16)),
-        ("f16", typeof(ushort), typeof(F16)),
-    ];
+    static readonly List<GpuKernel> Extra = [];
 
-    static readonly string[] Floats = ["f32", "f64"], Numbers = ["f32", "f64", "i32", "i64"], Plain = ["f32", "f64", "i32", "i64", "bool"];
+    /// <summary>The built-in kernels, in a stable order.</summary>
+    public static IReadOnlyList<GpuKernel> BuiltIn { get; } = Build();
 
-    static (string Name, Type T, Type Ops) S(string name) => Storage.First(s => s.Name == name);
-
-    static MethodInfo M(Type owner, string name, params Type[] args) =>
-        owner.GetMethod(name, BindingFlags.Public | BindingFlags.Static)!.MakeGenericMethod(args);
-
-    /// <summary>All kernels, in a stable order.</summary>
-    public static IReadOnlyList<KernelEntry> All { get; } = Build();
-
-    static List<KernelEntry> Build()
+    /// <summary>The built-in kernels and every registered one.</summary>
+    public static IReadOnlyList<GpuKernel> All
     {
-        var list = new List<KernelEntry>();
-        void Add(string family, string kernel, string dtype, MethodInfo m, bool grouped, bool warp = false) =>
-            list.Add(new KernelEntry($"{family}.{kernel}.{dtype}", family, m, grouped, warp));
+        get { lock (Extra) return [.. BuiltIn, .. Extra]; }
+    }
 
-        var el = typeof(Elementwise);
-        foreach (var d in new[] { "f32", "f64", "i32", "i64", "bool", "bf16" })
+    /// <summary>Lists <paramref name="kernel"/> with the built-in ones (for emission and validation); registering the same kernel again does nothing.</summary>
+    /// <exception cref="ArgumentException">Another kernel has the same name.</exception>
+    public static void Register(GpuKernel kernel)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        lock (Extra)
         {
-            Add("elementwise", "fill", d == "bf16" ? "u16" : d, M(el, nameof(Elementwise.Fill), S(d).T), false);
-            Add("elementwise", "copy", d == "bf16" ? "u16" : d, M(el, nameof(Elementwise.Copy), S(d).T), false);
+            var same = BuiltIn.Concat(Extra).FirstOrDefault(k => k.Name == kernel.Name);
+            if (ReferenceEquals(same, kernel)) return;
+            if (same is not null) throw new ArgumentException($"a kernel named {kernel.Name} is already registered", nameof(kernel));
+            Extra.Add(kernel);
         }
-        foreach (var a in Storage)
-            foreach (var b in Storage)
-                if (a.Name != b.Name)
-                    Add("elementwise", "convert", $"{a.Name}_{b.Name}", M(el, nameof(Elementwise.Convert), a.T, b.T, a.Ops, b.Ops), false);
-        foreach (var d in Floats) Add("elementwise", "unary", d, M(el, nameof(Elementwise.Unary), S(d).T, S(d).Ops), false);
-        foreach (var d in Numbers)
-        {
-            Add("elementwise", "binary", d, M(el, nameof(Elementwise.Binary), S(d).T, S(d).Ops), false);
-            Add("elementwise", "compare", d, M(el, nameof(Elementwise.Compare), S(d).T, S(d).Ops), false);
-            Add("elementwise", "clamp", d, M(el, nameof(Elementwise.Clamp), S(d).T, S(d).Ops), false);
-        }
-        foreach (var d in Plain) Add("elementwise", "where", d, M(el, nameof(Elementwise.Where), S(d).T), false);
+    }
 
-        var rd = typeof(Reduce);
-        foreach (var d in Numbers)
-        {
-            Add("reduce", "rows", d, M(rd, nameof(Reduce.Rows), S(d).T, S(d).Ops), true);
-            Add("reduce", "rows_warp", d, M(rd, nameof(Reduce.RowsWarp), S(d).T, S(d).Ops), true, warp: true);
-            Add("reduce", "cols", d, M(rd, nameof(Reduce.Cols), S(d).T, S(d).Ops), false);
-            Add("reduce", "arg_rows", d, M(rd, nameof(Reduce.ArgRows), S(d).T, S(d).Ops), true);
-            Add("reduce", "cumsum_rows", d, M(rd, nameof(Reduce.CumsumRows), S(d).T, S(d).Ops), true);
-        }
-        list.Add(new KernelEntry("reduce.any_all_rows.bool", "reduce", rd.GetMethod(nameof(Reduce.AnyAllRows))!, false, false));
+    static List<GpuKernel> Build()
+    {
+        var list = new List<GpuKernel>();
+        void Moves<T>() where T : unmanaged => list.AddRange([ElementwiseKernels<T>.Fill, ElementwiseKernels<T>.Copy]);
+        Moves<float>(); Moves<double>(); Moves<int>(); Moves<long>(); Moves<byte>(); Moves<ushort>();
 
-        foreach (var d in Floats)
+        // Conversions between every pair of dtypes.
+        void From<TIn, TA>() where TIn : unmanaged where TA : struct, IElement<TIn>
         {
-            Add("softmax", "rows", d, M(typeof(Softmax), nameof(Softmax.Rows), S(d).T, S(d).Ops), true);
-            Add("layernorm", "rows", d, M(typeof(LayerNorm), nameof(LayerNorm.Rows), S(d).T, S(d).Ops), true);
-            Add("layernorm", "rms_rows", d, M(typeof(LayerNorm), nameof(LayerNorm.RmsRows), S(d).T, S(d).Ops), true);
-            Add("gemm", "tiled", d, M(typeof(Gemm), nameof(Gemm.Tiled), S(d).T, S(d).Ops), true);
-            Add("attention", "forward", d, M(typeof(Attention), nameof(Attention.Forward), S(d).T, S(d).Ops), false);
-            Add("attention", "delta", d, M(typeof(Attention), nameof(Attention.Delta), S(d).T, S(d).Ops), false);
-            Add("attention", "grad_q", d, M(typeof(Attention), nameof(Attention.GradQ), S(d).T, S(d).Ops), false);
-            Add("attention", "grad_kv", d, M(typeof(Attention), nameof(Attention.GradKV), S(d).T, S(d).Ops), false);
+            void To<TOut, TB>() where TOut : unmanaged where TB : struct, IElement<TOut>
+            {
+                if (typeof(TA) != typeof(TB)) list.Add(ConvertKernels<TIn, TOut, TA, TB>.Convert);
+            }
+            To<float, F32>(); To<double, F64>(); To<int, I32>(); To<long, I64>(); To<byte, U8>(); To<ushort, BF16>(); To<ushort, F16>();
         }
-        foreach (var d in Plain)
-        {
-            Add("indexing", "gather", d, M(typeof(Indexing), nameof(Indexing.Gather), S(d).T), false);
-            Add("indexing", "scatter", d, M(typeof(Indexing), nameof(Indexing.Scatter), S(d).T, S(d).Ops), false);
-            Add("philox", "fill", d, M(typeof(Philox), nameof(Philox.Fill), S(d).T, S(d).Ops), false);
-        }
-        foreach (var d in Numbers)
-        {
-            Add("sort", "rank_rows", d, M(typeof(Sort), nameof(Sort.RankRows), S(d).T, S(d).Ops), false);
-            Add("sort", "bitonic_init", d, M(typeof(Sort), nameof(Sort.BitonicInit), S(d).T), false);
-            Add("sort", "bitonic_step", d, M(typeof(Sort), nameof(Sort.BitonicStep), S(d).T, S(d).Ops), false);
-            Add("sort", "bitonic_finish", d, M(typeof(Sort), nameof(Sort.BitonicFinish), S(d).T), false);
-        }
-        var st = typeof(StumpSmoothing);
-        list.Add(new KernelEntry("stump.pdf_init.f64", "stump", st.GetMethod(nameof(StumpSmoothing.PdfInit))!, false, false));
-        list.Add(new KernelEntry("stump.pdf_step.f64", "stump", st.GetMethod(nameof(StumpSmoothing.PdfStep))!, false, false));
-        list.Add(new KernelEntry("stump.tail.f64", "stump", st.GetMethod(nameof(StumpSmoothing.Tail))!, false, false));
+        From<float, F32>(); From<double, F64>(); From<int, I32>(); From<long, I64>(); From<byte, U8>(); From<ushort, BF16>(); From<ushort, F16>();
+
+        void Floats<T, TF>() where T : unmanaged where TF : struct, IFloat<T> => list.Add(UnaryKernels<T, TF>.Unary);
+        Floats<float, F32>(); Floats<double, F64>();
+        void Numbers<T, TN>() where T : unmanaged where TN : struct, INum<T> =>
+            list.AddRange([ElementwiseKernels<T, TN>.Binary, ElementwiseKernels<T, TN>.Compare, ElementwiseKernels<T, TN>.Clamp]);
+        Numbers<float, F32>(); Numbers<double, F64>(); Numbers<int, I32>(); Numbers<long, I64>();
+        void Where<T>() where T : unmanaged => list.Add(ElementwiseKernels<T>.Where);
+        Where<float>(); Where<double>(); Where<int>(); Where<long>(); Where<byte>();
+
+        void Reductions<T, TN>() where T : unmanaged where TN : struct, INum<T> => list.AddRange(
+            [ReduceKernels<T, TN>.Rows, ReduceKernels<T, TN>.RowsWarp, ReduceKernels<T, TN>.Cols, ReduceKernels<T, TN>.ArgRows, ReduceKernels<T, TN>.CumsumRows]);
+        Reductions<float, F32>(); Reductions<double, F64>(); Reductions<int, I32>(); Reductions<long, I64>();
+        list.Add(ReduceKernels.AnyAllRows);
+
+        void Fused<T, TF>() where T : unmanaged where TF : struct, IFloat<T> => list.AddRange(
+            [SoftmaxKernels<T, TF>.Rows, LayerNormKernels<T, TF>.Rows, LayerNormKernels<T, TF>.RmsRows, GemmKernels<T, TF>.Tiled,
+             AttentionKernels<T, TF>.Forward, AttentionKernels<T, TF>.Delta, AttentionKernels<T, TF>.GradQ, AttentionKernels<T, TF>.GradKV]);
+        Fused<float, F32>(); Fused<double, F64>();
+
+        void Plain<T, TN>() where T : unmanaged where TN : struct, INum<T> =>
+            list.AddRange([IndexingKernels<T>.Gather, IndexingKernels<T, TN>.Scatter, PhiloxKernels<T, TN>.Fill]);
+        Plain<float, F32>(); Plain<double, F64>(); Plain<int, I32>(); Plain<long, I64>(); Plain<byte, U8>();
+
+        void Sorts<T, TN>() where T : unmanaged where TN : struct, INum<T> => list.AddRange(
+            [SortKernels<T, TN>.RankRows, SortKernels<T>.BitonicInit, SortKernels<T, TN>.BitonicStep, SortKernels<T>.BitonicFinish]);
+        Sorts<float, F32>(); Sorts<double, F64>(); Sorts<int, I32>(); Sorts<long, I64>();
         return list;
     }
 }

@@ -49,3 +49,14 @@ public static class LayerNorm
         }
     }
 }
+
+/// <summary>The typed kernels of <see cref="LayerNorm"/> for one floating dtype.</summary>
+public static class LayerNormKernels<T, TF> where T : unmanaged where TF : struct, IFloat<T>
+{
+    /// <summary>layernorm.rows: layer norm of each row with optional weight and bias.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, ArrayView<T>, int, int, ArrayView<T>, int, int, T, ArrayView<T>> Rows =
+        new($"layernorm.rows.{Dt.Of<TF>()}", LayerNorm.Rows<T, TF>);
+    /// <summary>layernorm.rms_rows: RMS norm of each row with an optional weight.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, ArrayView<T>, int, int, T, ArrayView<T>> RmsRows =
+        new($"layernorm.rms_rows.{Dt.Of<TF>()}", LayerNorm.RmsRows<T, TF>);
+}

@@ -90,3 +90,10 @@ public static class Philox
         dst[i] = e.FromDouble(v);
     }
 }
+
+/// <summary>The typed kernel of <see cref="Philox"/> for one dtype.</summary>
+public static class PhiloxKernels<T, TE> where T : unmanaged where TE : struct, IElement<T>
+{
+    /// <summary>philox.fill: dst[i] = sample i of a stream.</summary>
+    public static readonly Kernel<ArrayView<T>, int, ulong, ulong, double, double, int> Fill = new($"philox.fill.{Dt.Of<TE>()}", Philox.Fill<T, TE>);
+}

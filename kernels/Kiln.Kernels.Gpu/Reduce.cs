@@ -122,3 +122,25 @@ public static class Reduce
         y[r] = res ? (byte)1 : (byte)0;
     }
 }
+
+/// <summary>The typed kernels of <see cref="Reduce"/> for one numeric dtype.</summary>
+public static class ReduceKernels<T, TN> where T : unmanaged where TN : struct, INum<T>
+{
+    /// <summary>reduce.rows: one group per row, shared-memory tree.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, ArrayView<T>, int, int> Rows = new($"reduce.rows.{Dt.Of<TN>()}", Reduce.Rows<T, TN>);
+    /// <summary>reduce.rows_warp: one group per row, warp shuffles.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, ArrayView<T>, int, int> RowsWarp = new($"reduce.rows_warp.{Dt.Of<TN>()}", Reduce.RowsWarp<T, TN>, needsWarp: true);
+    /// <summary>reduce.cols: one thread per column.</summary>
+    public static readonly Kernel<ArrayView<T>, int, int, int, ArrayView<T>, int, int> Cols = new($"reduce.cols.{Dt.Of<TN>()}", Reduce.Cols<T, TN>);
+    /// <summary>reduce.arg_rows: value and index of each row's first maximum or minimum.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, int, ArrayView<T>, ArrayView<long>> ArgRows = new($"reduce.arg_rows.{Dt.Of<TN>()}", Reduce.ArgRows<T, TN>);
+    /// <summary>reduce.cumsum_rows: prefix sums of each row.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, int, ArrayView<T>> CumsumRows = new($"reduce.cumsum_rows.{Dt.Of<TN>()}", Reduce.CumsumRows<T, TN>);
+}
+
+/// <summary>The typed boolean kernel of <see cref="Reduce"/>.</summary>
+public static class ReduceKernels
+{
+    /// <summary>reduce.any_all_rows: any or all of each row.</summary>
+    public static readonly Kernel<ArrayView<byte>, int, int, int, ArrayView<byte>> AnyAllRows = new("reduce.any_all_rows.bool", Reduce.AnyAllRows);
+}

@@ -32,3 +32,10 @@ public static class Softmax
         }
     }
 }
+
+/// <summary>The typed kernel of <see cref="Softmax"/> for one floating dtype.</summary>
+public static class SoftmaxKernels<T, TF> where T : unmanaged where TF : struct, IFloat<T>
+{
+    /// <summary>softmax.rows: softmax or log-softmax of each row.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, int, ArrayView<T>> Rows = new($"softmax.rows.{Dt.Of<TF>()}", Softmax.Rows<T, TF>);
+}

@@ -74,3 +74,21 @@ public static class Sort
         indices[e] = idx[r * pad + i];
     }
 }
+
+/// <summary>The typed kernels of <see cref="Sort"/> that move elements of storage type <typeparamref name="T"/>.</summary>
+public static class SortKernels<T> where T : unmanaged
+{
+    /// <summary>sort.bitonic_init: pads each row to a power of two.</summary>
+    public static readonly Kernel<ArrayView<T>, int, int, int, ArrayView<T>, ArrayView<long>> BitonicInit = new($"sort.bitonic_init.{Dt.Storage<T>()}", Sort.BitonicInit<T>);
+    /// <summary>sort.bitonic_finish: drops the padding.</summary>
+    public static readonly Kernel<ArrayView<T>, ArrayView<long>, int, int, ArrayView<T>, ArrayView<long>> BitonicFinish = new($"sort.bitonic_finish.{Dt.Storage<T>()}", Sort.BitonicFinish<T>);
+}
+
+/// <summary>The typed comparing kernels of <see cref="Sort"/> for one numeric dtype.</summary>
+public static class SortKernels<T, TN> where T : unmanaged where TN : struct, INum<T>
+{
+    /// <summary>sort.rank_rows: one thread per element counts the elements before it.</summary>
+    public static readonly Kernel<ArrayView<T>, int, int, int, ArrayView<T>, ArrayView<long>> RankRows = new($"sort.rank_rows.{Dt.Of<TN>()}", Sort.RankRows<T, TN>);
+    /// <summary>sort.bitonic_step: one compare-exchange stage.</summary>
+    public static readonly Kernel<ArrayView<T>, ArrayView<long>, int, int, int, int, int> BitonicStep = new($"sort.bitonic_step.{Dt.Of<TN>()}", Sort.BitonicStep<T, TN>);
+}

@@ -49,3 +49,14 @@ public static class StumpSmoothing
         tail[tailOff + b] = sum;
     }
 }
+
+/// <summary>The typed kernels of <see cref="StumpSmoothing"/>.</summary>
+public static class StumpKernels
+{
+    /// <summary>stump.pdf_init: the point mass at 0.</summary>
+    public static readonly Kernel<ArrayView<double>, int> PdfInit = new("stump.pdf_init.f64", StumpSmoothing.PdfInit);
+    /// <summary>stump.pdf_step: one meta-stump.</summary>
+    public static readonly Kernel<ArrayView<double>, ArrayView<int>, ArrayView<double>, ArrayView<double>, StumpSmoothing.Step> PdfStep = new("stump.pdf_step.f64", StumpSmoothing.PdfStep);
+    /// <summary>stump.tail: P[S &gt; cut].</summary>
+    public static readonly Kernel<ArrayView<double>, int, ArrayView<long>, int, ArrayView<double>, int> Tail = new("stump.tail.f64", StumpSmoothing.Tail);
+}

@@ -1,3 +1,5 @@
+using Kiln.Kernels.Gpu;
+
 namespace Kiln.Gpu;
 
 /// <summary>

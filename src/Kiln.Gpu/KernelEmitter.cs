@@ -31,13 +31,13 @@ public static class KernelEmitter
 
     static Context NewContext() => Context.Create(b => b.Optimize(OptimizationLevel.O1).EnableAlgorithms());
 
-    static EntryPointDescription Entry(KernelEntry k) => k.Grouped
-        ? EntryPointDescription.FromExplicitlyGroupedKernel(k.Method)
-        : EntryPointDescription.FromImplicitlyGroupedKernel(k.Method);
+    static EntryPointDescription Entry(GpuKernel k) => k.Grouped
+        ? EntryPointDescription.FromExplicitlyGroupedKernel(k.Body.Method)
+        : EntryPointDescription.FromImplicitlyGroupedKernel(k.Body.Method);
 
     /// <summary>The PTX assembly of <paramref name="kernel"/> for CUDA architecture sm_<paramref name="sm"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="sm"/> is not in <see cref="CudaTargets"/>.</exception>
-    public static string Ptx(KernelEntry kernel, int sm)
+    public static string Ptx(GpuKernel kernel, int sm)
     {
         if (!CudaTargets.TryGetValue(sm, out var t))
             throw new ArgumentOutOfRangeException(nameof(sm), sm, $"no PTX target sm_{sm}; known: {string.Join(", ", CudaTargets.Keys.Select(k => "sm_" + k))}");
@@ -51,7 +51,7 @@ public static class KernelEmitter
     /// The OpenCL C source of <paramref name="kernel"/> (OpenCL C 2.0, generic address space, float64 and int64 atomics;
     /// subgroups only when <paramref name="subgroups"/>, which warp-shuffle kernels need).
     /// </summary>
-    public static string OpenCL(KernelEntry kernel, bool subgroups = false)
+    public static string OpenCL(GpuKernel kernel, bool subgroups = false)
     {
         using var ctx = NewContext();
         var caps = new CLCapabilityContext(float16: false, float64: true, genericAddressSpace: true, int64_Atomics: true, subGroups: subgroups);

@@ -14,7 +14,7 @@ public class GpuEmissionTests
     public static IEnumerable<object[]> Kernels => KernelCatalog.All.Select(k => new object[] { k.Name });
     public static IEnumerable<object[]> OpenClKernels => KernelCatalog.All.Where(k => !k.NeedsWarp).Select(k => new object[] { k.Name });
 
-    static KernelEntry Get(string name) => KernelCatalog.All.First(k => k.Name == name);
+    static GpuKernel Get(string name) => KernelCatalog.All.First(k => k.Name == name);
 
     [Theory, MemberData(nameof(Kernels))]
     public void Emits_ptx_for_sm60_and_sm90(string name)

@@ -1,6 +1,8 @@
-using System.Reflection;
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
+using Kiln.Kernels.Gpu;
 
 namespace Kiln.Gpu.OpenCl;
 
@@ -10,9 +12,10 @@ namespace Kiln.Gpu.OpenCl;
 /// becomes one <c>global T*</c> buffer (in parameter order, before everything else) plus, in its own position, a
 /// struct <c>{int index; long length}</c>; an implicitly grouped kernel takes the launch extent next (threads at or past
 /// it return at once); every other parameter is passed by value as its C type, structs with their fields in C# declaration
-/// order (ILGPU keeps that order). Struct layouts follow C rules (natural alignment), which is what the OpenCL compiler uses.
-/// Everything is checked against the C# arguments (count, element and field sizes), so a change in ILGPU's code generation
-/// is an exception naming the kernel, never a silent mis-launch.
+/// order (ILGPU keeps that order). Struct layouts follow C rules (natural alignment), which is what the OpenCL compiler uses
+/// and what .NET gives a sequential struct. Typed launches make the C# arguments match the kernel's parameters; what is
+/// checked here (count, buffer element sizes, value sizes) is that ILGPU's emitted code still matches them, so a change in
+/// its code generation is an exception naming the kernel, never a silent mis-launch.
 /// </summary>
 internal sealed class ClKernelAbi
 {
@@ -100,83 +103,39 @@ internal sealed class ClKernelAbi
     static CType? Resolve(string name, Dictionary<string, CType> structs) =>
         ScalarSizes.TryGetValue(name, out int s) ? new CType(name, s, s, []) : structs.GetValueOrDefault(name);
 
+    /// <summary>Parameters after the buffers (and the extent), each passed by value.</summary>
+    public int ParameterCount => _params.Length;
+
     /// <summary>
-    /// The bytes of each by-value parameter for <paramref name="args"/> (the C# kernel's arguments after the index, with
-    /// <see cref="DeviceView"/> for views), and the buffers, in order.
+    /// The bytes of by-value parameter <paramref name="index"/> for <paramref name="argument"/>: a view's {index, length}
+    /// (views start at their buffer's first element, so the index is 0; its buffer is checked against
+    /// <paramref name="bufferIndex"/>), or the value's bytes, whose .NET layout is the C layout (sequential, natural alignment).
     /// </summary>
-    /// <exception cref="ArgumentException">The arguments do not match the kernel's parameters.</exception>
-    public (byte[][] Values, DeviceView[] Views) Marshal(object[] args)
+    /// <exception cref="ArgumentException">The argument does not match the kernel's parameter.</exception>
+    public byte[] Bytes<T>(int index, in Arg<T> argument, int bufferIndex) where T : struct
     {
-        if (args.Length != _params.Length)
-            throw new ArgumentException($"OpenCL: kernel {_kernel} takes {_params.Length} arguments, got {args.Length}", nameof(args));
-        var views = new List<DeviceView>();
-        var values = new byte[args.Length][];
-        for (int i = 0; i < args.Length; i++)
+        if (index >= _params.Length)
+            throw new ArgumentException($"OpenCL: kernel {_kernel} takes {_params.Length} arguments, got more", nameof(argument));
+        var p = _params[index];
+        var bytes = new byte[p.Size];
+        if (argument.View is { } view)
         {
-            var p = _params[i];
-            var bytes = new byte[p.Size];
             var slots = p.Flatten().ToArray();
-            if (args[i] is DeviceView v)
-            {
-                // The view's by-value part: {index, length}. Views start at their buffer's first element, so the index is 0.
-                if (slots.Length != 2 || slots[1].Scalar.Name is not ("int" or "long"))
-                    throw new ArgumentException($"OpenCL: kernel {_kernel} argument {i} is a view, the kernel's {p.Name} is not {{index, length}}", nameof(args));
-                views.Add(v);
-                Write(bytes, slots[1].Offset, slots[1].Scalar, slots[1].Scalar.Size == 4 ? checked((int)v.Length) : v.Length, i);
-                values[i] = bytes;
-                continue;
-            }
-            var scalars = Scalars(args[i]).ToArray();
-            if (scalars.Length != slots.Length)
-                throw new ArgumentException($"OpenCL: kernel {_kernel} argument {i} ({args[i].GetType().Name}) has {scalars.Length} scalar fields, the kernel's {p.Name} has {slots.Length}", nameof(args));
-            for (int f = 0; f < slots.Length; f++)
-                Write(bytes, slots[f].Offset, slots[f].Scalar, scalars[f], i);
-            values[i] = bytes;
+            if (slots.Length != 2 || slots[1].Scalar.Name is not ("int" or "long"))
+                throw new ArgumentException($"OpenCL: kernel {_kernel} argument {index} is a view, the kernel's {p.Name} is not {{index, length}}", nameof(argument));
+            if (bufferIndex >= ViewElementSizes.Length || view.ElementSize != ViewElementSizes[bufferIndex])
+                throw new ArgumentException($"OpenCL: kernel {_kernel} buffer {bufferIndex} does not hold {view.ElementName} elements", nameof(argument));
+            var at = bytes.AsSpan(slots[1].Offset);
+            if (slots[1].Scalar.Size == 4) BinaryPrimitives.WriteInt32LittleEndian(at, checked((int)argument.Length));
+            else BinaryPrimitives.WriteInt64LittleEndian(at, argument.Length);
+            return bytes;
         }
-        if (views.Count != ViewElementSizes.Length)
-            throw new ArgumentException($"OpenCL: kernel {_kernel} takes {ViewElementSizes.Length} buffers, got {views.Count}", nameof(args));
-        for (int i = 0; i < views.Count; i++)
-            if (System.Runtime.InteropServices.Marshal.SizeOf(views[i].Element) != ViewElementSizes[i])
-                throw new ArgumentException($"OpenCL: kernel {_kernel} buffer {i} holds {ViewElementSizes[i]}-byte elements, got {views[i].Element.Name}", nameof(args));
-        return (values, views.ToArray());
-    }
-
-    static readonly Dictionary<Type, FieldInfo[]> FieldCache = [];
-
-    static IEnumerable<object> Scalars(object value)
-    {
-        var t = value.GetType();
-        if (t.IsPrimitive) { yield return value; yield break; }
-        if (!t.IsValueType) throw new ArgumentException($"OpenCL: cannot pass a {t.Name} to a kernel");
-        FieldInfo[] fields;
-        lock (FieldCache)
-            if (!FieldCache.TryGetValue(t, out fields!))
-                FieldCache[t] = fields = t.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic).OrderBy(f => f.MetadataToken).ToArray();
-        foreach (var f in fields)
-            foreach (var s in Scalars(f.GetValue(value)!))
-                yield return s;
-    }
-
-    void Write(byte[] bytes, int offset, CType slot, object value, int arg)
-    {
-        var span = bytes.AsSpan(offset, slot.Size);
-        bool floating = slot.Name is "float" or "double";
-        switch (value)
-        {
-            case float f when slot.Name == "float": MemoryMarshal.Write(span, in f); return;
-            case double d when slot.Name == "double": MemoryMarshal.Write(span, in d); return;
-            case float or double:
-                throw new ArgumentException($"OpenCL: kernel {_kernel} argument {arg}: a {value.GetType().Name} for a {slot.Name} field", "args");
-        }
-        if (floating) throw new ArgumentException($"OpenCL: kernel {_kernel} argument {arg}: a {value.GetType().Name} for a {slot.Name} field", "args");
-        if (System.Runtime.InteropServices.Marshal.SizeOf(value.GetType()) != slot.Size)
-            throw new ArgumentException($"OpenCL: kernel {_kernel} argument {arg}: a {value.GetType().Name} for a {slot.Name} field", "args");
-        ulong bits = value switch
-        {
-            byte b => b, sbyte b => (ulong)b, short s => (ulong)s, ushort s => s, int x => (ulong)x,
-            uint x => x, long x => (ulong)x, ulong x => x,
-            _ => throw new ArgumentException($"OpenCL: kernel {_kernel} argument {arg}: cannot pass a {value.GetType().Name}", "args"),
-        };
-        for (int b = 0; b < slot.Size; b++) span[b] = (byte)(bits >> (8 * b));
+        if (RuntimeHelpers.IsReferenceOrContainsReferences<T>())
+            throw new ArgumentException($"OpenCL: kernel {_kernel} argument {index}: a {typeof(T).Name} holds references (pass device arrays as DeviceView)", nameof(argument));
+        if (Unsafe.SizeOf<T>() != p.Size)
+            throw new ArgumentException($"OpenCL: kernel {_kernel} argument {index}: a {Unsafe.SizeOf<T>()}-byte {typeof(T).Name} for the kernel's {p.Size}-byte {p.Name}", nameof(argument));
+        T value = argument.Value;
+        MemoryMarshal.Write(bytes, in value);
+        return bytes;
     }
 }

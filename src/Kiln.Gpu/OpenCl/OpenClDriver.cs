@@ -10,8 +10,8 @@ namespace Kiln.Gpu.OpenCl;
 /// comes from ILGPU's CLBackend (<see cref="KernelEmitter.OpenCL"/>), is compiled by clang-15 to SPIR 1.2 bitcode and
 /// loaded with <c>clCreateProgramWithBinary</c> on first use, then cached. SPIR rather than source because ILGPU writes
 /// OpenCL C 2.0 with the generic address space, which devices like PoCL (OpenCL C 1.2) reject as source (and which is
-/// why ILGPU's own OpenCL accelerator refuses them), while their SPIR consumer takes it. Arguments are mapped to
-/// <c>clSetKernelArg</c> by <see cref="ClKernelAbi"/>. One in-order queue; calls are serialized.
+/// why ILGPU's own OpenCL accelerator refuses them), while their SPIR consumer takes it. Typed launches bind their
+/// arguments one by one (<see cref="IArgumentBinder"/>), mapped to <c>clSetKernelArg</c> by <see cref="ClKernelAbi"/>. One in-order queue; calls are serialized.
 /// </summary>
 internal sealed unsafe class OpenClDriver : KernelDriver
 {
@@ -101,11 +101,17 @@ internal sealed unsafe class OpenClDriver : KernelDriver
     }
 
     /// <inheritdoc/>
-    public override void Prepare(KernelEntry kernel) => Get(kernel);
+    public override IIlgpuRunner? Ilgpu => null;
 
-    ClKernel Get(KernelEntry k) => _kernels.GetOrAdd(k.Name, _ => new Lazy<ClKernel>(() => Build(k))).Value;
+    /// <inheritdoc/>
+    public override void Build(GpuKernel kernel) => Get(kernel);
 
-    ClKernel Build(KernelEntry k)
+    /// <inheritdoc/>
+    public override IArgumentBinder Bind(GpuKernel kernel) => new Binder(this, kernel, Get(kernel));
+
+    ClKernel Get(GpuKernel k) => _kernels.GetOrAdd(k.Name, _ => new Lazy<ClKernel>(() => Compile(k))).Value;
+
+    ClKernel Compile(GpuKernel k)
     {
         if (k.NeedsWarp) throw new NotSupportedException($"OpenCL: kernel {k.Name} needs warp shuffles; {Name} runs the shared-memory twin");
         string source = KernelEmitter.OpenCL(k);
@@ -137,13 +143,58 @@ internal sealed unsafe class OpenClDriver : KernelDriver
         return new ClKernel(program, kernel, abi);
     }
 
-    void SetArgs(ClKernel k, string name, int? extent, object[] args)
+    /// <summary>One launch's arguments: the buffers in order, then each by-value parameter's bytes (checked by the ABI as they come).</summary>
+    sealed class Binder(OpenClDriver owner, GpuKernel kernel, ClKernel k) : IArgumentBinder
     {
-        var (values, views) = k.Abi.Marshal(args);
-        uint index = 0;
-        foreach (var v in views)
+        readonly List<DeviceBuffer> _buffers = [];
+        readonly List<byte[]> _values = [];
+
+        public void Add<T>(in Arg<T> argument) where T : struct
         {
-            IntPtr mem = M(v.Buffer);
+            _values.Add(k.Abi.Bytes(_values.Count, argument, _buffers.Count));
+            if (argument.Buffer is { } b) _buffers.Add(b);
+        }
+
+        void Check()
+        {
+            if (_values.Count != k.Abi.ParameterCount)
+                throw new ArgumentException($"OpenCL: kernel {kernel.Name} takes {k.Abi.ParameterCount} arguments, got {_values.Count}");
+            if (_buffers.Count != k.Abi.ViewElementSizes.Length)
+                throw new ArgumentException($"OpenCL: kernel {kernel.Name} takes {k.Abi.ViewElementSizes.Length} buffers, got {_buffers.Count}");
+        }
+
+        public void Launch(int extent)
+        {
+            Check();
+            // Threads per launch are rounded up to this (the kernel returns for threads past the extent); the driver picks the group size.
+            const int round = 64;
+            nuint global = (nuint)(((long)extent + round - 1) / round * round);
+            lock (owner._lock)
+            {
+                owner.SetArgs(k, kernel.Name, extent, _buffers, _values);
+                ClApi.Check(owner._api.EnqueueNDRangeKernel(owner._queue, k.Handle, 1, null, &global, null, 0, null, null), $"clEnqueueNDRangeKernel ({kernel.Name})");
+            }
+        }
+
+        public void Launch(Index3D grid, Index3D group)
+        {
+            Check();
+            nuint* local = stackalloc nuint[3] { (nuint)group.X, (nuint)group.Y, (nuint)group.Z };
+            nuint* global = stackalloc nuint[3] { (nuint)((long)grid.X * group.X), (nuint)((long)grid.Y * group.Y), (nuint)((long)grid.Z * group.Z) };
+            lock (owner._lock)
+            {
+                owner.SetArgs(k, kernel.Name, null, _buffers, _values);
+                ClApi.Check(owner._api.EnqueueNDRangeKernel(owner._queue, k.Handle, 3, null, global, local, 0, null, null), $"clEnqueueNDRangeKernel ({kernel.Name})");
+            }
+        }
+    }
+
+    void SetArgs(ClKernel k, string name, int? extent, List<DeviceBuffer> buffers, List<byte[]> values)
+    {
+        uint index = 0;
+        foreach (var v in buffers)
+        {
+            IntPtr mem = M(v);
             ClApi.Check(_api.SetKernelArg(k.Handle, index++, (nuint)sizeof(IntPtr), &mem), $"clSetKernelArg ({name} buffer)");
         }
         if (extent is int e)
@@ -151,36 +202,6 @@ internal sealed unsafe class OpenClDriver : KernelDriver
         foreach (var bytes in values)
             fixed (byte* b = bytes)
                 ClApi.Check(_api.SetKernelArg(k.Handle, index++, (nuint)bytes.Length, b), $"clSetKernelArg ({name} argument {index})");
-    }
-
-    /// <summary>Threads per launch are rounded up to this (the kernel returns for threads past the extent); the driver picks the group size.</summary>
-    const int ImplicitRound = 64;
-
-    /// <inheritdoc/>
-    public override void Launch(KernelEntry kernel, int extent, params object[] args)
-    {
-        if (extent <= 0) return;
-        var k = Get(kernel);
-        nuint global = (nuint)(((long)extent + ImplicitRound - 1) / ImplicitRound * ImplicitRound);
-        lock (_lock)
-        {
-            SetArgs(k, kernel.Name, extent, args);
-            ClApi.Check(_api.EnqueueNDRangeKernel(_queue, k.Handle, 1, null, &global, null, 0, null, null), $"clEnqueueNDRangeKernel ({kernel.Name})");
-        }
-    }
-
-    /// <inheritdoc/>
-    public override void Launch(KernelEntry kernel, Index3D grid, Index3D group, params object[] args)
-    {
-        if (grid.Size <= 0) return;
-        var k = Get(kernel);
-        nuint* local = stackalloc nuint[3] { (nuint)group.X, (nuint)group.Y, (nuint)group.Z };
-        nuint* global = stackalloc nuint[3] { (nuint)((long)grid.X * group.X), (nuint)((long)grid.Y * group.Y), (nuint)((long)grid.Z * group.Z) };
-        lock (_lock)
-        {
-            SetArgs(k, kernel.Name, null, args);
-            ClApi.Check(_api.EnqueueNDRangeKernel(_queue, k.Handle, 3, null, global, local, 0, null, null), $"clEnqueueNDRangeKernel ({kernel.Name})");
-        }
     }
 
     /// <inheritdoc/>

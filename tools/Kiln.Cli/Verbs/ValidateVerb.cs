@@ -230,7 +230,7 @@ public static class ValidateVerb
         var failed = new List<(string Name, string Reason)>();
         foreach (var k in kernels)
         {
-            try { gpu.Driver.Prepare(k); }
+            try { k.Prepare(gpu.Driver); }
             catch (Exception e) when (e is NotSupportedException or InvalidOperationException or ArgumentException) { failed.Add((k.Name, e.Message)); }
         }
         int warp = KernelCatalog.All.Count - kernels.Length;

@@ -1,0 +1,256 @@
+namespace Kiln.Kernels;
+
+/// <summary>Elementwise unary primitives. Every backend implements each one; <see cref="Reference.Unary"/> defines it.</summary>
+public enum UnaryOp
+{
+    /// <summary>-x</summary>
+    Neg,
+    /// <summary>|x|</summary>
+    Abs,
+    /// <summary>e^x</summary>
+    Exp,
+    /// <summary>ln x</summary>
+    Log,
+    /// <summary>ln(1 + x)</summary>
+    Log1p,
+    /// <summary>e^x - 1</summary>
+    Expm1,
+    /// <summary>sqrt x</summary>
+    Sqrt,
+    /// <summary>1 / sqrt x</summary>
+    Rsqrt,
+    /// <summary>1 / (1 + e^-x)</summary>
+    Sigmoid,
+    /// <summary>tanh x</summary>
+    Tanh,
+    /// <summary>max(x, 0)</summary>
+    Relu,
+    /// <summary>x Phi(x), the exact GELU.</summary>
+    GeluErf,
+    /// <summary>0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))), the tanh approximation of GELU.</summary>
+    GeluTanh,
+    /// <summary>x sigmoid(x)</summary>
+    Silu,
+    /// <summary>ln(1 + e^x), computed without overflow.</summary>
+    Softplus,
+    /// <summary>The error function.</summary>
+    Erf,
+    /// <summary>The inverse error function on (-1, 1).</summary>
+    Erfinv,
+    /// <summary>Phi(x), the standard normal CDF.</summary>
+    NormalCdf,
+    /// <summary>Phi^-1(p), the standard normal quantile.</summary>
+    NormalIcdf,
+    /// <summary>-1, 0 or 1 (NaN stays NaN).</summary>
+    Sign,
+    /// <summary>1 / x</summary>
+    Reciprocal,
+    /// <summary>x^2</summary>
+    Square,
+    /// <summary>sin x</summary>
+    Sin,
+    /// <summary>cos x</summary>
+    Cos,
+    /// <summary>Heaviside step: 1 for x &gt; 0, else 0 (the derivative of relu).</summary>
+    Step,
+}
+
+/// <summary>Elementwise binary primitives with NumPy broadcasting.</summary>
+public enum BinaryOp
+{
+    /// <summary>a + b</summary>
+    Add,
+    /// <summary>a - b</summary>
+    Sub,
+    /// <summary>a * b</summary>
+    Mul,
+    /// <summary>a / b</summary>
+    Div,
+    /// <summary>a ^ b</summary>
+    Pow,
+    /// <summary>max(a, b); NaN if either is NaN.</summary>
+    Max,
+    /// <summary>min(a, b); NaN if either is NaN.</summary>
+    Min,
+    /// <summary>atan2(a, b)</summary>
+    Atan2,
+}
+
+/// <summary>Elementwise comparisons; the result is boolean.</summary>
+public enum CompareOp
+{
+    /// <summary>a == b</summary>
+    Eq,
+    /// <summary>a != b</summary>
+    Ne,
+    /// <summary>a &lt; b</summary>
+    Lt,
+    /// <summary>a &lt;= b</summary>
+    Le,
+    /// <summary>a &gt; b</summary>
+    Gt,
+    /// <summary>a &gt;= b</summary>
+    Ge,
+}
+
+public static partial class Reference
+{
+    /// <summary>The unary primitive <paramref name="op"/> at <paramref name="x"/>.</summary>
+    public static double Unary(UnaryOp op, double x) => op switch
+    {
+        UnaryOp.Neg => -x,
+        UnaryOp.Abs => Math.Abs(x),
+        UnaryOp.Exp => Math.Exp(x),
+        UnaryOp.Log => Math.Log(x),
+        UnaryOp.Log1p => Log1p(x),
+        UnaryOp.Expm1 => Expm1(x),
+        UnaryOp.Sqrt => Math.Sqrt(x),
+        UnaryOp.Rsqrt => 1.0 / Math.Sqrt(x),
+        UnaryOp.Sigmoid => x >= 0 ? 1.0 / (1.0 + Math.Exp(-x)) : Math.Exp(x) / (1.0 + Math.Exp(x)),
+        UnaryOp.Tanh => Math.Tanh(x),
+        UnaryOp.Relu => x > 0 ? x : 0.0,
+        UnaryOp.GeluErf => x * NormalCdf(x),
+        UnaryOp.GeluTanh => 0.5 * x * (1.0 + Math.Tanh(Math.Sqrt(2.0 / Math.PI) * (x + 0.044715 * x * x * x))),
+        UnaryOp.Silu => x * Unary(UnaryOp.Sigmoid, x),
+        UnaryOp.Softplus => Math.Max(x, 0.0) + Log1p(Math.Exp(-Math.Abs(x))),
+        UnaryOp.Erf => Erf(x),
+        UnaryOp.Erfinv => Erfinv(x),
+        UnaryOp.NormalCdf => NormalCdf(x),
+        UnaryOp.NormalIcdf => NormalIcdf(x),
+        UnaryOp.Sign => double.IsNaN(x) ? double.NaN : Math.Sign(x),
+        UnaryOp.Reciprocal => 1.0 / x,
+        UnaryOp.Square => x * x,
+        UnaryOp.Sin => Math.Sin(x),
+        UnaryOp.Cos => Math.Cos(x),
+        UnaryOp.Step => x > 0 ? 1.0 : 0.0,
+        _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown unary op"),
+    };
+
+    /// <summary>The binary primitive <paramref name="op"/> at (<paramref name="a"/>, <paramref name="b"/>).</summary>
+    public static double Binary(BinaryOp op, double a, double b) => op switch
+    {
+        BinaryOp.Add => a + b,
+        BinaryOp.Sub => a - b,
+        BinaryOp.Mul => a * b,
+        BinaryOp.Div => a / b,
+        BinaryOp.Pow => Math.Pow(a, b),
+        BinaryOp.Max => double.IsNaN(a) || double.IsNaN(b) ? double.NaN : Math.Max(a, b),
+        BinaryOp.Min => double.IsNaN(a) || double.IsNaN(b) ? double.NaN : Math.Min(a, b),
+        BinaryOp.Atan2 => Math.Atan2(a, b),
+        _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown binary op"),
+    };
+
+    /// <summary>The comparison <paramref name="op"/> of <paramref name="a"/> and <paramref name="b"/>.</summary>
+    public static bool Compare(CompareOp op, double a, double b) => op switch
+    {
+        CompareOp.Eq => a == b,
+        CompareOp.Ne => a != b,
+        CompareOp.Lt => a < b,
+        CompareOp.Le => a <= b,
+        CompareOp.Gt => a > b,
+        CompareOp.Ge => a >= b,
+        _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown comparison"),
+    };
+
+    /// <summary>ln(1 + x), accurate for small x.</summary>
+    public static double Log1p(double x) => Math.Abs(x) < 1e-4 ? x - x * x / 2 + x * x * x / 3 : Math.Log(1.0 + x);
+
+    /// <summary>e^x - 1, accurate for small x.</summary>
+    public static double Expm1(double x) => Math.Abs(x) < 1e-5 ? x + x * x / 2 + x * x * x / 6 : Math.Exp(x) - 1.0;
+
+    /// <summary>The error function, to about 1e-15 (series near 0, continued fraction for erfc in the tails).</summary>
+    public static double Erf(double x)
+    {
+        if (double.IsNaN(x)) return double.NaN;
+        double ax = Math.Abs(x);
+        if (ax < 2.5)
+        {
+            // Maclaurin series: erf x = 2/sqrt(pi) sum (-1)^n x^(2n+1) / (n! (2n+1)).
+            double term = ax, sum = ax, x2 = ax * ax;
+            for (int n = 1; n < 200; n++)
+            {
+                term *= -x2 / n;
+                double add = term / (2 * n + 1);
+                sum += add;
+                if (Math.Abs(add) < 1e-17 * Math.Abs(sum)) break;
+            }
+            return Math.CopySign(2.0 / Math.Sqrt(Math.PI) * sum, x);
+        }
+        return Math.CopySign(1.0 - Erfc(ax), x);
+    }
+
+    /// <summary>erfc x for x &gt;= 2.5 by Lentz's continued fraction.</summary>
+    static double Erfc(double x)
+    {
+        if (x > 27) return 0.0;
+        // erfc x = exp(-x^2)/sqrt(pi) * 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + ...))))
+        double tiny = 1e-300, f = x, c = x, d = 0.0;
+        for (int n = 1; n < 500; n++)
+        {
+            double an = n / 2.0;
+            d = x + an * d; if (Math.Abs(d) < tiny) d = tiny; d = 1.0 / d;
+            c = x + an / c; if (Math.Abs(c) < tiny) c = tiny;
+            double delta = c * d;
+            f *= delta;
+            if (Math.Abs(delta - 1.0) < 1e-16) break;
+        }
+        return Math.Exp(-x * x) / Math.Sqrt(Math.PI) / f;
+    }
+
+    /// <summary>Phi(x) = (1 + erf(x / sqrt 2)) / 2, computed through erfc in the lower tail to keep relative accuracy.</summary>
+    public static double NormalCdf(double x)
+    {
+        double z = x / Math.Sqrt(2.0);
+        if (z < -2.5) return 0.5 * Erfc(-z);
+        return 0.5 * (1.0 + Erf(z));
+    }
+
+    /// <summary>The inverse of <see cref="Erf"/> on (-1, 1); +-infinity at +-1, NaN outside.</summary>
+    public static double Erfinv(double y)
+    {
+        if (double.IsNaN(y) || y < -1 || y > 1) return double.NaN;
+        if (y == 1) return double.PositiveInfinity;
+        if (y == -1) return double.NegativeInfinity;
+        return NormalIcdf((y + 1) / 2) / Math.Sqrt(2.0);
+    }
+
+    /// <summary>The standard normal quantile: Acklam's rational approximation refined by two Halley steps.</summary>
+    public static double NormalIcdf(double p)
+    {
+        if (double.IsNaN(p) || p < 0 || p > 1) return double.NaN;
+        if (p == 0) return double.NegativeInfinity;
+        if (p == 1) return double.PositiveInfinity;
+        double x = AcklamIcdf(p);
+        for (int i = 0; i < 2; i++)
+        {
+            double e = NormalCdf(x) - p;
+            double u = e * Math.Sqrt(2 * Math.PI) * Math.Exp(x * x / 2);
+            x -= u / (1 + x * u / 2);
+        }
+        return x;
+    }
+
+    /// <summary>Acklam's approximation of the normal quantile, relative error below 1.2e-9.</summary>
+    public static double AcklamIcdf(double p)
+    {
+        ReadOnlySpan<double> a = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00];
+        ReadOnlySpan<double> b = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01, -1.328068155288572e+01];
+        ReadOnlySpan<double> c = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00];
+        ReadOnlySpan<double> d = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00];
+        const double plow = 0.02425;
+        if (p < plow)
+        {
+            double q = Math.Sqrt(-2 * Math.Log(p));
+            return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+        }
+        if (p > 1 - plow)
+        {
+            double q = Math.Sqrt(-2 * Math.Log(1 - p));
+            return -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+        }
+        {
+            double q = p - 0.5, r = q * q;
+            return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+        }
+    }
+}

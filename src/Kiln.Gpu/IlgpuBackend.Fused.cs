@@ -1,0 +1,140 @@
+using ILGPU;
+using Kiln.Kernels;
+using Kiln.Kernels.Gpu;
+using G = Kiln.Kernels.Gpu;
+
+namespace Kiln.Gpu;
+
+public sealed partial class IlgpuBackend
+{
+    /// <inheritdoc/>
+    public void MatMul(Tensor a, Tensor b, Tensor c) => Locked(() =>
+    {
+        switch (a.DType)
+        {
+            case DType.Float32: MatMulT<float, F32>(a, b, c); break;
+            case DType.Float64: MatMulT<double, F64>(a, b, c); break;
+            default: throw Unsupported("matmul", a.DType);
+        }
+    });
+
+    void MatMulT<T, TN>(Tensor a, Tensor b, Tensor c) where T : unmanaged where TN : struct, INum<T>
+    {
+        int batch = c.Shape[0], m = c.Shape[1], n = c.Shape[2];
+        var (sa, sb) = (a.Layout.Strides, b.Layout.Strides);
+        var args = new GemmArgs
+        {
+            M = m, N = n, K = a.Shape[2],
+            AOff = Off(a), ABs = sa[0], ARs = sa[1], ACs = sa[2],
+            BOff = Off(b), BBs = sb[0], BRs = sb[1], BCs = sb[2],
+            COff = Off(c),
+        };
+        int tile = 4 * GemmGroup;
+        var grid = new Index3D((n + tile - 1) / tile, (m + tile - 1) / tile, batch);
+        GemmKernels<T, TN>.Tiled.Launch(Driver, grid, new Index3D(GemmGroup, GemmGroup, 1), V<T>(a), V<T>(b), V<T>(c), args);
+    }
+
+    /// <inheritdoc/>
+    public void Attention(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse) => Locked(() =>
+    {
+        switch (q.DType)
+        {
+            case DType.Float32: AttentionT<float, F32>(q, k, v, causal, (float)scale, y, lse); break;
+            case DType.Float64: AttentionT<double, F64>(q, k, v, causal, scale, y, lse); break;
+            default: throw Unsupported("attention", q.DType);
+        }
+    });
+
+    void AttentionT<T, TF>(Tensor q, Tensor k, Tensor v, bool causal, T scale, Tensor y, Tensor lse) where T : unmanaged where TF : struct, IFloat<T>
+    {
+        var dims = AttentionDims(q, k, v, causal) with { YOff = Off(y), LseOff = Off(lse) };
+        AttentionKernels<T, TF>.Forward.Launch(Driver, q.Shape[0] * dims.Tq, V<T>(q), V<T>(k), V<T>(v), V<T>(y), V<T>(lse), dims, scale);
+    }
+
+    /// <inheritdoc/>
+    public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, double scale, Tensor gq, Tensor gk, Tensor gv) => Locked(() =>
+    {
+        switch (q.DType)
+        {
+            case DType.Float32: AttentionBackwardT<float, F32>(q, k, v, y, gy, lse, causal, (float)scale, gq, gk, gv); break;
+            case DType.Float64: AttentionBackwardT<double, F64>(q, k, v, y, gy, lse, causal, scale, gq, gk, gv); break;
+            default: throw Unsupported("attention_backward", q.DType);
+        }
+    });
+
+    void AttentionBackwardT<T, TF>(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, T scale, Tensor gq, Tensor gk, Tensor gv)
+        where T : unmanaged where TF : struct, IFloat<T>
+    {
+        var dims = AttentionDims(q, k, v, causal) with
+        {
+            YOff = Off(y), LseOff = Off(lse), GyOff = Off(gy), GqOff = Off(gq), GkOff = Off(gk), GvOff = Off(gv),
+        };
+        int rows = q.Shape[0] * dims.Tq, keys = q.Shape[0] * dims.Tk;
+        using var delta = Tensor.Empty(new Shape(Math.Max(rows, 1)), q.DType, Device);
+        AttentionKernels<T, TF>.Delta.Launch(Driver, rows, V<T>(y), V<T>(gy), V<T>(delta), dims);
+        AttentionKernels<T, TF>.GradQ.Launch(Driver, rows, V<T>(q), V<T>(k), V<T>(v), V<T>(gy), V<T>(lse), V<T>(delta), V<T>(gq), dims, scale);
+        AttentionKernels<T, TF>.GradKV.Launch(Driver, keys, V<T>(q), V<T>(k), V<T>(v), V<T>(gy), V<T>(lse), V<T>(delta), V<T>(gk), V<T>(gv), dims, scale);
+    }
+
+    // The core hands over contiguous tensors, which may still start past their buffer's first element.
+    static G.Attention.Dims AttentionDims(Tensor q, Tensor k, Tensor v, bool causal) => new()
+    {
+        Tq = q.Shape[1], Tk = k.Shape[1], D = q.Shape[2], Dv = v.Shape[2], Causal = causal ? 1 : 0,
+        QOff = Off(q), KOff = Off(k), VOff = Off(v),
+    };
+
+    /// <inheritdoc/>
+    /// <remarks>The product, the bias and the activation run as three kernels (tiled GEMM, broadcast add, ReLU).</remarks>
+    public void Linear(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y) => Locked(() =>
+    {
+        if (!x.DType.IsFloating()) throw Unsupported("linear", x.DType);
+        MatMul(x.Unsqueeze(0), w.T.Unsqueeze(0), y.Unsqueeze(0));
+        if (bias is not null) Binary(BinaryOp.Add, y, bias.BroadcastTo(y.Shape), y);
+        if (relu) Unary(UnaryOp.Relu, y, y);
+    });
+
+    /// <inheritdoc/>
+    public void SoftmaxRows(Tensor x, int rows, int len, bool log, Tensor y) => Locked(() =>
+    {
+        if (len == 0 && x.DType.IsFloating()) return;
+        switch (x.DType)
+        {
+            case DType.Float32: SoftmaxKernels<float, F32>.Rows.Launch(Driver, Rows(rows), Group, V<float>(x), Off(x), len, log ? 1 : 0, V<float>(y)); break;
+            case DType.Float64: SoftmaxKernels<double, F64>.Rows.Launch(Driver, Rows(rows), Group, V<double>(x), Off(x), len, log ? 1 : 0, V<double>(y)); break;
+            default: throw Unsupported("softmax", x.DType);
+        }
+    });
+
+    /// <inheritdoc/>
+    public void LayerNormRows(Tensor x, Tensor? weight, Tensor? bias, double eps, int rows, int len, Tensor y) => Locked(() =>
+    {
+        if (len == 0 && x.DType.IsFloating()) return;
+        switch (x.DType)
+        {
+            case DType.Float32: LayerNormT<float, F32>(x, weight, bias, (float)eps, rows, len, y); break;
+            case DType.Float64: LayerNormT<double, F64>(x, weight, bias, eps, rows, len, y); break;
+            default: throw Unsupported("layer_norm", x.DType);
+        }
+    });
+
+    void LayerNormT<T, TF>(Tensor x, Tensor? weight, Tensor? bias, T eps, int rows, int len, Tensor y) where T : unmanaged where TF : struct, IFloat<T> =>
+        LayerNormKernels<T, TF>.Rows.Launch(Driver, Rows(rows), Group, V<T>(x), Off(x), len,
+            V<T>(weight ?? x), weight is null ? 0 : Off(weight), weight is null ? 0 : 1,
+            V<T>(bias ?? x), bias is null ? 0 : Off(bias), bias is null ? 0 : 1, eps, V<T>(y));
+
+    /// <inheritdoc/>
+    public void RmsNormRows(Tensor x, Tensor? weight, double eps, int rows, int len, Tensor y) => Locked(() =>
+    {
+        if (len == 0 && x.DType.IsFloating()) return;
+        switch (x.DType)
+        {
+            case DType.Float32: RmsNormT<float, F32>(x, weight, (float)eps, rows, len, y); break;
+            case DType.Float64: RmsNormT<double, F64>(x, weight, eps, rows, len, y); break;
+            default: throw Unsupported("rms_norm", x.DType);
+        }
+    });
+
+    void RmsNormT<T, TF>(Tensor x, Tensor? weight, T eps, int rows, int len, Tensor y) where T : unmanaged where TF : struct, IFloat<T> =>
+        LayerNormKernels<T, TF>.RmsRows.Launch(Driver, Rows(rows), Group, V<T>(x), Off(x), len,
+            V<T>(weight ?? x), weight is null ? 0 : Off(weight), weight is null ? 0 : 1, eps, V<T>(y));
+}

@@ -1,0 +1,153 @@
+using Kiln.Backends;
+using Kiln.Kernels.Gpu;
+using G = Kiln.Kernels.Gpu;
+
+namespace Kiln.Gpu;
+
+public sealed partial class IlgpuBackend
+{
+    /// <inheritdoc/>
+    public void Random(RandomKind kind, ulong seed, ulong counter, double a, double b, Tensor dst) => Locked(() =>
+    {
+        switch (dst.DType)
+        {
+            case DType.Float32: RandomT<float, F32>(kind, seed, counter, a, b, dst); break;
+            case DType.Float64: RandomT<double, F64>(kind, seed, counter, a, b, dst); break;
+            case DType.Int32: RandomT<int, I32>(kind, seed, counter, a, b, dst); break;
+            case DType.Int64: RandomT<long, I64>(kind, seed, counter, a, b, dst); break;
+            case DType.Bool: RandomT<byte, U8>(kind, seed, counter, a, b, dst); break;
+            default: throw Unsupported("random", dst.DType);
+        }
+    });
+
+    void RandomT<T, TE>(RandomKind kind, ulong seed, ulong counter, double a, double b, Tensor dst) where T : unmanaged where TE : struct, IElement<T> =>
+        PhiloxKernels<T, TE>.Fill.Launch(Driver, dst.Numel, V<T>(dst), (int)kind, seed, counter, a, b, dst.DType == DType.Float64 ? 1 : 0);
+
+    static (int Outer, int Axis, int Inner) Split3(Shape s, int axis)
+    {
+        int outer = 1, inner = 1;
+        for (int i = 0; i < axis; i++) outer *= s[i];
+        for (int i = axis + 1; i < s.Rank; i++) inner *= s[i];
+        return (outer, s.Rank == 0 ? 1 : s[axis], inner);
+    }
+
+    /// <inheritdoc/>
+    public void Gather(Tensor x, int axis, Tensor index, Tensor y) => Locked(() =>
+    {
+        var (outer, xAxis, inner) = Split3(x.Shape, axis);
+        var d = new G.Indexing.Dims { Outer = outer, Axis = xAxis, Inner = inner, IndexAxis = index.Rank == 0 ? 1 : index.Shape[axis], XOff = Off(x), IOff = Off(index) };
+        Driver.Zero(_err, 16);
+        switch (x.DType)
+        {
+            case DType.Float32: GatherT<float>(x, index, y, d); break;
+            case DType.Float64: GatherT<double>(x, index, y, d); break;
+            case DType.Int32: GatherT<int>(x, index, y, d); break;
+            case DType.Int64: GatherT<long>(x, index, y, d); break;
+            case DType.Bool: GatherT<byte>(x, index, y, d); break;
+            default: throw Unsupported("gather", x.DType);
+        }
+        if (ReadErr(out long j)) throw new ArgumentOutOfRangeException("index", j, $"gather: index {j} is out of range for an axis of size {xAxis}");
+    });
+
+    void GatherT<T>(Tensor x, Tensor index, Tensor y, G.Indexing.Dims d) where T : unmanaged =>
+        IndexingKernels<T>.Gather.Launch(Driver, y.Numel, V<T>(x), V<long>(index), V<T>(y), d, ErrView);
+
+    /// <inheritdoc/>
+    public void ScatterAdd(Tensor y, int axis, Tensor index, Tensor src) => ScatterImpl(y, axis, index, src, add: true);
+    /// <inheritdoc/>
+    public void Scatter(Tensor y, int axis, Tensor index, Tensor src) => ScatterImpl(y, axis, index, src, add: false);
+
+    void ScatterImpl(Tensor y, int axis, Tensor index, Tensor src, bool add) => Locked(() =>
+    {
+        string op = add ? "scatter_add" : "scatter";
+        var (outer, yAxis, inner) = Split3(y.Shape, axis);
+        var d = new G.Indexing.Dims { Outer = outer, Axis = yAxis, Inner = inner, IndexAxis = index.Rank == 0 ? 1 : index.Shape[axis], XOff = Off(y), IOff = Off(index), SOff = Off(src) };
+        Driver.Zero(_err, 16);
+        switch (y.DType)
+        {
+            case DType.Float32: ScatterT<float, F32>(y, index, src, d, add, outer * inner); break;
+            case DType.Float64: ScatterT<double, F64>(y, index, src, d, add, outer * inner); break;
+            case DType.Int32: ScatterT<int, I32>(y, index, src, d, add, outer * inner); break;
+            case DType.Int64: ScatterT<long, I64>(y, index, src, d, add, outer * inner); break;
+            case DType.Bool when !add: ScatterT<byte, U8>(y, index, src, d, add, outer * inner); break;
+            default: throw Unsupported(op, y.DType);
+        }
+        if (ReadErr(out long j)) throw new ArgumentOutOfRangeException("index", j, $"{op}: index {j} is out of range for an axis of size {yAxis}");
+    });
+
+    void ScatterT<T, TN>(Tensor y, Tensor index, Tensor src, G.Indexing.Dims d, bool add, int threads) where T : unmanaged where TN : struct, INum<T> =>
+        IndexingKernels<T, TN>.Scatter.Launch(Driver, threads, V<T>(y), V<long>(index), V<T>(src), d, add ? 1 : 0, ErrView);
+
+    /// <summary>Rows up to this length are sorted by counting ranks; longer ones by a bitonic network.</summary>
+    public const int RankSortMaxLen = 2048;
+
+    /// <inheritdoc/>
+    public void SortRows(Tensor x, int rows, int len, bool descending, Tensor values, Tensor indices) => Locked(() =>
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: SortT<float, F32>(x, rows, len, descending, values, indices); break;
+            case DType.Float64: SortT<double, F64>(x, rows, len, descending, values, indices); break;
+            case DType.Int32: SortT<int, I32>(x, rows, len, descending, values, indices); break;
+            case DType.Int64: SortT<long, I64>(x, rows, len, descending, values, indices); break;
+            default: throw Unsupported("sort", x.DType);
+        }
+    });
+
+    void SortT<T, TN>(Tensor x, int rows, int len, bool descending, Tensor values, Tensor indices) where T : unmanaged where TN : struct, INum<T>
+    {
+        int desc = descending ? 1 : 0;
+        if (len <= RankSortMaxLen)
+        {
+            SortKernels<T, TN>.RankRows.Launch(Driver, rows * len, V<T>(x), Off(x), len, desc, V<T>(values), V<long>(indices));
+            return;
+        }
+        int pad = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)len);
+        using var keys = Tensor.Empty(new Shape(rows * pad), x.DType, Device);
+        using var idx = Tensor.Empty(new Shape(rows * pad), DType.Int64, Device);
+        SortKernels<T>.BitonicInit.Launch(Driver, rows * pad, V<T>(x), Off(x), len, pad, V<T>(keys), V<long>(idx));
+        for (int k = 2; k <= pad; k <<= 1)
+            for (int j = k >> 1; j > 0; j >>= 1)
+                SortKernels<T, TN>.BitonicStep.Launch(Driver, rows * pad, V<T>(keys), V<long>(idx), len, pad, k, j, desc);
+        SortKernels<T>.BitonicFinish.Launch(Driver, rows * len, V<T>(keys), V<long>(idx), len, pad, V<T>(values), V<long>(indices));
+    }
+
+    /// <inheritdoc/>
+    public void StumpSumPdf(Tensor upper, int[] groupStarts, int[] values, Tensor pdf) => Locked(() =>
+    {
+        using var cur = StumpPdf(upper, groupStarts, values, pdf.Shape[1]);
+        Copy(cur, pdf);
+    });
+
+    /// <inheritdoc/>
+    public void StumpSumTail(Tensor upper, int[] groupStarts, int[] values, Tensor cuts, Tensor tail) => Locked(() =>
+    {
+        int width = Kiln.Kernels.Reference.StumpSumWidth(groupStarts, values);
+        using var pdf = StumpPdf(upper, groupStarts, values, width);
+        StumpKernels.Tail.Launch(Driver, upper.Shape[0], V<double>(pdf), width, V<long>(cuts), Off(cuts), V<double>(tail), Off(tail));
+    });
+
+    /// <summary>The [batch, width] pdf of the stump sums: one launch per meta-stump, ping-ponging two device buffers.</summary>
+    Tensor StumpPdf(Tensor upper, int[] groupStarts, int[] values, int width)
+    {
+        int batch = upper.Shape[0], groups = groupStarts.Length - 1, n = batch * width;
+        var cur = Tensor.Empty([batch, width], DType.Float64, Device);
+        using var next0 = Tensor.Empty([batch, width], DType.Float64, Device);
+        using var vals = Tensor.FromArray(values).To(Device);
+        StumpKernels.PdfInit.Launch(Driver, n, V<double>(cur), width);
+        var (a, b) = (cur, next0);
+        int used = 1;
+        for (int g = 0; g < groups; g++)
+        {
+            int first = groupStarts[g], count = groupStarts[g + 1] - first;
+            var step = new G.StumpSmoothing.Step { Thresholds = upper.Shape[1], UpperOff = Off(upper), First = first, Count = count, Group = g, Width = width, Used = used };
+            StumpKernels.PdfStep.Launch(Driver, n, V<double>(upper), V<int>(vals), V<double>(a), V<double>(b), step);
+            int max = 0;
+            for (int k = 0; k <= count; k++) max = Math.Max(max, values[first + g + k]);
+            used += max;
+            (a, b) = (b, a);
+        }
+        if (!ReferenceEquals(a, cur)) Copy(a, cur);
+        return cur;
+    }
+}

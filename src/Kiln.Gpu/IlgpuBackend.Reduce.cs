@@ -1,0 +1,80 @@
+using ILGPU;
+using Kiln.Kernels;
+using Kiln.Kernels.Gpu;
+
+namespace Kiln.Gpu;
+
+public sealed partial class IlgpuBackend
+{
+    static Index3D Rows(int rows) => new(rows, 1, 1);
+    Index3D Group => new(GroupSize, 1, 1);
+
+    /// <inheritdoc/>
+    public void ReduceRows(ReduceOp op, Tensor x, int rows, int len, Tensor y) => Locked(() =>
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: ReduceRowsT<float, F32>(op, x, rows, len, y); break;
+            case DType.Float64: ReduceRowsT<double, F64>(op, x, rows, len, y); break;
+            case DType.Int32: ReduceRowsT<int, I32>(op, x, rows, len, y); break;
+            case DType.Int64: ReduceRowsT<long, I64>(op, x, rows, len, y); break;
+            default: throw Unsupported("reduce " + op, x.DType);
+        }
+    });
+
+    void ReduceRowsT<T, TN>(ReduceOp op, Tensor x, int rows, int len, Tensor y) where T : unmanaged where TN : struct, INum<T> =>
+        (Driver.SupportsWarp ? ReduceKernels<T, TN>.RowsWarp : ReduceKernels<T, TN>.Rows)
+            .Launch(Driver, Rows(rows), Group, V<T>(x), Off(x), len, V<T>(y), Off(y), (int)op);
+
+    /// <inheritdoc/>
+    public void ReduceCols(ReduceOp op, Tensor x, int len, int cols, Tensor y) => Locked(() =>
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: ReduceColsT<float, F32>(op, x, len, cols, y); break;
+            case DType.Float64: ReduceColsT<double, F64>(op, x, len, cols, y); break;
+            case DType.Int32: ReduceColsT<int, I32>(op, x, len, cols, y); break;
+            case DType.Int64: ReduceColsT<long, I64>(op, x, len, cols, y); break;
+            default: throw Unsupported("reduce " + op, x.DType);
+        }
+    });
+
+    void ReduceColsT<T, TN>(ReduceOp op, Tensor x, int len, int cols, Tensor y) where T : unmanaged where TN : struct, INum<T> =>
+        ReduceKernels<T, TN>.Cols.Launch(Driver, cols, V<T>(x), Off(x), len, cols, V<T>(y), Off(y), (int)op);
+
+    /// <inheritdoc/>
+    public void ArgReduceRows(bool max, Tensor x, int rows, int len, Tensor values, Tensor indices) => Locked(() =>
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: ArgRowsT<float, F32>(max, x, rows, len, values, indices); break;
+            case DType.Float64: ArgRowsT<double, F64>(max, x, rows, len, values, indices); break;
+            case DType.Int32: ArgRowsT<int, I32>(max, x, rows, len, values, indices); break;
+            case DType.Int64: ArgRowsT<long, I64>(max, x, rows, len, values, indices); break;
+            default: throw Unsupported(max ? "argmax" : "argmin", x.DType);
+        }
+    });
+
+    void ArgRowsT<T, TN>(bool max, Tensor x, int rows, int len, Tensor values, Tensor indices) where T : unmanaged where TN : struct, INum<T> =>
+        ReduceKernels<T, TN>.ArgRows.Launch(Driver, Rows(rows), Group, V<T>(x), Off(x), len, max ? 1 : 0, V<T>(values), V<long>(indices));
+
+    /// <inheritdoc/>
+    public void CumsumRows(Tensor x, int rows, int len, bool reverse, Tensor y) => Locked(() =>
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: CumsumT<float, F32>(x, rows, len, reverse, y); break;
+            case DType.Float64: CumsumT<double, F64>(x, rows, len, reverse, y); break;
+            case DType.Int32: CumsumT<int, I32>(x, rows, len, reverse, y); break;
+            case DType.Int64: CumsumT<long, I64>(x, rows, len, reverse, y); break;
+            default: throw Unsupported("cumsum", x.DType);
+        }
+    });
+
+    void CumsumT<T, TN>(Tensor x, int rows, int len, bool reverse, Tensor y) where T : unmanaged where TN : struct, INum<T> =>
+        ReduceKernels<T, TN>.CumsumRows.Launch(Driver, Rows(rows), Group, V<T>(x), Off(x), len, reverse ? 1 : 0, V<T>(y));
+
+    /// <inheritdoc/>
+    public void AnyAllRows(bool all, Tensor x, int rows, int len, Tensor y) => Locked(() =>
+        ReduceKernels.AnyAllRows.Launch(Driver, rows, V<byte>(x), Off(x), len, all ? 1 : 0, V<byte>(y)));
+}
