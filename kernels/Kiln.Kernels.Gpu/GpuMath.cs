@@ -73,6 +73,8 @@ public static class GpuMath
     /// <summary>Phi(x), through erfc in the lower tail.</summary>
     public static double NormalCdf(double x)
     {
+        // Explicit: PoCL's compiled code returned 0 for NaN through the branches below (found by the NaN special of unary.normalcdf).
+        if (XMath.IsNaN(x)) return x;
         double z = x / 1.4142135623730951;
         if (z < -2.5) return 0.5 * Erfc(-z);
         return 0.5 * (1.0 + Erf(z));

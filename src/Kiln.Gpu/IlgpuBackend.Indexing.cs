@@ -111,43 +111,4 @@ public sealed partial class IlgpuBackend
                 SortKernels<T, TN>.BitonicStep.Launch(Driver, rows * pad, V<T>(keys), V<long>(idx), len, pad, k, j, desc);
         SortKernels<T>.BitonicFinish.Launch(Driver, rows * len, V<T>(keys), V<long>(idx), len, pad, V<T>(values), V<long>(indices));
     }
-
-    /// <inheritdoc/>
-    public void StumpSumPdf(Tensor upper, int[] groupStarts, int[] values, Tensor pdf) => Locked(() =>
-    {
-        using var cur = StumpPdf(upper, groupStarts, values, pdf.Shape[1]);
-        Copy(cur, pdf);
-    });
-
-    /// <inheritdoc/>
-    public void StumpSumTail(Tensor upper, int[] groupStarts, int[] values, Tensor cuts, Tensor tail) => Locked(() =>
-    {
-        int width = Kiln.Kernels.Reference.StumpSumWidth(groupStarts, values);
-        using var pdf = StumpPdf(upper, groupStarts, values, width);
-        StumpKernels.Tail.Launch(Driver, upper.Shape[0], V<double>(pdf), width, V<long>(cuts), Off(cuts), V<double>(tail), Off(tail));
-    });
-
-    /// <summary>The [batch, width] pdf of the stump sums: one launch per meta-stump, ping-ponging two device buffers.</summary>
-    Tensor StumpPdf(Tensor upper, int[] groupStarts, int[] values, int width)
-    {
-        int batch = upper.Shape[0], groups = groupStarts.Length - 1, n = batch * width;
-        var cur = Tensor.Empty([batch, width], DType.Float64, Device);
-        using var next0 = Tensor.Empty([batch, width], DType.Float64, Device);
-        using var vals = Tensor.FromArray(values).To(Device);
-        StumpKernels.PdfInit.Launch(Driver, n, V<double>(cur), width);
-        var (a, b) = (cur, next0);
-        int used = 1;
-        for (int g = 0; g < groups; g++)
-        {
-            int first = groupStarts[g], count = groupStarts[g + 1] - first;
-            var step = new G.StumpSmoothing.Step { Thresholds = upper.Shape[1], UpperOff = Off(upper), First = first, Count = count, Group = g, Width = width, Used = used };
-            StumpKernels.PdfStep.Launch(Driver, n, V<double>(upper), V<int>(vals), V<double>(a), V<double>(b), step);
-            int max = 0;
-            for (int k = 0; k <= count; k++) max = Math.Max(max, values[first + g + k]);
-            used += max;
-            (a, b) = (b, a);
-        }
-        if (!ReferenceEquals(a, cur)) Copy(a, cur);
-        return cur;
-    }
 }

@@ -59,7 +59,7 @@ public sealed partial class IlgpuBackend : IBackend, IDisposable
     }
 
     /// <summary>The device array behind <paramref name="t"/> as a kernel argument of element type <typeparamref name="T"/>.</summary>
-    DeviceView<T> V<T>(Tensor t) where T : unmanaged
+    internal DeviceView<T> V<T>(Tensor t) where T : unmanaged
     {
         var s = St(t);
         if (Unsafe.SizeOf<T>() != t.DType.Size()) throw new InvalidOperationException($"a {t.DType} tensor viewed as {typeof(T).Name}");
@@ -68,7 +68,7 @@ public sealed partial class IlgpuBackend : IBackend, IDisposable
     static int Off(Tensor t) => t.Layout.Offset;
 
     T Locked<T>(Func<T> f) { lock (_lock) { ObjectDisposedException.ThrowIf(_disposed, this); return f(); } }
-    void Locked(Action f) { lock (_lock) { ObjectDisposedException.ThrowIf(_disposed, this); f(); } }
+    internal void Locked(Action f) { lock (_lock) { ObjectDisposedException.ThrowIf(_disposed, this); f(); } }
 
     /// <inheritdoc/>
     public Storage Allocate(DType dtype, int length) => Locked<Storage>(() =>

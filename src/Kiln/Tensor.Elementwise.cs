@@ -1,117 +1,10 @@
 using Kiln.Kernels;
+using Kiln.Ops;
 
 namespace Kiln;
 
 public sealed partial class Tensor
 {
-    // ---------------------------------------------------------------- unary
-
-    /// <summary>Derivative rules of the unary primitives: (x, y = f(x), upstream g) -> g f'(x), in tensor ops.</summary>
-    static Tensor UnaryGrad(UnaryOp op, Tensor x, Tensor y, Tensor g) => op switch
-    {
-        UnaryOp.Neg => -g,
-        UnaryOp.Abs => g * x.Sign(),
-        UnaryOp.Exp => g * y,
-        UnaryOp.Log => g / x,
-        UnaryOp.Log1p => g / (x + 1.0),
-        UnaryOp.Expm1 => g * (y + 1.0),
-        UnaryOp.Sqrt => g * 0.5 / y,
-        UnaryOp.Rsqrt => g * -0.5 * y * y * y,
-        UnaryOp.Sigmoid => g * y * (1.0 - y),
-        UnaryOp.Tanh => g * (1.0 - y * y),
-        UnaryOp.Relu => g * x.Apply(UnaryOp.Step),
-        UnaryOp.GeluErf => g * (x.NormalCdf() + x * (x * x * -0.5).Exp() * (1.0 / Math.Sqrt(2 * Math.PI))),
-        UnaryOp.GeluTanh => g * GeluTanhGrad(x),
-        UnaryOp.Silu => g * SiluGrad(x),
-        UnaryOp.Softplus => g * x.Sigmoid(),
-        UnaryOp.Erf => g * (x * x * -1.0).Exp() * (2.0 / Math.Sqrt(Math.PI)),
-        UnaryOp.Erfinv => g * (y * y).Exp() * (Math.Sqrt(Math.PI) / 2.0),
-        UnaryOp.NormalCdf => g * (x * x * -0.5).Exp() * (1.0 / Math.Sqrt(2 * Math.PI)),
-        UnaryOp.NormalIcdf => g * (y * y * 0.5).Exp() * Math.Sqrt(2 * Math.PI),
-        UnaryOp.Sign or UnaryOp.Step => g * 0.0,
-        UnaryOp.Reciprocal => -g * y * y,
-        UnaryOp.Square => g * 2.0 * x,
-        UnaryOp.Sin => g * x.Cos(),
-        UnaryOp.Cos => -g * x.Sin(),
-        _ => throw new NotSupportedException($"no gradient rule for {op}"),
-    };
-
-    static Tensor SiluGrad(Tensor x) { var s = x.Sigmoid(); return s * (1.0 + x * (1.0 - s)); }
-
-    static Tensor GeluTanhGrad(Tensor x)
-    {
-        const double c = 0.7978845608028654; // sqrt(2/pi)
-        var inner = (x + x * x * x * 0.044715) * c;
-        var t = inner.Tanh();
-        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + x * x * (3 * 0.044715));
-    }
-
-    /// <summary>Applies a unary primitive elementwise (Float32 or Float64).</summary>
-    public Tensor Apply(UnaryOp op)
-    {
-        Storage.ThrowIfDisposed(op.ToString());
-        Check.Floating(this, op.ToString().ToLowerInvariant(), "input");
-        var y = Empty(Shape, DType, Device);
-        Backend.Unary(op, this, y);
-        return Record(y, op.ToString(), [this], g => [UnaryGrad(op, this, y, g)]);
-    }
-
-    /// <summary>Applies a unary primitive in place (not allowed on tensors in the autodiff graph).</summary>
-    public Tensor Apply_(UnaryOp op)
-    {
-        CheckInPlace(op.ToString().ToLowerInvariant() + "_");
-        Check.Floating(this, op.ToString().ToLowerInvariant() + "_", "input");
-        Backend.Unary(op, this, this);
-        return this;
-    }
-
-    /// <summary>-x</summary>
-    public Tensor Neg() => Apply(UnaryOp.Neg);
-    /// <summary>|x|</summary>
-    public Tensor Abs() => Apply(UnaryOp.Abs);
-    /// <summary>e^x</summary>
-    public Tensor Exp() => Apply(UnaryOp.Exp);
-    /// <summary>ln x</summary>
-    public Tensor Log() => Apply(UnaryOp.Log);
-    /// <summary>ln(1 + x), accurate near 0.</summary>
-    public Tensor Log1p() => Apply(UnaryOp.Log1p);
-    /// <summary>e^x - 1, accurate near 0.</summary>
-    public Tensor Expm1() => Apply(UnaryOp.Expm1);
-    /// <summary>sqrt x</summary>
-    public Tensor Sqrt() => Apply(UnaryOp.Sqrt);
-    /// <summary>1 / sqrt x</summary>
-    public Tensor Rsqrt() => Apply(UnaryOp.Rsqrt);
-    /// <summary>1 / (1 + e^-x)</summary>
-    public Tensor Sigmoid() => Apply(UnaryOp.Sigmoid);
-    /// <summary>tanh x</summary>
-    public Tensor Tanh() => Apply(UnaryOp.Tanh);
-    /// <summary>max(x, 0)</summary>
-    public Tensor Relu() => Apply(UnaryOp.Relu);
-    /// <summary>GELU: x Phi(x) (exact, default) or its tanh approximation.</summary>
-    public Tensor Gelu(bool approximateTanh = false) => Apply(approximateTanh ? UnaryOp.GeluTanh : UnaryOp.GeluErf);
-    /// <summary>x sigmoid(x)</summary>
-    public Tensor Silu() => Apply(UnaryOp.Silu);
-    /// <summary>ln(1 + e^x), without overflow.</summary>
-    public Tensor Softplus() => Apply(UnaryOp.Softplus);
-    /// <summary>The error function.</summary>
-    public Tensor Erf() => Apply(UnaryOp.Erf);
-    /// <summary>The inverse error function.</summary>
-    public Tensor Erfinv() => Apply(UnaryOp.Erfinv);
-    /// <summary>The standard normal CDF Phi(x).</summary>
-    public Tensor NormalCdf() => Apply(UnaryOp.NormalCdf);
-    /// <summary>The standard normal quantile Phi^-1(p).</summary>
-    public Tensor NormalIcdf() => Apply(UnaryOp.NormalIcdf);
-    /// <summary>-1, 0 or 1.</summary>
-    public Tensor Sign() => Apply(UnaryOp.Sign);
-    /// <summary>1 / x</summary>
-    public Tensor Reciprocal() => Apply(UnaryOp.Reciprocal);
-    /// <summary>x^2</summary>
-    public Tensor Square() => Apply(UnaryOp.Square);
-    /// <summary>sin x</summary>
-    public Tensor Sin() => Apply(UnaryOp.Sin);
-    /// <summary>cos x</summary>
-    public Tensor Cos() => Apply(UnaryOp.Cos);
-
     /// <summary>Clamps into [min, max] (either bound may be omitted); the gradient passes where the input is inside.</summary>
     /// <exception cref="ArgumentException">min &gt; max.</exception>
     public Tensor Clamp(double? min = null, double? max = null)
@@ -137,25 +30,8 @@ public sealed partial class Tensor
         var y = Empty(shape, a.DType, a.Device);
         a.Backend.Binary(op, a.BroadcastTo(shape), b.BroadcastTo(shape), y);
         if (!a.DType.IsFloating()) return y;
-        return Record(y, name, [a, b], g => op switch
-        {
-            BinaryOp.Add => [g.SumTo(a.Shape), g.SumTo(b.Shape)],
-            BinaryOp.Sub => [g.SumTo(a.Shape), (-g).SumTo(b.Shape)],
-            BinaryOp.Mul => [(g * b).SumTo(a.Shape), (g * a).SumTo(b.Shape)],
-            BinaryOp.Div => [(g / b).SumTo(a.Shape), (-g * a / (b * b)).SumTo(b.Shape)],
-            BinaryOp.Pow => [(g * b * Pow(a, b - 1.0)).SumTo(a.Shape), b.RequiresGrad ? (g * y * Where(a > 0.0, a, a.OnesLike()).Log()).SumTo(b.Shape) : null],
-            BinaryOp.Max => MaxMinGrad(g, a, b, a > b, a.Eq(b)),
-            BinaryOp.Min => MaxMinGrad(g, a, b, a < b, a.Eq(b)),
-            BinaryOp.Atan2 => [(g * b / (a * a + b * b)).SumTo(a.Shape), (-g * a / (a * a + b * b)).SumTo(b.Shape)],
-            _ => throw new NotSupportedException($"no gradient rule for {op}"),
-        });
-    }
-
-    // Ties split the gradient evenly, so max(x, x) has gradient 1 in x.
-    static Tensor?[] MaxMinGrad(Tensor g, Tensor a, Tensor b, Tensor aWins, Tensor tie)
-    {
-        var wa = aWins.To(g.DType) + tie.To(g.DType) * 0.5;
-        return [(g * wa).SumTo(a.Shape), (g * (1.0 - wa)).SumTo(b.Shape)];
+        var rule = ElementwiseOps.Binary(op).Gradient;
+        return Record(y, name, [a, b], g => rule(a, b, y, g));
     }
 
     void BinaryInPlace(BinaryOp op, Tensor b)

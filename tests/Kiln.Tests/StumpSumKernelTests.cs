@@ -1,4 +1,5 @@
 using Kiln.Kernels;
+using Kiln.Methods.Smoothing;
 using Kiln.Tests.TestKit;
 using Xunit;
 using FsCheck.Fluent;
@@ -6,7 +7,7 @@ using G = FsCheck.Fluent.Gen;
 
 namespace Kiln.Tests;
 
-/// <summary>The stump-sum dynamic program (Tensor.StumpSumPdf / StumpSumTail) against the float64 reference, on every device.</summary>
+/// <summary>The stump-sum dynamic program (StumpSum.Pdf / StumpSum.Tail, an op on the extension API) against the float64 reference, on every device.</summary>
 public class StumpSumKernelTests
 {
     // A random layout: up to 6 meta-stumps with 0-3 thresholds each; region values 0..12 with repeats and zeros.
@@ -63,7 +64,7 @@ public class StumpSumKernelTests
             var (batch, starts, values, seed, strided) = c;
             int regions = starts[^1];
             var p = Probabilities(batch, starts, seed);
-            var pdf = Tensor.StumpSumPdf(Make(p, batch, regions, strided, dev), starts, values);
+            var pdf = StumpSum.Pdf(Make(p, batch, regions, strided, dev), starts, values);
             int width = Reference.StumpSumWidth(starts, values);
             Assert.Equal(new Shape(batch, width), pdf.Shape);
             var got = pdf.ToArray<double>();
@@ -87,7 +88,7 @@ public class StumpSumKernelTests
             var p = Probabilities(batch, starts, seed);
             var rng = new Random(seed);
             var cuts = Enumerable.Range(0, batch).Select(_ => (long)rng.Next(-3, width + 3)).ToArray();
-            var tail = Tensor.StumpSumTail(Make(p, batch, regions, strided, dev), starts, values, Tensor.FromArray(cuts).To(dev)).ToArray<double>();
+            var tail = StumpSum.Tail(Make(p, batch, regions, strided, dev), starts, values, Tensor.FromArray(cuts).To(dev)).ToArray<double>();
             for (int b = 0; b < batch; b++)
             {
                 double expected = Reference.StumpSumTail(p.AsSpan(b * regions, regions), starts, values, cuts[b]);
@@ -126,16 +127,16 @@ public class StumpSumKernelTests
         // Two meta-stumps: thresholds 0-1 (three regions) and threshold 2 (two regions): five values.
         var p = Tensor.FromArray(new[] { 0.9, 0.5, 0.3 }, new Shape(1, 3));
         int[] starts = [0, 2, 3], values = [0, 1, 2, 0, 4];
-        Assert.Equal(1, Tensor.StumpSumPdf(p, starts, values).ToArray<double>().Sum(), 14);
-        Assert.Throws<NotSupportedException>(() => Tensor.StumpSumPdf(p.To(DType.Float32), starts, values));
-        Assert.Throws<ShapeMismatchException>(() => Tensor.StumpSumPdf(p, [0, 2], [0, 1, 2]));
-        Assert.Throws<ShapeMismatchException>(() => Tensor.StumpSumPdf(p.Reshape(3), starts, values));
-        var neg = Assert.Throws<ArgumentException>(() => Tensor.StumpSumPdf(p, starts, [0, -1, 2, 0, 4]));
+        Assert.Equal(1, StumpSum.Pdf(p, starts, values).ToArray<double>().Sum(), 14);
+        Assert.Throws<NotSupportedException>(() => StumpSum.Pdf(p.To(DType.Float32), starts, values));
+        Assert.Throws<ShapeMismatchException>(() => StumpSum.Pdf(p, [0, 2], [0, 1, 2]));
+        Assert.Throws<ShapeMismatchException>(() => StumpSum.Pdf(p.Reshape(3), starts, values));
+        var neg = Assert.Throws<ArgumentException>(() => StumpSum.Pdf(p, starts, [0, -1, 2, 0, 4]));
         Assert.Contains("values[1]", neg.Message);
-        Assert.Throws<ArgumentException>(() => Tensor.StumpSumPdf(p, starts, [0, 1, 2, 0]));
-        Assert.Throws<ArgumentException>(() => Tensor.StumpSumPdf(p, [0, 2, 1, 3], [0, 1, 2, 0, 4, 5]));
-        Assert.Throws<ArgumentException>(() => Tensor.StumpSumPdf(p, [1, 3], [0, 1, 2]));
-        Assert.Throws<ArgumentException>(() => Tensor.StumpSumTail(p, starts, values, Tensor.FromArray(new[] { 1 })));
-        Assert.Throws<ShapeMismatchException>(() => Tensor.StumpSumTail(p, starts, values, Tensor.FromArray(new long[] { 1, 2 })));
+        Assert.Throws<ArgumentException>(() => StumpSum.Pdf(p, starts, [0, 1, 2, 0]));
+        Assert.Throws<ArgumentException>(() => StumpSum.Pdf(p, [0, 2, 1, 3], [0, 1, 2, 0, 4, 5]));
+        Assert.Throws<ArgumentException>(() => StumpSum.Pdf(p, [1, 3], [0, 1, 2]));
+        Assert.Throws<ArgumentException>(() => StumpSum.Tail(p, starts, values, Tensor.FromArray(new[] { 1 })));
+        Assert.Throws<ShapeMismatchException>(() => StumpSum.Tail(p, starts, values, Tensor.FromArray(new long[] { 1, 2 })));
     }
 }

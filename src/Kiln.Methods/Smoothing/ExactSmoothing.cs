@@ -13,7 +13,7 @@ public readonly record struct Certificate(int Class, double PA, double Radius);
 /// Deterministic (exact) smoothing of a stump ensemble. Under noise each meta-stump falls in region k with a
 /// probability given by differences of the noise CDF at its sorted thresholds; the distribution of the integer sum
 /// S of leaf levels is then a product of independent per-feature distributions, computed exactly by the dynamic
-/// program pdf_i[t] = sum_k p_ik pdf_{i-1}[t - G_ik] (<see cref="Tensor.StumpSumPdf"/>, a kernel with a float64 reference and a SIMD CPU form).
+/// program pdf_i[t] = sum_k p_ik pdf_{i-1}[t - G_ik] (<see cref="StumpSum.Pdf"/>, a kernel with a float64 reference and a SIMD CPU form).
 /// p1 = P[S &gt; M D / 2], p0 = 1 - p1. All tensor work runs on the inputs' device.
 /// </summary>
 public static class ExactSmoothing
@@ -90,7 +90,7 @@ public static class ExactSmoothing
     {
         var upper = UpperTails(ensemble, x, noise);
         var l = LayoutOf(ensemble);
-        return Tensor.StumpSumPdf(upper, l.GroupStarts, l.Values);
+        return StumpSum.Pdf(upper, l.GroupStarts, l.Values);
     }
 
     /// <summary>The smallest value the sum of leaf levels can take (the sum over meta-stumps of their smallest region value).</summary>
@@ -109,7 +109,7 @@ public static class ExactSmoothing
         long c = cut ?? ensemble.Cut;
         var cuts = new long[n];
         for (int i = 0; i < n; i++) cuts[i] = c - l.Base - (shift?[i] ?? 0);
-        return Tensor.StumpSumTail(upper, l.GroupStarts, l.Values, Tensor.FromArray(cuts).To(x.Device)).ToArray<double>();
+        return StumpSum.Tail(upper, l.GroupStarts, l.Values, Tensor.FromArray(cuts).To(x.Device)).ToArray<double>();
     }
 
     /// <summary>

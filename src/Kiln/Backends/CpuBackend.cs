@@ -410,14 +410,6 @@ public sealed class CpuBackend : IBackend
         }
     }
 
-    /// <inheritdoc/>
-    public void StumpSumPdf(Tensor upper, int[] groupStarts, int[] values, Tensor pdf) =>
-        StumpSmoothing.SumPdf(upper.Shape[0], A<double>(upper), O(upper), groupStarts, values, A<double>(pdf), O(pdf));
-
-    /// <inheritdoc/>
-    public void StumpSumTail(Tensor upper, int[] groupStarts, int[] values, Tensor cuts, Tensor tail) =>
-        StumpSmoothing.SumTail(upper.Shape[0], A<double>(upper), O(upper), groupStarts, values, A<long>(cuts), O(cuts), A<double>(tail), O(tail));
-
     // NaN is the largest value, as NumPy sorts it.
     static int NanLast<T>(T p, T q) where T : IFloatingPointIeee754<T> =>
         T.IsNaN(p) ? (T.IsNaN(q) ? 0 : 1) : T.IsNaN(q) ? -1 : p.CompareTo(q);

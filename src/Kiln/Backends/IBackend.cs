@@ -103,18 +103,4 @@ public interface IBackend
     void Scatter(Tensor y, int axis, Tensor index, Tensor src);
     /// <summary>Stable ascending (or descending) sort of each row of a contiguous [rows, len] tensor, with the Int64 permutation.</summary>
     void SortRows(Tensor x, int rows, int len, bool descending, Tensor values, Tensor indices);
-
-    /// <summary>
-    /// The distribution of the integer sum S of a stump ensemble's leaf levels for each row b of contiguous Float64
-    /// <paramref name="upper"/> [batch, thresholds] (P[x' &gt;= threshold]): meta-stump g has the sorted thresholds
-    /// groupStarts[g] .. groupStarts[g+1]-1 and its region k the value values[groupStarts[g] + g + k]
-    /// (see Reference.StumpSumPdf). Writes contiguous Float64 <paramref name="pdf"/> [batch, width]. A backend without
-    /// the kernel throws.
-    /// </summary>
-    void StumpSumPdf(Tensor upper, int[] groupStarts, int[] values, Tensor pdf) =>
-        throw new NotSupportedException($"stump_sum_pdf: no kernel on device {Device}");
-
-    /// <summary>tail[b] = P[S_b &gt; cuts[b]] for the sums of <see cref="StumpSumPdf"/>; cuts is contiguous Int64 [batch], tail Float64 [batch].</summary>
-    void StumpSumTail(Tensor upper, int[] groupStarts, int[] values, Tensor cuts, Tensor tail) =>
-        throw new NotSupportedException($"stump_sum_tail: no kernel on device {Device}");
 }

@@ -1,0 +1,50 @@
+using Kiln.Kernels;
+
+namespace Kiln.Ops;
+
+/// <summary>The matrix product and fused attention definitions.</summary>
+public static class LinalgOps
+{
+    /// <summary>Every definition of the family.</summary>
+    public static IReadOnlyList<OpDefinition> All { get; } = [new GemmDefinition(), new AttentionDefinition()];
+
+    /// <summary>A [.., m, k] (the case's input, any layout) times B [k, n] with n drawn from the seed; the sum's length scales the budget.</summary>
+    sealed class GemmDefinition() : OpDefinition("gemm.matmul", "gemm", [DType.Float32, DType.Float64], new(-1, 1), new Tolerance(40))
+    {
+        public override int MinRank => 2;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var a = Input(c, dtype, device);
+            int m = c.Shape[^2], k = c.Shape[^1], n = 1 + (int)(c.Seed % 70), batch = a.Numel / Math.Max(m * k, 1);
+            var b = Input([k, n], InputView.Contiguous, c.Seed + 17, dtype, device, Domain);
+            double[] ad = a.Contiguous().ToDoubleArray(), bd = b.ToDoubleArray();
+            if (m * k == 0) batch = c.Shape[..^2].Aggregate(1, (p, q) => p * q);
+            var expected = Enumerable.Range(0, batch).SelectMany(t => Reference.Gemm(m, n, k, ad.AsSpan(t * m * k, m * k), bd)).ToArray();
+            var (rtol, atol) = Tolerance.For(dtype, Math.Max(k, 1));
+            return CheckResult.Compare(expected, a.MatMul(b).ToDoubleArray(), rtol, atol, Name);
+        }
+    }
+
+    /// <summary>softmax(scale q k^T) v over heads, causal or not: q is the case's [heads, tq, d]; k and v have tk keys drawn from the seed.</summary>
+    sealed class AttentionDefinition() : OpDefinition("attention.sdpa", "attention", [DType.Float32, DType.Float64], new(-1, 1), new Tolerance(8))
+    {
+        public override int MinRank => 3;
+        public override int MaxRank => 3;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var q = Input(c, dtype, device).Contiguous();
+            int bh = c.Shape[0], tq = c.Shape[1], d = c.Shape[2], tk = (int)(c.Seed % 40), dv = 1 + (int)(c.Seed / 40 % 9);
+            bool causal = c.Seed % 2 == 0;
+            var k = Input([bh, tk, d], InputView.Contiguous, c.Seed + 1, dtype, device, Domain);
+            var v = Input([bh, tk, dv], InputView.Contiguous, c.Seed + 2, dtype, device, Domain);
+            double scale = 1 / Math.Sqrt(Math.Max(d, 1));
+            var (qd, kd, vd) = (q.ToDoubleArray(), k.ToDoubleArray(), v.ToDoubleArray());
+            var expected = Enumerable.Range(0, bh).SelectMany(t => Reference.Attention(tq, tk, d, dv,
+                qd.AsSpan(t * tq * d, tq * d), kd.AsSpan(t * tk * d, tk * d), vd.AsSpan(t * tk * dv, tk * dv), causal, scale)).ToArray();
+            var (rtol, atol) = Tolerance.For(dtype, Math.Max(tk, 1));
+            return CheckResult.Compare(expected, Tensor.ScaledDotProductAttention(q, k, v, causal, scale).ToDoubleArray(), rtol, atol, Name);
+        }
+    }
+}

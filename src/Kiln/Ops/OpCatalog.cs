@@ -1,0 +1,96 @@
+using Kiln.Backends;
+
+namespace Kiln.Ops;
+
+/// <summary>
+/// Every op definition: the built-in ones, then those libraries and apps register (<see cref="Register"/>). The
+/// conformance tests and <c>kiln validate</c> walk this list.
+/// </summary>
+public static class OpCatalog
+{
+    static readonly List<OpDefinition> Registered = [];
+
+    /// <summary>The built-in definitions, family by family.</summary>
+    public static IReadOnlyList<OpDefinition> BuiltIn { get; } =
+        [.. ElementwiseOps.All, .. RowOps.All, .. IndexingOps.All, .. LinalgOps.All, .. RandomOps.All];
+
+    /// <summary>The built-in definitions and every registered one.</summary>
+    public static IReadOnlyList<OpDefinition> All
+    {
+        get { lock (Registered) return [.. BuiltIn, .. Registered]; }
+    }
+
+    /// <summary>Lists <paramref name="op"/> with the built-in ops; registering the same definition again does nothing.</summary>
+    /// <exception cref="ArgumentException">Another definition has the same name.</exception>
+    public static void Register(OpDefinition op)
+    {
+        ArgumentNullException.ThrowIfNull(op);
+        lock (Registered)
+        {
+            var same = BuiltIn.Concat(Registered).FirstOrDefault(d => d.Name == op.Name);
+            if (ReferenceEquals(same, op)) return;
+            if (same is not null) throw new ArgumentException($"an op named {op.Name} is already defined", nameof(op));
+            Registered.Add(op);
+        }
+    }
+
+    /// <summary>The definition named <paramref name="name"/>.</summary>
+    /// <exception cref="KeyNotFoundException">No op has that name; the message lists the families.</exception>
+    public static OpDefinition Get(string name) => All.FirstOrDefault(d => d.Name == name)
+        ?? throw new KeyNotFoundException($"no op named '{name}'; families: {string.Join(", ", All.Select(d => d.Family).Distinct())}");
+}
+
+/// <summary>One row of a conformance report: an op on one device in one dtype.</summary>
+/// <param name="Op">The op's name.</param>
+/// <param name="Device">Where it ran.</param>
+/// <param name="DType">The dtype.</param>
+/// <param name="Cases">How many cases ran.</param>
+/// <param name="Result">The worst case's result.</param>
+public sealed record ConformanceRow(string Op, Device Device, DType DType, int Cases, CheckResult Result);
+
+/// <summary>Runs op definitions against their float64 reference on devices: the one call that validates an op.</summary>
+public static class Conformance
+{
+    /// <summary>
+    /// Runs <paramref name="cases"/> random cases (plus every edge shape) of <paramref name="op"/> in each of its dtypes on
+    /// each of <paramref name="devices"/> (default: every registered device) and reports the worst result per (device,
+    /// dtype). An exception inside a case is a failure with its message, not a crash of the report.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="cases"/> is negative.</exception>
+    public static IReadOnlyList<ConformanceRow> Validate(OpDefinition op, IEnumerable<Device>? devices = null, int cases = 16, ulong seed = 1)
+    {
+        ArgumentNullException.ThrowIfNull(op);
+        ArgumentOutOfRangeException.ThrowIfNegative(cases);
+        var rows = new List<ConformanceRow>();
+        foreach (var device in (devices ?? BackendRegistry.Devices.OrderBy(d => d.Kind).ThenBy(d => d.Index)).ToArray())
+            foreach (var dtype in op.DTypes)
+            {
+                var result = CheckResult.Ok;
+                int n = 0;
+                foreach (var c in op.Cases(cases, seed))
+                {
+                    n++;
+                    result = result.Merge(Run(op, device, dtype, c));
+                }
+                rows.Add(new ConformanceRow(op.Name, device, dtype, n, result));
+            }
+        return rows;
+    }
+
+    /// <summary>Runs one case, turning an exception into a failed result that names the case.</summary>
+    public static CheckResult Run(OpDefinition op, Device device, DType dtype, OpCase c)
+    {
+        ArgumentNullException.ThrowIfNull(op);
+        ArgumentNullException.ThrowIfNull(c);
+        try
+        {
+            using var scope = Tensor.Scope();
+            var r = op.Check(device, dtype, c);
+            return r.Pass ? r : r with { Detail = $"{op.Name} {dtype} on {device}, case {c}: {r.Detail}" };
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return new CheckResult(double.NaN, false, $"{op.Name} {dtype} on {device}, case {c}: {e.GetType().Name}: {e.Message}");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+using Kiln.Kernels;
+
+namespace Kiln.Ops;
+
+/// <summary>
+/// An op over the last axis of its input (reductions, scans, softmax, norms, sorts): the kernels of
+/// kernels/*/{Reduce,Softmax,LayerNorm,Sort}.cs run it row by row; <paramref name="reference"/> maps one row of float64
+/// values to the row's results, and <paramref name="run"/> runs the op on a device. Where an empty row has no result
+/// (<paramref name="emptyRows"/> false: max, min, argmax), the op must reject it with an <see cref="ArgumentException"/>.
+/// </summary>
+public sealed class RowOpDefinition(string name, string family, IReadOnlyList<DType> dtypes, Domain domain, Tolerance tolerance,
+    Func<double[], double[]> reference, Func<Tensor, Tensor> run, bool scalesWithLength = false, bool emptyRows = true) : OpDefinition(name, family, dtypes, domain, tolerance)
+{
+    /// <inheritdoc/>
+    public override int MinRank => 1;
+
+    /// <inheritdoc/>
+    public override CheckResult Check(Device device, DType dtype, OpCase c)
+    {
+        var x = Input(c, dtype, device);
+        int len = c.Shape[^1];
+        if (len == 0 && !emptyRows)
+        {
+            try { run(x); }
+            catch (ArgumentException) { return CheckResult.Ok; }
+            return new CheckResult(double.PositiveInfinity, false, $"{Name}: an empty axis was accepted");
+        }
+        var expected = RowOps.Rows(x.Contiguous().ToDoubleArray(), RowCount(c.Shape), len, reference);
+        var y = run(x).ToDoubleArray();
+        if (Tolerance.Scale == 0) return CheckResult.Equal(expected, y, Name);
+        var (rtol, atol) = Tolerance.For(dtype, scalesWithLength ? Math.Max(len, 1) : 1);
+        return CheckResult.Compare(expected, y, rtol, atol, Name);
+    }
+
+    static int RowCount(int[] shape) => shape[..^1].Aggregate(1, (a, b) => a * b);
+}
+
+/// <summary>The row families' definitions: reductions, scans, softmax, norms, sort.</summary>
+public static class RowOps
+{
+    /// <summary>Applies <paramref name="f"/> to each of the <paramref name="rows"/> rows of length <paramref name="len"/> of row-major <paramref name="x"/> and concatenates the results.</summary>
+    public static double[] Rows(double[] x, int rows, int len, Func<double[], double[]> f) =>
+        [.. Enumerable.Range(0, rows).SelectMany(r => f(x[(r * len)..((r + 1) * len)]))];
+
+    static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64], Floats = [DType.Float32, DType.Float64];
+
+    static RowOpDefinition Reduce(ReduceOp op, Func<Tensor, Tensor> run, IReadOnlyList<DType> dtypes, Domain domain, bool emptyRows = true) =>
+        new("reduce." + op.ToString().ToLowerInvariant(), "reduce", dtypes, domain, new Tolerance(4), row => [Reference.Reduce(op, row)], run, scalesWithLength: true, emptyRows: emptyRows);
+
+    /// <summary>Every definition of the row families.</summary>
+    public static IReadOnlyList<OpDefinition> All { get; } =
+    [
+        Reduce(ReduceOp.Sum, x => x.Sum([-1]), Numbers, new(-3, 3, double.NaN)),
+        Reduce(ReduceOp.Max, x => x.Amax([-1]), Numbers, new(-3, 3, double.NaN, double.PositiveInfinity), emptyRows: false),
+        Reduce(ReduceOp.Min, x => x.Amin([-1]), Numbers, new(-3, 3, double.NaN, double.NegativeInfinity), emptyRows: false),
+        Reduce(ReduceOp.Prod, x => x.Prod([-1]), Floats, new(0.5, 1.5)),
+        new ColumnSumDefinition(),
+        new RowOpDefinition("reduce.argmax", "reduce", Numbers, new(-3, 3), Tolerance.Exact,
+            row => [Reference.SortRow(row, true).Indices[0]], x => x.ArgMax(-1), emptyRows: false),
+        new RowOpDefinition("reduce.cumsum", "reduce", Numbers, new(-3, 3), new Tolerance(4),
+            row => { var c = new double[row.Length]; double acc = 0; for (int i = 0; i < row.Length; i++) c[i] = acc += row[i]; return c; },
+            x => x.Cumsum(-1), scalesWithLength: true),
+        new RowOpDefinition("softmax.softmax", "softmax", Floats, new(-8, 8, double.NegativeInfinity), new Tolerance(8), row => Reference.Softmax(row), x => x.Softmax(-1)),
+        new RowOpDefinition("softmax.log_softmax", "softmax", Floats, new(-8, 8), new Tolerance(80), row => Reference.Softmax(row, true), x => x.LogSoftmax(-1)),
+        new NormDefinition(rms: false),
+        new NormDefinition(rms: true),
+        new RowOpDefinition("sort.sort", "sort", Numbers, new(-3, 3, double.NaN), Tolerance.Exact, row => Reference.SortRow(row, true).Values, x => x.Sort(-1, descending: true).Values),
+        new RowOpDefinition("sort.argsort", "sort", Numbers, new(-3, 3, double.NaN), Tolerance.Exact,
+            row => [.. Reference.SortRow(row, false).Indices.Select(i => (double)i)], x => x.Sort(-1).Indices),
+    ];
+
+    /// <summary>Sums over the first axis (the column kernel).</summary>
+    sealed class ColumnSumDefinition() : OpDefinition("reduce.sum_cols", "reduce", Numbers, new(-3, 3), new Tolerance(4))
+    {
+        public override int MinRank => 1;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var x = Input(c, dtype, device);
+            var xd = x.Contiguous().ToDoubleArray();
+            int n0 = c.Shape[0], rest = c.Shape[1..].Aggregate(1, (a, b) => a * b);
+            var expected = Enumerable.Range(0, rest).Select(col => Reference.Reduce(ReduceOp.Sum, Enumerable.Range(0, n0).Select(i => xd[i * rest + col]).ToArray())).ToArray();
+            var (rtol, atol) = Tolerance.For(dtype, Math.Max(n0, 1));
+            return CheckResult.Compare(expected, x.Sum([0]).ToDoubleArray(), rtol, atol, Name);
+        }
+    }
+
+    /// <summary>Layer norm with weight and bias, or RMS norm with weight, over the last axis.</summary>
+    sealed class NormDefinition(bool rms) : OpDefinition(rms ? "norm.rms_norm" : "norm.layer_norm", "layernorm", Floats, new(-3, 3), new Tolerance(16))
+    {
+        public override int MinRank => 1;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var x = Input(c, dtype, device);
+            int len = c.Shape[^1];
+            var w = Tensor.Linspace(0.5, 1.5, len, dtype, device);
+            var b = Tensor.Linspace(-1, 1, len, dtype, device);
+            double[] wd = w.ToDoubleArray(), bd = b.ToDoubleArray(), xd = x.Contiguous().ToDoubleArray();
+            var y = (rms ? x.RmsNorm(w) : x.LayerNorm(w, b)).ToDoubleArray();
+            var (rtol, atol) = Tolerance.For(dtype);
+            var result = CheckResult.Ok;
+            for (int r = 0; len > 0 && r < xd.Length / len; r++)
+            {
+                var row = xd[(r * len)..((r + 1) * len)];
+                var expected = rms ? Reference.RmsNorm(row, wd, 1e-6) : Reference.LayerNorm(row, wd, bd, 1e-5);
+                // Rounding in the row's mean is amplified by 1 / sqrt(var + eps), large for a nearly constant row.
+                double mean = rms ? 0 : row.Average(), spread = rms ? row.Average(v => v * v) : row.Average(v => (v - mean) * (v - mean));
+                double gain = row.Max(Math.Abs) / Math.Sqrt(spread + (rms ? 1e-6 : 1e-5));
+                result = result.Merge(CheckResult.Compare(expected, y.AsSpan(r * len, len), rtol, atol * (1 + gain), Name));
+            }
+            return result;
+        }
+    }
+}
