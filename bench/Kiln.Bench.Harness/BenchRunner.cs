@@ -1,7 +1,7 @@
 namespace Kiln.Bench;
 
 /// <summary>What <see cref="BenchRunner.Run"/> measures. Each property checks its value when set.</summary>
-public sealed class BenchOptions
+public sealed record BenchOptions
 {
     /// <summary>Names of the workloads to run (<see cref="Bench.Workloads.Names"/>); empty (the default): all.</summary>
     /// <exception cref="ArgumentNullException">Set to null.</exception>
