@@ -101,19 +101,15 @@ public class AttentionBench
 /// </summary>
 public class RowsBench
 {
-    Action _add = null!, _sum = null!, _softmax = null!, _layerNorm = null!;
+    Action _run = null!;
 
-    [GlobalSetup]
-    public void Setup()
-    {
-        _add = Workloads.Get("add_16M").Setup();
-        _sum = Workloads.Get("sum_16M").Setup();
-        _softmax = Workloads.Get("softmax_4096x4096").Setup();
-        _layerNorm = Workloads.Get("layer_norm_4096x4096").Setup();
-    }
+    [GlobalSetup(Target = nameof(AddInPlace))] public void SetupAdd() => _run = Workloads.Get("add_16M").Setup();
+    [GlobalSetup(Target = nameof(Sum))] public void SetupSum() => _run = Workloads.Get("sum_16M").Setup();
+    [GlobalSetup(Target = nameof(Softmax))] public void SetupSoftmax() => _run = Workloads.Get("softmax_4096x4096").Setup();
+    [GlobalSetup(Target = nameof(LayerNorm))] public void SetupLayerNorm() => _run = Workloads.Get("layer_norm_4096x4096").Setup();
 
-    [Benchmark] public void AddInPlace() => _add();
-    [Benchmark] public void Sum() => _sum();
-    [Benchmark] public void Softmax() => _softmax();
-    [Benchmark] public void LayerNorm() => _layerNorm();
+    [Benchmark] public void AddInPlace() => _run();
+    [Benchmark] public void Sum() => _run();
+    [Benchmark] public void Softmax() => _run();
+    [Benchmark] public void LayerNorm() => _run();
 }
