@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using Kiln;
+using Kiln.Bench;
 using Kiln.Kernels.Cpu;
 
 // Kernel-level suites: the packed GEMM and its A packing, fused attention and memory-bound rows (the peer comparison is `kiln bench`).
@@ -94,20 +95,21 @@ public class AttentionBench
     }
 }
 
-/// <summary>Memory-bound rows: elementwise add, sum, softmax and layer norm on 16M floats.</summary>
+/// <summary>
+/// Memory-bound rows on 16M floats, as `kiln bench` times them (<see cref="Workloads"/>): x + x in place, sum, softmax
+/// and layer norm over rows of 4096.
+/// </summary>
 public class RowsBench
 {
-    Tensor _x = null!, _y = null!, _w = null!, _b = null!;
+    Action _run = null!;
 
-    [GlobalSetup]
-    public void Setup()
-    {
-        _x = Tensor.Randn([4096, 4096], new Generator(2)); _y = _x.Clone();
-        _w = Tensor.Ones([4096]); _b = Tensor.Zeros([4096]);
-    }
+    [GlobalSetup(Target = nameof(AddInPlace))] public void SetupAdd() => _run = Workloads.Get("add_16M").Setup();
+    [GlobalSetup(Target = nameof(Sum))] public void SetupSum() => _run = Workloads.Get("sum_16M").Setup();
+    [GlobalSetup(Target = nameof(Softmax))] public void SetupSoftmax() => _run = Workloads.Get("softmax_4096x4096").Setup();
+    [GlobalSetup(Target = nameof(LayerNorm))] public void SetupLayerNorm() => _run = Workloads.Get("layer_norm_4096x4096").Setup();
 
-    [Benchmark] public void AddInPlace() => _y.Add_(_x);
-    [Benchmark] public void Sum() { using var s = Tensor.Scope(); _x.Sum(); }
-    [Benchmark] public void Softmax() { using var s = Tensor.Scope(); _x.Softmax(-1); }
-    [Benchmark] public void LayerNorm() { using var s = Tensor.Scope(); _x.LayerNorm(_w, _b); }
+    [Benchmark] public void AddInPlace() => _run();
+    [Benchmark] public void Sum() => _run();
+    [Benchmark] public void Softmax() => _run();
+    [Benchmark] public void LayerNorm() => _run();
 }

@@ -1,34 +1,19 @@
 using BenchmarkDotNet.Attributes;
-using Kiln;
-using Kiln.NN;
+using Kiln.Bench;
 
 /// <summary>
-/// One training step of peer_bench.py's mlp_train_step_784_1024_1024_10_b256_adam: MLP 784-1024-1024-10 (ReLU),
-/// batch 256, cross entropy, Adam(1e-3); zero grad, forward, backward, step, with a tensor scope per step.
+/// One training step of peer_bench.py's mlp_train_step_784_1024_1024_10_b256_adam, as `kiln bench` times it
+/// (<see cref="Workloads"/>): MLP 784-1024-1024-10 (ReLU), batch 256, cross entropy, Adam(1e-3); zero grad, forward,
+/// backward, step, with a tensor scope per step.
 /// </summary>
 [MemoryDiagnoser]
 public class MlpTrainStepBench
 {
-    MLP _model = null!;
-    Adam _opt = null!;
-    Tensor _x = null!, _y = null!;
+    Action _step = null!;
 
     [GlobalSetup]
-    public void Setup()
-    {
-        var g = new Generator(0);
-        _model = new MLP([784, 1024, 1024, 10], generator: g);
-        _opt = new Adam(_model.Parameters(), 1e-3);
-        _x = Tensor.Randn([256, 784], g);
-        _y = Tensor.RandInt([256], 0, 10, g);
-    }
+    public void Setup() => _step = Workloads.Get("mlp_train_step_784_1024_1024_10_b256_adam").Setup();
 
     [Benchmark]
-    public void TrainStep()
-    {
-        using var scope = Tensor.Scope();
-        _opt.ZeroGrad();
-        Losses.CrossEntropy(_model.Forward(_x), _y).Backward();
-        _opt.Step();
-    }
+    public void TrainStep() => _step();
 }

@@ -1,0 +1,87 @@
+using System.Runtime.Intrinsics;
+
+namespace Kiln.Bench;
+
+/// <summary>The single-precision peak of one core, and Kiln's SGEMM on one core, both per CPU-second of the measuring thread.</summary>
+public static class PeakProbe
+{
+    /// <summary>
+    /// Floating-point operations per one-core SGEMM measurement, Kiln's and the peer's (2e10): about 0.2 s of CPU time,
+    /// long enough that a few milliseconds of the VM's slow episodes do not move the ratio (a 30 ms window read
+    /// 0.86-1.13 at n = 256).
+    /// </summary>
+    public const double OneCoreFlops = 2e10;
+
+    /// <summary>
+    /// One core's single-precision peak in GFLOP per CPU-second: a register-only loop of 12 independent Vector512 (or
+    /// Vector256) FMA chains, enough to cover FMA latency times throughput, with no memory traffic, timed by the
+    /// thread's CPU time (<see cref="Timing.ThreadCpuSeconds"/>) so other load on the machine does not lower it:
+    /// iterations x 12 x lanes x 2 / CPU seconds, best of 3. The machine's peak is this times the number of cores.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The FMA loop produced NaN.</exception>
+    public static double MeasureCoreGflops()
+    {
+        const long iters = 20_000_000;
+        int lanes = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256<float>.Count;
+        double best = 0;
+        for (int rep = 0; rep < 3; rep++)
+        {
+            double t0 = Timing.ThreadCpuSeconds();
+            float sink = Vector512.IsHardwareAccelerated ? Fma512(iters) : Fma256(iters);
+            double seconds = Timing.ThreadCpuSeconds() - t0;
+            if (float.IsNaN(sink)) throw new InvalidOperationException("bench: the FMA loop diverged");
+            best = Math.Max(best, iters * 12.0 * lanes * 2 / seconds / 1e9);
+        }
+        return best;
+    }
+
+    /// <summary>
+    /// Kiln's SGEMM (<c>Gemm.Run(threads: 1)</c> on random [m, k] x [k, n] floats) in GFLOP per CPU-second of the
+    /// calling thread over about <see cref="OneCoreFlops"/> flops: the kernel's per-core efficiency, comparable with
+    /// OpenBLAS on one thread (<see cref="PeerRunner.OneCoreGflops"/>) however busy the machine is.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">An extent of <paramref name="shape"/> is less than 1.</exception>
+    public static double KilnOneCoreGflops(GemmShape shape)
+    {
+        var (m, n, k) = shape;
+        if (m < 1 || n < 1 || k < 1) throw new ArgumentOutOfRangeException(nameof(shape), $"bench: GEMM extents must be at least 1, not {m} x {n} x {k}");
+        var r = new Random(1);
+        var a = Enumerable.Range(0, m * k).Select(_ => (float)r.NextDouble()).ToArray();
+        var b = Enumerable.Range(0, k * n).Select(_ => (float)r.NextDouble()).ToArray();
+        var c = new float[m * n];
+        void Go() => Kernels.Cpu.Gemm.Run(m, n, k, 1f, a, 0, k, 1, b, 0, n, 1, 0f, c, 0, n, threads: 1);
+        int reps = Math.Max(5, (int)(OneCoreFlops / shape.Flops));
+        for (int i = 0; i < 3; i++) Go();
+        double t0 = Timing.ThreadCpuSeconds();
+        for (int i = 0; i < reps; i++) Go();
+        return shape.Flops * reps / (Timing.ThreadCpuSeconds() - t0) / 1e9;
+    }
+
+    static float Fma512(long iters)
+    {
+        var x = Vector512.Create(0.999f); var y = Vector512.Create(1e-7f);
+        Vector512<float> a0 = x, a1 = x, a2 = x, a3 = x, a4 = x, a5 = x, a6 = x, a7 = x, a8 = x, a9 = x, a10 = x, a11 = x;
+        for (long i = 0; i < iters; i++)
+        {
+            a0 = Vector512.FusedMultiplyAdd(a0, x, y); a1 = Vector512.FusedMultiplyAdd(a1, x, y); a2 = Vector512.FusedMultiplyAdd(a2, x, y);
+            a3 = Vector512.FusedMultiplyAdd(a3, x, y); a4 = Vector512.FusedMultiplyAdd(a4, x, y); a5 = Vector512.FusedMultiplyAdd(a5, x, y);
+            a6 = Vector512.FusedMultiplyAdd(a6, x, y); a7 = Vector512.FusedMultiplyAdd(a7, x, y); a8 = Vector512.FusedMultiplyAdd(a8, x, y);
+            a9 = Vector512.FusedMultiplyAdd(a9, x, y); a10 = Vector512.FusedMultiplyAdd(a10, x, y); a11 = Vector512.FusedMultiplyAdd(a11, x, y);
+        }
+        return Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+    }
+
+    static float Fma256(long iters)
+    {
+        var x = Vector256.Create(0.999f); var y = Vector256.Create(1e-7f);
+        Vector256<float> a0 = x, a1 = x, a2 = x, a3 = x, a4 = x, a5 = x, a6 = x, a7 = x, a8 = x, a9 = x, a10 = x, a11 = x;
+        for (long i = 0; i < iters; i++)
+        {
+            a0 = Vector256.FusedMultiplyAdd(a0, x, y); a1 = Vector256.FusedMultiplyAdd(a1, x, y); a2 = Vector256.FusedMultiplyAdd(a2, x, y);
+            a3 = Vector256.FusedMultiplyAdd(a3, x, y); a4 = Vector256.FusedMultiplyAdd(a4, x, y); a5 = Vector256.FusedMultiplyAdd(a5, x, y);
+            a6 = Vector256.FusedMultiplyAdd(a6, x, y); a7 = Vector256.FusedMultiplyAdd(a7, x, y); a8 = Vector256.FusedMultiplyAdd(a8, x, y);
+            a9 = Vector256.FusedMultiplyAdd(a9, x, y); a10 = Vector256.FusedMultiplyAdd(a10, x, y); a11 = Vector256.FusedMultiplyAdd(a11, x, y);
+        }
+        return Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+    }
+}

@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+
+namespace Kiln.Bench;
+
+/// <summary>A peer's timing of one workload, as peer_bench.py --json prints it.</summary>
+/// <param name="Workload">The workload's name.</param>
+/// <param name="Peer">The peer: "numpy" or "torch".</param>
+/// <param name="Seconds">Median seconds per run.</param>
+/// <param name="Rate">Work per second in <paramref name="Unit"/>.</param>
+/// <param name="Unit">The rate's unit ("GFLOP/s", "GB/s", "samples/s").</param>
+public sealed record PeerResult(string Workload, string Peer, double Seconds, double Rate, string Unit);
+
+/// <summary>
+/// Runs ../shared/peers/peer_bench.py (numpy/OpenBLAS and PyTorch CPU) with /usr/bin/python3, one workload per process,
+/// and reads its --json lines; also numpy's SGEMM on one thread timed by CPU time.
+/// </summary>
+public sealed class PeerRunner
+{
+    const string Python = "/usr/bin/python3";
+
+    // peer_bench.py plus the odd GEMM shapes it lacks, timed the same way (its median_seconds, numpy and torch).
+    const string PeerScript = """
+        import sys
+        sys.path.insert(0, sys.argv.pop(1))
+        import peer_bench as pb
+        import numpy as np, torch
+        def sgemm_mnk(m, n, k):
+            def run():
+                a = np.random.rand(m, k).astype(np.float32); b = np.random.rand(k, n).astype(np.float32)
+                ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+                flops = 2.0 * m * n * k
+                return [("numpy", pb.median_seconds(lambda: a @ b), flops / 1e9, "GFLOP/s"),
+                        ("torch", pb.median_seconds(lambda: ta @ tb), flops / 1e9, "GFLOP/s")]
+            return run
+        pb.WORKLOADS.setdefault("sgemm_1000", pb.sgemm(1000))
+        pb.WORKLOADS.setdefault("sgemm_4097x64", sgemm_mnk(4097, 64, 4097))
+        pb.main(sys.argv[1:])
+        """;
+
+    // numpy (OpenBLAS, its SkylakeX kernels where AVX-512 exists) on one thread, timed by CPU time like Kiln's side.
+    const string OneCoreScript = """
+        import os, sys, time
+        if "OPENBLAS_CORETYPE" not in os.environ and "avx512f" in open("/proc/cpuinfo").read():
+            os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        import numpy as np
+        m, n, k = map(int, sys.argv[1:4])
+        a = np.random.rand(m, k).astype(np.float32); b = np.random.rand(k, n).astype(np.float32)
+        for _ in range(3): a @ b
+        reps = max(5, int(float(sys.argv[4]) / (2 * m * n * k)))
+        t = time.thread_time()
+        for _ in range(reps): a @ b
+        print(2 * m * n * k * reps / (time.thread_time() - t) / 1e9)
+        """;
+
+    readonly Action<string>? _warn;
+
+    /// <summary>A runner of the peer_bench.py at <paramref name="peerBench"/>.</summary>
+    /// <param name="peerBench">Path of peer_bench.py.</param>
+    /// <param name="warn">Told, in one line, when a peer process fails (its results are then missing); null: not told.</param>
+    /// <exception cref="ArgumentException"><paramref name="peerBench"/> is null or empty.</exception>
+    /// <exception cref="FileNotFoundException"><paramref name="peerBench"/> or /usr/bin/python3 does not exist.</exception>
+    public PeerRunner(string peerBench, Action<string>? warn = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(peerBench);
+        if (!File.Exists(peerBench)) throw new FileNotFoundException($"bench: peer script {peerBench} does not exist", peerBench);
+        if (!File.Exists(Python)) throw new FileNotFoundException($"bench: {Python} not found (the peers need python3-numpy, python3-torch and libopenblas0-pthread)", Python);
+        PeerBench = Path.GetFullPath(peerBench);
+        _warn = warn;
+    }
+
+    /// <summary>The full path of peer_bench.py.</summary>
+    public string PeerBench { get; }
+
+    /// <summary>
+    /// ../shared/peers/peer_bench.py beside the repository: shared/peers/peer_bench.py in <paramref name="startDirectory"/>
+    /// or the nearest folder above it that has one; null when none has.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="startDirectory"/> is null or empty.</exception>
+    public static string? Find(string startDirectory)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(startDirectory);
+        for (var dir = new DirectoryInfo(startDirectory); dir is not null; dir = dir.Parent)
+        {
+            var p = Path.Combine(dir.FullName, "shared", "peers", "peer_bench.py");
+            if (File.Exists(p)) return p;
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Times <paramref name="workload"/> with every peer (one python process): one <see cref="PeerResult"/> per peer that
+    /// has it. A process that fails is reported to the warning callback and yields what it printed before failing.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="workload"/> is null or empty.</exception>
+    /// <exception cref="InvalidOperationException">python could not be started.</exception>
+    /// <exception cref="InvalidDataException">The peer printed a malformed JSON line.</exception>
+    public IReadOnlyList<PeerResult> Run(string workload)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(workload);
+        using var proc = Start(PeerScript, Path.GetDirectoryName(PeerBench)!, "--json", workload);
+        var err = proc.StandardError.ReadToEndAsync();
+        var results = Parse(proc.StandardOutput);
+        proc.WaitForExit();
+        if (proc.ExitCode != 0) _warn?.Invoke($"peer failed on {workload}: {err.Result.Trim()}");
+        return results;
+    }
+
+    /// <summary>
+    /// numpy's SGEMM of <paramref name="shape"/> with OPENBLAS_NUM_THREADS=1, in GFLOP per CPU-second of the thread that
+    /// runs it (<c>time.thread_time</c>) over about <see cref="PeakProbe.OneCoreFlops"/> flops; null when the process fails
+    /// (reported to the warning callback).
+    /// </summary>
+    public double? OneCoreGflops(GemmShape shape)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        using var proc = Start(OneCoreScript, shape.M.ToString(ci), shape.N.ToString(ci), shape.K.ToString(ci), PeakProbe.OneCoreFlops.ToString(ci));
+        var err = proc.StandardError.ReadToEndAsync();
+        string output = proc.StandardOutput.ReadToEnd();
+        proc.WaitForExit();
+        if (proc.ExitCode == 0 && double.TryParse(output.Trim(), ci, out double v)) return v;
+        _warn?.Invoke($"one-core peer failed: {err.Result.Trim()}");
+        return null;
+    }
+
+    /// <summary>Every result in peer_bench.py --json output; lines that do not start with '{' (log lines) are skipped.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="output"/> is null.</exception>
+    /// <exception cref="InvalidDataException">A line starting with '{' is not a result (see <see cref="ParseLine"/>).</exception>
+    public static IReadOnlyList<PeerResult> Parse(TextReader output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        var results = new List<PeerResult>();
+        for (string? line; (line = output.ReadLine()) is not null;)
+            if (ParseLine(line) is { } r) results.Add(r);
+        return results;
+    }
+
+    /// <summary>
+    /// One line of peer_bench.py --json output: <c>{"workload", "peer", "seconds", "rate", "unit"}</c>; null for a line
+    /// that does not start with '{'.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="line"/> is null.</exception>
+    /// <exception cref="InvalidDataException">The line is not valid JSON, or a field is missing or of the wrong type;
+    /// the message quotes the line.</exception>
+    public static PeerResult? ParseLine(string line)
+    {
+        ArgumentNullException.ThrowIfNull(line);
+        if (!line.StartsWith('{')) return null;
+        try
+        {
+            using var doc = JsonDocument.Parse(line);
+            var j = doc.RootElement;
+            return new(Text(j, "workload"), Text(j, "peer"), Field(j, "seconds").GetDouble(), Field(j, "rate").GetDouble(), Text(j, "unit"));
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"bench: peer_bench.py printed a malformed result line ({ex.Message}): {line}", ex);
+        }
+    }
+
+    static JsonElement Field(JsonElement j, string name) => j.TryGetProperty(name, out var v) ? v : throw new FormatException($"no \"{name}\" field");
+    static string Text(JsonElement j, string name) => Field(j, name).GetString() ?? throw new FormatException($"\"{name}\" is null");
+
+    static Process Start(string script, params string[] args)
+    {
+        var psi = new ProcessStartInfo(Python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add(script);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        return Process.Start(psi) ?? throw new InvalidOperationException($"bench: could not start {Python}");
+    }
+}
