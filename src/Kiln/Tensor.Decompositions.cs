@@ -1,11 +1,14 @@
-using Kiln.Kernels.Cpu;
+using Kiln.Backends;
 
 namespace Kiln;
 
 /// <summary>
-/// Matrix decompositions and solves over the last two dims, batched over any leading dims. They compute in float64 on
-/// the CPU (kernels/Kiln.Kernels.Cpu/Decompositions.cs): a Float32 input is converted to float64 and the results back,
-/// and a tensor on another device is copied to the host, decomposed there, and the results copied back to its device.
+/// Matrix decompositions and solves over the last two dims, batched over any leading dims. They compute in float64
+/// through the tensor's backend (<see cref="ILinalgBackend"/>): a Float32 input is converted to float64 on its device
+/// and the results back. A backend without decomposition kernels (ILGPU's) copies the matrices to the host, runs the
+/// CPU kernels there and copies the results back (the documented host path of <see cref="ILinalgBackend"/>).
+/// Input checks (finite, symmetric) run as tensor ops on the device; only a failing check reads the matrices back to
+/// name the offending element.
 /// </summary>
 public sealed partial class Tensor
 {
@@ -23,16 +26,14 @@ public sealed partial class Tensor
     {
         const string op = "eigh";
         var (lead, batch, n, _) = Matrices(op, square: true);
-        var a = HostMatrices(op, batch, n, n, requireFinite: true, requireSymmetric: true);
+        var a = Float64Matrices(op, requireFinite: true, requireSymmetric: true);
+        var w64 = Empty(new Shape([.. lead, n]), DType.Float64, Device);
+        var v64 = Empty(Shape, DType.Float64, Device);
+        int failed = Backend.Eigh(a, batch, n, w64, v64);
+        if (failed >= 0)
+            throw new ArithmeticException($"{op}: the QL iteration did not converge for matrix {failed} of the batch (shape {Shape})");
         // One packed result [..., n + 1, n] (row 0: eigenvalues, rows 1..n: V) keeps both outputs on one graph node.
-        var packed = new double[batch * (n + 1) * n];
-        for (int b = 0; b < batch; b++)
-        {
-            var dst = packed.AsSpan(b * (n + 1) * n, (n + 1) * n);
-            if (!Decompositions.Eigh(a.AsSpan(b * n * n, n * n), n, dst[..n], dst[n..]))
-                throw new ArithmeticException($"{op}: the QL iteration did not converge for matrix {b} of the batch (shape {Shape})");
-        }
-        var p = FromHost(packed, [.. lead, n + 1, n]);
+        var p = Concat([w64.Unsqueeze(-2), v64], -2).To(DType);
         Tensor w = null!, v = null!;
         p = Record(p, op, [this], g => [EighBackward(w, v, g.Narrow(-2, 0, 1).Squeeze(-2), g.Narrow(-2, 1, n))]);
         w = p.Narrow(-2, 0, 1).Squeeze(-2);
@@ -64,17 +65,14 @@ public sealed partial class Tensor
     public Tensor Cholesky()
     {
         const string op = "cholesky";
-        var (lead, batch, n, _) = Matrices(op, square: true);
-        var a = HostMatrices(op, batch, n, n, requireFinite: false, requireSymmetric: true);
-        var l = new double[batch * n * n];
-        for (int b = 0; b < batch; b++)
-        {
-            int j = Decompositions.Cholesky(a.AsSpan(b * n * n, n * n), l.AsSpan(b * n * n, n * n), n, out double pivot);
-            if (j >= 0)
-                throw new ArgumentException($"{op}: matrix {b} of the batch (shape {Shape}) is not positive definite: pivot {j} is {pivot:G6} " +
-                    $"(a_{j}{j} minus the squares of row {j} of L so far must be positive)", "input");
-        }
-        var y = FromHost(l, [.. lead, n, n]);
+        var (_, batch, n, _) = Matrices(op, square: true);
+        var a = Float64Matrices(op, requireFinite: false, requireSymmetric: true);
+        var l = Empty(Shape, DType.Float64, Device);
+        int b = Backend.Cholesky(a, batch, n, l, out int j, out double pivot);
+        if (b >= 0)
+            throw new ArgumentException($"{op}: matrix {b} of the batch (shape {Shape}) is not positive definite: pivot {j} is {pivot:G6} " +
+                $"(a_{j}{j} minus the squares of row {j} of L so far must be positive)", "input");
+        var y = l.To(DType);
         return Record(y, op, [this], g => [CholeskyBackward(y, g)]);
     }
 
@@ -124,33 +122,31 @@ public sealed partial class Tensor
         return vector ? x.Squeeze(-1) : x;
     }
 
-    // Broadcasts the batch dims of A [..., n, n] and B [..., n, k]; returns both as float64 host arrays.
-    static (int[] Lead, int Batch, double[] A, double[] B) SolveOperands(string op, Tensor a, Tensor b, int n, int k)
+    // Broadcasts the batch dims of A [..., n, n] and B [..., n, k]; returns both as contiguous float64 tensors on their
+    // device, and an empty float64 X [..., n, k] for the solution.
+    static (int Batch, Tensor A, Tensor B, Tensor X) SolveOperands(string op, Tensor a, Tensor b, int n, int k)
     {
         var lead = Shape.Broadcast(new Shape(a.Shape.Dims[..^2]), new Shape(b.Shape.Dims[..^2]), op).ToArray();
         int batch = 1;
         foreach (int d in lead) batch *= d;
-        var ah = a.Detach().BroadcastTo(new Shape([.. lead, n, n])).ToDoubleArray();
-        var bh = b.Detach().BroadcastTo(new Shape([.. lead, n, k])).ToDoubleArray();
-        return (lead, batch, ah, bh);
+        var a64 = a.Detach().BroadcastTo(new Shape([.. lead, n, n])).To(DType.Float64).Contiguous();
+        var b64 = b.Detach().BroadcastTo(new Shape([.. lead, n, k])).To(DType.Float64).Contiguous();
+        return (batch, a64, b64, Empty(b64.Shape, DType.Float64, a.Device));
     }
 
     static Tensor SolveLu(Tensor a, Tensor b)
     {
         const string op = "solve";
         int n = a.Shape[-1], k = b.Shape[-1];
-        var (lead, batch, ah, bh) = SolveOperands(op, a, b, n, k);
-        var perm = new int[n];
-        for (int i = 0; i < batch; i++)
-        {
-            var lu = ah.AsSpan(i * n * n, n * n);
-            int col = Decompositions.Lu(lu, perm, n);
-            if (col >= 0)
-                throw new ArgumentException($"{op}: matrix {i} of the batch (A of shape {a.Shape}) is singular to working precision: " +
-                    $"no usable pivot in column {col}", "input");
-            Decompositions.LuSolve(lu, perm, bh.AsSpan(i * n * k, n * k), n, k);
-        }
-        var x = a.FromHost(bh, [.. lead, n, k]);
+        var (batch, a64, b64, x64) = SolveOperands(op, a, b, n, k);
+        var lu = Empty(a64.Shape, DType.Float64, a.Device);
+        var perm = Empty(new Shape(batch, n), DType.Int32, a.Device);
+        int i = a.Backend.LuFactor(a64, batch, n, lu, perm, out int col);
+        if (i >= 0)
+            throw new ArgumentException($"{op}: matrix {i} of the batch (A of shape {a.Shape}) is singular to working precision: " +
+                $"no usable pivot in column {col}", "input");
+        a.Backend.LuSolve(lu, perm, b64, batch, n, k, x64);
+        var x = x64.To(a.DType);
         return Record(x, op, [a, b], g =>
         {
             var gb = a.T.Solve(g);
@@ -162,15 +158,11 @@ public sealed partial class Tensor
     {
         const string op = "cholesky_solve";
         int n = l.Shape[-1], k = b.Shape[-1];
-        var (lead, batch, lh, bh) = SolveOperands(op, l, b, n, k);
-        for (int i = 0; i < batch; i++)
-        {
-            for (int j = 0; j < n; j++)
-                if (lh[i * n * n + j * n + j] == 0)
-                    throw new ArgumentException($"{op}: factor {i} of the batch (L of shape {l.Shape}) has a zero at diagonal position {j}, so L Lᵀ is singular", "input");
-            Decompositions.CholeskySolve(lh.AsSpan(i * n * n, n * n), bh.AsSpan(i * n * k, n * k), n, k);
-        }
-        var x = l.FromHost(bh, [.. lead, n, k]);
+        var (batch, l64, b64, x64) = SolveOperands(op, l, b, n, k);
+        int i = l.Backend.CholeskySolve(l64, b64, batch, n, k, x64, out int j);
+        if (i >= 0)
+            throw new ArgumentException($"{op}: factor {i} of the batch (L of shape {l.Shape}) has a zero at diagonal position {j}, so L Lᵀ is singular", "input");
+        var x = x64.To(l.DType);
         return Record(x, op, [l, b], g =>
         {
             var gb = l.CholeskySolve(g);
@@ -192,12 +184,11 @@ public sealed partial class Tensor
         const string op = "qr";
         var (lead, batch, m, n) = Matrices(op, square: false);
         int r = Math.Min(m, n);
-        var a = HostMatrices(op, batch, m, n, requireFinite: false, requireSymmetric: false);
-        var q = new double[batch * m * r];
-        var rr = new double[batch * r * n];
-        for (int b = 0; b < batch; b++)
-            Decompositions.Qr(a.AsSpan(b * m * n, m * n), m, n, q.AsSpan(b * m * r, m * r), rr.AsSpan(b * r * n, r * n));
-        return (NotDifferentiable(FromHost(q, [.. lead, m, r]), op), NotDifferentiable(FromHost(rr, [.. lead, r, n]), op));
+        var a = Float64Matrices(op, requireFinite: false, requireSymmetric: false);
+        var q = Empty(new Shape([.. lead, m, r]), DType.Float64, Device);
+        var rr = Empty(new Shape([.. lead, r, n]), DType.Float64, Device);
+        Backend.Qr(a, batch, m, n, q, rr);
+        return (NotDifferentiable(q.To(DType), op), NotDifferentiable(rr.To(DType), op));
     }
 
     /// <summary>
@@ -214,15 +205,14 @@ public sealed partial class Tensor
         const string op = "svd";
         var (lead, batch, m, n) = Matrices(op, square: false);
         int r = Math.Min(m, n);
-        var a = HostMatrices(op, batch, m, n, requireFinite: true, requireSymmetric: false);
-        var u = new double[batch * m * r];
-        var s = new double[batch * r];
-        var vt = new double[batch * r * n];
-        for (int b = 0; b < batch; b++)
-            if (!Decompositions.Svd(a.AsSpan(b * m * n, m * n), m, n, u.AsSpan(b * m * r, m * r), s.AsSpan(b * r, r), vt.AsSpan(b * r * n, r * n)))
-                throw new ArithmeticException($"{op}: the Jacobi sweeps did not converge for matrix {b} of the batch (shape {Shape})");
-        return (NotDifferentiable(FromHost(u, [.. lead, m, r]), op), NotDifferentiable(FromHost(s, [.. lead, r]), op),
-            NotDifferentiable(FromHost(vt, [.. lead, r, n]), op));
+        var a = Float64Matrices(op, requireFinite: true, requireSymmetric: false);
+        var u = Empty(new Shape([.. lead, m, r]), DType.Float64, Device);
+        var s = Empty(new Shape([.. lead, r]), DType.Float64, Device);
+        var vt = Empty(new Shape([.. lead, r, n]), DType.Float64, Device);
+        int failed = Backend.Svd(a, batch, m, n, u, s, vt);
+        if (failed >= 0)
+            throw new ArithmeticException($"{op}: the Jacobi sweeps did not converge for matrix {failed} of the batch (shape {Shape})");
+        return (NotDifferentiable(u.To(DType), op), NotDifferentiable(s.To(DType), op), NotDifferentiable(vt.To(DType), op));
     }
 
     Tensor NotDifferentiable(Tensor y, string op) => Record(y, op, [this], _ =>
@@ -242,18 +232,38 @@ public sealed partial class Tensor
         return (lead, batch, m, n);
     }
 
-    // The matrices as one row-major float64 host array, validated as asked.
-    double[] HostMatrices(string op, int batch, int m, int n, bool requireFinite, bool requireSymmetric)
+    // The matrices as a contiguous float64 tensor on this device, validated as asked. The checks run as tensor ops on
+    // the device; only when one fails are the matrices read back, to name the offending element as the host check does.
+    Tensor Float64Matrices(string op, bool requireFinite, bool requireSymmetric)
     {
-        var a = Detach().ToDoubleArray();
+        var a = Detach().To(DType.Float64).Contiguous();
+        if (a.Numel == 0 || !(requireFinite || requireSymmetric)) return a;
+        var finite = (a - a).Eq(a.ScalarLike(0));              // x - x is NaN exactly for NaN and ±inf
+        bool bad = requireFinite && finite.All().Item() == 0;
+        if (!bad && requireSymmetric)
+        {
+            // The same test as the host check's, on whole matrices: |a_ij - a_ji| > tol · (largest finite |a| of the matrix).
+            var scale = Where(finite, a.Abs(), a.ScalarLike(0)).Amax([-2, -1], keepDim: true);
+            bad = ((a - a.T).Abs() > SymmetryTolerance * scale).Any().Item() != 0;
+        }
+        if (bad) CheckMatricesOnHost(op, a.ToArray<double>(), requireFinite, requireSymmetric);
+        return a;
+    }
+
+    double SymmetryTolerance => DType == DType.Float64 ? 1e-10 : 1e-5;
+
+    // The element-by-element check of non-empty matrices: throws naming the first offending element.
+    void CheckMatricesOnHost(string op, double[] a, bool requireFinite, bool requireSymmetric)
+    {
         if (requireFinite)
             for (int i = 0; i < a.Length; i++)
                 if (!double.IsFinite(a[i]))
                     throw new ArgumentException($"{op}: input (shape {Shape}) holds {a[i]} at flat index {i}; the decomposition needs finite values", "input");
         if (requireSymmetric)
         {
-            double tol = DType == DType.Float64 ? 1e-10 : 1e-5;
-            for (int b = 0; b < batch; b++)
+            int n = Shape[-1];
+            double tol = SymmetryTolerance;
+            for (int b = 0; b < a.Length / (n * n); b++)
             {
                 var x = a.AsSpan(b * n * n, n * n);
                 double scale = 0;
@@ -265,11 +275,7 @@ public sealed partial class Tensor
                                 $"but [{j}, {i}] is {x[j * n + i]:G6}", "input");
             }
         }
-        return a;
     }
-
-    // A result with this tensor's dtype and device from float64 host data.
-    Tensor FromHost(double[] data, int[] shape) => FromArray(data, new Shape(shape)).To(DType).To(Device);
 
     // 1 on and below diagonal `k` (0: main, -1: strictly lower), else 0.
     static Tensor TriangleMask(int n, int k, DType dtype, Device device)

@@ -70,7 +70,10 @@ public sealed partial class Tensor
     /// <summary>Elements of the flattened tensor at <paramref name="index"/> (Int64, any shape).</summary>
     public Tensor Take(Tensor index) => Reshape(-1).Gather(0, index.Reshape(-1)).Reshape(index.Shape.ToArray());
 
-    /// <summary>One-hot rows: an Int64 tensor of shape S becomes Float32 [S..., classes].</summary>
+    /// <summary>
+    /// One-hot rows: an Int64 tensor of shape S becomes Float32 [S..., classes]. A host path: the labels are copied to
+    /// the host, checked and expanded there, and the result is copied to this tensor's device.
+    /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, classes).</exception>
     public Tensor OneHot(int classes, DType dtype = DType.Float32)
     {
@@ -83,7 +86,10 @@ public sealed partial class Tensor
         return FromArray(v, new Shape([.. Shape.Dims, classes])).To(dtype).To(Device);
     }
 
-    /// <summary>Indices of non-zero (true) elements as an Int64 [count, rank] tensor.</summary>
+    /// <summary>
+    /// Indices of non-zero (true) elements as an Int64 [count, rank] tensor. A host path: the elements are copied to the
+    /// host (the count decides the result's shape), and the indices are copied to this tensor's device.
+    /// </summary>
     public Tensor Nonzero()
     {
         var v = To(DType.Float64).ToArray<double>();

@@ -5,7 +5,7 @@ using Kiln.Kernels.Cpu;
 namespace Kiln.Backends;
 
 /// <summary>The host backend: Kiln's SIMD kernels (kernels/Kiln.Kernels.Cpu) over managed arrays, on all cores.</summary>
-public sealed class CpuBackend : IBackend
+public sealed partial class CpuBackend : IBackend
 {
     /// <summary>The one CPU backend.</summary>
     public static CpuBackend Instance { get; } = new();

@@ -20,7 +20,7 @@ public enum RandomKind
 /// Arguments are tensors on this backend's device; outputs are preallocated by the caller (contiguous unless the
 /// op says otherwise) and may alias inputs only where stated. Broadcast inputs arrive as views with zero strides.
 /// </summary>
-public interface IBackend
+public interface IBackend : ILinalgBackend
 {
     /// <summary>The device this backend runs on.</summary>
     Device Device { get; }
