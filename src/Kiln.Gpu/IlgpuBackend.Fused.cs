@@ -84,16 +84,6 @@ public sealed partial class IlgpuBackend
     };
 
     /// <inheritdoc/>
-    /// <remarks>The product, the bias and the activation run as three kernels (tiled GEMM, broadcast add, ReLU).</remarks>
-    public void Linear(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y) => Locked(() =>
-    {
-        if (!x.DType.IsFloating()) throw Unsupported("linear", x.DType);
-        MatMul(x.Unsqueeze(0), w.T.Unsqueeze(0), y.Unsqueeze(0));
-        if (bias is not null) Binary(BinaryOp.Add, y, bias.BroadcastTo(y.Shape), y);
-        if (relu) Unary(UnaryOp.Relu, y, y);
-    });
-
-    /// <inheritdoc/>
     public void SoftmaxRows(Tensor x, int rows, int len, bool log, Tensor y) => Locked(() =>
     {
         if (len == 0 && x.DType.IsFloating()) return;

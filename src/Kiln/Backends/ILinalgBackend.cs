@@ -11,9 +11,9 @@ namespace Kiln.Backends;
 /// members throw only when misused (a tensor of another device or dtype: <see cref="ArgumentException"/> or
 /// <see cref="InvalidCastException"/>), which the tensor code rules out.
 /// <para>
-/// The default bodies are the host path: they download the inputs with the backend's <see cref="IBackend.Download"/>,
+/// The default bodies are the host path: they download the inputs with the backend's <see cref="IMemoryBackend.Download"/>,
 /// run the float64 CPU kernels of kernels/Kiln.Kernels.Cpu/Decompositions.cs one matrix at a time, and upload the
-/// results with <see cref="IBackend.Upload"/> and <see cref="IBackend.Copy"/>. A backend without its own kernels thus
+/// results with <see cref="IMemoryBackend.Upload"/> and <see cref="IMemoryBackend.Copy"/>. A backend without its own kernels thus
 /// copies every operand through host memory (and gets bit-identical results to the CPU backend).
 /// </para>
 /// </summary>

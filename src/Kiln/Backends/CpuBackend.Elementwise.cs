@@ -1,0 +1,87 @@
+using System.Numerics;
+using Kiln.Kernels;
+using Kiln.Kernels.Cpu;
+
+namespace Kiln.Backends;
+
+public sealed partial class CpuBackend
+{
+    /// <inheritdoc/>
+    public void Unary(UnaryOp op, Tensor x, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: Elementwise.UnaryStrided(op, y.Shape.Dims, A<float>(x), O(x), S(x), A<float>(y), O(y), S(y)); break;
+            case DType.Float64: Elementwise.UnaryStrided(op, y.Shape.Dims, A<double>(x), O(x), S(x), A<double>(y), O(y), S(y)); break;
+            default: throw Unsupported("unary " + op, x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y)
+    {
+        switch (a.DType)
+        {
+            case DType.Float32: BinaryT<float>(op, a, b, y); break;
+            case DType.Float64: BinaryT<double>(op, a, b, y); break;
+            case DType.Int32 when op is not (BinaryOp.Pow or BinaryOp.Atan2): BinaryT<int>(op, a, b, y); break;
+            case DType.Int64 when op is not (BinaryOp.Pow or BinaryOp.Atan2): BinaryT<long>(op, a, b, y); break;
+            default: throw Unsupported("binary " + op, a.DType);
+        }
+    }
+
+    static void BinaryT<T>(BinaryOp op, Tensor a, Tensor b, Tensor y) where T : unmanaged, INumber<T> =>
+        Elementwise.BinaryStrided(op, y.Shape.Dims, A<T>(a), O(a), S(a), A<T>(b), O(b), S(b), A<T>(y), O(y), S(y));
+
+    /// <inheritdoc/>
+    public void Compare(CompareOp op, Tensor a, Tensor b, Tensor y)
+    {
+        switch (a.DType)
+        {
+            case DType.Float32: CompareT<float>(op, a, b, y); break;
+            case DType.Float64: CompareT<double>(op, a, b, y); break;
+            case DType.Int32: CompareT<int>(op, a, b, y); break;
+            case DType.Int64: CompareT<long>(op, a, b, y); break;
+            case DType.Bool:
+                // Booleans compare as 0/1 bytes.
+                var ab = Tensor.Empty(a.Shape, DType.Int32, Device.Cpu); Copy(a, ab);
+                var bb = Tensor.Empty(b.Shape, DType.Int32, Device.Cpu); Copy(b, bb);
+                CompareT<int>(op, ab, bb, y); break;
+            default: throw Unsupported("compare " + op, a.DType);
+        }
+    }
+
+    static void CompareT<T>(CompareOp op, Tensor a, Tensor b, Tensor y) where T : unmanaged, INumber<T> =>
+        Elementwise.CompareStrided(op, y.Shape.Dims, A<T>(a), O(a), S(a), A<T>(b), O(b), S(b), A<bool>(y), O(y), S(y));
+
+    /// <inheritdoc/>
+    public void Where(Tensor cond, Tensor a, Tensor b, Tensor y)
+    {
+        switch (a.DType)
+        {
+            case DType.Float32: WhereT<float>(cond, a, b, y); break;
+            case DType.Float64: WhereT<double>(cond, a, b, y); break;
+            case DType.Int32: WhereT<int>(cond, a, b, y); break;
+            case DType.Int64: WhereT<long>(cond, a, b, y); break;
+            case DType.Bool: WhereT<bool>(cond, a, b, y); break;
+            default: throw Unsupported("where", a.DType);
+        }
+    }
+
+    static void WhereT<T>(Tensor c, Tensor a, Tensor b, Tensor y) =>
+        Elementwise.WhereStrided(y.Shape.Dims, A<bool>(c), O(c), S(c), A<T>(a), O(a), S(a), A<T>(b), O(b), S(b), A<T>(y), O(y), S(y));
+
+    /// <inheritdoc/>
+    public void Clamp(Tensor x, double lo, double hi, Tensor y)
+    {
+        var xc = x.Contiguous();
+        switch (x.DType)
+        {
+            case DType.Float32: Elementwise.Clamp<float>(A<float>(xc).AsSpan(O(xc), x.Numel), (float)lo, (float)hi, A<float>(y).AsSpan(O(y), y.Numel)); break;
+            case DType.Float64: Elementwise.Clamp<double>(A<double>(xc).AsSpan(O(xc), x.Numel), lo, hi, A<double>(y).AsSpan(O(y), y.Numel)); break;
+            case DType.Int32: Elementwise.Clamp<int>(A<int>(xc).AsSpan(O(xc), x.Numel), (int)Math.Max(lo, int.MinValue), (int)Math.Min(hi, int.MaxValue), A<int>(y).AsSpan(O(y), y.Numel)); break;
+            case DType.Int64: Elementwise.Clamp<long>(A<long>(xc).AsSpan(O(xc), x.Numel), (long)Math.Max(lo, long.MinValue), (long)Math.Min(hi, long.MaxValue), A<long>(y).AsSpan(O(y), y.Numel)); break;
+            default: throw Unsupported("clamp", x.DType);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+using System.Numerics;
+using Kiln.Kernels;
+using Kiln.Kernels.Cpu;
+
+namespace Kiln.Backends;
+
+public sealed partial class CpuBackend
+{
+    /// <inheritdoc/>
+    public void MatMul(Tensor a, Tensor b, Tensor c)
+    {
+        switch (a.DType)
+        {
+            case DType.Float32: MatMulT<float>(a, b, c); break;
+            case DType.Float64: MatMulT<double>(a, b, c); break;
+            default: throw Unsupported("matmul", a.DType);
+        }
+    }
+
+    static void MatMulT<T>(Tensor a, Tensor b, Tensor c) where T : unmanaged, INumber<T>
+    {
+        int batch = c.Shape[0], m = c.Shape[1], n = c.Shape[2], k = a.Shape[2];
+        var (sa, sb) = (S(a), S(b));
+        Gemm.RunBatched(batch, m, n, k, T.One, A<T>(a), O(a), sa[0], sa[1], sa[2], A<T>(b), O(b), sb[0], sb[1], sb[2],
+            T.Zero, A<T>(c), O(c), m * n, n);
+    }
+
+    /// <inheritdoc/>
+    public void Linear(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: LinearT<float>(x, w, bias, relu, y); break;
+            case DType.Float64: LinearT<double>(x, w, bias, relu, y); break;
+            default: throw Unsupported("linear", x.DType);
+        }
+    }
+
+    static void LinearT<T>(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y) where T : unmanaged, INumber<T>
+    {
+        int rows = x.Shape[0], inF = x.Shape[1], outF = w.Shape[0];
+        var (sx, sw) = (S(x), S(w));
+        // B = w^T: element (p, j) is w[j, p].
+        Gemm.Run(rows, outF, inF, T.One, A<T>(x), O(x), sx[0], sx[1], A<T>(w), O(w), sw[1], sw[0], T.Zero, A<T>(y), O(y), outF,
+            bias: bias is null ? null : A<T>(bias), biasOff: bias is null ? 0 : O(bias), relu: relu);
+    }
+
+    /// <inheritdoc/>
+    public void Attention(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse)
+    {
+        var (batch, tq, d, tk, dv) = (q.Shape[0], q.Shape[1], q.Shape[2], k.Shape[1], v.Shape[2]);
+        switch (q.DType)
+        {
+            case DType.Float32: Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, A<float>(q), O(q), A<float>(k), O(k), A<float>(v), O(v), causal, (float)scale, A<float>(y), O(y), A<float>(lse), O(lse)); break;
+            case DType.Float64: Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, A<double>(q), O(q), A<double>(k), O(k), A<double>(v), O(v), causal, scale, A<double>(y), O(y), A<double>(lse), O(lse)); break;
+            default: throw Unsupported("attention", q.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, double scale, Tensor gq, Tensor gk, Tensor gv)
+    {
+        var (batch, tq, d, tk, dv) = (q.Shape[0], q.Shape[1], q.Shape[2], k.Shape[1], v.Shape[2]);
+        switch (q.DType)
+        {
+            case DType.Float32:
+                Kernels.Cpu.Attention.Backward(batch, tq, tk, d, dv, A<float>(q), O(q), A<float>(k), O(k), A<float>(v), O(v), A<float>(y), O(y), A<float>(gy), O(gy),
+                    A<float>(lse), O(lse), causal, (float)scale, A<float>(gq), O(gq), A<float>(gk), O(gk), A<float>(gv), O(gv)); break;
+            case DType.Float64:
+                Kernels.Cpu.Attention.Backward(batch, tq, tk, d, dv, A<double>(q), O(q), A<double>(k), O(k), A<double>(v), O(v), A<double>(y), O(y), A<double>(gy), O(gy),
+                    A<double>(lse), O(lse), causal, scale, A<double>(gq), O(gq), A<double>(gk), O(gk), A<double>(gv), O(gv)); break;
+            default: throw Unsupported("attention", q.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void SoftmaxRows(Tensor x, int rows, int len, bool log, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: Softmax.Rows(A<float>(x), O(x), rows, len, log, A<float>(y)); break;
+            case DType.Float64: Softmax.Rows(A<double>(x), O(x), rows, len, log, A<double>(y)); break;
+            default: throw Unsupported("softmax", x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void LayerNormRows(Tensor x, Tensor? weight, Tensor? bias, double eps, int rows, int len, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: LayerNorm.Rows(A<float>(x), O(x), weight is null ? null : A<float>(weight), weight is null ? 0 : O(weight), bias is null ? null : A<float>(bias), bias is null ? 0 : O(bias), (float)eps, rows, len, A<float>(y)); break;
+            case DType.Float64: LayerNorm.Rows(A<double>(x), O(x), weight is null ? null : A<double>(weight), weight is null ? 0 : O(weight), bias is null ? null : A<double>(bias), bias is null ? 0 : O(bias), eps, rows, len, A<double>(y)); break;
+            default: throw Unsupported("layer_norm", x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void RmsNormRows(Tensor x, Tensor? weight, double eps, int rows, int len, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: LayerNorm.RmsRows(A<float>(x), O(x), weight is null ? null : A<float>(weight), weight is null ? 0 : O(weight), (float)eps, rows, len, A<float>(y)); break;
+            case DType.Float64: LayerNorm.RmsRows(A<double>(x), O(x), weight is null ? null : A<double>(weight), weight is null ? 0 : O(weight), eps, rows, len, A<double>(y)); break;
+            default: throw Unsupported("rms_norm", x.DType);
+        }
+    }
+}

@@ -1,0 +1,63 @@
+using System.Numerics;
+using Kiln.Kernels;
+using Kiln.Kernels.Cpu;
+
+namespace Kiln.Backends;
+
+public sealed partial class CpuBackend
+{
+    /// <inheritdoc/>
+    public void ReduceRows(ReduceOp op, Tensor x, int rows, int len, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: Reduce.Rows(op, A<float>(x), O(x), rows, len, A<float>(y), O(y)); break;
+            case DType.Float64: Reduce.Rows(op, A<double>(x), O(x), rows, len, A<double>(y), O(y)); break;
+            case DType.Int32: Reduce.Rows(op, A<int>(x), O(x), rows, len, A<int>(y), O(y)); break;
+            case DType.Int64: Reduce.Rows(op, A<long>(x), O(x), rows, len, A<long>(y), O(y)); break;
+            default: throw Unsupported("reduce " + op, x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void ReduceCols(ReduceOp op, Tensor x, int len, int cols, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: Reduce.Cols(op, A<float>(x), O(x), len, cols, A<float>(y), O(y)); break;
+            case DType.Float64: Reduce.Cols(op, A<double>(x), O(x), len, cols, A<double>(y), O(y)); break;
+            case DType.Int32: Reduce.Cols(op, A<int>(x), O(x), len, cols, A<int>(y), O(y)); break;
+            case DType.Int64: Reduce.Cols(op, A<long>(x), O(x), len, cols, A<long>(y), O(y)); break;
+            default: throw Unsupported("reduce " + op, x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void ArgReduceRows(bool max, Tensor x, int rows, int len, Tensor values, Tensor indices)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: Reduce.ArgRows(max, A<float>(x), O(x), rows, len, A<float>(values), A<long>(indices)); break;
+            case DType.Float64: Reduce.ArgRows(max, A<double>(x), O(x), rows, len, A<double>(values), A<long>(indices)); break;
+            case DType.Int32: Reduce.ArgRows(max, A<int>(x), O(x), rows, len, A<int>(values), A<long>(indices)); break;
+            case DType.Int64: Reduce.ArgRows(max, A<long>(x), O(x), rows, len, A<long>(values), A<long>(indices)); break;
+            default: throw Unsupported(max ? "argmax" : "argmin", x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void CumsumRows(Tensor x, int rows, int len, bool reverse, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: Reduce.CumsumRows(A<float>(x), O(x), rows, len, reverse, A<float>(y)); break;
+            case DType.Float64: Reduce.CumsumRows(A<double>(x), O(x), rows, len, reverse, A<double>(y)); break;
+            case DType.Int32: Reduce.CumsumRows(A<int>(x), O(x), rows, len, reverse, A<int>(y)); break;
+            case DType.Int64: Reduce.CumsumRows(A<long>(x), O(x), rows, len, reverse, A<long>(y)); break;
+            default: throw Unsupported("cumsum", x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void AnyAllRows(bool all, Tensor x, int rows, int len, Tensor y) => Reduce.AnyAllRows(all, A<bool>(x), O(x), rows, len, A<bool>(y));
+}

@@ -1,0 +1,172 @@
+using Kiln.Kernels;
+
+namespace Kiln.Backends;
+
+/// <summary>
+/// Fused ops: a linear layer, row softmax and norms, and scaled-dot-product attention. Each has a default body composed
+/// from the primitive families (products, elementwise ops, row reductions) on temporaries of this device, so a new
+/// backend runs them from its primitives alone and overrides them with fused kernels for speed. The default attention
+/// materializes the [Tq, Tk] score matrix of each head; a backend that serves long sequences overrides it.
+/// </summary>
+public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBackend, IMatMulBackend
+{
+    /// <summary>
+    /// Fused scaled-dot-product attention over independent heads. <paramref name="q"/> [batch, Tq, d], <paramref name="k"/>
+    /// [batch, Tk, d] and <paramref name="v"/> [batch, Tk, dv] are contiguous; writes y [batch, Tq, dv] =
+    /// softmax(scale q k^T) v row by row, where causal masks key j &gt; query i (top-left aligned, as PyTorch), and
+    /// lse [batch, Tq] = log sum_j exp(scale q_i . k_j) over the unmasked keys (-inf when Tk is 0, with y 0 there).
+    /// Must not materialize the Tq x Tk matrix for long sequences.
+    /// </summary>
+    void Attention(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse)
+    {
+        int batch = q.Shape[0], tq = q.Shape[1], tk = k.Shape[1], rows = batch * tq;
+        if (rows == 0) return;
+        using var _ = Autograd.NoGrad();
+        if (tk == 0) { Fill(y, 0); Fill(lse, double.NegativeInfinity); return; }
+        using var s = Scores(q, k, causal, scale);
+        var s2 = s.Reshape([rows, tk]);
+        using var m = Tensor.Empty([rows, 1], q.DType, Device);
+        using var sum = Tensor.Empty([rows, 1], q.DType, Device);
+        ReduceRows(ReduceOp.Max, s2, rows, tk, m);
+        Binary(BinaryOp.Sub, s2, m.BroadcastTo(s2.Shape), s2);
+        Unary(UnaryOp.Exp, s2, s2);
+        ReduceRows(ReduceOp.Sum, s2, rows, tk, sum);
+        Binary(BinaryOp.Div, s2, sum.BroadcastTo(s2.Shape), s2);
+        MatMul(s, v, y);
+        Unary(UnaryOp.Log, sum, sum);
+        Binary(BinaryOp.Add, sum, m, lse.Reshape([rows, 1]));
+    }
+
+    /// <summary>
+    /// Gradients of <see cref="Attention"/> from the forward's inputs, its outputs y and lse, and the output gradient gy
+    /// (all contiguous, shapes as there): overwrites gq [batch, Tq, d], gk [batch, Tk, d], gv [batch, Tk, dv].
+    /// </summary>
+    void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, double scale, Tensor gq, Tensor gk, Tensor gv)
+    {
+        int batch = q.Shape[0], tq = q.Shape[1], tk = k.Shape[1], dv = v.Shape[2], rows = batch * tq;
+        using var _ = Autograd.NoGrad();
+        if (rows == 0 || tk == 0) { Fill(gq, 0); Fill(gk, 0); Fill(gv, 0); return; }
+        // P = exp(S - lse) recomputed from the forward's log-sum-exp.
+        using var p = Scores(q, k, causal, scale);
+        Binary(BinaryOp.Sub, p, lse.Reshape([batch, tq, 1]).BroadcastTo(p.Shape), p);
+        Unary(UnaryOp.Exp, p, p);
+        MatMul(p.Transpose(1, 2), gy, gv);
+        // dS = P (gy v^T - rowsum(gy y)) scale
+        using var ds = Tensor.Empty(p.Shape, q.DType, Device);
+        MatMul(gy, v.Transpose(1, 2), ds);
+        using var gyy = Tensor.Empty([rows, dv], q.DType, Device);
+        Binary(BinaryOp.Mul, gy.Reshape([rows, dv]), y.Reshape([rows, dv]), gyy);
+        using var delta = Tensor.Empty([batch, tq, 1], q.DType, Device);
+        ReduceRows(ReduceOp.Sum, gyy, rows, dv, delta);
+        Binary(BinaryOp.Sub, ds, delta.BroadcastTo(ds.Shape), ds);
+        Binary(BinaryOp.Mul, ds, p, ds);
+        using var sc = Tensor.Scalar(scale, q.DType, Device);
+        Binary(BinaryOp.Mul, ds, sc.BroadcastTo(ds.Shape), ds);
+        MatMul(ds, k, gq);
+        MatMul(ds.Transpose(1, 2), q, gk);
+    }
+
+    /// <summary>
+    /// A linear layer with its bias and activation fused into the matrix product's write-back: y = act(x w^T + bias).
+    /// <paramref name="x"/> is [rows, in] and <paramref name="w"/> [out, in] (strided views), <paramref name="bias"/>
+    /// [out] contiguous or null, <paramref name="y"/> contiguous [rows, out]; act is ReLU when <paramref name="relu"/>, else identity.
+    /// </summary>
+    void Linear(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y)
+    {
+        using var _ = Autograd.NoGrad();
+        MatMul(x.Unsqueeze(0), w.T.Unsqueeze(0), y.Unsqueeze(0));
+        if (bias is not null) Binary(BinaryOp.Add, y, bias.BroadcastTo(y.Shape), y);
+        if (relu) Unary(UnaryOp.Relu, y, y);
+    }
+
+    /// <summary>Softmax (or log-softmax) of each row of a contiguous [rows, len] tensor.</summary>
+    void SoftmaxRows(Tensor x, int rows, int len, bool log, Tensor y)
+    {
+        if (rows == 0 || len == 0) return;
+        using var _ = Autograd.NoGrad();
+        var (xr, yr) = (x.Reshape([rows, len]), y.Reshape([rows, len]));
+        using var m = Tensor.Empty([rows, 1], x.DType, Device);
+        using var s = Tensor.Empty([rows, 1], x.DType, Device);
+        ReduceRows(ReduceOp.Max, xr, rows, len, m);
+        Binary(BinaryOp.Sub, xr, m.BroadcastTo(xr.Shape), yr);
+        if (log)
+        {
+            using var e = Tensor.Empty([rows, len], x.DType, Device);
+            Unary(UnaryOp.Exp, yr, e);
+            ReduceRows(ReduceOp.Sum, e, rows, len, s);
+            Unary(UnaryOp.Log, s, s);
+            Binary(BinaryOp.Sub, yr, s.BroadcastTo(yr.Shape), yr);
+            return;
+        }
+        Unary(UnaryOp.Exp, yr, yr);
+        ReduceRows(ReduceOp.Sum, yr, rows, len, s);
+        Binary(BinaryOp.Div, yr, s.BroadcastTo(yr.Shape), yr);
+    }
+
+    /// <summary>Layer norm of each row: (x - mean) / sqrt(var + eps) * weight + bias; weight and bias [len] or null.</summary>
+    void LayerNormRows(Tensor x, Tensor? weight, Tensor? bias, double eps, int rows, int len, Tensor y)
+    {
+        if (rows == 0 || len == 0) return;
+        using var _ = Autograd.NoGrad();
+        var (xr, yr) = (x.Reshape([rows, len]), y.Reshape([rows, len]));
+        using var mean = RowMean(xr, rows, len);
+        Binary(BinaryOp.Sub, xr, mean.BroadcastTo(xr.Shape), yr);
+        using var sq = Tensor.Empty([rows, len], x.DType, Device);
+        Binary(BinaryOp.Mul, yr, yr, sq);
+        using var scale = RowMean(sq, rows, len);
+        Normalize(yr, scale, eps, weight, len);
+        if (bias is not null) Binary(BinaryOp.Add, yr, bias.Reshape([1, len]).BroadcastTo(yr.Shape), yr);
+    }
+
+    /// <summary>RMS norm of each row: x / sqrt(mean(x^2) + eps) * weight; weight [len] or null.</summary>
+    void RmsNormRows(Tensor x, Tensor? weight, double eps, int rows, int len, Tensor y)
+    {
+        if (rows == 0 || len == 0) return;
+        using var _ = Autograd.NoGrad();
+        var (xr, yr) = (x.Reshape([rows, len]), y.Reshape([rows, len]));
+        Binary(BinaryOp.Mul, xr, xr, yr);
+        using var scale = RowMean(yr, rows, len);
+        Copy(xr, yr);
+        Normalize(yr, scale, eps, weight, len);
+    }
+
+    /// <summary>The mean of each row of contiguous [rows, len] <paramref name="x"/>, as a new [rows, 1] tensor.</summary>
+    private Tensor RowMean(Tensor x, int rows, int len)
+    {
+        var m = Tensor.Empty([rows, 1], x.DType, Device);
+        ReduceRows(ReduceOp.Sum, x, rows, len, m);
+        using var n = Tensor.Scalar(len, x.DType, Device);
+        Binary(BinaryOp.Div, m, n.BroadcastTo(m.Shape), m);
+        return m;
+    }
+
+    /// <summary>y *= rsqrt(meanSquare + eps) per row, then times weight when given; meanSquare is overwritten.</summary>
+    private void Normalize(Tensor y, Tensor meanSquare, double eps, Tensor? weight, int len)
+    {
+        using var e = Tensor.Scalar(eps, y.DType, Device);
+        Binary(BinaryOp.Add, meanSquare, e.BroadcastTo(meanSquare.Shape), meanSquare);
+        Unary(UnaryOp.Rsqrt, meanSquare, meanSquare);
+        Binary(BinaryOp.Mul, y, meanSquare.BroadcastTo(y.Shape), y);
+        if (weight is not null) Binary(BinaryOp.Mul, y, weight.Reshape([1, len]).BroadcastTo(y.Shape), y);
+    }
+
+    /// <summary>scale q k^T [batch, Tq, Tk], with -inf where a causal mask hides key j &gt; query i.</summary>
+    private Tensor Scores(Tensor q, Tensor k, bool causal, double scale)
+    {
+        int batch = q.Shape[0], tq = q.Shape[1], tk = k.Shape[1];
+        var s = Tensor.Empty([batch, tq, tk], q.DType, Device);
+        MatMul(q, k.Transpose(1, 2), s);
+        using var sc = Tensor.Scalar(scale, q.DType, Device);
+        Binary(BinaryOp.Mul, s, sc.BroadcastTo(s.Shape), s);
+        if (!causal) return s;
+        var hidden = new bool[tq * tk];
+        for (int i = 0; i < tq; i++)
+            for (int j = i + 1; j < tk; j++) hidden[i * tk + j] = true;
+        using var mask = Tensor.FromArray(hidden, new Shape(1, tq, tk)).To(Device);
+        using var inf = Tensor.Scalar(double.NegativeInfinity, q.DType, Device);
+        var masked = Tensor.Empty(s.Shape, q.DType, Device);
+        Where(mask.BroadcastTo(s.Shape), inf.BroadcastTo(s.Shape), s, masked);
+        s.Dispose();
+        return masked;
+    }
+}

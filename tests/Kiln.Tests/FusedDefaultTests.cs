@@ -1,0 +1,89 @@
+using Kiln.Backends;
+using Kiln.Kernels;
+using Kiln.Ops;
+using Kiln.Tests.TestKit;
+using Xunit;
+
+namespace Kiln.Tests;
+
+/// <summary>
+/// The default bodies of <see cref="IFusedBackend"/> (linear, softmax, norms, attention and its backward, composed from
+/// primitives): a backend that implements only the primitive families, wrapped around ILGPU's CPU accelerator, must
+/// pass the fused ops' conformance cases and give the same attention gradients as the CPU's fused kernels.
+/// </summary>
+[Collection("ilgpu-exclusive")]
+public class FusedDefaultTests
+{
+    /// <summary>Forwards the primitive families to <paramref name="inner"/>; the fused ops fall to the interface's defaults.</summary>
+    sealed class PrimitivesOnly(IBackend inner) : IBackend
+    {
+        public Device Device => inner.Device;
+        public Storage Allocate(DType dtype, int length) => inner.Allocate(dtype, length);
+        public Storage Upload(Array host, DType dtype) => inner.Upload(host, dtype);
+        public Array Download(Tensor src) => inner.Download(src);
+        public void Fill(Tensor dst, double value) => inner.Fill(dst, value);
+        public void Copy(Tensor src, Tensor dst) => inner.Copy(src, dst);
+        public void Unary(UnaryOp op, Tensor x, Tensor y) => inner.Unary(op, x, y);
+        public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y) => inner.Binary(op, a, b, y);
+        public void Compare(CompareOp op, Tensor a, Tensor b, Tensor y) => inner.Compare(op, a, b, y);
+        public void Where(Tensor cond, Tensor a, Tensor b, Tensor y) => inner.Where(cond, a, b, y);
+        public void Clamp(Tensor x, double lo, double hi, Tensor y) => inner.Clamp(x, lo, hi, y);
+        public void ReduceRows(ReduceOp op, Tensor x, int rows, int len, Tensor y) => inner.ReduceRows(op, x, rows, len, y);
+        public void ReduceCols(ReduceOp op, Tensor x, int len, int cols, Tensor y) => inner.ReduceCols(op, x, len, cols, y);
+        public void ArgReduceRows(bool max, Tensor x, int rows, int len, Tensor values, Tensor indices) => inner.ArgReduceRows(max, x, rows, len, values, indices);
+        public void CumsumRows(Tensor x, int rows, int len, bool reverse, Tensor y) => inner.CumsumRows(x, rows, len, reverse, y);
+        public void AnyAllRows(bool all, Tensor x, int rows, int len, Tensor y) => inner.AnyAllRows(all, x, rows, len, y);
+        public void MatMul(Tensor a, Tensor b, Tensor c) => inner.MatMul(a, b, c);
+        public void Gather(Tensor x, int axis, Tensor index, Tensor y) => inner.Gather(x, axis, index, y);
+        public void ScatterAdd(Tensor y, int axis, Tensor index, Tensor src) => inner.ScatterAdd(y, axis, index, src);
+        public void Scatter(Tensor y, int axis, Tensor index, Tensor src) => inner.Scatter(y, axis, index, src);
+        public void SortRows(Tensor x, int rows, int len, bool descending, Tensor values, Tensor indices) => inner.SortRows(x, rows, len, descending, values, indices);
+        public void Random(RandomKind kind, ulong seed, ulong counter, double a, double b, Tensor dst) => inner.Random(kind, seed, counter, a, b, dst);
+    }
+
+    static void WithPrimitivesOnly(Action<Device> body)
+    {
+        var dev = Devices.All.First(d => d.Kind == DeviceKind.IlgpuCpu);
+        var inner = BackendRegistry.Get(dev);
+        BackendRegistry.Register(dev, new PrimitivesOnly(inner));
+        try { body(dev); }
+        finally { BackendRegistry.Register(dev, inner); }
+    }
+
+    [Fact]
+    public void Fused_ops_composed_from_primitives_pass_their_conformance_cases()
+    {
+        WithPrimitivesOnly(dev =>
+        {
+            foreach (var name in new[] { "softmax.softmax", "softmax.log_softmax", "norm.layer_norm", "norm.rms_norm", "attention.sdpa" })
+                foreach (var row in Conformance.Validate(OpCatalog.Get(name), [dev], cases: 4))
+                    Assert.True(row.Result.Pass, row.Result.Detail);
+        });
+    }
+
+    [Fact]
+    public void Default_linear_and_attention_backward_match_the_cpu_kernels()
+    {
+        WithPrimitivesOnly(dev =>
+        {
+            var g = new Generator(3);
+            var x = Tensor.Randn([5, 7], g, dtype: DType.Float64);
+            var w = Tensor.Randn([4, 7], g, dtype: DType.Float64);
+            var b = Tensor.Randn([4], g, dtype: DType.Float64);
+            var cpu = Tensor.Linear(x, w, b, relu: true);
+            Close.Check(cpu, Tensor.Linear(x.To(dev), w.To(dev), b.To(dev), relu: true).To(Device.Cpu), 1e-12, 1e-14, "linear");
+
+            foreach (bool causal in new[] { false, true })
+            {
+                var q = Tensor.Randn([2, 5, 3], g, dtype: DType.Float64).RequiresGrad_();
+                var k = Tensor.Randn([2, 6, 3], g, dtype: DType.Float64).RequiresGrad_();
+                var v = Tensor.Randn([2, 6, 4], g, dtype: DType.Float64).RequiresGrad_();
+                var up = Tensor.Randn([2, 5, 4], g, dtype: DType.Float64);
+                var grads = Autograd.Grad([(Tensor.ScaledDotProductAttention(q, k, v, causal) * up).Sum()], [q, k, v]);
+                var (qd, kd, vd) = (q.Detach().To(dev).RequiresGrad_(), k.Detach().To(dev).RequiresGrad_(), v.Detach().To(dev).RequiresGrad_());
+                var dgrads = Autograd.Grad([(Tensor.ScaledDotProductAttention(qd, kd, vd, causal) * up.To(dev)).Sum()], [qd, kd, vd]);
+                for (int i = 0; i < 3; i++) Close.Check(grads[i], dgrads[i].To(Device.Cpu), 1e-11, 1e-13, $"attention grad {i} causal {causal}");
+            }
+        });
+    }
+}
