@@ -30,6 +30,10 @@ public static class Elementwise
             case UnaryOp.Square: TP.Multiply(x, x, y); return;
             case UnaryOp.Sin: TP.Sin(x, y); return;
             case UnaryOp.Cos: TP.Cos(x, y); return;
+            case UnaryOp.Floor: TP.Floor(x, y); return;
+            case UnaryOp.Ceil: TP.Ceiling(x, y); return;
+            case UnaryOp.Round: TP.Round(x, y); return;
+            case UnaryOp.Trunc: TP.Truncate(x, y); return;
             case UnaryOp.Erf when typeof(T) == typeof(float):
                 Erf.Run(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
             case UnaryOp.GeluErf when typeof(T) == typeof(float):

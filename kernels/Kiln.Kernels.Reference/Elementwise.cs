@@ -53,6 +53,14 @@ public enum UnaryOp
     Cos,
     /// <summary>Heaviside step: 1 for x &gt; 0, else 0 (the derivative of relu).</summary>
     Step,
+    /// <summary>The largest integer &lt;= x.</summary>
+    Floor,
+    /// <summary>The smallest integer &gt;= x.</summary>
+    Ceil,
+    /// <summary>The nearest integer, halves to even (as NumPy and PyTorch).</summary>
+    Round,
+    /// <summary>The integer part of x (toward zero).</summary>
+    Trunc,
 }
 
 /// <summary>Elementwise binary primitives with NumPy broadcasting.</summary>
@@ -123,6 +131,10 @@ public static partial class Reference
         UnaryOp.Sin => Math.Sin(x),
         UnaryOp.Cos => Math.Cos(x),
         UnaryOp.Step => x > 0 ? 1.0 : 0.0,
+        UnaryOp.Floor => Math.Floor(x),
+        UnaryOp.Ceil => Math.Ceiling(x),
+        UnaryOp.Round => Math.Round(x, MidpointRounding.ToEven),
+        UnaryOp.Trunc => Math.Truncate(x),
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown unary op"),
     };
 

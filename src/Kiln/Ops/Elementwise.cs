@@ -124,6 +124,9 @@ namespace Kiln.Ops
         const double InvSqrt2Pi = 0.3989422804014327, Sqrt2Pi = 2.5066282746310002, TwoOverSqrtPi = 1.1283791670955126, SqrtPiOver2 = 0.88622692545275801;
         static readonly double Nan = double.NaN, Inf = double.PositiveInfinity;
 
+        // Halves and signed zeros are where the rounding modes differ.
+        static readonly Domain Rounding = new(-6, 6, Nan, Inf, -Inf, 0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 2.5, 1e15 + 0.5);
+
         static UnaryOpDefinition U(UnaryOp op, Func<Tensor, Tensor, Tensor, Tensor>? grad, Domain domain, double tol = 2, Domain? gradDomain = null) =>
             new(op, grad, domain, new Tolerance(tol), gradDomain);
 
@@ -155,6 +158,10 @@ namespace Kiln.Ops
             U(UnaryOp.Sin, (x, y, g) => g * x.Cos(), new(-6, 6, Nan), tol: 8),
             U(UnaryOp.Cos, (x, y, g) => -g * x.Sin(), new(-6, 6, Nan), tol: 8),
             U(UnaryOp.Step, null, new(-6, 6, Inf, -Inf, 0.0)),
+            U(UnaryOp.Floor, null, Rounding, tol: 0),
+            U(UnaryOp.Ceil, null, Rounding, tol: 0),
+            U(UnaryOp.Round, null, Rounding, tol: 0),
+            U(UnaryOp.Trunc, null, Rounding, tol: 0),
         ];
 
         static Tensor GeluTanhGrad(Tensor x)
@@ -273,5 +280,13 @@ namespace Kiln
         public Tensor Sin() => Apply(UnaryOp.Sin);
         /// <summary>cos x</summary>
         public Tensor Cos() => Apply(UnaryOp.Cos);
+        /// <summary>The largest integer &lt;= x (gradient 0).</summary>
+        public Tensor Floor() => Apply(UnaryOp.Floor);
+        /// <summary>The smallest integer &gt;= x (gradient 0).</summary>
+        public Tensor Ceil() => Apply(UnaryOp.Ceil);
+        /// <summary>The nearest integer, halves to even (gradient 0).</summary>
+        public Tensor Round() => Apply(UnaryOp.Round);
+        /// <summary>The integer part, toward zero (gradient 0).</summary>
+        public Tensor Trunc() => Apply(UnaryOp.Trunc);
     }
 }
