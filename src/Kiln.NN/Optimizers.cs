@@ -190,7 +190,7 @@ public class Adam : Optimizer
     /// <summary>
     /// Evaluates the step as Algorithm 1 of Kingma and Ba writes it, in this order of float operations:
     /// v = b2 v + g^2 (1 - b2), p -= m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) * lr. The same update as the default
-    /// up to rounding; it is the form Kiln's decoder checkpoints were trained with (<c>LmTrainer</c>), so they reproduce
+    /// up to rounding; it is the form Kiln's decoder checkpoints were trained with (<see cref="Decoder.LmTrainer"/>), so they reproduce
     /// bit for bit.
     /// </summary>
     public bool Textbook { get; init; }

@@ -1,6 +1,4 @@
-using Kiln.NN;
-
-namespace Kiln.Methods.Looping;
+namespace Kiln.NN.Decoder;
 
 /// <summary>Settings of <see cref="LmTrainer.Train"/>.</summary>
 public sealed record LmTrainOptions
