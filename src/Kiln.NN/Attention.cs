@@ -44,7 +44,7 @@ public static class Functional
 /// <summary>
 /// Rotary position embeddings (RoPE, Su et al. 2021) in the rotate-half layout of GPT-NeoX and Llama: the head
 /// dimension is split into halves (x1, x2) and position t rotates pair i by angle t * base^(-2i/d):
-/// (x1 cos - x2 sin, x2 cos + x1 sin). Cos and sin tables are cached for <c>maxSeqLen</c> positions.
+/// (x1 cos - x2 sin, x2 cos + x1 sin). Cos and sin tables from <see cref="Rope"/> are cached for <c>maxSeqLen</c> positions.
 /// </summary>
 public sealed class RotaryEmbedding : Module
 {
@@ -57,18 +57,9 @@ public sealed class RotaryEmbedding : Module
         if (headDim <= 0 || headDim % 2 != 0) throw new ArgumentException($"rotary: headDim must be positive and even, got {headDim}", nameof(headDim));
         if (maxSeqLen <= 0) throw new ArgumentException($"rotary: maxSeqLen must be positive, got {maxSeqLen}", nameof(maxSeqLen));
         HeadDim = headDim; MaxSeqLen = maxSeqLen;
-        int half = headDim / 2;
-        var cos = new double[maxSeqLen * headDim];
-        var sin = new double[maxSeqLen * headDim];
-        for (int t = 0; t < maxSeqLen; t++)
-            for (int i = 0; i < half; i++)
-            {
-                double ang = t * Math.Pow(theta, -2.0 * i / headDim);
-                cos[t * headDim + i] = cos[t * headDim + i + half] = Math.Cos(ang);
-                sin[t * headDim + i] = sin[t * headDim + i + half] = Math.Sin(ang);
-            }
-        _cos = RegisterBuffer("cos", Tensor.FromArray(cos, new Shape(maxSeqLen, headDim)).To(dtype).To(device ?? Device.Cpu), persistent: false);
-        _sin = RegisterBuffer("sin", Tensor.FromArray(sin, new Shape(maxSeqLen, headDim)).To(dtype).To(device ?? Device.Cpu), persistent: false);
+        var (cos, sin) = Rope.Tables(headDim, theta, null, maxSeqLen, 0, maxSeqLen, dtype, device ?? Device.Cpu);
+        _cos = RegisterBuffer("cos", cos, persistent: false);
+        _sin = RegisterBuffer("sin", sin, persistent: false);
     }
 
     /// <summary>Head size.</summary>
@@ -84,13 +75,7 @@ public sealed class RotaryEmbedding : Module
         if (x.Rank < 2 || x.Shape[-1] != HeadDim) throw new ShapeMismatchException("rotary", nameof(x), $"x has shape {x.Shape}; it must be [..., T, {HeadDim}]");
         int t = x.Shape[-2];
         if (offset < 0 || offset + t > MaxSeqLen) throw new ArgumentOutOfRangeException(nameof(offset), $"rotary: positions {offset}..{offset + t - 1} are outside the table of {MaxSeqLen}");
-        var cos = _cos.Narrow(0, offset, t).To(x.DType);
-        var sin = _sin.Narrow(0, offset, t).To(x.DType);
-        int half = HeadDim / 2;
-        var x1 = x.Narrow(-1, 0, half);
-        var x2 = x.Narrow(-1, half, half);
-        var rotated = Tensor.Concat([-x2, x1], -1);
-        return x * cos + rotated * sin;
+        return Rope.Apply(x, _cos.Narrow(0, offset, t).To(x.DType), _sin.Narrow(0, offset, t).To(x.DType));
     }
 }
 

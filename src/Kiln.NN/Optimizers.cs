@@ -154,7 +154,8 @@ public sealed class SGD : Optimizer
 /// <summary>
 /// Adam (Kingma and Ba 2015): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= lr m_hat / (sqrt(v_hat) + eps)
 /// with bias-corrected m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t). Weight decay here is the L2 form (g += wd p);
-/// <see cref="AdamW"/> decouples it.
+/// <see cref="AdamW"/> decouples it. By default the bias corrections are folded into two constants, as PyTorch does:
+/// p -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps); <see cref="Textbook"/> evaluates the formula as written.
 /// </summary>
 public class Adam : Optimizer
 {
@@ -186,6 +187,13 @@ public class Adam : Optimizer
     public double WeightDecay { get; }
     /// <summary>True for AdamW's decoupled decay p -= lr wd p, applied before the Adam step.</summary>
     public bool Decoupled { get; }
+    /// <summary>
+    /// Evaluates the step as Algorithm 1 of Kingma and Ba writes it, in this order of float operations:
+    /// v = b2 v + g^2 (1 - b2), p -= m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) * lr. The same update as the default
+    /// up to rounding; it is the form Kiln's decoder checkpoints were trained with (<see cref="Decoder.LmTrainer"/>), so they reproduce
+    /// bit for bit.
+    /// </summary>
+    public bool Textbook { get; init; }
 
     private protected override void UpdateCpu<T>(int index, Tensor param, Tensor grad, double lr, int step)
     {
@@ -194,8 +202,12 @@ public class Adam : Optimizer
         var m = Elems<T>(_m[index]);
         var v = Elems<T>(_v[index]);
         double bc1 = 1 - Math.Pow(Beta1, step), bc2 = 1 - Math.Pow(Beta2, step);
-        T b1 = T.CreateTruncating(Beta1), b2 = T.CreateTruncating(Beta2), c1 = T.One - b1, c2 = T.One - b2;
+        bool textbook = Textbook;
+        T b1 = T.CreateTruncating(Beta1), b2 = T.CreateTruncating(Beta2);
+        // The textbook form rounds each constant to T from double, as the tensor ops round their scalars.
+        T c1 = textbook ? T.CreateTruncating(1 - Beta1) : T.One - b1, c2 = textbook ? T.CreateTruncating(1 - Beta2) : T.One - b2;
         T stepSize = T.CreateTruncating(lr / bc1), rbc2 = T.CreateTruncating(1 / Math.Sqrt(bc2)), eps = T.CreateTruncating(Eps);
+        T tbc1 = T.CreateTruncating(bc1), tbc2 = T.CreateTruncating(bc2), tlr = T.CreateTruncating(lr);
         T l2 = Decoupled ? T.Zero : T.CreateTruncating(WeightDecay);
         T shrink = T.CreateTruncating(Decoupled ? 1 - lr * WeightDecay : 1);
         int i = 0;
@@ -203,23 +215,27 @@ public class Adam : Optimizer
         {
             var vb1 = new Vector<T>(b1); var vb2 = new Vector<T>(b2); var vc1 = new Vector<T>(c1); var vc2 = new Vector<T>(c2);
             var vstep = new Vector<T>(stepSize); var vr = new Vector<T>(rbc2); var veps = new Vector<T>(eps);
+            var vbc1 = new Vector<T>(tbc1); var vbc2 = new Vector<T>(tbc2); var vlr = new Vector<T>(tlr);
             var vl2 = new Vector<T>(l2); var vshrink = new Vector<T>(shrink);
             for (; i <= p.Length - Vector<T>.Count; i += Vector<T>.Count)
             {
                 var pi = new Vector<T>(p[i..]);
-                var gi = new Vector<T>(g[i..]) + vl2 * pi;
+                var gi = new Vector<T>(g[i..]);
+                if (l2 != T.Zero) gi += vl2 * pi;
                 var mi = vb1 * new Vector<T>(m[i..]) + vc1 * gi;
-                var vi = vb2 * new Vector<T>(v[i..]) + vc2 * gi * gi;
+                var vi = vb2 * new Vector<T>(v[i..]) + (textbook ? gi * gi * vc2 : vc2 * gi * gi);
                 mi.CopyTo(m[i..]); vi.CopyTo(v[i..]);
-                (vshrink * pi - vstep * mi / (Vector.SquareRoot(vi) * vr + veps)).CopyTo(p[i..]);
+                (textbook ? vshrink * pi - mi / vbc1 / (Vector.SquareRoot(vi / vbc2) + veps) * vlr
+                          : vshrink * pi - vstep * mi / (Vector.SquareRoot(vi) * vr + veps)).CopyTo(p[i..]);
             }
         }
         for (; i < p.Length; i++)
         {
-            T gi = g[i] + l2 * p[i];
-            T mi = b1 * m[i] + c1 * gi, vi = b2 * v[i] + c2 * gi * gi;
+            T gi = l2 != T.Zero ? g[i] + l2 * p[i] : g[i];
+            T mi = b1 * m[i] + c1 * gi, vi = b2 * v[i] + (textbook ? gi * gi * c2 : c2 * gi * gi);
             m[i] = mi; v[i] = vi;
-            p[i] = shrink * p[i] - stepSize * mi / (T.Sqrt(vi) * rbc2 + eps);
+            p[i] = textbook ? shrink * p[i] - mi / tbc1 / (T.Sqrt(vi / tbc2) + eps) * tlr
+                            : shrink * p[i] - stepSize * mi / (T.Sqrt(vi) * rbc2 + eps);
         }
     }
 
@@ -230,7 +246,7 @@ public class Adam : Optimizer
         var m = _m[index].Mul_(Beta1).Add_(g * (1 - Beta1));
         var v = _v[index].Mul_(Beta2).Add_(g.Square() * (1 - Beta2));
         if (Decoupled && WeightDecay != 0) param.Mul_(1 - lr * WeightDecay);
-        param.Sub_(m * (lr / bc1) / (v.Sqrt() * (1 / Math.Sqrt(bc2)) + Eps));
+        param.Sub_(Textbook ? m / bc1 / ((v / bc2).Sqrt() + Eps) * lr : m * (lr / bc1) / (v.Sqrt() * (1 / Math.Sqrt(bc2)) + Eps));
     }
 }
 

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Kiln.NN.Decoder;
 
 namespace Kiln.Methods.Looping;
 

@@ -1,3 +1,5 @@
+using Kiln.NN.Decoder;
+
 namespace Kiln.Methods.Looping;
 
 /// <summary>How the looped window is iterated.</summary>
@@ -45,8 +47,10 @@ public enum LoopDecode
 /// <summary>
 /// A training-free loop over the contiguous window [<see cref="Start"/>, <see cref="End"/>] (inclusive, 0-based) of a
 /// pre-norm layer stack, with <see cref="K"/> sub-steps. K = 1 is the unlooped model for every rule (with alpha = 1).
+/// Pass it to <see cref="DecoderModel.Forward"/>, <see cref="DecoderModel.Hidden"/> or <see cref="DecoderModel.Generate"/>
+/// to loop a decoder.
 /// </summary>
-public sealed record LoopOptions
+public sealed record LoopOptions : IStackRunner
 {
     /// <summary>Creates options for the window [start, end] with k sub-steps.</summary>
     /// <exception cref="ArgumentOutOfRangeException">start is negative, end &lt; start, or k &lt; 1.</exception>
@@ -118,6 +122,18 @@ public sealed record LoopOptions
         LoopDecode.Bypass => position == 0,
         _ => position == 0 || position - promptLength < FirstN,
     };
+
+    /// <summary>
+    /// Runs <paramref name="model"/>'s stack with this loop when the call loops (<see cref="LoopsAt"/>, the prompt being
+    /// the cache's first call), else plainly; <see cref="Mode"/> null means <see cref="Looper.DefaultMode"/>.
+    /// </summary>
+    public Tensor Run(DecoderModel model, Tensor x, SequenceContext ctx)
+    {
+        ArgumentNullException.ThrowIfNull(model); ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(ctx);
+        var cache = ctx.Cache;
+        bool loops = LoopsAt(ctx.Position, cache is null || cache.Position == 0 ? x.Shape[1] : cache.PromptLength);
+        return Looper.RunStack(model.Layers, x, ctx, loops ? this : null, Looper.DefaultMode(model.Config));
+    }
 
     /// <inheritdoc/>
     public override string ToString() =>

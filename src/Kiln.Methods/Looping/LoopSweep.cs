@@ -1,3 +1,5 @@
+using Kiln.NN.Decoder;
+
 namespace Kiln.Methods.Looping;
 
 /// <summary>One evaluated setting of a sweep: the plain model (rule null) or a rule over a window with K sub-steps.</summary>

@@ -1,3 +1,5 @@
+using Kiln.NN.Decoder;
+
 namespace Kiln.Methods.Looping;
 
 /// <summary>
@@ -68,6 +70,14 @@ public static class Looper
             }
         for (int i = loop.End + 1; i < layers.Count; i++) x = layers[i].Forward(x, ctx, true);
         return x;
+    }
+
+    /// <summary>The mode used when <see cref="LoopOptions.Mode"/> is null: block for dense models, layer for MoE and MLA
+    /// models (so routers are re-evaluated at every sub-step of every layer).</summary>
+    public static LoopMode DefaultMode(DecoderConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config.Moe is null && config.Mla is null ? LoopMode.Block : LoopMode.Layer;
     }
 
     static Tensor Window(IReadOnlyList<ILayer> layers, int a, int b, Tensor x, SequenceContext ctx, bool write)

@@ -1,4 +1,5 @@
 using Kiln.Methods.Looping;
+using Kiln.NN.Decoder;
 using Xunit;
 
 namespace Kiln.Tests.Looping;

@@ -65,16 +65,16 @@ public class OptimizerTests
         }, $"sgd mu={momentum} nesterov={nesterov} wd={weightDecay} damp={dampening}");
     }
 
-    [Theory]
-    [InlineData(false, 0.0)]
-    [InlineData(false, 0.1)]
-    [InlineData(true, 0.0)]
-    [InlineData(true, 0.1)]
-    public void Adam_and_AdamW_match_written_out_update_with_bias_correction(bool decoupled, double weightDecay)
+    public static IEnumerable<object[]> AdamCases =>
+        from decoupled in new[] { false, true } from wd in new[] { 0.0, 0.1 } from textbook in new[] { false, true }
+        select new object[] { decoupled, wd, textbook };
+
+    [Theory, MemberData(nameof(AdamCases))]
+    public void Adam_and_AdamW_match_written_out_update_with_bias_correction(bool decoupled, double weightDecay, bool textbook)
     {
         const double lr = 0.01, b1 = 0.8, b2 = 0.95, eps = 1e-6;
         double[] m = new double[N], v = new double[N];
-        Compare(p => decoupled ? new AdamW([p], lr, b1, b2, eps, weightDecay) : new Adam([p], lr, b1, b2, eps, weightDecay), (p, g, t) =>
+        Compare(p => decoupled ? new AdamW([p], lr, b1, b2, eps, weightDecay) { Textbook = textbook } : new Adam([p], lr, b1, b2, eps, weightDecay) { Textbook = textbook }, (p, g, t) =>
         {
             var gg = decoupled ? g : g.Select((x, i) => x + weightDecay * p[i]).ToArray();
             var q = decoupled ? p.Select(x => x - lr * weightDecay * x).ToArray() : p;
@@ -84,7 +84,19 @@ public class OptimizerTests
                 double mh = m[i] / (1 - Math.Pow(b1, t)), vh = v[i] / (1 - Math.Pow(b2, t));
                 return x - lr * mh / (Math.Sqrt(vh) + eps);
             }).ToArray();
-        }, decoupled ? "adamw" : "adam");
+        }, (decoupled ? "adamw" : "adam") + (textbook ? " textbook" : ""));
+    }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.1)]
+    public void Textbook_Adam_fused_update_equals_its_tensor_ops_bit_for_bit(double weightDecay)
+    {
+        // What lets LmTrainer reproduce its checkpoints: the fused CPU pass rounds exactly as the tensor-op form.
+        Optimizer Make(Parameter p) => new AdamW([p], 3e-3, 0.9, 0.95, 1e-8, weightDecay) { Textbook = true };
+        var fused = Run(Make, DType.Float32, tensorOps: false);
+        var ops = Run(Make, DType.Float32, tensorOps: true);
+        for (int s = 0; s < Steps; s++) Assert.Equal(ops[s], fused[s]);
     }
 
     [Fact]

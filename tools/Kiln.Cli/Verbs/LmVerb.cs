@@ -2,6 +2,7 @@ using System.CommandLine;
 using Kiln.IO;
 using Spectre.Console;
 using Kiln.Methods.Looping;
+using Kiln.NN.Decoder;
 
 namespace Kiln.Cli;
 
@@ -65,7 +66,7 @@ public static class LmVerb
             var tokens = p.GetValue(ids)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(s => long.TryParse(s, out long v) ? v : throw new ArgumentException($"--ids: '{s}' is not an integer")).ToArray();
             if (tokens.Length == 0) throw new ArgumentException("--ids: no token ids given");
-            var model = HfCheckpoint.Load(p.GetValue(a.Model)!);
+            var model = DecoderModel.Load(p.GetValue(a.Model)!);
             var loop = ParseLoop(p, a);
             Tensor logits;
             using (Autograd.NoGrad()) logits = model.Forward(Tensor.FromArray(tokens, new Shape(1, tokens.Length)), null, loop);
@@ -89,7 +90,7 @@ public static class LmVerb
         cmd.SetAction(p =>
         {
             string dir = p.GetValue(a.Model)!;
-            var model = HfCheckpoint.Load(dir);
+            var model = DecoderModel.Load(dir);
             var tok = HfCheckpoint.LoadTokenizer(dir);
             var loop = ParseLoop(p, a);
             if (loop is not null) loop = loop with { Decode = ParseEnum<LoopDecode>(p.GetValue(decode)!, "--decode") };
@@ -112,7 +113,7 @@ public static class LmVerb
         cmd.SetAction(p =>
         {
             string dir = p.GetValue(a.Model)!;
-            var model = HfCheckpoint.Load(dir);
+            var model = DecoderModel.Load(dir);
             var tokens = HfCheckpoint.LoadTokenizer(dir).EncodeToIds(File.ReadAllText(p.GetValue(text)!)).ToArray();
             var loop = ParseLoop(p, a);
             var nll = Methods.Looping.Perplexity.WindowNll(model, tokens, p.GetValue(ctx), loop);

@@ -1,4 +1,6 @@
+using Kiln.IO;
 using Kiln.Methods.Looping;
+using Kiln.NN.Decoder;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -9,7 +11,7 @@ public static class LoopTour
     public static bool Run()
     {
         string dir = LmVerb.EmbeddedModel;
-        var model = HfCheckpoint.Load(dir);
+        var model = DecoderModel.Load(dir);
         var tok = HfCheckpoint.LoadTokenizer(dir);
         var items = MultipleChoice.Read(Path.Combine(dir, "probe.jsonl")).Take(60).ToList();
         var text = tok.EncodeToIds(File.ReadAllText(Path.Combine(dir, "heldout.txt"))).ToArray();

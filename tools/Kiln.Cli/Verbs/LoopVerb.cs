@@ -1,5 +1,7 @@
 using System.CommandLine;
+using Kiln.IO;
 using Kiln.Methods.Looping;
+using Kiln.NN.Decoder;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -25,7 +27,7 @@ public static class LoopVerb
         cmd.SetAction(p =>
         {
             string dir = p.GetValue(model)!;
-            var m = HfCheckpoint.Load(dir);
+            var m = DecoderModel.Load(dir);
             var tok = HfCheckpoint.LoadTokenizer(dir);
             string? evalPath = p.GetValue(eval) ?? Existing(Path.Combine(dir, "probe.jsonl"));
             string? textPath = p.GetValue(text) ?? Existing(Path.Combine(dir, "heldout.txt"));

@@ -1,5 +1,7 @@
 using System.CommandLine;
+using Kiln.IO;
 using Kiln.Methods.Looping;
+using Kiln.NN.Decoder;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -30,7 +32,7 @@ public static class TrainLmVerb
                 report(s); last = loss;
                 if (!Cli.Interactive && s % 50 == 0) Console.Error.WriteLine($"  step {s}: loss {loss:F3}");
             }));
-            HfCheckpoint.Save(dir, TinyLm.Config, weights);
+            DecoderWeights.Save(dir, TinyLm.Config, weights);
             File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tokJson);
             File.WriteAllText(Path.Combine(dir, "heldout.txt"), held);
             File.WriteAllLines(Path.Combine(dir, "probe.jsonl"), TinyLm.BuildProbe(held, train));

@@ -1,4 +1,4 @@
-namespace Kiln.Methods.Looping;
+namespace Kiln.NN.Decoder;
 
 /// <summary>Settings of <see cref="LmTrainer.Train"/>.</summary>
 public sealed record LmTrainOptions
@@ -20,11 +20,13 @@ public sealed record LmTrainOptions
 }
 
 /// <summary>
-/// Trains a <see cref="DecoderModel"/> from scratch on a token stream by next-token cross-entropy, with AdamW
-/// (beta 0.9/0.95, eps 1e-8) written in core tensor ops. Deterministic for a given seed.
+/// Trains a <see cref="DecoderModel"/> from scratch on a token stream by next-token cross-entropy, with
+/// <see cref="AdamW"/> (beta 0.9/0.95, eps 1e-8, <see cref="Adam.Textbook"/> form). Deterministic for a given seed.
 /// </summary>
 public static class LmTrainer
 {
+    const double Beta1 = 0.9, Beta2 = 0.95, Eps = 1e-8;
+
     /// <summary>
     /// Trains weights for <paramref name="config"/> on <paramref name="tokens"/>; <paramref name="progress"/> gets
     /// (step, loss) after each step. Returns the weights in Hugging Face layout.
@@ -36,12 +38,12 @@ public static class LmTrainer
         if (tokens.Length < o.Context + 2)
             throw new ArgumentException($"train: {tokens.Length} tokens are fewer than one sequence of {o.Context + 1}", nameof(tokens));
         var gen = new Generator(o.Seed);
-        var weights = DecoderWeights.Init(config, gen);
-        foreach (var w in weights.Values) w.RequiresGrad_();
-        var model = new DecoderModel(config, weights, trainable: true);
-        var m = weights.ToDictionary(kv => kv.Key, kv => kv.Value.ZerosLike());
-        var v = weights.ToDictionary(kv => kv.Key, kv => kv.Value.ZerosLike());
-        const double b1 = 0.9, b2 = 0.95, eps = 1e-8;
+        var parameters = DecoderWeights.Init(config, gen).ToDictionary(kv => kv.Key, kv => new Parameter(kv.Value));
+        var model = new DecoderModel(config, parameters.ToDictionary(kv => kv.Key, kv => kv.Value.Value), trainable: true);
+        // Matrices are decayed, norm gains are not: two optimizers that differ only in weight decay.
+        AdamW Make(bool matrices) => new(parameters.Values.Where(p => (p.Value.Rank == 2) == matrices), o.LearningRate, Beta1, Beta2, Eps,
+            matrices ? o.WeightDecay : 0) { Textbook = true };
+        var optimizers = new[] { Make(true), Make(false) };
         var rng = new Random((int)(o.Seed & 0x7fffffff));
         for (int step = 1; step <= o.Steps; step++)
         {
@@ -56,23 +58,15 @@ public static class LmTrainer
             var logits = model.Forward(Tensor.FromArray(input, new Shape(o.Batch, o.Context)));
             var loss = -logits.LogSoftmax(-1).Gather(2, Tensor.FromArray(target, new Shape(o.Batch, o.Context, 1))).Mean();
             loss.Backward();
-            double lr = Schedule(o, step);
-            using (Autograd.NoGrad())
+            foreach (var opt in optimizers)
             {
-                double c1 = 1 - Math.Pow(b1, step), c2 = 1 - Math.Pow(b2, step);
-                foreach (var (name, p) in weights)
-                {
-                    var g = p.Grad!;
-                    m[name].Mul_(b1).Add_(g * (1 - b1));
-                    v[name].Mul_(b2).Add_(g.Square() * (1 - b2));
-                    if (p.Rank == 2 && o.WeightDecay > 0) p.Mul_(1 - lr * o.WeightDecay);
-                    p.Sub_(m[name] / c1 / ((v[name] / c2).Sqrt() + eps) * lr);
-                    p.Grad = null;
-                }
+                opt.LearningRate = Schedule(o, step);
+                opt.Step();
+                opt.ZeroGrad();
             }
             progress?.Invoke(step, loss.Item());
         }
-        return weights.ToDictionary(kv => kv.Key, kv => kv.Value.Detach());
+        return parameters.ToDictionary(kv => kv.Key, kv => kv.Value.Value.Detach());
     }
 
     static double Schedule(LmTrainOptions o, int step)

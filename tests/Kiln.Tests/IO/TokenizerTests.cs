@@ -1,8 +1,8 @@
 using System.Text;
-using Kiln.Methods.Looping;
+using Kiln.IO;
 using Xunit;
 
-namespace Kiln.Tests.Looping;
+namespace Kiln.Tests.IO;
 
 public class TokenizerTests
 {

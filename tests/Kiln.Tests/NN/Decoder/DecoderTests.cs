@@ -1,11 +1,12 @@
-using Kiln.Methods.Looping;
+using Kiln.NN;
+using Kiln.NN.Decoder;
 using Kiln.Tests.TestKit;
 using Xunit;
 
-namespace Kiln.Tests.Looping;
+namespace Kiln.Tests.NN.Decoder;
 
 /// <summary>The decoder against a plain float64 forward written here, on tiny random checkpoints of each supported
-/// architecture and RoPE scaling; the KV cache; and the loop wrapper on a real model.</summary>
+/// architecture and RoPE scaling; the KV cache; checkpoint files.</summary>
 public class DecoderTests
 {
     public static DecoderConfig Tiny(string type, RopeScaling? scaling = null, bool tie = false, bool bias = false) => new()
@@ -26,12 +27,12 @@ public class DecoderTests
         yield return ["qwen3 (q/k norms, tied)", Tiny("qwen3", tie: true)];
     }
 
-    static Dictionary<string, Tensor> Weights(DecoderConfig c, int seed, DType dtype) =>
+    internal static Dictionary<string, Tensor> Weights(DecoderConfig c, int seed, DType dtype) =>
         DecoderWeights.Init(c, new Generator((ulong)seed), std: 0.4, normJitter: 0.2, dtype: dtype);
 
-    static readonly long[][] Seqs = [[1, 5, 2, 9, 3, 3, 7], [10, 0, 4, 4, 6, 8, 2]];
+    internal static readonly long[][] Seqs = [[1, 5, 2, 9, 3, 3, 7], [10, 0, 4, 4, 6, 8, 2]];
 
-    static Tensor Ids(long[][] seqs) => Tensor.FromArray(seqs.SelectMany(s => s).ToArray(), new Shape(seqs.Length, seqs[0].Length));
+    internal static Tensor Ids(long[][] seqs) => Tensor.FromArray(seqs.SelectMany(s => s).ToArray(), new Shape(seqs.Length, seqs[0].Length));
 
     [Theory, MemberData(nameof(Architectures))]
     public void Float64_logits_match_the_reference(string name, DecoderConfig c)
@@ -53,8 +54,7 @@ public class DecoderTests
         Close.Check(expected, logits.ToDoubleArray(), 1e-4, 1e-5, name);
     }
 
-    // The model runs through core ops only, so on any device: weights and ids moved there, the logits match the float64
-    // reference, and a looped forward with a cache gives the CPU's logits.
+    // The model runs through core ops only, so on any device: weights and ids moved there, the logits match the float64 reference.
     [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
     public void Logits_on_every_device_match_the_reference(string device)
     {
@@ -66,15 +66,6 @@ public class DecoderTests
         Assert.Equal(dev, logits.Device);
         var expected = Seqs.SelectMany(s => Reference.Logits(c, w, s)).ToArray();
         Close.Check(expected, logits.To(Device.Cpu).ToDoubleArray(), 1e-4, 1e-5, device);
-
-        var loop = new LoopOptions(1, 2, 3);
-        var cpu = new DecoderModel(c, w);
-        var (cacheCpu, cacheDev) = (new KvCache(c.Layers), new KvCache(c.Layers));
-        var ids = Ids(Seqs);
-        cpu.Forward(ids.Narrow(1, 0, 5), cacheCpu, loop);
-        onDevice.Forward(ids.Narrow(1, 0, 5).To(dev), cacheDev, loop);
-        Close.Check(cpu.Forward(ids.Narrow(1, 5, 2), cacheCpu, loop).ToDoubleArray(),
-            onDevice.Forward(ids.Narrow(1, 5, 2).To(dev), cacheDev, loop).To(Device.Cpu).ToDoubleArray(), 1e-4, 1e-5, $"{device}, looped decoding");
     }
 
     // Dynamic RoPE is left out: its base depends on the sequence length, so cached keys (rotated with the base of their
@@ -101,77 +92,7 @@ public class DecoderTests
         Close.Check(full, stitched, 1e-10, 1e-11, name);
     }
 
-    static DecoderModel Qwen3(int seed = 4) { var c = Tiny("qwen3"); return new DecoderModel(c, Weights(c, seed, DType.Float32)); }
-
-    public static IEnumerable<object[]> RulesModes =>
-        from r in Enum.GetValues<LoopRule>() from m in Enum.GetValues<LoopMode>() select new object[] { r, m };
-
-    [Theory, MemberData(nameof(RulesModes))]
-    public void K_1_loop_gives_bit_identical_logits(LoopRule rule, LoopMode mode)
-    {
-        var model = Qwen3();
-        var plain = model.Forward(Ids(Seqs)).ToArray<float>();
-        Assert.Equal(plain, model.Forward(Ids(Seqs), null, new LoopOptions(1, 2, 1, rule) { Mode = mode }).ToArray<float>());
-    }
-
-    [Fact]
-    public void Removing_the_loop_restores_bit_identical_logits()
-    {
-        var model = Qwen3();
-        var before = model.Forward(Ids(Seqs)).ToArray<float>();
-        var looped = model.Forward(Ids(Seqs), null, new LoopOptions(1, 2, 4, LoopRule.Naive)).ToArray<float>();
-        Assert.NotEqual(before, looped);
-        Assert.Equal(before, model.Forward(Ids(Seqs)).ToArray<float>());
-    }
-
-    [Theory]
-    [InlineData(LoopCache.First, LoopMode.Block)] [InlineData(LoopCache.Last, LoopMode.Block)]
-    [InlineData(LoopCache.First, LoopMode.Layer)] [InlineData(LoopCache.Last, LoopMode.Layer)]
-    public void Cache_length_after_a_looped_prefill_equals_the_plain_models(LoopCache mode, LoopMode loopMode)
-    {
-        var model = Qwen3();
-        var plain = model.NewCache(); var looped = model.NewCache();
-        model.Forward(Ids(Seqs), plain);
-        model.Forward(Ids(Seqs), looped, new LoopOptions(1, 2, 3) { Cache = mode, Mode = loopMode });
-        Assert.Equal(plain.Position, looped.Position);
-        for (int i = 0; i < 4; i++)
-        {
-            Assert.Equal(plain.Length(i), looped.Length(i));
-            Assert.Equal(plain.Get(i).Keys!.Shape, looped.Get(i).Keys!.Shape);
-        }
-        // cache=first writes the window from x0: the window's first layer holds exactly the plain model's keys.
-        var same = plain.Get(1).Keys!.ToArray<float>().SequenceEqual(looped.Get(1).Keys!.ToArray<float>());
-        Assert.Equal(mode == LoopCache.First, same);
-    }
-
-    [Fact]
-    public void Cache_none_leaves_the_window_without_entries()
-    {
-        var model = Qwen3();
-        var cache = model.NewCache();
-        model.Forward(Ids(Seqs), cache, new LoopOptions(1, 2, 3) { Cache = LoopCache.None });
-        Assert.Equal([7, 0, 0, 7], Enumerable.Range(0, 4).Select(cache.Length));
-        model.Forward(Ids(Seqs).Narrow(1, 0, 1), cache, new LoopOptions(1, 2, 3) { Cache = LoopCache.None, Decode = LoopDecode.Bypass });
-        Assert.Equal([8, 1, 1, 8], Enumerable.Range(0, 4).Select(cache.Length));
-    }
-
-    [Fact]
-    public void Bypass_decoding_equals_the_plain_models_and_full_does_not()
-    {
-        var model = Qwen3();
-        var loop = new LoopOptions(1, 2, 3);
-        var cache = model.NewCache();
-        model.Forward(Ids(Seqs), cache, loop with { Decode = LoopDecode.Bypass });
-        var next = Ids(Seqs).Narrow(1, 2, 1);
-        var plain = model.Forward(next, cache.Clone()).ToArray<float>();
-        Assert.Equal(plain, model.Forward(next, cache.Clone(), loop with { Decode = LoopDecode.Bypass }).ToArray<float>());
-        Assert.NotEqual(plain, model.Forward(next, cache.Clone(), loop).ToArray<float>());
-        // first_n: the first decoding step after the prompt loops, the second does not.
-        var firstN = loop with { Decode = LoopDecode.FirstN, FirstN = 1 };
-        var c2 = cache.Clone();
-        Assert.Equal(model.Forward(next, cache.Clone(), loop).ToArray<float>(), model.Forward(next, c2, firstN).ToArray<float>());
-        Assert.Equal(model.Forward(next, c2.Clone()).ToArray<float>(), model.Forward(next, c2, firstN).ToArray<float>());
-    }
+    internal static DecoderModel Qwen3(int seed = 4) { var c = Tiny("qwen3"); return new DecoderModel(c, Weights(c, seed, DType.Float32)); }
 
     [Fact]
     public void Right_padded_batches_score_each_sequence_as_alone()
@@ -344,8 +265,8 @@ public class CheckpointTests
         var dir = Path.Combine(Path.GetTempPath(), "kiln-ckpt-" + Guid.NewGuid().ToString("N"));
         try
         {
-            HfCheckpoint.Save(dir, c, w, DType.Float32);
-            var loaded = HfCheckpoint.Load(dir);
+            DecoderWeights.Save(dir, c, w, DType.Float32);
+            var loaded = DecoderModel.Load(dir);
             Assert.Equal(c, loaded.Config);
             var ids = Tensor.FromArray(new long[] { 1, 2, 3, 4 }, new Shape(1, 4));
             Assert.Equal(new DecoderModel(c, w).Forward(ids).ToArray<float>(), loaded.Forward(ids).ToArray<float>());
@@ -358,16 +279,16 @@ public class CheckpointTests
                 Assert.Equal(Array.IndexOf(last, last.Max()), tok);
                 seq.Add(tok);
             }
-            HfCheckpoint.Save(dir, c, w, DType.BFloat16);
-            var bf = HfCheckpoint.Load(dir);
+            DecoderWeights.Save(dir, c, w, DType.BFloat16);
+            var bf = DecoderModel.Load(dir);
             var rounded = w.ToDictionary(kv => kv.Key, kv => kv.Value.To(DType.BFloat16).To(DType.Float32));
             Assert.Equal(new DecoderModel(c, rounded).Forward(ids).ToArray<float>(), bf.Forward(ids).ToArray<float>());
             File.Delete(Path.Combine(dir, "model.safetensors"));
-            Assert.Throws<FileNotFoundException>(() => HfCheckpoint.Load(dir));
+            Assert.Throws<FileNotFoundException>(() => DecoderModel.Load(dir));
             File.WriteAllText(Path.Combine(dir, "config.json"), """{"model_type": "gpt_neox"}""");
-            Assert.Contains("gpt_neox", Assert.Throws<NotSupportedException>(() => HfCheckpoint.Load(dir)).Message);
+            Assert.Contains("gpt_neox", Assert.Throws<NotSupportedException>(() => DecoderModel.Load(dir)).Message);
         }
         finally { Directory.Delete(dir, true); }
-        Assert.Throws<DirectoryNotFoundException>(() => HfCheckpoint.Load(dir));
+        Assert.Throws<DirectoryNotFoundException>(() => DecoderModel.Load(dir));
     }
 }

@@ -1,6 +1,8 @@
-namespace Kiln.Methods.Looping;
+using Kiln.IO;
 
-/// <summary>Names and fresh initial values of a decoder's weights, in Hugging Face layout ([out, in] linear weights).</summary>
+namespace Kiln.NN.Decoder;
+
+/// <summary>Names, fresh initial values and checkpoint files of a decoder's weights, in Hugging Face layout ([out, in] linear weights).</summary>
 public static class DecoderWeights
 {
     /// <summary>Every tensor name and shape the model reads for <paramref name="c"/>, in checkpoint order.</summary>
@@ -91,5 +93,20 @@ public static class DecoderWeights
                 : Tensor.Randn(new Shape(shape), generator, 0, output ? std / Math.Sqrt(2 * c.Layers) : std, dtype);
         }
         return w;
+    }
+
+    /// <summary>
+    /// Writes config.json and model.safetensors (the weights <see cref="Layout"/> names, in its order, converted to
+    /// <paramref name="dtype"/>) into <paramref name="dir"/>, so that <see cref="DecoderModel.Load"/> reads them back.
+    /// </summary>
+    /// <exception cref="ArgumentException">A weight of the layout is missing (the message names it).</exception>
+    public static void Save(string dir, DecoderConfig config, IReadOnlyDictionary<string, Tensor> weights, DType dtype = DType.BFloat16)
+    {
+        ArgumentNullException.ThrowIfNull(config); ArgumentNullException.ThrowIfNull(weights);
+        var ordered = new Dictionary<string, Tensor>();
+        foreach (var (name, _) in Layout(config))
+            ordered[name] = weights.TryGetValue(name, out var t) ? t.Detach().To(dtype) : throw new ArgumentException($"checkpoint: no weight '{name}' to save", nameof(weights));
+        string json = config.ToJson().Replace("\"float32\"", dtype == DType.BFloat16 ? "\"bfloat16\"" : dtype == DType.Float16 ? "\"float16\"" : "\"float32\"");
+        HfCheckpoint.Write(dir, json, ordered);
     }
 }

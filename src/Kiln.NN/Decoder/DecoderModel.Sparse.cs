@@ -1,4 +1,4 @@
-namespace Kiln.Methods.Looping;
+namespace Kiln.NN.Decoder;
 
 public sealed partial class DecoderModel
 {

@@ -1,4 +1,4 @@
-namespace Kiln.Methods.Looping;
+namespace Kiln.NN.Decoder;
 
 /// <summary>
 /// Keys and values of past positions, per layer, as [batch, kv heads, length, head dim]. Layers read the committed
@@ -25,7 +25,7 @@ public sealed class KvCache
     /// <summary>Length of the prompt: the token count of the first call.</summary>
     public int PromptLength { get; private set; }
 
-    /// <summary>Number of cached positions of <paramref name="layer"/> (smaller than <see cref="Position"/> when a window ran with <see cref="LoopCache.None"/>).</summary>
+    /// <summary>Number of cached positions of <paramref name="layer"/> (smaller than <see cref="Position"/> when a stack runner kept the layer from writing, as a loop with <c>LoopCache.None</c> does).</summary>
     public int Length(int layer) => _k[layer]?.Shape[2] ?? 0;
 
     /// <summary>The committed keys and values of <paramref name="layer"/>, or nulls when it has none.</summary>

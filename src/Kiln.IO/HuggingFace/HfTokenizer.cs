@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 
-namespace Kiln.Methods.Looping;
+namespace Kiln.IO;
 
 /// <summary>
 /// Hugging Face <c>tokenizer.json</c> files (BPE models, byte-level or not) as Microsoft.ML.Tokenizers tokenizers: this

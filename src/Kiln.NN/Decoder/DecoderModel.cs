@@ -1,10 +1,13 @@
-namespace Kiln.Methods.Looping;
+using Kiln.IO;
+
+namespace Kiln.NN.Decoder;
 
 /// <summary>
 /// A decoder-only pre-norm transformer (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, DeepSeek-V3/Moonlight) as a functional
-/// forward over a dictionary of Hugging Face-named weights, with a KV cache and an optional loop over a window of its
-/// layers. Half-precision weights are widened to float32; float64 weights run in float64 (for references). The loop
-/// reuses the layer objects, so a forward without loop options is always the plain model.
+/// forward over a dictionary of Hugging Face-named weights, with a KV cache. Half-precision weights are widened to
+/// float32; float64 weights run in float64 (for references). A forward may hand its layer stack to an
+/// <see cref="IStackRunner"/> (such as a loop over a window of layers); the runner reuses the layer objects, so a forward
+/// without one is always the plain model.
 /// </summary>
 public sealed partial class DecoderModel
 {
@@ -56,6 +59,13 @@ public sealed partial class DecoderModel
             _layers[i] = new DecoderLayer(c.RmsNormEps, inNorm, postNorm, attention, mlp);
         }
     }
+
+    /// <summary>Loads the checkpoint in Hugging Face layout in <paramref name="dir"/> (see <see cref="HfCheckpoint"/>).</summary>
+    /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    /// <exception cref="FileNotFoundException">config.json or the weights are missing.</exception>
+    /// <exception cref="NotSupportedException">The architecture is not supported (the message names it).</exception>
+    /// <exception cref="InvalidDataException">A file is malformed or a tensor is missing (the message names it).</exception>
+    public static DecoderModel Load(string dir) => new(DecoderConfig.FromJson(HfCheckpoint.ReadConfig(dir)), HfCheckpoint.ReadWeights(dir));
 
     // Grouped-query attention (llama, qwen2, qwen3 and qwen3_moe), with optional q/k/v biases and per-head q/k norms.
     Func<Tensor, SequenceContext, bool, Tensor> GqaAttention(int index, string p, Func<string, int[], Tensor> w, Func<string, int, int, Tensor> linear)
@@ -110,11 +120,8 @@ public sealed partial class DecoderModel
     public DecoderConfig Config { get; }
     /// <summary>The compute dtype (Float32, or Float64 when the weights are float64).</summary>
     public DType DType { get; }
-    /// <summary>The layer stack, in order (the objects a loop reuses).</summary>
+    /// <summary>The layer stack, in order (the objects an <see cref="IStackRunner"/> reuses).</summary>
     public IReadOnlyList<ILayer> Layers => _layers;
-    /// <summary>The loop mode used when options leave it open: block for dense models, layer for MoE and MLA models
-    /// (so routers are re-evaluated at every sub-step of every layer).</summary>
-    public LoopMode DefaultLoopMode => Config.Moe is null && Config.Mla is null ? LoopMode.Block : LoopMode.Layer;
 
     /// <summary>An empty KV cache for this model.</summary>
     public KvCache NewCache() => new(Config.Layers);
@@ -122,9 +129,9 @@ public sealed partial class DecoderModel
     /// <summary>Final-normed hidden states [batch, positions, hidden] of <paramref name="ids"/> ([batch, positions] or [positions], Int64).</summary>
     /// <param name="ids">Token ids.</param>
     /// <param name="cache">Cache to read past positions from and append this call's entries to, or null.</param>
-    /// <param name="loop">The loop, or null for the plain model; whether this call loops follows <see cref="LoopOptions.Decode"/>.</param>
+    /// <param name="runner">Runs the layer stack (a loop, for instance), or null to run each layer once.</param>
     /// <exception cref="ArgumentException">ids is not Int64 of rank 1 or 2, or an id is outside the vocabulary.</exception>
-    public Tensor Hidden(Tensor ids, KvCache? cache = null, LoopOptions? loop = null)
+    public Tensor Hidden(Tensor ids, KvCache? cache = null, IStackRunner? runner = null)
     {
         ArgumentNullException.ThrowIfNull(ids);
         if (ids.DType != DType.Int64 || ids.Rank is < 1 or > 2)
@@ -141,10 +148,10 @@ public sealed partial class DecoderModel
         }
         int pos = cache?.Position ?? 0;
         var x = _embed.IndexSelect(0, ids.Reshape(-1)).Reshape(b, t, Config.HiddenSize);
-        var rope = Rope.Tables(Config, pos, t, DType, _embed.Device);
+        var rope = Rope.Tables(Config.RotaryDim, Config.RopeTheta, Config.RopeScaling, Config.MaxPositions, pos, t, DType, _embed.Device);
         var ctx = new SequenceContext(pos, cache, rope);
-        bool loops = loop is not null && loop.LoopsAt(pos, cache is null || cache.Position == 0 ? t : cache.PromptLength);
-        x = Looper.RunStack(_layers, x, ctx, loops ? loop : null, DefaultLoopMode);
+        if (runner is not null) x = runner.Run(this, x, ctx);
+        else foreach (var layer in _layers) x = layer.Forward(x, ctx, true);
         cache?.Commit(t);
         return x.RmsNorm(_norm, Config.RmsNormEps);
     }
@@ -155,10 +162,11 @@ public sealed partial class DecoderModel
     /// <summary>
     /// Continues <paramref name="prompt"/> by up to <paramref name="maxNew"/> tokens with the KV cache: greedy when
     /// <paramref name="temperature"/> is 0, otherwise sampled from softmax(logits / temperature) with <paramref name="generator"/>.
-    /// Stops early at <paramref name="stop"/>. The loop, if any, applies per <see cref="LoopOptions.Decode"/>.
+    /// Stops early at <paramref name="stop"/>. <paramref name="runner"/>, if any, runs the stack of every call (the prompt
+    /// call has <see cref="SequenceContext.Position"/> 0).
     /// </summary>
     /// <exception cref="ArgumentException">The prompt is empty.</exception>
-    public int[] Generate(int[] prompt, int maxNew, LoopOptions? loop = null, double temperature = 0, Generator? generator = null, int? stop = null)
+    public int[] Generate(int[] prompt, int maxNew, IStackRunner? runner = null, double temperature = 0, Generator? generator = null, int? stop = null)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         if (prompt.Length == 0) throw new ArgumentException("generate: the prompt is empty", nameof(prompt));
@@ -170,7 +178,7 @@ public sealed partial class DecoderModel
         var uniform = generator ?? new Generator(0);
         for (int n = 0; n < maxNew; n++)
         {
-            var h = Hidden(Tensor.FromArray(next, new Shape(1, next.Length)), cache, loop);
+            var h = Hidden(Tensor.FromArray(next, new Shape(1, next.Length)), cache, runner);
             var logits = Project(h.Narrow(1, next.Length - 1, 1).Reshape(-1)).ToDoubleArray();
             int token;
             if (temperature == 0) token = Array.IndexOf(logits, logits.Max());
@@ -201,8 +209,7 @@ public sealed partial class DecoderModel
     }
 
     /// <summary>Logits [batch, positions, vocab] of <paramref name="ids"/>; see <see cref="Hidden"/> for the arguments.</summary>
-    public Tensor Forward(Tensor ids, KvCache? cache = null, LoopOptions? loop = null) => Project(Hidden(ids, cache, loop));
-
+    public Tensor Forward(Tensor ids, KvCache? cache = null, IStackRunner? runner = null) => Project(Hidden(ids, cache, runner));
 
     sealed class DecoderLayer(double eps, Tensor inNorm, Tensor postNorm, Func<Tensor, SequenceContext, bool, Tensor> attention, Func<Tensor, Tensor> mlp) : ILayer
     {

@@ -1,12 +1,12 @@
 using Kiln.IO;
-using Kiln.Methods.Looping;
+using Kiln.NN.Decoder;
 using Kiln.Tests.TestKit;
 using Xunit;
 
-namespace Kiln.Tests.Looping;
+namespace Kiln.Tests.NN.Decoder;
 
 /// <summary>Qwen3-MoE and DeepSeek-V3/Moonlight (MLA) checkpoints: tiny random ones written in Hugging Face layout and
-/// loaded back, against a plain float64 forward written here; the KV cache; the loop options on these layer kinds; errors.</summary>
+/// loaded back, against a plain float64 forward written here; the KV cache; errors.</summary>
 public class SparseDecoderTests
 {
     const string Common = """
@@ -58,7 +58,7 @@ public class SparseDecoderTests
     static Tensor Ids(long[][] seqs) => Tensor.FromArray(seqs.SelectMany(s => s).ToArray(), new Shape(seqs.Length, seqs[0].Length));
 
     // Writes config.json and model.safetensors (random weights in `dtype`) to a fresh folder, loads it, and deletes the folder.
-    static (DecoderModel Model, Dictionary<string, Tensor> Weights) Load(string name, int seed, DType dtype, Func<Dictionary<string, Tensor>, Dictionary<string, Tensor>>? edit = null)
+    internal static (DecoderModel Model, Dictionary<string, Tensor> Weights) Load(string name, int seed, DType dtype, Func<Dictionary<string, Tensor>, Dictionary<string, Tensor>>? edit = null)
     {
         var config = DecoderConfig.FromJson(Configs[name]);
         var w = DecoderWeights.Init(config, new Generator((ulong)seed), std: 0.4, normJitter: 0.2, dtype: dtype);
@@ -68,7 +68,7 @@ public class SparseDecoderTests
             Directory.CreateDirectory(dir);
             File.WriteAllText(Path.Combine(dir, "config.json"), Configs[name]);
             Safetensors.Save(Path.Combine(dir, "model.safetensors"), edit is null ? w : edit(new Dictionary<string, Tensor>(w)));
-            return (HfCheckpoint.Load(dir), w);
+            return (DecoderModel.Load(dir), w);
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -120,57 +120,6 @@ public class SparseDecoderTests
         Close.Check(full, Tensor.Concat([.. parts], 1), 1e-10, 1e-11, name);
     }
 
-    [Theory, MemberData(nameof(Names))]
-    public void Layer_mode_is_the_default_and_K_1_is_bit_identical_for_every_rule(string name)
-    {
-        var (model, _) = Load(name, 4, DType.Float32);
-        Assert.Equal(LoopMode.Layer, model.DefaultLoopMode);
-        var plain = model.Forward(Ids(Seqs)).ToArray<float>();
-        foreach (var rule in Enum.GetValues<LoopRule>())
-            foreach (var mode in new LoopMode?[] { null, LoopMode.Layer, LoopMode.Block })
-                Assert.Equal(plain, model.Forward(Ids(Seqs), null, new LoopOptions(1, 2, 1, rule) { Mode = mode }).ToArray<float>());
-        // The default mode is layer mode: a K = 3 loop without a mode equals the explicit layer-mode loop, not the block one.
-        var loop = new LoopOptions(1, 2, 3);
-        var byDefault = model.Forward(Ids(Seqs), null, loop).ToArray<float>();
-        Assert.Equal(model.Forward(Ids(Seqs), null, loop with { Mode = LoopMode.Layer }).ToArray<float>(), byDefault);
-        Assert.NotEqual(model.Forward(Ids(Seqs), null, loop with { Mode = LoopMode.Block }).ToArray<float>(), byDefault);
-        Assert.NotEqual(plain, byDefault);
-        Assert.Equal(plain, model.Forward(Ids(Seqs)).ToArray<float>());
-    }
-
-    [Theory, MemberData(nameof(Names))]
-    public void Cache_and_decode_options_work_on_the_sparse_layers(string name)
-    {
-        var (model, _) = Load(name, 5, DType.Float32);
-        var loop = new LoopOptions(1, 2, 3);
-        var plain = model.NewCache();
-        model.Forward(Ids(Seqs), plain);
-        foreach (var mode in new[] { LoopCache.First, LoopCache.Last })
-        {
-            var looped = model.NewCache();
-            model.Forward(Ids(Seqs), looped, loop with { Cache = mode });
-            for (int i = 0; i < 4; i++) Assert.Equal(plain.Get(i).Keys!.Shape, looped.Get(i).Keys!.Shape);
-            // cache=first writes the window from x0: its first layer holds exactly the plain model's keys and values.
-            Assert.Equal(mode == LoopCache.First, plain.Get(1).Keys!.ToArray<float>().SequenceEqual(looped.Get(1).Keys!.ToArray<float>()));
-            Assert.Equal(mode == LoopCache.First, plain.Get(1).Values!.ToArray<float>().SequenceEqual(looped.Get(1).Values!.ToArray<float>()));
-        }
-        var none = model.NewCache();
-        model.Forward(Ids(Seqs), none, loop with { Cache = LoopCache.None });
-        Assert.Equal([7, 0, 0, 7], Enumerable.Range(0, 4).Select(none.Length));
-
-        var cache = model.NewCache();
-        model.Forward(Ids(Seqs), cache, loop with { Decode = LoopDecode.Bypass });
-        var next = Ids(Seqs).Narrow(1, 2, 1);
-        var step = model.Forward(next, cache.Clone()).ToArray<float>();
-        Assert.Equal(step, model.Forward(next, cache.Clone(), loop with { Decode = LoopDecode.Bypass }).ToArray<float>());
-        var looping = model.Forward(next, cache.Clone(), loop).ToArray<float>();
-        Assert.NotEqual(step, looping);
-        var firstN = loop with { Decode = LoopDecode.FirstN, FirstN = 1 };
-        var c2 = cache.Clone();
-        Assert.Equal(looping, model.Forward(next, c2, firstN).ToArray<float>());
-        Assert.Equal(model.Forward(next, c2.Clone()).ToArray<float>(), model.Forward(next, c2, firstN).ToArray<float>());
-    }
-
     [Theory]
     [InlineData("qwen3_moe", "model.layers.2.mlp.experts.3.down_proj.weight")]
     [InlineData("qwen3_moe", "model.layers.0.mlp.gate.weight")]
@@ -213,9 +162,9 @@ public class SparseDecoderTests
         var dir = Path.Combine(Path.GetTempPath(), "kiln-sparse-save-" + Guid.NewGuid().ToString("N"));
         try
         {
-            HfCheckpoint.Save(dir, c, w, DType.Float32);
+            DecoderWeights.Save(dir, c, w, DType.Float32);
             var ids = Ids(Seqs);
-            Assert.Equal(new DecoderModel(c, w).Forward(ids).ToArray<float>(), HfCheckpoint.Load(dir).Forward(ids).ToArray<float>());
+            Assert.Equal(new DecoderModel(c, w).Forward(ids).ToArray<float>(), DecoderModel.Load(dir).Forward(ids).ToArray<float>());
         }
         finally { Directory.Delete(dir, true); }
     }

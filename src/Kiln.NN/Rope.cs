@@ -1,23 +1,27 @@
-namespace Kiln.Methods.Looping;
+namespace Kiln.NN;
 
 /// <summary>
-/// Rotary position embedding as Hugging Face applies it (rotate_half convention: the two halves of a head are the two
-/// coordinates of each rotated pair), with the frequency scalings of <see cref="RopeScaling"/>.
+/// Rotary position embedding (RoPE, Su et al. 2021) as Hugging Face applies it (rotate_half convention of GPT-NeoX and
+/// Llama: the two halves of a head are the two coordinates of each rotated pair), with the frequency scalings of
+/// <see cref="RopeScaling"/>. The one implementation behind <see cref="RotaryEmbedding"/> and the decoder models.
 /// </summary>
 public static class Rope
 {
     /// <summary>
-    /// The inverse frequencies (head dim / 2 of them) and the multiplier of cos and sin, for a forward whose largest
-    /// position is <paramref name="seqLen"/> - 1 (only dynamic scaling depends on it).
+    /// The inverse frequencies theta^(-2i/d), i &lt; d/2, as scaled by <paramref name="s"/>, and the multiplier of cos
+    /// and sin, for a forward whose largest position is <paramref name="seqLen"/> - 1 (only dynamic scaling depends on it).
     /// </summary>
-    public static (double[] InvFreq, double Scale) Frequencies(DecoderConfig c, int seqLen)
+    /// <param name="d">Rotated width (even).</param>
+    /// <param name="theta">RoPE base.</param>
+    /// <param name="s">Frequency scaling, or null for plain RoPE.</param>
+    /// <param name="maxPositions">Context length that stands in for <see cref="RopeScaling.OriginalMaxPositions"/> when it is null.</param>
+    /// <param name="seqLen">Positions covered by the forward.</param>
+    public static (double[] InvFreq, double Scale) Frequencies(int d, double theta, RopeScaling? s, int maxPositions, int seqLen)
     {
-        int d = c.RotaryDim, half = d / 2;
-        double theta = c.RopeTheta;
-        var s = c.RopeScaling;
-        if (s?.Type == "dynamic" && seqLen > (s.OriginalMaxPositions ?? c.MaxPositions))
+        int half = d / 2;
+        if (s?.Type == "dynamic" && seqLen > (s.OriginalMaxPositions ?? maxPositions))
         {
-            int max = s.OriginalMaxPositions ?? c.MaxPositions;
+            int max = s.OriginalMaxPositions ?? maxPositions;
             theta *= Math.Pow(s.Factor * seqLen / max - (s.Factor - 1), d / (d - 2.0));
         }
         var inv = new double[half];
@@ -29,7 +33,7 @@ public static class Rope
                 return (inv, 1);
             case "llama3":
             {
-                double old = s.OriginalMaxPositions ?? c.MaxPositions;
+                double old = s.OriginalMaxPositions ?? maxPositions;
                 double lowWave = old / s.LowFreqFactor, highWave = old / s.HighFreqFactor;
                 for (int i = 0; i < half; i++)
                 {
@@ -45,7 +49,7 @@ public static class Rope
             }
             case "yarn":
             {
-                double max = s.OriginalMaxPositions ?? c.MaxPositions;
+                double max = s.OriginalMaxPositions ?? maxPositions;
                 double CorrectionDim(double rotations) => d * Math.Log(max / (rotations * 2 * Math.PI)) / (2 * Math.Log(theta));
                 double low = Math.Max(Math.Floor(CorrectionDim(s.BetaFast)), 0);
                 double high = Math.Min(Math.Ceiling(CorrectionDim(s.BetaSlow)), d - 1);
@@ -65,11 +69,14 @@ public static class Rope
         }
     }
 
-    /// <summary>cos and sin tables, [count, rotary dim], for positions start .. start + count - 1, in <paramref name="dtype"/>.</summary>
-    public static (Tensor Cos, Tensor Sin) Tables(DecoderConfig c, int start, int count, DType dtype, Device device)
+    /// <summary>
+    /// cos and sin tables, [count, d], for positions start .. start + count - 1, in <paramref name="dtype"/> on
+    /// <paramref name="device"/>; the arguments are those of <see cref="Frequencies"/>.
+    /// </summary>
+    public static (Tensor Cos, Tensor Sin) Tables(int d, double theta, RopeScaling? s, int maxPositions, int start, int count, DType dtype, Device device)
     {
-        var (inv, scale) = Frequencies(c, start + count);
-        int d = c.RotaryDim, half = d / 2;
+        var (inv, scale) = Frequencies(d, theta, s, maxPositions, start + count);
+        int half = d / 2;
         var cos = new double[count * d];
         var sin = new double[count * d];
         for (int t = 0; t < count; t++)

@@ -1,4 +1,4 @@
-namespace Kiln.Methods.Looping;
+namespace Kiln.NN.Decoder;
 
 /// <summary>
 /// One residual layer of a stack, x -> x (a pre-norm transformer layer computes x + F(x)). The layer sees the sequence
@@ -22,4 +22,18 @@ public sealed record SequenceContext(int Position, KvCache? Cache, object? State
 {
     /// <summary>A stateless context starting at position 0.</summary>
     public static SequenceContext Stateless { get; } = new(0, null);
+}
+
+/// <summary>
+/// Runs a <see cref="DecoderModel"/>'s layer stack in one forward call in place of the plain pass (every layer once, each
+/// writing its cache entries). Methods that change how the stack is evaluated but not its weights implement it, such as
+/// the training-free loops of <c>Kiln.Methods.Looping</c>.
+/// </summary>
+public interface IStackRunner
+{
+    /// <summary>
+    /// Maps the embedded tokens <paramref name="x"/> [batch, positions, hidden] through <paramref name="model"/>'s
+    /// <see cref="DecoderModel.Layers"/> with <paramref name="ctx"/>; the model then commits the cache and applies its final norm.
+    /// </summary>
+    Tensor Run(DecoderModel model, Tensor x, SequenceContext ctx);
 }
