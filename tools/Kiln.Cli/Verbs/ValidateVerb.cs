@@ -267,22 +267,22 @@ public static class ValidateVerb
         var json = new Option<bool>("--json") { Description = "one JSON object per kernel and backend on standard output" };
         var noCpuAccel = new Option<bool>("--no-ilgpu-cpu") { Description = "skip ILGPU's CPU accelerator" };
         var noOpenCl = new Option<bool>("--no-opencl") { Description = "skip OpenCL devices" };
-        var cmd = new Command("validate", "Run every kernel on every backend present against the float64 reference; prints a kernel x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl };
+        var device = new Option<string>("--device") { Description = $"Validate only this device: {KilnGpu.DeviceForms} (default: every device present)" };
+        var cmd = new Command("validate", "Run every kernel on every backend present against the float64 reference; prints a kernel x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl, device };
         cmd.SetAction(r =>
         {
-            var owned = new List<IlgpuBackend>();
+            var leases = new List<DeviceLease>();
             try
             {
-                if (!r.GetValue(noCpuAccel) && !BackendRegistry.Devices.Contains(Device.IlgpuCpu)) owned.Add(KilnGpu.CreateCpuAccelerator());
-                for (int i = 0; i < KilnGpu.CudaDeviceCount(); i++)
-                    if (!BackendRegistry.Devices.Contains(Device.Cuda(i))) owned.Add(KilnGpu.CreateCuda(i));
-                for (int i = 0; !r.GetValue(noOpenCl) && i < KilnGpu.OpenClDeviceCount(); i++)
-                {
-                    if (BackendRegistry.Devices.Contains(Device.OpenCL(i))) continue;
-                    try { owned.Add(KilnGpu.CreateOpenCl(i)); }
-                    catch (NotSupportedException e) { Cli.Err.MarkupLine($"[yellow]opencl:{i} skipped[/]: {Markup.Escape(e.Message)}"); }
-                }
-                var devices = BackendRegistry.Devices.OrderBy(d => d.Kind).ThenBy(d => d.Index).ToArray();
+                if (r.GetValue(device) is not null) leases.Add(Cli.OpenDevice(r, device));
+                else
+                    foreach (var spec in KilnGpu.Available())
+                    {
+                        if (spec == "ilgpu-cpu" && r.GetValue(noCpuAccel) || spec.StartsWith("opencl", StringComparison.Ordinal) && r.GetValue(noOpenCl)) continue;
+                        try { leases.Add(KilnGpu.Open(spec)); }
+                        catch (NotSupportedException e) when (spec.StartsWith("opencl", StringComparison.Ordinal)) { Cli.Err.MarkupLine($"[yellow]{spec} skipped[/]: {Markup.Escape(e.InnerException?.Message ?? e.Message)}"); }
+                    }
+                var devices = leases.Select(l => l.Device).OrderBy(d => d.Kind).ThenBy(d => d.Index).ToArray();
                 var checks = Checks();
                 var results = new Dictionary<(string, Device), (double, bool, string?)>();
                 Cli.Progress($"validating {checks.Count} kernel checks on {devices.Length} backends", checks.Count * devices.Length, tick =>
@@ -323,7 +323,7 @@ public static class ValidateVerb
                 Cli.Err.MarkupLine(failures == 0 ? $"[green]all {results.Count} kernel x backend checks pass, and every catalog kernel builds[/]" : $"[red]{failures} failures ({results.Values.Count(v => !v.Item2)} of {results.Count} checks, {buildFailures} kernel builds)[/]");
                 return failures == 0 ? 0 : Cli.Failed;
             }
-            finally { foreach (var b in owned) b.Dispose(); }
+            finally { foreach (var l in leases) l.Dispose(); }
         });
         return cmd;
     }
