@@ -5,6 +5,8 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Text;
 using System.Text.Json;
+using Kiln.Backends;
+using Kiln.Gpu;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -18,9 +20,9 @@ public static class BenchVerb
 {
     /// <summary>
     /// One workload: a name from peer_bench.py, the work per run (in <see cref="Unit"/>'s numerator), a factory for the
-    /// timed action, and for SGEMM its m, n, k (which also get a one-core CPU-time comparison).
+    /// timed action on a device, and for SGEMM its m, n, k (which also get a one-core CPU-time comparison).
     /// </summary>
-    public sealed record Workload(string Name, double Amount, string Unit, Func<Action> Setup, (int M, int N, int K)? Gemm = null);
+    public sealed record Workload(string Name, double Amount, string Unit, Func<Device, Action> Setup, (int M, int N, int K)? Gemm = null);
 
     /// <summary>A measured result.</summary>
     public sealed record Result(string Workload, double Seconds, double Rate, string Unit);
@@ -32,40 +34,40 @@ public static class BenchVerb
         Sgemm("sgemm_2048", 2048, 2048, 2048), Sgemm("sgemm_1000", 1000, 1000, 1000), Sgemm("sgemm_1023", 1023, 1023, 1023),
         // A 4097-square matrix times a 64-column panel: ragged M and K with a narrow N.
         Sgemm("sgemm_4097x64", 4097, 64, 4097),
-        new("add_16M", 3 * 16 * 1024 * 1024 * 4 / 1e9, "GB/s", () =>
+        new("add_16M", 3 * 16 * 1024 * 1024 * 4 / 1e9, "GB/s", dev =>
         {
             // x + x in place, as the peer's add(x, x, out=y): one array read, one written (the values double each run).
-            var x = Tensor.Randn([16 * 1024 * 1024], new Generator(1));
+            var x = Tensor.Randn([16 * 1024 * 1024], new Generator(1), device: dev);
             return () => x.Add_(x);
         }),
-        new("sum_16M", 16 * 1024 * 1024 * 4 / 1e9, "GB/s", () =>
+        new("sum_16M", 16 * 1024 * 1024 * 4 / 1e9, "GB/s", dev =>
         {
-            var x = Tensor.Randn([16 * 1024 * 1024], new Generator(2));
+            var x = Tensor.Randn([16 * 1024 * 1024], new Generator(2), device: dev);
             return () => { using var s = Tensor.Scope(); x.Sum(); };
         }),
-        new("softmax_4096x4096", 2 * 4096 * 4096 * 4 / 1e9, "GB/s", () =>
+        new("softmax_4096x4096", 2 * 4096 * 4096 * 4 / 1e9, "GB/s", dev =>
         {
-            var x = Tensor.Randn([4096, 4096], new Generator(3));
+            var x = Tensor.Randn([4096, 4096], new Generator(3), device: dev);
             return () => { using var s = Tensor.Scope(); x.Softmax(-1); };
         }),
-        new("layer_norm_4096x4096", 2 * 4096 * 4096 * 4 / 1e9, "GB/s", () =>
+        new("layer_norm_4096x4096", 2 * 4096 * 4096 * 4 / 1e9, "GB/s", dev =>
         {
-            var x = Tensor.Randn([4096, 4096], new Generator(4)); var w = Tensor.Ones([4096]); var b = Tensor.Zeros([4096]);
+            var x = Tensor.Randn([4096, 4096], new Generator(4), device: dev); var w = Tensor.Ones([4096], device: dev); var b = Tensor.Zeros([4096], device: dev);
             return () => { using var s = Tensor.Scope(); x.LayerNorm(w, b); };
         }),
         new("mlp_train_step_784_1024_1024_10_b256_adam", 256, "samples/s", MlpStep),
-        new("causal_attention_h8_t512_d64", 2.0 * 2 * 8 * 512 * 512 * 64 / 1e9, "GFLOP/s", () =>
+        new("causal_attention_h8_t512_d64", 2.0 * 2 * 8 * 512 * 512 * 64 / 1e9, "GFLOP/s", dev =>
         {
             var g = new Generator(5);
-            var (q, k, v) = (Tensor.Randn([1, 8, 512, 64], g), Tensor.Randn([1, 8, 512, 64], g), Tensor.Randn([1, 8, 512, 64], g));
+            var (q, k, v) = (Tensor.Randn([1, 8, 512, 64], g, device: dev), Tensor.Randn([1, 8, 512, 64], g, device: dev), Tensor.Randn([1, 8, 512, 64], g, device: dev));
             return () => { using var s = Tensor.Scope(); using var ng = Autograd.NoGrad(); Tensor.ScaledDotProductAttention(q, k, v, causal: true, scale: 1.0 / 8); };
         }),
     ];
 
-    static Workload Sgemm(string name, int m, int n, int k) => new(name, 2.0 * m * n * k / 1e9, "GFLOP/s", () =>
+    static Workload Sgemm(string name, int m, int n, int k) => new(name, 2.0 * m * n * k / 1e9, "GFLOP/s", dev =>
     {
         var g = new Generator(6);
-        var (a, b) = (Tensor.Rand([m, k], g), Tensor.Rand([k, n], g));
+        var (a, b) = (Tensor.Rand([m, k], g, device: dev), Tensor.Rand([k, n], g, device: dev));
         return () => { using var s = Tensor.Scope(); a.MatMul(b); };
     }, (m, n, k));
 
@@ -140,13 +142,13 @@ public static class BenchVerb
 
     // PyTorch's nn.Sequential(Linear 784-1024, ReLU, Linear 1024-1024, ReLU, Linear 1024-10), cross-entropy and
     // Adam(1e-3), with the same pieces of Kiln.NN a user would write: MLP, Losses.CrossEntropy, Adam, a scope per step.
-    static Action MlpStep()
+    static Action MlpStep(Device dev)
     {
         var g = new Generator(0);
-        var model = new Kiln.NN.MLP([784, 1024, 1024, 10], generator: g);
+        var model = new Kiln.NN.MLP([784, 1024, 1024, 10], generator: g, device: dev);
         var opt = new Kiln.NN.Adam(model.Parameters(), 1e-3);
-        var x = Tensor.Randn([256, 784], g);
-        var y = Tensor.RandInt([256], 0, 10, g);
+        var x = Tensor.Randn([256, 784], g, device: dev);
+        var y = Tensor.RandInt([256], 0, 10, g, device: dev);
         return () =>
         {
             using var scope = Tensor.Scope();
@@ -288,9 +290,10 @@ public static class BenchVerb
         var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer runs" };
         var roundsOpt = new Option<int>("--rounds") { Description = "Rounds of (Kiln, peer) per workload; each side reports its median round", DefaultValueFactory = _ => 5 };
         var outDir = new Option<string?>("--out") { Description = "Folder for RESULTS.md and ratios.png (default: the repository's bench/)" };
+        var device = Cli.DeviceOption($"Device for Kiln's side: {KilnGpu.DeviceForms} (the peer and the one-core GEMM stay on the CPU)");
         var cmd = new Command("bench", "Time Kiln's CPU kernels on peer_bench.py's workloads, run the peer (numpy/OpenBLAS, PyTorch) in the same invocation, print the ratios, and write RESULTS.md and a ratio chart")
         {
-            names, json, peer, noPeer, roundsOpt, outDir,
+            names, json, peer, noPeer, roundsOpt, outDir, device,
         };
         cmd.SetAction(parse =>
         {
@@ -302,12 +305,14 @@ public static class BenchVerb
             bool asJson = parse.GetValue(json);
             int rounds = parse.GetValue(roundsOpt);
             if (rounds < 1) throw new ArgumentOutOfRangeException("--rounds", rounds, "bench: --rounds must be at least 1");
+            using var lease = Cli.OpenDevice(parse, device);
+            var dev = lease.Device;
             double corePeak = MeasureCorePeakGflops(), peak = corePeak * Environment.ProcessorCount;
             if (asJson)
             {
                 foreach (var w in list)
                 {
-                    var r = Measure(w);
+                    var r = Measure(w, dev);
                     Cli.JsonLine(new Dictionary<string, object>
                     {
                         ["workload"] = r.Workload, ["seconds"] = r.Seconds, ["rate"] = r.Rate, ["unit"] = r.Unit,
@@ -332,7 +337,7 @@ public static class BenchVerb
                     var peerRounds = new List<List<PeerResult>>();
                     for (int round = 0; round < (peerPath is null ? 1 : rounds); round++)
                     {
-                        kilnRounds.Add(Measure(w));
+                        kilnRounds.Add(Measure(w, dev));
                         if (peerPath is not null) peerRounds.Add(RunPeer(peerPath, w.Name));
                     }
                     var r = MedianRound(kilnRounds, k => k.Seconds);
@@ -367,9 +372,11 @@ public static class BenchVerb
     // The round with the median time (the upper middle one for an even count).
     static T MedianRound<T>(IReadOnlyCollection<T> rounds, Func<T, double> seconds) => rounds.OrderBy(seconds).ElementAt(rounds.Count / 2);
 
-    static Result Measure(Workload w)
+    static Result Measure(Workload w, Device device)
     {
-        var run = w.Setup();
+        var run = w.Setup(device);
+        // A GPU backend launches asynchronously: each timed run waits for its work.
+        if (BackendRegistry.Get(device) is IlgpuBackend gpu) { var launch = run; run = () => { launch(); gpu.Driver.Synchronize(); }; }
         double s = MedianSeconds(run);
         return new(w.Name, s, w.Amount / s, w.Unit);
     }
