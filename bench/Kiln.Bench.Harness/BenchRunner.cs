@@ -1,3 +1,4 @@
+using Kiln.Gpu;
 namespace Kiln.Bench;
 
 /// <summary>What <see cref="BenchRunner.Run"/> measures. Each property checks its value when set.</summary>
@@ -37,6 +38,9 @@ public sealed record BenchOptions
 
     /// <summary>Whether SGEMM workloads also get the one-core CPU-time comparison; default true.</summary>
     public bool OneCore { get; init; } = true;
+
+    /// <summary>The device Kiln's side runs on (default the CPU); the peer and the one-core GEMM stay on the CPU.</summary>
+    public Device Device { get; init; } = Device.Cpu;
 
     /// <summary>One core's peak in GFLOP/s, when already measured (<see cref="PeakProbe.MeasureCoreGflops"/>); null (the default): measured by the run.</summary>
     /// <exception cref="ArgumentOutOfRangeException">Set to a value that is not positive and finite.</exception>
@@ -81,7 +85,7 @@ public static class BenchRunner
             var peerRounds = new List<PeerResult>();
             for (int round = 0; round < rounds; round++)
             {
-                kilnRounds.Add(Measure(w));
+                kilnRounds.Add(Measure(w, options.Device));
                 if (peer is not null) peerRounds.AddRange(peer.Run(w.Name));
             }
             OneCoreResult? core = options.OneCore && w.Gemm is { } s ? new(PeakProbe.KilnOneCoreGflops(s), peer?.OneCoreGflops(s)) : null;
@@ -91,12 +95,16 @@ public static class BenchRunner
         return new BenchReport(rows, machine, corePeak, rounds, loadBefore, BenchMachine.LoadAverage(), DateTime.Now);
     }
 
-    /// <summary>Kiln's time of one workload: <see cref="Workload.Setup"/>, then <see cref="Timing.MedianSeconds"/> of the run.</summary>
+    /// <summary>Kiln's time of one workload on <paramref name="device"/> (default the CPU): <see cref="Workload.Setup"/>, then <see cref="Timing.MedianSeconds"/> of the run.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="workload"/> is null.</exception>
-    public static KilnResult Measure(Workload workload)
+    public static KilnResult Measure(Workload workload, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(workload);
-        double s = Timing.MedianSeconds(workload.Setup());
+        var dev = device ?? Device.Cpu;
+        var run = workload.Setup(dev);
+        // A GPU backend launches asynchronously: each timed run waits for its work.
+        if (dev.Backend is IlgpuBackend gpu) { var launch = run; run = () => { launch(); gpu.Driver.Synchronize(); }; }
+        double s = Timing.MedianSeconds(run);
         return new(workload.Name, s, workload.Amount / s, workload.Unit);
     }
 }

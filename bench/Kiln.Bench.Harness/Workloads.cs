@@ -17,9 +17,9 @@ public readonly record struct GemmShape(int M, int N, int K)
 /// <param name="Name">The workload's name in peer_bench.py.</param>
 /// <param name="Amount">Work per run in the numerator of <paramref name="Unit"/> (GFLOP for GFLOP/s, GB for GB/s, samples for samples/s).</param>
 /// <param name="Unit">The rate's unit: "GFLOP/s", "GB/s" or "samples/s".</param>
-/// <param name="Setup">Allocates the inputs and returns one run of the workload.</param>
+/// <param name="Setup">Allocates the inputs on a device and returns one run of the workload there.</param>
 /// <param name="Gemm">For SGEMM, its shape, which also gets a one-core CPU-time comparison; otherwise null.</param>
-public sealed record Workload(string Name, double Amount, string Unit, Func<Action> Setup, GemmShape? Gemm = null);
+public sealed record Workload(string Name, double Amount, string Unit, Func<Device, Action> Setup, GemmShape? Gemm = null);
 
 /// <summary>The workloads `kiln bench` times, in run order, and look-up by name.</summary>
 public static class Workloads
@@ -34,32 +34,32 @@ public static class Workloads
         Sgemm("sgemm_2048", 2048, 2048, 2048), Sgemm("sgemm_1000", 1000, 1000, 1000), Sgemm("sgemm_1023", 1023, 1023, 1023),
         // A 4097-square matrix times a 64-column panel: ragged M and K with a narrow N.
         Sgemm("sgemm_4097x64", 4097, 64, 4097),
-        new("add_16M", 3 * 16 * 1024 * 1024 * 4 / 1e9, "GB/s", () =>
+        new("add_16M", 3 * 16 * 1024 * 1024 * 4 / 1e9, "GB/s", dev =>
         {
             // x + x in place, as the peer's add(x, x, out=y): one array read, one written (the values double each run).
-            var x = Tensor.Randn([16 * 1024 * 1024], new Generator(1));
+            var x = Tensor.Randn([16 * 1024 * 1024], new Generator(1), device: dev);
             return () => x.Add_(x);
         }),
-        new("sum_16M", 16 * 1024 * 1024 * 4 / 1e9, "GB/s", () =>
+        new("sum_16M", 16 * 1024 * 1024 * 4 / 1e9, "GB/s", dev =>
         {
-            var x = Tensor.Randn([16 * 1024 * 1024], new Generator(2));
+            var x = Tensor.Randn([16 * 1024 * 1024], new Generator(2), device: dev);
             return () => { using var s = Tensor.Scope(); x.Sum(); };
         }),
-        new("softmax_4096x4096", 2 * 4096 * 4096 * 4 / 1e9, "GB/s", () =>
+        new("softmax_4096x4096", 2 * 4096 * 4096 * 4 / 1e9, "GB/s", dev =>
         {
-            var x = Tensor.Randn([4096, 4096], new Generator(3));
+            var x = Tensor.Randn([4096, 4096], new Generator(3), device: dev);
             return () => { using var s = Tensor.Scope(); x.Softmax(-1); };
         }),
-        new("layer_norm_4096x4096", 2 * 4096 * 4096 * 4 / 1e9, "GB/s", () =>
+        new("layer_norm_4096x4096", 2 * 4096 * 4096 * 4 / 1e9, "GB/s", dev =>
         {
-            var x = Tensor.Randn([4096, 4096], new Generator(4)); var w = Tensor.Ones([4096]); var b = Tensor.Zeros([4096]);
+            var x = Tensor.Randn([4096, 4096], new Generator(4), device: dev); var w = Tensor.Ones([4096], device: dev); var b = Tensor.Zeros([4096], device: dev);
             return () => { using var s = Tensor.Scope(); x.LayerNorm(w, b); };
         }),
         new("mlp_train_step_784_1024_1024_10_b256_adam", 256, "samples/s", MlpStep),
-        new("causal_attention_h8_t512_d64", 2.0 * 2 * 8 * 512 * 512 * 64 / 1e9, "GFLOP/s", () =>
+        new("causal_attention_h8_t512_d64", 2.0 * 2 * 8 * 512 * 512 * 64 / 1e9, "GFLOP/s", dev =>
         {
             var g = new Generator(5);
-            var (q, k, v) = (Tensor.Randn([1, 8, 512, 64], g), Tensor.Randn([1, 8, 512, 64], g), Tensor.Randn([1, 8, 512, 64], g));
+            var (q, k, v) = (Tensor.Randn([1, 8, 512, 64], g, device: dev), Tensor.Randn([1, 8, 512, 64], g, device: dev), Tensor.Randn([1, 8, 512, 64], g, device: dev));
             return () => { using var s = Tensor.Scope(); using var ng = Autograd.NoGrad(); Tensor.ScaledDotProductAttention(q, k, v, causal: true, scale: 1.0 / 8); };
         }),
     ];
@@ -86,22 +86,22 @@ public static class Workloads
         return wanted.Length == 0 ? All : All.Where(w => wanted.Contains(w.Name)).ToArray();
     }
 
-    static Workload Sgemm(string name, int m, int n, int k) => new(name, 2.0 * m * n * k / 1e9, "GFLOP/s", () =>
+    static Workload Sgemm(string name, int m, int n, int k) => new(name, 2.0 * m * n * k / 1e9, "GFLOP/s", dev =>
     {
         var g = new Generator(6);
-        var (a, b) = (Tensor.Rand([m, k], g), Tensor.Rand([k, n], g));
+        var (a, b) = (Tensor.Rand([m, k], g, device: dev), Tensor.Rand([k, n], g, device: dev));
         return () => { using var s = Tensor.Scope(); a.MatMul(b); };
     }, new GemmShape(m, n, k));
 
     // PyTorch's nn.Sequential(Linear 784-1024, ReLU, Linear 1024-1024, ReLU, Linear 1024-10), cross-entropy and
     // Adam(1e-3), with the same pieces of Kiln.NN a user would write: MLP, Losses.CrossEntropy, Adam, a scope per step.
-    static Action MlpStep()
+    static Action MlpStep(Device dev)
     {
         var g = new Generator(0);
-        var model = new NN.MLP([784, 1024, 1024, 10], generator: g);
+        var model = new NN.MLP([784, 1024, 1024, 10], generator: g, device: dev);
         var opt = new NN.Adam(model.Parameters(), 1e-3);
-        var x = Tensor.Randn([256, 784], g);
-        var y = Tensor.RandInt([256], 0, 10, g);
+        var x = Tensor.Randn([256, 784], g, device: dev);
+        var y = Tensor.RandInt([256], 0, 10, g, device: dev);
         return () =>
         {
             using var scope = Tensor.Scope();

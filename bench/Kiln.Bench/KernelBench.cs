@@ -103,10 +103,10 @@ public class RowsBench
 {
     Action _run = null!;
 
-    [GlobalSetup(Target = nameof(AddInPlace))] public void SetupAdd() => _run = Workloads.Get("add_16M").Setup();
-    [GlobalSetup(Target = nameof(Sum))] public void SetupSum() => _run = Workloads.Get("sum_16M").Setup();
-    [GlobalSetup(Target = nameof(Softmax))] public void SetupSoftmax() => _run = Workloads.Get("softmax_4096x4096").Setup();
-    [GlobalSetup(Target = nameof(LayerNorm))] public void SetupLayerNorm() => _run = Workloads.Get("layer_norm_4096x4096").Setup();
+    [GlobalSetup(Target = nameof(AddInPlace))] public void SetupAdd() => _run = Workloads.Get("add_16M").Setup(Kiln.Device.Cpu);
+    [GlobalSetup(Target = nameof(Sum))] public void SetupSum() => _run = Workloads.Get("sum_16M").Setup(Kiln.Device.Cpu);
+    [GlobalSetup(Target = nameof(Softmax))] public void SetupSoftmax() => _run = Workloads.Get("softmax_4096x4096").Setup(Kiln.Device.Cpu);
+    [GlobalSetup(Target = nameof(LayerNorm))] public void SetupLayerNorm() => _run = Workloads.Get("layer_norm_4096x4096").Setup(Kiln.Device.Cpu);
 
     [Benchmark] public void AddInPlace() => _run();
     [Benchmark] public void Sum() => _run();

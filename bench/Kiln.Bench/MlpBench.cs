@@ -12,7 +12,7 @@ public class MlpTrainStepBench
     Action _step = null!;
 
     [GlobalSetup]
-    public void Setup() => _step = Workloads.Get("mlp_train_step_784_1024_1024_10_b256_adam").Setup();
+    public void Setup() => _step = Workloads.Get("mlp_train_step_784_1024_1024_10_b256_adam").Setup(Kiln.Device.Cpu);
 
     [Benchmark]
     public void TrainStep() => _step();

@@ -8,7 +8,9 @@ namespace Kiln.Gpu;
 
 /// <summary>
 /// Creates GPU devices for Kiln and registers them with <see cref="BackendRegistry"/>, so tensors can be moved there with
-/// <c>x.To(device)</c>. Each returned backend owns its device: dispose it to free the device and unregister it.
+/// <c>x.To(device)</c>. <see cref="Open(string)"/> is the entry point for applications: it takes a spec such as "cuda:0",
+/// shares a device opened twice, and frees it with its last lease. Each backend returned by a <c>Create*</c> method owns
+/// its device: dispose it to free the device and unregister it.
 /// </summary>
 public static class KilnGpu
 {
@@ -70,6 +72,84 @@ public static class KilnGpu
             throw new NotSupportedException($"no OpenCL device {index}: the installed platforms have {devices.Length} device(s)");
         return Register(new IlgpuBackend(Device.OpenCL(index), new OpenClDriver(api, devices[index])));
     }
+
+    /// <summary>The forms <see cref="Open(string)"/> and <see cref="ParseDevice"/> accept.</summary>
+    public const string DeviceForms = "cpu, ilgpu-cpu, cuda[:N] or opencl[:N] (also Device.ToString() forms such as ilgpucpu:0)";
+
+    /// <summary>
+    /// The device named by <paramref name="spec"/>, case-insensitively: <c>cpu</c>, <c>ilgpu-cpu</c> (or <c>ilgpucpu</c>),
+    /// <c>cuda:N</c>, <c>opencl:N</c>; <c>cuda</c> and <c>opencl</c> mean index 0, and cpu and ilgpu-cpu take only index 0.
+    /// Checks the form only, not whether the device exists.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="spec"/> is not one of those forms (the message names it and the forms).</exception>
+    public static Device ParseDevice(string spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var parts = spec.Trim().ToLowerInvariant().Split(':');
+        int index = 0;
+        if (parts.Length > 2 || parts.Length == 2 && !(int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out index)))
+            throw BadSpec(spec);
+        return parts[0] switch
+        {
+            "cpu" when index == 0 => Device.Cpu,
+            "ilgpu-cpu" or "ilgpucpu" when index == 0 => Device.IlgpuCpu,
+            "cuda" => Device.Cuda(index),
+            "opencl" => Device.OpenCL(index),
+            _ => throw BadSpec(spec),
+        };
+    }
+
+    static ArgumentException BadSpec(string spec) => new($"device '{spec}' is not one of {DeviceForms}", nameof(spec));
+
+    /// <summary>The spec of <paramref name="device"/> in the form <see cref="Available"/> lists (cpu, ilgpu-cpu, cuda:N, opencl:N).</summary>
+    public static string Spec(Device device) => device.Kind == DeviceKind.IlgpuCpu ? "ilgpu-cpu" : device.ToString();
+
+    /// <summary>
+    /// The devices present on this machine, as specs for <see cref="Open(string)"/>: cpu, ilgpu-cpu, cuda:i for each CUDA device
+    /// and opencl:i for each OpenCL device of the installed platforms (an OpenCL device without SPIR support, or without
+    /// clang-15 on the machine, is listed but fails to open with the reason).
+    /// </summary>
+    public static IReadOnlyList<string> Available() =>
+    [
+        "cpu", "ilgpu-cpu",
+        .. Enumerable.Range(0, CudaDeviceCount()).Select(i => $"cuda:{i}"),
+        .. Enumerable.Range(0, OpenClDeviceCount()).Select(i => $"opencl:{i}"),
+    ];
+
+    static readonly DeviceTable Opened = new(OpenBackend);
+
+    // The backend that the first lease of a device owns, or null when other code (a Create* call) already registered one:
+    // registering a second backend would replace the first under the tensors that live on it.
+    static IDisposable? OpenBackend(Device device)
+    {
+        if (device == Device.Cpu || BackendRegistry.Devices.Contains(device)) return null;
+        try
+        {
+            return device.Kind switch
+            {
+                DeviceKind.IlgpuCpu => CreateCpuAccelerator(),
+                DeviceKind.Cuda => CreateCuda(device.Index),
+                _ => CreateOpenCl(device.Index),
+            };
+        }
+        catch (NotSupportedException e)
+        {
+            throw new NotSupportedException($"device {Spec(device)} cannot be opened: {e.Message}; present here: {string.Join(", ", Available())}", e);
+        }
+    }
+
+    /// <summary>
+    /// Opens the device named by <paramref name="spec"/> (see <see cref="ParseDevice"/>) and registers its backend, so its
+    /// tensors run there until the returned lease is disposed. Opening a device that is already open shares its backend
+    /// (leases are reference-counted and thread-safe); disposing the last lease frees it. <c>cpu</c> creates nothing.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="spec"/> is not a device spec (the message names it and the accepted forms).</exception>
+    /// <exception cref="NotSupportedException">The device is not present or cannot be driven (the message says why and lists the devices present).</exception>
+    public static DeviceLease Open(string spec) => Open(ParseDevice(spec));
+
+    /// <summary>Opens <paramref name="device"/>; see <see cref="Open(string)"/>.</summary>
+    /// <exception cref="NotSupportedException">The device is not present or cannot be driven.</exception>
+    public static DeviceLease Open(Device device) => device == Device.Cpu ? new DeviceLease(device, null, null) : Opened.Acquire(device);
 
     static IlgpuBackend Register(IlgpuBackend backend)
     {

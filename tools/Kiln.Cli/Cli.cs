@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Kiln.Gpu;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -37,9 +38,31 @@ public static class Cli
         try { return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }); }
         catch (Exception ex) when (ex is ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or NotSupportedException)
         {
-            Console.Error.WriteLine($"kiln: {ex.Message}");
+            // ArgumentException appends " (Parameter 'x')", which names a C# parameter, not an option.
+            string message = ex is ArgumentException { ParamName: { } p } ? ex.Message.Replace($" (Parameter '{p}')", "") : ex.Message;
+            Console.Error.WriteLine($"kiln: {message}");
             return BadUsage;
         }
+    }
+
+    /// <summary>The shared <c>--device SPEC</c> option of the verbs that compute (default cpu); open it with <see cref="OpenDevice"/>.</summary>
+    public static Option<string> DeviceOption(string? description = null) => new("--device")
+    {
+        Description = description ?? $"Device to run on: {KilnGpu.DeviceForms}",
+        DefaultValueFactory = _ => "cpu",
+    };
+
+    /// <summary>
+    /// Opens the device named by <paramref name="option"/>; dispose the lease when the verb is done. A malformed spec is an
+    /// <see cref="ArgumentException"/> and an absent device a <see cref="NotSupportedException"/>, both prefixed with the
+    /// option, so <see cref="Run"/> prints them as one line.
+    /// </summary>
+    public static DeviceLease OpenDevice(ParseResult parse, Option<string> option)
+    {
+        string spec = parse.GetValue(option)!;
+        try { return KilnGpu.Open(spec); }
+        catch (ArgumentException e) { throw new ArgumentException($"{option.Name}: {e.Message.Replace(" (Parameter 'spec')", "")}", e); }
+        catch (NotSupportedException e) { throw new NotSupportedException($"{option.Name}: {e.Message}", e); }
     }
 
     /// <summary>Runs <paramref name="work"/> with a progress bar on a terminal, or plain start/end lines otherwise.</summary>

@@ -40,7 +40,10 @@ public sealed record SmoothingDataset(string Name, string[] Columns, Tensor XTra
         return Enumerable.Range(0, x.Shape[0]).Select(i => Categorical.Select(c => (int)host[i * d + c]).ToArray()).ToArray();
     }
 
-    static Tensor Select(Tensor x, int[] cols) => x.IndexSelect(1, Tensor.FromArray(cols.Select(c => (long)c).ToArray()));
+    /// <summary>The data set with its inputs on <paramref name="device"/>: training and certification on it then run there.</summary>
+    public SmoothingDataset To(Device device) => this with { XTrain = XTrain.To(device), XTest = XTest.To(device) };
+
+    static Tensor Select(Tensor x, int[] cols) => x.IndexSelect(1, Tensor.FromArray(cols.Select(c => (long)c).ToArray()).To(x.Device));
 }
 
 /// <summary>The paper's data sets (embedded, with provenance in Smoothing/Data/PROVENANCE.md) and a CSV loader for any binary-labelled table.</summary>

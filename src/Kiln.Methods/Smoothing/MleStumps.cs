@@ -76,13 +76,13 @@ public static class MleStumps
     {
         int n = column.Length, c = weightColumns.Shape[1];
         var sums = new double[grid.Length, c];
-        var xs = Tensor.FromArray(column, new Shape(1, n));
+        var xs = Tensor.FromArray(column, new Shape(1, n)).To(weightColumns.Device);
         int chunk = Math.Max(1, (1 << 21) / Math.Max(n, 1));
         for (int s = 0; s < grid.Length; s += chunk)
         {
             int m = Math.Min(chunk, grid.Length - s);
             using var scope = Tensor.Scope();
-            var v = Tensor.FromArray(grid[s..(s + m)], new Shape(m, 1));
+            var v = Tensor.FromArray(grid[s..(s + m)], new Shape(m, 1)).To(weightColumns.Device);
             var part = noise.UpperTail(xs - v).MatMul(weightColumns).ToArray<double>();
             for (int i = 0; i < m; i++) for (int k = 0; k < c; k++) sums[s + i, k] = part[i * c + k];
         }
@@ -96,7 +96,7 @@ public static class MleStumps
         var grid = Grid(col, margin, margin, o.BinSize);
         var w = new double[d.Rows * 2];
         for (int i = 0; i < d.Rows; i++) { w[2 * i] = d.Weights[i] * (1 - d.Labels[i]); w[2 * i + 1] = d.Weights[i] * d.Labels[i]; }
-        var right = UpperSums(col, grid, noise, Tensor.FromArray(w, new Shape(d.Rows, 2)));
+        var right = UpperSums(col, grid, noise, Tensor.FromArray(w, new Shape(d.Rows, 2)).To(d.Device));
         double t0 = 0, t1 = 0;
         for (int i = 0; i < d.Rows; i++) { t0 += w[2 * i]; t1 += w[2 * i + 1]; }
         double best = double.NegativeInfinity; int arg = -1;
@@ -131,7 +131,7 @@ public static class MleStumps
     }
 }
 
-/// <summary>Training inputs on the host: features column-major, 0/1 labels, weights.</summary>
+/// <summary>Training inputs on the host: features column-major, 0/1 labels, weights; and the device the inputs came from, where the training's tensor work runs.</summary>
 internal sealed class TrainingData
 {
     readonly double[] _columns;
@@ -139,10 +139,11 @@ internal sealed class TrainingData
     public int Features { get; }
     public int[] Labels { get; }
     public double[] Weights { get; }
+    public Device Device { get; }
 
-    TrainingData(double[] columns, int rows, int features, int[] labels, double[] weights)
+    TrainingData(double[] columns, int rows, int features, int[] labels, double[] weights, Device device)
     {
-        _columns = columns; Rows = rows; Features = features; Labels = labels; Weights = weights;
+        _columns = columns; Rows = rows; Features = features; Labels = labels; Weights = weights; Device = device;
     }
 
     public double[] Column(int j) => _columns.AsSpan(j * Rows, Rows).ToArray();
@@ -167,6 +168,6 @@ internal sealed class TrainingData
         else w = balanced ? MleStumps.BalancedWeights(y) : Enumerable.Repeat(1.0, n).ToArray();
         var cols = x.To(DType.Float64).T.Contiguous().ToArray<double>();
         foreach (double v in cols) if (!double.IsFinite(v)) throw new ArgumentException("training inputs contain NaN or infinity", nameof(x));
-        return new TrainingData(cols, n, d, y.ToArray(), w);
+        return new TrainingData(cols, n, d, y.ToArray(), w, x.Device);
     }
 }

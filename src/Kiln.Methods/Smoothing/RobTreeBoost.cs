@@ -56,7 +56,7 @@ public static class RobTreeBoost
             for (int i = 0; i < n; i++) { q2 += wn[i] * yc[i] * yc[i]; wTotal += wn[i]; }
             var wcols = new double[n * 2];
             for (int i = 0; i < n; i++) { wcols[2 * i] = wn[i]; wcols[2 * i + 1] = wn[i] * yc[i]; }
-            var wt = Tensor.FromArray(wcols, new Shape(n, 2));
+            var wt = Tensor.FromArray(wcols, new Shape(n, 2)).To(data.Device);
 
             var candidates = new (double Impurity, int Feature, double Threshold)[data.Features];
             Parallel.For(0, data.Features, j =>

@@ -60,12 +60,17 @@ public sealed partial class DecoderModel
         }
     }
 
-    /// <summary>Loads the checkpoint in Hugging Face layout in <paramref name="dir"/> (see <see cref="HfCheckpoint"/>).</summary>
+    /// <summary>Loads the checkpoint in Hugging Face layout in <paramref name="dir"/> (see <see cref="HfCheckpoint"/>) onto <paramref name="device"/> (default the CPU).</summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">config.json or the weights are missing.</exception>
     /// <exception cref="NotSupportedException">The architecture is not supported (the message names it).</exception>
     /// <exception cref="InvalidDataException">A file is malformed or a tensor is missing (the message names it).</exception>
-    public static DecoderModel Load(string dir) => new(DecoderConfig.FromJson(HfCheckpoint.ReadConfig(dir)), HfCheckpoint.ReadWeights(dir));
+    public static DecoderModel Load(string dir, Device? device = null)
+    {
+        var weights = HfCheckpoint.ReadWeights(dir);
+        if (device is { } d && d != Device.Cpu) weights = weights.ToDictionary(kv => kv.Key, kv => kv.Value.To(d));
+        return new(DecoderConfig.FromJson(HfCheckpoint.ReadConfig(dir)), weights);
+    }
 
     // Grouped-query attention (llama, qwen2, qwen3 and qwen3_moe), with optional q/k/v biases and per-head q/k norms.
     Func<Tensor, SequenceContext, bool, Tensor> GqaAttention(int index, string p, Func<string, int[], Tensor> w, Func<string, int, int, Tensor> linear)

@@ -3,26 +3,28 @@ using Kiln.Gpu;
 namespace Kiln.Tests.TestKit;
 
 /// <summary>
-/// Adds ILGPU's CPU accelerator (always), every CUDA device and every OpenCL device Kiln can drive (PoCL with clang-15
-/// on CI) to <see cref="Devices.All"/>.
+/// Opens every device present through <see cref="KilnGpu.Open(string)"/> for <see cref="Devices.All"/>: ILGPU's CPU
+/// accelerator (always), every CUDA device and every OpenCL device Kiln can drive (PoCL with clang-15 on CI). The leases
+/// live as long as the test run.
 /// </summary>
 public static partial class DeviceSetup
 {
+    static readonly List<DeviceLease> Leases = [];
+
     /// <summary>Why no OpenCL device is in <see cref="Devices.All"/> (null when at least one is).</summary>
     public static string? OpenClMissing { get; private set; }
 
     static partial void RegisterExtra()
     {
-        KilnGpu.CreateCpuAccelerator();
-        for (int i = 0; i < KilnGpu.CudaDeviceCount(); i++) KilnGpu.CreateCuda(i);
+        var specs = KilnGpu.Available().Where(s => s != "cpu").ToArray();
         var reasons = new List<string>();
-        int count = KilnGpu.OpenClDeviceCount();
-        for (int i = 0; i < count; i++)
+        foreach (var spec in specs)
         {
-            try { KilnGpu.CreateOpenCl(i); }
-            catch (NotSupportedException e) { reasons.Add(e.Message); }
+            try { Leases.Add(KilnGpu.Open(spec)); }
+            catch (NotSupportedException e) when (spec.StartsWith("opencl", StringComparison.Ordinal)) { reasons.Add(e.InnerException?.Message ?? e.Message); }
         }
-        if (reasons.Count == count)
-            OpenClMissing = count == 0 ? "no OpenCL device (Debian: apt-get install pocl-opencl-icd ocl-icd-libopencl1 clang-15)" : string.Join("; ", reasons);
+        int openCl = specs.Count(s => s.StartsWith("opencl", StringComparison.Ordinal));
+        if (reasons.Count == openCl)
+            OpenClMissing = openCl == 0 ? "no OpenCL device (Debian: apt-get install pocl-opencl-icd ocl-icd-libopencl1 clang-15)" : string.Join("; ", reasons);
     }
 }

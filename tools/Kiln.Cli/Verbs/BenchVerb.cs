@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Kiln.Bench;
+using Kiln.Gpu;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -19,17 +20,19 @@ public static class BenchVerb
         var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer runs" };
         var roundsOpt = new Option<int>("--rounds") { Description = "Rounds of (Kiln, peer) per workload; each side reports its median round", DefaultValueFactory = _ => 5 };
         var outDir = new Option<string?>("--out") { Description = "Folder for RESULTS.md and ratios.png (default: the repository's bench/)" };
+        var device = Cli.DeviceOption($"Device for Kiln's side: {KilnGpu.DeviceForms} (the peer and the one-core GEMM stay on the CPU)");
         var cmd = new Command("bench", "Time Kiln's CPU kernels on peer_bench.py's workloads, run the peer (numpy/OpenBLAS, PyTorch) in the same invocation, print the ratios, and write RESULTS.md and a ratio chart")
         {
-            names, json, peer, noPeer, roundsOpt, outDir,
+            names, json, peer, noPeer, roundsOpt, outDir, device,
         };
         cmd.SetAction(parse =>
         {
+            using var lease = Cli.OpenDevice(parse, device);
             bool asJson = parse.GetValue(json), wantPeer = !asJson && !parse.GetValue(noPeer);
             string? peerPath = wantPeer ? parse.GetValue(peer) ?? PeerRunner.Find(Directory.GetCurrentDirectory()) : null;
             var options = new BenchOptions
             {
-                Workloads = parse.GetValue(names) ?? [], Rounds = parse.GetValue(roundsOpt), PeerBench = peerPath, OneCore = !asJson,
+                Workloads = parse.GetValue(names) ?? [], Rounds = parse.GetValue(roundsOpt), PeerBench = peerPath, OneCore = !asJson, Device = lease.Device,
             };
             if (wantPeer && peerPath is null) Cli.Err.MarkupLine("[yellow]peer_bench.py not found; pass --peer PATH (Kiln's numbers only)[/]");
             // Measured before the run so the console shows it first.

@@ -7,15 +7,15 @@ namespace Kiln.Cli;
 /// autodiff and plain gradient descent; prints accuracy and throughput.</summary>
 public static class CoreTour
 {
-    public static bool Run()
+    public static bool Run(Device device)
     {
         const int n = 4096, d = 32, classes = 4, steps = 200;
         var g = new Generator(7);
-        var trueW = Tensor.Randn([d, classes], g);
-        var x = Tensor.Randn([n, d], g);
+        var trueW = Tensor.Randn([d, classes], g, device: device);
+        var x = Tensor.Randn([n, d], g, device: device);
         var y = x.MatMul(trueW).ArgMax(axis: 1);
-        var w = Tensor.Zeros([d, classes]).RequiresGrad_();
-        var b = Tensor.Zeros([classes]).RequiresGrad_();
+        var w = Tensor.Zeros([d, classes], device: device).RequiresGrad_();
+        var b = Tensor.Zeros([classes], device: device).RequiresGrad_();
         var oneHot = y.OneHot(classes);
         var sw = Stopwatch.StartNew();
         double loss = 0;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Kiln.Gpu;
 using Kiln.IO;
 using Spectre.Console;
 using Kiln.Methods.Looping;
@@ -12,7 +13,7 @@ public static class LmVerb
     /// <summary>The embedded looping checkpoint shipped beside the executable.</summary>
     public static string EmbeddedModel => Path.Combine(AppContext.BaseDirectory, "Models", "looping-tiny");
 
-    sealed record LoopArgs(Option<string> Model, Option<string?> Loop, Option<int> K, Option<string> Rule, Option<string?> Mode, Option<double> Alpha, Option<double> Beta, Option<string> Cache);
+    sealed record LoopArgs(Option<string> Model, Option<string?> Loop, Option<int> K, Option<string> Rule, Option<string?> Mode, Option<double> Alpha, Option<double> Beta, Option<string> Cache, Option<string> Device);
 
     static LoopArgs AddLoopOptions(Command cmd)
     {
@@ -24,9 +25,21 @@ public static class LmVerb
             new Option<string?>("--mode") { Description = "block or layer (default: the model's)" },
             new Option<double>("--alpha") { Description = "Damped horizon alpha", DefaultValueFactory = _ => 1.0 },
             new Option<double>("--beta") { Description = "RK anchor weight beta", DefaultValueFactory = _ => 0.5 },
-            new Option<string>("--cache") { Description = "Which sub-step writes the window's KV cache: first, last or none", DefaultValueFactory = _ => "first" });
-        foreach (var o in new Option[] { a.Model, a.Loop, a.K, a.Rule, a.Mode, a.Alpha, a.Beta, a.Cache }) cmd.Options.Add(o);
+            new Option<string>("--cache") { Description = "Which sub-step writes the window's KV cache: first, last or none", DefaultValueFactory = _ => "first" },
+            Cli.DeviceOption());
+        foreach (var o in new Option[] { a.Model, a.Loop, a.K, a.Rule, a.Mode, a.Alpha, a.Beta, a.Cache, a.Device }) cmd.Options.Add(o);
         return a;
+    }
+
+    /// <summary>
+    /// Refuses a device other than the CPU for <paramref name="verb"/>, in one line and before any work: Kiln.Methods.Looping
+    /// makes its token (and, for training, parameter) tensors on the host, so only a forward from given ids
+    /// (<c>lm logits</c>) can run elsewhere until the library takes a device.
+    /// </summary>
+    public static void RequireCpu(DeviceLease lease, string verb)
+    {
+        if (lease.Device != Device.Cpu)
+            throw new NotSupportedException($"{verb}: --device {KilnGpu.Spec(lease.Device)} is not supported yet (Kiln.Methods.Looping makes its token tensors on the host; 'lm logits' runs on any device); use --device cpu");
     }
 
     static LoopOptions? ParseLoop(ParseResult p, LoopArgs a)
@@ -66,10 +79,11 @@ public static class LmVerb
             var tokens = p.GetValue(ids)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(s => long.TryParse(s, out long v) ? v : throw new ArgumentException($"--ids: '{s}' is not an integer")).ToArray();
             if (tokens.Length == 0) throw new ArgumentException("--ids: no token ids given");
-            var model = DecoderModel.Load(p.GetValue(a.Model)!);
+            using var lease = Cli.OpenDevice(p, a.Device);
+            var model = DecoderModel.Load(p.GetValue(a.Model)!, lease.Device);
             var loop = ParseLoop(p, a);
             Tensor logits;
-            using (Autograd.NoGrad()) logits = model.Forward(Tensor.FromArray(tokens, new Shape(1, tokens.Length)), null, loop);
+            using (Autograd.NoGrad()) logits = model.Forward(Tensor.FromArray(tokens, new Shape(1, tokens.Length)).To(lease.Device), null, loop);
             Npy.Save(p.GetValue(outFile)!, logits.Reshape(tokens.Length, model.Config.VocabSize).To(DType.Float32).Contiguous());
             Cli.Err.WriteLine($"wrote {tokens.Length} x {model.Config.VocabSize} logits{(loop is null ? "" : $" ({loop})")} to {p.GetValue(outFile)}");
             return 0;
@@ -90,7 +104,9 @@ public static class LmVerb
         cmd.SetAction(p =>
         {
             string dir = p.GetValue(a.Model)!;
-            var model = DecoderModel.Load(dir);
+            using var lease = Cli.OpenDevice(p, a.Device);
+            LmVerb.RequireCpu(lease, "lm generate");
+            var model = DecoderModel.Load(dir, lease.Device);
             var tok = HfCheckpoint.LoadTokenizer(dir);
             var loop = ParseLoop(p, a);
             if (loop is not null) loop = loop with { Decode = ParseEnum<LoopDecode>(p.GetValue(decode)!, "--decode") };
@@ -113,7 +129,9 @@ public static class LmVerb
         cmd.SetAction(p =>
         {
             string dir = p.GetValue(a.Model)!;
-            var model = DecoderModel.Load(dir);
+            using var lease = Cli.OpenDevice(p, a.Device);
+            LmVerb.RequireCpu(lease, "lm perplexity");
+            var model = DecoderModel.Load(dir, lease.Device);
             var tokens = HfCheckpoint.LoadTokenizer(dir).EncodeToIds(File.ReadAllText(p.GetValue(text)!)).ToArray();
             var loop = ParseLoop(p, a);
             var nll = Methods.Looping.Perplexity.WindowNll(model, tokens, p.GetValue(ctx), loop);

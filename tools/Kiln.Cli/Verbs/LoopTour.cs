@@ -8,9 +8,11 @@ namespace Kiln.Cli;
 /// <summary>The looping tour step: baseline against naive and damped looping of the embedded tiny Qwen3-style checkpoint.</summary>
 public static class LoopTour
 {
-    public static bool Run()
+    public static bool Run(Device device)
     {
         string dir = LmVerb.EmbeddedModel;
+        // Kiln.Methods.Looping makes its token tensors on the host, so this step runs on the CPU whatever the device.
+        if (device != Device.Cpu) Cli.Err.WriteLine($"  on cpu, not {device}: Kiln.Methods.Looping makes its token tensors on the host");
         var model = DecoderModel.Load(dir);
         var tok = HfCheckpoint.LoadTokenizer(dir);
         var items = MultipleChoice.Read(Path.Combine(dir, "probe.jsonl")).Take(60).ToList();

@@ -23,9 +23,12 @@ public static class LoopVerb
         var ctx = new Option<int>("--context") { Description = "Perplexity window in tokens", DefaultValueFactory = _ => 128 };
         var plot = new Option<string>("--plot") { Description = "PNG to write", DefaultValueFactory = _ => "loop.png" };
         var json = new Option<bool>("--json") { Description = "One JSON object per setting on standard output" };
-        foreach (var o in new Option[] { model, eval, text, windows, ks, rules, mode, limit, ctx, plot, json }) cmd.Options.Add(o);
+        var device = Cli.DeviceOption("Device to run on: cpu only for now (Kiln.Methods.Looping makes its token tensors on the host)");
+        foreach (var o in new Option[] { model, eval, text, windows, ks, rules, mode, limit, ctx, plot, json, device }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
+            using var lease = Cli.OpenDevice(p, device);
+            LmVerb.RequireCpu(lease, "loop");
             string dir = p.GetValue(model)!;
             var m = DecoderModel.Load(dir);
             var tok = HfCheckpoint.LoadTokenizer(dir);

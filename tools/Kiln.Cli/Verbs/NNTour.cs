@@ -8,16 +8,16 @@ namespace Kiln.Cli;
 /// a cosine schedule, dropout and gradient clipping on a fixed 80/20 split; prints held-out accuracy and throughput.</summary>
 public static class NNTour
 {
-    public static bool Run()
+    public static bool Run(Device device)
     {
         const int epochs = 30, batch = 64, testCount = 360;
-        var (pixels, y) = Datasets.Digits();
-        var x = pixels / 16.0;   // grey levels 0..16 to [0, 1]
+        var (pixels, labels) = Datasets.Digits();
+        var (x, y) = ((pixels / 16.0).To(device), labels.To(device));   // grey levels 0..16 to [0, 1]
         var ((xTrain, yTrain), (xTest, yTest)) = Datasets.TrainTestSplit(x, y, testFraction: testCount / (double)y.Numel, seed: 2026);
         int trainCount = yTrain.Numel;
         var g = new Generator(2026);
 
-        var model = new MLP([64, 256, 128, 10], ActivationKind.Relu, dropout: 0.1, generator: g);
+        var model = new MLP([64, 256, 128, 10], ActivationKind.Relu, dropout: 0.1, generator: g, device: device);
         int stepsPerEpoch = (trainCount + batch - 1) / batch, total = epochs * stepsPerEpoch;
         var opt = new AdamW(model.Parameters(), 3e-3, weightDecay: 1e-4) { Schedule = LrSchedule.Cosine(3e-3, total, warmup: 20) };
         var sw = Stopwatch.StartNew();
@@ -26,7 +26,7 @@ public static class NNTour
             double loss = 0;
             for (int e = 0; e < epochs; e++)
             {
-                var order = Tensor.RandPerm(trainCount, g);
+                var order = Tensor.RandPerm(trainCount, g, device);
                 double sum = 0;
                 for (int s = 0; s < stepsPerEpoch; s++)
                 {

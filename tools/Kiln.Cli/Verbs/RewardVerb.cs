@@ -21,7 +21,7 @@ public static class RewardVerb
     }
 
     static readonly Option<bool> Json = new("--json") { Description = "Print one JSON object per setting on standard output (and nothing else there)" };
-    static readonly Option<string> DeviceOpt = new("--device") { Description = "Device: cpu, cuda[:i], opencl[:i] or ilgpu-cpu (GPU devices need a registered backend)", DefaultValueFactory = _ => "cpu" };
+    static readonly Option<string> DeviceOpt = Cli.DeviceOption();
     static readonly Option<string> Noise = new("--noise") { Description = "Label noise standard deviation", DefaultValueFactory = _ => "0.1" };
     static readonly Option<string> Bias = new("--bias") { Description = "Bias range B: b_j ~ U[-B, B]", DefaultValueFactory = _ => "1" };
     static readonly Option<int> Seeds = new("--seeds") { Description = "Number of seeds (0, 1, ...)", DefaultValueFactory = _ => 3 };
@@ -52,12 +52,13 @@ public static class RewardVerb
             var betas = Doubles(p.GetValue(beta1)!, "--beta1");
             int seeds = Positive(p.GetValue(Seeds), "--seeds");
             var baseOpt = StageOne(p, double.PositiveInfinity);
+            using var lease = Cli.OpenDevice(p, DeviceOpt);
             var settings = (from l in links from dd in ds from nn in ns from b in betas from s in Enumerable.Range(0, seeds)
                             select new FeatureSetting
                             {
                                 Link = l, D = dd, N = nn.Fixed > 0 ? nn.Fixed : (int)Math.Round(nn.Ratio * dd), Neurons = Positive(p.GetValue(neurons), "--neurons"),
                                 BiasRange = Double(p.GetValue(Bias)!, "--bias"), NoiseStd = Double(p.GetValue(Noise)!, "--noise"), Seed = s,
-                                Options = baseOpt with { Beta1 = b }, Device = ParseDevice(p.GetValue(DeviceOpt)!),
+                                Options = baseOpt with { Beta1 = b }, Device = lease.Device,
                             }).ToArray();
             bool json = p.GetValue(Json);
             var results = Cli.Progress("reward features", settings.Length, tick =>
@@ -110,7 +111,8 @@ public static class RewardVerb
             int nSeeds = Positive(p.GetValue(seeds), "--seeds");
             double admitShare = Double(p.GetValue(admit)!, "--admit");
             var stage1 = StageOne(p, Double(p.GetValue(beta1)!, "--beta1"));
-            var device = ParseDevice(p.GetValue(DeviceOpt)!);
+            using var lease = Cli.OpenDevice(p, DeviceOpt);
+            var device = lease.Device;
             var settings = (from nn in ns from s in Enumerable.Range(0, nSeeds)
                             select new ReadoutSetting
                             {
@@ -312,18 +314,4 @@ public static class RewardVerb
         "unweighted" => Weighting.Unweighted, "label" => Weighting.Label, "surrogate" => Weighting.Surrogate,
         _ => throw new ArgumentException($"--weighting: expected unweighted, label or surrogate, got '{s}'"),
     };
-
-    static Device ParseDevice(string s)
-    {
-        var parts = s.Split(':');
-        int index = parts.Length == 2 && int.TryParse(parts[1], out var i) ? i : 0;
-        return parts[0] switch
-        {
-            "cpu" => Device.Cpu,
-            "cuda" => Device.Cuda(index),
-            "opencl" => Device.OpenCL(index),
-            "ilgpu-cpu" => Device.IlgpuCpu,
-            _ => throw new ArgumentException($"--device: expected cpu, cuda[:i], opencl[:i] or ilgpu-cpu, got '{s}'"),
-        };
-    }
 }

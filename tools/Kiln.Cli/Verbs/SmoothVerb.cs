@@ -34,9 +34,11 @@ public static class SmoothVerb
         var json = JsonOption();
         var quick = new Option<bool>("--quick") { Description = "Only the independent-MLE rows of Table 2 (seconds instead of minutes)" };
         var outDir = new Option<string>("--out") { Description = "Folder for the PNG of certified accuracy against radius", DefaultValueFactory = _ => "." };
-        var cmd = new Command("reproduce", "Run the paper's Table 2 (MLE stumps, RobTreeBoost) and Table 3 (joint categorical certificates) and print the paper's numbers beside ours") { json, quick, outDir };
+        var device = Cli.DeviceOption();
+        var cmd = new Command("reproduce", "Run the paper's Table 2 (MLE stumps, RobTreeBoost) and Table 3 (joint categorical certificates) and print the paper's numbers beside ours") { json, quick, outDir, device };
         cmd.SetAction(p =>
         {
+            using var lease = Cli.OpenDevice(p, device);
             bool asJson = p.GetValue(json), fast = p.GetValue(quick);
             var setups = Reproduction.Table2.Where(s => !fast || s.Method == "MLE stumps").ToArray();
             string[] joint = fast ? [] : ["credit", "adult"];
@@ -46,14 +48,14 @@ public static class SmoothVerb
             {
                 foreach (var s in setups)
                 {
-                    var r = Reproduction.Run(s);
+                    var r = Reproduction.Run(s, lease.Device);
                     rows.Add(r);
                     if (asJson) Cli.JsonLine(new { table = 2, dataset = s.Dataset, method = s.Method, noise = s.Noise.Norm, scale = s.Noise.Scale, radius = s.Radius, paper_natural = s.PaperNatural, paper_certified = s.PaperCertified, natural = Math.Round(r.Natural, 2), certified = Math.Round(r.Certified, 2), acr = Math.Round(r.Acr, 4), stumps = r.Stumps });
                     done(rows.Count);
                 }
                 foreach (var d in joint)
                 {
-                    var t = Reproduction.RunJoint(d);
+                    var t = Reproduction.RunJoint(d, device: lease.Device);
                     tables3.Add(t);
                     if (asJson) Cli.JsonLine(new { table = 3, dataset = d, radii = t.Radii, rows = t.Rows, balanced_certified = t.Balanced.Select(r => r.Select(v => Math.Round(v, 2)).ToArray()).ToArray() });
                     done(rows.Count + tables3.Count);
@@ -142,7 +144,7 @@ public static class SmoothVerb
     // ---------------------------------------------------------------------------------------------- train / certify
 
     sealed record DataOptions(Option<string> Data, Option<string?> Test, Option<string> Label, Option<string> Scale, Option<string> Noise, Option<double> Sigma,
-        Option<string?> Categorical, Option<string> Method, Option<double> Quantile, Option<int> Rounds, Option<int> Reuse, Option<bool> Unbalanced)
+        Option<string?> Categorical, Option<string> Method, Option<double> Quantile, Option<int> Rounds, Option<int> Reuse, Option<bool> Unbalanced, Option<string> Device)
     {
         public static DataOptions Create() => new(
             new("--data") { Description = "Training CSV (header optional; with no --test the first 80% of rows train)", Required = true },
@@ -156,11 +158,13 @@ public static class SmoothVerb
             new("--quantile") { Description = "RobTreeBoost quantile q", DefaultValueFactory = _ => 0.9 },
             new("--rounds") { Description = "RobTreeBoost rounds", DefaultValueFactory = _ => 40 },
             new("--reuse") { Description = "RobTreeBoost feature reuse limit", DefaultValueFactory = _ => 5 },
-            new("--unbalanced") { Description = "Do not weight the classes to equal total weight" });
+            new("--unbalanced") { Description = "Do not weight the classes to equal total weight" },
+            Cli.DeviceOption());
 
-        public void AddTo(Command c) { foreach (Option o in new Option[] { Data, Test, Label, Scale, Noise, Sigma, Categorical, Method, Quantile, Rounds, Reuse, Unbalanced }) c.Options.Add(o); }
+        public void AddTo(Command c) { foreach (Option o in new Option[] { Data, Test, Label, Scale, Noise, Sigma, Categorical, Method, Quantile, Rounds, Reuse, Unbalanced, Device }) c.Options.Add(o); }
 
-        public SmoothingDataset Load(ParseResult p)
+        /// <summary>The data set, with its inputs on the <paramref name="device"/> that <see cref="Device"/> opened.</summary>
+        public SmoothingDataset Load(ParseResult p, Device device)
         {
             var scaling = p.GetValue(Scale) switch
             {
@@ -178,7 +182,7 @@ public static class SmoothVerb
                 using var r = new StreamReader(data);
                 label = ((r.ReadLine() ?? "").Split(',').Length - 1).ToString(Inv);
             }
-            return SmoothingData.FromCsv(data, p.GetValue(Test), label, scaling, cat);
+            return SmoothingData.FromCsv(data, p.GetValue(Test), label, scaling, cat).To(device);
         }
 
         public Noise NoiseOf(ParseResult p) => p.GetValue(Noise) switch
@@ -210,7 +214,8 @@ public static class SmoothVerb
         o.AddTo(cmd); cmd.Options.Add(outFile); cmd.Options.Add(json);
         cmd.SetAction(p =>
         {
-            var d = o.Load(p);
+            using var lease = Cli.OpenDevice(p, o.Device);
+            var d = o.Load(p, lease.Device);
             var sw = Stopwatch.StartNew();
             var m = o.Train(p, d);
             File.WriteAllText(p.GetValue(outFile)!, m.ToJson());
@@ -236,7 +241,8 @@ public static class SmoothVerb
             var rs = p.GetValue(radii)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s =>
                 double.TryParse(s, NumberStyles.Float, Inv, out double v) && v >= 0 ? (s, v) : throw new ArgumentException($"--radii: '{s}' is not a non-negative number")).ToArray();
             if (p.GetValue(l0) < 0) throw new ArgumentException("--l0 must be non-negative");
-            var d = o.Load(p);
+            using var lease = Cli.OpenDevice(p, o.Device);
+            var d = o.Load(p, lease.Device);
             var path = p.GetValue(model);
             var m = path is null ? o.Train(p, d) : SmoothingModel.FromJson(File.ReadAllText(path));
             var sw = Stopwatch.StartNew();
@@ -292,10 +298,11 @@ public static class SmoothVerb
 
     /// <summary>
     /// Microseconds per sample (wall clock, fastest run) to certify the 10-stump breast_cancer MLE model (l2, sigma 4)
-    /// on <paramref name="rows"/> inputs, and the process CPU time per sample of that run (insensitive to other load on a shared machine).
+    /// on <paramref name="rows"/> inputs on <paramref name="device"/>, and the process CPU time per sample of that run (insensitive to other load on a shared machine).
     /// </summary>
-    public static (double MicrosPerSample, double CpuMicrosPerSample, int Stumps) Measure(int rows, int repeats)
+    public static (double MicrosPerSample, double CpuMicrosPerSample, int Stumps) Measure(int rows, int repeats, Device device)
     {
+        // Training is setup, not the timed work: it stays on the CPU, and only the certified inputs go to the device.
         var d = SmoothingData.BreastCancer();
         var noise = Noise.Gaussian(4);
         var m = MleStumps.Train(d.XTrain, d.YTrain, noise);
@@ -303,7 +310,7 @@ public static class SmoothVerb
         int f = d.XTest.Shape[1], n = d.XTest.Shape[0];
         var big = new double[rows * f];
         for (int i = 0; i < rows; i++) Array.Copy(test, i % n * f, big, i * f, f);
-        var x = Tensor.FromArray(big, new Shape(rows, f));
+        var x = Tensor.FromArray(big, new Shape(rows, f)).To(device);
         ExactSmoothing.Certify(m, x, noise);   // warm-up (JIT)
         double best = double.PositiveInfinity, cpu = double.PositiveInfinity;
         var proc = Process.GetCurrentProcess();
@@ -327,14 +334,16 @@ public static class SmoothVerb
         var json = JsonOption();
         var rows = new Option<int>("--rows") { Description = "Inputs per run (the 137 test rows repeated)", DefaultValueFactory = _ => 100_000 };
         var repeats = new Option<int>("--repeats") { Description = "Runs; the fastest is reported", DefaultValueFactory = _ => 5 };
-        var cmd = new Command("bench", "Time exact certification of the 10-stump breast_cancer model (microseconds per sample) against the reference code's 53 µs") { json, rows, repeats };
+        var device = Cli.DeviceOption();
+        var cmd = new Command("bench", "Time exact certification of the 10-stump breast_cancer model (microseconds per sample) against the reference code's 53 µs") { json, rows, repeats, device };
         cmd.SetAction(p =>
         {
             if (p.GetValue(rows) < 1 || p.GetValue(repeats) < 1) throw new ArgumentException("--rows and --repeats must be at least 1");
-            var (us, cpuUs, stumps) = Measure(p.GetValue(rows), p.GetValue(repeats));
+            using var lease = Cli.OpenDevice(p, device);
+            var (us, cpuUs, stumps) = Measure(p.GetValue(rows), p.GetValue(repeats), lease.Device);
             const double reference = 53;
-            Cli.Err.MarkupLine($"certify breast_cancer ({stumps} stumps, l2 sigma 4): [bold]{us:F3} µs/sample[/] wall on {Environment.ProcessorCount} cores ({cpuUs:F3} CPU-µs/sample); reference code about {reference} µs/sample on 2 cores: [bold]{reference / us:F0}x[/]");
-            if (p.GetValue(json)) Cli.JsonLine(new { workload = "certify breast_cancer 10-stump MLE model", stumps, us_per_sample = Math.Round(us, 4), cpu_us_per_sample = Math.Round(cpuUs, 4), reference_us_per_sample = reference, speedup = Math.Round(reference / us, 1), cores = Environment.ProcessorCount });
+            Cli.Err.MarkupLine($"certify breast_cancer ({stumps} stumps, l2 sigma 4): [bold]{us:F3} µs/sample[/] wall on {lease.Device} with {Environment.ProcessorCount} cores ({cpuUs:F3} CPU-µs/sample); reference code about {reference} µs/sample on 2 cores: [bold]{reference / us:F0}x[/]");
+            if (p.GetValue(json)) Cli.JsonLine(new { workload = "certify breast_cancer 10-stump MLE model", stumps, us_per_sample = Math.Round(us, 4), cpu_us_per_sample = Math.Round(cpuUs, 4), reference_us_per_sample = reference, speedup = Math.Round(reference / us, 1), cores = Environment.ProcessorCount, device = lease.Device.ToString() });
             return 0;
         });
         return cmd;

@@ -7,8 +7,8 @@ namespace Kiln.Cli;
 /// <summary>`kiln tour`: Kiln's main job on embedded defaults. Each method family adds a step to <see cref="Steps"/>.</summary>
 public static class TourVerb
 {
-    /// <summary>One step of the tour: a title and the work, which prints what it did and returns false on a failed check.</summary>
-    public sealed record Step(string Title, Func<bool> Run);
+    /// <summary>One step of the tour: a title and the work on a device, which prints what it did and returns false on a failed check.</summary>
+    public sealed record Step(string Title, Func<Device, bool> Run);
 
     /// <summary>The steps, in order.</summary>
     public static IReadOnlyList<Step> Steps =>
@@ -22,15 +22,17 @@ public static class TourVerb
 
     public static Command Build()
     {
-        var cmd = new Command("tour", "Run Kiln's main job on embedded data: each method family trains or evaluates a small model and prints what it did and how fast");
-        cmd.SetAction(_ =>
+        var device = Cli.DeviceOption();
+        var cmd = new Command("tour", "Run Kiln's main job on embedded data: each method family trains or evaluates a small model and prints what it did and how fast") { device };
+        cmd.SetAction(p =>
         {
+            using var lease = Cli.OpenDevice(p, device);
             var total = Stopwatch.StartNew();
             bool ok = true;
             foreach (var step in Steps)
             {
                 Cli.Err.Write(new Rule($"[bold]{Markup.Escape(step.Title)}[/]").LeftJustified());
-                ok &= step.Run();
+                ok &= step.Run(lease.Device);
             }
             Cli.Err.MarkupLine($"[bold]tour finished in {total.Elapsed.TotalSeconds:F1} s[/]{(ok ? "" : " [red](a check failed)[/]")}");
             return ok ? 0 : Cli.Failed;

@@ -16,9 +16,12 @@ public static class TrainLmVerb
         var outDir = new Option<string>("--out") { Description = "Output folder", Required = true };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => TinyLm.Training.Steps };
         var seed = new Option<ulong>("--seed") { Description = "Seed", DefaultValueFactory = _ => TinyLm.Training.Seed };
-        foreach (var o in new Option[] { corpus, outDir, steps, seed }) cmd.Options.Add(o);
+        var device = Cli.DeviceOption("Device to run on: cpu only for now (LmTrainer makes its parameters and token tensors on the host)");
+        foreach (var o in new Option[] { corpus, outDir, steps, seed, device }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
+            using var lease = Cli.OpenDevice(p, device);
+            LmVerb.RequireCpu(lease, "train-lm");
             string dir = p.GetValue(outDir)!;
             var (train, held) = TinyLm.Split(File.ReadAllText(p.GetValue(corpus)!));
             var tokJson = HfTokenizer.ByteLevelJson([TinyLm.EndOfText]);

@@ -44,23 +44,23 @@ public static class ValidateVerb
         var noCpuAccel = new Option<bool>("--no-ilgpu-cpu") { Description = "skip ILGPU's CPU accelerator" };
         var noOpenCl = new Option<bool>("--no-opencl") { Description = "skip OpenCL devices" };
         var filter = new Option<string?>("--op") { Description = "only ops whose name contains this" };
-        var cmd = new Command("validate", "Run every op (built-in and registered) on every backend present against its float64 reference, with the error budget its definition states; prints an op x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl, filter };
+        var device = new Option<string>("--device") { Description = $"Validate only this device: {KilnGpu.DeviceForms} (default: every device present)" };
+        var cmd = new Command("validate", "Run every op (built-in and registered) on every backend present against its float64 reference, with the error budget its definition states; prints an op x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl, filter, device };
         cmd.SetAction(r =>
         {
             _ = MethodOps.All;
-            var owned = new List<IlgpuBackend>();
+            var leases = new List<DeviceLease>();
             try
             {
-                if (!r.GetValue(noCpuAccel) && !BackendRegistry.Devices.Contains(Device.IlgpuCpu)) owned.Add(KilnGpu.CreateCpuAccelerator());
-                for (int i = 0; i < KilnGpu.CudaDeviceCount(); i++)
-                    if (!BackendRegistry.Devices.Contains(Device.Cuda(i))) owned.Add(KilnGpu.CreateCuda(i));
-                for (int i = 0; !r.GetValue(noOpenCl) && i < KilnGpu.OpenClDeviceCount(); i++)
-                {
-                    if (BackendRegistry.Devices.Contains(Device.OpenCL(i))) continue;
-                    try { owned.Add(KilnGpu.CreateOpenCl(i)); }
-                    catch (NotSupportedException e) { Cli.Err.MarkupLine($"[yellow]opencl:{i} skipped[/]: {Markup.Escape(e.Message)}"); }
-                }
-                var devices = BackendRegistry.Devices.OrderBy(d => d.Kind).ThenBy(d => d.Index).ToArray();
+                if (r.GetValue(device) is not null) leases.Add(Cli.OpenDevice(r, device));
+                else
+                    foreach (var spec in KilnGpu.Available())
+                    {
+                        if (spec == "ilgpu-cpu" && r.GetValue(noCpuAccel) || spec.StartsWith("opencl", StringComparison.Ordinal) && r.GetValue(noOpenCl)) continue;
+                        try { leases.Add(KilnGpu.Open(spec)); }
+                        catch (NotSupportedException e) when (spec.StartsWith("opencl", StringComparison.Ordinal)) { Cli.Err.MarkupLine($"[yellow]{spec} skipped[/]: {Markup.Escape(e.InnerException?.Message ?? e.Message)}"); }
+                    }
+                var devices = leases.Select(l => l.Device).OrderBy(d => d.Kind).ThenBy(d => d.Index).ToArray();
                 var ops = OpCatalog.All.Where(o => r.GetValue(filter) is not { } f || o.Name.Contains(f)).ToArray();
                 var results = new Dictionary<(string, Device), ConformanceRow[]>();
                 Cli.Progress($"validating {ops.Length} ops on {devices.Length} backends", ops.Length * devices.Length, tick =>
@@ -103,7 +103,7 @@ public static class ValidateVerb
                     : $"[red]{failures} failures ({failedChecks} of {checks} checks, {buildFailures} kernel builds)[/]");
                 return failures == 0 ? 0 : Cli.Failed;
             }
-            finally { foreach (var b in owned) b.Dispose(); }
+            finally { foreach (var l in leases) l.Dispose(); }
         });
         return cmd;
     }
