@@ -71,7 +71,7 @@ public static class MultipleChoice
         }
         using var scope = Tensor.Scope();
         using var _ = Autograd.NoGrad();
-        var hidden = model.Hidden(Tensor.FromArray(ids, new Shape(conts.Length, len)), null, loop);
+        var hidden = model.Hidden(Tensor.FromArray(ids, new Shape(conts.Length, len)).To(model.Device), null, loop);
         var scores = new double[conts.Length];
         for (int b = 0; b < conts.Length; b++)
         {
@@ -101,10 +101,10 @@ public static class Perplexity
             for (int i = 0; i < ids.Length; i++) ids[i] = tokens[w0 * context + i];
             using var scope = Tensor.Scope();
             using var _ = Autograd.NoGrad();
-            var logp = model.Forward(Tensor.FromArray(ids, new Shape(nb, context)), null, loop).LogSoftmax(-1);
+            var logp = model.Forward(Tensor.FromArray(ids, new Shape(nb, context)).To(model.Device), null, loop).LogSoftmax(-1);
             var target = new long[nb * (context - 1)];
             for (int b = 0; b < nb; b++) for (int t = 0; t < context - 1; t++) target[b * (context - 1) + t] = ids[b * context + t + 1];
-            var picked = logp.Narrow(1, 0, context - 1).Gather(2, Tensor.FromArray(target, new Shape(nb, context - 1, 1))).Reshape(nb, context - 1).Mean(1).ToDoubleArray();
+            var picked = logp.Narrow(1, 0, context - 1).Gather(2, Tensor.FromArray(target, new Shape(nb, context - 1, 1)).To(model.Device)).Reshape(nb, context - 1).Mean(1).ToDoubleArray();
             for (int b = 0; b < nb; b++) nll[w0 + b] = -picked[b];
         }
         return nll;

@@ -67,9 +67,10 @@ public sealed partial class DecoderModel
     /// <exception cref="InvalidDataException">A file is malformed or a tensor is missing (the message names it).</exception>
     public static DecoderModel Load(string dir, Device? device = null)
     {
+        var config = DecoderConfig.FromJson(HfCheckpoint.ReadConfig(dir));
         var weights = HfCheckpoint.ReadWeights(dir);
         if (device is { } d && d != Device.Cpu) weights = weights.ToDictionary(kv => kv.Key, kv => kv.Value.To(d));
-        return new(DecoderConfig.FromJson(HfCheckpoint.ReadConfig(dir)), weights);
+        return new(config, weights);
     }
 
     // Grouped-query attention (llama, qwen2, qwen3 and qwen3_moe), with optional q/k/v biases and per-head q/k norms.
@@ -123,6 +124,8 @@ public sealed partial class DecoderModel
 
     /// <summary>The architecture.</summary>
     public DecoderConfig Config { get; }
+    /// <summary>The device the weights live on; token ids given on the host are moved there.</summary>
+    public Device Device => _embed.Device;
     /// <summary>The compute dtype (Float32, or Float64 when the weights are float64).</summary>
     public DType DType { get; }
     /// <summary>The layer stack, in order (the objects an <see cref="IStackRunner"/> reuses).</summary>
@@ -183,7 +186,7 @@ public sealed partial class DecoderModel
         var uniform = generator ?? new Generator(0);
         for (int n = 0; n < maxNew; n++)
         {
-            var h = Hidden(Tensor.FromArray(next, new Shape(1, next.Length)), cache, runner);
+            var h = Hidden(Tensor.FromArray(next, new Shape(1, next.Length)).To(Device), cache, runner);
             var logits = Project(h.Narrow(1, next.Length - 1, 1).Reshape(-1)).ToDoubleArray();
             int token;
             if (temperature == 0) token = Array.IndexOf(logits, logits.Max());

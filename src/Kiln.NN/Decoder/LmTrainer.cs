@@ -15,6 +15,8 @@ public sealed record LmTrainOptions
     public int Warmup { get; init; } = 40;
     /// <summary>Decoupled weight decay of matrices (norm gains are not decayed).</summary>
     public double WeightDecay { get; init; } = 0.1;
+    /// <summary>The device to train on (default the CPU); the weights are initialized on the host, then moved, so every device starts alike.</summary>
+    public Device Device { get; init; } = Device.Cpu;
     /// <summary>Seed of initialization and batch sampling.</summary>
     public ulong Seed { get; init; } = 1;
 }
@@ -38,7 +40,7 @@ public static class LmTrainer
         if (tokens.Length < o.Context + 2)
             throw new ArgumentException($"train: {tokens.Length} tokens are fewer than one sequence of {o.Context + 1}", nameof(tokens));
         var gen = new Generator(o.Seed);
-        var parameters = DecoderWeights.Init(config, gen).ToDictionary(kv => kv.Key, kv => new Parameter(kv.Value));
+        var parameters = DecoderWeights.Init(config, gen).ToDictionary(kv => kv.Key, kv => new Parameter(kv.Value.To(o.Device)));
         var model = new DecoderModel(config, parameters.ToDictionary(kv => kv.Key, kv => kv.Value.Value), trainable: true);
         // Matrices are decayed, norm gains are not: two optimizers that differ only in weight decay.
         AdamW Make(bool matrices) => new(parameters.Values.Where(p => (p.Value.Rank == 2) == matrices), o.LearningRate, Beta1, Beta2, Eps,
@@ -55,8 +57,8 @@ public static class LmTrainer
                 int start = rng.Next(tokens.Length - o.Context - 1);
                 for (int t = 0; t < o.Context; t++) { input[b * o.Context + t] = tokens[start + t]; target[b * o.Context + t] = tokens[start + t + 1]; }
             }
-            var logits = model.Forward(Tensor.FromArray(input, new Shape(o.Batch, o.Context)));
-            var loss = -logits.LogSoftmax(-1).Gather(2, Tensor.FromArray(target, new Shape(o.Batch, o.Context, 1))).Mean();
+            var logits = model.Forward(Tensor.FromArray(input, new Shape(o.Batch, o.Context)).To(o.Device));
+            var loss = -logits.LogSoftmax(-1).Gather(2, Tensor.FromArray(target, new Shape(o.Batch, o.Context, 1)).To(o.Device)).Mean();
             loss.Backward();
             foreach (var opt in optimizers)
             {

@@ -74,6 +74,8 @@ public sealed partial class CpuBackend
     /// <inheritdoc/>
     public void Clamp(Tensor x, double lo, double hi, Tensor y)
     {
+        // An empty view may start past the end of its (empty) storage, where no span can begin.
+        if (y.Numel == 0) return;
         var xc = x.Contiguous();
         switch (x.DType)
         {

@@ -186,13 +186,20 @@ public class CustomOp<TParams> : OpDefinition
     }
 }
 
-/// <summary>A custom op without parameters.</summary>
+/// <summary>A custom op without parameters: its reference takes the inputs' values and shapes.</summary>
 public sealed class CustomOp(string name, int inputs, Func<IReadOnlyList<double[]>, IReadOnlyList<Shape>, double[]> reference,
     IReadOnlyList<DType>? dtypes = null, Domain? domain = null, Tolerance? tolerance = null)
-    : CustomOp<NoParams>(name, inputs, (xs, shapes, _) => reference(xs, shapes), dtypes, domain, tolerance)
+    : CustomOp<NoParams>(name, inputs, (xs, shapes, _) => reference(xs, shapes), dtypes, domain, tolerance);
+
+/// <summary>Calls of custom ops without parameters.</summary>
+public static class CustomOpExtensions
 {
-    /// <summary>Runs the op (see <see cref="CustomOp{TParams}.Apply(TParams, Tensor[])"/>).</summary>
-    public Tensor Apply(params Tensor[] inputs) => Apply(default, inputs);
+    /// <summary>Runs <paramref name="op"/> on <paramref name="inputs"/> (see <see cref="CustomOp{TParams}.Apply(TParams, Tensor[])"/>).</summary>
+    public static Tensor Apply(this CustomOp<NoParams> op, params Tensor[] inputs)
+    {
+        ArgumentNullException.ThrowIfNull(op);
+        return op.Apply(default, inputs);
+    }
 }
 
 /// <summary>A CPU kernel of a custom op for element type <typeparamref name="T"/>.</summary>

@@ -31,17 +31,6 @@ public static class LmVerb
         return a;
     }
 
-    /// <summary>
-    /// Refuses a device other than the CPU for <paramref name="verb"/>, in one line and before any work: Kiln.Methods.Looping
-    /// makes its token (and, for training, parameter) tensors on the host, so only a forward from given ids
-    /// (<c>lm logits</c>) can run elsewhere until the library takes a device.
-    /// </summary>
-    public static void RequireCpu(DeviceLease lease, string verb)
-    {
-        if (lease.Device != Device.Cpu)
-            throw new NotSupportedException($"{verb}: --device {KilnGpu.Spec(lease.Device)} is not supported yet (Kiln.Methods.Looping makes its token tensors on the host; 'lm logits' runs on any device); use --device cpu");
-    }
-
     static LoopOptions? ParseLoop(ParseResult p, LoopArgs a)
     {
         if (p.GetValue(a.Loop) is not { } w) return null;
@@ -105,7 +94,6 @@ public static class LmVerb
         {
             string dir = p.GetValue(a.Model)!;
             using var lease = Cli.OpenDevice(p, a.Device);
-            LmVerb.RequireCpu(lease, "lm generate");
             var model = DecoderModel.Load(dir, lease.Device);
             var tok = HfCheckpoint.LoadTokenizer(dir);
             var loop = ParseLoop(p, a);
@@ -130,7 +118,6 @@ public static class LmVerb
         {
             string dir = p.GetValue(a.Model)!;
             using var lease = Cli.OpenDevice(p, a.Device);
-            LmVerb.RequireCpu(lease, "lm perplexity");
             var model = DecoderModel.Load(dir, lease.Device);
             var tokens = HfCheckpoint.LoadTokenizer(dir).EncodeToIds(File.ReadAllText(p.GetValue(text)!)).ToArray();
             var loop = ParseLoop(p, a);

@@ -11,9 +11,7 @@ public static class LoopTour
     public static bool Run(Device device)
     {
         string dir = LmVerb.EmbeddedModel;
-        // Kiln.Methods.Looping makes its token tensors on the host, so this step runs on the CPU whatever the device.
-        if (device != Device.Cpu) Cli.Err.WriteLine($"  on cpu, not {device}: Kiln.Methods.Looping makes its token tensors on the host");
-        var model = DecoderModel.Load(dir);
+        var model = DecoderModel.Load(dir, device);
         var tok = HfCheckpoint.LoadTokenizer(dir);
         var items = MultipleChoice.Read(Path.Combine(dir, "probe.jsonl")).Take(60).ToList();
         var text = tok.EncodeToIds(File.ReadAllText(Path.Combine(dir, "heldout.txt"))).ToArray();

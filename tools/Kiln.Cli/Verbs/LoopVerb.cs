@@ -23,14 +23,13 @@ public static class LoopVerb
         var ctx = new Option<int>("--context") { Description = "Perplexity window in tokens", DefaultValueFactory = _ => 128 };
         var plot = new Option<string>("--plot") { Description = "PNG to write", DefaultValueFactory = _ => "loop.png" };
         var json = new Option<bool>("--json") { Description = "One JSON object per setting on standard output" };
-        var device = Cli.DeviceOption("Device to run on: cpu only for now (Kiln.Methods.Looping makes its token tensors on the host)");
+        var device = Cli.DeviceOption();
         foreach (var o in new Option[] { model, eval, text, windows, ks, rules, mode, limit, ctx, plot, json, device }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             using var lease = Cli.OpenDevice(p, device);
-            LmVerb.RequireCpu(lease, "loop");
             string dir = p.GetValue(model)!;
-            var m = DecoderModel.Load(dir);
+            var m = DecoderModel.Load(dir, lease.Device);
             var tok = HfCheckpoint.LoadTokenizer(dir);
             string? evalPath = p.GetValue(eval) ?? Existing(Path.Combine(dir, "probe.jsonl"));
             string? textPath = p.GetValue(text) ?? Existing(Path.Combine(dir, "heldout.txt"));
