@@ -121,7 +121,7 @@ namespace Kiln.Ops
     /// <summary>The elementwise family's definitions.</summary>
     public static class ElementwiseOps
     {
-        const double InvSqrt2Pi = 0.3989422804014327, Sqrt2Pi = 2.5066282746310002, TwoOverSqrtPi = 1.1283791670955126, SqrtPiOver2 = 0.88622692545275801;
+        static readonly double InvSqrt2Pi = 1.0 / Math.Sqrt(2 * Math.PI), Sqrt2Pi = Math.Sqrt(2 * Math.PI), TwoOverSqrtPi = 2.0 / Math.Sqrt(Math.PI), SqrtPiOver2 = Math.Sqrt(Math.PI) / 2.0;
         static readonly double Nan = double.NaN, Inf = double.PositiveInfinity;
 
         // Halves and signed zeros are where the rounding modes differ.
@@ -146,7 +146,7 @@ namespace Kiln.Ops
             U(UnaryOp.Relu, (x, y, g) => g * x.Apply(UnaryOp.Step), new(-6, 6, Inf, -Inf)),
             U(UnaryOp.GeluErf, (x, y, g) => g * (x.NormalCdf() + x * (x * x * -0.5).Exp() * InvSqrt2Pi), new(-6, 6, Nan)),
             U(UnaryOp.GeluTanh, (x, y, g) => g * GeluTanhGrad(x), new(-6, 6, Nan), tol: 8),
-            U(UnaryOp.Silu, (x, y, g) => { var s = x.Sigmoid(); return g * s * (1.0 + x * (1.0 - s)); }, new(-6, 6, Nan)),
+            U(UnaryOp.Silu, (x, y, g) => g * SiluGrad(x), new(-6, 6, Nan)),
             U(UnaryOp.Softplus, (x, y, g) => g * x.Sigmoid(), new(-6, 6, Nan, Inf)),
             U(UnaryOp.Erf, (x, y, g) => g * (x * x * -1.0).Exp() * TwoOverSqrtPi, new(-6, 6, Nan, Inf, -Inf)),
             U(UnaryOp.Erfinv, (x, y, g) => g * (y * y).Exp() * SqrtPiOver2, new(-0.99, 0.99, Nan), tol: 8, gradDomain: new(-0.8, 0.8)),
@@ -163,6 +163,9 @@ namespace Kiln.Ops
             U(UnaryOp.Round, null, Rounding, tol: 0),
             U(UnaryOp.Trunc, null, Rounding, tol: 0),
         ];
+
+        // g * (s (1 + x (1 - s))) in this order: the shipped checkpoint's training rounds that way.
+        static Tensor SiluGrad(Tensor x) { var s = x.Sigmoid(); return s * (1.0 + x * (1.0 - s)); }
 
         static Tensor GeluTanhGrad(Tensor x)
         {
