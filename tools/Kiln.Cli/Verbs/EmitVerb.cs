@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Kiln.Gpu;
 using Kiln.Kernels.Gpu;
+using Kiln.Methods;
 
 namespace Kiln.Cli;
 
@@ -41,6 +42,7 @@ public static class EmitVerb
             if (t is not ("ptx" or "opencl")) throw new ArgumentException($"--target must be ptx or opencl, not '{t}'", "target");
             var archs = t == "ptx" ? ParseArch(r.GetValue(arch)!) : [0];
             string dir = r.GetValue(outDir)!;
+            _ = MethodOps.All;   // the method library's kernels are emitted with the built-in ones
             var kernels = KernelCatalog.All.Where(k => r.GetValue(filter) is not { } f || k.Name.Contains(f)).ToList();
             bool asJson = r.GetValue(json);
             int failed = 0, written = 0, skipped = 0;
