@@ -11,7 +11,7 @@ using Kiln.Kernels.Gpu;
 namespace Kiln.Gpu;
 
 /// <summary>
-/// Compiles catalog kernels to PTX or OpenCL C without any device (ILGPU's PTXBackend and CLBackend run offline).
+/// Compiles catalog kernels to PTX, OpenCL C or SPIR-V without any device (ILGPU's PTXBackend and CLBackend run offline).
 /// Each call uses a fresh ILGPU context, because a failed compile leaves its context unusable.
 /// </summary>
 public static class KernelEmitter
@@ -59,4 +59,22 @@ public static class KernelEmitter
         var compiled = (CLCompiledKernel)backend.Compile(Entry(kernel), default);
         return compiled.Source;
     }
+
+    /// <summary>
+    /// The SPIR-V module of <paramref name="kernel"/>'s OpenCL C (clang-15 at -O0, then llvm-spirv-15), checked by
+    /// spirv-val: what SPIR-V consumers such as Intel's GPU drivers load.
+    /// </summary>
+    /// <exception cref="NotSupportedException">clang-15, llvm-spirv-15 or spirv-val is missing, a step failed, or the module does not validate; the message says which.</exception>
+    public static byte[] SpirV(GpuKernel kernel)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        if (kernel.NeedsWarp) throw new NotSupportedException($"SPIR-V: kernel {kernel.Name} needs warp shuffles; OpenCL consumers run its shared-memory twin");
+        var module = OpenCl.SpirVCompiler.Compile(kernel.Name, OpenCL(kernel));
+        if (OpenCl.SpirVCompiler.Validate(kernel.Name, module) is { } error) throw new NotSupportedException("SPIR-V: " + error);
+        return module;
+    }
+
+    /// <summary>Why <see cref="SpirV"/> cannot run on this machine, or null when clang-15, llvm-spirv-15 and spirv-val are all installed.</summary>
+    public static string? SpirVMissing => OpenCl.SpirVCompiler.MissingReason;
 }
+

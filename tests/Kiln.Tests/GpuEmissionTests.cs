@@ -85,6 +85,26 @@ public class GpuEmissionTests
     }
 }
 
+/// <summary>Every OpenCL kernel as SPIR-V (clang-15 at -O0, llvm-spirv-15), accepted by spirv-val.</summary>
+public class SpirVEmissionTests
+{
+    [SkippableTheory, MemberData(nameof(GpuEmissionTests.OpenClKernels), MemberType = typeof(GpuEmissionTests))]
+    public void Spirv_module_translates_and_validates(string name)
+    {
+        Skip.If(KernelEmitter.SpirVMissing is not null, KernelEmitter.SpirVMissing);
+        _ = MethodOps.All;
+        var module = KernelEmitter.SpirV(KernelCatalog.All.First(k => k.Name == name));
+        Assert.Equal(0x07230203u, BitConverter.ToUInt32(module, 0));   // the SPIR-V magic number
+    }
+
+    [Fact]
+    public void Warp_kernels_are_refused_with_the_reason()
+    {
+        var warp = ReduceKernels<float, F32>.RowsWarp;
+        Assert.Contains("warp shuffles", Assert.Throws<NotSupportedException>(() => KernelEmitter.SpirV(warp)).Message);
+    }
+}
+
 /// <summary>Runs clang-15 on emitted OpenCL C.</summary>
 public static class ClangCl
 {

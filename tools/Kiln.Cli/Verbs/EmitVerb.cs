@@ -5,7 +5,7 @@ using Kiln.Methods;
 
 namespace Kiln.Cli;
 
-/// <summary>`kiln emit`: writes every GPU kernel's PTX or OpenCL C, one file per kernel, with no GPU present.</summary>
+/// <summary>`kiln emit`: writes every GPU kernel's PTX, OpenCL C or SPIR-V (checked by spirv-val), one file per kernel, with no GPU present.</summary>
 public static class EmitVerb
 {
     /// <summary>Parses "sm_60..sm_90", "sm_75" or "sm_70,sm_80" into known sm numbers.</summary>
@@ -30,16 +30,17 @@ public static class EmitVerb
 
     public static Command Build()
     {
-        var target = new Option<string>("--target") { Description = "ptx or opencl", Required = true };
+        var target = new Option<string>("--target") { Description = "ptx, opencl or spirv", Required = true };
         var arch = new Option<string>("--arch") { Description = "PTX architectures: sm_60..sm_90, sm_75 or sm_70,sm_80", DefaultValueFactory = _ => "sm_60..sm_90" };
         var outDir = new Option<string>("--out") { Description = "output directory (one file per kernel)", Required = true };
         var filter = new Option<string?>("--kernel") { Description = "only kernels whose name contains this" };
         var json = new Option<bool>("--json") { Description = "one JSON object per kernel on standard output" };
-        var cmd = new Command("emit", "Write each GPU kernel's PTX (per architecture) or OpenCL C into --out DIR; needs no GPU") { target, arch, outDir, filter, json };
+        var cmd = new Command("emit", "Write each GPU kernel's PTX (per architecture), OpenCL C or SPIR-V (validated by spirv-val) into --out DIR; needs no GPU") { target, arch, outDir, filter, json };
         cmd.SetAction(r =>
         {
             string t = r.GetValue(target)!.ToLowerInvariant();
-            if (t is not ("ptx" or "opencl")) throw new ArgumentException($"--target must be ptx or opencl, not '{t}'", "target");
+            if (t is not ("ptx" or "opencl" or "spirv")) throw new ArgumentException($"--target must be ptx, opencl or spirv, not '{t}'", "target");
+            if (t == "spirv" && KernelEmitter.SpirVMissing is { } missing) throw new NotSupportedException("--target spirv: " + missing);
             var archs = t == "ptx" ? ParseArch(r.GetValue(arch)!) : [0];
             string dir = r.GetValue(outDir)!;
             _ = MethodOps.All;   // the method library's kernels are emitted with the built-in ones
@@ -56,30 +57,31 @@ public static class EmitVerb
                     foreach (var k in kernels)
                     {
                         tick(++done);
-                        if (t == "opencl" && k.NeedsWarp)
+                        if (t != "ptx" && k.NeedsWarp)
                         {
                             skipped++;
                             if (asJson) Cli.JsonLine(new { kernel = k.Name, target = t, status = "skipped", reason = "warp shuffles; OpenCL runs the shared-memory twin" });
                             continue;
                         }
-                        string file = Path.Combine(sub, k.Name + (t == "ptx" ? ".ptx" : ".cl"));
+                        string file = Path.Combine(sub, k.Name + t switch { "ptx" => ".ptx", "opencl" => ".cl", _ => ".spv" });
                         try
                         {
-                            File.WriteAllText(file, t == "ptx" ? KernelEmitter.Ptx(k, sm) : KernelEmitter.OpenCL(k));
+                            if (t == "spirv") File.WriteAllBytes(file, KernelEmitter.SpirV(k));
+                            else File.WriteAllText(file, t == "ptx" ? KernelEmitter.Ptx(k, sm) : KernelEmitter.OpenCL(k));
                             written++;
-                            if (asJson) Cli.JsonLine(new { kernel = k.Name, target = t == "ptx" ? $"sm_{sm}" : "opencl", status = "ok", file });
+                            if (asJson) Cli.JsonLine(new { kernel = k.Name, target = t == "ptx" ? $"sm_{sm}" : t, status = "ok", file });
                         }
                         catch (Exception e) when (e is not (OutOfMemoryException or IOException or UnauthorizedAccessException))
                         {
                             failed++;
-                            Console.Error.WriteLine($"kiln emit: {k.Name} ({(t == "ptx" ? $"sm_{sm}" : "opencl")}): {e.GetType().Name}: {e.Message}");
+                            Console.Error.WriteLine($"kiln emit: {k.Name} ({(t == "ptx" ? $"sm_{sm}" : t)}): {e.GetType().Name}: {e.Message}");
                             if (asJson) Cli.JsonLine(new { kernel = k.Name, target = t, status = "failed", error = e.Message });
                         }
                     }
                 }
                 return 0;
             });
-            Console.Error.WriteLine($"wrote {written} files to {dir}, {skipped} skipped (warp kernels have a shared-memory twin for OpenCL), {failed} failed");
+            Console.Error.WriteLine($"wrote {written} files to {dir}{(t == "spirv" ? ", each accepted by spirv-val" : "")}, {skipped} skipped (warp kernels have a shared-memory twin for OpenCL), {failed} failed");
             return failed == 0 ? 0 : Cli.Failed;
         });
         return cmd;
