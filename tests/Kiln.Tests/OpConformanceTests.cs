@@ -80,7 +80,19 @@ public class OpConformanceTests
         var wrong = new CustomOp("test.off_by_a_little", 1, (xs, _) => xs[0], dtypes: [DType.Float64])
             .Cpu<double>(a => { var x = a.Input(0); var y = a.Output; for (int i = 0; i < y.Length; i++) y[i] = x[i] * (1 + 1e-9); });
         var rows = Conformance.Validate(wrong, [Device.Cpu], cases: 4);
-        Assert.All(rows, r => Assert.False(r.Result.Pass));
+        Assert.All(rows, r => Assert.False(r.Pass));
         Assert.Contains("test.off_by_a_little", rows[0].Result.Detail);
+        Assert.True(rows[0].Result.MaxUlp > 1000, $"1e-9 relative is thousands of float64 ulps, got {rows[0].Result.MaxUlp}");
+        Assert.NotNull(rows[0].Result.Worst);
+    }
+
+    [Fact]
+    public void An_op_whose_results_change_between_runs_is_not_deterministic()
+    {
+        long calls = 0;
+        var drifting = new CustomOp("test.drifting", 1, (x, _) => x[0], dtypes: [DType.Float64], tolerance: new Tolerance(1e6))
+            .Cpu<double>(a => { var x = a.Input(0); var y = a.Output; double d = Interlocked.Increment(ref calls) * 1e-12; for (int i = 0; i < y.Length; i++) y[i] = x[i] + d; });
+        var rows = Conformance.Validate(drifting, [Device.Cpu], cases: 2);
+        Assert.All(rows, r => { Assert.True(r.Result.Pass, r.Result.Detail); Assert.False(r.Deterministic); Assert.False(r.Pass); });
     }
 }

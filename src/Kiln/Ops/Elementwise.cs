@@ -31,7 +31,7 @@ namespace Kiln.Ops
             var x = Input(c, dtype, device);
             var expected = x.ToDoubleArray().Select(v => Reference.Unary(Op, v)).ToArray();
             var (rtol, atol) = Tolerance.For(dtype);
-            return CheckResult.Compare(expected, x.Apply(Op).ToDoubleArray(), rtol, atol, Name);
+            return CheckResult.Compare(expected, x.Apply(Op).ToDoubleArray(), rtol, atol, Name, dtype);
         }
     }
 
@@ -63,7 +63,7 @@ namespace Kiln.Ops
             var expected = ad.Select((v, i) => Reference.Binary(Op, v, bd[i])).ToArray();
             if (!dtype.IsFloating()) return CheckResult.Equal(expected.Select(v => Math.Truncate(v)).ToArray(), y.ToDoubleArray(), Name);
             var (rtol, atol) = Tolerance.For(dtype);
-            return CheckResult.Compare(expected, y.ToDoubleArray(), rtol, atol, Name);
+            return CheckResult.Compare(expected, y.ToDoubleArray(), rtol, atol, Name, dtype);
         }
 
         /// <summary>The case's input and a second operand that broadcasts against it along its last axis (and drops its first when rank &gt; 1).</summary>

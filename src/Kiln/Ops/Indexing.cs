@@ -27,7 +27,7 @@ public static class IndexingOps
             var y = x.ZerosLike().ScatterAdd(-1, idx, x).ToDoubleArray();
             if (!dtype.IsFloating()) return CheckResult.Equal(expected, y, Name);
             var (rtol, atol) = Tolerance.For(dtype);
-            return CheckResult.Compare(expected, y, rtol, atol, Name);
+            return CheckResult.Compare(expected, y, rtol, atol, Name, dtype);
         }
     }
 }

@@ -22,7 +22,7 @@ public static class LinalgOps
             if (m * k == 0) batch = c.Shape[..^2].Aggregate(1, (p, q) => p * q);
             var expected = Enumerable.Range(0, batch).SelectMany(t => Reference.Gemm(m, n, k, ad.AsSpan(t * m * k, m * k), bd)).ToArray();
             var (rtol, atol) = Tolerance.For(dtype, Math.Max(k, 1));
-            return CheckResult.Compare(expected, a.MatMul(b).ToDoubleArray(), rtol, atol, Name);
+            return CheckResult.Compare(expected, a.MatMul(b).ToDoubleArray(), rtol, atol, Name, dtype);
         }
     }
 
@@ -44,7 +44,7 @@ public static class LinalgOps
             var expected = Enumerable.Range(0, bh).SelectMany(t => Reference.Attention(tq, tk, d, dv,
                 qd.AsSpan(t * tq * d, tq * d), kd.AsSpan(t * tk * d, tk * d), vd.AsSpan(t * tk * dv, tk * dv), causal, scale)).ToArray();
             var (rtol, atol) = Tolerance.For(dtype, Math.Max(tk, 1));
-            return CheckResult.Compare(expected, Tensor.ScaledDotProductAttention(q, k, v, causal, scale).ToDoubleArray(), rtol, atol, Name);
+            return CheckResult.Compare(expected, Tensor.ScaledDotProductAttention(q, k, v, causal, scale).ToDoubleArray(), rtol, atol, Name, dtype);
         }
     }
 }

@@ -45,16 +45,23 @@ public static class OpCatalog
 /// <param name="Device">Where it ran.</param>
 /// <param name="DType">The dtype.</param>
 /// <param name="Cases">How many cases ran.</param>
-/// <param name="Result">The worst case's result.</param>
-public sealed record ConformanceRow(string Op, Device Device, DType DType, int Cases, CheckResult Result);
+/// <param name="Result">The worst case's result (merged over the cases).</param>
+/// <param name="Deterministic">Every case gave bitwise-equal results (every NaN counted as one value) when run twice.</param>
+/// <param name="Budget">The error budget in this dtype, as "atol + rtol |expected|", or "exact".</param>
+public sealed record ConformanceRow(string Op, Device Device, DType DType, int Cases, CheckResult Result, bool Deterministic, string Budget)
+{
+    /// <summary>Within budget in every case, and deterministic.</summary>
+    public bool Pass => Result.Pass && Deterministic;
+}
 
 /// <summary>Runs op definitions against their float64 reference on devices: the one call that validates an op.</summary>
 public static class Conformance
 {
     /// <summary>
     /// Runs <paramref name="cases"/> random cases (plus every edge shape) of <paramref name="op"/> in each of its dtypes on
-    /// each of <paramref name="devices"/> (default: every registered device) and reports the worst result per (device,
-    /// dtype). An exception inside a case is a failure with its message, not a crash of the report.
+    /// each of <paramref name="devices"/> (default: every registered device), each case twice to check that the results
+    /// are bitwise equal, and reports the worst result per (device, dtype). An exception inside a case is a failure with
+    /// its message, not a crash of the report.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="cases"/> is negative.</exception>
     public static IReadOnlyList<ConformanceRow> Validate(OpDefinition op, IEnumerable<Device>? devices = null, int cases = 16, ulong seed = 1)
@@ -67,12 +74,17 @@ public static class Conformance
             {
                 var result = CheckResult.Ok;
                 int n = 0;
+                bool deterministic = true;
                 foreach (var c in op.Cases(cases, seed))
                 {
                     n++;
-                    result = result.Merge(Run(op, device, dtype, c));
+                    var first = Run(op, device, dtype, c);
+                    if (first.Pass) deterministic &= Run(op, device, dtype, c).Digest == first.Digest;
+                    result = result.Merge(first);
                 }
-                rows.Add(new ConformanceRow(op.Name, device, dtype, n, result));
+                var (rtol, atol) = op.Tolerance.For(dtype);
+                string budget = op.Tolerance.Scale == 0 ? "exact" : $"{atol:G2} + {rtol:G2} |e|";
+                rows.Add(new ConformanceRow(op.Name, device, dtype, n, result, deterministic, budget));
             }
         return rows;
     }

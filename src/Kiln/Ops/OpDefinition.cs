@@ -53,6 +53,12 @@ public sealed record Tolerance(double Scale)
         : (2e-5 * Scale * extra, 1e-6 * Scale * extra);
 }
 
+/// <summary>The element of a result farthest out of (or closest to the edge of) its budget.</summary>
+/// <param name="Index">Its position in the row-major result.</param>
+/// <param name="Expected">The float64 reference's value.</param>
+/// <param name="Actual">The device's value.</param>
+public sealed record WorstElement(int Index, double Expected, double Actual);
+
 /// <summary>The outcome of one conformance case on one device and dtype.</summary>
 /// <param name="MaxRelError">The largest relative error of any finite expected element (0 for exact checks that pass).</param>
 /// <param name="Pass">Every element is within the op's budget.</param>
@@ -62,30 +68,60 @@ public readonly record struct CheckResult(double MaxRelError, bool Pass, string?
     /// <summary>A passing result with no error.</summary>
     public static CheckResult Ok => new(0, true);
 
-    /// <summary>The worse of two results (the first failure's detail is kept).</summary>
-    public CheckResult Merge(CheckResult other) =>
-        new(Math.Max(MaxRelError, other.MaxRelError), Pass && other.Pass, Detail ?? other.Detail);
+    /// <summary>
+    /// The largest error in units in the last place of the result dtype, over elements whose expected value is a normal
+    /// number of that dtype (a result near zero or subnormal is judged by the absolute budget instead); 0 for exact checks.
+    /// </summary>
+    public double MaxUlp { get; init; }
+    /// <summary>The element with the largest error relative to its budget, or null when every element is exact.</summary>
+    public WorstElement? Worst { get; init; }
+    /// <summary>A hash of the bit patterns of the device's results (every NaN as one): equal for two runs of a deterministic op.</summary>
+    public ulong Digest { get; init; }
 
-    /// <summary>Compares <paramref name="actual"/> with <paramref name="expected"/> within (rtol, atol); NaN and infinities must match exactly.</summary>
-    public static CheckResult Compare(ReadOnlySpan<double> expected, ReadOnlySpan<double> actual, double rtol, double atol, string what = "")
+    /// <summary>The worse of two results (the first failure's detail is kept; the digests are combined).</summary>
+    public CheckResult Merge(CheckResult other) =>
+        new(Math.Max(MaxRelError, other.MaxRelError), Pass && other.Pass, Detail ?? other.Detail)
+        {
+            MaxUlp = Math.Max(MaxUlp, other.MaxUlp),
+            Worst = (Worst, other.Worst) switch { (null, var w) => w, (var w, null) => w, var (p, q) => Score(q) > Score(p) ? q : p },
+            Digest = Digest * 0x100000001B3UL ^ other.Digest,
+        };
+
+    static double Score(WorstElement w) => Math.Abs(w.Actual - w.Expected) / Math.Max(Math.Abs(w.Expected), 1e-300);
+
+    /// <summary>
+    /// Compares <paramref name="actual"/> with <paramref name="expected"/> within (rtol, atol); NaN and infinities must
+    /// match exactly. <paramref name="dtype"/> (the result's) sets the unit of <see cref="MaxUlp"/>.
+    /// </summary>
+    public static CheckResult Compare(ReadOnlySpan<double> expected, ReadOnlySpan<double> actual, double rtol, double atol, string what = "", DType dtype = DType.Float64)
     {
         if (expected.Length != actual.Length) return new(double.PositiveInfinity, false, $"{what}: {actual.Length} elements, expected {expected.Length}");
-        double worst = 0;
+        double worst = 0, maxUlp = 0, worstScore = -1;
+        int worstAt = -1;
         string? detail = null;
         for (int i = 0; i < expected.Length; i++)
         {
             double e = expected[i], a = actual[i];
             bool ok;
-            if (double.IsNaN(e) || double.IsInfinity(e)) ok = e.Equals(a);
+            double score;
+            if (double.IsNaN(e) || double.IsInfinity(e)) { ok = e.Equals(a); score = ok ? 0 : double.PositiveInfinity; }
             else
             {
-                double d = Math.Abs(a - e);
+                double d = Math.Abs(a - e), budget = atol + rtol * Math.Abs(e);
                 if (!double.IsNaN(d)) worst = Math.Max(worst, d / Math.Max(Math.Abs(e), 1e-300));
-                ok = d <= atol + rtol * Math.Abs(e);
+                maxUlp = Math.Max(maxUlp, Ulps(e, a, dtype));
+                ok = d <= budget;
+                score = double.IsNaN(d) ? double.PositiveInfinity : budget > 0 ? d / budget : d > 0 ? double.PositiveInfinity : 0;
             }
+            if (score > worstScore && score > 0) { worstScore = score; worstAt = i; }
             if (!ok) detail ??= $"{what}[{i}]: got {a:R}, expected {e:R} (budget {atol:G2} + {rtol:G2} |e|)";
         }
-        return new(worst, detail is null, detail);
+        return new(worst, detail is null, detail)
+        {
+            MaxUlp = maxUlp,
+            Worst = worstAt < 0 ? null : new WorstElement(worstAt, expected[worstAt], actual[worstAt]),
+            Digest = DigestOf(actual),
+        };
     }
 
     /// <summary>Exact equality of two sequences.</summary>
@@ -93,8 +129,34 @@ public readonly record struct CheckResult(double MaxRelError, bool Pass, string?
     {
         if (expected.Length != actual.Length) return new(double.PositiveInfinity, false, $"{what}: {actual.Length} elements, expected {expected.Length}");
         for (int i = 0; i < expected.Length; i++)
-            if (!expected[i].Equals(actual[i])) return new(double.PositiveInfinity, false, $"{what}[{i}]: got {actual[i]:R}, expected {expected[i]:R}");
-        return Ok;
+            if (!expected[i].Equals(actual[i]))
+                return new(double.PositiveInfinity, false, $"{what}[{i}]: got {actual[i]:R}, expected {expected[i]:R}")
+                {
+                    Worst = new WorstElement(i, expected[i], actual[i]), Digest = DigestOf(actual),
+                };
+        return Ok with { Digest = DigestOf(actual) };
+    }
+
+    /// <summary>|actual - expected| in units in the last place of <paramref name="dtype"/> at expected; 0 when expected is not a normal number of that dtype.</summary>
+    static double Ulps(double expected, double actual, DType dtype)
+    {
+        double ae = Math.Abs(expected);
+        if (dtype == DType.Float32)
+        {
+            if (ae < 1.1754943508222875e-38 || ae > float.MaxValue) return 0;   // below float32's smallest normal
+            float f = (float)ae;
+            return Math.Abs(actual - expected) / (MathF.BitIncrement(f) - f);
+        }
+        if (ae < 2.2250738585072014e-308 || double.IsInfinity(ae)) return 0;   // below float64's smallest normal
+        return Math.Abs(actual - expected) / (Math.BitIncrement(ae) - ae);
+    }
+
+    static ulong DigestOf(ReadOnlySpan<double> values)
+    {
+        ulong h = 0xCBF29CE484222325UL;
+        // Every NaN counts as one value: a NaN's sign and payload are not part of any op's result.
+        foreach (double v in values) h = (h ^ (ulong)BitConverter.DoubleToInt64Bits(double.IsNaN(v) ? double.NaN : v)) * 0x100000001B3UL;
+        return h;
     }
 }
 

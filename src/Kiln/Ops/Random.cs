@@ -21,7 +21,7 @@ public static class RandomOps
             var expected = Draw(Device.Cpu).ToDoubleArray();
             if (!normal) return CheckResult.Equal(expected, Draw(device).ToDoubleArray(), Name);
             var (rtol, atol) = Tolerance.For(dtype);
-            return CheckResult.Compare(expected, Draw(device).ToDoubleArray(), rtol, atol, Name);
+            return CheckResult.Compare(expected, Draw(device).ToDoubleArray(), rtol, atol, Name, dtype);
         }
     }
 }

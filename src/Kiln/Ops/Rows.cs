@@ -29,7 +29,7 @@ public sealed class RowOpDefinition(string name, string family, IReadOnlyList<DT
         var y = run(x).ToDoubleArray();
         if (Tolerance.Scale == 0) return CheckResult.Equal(expected, y, Name);
         var (rtol, atol) = Tolerance.For(dtype, scalesWithLength ? Math.Max(len, 1) : 1);
-        return CheckResult.Compare(expected, y, rtol, atol, Name);
+        return CheckResult.Compare(expected, y, rtol, atol, Name, dtype);
     }
 
     static int RowCount(int[] shape) => shape[..^1].Aggregate(1, (a, b) => a * b);
@@ -81,7 +81,7 @@ public static class RowOps
             int n0 = c.Shape[0], rest = c.Shape[1..].Aggregate(1, (a, b) => a * b);
             var expected = Enumerable.Range(0, rest).Select(col => Reference.Reduce(ReduceOp.Sum, Enumerable.Range(0, n0).Select(i => xd[i * rest + col]).ToArray())).ToArray();
             var (rtol, atol) = Tolerance.For(dtype, Math.Max(n0, 1));
-            return CheckResult.Compare(expected, x.Sum([0]).ToDoubleArray(), rtol, atol, Name);
+            return CheckResult.Compare(expected, x.Sum([0]).ToDoubleArray(), rtol, atol, Name, dtype);
         }
     }
 
@@ -107,7 +107,7 @@ public static class RowOps
                 // Rounding in the row's mean is amplified by 1 / sqrt(var + eps), large for a nearly constant row.
                 double mean = rms ? 0 : row.Average(), spread = rms ? row.Average(v => v * v) : row.Average(v => (v - mean) * (v - mean));
                 double gain = row.Max(Math.Abs) / Math.Sqrt(spread + (rms ? 1e-6 : 1e-5));
-                result = result.Merge(CheckResult.Compare(expected, y.AsSpan(r * len, len), rtol, atol * (1 + gain), Name));
+                result = result.Merge(CheckResult.Compare(expected, y.AsSpan(r * len, len), rtol, atol * (1 + gain), Name, dtype));
             }
             return result;
         }

@@ -17,6 +17,8 @@ namespace Kiln.Cli;
 /// </summary>
 public static class ValidateVerb
 {
+    static double? Finite(double v) => double.IsFinite(v) ? v : null;
+
     /// <summary>Random cases per op, dtype and device, on top of every edge shape (empty, scalar, odd extents) in every layout.</summary>
     const int Cases = 6;
 
@@ -73,8 +75,13 @@ public static class ValidateVerb
                             results[(op.Name, dev)] = rows;
                             if (r.GetValue(json))
                                 foreach (var row in rows)
-                                    Cli.JsonLine(new { op = row.Op, dtype = row.DType.ToString().ToLowerInvariant(), backend = dev.ToString(), cases = row.Cases,
-                                        max_rel_error = double.IsFinite(row.Result.MaxRelError) ? row.Result.MaxRelError : (double?)null, pass = row.Result.Pass, error = row.Result.Detail });
+                                    Cli.JsonLine(new
+                                    {
+                                        op = row.Op, dtype = row.DType.ToString().ToLowerInvariant(), backend = dev.ToString(), cases = row.Cases,
+                                        max_rel_error = Finite(row.Result.MaxRelError), ulp = Finite(row.Result.MaxUlp), budget = row.Budget,
+                                        worst_input = row.Result.Worst is { } w ? new { index = w.Index, expected = Finite(w.Expected), actual = Finite(w.Actual) } : null,
+                                        deterministic = row.Deterministic, pass = row.Pass, error = row.Result.Detail ?? (row.Deterministic ? null : "results differ between two runs"),
+                                    });
                             tick(++done);
                         }
                     return 0;
@@ -91,13 +98,18 @@ public static class ValidateVerb
                     table.AddRow([op.Name, string.Join(" ", op.DTypes.Select(t => t.ToString().ToLowerInvariant())), .. devices.Select(d =>
                     {
                         var rows = results[(op.Name, d)];
-                        var bad = rows.FirstOrDefault(x => !x.Result.Pass);
-                        double worst = rows.Max(x => x.Result.MaxRelError);
-                        return bad is null ? $"[green]pass[/] {worst:0.0e+0}" : $"[red]FAIL[/] {Markup.Escape(bad.Result.Detail ?? "")}";
+                        var bad = rows.FirstOrDefault(x => !x.Pass);
+                        double worst = rows.Max(x => x.Result.MaxRelError), ulp = rows.Max(x => x.Result.MaxUlp);
+                        string nd = rows.All(x => x.Deterministic) ? "" : " [yellow]nondeterministic[/]";
+                        return bad is null ? $"[green]pass[/] {worst:0.0e+0}{(ulp > 0 ? $", {ulp:0.#} ulp" : "")}{nd}"
+                            : $"[red]FAIL[/] {Markup.Escape(bad.Result.Detail ?? "results differ between two runs")}{nd}";
                     })]);
                 Cli.Err.Write(table);
-                int checks = results.Values.Sum(v => v.Length), failedChecks = results.Values.Sum(v => v.Count(x => !x.Result.Pass));
+                int checks = results.Values.Sum(v => v.Length), failedChecks = results.Values.Sum(v => v.Count(x => !x.Pass));
                 int failures = failedChecks + buildFailures;
+                var unsteady = results.Values.SelectMany(v => v).Where(x => !x.Deterministic).ToArray();
+                if (unsteady.Length > 0)
+                    Cli.Err.MarkupLine($"[yellow]{unsteady.Length} op x dtype x backend rows gave different bits when run twice[/]: {Markup.Escape(string.Join(", ", unsteady.Select(x => $"{x.Op} {x.DType.ToString().ToLowerInvariant()} {x.Device}")))}");
                 Cli.Err.MarkupLine(failures == 0
                     ? $"[green]all {checks} op x dtype x backend checks pass ({ops.Length} ops, each on every edge shape and {Cases} random cases in every layout), and every catalog kernel builds[/]"
                     : $"[red]{failures} failures ({failedChecks} of {checks} checks, {buildFailures} kernel builds)[/]");
