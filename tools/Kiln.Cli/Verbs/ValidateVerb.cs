@@ -19,6 +19,10 @@ public static class ValidateVerb
 {
     static double? Finite(double v) => double.IsFinite(v) ? v : null;
 
+    static DType[] ParseDTypes(string spec) =>
+        [.. spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => Enum.TryParse<DType>(s, ignoreCase: true, out var t) ? t
+            : throw new ArgumentException($"--dtype: '{s}' is not a dtype; known: {string.Join(", ", Enum.GetNames<DType>().Select(n => n.ToLowerInvariant()))}", "dtype"))];
+
     /// <summary>Random cases per op, dtype and device, on top of every edge shape (empty, scalar, odd extents) in every layout.</summary>
     const int Cases = 6;
 
@@ -42,15 +46,17 @@ public static class ValidateVerb
 
     public static Command Build()
     {
-        var json = new Option<bool>("--json") { Description = "one JSON object per kernel and backend on standard output" };
+        var json = new Option<bool>("--json") { Description = "one JSON object per op x dtype x backend on standard output (max_rel_error, ulp, budget, worst_input, deterministic, pass)" };
         var noCpuAccel = new Option<bool>("--no-ilgpu-cpu") { Description = "skip ILGPU's CPU accelerator" };
         var noOpenCl = new Option<bool>("--no-opencl") { Description = "skip OpenCL devices" };
         var filter = new Option<string?>("--op") { Description = "only ops whose name contains this" };
+        var dtypeFilter = new Option<string?>("--dtype") { Description = "only these dtypes, comma-separated (float32, float64, int32, int64, ...)" };
         var device = new Option<string>("--device") { Description = $"Validate only this device: {KilnGpu.DeviceForms} (default: every device present)" };
-        var cmd = new Command("validate", "Run every op (built-in and registered) on every backend present against its float64 reference, with the error budget its definition states; prints an op x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl, filter, device };
+        var cmd = new Command("validate", "Run every op (built-in and registered) on every backend present against its float64 reference, with the error budget its definition states; prints an op x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl, filter, dtypeFilter, device };
         cmd.SetAction(r =>
         {
             _ = MethodOps.All;
+            var dtypes = r.GetValue(dtypeFilter) is { } wanted ? ParseDTypes(wanted) : null;
             var leases = new List<DeviceLease>();
             try
             {
@@ -63,7 +69,9 @@ public static class ValidateVerb
                         catch (NotSupportedException e) when (spec.StartsWith("opencl", StringComparison.Ordinal)) { Cli.Err.MarkupLine($"[yellow]{spec} skipped[/]: {Markup.Escape(e.InnerException?.Message ?? e.Message)}"); }
                     }
                 var devices = leases.Select(l => l.Device).OrderBy(d => d.Kind).ThenBy(d => d.Index).ToArray();
-                var ops = OpCatalog.All.Where(o => r.GetValue(filter) is not { } f || o.Name.Contains(f)).ToArray();
+                // Grouped by family, in definition order within each.
+                var ops = OpCatalog.All.Where(o => (r.GetValue(filter) is not { } f || o.Name.Contains(f)) && (dtypes is null || o.DTypes.Any(dtypes.Contains)))
+                    .OrderBy(o => o.Family, StringComparer.Ordinal).ToArray();
                 var results = new Dictionary<(string, Device), ConformanceRow[]>();
                 Cli.Progress($"validating {ops.Length} ops on {devices.Length} backends", ops.Length * devices.Length, tick =>
                 {
@@ -71,7 +79,7 @@ public static class ValidateVerb
                     foreach (var dev in devices)
                         foreach (var op in ops)
                         {
-                            var rows = Conformance.Validate(op, [dev], Cases).ToArray();
+                            var rows = Conformance.Validate(op, [dev], Cases, dtypes: dtypes).ToArray();
                             results[(op.Name, dev)] = rows;
                             if (r.GetValue(json))
                                 foreach (var row in rows)
@@ -92,10 +100,12 @@ public static class ValidateVerb
                     if (BackendRegistry.Get(dev) is not IlgpuBackend gpu) continue;
                     buildFailures += ReportBuilds(gpu);
                 }
-                var table = new Table().AddColumn("op").AddColumn("dtypes");
+                var table = new Table().AddColumn("family").AddColumn("op").AddColumn("dtypes");
                 foreach (var d in devices) table.AddColumn(d.ToString());
+                string? family = null;
                 foreach (var op in ops)
-                    table.AddRow([op.Name, string.Join(" ", op.DTypes.Select(t => t.ToString().ToLowerInvariant())), .. devices.Select(d =>
+                    table.AddRow([op.Family == family ? "" : family = op.Family, op.Name,
+                        string.Join(" ", results[(op.Name, devices[0])].Select(x => x.DType.ToString().ToLowerInvariant())), .. devices.Select(d =>
                     {
                         var rows = results[(op.Name, d)];
                         var bad = rows.FirstOrDefault(x => !x.Pass);
