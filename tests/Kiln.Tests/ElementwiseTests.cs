@@ -1,8 +1,6 @@
 using Kiln.Kernels;
 using Kiln.Tests.TestKit;
 using Xunit;
-using FsCheck.Fluent;
-using G = FsCheck.Fluent.Gen;
 
 namespace Kiln.Tests;
 
