@@ -57,9 +57,23 @@ public static class Gemm
     /// cOff + t*cBs (a batch stride of 0 broadcasts an operand). Otherwise as <see cref="Run{T}"/>.
     /// </summary>
     /// <exception cref="NotSupportedException">T is not float or double, or the kernel is not accelerated here.</exception>
-    public static void RunBatched<T>(int batch, int m, int n, int k, T alpha, T[] a, int aOff, int aBs, int aRs, int aCs,
+    public static unsafe void RunBatched<T>(int batch, int m, int n, int k, T alpha, T[] a, int aOff, int aBs, int aRs, int aCs,
         T[] b, int bOff, int bBs, int bRs, int bCs, T beta, T[] c, int cOff, int cBs, int ldc,
         GemmKernel kernel = GemmKernel.Auto, int threads = 0, T[]? bias = null, int biasOff = 0, bool relu = false) where T : unmanaged, INumber<T>
+    {
+        fixed (T* bp = b)
+            RunPacked(batch, m, n, k, alpha, a, aOff, aBs, aRs, aCs, new StridedPanels<T>(bp + bOff, bBs, bRs, bCs), beta, c, cOff, cBs, ldc, kernel, threads, bias, biasOff, relu);
+    }
+
+    /// <summary>
+    /// As <see cref="RunBatched{T}"/>, with B given by a panel source that packs product t's B slices straight into the
+    /// micro-kernels' panel format (so an implicit operand, such as a convolution's input patches, is never materialized).
+    /// </summary>
+    /// <exception cref="NotSupportedException">T is not float or double, or the kernel is not accelerated here.</exception>
+    public static void RunPacked<T, TB>(int batch, int m, int n, int k, T alpha, T[] a, int aOff, int aBs, int aRs, int aCs,
+        TB b, T beta, T[] c, int cOff, int cBs, int ldc,
+        GemmKernel kernel = GemmKernel.Auto, int threads = 0, T[]? bias = null, int biasOff = 0, bool relu = false)
+        where T : unmanaged, INumber<T> where TB : struct, IPanelSource<T>
     {
         if (typeof(T) != typeof(float) && typeof(T) != typeof(double))
             throw new NotSupportedException($"gemm: no kernel for element type {typeof(T).Name} (float and double only)");
@@ -88,7 +102,7 @@ public static class Gemm
         ForGuided(threads / inner, batch, 1, (s, e) =>
         {
             for (int t = s; t < e; t++)
-                Single(plan, m, n, k, alpha, a, aOff + t * aBs, aRs, aCs, b, bOff + t * bBs, bRs, bCs, beta, c, cOff + t * cBs, ldc, inner, bias, biasOff, relu);
+                Single(plan, m, n, k, alpha, a, aOff + t * aBs, aRs, aCs, b, t, beta, c, cOff + t * cBs, ldc, inner, bias, biasOff, relu);
         });
     }
 
@@ -147,8 +161,8 @@ public static class Gemm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static unsafe void Single<T>(Plan plan, int m, int n, int k, T alpha, T[] a, int aOff, int aRs, int aCs, T[] b, int bOff, int bRs, int bCs,
-        T beta, T[] c, int cOff, int ldc, int threads, T[]? bias, int biasOff, bool relu) where T : unmanaged, INumber<T>
+    static unsafe void Single<T, TB>(Plan plan, int m, int n, int k, T alpha, T[] a, int aOff, int aRs, int aCs, TB b, int t,
+        T beta, T[] c, int cOff, int ldc, int threads, T[]? bias, int biasOff, bool relu) where T : unmanaged, INumber<T> where TB : struct, IPanelSource<T>
     {
         int mr = plan.MR, nr = plan.NR, kc = plan.KC;
         int ncPanels = (plan.NC + nr - 1) / nr;
@@ -160,10 +174,10 @@ public static class Gemm
         // Work is split over whole MR-row strips when M has enough of them, else over NR-column micro-panels.
         int mStrips = (m + mr - 1) / mr;
         bool splitM = mStrips >= 4 * threads || mStrips >= (Math.Min(n, plan.NC) + nr - 1) / nr;
-        fixed (T* ap = a, bp = b, cp = c)
+        fixed (T* ap = a, cp = c)
         fixed (T* bpack = bBuf, biasP = bias)
         {
-            T* pa = ap + aOff, pb = bp + bOff, pc = cp + cOff, pB = Align(bpack);
+            T* pa = ap + aOff, pc = cp + cOff, pB = Align(bpack);
             for (int jc = 0; jc < n; jc += plan.NC)
             {
                 int nc = Math.Min(plan.NC, n - jc);
@@ -180,7 +194,7 @@ public static class Gemm
                         {
                             int slice = u / chunks, uEnd = Math.Min(e, (slice + 1) * chunks), p0 = g0 + slice * kc, kcNow = Math.Min(kc, k - p0);
                             int r0 = (u - slice * chunks) * PackRows, r1 = Math.Min(kcNow, (uEnd - slice * chunks) * PackRows);
-                            if (r1 > r0) Pack.B(kcNow, nc, nr, plan.HalfNR, pb + (long)p0 * bRs + (long)jc * bCs, bRs, bCs, pB + slice * sliceSize, r0, r1);
+                            if (r1 > r0) b.Pack(t, p0, kcNow, jc, nc, nr, plan.HalfNR, pB + slice * sliceSize, r0, r1);
                             u = uEnd;
                         }
                     });
@@ -302,4 +316,26 @@ public static class Gemm
         public static T[] A(int length) => _a is { } x && x.Length >= length + Pad ? x : _a = GC.AllocateUninitializedArray<T>(length + Pad, pinned: true);
         public static T[] B(int length) => _b is { } x && x.Length >= length + Pad ? x : _b = GC.AllocateUninitializedArray<T>(length + Pad, pinned: true);
     }
+}
+
+/// <summary>
+/// A GEMM's B operand as a source of packed panels: <see cref="Gemm.RunPacked{T, TB}"/> asks it for row ranges of each
+/// KC-deep slice, in <see cref="Pack.B{T}"/>'s format, from several threads at once (so it must not keep state).
+/// </summary>
+public unsafe interface IPanelSource<T> where T : unmanaged
+{
+    /// <summary>
+    /// Packs rows [r0, r1) of product <paramref name="t"/>'s kc x nc slice of B (B's rows p0 .., columns jc ..) into its
+    /// micro-panels at <paramref name="dst"/>, as <see cref="Pack.B{T}"/> does (nr wide, half panels of halfNr for a
+    /// narrow last panel when halfNr > 0, zero-padded).
+    /// </summary>
+    void Pack(int t, int p0, int kc, int jc, int nc, int nr, int halfNr, T* dst, int r0, int r1);
+}
+
+/// <summary>A dense B: product t's element (p, j) at b[t*bs + p*rs + j*cs].</summary>
+public readonly unsafe struct StridedPanels<T>(T* b, int bs, int rs, int cs) : IPanelSource<T> where T : unmanaged, INumber<T>
+{
+    /// <inheritdoc/>
+    public void Pack(int t, int p0, int kc, int jc, int nc, int nr, int halfNr, T* dst, int r0, int r1) =>
+        Cpu.Pack.B(kc, nc, nr, halfNr, b + (long)t * bs + (long)p0 * rs + (long)jc * cs, rs, cs, dst, r0, r1);
 }
