@@ -82,6 +82,7 @@ public static class KernelCatalog
             [SoftmaxKernels<T, TF>.Rows, LayerNormKernels<T, TF>.Rows, LayerNormKernels<T, TF>.RmsRows, GemmKernels<T, TF>.Tiled,
              AttentionKernels<T, TF>.Forward, AttentionKernels<T, TF>.Delta, AttentionKernels<T, TF>.GradQ, AttentionKernels<T, TF>.GradKV]);
         Fused<float, F32>(); Fused<double, F64>();
+        void Convs<T, TF>() where T : unmanaged where TF : struct, IFloat<T> => list.Add(ConvKernels<T, TF>.Tiled); Convs<float, F32>(); Convs<double, F64>();
 
         void Plain<T, TN>() where T : unmanaged where TN : struct, INum<T> =>
             list.AddRange([IndexingKernels<T>.Gather, IndexingKernels<T, TN>.Scatter, PhiloxKernels<T, TN>.Fill]);
