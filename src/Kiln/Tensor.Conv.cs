@@ -21,8 +21,9 @@ public readonly struct ConvDims
     /// <summary>Sizes of three spatial axes.</summary>
     public static implicit operator ConvDims((int, int, int) v) => new([v.Item1, v.Item2, v.Item3]);
 
-    /// <summary>One value per axis of <paramref name="axes"/> spatial axes; <paramref name="fallback"/> when unset.</summary>
-    internal int[] Expand(int axes, int fallback, string op, string name)
+    /// <summary>One value per axis of <paramref name="axes"/> spatial axes; <paramref name="fallback"/> on every axis when unset.</summary>
+    /// <exception cref="ArgumentException">The values are neither one nor one per axis; the message names <paramref name="op"/> and <paramref name="name"/>.</exception>
+    public int[] Expand(int axes, int fallback, string op, string name)
     {
         if (_values is null) return Enumerable.Repeat(fallback, axes).ToArray();
         if (_values.Length == 1) return Enumerable.Repeat(_values[0], axes).ToArray();
