@@ -18,23 +18,92 @@ public static unsafe class Conv
     // Weight-gradient chunks hold at most this many patch-matrix elements (an L2/L3-sized buffer, reused per thread).
     const int ChunkElements = 1 << 20;
 
+    // Outputs per image below which a batch runs as one GEMM over all images' positions (then one copy into NCHW
+    // order): small images would otherwise be many tiny products that each repack the weight.
+    const int FoldBelow = 1024;
+
     /// <summary>y [N, O, OutVol] = conv(x [N, C, InVol], w [O, C/G, KVol]) + bias [O] (bias may be null); all contiguous from their offsets.</summary>
     public static void Forward<T>(ConvGeometry g, T[] x, int xOff, T[] w, int wOff, T[]? bias, int biasOff, T[] y, int yOff) where T : unmanaged, INumber<T>
     {
         int m = g.Og, k = g.Cg * g.KVol, n = g.OutVol;
         fixed (T* xp = x)
-            for (int grp = 0; grp < g.G; grp++)
+        {
+            T* xb = xp + xOff;
+            Products(g.N, g.G, m, n, k, w, wOff, k, 1, grp => PatchPanels<T>.Forward(g, xb + (long)grp * g.Cg * g.InVol), y, yOff, bias, biasOff);
+        }
+    }
+
+    // Per group: out[b, grp m + i, j] = sum_r A[grp][i, r] B_b[r, j] (+ bias), by image or with the batch folded into N.
+    static void Products<T>(int batch, int groups, int m, int n, int k, T[] a, int aOff, int aRs, int aCs, Func<int, PatchPanels<T>> patches,
+        T[] c, int cOff, T[]? bias, int biasOff) where T : unmanaged, INumber<T>
+    {
+        int channels = groups * m;
+        if (m == 1)
+        {
+            Direct(batch, groups, n, k, a, aOff, aRs, aCs, patches, c, cOff, bias, biasOff);
+            return;
+        }
+        if (n >= FoldBelow || batch == 1)
+        {
+            for (int grp = 0; grp < groups; grp++)
+                Gemm.RunPacked(batch, m, n, k, T.One, a, aOff + grp * m * aRs, 0, aRs, aCs, patches(grp), T.Zero, c, cOff + grp * m * n, channels * n, n);
+            if (bias is not null)
+                for (int b = 0; b < batch; b++)
+                    for (int o = 0; o < channels; o++)
+                    {
+                        var row = c.AsSpan(cOff + (b * channels + o) * n, n);
+                        TP.Add(row, bias[biasOff + o], row);
+                    }
+            return;
+        }
+        int cols = batch * n;
+        var tmp = GC.AllocateUninitializedArray<T>(channels * cols);
+        for (int grp = 0; grp < groups; grp++)
+            Gemm.RunPacked(1, m, cols, k, T.One, a, aOff + grp * m * aRs, 0, aRs, aCs, patches(grp), T.Zero, tmp, grp * m * cols, 0, cols);
+        for (int b = 0; b < batch; b++)
+            for (int o = 0; o < channels; o++)
             {
-                var patches = PatchPanels<T>.Forward(g, xp + xOff + (long)grp * g.Cg * g.InVol);
-                Gemm.RunPacked(g.N, m, n, k, T.One, w, wOff + grp * m * k, 0, k, 1, patches, T.Zero, y, yOff + grp * m * n, g.O * n, n);
+                var src = tmp.AsSpan(o * cols + b * n, n);
+                var row = c.AsSpan(cOff + (b * channels + o) * n, n);
+                if (bias is null) src.CopyTo(row);
+                else TP.Add(src, bias[biasOff + o], row);
             }
-        if (bias is null || n == 0) return;
-        for (int b = 0; b < g.N; b++)
-            for (int o = 0; o < g.O; o++)
-            {
-                var row = y.AsSpan(yOff + (b * g.O + o) * n, n);
-                TP.Add(row, bias[biasOff + o], row);
-            }
+    }
+
+    // One output row per group (depthwise): a GEMM would fill one row of each 6-row register tile, so each (image,
+    // group) row is instead accumulated from the patch rows, one vectorized multiply-add per row.
+    static void Direct<T>(int batch, int groups, int n, int k, T[] a, int aOff, int aRs, int aCs, Func<int, PatchPanels<T>> patches,
+        T[] c, int cOff, T[]? bias, int biasOff) where T : unmanaged, INumber<T>
+    {
+        var sources = Enumerable.Range(0, groups).Select(patches).ToArray();
+        ForRanges(batch * groups, (long)n * k, (s, e) =>
+        {
+            var row = GC.AllocateUninitializedArray<T>(n, pinned: true);
+            fixed (T* rp = row)
+                for (int item = s; item < e; item++)
+                {
+                    int b = item / groups, grp = item % groups;
+                    var y = c.AsSpan(cOff + item * n, n);
+                    if (bias is null) y.Clear(); else y.Fill(bias[biasOff + grp]);
+                    for (int r = 0; r < k; r++)
+                    {
+                        sources[grp].Rows(b, r, 0, n, n, n, rp, 0, 1);
+                        TP.MultiplyAdd(row, a[aOff + grp * aRs + r * aCs], y, y);
+                    }
+                }
+        });
+    }
+
+    // Runs body over [0, count) in one contiguous part per core when the work (per item) is worth it.
+    static void ForRanges(int count, long workPerItem, Action<int, int> body)
+    {
+        int parts = (int)Math.Min(count, Math.Max(1, Math.Min(Environment.ProcessorCount, count * workPerItem / (Gemm.ParallelFlops / 2))));
+        if (parts <= 1) { body(0, count); return; }
+        WorkerTeam.For(parts, t =>
+        {
+            int s = (int)((long)count * t / parts), e = (int)((long)count * (t + 1) / parts);
+            if (e > s) body(s, e);
+        });
     }
 
     /// <summary>
@@ -51,11 +120,10 @@ public static unsafe class Conv
                 for (int c = 0; c < m; c++)
                     w.AsSpan(wOff + ((grp * g.Og + o) * m + c) * g.KVol, g.KVol).CopyTo(wt.AsSpan(grp * m * k + c * k + o * g.KVol));
         fixed (T* gyp = gy)
-            for (int grp = 0; grp < g.G; grp++)
-            {
-                var patches = PatchPanels<T>.Transposed(g, gyp + gyOff + (long)grp * g.Og * g.OutVol);
-                Gemm.RunPacked(g.N, m, n, k, T.One, wt, grp * m * k, 0, k, 1, patches, T.Zero, gx, gxOff + grp * m * n, g.C * n, n);
-            }
+        {
+            T* gyb = gyp + gyOff;
+            Products(g.N, g.G, m, n, k, wt, 0, k, 1, grp => PatchPanels<T>.Transposed(g, gyb + (long)grp * g.Og * g.OutVol), gx, gxOff, null, 0);
+        }
     }
 
     /// <summary>
@@ -68,6 +136,7 @@ public static unsafe class Conv
         int m = g.Og, k = g.Cg * g.KVol, p = g.OutVol;
         if (m * k == 0) return;
         if ((long)g.N * p == 0) { gw.AsSpan(gwOff, g.O * k).Clear(); return; }
+        if (m == 1) { DirectWeight(g, x, xOff, gy, gyOff, gw, gwOff); return; }
         // Columns per chunk: whole images while they fit, else parts of one image.
         int len = Math.Max(1, Math.Min(ChunkElements / Math.Max(k, 1), g.N * p));
         int imgs = Math.Max(1, len / p);
@@ -94,6 +163,35 @@ public static unsafe class Conv
                         first = false;
                     }
             }
+    }
+
+    // One output channel per group (depthwise): gw[grp, r] = sum over images of gy row . patch row r, in image order.
+    static void DirectWeight<T>(ConvGeometry g, T[] x, int xOff, T[] gy, int gyOff, T[] gw, int gwOff) where T : unmanaged, INumber<T>
+    {
+        int k = g.Cg * g.KVol, p = g.OutVol;
+        fixed (T* xp = x)
+        {
+            T* xb = xp + xOff;
+            ForRanges(g.G, (long)g.N * p * k, (s, e) =>
+            {
+                var row = GC.AllocateUninitializedArray<T>(p, pinned: true);
+                fixed (T* rp = row)
+                    for (int grp = s; grp < e; grp++)
+                    {
+                        var patches = PatchPanels<T>.Forward(g, xb + (long)grp * g.Cg * g.InVol);
+                        for (int r = 0; r < k; r++)
+                        {
+                            T acc = T.Zero;
+                            for (int b = 0; b < g.N; b++)
+                            {
+                                patches.Rows(b, r, 0, p, p, p, rp, 0, 1);
+                                acc += TP.Dot<T>(row, gy.AsSpan(gyOff + (b * g.O + grp) * p, p));
+                            }
+                            gw[gwOff + grp * k + r] = acc;
+                        }
+                    }
+            });
+        }
     }
 }
 
@@ -151,14 +249,15 @@ public readonly unsafe struct PatchPanels<T> : IPanelSource<T> where T : unmanag
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Rows(int t, int p0, int col0, int w, int padTo, int stride, T* d, int r0, int r1)
     {
-        T* src = _src + t * _batch;
-        int kvol = _kd * _kh * _kw;
-        int tw0 = col0 % _tw, th0 = col0 / _tw % _th, td0 = col0 / (_tw * _th);
+        int kvol = _kd * _kh * _kw, tvol = _td * _th * _tw;
+        // Columns past one image's positions continue in the next image (a batch folded into the GEMM's N).
+        int n0 = t + col0 / tvol, rest = col0 % tvol;
+        int tw0 = rest % _tw, th0 = rest / _tw % _th, td0 = rest / (_tw * _th);
         for (int r = r0; r < r1; r++, d += stride)
         {
             int row = p0 + r, c = row / kvol, tap = row - c * kvol;
             int kw = tap % _kw, kh = tap / _kw % _kh, kd = tap / (_kw * _kh);
-            T* sc = src + c * _chan;
+            T* sc = _src + n0 * _batch + c * _chan;
             int offD = _baseD + kd * _stepD, offH = _baseH + kh * _stepH, offW = _baseW + kw * _stepW;
             int jj = 0, tw = tw0, th = th0, td = td0;
             while (jj < w)
@@ -169,6 +268,7 @@ public readonly unsafe struct PatchPanels<T> : IPanelSource<T> where T : unmanag
                 else RowRun(sc + ((long)sd * _sh + sh) * _sw, tw, len, offW, d + jj);
                 jj += len; tw = 0;
                 if (++th == _th) { th = 0; td++; }
+                if (td == _td) { td = 0; sc += _batch; }
             }
             if (padTo > w) new Span<T>(d + w, padTo - w).Clear();
         }

@@ -74,8 +74,8 @@ public class ConvTests
     [Fact]
     public void Large_products_cross_gemm_blocks_threads_and_weight_gradient_chunks()
     {
-        // K = 130 * 9 is two KC slices, 40 x 25 outputs cross many panels, and K x positions exceeds one weight-gradient chunk.
-        var p = new ConvProblem(false, [2, 130, 40, 25], 7, 1, [3, 3], [1, 1], [1, 1], [1, 1], [0, 0], true);
+        // K = 130 * 9 is two KC slices, 40 x 27 outputs (one GEMM per image) cross many panels, and K x positions exceeds one weight-gradient chunk.
+        var p = new ConvProblem(false, [2, 130, 40, 27], 7, 1, [3, 3], [1, 1], [1, 1], [1, 1], [0, 0], true);
         var g = p.Geometry();
         var gen = new Generator(3);
         foreach (var dtype in new[] { DType.Float32, DType.Float64 })
