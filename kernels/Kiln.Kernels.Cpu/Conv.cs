@@ -112,6 +112,7 @@ public static unsafe class Conv
     /// </summary>
     public static void BackwardData<T>(ConvGeometry g, T[] gy, int gyOff, T[] w, int wOff, T[] gx, int gxOff) where T : unmanaged, INumber<T>
     {
+        if (g.SD > 1 || g.SH > 1 || g.SW > 1) { BackwardDataStrided(g, gy, gyOff, w, wOff, gx, gxOff); return; }
         int m = g.Cg, k = g.Og * g.KVol, n = g.InVol;
         // A[grp][c, (o, tap)] = w[grp Og + o, c, tap]: the weight with its two channel axes swapped, per group.
         var wt = GC.AllocateUninitializedArray<T>(g.G * m * k);
@@ -124,6 +125,60 @@ public static unsafe class Conv
             T* gyb = gyp + gyOff;
             Products(g.N, g.G, m, n, k, wt, 0, k, 1, grp => PatchPanels<T>.Transposed(g, gyb + (long)grp * g.Og * g.OutVol), gx, gxOff, null, 0);
         }
+    }
+
+    // With a stride, most patch elements of gy read backwards are zeros (all but one in stride^dims), so the gradient
+    // is instead a GEMM per image into the patch matrix, col [C/G KVol, OutVol] = w_grp^T gy[n, grp], scattered back
+    // (col2im) onto gx, in chunks of images that bound the patch buffer.
+    static void BackwardDataStrided<T>(ConvGeometry g, T[] gy, int gyOff, T[] w, int wOff, T[] gx, int gxOff) where T : unmanaged, INumber<T>
+    {
+        int k = g.Cg * g.KVol, p = g.OutVol;
+        gx.AsSpan(gxOff, g.N * g.C * g.InVol).Clear();
+        if ((long)k * p == 0) return;
+        int imgs = Math.Clamp(ChunkElements / (k * p), 1, g.N);
+        var col = GC.AllocateUninitializedArray<T>(imgs * k * p);
+        for (int grp = 0; grp < g.G; grp++)
+            for (int n0 = 0; n0 < g.N; n0 += imgs)
+            {
+                int ni = Math.Min(imgs, g.N - n0);
+                // A = w_grp^T: element (r, o) at w[(grp Og + o) k + r]; B = gy[n, grp]: [Og, OutVol].
+                Gemm.RunBatched(ni, k, p, g.Og, T.One, w, wOff + grp * g.Og * k, 0, 1, k,
+                    gy, gyOff + (n0 * g.O + grp * g.Og) * p, g.O * p, p, 1, T.Zero, col, 0, k * p, p);
+                Col2Im(g, col, n0, ni, grp, gx, gxOff);
+            }
+    }
+
+    // gx[n0 + b, grp Cg + c] += col[b][(c, tap), q] at the input position output q reads through tap (one part per channel).
+    static void Col2Im<T>(ConvGeometry g, T[] col, int n0, int imgs, int grp, T[] gx, int gxOff) where T : unmanaged, INumber<T>
+    {
+        int k = g.Cg * g.KVol, p = g.OutVol;
+        ForRanges(imgs * g.Cg, (long)g.KVol * p, (s, e) =>
+        {
+            for (int item = s; item < e; item++)
+            {
+                int b = item / g.Cg, c = item % g.Cg;
+                var dst = gx.AsSpan(gxOff + ((n0 + b) * g.C + grp * g.Cg + c) * g.InVol, g.InVol);
+                for (int tap = 0; tap < g.KVol; tap++)
+                {
+                    int kw = tap % g.KW, kh = tap / g.KW % g.KH, kd = tap / (g.KW * g.KH);
+                    var src = col.AsSpan((b * k + c * g.KVol + tap) * p, p);
+                    for (int od = 0; od < g.OD; od++)
+                    {
+                        int id = od * g.SD - g.PD + kd * g.DD;
+                        if ((uint)id >= (uint)g.ID) continue;
+                        for (int oh = 0; oh < g.OH; oh++)
+                        {
+                            int ih = oh * g.SH - g.PH + kh * g.DH;
+                            if ((uint)ih >= (uint)g.IH) continue;
+                            var drow = dst.Slice((id * g.IH + ih) * g.IW, g.IW);
+                            var srow = src.Slice((od * g.OH + oh) * g.OW, g.OW);
+                            for (int ow = 0, iw = kw * g.DW - g.PW; ow < srow.Length; ow++, iw += g.SW)
+                                if ((uint)iw < (uint)drow.Length) drow[iw] += srow[ow];
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// <summary>
@@ -300,10 +355,23 @@ public readonly unsafe struct PatchPanels<T> : IPanelSource<T> where T : unmanag
             if (hi < len) new Span<T>(d + hi, len - hi).Clear();
             return;
         }
-        for (int i = 0; i < len; i++)
+        new Span<T>(d, len).Clear();
+        if (_divW == 1)
         {
-            int v = Map(tw + i, _mulW, offW, _divW, _sw);
-            d[i] = v < 0 ? T.Zero : row[v];
+            // Strided forward: position i reads v0 + i mul; only the in-range run is read.
+            int v0 = tw * _mulW + offW, mul = _mulW;
+            int lo = v0 >= 0 ? 0 : (-v0 + mul - 1) / mul, hi = Math.Min(len, v0 >= _sw ? 0 : (_sw - 1 - v0) / mul + 1);
+            for (int i = lo; i < hi; i++) d[i] = row[v0 + i * mul];
+            return;
+        }
+        // Input gradient of a strided convolution: every div-th position reads a source element, the rest stay zero.
+        int u0 = tw + offW, div = _divW;
+        int first = u0 >= 0 ? (div - u0 % div) % div : -u0;
+        for (int i = first; i < len; i += div)
+        {
+            int v = (u0 + i) / div;
+            if (v >= _sw) break;
+            d[i] = row[v];
         }
     }
 }

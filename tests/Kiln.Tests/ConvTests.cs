@@ -71,18 +71,24 @@ public class ConvTests
         });
     }
 
-    [Fact]
-    public void Large_products_cross_gemm_blocks_threads_and_weight_gradient_chunks()
-    {
+    public static IEnumerable<object[]> LargeProblems =>
+    [
         // K = 130 * 9 is two KC slices, 40 x 27 outputs (one GEMM per image) cross many panels, and K x positions exceeds one weight-gradient chunk.
-        var p = new ConvProblem(false, [2, 130, 40, 27], 7, 1, [3, 3], [1, 1], [1, 1], [1, 1], [0, 0], true);
+        [new ConvProblem(false, [2, 130, 40, 27], 7, 1, [3, 3], [1, 1], [1, 1], [1, 1], [0, 0], true)],
+        // Strided: the input gradient's patch buffer holds three of the four images (two chunks).
+        [new ConvProblem(false, [4, 130, 40, 27], 8, 1, [3, 3], [2, 2], [1, 1], [1, 1], [0, 0], true)],
+    ];
+
+    [Theory, MemberData(nameof(LargeProblems))]
+    public void Large_products_cross_gemm_blocks_threads_and_chunks(ConvProblem p)
+    {
         var g = p.Geometry();
         var gen = new Generator(3);
         foreach (var dtype in new[] { DType.Float32, DType.Float64 })
         {
             var x = Tensor.Rand(new Shape(p.Input), gen, -1, 1, dtype).RequiresGrad_();
             var w = Tensor.Rand(new Shape(p.WeightShape), gen, -1, 1, dtype).RequiresGrad_();
-            var b = Tensor.Rand(new Shape(7), gen, -1, 1, dtype);
+            var b = Tensor.Rand(new Shape(p.OutChannels), gen, -1, 1, dtype);
             var gy = Tensor.Rand(new Shape(p.OutputShape()), gen, -1, 1, dtype);
             var y = p.Run(x, w, b);
             y.Backward(gy);

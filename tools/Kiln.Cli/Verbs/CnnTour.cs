@@ -30,7 +30,7 @@ public static class CnnTour
 
     public static bool Run(Device device)
     {
-        const int epochs = 12, batch = 64, testCount = 360;
+        const int epochs = 16, batch = 64, testCount = 360;
         var (pixels, labels) = Datasets.Digits();
         var (x, y) = ((pixels / 16.0).Reshape(-1, 1, 8, 8).To(device), labels.To(device));
         var ((xTrain, yTrain), (xTest, yTest)) = Datasets.TrainTestSplit(x, y, testFraction: testCount / (double)y.Numel, seed: 2026);
@@ -52,7 +52,7 @@ public static class CnnTour
                     using var scope = Tensor.Scope();
                     var idx = order.Narrow(0, s * batch, Math.Min(batch, trainCount - s * batch));
                     opt.ZeroGrad();
-                    var l = Losses.CrossEntropy(model.Forward(xTrain.IndexSelect(0, idx)), yTrain.IndexSelect(0, idx));
+                    var l = Losses.CrossEntropy(model.Forward(xTrain.IndexSelect(0, idx)), yTrain.IndexSelect(0, idx), labelSmoothing: 0.1);
                     l.Backward();
                     opt.Step();
                     sum += l.Item();
@@ -65,7 +65,7 @@ public static class CnnTour
         double seconds = sw.Elapsed.TotalSeconds;
         double acc;
         using (Autograd.NoGrad()) acc = model.Forward(xTest).ArgMax(axis: 1).Eq(yTest).To(DType.Float32).Mean().Item();
-        Console.Error.WriteLine($"  CNN conv3x3(16) - conv3x3/2(32) - conv3x3/2(32) - linear(10), {model.ParameterCount:N0} parameters, AdamW + cosine, {epochs} epochs of {trainCount} digits, batch {batch}");
+        Console.Error.WriteLine($"  CNN conv3x3(16) - conv3x3/2(32) - conv3x3/2(32) - linear(10), {model.ParameterCount:N0} parameters, AdamW + cosine, label smoothing 0.1, {epochs} epochs of {trainCount} digits, batch {batch}");
         Console.Error.WriteLine($"  final training loss {lastLoss:F4}; held-out accuracy {acc:P1} on {testCount} digits");
         Console.Error.WriteLine($"  {seconds:F2} s, {epochs * (double)trainCount / seconds:N0} samples/s (forward + backward + update)");
         return acc >= 0.97;
