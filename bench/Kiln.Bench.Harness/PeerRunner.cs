@@ -20,7 +20,7 @@ public sealed class PeerRunner
 {
     const string Python = "/usr/bin/python3";
 
-    // peer_bench.py plus the odd GEMM shapes it lacks, timed the same way (its median_seconds, numpy and torch).
+    // peer_bench.py plus the odd GEMM shapes and the conv2d workloads it lacks, timed the same way (its median_seconds; numpy and torch).
     const string PeerScript = """
         import sys
         sys.path.insert(0, sys.argv.pop(1))
@@ -34,8 +34,28 @@ public sealed class PeerRunner
                 return [("numpy", pb.median_seconds(lambda: a @ b), flops / 1e9, "GFLOP/s"),
                         ("torch", pb.median_seconds(lambda: ta @ tb), flops / 1e9, "GFLOP/s")]
             return run
+        def conv2d(k, stride, groups, backward, n=8, c=64, hw=56):
+            def run():
+                F = torch.nn.functional
+                torch.manual_seed(0)
+                pad, out = k // 2, (hw + 2 * (k // 2) - k) // stride + 1
+                x, w, b = torch.randn(n, c, hw, hw), torch.randn(c, c // groups, k, k), torch.randn(c)
+                flops = 2.0 * n * c * out * out * (c // groups) * k * k * (3 if backward else 1)
+                if not backward:
+                    with torch.no_grad():
+                        return [("torch", pb.median_seconds(lambda: F.conv2d(x, w, b, stride, pad, 1, groups)), flops / 1e9, "GFLOP/s")]
+                for t in (x, w, b): t.requires_grad_()
+                gy = torch.randn(n, c, out, out)
+                def step():
+                    x.grad = w.grad = b.grad = None
+                    F.conv2d(x, w, b, stride, pad, 1, groups).backward(gy)
+                return [("torch", pb.median_seconds(step), flops / 1e9, "GFLOP/s")]
+            return run
         pb.WORKLOADS.setdefault("sgemm_1000", pb.sgemm(1000))
         pb.WORKLOADS.setdefault("sgemm_4097x64", sgemm_mnk(4097, 64, 4097))
+        for name, k, stride, groups in [("3x3", 3, 1, 1), ("1x1", 1, 1, 1), ("3x3s2", 3, 2, 1), ("dw3x3", 3, 1, 64)]:
+            for backward in (False, True):
+                pb.WORKLOADS.setdefault(f"conv2d_b8_c64_56_{name}{'_fwdbwd' if backward else ''}", conv2d(k, stride, groups, backward))
         pb.main(sys.argv[1:])
         """;
 

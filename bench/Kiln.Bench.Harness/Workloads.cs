@@ -25,7 +25,7 @@ public sealed record Workload(string Name, double Amount, string Unit, Func<Devi
 public static class Workloads
 {
     /// <summary>
-    /// Every workload, in run order. Names match peer_bench.py; sgemm_1000 and sgemm_4097x64 are added to the peer by
+    /// Every workload, in run order. Names match peer_bench.py; sgemm_1000, sgemm_4097x64 and the conv2d ones are added to the peer by
     /// <see cref="PeerRunner"/>.
     /// </summary>
     public static IReadOnlyList<Workload> All { get; } =
@@ -62,6 +62,7 @@ public static class Workloads
             var (q, k, v) = (Tensor.Randn([1, 8, 512, 64], g, device: dev), Tensor.Randn([1, 8, 512, 64], g, device: dev), Tensor.Randn([1, 8, 512, 64], g, device: dev));
             return () => { using var s = Tensor.Scope(); using var ng = Autograd.NoGrad(); Tensor.ScaledDotProductAttention(q, k, v, causal: true, scale: 1.0 / 8); };
         }),
+        .. ConvWorkloads(),
     ];
 
     /// <summary>The names of <see cref="All"/>, in run order.</summary>
@@ -92,6 +93,37 @@ public static class Workloads
         var (a, b) = (Tensor.Rand([m, k], g, device: dev), Tensor.Rand([k, n], g, device: dev));
         return () => { using var s = Tensor.Scope(); a.MatMul(b); };
     }, new GemmShape(m, n, k));
+
+    // Conv2d on 64 -> 64 channels of 56 x 56 (a ResNet stage), batch 8 (issue 16 asks for 32; 8 fits this 2-core
+    // machine's time budget): 3x3, 1x1, 3x3 with stride 2, and depthwise 3x3, each forward and forward + backward
+    // (input, weight and bias gradients, counted as 3x the forward's flops). The peer adds the same ones (PeerRunner).
+    static IEnumerable<Workload> ConvWorkloads()
+    {
+        foreach (var (name, k, stride, groups) in new[] { ("3x3", 3, 1, 1), ("1x1", 1, 1, 1), ("3x3s2", 3, 2, 1), ("dw3x3", 3, 1, 64) })
+            foreach (bool backward in new[] { false, true })
+                yield return Conv($"conv2d_b8_c64_56_{name}{(backward ? "_fwdbwd" : "")}", k, stride, groups, backward);
+    }
+
+    static Workload Conv(string name, int k, int stride, int groups, bool backward)
+    {
+        const int n = 8, c = 64, hw = 56;
+        int pad = k / 2, outHw = (hw + 2 * pad - k) / stride + 1;
+        double flops = 2.0 * n * c * outHw * outHw * (c / groups) * k * k * (backward ? 3 : 1);
+        return new(name, flops / 1e9, "GFLOP/s", dev =>
+        {
+            var g = new Generator(7);
+            var (x, w, b) = (Tensor.Randn([n, c, hw, hw], g, device: dev), Tensor.Randn([c, c / groups, k, k], g, device: dev), Tensor.Randn([c], g, device: dev));
+            if (!backward) return () => { using var s = Tensor.Scope(); using var ng = Autograd.NoGrad(); Tensor.Conv2d(x, w, b, stride, pad, groups: groups); };
+            x.RequiresGrad_(); w.RequiresGrad_(); b.RequiresGrad_();
+            var gy = Tensor.Randn([n, c, outHw, outHw], g, device: dev);
+            return () =>
+            {
+                using var s = Tensor.Scope();
+                x.Grad = null; w.Grad = null; b.Grad = null;
+                Tensor.Conv2d(x, w, b, stride, pad, groups: groups).Backward(gy);
+            };
+        });
+    }
 
     // PyTorch's nn.Sequential(Linear 784-1024, ReLU, Linear 1024-1024, ReLU, Linear 1024-10), cross-entropy and
     // Adam(1e-3), with the same pieces of Kiln.NN a user would write: MLP, Losses.CrossEntropy, Adam, a scope per step.
