@@ -183,7 +183,7 @@ public static unsafe class Conv
 
     /// <summary>
     /// gw [O, C/G, KVol] = the weight gradient of <see cref="Forward{T}"/> for x [N, C, InVol] and gy [N, O, OutVol]:
-    /// per group, gw = sum over chunks of (image, position) columns of gy_chunk [O/G, L] x patches_chunk^T [L, C/G KVol],
+    /// per group, gw^T = sum over chunks of (image, position) columns of patches_chunk [C/G KVol, L] x gy_chunk^T [L, O/G],
     /// in a fixed order (results do not depend on the thread count).
     /// </summary>
     public static void BackwardWeight<T>(ConvGeometry g, T[] x, int xOff, T[] gy, int gyOff, T[] gw, int gwOff) where T : unmanaged, INumber<T>
@@ -198,6 +198,7 @@ public static unsafe class Conv
         if (p > len) imgs = 1; else len = imgs * p;
         var col = GC.AllocateUninitializedArray<T>(k * len, pinned: true);
         var gyc = GC.AllocateUninitializedArray<T>(m * len);
+        var gwt = GC.AllocateUninitializedArray<T>(k * m);
         fixed (T* xp = x, colp = col)
             for (int grp = 0; grp < g.G; grp++)
             {
@@ -213,10 +214,13 @@ public static unsafe class Conv
                             for (int o = 0; o < m; o++)
                                 gy.AsSpan(gyOff + ((n0 + i) * g.O + grp * m + o) * p + p0, w).CopyTo(gyc.AsSpan(o * cols + i * w));
                         }
-                        // B = patches^T: element (column, row) of the chunk at col[row * cols + column].
-                        Gemm.Run(m, k, cols, T.One, gyc, 0, cols, 1, col, 0, 1, cols, first ? T.Zero : T.One, gw, gwOff + grp * m * k, k);
+                        // gw^T [k, m] += patches [k, cols] gy^T [cols, m]: the patches pack as A (row-major, fast), and
+                        // the transposed operand is the narrow one (m columns gathered instead of k).
+                        Gemm.Run(k, m, cols, T.One, col, 0, cols, 1, gyc, 0, 1, cols, first ? T.Zero : T.One, gwt, 0, m);
                         first = false;
                     }
+                for (int o = 0; o < m; o++)
+                    for (int r = 0; r < k; r++) gw[gwOff + (grp * m + o) * k + r] = gwt[r * m + o];
             }
     }
 
