@@ -8,14 +8,16 @@ namespace Kiln.Kernels.Cpu;
 /// N-d convolution (NCDHW, groups, stride, padding, dilation) as implicit GEMM on <see cref="Gemm"/>'s packed BLIS
 /// kernels: per group, y[n] [O/G, OutVol] = w [O/G, C/G * KVol] x patches(x[n]) [C/G * KVol, OutVol], where the patch
 /// matrix is never formed: <see cref="PatchPanels{T}"/> packs its KC x NC slices straight from x into the GEMM's B
-/// panels. The input gradient (a transposed convolution) is the same GEMM over patches of gy read backwards
-/// (source position (q + pad - k dilation) / stride where that divides), and the weight gradient is a GEMM over chunks
-/// of the patch matrix. Reference: <see cref="Reference.ConvForward"/>, <see cref="Reference.ConvBackwardData"/>,
-/// <see cref="Reference.ConvBackwardWeight"/>.
+/// panels (small images fold the batch into the GEMM's columns). The stride-1 input gradient (a transposed
+/// convolution) is the same GEMM over patches of gy read backwards (source position (q + pad - k dilation) / stride);
+/// with a stride it is a GEMM into bounded chunks of the patch matrix, scattered back (col2im). The weight gradient is a
+/// GEMM over chunks of the patch matrix. One output channel per group (depthwise) skips the GEMM for vectorized
+/// multiply-adds of patch rows. Results do not depend on the thread count. Reference: <see cref="Reference.ConvForward"/>,
+/// <see cref="Reference.ConvBackwardData"/>, <see cref="Reference.ConvBackwardWeight"/>.
 /// </summary>
 public static unsafe class Conv
 {
-    // Weight-gradient chunks hold at most this many patch-matrix elements (an L2/L3-sized buffer, reused per thread).
+    // Chunks of the patch matrix (weight gradient, strided input gradient) hold at most this many elements (4-8 MB).
     const int ChunkElements = 1 << 20;
 
     // Outputs per image below which a batch runs as one GEMM over all images' positions (then one copy into NCHW

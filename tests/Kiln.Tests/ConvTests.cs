@@ -101,11 +101,31 @@ public class ConvTests
         }
     }
 
+    [Theory, MemberData(nameof(Cases))]
+    public void A_kernel_larger_than_the_input_reads_padding_outside_it(string device, DType dtype)
+    {
+        var dev = Devices.Parse(device);
+        var gen = new Generator(4);
+        foreach (var p in new[]
+        {
+            new ConvProblem(false, [2, 3, 2, 3], 4, 1, [5, 4], [1, 2], [2, 3], [1, 1], [0, 0], true),
+            new ConvProblem(true, [2, 3, 2, 1], 2, 1, [5, 4], [2, 1], [1, 1], [1, 1], [1, 0], true),
+        })
+        {
+            var x = Tensor.Rand(new Shape(p.Input), gen, -1, 1, DType.Float64).To(dtype).To(dev);
+            var w = Tensor.Rand(new Shape(p.WeightShape), gen, -1, 1, DType.Float64).To(dtype).To(dev);
+            var b = Tensor.Rand(new Shape(p.OutChannels), gen, -1, 1, DType.Float64).To(dtype).To(dev);
+            var (rtol, atol) = Budget(dtype, p.Terms);
+            Close.Check(p.Reference(x.ToDoubleArray(), w.ToDoubleArray(), b.ToDoubleArray()), p.Run(x, w, b).ToDoubleArray(), rtol, atol, $"{p}");
+        }
+    }
+
     public static IEnumerable<object[]> GradProblems =>
     [
         [new ConvProblem(false, [2, 4, 7], 6, 2, [3], [2], [1], [2], [0], true)],
         [new ConvProblem(false, [1, 3, 5, 6], 4, 1, [3, 2], [1, 2], [1, 0], [1, 1], [0, 0], true)],
         [new ConvProblem(false, [2, 4, 5, 5], 4, 4, [3, 3], [2, 1], [1, 2], [1, 2], [0, 0], true)],
+        [new ConvProblem(false, [1, 2, 2, 3], 2, 1, [4, 4], [1, 1], [2, 2], [1, 1], [0, 0], true)],
         [new ConvProblem(false, [1, 2, 3, 4, 3], 2, 1, [2, 2, 2], [1, 2, 1], [1, 0, 1], [1, 1, 2], [0, 0, 0], true)],
         [new ConvProblem(true, [2, 4, 3], 2, 2, [3], [2], [1], [1], [1], true)],
         [new ConvProblem(true, [1, 3, 3, 4], 4, 1, [3, 2], [2, 1], [1, 0], [1, 2], [1, 1], true)],

@@ -51,6 +51,18 @@ public class FusedDefaultTests
     }
 
     [Fact]
+    public void Convolutions_on_the_host_path_pass_their_conformance_cases()
+    {
+        // PrimitivesOnly has no conv kernels, so IConvBackend's default bodies run them through host memory.
+        WithPrimitivesOnly(dev =>
+        {
+            foreach (var name in new[] { "conv.forward", "conv.transpose", "conv.weight_grad" })
+                foreach (var row in Conformance.Validate(OpCatalog.Get(name), [dev], cases: 4))
+                    Assert.True(row.Pass, row.Result.Detail);
+        });
+    }
+
+    [Fact]
     public void Fused_ops_composed_from_primitives_pass_their_conformance_cases()
     {
         WithPrimitivesOnly(dev =>
