@@ -236,7 +236,8 @@ public sealed partial class Tensor
         };
     }
 
-    // The three convolution primitives as recorded ops; each one's gradients are the other two, so every order differentiates.
+    // The three convolution primitives as recorded ops; each one's gradients are the other two, so every order
+    // differentiates. Gradients of inputs outside the graph (data, frozen weights) are not computed.
 
     static Tensor ConvRaw(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Shape yShape)
     {
@@ -245,8 +246,8 @@ public sealed partial class Tensor
         Tensor[] inputs = bias is null ? [x, w] : [x, w, bias];
         return Record(y, "conv", inputs, gy =>
         {
-            var grads = new List<Tensor?> { ConvDataRaw(g, gy, w, x.Shape), ConvWeightRaw(g, x, gy, w.Shape) };
-            if (bias is not null) grads.Add(gy.Sum([0, .. Enumerable.Range(2, gy.Rank - 2)]));
+            var grads = new List<Tensor?> { x.RequiresGrad ? ConvDataRaw(g, gy, w, x.Shape) : null, w.RequiresGrad ? ConvWeightRaw(g, x, gy, w.Shape) : null };
+            if (bias is not null) grads.Add(bias.RequiresGrad ? gy.Sum([0, .. Enumerable.Range(2, gy.Rank - 2)]) : null);
             return grads.ToArray();
         });
     }
@@ -255,13 +256,15 @@ public sealed partial class Tensor
     {
         var gx = Empty(xShape, gy.DType, gy.Device);
         if (gx.Numel > 0) gy.Backend.ConvBackwardData(g, gy.Detach().Contiguous(), w.Detach().Contiguous(), gx);
-        return Record(gx, "conv_backward_data", [gy, w], h => [ConvRaw(g, h, w, null, gy.Shape), ConvWeightRaw(g, h, gy, w.Shape)]);
+        return Record(gx, "conv_backward_data", [gy, w], h =>
+            [gy.RequiresGrad ? ConvRaw(g, h, w, null, gy.Shape) : null, w.RequiresGrad ? ConvWeightRaw(g, h, gy, w.Shape) : null]);
     }
 
     static Tensor ConvWeightRaw(ConvGeometry g, Tensor x, Tensor gy, Shape wShape)
     {
         var gw = Empty(wShape, x.DType, x.Device);
         if (gw.Numel > 0) x.Backend.ConvBackwardWeight(g, x.Detach().Contiguous(), gy.Detach().Contiguous(), gw);
-        return Record(gw, "conv_backward_weight", [x, gy], h => [ConvDataRaw(g, gy, h, x.Shape), ConvRaw(g, x, h, null, gy.Shape)]);
+        return Record(gw, "conv_backward_weight", [x, gy], h =>
+            [x.RequiresGrad ? ConvDataRaw(g, gy, h, x.Shape) : null, gy.RequiresGrad ? ConvRaw(g, x, h, null, gy.Shape) : null]);
     }
 }
