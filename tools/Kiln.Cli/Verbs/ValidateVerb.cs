@@ -52,9 +52,11 @@ public static class ValidateVerb
         var filter = new Option<string?>("--op") { Description = "only ops whose name contains this" };
         var dtypeFilter = new Option<string?>("--dtype") { Description = "only these dtypes, comma-separated (float32, float64, int32, int64, ...)" };
         var device = new Option<string>("--device") { Description = $"Validate only this device: {KilnGpu.DeviceForms} (default: every device present)" };
-        var cmd = new Command("validate", "Run every op (built-in and registered) on every backend present against its float64 reference, with the error budget its definition states; prints an op x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl, filter, dtypeFilter, device };
+        var listDevices = new Option<bool>("--list-devices") { Description = "list the devices present, each OpenCL device with the program path it takes and why, and exit (1 if one cannot be driven)" };
+        var cmd = new Command("validate", "Run every op (built-in and registered) on every backend present against its float64 reference, with the error budget its definition states; prints an op x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl, filter, dtypeFilter, device, listDevices };
         cmd.SetAction(r =>
         {
+            if (r.GetValue(listDevices)) return DeviceList.Print(r.GetValue(json));
             _ = MethodOps.All;
             var dtypes = r.GetValue(dtypeFilter) is { } wanted ? ParseDTypes(wanted) : null;
             var leases = new List<DeviceLease>();
