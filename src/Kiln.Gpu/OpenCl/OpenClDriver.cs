@@ -22,7 +22,7 @@ internal sealed unsafe class OpenClDriver : KernelDriver
     readonly ConcurrentDictionary<string, Lazy<ClKernel>> _kernels = new();
     readonly object _lock = new();
 
-    readonly string _sourceOptions;
+    readonly ClDeviceCaps _caps;
 
     sealed record ClKernel(IntPtr Program, IntPtr Handle, ClKernelAbi Abi);
 
@@ -36,7 +36,7 @@ internal sealed unsafe class OpenClDriver : KernelDriver
         var (chosen, reason) = OpenClPathChooser.Choose(caps, path, api.HasIl);
         Path = chosen ?? throw new NotSupportedException($"OpenCL device {caps.Name} ({caps.Version}): {reason}");
         PathReason = reason;
-        _sourceOptions = OpenClPathChooser.SourceOptions(caps);
+        _caps = caps;
         Name = $"OpenCL {caps.Name} ({caps.Version}, {Path switch { OpenClProgramPath.Spir => "SPIR", OpenClProgramPath.SpirV => "SPIR-V", _ => "source" }})";
         MaxGroupSize = (int)Math.Min(api.DeviceSize(device, ClApi.DeviceMaxWorkGroupSize), 1024);
         int err;
@@ -129,7 +129,7 @@ internal sealed unsafe class OpenClDriver : KernelDriver
         {
             OpenClProgramPath.Spir => (FromBinary(k.Name, SpirCompiler.Compile(k.Name, source)), "-x spir -spir-std=1.2"),
             OpenClProgramPath.SpirV => (FromIl(k.Name, KernelEmitter.SpirV(k)), ""),
-            _ => (FromSource(k.Name, source), _sourceOptions),
+            _ => (FromSource(k.Name, OpenClPathChooser.SourceFor(_caps, source)), OpenClPathChooser.SourceOptions(_caps)),
         };
         int status, err;
         IntPtr dev = _device;

@@ -1,3 +1,5 @@
+using System.Text.RegularExpressions;
+
 namespace Kiln.Gpu.OpenCl;
 
 /// <summary>What an OpenCL device reports that decides the program path.</summary>
@@ -26,28 +28,38 @@ internal static class OpenClPathChooser
     /// <summary>The environment variable that forces a path for every device: spir, spirv or source.</summary>
     public const string Variable = "KILN_OPENCL_PATH";
 
-    // ILGPU marks only its views __generic, and a kernel's views are its buffers, in global memory; a kernel that put a
-    // local or private address into one would fail to build with this mapping (an address-space cast error), never run
-    // wrongly. OpenCL C 1.2 has barrier, not 2.0's work_group_barrier, whose one-argument form is the same barrier.
-    const string Source12Options = "-cl-std=CL1.2 -D__generic=__global -Dwork_group_barrier=barrier";
 
     /// <summary>The path forced by <see cref="Variable"/>, or null when it is unset.</summary>
     /// <exception cref="ArgumentException">The variable holds something else than spir, spirv or source.</exception>
-    public static OpenClProgramPath? FromEnvironment()
-    {
-        string? v = Environment.GetEnvironmentVariable(Variable);
-        if (string.IsNullOrWhiteSpace(v)) return null;
-        return v.Trim().ToLowerInvariant() switch
-        {
-            "spir" => OpenClProgramPath.Spir,
-            "spirv" => OpenClProgramPath.SpirV,
-            "source" => OpenClProgramPath.Source,
-            _ => throw new ArgumentException($"{Variable}='{v}' is not spir, spirv or source", Variable),
-        };
-    }
+    public static OpenClProgramPath? FromEnvironment() => Parse(Environment.GetEnvironmentVariable(Variable));
 
-    /// <summary>The clCreateProgramWithSource build options for <paramref name="device"/>.</summary>
-    public static string SourceOptions(ClDeviceCaps device) => device.GenericStd ?? Source12Options;
+    /// <summary>The path <paramref name="value"/> of <see cref="Variable"/> names (case-insensitive), or null when it is empty.</summary>
+    /// <exception cref="ArgumentException"><paramref name="value"/> is something else than spir, spirv or source.</exception>
+    public static OpenClProgramPath? Parse(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim().ToLowerInvariant() switch
+    {
+        "spir" => OpenClProgramPath.Spir,
+        "spirv" => OpenClProgramPath.SpirV,
+        "source" => OpenClProgramPath.Source,
+        _ => throw new ArgumentException($"{Variable}='{value}' is not spir, spirv or source", Variable),
+    };
+
+    /// <summary>
+    /// The clCreateProgramWithSource build options for <paramref name="device"/>. With -w: the build log is read only when a
+    /// build fails, and some drivers (PoCL) print warnings such as ILGPU's unsupported extension pragmas to standard error.
+    /// </summary>
+    public static string SourceOptions(ClDeviceCaps device) => device.GenericStd is { } std ? std + " -w" : "-w";
+
+    /// <summary>
+    /// The OpenCL C to hand <paramref name="device"/>: ILGPU's <paramref name="source"/> as is where the device has the
+    /// generic address space, else as OpenCL C 1.x (the default language of such a driver): <c>__generic</c> becomes
+    /// <c>__global</c> and <c>work_group_barrier</c> becomes <c>barrier</c>. ILGPU marks only its views __generic (shared
+    /// memory has its own <c>local</c> types), and a kernel's views are its buffers, in global memory; a kernel that put a
+    /// local or private address into one would fail to build (an address-space cast error), never run wrongly. ILGPU
+    /// writes the one-argument work_group_barrier, which is 1.2's barrier. In the text rather than as -D macros because
+    /// drivers define their own (PoCL maps work_group_barrier to a function it declares only for OpenCL C 2.0 and later).
+    /// </summary>
+    public static string SourceFor(ClDeviceCaps device, string source) => device.GenericStd is not null ? source
+        : Regex.Replace(Regex.Replace(source, @"\b__generic\b", "__global"), @"\bwork_group_barrier\b", "barrier");
 
     /// <summary>
     /// The path for <paramref name="device"/>: <paramref name="forced"/> when given (from the caller, or <see cref="Variable"/>)
