@@ -50,7 +50,7 @@ public sealed class CompileTarget
     /// <summary>The CUDA architecture (sm number) of an <see cref="TargetToolchain.IlgpuPtx"/> target, else 0.</summary>
     public int Sm { get; }
     /// <summary>True when the artifact is text (PTX, OpenCL C); false for ELF objects, bitcode and SPIR-V.</summary>
-    public bool IsText => Extension is ".ptx" or ".s" or ".cl";
+    public bool IsText => Extension is ".ptx" or ".cl";
     /// <summary>
     /// True for targets compiled from OpenCL C. Warp-shuffle kernels are not built for them: OpenCL devices run the
     /// kernel's shared-memory twin (<see cref="Kiln.Kernels.Gpu.GpuKernel.NeedsWarp"/>).
@@ -103,7 +103,7 @@ public sealed class CompileTarget
         Amd("gfx1030", "RDNA2: RX 6800/6900, W6800"),
         Amd("gfx1100", "RDNA3: RX 7900, W7900"),
         new("nvptx64", "NVIDIA", TargetToolchain.Clang, "PTX from the OpenCL C for sm_60 and later (what NVIDIA's OpenCL driver compiles)",
-            $"{ClangCommon} -target nvptx64-nvidia-nvcl -march=sm_60 -S", ".s", libclc: "nvptx64--nvidiacl.bc"),
+            $"{ClangCommon} -target nvptx64-nvidia-nvcl -march=sm_60 -S", ".ptx", libclc: "nvptx64--nvidiacl.bc"),
         .. KernelEmitter.CudaTargets.Keys.Order().Select(Ptx),
     ];
 
