@@ -28,7 +28,6 @@ internal static class OpenClPathChooser
     /// <summary>The environment variable that forces a path for every device: spir, spirv or source.</summary>
     public const string Variable = "KILN_OPENCL_PATH";
 
-
     /// <summary>The path forced by <see cref="Variable"/>, or null when it is unset.</summary>
     /// <exception cref="ArgumentException">The variable holds something else than spir, spirv or source.</exception>
     public static OpenClProgramPath? FromEnvironment() => Parse(Environment.GetEnvironmentVariable(Variable));
@@ -69,10 +68,10 @@ internal static class OpenClPathChooser
     public static (OpenClProgramPath? Path, string Reason) Choose(ClDeviceCaps device, OpenClProgramPath? forced, bool ilEntryPoint)
     {
         string? spirNo = !device.Extensions.Contains("cl_khr_spir") ? "no cl_khr_spir"
-            : OpenCl.SpirCompiler.Clang is null ? "cl_khr_spir, but " + OpenCl.SpirCompiler.MissingReason : null;
+            : SpirCompiler.Clang is null ? "cl_khr_spir, but " + SpirCompiler.MissingReason : null;
         string? spirvNo = !device.IlVersion.Contains("SPIR-V", StringComparison.Ordinal) ? "no SPIR-V IL version"
             : !ilEntryPoint ? "SPIR-V IL, but the ICD loader has no clCreateProgramWithIL (OpenCL 2.1)"
-            : OpenCl.SpirVCompiler.MissingReason is { } m ? "SPIR-V IL, but " + m : null;
+            : SpirVCompiler.MissingReason is { } m ? "SPIR-V IL, but " + m : null;
         string Why(OpenClProgramPath p) => p switch
         {
             OpenClProgramPath.Spir => "cl_khr_spir: SPIR 1.2 bitcode from clang-15",
