@@ -180,9 +180,7 @@ public class CustomOp<TParams> : OpDefinition
         }
         var expected = _reference(values, shapes, parameters);
         var actual = Apply(parameters, [.. inputs.Select(x => x.To(device))]).ToDoubleArray();
-        if (Tolerance.Scale == 0) return CheckResult.Equal(expected, actual, Name);
-        var (rtol, atol) = Tolerance.For(dtype);
-        return CheckResult.Compare(expected, actual, rtol, atol, Name, dtype);
+        return Tolerance.Check(expected, actual, dtype, c, Name);
     }
 }
 
