@@ -41,6 +41,8 @@ public class FusedDefaultTests
         public void Random(RandomKind kind, ulong seed, ulong counter, double a, double b, Tensor dst) => inner.Random(kind, seed, counter, a, b, dst);
         public void PoolForward(Tensor x, PoolArgs args, Tensor y, Tensor? indices) => inner.PoolForward(x, args, y, indices);
         public void PoolBackward(Tensor g, Tensor? indices, PoolArgs args, Tensor dx) => inner.PoolBackward(g, indices, args, dx);
+        public void ResampleForward(Tensor x, ResampleArgs args, Tensor y) => inner.ResampleForward(x, args, y);
+        public void ResampleBackward(Tensor g, ResampleArgs args, Tensor dx) => inner.ResampleBackward(g, args, dx);
     }
 
     static void WithPrimitivesOnly(Action<Device> body)

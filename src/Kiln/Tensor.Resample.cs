@@ -1,0 +1,149 @@
+using Kiln.Kernels;
+
+namespace Kiln;
+
+/// <summary>The interpolation of <see cref="Tensor.Interpolate"/> (PyTorch's interpolate modes).</summary>
+public enum InterpolateMode
+{
+    /// <summary>The input at floor(o * in / out) (PyTorch's "nearest"; 1d to 3d).</summary>
+    Nearest,
+    /// <summary>The input at floor((o + 0.5) * in / out) (PyTorch's "nearest-exact"; 1d to 3d).</summary>
+    NearestExact,
+    /// <summary>Linear interpolation of [N, C, L].</summary>
+    Linear,
+    /// <summary>Bilinear interpolation of [N, C, H, W].</summary>
+    Bilinear,
+    /// <summary>Bicubic interpolation of [N, C, H, W] (Keys' kernel, A = -0.75; borders replicated; may overshoot the input's range).</summary>
+    Bicubic,
+    /// <summary>Trilinear interpolation of [N, C, D, H, W].</summary>
+    Trilinear,
+}
+
+public sealed partial class Tensor
+{
+    /// <summary>
+    /// Resamples the spatial dims of [N, C, *spatial] (1 to 3 spatial dims) to <paramref name="size"/> or by
+    /// <paramref name="scaleFactor"/> (PyTorch's interpolate with its coordinate conventions): without align_corners, output
+    /// o of a dim samples source coordinate (o + 0.5) * scale - 0.5 (pixel centres), with it o * (in - 1) / (out - 1)
+    /// (corner pixels coincide); scale is 1 / scaleFactor when a factor is given, else in / out. A factor gives an output
+    /// extent of floor(in * factor).
+    /// </summary>
+    /// <param name="size">The output spatial extents (one value for every dim, or one per dim); exclusive with <paramref name="scaleFactor"/>.</param>
+    /// <param name="scaleFactor">The scale of every dim or of each; exclusive with <paramref name="size"/>.</param>
+    /// <param name="mode">The interpolation; linear, bilinear/bicubic and trilinear need 1, 2 and 3 spatial dims.</param>
+    /// <param name="alignCorners">Map corner pixel centres onto each other (linear modes and bicubic only).</param>
+    /// <returns>[N, C, *out], same dtype and device.</returns>
+    /// <exception cref="ArgumentException">Neither or both of size and scaleFactor, a non-positive size or factor, an output
+    /// extent below 1, a mode that does not fit the rank, alignCorners with a nearest mode, or an empty spatial dim.</exception>
+    /// <exception cref="NotSupportedException">The input is not Float32 or Float64.</exception>
+    public Tensor Interpolate(int[]? size = null, double[]? scaleFactor = null, InterpolateMode mode = InterpolateMode.Nearest, bool alignCorners = false)
+    {
+        const string op = "interpolate";
+        Storage.ThrowIfDisposed(op);
+        Check.Floating(this, op, "input");
+        int n = Rank - 2;
+        if (n is < 1 or > 3) throw new ShapeMismatchException(op, "input", $"input must be [N, C, *spatial] with 1 to 3 spatial dims, got shape {Shape}");
+        int need = mode switch { InterpolateMode.Linear => 1, InterpolateMode.Bilinear or InterpolateMode.Bicubic => 2, InterpolateMode.Trilinear => 3, _ => n };
+        if (need != n) throw new ArgumentException($"{op}: mode {mode} needs {need} spatial dims, the input {Shape} has {n}", nameof(mode));
+        if (alignCorners && mode is InterpolateMode.Nearest or InterpolateMode.NearestExact)
+            throw new ArgumentException($"{op}: alignCorners applies to the linear modes and bicubic, not {mode}", nameof(alignCorners));
+        if ((size is null) == (scaleFactor is null)) throw new ArgumentException($"{op}: give exactly one of size and scaleFactor", nameof(size));
+        var inS = Shape.ToArray()[2..];
+        if (inS.Contains(0)) throw new ShapeMismatchException(op, "input", $"spatial dims must be non-empty, got shape {Shape}");
+        var outS = new int[n];
+        var factors = new double[n];
+        if (size is not null)
+        {
+            outS = PerDim(size, n, 1, op, nameof(size));
+            if (outS.Any(o => o < 1)) throw new ArgumentOutOfRangeException(nameof(size), $"{op}: output size must be positive, got [{string.Join(", ", size)}]");
+        }
+        else
+        {
+            if (scaleFactor!.Length != 1 && scaleFactor.Length != n) throw new ArgumentException($"{op}: scaleFactor has {scaleFactor.Length} values; give 1 or {n}", nameof(scaleFactor));
+            for (int i = 0; i < n; i++)
+            {
+                factors[i] = scaleFactor[scaleFactor.Length == 1 ? 0 : i];
+                if (!(factors[i] > 0) || double.IsInfinity(factors[i]))
+                    throw new ArgumentOutOfRangeException(nameof(scaleFactor), factors[i], $"{op}: scaleFactor must be positive and finite");
+                double o = Math.Floor(inS[i] * factors[i]);
+                if (o < 1 || o > int.MaxValue)
+                    throw new ArgumentException($"{op}: output size floor({inS[i]} * {factors[i]}) = {o} in spatial dim {i} is out of range (must be at least 1)", nameof(scaleFactor));
+                outS[i] = (int)o;
+            }
+        }
+        int At(int[] v, int dim, int unit) => dim - (3 - n) is var i && i >= 0 ? v[i] : unit;
+        double Factor(int dim) => dim - (3 - n) is var i && i >= 0 ? factors[i] : 0;
+        var a = new ResampleArgs
+        {
+            Planes = Shape[0] * Shape[1],
+            ID = At(inS, 0, 1), IH = At(inS, 1, 1), IW = At(inS, 2, 1),
+            OD = At(outS, 0, 1), OH = At(outS, 1, 1), OW = At(outS, 2, 1),
+            Mode = (int)(mode switch
+            {
+                InterpolateMode.Nearest => ResampleMode.Nearest,
+                InterpolateMode.NearestExact => ResampleMode.NearestExact,
+                InterpolateMode.Bicubic => ResampleMode.Cubic,
+                _ => ResampleMode.Linear,
+            }),
+            AlignCorners = alignCorners ? 1 : 0,
+            Active = (1 << n) - 1,
+            FactorD = Factor(0), FactorH = Factor(1), FactorW = Factor(2),
+        };
+        return RunResample(a, new Shape([Shape[0], Shape[1], .. outS]));
+    }
+
+    // Runs the interpolation kernel and records its gradient (the backward kernel, itself differentiable).
+    Tensor RunResample(ResampleArgs a, Shape outShape)
+    {
+        var y = Empty(outShape, DType, Device);
+        if (y.Numel > 0) Backend.ResampleForward(Detach().Contiguous(), a, y);
+        var inShape = Shape;
+        return Record(y, "interpolate", [this], g => [ResampleGrad(g, a, inShape)]);
+    }
+
+    static Tensor ResampleGrad(Tensor g, ResampleArgs a, Shape inShape)
+    {
+        var dx = Empty(inShape, g.DType, g.Device);
+        if (dx.Numel > 0) g.Backend.ResampleBackward(g.Detach().Contiguous(), a, dx);
+        var outShape = g.Shape;
+        // The backward pass is linear in g, and its own gradient is the interpolation again.
+        return Record(dx, "interpolate_backward", [g], gg => [gg.RunResample(a, outShape)]);
+    }
+
+    /// <summary>
+    /// Moves blocks of r x r channels into space (PyTorch's pixel_shuffle): [*, C r^2, H, W] becomes [*, C, H r, W r] with
+    /// y[.., c, h r + i, w r + j] = x[.., c r^2 + i r + j, h, w]. A view-and-copy composite, differentiable.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="upscaleFactor"/> is not positive, the rank is below 3, or the channels are not a multiple of its square.</exception>
+    public Tensor PixelShuffle(int upscaleFactor)
+    {
+        int r = upscaleFactor;
+        if (r < 1) throw new ArgumentOutOfRangeException(nameof(upscaleFactor), r, "pixel_shuffle: upscaleFactor must be positive");
+        if (Rank < 3) throw new ShapeMismatchException("pixel_shuffle", "input", $"input must be [*, C, H, W], got shape {Shape}");
+        int c = Shape[-3], h = Shape[-2], w = Shape[-1];
+        if (c % (r * r) != 0) throw new ShapeMismatchException("pixel_shuffle", "input", $"channels {c} are not a multiple of upscaleFactor^2 = {r * r} (shape {Shape})");
+        var lead = Shape.ToArray()[..^3];
+        int k = lead.Length;
+        return Reshape([.. lead, c / (r * r), r, r, h, w])
+            .Permute([.. Enumerable.Range(0, k), k, k + 3, k + 1, k + 4, k + 2])
+            .Reshape([.. lead, c / (r * r), h * r, w * r]);
+    }
+
+    /// <summary>
+    /// The inverse of <see cref="PixelShuffle"/> (PyTorch's pixel_unshuffle): [*, C, H r, W r] becomes [*, C r^2, H, W].
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="downscaleFactor"/> is not positive, the rank is below 3, or H or W is not a multiple of it.</exception>
+    public Tensor PixelUnshuffle(int downscaleFactor)
+    {
+        int r = downscaleFactor;
+        if (r < 1) throw new ArgumentOutOfRangeException(nameof(downscaleFactor), r, "pixel_unshuffle: downscaleFactor must be positive");
+        if (Rank < 3) throw new ShapeMismatchException("pixel_unshuffle", "input", $"input must be [*, C, H, W], got shape {Shape}");
+        int c = Shape[-3], h = Shape[-2], w = Shape[-1];
+        if (h % r != 0 || w % r != 0) throw new ShapeMismatchException("pixel_unshuffle", "input", $"height {h} and width {w} must be multiples of downscaleFactor {r}");
+        var lead = Shape.ToArray()[..^3];
+        int k = lead.Length;
+        return Reshape([.. lead, c, h / r, r, w / r, r])
+            .Permute([.. Enumerable.Range(0, k), k, k + 2, k + 4, k + 1, k + 3])
+            .Reshape([.. lead, c * r * r, h / r, w / r]);
+    }
+}
