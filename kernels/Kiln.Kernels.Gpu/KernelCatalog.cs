@@ -90,8 +90,8 @@ public static class KernelCatalog
         void Sorts<T, TN>() where T : unmanaged where TN : struct, INum<T> => list.AddRange(
             [SortKernels<T, TN>.RankRows, SortKernels<T>.BitonicInit, SortKernels<T, TN>.BitonicStep, SortKernels<T>.BitonicFinish]);
         Sorts<float, F32>(); Sorts<double, F64>(); Sorts<int, I32>(); Sorts<long, I64>();
-        list.AddRange([PoolKernels<float, F32>.Forward, PoolKernels<float, F32>.Backward, PoolKernels<double, F64>.Forward, PoolKernels<double, F64>.Backward]);
-        list.AddRange([ResampleKernels<float, F32>.Forward, ResampleKernels<float, F32>.Backward, ResampleKernels<double, F64>.Forward, ResampleKernels<double, F64>.Backward]);
+        list.AddRange(PoolKernels.All);
+        list.AddRange(ResampleKernels.All);
         return list;
     }
 }

@@ -128,3 +128,11 @@ public static class PoolKernels<T, TF> where T : unmanaged where TF : struct, IF
     /// <summary>pool.backward: the input gradient of pooling, one thread per input.</summary>
     public static readonly Kernel<ArrayView<T>, ArrayView<long>, ArrayView<T>, PoolArgs> Backward = new($"pool.backward.{Dt.Of<TF>()}", Pool.Backward<T, TF>);
 }
+
+/// <summary>Every kernel of the pool family, for <see cref="KernelCatalog"/>.</summary>
+public static class PoolKernels
+{
+    /// <summary>The forward and backward kernels in float32 and float64.</summary>
+    public static IReadOnlyList<GpuKernel> All { get; } =
+        [PoolKernels<float, F32>.Forward, PoolKernels<float, F32>.Backward, PoolKernels<double, F64>.Forward, PoolKernels<double, F64>.Backward];
+}

@@ -27,4 +27,36 @@ public sealed partial class IlgpuBackend
             default: throw Unsupported("interpolate_backward", g.DType);
         }
     });
+
+    /// <inheritdoc/>
+    public void GridSampleForward(Tensor x, Tensor grid, GridSampleArgs args, Tensor y) => Locked(() =>
+    {
+        args.XOff = Off(x);
+        args.GOff = Off(grid);
+        switch (x.DType)
+        {
+            case DType.Float32: GridSampleKernels<float, F32>.Forward.Launch(Driver, y.Numel, V<float>(x), V<float>(grid), V<float>(y), args); break;
+            case DType.Float64: GridSampleKernels<double, F64>.Forward.Launch(Driver, y.Numel, V<double>(x), V<double>(grid), V<double>(y), args); break;
+            default: throw Unsupported("grid_sample", x.DType);
+        }
+    });
+
+    /// <inheritdoc/>
+    public void GridSampleBackward(Tensor g, Tensor x, Tensor grid, GridSampleArgs args, Tensor? dx, Tensor? dgrid) => Locked(() =>
+    {
+        args.XOff = Off(x);
+        args.GOff = Off(grid);
+        switch (g.DType)
+        {
+            case DType.Float32: GridSampleBackwardT<float, F32>(g, x, grid, args, dx, dgrid); break;
+            case DType.Float64: GridSampleBackwardT<double, F64>(g, x, grid, args, dx, dgrid); break;
+            default: throw Unsupported("grid_sample_backward", g.DType);
+        }
+    });
+
+    void GridSampleBackwardT<T, TF>(Tensor g, Tensor x, Tensor grid, GridSampleArgs args, Tensor? dx, Tensor? dgrid) where T : unmanaged where TF : struct, IFloat<T>
+    {
+        if (dx is not null) GridSampleKernels<T, TF>.BackwardInput.Launch(Driver, args.N * args.C, V<T>(g), V<T>(grid), V<T>(dx), args);
+        if (dgrid is not null) GridSampleKernels<T, TF>.BackwardGrid.Launch(Driver, args.N * args.OH * args.OW, V<T>(g), V<T>(x), V<T>(grid), V<T>(dgrid), args);
+    }
 }

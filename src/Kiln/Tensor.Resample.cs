@@ -19,6 +19,26 @@ public enum InterpolateMode
     Trilinear,
 }
 
+/// <summary>How <see cref="Tensor.GridSample"/> reads the input at a grid point.</summary>
+public enum GridSampleMode
+{
+    /// <summary>Bilinear weights of the four surrounding pixels.</summary>
+    Bilinear,
+    /// <summary>The nearest pixel (ties to even, as PyTorch's nearbyint).</summary>
+    Nearest,
+}
+
+/// <summary>What <see cref="Tensor.GridSample"/> reads outside the input.</summary>
+public enum GridSamplePadding
+{
+    /// <summary>Zeros.</summary>
+    Zeros,
+    /// <summary>The nearest border pixel (coordinates clamped).</summary>
+    Border,
+    /// <summary>The input mirrored at its borders, then clamped.</summary>
+    Reflection,
+}
+
 public sealed partial class Tensor
 {
     /// <summary>
@@ -145,5 +165,81 @@ public sealed partial class Tensor
         return Reshape([.. lead, c, h / r, r, w / r, r])
             .Permute([.. Enumerable.Range(0, k), k, k + 2, k + 4, k + 1, k + 3])
             .Reshape([.. lead, c * r * r, h / r, w / r]);
+    }
+
+    /// <summary>
+    /// Samples [N, C, IH, IW] at the points of <paramref name="grid"/> [N, OH, OW, 2] (PyTorch's grid_sample, 2d): grid
+    /// values are (x, y) in [-1, 1] across the input's width and height, -1 and 1 meaning the corner pixels' centres with
+    /// <paramref name="alignCorners"/> and their outer edges without. Differentiable with respect to the input and the grid
+    /// (the nearest mode's grid gradient is zero).
+    /// </summary>
+    /// <param name="grid">Sampling points [N, OH, OW, 2], same dtype and device.</param>
+    /// <param name="mode">Bilinear or nearest.</param>
+    /// <param name="paddingMode">What points outside the input read: zeros, the border, or the reflected input.</param>
+    /// <param name="alignCorners">Whether -1 and 1 are the centres (true) or the outer edges (false) of the corner pixels.</param>
+    /// <returns>[N, C, OH, OW].</returns>
+    /// <exception cref="ArgumentException">The input is not [N, C, H, W] with non-empty H and W, or the grid is not [N, OH, OW, 2] of the same dtype and device.</exception>
+    /// <exception cref="NotSupportedException">The input is not Float32 or Float64.</exception>
+    public Tensor GridSample(Tensor grid, GridSampleMode mode = GridSampleMode.Bilinear, GridSamplePadding paddingMode = GridSamplePadding.Zeros, bool alignCorners = false)
+    {
+        const string op = "grid_sample";
+        ArgumentNullException.ThrowIfNull(grid);
+        Storage.ThrowIfDisposed(op);
+        grid.Storage.ThrowIfDisposed(op);
+        Check.Floating(this, op, "input");
+        Check.SameDType(this, grid, op, nameof(grid));
+        Check.SameDevice(this, grid, op, nameof(grid));
+        if (Rank != 4 || Shape[2] == 0 || Shape[3] == 0) throw new ShapeMismatchException(op, "input", $"input must be [N, C, H, W] with H, W > 0, got shape {Shape}");
+        if (grid.Rank != 4 || grid.Shape[0] != Shape[0] || grid.Shape[3] != 2)
+            throw new ShapeMismatchException(op, nameof(grid), $"grid must be [N, OH, OW, 2] with the input's N = {Shape[0]}, got shape {grid.Shape}");
+        var a = new GridSampleArgs
+        {
+            N = Shape[0], C = Shape[1], IH = Shape[2], IW = Shape[3], OH = grid.Shape[1], OW = grid.Shape[2],
+            Mode = (int)mode, Padding = (int)paddingMode, AlignCorners = alignCorners ? 1 : 0,
+        };
+        var x = Detach().Contiguous();
+        var gd = grid.Detach().Contiguous();
+        var y = Empty(new Shape(a.N, a.C, a.OH, a.OW), DType, Device);
+        if (y.Numel > 0) Backend.GridSampleForward(x, gd, a, y);
+        return Record(y, op, [this, grid], g =>
+        {
+            var gc = g.Detach().Contiguous();
+            var dx = RequiresGrad ? Empty(Shape, DType, Device) : null;
+            var dgrid = grid.RequiresGrad ? Empty(grid.Shape, DType, Device) : null;
+            if (gc.Numel > 0) Backend.GridSampleBackward(gc, x, gd, a, dx, dgrid);
+            else { dx?.Fill_(0); dgrid?.Fill_(0); }
+            // The input gradient is linear in g; its own gradient in g is the sampling again (the grid's is not recorded).
+            return [dx is null ? null : Record(dx, op + "_backward", [g], gg => [gg.GridSample(gd, mode, paddingMode, alignCorners)]), dgrid];
+        });
+    }
+
+    /// <summary>
+    /// The sampling grid of affine maps (PyTorch's affine_grid, 2d): for <paramref name="theta"/> [N, 2, 3] and output
+    /// size [N, C, H, W], grid[n, h, w] = theta[n] (x_w, y_h, 1), where x and y run evenly over [-1, 1] (pixel centres
+    /// with <paramref name="alignCorners"/>, else scaled by (W - 1) / W and (H - 1) / H); a single pixel sits at 0.
+    /// Differentiable with respect to theta.
+    /// </summary>
+    /// <param name="theta">The affine matrices [N, 2, 3].</param>
+    /// <param name="size">The output size [N, C, H, W] whose grid to make.</param>
+    /// <param name="alignCorners">As in <see cref="GridSample"/>.</param>
+    /// <returns>[N, H, W, 2], theta's dtype and device.</returns>
+    /// <exception cref="ArgumentException">theta is not [N, 2, 3], or size is not 4 positive extents (N may be 0) with theta's N.</exception>
+    public static Tensor AffineGrid(Tensor theta, int[] size, bool alignCorners = false)
+    {
+        ArgumentNullException.ThrowIfNull(theta);
+        ArgumentNullException.ThrowIfNull(size);
+        Check.Floating(theta, "affine_grid", nameof(theta));
+        if (size.Length != 4 || size.Skip(1).Any(e => e < 1) || size[0] < 0)
+            throw new ArgumentException($"affine_grid: size must be [N, C, H, W] with positive C, H, W, got [{string.Join(", ", size)}]", nameof(size));
+        if (theta.Rank != 3 || theta.Shape[0] != size[0] || theta.Shape[1] != 2 || theta.Shape[2] != 3)
+            throw new ShapeMismatchException("affine_grid", nameof(theta), $"theta must be [N, 2, 3] with N = {size[0]}, got shape {theta.Shape}");
+        int h = size[2], w = size[3];
+        double[] Steps(int n) => n <= 1 ? [0.0] : [.. Enumerable.Range(0, n).Select(i => (-1 + 2.0 * i / (n - 1)) * (alignCorners ? 1 : (n - 1.0) / n))];
+        double[] xs = Steps(w), ys = Steps(h);
+        var b = new double[h * w * 3];
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < w; j++) { b[(i * w + j) * 3] = xs[j]; b[(i * w + j) * 3 + 1] = ys[i]; b[(i * w + j) * 3 + 2] = 1; }
+        var baseGrid = FromArray(b, new Shape(h * w, 3)).To(theta.DType).To(theta.Device);
+        return baseGrid.MatMul(theta.Transpose(1, 2)).Reshape(size[0], h, w, 2);
     }
 }

@@ -43,6 +43,8 @@ public class FusedDefaultTests
         public void PoolBackward(Tensor g, Tensor? indices, PoolArgs args, Tensor dx) => inner.PoolBackward(g, indices, args, dx);
         public void ResampleForward(Tensor x, ResampleArgs args, Tensor y) => inner.ResampleForward(x, args, y);
         public void ResampleBackward(Tensor g, ResampleArgs args, Tensor dx) => inner.ResampleBackward(g, args, dx);
+        public void GridSampleForward(Tensor x, Tensor grid, GridSampleArgs args, Tensor y) => inner.GridSampleForward(x, grid, args, y);
+        public void GridSampleBackward(Tensor g, Tensor x, Tensor grid, GridSampleArgs args, Tensor? dx, Tensor? dgrid) => inner.GridSampleBackward(g, x, grid, args, dx, dgrid);
     }
 
     static void WithPrimitivesOnly(Action<Device> body)

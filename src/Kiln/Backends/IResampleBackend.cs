@@ -2,7 +2,10 @@ using Kiln.Kernels;
 
 namespace Kiln.Backends;
 
-/// <summary>Interpolation over planes of [D, H, W] (<see cref="ResampleArgs"/>: nearest, nearest-exact, linear, cubic) and its input gradient.</summary>
+/// <summary>
+/// Interpolation over planes of [D, H, W] (<see cref="ResampleArgs"/>: nearest, nearest-exact, linear, cubic), 2d grid
+/// sampling (<see cref="GridSampleArgs"/>), and their gradients.
+/// </summary>
 public interface IResampleBackend
 {
     /// <summary>
@@ -13,4 +16,16 @@ public interface IResampleBackend
 
     /// <summary>dx [Planes, ID, IH, IW] = the gradient of <see cref="ResampleForward"/> for contiguous output gradient <paramref name="g"/>.</summary>
     void ResampleBackward(Tensor g, ResampleArgs args, Tensor dx);
+
+    /// <summary>
+    /// y [N, C, OH, OW] = contiguous <paramref name="x"/> [N, C, IH, IW] sampled at contiguous <paramref name="grid"/>
+    /// [N, OH, OW, 2] (offsets are read from the tensors, not from <paramref name="args"/>).
+    /// </summary>
+    void GridSampleForward(Tensor x, Tensor grid, GridSampleArgs args, Tensor y);
+
+    /// <summary>
+    /// The gradients of <see cref="GridSampleForward"/> for contiguous output gradient <paramref name="g"/>: with respect to
+    /// the input into <paramref name="dx"/> and to the grid into <paramref name="dgrid"/>, each skipped when null.
+    /// </summary>
+    void GridSampleBackward(Tensor g, Tensor x, Tensor grid, GridSampleArgs args, Tensor? dx, Tensor? dgrid);
 }

@@ -5,7 +5,8 @@ namespace Kiln.Ops;
 /// <summary>
 /// The resample family's definitions: interpolate in each mode (nearest and nearest-exact over 1d to 3d, linear as
 /// linear/bilinear/trilinear by rank, bicubic over 2d), forward and backward, on [N, C, *spatial] with an output size or
-/// a scale factor and align_corners drawn from each case's seed.
+/// a scale factor and align_corners drawn from each case's seed; grid_sample forward and backward (input and grid) with
+/// the mode, padding, align_corners and a grid reaching past [-1, 1] drawn the same way.
 /// </summary>
 public static class ResampleOps
 {
@@ -13,7 +14,9 @@ public static class ResampleOps
     public static IReadOnlyList<OpDefinition> All { get; } =
     [
         .. new[] { ResampleMode.Nearest, ResampleMode.NearestExact, ResampleMode.Linear, ResampleMode.Cubic }
-            .SelectMany(m => new[] { new InterpolateDefinition(m, backward: false), new InterpolateDefinition(m, backward: true) }),
+            .SelectMany(m => new OpDefinition[] { new InterpolateDefinition(m, backward: false), new InterpolateDefinition(m, backward: true) }),
+        new GridSampleDefinition(backward: false),
+        new GridSampleDefinition(backward: true),
     ];
 
     static string NameOf(ResampleMode m) => m switch
@@ -78,6 +81,51 @@ public static class ResampleOps
             var g = Input(outShape, InputView.Contiguous, c.Seed + 1, dtype, device, Domain.Default);
             Run(x).Backward(g);
             return CheckResult.Compare(Reference.ResampleBackward(g.ToDoubleArray(), a), x.Grad!.ToDoubleArray(), rtol, atol, Name, dtype);
+        }
+    }
+
+    sealed class GridSampleDefinition(bool backward) : OpDefinition(
+        backward ? "resample.grid_sample_backward" : "resample.grid_sample", "resample", [DType.Float32, DType.Float64], Domain.Default, new Tolerance(4))
+    {
+        public override int MinRank => 4;
+        public override int MaxRank => 4;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var x = Input(c, dtype, device);
+            var rng = new Random((int)(c.Seed % int.MaxValue));
+            int n = c.Shape[0], oh = rng.Next(0, 6), ow = rng.Next(1, 6);
+            var mode = (GridSampleMode)rng.Next(2);
+            var padding = (GridSamplePadding)rng.Next(3);
+            bool align = rng.Next(2) == 1;
+            var grid = Input([n, oh, ow, 2], (InputView)rng.Next(4), c.Seed + 2, dtype, device, new Domain(-1.3, 1.3));
+            if (c.Shape[2] == 0 || c.Shape[3] == 0)
+            {
+                try { x.GridSample(grid, mode, padding, align); }
+                catch (ArgumentException) { return CheckResult.Ok; }
+                return new CheckResult(double.PositiveInfinity, false, $"{Name}: an empty spatial dim was accepted");
+            }
+            var a = new GridSampleArgs
+            {
+                N = n, C = c.Shape[1], IH = c.Shape[2], IW = c.Shape[3], OH = oh, OW = ow,
+                Mode = (int)mode, Padding = (int)padding, AlignCorners = align ? 1 : 0,
+            };
+            double[] xd = x.Contiguous().ToDoubleArray(), gd = grid.Contiguous().ToDoubleArray();
+            if (!backward)
+            {
+                var (rtol, atol) = Tolerance.For(dtype, Math.Max(a.IH, a.IW));
+                return CheckResult.Compare(Reference.GridSample(xd, gd, a), x.GridSample(grid, mode, padding, align).ToDoubleArray(), rtol, atol, Name, dtype);
+            }
+            x.RequiresGrad_();
+            grid.RequiresGrad_();
+            var g = Input([n, a.C, oh, ow], InputView.Contiguous, c.Seed + 1, dtype, device, Domain.Default);
+            x.GridSample(grid, mode, padding, align).Backward(g);
+            var (dx, dgrid) = Reference.GridSampleBackward(g.ToDoubleArray(), xd, gd, a);
+            // A pixel may gather every grid point; a grid gradient sums 4 terms per channel, scaled by up to half the extent.
+            var (rx, ax) = Tolerance.For(dtype, Math.Max(a.IH, a.IW) * Math.Max(1, oh * ow));
+            var (rg, ag) = Tolerance.For(dtype, Math.Max(a.IH, a.IW) * 4.0 * Math.Max(1, a.C));
+            return CheckResult.Compare(dx, x.Grad!.ToDoubleArray(), rx, ax, Name + " input", dtype)
+                .Merge(CheckResult.Compare(dgrid, grid.Grad!.ToDoubleArray(), rg, ag, Name + " grid", dtype));
         }
     }
 }
