@@ -171,12 +171,13 @@ public static class ResampleKernels<T, TF> where T : unmanaged where TF : struct
     public static readonly Kernel<ArrayView<T>, ArrayView<T>, ResampleArgs> Backward = new($"resample.backward.{Dt.Of<TF>()}", Resample.Backward<T, TF>);
 }
 
-/// <summary>Every kernel of the resample family (interpolation and grid sampling), for <see cref="KernelCatalog"/>.</summary>
+/// <summary>Every kernel of the resample family (interpolation, grid sampling, ROI align), for <see cref="KernelCatalog"/>.</summary>
 public static class ResampleKernels
 {
     /// <summary>The forward and backward kernels in float32 and float64.</summary>
     public static IReadOnlyList<GpuKernel> All { get; } = [.. Of<float, F32>(), .. Of<double, F64>()];
 
     static GpuKernel[] Of<T, TF>() where T : unmanaged where TF : struct, IFloat<T> =>
-        [ResampleKernels<T, TF>.Forward, ResampleKernels<T, TF>.Backward, GridSampleKernels<T, TF>.Forward, GridSampleKernels<T, TF>.BackwardInput, GridSampleKernels<T, TF>.BackwardGrid];
+        [ResampleKernels<T, TF>.Forward, ResampleKernels<T, TF>.Backward, GridSampleKernels<T, TF>.Forward, GridSampleKernels<T, TF>.BackwardInput, GridSampleKernels<T, TF>.BackwardGrid,
+         RoiAlignKernels<T, TF>.Forward, RoiAlignKernels<T, TF>.Backward];
 }

@@ -59,4 +59,29 @@ public sealed partial class IlgpuBackend
         if (dx is not null) GridSampleKernels<T, TF>.BackwardInput.Launch(Driver, args.N * args.C, V<T>(g), V<T>(grid), V<T>(dx), args);
         if (dgrid is not null) GridSampleKernels<T, TF>.BackwardGrid.Launch(Driver, args.N * args.OH * args.OW, V<T>(g), V<T>(x), V<T>(grid), V<T>(dgrid), args);
     }
+
+    /// <inheritdoc/>
+    public void RoiAlignForward(Tensor x, Tensor boxes, RoiAlignArgs args, Tensor y) => Locked(() =>
+    {
+        args.XOff = Off(x);
+        args.ROff = Off(boxes);
+        switch (x.DType)
+        {
+            case DType.Float32: RoiAlignKernels<float, F32>.Forward.Launch(Driver, y.Numel, V<float>(x), V<float>(boxes), V<float>(y), args); break;
+            case DType.Float64: RoiAlignKernels<double, F64>.Forward.Launch(Driver, y.Numel, V<double>(x), V<double>(boxes), V<double>(y), args); break;
+            default: throw Unsupported("roi_align", x.DType);
+        }
+    });
+
+    /// <inheritdoc/>
+    public void RoiAlignBackward(Tensor g, Tensor boxes, RoiAlignArgs args, Tensor dx) => Locked(() =>
+    {
+        args.ROff = Off(boxes);
+        switch (g.DType)
+        {
+            case DType.Float32: RoiAlignKernels<float, F32>.Backward.Launch(Driver, args.N * args.C, V<float>(g), V<float>(boxes), V<float>(dx), args); break;
+            case DType.Float64: RoiAlignKernels<double, F64>.Backward.Launch(Driver, args.N * args.C, V<double>(g), V<double>(boxes), V<double>(dx), args); break;
+            default: throw Unsupported("roi_align_backward", g.DType);
+        }
+    });
 }

@@ -242,4 +242,61 @@ public sealed partial class Tensor
         var baseGrid = FromArray(b, new Shape(h * w, 3)).To(theta.DType).To(theta.Device);
         return baseGrid.MatMul(theta.Transpose(1, 2)).Reshape(size[0], h, w, 2);
     }
+
+    /// <summary>
+    /// ROI align (torchvision's roi_align) of [N, C, H, W] over <paramref name="boxes"/> [K, 5] = (batch index, x1, y1, x2,
+    /// y2): each box, scaled by <paramref name="spatialScale"/> (and shifted by -0.5 when <paramref name="aligned"/>), is cut
+    /// into outputH x outputW bins, and each bin averages bilinear samples on a regular grid of
+    /// <paramref name="samplingRatio"/> per side (or ceil(bin size) when it is not positive). Samples more than one pixel
+    /// outside the input read zero. Without <paramref name="aligned"/> a box is at least one pixel on each side.
+    /// Differentiable with respect to the input (not the boxes, as in torchvision).
+    /// </summary>
+    /// <param name="boxes">[K, 5] boxes, same dtype and device; each batch index an integer in [0, N).</param>
+    /// <param name="outputSize">The bins per box, [outputH, outputW].</param>
+    /// <param name="spatialScale">The scale from box coordinates to input pixels (positive).</param>
+    /// <param name="samplingRatio">Samples per bin along each side; 0 or negative for adaptive.</param>
+    /// <param name="aligned">Shift boxes by half a pixel so that box corners fall on pixel edges.</param>
+    /// <returns>[K, C, outputH, outputW].</returns>
+    /// <exception cref="ArgumentException">A shape, output size, scale or batch index out of range.</exception>
+    /// <exception cref="NotSupportedException">The input is not Float32 or Float64.</exception>
+    public Tensor RoiAlign(Tensor boxes, int[] outputSize, double spatialScale = 1, int samplingRatio = -1, bool aligned = false)
+    {
+        const string op = "roi_align";
+        ArgumentNullException.ThrowIfNull(boxes);
+        ArgumentNullException.ThrowIfNull(outputSize);
+        Storage.ThrowIfDisposed(op);
+        Check.Floating(this, op, "input");
+        Check.SameDType(this, boxes, op, nameof(boxes));
+        Check.SameDevice(this, boxes, op, nameof(boxes));
+        if (Rank != 4 || Shape[2] == 0 || Shape[3] == 0) throw new ShapeMismatchException(op, "input", $"input must be [N, C, H, W] with H, W > 0, got shape {Shape}");
+        if (boxes.Rank != 2 || boxes.Shape[1] != 5) throw new ShapeMismatchException(op, nameof(boxes), $"boxes must be [K, 5] rows of (batch index, x1, y1, x2, y2), got shape {boxes.Shape}");
+        if (outputSize.Length != 2 || outputSize.Any(o => o < 1))
+            throw new ArgumentOutOfRangeException(nameof(outputSize), $"{op}: outputSize must be two positive extents, got [{string.Join(", ", outputSize)}]");
+        if (!(spatialScale > 0) || double.IsInfinity(spatialScale)) throw new ArgumentOutOfRangeException(nameof(spatialScale), spatialScale, $"{op}: spatialScale must be positive and finite");
+        var b = boxes.Detach().Contiguous();
+        var bh = b.ToDoubleArray();
+        for (int k = 0; k < boxes.Shape[0]; k++)
+        {
+            double n = bh[k * 5];
+            if (n != Math.Floor(n) || n < 0 || n >= Shape[0])
+                throw new ArgumentOutOfRangeException(nameof(boxes), n, $"{op}: box {k} has batch index {n}; it must be an integer in [0, {Shape[0]})");
+        }
+        var a = new RoiAlignArgs
+        {
+            N = Shape[0], C = Shape[1], H = Shape[2], W = Shape[3], K = boxes.Shape[0], PH = outputSize[0], PW = outputSize[1],
+            SamplingRatio = Math.Max(samplingRatio, 0), Aligned = aligned ? 1 : 0, SpatialScale = spatialScale,
+        };
+        var y = Empty(new Shape(a.K, a.C, a.PH, a.PW), DType, Device);
+        if (y.Numel > 0) Backend.RoiAlignForward(Detach().Contiguous(), b, a, y);
+        var inShape = Shape;
+        return Record(y, op, [this], g => [RoiAlignGrad(g, b, a, inShape)]);
+    }
+
+    static Tensor RoiAlignGrad(Tensor g, Tensor boxes, RoiAlignArgs a, Shape inShape)
+    {
+        var dx = Zeros(inShape, g.DType, g.Device);
+        if (g.Numel > 0) g.Backend.RoiAlignBackward(g.Detach().Contiguous(), boxes, a, dx);
+        // Linear in g: the gradient of the backward pass is ROI align of the incoming gradient.
+        return Record(dx, "roi_align_backward", [g], gg => [gg.RoiAlign(boxes, [a.PH, a.PW], a.SpatialScale, a.SamplingRatio, a.Aligned != 0)]);
+    }
 }

@@ -45,6 +45,8 @@ public class FusedDefaultTests
         public void ResampleBackward(Tensor g, ResampleArgs args, Tensor dx) => inner.ResampleBackward(g, args, dx);
         public void GridSampleForward(Tensor x, Tensor grid, GridSampleArgs args, Tensor y) => inner.GridSampleForward(x, grid, args, y);
         public void GridSampleBackward(Tensor g, Tensor x, Tensor grid, GridSampleArgs args, Tensor? dx, Tensor? dgrid) => inner.GridSampleBackward(g, x, grid, args, dx, dgrid);
+        public void RoiAlignForward(Tensor x, Tensor boxes, RoiAlignArgs args, Tensor y) => inner.RoiAlignForward(x, boxes, args, y);
+        public void RoiAlignBackward(Tensor g, Tensor boxes, RoiAlignArgs args, Tensor dx) => inner.RoiAlignBackward(g, boxes, args, dx);
     }
 
     static void WithPrimitivesOnly(Action<Device> body)

@@ -104,3 +104,60 @@ public class GridSampleTests
         Assert.Throws<ShapeMismatchException>(() => Tensor.AffineGrid(Tensor.Zeros(new Shape(1, 3, 3), F64), [1, 1, 2, 2]));
     }
 }
+
+/// <summary>ROI align beyond its definitions (resample.roi_align*): worked values with torchvision's rules, gradients, argument errors.</summary>
+public class RoiAlignTests
+{
+    const DType F64 = DType.Float64;
+
+    static Tensor T(double[] v, params int[] shape) => Tensor.FromArray(v, new Shape(shape));
+
+    public static IEnumerable<object[]> DeviceData => Devices.Data;
+
+    [Theory, MemberData(nameof(DeviceData))]
+    public void Bins_average_bilinear_samples_as_torchvision(string device)
+    {
+        var dev = Devices.Parse(device);
+        // x[h, w] = 10 h + w on a 4 x 5 plane: bilinear sampling inside the plane reproduces 10 y + x exactly.
+        var x = Tensor.FromArray(Enumerable.Range(0, 20).Select(i => 10.0 * (i / 5) + i % 5).ToArray(), new Shape(1, 1, 4, 5)).To(dev);
+        var box = T([0, 1, 1, 3, 3], 1, 5).To(dev);
+        // aligned: the box spans pixels 0.5..2.5, bins of 1 with one sample each at their centres 1 and 2.
+        Close.Check([11, 12, 21, 22], x.RoiAlign(box, [2, 2], samplingRatio: 1, aligned: true).ToDoubleArray(), 1e-12, 1e-12, "aligned");
+        // not aligned: 1..3, samples at 1.5 and 2.5.
+        Close.Check([16.5, 17.5, 26.5, 27.5], x.RoiAlign(box, [2, 2], samplingRatio: 1).ToDoubleArray(), 1e-12, 1e-12, "not aligned");
+        // Adaptive sampling of one bin of size 2: 2 x 2 samples at 1.5 and 2.5 average to the centre 2.
+        Close.Check([22], x.RoiAlign(box, [1, 1]).ToDoubleArray(), 1e-12, 1e-12, "adaptive");
+        // spatialScale 0.5 halves the box to the point (1, 1), shifted to (0.5, 0.5); a sample more than one pixel outside reads zero.
+        Close.Check([5.5], x.RoiAlign(T([0, 2, 2, 2, 2], 1, 5).To(dev), [1, 1], 0.5, 1, aligned: true).ToDoubleArray(), 1e-12, 1e-12, "scaled point box");
+        Close.Check([0], x.RoiAlign(T([0, -3, -3, -2.5, -2.5], 1, 5).To(dev), [1, 1], 1, 1, aligned: true).ToDoubleArray(), 0, 0, "outside");
+    }
+
+    [Fact]
+    public void The_input_gradient_matches_finite_differences()
+    {
+        var x = Tensor.Rand(new Shape(2, 2, 5, 6), new Generator(3), -1, 1, F64);
+        var boxes = T([1, 0.3, 0.7, 4.1, 3.3, 0, -0.6, 1.2, 2.7, 5.4, 1, 2.2, 0.1, 5.7, 4.9], 3, 5);
+        foreach (bool aligned in new[] { false, true })
+        {
+            var r = GradCheck.Run(t => t[0].RoiAlign(boxes, [2, 3], 1, 0, aligned).Square(), [x]);
+            Assert.True(r.Passed, $"aligned {aligned}: {r}");
+        }
+        var v = Tensor.Rand(new Shape(3, 2, 2, 3), new Generator(4), -1, 1, F64).RequiresGrad_();
+        var u = Tensor.Rand(x.Shape, new Generator(5), -1, 1, F64);
+        Func<Tensor, Tensor> f = t => t.RoiAlign(boxes, [2, 3], 0.8, 2);
+        Close.Check(f(u), Autograd.Grad((Autograd.Vjp(f, x, v, createGraph: true) * u).Sum(), v), 1e-13, 1e-14, "double backward");
+    }
+
+    [Fact]
+    public void Bad_arguments_throw_argument_exceptions()
+    {
+        var x = Tensor.Zeros(new Shape(2, 3, 4, 4), F64);
+        var box = T([0, 0, 0, 2, 2], 1, 5);
+        Assert.Contains("batch index 2", Assert.Throws<ArgumentOutOfRangeException>(() => x.RoiAlign(T([2, 0, 0, 2, 2], 1, 5), [2, 2])).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => x.RoiAlign(T([0.5, 0, 0, 2, 2], 1, 5), [2, 2]));
+        Assert.Equal("outputSize", Assert.Throws<ArgumentOutOfRangeException>(() => x.RoiAlign(box, [0, 2])).ParamName);
+        Assert.Equal("spatialScale", Assert.Throws<ArgumentOutOfRangeException>(() => x.RoiAlign(box, [2, 2], -1)).ParamName);
+        Assert.Throws<ShapeMismatchException>(() => x.RoiAlign(T([0, 0, 0, 2], 1, 4), [2, 2]));
+        Assert.Throws<ShapeMismatchException>(() => Tensor.Zeros(new Shape(3, 4, 4), F64).RoiAlign(box, [2, 2]));
+    }
+}

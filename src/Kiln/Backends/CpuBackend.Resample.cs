@@ -53,4 +53,29 @@ public sealed partial class CpuBackend
             default: throw Unsupported("grid_sample_backward", g.DType);
         }
     }
+
+    /// <inheritdoc/>
+    public void RoiAlignForward(Tensor x, Tensor boxes, RoiAlignArgs args, Tensor y)
+    {
+        args.XOff = O(x);
+        args.ROff = O(boxes);
+        switch (x.DType)
+        {
+            case DType.Float32: RoiAlign.Forward(A<float>(x), A<float>(boxes), args, A<float>(y)); break;
+            case DType.Float64: RoiAlign.Forward(A<double>(x), A<double>(boxes), args, A<double>(y)); break;
+            default: throw Unsupported("roi_align", x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void RoiAlignBackward(Tensor g, Tensor boxes, RoiAlignArgs args, Tensor dx)
+    {
+        args.ROff = O(boxes);
+        switch (g.DType)
+        {
+            case DType.Float32: RoiAlign.Backward(A<float>(g), A<float>(boxes), args, A<float>(dx)); break;
+            case DType.Float64: RoiAlign.Backward(A<double>(g), A<double>(boxes), args, A<double>(dx)); break;
+            default: throw Unsupported("roi_align_backward", g.DType);
+        }
+    }
 }

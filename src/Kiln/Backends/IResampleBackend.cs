@@ -4,7 +4,7 @@ namespace Kiln.Backends;
 
 /// <summary>
 /// Interpolation over planes of [D, H, W] (<see cref="ResampleArgs"/>: nearest, nearest-exact, linear, cubic), 2d grid
-/// sampling (<see cref="GridSampleArgs"/>), and their gradients.
+/// sampling (<see cref="GridSampleArgs"/>), ROI align (<see cref="RoiAlignArgs"/>), and their gradients.
 /// </summary>
 public interface IResampleBackend
 {
@@ -28,4 +28,13 @@ public interface IResampleBackend
     /// the input into <paramref name="dx"/> and to the grid into <paramref name="dgrid"/>, each skipped when null.
     /// </summary>
     void GridSampleBackward(Tensor g, Tensor x, Tensor grid, GridSampleArgs args, Tensor? dx, Tensor? dgrid);
+
+    /// <summary>
+    /// y [K, C, PH, PW] = ROI align of contiguous <paramref name="x"/> [N, C, H, W] over contiguous <paramref name="boxes"/>
+    /// [K, 5] (batch indices already checked to lie in [0, N); offsets are read from the tensors).
+    /// </summary>
+    void RoiAlignForward(Tensor x, Tensor boxes, RoiAlignArgs args, Tensor y);
+
+    /// <summary>dx [N, C, H, W] = the gradient of <see cref="RoiAlignForward"/> with respect to its input, for contiguous output gradient <paramref name="g"/>.</summary>
+    void RoiAlignBackward(Tensor g, Tensor boxes, RoiAlignArgs args, Tensor dx);
 }

@@ -6,7 +6,8 @@ namespace Kiln.Ops;
 /// The resample family's definitions: interpolate in each mode (nearest and nearest-exact over 1d to 3d, linear as
 /// linear/bilinear/trilinear by rank, bicubic over 2d), forward and backward, on [N, C, *spatial] with an output size or
 /// a scale factor and align_corners drawn from each case's seed; grid_sample forward and backward (input and grid) with
-/// the mode, padding, align_corners and a grid reaching past [-1, 1] drawn the same way.
+/// the mode, padding, align_corners and a grid reaching past [-1, 1] drawn the same way; roi_align forward and backward
+/// with random boxes (some partly outside the input), sampling ratio, scale and alignment.
 /// </summary>
 public static class ResampleOps
 {
@@ -17,6 +18,8 @@ public static class ResampleOps
             .SelectMany(m => new OpDefinition[] { new InterpolateDefinition(m, backward: false), new InterpolateDefinition(m, backward: true) }),
         new GridSampleDefinition(backward: false),
         new GridSampleDefinition(backward: true),
+        new RoiAlignDefinition(backward: false),
+        new RoiAlignDefinition(backward: true),
     ];
 
     static string NameOf(ResampleMode m) => m switch
@@ -126,6 +129,51 @@ public static class ResampleOps
             var (rg, ag) = Tolerance.For(dtype, Math.Max(a.IH, a.IW) * 4.0 * Math.Max(1, a.C));
             return CheckResult.Compare(dx, x.Grad!.ToDoubleArray(), rx, ax, Name + " input", dtype)
                 .Merge(CheckResult.Compare(dgrid, grid.Grad!.ToDoubleArray(), rg, ag, Name + " grid", dtype));
+        }
+    }
+
+    sealed class RoiAlignDefinition(bool backward) : OpDefinition(
+        backward ? "resample.roi_align_backward" : "resample.roi_align", "resample", [DType.Float32, DType.Float64], Domain.Default, new Tolerance(4))
+    {
+        public override int MinRank => 4;
+        public override int MaxRank => 4;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var x = Input(c, dtype, device);
+            var rng = new Random((int)(c.Seed % int.MaxValue));
+            int n = c.Shape[0], h = c.Shape[2], w = c.Shape[3], k = n == 0 ? 0 : rng.Next(0, 5);
+            int[] output = [rng.Next(1, 4), rng.Next(1, 4)];
+            double scale = rng.Next(2) == 0 ? 1 : 0.5;
+            int ratio = rng.Next(0, 3);
+            bool aligned = rng.Next(2) == 1;
+            var bh = new double[k * 5];
+            for (int i = 0; i < k; i++)
+            {
+                // Corners from a little outside the input to past it, in box coordinates (pixels / scale), in either order.
+                bh[i * 5] = rng.Next(n);
+                for (int j = 1; j < 5; j++) bh[i * 5 + j] = (rng.NextDouble() * ((j % 2 == 1 ? w : h) + 3) - 1.5) / scale;
+            }
+            var boxes = Tensor.FromArray(bh, new Shape(k, 5)).To(dtype).To(device);
+            if (h == 0 || w == 0)
+            {
+                try { x.RoiAlign(boxes, output, scale, ratio, aligned); }
+                catch (ArgumentException) { return CheckResult.Ok; }
+                return new CheckResult(double.PositiveInfinity, false, $"{Name}: an empty spatial dim was accepted");
+            }
+            var a = new RoiAlignArgs { N = n, C = c.Shape[1], H = h, W = w, K = k, PH = output[0], PW = output[1], SamplingRatio = ratio, Aligned = aligned ? 1 : 0, SpatialScale = scale };
+            double[] xd = x.Contiguous().ToDoubleArray(), bd = boxes.ToDoubleArray();
+            if (!backward)
+            {
+                var (rtol, atol) = Tolerance.For(dtype, 4);
+                return CheckResult.Compare(Reference.RoiAlign(xd, bd, a), x.RoiAlign(boxes, output, scale, ratio, aligned).ToDoubleArray(), rtol, atol, Name, dtype);
+            }
+            x.RequiresGrad_();
+            var g = Input([k, a.C, a.PH, a.PW], InputView.Contiguous, c.Seed + 1, dtype, device, Domain.Default);
+            x.RoiAlign(boxes, output, scale, ratio, aligned).Backward(g);
+            // A pixel sums the taps of every sample of every bin of every box that reaches it.
+            var (rb, ab) = Tolerance.For(dtype, 4.0 * Math.Max(1, k));
+            return CheckResult.Compare(Reference.RoiAlignBackward(g.ToDoubleArray(), bd, a), x.Grad!.ToDoubleArray(), rb, ab, Name, dtype);
         }
     }
 }
