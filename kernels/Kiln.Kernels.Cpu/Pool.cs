@@ -76,7 +76,7 @@ static class PoolWindows
                     T v = x[b + flat];
                     if (at < 0) at = flat;
                     // PyTorch's rule: a NaN wins, and a later NaN replaces an earlier one.
-                    if (v >= best || T.IsNaN(v)) { best = v; at = flat; }
+                    if (v > best || T.IsNaN(v)) { best = v; at = flat; }
                     sum += v;
                     valid++;
                 }
@@ -124,7 +124,7 @@ static class PoolWindows
                     if (ow < 0) continue;
                     int q = ob + (od * a.OH + oh) * a.OW + ow;
                     if (!avg) { if (indices[q] == flat) acc += g[q]; continue; }
-                    acc += g[q] / T.CreateTruncating(Divisor(a, od, oh, ow) + 1);
+                    acc += g[q] / T.CreateTruncating(Divisor(a, od, oh, ow));
                 }
             }
         }
