@@ -44,7 +44,8 @@ public static partial class Reference
     /// <summary>
     /// Max or average pooling in float64, written as the definition: for every output element, the window's positions in
     /// order (d, h, w), skipping those outside the input. Max takes the first largest value (a NaN wins, the last NaN
-    /// counts) and its flat index in the input plane; average divides the sum by the window's size (clipped to the
+    /// counts) and its flat index in the input plane (a window that holds no input, possible with dilation and padding,
+    /// gives -infinity at index -1); average divides the sum by the window's size (clipped to the
     /// padded input, or to the input when count_include_pad is off) or by the divisor override.
     /// </summary>
     public static (double[] Values, long[] Indices) Pool(ReadOnlySpan<double> x, PoolArgs a)
@@ -97,7 +98,12 @@ public static partial class Reference
                     for (int ow = 0; ow < a.OW; ow++)
                     {
                         int q = ((p * a.OD + od) * a.OH + oh) * a.OW + ow;
-                        if (a.Avg == 0) { dx[p * a.InPlane + (int)indices[q]] += g[q]; continue; }
+                        if (a.Avg == 0)
+                        {
+                            // A window of padding only (dilation can step over the input) has index -1 and no gradient.
+                            if (indices[q] >= 0) dx[p * a.InPlane + (int)indices[q]] += g[q];
+                            continue;
+                        }
                         var wd = Window(od, a.ID, a.OD, a.KD, a.SD, a.PD, 1, a.Adaptive != 0);
                         var wh = Window(oh, a.IH, a.OH, a.KH, a.SH, a.PH, 1, a.Adaptive != 0);
                         var ww = Window(ow, a.IW, a.OW, a.KW, a.SW, a.PW, 1, a.Adaptive != 0);

@@ -129,7 +129,9 @@ public sealed partial class Tensor
     /// Max pooling over the last <c>kernelSize.Length</c> (1 to 3) dims of [N, C, *spatial] or [C, *spatial] (PyTorch's
     /// max_pool1d/2d/3d with return_indices): each output is the largest value of its window (a NaN wins), with the flat
     /// index of that value within its input plane (row-major over the spatial dims), for <see cref="MaxUnpool"/>.
-    /// Windows start at o * stride - padding and take kernelSize positions dilation apart; padded positions never win.
+    /// Windows start at o * stride - padding and take kernelSize positions dilation apart; padded positions never win. A
+    /// window that holds no input (dilation can step over a small input) gives -infinity at index -1, where PyTorch leaves
+    /// an index outside the plane.
     /// </summary>
     /// <param name="kernelSize">The window, one extent per spatial dim.</param>
     /// <param name="stride">The step between windows: one value for every dim or one per dim; default the kernel size.</param>

@@ -34,6 +34,10 @@ public class PoolTests
         (y, idx) = T([3, 1, 4, 1, 5], 1, 1, 5).To(dev).MaxPoolWithIndices([2], [1], null, [2]);
         Values([4, 1, 5], y, "dilated");
         Assert.Equal([2L, 1, 4], idx.ToArray<long>());
+        // Dilation 2 with padding 1 on one element: the window's positions -1 and 1 miss the input.
+        (y, idx) = T([7], 1, 1, 1).To(dev).MaxPoolWithIndices([2], [1], [1], [2]);
+        Values([double.NegativeInfinity], y, "window of padding only");
+        Assert.Equal([-1L], idx.ToArray<long>());
         // A NaN wins its window.
         (y, idx) = T([1, double.NaN, 2, 0, 1, 2], 1, 1, 6).To(dev).MaxPoolWithIndices([3]);
         Assert.True(double.IsNaN(y.ToDoubleArray()[0]));
