@@ -308,6 +308,14 @@ public sealed partial class Tensor
         return flat.Reshape([.. lead, .. outS]);
     }
 
+    /// <summary>1d max unpooling; see <see cref="MaxUnpool"/>.</summary>
+    public Tensor MaxUnpool1d(Tensor indices, int kernelSize, int? stride = null, int padding = 0, int[]? outputSize = null) =>
+        MaxUnpool(indices, [kernelSize], stride is { } s ? [s] : null, [padding], outputSize);
+
+    /// <summary>3d max unpooling with a cubic window; see <see cref="MaxUnpool"/>.</summary>
+    public Tensor MaxUnpool3d(Tensor indices, int kernelSize, int? stride = null, int padding = 0, int[]? outputSize = null) =>
+        MaxUnpool(indices, [kernelSize, kernelSize, kernelSize], stride is { } s ? [s] : null, [padding], outputSize);
+
     /// <summary>2d max unpooling with a square window; see <see cref="MaxUnpool"/>.</summary>
     public Tensor MaxUnpool2d(Tensor indices, int kernelSize, int? stride = null, int padding = 0, int[]? outputSize = null) =>
         MaxUnpool(indices, [kernelSize, kernelSize], stride is { } s ? [s] : null, [padding], outputSize);

@@ -17,6 +17,8 @@ public enum InterpolateMode
     Bicubic,
     /// <summary>Trilinear interpolation of [N, C, D, H, W].</summary>
     Trilinear,
+    /// <summary>The mean of each output's share of the input (PyTorch's "area": adaptive average pooling; 1d to 3d).</summary>
+    Area,
 }
 
 /// <summary>How <see cref="Tensor.GridSample"/> reads the input at a grid point.</summary>
@@ -54,7 +56,7 @@ public sealed partial class Tensor
     /// <param name="alignCorners">Map corner pixel centres onto each other (linear modes and bicubic only).</param>
     /// <returns>[N, C, *out], same dtype and device.</returns>
     /// <exception cref="ArgumentException">Neither or both of size and scaleFactor, a non-positive size or factor, an output
-    /// extent below 1, a mode that does not fit the rank, alignCorners with a nearest mode, or an empty spatial dim.</exception>
+    /// extent below 1, a mode that does not fit the rank, alignCorners with a nearest or area mode, or an empty spatial dim.</exception>
     /// <exception cref="NotSupportedException">The input is not Float32 or Float64.</exception>
     public Tensor Interpolate(int[]? size = null, double[]? scaleFactor = null, InterpolateMode mode = InterpolateMode.Nearest, bool alignCorners = false)
     {
@@ -65,7 +67,7 @@ public sealed partial class Tensor
         if (n is < 1 or > 3) throw new ShapeMismatchException(op, "input", $"input must be [N, C, *spatial] with 1 to 3 spatial dims, got shape {Shape}");
         int need = mode switch { InterpolateMode.Linear => 1, InterpolateMode.Bilinear or InterpolateMode.Bicubic => 2, InterpolateMode.Trilinear => 3, _ => n };
         if (need != n) throw new ArgumentException($"{op}: mode {mode} needs {need} spatial dims, the input {Shape} has {n}", nameof(mode));
-        if (alignCorners && mode is InterpolateMode.Nearest or InterpolateMode.NearestExact)
+        if (alignCorners && mode is InterpolateMode.Nearest or InterpolateMode.NearestExact or InterpolateMode.Area)
             throw new ArgumentException($"{op}: alignCorners applies to the linear modes and bicubic, not {mode}", nameof(alignCorners));
         if ((size is null) == (scaleFactor is null)) throw new ArgumentException($"{op}: give exactly one of size and scaleFactor", nameof(size));
         var inS = Shape.ToArray()[2..];
@@ -91,6 +93,7 @@ public sealed partial class Tensor
                 outS[i] = (int)o;
             }
         }
+        if (mode == InterpolateMode.Area) return AdaptiveAvgPool(outS);
         int At(int[] v, int dim, int unit) => dim - (3 - n) is var i && i >= 0 ? v[i] : unit;
         double Factor(int dim) => dim - (3 - n) is var i && i >= 0 ? factors[i] : 0;
         var a = new ResampleArgs

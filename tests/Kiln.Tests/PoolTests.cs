@@ -119,6 +119,10 @@ public class PoolTests
         var expected = new double[32];
         foreach (int i in new[] { 5, 7, 13, 15, 21, 23, 29, 31 }) expected[i] = i;
         Values(expected, u, "unpooled");
+        var (y1, i1) = T([3, 1, 4, 1, 5, 9], 1, 1, 6).To(dev).MaxPoolWithIndices([3]);
+        Values([0, 0, 4, 0, 0, 9], y1.MaxUnpool1d(i1, 3), "1d");
+        var (y3, i3) = Tensor.Arange(0, 8, 1, F64).Reshape(1, 1, 2, 2, 2).To(dev).MaxPoolWithIndices([2, 2, 2]);
+        Values([0, 0, 0, 0, 0, 0, 0, 7], y3.MaxUnpool3d(i3, 2), "3d");
         // An output size one larger than the default pads the plane.
         Assert.Equal(new Shape(2, 1, 5, 5), y.MaxUnpool(idx, [2, 2], outputSize: [5, 5]).Shape);
     }

@@ -52,6 +52,8 @@ public class ResampleTests
         Values([0, 0.1, 0.5, 0.9, 1.3, 1.7, 2], r.Interpolate(null, [2.5], InterpolateMode.Linear), "linear by factor");
         Values([0, 1 / 7.0, 4 / 7.0, 1, 10 / 7.0, 13 / 7.0, 2], r.Interpolate([7], mode: InterpolateMode.Linear), "linear by size");
         Values([0, 0, 1, 2, 2, 3], T([0, 1, 2, 3], 1, 1, 4).To(dev).Interpolate(null, [1.5]), "nearest by factor 1.5");
+        // Area is adaptive average pooling: 5 -> 3 averages [0, 2), [1, 4), [3, 5).
+        Values([0.5, 2, 3.5], v.Interpolate([3], mode: InterpolateMode.Area), "area");
     }
 
     [Fact]
@@ -127,6 +129,7 @@ public class ResampleTests
         Assert.Contains("floor(4 * 0.2)", Assert.Throws<ArgumentException>(() => x.Interpolate(null, [0.2])).Message);
         Assert.Equal("mode", Assert.Throws<ArgumentException>(() => x.Interpolate([3], mode: InterpolateMode.Trilinear)).ParamName);
         Assert.Equal("alignCorners", Assert.Throws<ArgumentException>(() => x.Interpolate([3, 3], alignCorners: true)).ParamName);
+        Assert.Equal("alignCorners", Assert.Throws<ArgumentException>(() => x.Interpolate([3, 3], mode: InterpolateMode.Area, alignCorners: true)).ParamName);
         Assert.Throws<ShapeMismatchException>(() => Tensor.Zeros(new Shape(4, 4), F64).Interpolate([2]));
         Assert.Throws<ShapeMismatchException>(() => Tensor.Zeros(new Shape(1, 1, 0, 4), F64).Interpolate([2, 2]));
         Assert.Throws<ShapeMismatchException>(() => Tensor.Zeros(new Shape(1, 3, 4, 4), F64).PixelShuffle(2));
