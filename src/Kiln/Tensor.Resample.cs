@@ -174,7 +174,7 @@ public sealed partial class Tensor
     /// Samples [N, C, IH, IW] at the points of <paramref name="grid"/> [N, OH, OW, 2] (PyTorch's grid_sample, 2d): grid
     /// values are (x, y) in [-1, 1] across the input's width and height, -1 and 1 meaning the corner pixels' centres with
     /// <paramref name="alignCorners"/> and their outer edges without. Differentiable with respect to the input and the grid
-    /// (the nearest mode's grid gradient is zero).
+    /// (the nearest mode's grid gradient is zero); second derivatives through the grid throw <see cref="NotSupportedException"/>.
     /// </summary>
     /// <param name="grid">Sampling points [N, OH, OW, 2], same dtype and device.</param>
     /// <param name="mode">Bilinear or nearest.</param>
@@ -211,10 +211,18 @@ public sealed partial class Tensor
             var dgrid = grid.RequiresGrad ? Empty(grid.Shape, DType, Device) : null;
             if (gc.Numel > 0) Backend.GridSampleBackward(gc, x, gd, a, dx, dgrid);
             else { dx?.Fill_(0); dgrid?.Fill_(0); }
-            // The input gradient is linear in g; its own gradient in g is the sampling again (the grid's is not recorded).
-            return [dx is null ? null : Record(dx, op + "_backward", [g], gg => [gg.GridSample(gd, mode, paddingMode, alignCorners)]), dgrid];
+            // The input gradient is linear in g, and its gradient in g is the sampling again. Second derivatives through the
+            // grid are not implemented: they throw rather than come out as zeros.
+            return
+            [
+                dx is null ? null : Record(dx, op + "_backward", [g, grid], gg => [gg.GridSample(gd, mode, paddingMode, alignCorners), grid.RequiresGrad ? throw NoSecondOrder() : null]),
+                dgrid is null ? null : Record(dgrid, op + "_grid_backward", [g, this, grid], _ => throw NoSecondOrder()),
+            ];
         });
     }
+
+    static NotSupportedException NoSecondOrder() =>
+        new("grid_sample: second derivatives that involve the grid are not implemented (those in the input alone are)");
 
     /// <summary>
     /// The sampling grid of affine maps (PyTorch's affine_grid, 2d): for <paramref name="theta"/> [N, 2, 3] and output

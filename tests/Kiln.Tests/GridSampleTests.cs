@@ -90,6 +90,10 @@ public class GridSampleTests
         Func<Tensor, Tensor> f = t => t.GridSample(grid);
         var got = Autograd.Grad((Autograd.Vjp(f, x, v, createGraph: true) * u).Sum(), v);
         Close.Check(f(u), got, 1e-13, 1e-14, "double backward in the input");
+        // Through the grid, a second derivative is refused rather than silently zero.
+        var gr = grid.Detach().RequiresGrad_();
+        var dgrid = Autograd.Grad([x.GridSample(gr).Square().Sum()], [gr], createGraph: true)[0];
+        Assert.Throws<NotSupportedException>(() => Autograd.Grad([dgrid.Sum()], [gr]));
     }
 
     [Fact]
