@@ -1,32 +1,102 @@
+using Kiln.Kernels.Cpu;
+
 namespace Kiln.NN;
 
 // The gate math shared by the cells and the sequence layers. The input's gates for all of them come from one matmul
-// (gx = x W_ih^T + b_ih, precomputed for a whole sequence by the sequence layers), the hidden state's from another;
-// the elementwise part is composed from tensor ops, so autograd differentiates it without a dedicated kernel.
+// (gx = x W_ih^T + b_ih, precomputed for a whole sequence by the sequence layers), the hidden state's from another.
+// On the CPU the elementwise part is one fused kernel (Kiln.Kernels.Cpu.RecurrentGates) with a hand-written backward
+// in tensor ops (so it differentiates again); other devices compose it from tensor ops.
 static class RnnMath
 {
     // LSTM, gates in PyTorch's order i, f, g, o: c' = f c + i g, h' = o tanh(c').
     public static (Tensor H, Tensor C) LstmStep(Tensor gx, Tensor h, Tensor c, Tensor wHh, Tensor? bHh)
     {
-        var gates = (gx + Tensor.Linear(h, wHh, bHh)).Chunk(4, -1);
-        var i = gates[0].Sigmoid();
-        var f = gates[1].Sigmoid();
-        var g = gates[2].Tanh();
-        var o = gates[3].Sigmoid();
-        var c2 = f * c + i * g;
-        return (o * c2.Tanh(), c2);
+        var a = gx + Tensor.Linear(h, wHh, bHh);
+        if (a.Device.Kind != DeviceKind.Cpu) return LstmComposed(a, c);
+        int hid = c.Shape[-1];
+        var hc = LstmFused(a, c);
+        return (hc.Narrow(-1, 0, hid), hc.Narrow(-1, hid, hid));
     }
 
     // GRU, gates r, z, n: n = tanh(x_n + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
     public static Tensor GruStep(Tensor gx, Tensor h, Tensor wHh, Tensor? bHh)
     {
-        var xg = gx.Chunk(3, -1);
-        var hg = Tensor.Linear(h, wHh, bHh).Chunk(3, -1);
-        var r = (xg[0] + hg[0]).Sigmoid();
-        var z = (xg[1] + hg[1]).Sigmoid();
-        var n = (xg[2] + r * hg[2]).Tanh();
+        var m = Tensor.Linear(h, wHh, bHh);
+        return gx.Device.Kind == DeviceKind.Cpu ? GruFused(gx, m, h) : GruComposed(gx, m, h);
+    }
+
+    // a [N, 4H] pre-activations, c [N, H].
+    public static (Tensor H, Tensor C) LstmComposed(Tensor a, Tensor c)
+    {
+        var q = a.Chunk(4, -1);
+        var c2 = q[1].Sigmoid() * c + q[0].Sigmoid() * q[2].Tanh();
+        return (q[3].Sigmoid() * c2.Tanh(), c2);
+    }
+
+    // x, m [N, 3H] input and hidden pre-activations, h [N, H].
+    public static Tensor GruComposed(Tensor x, Tensor m, Tensor h)
+    {
+        var xs = x.Chunk(3, -1); var ms = m.Chunk(3, -1);
+        var r = (xs[0] + ms[0]).Sigmoid();
+        var z = (xs[1] + ms[1]).Sigmoid();
+        var n = (xs[2] + r * ms[2]).Tanh();
         return n + z * (h - n);
     }
+
+    // [N, 2H]: h' then c'.
+    public static Tensor LstmFused(Tensor a, Tensor c)
+    {
+        int rows = c.Shape[0], hid = c.Shape[-1];
+        return Tensor.Custom("lstm_gates", [a, c], xs =>
+        {
+            var (ac, cc) = (xs[0].Contiguous(), xs[1].Contiguous());
+            var y = Tensor.Empty([rows, 2 * hid], a.DType, a.Device);
+            switch (a.DType)
+            {
+                case DType.Float32: RecurrentGates.Lstm(A<float>(ac), ac.Layout.Offset, A<float>(cc), cc.Layout.Offset, rows, hid, A<float>(y)); break;
+                case DType.Float64: RecurrentGates.Lstm(A<double>(ac), ac.Layout.Offset, A<double>(cc), cc.Layout.Offset, rows, hid, A<double>(y)); break;
+                default: throw new NotSupportedException($"lstm: dtype {a.DType} on cpu has no kernel; use Float32 or Float64");
+            }
+            return y;
+        }, g =>
+        {
+            var q = a.Chunk(4, -1);
+            var (i, f, gg, o) = (q[0].Sigmoid(), q[1].Sigmoid(), q[2].Tanh(), q[3].Sigmoid());
+            var tc = (f * c + i * gg).Tanh();
+            var gh = g.Narrow(-1, 0, hid);
+            var dc = g.Narrow(-1, hid, hid) + gh * o * (1 - tc * tc);
+            return [Tensor.Concat([dc * gg * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - gg * gg), gh * tc * o * (1 - o)], -1), dc * f];
+        });
+    }
+
+    public static Tensor GruFused(Tensor x, Tensor m, Tensor h)
+    {
+        int rows = h.Shape[0], hid = h.Shape[-1];
+        return Tensor.Custom("gru_gates", [x, m, h], xs =>
+        {
+            var (xc, mc, hc) = (xs[0].Contiguous(), xs[1].Contiguous(), xs[2].Contiguous());
+            var y = Tensor.Empty([rows, hid], x.DType, x.Device);
+            switch (x.DType)
+            {
+                case DType.Float32: RecurrentGates.Gru(A<float>(xc), xc.Layout.Offset, A<float>(mc), mc.Layout.Offset, A<float>(hc), hc.Layout.Offset, rows, hid, A<float>(y)); break;
+                case DType.Float64: RecurrentGates.Gru(A<double>(xc), xc.Layout.Offset, A<double>(mc), mc.Layout.Offset, A<double>(hc), hc.Layout.Offset, rows, hid, A<double>(y)); break;
+                default: throw new NotSupportedException($"gru: dtype {x.DType} on cpu has no kernel; use Float32 or Float64");
+            }
+            return y;
+        }, g =>
+        {
+            var xs = x.Chunk(3, -1); var ms = m.Chunk(3, -1);
+            var r = (xs[0] + ms[0]).Sigmoid();
+            var z = (xs[1] + ms[1]).Sigmoid();
+            var n = (xs[2] + r * ms[2]).Tanh();
+            var dn = g * (1 - z) * (1 - n * n);
+            var dr = dn * ms[2] * r * (1 - r);
+            var dz = g * (h - n) * z * (1 - z);
+            return [Tensor.Concat([dr, dz, dn], -1), Tensor.Concat([dr, dz, dn * r], -1), g * z];
+        });
+    }
+
+    static T[] A<T>(Tensor t) => ((CpuStorage)t.Storage).As<T>();
 
     public static Parameter Uniform(Func<string, Parameter, Parameter> register, string name, int[] shape, double bound, Generator? generator, DType dtype, Device? device) =>
         register(name, new Parameter(Init.Uniform_(Tensor.Empty(shape, dtype, device), -bound, bound, generator)));
@@ -42,6 +112,8 @@ static class RnnMath
     {
         if (state is null) return Tensor.Zeros(expected, like.DType, like.Device);
         if (state.Shape != expected) throw new ShapeMismatchException(op, name, expected, state.Shape, "the state must match the input's batch size and the hidden size");
+        if (state.DType != like.DType || state.Device != like.Device)
+            throw new ArgumentException($"{op}: state {name} is {state.DType} on {state.Device} but the input is {like.DType} on {like.Device}", name);
         return state;
     }
 }

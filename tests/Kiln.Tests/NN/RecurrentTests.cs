@@ -245,6 +245,50 @@ public class RecurrentTests
         Assert.Equal(plain.Forward(x).Output.ToArray<double>(), single.Forward(x).Output.ToArray<double>());
     }
 
+    [Theory]
+    [InlineData(DType.Float64)]
+    [InlineData(DType.Float32)]
+    public void Fused_gate_kernels_match_the_reference_and_the_composed_ops(DType dtype)
+    {
+        // Pre-activations out to +-6 reach both branches of the kernel's sigmoid and its saturation.
+        int n = 5, hid = 7;
+        var a = R([n, 4 * hid], 50, -6, 6).To(dtype); var c = R([n, hid], 51, -3, 3).To(dtype);
+        var x = R([n, 3 * hid], 52, -6, 6).To(dtype); var m = R([n, 3 * hid], 53, -6, 6).To(dtype); var h = R([n, hid], 54).To(dtype);
+        var (rtol, atol) = Close.For(dtype, 4);
+        double[] ad = a.ToDoubleArray(), cd = c.ToDoubleArray(), xd = x.ToDoubleArray(), md = m.ToDoubleArray(), hd = h.ToDoubleArray();
+        var hc = RnnMath.LstmFused(a, c).ToDoubleArray();
+        var gy = RnnMath.GruFused(x, m, h).ToDoubleArray();
+        for (int r = 0; r < n; r++)
+        {
+            var (eh, ec) = Kiln.Kernels.Reference.LstmGates(ad.AsSpan(r * 4 * hid, 4 * hid), cd.AsSpan(r * hid, hid));
+            Close.Check(eh.Concat(ec).ToArray(), hc.AsSpan(r * 2 * hid, 2 * hid), rtol, atol, $"lstm row {r}");
+            var e = Kiln.Kernels.Reference.GruGates(xd.AsSpan(r * 3 * hid, 3 * hid), md.AsSpan(r * 3 * hid, 3 * hid), hd.AsSpan(r * hid, hid));
+            Close.Check(e, gy.AsSpan(r * hid, hid), rtol, atol, $"gru row {r}");
+        }
+        var (ch, cc) = RnnMath.LstmComposed(a, c);
+        Close.Check(Tensor.Concat([ch, cc], -1).ToDoubleArray(), hc, rtol, atol, "lstm composed");
+        Close.Check(RnnMath.GruComposed(x, m, h).ToDoubleArray(), gy, rtol, atol, "gru composed");
+    }
+
+    [Fact]
+    public void Fused_gate_backward_passes_gradcheck_and_differentiates_again()
+    {
+        int n = 3, hid = 4;
+        var a = R([n, 4 * hid], 60, -2, 2); var c = R([n, hid], 61);
+        var x = R([n, 3 * hid], 62, -2, 2); var m = R([n, 3 * hid], 63, -2, 2); var h = R([n, hid], 64);
+        var r = GradCheck.Run(v => RnnMath.LstmFused(v[0], v[1]), [a, c]);
+        Assert.True(r.Passed, $"lstm gates: {r}");
+        r = GradCheck.Run(v => RnnMath.GruFused(v[0], v[1], v[2]), [x, m, h]);
+        Assert.True(r.Passed, $"gru gates: {r}");
+        // The backward is made of tensor ops, so Hessian-vector products match the composed ops'.
+        var da = R(a.Shape, 65);
+        var fused = Autograd.Hvp(v => RnnMath.LstmFused(v, c).Tanh().Sum(), a, da);
+        var composed = Autograd.Hvp(v => { var (hh, cc) = RnnMath.LstmComposed(v, c); return Tensor.Concat([hh, cc], -1).Tanh().Sum(); }, a, da);
+        Close.Check(composed, fused, 1e-12, 1e-14, "lstm hessian-vector product");
+        var dm = R(m.Shape, 66);
+        Close.Check(Autograd.Hvp(v => RnnMath.GruComposed(x, v, h).Tanh().Sum(), m, dm), Autograd.Hvp(v => RnnMath.GruFused(x, v, h).Tanh().Sum(), m, dm), 1e-12, 1e-14, "gru hessian-vector product");
+    }
+
     [Fact]
     public void Recurrent_layers_reject_bad_input()
     {
@@ -255,6 +299,9 @@ public class RecurrentTests
         Assert.Equal("c", st.ParamName);
         Assert.Contains("[3, 4]", st.Message);
         Assert.Throws<ShapeMismatchException>(() => new GRUCell(3, 4).Forward(Tensor.Zeros(3), Tensor.Zeros(1, 4)));
+        var dt = Assert.Throws<ArgumentException>(() => new GRUCell(3, 4).Forward(Tensor.Zeros(2, 3), Tensor.Zeros([2, 4], DType.Float64)));
+        Assert.Equal("h", dt.ParamName);
+        Assert.Contains("Float64", dt.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => new GRUCell(0, 4));
         Assert.Throws<ArgumentOutOfRangeException>(() => new LSTMCell(3, 0));
 
