@@ -12,7 +12,8 @@ public static class RecurrentGates
 {
     /// <summary>
     /// LSTM over contiguous [rows, 4H] pre-activations a (gates i, f, g, o) and c [rows, H]: c' = sigmoid(a_f) c +
-    /// sigmoid(a_i) tanh(a_g), h' = sigmoid(a_o) tanh(c'); writes [rows, 2H] rows of h' then c' to <paramref name="hc"/>.
+    /// sigmoid(a_i) tanh(a_g), h' = sigmoid(a_o) tanh(c'); writes <paramref name="hc"/> [2, rows, H], h' then c', so each
+    /// is a contiguous block for the next step's matrix product.
     /// </summary>
     public static void Lstm<T>(T[] a, int aOff, T[] c, int cOff, int rows, int hidden, T[] hc) where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -20,13 +21,13 @@ public static class RecurrentGates
         {
             for (int r = s; r < e; r++)
             {
-                int ar = aOff + r * 4 * hidden, cr = cOff + r * hidden, yr = r * 2 * hidden;
+                int ar = aOff + r * 4 * hidden, cr = cOff + r * hidden, yr = r * hidden, cAt = rows * hidden;
                 for (int u = 0; u < hidden; u++)
                 {
                     T i = Sigmoid(a[ar + u]), f = Sigmoid(a[ar + hidden + u]), g = T.Tanh(a[ar + 2 * hidden + u]), o = Sigmoid(a[ar + 3 * hidden + u]);
                     T c2 = f * c[cr + u] + i * g;
                     hc[yr + u] = o * T.Tanh(c2);
-                    hc[yr + hidden + u] = c2;
+                    hc[cAt + yr + u] = c2;
                 }
             }
         });

@@ -216,13 +216,14 @@ public sealed class GroupNorm : Module<Tensor, Tensor>
 /// </summary>
 public abstract class InstanceNorm : Module<Tensor, Tensor>
 {
-    readonly string _op;
+    readonly string _op, _form;
     readonly int _spatial;
 
     private protected InstanceNorm(string op, int spatial, int numFeatures, double eps, double momentum, bool affine, bool trackRunningStats, DType dtype, Device? device)
     {
         NormMath.PositiveFeatures(op, numFeatures, nameof(numFeatures));
         _op = op; _spatial = spatial;
+        _form = spatial switch { 1 => "[N, C, L] or [C, L]", 2 => "[N, C, H, W] or [C, H, W]", _ => "[N, C, D, H, W] or [C, D, H, W]" };
         NumFeatures = numFeatures; Eps = eps; Momentum = momentum; TrackRunningStats = trackRunningStats;
         if (affine)
         {
@@ -260,8 +261,7 @@ public abstract class InstanceNorm : Module<Tensor, Tensor>
     /// <exception cref="ShapeMismatchException">The channel dimension of the input is not <see cref="NumFeatures"/>.</exception>
     public override Tensor Forward(Tensor input)
     {
-        string form = _spatial switch { 1 => "[N, C, L] or [C, L]", 2 => "[N, C, H, W] or [C, H, W]", _ => "[N, C, D, H, W] or [C, D, H, W]" };
-        NormMath.Rank(_op, input, [_spatial + 1, _spatial + 2], form);
+        NormMath.Rank(_op, input, [_spatial + 1, _spatial + 2], _form);
         bool unbatched = input.Rank == _spatial + 1;
         var x = unbatched ? input.Unsqueeze(0) : input;
         NormMath.Channels(_op, x, 1, NumFeatures);

@@ -13,9 +13,8 @@ static class RnnMath
     {
         var a = gx + Tensor.Linear(h, wHh, bHh);
         if (a.Device.Kind != DeviceKind.Cpu) return LstmComposed(a, c);
-        int hid = c.Shape[-1];
         var hc = LstmFused(a, c);
-        return (hc.Narrow(-1, 0, hid), hc.Narrow(-1, hid, hid));
+        return (hc.Narrow(0, 0, 1).Squeeze(0), hc.Narrow(0, 1, 1).Squeeze(0));
     }
 
     // GRU, gates r, z, n: n = tanh(x_n + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
@@ -43,14 +42,14 @@ static class RnnMath
         return n + z * (h - n);
     }
 
-    // [N, 2H]: h' then c'.
+    // [2, N, H]: h' then c'.
     public static Tensor LstmFused(Tensor a, Tensor c)
     {
         int rows = c.Shape[0], hid = c.Shape[-1];
         return Tensor.Custom("lstm_gates", [a, c], xs =>
         {
             var (ac, cc) = (xs[0].Contiguous(), xs[1].Contiguous());
-            var y = Tensor.Empty([rows, 2 * hid], a.DType, a.Device);
+            var y = Tensor.Empty([2, rows, hid], a.DType, a.Device);
             switch (a.DType)
             {
                 case DType.Float32: RecurrentGates.Lstm(A<float>(ac), ac.Layout.Offset, A<float>(cc), cc.Layout.Offset, rows, hid, A<float>(y)); break;
@@ -63,8 +62,8 @@ static class RnnMath
             var q = a.Chunk(4, -1);
             var (i, f, gg, o) = (q[0].Sigmoid(), q[1].Sigmoid(), q[2].Tanh(), q[3].Sigmoid());
             var tc = (f * c + i * gg).Tanh();
-            var gh = g.Narrow(-1, 0, hid);
-            var dc = g.Narrow(-1, hid, hid) + gh * o * (1 - tc * tc);
+            var gh = g.Narrow(0, 0, 1).Squeeze(0);
+            var dc = g.Narrow(0, 1, 1).Squeeze(0) + gh * o * (1 - tc * tc);
             return [Tensor.Concat([dc * gg * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - gg * gg), gh * tc * o * (1 - o)], -1), dc * f];
         });
     }

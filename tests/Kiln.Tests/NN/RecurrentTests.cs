@@ -261,12 +261,13 @@ public class RecurrentTests
         for (int r = 0; r < n; r++)
         {
             var (eh, ec) = Kiln.Kernels.Reference.LstmGates(ad.AsSpan(r * 4 * hid, 4 * hid), cd.AsSpan(r * hid, hid));
-            Close.Check(eh.Concat(ec).ToArray(), hc.AsSpan(r * 2 * hid, 2 * hid), rtol, atol, $"lstm row {r}");
+            Close.Check(eh, hc.AsSpan(r * hid, hid), rtol, atol, $"lstm h' row {r}");
+            Close.Check(ec, hc.AsSpan((n + r) * hid, hid), rtol, atol, $"lstm c' row {r}");
             var e = Kiln.Kernels.Reference.GruGates(xd.AsSpan(r * 3 * hid, 3 * hid), md.AsSpan(r * 3 * hid, 3 * hid), hd.AsSpan(r * hid, hid));
             Close.Check(e, gy.AsSpan(r * hid, hid), rtol, atol, $"gru row {r}");
         }
         var (ch, cc) = RnnMath.LstmComposed(a, c);
-        Close.Check(Tensor.Concat([ch, cc], -1).ToDoubleArray(), hc, rtol, atol, "lstm composed");
+        Close.Check(Tensor.Stack([ch, cc], 0).ToDoubleArray(), hc, rtol, atol, "lstm composed");
         Close.Check(RnnMath.GruComposed(x, m, h).ToDoubleArray(), gy, rtol, atol, "gru composed");
     }
 
@@ -283,7 +284,7 @@ public class RecurrentTests
         // The backward is made of tensor ops, so Hessian-vector products match the composed ops'.
         var da = R(a.Shape, 65);
         var fused = Autograd.Hvp(v => RnnMath.LstmFused(v, c).Tanh().Sum(), a, da);
-        var composed = Autograd.Hvp(v => { var (hh, cc) = RnnMath.LstmComposed(v, c); return Tensor.Concat([hh, cc], -1).Tanh().Sum(); }, a, da);
+        var composed = Autograd.Hvp(v => { var (hh, cc) = RnnMath.LstmComposed(v, c); return Tensor.Stack([hh, cc], 0).Tanh().Sum(); }, a, da);
         Close.Check(composed, fused, 1e-12, 1e-14, "lstm hessian-vector product");
         var dm = R(m.Shape, 66);
         Close.Check(Autograd.Hvp(v => RnnMath.GruComposed(x, v, h).Tanh().Sum(), m, dm), Autograd.Hvp(v => RnnMath.GruFused(x, v, h).Tanh().Sum(), m, dm), 1e-12, 1e-14, "gru hessian-vector product");
