@@ -39,6 +39,40 @@ public sealed partial class Tensor
         return (p, l, u);
     }
 
+    /// <summary>
+    /// The LU factors of a square A [..., n, n] packed as <c>torch.linalg.lu_factor</c> packs them: LU [..., n, n] holds
+    /// L's strict lower triangle (its unit diagonal implied) and U on and above the diagonal, and Int32 Pivots [..., n]
+    /// are LAPACK's 1-based row interchanges: for k = 0, 1, ..., n - 1 in turn, row k of A was swapped with row
+    /// Pivots[k] - 1, which turns A into L U. LU is differentiable as <see cref="Lu"/>'s L and U are; Pivots is a constant.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The input is not a (batch of) square matrices.</exception>
+    /// <exception cref="ArgumentException">A matrix holds NaN or infinity.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public (Tensor LU, Tensor Pivots) LuFactor()
+    {
+        const string op = "lu_factor";
+        var (lead, batch, n, _) = Matrices(op, square: true);
+        var (p, l, u) = Lu();
+        // The swaps that arrange A's rows in P's order, one row position at a time (as getrf records them).
+        var order = p.To(DType.Float64).T.Contiguous().ToArray<double>();
+        var pivots = new int[batch * n];
+        var rows = new int[n];
+        for (int b = 0; b < batch; b++)
+        {
+            for (int i = 0; i < n; i++) rows[i] = i;
+            for (int k = 0; k < n; k++)
+            {
+                int target = 0;
+                while (order[b * n * n + k * n + target] == 0) target++;     // row k of Pᵀ A is row `target` of A
+                int j = Array.IndexOf(rows, target, k);
+                (rows[k], rows[j]) = (rows[j], rows[k]);
+                pivots[b * n + k] = j + 1;
+            }
+        }
+        var lu = l + u - Eye(n, dtype: DType, device: Device);
+        return (lu, FromArray(pivots, new Shape([.. lead, n])).To(Device));
+    }
+
     static Tensor LuBackward(Tensor p, Tensor l, Tensor u, Tensor gl, Tensor gu)
     {
         int n = l.Shape[-1];

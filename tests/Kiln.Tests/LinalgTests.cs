@@ -4,7 +4,7 @@ using Xunit;
 namespace Kiln.Tests;
 
 /// <summary>
-/// Lu, Det, Slogdet, Inverse, Lstsq, MatrixNorm and MatrixPower against independently computed values (cofactor
+/// Lu, LuFactor, Det, Slogdet, Inverse, Lstsq, MatrixNorm and MatrixPower against independently computed values (cofactor
 /// expansion, closed forms, the normal equations, products of the input) and identities (P L U = A, A A⁻¹ = I,
 /// det(AB) = det(A) det(B)) on seeded random matrices, batched (empty batches included) in Float32 and Float64; their
 /// gradients by GradCheck in float64; the QR and SVD sign conventions; and the bad inputs each must reject.
@@ -81,6 +81,38 @@ public class LinalgTests
         Assert.Equal(0.0, u.ToDoubleArray()[8], 15);
         // Column 0's largest entry is in row 1, so P moves row 1 of A to the top: P[1, 0] = 1.
         Assert.Equal(1.0, p.ToDoubleArray()[1 * 3 + 0]);
+    }
+
+    [Theory, MemberData(nameof(DTypes))]
+    public void LuFactor_pivots_replay_to_the_packed_factors(DType dt)
+    {
+        foreach (var batch in Batches)
+            foreach (int n in new[] { 0, 1, 5 })
+            {
+                var a = Random([.. batch, n, n], (ulong)(50 + n + 10 * batch.Length)).To(dt);
+                var (lu, pivots) = a.LuFactor();
+                Assert.Equal(a.Shape, lu.Shape);
+                Assert.Equal(DType.Int32, pivots.DType);
+                Assert.Equal(new Shape([.. batch, n]), pivots.Shape);
+                var ad = a.ToDoubleArray(); var fd = lu.ToDoubleArray(); var pv = pivots.ToArray<int>();
+                for (int b = 0; b < new Shape(batch).Numel; b++)
+                {
+                    // Apply the interchanges to A's rows in order, then compare with L U unpacked from LU.
+                    var rows = Enumerable.Range(0, n).Select(i => ad.AsSpan((b * n + i) * n, n).ToArray()).ToArray();
+                    for (int k = 0; k < n; k++)
+                    {
+                        Assert.InRange(pv[b * n + k], k + 1, n);
+                        (rows[k], rows[pv[b * n + k] - 1]) = (rows[pv[b * n + k] - 1], rows[k]);
+                    }
+                    for (int i = 0; i < n; i++)
+                        for (int j = 0; j < n; j++)
+                        {
+                            double s = 0;
+                            for (int q = 0; q <= Math.Min(i, j); q++) s += (q == i ? 1 : fd[b * n * n + i * n + q]) * fd[b * n * n + q * n + j];
+                            Assert.True(Math.Abs(s - rows[i][j]) <= 16 * Eps(dt), $"(L U)[{i}, {j}] = {s:R}, pivoted A has {rows[i][j]:R}");
+                        }
+                }
+            }
     }
 
     [Theory, MemberData(nameof(DTypes))]
@@ -279,6 +311,7 @@ public class LinalgTests
         Passes(GradCheck.Run(x => x[0].MatrixPower(3), [Random([2, 3, 3], 703)]), "matrix_power 3");
         Passes(GradCheck.Run(x => x[0].MatrixPower(-2), [a]), "matrix_power -2");
         Passes(GradCheck.Run(x => { var (_, l, u) = x[0].Lu(); return Tensor.Concat([l, u], -1); }, [Random([2, 3, 3], 704)]), "lu");
+        Passes(GradCheck.Run(x => x[0].LuFactor().LU, [Random([4, 4], 712)]), "lu_factor");
         Passes(GradCheck.Run(x => x[0].Lstsq(x[1]), [Random([2, 5, 3], 705), Random([5, 2], 706)]), "lstsq tall");
         Passes(GradCheck.Run(x => x[0].Lstsq(x[1]), [Random([2, 5], 707), Random([2, 2], 708)]), "lstsq wide");
         Passes(GradCheck.Run(x => x[0].Lstsq(x[1]), [Random([4, 3], 709), Random([4], 710)]), "lstsq vector");
@@ -355,7 +388,7 @@ public class LinalgTests
     public void Bad_inputs_are_rejected_clearly()
     {
         var rect = Tensor.Zeros(new Shape(2, 3), DType.Float64);
-        foreach (var op in new Func<Tensor, object>[] { t => t.Lu(), t => t.Det(), t => t.Slogdet(), t => t.Inverse(), t => t.MatrixPower(2) })
+        foreach (var op in new Func<Tensor, object>[] { t => t.Lu(), t => t.LuFactor(), t => t.Det(), t => t.Slogdet(), t => t.Inverse(), t => t.MatrixPower(2) })
         {
             var e = Assert.Throws<ShapeMismatchException>(() => op(rect));
             Assert.Contains("[2, 3]", e.Message);
@@ -372,7 +405,7 @@ public class LinalgTests
         Assert.Contains("empty", Assert.Throws<ArgumentException>(() => Tensor.Zeros(new Shape(0, 3), DType.Float64).MatrixNorm(2)).Message);
 
         var nan = Tensor.FromArray(new[,] { { 1.0, double.NaN }, { 0, 1 } });
-        foreach (var op in new Func<Tensor, object>[] { t => t.Lu(), t => t.Det(), t => t.Inverse(), t => t.Lstsq(Tensor.Ones(new Shape(2), DType.Float64)) })
+        foreach (var op in new Func<Tensor, object>[] { t => t.Lu(), t => t.LuFactor(), t => t.Det(), t => t.Inverse(), t => t.Lstsq(Tensor.Ones(new Shape(2), DType.Float64)) })
             Assert.Contains("NaN", Assert.Throws<ArgumentException>(() => op(nan)).Message);
         Assert.Throws<NotSupportedException>(() => Tensor.Zeros(new Shape(2, 2), DType.Int32).Det());
     }
