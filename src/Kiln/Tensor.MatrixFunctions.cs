@@ -16,9 +16,11 @@ public sealed partial class Tensor
     /// <exception cref="ShapeMismatchException">The input is not a (batch of) square matrices.</exception>
     /// <exception cref="ArgumentException">A matrix holds NaN or infinity.</exception>
     /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
-    public (Tensor P, Tensor L, Tensor U) Lu()
+    public (Tensor P, Tensor L, Tensor U) Lu() => LuNamed("lu");
+
+    // Lu, with `op` naming the caller in error messages.
+    (Tensor P, Tensor L, Tensor U) LuNamed(string op)
     {
-        const string op = "lu";
         var (_, batch, n, _) = Matrices(op, square: true);
         var (lu, perm, _, _) = LuFactors(op, batch, n);
         var strict = TriangleMask(n, -1, DType.Float64, Device);
@@ -33,7 +35,7 @@ public sealed partial class Tensor
         // One packed result [..., 2n, n] (L above U) keeps both outputs on one graph node.
         var packed = Concat([l64, u64], -2).To(DType);
         Tensor l = null!, u = null!;
-        packed = Record(packed, op, [this], g => [LuBackward(p, l, u, g.Narrow(-2, 0, n), g.Narrow(-2, n, n))]);
+        packed = Record(packed, "lu", [this], g => [LuBackward(p, l, u, g.Narrow(-2, 0, n), g.Narrow(-2, n, n))]);
         l = packed.Narrow(-2, 0, n);
         u = packed.Narrow(-2, n, n);
         return (p, l, u);
@@ -52,7 +54,7 @@ public sealed partial class Tensor
     {
         const string op = "lu_factor";
         var (lead, batch, n, _) = Matrices(op, square: true);
-        var (p, l, u) = Lu();
+        var (p, l, u) = LuNamed(op);
         // The swaps that arrange A's rows in P's order, one row position at a time (as getrf records them).
         var order = p.To(DType.Float64).T.Contiguous().ToArray<double>();
         var pivots = new int[batch * n];
