@@ -50,7 +50,7 @@ public static class Attention
                         var live = row[..valid];
                         T mNew = T.Max(m[r], TP.Max<T>(live));
                         TP.Subtract(live, mNew, live);
-                        TP.Exp(live, live);
+                        Elementwise.Unary(UnaryOp.Exp, live, live);
                         T corr = T.Exp(m[r] - mNew);
                         l[r] = l[r] * corr + TP.Sum<T>(live);
                         m[r] = mNew;
@@ -110,7 +110,7 @@ public static class Attention
                             var row = p.AsSpan(r * bc, bc);
                             int valid = causal ? Math.Clamp(i0 + r - j0 + 1, 0, bc) : bc;
                             TP.Subtract(row[..valid], lse[lh + i0 + r], row[..valid]);
-                            TP.Exp(row[..valid], row[..valid]);
+                            Elementwise.Unary(UnaryOp.Exp, row[..valid], row[..valid]);
                             row[valid..].Clear();
                         }
                         // dV_j += P^T dY_i; dP = dY_i V_j^T.

@@ -99,7 +99,7 @@ public static unsafe class Conv
     // Runs body over [0, count) in one contiguous part per core when the work (per item) is worth it.
     static void ForRanges(int count, long workPerItem, Action<int, int> body)
     {
-        int parts = (int)Math.Min(count, Math.Max(1, Math.Min(Environment.ProcessorCount, count * workPerItem / (Gemm.ParallelFlops / 2))));
+        int parts = (int)Math.Min(count, Math.Max(1, Math.Min(WorkerTeam.Threads, count * workPerItem / (Gemm.ParallelFlops / 2))));
         if (parts <= 1) { body(0, count); return; }
         WorkerTeam.For(parts, t =>
         {

@@ -18,8 +18,8 @@ public static class Elementwise
         {
             case UnaryOp.Neg: TP.Negate(x, y); return;
             case UnaryOp.Abs: TP.Abs(x, y); return;
-            // Float64 exp and sigmoid take the scalar path below: TensorPrimitives' double versions gave different last bits
-            // for the same input before and after the JIT's tier-up (found by kiln validate's run-twice check).
+            // Float64 exp, sigmoid, sin and cos take the scalar path below: TensorPrimitives' double versions gave different
+            // last bits for the same input before and after the JIT's tier-up (found by kiln validate's determinism checks).
             case UnaryOp.Exp when typeof(T) == typeof(float): TP.Exp(x, y); return;
             case UnaryOp.Log: TP.Log(x, y); return;
             case UnaryOp.Sqrt: TP.Sqrt(x, y); return;
@@ -30,8 +30,8 @@ public static class Elementwise
             case UnaryOp.Relu: TP.Max(x, T.Zero, y); return;
             case UnaryOp.Reciprocal: TP.Reciprocal(x, y); return;
             case UnaryOp.Square: TP.Multiply(x, x, y); return;
-            case UnaryOp.Sin: TP.Sin(x, y); return;
-            case UnaryOp.Cos: TP.Cos(x, y); return;
+            case UnaryOp.Sin when typeof(T) == typeof(float): TP.Sin(x, y); return;
+            case UnaryOp.Cos when typeof(T) == typeof(float): TP.Cos(x, y); return;
             case UnaryOp.Floor: TP.Floor(x, y); return;
             case UnaryOp.Ceil: TP.Ceiling(x, y); return;
             case UnaryOp.Round: TP.Round(x, y); return;
@@ -40,16 +40,20 @@ public static class Elementwise
                 Erf.Run(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
             case UnaryOp.GeluErf when typeof(T) == typeof(float):
                 Erf.Gelu(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
-            case UnaryOp.Silu:
+            case UnaryOp.Silu when typeof(T) == typeof(float):
             {
                 // x * sigmoid(x): sigmoid into y, then multiply; keep x intact when y aliases it.
-                if (x.Overlaps(y)) { var tmp = x.ToArray(); TP.Sigmoid(tmp, y); TP.Multiply(y, tmp, y); }
-                else { TP.Sigmoid(x, y); TP.Multiply(y, x, y); }
+                var xs = x.Overlaps(y) ? x.ToArray() : x;
+                TP.Sigmoid(xs, y);
+                TP.Multiply(y, xs, y);
+                // Below -87 e^x underflows float32 while x e^x is still a subnormal: those few take float64.
+                for (int i = 0; i < xs.Length; i++)
+                    if (xs[i] < T.CreateTruncating(-87f)) y[i] = Scalar(op, xs[i]);
                 return;
             }
-            case UnaryOp.GeluTanh:
+            case UnaryOp.GeluTanh when typeof(T) == typeof(float):
             {
-                // 0.5 x (1 + tanh(c (x + 0.044715 x^3))), as vector passes over one scratch row.
+                // 0.5 x (1 + tanh u) = x sigmoid(2u), u = c (x + 0.044715 x^3): no cancellation for x < 0. Vector passes over one scratch row.
                 var u = Strided.Rent<T>(x.Length);
                 try
                 {
@@ -58,11 +62,9 @@ public static class Elementwise
                     TP.Multiply(us, T.CreateTruncating(0.044715), us);
                     TP.Add(us, T.One, us);
                     TP.Multiply(us, x, us);
-                    TP.Multiply(us, T.CreateTruncating(Math.Sqrt(2.0 / Math.PI)), us);
-                    TP.Tanh(us, us);
-                    TP.Add(us, T.One, us);
-                    TP.Multiply(us, x, us);
-                    TP.Multiply(us, T.CreateTruncating(0.5), y);
+                    TP.Multiply(us, T.CreateTruncating(2 * Math.Sqrt(2.0 / Math.PI)), us);
+                    TP.Sigmoid(us, us);
+                    TP.Multiply(us, x, y);
                 }
                 finally { Strided.Return(u); }
                 return;
@@ -73,21 +75,47 @@ public static class Elementwise
         }
     }
 
-    // One element of the ops without a vector form: erf and the normal CDF through the float64 Chebyshev kernel
-    // (the float32 erf and GELU have vector forms above), the rest through the float64 reference.
+    // One element of the ops without a vector form, in float64: erf and the normal CDF through the Chebyshev kernel (the
+    // float32 erf and GELU have vector forms above), log1p, expm1 and the GELUs by the formulas below, the rest through the
+    // float64 reference.
     static T Scalar<T>(UnaryOp op, T v) where T : unmanaged, IFloatingPointIeee754<T>
     {
         double x = double.CreateTruncating(v);
         double r = op switch
         {
-            UnaryOp.Softplus => Math.Max(x, 0.0) + Math.Log(1.0 + Math.Exp(-Math.Abs(x))),
+            UnaryOp.Softplus => Math.Max(x, 0.0) + Log1p(Math.Exp(-Math.Abs(x))),
+            UnaryOp.Log1p => Log1p(x),
+            UnaryOp.Expm1 => Expm1(x),
+            UnaryOp.Silu => x * Sigmoid(x),
+            UnaryOp.GeluTanh => GeluTanh(x),
             UnaryOp.Erf => Erf64.Erf(x),
             UnaryOp.NormalCdf => Erf64.NormalCdf(x),
+            UnaryOp.NormalIcdf => Erf64.NormalIcdf(x),
+            UnaryOp.Erfinv => Erf64.Erfinv(x),
             UnaryOp.GeluErf => Erf64.Gelu(x),
             _ => Reference.Unary(op, x),
         };
         return T.CreateTruncating(r);
     }
+
+    // Kahan's forms: the rounding of 1 + x (or of e^x) cancels in the quotient, so both keep full relative accuracy near 0.
+    static double Log1p(double x)
+    {
+        double u = 1.0 + x;
+        return u == 1.0 || double.IsPositiveInfinity(u) ? x : Math.Log(u) * (x / (u - 1.0));
+    }
+
+    static double Expm1(double x)
+    {
+        double u = Math.Exp(x);
+        if (u == 1.0 || double.IsNaN(x)) return x;
+        double um1 = u - 1.0;
+        return um1 == -1.0 || double.IsPositiveInfinity(u) ? um1 : um1 * x / Math.Log(u);
+    }
+
+    static double Sigmoid(double x) => x >= 0 ? 1.0 / (1.0 + Math.Exp(-x)) : Math.Exp(x) / (1.0 + Math.Exp(x));
+
+    static double GeluTanh(double x) => x * Sigmoid(2 * 0.7978845608028654 * (x + 0.044715 * x * x * x));
 
     /// <summary>y = op(a, b) over contiguous spans; y may equal a or b.</summary>
     public static void Binary<T>(BinaryOp op, ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, INumber<T>

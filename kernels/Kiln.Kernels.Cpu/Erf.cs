@@ -51,11 +51,12 @@ public static class Erf
             {
                 var v = xv[k];
                 var e = Lanes(gelu ? v * invSqrt2 : v);
-                yv[k] = gelu ? v * (Vector<float>.One + e) * 0.5f : e;
+                yv[k] = gelu ? v * ((Vector<float>.One + e) * 0.5f) : e;
             }
             i = xv.Length * w;
         }
-        for (; i < x.Length; i++) y[i] = gelu ? x[i] * (1f + Scalar(x[i] * invSqrt2)) * 0.5f : Scalar(x[i]);
+        // (1 + erf) / 2 before the product, so x Phi(x) does not overflow at the largest x.
+        for (; i < x.Length; i++) y[i] = gelu ? x[i] * ((1f + Scalar(x[i] * invSqrt2)) * 0.5f) : Scalar(x[i]);
     }
 
     static Vector<float> Lanes(Vector<float> x)
@@ -146,8 +147,71 @@ public static class Erf64
         return Math.CopySign(1 - ExpMinusSquare(a) * Erfcx(a), x);
     }
 
-    /// <summary>Phi(x) = erfc(-x / sqrt 2) / 2, accurate in relative terms through the lower tail.</summary>
-    public static double NormalCdf(double x) => 0.5 * Erfc(-x * 0.70710678118654752440);
+    /// <summary>
+    /// Phi(x) = erfc(-x / sqrt 2) / 2, accurate in relative terms through the lower tail: there e^(-x^2 / 2) is taken from x
+    /// itself, since the rounding of z = x / sqrt 2 would cost 2 z^2 ulps through e^(-z^2).
+    /// </summary>
+    public static double NormalCdf(double x)
+    {
+        double z = -x * 0.70710678118654752440;
+        if (!(z >= 0.5) || z > 27.3) return 0.5 * Erfc(z);
+        double hi = x * x, lo = Math.FusedMultiplyAdd(x, x, -hi);
+        return 0.5 * (Math.Exp(-0.5 * hi) * (1 - 0.5 * lo)) * Erfcx(z);
+    }
+
+    /// <summary>The lower-tail normal quantile (q &lt;= 1/2): Acklam's estimate and two Halley steps on Phi(x) = q.</summary>
+    static double LowerQuantile(double q)
+    {
+        double x = Reference.AcklamIcdf(q);
+        if (q < 1e-290)
+        {
+            // Far out Phi(x) is subnormal and the density underflows: Newton on ln Phi(x) = ln q instead, with
+            // Phi(x) = e^(-x^2/2) erfcx(-x / sqrt 2) / 2 and (ln Phi)' = 2 / (sqrt(2 pi) erfcx(-x / sqrt 2)).
+            for (int i = 0; i < 3; i++)
+            {
+                double ex = Erfcx(-x * 0.7071067811865476);
+                x -= (Math.Log(0.5 * ex) - x * x / 2 - Math.Log(q)) * 1.2533141373155003 * ex;
+            }
+            return x;
+        }
+        for (int i = 0; i < 2; i++)
+        {
+            double e = NormalCdf(x) - q;
+            double u = e * 2.5066282746310002 * Math.Exp(x * x / 2);
+            x -= u / (1 + x * u / 2);
+        }
+        return x;
+    }
+
+    /// <summary>Phi^-1(p), through the lower tail on both sides (1 - p is exact for p &gt;= 1/2).</summary>
+    public static double NormalIcdf(double p)
+    {
+        if (double.IsNaN(p) || p < 0 || p > 1) return double.NaN;
+        if (p == 0 || p == 1) return p == 0 ? double.NegativeInfinity : double.PositiveInfinity;
+        double r = p - 0.5;
+        if (r < -0.19 || r > 0.19) return p > 0.5 ? -LowerQuantile(1 - p) : LowerQuantile(p);
+        // The central region (|x| &lt; 1/2): Halley on Phi(x) - 1/2 = erf(x / sqrt 2) / 2 against the exact p - 1/2, so
+        // the result keeps its relative accuracy near p = 1/2.
+        double x = Reference.AcklamIcdf(p);
+        for (int i = 0; i < 2; i++)
+        {
+            double e = 0.5 * Erf(x * 0.7071067811865476) - r;
+            double u = e * 2.5066282746310002 * Math.Exp(x * x / 2);
+            x -= u / (1 + x * u / 2);
+        }
+        return x;
+    }
+
+    /// <summary>erfinv y: a quantile estimate, then Newton steps on erf t = |y| (|y| &lt;= 1/2) or erfc t = 1 - |y|.</summary>
+    public static double Erfinv(double y)
+    {
+        if (double.IsNaN(y) || y < -1 || y > 1) return double.NaN;
+        if (Math.Abs(y) == 1) return y * double.PositiveInfinity;
+        double a = Math.Abs(y), t = -LowerQuantile((1 - a) / 2) * 0.70710678118654752440;
+        for (int i = 0; i < 2; i++)
+            t -= (a <= 0.5 ? Erf(t) - a : (1 - a) - Erfc(t)) / (1.1283791670955126 * Math.Exp(-t * t));
+        return Math.CopySign(t, y);
+    }
 
     /// <summary>x Phi(x), the exact GELU.</summary>
     public static double Gelu(double x) => x * NormalCdf(x);

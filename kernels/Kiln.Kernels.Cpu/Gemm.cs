@@ -93,7 +93,7 @@ public static class Gemm
                 }
             return;
         }
-        if (threads <= 0) threads = Environment.ProcessorCount;
+        if (threads <= 0) threads = WorkerTeam.Threads;
         long flops = 2L * m * n * k;
         if (flops * batch < ParallelFlops) threads = 1;
         var plan = Plan.For<T>(kernel, m, n, k);

@@ -3,7 +3,8 @@ using TP = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Kiln.Kernels.Cpu;
 
-/// <summary>Row softmax and log-softmax, fused: max, exp-and-sum, scale in three vector passes per row.
+/// <summary>Row softmax and log-softmax, fused: max, exp-and-sum, scale in three vector passes per row (exp through
+/// <see cref="Elementwise.Unary{T}"/>, whose float64 exp is the scalar one that gives the same bits on every run).
 /// Reference: <see cref="Reference.Softmax"/>.</summary>
 public static class Softmax
 {
@@ -24,14 +25,14 @@ public static class Softmax
                 {
                     // log softmax = (x - m) - log(sum(exp(x - m))); exp goes to a scratch row.
                     var tmp = Strided.Rent<T>(len);
-                    TP.Exp(yr, tmp.AsSpan(0, len));
+                    Elementwise.Unary(UnaryOp.Exp, yr, tmp.AsSpan(0, len));
                     T lse = T.Log(TP.Sum<T>(tmp.AsSpan(0, len)));
                     Strided.Return(tmp);
                     TP.Subtract(yr, lse, yr);
                 }
                 else
                 {
-                    TP.Exp(yr, yr);
+                    Elementwise.Unary(UnaryOp.Exp, yr, yr);
                     T sum = TP.Sum<T>(yr);
                     TP.Multiply(yr, T.One / sum, yr);
                 }

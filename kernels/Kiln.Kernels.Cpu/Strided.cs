@@ -59,7 +59,7 @@ public static class Strided
     /// <summary>Runs body(start, end) over [0, count) in chunks on all cores when <paramref name="work"/> is large.</summary>
     public static void Parallel(int count, long work, Action<int, int> body)
     {
-        int threads = Environment.ProcessorCount;
+        int threads = WorkerTeam.Threads;
         if (count <= 1 || threads <= 1 || work < ParallelThreshold) { body(0, count); return; }
         int chunks = (int)Math.Min(count, Math.Min(threads * 4L, work / (ParallelThreshold / 4)));
         chunks = Math.Max(chunks, 2);
@@ -99,7 +99,7 @@ public static class Strided
         int rows = (int)(numel / inner);
         if (rows == 1)
         {
-            int pieces = numel < ParallelThreshold * 4 ? 1 : Math.Min(Environment.ProcessorCount, (int)(numel / ParallelThreshold));
+            int pieces = numel < ParallelThreshold * 4 ? 1 : Math.Min(WorkerTeam.Threads, (int)(numel / ParallelThreshold));
             if (pieces <= 1) { rowKernel(0, 0, inner); return; }
             WorkerTeam.For(pieces, p =>
             {

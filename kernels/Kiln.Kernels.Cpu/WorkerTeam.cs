@@ -26,6 +26,28 @@ public static class WorkerTeam
     static long _posted;      // jobs posted so far; a worker polls this
     static int _sleeping;     // workers blocked on Wake
     [ThreadStatic] static bool _inTeam;
+    static readonly AsyncLocal<int> Cap = new();
+
+    /// <summary>
+    /// The threads a kernel may split its work into here: every core, or fewer inside <see cref="Limit"/>. Kernels size
+    /// their parts from this, so a result that depends on the split shows up when it changes.
+    /// </summary>
+    public static int Threads => Cap.Value > 0 ? Math.Min(Cap.Value, Workers + 1) : Workers + 1;
+
+    /// <summary>Runs the calling flow (and the async work it starts) on at most <paramref name="threads"/> threads until disposed.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="threads"/> is below 1.</exception>
+    public static IDisposable Limit(int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        int previous = Cap.Value;
+        Cap.Value = threads;
+        return new Restore(previous);
+    }
+
+    sealed class Restore(int previous) : IDisposable
+    {
+        public void Dispose() => Cap.Value = previous;
+    }
 
     // Each call gets its own counters, so a worker that arrives late for an earlier job can only help the current one.
     sealed class Job(Action<int> body, int parts)
@@ -45,7 +67,7 @@ public static class WorkerTeam
     /// <summary>Runs body(0) .. body(parts - 1) on the team and the calling thread; rethrows the first exception.</summary>
     public static void For(int parts, Action<int> body)
     {
-        if (parts <= 1 || Workers == 0 || _inTeam || !Monitor.TryEnter(Gate))
+        if (parts <= 1 || Threads == 1 || _inTeam || !Monitor.TryEnter(Gate))
         {
             for (int i = 0; i < parts; i++) body(i);
             return;

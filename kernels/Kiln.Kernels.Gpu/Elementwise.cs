@@ -52,21 +52,21 @@ public static class Elementwise
             case UnaryOp.Log: return f.Log(x);
             case UnaryOp.Sqrt: return f.Sqrt(x);
             case UnaryOp.Rsqrt: return f.Div(f.One, f.Sqrt(x));
-            case UnaryOp.Sigmoid:
-                if (f.Le(f.Zero, x)) return f.Div(f.One, f.Add(f.One, f.Exp(f.Neg(x))));
-                { T e = f.Exp(x); return f.Div(e, f.Add(f.One, e)); }
+            case UnaryOp.Sigmoid: return Sigmoid<T, TF>(x);
             case UnaryOp.Tanh: return f.Tanh(x);
-            case UnaryOp.Relu: return f.Lt(f.Zero, x) ? x : f.Zero;
+            case UnaryOp.Relu: return f.Lt(f.Zero, x) || f.IsNaN(x) ? x : f.Zero;
             case UnaryOp.GeluTanh:
             {
+                // 0.5 x (1 + tanh u) = x sigmoid(2u): no cancellation for x < 0.
                 T x3 = f.Mul(f.Mul(x, x), x);
-                T inner = f.Mul(f.FromDouble(0.7978845608028654), f.Add(x, f.Mul(f.FromDouble(0.044715), x3)));
-                return f.Mul(f.Mul(f.FromDouble(0.5), x), f.Add(f.One, f.Tanh(inner)));
+                T twoU = f.Mul(f.FromDouble(2 * 0.7978845608028654), f.Add(x, f.Mul(f.FromDouble(0.044715), x3)));
+                return f.Mul(x, Sigmoid<T, TF>(twoU));
             }
             case UnaryOp.Silu:
             {
-                T s = f.Le(f.Zero, x) ? f.Div(f.One, f.Add(f.One, f.Exp(f.Neg(x)))) : f.Div(f.Exp(x), f.Add(f.One, f.Exp(x)));
-                return f.Mul(x, s);
+                // Far below 0, e^x underflows before x e^x does: that tail takes float64.
+                if (f.Lt(x, f.FromDouble(-87))) { double d = f.ToDouble(x); return f.FromDouble(d * XMath.Exp(d) / (1 + XMath.Exp(d))); }
+                return f.Mul(x, Sigmoid<T, TF>(x));
             }
             case UnaryOp.Sign: return f.IsNaN(x) ? x : f.Lt(f.Zero, x) ? f.One : f.Lt(x, f.Zero) ? f.Neg(f.One) : f.Zero;
             case UnaryOp.Reciprocal: return f.Div(f.One, x);
@@ -81,6 +81,14 @@ public static class Elementwise
             case UnaryOp.Trunc: return f.FromDouble(XMath.Truncate(f.ToDouble(x)));
             default: return f.FromDouble(GpuMath.Special(op, f.ToDouble(x)));
         }
+    }
+
+    static T Sigmoid<T, TF>(T x) where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        if (f.Le(f.Zero, x)) return f.Div(f.One, f.Add(f.One, f.Exp(f.Neg(x))));
+        T e = f.Exp(x);
+        return f.Div(e, f.Add(f.One, e));
     }
 
     /// <summary>y = op(a, b) for a <see cref="BinaryOp"/> code; integer division by zero writes 0 and sets err[0] = 1.</summary>

@@ -27,18 +27,32 @@ public static class GpuMath
 
     static double WithSign(double v, double s) => s < 0 ? -v : v;
 
-    /// <summary>ln(1 + x), accurate for small x.</summary>
-    public static double Log1p(double x) => XMath.Abs(x) < 1e-4 ? x - x * x / 2 + x * x * x / 3 : XMath.Log(1.0 + x);
+    /// <summary>ln(1 + x) by Kahan's form: the rounding of 1 + x cancels in the quotient.</summary>
+    public static double Log1p(double x)
+    {
+        double u = 1.0 + x;
+        return u == 1.0 || u > 1.7976931348623157e308 ? x : XMath.Log(u) * (x / (u - 1.0));
+    }
 
-    /// <summary>e^x - 1, accurate for small x.</summary>
-    public static double Expm1(double x) => XMath.Abs(x) < 1e-5 ? x + x * x / 2 + x * x * x / 6 : XMath.Exp(x) - 1.0;
+    /// <summary>e^x - 1 by Kahan's form.</summary>
+    public static double Expm1(double x)
+    {
+        double u = XMath.Exp(x);
+        if (u == 1.0 || XMath.IsNaN(x)) return x;
+        double um1 = u - 1.0;
+        return um1 == -1.0 || u > 1.7976931348623157e308 ? um1 : um1 * x / XMath.Log(u);
+    }
 
-    /// <summary>The error function (series near 0, continued fraction for erfc in the tails).</summary>
+    /// <summary>
+    /// The error function: the alternating Maclaurin series below 0.5; from 0.5 to 2.5 the series
+    /// e^(-x^2) sum (2x^2)^n x / (1 3 ... (2n+1)), whose terms are all positive (the alternating one cancels there);
+    /// beyond, 1 - erfc by the continued fraction.
+    /// </summary>
     public static double Erf(double x)
     {
         if (XMath.IsNaN(x)) return double.NaN;
         double ax = XMath.Abs(x);
-        if (ax < 2.5)
+        if (ax < 0.5)
         {
             double term = ax, sum = ax, x2 = ax * ax;
             for (int n = 1; n < 200; n++)
@@ -50,15 +64,37 @@ public static class GpuMath
             }
             return WithSign(1.1283791670955126 * sum, x);
         }
-        return WithSign(1.0 - Erfc(ax), x);
+        if (ax > 6) return WithSign(1.0, x);   // erfc 6 < 2^-55
+        if (ax < 2.5)
+        {
+            double term = ax, sum = ax, x2 = ax * ax;
+            for (int n = 1; n < 200; n++)
+            {
+                term *= 2 * x2 / (2 * n + 1);
+                sum += term;
+                if (term < 1e-17 * sum) break;
+            }
+            return WithSign(1.1283791670955126 * ExpMinusSquare(ax, 1) * sum, x);
+        }
+        return WithSign(1.0 - ExpMinusSquare(ax, 1) * Erfcx(ax), x);
     }
 
-    /// <summary>erfc x for x &gt;= 2.5 by Lentz's continued fraction.</summary>
-    public static double Erfc(double x)
+    /// <summary>
+    /// e^(-s x^2) for s = 1 or 1/2, with x^2 split into hi + lo exactly (Dekker's split of x), so the rounding of x^2
+    /// does not cost x^2 ulps.
+    /// </summary>
+    static double ExpMinusSquare(double x, double s)
     {
-        if (x > 27) return 0.0;
+        double c = 134217729.0 * x, xh = c - (c - x), xl = x - xh;
+        double hi = x * x, lo = ((xh * xh - hi) + 2 * xh * xl) + xl * xl;
+        return XMath.Exp(-s * hi) * (1 - s * lo);
+    }
+
+    /// <summary>e^(x^2) erfc x for x &gt;= 0.5 by Lentz's continued fraction.</summary>
+    static double Erfcx(double x)
+    {
         double tiny = 1e-300, f = x, c = x, d = 0.0;
-        for (int n = 1; n < 500; n++)
+        for (int n = 1; n < 5000; n++)
         {
             double an = n / 2.0;
             d = x + an * d; if (XMath.Abs(d) < tiny) d = tiny; d = 1.0 / d;
@@ -67,38 +103,135 @@ public static class GpuMath
             f *= delta;
             if (XMath.Abs(delta - 1.0) < 1e-16) break;
         }
-        return XMath.Exp(-x * x) / 1.7724538509055159 / f;
+        return 1.0 / (1.7724538509055159 * f);
     }
 
-    /// <summary>Phi(x), through erfc in the lower tail.</summary>
+    /// <summary>erfc x for x &gt;= 0.</summary>
+    public static double Erfc(double x)
+    {
+        if (x < 0.5) return 1.0 - Erf(x);
+        if (x < 3) return ErfcAnchored(x, 0);
+        if (x > 27.3) return 0.0;
+        return ExpMinusSquare(x, 1) * Erfcx(x);
+    }
+
+    /// <summary>
+    /// erfc(zHi + zLo) for 0.5 &lt;= z &lt; 3: the Taylor series about the nearest of ten anchors z0 = 0.625 + i/4, whose
+    /// derivatives are erfc^(n)(z0) = (-1)^n 2/sqrt(pi) H_(n-1)(z0) e^(-z0^2) (Hermite polynomials by their recurrence);
+    /// the continued fraction converges too slowly there, and 1 - erf cancels. Within 4 ulp (checked at 200 bits).
+    /// </summary>
+    static double ErfcAnchored(double zHi, double zLo)
+    {
+        int i = (int)((zHi - 0.5) * 4);
+        if (i > 9) i = 9;
+        if (i < 0) i = 0;
+        double z0 = 0.625 + 0.25 * i, h = (zHi - z0) + zLo;
+        double sum = 0, power = 1, hermitePrev = 0, hermite = 1;
+        for (int n = 1; n < 40; n++)
+        {
+            power *= h / n;
+            double term = (n % 2 == 1 ? hermite : -hermite) * power;
+            sum += term;
+            double next = 2 * z0 * hermite - 2 * (n - 1) * hermitePrev;
+            hermitePrev = hermite;
+            hermite = next;
+            if (n > 3 && XMath.Abs(term) <= 1e-18 * XMath.Abs(sum)) break;
+        }
+        return AnchorErfc(i) - 1.1283791670955126 * XMath.Exp(-z0 * z0) * sum;
+    }
+
+    /// <summary>erfc(0.625 + i/4), from 200-bit values.</summary>
+    static double AnchorErfc(int i)
+    {
+        switch (i)
+        {
+            case 0: return 0.376759117811582;
+            case 1: return 0.21592493894014034;
+            case 2: return 0.11161176829829224;
+            case 3: return 0.051829927217909674;
+            case 4: return 0.021556266760016336;
+            case 5: return 0.00800994232988003;
+            case 6: return 0.0026540293594823415;
+            case 7: return 0.0007829382178911192;
+            case 8: return 0.00020537573614121745;
+            default: return 4.785483974377341e-05;
+        }
+    }
+
+    /// <summary>The error of the rounded product p = a b (Dekker's two-product without a fused multiply-add).</summary>
+    static double ProductError(double a, double b, double p)
+    {
+        double ca = 134217729.0 * a, ah = ca - (ca - a), al = a - ah;
+        double cb = 134217729.0 * b, bh = cb - (cb - b), bl = b - bh;
+        return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+    }
+
+    /// <summary>
+    /// Phi(x) = erfc(-x / sqrt 2) / 2. Below x = -sqrt(2)/2 the argument w = -x / sqrt 2 is carried as hi + lo and e^(-x^2/2)
+    /// taken from x itself: the rounding of w would cost 2 w^2 ulps.
+    /// </summary>
     public static double NormalCdf(double x)
     {
         // Explicit: PoCL's compiled code returned 0 for NaN through the branches below (found by the NaN special of unary.normalcdf).
         if (XMath.IsNaN(x)) return x;
-        double z = x / 1.4142135623730951;
-        if (z < -2.5) return 0.5 * Erfc(-z);
-        return 0.5 * (1.0 + Erf(z));
+        double z = x * 0.7071067811865476;
+        if (z >= -0.5) return 0.5 * (1.0 + Erf(z));
+        if (x < -40) return 0.0;
+        double w = -z;
+        if (w < 3) return 0.5 * ErfcAnchored(w, -(ProductError(x, 0.7071067811865476, z) + x * -4.833646656726457e-17));
+        return 0.5 * ExpMinusSquare(x, 0.5) * Erfcx(w);
     }
 
-    /// <summary>The inverse error function.</summary>
+    /// <summary>erfinv y: a quantile estimate, then Newton steps on erf t = |y| (|y| &lt;= 1/2) or erfc t = 1 - |y| (exact).</summary>
     public static double Erfinv(double y)
     {
         if (XMath.IsNaN(y) || y < -1 || y > 1) return double.NaN;
         if (y == 1) return double.PositiveInfinity;
         if (y == -1) return double.NegativeInfinity;
-        return NormalIcdf((y + 1) / 2) / 1.4142135623730951;
+        double a = XMath.Abs(y), t = -LowerQuantile((1 - a) / 2) * 0.7071067811865476;
+        for (int i = 0; i < 2; i++)
+            t -= (a <= 0.5 ? Erf(t) - a : (1 - a) - Erfc(t)) / (1.1283791670955126 * XMath.Exp(-t * t));
+        return y < 0 ? -t : t;
     }
 
-    /// <summary>The standard normal quantile: Acklam's approximation and two Halley steps.</summary>
+    /// <summary>Phi^-1(p), through the lower tail on both sides (1 - p is exact for p &gt;= 1/2).</summary>
     public static double NormalIcdf(double p)
     {
         if (XMath.IsNaN(p) || p < 0 || p > 1) return double.NaN;
         if (p == 0) return double.NegativeInfinity;
         if (p == 1) return double.PositiveInfinity;
+        double r = p - 0.5;
+        if (r < -0.19 || r > 0.19) return p > 0.5 ? -LowerQuantile(1 - p) : LowerQuantile(p);
+        // The central region (|x| &lt; 1/2): Halley on Phi(x) - 1/2 = erf(x / sqrt 2) / 2 against the exact p - 1/2, so
+        // the result keeps its relative accuracy near p = 1/2.
         double x = Acklam(p);
         for (int i = 0; i < 2; i++)
         {
-            double e = NormalCdf(x) - p;
+            double e = 0.5 * Erf(x * 0.7071067811865476) - r;
+            double u = e * 2.5066282746310002 * XMath.Exp(x * x / 2);
+            x -= u / (1 + x * u / 2);
+        }
+        return x;
+    }
+
+    /// <summary>The lower-tail quantile (q &lt;= 1/2): Acklam's approximation and two Halley steps.</summary>
+    static double LowerQuantile(double q)
+    {
+        double x = Acklam(q);
+        if (q < 1e-290)
+        {
+            // Far out Phi(x) is subnormal and the density underflows: Newton on ln Phi(x) = ln q instead, with
+            // Phi(x) = e^(-x^2/2) erfcx(-x / sqrt 2) / 2 and (ln Phi)' = 2 / (sqrt(2 pi) erfcx(-x / sqrt 2)).
+            for (int i = 0; i < 3; i++)
+            {
+                double ex = Erfcx(-x * 0.7071067811865476);
+                x -= (XMath.Log(0.5 * ex) - x * x / 2 - XMath.Log(q)) * 1.2533141373155003 * ex;
+            }
+            return x;
+        }
+        for (int i = 0; i < 2; i++)
+        {
+            double e = NormalCdf(x) - q;
             double u = e * 2.5066282746310002 * XMath.Exp(x * x / 2);
             x -= u / (1 + x * u / 2);
         }

@@ -116,9 +116,9 @@ public static partial class Reference
         UnaryOp.Rsqrt => 1.0 / Math.Sqrt(x),
         UnaryOp.Sigmoid => x >= 0 ? 1.0 / (1.0 + Math.Exp(-x)) : Math.Exp(x) / (1.0 + Math.Exp(x)),
         UnaryOp.Tanh => Math.Tanh(x),
-        UnaryOp.Relu => x > 0 ? x : 0.0,
-        UnaryOp.GeluErf => x * NormalCdf(x),
-        UnaryOp.GeluTanh => 0.5 * x * (1.0 + Math.Tanh(Math.Sqrt(2.0 / Math.PI) * (x + 0.044715 * x * x * x))),
+        UnaryOp.Relu => x > 0 || double.IsNaN(x) ? x : 0.0,
+        UnaryOp.GeluErf => double.IsInfinity(x) ? x * (x > 0 ? 1.0 : 0.0) : (x * DoubleDouble.NormalCdf(x)).Value,
+        UnaryOp.GeluTanh => GeluTanh(x),
         UnaryOp.Silu => x * Unary(UnaryOp.Sigmoid, x),
         UnaryOp.Softplus => Math.Max(x, 0.0) + Log1p(Math.Exp(-Math.Abs(x))),
         UnaryOp.Erf => Erf(x),
@@ -164,82 +164,76 @@ public static partial class Reference
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown comparison"),
     };
 
-    /// <summary>ln(1 + x), accurate for small x.</summary>
-    public static double Log1p(double x) => Math.Abs(x) < 1e-4 ? x - x * x / 2 + x * x * x / 3 : Math.Log(1.0 + x);
+    /// <summary>ln(1 + x): 1 + x is exact in double-double.</summary>
+    public static double Log1p(double x) => double.IsNaN(x) || double.IsPositiveInfinity(x) ? x : DoubleDouble.Log(new DoubleDouble(1.0, 0) + x).Value;
 
-    /// <summary>e^x - 1, accurate for small x.</summary>
-    public static double Expm1(double x) => Math.Abs(x) < 1e-5 ? x + x * x / 2 + x * x * x / 6 : Math.Exp(x) - 1.0;
-
-    /// <summary>The error function, to about 1e-15 (series near 0, continued fraction for erfc in the tails).</summary>
-    public static double Erf(double x)
+    /// <summary>e^x - 1 in double-double (a cubic near 0, where e^x - 1 would keep too few digits even there).</summary>
+    public static double Expm1(double x)
     {
-        if (double.IsNaN(x)) return double.NaN;
-        double ax = Math.Abs(x);
-        if (ax < 2.5)
-        {
-            // Maclaurin series: erf x = 2/sqrt(pi) sum (-1)^n x^(2n+1) / (n! (2n+1)).
-            double term = ax, sum = ax, x2 = ax * ax;
-            for (int n = 1; n < 200; n++)
-            {
-                term *= -x2 / n;
-                double add = term / (2 * n + 1);
-                sum += add;
-                if (Math.Abs(add) < 1e-17 * Math.Abs(sum)) break;
-            }
-            return Math.CopySign(2.0 / Math.Sqrt(Math.PI) * sum, x);
-        }
-        return Math.CopySign(1.0 - Erfc(ax), x);
+        if (double.IsNaN(x) || Math.Abs(x) < 1e-10) return x + x * x / 2;
+        if (x > 709.8) return double.PositiveInfinity;
+        return (DoubleDouble.Exp(x) - 1.0).Value;
     }
 
-    /// <summary>erfc x for x &gt;= 2.5 by Lentz's continued fraction.</summary>
-    static double Erfc(double x)
+    /// <summary>The tanh GELU 0.5 x (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3), as x / (1 + e^(-2u)) in double-double (no cancellation for x &lt; 0).</summary>
+    static double GeluTanh(double x)
     {
-        if (x > 27) return 0.0;
-        // erfc x = exp(-x^2)/sqrt(pi) * 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + ...))))
-        double tiny = 1e-300, f = x, c = x, d = 0.0;
-        for (int n = 1; n < 500; n++)
-        {
-            double an = n / 2.0;
-            d = x + an * d; if (Math.Abs(d) < tiny) d = tiny; d = 1.0 / d;
-            c = x + an / c; if (Math.Abs(c) < tiny) c = tiny;
-            double delta = c * d;
-            f *= delta;
-            if (Math.Abs(delta - 1.0) < 1e-16) break;
-        }
-        return Math.Exp(-x * x) / Math.Sqrt(Math.PI) / f;
+        // At -Inf the product x sigmoid(2u) is -Inf * 0: NaN, as PyTorch's formula gives (the GELUs and SiLU alike).
+        if (double.IsNaN(x) || double.IsNegativeInfinity(x)) return double.NaN;
+        if (Math.Abs(x) > 1e30) return x > 0 ? x : -0.0;
+        DoubleDouble dx = x;
+        var t = DoubleDouble.SqrtTwoOverPi * (dx + dx * dx * dx * 0.044715) * -2.0;
+        if (t.Hi > 709) return x * 0.0;
+        return (dx / (1.0 + DoubleDouble.Exp(t))).Value;
     }
 
-    /// <summary>Phi(x) = (1 + erf(x / sqrt 2)) / 2, computed through erfc in the lower tail to keep relative accuracy.</summary>
-    public static double NormalCdf(double x)
-    {
-        double z = x / Math.Sqrt(2.0);
-        if (z < -2.5) return 0.5 * Erfc(-z);
-        return 0.5 * (1.0 + Erf(z));
-    }
+    /// <summary>The error function, in double-double (see <see cref="DoubleDouble.Erf"/>).</summary>
+    public static double Erf(double x) => DoubleDouble.Erf(x).Value;
 
-    /// <summary>The inverse of <see cref="Erf"/> on (-1, 1); +-infinity at +-1, NaN outside.</summary>
+    /// <summary>Phi(x) = erfc(-x / sqrt 2) / 2, in double-double.</summary>
+    public static double NormalCdf(double x) => DoubleDouble.NormalCdf(x).Value;
+
+    /// <summary>
+    /// The inverse of <see cref="Erf"/> on (-1, 1); +-infinity at +-1, NaN outside: Newton's method in double-double on
+    /// erf t = |y| (|y| &lt;= 1/2) or on erfc t = 1 - |y| (exact for |y| &gt;= 1/2), from Acklam's estimate.
+    /// </summary>
     public static double Erfinv(double y)
     {
         if (double.IsNaN(y) || y < -1 || y > 1) return double.NaN;
-        if (y == 1) return double.PositiveInfinity;
-        if (y == -1) return double.NegativeInfinity;
-        return NormalIcdf((y + 1) / 2) / Math.Sqrt(2.0);
+        if (Math.Abs(y) == 1) return y * double.PositiveInfinity;
+        double a = Math.Abs(y);
+        DoubleDouble t = -AcklamIcdf((1 - a) / 2) / Math.Sqrt(2.0);
+        for (int i = 0; i < 4; i++)
+        {
+            var g = a <= 0.5 ? DoubleDouble.Erf(t) - a : (1 - a) - DoubleDouble.Erfc(t);
+            t -= g / (DoubleDouble.TwoOverSqrtPi * DoubleDouble.Exp(-(t * t)));
+        }
+        return Math.CopySign(t.Value, y);
     }
 
-    /// <summary>The standard normal quantile: Acklam's rational approximation refined by two Halley steps.</summary>
+    /// <summary>
+    /// The standard normal quantile Phi^-1(p): Newton's method in double-double on Phi(x) = p (p &lt;= 1/2) or
+    /// Phi(-x) = 1 - p (exact for p &gt;= 1/2), from Acklam's estimate.
+    /// </summary>
     public static double NormalIcdf(double p)
     {
         if (double.IsNaN(p) || p < 0 || p > 1) return double.NaN;
         if (p == 0) return double.NegativeInfinity;
         if (p == 1) return double.PositiveInfinity;
-        double x = AcklamIcdf(p);
-        for (int i = 0; i < 2; i++)
+        double q = Math.Min(p, 1 - p);
+        DoubleDouble x = AcklamIcdf(q);
+        var invSqrt2Pi = DoubleDouble.InvSqrtPi * DoubleDouble.InvSqrt2;
+        for (int i = 0; i < 4; i++)
         {
-            double e = NormalCdf(x) - p;
-            double u = e * Math.Sqrt(2 * Math.PI) * Math.Exp(x * x / 2);
-            x -= u / (1 + x * u / 2);
+            if (q < 1e-290)
+            {
+                // Phi(x) is subnormal out here: Newton on ln Phi(x) = ln q with Phi(x) = e^(-x^2/2) erfcx(-x / sqrt 2) / 2.
+                var ex = DoubleDouble.Erfcx(-(x * DoubleDouble.InvSqrt2));
+                x -= (DoubleDouble.Log(ex * 0.5) - x * x * 0.5 - DoubleDouble.Log(q)) * ex / (DoubleDouble.InvSqrt2 * DoubleDouble.InvSqrtPi * 2.0);
+            }
+            else x -= (DoubleDouble.NormalCdf(x) - q) / (invSqrt2Pi * DoubleDouble.Exp(-(x * x) * 0.5));
         }
-        return x;
+        return p > 0.5 ? -x.Value : x.Value;
     }
 
     /// <summary>Acklam's approximation of the normal quantile, relative error below 1.2e-9.</summary>

@@ -18,6 +18,7 @@ public static partial class Reference
     /// <summary>The reduction <paramref name="op"/> of <paramref name="values"/> in order (identity for an empty run).</summary>
     public static double Reduce(ReduceOp op, ReadOnlySpan<double> values)
     {
+        if (op == ReduceOp.Prod) return Product(values);
         double acc = op switch
         {
             ReduceOp.Sum => 0.0,
@@ -37,5 +38,37 @@ public static partial class Reference
             };
         }
         return acc;
+    }
+
+    /// <summary>The product with its binary exponent kept apart, so no partial product overflows or underflows on the way.</summary>
+    static double Product(ReadOnlySpan<double> values)
+    {
+        double m = 1.0;
+        long e = 0;
+        foreach (double v in values)
+        {
+            m *= v;
+            if (m == 0 || !double.IsFinite(m)) return SpecialProduct(values);
+            int k = Math.ILogB(m);
+            m = Math.ScaleB(m, -k);
+            e += k;
+        }
+        return Math.ScaleB(m, (int)Math.Clamp(e, -4000, 4000));
+    }
+
+    // A product with a zero, an infinity or a NaN: NaN if any factor is NaN or zeros meet infinities, else a signed 0 or infinity.
+    static double SpecialProduct(ReadOnlySpan<double> values)
+    {
+        bool zero = false, inf = false, negative = false;
+        foreach (double v in values)
+        {
+            if (double.IsNaN(v)) return double.NaN;
+            zero |= v == 0;
+            inf |= double.IsInfinity(v);
+            negative ^= double.IsNegative(v);
+        }
+        if (zero && inf) return double.NaN;
+        double r = zero ? 0.0 : double.PositiveInfinity;
+        return negative ? -r : r;
     }
 }

@@ -40,7 +40,12 @@ public class OpConformanceTests
         {
             var r = Conformance.Run(op, dev, dtype, c);
             Assert.True(r.Pass, r.Detail);
+            if (dev == Device.Cpu && r.Digest != 0)
+                using (Kiln.Backends.CpuBackend.LimitThreads(1))
+                    Assert.True(Conformance.Run(op, dev, dtype, c).Digest == r.Digest, $"{name} {dtype}, case {c}: one thread differs from all cores");
         }
+        foreach (var s in op.CheckSpecials(dev, dtype))
+            Assert.True(s.Pass, $"{name} {dtype} on {device}, {s.Class} inputs: {string.Join("; ", s.Mismatches)}");
         Props.Check(dev, Case(op), c =>
         {
             var r = Conformance.Run(op, dev, dtype, c);

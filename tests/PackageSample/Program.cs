@@ -28,7 +28,7 @@ swiglu.Apply(a, b).Sum().Backward();
 Console.WriteLine($"grad of sum(swiglu(a, b)) in a: {a.Grad}");
 Console.WriteLine($"swiglu on {opencl.Device}: {swiglu.Apply(a.Detach().To(opencl.Device), b.To(opencl.Device))}");
 var report = Conformance.Validate(swiglu);
-foreach (var r in report) Console.WriteLine($"{r.Device,-11} {r.DType,-8} {(r.Pass ? "pass" : "FAIL " + r.Result.Detail)}, max {r.Result.MaxUlp:0.#} ulp over {r.Cases} cases, deterministic: {r.Deterministic}");
+foreach (var r in report) Console.WriteLine($"{r.Device,-11} {r.DType,-8} {(r.Pass ? "pass" : "FAIL " + r.Failure)}: {ConformanceReport.Error(r)} within {r.Budget} over {r.Cases} cases, {r.Specials.Sum(s => s.Count)} special values, deterministic: {r.Deterministic}");
 return report.All(r => r.Pass) ? 0 : 1;
 
 static class UserKernels

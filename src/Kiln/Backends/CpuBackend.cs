@@ -7,6 +7,17 @@ namespace Kiln.Backends;
 /// <summary>The host backend: Kiln's SIMD kernels (kernels/Kiln.Kernels.Cpu) over managed arrays, on all cores.</summary>
 public sealed partial class CpuBackend : IBackend
 {
+    /// <summary>
+    /// Runs the CPU kernels of the calling flow (and of the async work it starts) on at most <paramref name="threads"/>
+    /// threads until the result is disposed; other flows keep every core. Results do not depend on the thread count
+    /// (<c>kiln validate</c> checks each op on one thread and on all).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="threads"/> is below 1.</exception>
+    public static IDisposable LimitThreads(int threads) => WorkerTeam.Limit(threads);
+
+    /// <summary>The threads the calling flow's CPU kernels may use.</summary>
+    public static int Threads => WorkerTeam.Threads;
+
     /// <summary>The one CPU backend.</summary>
     public static CpuBackend Instance { get; } = new();
     CpuBackend() { }

@@ -180,9 +180,33 @@ public class CustomOp<TParams> : OpDefinition
         }
         var expected = _reference(values, shapes, parameters);
         var actual = Apply(parameters, [.. inputs.Select(x => x.To(device))]).ToDoubleArray();
-        if (Tolerance.Scale == 0) return CheckResult.Equal(expected, actual, Name);
-        var (rtol, atol) = Tolerance.For(dtype);
-        return CheckResult.Compare(expected, actual, rtol, atol, Name, dtype);
+        return Tolerance.Check(expected, actual, dtype, c, Name);
+    }
+
+    /// <summary>
+    /// For an elementwise op with default parameters (no <see cref="OutputShape"/>, no <see cref="CaseInputs"/>): each
+    /// input in turn takes every special value while the others take the ends of the domain; classed by the special.
+    /// </summary>
+    public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
+    {
+        if (OutputShape is not null || CaseInputs is not null) return [];
+        var specials = SpecialValues.Of(dtype, Domain);
+        if (specials.Count == 0) return [];
+        double[] ordinary = [Domain.Low, Domain.High];
+        var columns = Enumerable.Range(0, InputCount).Select(_ => new List<double>()).ToArray();
+        var classes = new List<string>();
+        for (int special = 0; special < InputCount; special++)
+            foreach (var (cls, v) in specials)
+                foreach (double o in ordinary)
+                {
+                    for (int i = 0; i < InputCount; i++) columns[i].Add(i == special ? v : o);
+                    classes.Add(cls);
+                }
+        var values = columns.Select(col => col.ToArray()).ToArray();
+        var shapes = values.Select(v => new Shape(v.Length)).ToArray();
+        var expected = _reference(values, shapes, default!);
+        var actual = Apply(default!, [.. values.Select(v => Tensor.FromArray(v).To(dtype).To(device))]).ToDoubleArray();
+        return SpecialValues.Judge(Tolerance, dtype, relaxed, classes, expected, actual, k => [.. values.Select(v => v[k])]);
     }
 }
 

@@ -30,16 +30,26 @@ namespace Kiln.Ops
         {
             var x = Input(c, dtype, device);
             var expected = x.ToDoubleArray().Select(v => Reference.Unary(Op, v)).ToArray();
-            var (rtol, atol) = Tolerance.For(dtype);
-            return CheckResult.Compare(expected, x.Apply(Op).ToDoubleArray(), rtol, atol, Name, dtype);
+            return Tolerance.Check(expected, x.Apply(Op).ToDoubleArray(), dtype, c, Name);
+        }
+
+        /// <inheritdoc/>
+        public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
+        {
+            var specials = SpecialValues.Of(dtype, Domain);
+            if (specials.Count == 0) return [];
+            var xs = specials.Select(s => s.Value).ToArray();
+            var x = Tensor.FromArray(xs).To(dtype).To(device);
+            var expected = xs.Select(v => Reference.Unary(Op, v)).ToArray();
+            return SpecialValues.Judge(Tolerance, dtype, relaxed, [.. specials.Select(s => s.Class)], expected, x.Apply(Op).ToDoubleArray(), i => [xs[i]]);
         }
     }
 
     /// <summary>A binary primitive with NumPy broadcasting: kernel code, derivative rule, and the values of each operand.</summary>
     public sealed class BinaryOpDefinition : OpDefinition
     {
-        internal BinaryOpDefinition(BinaryOp op, Func<Tensor, Tensor, Tensor, Tensor, Tensor?[]> gradient, Domain domain, Domain other, IReadOnlyList<DType> dtypes)
-            : base("binary." + op.ToString().ToLowerInvariant(), "elementwise", dtypes, domain, new Tolerance(2))
+        internal BinaryOpDefinition(BinaryOp op, Func<Tensor, Tensor, Tensor, Tensor, Tensor?[]> gradient, Domain domain, Domain other, IReadOnlyList<DType> dtypes, Tolerance tolerance)
+            : base("binary." + op.ToString().ToLowerInvariant(), "elementwise", dtypes, domain, tolerance)
         {
             Op = op;
             Gradient = gradient;
@@ -62,8 +72,29 @@ namespace Kiln.Ops
             var bd = b.BroadcastTo(y.Shape).ToDoubleArray();
             var expected = ad.Select((v, i) => Reference.Binary(Op, v, bd[i])).ToArray();
             if (!dtype.IsFloating()) return CheckResult.Equal(expected.Select(v => Math.Truncate(v)).ToArray(), y.ToDoubleArray(), Name);
-            var (rtol, atol) = Tolerance.For(dtype);
-            return CheckResult.Compare(expected, y.ToDoubleArray(), rtol, atol, Name, dtype);
+            return Tolerance.Check(expected, y.ToDoubleArray(), dtype, c, Name);
+        }
+
+        /// <inheritdoc/>
+        public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
+        {
+            var (a, b, classes) = SpecialPairs(this, OtherDomain, dtype);
+            if (a.Length == 0) return [];
+            var expected = a.Select((v, i) => Reference.Binary(Op, v, b[i])).ToArray();
+            var y = Tensor.Binary(Op, Tensor.FromArray(a).To(dtype).To(device), Tensor.FromArray(b).To(dtype).To(device));
+            return SpecialValues.Judge(Tolerance, dtype, relaxed, classes, expected, y.ToDoubleArray(), i => [a[i], b[i]]);
+        }
+
+        /// <summary>Every pair of special values (each operand's, with the other operand's domain ends as ordinary values), classed by the first special operand.</summary>
+        internal static (double[] A, double[] B, string[] Classes) SpecialPairs(OpDefinition op, Domain other, DType dtype)
+        {
+            var sa = SpecialValues.Of(dtype, op.Domain);
+            var sb = SpecialValues.Of(dtype, other);
+            if (sa.Count == 0) return ([], [], []);
+            var ordinaryA = new[] { ("ordinary", op.Domain.Low), ("ordinary", op.Domain.High) };
+            var ordinaryB = new[] { ("ordinary", other.Low), ("ordinary", other.High) };
+            var pairs = (from p in sa.Concat(ordinaryA) from q in sb.Concat(ordinaryB) where p.Item1 != "ordinary" || q.Item1 != "ordinary" select (p, q)).ToArray();
+            return ([.. pairs.Select(t => t.p.Item2)], [.. pairs.Select(t => t.q.Item2)], [.. pairs.Select(t => t.p.Item1 != "ordinary" ? t.p.Item1 : t.q.Item1)]);
         }
 
         /// <summary>The case's input and a second operand that broadcasts against it along its last axis (and drops its first when rank &gt; 1).</summary>
@@ -95,6 +126,16 @@ namespace Kiln.Ops
             var bd = b.BroadcastTo(y.Shape).ToDoubleArray();
             return CheckResult.Equal(ad.Select((v, i) => Reference.Compare(Op, v, bd[i]) ? 1.0 : 0.0).ToArray(), y.ToDoubleArray(), Name);
         }
+
+        /// <inheritdoc/>
+        public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
+        {
+            var (a, b, classes) = BinaryOpDefinition.SpecialPairs(this, Domain, dtype);
+            if (a.Length == 0) return [];
+            var y = Tensor.Compare(Op, Tensor.FromArray(a).To(dtype).To(device), Tensor.FromArray(b).To(dtype).To(device));
+            var expected = a.Select((v, i) => Reference.Compare(Op, v, b[i]) ? 1.0 : 0.0).ToArray();
+            return SpecialValues.Judge(Tolerance, DType.Bool, relaxed, classes, expected, y.ToDoubleArray(), i => [a[i], b[i]]);
+        }
     }
 
     /// <summary>where(cond, a, b) and clamp(x, lo, hi): selections, exact.</summary>
@@ -116,6 +157,19 @@ namespace Kiln.Ops
             var y = Tensor.Where(x > 0.5, x, -x);
             return CheckResult.Equal(xd.Select(v => v > 0.5 ? v : -v).ToArray(), y.ToDoubleArray(), Name);
         }
+
+        /// <inheritdoc/>
+        public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
+        {
+            var specials = SpecialValues.Of(dtype, Domain);
+            if (specials.Count == 0) return [];
+            var xs = specials.Select(s => s.Value).ToArray();
+            var x = Tensor.FromArray(xs).To(dtype).To(device);
+            var (expected, y) = _clamp
+                ? (xs.Select(v => double.IsNaN(v) ? v : Math.Min(Math.Max(v, -1), 2)).ToArray(), x.Clamp(-1, 2))
+                : (xs.Select(v => v > 0.5 ? v : -v).ToArray(), Tensor.Where(x > 0.5, x, -x));
+            return SpecialValues.Judge(Tolerance, dtype, relaxed, [.. specials.Select(s => s.Class)], expected, y.ToDoubleArray(), i => [xs[i]]);
+        }
     }
 
     /// <summary>The elementwise family's definitions.</summary>
@@ -127,41 +181,58 @@ namespace Kiln.Ops
         // Halves and signed zeros are where the rounding modes differ.
         static readonly Domain Rounding = new(-6, 6, Nan, Inf, -Inf, 0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 2.5, 1e15 + 0.5);
 
-        static UnaryOpDefinition U(UnaryOp op, Func<Tensor, Tensor, Tensor, Tensor>? grad, Domain domain, double tol = 2, Domain? gradDomain = null) =>
-            new(op, grad, domain, new Tolerance(tol), gradDomain);
+        static UnaryOpDefinition U(UnaryOp op, Func<Tensor, Tensor, Tensor, Tensor>? grad, Domain domain, Tolerance tol, Domain? gradDomain = null) =>
+            new(op, grad, domain, tol, gradDomain);
+
+        // Float32 budgets are the OpenCL conformance suite's (add, sub, mul correctly rounded; divide 2.5 ulp; sqrt 3; rsqrt 2;
+        // exp, expm1, log 3; log1p 2; sin, cos 4; tanh 5; pow 16; erf 16; atan2 6), Float64 the same. Kiln's fused functions
+        // take the budget of their costliest part: sigmoid, silu and softplus 4 (exp, then a division), erfinv and the normal
+        // CDF and quantile 16 (erf's). Relaxed (fast-math) budgets follow the suite's relaxed rules: exp-based
+        // functions 3 + 2|x| ulp at the largest |x| that does not overflow (88), log 2^-21 absolute, sin and cos 2^-11 absolute.
+        static readonly Tolerance Exact = Tolerance.Exact, Rounded = Tolerance.Ulp(0.5);
+        static readonly Tolerance ExpRelaxed = Tolerance.Ulp(179);
+        static Tolerance Ulp(double ulps) => Tolerance.Ulp(ulps);
+        // The GELUs: Kiln's own relative-plus-absolute budget. Their float32 vector forms evaluate 1 + erf and the cubic in
+        // float32, which costs relative accuracy where the result is tiny (x well below 0) but not absolute accuracy.
+        static readonly Tolerance Gelu = new(8);
+        static Tolerance ExpLike(double ulps) => Tolerance.Ulp(ulps).WithRelaxed(ExpRelaxed);
+        static Tolerance LogLike(double ulps) => Tolerance.Ulp(ulps).WithRelaxed(Tolerance.Ulp(ulps) with { AbsoluteFloor = Math.ScaleB(1.0, -21) });
+        static Tolerance Trig(double ulps) => Tolerance.Ulp(ulps).WithRelaxed(Tolerance.Ulp(ulps) with { AbsoluteFloor = Math.ScaleB(1.0, -11) });
+
+        static readonly double Tiny = 1e-30, Pi = Math.PI, OneUp = 1 + Math.ScaleB(1.0, -23), OneDown = 1 - Math.ScaleB(1.0, -24);
 
         /// <summary>The unary primitives, in <see cref="UnaryOp"/> order.</summary>
         public static IReadOnlyList<UnaryOpDefinition> Unary { get; } =
         [
-            U(UnaryOp.Neg, (x, y, g) => -g, new(-6, 6, Nan, Inf, -Inf, 0.0)),
-            U(UnaryOp.Abs, (x, y, g) => g * x.Sign(), new(-6, 6, Nan, Inf, -Inf, 0.0)),
-            U(UnaryOp.Exp, (x, y, g) => g * y, new(-10, 10, Nan, Inf, -Inf)),
-            U(UnaryOp.Log, (x, y, g) => g / x, new(0.05, 5, Nan, Inf, 0.0), gradDomain: new(0.3, 3)),
-            U(UnaryOp.Log1p, (x, y, g) => g / (x + 1.0), new(-0.9, 5, Nan, Inf), gradDomain: new(-0.5, 3)),
-            U(UnaryOp.Expm1, (x, y, g) => g * (y + 1.0), new(-10, 10, Nan, Inf, -Inf)),
-            U(UnaryOp.Sqrt, (x, y, g) => g * 0.5 / y, new(0.05, 5, Nan, Inf, 0.0), gradDomain: new(0.3, 3)),
-            U(UnaryOp.Rsqrt, (x, y, g) => g * -0.5 * y * y * y, new(0.05, 5, Nan, Inf), gradDomain: new(0.3, 3)),
-            U(UnaryOp.Sigmoid, (x, y, g) => g * y * (1.0 - y), new(-6, 6, Nan, Inf, -Inf)),
-            U(UnaryOp.Tanh, (x, y, g) => g * (1.0 - y * y), new(-6, 6, Nan, Inf, -Inf)),
-            U(UnaryOp.Relu, (x, y, g) => g * x.Apply(UnaryOp.Step), new(-6, 6, Inf, -Inf)),
-            U(UnaryOp.GeluErf, (x, y, g) => g * (x.NormalCdf() + x * (x * x * -0.5).Exp() * InvSqrt2Pi), new(-6, 6, Nan)),
-            U(UnaryOp.GeluTanh, (x, y, g) => g * GeluTanhGrad(x), new(-6, 6, Nan), tol: 8),
-            U(UnaryOp.Silu, (x, y, g) => g * SiluGrad(x), new(-6, 6, Nan)),
-            U(UnaryOp.Softplus, (x, y, g) => g * x.Sigmoid(), new(-6, 6, Nan, Inf)),
-            U(UnaryOp.Erf, (x, y, g) => g * (x * x * -1.0).Exp() * TwoOverSqrtPi, new(-6, 6, Nan, Inf, -Inf)),
-            U(UnaryOp.Erfinv, (x, y, g) => g * (y * y).Exp() * SqrtPiOver2, new(-0.99, 0.99, Nan), tol: 8, gradDomain: new(-0.8, 0.8)),
-            U(UnaryOp.NormalCdf, (x, y, g) => g * (x * x * -0.5).Exp() * InvSqrt2Pi, new(-6, 6, Nan, Inf, -Inf)),
-            U(UnaryOp.NormalIcdf, (x, y, g) => g * (y * y * 0.5).Exp() * Sqrt2Pi, new(0.01, 0.99, Nan), tol: 8, gradDomain: new(0.1, 0.9)),
-            U(UnaryOp.Sign, null, new(-6, 6, Nan, Inf, -Inf, 0.0)),
-            U(UnaryOp.Reciprocal, (x, y, g) => -g * y * y, new(0.2, 4, Nan, Inf, -Inf), gradDomain: new(0.3, 3)),
-            U(UnaryOp.Square, (x, y, g) => g * 2.0 * x, new(-6, 6, Nan, Inf, -Inf)),
-            U(UnaryOp.Sin, (x, y, g) => g * x.Cos(), new(-6, 6, Nan), tol: 8),
-            U(UnaryOp.Cos, (x, y, g) => -g * x.Sin(), new(-6, 6, Nan), tol: 8),
-            U(UnaryOp.Step, null, new(-6, 6, Inf, -Inf, 0.0)),
-            U(UnaryOp.Floor, null, Rounding, tol: 0),
-            U(UnaryOp.Ceil, null, Rounding, tol: 0),
-            U(UnaryOp.Round, null, Rounding, tol: 0),
-            U(UnaryOp.Trunc, null, Rounding, tol: 0),
+            U(UnaryOp.Neg, (x, y, g) => -g, new(-6, 6, Nan, Inf, -Inf, 0.0), Exact),
+            U(UnaryOp.Abs, (x, y, g) => g * x.Sign(), new(-6, 6, Nan, Inf, -Inf, 0.0), Exact),
+            U(UnaryOp.Exp, (x, y, g) => g * y, new(-10, 10, Nan, Inf, -Inf) { Singular = [88.72, -87.3, -103.9, Tiny] }, ExpLike(3)),
+            U(UnaryOp.Log, (x, y, g) => g / x, new(0.05, 5, Nan, Inf, 0.0) { Singular = [1, OneUp, OneDown, -Tiny] }, LogLike(3), gradDomain: new(0.3, 3)),
+            U(UnaryOp.Log1p, (x, y, g) => g / (x + 1.0), new(-0.9, 5, Nan, Inf) { Singular = [-1, -OneDown, Tiny, -Tiny, -2] }, LogLike(2), gradDomain: new(-0.5, 3)),
+            U(UnaryOp.Expm1, (x, y, g) => g * (y + 1.0), new(-10, 10, Nan, Inf, -Inf) { Singular = [Tiny, -Tiny, 88.72, -20] }, ExpLike(3)),
+            U(UnaryOp.Sqrt, (x, y, g) => g * 0.5 / y, new(0.05, 5, Nan, Inf, 0.0) { Singular = [-Tiny, 4, 2] }, Ulp(3), gradDomain: new(0.3, 3)),
+            U(UnaryOp.Rsqrt, (x, y, g) => g * -0.5 * y * y * y, new(0.05, 5, Nan, Inf) { Singular = [-Tiny, 4, 0.25] }, Ulp(2), gradDomain: new(0.3, 3)),
+            U(UnaryOp.Sigmoid, (x, y, g) => g * y * (1.0 - y), new(-6, 6, Nan, Inf, -Inf) { Singular = [88.72, -88.72, -103.9, 17, -17] }, ExpLike(4)),
+            U(UnaryOp.Tanh, (x, y, g) => g * (1.0 - y * y), new(-6, 6, Nan, Inf, -Inf) { Singular = [Tiny, -Tiny, 9.01, -20, 0.55] }, ExpLike(5)),
+            U(UnaryOp.Relu, (x, y, g) => g * x.Apply(UnaryOp.Step), new(-6, 6, Inf, -Inf), Exact),
+            U(UnaryOp.GeluErf, (x, y, g) => g * (x.NormalCdf() + x * (x * x * -0.5).Exp() * InvSqrt2Pi), new(-6, 6, Nan) { Singular = [-10, -13, -38] }, Gelu),
+            U(UnaryOp.GeluTanh, (x, y, g) => g * GeluTanhGrad(x), new(-6, 6, Nan) { Singular = [-10, -13] }, Gelu),
+            U(UnaryOp.Silu, (x, y, g) => g * SiluGrad(x), new(-6, 6, Nan) { Singular = [-88.72, -103.9, 30] }, ExpLike(4)),
+            U(UnaryOp.Softplus, (x, y, g) => g * x.Sigmoid(), new(-6, 6, Nan, Inf) { Singular = [-88.72, -103.9, 17, 30] }, ExpLike(4)),
+            U(UnaryOp.Erf, (x, y, g) => g * (x * x * -1.0).Exp() * TwoOverSqrtPi, new(-6, 6, Nan, Inf, -Inf) { Singular = [Tiny, -Tiny, 0.5, 2.5, 4] }, Ulp(16)),
+            U(UnaryOp.Erfinv, (x, y, g) => g * (y * y).Exp() * SqrtPiOver2, new(-0.99, 0.99, Nan) { Singular = [1, -1, OneDown, -OneDown, Tiny] }, Ulp(16), gradDomain: new(-0.8, 0.8)),
+            U(UnaryOp.NormalCdf, (x, y, g) => g * (x * x * -0.5).Exp() * InvSqrt2Pi, new(-6, 6, Nan, Inf, -Inf) { Singular = [-10, -13, -38, 8] }, Ulp(16)),
+            U(UnaryOp.NormalIcdf, (x, y, g) => g * (y * y * 0.5).Exp() * Sqrt2Pi, new(0.01, 0.99, Nan) { Singular = [1, OneDown, 1e-20, 0.5] }, Ulp(16), gradDomain: new(0.1, 0.9)),
+            U(UnaryOp.Sign, null, new(-6, 6, Nan, Inf, -Inf, 0.0), Exact),
+            U(UnaryOp.Reciprocal, (x, y, g) => -g * y * y, new(0.2, 4, Nan, Inf, -Inf), Ulp(2.5), gradDomain: new(0.3, 3)),
+            U(UnaryOp.Square, (x, y, g) => g * 2.0 * x, new(-6, 6, Nan, Inf, -Inf) { Singular = [1.9e19, 1e-23] }, Rounded),
+            U(UnaryOp.Sin, (x, y, g) => g * x.Cos(), new(-6, 6, Nan) { Singular = [Pi, Pi / 2, 1e6, 1e30] }, Trig(4)),
+            U(UnaryOp.Cos, (x, y, g) => -g * x.Sin(), new(-6, 6, Nan) { Singular = [Pi, Pi / 2, 1e6, 1e30] }, Trig(4)),
+            U(UnaryOp.Step, null, new(-6, 6, Inf, -Inf, 0.0), Exact),
+            U(UnaryOp.Floor, null, Rounding, Exact),
+            U(UnaryOp.Ceil, null, Rounding, Exact),
+            U(UnaryOp.Round, null, Rounding, Exact),
+            U(UnaryOp.Trunc, null, Rounding, Exact),
         ];
 
         // g * (s (1 + x (1 - s))) in this order: the shipped checkpoint's training rounds that way.
@@ -186,15 +257,15 @@ namespace Kiln.Ops
         /// <summary>The binary primitives, in <see cref="BinaryOp"/> order.</summary>
         public static IReadOnlyList<BinaryOpDefinition> BinaryOps { get; } =
         [
-            new(BinaryOp.Add, (a, b, y, g) => [g.SumTo(a.Shape), g.SumTo(b.Shape)], new(-3, 3, Nan, Inf), new(-3, 3), Numbers),
-            new(BinaryOp.Sub, (a, b, y, g) => [g.SumTo(a.Shape), (-g).SumTo(b.Shape)], new(-3, 3, Nan, Inf), new(-3, 3), Numbers),
-            new(BinaryOp.Mul, (a, b, y, g) => [(g * b).SumTo(a.Shape), (g * a).SumTo(b.Shape)], new(-3, 3, Nan, Inf), new(-3, 3), Numbers),
-            new(BinaryOp.Div, (a, b, y, g) => [(g / b).SumTo(a.Shape), (-g * a / (b * b)).SumTo(b.Shape)], new(-3, 3, Nan, Inf), new(0.5, 3), Numbers),
+            new(BinaryOp.Add, (a, b, y, g) => [g.SumTo(a.Shape), g.SumTo(b.Shape)], new(-3, 3, Nan, Inf), new(-3, 3), Numbers, Rounded),
+            new(BinaryOp.Sub, (a, b, y, g) => [g.SumTo(a.Shape), (-g).SumTo(b.Shape)], new(-3, 3, Nan, Inf), new(-3, 3), Numbers, Rounded),
+            new(BinaryOp.Mul, (a, b, y, g) => [(g * b).SumTo(a.Shape), (g * a).SumTo(b.Shape)], new(-3, 3, Nan, Inf), new(-3, 3), Numbers, Rounded),
+            new(BinaryOp.Div, (a, b, y, g) => [(g / b).SumTo(a.Shape), (-g * a / (b * b)).SumTo(b.Shape)], new(-3, 3, Nan, Inf), new(0.5, 3), Numbers, Ulp(2.5)),
             new(BinaryOp.Pow, (a, b, y, g) => [(g * b * Tensor.Pow(a, b - 1.0)).SumTo(a.Shape), b.RequiresGrad ? (g * y * Tensor.Where(a > 0.0, a, a.OnesLike()).Log()).SumTo(b.Shape) : null],
-                new(0.1, 3, Nan), new(-3, 3), Floats),
-            new(BinaryOp.Max, (a, b, y, g) => MaxMinGrad(g, a, b, a > b, a.Eq(b)), new(-3, 3, Nan, Inf, -Inf), new(-3, 3), Numbers),
-            new(BinaryOp.Min, (a, b, y, g) => MaxMinGrad(g, a, b, a < b, a.Eq(b)), new(-3, 3, Nan, Inf, -Inf), new(-3, 3), Numbers),
-            new(BinaryOp.Atan2, (a, b, y, g) => [(g * b / (a * a + b * b)).SumTo(a.Shape), (-g * a / (a * a + b * b)).SumTo(b.Shape)], new(-3, 3, Nan), new(-3, 3), Floats),
+                new(0.1, 3, Nan), new(-3, 3), Floats, ExpLike(16)),
+            new(BinaryOp.Max, (a, b, y, g) => MaxMinGrad(g, a, b, a > b, a.Eq(b)), new(-3, 3, Nan, Inf, -Inf), new(-3, 3), Numbers, Exact),
+            new(BinaryOp.Min, (a, b, y, g) => MaxMinGrad(g, a, b, a < b, a.Eq(b)), new(-3, 3, Nan, Inf, -Inf), new(-3, 3), Numbers, Exact),
+            new(BinaryOp.Atan2, (a, b, y, g) => [(g * b / (a * a + b * b)).SumTo(a.Shape), (-g * a / (a * a + b * b)).SumTo(b.Shape)], new(-3, 3, Nan), new(-3, 3), Floats, Ulp(6)),
         ];
 
         /// <summary>The comparisons, in <see cref="CompareOp"/> order.</summary>

@@ -25,9 +25,7 @@ public static class IndexingOps
             var expected = new double[xd.Length];
             for (int q = 0; q < xd.Length; q++) expected[q / len * len + (int)id[q]] += xd[q];
             var y = x.ZerosLike().ScatterAdd(-1, idx, x).ToDoubleArray();
-            if (!dtype.IsFloating()) return CheckResult.Equal(expected, y, Name);
-            var (rtol, atol) = Tolerance.For(dtype);
-            return CheckResult.Compare(expected, y, rtol, atol, Name, dtype);
+            return Tolerance.Check(expected, y, dtype, c, Name);
         }
     }
 }

@@ -19,6 +19,9 @@ public enum InputView
 /// <param name="Seed">Seeds every random value of the case.</param>
 public sealed record OpCase(int[] Shape, InputView View, ulong Seed)
 {
+    /// <summary>Judge the case by the op's relaxed (fast-math) budget where it has one.</summary>
+    public bool Relaxed { get; init; }
+
     /// <inheritdoc/>
     public override string ToString() => $"[{string.Join(",", Shape)}] {View} seed {Seed}";
 }
@@ -29,135 +32,11 @@ public sealed record OpCase(int[] Shape, InputView View, ulong Seed)
 /// <param name="Specials">Values (infinities, NaN, zeros, domain edges) placed at a few positions of every input, where the op defines its result.</param>
 public sealed record Domain(double Low, double High, params double[] Specials)
 {
+    /// <summary>Inputs at or next to the function's singularities and branch points (poles, 1 for log, +-1 for erfinv), checked by the special-value pass.</summary>
+    public double[] Singular { get; init; } = [];
+
     /// <summary>[-3, 3), no special values.</summary>
     public static Domain Default { get; } = new(-3, 3);
-}
-
-/// <summary>
-/// Error budget of a result against the float64 reference: |actual - expected| &lt;= atol + rtol |expected| per element,
-/// with NaN and infinities matched exactly. Budgets are multiples of each dtype's unit (Float32: rtol 2e-5, atol 1e-6;
-/// Float64: rtol 1e-12, atol 1e-14), scaled by <paramref name="Scale"/> (and by a case's length where a result sums it).
-/// </summary>
-/// <param name="Scale">The multiple of the dtype's unit.</param>
-public sealed record Tolerance(double Scale)
-{
-    /// <summary>A few units: well-conditioned elementwise ops.</summary>
-    public static Tolerance Tight { get; } = new(2);
-
-    /// <summary>Results must equal the reference exactly (moves, comparisons, selections, sorts).</summary>
-    public static Tolerance Exact { get; } = new(0);
-
-    /// <summary>(rtol, atol) for <paramref name="dtype"/>, times <paramref name="extra"/>.</summary>
-    public (double Rtol, double Atol) For(DType dtype, double extra = 1) => dtype == DType.Float64
-        ? (1e-12 * Scale * extra, 1e-14 * Scale * extra)
-        : (2e-5 * Scale * extra, 1e-6 * Scale * extra);
-}
-
-/// <summary>The element of a result farthest out of (or closest to the edge of) its budget.</summary>
-/// <param name="Index">Its position in the row-major result.</param>
-/// <param name="Expected">The float64 reference's value.</param>
-/// <param name="Actual">The device's value.</param>
-public sealed record WorstElement(int Index, double Expected, double Actual);
-
-/// <summary>The outcome of one conformance case on one device and dtype.</summary>
-/// <param name="MaxRelError">The largest relative error of any finite expected element (0 for exact checks that pass).</param>
-/// <param name="Pass">Every element is within the op's budget.</param>
-/// <param name="Detail">What failed (the first element out of budget), or null.</param>
-public readonly record struct CheckResult(double MaxRelError, bool Pass, string? Detail = null)
-{
-    /// <summary>A passing result with no error.</summary>
-    public static CheckResult Ok => new(0, true);
-
-    /// <summary>
-    /// The largest error in units in the last place of the result dtype, over elements whose expected value is a normal
-    /// number of that dtype (a result near zero or subnormal is judged by the absolute budget instead); 0 for exact checks.
-    /// </summary>
-    public double MaxUlp { get; init; }
-    /// <summary>The element with the largest error relative to its budget, or null when every element is exact.</summary>
-    public WorstElement? Worst { get; init; }
-    /// <summary>A hash of the bit patterns of the device's results (every NaN as one): equal for two runs of a deterministic op.</summary>
-    public ulong Digest { get; init; }
-
-    /// <summary>The worse of two results (the first failure's detail is kept; the digests are combined).</summary>
-    public CheckResult Merge(CheckResult other) =>
-        new(Math.Max(MaxRelError, other.MaxRelError), Pass && other.Pass, Detail ?? other.Detail)
-        {
-            MaxUlp = Math.Max(MaxUlp, other.MaxUlp),
-            Worst = (Worst, other.Worst) switch { (null, var w) => w, (var w, null) => w, var (p, q) => Score(q) > Score(p) ? q : p },
-            Digest = Digest * 0x100000001B3UL ^ other.Digest,
-        };
-
-    static double Score(WorstElement w) => Math.Abs(w.Actual - w.Expected) / Math.Max(Math.Abs(w.Expected), 1e-300);
-
-    /// <summary>
-    /// Compares <paramref name="actual"/> with <paramref name="expected"/> within (rtol, atol); NaN and infinities must
-    /// match exactly. <paramref name="dtype"/> (the result's) sets the unit of <see cref="MaxUlp"/>.
-    /// </summary>
-    public static CheckResult Compare(ReadOnlySpan<double> expected, ReadOnlySpan<double> actual, double rtol, double atol, string what = "", DType dtype = DType.Float64)
-    {
-        if (expected.Length != actual.Length) return new(double.PositiveInfinity, false, $"{what}: {actual.Length} elements, expected {expected.Length}");
-        double worst = 0, maxUlp = 0, worstScore = -1;
-        int worstAt = -1;
-        string? detail = null;
-        for (int i = 0; i < expected.Length; i++)
-        {
-            double e = expected[i], a = actual[i];
-            bool ok;
-            double score;
-            if (double.IsNaN(e) || double.IsInfinity(e)) { ok = e.Equals(a); score = ok ? 0 : double.PositiveInfinity; }
-            else
-            {
-                double d = Math.Abs(a - e), budget = atol + rtol * Math.Abs(e);
-                if (!double.IsNaN(d)) worst = Math.Max(worst, d / Math.Max(Math.Abs(e), 1e-300));
-                maxUlp = Math.Max(maxUlp, Ulps(e, a, dtype));
-                ok = d <= budget;
-                score = double.IsNaN(d) ? double.PositiveInfinity : budget > 0 ? d / budget : d > 0 ? double.PositiveInfinity : 0;
-            }
-            if (score > worstScore && score > 0) { worstScore = score; worstAt = i; }
-            if (!ok) detail ??= $"{what}[{i}]: got {a:R}, expected {e:R} (budget {atol:G2} + {rtol:G2} |e|)";
-        }
-        return new(worst, detail is null, detail)
-        {
-            MaxUlp = maxUlp,
-            Worst = worstAt < 0 ? null : new WorstElement(worstAt, expected[worstAt], actual[worstAt]),
-            Digest = DigestOf(actual),
-        };
-    }
-
-    /// <summary>Exact equality of two sequences.</summary>
-    public static CheckResult Equal(ReadOnlySpan<double> expected, ReadOnlySpan<double> actual, string what = "")
-    {
-        if (expected.Length != actual.Length) return new(double.PositiveInfinity, false, $"{what}: {actual.Length} elements, expected {expected.Length}");
-        for (int i = 0; i < expected.Length; i++)
-            if (!expected[i].Equals(actual[i]))
-                return new(double.PositiveInfinity, false, $"{what}[{i}]: got {actual[i]:R}, expected {expected[i]:R}")
-                {
-                    Worst = new WorstElement(i, expected[i], actual[i]), Digest = DigestOf(actual),
-                };
-        return Ok with { Digest = DigestOf(actual) };
-    }
-
-    /// <summary>|actual - expected| in units in the last place of <paramref name="dtype"/> at expected; 0 when expected is not a normal number of that dtype.</summary>
-    static double Ulps(double expected, double actual, DType dtype)
-    {
-        double ae = Math.Abs(expected);
-        if (dtype == DType.Float32)
-        {
-            if (ae < 1.1754943508222875e-38 || ae > float.MaxValue) return 0;   // below float32's smallest normal
-            float f = (float)ae;
-            return Math.Abs(actual - expected) / (MathF.BitIncrement(f) - f);
-        }
-        if (ae < 2.2250738585072014e-308 || double.IsInfinity(ae)) return 0;   // below float64's smallest normal
-        return Math.Abs(actual - expected) / (Math.BitIncrement(ae) - ae);
-    }
-
-    static ulong DigestOf(ReadOnlySpan<double> values)
-    {
-        ulong h = 0xCBF29CE484222325UL;
-        // Every NaN counts as one value: a NaN's sign and payload are not part of any op's result.
-        foreach (double v in values) h = (h ^ (ulong)BitConverter.DoubleToInt64Bits(double.IsNaN(v) ? double.NaN : v)) * 0x100000001B3UL;
-        return h;
-    }
 }
 
 /// <summary>
@@ -201,6 +80,16 @@ public abstract class OpDefinition
 
     /// <summary>Runs case <paramref name="c"/> on <paramref name="device"/> in <paramref name="dtype"/> and compares it with the float64 reference.</summary>
     public abstract CheckResult Check(Device device, DType dtype, OpCase c);
+
+    /// <summary>
+    /// Runs the op on IEEE special values (<see cref="SpecialValues.Of"/>: NaN, infinities, signed zeros, subnormals, the
+    /// extreme normals, the op's singular points) and compares each result with the float64 reference's, by input
+    /// class; empty where the op has no special-value pass (its random cases still mix in <see cref="Domain.Specials"/>).
+    /// </summary>
+    public virtual IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false) => [];
+
+    /// <summary>False for ops whose results may differ between runs by design (floating-point atomics); a difference is then reported, not failed.</summary>
+    public virtual bool Deterministic => true;
 
     /// <summary>
     /// The main input of case <paramref name="c"/>: values from <see cref="Domain"/> (rounded to <paramref name="dtype"/>)
@@ -253,4 +142,78 @@ public abstract class OpDefinition
 
     /// <inheritdoc/>
     public override string ToString() => Name;
+}
+
+/// <summary>One input of the special-value pass that the device got wrong.</summary>
+/// <param name="Inputs">The op's inputs (one value per operand, or the row of a row op).</param>
+/// <param name="Expected">The float64 reference's result.</param>
+/// <param name="Actual">The device's result.</param>
+public sealed record SpecialMismatch(double[] Inputs, double Expected, double Actual)
+{
+    /// <summary>The exception that stopped the pass, where one did.</summary>
+    public string? Error { get; init; }
+
+    /// <inheritdoc/>
+    public override string ToString() => Error ?? $"f({string.Join(", ", Inputs.Select(v => v.ToString("R")))}) = {Actual:R}, expected {Expected:R}";
+}
+
+/// <summary>The special-value pass of one input class on one device and dtype.</summary>
+/// <param name="Class">The input class: nan, inf, zero, subnormal, min-normal, max-normal, singular, edge.</param>
+/// <param name="Count">How many results of the class were checked.</param>
+/// <param name="Mismatches">The results out of budget.</param>
+public sealed record SpecialClassResult(string Class, int Count, IReadOnlyList<SpecialMismatch> Mismatches)
+{
+    /// <summary>No mismatch.</summary>
+    public bool Pass => Mismatches.Count == 0;
+}
+
+/// <summary>The IEEE special values of each dtype, by class, that every elementwise and row op is checked on.</summary>
+public static class SpecialValues
+{
+    /// <summary>
+    /// The special inputs of an op with domain <paramref name="domain"/> in <paramref name="dtype"/>: NaN, +-Inf, +-0, the
+    /// smallest and largest subnormals, the smallest and largest normals (all signed), the domain's singular points, and
+    /// its other listed specials ("edge"); each value as <paramref name="dtype"/> holds it. Integer dtypes have none.
+    /// </summary>
+    public static IReadOnlyList<(string Class, double Value)> Of(DType dtype, Domain domain)
+    {
+        ArgumentNullException.ThrowIfNull(domain);
+        if (!dtype.IsFloating()) return [];
+        bool f32 = dtype == DType.Float32;
+        double minSub = f32 ? float.Epsilon : double.Epsilon, minNormal = f32 ? 1.1754943508222875e-38 : 2.2250738585072014e-308;
+        double maxSub = f32 ? BitConverter.Int32BitsToSingle(0x007FFFFF) : BitConverter.Int64BitsToDouble(0x000FFFFFFFFFFFFFL);
+        double maxNormal = f32 ? float.MaxValue : double.MaxValue;
+        var list = new List<(string, double)> { ("nan", double.NaN), ("inf", double.PositiveInfinity), ("inf", double.NegativeInfinity), ("zero", 0.0), ("zero", -0.0) };
+        foreach (var (cls, v) in new[] { ("subnormal", minSub), ("subnormal", maxSub), ("min-normal", minNormal), ("max-normal", maxNormal) })
+        {
+            list.Add((cls, v));
+            list.Add((cls, -v));
+        }
+        double Held(double v) => f32 ? (float)v : v;
+        foreach (double v in domain.Singular) list.Add(("singular", Held(v)));
+        foreach (double v in domain.Specials)
+            if (double.IsFinite(v) && v != 0) list.Add(("edge", Held(v)));
+        return list;
+    }
+
+    /// <summary>
+    /// Checks <paramref name="actual"/> against <paramref name="expected"/> element by element within
+    /// <paramref name="tolerance"/> and groups the elements by <paramref name="classes"/>[i], keeping each mismatch with
+    /// its inputs <paramref name="inputs"/>(i).
+    /// </summary>
+    public static IReadOnlyList<SpecialClassResult> Judge(Tolerance tolerance, DType dtype, bool relaxed, IReadOnlyList<string> classes,
+        double[] expected, double[] actual, Func<int, double[]> inputs, double[]? magnitude = null, double terms = 1)
+    {
+        ArgumentNullException.ThrowIfNull(tolerance);
+        var c = new OpCase([], InputView.Contiguous, 0) { Relaxed = relaxed };
+        var byClass = new Dictionary<string, (int Count, List<SpecialMismatch> Bad)>();
+        for (int i = 0; i < expected.Length; i++)
+        {
+            var r = tolerance.Check([expected[i]], [actual[i]], dtype, c, "", magnitude is null ? default : magnitude.AsSpan(i, 1), terms);
+            var (n, bad) = byClass.TryGetValue(classes[i], out var e) ? e : (0, new List<SpecialMismatch>());
+            if (!r.Pass) bad.Add(new SpecialMismatch(inputs(i), expected[i], actual[i]));
+            byClass[classes[i]] = (n + 1, bad);
+        }
+        return [.. byClass.Select(kv => new SpecialClassResult(kv.Key, kv.Value.Count, kv.Value.Bad))];
+    }
 }

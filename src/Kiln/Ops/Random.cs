@@ -20,8 +20,7 @@ public static class RandomOps
                 : Tensor.Rand(shape, new Generator(c.Seed), Domain.Low, Domain.High, dtype, d);
             var expected = Draw(Device.Cpu).ToDoubleArray();
             if (!normal) return CheckResult.Equal(expected, Draw(device).ToDoubleArray(), Name);
-            var (rtol, atol) = Tolerance.For(dtype);
-            return CheckResult.Compare(expected, Draw(device).ToDoubleArray(), rtol, atol, Name, dtype);
+            return Tolerance.Check(expected, Draw(device).ToDoubleArray(), dtype, c, Name);
         }
     }
 }

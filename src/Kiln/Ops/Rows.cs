@@ -9,7 +9,8 @@ namespace Kiln.Ops;
 /// (<paramref name="emptyRows"/> false: max, min, argmax), the op must reject it with an <see cref="ArgumentException"/>.
 /// </summary>
 public sealed class RowOpDefinition(string name, string family, IReadOnlyList<DType> dtypes, Domain domain, Tolerance tolerance,
-    Func<double[], double[]> reference, Func<Tensor, Tensor> run, bool scalesWithLength = false, bool emptyRows = true) : OpDefinition(name, family, dtypes, domain, tolerance)
+    Func<double[], double[]> reference, Func<Tensor, Tensor> run, bool scalesWithLength = false, bool emptyRows = true,
+    Func<double[], double[]>? magnitude = null) : OpDefinition(name, family, dtypes, domain, tolerance)
 {
     /// <inheritdoc/>
     public override int MinRank => 1;
@@ -25,11 +26,27 @@ public sealed class RowOpDefinition(string name, string family, IReadOnlyList<DT
             catch (ArgumentException) { return CheckResult.Ok; }
             return new CheckResult(double.PositiveInfinity, false, $"{Name}: an empty axis was accepted");
         }
-        var expected = RowOps.Rows(x.Contiguous().ToDoubleArray(), RowCount(c.Shape), len, reference);
-        var y = run(x).ToDoubleArray();
-        if (Tolerance.Scale == 0) return CheckResult.Equal(expected, y, Name);
-        var (rtol, atol) = Tolerance.For(dtype, scalesWithLength ? Math.Max(len, 1) : 1);
-        return CheckResult.Compare(expected, y, rtol, atol, Name, dtype);
+        var xd = x.Contiguous().ToDoubleArray();
+        var expected = RowOps.Rows(xd, RowCount(c.Shape), len, reference);
+        var m = magnitude is null ? null : RowOps.Rows(xd, RowCount(c.Shape), len, magnitude);
+        return Tolerance.Check(expected, run(x).ToDoubleArray(), dtype, c, Name, m, scalesWithLength ? len : 1);
+    }
+
+    /// <summary>Rows of four: each special value beside three ordinary ones, and a row of +Inf and -Inf together.</summary>
+    public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
+    {
+        var one = SpecialValues.Of(dtype, Domain);
+        if (one.Count == 0) return [];
+        const int len = 4;
+        var specials = one.Append(("inf", double.NaN)).ToArray();
+        // The last row holds +Inf and -Inf together (a sum of them is NaN).
+        var xd = one.SelectMany(s => new[] { s.Value, 1.5, -0.25, 2 }).Concat([double.PositiveInfinity, 1.5, double.NegativeInfinity, 2]).ToArray();
+        var x = Tensor.FromArray(xd, new Shape(specials.Length, len)).To(dtype).To(device);
+        var expected = RowOps.Rows(xd, specials.Length, len, reference);
+        var m = magnitude is null ? null : RowOps.Rows(xd, specials.Length, len, magnitude);
+        int per = expected.Length / specials.Length;
+        var classes = Enumerable.Range(0, expected.Length).Select(i => specials[i / per].Item1).ToArray();
+        return SpecialValues.Judge(Tolerance, dtype, relaxed, classes, expected, run(x).ToDoubleArray(), i => xd[(i / per * len)..((i / per + 1) * len)], m, scalesWithLength ? len : 1);
     }
 
     static int RowCount(int[] shape) => shape[..^1].Aggregate(1, (a, b) => a * b);
@@ -44,8 +61,21 @@ public static class RowOps
 
     static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64], Floats = [DType.Float32, DType.Float64];
 
+    // Sums are judged by the standard bound n u sum|x| of any summation order; max and min are exact; a product of n
+    // factors may be off by n ulp.
     static RowOpDefinition Reduce(ReduceOp op, Func<Tensor, Tensor> run, IReadOnlyList<DType> dtypes, Domain domain, bool emptyRows = true) =>
-        new("reduce." + op.ToString().ToLowerInvariant(), "reduce", dtypes, domain, new Tolerance(4), row => [Reference.Reduce(op, row)], run, scalesWithLength: true, emptyRows: emptyRows);
+        new("reduce." + op.ToString().ToLowerInvariant(), "reduce", dtypes, domain,
+            op switch { ReduceOp.Sum => Tolerance.Bound(), ReduceOp.Prod => Tolerance.Ulp(1), _ => Tolerance.Exact },
+            row => [Reference.Reduce(op, row)], run, scalesWithLength: true, emptyRows: emptyRows,
+            magnitude: op == ReduceOp.Sum ? row => [row.Sum(Math.Abs)] : null);
+
+    static double[] PrefixAbs(double[] row)
+    {
+        var m = new double[row.Length];
+        double acc = 0;
+        for (int i = 0; i < row.Length; i++) m[i] = acc += Math.Abs(row[i]);
+        return m;
+    }
 
     /// <summary>Every definition of the row families.</summary>
     public static IReadOnlyList<OpDefinition> All { get; } =
@@ -57,9 +87,9 @@ public static class RowOps
         new ColumnSumDefinition(),
         new RowOpDefinition("reduce.argmax", "reduce", Numbers, new(-3, 3), Tolerance.Exact,
             row => [Reference.SortRow(row, true).Indices[0]], x => x.ArgMax(-1), emptyRows: false),
-        new RowOpDefinition("reduce.cumsum", "reduce", Numbers, new(-3, 3), new Tolerance(4),
+        new RowOpDefinition("reduce.cumsum", "reduce", Numbers, new(-3, 3, double.NaN), Tolerance.Bound(),
             row => { var c = new double[row.Length]; double acc = 0; for (int i = 0; i < row.Length; i++) c[i] = acc += row[i]; return c; },
-            x => x.Cumsum(-1), scalesWithLength: true),
+            x => x.Cumsum(-1), scalesWithLength: true, magnitude: PrefixAbs),
         new RowOpDefinition("softmax.softmax", "softmax", Floats, new(-8, 8, double.NegativeInfinity), new Tolerance(8), row => Reference.Softmax(row), x => x.Softmax(-1)),
         new RowOpDefinition("softmax.log_softmax", "softmax", Floats, new(-8, 8), new Tolerance(80), row => Reference.Softmax(row, true), x => x.LogSoftmax(-1)),
         new NormDefinition(rms: false),
@@ -70,7 +100,7 @@ public static class RowOps
     ];
 
     /// <summary>Sums over the first axis (the column kernel).</summary>
-    sealed class ColumnSumDefinition() : OpDefinition("reduce.sum_cols", "reduce", Numbers, new(-3, 3), new Tolerance(4))
+    sealed class ColumnSumDefinition() : OpDefinition("reduce.sum_cols", "reduce", Numbers, new(-3, 3), Tolerance.Bound())
     {
         public override int MinRank => 1;
 
@@ -79,9 +109,10 @@ public static class RowOps
             var x = Input(c, dtype, device);
             var xd = x.Contiguous().ToDoubleArray();
             int n0 = c.Shape[0], rest = c.Shape[1..].Aggregate(1, (a, b) => a * b);
-            var expected = Enumerable.Range(0, rest).Select(col => Reference.Reduce(ReduceOp.Sum, Enumerable.Range(0, n0).Select(i => xd[i * rest + col]).ToArray())).ToArray();
-            var (rtol, atol) = Tolerance.For(dtype, Math.Max(n0, 1));
-            return CheckResult.Compare(expected, x.Sum([0]).ToDoubleArray(), rtol, atol, Name, dtype);
+            double[] Column(int col) => [.. Enumerable.Range(0, n0).Select(i => xd[i * rest + col])];
+            var expected = Enumerable.Range(0, rest).Select(col => Reference.Reduce(ReduceOp.Sum, Column(col))).ToArray();
+            var magnitude = Enumerable.Range(0, rest).Select(col => Column(col).Sum(Math.Abs)).ToArray();
+            return Tolerance.Check(expected, x.Sum([0]).ToDoubleArray(), dtype, c, Name, magnitude, n0);
         }
     }
 
@@ -98,7 +129,6 @@ public static class RowOps
             var b = Tensor.Linspace(-1, 1, len, dtype, device);
             double[] wd = w.ToDoubleArray(), bd = b.ToDoubleArray(), xd = x.Contiguous().ToDoubleArray();
             var y = (rms ? x.RmsNorm(w) : x.LayerNorm(w, b)).ToDoubleArray();
-            var (rtol, atol) = Tolerance.For(dtype);
             var result = CheckResult.Ok;
             for (int r = 0; len > 0 && r < xd.Length / len; r++)
             {
@@ -107,7 +137,8 @@ public static class RowOps
                 // Rounding in the row's mean is amplified by 1 / sqrt(var + eps), large for a nearly constant row.
                 double mean = rms ? 0 : row.Average(), spread = rms ? row.Average(v => v * v) : row.Average(v => (v - mean) * (v - mean));
                 double gain = row.Max(Math.Abs) / Math.Sqrt(spread + (rms ? 1e-6 : 1e-5));
-                result = result.Merge(CheckResult.Compare(expected, y.AsSpan(r * len, len), rtol, atol * (1 + gain), Name, dtype));
+                var budget = Tolerance with { AbsoluteFloor = Tolerance.For(dtype).Atol * gain };
+                result = result.Merge(budget.Check(expected, y.AsSpan(r * len, len), dtype, c, Name));
             }
             return result;
         }
