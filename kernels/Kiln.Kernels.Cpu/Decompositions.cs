@@ -39,9 +39,10 @@ public static class Decompositions
 
     /// <summary>
     /// In-place LU factorization with partial pivoting of <paramref name="lu"/> (n x n): afterwards it holds unit-lower L
-    /// below the diagonal and U on and above it, and row i of P A is row <paramref name="perm"/>[i] of A. Returns -1, or
-    /// the first column whose pivot is at most n·ε times the largest magnitude in that column of A (singular to working
-    /// precision).
+    /// below the diagonal and U on and above it, and row i of P A is row <paramref name="perm"/>[i] of A. The
+    /// factorization always completes (as LAPACK's getrf does: a column with no nonzero pivot is left as it is, giving a
+    /// zero on U's diagonal), so the determinant of a singular matrix comes out as 0. Returns -1, or the first column
+    /// whose pivot is at most n·ε times the largest magnitude in that column of A (singular to working precision).
     /// </summary>
     public static int Lu(Span<double> lu, Span<int> perm, int n)
     {
@@ -53,6 +54,7 @@ public static class Decompositions
             colMax[j] = m;
         }
         for (int i = 0; i < n; i++) perm[i] = i;
+        int singular = -1;
         for (int k = 0; k < n; k++)
         {
             int p = k;
@@ -62,7 +64,9 @@ public static class Decompositions
                 double v = Math.Abs(lu[i * n + k]);
                 if (v > best) { best = v; p = i; }
             }
-            if (!(best > n * Eps * colMax[k])) return k;
+            if (singular < 0 && !(best > n * Eps * colMax[k])) singular = k;
+            // Nothing to eliminate below an exact zero pivot: the column is zero from row k down.
+            if (best == 0) continue;
             if (p != k)
             {
                 for (int j = 0; j < n; j++) (lu[k * n + j], lu[p * n + j]) = (lu[p * n + j], lu[k * n + j]);
@@ -77,7 +81,7 @@ public static class Decompositions
                 for (int j = k + 1; j < n; j++) lu[i * n + j] -= f * lu[k * n + j];
             }
         }
-        return -1;
+        return singular;
     }
 
     /// <summary>Solves A X = B in place in <paramref name="b"/> (n x k, row-major) from the factors of <see cref="Lu"/>.</summary>
@@ -132,8 +136,9 @@ public static class Decompositions
 
     /// <summary>
     /// Reduced Householder QR of <paramref name="a"/> (m x n): <paramref name="q"/> (m x r, orthonormal columns) and
-    /// <paramref name="r"/> (r x n, upper triangular) with r = min(m, n) and A = Q R. Diagonal signs follow LAPACK
-    /// (R's diagonal may be negative).
+    /// <paramref name="r"/> (r x n, upper triangular) with r = min(m, n) and A = Q R. R's diagonal is non-negative
+    /// (row i of R and column i of Q are negated where Householder left it negative), which makes the factors unique for
+    /// a matrix of full column rank: R is then the transposed Cholesky factor of AᵀA.
     /// </summary>
     public static void Qr(ReadOnlySpan<double> a, int m, int n, Span<double> q, Span<double> r)
     {
@@ -162,9 +167,14 @@ public static class Decompositions
         var qq = new double[m * kk];
         for (int i = 0; i < kk; i++) qq[i * kk + i] = 1;
         for (int j = kk - 1; j >= 0; j--) if (vs[j] is { } v) ReflectRows(v, qq, j, m, kk, 0);
-        qq.AsSpan().CopyTo(q);
         r[..(kk * n)].Clear();
-        for (int i = 0; i < kk; i++) for (int j = i; j < n; j++) r[i * n + j] = w[i * n + j];
+        for (int i = 0; i < kk; i++)
+        {
+            double sign = w[i * n + i] < 0 ? -1 : 1;
+            for (int j = i; j < n; j++) r[i * n + j] = sign * w[i * n + j];
+            if (sign < 0) for (int row = 0; row < m; row++) qq[row * kk + i] = -qq[row * kk + i];
+        }
+        qq.AsSpan().CopyTo(q);
     }
 
     // X[j:, c0:] -= 2 v (vᵀ X[j:, c0:]) for X with `cols` columns (a Householder reflection of rows j..m-1), row by row
@@ -379,9 +389,26 @@ public static class Decompositions
     /// Reduced singular value decomposition A = U diag(S) Vᵀ of <paramref name="a"/> (m x n) by one-sided Jacobi:
     /// <paramref name="u"/> (m x r, orthonormal columns), <paramref name="s"/> (r, descending, non-negative) and
     /// <paramref name="vt"/> (r x n, orthonormal rows) with r = min(m, n). Columns of U for zero singular values are
-    /// completed to an orthonormal set. Returns false when 60 sweeps did not converge.
+    /// completed to an orthonormal set. Signs: each column of U has its largest-magnitude component (the first of equal
+    /// ones) positive, and the matching row of Vᵀ is signed to keep A = U S Vᵀ. Returns false when 60 sweeps did not
+    /// converge.
     /// </summary>
     public static bool Svd(ReadOnlySpan<double> a, int m, int n, Span<double> u, Span<double> s, Span<double> vt)
+    {
+        if (!SvdUnsigned(a, m, n, u, s, vt)) return false;
+        int r = Math.Min(m, n);
+        for (int c = 0; c < r; c++)
+        {
+            int best = 0;
+            for (int i = 1; i < m; i++) if (Math.Abs(u[i * r + c]) > Math.Abs(u[best * r + c])) best = i;
+            if (u[best * r + c] >= 0) continue;
+            for (int i = 0; i < m; i++) u[i * r + c] = -u[i * r + c];
+            for (int j = 0; j < n; j++) vt[c * n + j] = -vt[c * n + j];
+        }
+        return true;
+    }
+
+    static bool SvdUnsigned(ReadOnlySpan<double> a, int m, int n, Span<double> u, Span<double> s, Span<double> vt)
     {
         if (m >= n) return SvdTall(a[..(m * n)].ToArray(), m, n, u, s, vt);
         // A = (Aᵀ)ᵀ: the SVD of the tall Aᵀ = U' S V'ᵀ gives A = V' S U'ᵀ.

@@ -90,6 +90,8 @@ public static class KernelCatalog
         void Sorts<T, TN>() where T : unmanaged where TN : struct, INum<T> => list.AddRange(
             [SortKernels<T, TN>.RankRows, SortKernels<T>.BitonicInit, SortKernels<T, TN>.BitonicStep, SortKernels<T>.BitonicFinish]);
         Sorts<float, F32>(); Sorts<double, F64>(); Sorts<int, I32>(); Sorts<long, I64>();
+        list.AddRange(PoolKernels.All);
+        list.AddRange(ResampleKernels.All);
         return list;
     }
 }

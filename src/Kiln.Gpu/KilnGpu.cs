@@ -53,8 +53,8 @@ public static class KilnGpu
 
     /// <summary>
     /// The number of OpenCL devices of every installed platform (0 without an OpenCL ICD loader or platform). Kiln drives
-    /// them directly through the OpenCL API, not through ILGPU's OpenCL accelerator, so devices that ILGPU refuses (PoCL:
-    /// OpenCL C 1.2, no generic address space) run too, given SPIR support and clang-15 (see README).
+    /// them directly through the OpenCL API, not through ILGPU's OpenCL accelerator, so devices that ILGPU refuses (PoCL,
+    /// NVIDIA: OpenCL C 1.2, no generic address space) run too (see <see cref="OpenClDevices"/> and the README).
     /// </summary>
     public static int OpenClDeviceCount()
     {
@@ -62,15 +62,45 @@ public static class KilnGpu
         return api is null ? 0 : api.Devices().Length;
     }
 
-    /// <summary>OpenCL device <paramref name="index"/> (in platform order, as listed by <c>clinfo</c>) as <see cref="Device.OpenCL(int)"/>.</summary>
-    /// <exception cref="NotSupportedException">There is no OpenCL driver or no such device, or the device has neither OpenCL C 2.0 nor SPIR.</exception>
-    public static IlgpuBackend CreateOpenCl(int index = 0)
+    /// <summary>
+    /// OpenCL device <paramref name="index"/> (in platform order, as listed by <c>clinfo</c>) as <see cref="Device.OpenCL(int)"/>,
+    /// driven by the program path <see cref="OpenClDevices"/> lists for it (the environment variable <c>KILN_OPENCL_PATH</c>
+    /// = spir, spirv or source forces one).
+    /// </summary>
+    /// <exception cref="NotSupportedException">There is no OpenCL driver or no such device, or a forced path the device cannot take.</exception>
+    /// <exception cref="ArgumentException"><c>KILN_OPENCL_PATH</c> holds something else than spir, spirv or source.</exception>
+    public static IlgpuBackend CreateOpenCl(int index = 0) => Register(new IlgpuBackend(Device.OpenCL(index), OpenOpenCl(index, null)));
+
+    /// <summary>OpenCL device <paramref name="index"/> driven by <paramref name="path"/> (e.g. to test the source path on PoCL).</summary>
+    /// <exception cref="NotSupportedException">There is no OpenCL driver or no such device, or the device cannot take <paramref name="path"/> (the message says why).</exception>
+    public static IlgpuBackend CreateOpenCl(int index, OpenClProgramPath path) => Register(new IlgpuBackend(Device.OpenCL(index), OpenOpenCl(index, path)));
+
+    internal static OpenClDriver OpenOpenCl(int index, OpenClProgramPath? path)
     {
         var api = ClApi.Instance ?? throw new NotSupportedException("OpenCL: " + ClApi.MissingReason);
         var devices = api.Devices();
         if (index < 0 || index >= devices.Length)
             throw new NotSupportedException($"no OpenCL device {index}: the installed platforms have {devices.Length} device(s)");
-        return Register(new IlgpuBackend(Device.OpenCL(index), new OpenClDriver(api, devices[index])));
+        return new OpenClDriver(api, devices[index], path);
+    }
+
+    /// <summary>
+    /// Every OpenCL device of the installed platforms with the program path Kiln's driver takes there and why: SPIR where
+    /// the device has cl_khr_spir (PoCL), SPIR-V where it takes SPIR-V IL, else OpenCL C source (NVIDIA's and AMD's
+    /// OpenCL), or the path <c>KILN_OPENCL_PATH</c> forces; an impossible forced path is listed with a null path and the
+    /// reason. Empty without an OpenCL ICD loader or platform. Opens no context.
+    /// </summary>
+    /// <exception cref="ArgumentException"><c>KILN_OPENCL_PATH</c> holds something else than spir, spirv or source.</exception>
+    public static IReadOnlyList<OpenClDeviceInfo> OpenClDevices()
+    {
+        var api = ClApi.Instance;
+        if (api is null) return [];
+        return [.. api.Devices().Select((d, i) =>
+        {
+            var caps = ClDeviceCaps.Read(api, d);
+            var (path, reason) = OpenClPathChooser.Choose(caps, null, api.HasIl);
+            return new OpenClDeviceInfo($"opencl:{i}", caps.Name, caps.Vendor, caps.Version, caps.OpenClC, path, reason);
+        })];
     }
 
     /// <summary>The forms <see cref="Open(string)"/> and <see cref="ParseDevice"/> accept.</summary>
@@ -106,8 +136,8 @@ public static class KilnGpu
 
     /// <summary>
     /// The devices present on this machine, as specs for <see cref="Open(string)"/>: cpu, ilgpu-cpu, cuda:i for each CUDA device
-    /// and opencl:i for each OpenCL device of the installed platforms (an OpenCL device without SPIR support, or without
-    /// clang-15 on the machine, is listed but fails to open with the reason).
+    /// and opencl:i for each OpenCL device of the installed platforms (one that cannot be driven is listed but fails to
+    /// open with the reason).
     /// </summary>
     public static IReadOnlyList<string> Available() =>
     [

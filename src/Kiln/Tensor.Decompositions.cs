@@ -174,7 +174,9 @@ public sealed partial class Tensor
 
     /// <summary>
     /// Reduced QR decomposition by Householder reflections: A [..., m, n] = Q R with Q [..., m, r] having orthonormal
-    /// columns and R [..., r, n] upper triangular, r = min(m, n). R's diagonal may be negative (LAPACK's convention).
+    /// columns and R [..., r, n] upper triangular, r = min(m, n). Sign convention: R's diagonal is non-negative (unlike
+    /// LAPACK's, which may be negative), so for A of full column rank the factors are unique and R is the transposed
+    /// Cholesky factor of AᵀA.
     /// Not differentiable: a backward through it throws <see cref="NotSupportedException"/>.
     /// </summary>
     /// <exception cref="ShapeMismatchException">The input has fewer than two dims.</exception>
@@ -194,7 +196,9 @@ public sealed partial class Tensor
     /// <summary>
     /// Reduced singular value decomposition by one-sided Jacobi: A [..., m, n] = U diag(S) Vh with U [..., m, r]
     /// (orthonormal columns), S [..., r] (non-negative, descending) and Vh [..., r, n] (orthonormal rows), r = min(m, n).
-    /// Singular vectors are unique only up to sign (and rotation within repeated singular values).
+    /// Sign convention: each column of U has its largest-magnitude component (the first of equal ones) positive, and
+    /// the matching row of Vh is signed so that A = U diag(S) Vh; this makes U and Vh unique where the singular values
+    /// are distinct and nonzero (rotations within repeated singular values remain free).
     /// Not differentiable: a backward through it throws <see cref="NotSupportedException"/>.
     /// </summary>
     /// <exception cref="ShapeMismatchException">The input has fewer than two dims.</exception>

@@ -39,6 +39,14 @@ public class FusedDefaultTests
         public void Scatter(Tensor y, int axis, Tensor index, Tensor src) => inner.Scatter(y, axis, index, src);
         public void SortRows(Tensor x, int rows, int len, bool descending, Tensor values, Tensor indices) => inner.SortRows(x, rows, len, descending, values, indices);
         public void Random(RandomKind kind, ulong seed, ulong counter, double a, double b, Tensor dst) => inner.Random(kind, seed, counter, a, b, dst);
+        public void PoolForward(Tensor x, PoolArgs args, Tensor y, Tensor? indices) => inner.PoolForward(x, args, y, indices);
+        public void PoolBackward(Tensor g, Tensor? indices, PoolArgs args, Tensor dx) => inner.PoolBackward(g, indices, args, dx);
+        public void ResampleForward(Tensor x, ResampleArgs args, Tensor y) => inner.ResampleForward(x, args, y);
+        public void ResampleBackward(Tensor g, ResampleArgs args, Tensor dx) => inner.ResampleBackward(g, args, dx);
+        public void GridSampleForward(Tensor x, Tensor grid, GridSampleArgs args, Tensor y) => inner.GridSampleForward(x, grid, args, y);
+        public void GridSampleBackward(Tensor g, Tensor x, Tensor grid, GridSampleArgs args, Tensor? dx, Tensor? dgrid) => inner.GridSampleBackward(g, x, grid, args, dx, dgrid);
+        public void RoiAlignForward(Tensor x, Tensor boxes, RoiAlignArgs args, Tensor y) => inner.RoiAlignForward(x, boxes, args, y);
+        public void RoiAlignBackward(Tensor g, Tensor boxes, RoiAlignArgs args, Tensor dx) => inner.RoiAlignBackward(g, boxes, args, dx);
     }
 
     static void WithPrimitivesOnly(Action<Device> body)

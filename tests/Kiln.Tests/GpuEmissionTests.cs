@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Kiln.Gpu;
 using Kiln.Kernels.Gpu;
 using Kiln.Methods;
@@ -7,8 +6,8 @@ using Xunit;
 namespace Kiln.Tests;
 
 /// <summary>
-/// Every catalog kernel compiles offline (no GPU): PTX for sm_60 and sm_90, OpenCL C for every kernel the OpenCL path
-/// uses, and that OpenCL C through clang-15 for AMD, NVIDIA and SPIR targets (skipped, with the reason, without clang-15).
+/// Every catalog kernel compiles offline (no GPU): PTX for sm_60 and sm_90 and OpenCL C for every kernel the OpenCL path
+/// uses. CompileTargetTests covers the other targets (AMD, NVIDIA nvptx64, SPIR) on a sample; CI compiles the full matrix.
 /// </summary>
 public class GpuEmissionTests
 {
@@ -56,33 +55,6 @@ public class GpuEmissionTests
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => KernelEmitter.Ptx(KernelCatalog.All[0], 52));
         Assert.Contains("sm_90", e.Message);
     }
-
-    /// <summary>The clang targets of the cross-vendor matrix.</summary>
-    public static readonly (string Name, string Args)[] ClangTargets =
-    [
-        ("amdgcn-gfx90a", "-target amdgcn-amd-amdhsa -mcpu=gfx90a -nogpulib -c"),
-        ("amdgcn-gfx1100", "-target amdgcn-amd-amdhsa -mcpu=gfx1100 -nogpulib -c"),
-        ("nvptx64-nvcl", "-target nvptx64-nvidia-nvcl -S"),
-        ("spir64", "-target spir64-unknown-unknown -emit-llvm -c"),
-    ];
-
-    [SkippableTheory, MemberData(nameof(OpenClKernels))]
-    public void Opencl_c_compiles_with_clang15_for_amd_nvidia_and_spir(string name)
-    {
-        Skip.If(ClangCl.Path is null, "clang-15 is not installed (Debian package clang-15); the cross-vendor compile matrix needs it");
-        var dir = Directory.CreateTempSubdirectory("kiln-cl-");
-        try
-        {
-            var src = Path.Combine(dir.FullName, name + ".cl");
-            File.WriteAllText(src, KernelEmitter.OpenCL(Get(name)));
-            foreach (var (target, args) in ClangTargets)
-            {
-                var (code, err) = ClangCl.Compile(src, Path.Combine(dir.FullName, $"{name}.{target}.out"), args);
-                Assert.True(code == 0, $"{name} for {target}: clang-15 exited {code}: {err}");
-            }
-        }
-        finally { dir.Delete(recursive: true); }
-    }
 }
 
 /// <summary>Every OpenCL kernel as SPIR-V (clang-15 at -O0, llvm-spirv-15), accepted by spirv-val.</summary>
@@ -102,23 +74,5 @@ public class SpirVEmissionTests
     {
         var warp = ReduceKernels<float, F32>.RowsWarp;
         Assert.Contains("warp shuffles", Assert.Throws<NotSupportedException>(() => KernelEmitter.SpirV(warp)).Message);
-    }
-}
-
-/// <summary>Runs clang-15 on emitted OpenCL C.</summary>
-public static class ClangCl
-{
-    /// <summary>The clang-15 executable, or null when absent.</summary>
-    public static string? Path { get; } = new[] { "/usr/bin/clang-15", "/usr/lib/llvm-15/bin/clang" }.FirstOrDefault(File.Exists);
-
-    /// <summary>Compiles <paramref name="src"/> as OpenCL C 2.0 with the target arguments; returns the exit code and standard error.</summary>
-    public static (int Code, string Error) Compile(string src, string output, string targetArgs)
-    {
-        var psi = new ProcessStartInfo(Path!, $"-x cl -cl-std=CL2.0 {targetArgs} -o \"{output}\" \"{src}\"") { RedirectStandardError = true, RedirectStandardOutput = true };
-        using var p = Process.Start(psi)!;
-        string err = p.StandardError.ReadToEnd();
-        p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, err);
     }
 }

@@ -11,8 +11,8 @@ internal sealed unsafe class ClApi
 {
     public const int Success = 0;
     public const ulong DeviceTypeAll = 0xFFFFFFFF;
-    public const uint DeviceName = 0x102B, DeviceVersion = 0x102F, DeviceMaxWorkGroupSize = 0x1004,
-        DeviceExtensions = 0x1030;
+    public const uint DeviceName = 0x102B, DeviceVendor = 0x102C, DeviceVersion = 0x102F, DeviceMaxWorkGroupSize = 0x1004,
+        DeviceExtensions = 0x1030, DeviceOpenClCVersion = 0x103D, DeviceIlVersion = 0x105B, DeviceGenericAddressSpaceSupport = 0x1069;
     public const uint ProgramBuildLog = 0x1183;
     public const ulong MemReadWrite = 1;
 
@@ -50,6 +50,9 @@ internal sealed unsafe class ClApi
         EnqueueReadBuffer = (delegate* unmanaged<IntPtr, IntPtr, uint, nuint, nuint, void*, uint, IntPtr*, IntPtr*, int>)F("clEnqueueReadBuffer");
         EnqueueFillBuffer = (delegate* unmanaged<IntPtr, IntPtr, void*, nuint, nuint, nuint, uint, IntPtr*, IntPtr*, int>)F("clEnqueueFillBuffer");
         CreateProgramWithBinary = (delegate* unmanaged<IntPtr, uint, IntPtr*, nuint*, byte**, int*, int*, IntPtr>)F("clCreateProgramWithBinary");
+        CreateProgramWithSource = (delegate* unmanaged<IntPtr, uint, byte**, nuint*, int*, IntPtr>)F("clCreateProgramWithSource");
+        // OpenCL 2.1: an older ICD loader lacks it, and then no device takes the SPIR-V path.
+        CreateProgramWithIL = NativeLibrary.TryGetExport(_lib, "clCreateProgramWithIL", out var il) ? (delegate* unmanaged<IntPtr, void*, nuint, int*, IntPtr>)il : null;
         BuildProgram = (delegate* unmanaged<IntPtr, uint, IntPtr*, byte*, IntPtr, IntPtr, int>)F("clBuildProgram");
         GetProgramBuildInfo = (delegate* unmanaged<IntPtr, IntPtr, uint, nuint, void*, nuint*, int>)F("clGetProgramBuildInfo");
         CreateKernel = (delegate* unmanaged<IntPtr, byte*, int*, IntPtr>)F("clCreateKernel");
@@ -75,6 +78,11 @@ internal sealed unsafe class ClApi
     public readonly delegate* unmanaged<IntPtr, IntPtr, uint, nuint, nuint, void*, uint, IntPtr*, IntPtr*, int> EnqueueReadBuffer;
     public readonly delegate* unmanaged<IntPtr, IntPtr, void*, nuint, nuint, nuint, uint, IntPtr*, IntPtr*, int> EnqueueFillBuffer;
     public readonly delegate* unmanaged<IntPtr, uint, IntPtr*, nuint*, byte**, int*, int*, IntPtr> CreateProgramWithBinary;
+    public readonly delegate* unmanaged<IntPtr, uint, byte**, nuint*, int*, IntPtr> CreateProgramWithSource;
+    /// <summary>clCreateProgramWithIL, or null when the ICD loader predates OpenCL 2.1.</summary>
+    public readonly delegate* unmanaged<IntPtr, void*, nuint, int*, IntPtr> CreateProgramWithIL;
+    /// <summary>True when the ICD loader has clCreateProgramWithIL.</summary>
+    public bool HasIl => CreateProgramWithIL != null;
     public readonly delegate* unmanaged<IntPtr, uint, IntPtr*, byte*, IntPtr, IntPtr, int> BuildProgram;
     public readonly delegate* unmanaged<IntPtr, IntPtr, uint, nuint, void*, nuint*, int> GetProgramBuildInfo;
     public readonly delegate* unmanaged<IntPtr, byte*, int*, IntPtr> CreateKernel;
@@ -93,7 +101,7 @@ internal sealed unsafe class ClApi
         if (status != Success) throw new InvalidOperationException($"OpenCL {call} failed with status {status}");
     }
 
-    /// <summary>Every device of every platform, in platform order (the index <see cref="KilnGpu.CreateOpenCl"/> takes).</summary>
+    /// <summary>Every device of every platform, in platform order (the index <see cref="KilnGpu.CreateOpenCl(int)"/> takes).</summary>
     public IntPtr[] Devices()
     {
         uint np = 0;
@@ -121,6 +129,21 @@ internal sealed unsafe class ClApi
         var buf = new byte[(int)size];
         fixed (byte* b = buf) Check(GetDeviceInfo(device, param, size, b, null), "clGetDeviceInfo");
         return Encoding.ASCII.GetString(buf).TrimEnd('\0').Trim();
+    }
+
+    /// <summary>A string property of a device, or "" when the device does not know it (a query newer than its OpenCL version).</summary>
+    public string DeviceStringOrEmpty(IntPtr device, uint param)
+    {
+        nuint size = 0;
+        if (GetDeviceInfo(device, param, 0, null, &size) != Success || size == 0) return "";
+        return DeviceString(device, param);
+    }
+
+    /// <summary>A cl_bool property of a device, or false when the device does not know it (a query newer than its OpenCL version).</summary>
+    public bool DeviceBool(IntPtr device, uint param)
+    {
+        uint v = 0;
+        return GetDeviceInfo(device, param, sizeof(uint), &v, null) == Success && v != 0;
     }
 
     /// <summary>A size_t property of a device.</summary>

@@ -7,10 +7,11 @@ namespace Kiln.Gpu.OpenCl;
 
 /// <summary>
 /// A <see cref="KernelDriver"/> that calls an OpenCL driver directly (no ILGPU runtime): each catalog kernel's OpenCL C
-/// comes from ILGPU's CLBackend (<see cref="KernelEmitter.OpenCL"/>), is compiled by clang-15 to SPIR 1.2 bitcode and
-/// loaded with <c>clCreateProgramWithBinary</c> on first use, then cached. SPIR rather than source because ILGPU writes
-/// OpenCL C 2.0 with the generic address space, which devices like PoCL (OpenCL C 1.2) reject as source (and which is
-/// why ILGPU's own OpenCL accelerator refuses them), while their SPIR consumer takes it. Typed launches bind their
+/// comes from ILGPU's CLBackend (<see cref="KernelEmitter.OpenCL"/>) and reaches the device on first use, then is cached,
+/// by the <see cref="OpenClProgramPath"/> chosen for the device (<see cref="OpenClPathChooser"/>): SPIR 1.2 bitcode from
+/// clang-15 where the device has cl_khr_spir (PoCL), a SPIR-V module where it takes SPIR-V IL, else the source itself
+/// (NVIDIA's and AMD's OpenCL). ILGPU writes OpenCL C 2.0 with the generic address space, which drivers with only OpenCL
+/// C 1.2 reject as is (and which is why ILGPU's own OpenCL accelerator refuses them). Typed launches bind their
 /// arguments one by one (<see cref="IArgumentBinder"/>), mapped to <c>clSetKernelArg</c> by <see cref="ClKernelAbi"/>. One in-order queue; calls are serialized.
 /// </summary>
 internal sealed unsafe class OpenClDriver : KernelDriver
@@ -21,18 +22,22 @@ internal sealed unsafe class OpenClDriver : KernelDriver
     readonly ConcurrentDictionary<string, Lazy<ClKernel>> _kernels = new();
     readonly object _lock = new();
 
+    readonly ClDeviceCaps _caps;
+
     sealed record ClKernel(IntPtr Program, IntPtr Handle, ClKernelAbi Abi);
 
-    public OpenClDriver(ClApi api, IntPtr device)
+    /// <summary>Drives <paramref name="device"/> by <paramref name="path"/>, or by the path <see cref="OpenClPathChooser"/> picks when null.</summary>
+    /// <exception cref="NotSupportedException">The device cannot take the path; the message says why.</exception>
+    public OpenClDriver(ClApi api, IntPtr device, OpenClProgramPath? path = null)
     {
         _api = api;
         _device = device;
-        string name = api.DeviceString(device, ClApi.DeviceName), version = api.DeviceString(device, ClApi.DeviceVersion);
-        if (!api.DeviceString(device, ClApi.DeviceExtensions).Split(' ').Contains("cl_khr_spir"))
-            throw new NotSupportedException($"OpenCL device {name} ({version}) has no cl_khr_spir: Kiln's OpenCL driver loads its kernels as SPIR 1.2 bitcode");
-        if (SpirCompiler.Clang is null)
-            throw new NotSupportedException($"OpenCL device {name}: {SpirCompiler.MissingReason}");
-        Name = $"OpenCL {name} ({version}, SPIR)";
+        var caps = ClDeviceCaps.Read(api, device);
+        var (chosen, reason) = OpenClPathChooser.Choose(caps, path, api.HasIl);
+        Path = chosen ?? throw new NotSupportedException($"OpenCL device {caps.Name} ({caps.Version}): {reason}");
+        PathReason = reason;
+        _caps = caps;
+        Name = $"OpenCL {caps.Name} ({caps.Version}, {Path switch { OpenClProgramPath.Spir => "SPIR", OpenClProgramPath.SpirV => "SPIR-V", _ => "source" }})";
         MaxGroupSize = (int)Math.Min(api.DeviceSize(device, ClApi.DeviceMaxWorkGroupSize), 1024);
         int err;
         IntPtr d = device;
@@ -44,6 +49,10 @@ internal sealed unsafe class OpenClDriver : KernelDriver
 
     /// <inheritdoc/>
     public override string Name { get; }
+    /// <summary>How kernels reach this device.</summary>
+    public OpenClProgramPath Path { get; }
+    /// <summary>Why <see cref="Path"/>: the device's capabilities, the tools present, or a forced choice.</summary>
+    public string PathReason { get; }
     /// <inheritdoc/>
     public override int MaxGroupSize { get; }
     /// <inheritdoc/>
@@ -116,19 +125,15 @@ internal sealed unsafe class OpenClDriver : KernelDriver
         if (k.NeedsWarp) throw new NotSupportedException($"OpenCL: kernel {k.Name} needs warp shuffles; {Name} runs the shared-memory twin");
         string source = KernelEmitter.OpenCL(k);
         var abi = ClKernelAbi.Parse(k.Name, source, k.Grouped);
-        var bc = SpirCompiler.Compile(k.Name, source);
-        nuint len = (nuint)bc.Length;
-        IntPtr dev = _device;
-        int err, binStatus;
-        IntPtr program;
-        fixed (byte* b = bc)
+        var (program, options) = Path switch
         {
-            byte* pb = b;
-            program = _api.CreateProgramWithBinary(_context, 1, &dev, &len, &pb, &binStatus, &err);
-        }
-        ClApi.Check(err, $"clCreateProgramWithBinary ({k.Name})");
-        int status;
-        fixed (byte* o = "-x spir -spir-std=1.2\0"u8)
+            OpenClProgramPath.Spir => (FromBinary(k.Name, SpirCompiler.Compile(k.Name, source)), "-x spir -spir-std=1.2"),
+            OpenClProgramPath.SpirV => (FromIl(k.Name, KernelEmitter.SpirV(k)), ""),
+            _ => (FromSource(k.Name, OpenClPathChooser.SourceFor(_caps, source)), OpenClPathChooser.SourceOptions(_caps)),
+        };
+        int status, err;
+        IntPtr dev = _device;
+        fixed (byte* o = Encoding.ASCII.GetBytes(options + "\0"))
             status = _api.BuildProgram(program, 1, &dev, o, IntPtr.Zero, IntPtr.Zero);
         if (status != ClApi.Success)
         {
@@ -141,6 +146,45 @@ internal sealed unsafe class OpenClDriver : KernelDriver
             kernel = _api.CreateKernel(program, n, &err);
         if (err != ClApi.Success) { _api.ReleaseProgram(program); ClApi.Check(err, $"clCreateKernel ({k.Name})"); }
         return new ClKernel(program, kernel, abi);
+    }
+
+    IntPtr FromBinary(string kernel, byte[] bitcode)
+    {
+        nuint len = (nuint)bitcode.Length;
+        IntPtr dev = _device;
+        int err, binStatus;
+        IntPtr program;
+        fixed (byte* b = bitcode)
+        {
+            byte* pb = b;
+            program = _api.CreateProgramWithBinary(_context, 1, &dev, &len, &pb, &binStatus, &err);
+        }
+        ClApi.Check(err, $"clCreateProgramWithBinary ({kernel})");
+        return program;
+    }
+
+    IntPtr FromIl(string kernel, byte[] module)
+    {
+        int err;
+        IntPtr program;
+        fixed (byte* m = module) program = _api.CreateProgramWithIL(_context, m, (nuint)module.Length, &err);
+        ClApi.Check(err, $"clCreateProgramWithIL ({kernel})");
+        return program;
+    }
+
+    IntPtr FromSource(string kernel, string source)
+    {
+        var bytes = Encoding.UTF8.GetBytes(source);
+        nuint len = (nuint)bytes.Length;
+        int err;
+        IntPtr program;
+        fixed (byte* b = bytes)
+        {
+            byte* pb = b;
+            program = _api.CreateProgramWithSource(_context, 1, &pb, &len, &err);
+        }
+        ClApi.Check(err, $"clCreateProgramWithSource ({kernel})");
+        return program;
     }
 
     /// <summary>One launch's arguments: the buffers in order, then each by-value parameter's bytes (checked by the ABI as they come).</summary>

@@ -66,7 +66,8 @@ internal static class SpirVCompiler
         if (code != 0) throw new NotSupportedException($"SPIR-V: kernel {kernel}: {Path.GetFileName(tool)} exited {code}: {err}");
     }
 
-    static (int Code, string Error) Exec(string tool, string args)
+    /// <summary>Runs <paramref name="tool"/> and returns its exit code and its standard error and output.</summary>
+    internal static (int Code, string Error) Exec(string tool, string args)
     {
         var psi = new ProcessStartInfo(tool, args) { RedirectStandardError = true, RedirectStandardOutput = true };
         using var p = Process.Start(psi) ?? throw new NotSupportedException($"SPIR-V: could not start {tool}");

@@ -117,6 +117,6 @@ public interface IRandomBackend
 /// <see cref="IRandomBackend"/>); the fused ops (<see cref="IFusedBackend"/>) and the decompositions
 /// (<see cref="ILinalgBackend"/>) have default bodies composed from those, which it overrides for speed.
 /// </summary>
-public interface IBackend : IMemoryBackend, IElementwiseBackend, IReduceBackend, IMatMulBackend, IIndexingBackend, IRandomBackend, IFusedBackend, ILinalgBackend
+public interface IBackend : IMemoryBackend, IElementwiseBackend, IReduceBackend, IMatMulBackend, IIndexingBackend, IRandomBackend, IFusedBackend, ILinalgBackend, IPoolBackend, IResampleBackend
 {
 }

@@ -59,7 +59,9 @@ public interface ILinalgBackend
     /// <summary>
     /// LU factorizations with partial pivoting of <paramref name="a"/> [batch, n, n]: <paramref name="lu"/> [batch, n, n]
     /// gets unit-lower L below each diagonal and U on and above it, and Int32 <paramref name="perm"/> [batch, n] the row
-    /// permutation (row i of P A is row perm[i] of A), as consumed by <see cref="LuSolve"/>.
+    /// permutation (row i of P A is row perm[i] of A), as consumed by <see cref="LuSolve"/>. Every matrix is factored,
+    /// singular ones included (a column without a nonzero pivot leaves a zero on U's diagonal), and the outputs are
+    /// written even when one is singular, so a caller may read determinants from them.
     /// </summary>
     /// <param name="a">The matrices (not modified).</param>
     /// <param name="batch">Number of matrices.</param>
@@ -73,7 +75,8 @@ public interface ILinalgBackend
         var luh = Host.Download(a);
         var ph = new int[batch * n];
         int failed = LinalgBatches.LuFactor(luh, batch, n, ph, out column);
-        if (failed < 0) { Host.Write(luh, lu); Host.Write(ph, perm); }
+        Host.Write(luh, lu);
+        Host.Write(ph, perm);
         return failed;
     }
 
@@ -111,8 +114,8 @@ public interface ILinalgBackend
 
     /// <summary>
     /// Reduced Householder QR of <paramref name="a"/> [batch, m, n]: <paramref name="q"/> [batch, m, r] with orthonormal
-    /// columns and upper-triangular <paramref name="r"/> [batch, r, n], r = min(m, n), A = Q R; R's diagonal may be
-    /// negative (LAPACK's convention).
+    /// columns and upper-triangular <paramref name="r"/> [batch, r, n], r = min(m, n), A = Q R; R's diagonal is
+    /// non-negative.
     /// </summary>
     void Qr(Tensor a, int batch, int m, int n, Tensor q, Tensor r)
     {
@@ -127,7 +130,8 @@ public interface ILinalgBackend
     /// <summary>
     /// Reduced SVD by one-sided Jacobi of the finite matrices <paramref name="a"/> [batch, m, n]: <paramref name="u"/>
     /// [batch, m, r] (orthonormal columns), <paramref name="s"/> [batch, r] (non-negative, descending) and
-    /// <paramref name="vt"/> [batch, r, n] (orthonormal rows), r = min(m, n), A = U diag(S) Vᵀ.
+    /// <paramref name="vt"/> [batch, r, n] (orthonormal rows), r = min(m, n), A = U diag(S) Vᵀ; each column of U has its
+    /// largest-magnitude component (the first of equal ones) positive.
     /// </summary>
     /// <returns>-1, or the index of the first matrix whose Jacobi sweeps did not converge.</returns>
     int Svd(Tensor a, int batch, int m, int n, Tensor u, Tensor s, Tensor vt)
@@ -162,7 +166,7 @@ public interface ILinalgBackend
 /// <summary>
 /// The batch loops over the CPU kernels of kernels/Kiln.Kernels.Cpu/Decompositions.cs on row-major float64 spans,
 /// shared by the CPU backend (on its arrays) and the host path of <see cref="ILinalgBackend"/> (on downloaded copies).
-/// Each stops at the first failing matrix and returns its index (-1 when all succeed).
+/// Each returns the index of the first failing matrix (-1 when all succeed); all but LuFactor stop there.
 /// </summary>
 internal static class LinalgBatches
 {
@@ -186,16 +190,17 @@ internal static class LinalgBatches
         return -1;
     }
 
-    // Factors lu in place.
+    // Factors every matrix of lu in place; returns the first singular one and its column.
     public static int LuFactor(Span<double> lu, int batch, int n, Span<int> perm, out int column)
     {
         column = -1;
+        int failed = -1;
         for (int b = 0; b < batch; b++)
         {
-            column = Decompositions.Lu(lu.Slice(b * n * n, n * n), perm.Slice(b * n, n), n);
-            if (column >= 0) return b;
+            int col = Decompositions.Lu(lu.Slice(b * n * n, n * n), perm.Slice(b * n, n), n);
+            if (col >= 0 && failed < 0) { failed = b; column = col; }
         }
-        return -1;
+        return failed;
     }
 
     // Solves in place in x, which holds B on entry.

@@ -39,8 +39,11 @@ public sealed record Tolerance(double Scale)
     /// <summary>Within <paramref name="ulps"/> units in the last place of the result (and <paramref name="float64"/> in Float64, default the same).</summary>
     public static Tolerance Ulp(double ulps, double? float64 = null) => new(ulps) { Kind = BudgetKind.Ulp, Float64Scale = float64 };
 
-    /// <summary>|actual - expected| &lt;= <paramref name="factor"/> n u sum|terms| for a result summing n terms.</summary>
-    public static Tolerance Bound(double factor = 1) => new(factor) { Kind = BudgetKind.Bound };
+    /// <summary>
+    /// |actual - expected| &lt;= <paramref name="factor"/> n u sum|terms| for a result summing n terms; twice that in
+    /// Float64, where the float64 reference's own rounding is of the same order as the kernel's.
+    /// </summary>
+    public static Tolerance Bound(double factor = 1) => new(factor) { Kind = BudgetKind.Bound, Float64Scale = 2 * factor };
 
     /// <summary>This budget with <paramref name="relaxed"/> for fast-math builds.</summary>
     public Tolerance WithRelaxed(Tolerance relaxed) => this with { Relaxed = relaxed };

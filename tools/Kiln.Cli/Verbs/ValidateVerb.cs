@@ -91,9 +91,11 @@ public static class ValidateVerb
         var report = new Option<string?>("--report") { Description = "write DIR/VALIDATION.md (summary, failures by input class, a table per family) and DIR/validation-heatmap.png (ops by device and dtype, coloured by the share of the error budget used)" };
         var relaxed = new Option<bool>("--relaxed") { Description = "judge by the relaxed (fast-math) budgets: exp-based functions 3 + 2|x| ulp, log 2^-21 and sin/cos 2^-11 absolute" };
         var device = new Option<string>("--device") { Description = $"Validate only this device: {KilnGpu.DeviceForms} (default: every device present)" };
-        var cmd = new Command("validate", "Run every op (built-in and registered) on every backend present against its float64 reference, with the error budget its definition states; prints an op x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl, filter, dtypeFilter, device, relaxed, report };
+        var listDevices = new Option<bool>("--list-devices") { Description = "list the devices present, each OpenCL device with the program path it takes and why, and exit (1 if one cannot be driven)" };
+        var cmd = new Command("validate", "Run every op (built-in and registered) on every backend present against its float64 reference, with the error budget its definition states; prints an op x backend matrix, exit 1 on any failure") { json, noCpuAccel, noOpenCl, filter, dtypeFilter, device, relaxed, report, listDevices };
         cmd.SetAction(r =>
         {
+            if (r.GetValue(listDevices)) return DeviceList.Print(r.GetValue(json));
             _ = MethodOps.All;
             var dtypes = r.GetValue(dtypeFilter) is { } wanted ? ParseDTypes(wanted) : null;
             var leases = new List<DeviceLease>();

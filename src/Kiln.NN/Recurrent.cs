@@ -1,0 +1,396 @@
+using Kiln.Kernels.Cpu;
+
+namespace Kiln.NN;
+
+// The gate math shared by the cells and the sequence layers. The input's gates for all of them come from one matmul
+// (gx = x W_ih^T + b_ih, precomputed for a whole sequence by the sequence layers), the hidden state's from another.
+// On the CPU the elementwise part is one fused kernel (Kiln.Kernels.Cpu.RecurrentGates) with a hand-written backward
+// in tensor ops (so it differentiates again); other devices compose it from tensor ops.
+static class RnnMath
+{
+    // LSTM, gates in PyTorch's order i, f, g, o: c' = f c + i g, h' = o tanh(c').
+    public static (Tensor H, Tensor C) LstmStep(Tensor gx, Tensor h, Tensor c, Tensor wHh, Tensor? bHh)
+    {
+        var a = gx + Tensor.Linear(h, wHh, bHh);
+        if (a.Device.Kind != DeviceKind.Cpu) return LstmComposed(a, c);
+        var hc = LstmFused(a, c);
+        return (hc.Narrow(0, 0, 1).Squeeze(0), hc.Narrow(0, 1, 1).Squeeze(0));
+    }
+
+    // GRU, gates r, z, n: n = tanh(x_n + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
+    public static Tensor GruStep(Tensor gx, Tensor h, Tensor wHh, Tensor? bHh)
+    {
+        var m = Tensor.Linear(h, wHh, bHh);
+        return gx.Device.Kind == DeviceKind.Cpu ? GruFused(gx, m, h) : GruComposed(gx, m, h);
+    }
+
+    // a [N, 4H] pre-activations, c [N, H].
+    public static (Tensor H, Tensor C) LstmComposed(Tensor a, Tensor c)
+    {
+        var q = a.Chunk(4, -1);
+        var c2 = q[1].Sigmoid() * c + q[0].Sigmoid() * q[2].Tanh();
+        return (q[3].Sigmoid() * c2.Tanh(), c2);
+    }
+
+    // x, m [N, 3H] input and hidden pre-activations, h [N, H].
+    public static Tensor GruComposed(Tensor x, Tensor m, Tensor h)
+    {
+        var xs = x.Chunk(3, -1); var ms = m.Chunk(3, -1);
+        var r = (xs[0] + ms[0]).Sigmoid();
+        var z = (xs[1] + ms[1]).Sigmoid();
+        var n = (xs[2] + r * ms[2]).Tanh();
+        return n + z * (h - n);
+    }
+
+    // [2, N, H]: h' then c'.
+    public static Tensor LstmFused(Tensor a, Tensor c)
+    {
+        int rows = c.Shape[0], hid = c.Shape[-1];
+        return Tensor.Custom("lstm_gates", [a, c], xs =>
+        {
+            var (ac, cc) = (xs[0].Contiguous(), xs[1].Contiguous());
+            var y = Tensor.Empty([2, rows, hid], a.DType, a.Device);
+            switch (a.DType)
+            {
+                case DType.Float32: RecurrentGates.Lstm(A<float>(ac), ac.Layout.Offset, A<float>(cc), cc.Layout.Offset, rows, hid, A<float>(y)); break;
+                case DType.Float64: RecurrentGates.Lstm(A<double>(ac), ac.Layout.Offset, A<double>(cc), cc.Layout.Offset, rows, hid, A<double>(y)); break;
+                default: throw new NotSupportedException($"lstm: dtype {a.DType} on cpu has no kernel; use Float32 or Float64");
+            }
+            return y;
+        }, g =>
+        {
+            var q = a.Chunk(4, -1);
+            var (i, f, gg, o) = (q[0].Sigmoid(), q[1].Sigmoid(), q[2].Tanh(), q[3].Sigmoid());
+            var tc = (f * c + i * gg).Tanh();
+            var gh = g.Narrow(0, 0, 1).Squeeze(0);
+            var dc = g.Narrow(0, 1, 1).Squeeze(0) + gh * o * (1 - tc * tc);
+            return [Tensor.Concat([dc * gg * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - gg * gg), gh * tc * o * (1 - o)], -1), dc * f];
+        });
+    }
+
+    public static Tensor GruFused(Tensor x, Tensor m, Tensor h)
+    {
+        int rows = h.Shape[0], hid = h.Shape[-1];
+        return Tensor.Custom("gru_gates", [x, m, h], xs =>
+        {
+            var (xc, mc, hc) = (xs[0].Contiguous(), xs[1].Contiguous(), xs[2].Contiguous());
+            var y = Tensor.Empty([rows, hid], x.DType, x.Device);
+            switch (x.DType)
+            {
+                case DType.Float32: RecurrentGates.Gru(A<float>(xc), xc.Layout.Offset, A<float>(mc), mc.Layout.Offset, A<float>(hc), hc.Layout.Offset, rows, hid, A<float>(y)); break;
+                case DType.Float64: RecurrentGates.Gru(A<double>(xc), xc.Layout.Offset, A<double>(mc), mc.Layout.Offset, A<double>(hc), hc.Layout.Offset, rows, hid, A<double>(y)); break;
+                default: throw new NotSupportedException($"gru: dtype {x.DType} on cpu has no kernel; use Float32 or Float64");
+            }
+            return y;
+        }, g =>
+        {
+            var xs = x.Chunk(3, -1); var ms = m.Chunk(3, -1);
+            var r = (xs[0] + ms[0]).Sigmoid();
+            var z = (xs[1] + ms[1]).Sigmoid();
+            var n = (xs[2] + r * ms[2]).Tanh();
+            var dn = g * (1 - z) * (1 - n * n);
+            var dr = dn * ms[2] * r * (1 - r);
+            var dz = g * (h - n) * z * (1 - z);
+            return [Tensor.Concat([dr, dz, dn], -1), Tensor.Concat([dr, dz, dn * r], -1), g * z];
+        });
+    }
+
+    static T[] A<T>(Tensor t) => ((CpuStorage)t.Storage).As<T>();
+
+    public static Parameter Uniform(Func<string, Parameter, Parameter> register, string name, int[] shape, double bound, Generator? generator, DType dtype, Device? device) =>
+        register(name, new Parameter(Init.Uniform_(Tensor.Empty(shape, dtype, device), -bound, bound, generator)));
+
+    public static void Sizes(string op, int inputSize, int hiddenSize)
+    {
+        if (inputSize <= 0) throw new ArgumentOutOfRangeException(nameof(inputSize), inputSize, $"{op}: inputSize must be positive");
+        if (hiddenSize <= 0) throw new ArgumentOutOfRangeException(nameof(hiddenSize), hiddenSize, $"{op}: hiddenSize must be positive");
+    }
+
+    // A given state must have exactly the expected shape; a missing one is zeros.
+    public static Tensor State(string op, string name, Tensor? state, Shape expected, Tensor like)
+    {
+        if (state is null) return Tensor.Zeros(expected, like.DType, like.Device);
+        if (state.Shape != expected) throw new ShapeMismatchException(op, name, expected, state.Shape, "the state must match the input's batch size and the hidden size");
+        if (state.DType != like.DType || state.Device != like.Device)
+            throw new ArgumentException($"{op}: state {name} is {state.DType} on {state.Device} but the input is {like.DType} on {like.Device}", name);
+        return state;
+    }
+}
+
+/// <summary>
+/// The weights of a single recurrent step (the base of <see cref="LSTMCell"/> and <see cref="GRUCell"/>): W_ih
+/// [gates * hidden, input], W_hh [gates * hidden, hidden] and biases b_ih, b_hh [gates * hidden], the gates stacked in
+/// PyTorch's order, all initialized uniform on +-1/sqrt(hidden) as PyTorch does. Inputs are [N, input] or unbatched
+/// [input]; states [N, hidden] or [hidden] to match.
+/// </summary>
+public abstract class RecurrentCell : Module
+{
+    private protected readonly string Op;
+
+    private protected RecurrentCell(string op, int gates, int inputSize, int hiddenSize, bool bias, Generator? generator, DType dtype, Device? device)
+    {
+        RnnMath.Sizes(op, inputSize, hiddenSize);
+        Op = op; InputSize = inputSize; HiddenSize = hiddenSize;
+        double k = 1 / Math.Sqrt(hiddenSize);
+        WeightIh = RnnMath.Uniform(RegisterParameter, "weight_ih", [gates * hiddenSize, inputSize], k, generator, dtype, device);
+        WeightHh = RnnMath.Uniform(RegisterParameter, "weight_hh", [gates * hiddenSize, hiddenSize], k, generator, dtype, device);
+        if (bias)
+        {
+            BiasIh = RnnMath.Uniform(RegisterParameter, "bias_ih", [gates * hiddenSize], k, generator, dtype, device);
+            BiasHh = RnnMath.Uniform(RegisterParameter, "bias_hh", [gates * hiddenSize], k, generator, dtype, device);
+        }
+    }
+
+    /// <summary>The input width.</summary>
+    public int InputSize { get; }
+    /// <summary>The hidden state's width.</summary>
+    public int HiddenSize { get; }
+    /// <summary>W_ih [gates * hidden, input].</summary>
+    public Parameter WeightIh { get; }
+    /// <summary>W_hh [gates * hidden, hidden].</summary>
+    public Parameter WeightHh { get; }
+    /// <summary>b_ih [gates * hidden], or null without bias.</summary>
+    public Parameter? BiasIh { get; }
+    /// <summary>b_hh [gates * hidden], or null without bias.</summary>
+    public Parameter? BiasHh { get; }
+
+    // The input as [N, input] with whether it came unbatched, and the input's gates from one matmul.
+    private protected (Tensor Gx, bool Unbatched) InputGates(Tensor input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.Rank is not (1 or 2))
+            throw new ArgumentException($"{Op}: input must be [N, {InputSize}] or [{InputSize}], got rank {input.Rank} with shape {input.Shape}", nameof(input));
+        if (input.Shape[-1] != InputSize)
+            throw new ShapeMismatchException(Op, nameof(input), $"input has shape {input.Shape}; its last dimension must be {InputSize}");
+        bool unbatched = input.Rank == 1;
+        var x = unbatched ? input.Unsqueeze(0) : input;
+        return (Tensor.Linear(x, WeightIh.Value, BiasIh?.Value), unbatched);
+    }
+
+    private protected Tensor StateOf(string name, Tensor? state, Tensor gx, bool unbatched)
+    {
+        var expected = unbatched ? new Shape(HiddenSize) : new Shape(gx.Shape[0], HiddenSize);
+        var s = RnnMath.State(Op, name, state, expected, gx);
+        return unbatched ? s.Unsqueeze(0) : s;
+    }
+}
+
+/// <summary>
+/// One LSTM step (PyTorch's <c>LSTMCell</c>): with gates [i, f, g, o] = x W_ih^T + b_ih + h W_hh^T + b_hh,
+/// i, f, o = sigmoid, g = tanh, c' = f c + i g and h' = o tanh(c'). Weight keys weight_ih, weight_hh, bias_ih, bias_hh.
+/// </summary>
+public sealed class LSTMCell : RecurrentCell
+{
+    /// <summary>Creates the cell, weights drawn from <paramref name="generator"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive.</exception>
+    public LSTMCell(int inputSize, int hiddenSize, bool bias = true, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
+        : base("lstm_cell", 4, inputSize, hiddenSize, bias, generator, dtype, device) { }
+
+    /// <summary>
+    /// One step from input [N, input] (or [input]) and state (h, c), each [N, hidden] (or [hidden]), zeros when null;
+    /// returns (h', c') of the same shapes.
+    /// </summary>
+    /// <exception cref="ArgumentException">The input's rank is not 1 or 2.</exception>
+    /// <exception cref="ShapeMismatchException">The input's width or a state's shape does not fit.</exception>
+    public (Tensor H, Tensor C) Forward(Tensor input, (Tensor H, Tensor C)? state = null)
+    {
+        var (gx, unbatched) = InputGates(input);
+        var h = StateOf("h", state?.H, gx, unbatched);
+        var c = StateOf("c", state?.C, gx, unbatched);
+        var (h2, c2) = RnnMath.LstmStep(gx, h, c, WeightHh.Value, BiasHh?.Value);
+        return unbatched ? (h2.Squeeze(0), c2.Squeeze(0)) : (h2, c2);
+    }
+}
+
+/// <summary>
+/// One GRU step (PyTorch's <c>GRUCell</c>): with gates [r, z, n] of x W_ih^T + b_ih and of h W_hh^T + b_hh,
+/// r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r h_n) and h' = (1 - z) n + z h.
+/// </summary>
+public sealed class GRUCell : RecurrentCell
+{
+    /// <summary>Creates the cell, weights drawn from <paramref name="generator"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive.</exception>
+    public GRUCell(int inputSize, int hiddenSize, bool bias = true, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
+        : base("gru_cell", 3, inputSize, hiddenSize, bias, generator, dtype, device) { }
+
+    /// <summary>One step from input [N, input] (or [input]) and h [N, hidden] (or [hidden]), zeros when null; returns h'.</summary>
+    /// <exception cref="ArgumentException">The input's rank is not 1 or 2.</exception>
+    /// <exception cref="ShapeMismatchException">The input's width or the state's shape does not fit.</exception>
+    public Tensor Forward(Tensor input, Tensor? h = null)
+    {
+        var (gx, unbatched) = InputGates(input);
+        var h2 = RnnMath.GruStep(gx, StateOf("h", h, gx, unbatched), WeightHh.Value, BiasHh?.Value);
+        return unbatched ? h2.Squeeze(0) : h2;
+    }
+}
+
+/// <summary>
+/// A stack of recurrent layers run over a sequence (the base of <see cref="LSTM"/> and <see cref="GRU"/>). Layer k has
+/// weight_ih_l{k} [gates * hidden, in_k] (in_0 = input, otherwise hidden), weight_hh_l{k}, bias_ih_l{k} and
+/// bias_hh_l{k}, PyTorch's keys, all uniform on +-1/sqrt(hidden). Input [L, N, input], or [N, L, input] with batch
+/// first, or unbatched [L, input]; output [L, N, hidden] (batch first [N, L, hidden], unbatched [L, hidden]) of the
+/// last layer at every step; states [layers, N, hidden] (unbatched [layers, hidden]). Each layer's input gates for
+/// all steps come from one matmul. In training, dropout with probability p is applied to the outputs of every layer
+/// but the last. Bidirectional and projected (proj_size) variants are not provided.
+/// </summary>
+public abstract class RecurrentLayer : Module
+{
+    private protected readonly string Op;
+    readonly Generator? _generator;
+    readonly Parameter[] _wIh, _wHh;
+    readonly Parameter[]? _bIh, _bHh;
+
+    private protected RecurrentLayer(string op, int gates, int inputSize, int hiddenSize, int numLayers, bool bias, bool batchFirst, double dropout, Generator? generator, DType dtype, Device? device)
+    {
+        RnnMath.Sizes(op, inputSize, hiddenSize);
+        if (numLayers <= 0) throw new ArgumentOutOfRangeException(nameof(numLayers), numLayers, $"{op}: numLayers must be positive");
+        if (!(dropout >= 0 && dropout < 1)) throw new ArgumentOutOfRangeException(nameof(dropout), dropout, $"{op}: dropout must be in [0, 1)");
+        Op = op; InputSize = inputSize; HiddenSize = hiddenSize; NumLayers = numLayers; BatchFirst = batchFirst; Dropout = dropout;
+        _generator = generator;
+        double k = 1 / Math.Sqrt(hiddenSize);
+        _wIh = new Parameter[numLayers]; _wHh = new Parameter[numLayers];
+        if (bias) { _bIh = new Parameter[numLayers]; _bHh = new Parameter[numLayers]; }
+        for (int l = 0; l < numLayers; l++)
+        {
+            _wIh[l] = RnnMath.Uniform(RegisterParameter, $"weight_ih_l{l}", [gates * hiddenSize, l == 0 ? inputSize : hiddenSize], k, generator, dtype, device);
+            _wHh[l] = RnnMath.Uniform(RegisterParameter, $"weight_hh_l{l}", [gates * hiddenSize, hiddenSize], k, generator, dtype, device);
+            if (bias)
+            {
+                _bIh![l] = RnnMath.Uniform(RegisterParameter, $"bias_ih_l{l}", [gates * hiddenSize], k, generator, dtype, device);
+                _bHh![l] = RnnMath.Uniform(RegisterParameter, $"bias_hh_l{l}", [gates * hiddenSize], k, generator, dtype, device);
+            }
+        }
+    }
+
+    /// <summary>The input width.</summary>
+    public int InputSize { get; }
+    /// <summary>The hidden state's width.</summary>
+    public int HiddenSize { get; }
+    /// <summary>The number of stacked layers.</summary>
+    public int NumLayers { get; }
+    /// <summary>Whether batched inputs and outputs are [N, L, features] rather than [L, N, features].</summary>
+    public bool BatchFirst { get; }
+    /// <summary>The dropout probability between layers in training mode.</summary>
+    public double Dropout { get; }
+    /// <summary>W_ih of each layer.</summary>
+    public IReadOnlyList<Parameter> WeightIh => _wIh;
+    /// <summary>W_hh of each layer.</summary>
+    public IReadOnlyList<Parameter> WeightHh => _wHh;
+    /// <summary>b_ih of each layer, or null without bias.</summary>
+    public IReadOnlyList<Parameter>? BiasIh => _bIh;
+    /// <summary>b_hh of each layer, or null without bias.</summary>
+    public IReadOnlyList<Parameter>? BiasHh => _bHh;
+
+    // The input as [L, N, input] with whether it came unbatched.
+    private protected (Tensor Seq, bool Unbatched) Sequence(Tensor input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.Rank is not (2 or 3))
+            throw new ArgumentException($"{Op}: input must be {(BatchFirst ? "[N, L, input]" : "[L, N, input]")} or unbatched [L, input], got rank {input.Rank} with shape {input.Shape}", nameof(input));
+        if (input.Shape[-1] != InputSize)
+            throw new ShapeMismatchException(Op, nameof(input), $"input has shape {input.Shape}; its last dimension must be {InputSize}");
+        if (input.Shape[input.Rank == 3 && BatchFirst ? 1 : 0] == 0)
+            throw new ArgumentException($"{Op}: input of shape {input.Shape} has no time steps", nameof(input));
+        if (input.Rank == 2) return (input.Unsqueeze(1), true);
+        return (BatchFirst ? input.Transpose(0, 1) : input, false);
+    }
+
+    // A state as [layers, N, hidden] (zeros when null).
+    private protected Tensor StateOf(string name, Tensor? state, Tensor seq, bool unbatched)
+    {
+        var expected = unbatched ? new Shape(NumLayers, HiddenSize) : new Shape(NumLayers, seq.Shape[1], HiddenSize);
+        var s = RnnMath.State(Op, name, state, expected, seq);
+        return unbatched ? s.Unsqueeze(1) : s;
+    }
+
+    // Layer l's input gates for all steps at once: [L, N, gates * hidden].
+    private protected Tensor InputGates(int l, Tensor seq) => Tensor.Linear(seq, _wIh[l].Value, _bIh?[l].Value);
+
+    private protected Tensor RecurrentWeight(int l) => _wHh[l].Value;
+    private protected Tensor? RecurrentBias(int l) => _bHh?[l].Value;
+
+    // The next layer's input: this layer's outputs [L, N, hidden], with inverted dropout between layers in training.
+    private protected Tensor BetweenLayers(int l, Tensor[] outputs)
+    {
+        var y = Tensor.Stack(outputs, 0);
+        if (!Training || Dropout == 0 || l == NumLayers - 1) return y;
+        var keep = Tensor.Bernoulli(y.Shape, 1 - Dropout, _generator, y.DType, y.Device);
+        return y * (keep * (1 / (1 - Dropout)));
+    }
+
+    private protected Tensor Output(Tensor y, bool unbatched) => unbatched ? y.Squeeze(1) : BatchFirst ? y.Transpose(0, 1) : y;
+
+    private protected static Tensor FinalState(Tensor[] perLayer, bool unbatched) => unbatched ? Tensor.Stack(perLayer, 0).Squeeze(1) : Tensor.Stack(perLayer, 0);
+}
+
+/// <summary>A multi-layer LSTM over sequences (PyTorch's <c>nn.LSTM</c>, unidirectional); each step is <see cref="LSTMCell"/>'s. See <see cref="RecurrentLayer"/>.</summary>
+public sealed class LSTM : RecurrentLayer
+{
+    /// <summary>Creates the network, weights drawn from <paramref name="generator"/> (also used for dropout masks).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive, or dropout is outside [0, 1).</exception>
+    public LSTM(int inputSize, int hiddenSize, int numLayers = 1, bool bias = true, bool batchFirst = false, double dropout = 0, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
+        : base("lstm", 4, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, generator, dtype, device) { }
+
+    /// <summary>
+    /// Runs the sequence from state (h0, c0), each [layers, N, hidden] (zeros when null); returns the last layer's
+    /// output at every step and the final (h, c) of every layer.
+    /// </summary>
+    /// <exception cref="ArgumentException">The input's rank is not 2 or 3.</exception>
+    /// <exception cref="ShapeMismatchException">The input's width or a state's shape does not fit.</exception>
+    public (Tensor Output, (Tensor H, Tensor C) State) Forward(Tensor input, (Tensor H, Tensor C)? state = null)
+    {
+        var (seq, unbatched) = Sequence(input);
+        var h0 = StateOf("h", state?.H, seq, unbatched);
+        var c0 = StateOf("c", state?.C, seq, unbatched);
+        var hs = new Tensor[NumLayers]; var cs = new Tensor[NumLayers];
+        var x = seq;
+        for (int l = 0; l < NumLayers; l++)
+        {
+            var gx = InputGates(l, x);
+            var (h, c) = (h0.Narrow(0, l, 1).Squeeze(0), c0.Narrow(0, l, 1).Squeeze(0));
+            var outputs = new Tensor[seq.Shape[0]];
+            for (int t = 0; t < outputs.Length; t++)
+            {
+                (h, c) = RnnMath.LstmStep(gx.Narrow(0, t, 1).Squeeze(0), h, c, RecurrentWeight(l), RecurrentBias(l));
+                outputs[t] = h;
+            }
+            hs[l] = h; cs[l] = c;
+            x = BetweenLayers(l, outputs);
+        }
+        return (Output(x, unbatched), (FinalState(hs, unbatched), FinalState(cs, unbatched)));
+    }
+}
+
+/// <summary>A multi-layer GRU over sequences (PyTorch's <c>nn.GRU</c>, unidirectional); each step is <see cref="GRUCell"/>'s. See <see cref="RecurrentLayer"/>.</summary>
+public sealed class GRU : RecurrentLayer
+{
+    /// <summary>Creates the network, weights drawn from <paramref name="generator"/> (also used for dropout masks).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive, or dropout is outside [0, 1).</exception>
+    public GRU(int inputSize, int hiddenSize, int numLayers = 1, bool bias = true, bool batchFirst = false, double dropout = 0, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
+        : base("gru", 3, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, generator, dtype, device) { }
+
+    /// <summary>
+    /// Runs the sequence from h0 [layers, N, hidden] (zeros when null); returns the last layer's output at every step
+    /// and the final h of every layer.
+    /// </summary>
+    /// <exception cref="ArgumentException">The input's rank is not 2 or 3.</exception>
+    /// <exception cref="ShapeMismatchException">The input's width or the state's shape does not fit.</exception>
+    public (Tensor Output, Tensor H) Forward(Tensor input, Tensor? h0 = null)
+    {
+        var (seq, unbatched) = Sequence(input);
+        var h0s = StateOf("h", h0, seq, unbatched);
+        var hs = new Tensor[NumLayers];
+        var x = seq;
+        for (int l = 0; l < NumLayers; l++)
+        {
+            var gx = InputGates(l, x);
+            var h = h0s.Narrow(0, l, 1).Squeeze(0);
+            var outputs = new Tensor[seq.Shape[0]];
+            for (int t = 0; t < outputs.Length; t++)
+                outputs[t] = h = RnnMath.GruStep(gx.Narrow(0, t, 1).Squeeze(0), h, RecurrentWeight(l), RecurrentBias(l));
+            hs[l] = h;
+            x = BetweenLayers(l, outputs);
+        }
+        return (Output(x, unbatched), FinalState(hs, unbatched));
+    }
+}

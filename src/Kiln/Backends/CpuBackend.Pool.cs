@@ -1,0 +1,33 @@
+using Kiln.Kernels;
+using Kiln.Kernels.Cpu;
+
+namespace Kiln.Backends;
+
+public sealed partial class CpuBackend
+{
+    /// <inheritdoc/>
+    public void PoolForward(Tensor x, PoolArgs args, Tensor y, Tensor? indices)
+    {
+        args.XOff = O(x);
+        long[]? idx = indices is null ? null : A<long>(indices);
+        switch (x.DType)
+        {
+            case DType.Float32: Kernels.Cpu.Pool.Forward(A<float>(x), args, A<float>(y), idx); break;
+            case DType.Float64: Kernels.Cpu.Pool.Forward(A<double>(x), args, A<double>(y), idx); break;
+            default: throw Unsupported("pool", x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void PoolBackward(Tensor g, Tensor? indices, PoolArgs args, Tensor dx)
+    {
+        // Average pooling reads no indices; an empty array stands in.
+        long[] idx = indices is null ? [] : A<long>(indices);
+        switch (g.DType)
+        {
+            case DType.Float32: Kernels.Cpu.Pool.Backward(A<float>(g), idx, args, A<float>(dx)); break;
+            case DType.Float64: Kernels.Cpu.Pool.Backward(A<double>(g), idx, args, A<double>(dx)); break;
+            default: throw Unsupported("pool_backward", g.DType);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+using Kiln.Kernels;
+
+namespace Kiln.Ops;
+
+/// <summary>
+/// The resample family's definitions: interpolate in each mode (nearest and nearest-exact over 1d to 3d, linear as
+/// linear/bilinear/trilinear by rank, bicubic over 2d), forward and backward, on [N, C, *spatial] with an output size or
+/// a scale factor and align_corners drawn from each case's seed; grid_sample forward and backward (input and grid) with
+/// the mode, padding, align_corners and a grid reaching past [-1, 1] drawn the same way; roi_align forward and backward
+/// with random boxes (some partly outside the input), sampling ratio, scale and alignment.
+/// </summary>
+public static class ResampleOps
+{
+    /// <summary>Every definition of the family.</summary>
+    public static IReadOnlyList<OpDefinition> All { get; } =
+    [
+        .. new[] { ResampleMode.Nearest, ResampleMode.NearestExact, ResampleMode.Linear, ResampleMode.Cubic }
+            .SelectMany(m => new OpDefinition[] { new InterpolateDefinition(m, backward: false), new InterpolateDefinition(m, backward: true) }),
+        new GridSampleDefinition(backward: false),
+        new GridSampleDefinition(backward: true),
+        new RoiAlignDefinition(backward: false),
+        new RoiAlignDefinition(backward: true),
+    ];
+
+    static string NameOf(ResampleMode m) => m switch
+    {
+        ResampleMode.Nearest => "nearest", ResampleMode.NearestExact => "nearest_exact", ResampleMode.Linear => "linear", _ => "bicubic",
+    };
+
+    sealed class InterpolateDefinition(ResampleMode mode, bool backward) : OpDefinition(
+        $"resample.interpolate_{NameOf(mode)}{(backward ? "_backward" : "")}", "resample", [DType.Float32, DType.Float64], Domain.Default,
+        mode is ResampleMode.Nearest or ResampleMode.NearestExact && !backward ? Tolerance.Exact : new Tolerance(4))
+    {
+        public override int MinRank => mode == ResampleMode.Cubic ? 4 : 3;
+        public override int MaxRank => mode == ResampleMode.Cubic ? 4 : 5;
+        bool Nearest => mode is ResampleMode.Nearest or ResampleMode.NearestExact;
+
+        InterpolateMode Mode(int n) => mode switch
+        {
+            ResampleMode.Nearest => InterpolateMode.Nearest,
+            ResampleMode.NearestExact => InterpolateMode.NearestExact,
+            ResampleMode.Cubic => InterpolateMode.Bicubic,
+            _ => n == 1 ? InterpolateMode.Linear : n == 2 ? InterpolateMode.Bilinear : InterpolateMode.Trilinear,
+        };
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var x = Input(c, dtype, device);
+            var inS = c.Shape[2..];
+            int n = inS.Length;
+            var rng = new Random((int)(c.Seed % int.MaxValue));
+            bool align = !Nearest && rng.Next(2) == 1;
+            double[] choices = [0.5, 0.7, 1, 1.5, 2, 7.0 / 3, 3];
+            double[]? factors = rng.Next(2) == 0 ? [.. inS.Select(e => choices[rng.Next(choices.Length)])] : null;
+            if (factors is not null && inS.Select((e, i) => Math.Floor(e * factors[i])).Any(o => o < 1)) factors = null;
+            int[] outS = factors is null ? [.. inS.Select(e => rng.Next(1, 2 * Math.Max(e, 1) + 3))] : [.. inS.Select((e, i) => (int)Math.Floor(e * factors[i]))];
+            Tensor Run(Tensor t) => factors is null ? t.Interpolate(outS, null, Mode(n), align) : t.Interpolate(null, factors, Mode(n), align);
+            if (inS.Contains(0))
+            {
+                try { Run(x); }
+                catch (ArgumentException) { return CheckResult.Ok; }
+                return new CheckResult(double.PositiveInfinity, false, $"{Name}: an empty spatial dim was accepted");
+            }
+            int At(int[] v, int dim) => dim - (3 - n) is var i && i >= 0 ? v[i] : 1;
+            double Factor(int dim) => factors is not null && dim - (3 - n) is var i && i >= 0 ? factors[i] : 0;
+            var a = new ResampleArgs
+            {
+                Planes = c.Shape[0] * c.Shape[1], ID = At(inS, 0), IH = At(inS, 1), IW = At(inS, 2), OD = At(outS, 0), OH = At(outS, 1), OW = At(outS, 2),
+                Mode = (int)mode, AlignCorners = align ? 1 : 0, Active = (1 << n) - 1, FactorD = Factor(0), FactorH = Factor(1), FactorW = Factor(2),
+            };
+            int taps = mode switch { ResampleMode.Linear => 2, ResampleMode.Cubic => 4, _ => 1 };
+            // A gradient element sums the taps of every output that reaches it: about out / in + taps per dim.
+            double extra = backward ? inS.Select((e, i) => (double)outS[i] / e + taps).Aggregate(1.0, (p, q) => p * q) : Math.Pow(taps, n);
+            var (rtol, atol) = Tolerance.For(dtype, extra);
+            int[] outShape = [c.Shape[0], c.Shape[1], .. outS];
+            if (!backward)
+            {
+                var y = Run(x);
+                if (!y.Shape.ToArray().SequenceEqual(outShape)) return new CheckResult(double.PositiveInfinity, false, $"{Name}: shape {y.Shape}, expected [{string.Join(", ", outShape)}]");
+                var expected = Reference.Resample(x.Contiguous().ToDoubleArray(), a);
+                return Tolerance.Scale == 0 ? CheckResult.Equal(expected, y.ToDoubleArray(), Name) : CheckResult.Compare(expected, y.ToDoubleArray(), rtol, atol, Name, dtype);
+            }
+            x.RequiresGrad_();
+            var g = Input(outShape, InputView.Contiguous, c.Seed + 1, dtype, device, Domain.Default);
+            Run(x).Backward(g);
+            return CheckResult.Compare(Reference.ResampleBackward(g.ToDoubleArray(), a), x.Grad!.ToDoubleArray(), rtol, atol, Name, dtype);
+        }
+    }
+
+    sealed class GridSampleDefinition(bool backward) : OpDefinition(
+        backward ? "resample.grid_sample_backward" : "resample.grid_sample", "resample", [DType.Float32, DType.Float64], Domain.Default, new Tolerance(4))
+    {
+        public override int MinRank => 4;
+        public override int MaxRank => 4;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var x = Input(c, dtype, device);
+            var rng = new Random((int)(c.Seed % int.MaxValue));
+            int n = c.Shape[0], oh = rng.Next(0, 6), ow = rng.Next(1, 6);
+            var mode = (GridSampleMode)rng.Next(2);
+            var padding = (GridSamplePadding)rng.Next(3);
+            bool align = rng.Next(2) == 1;
+            var grid = Input([n, oh, ow, 2], (InputView)rng.Next(4), c.Seed + 2, dtype, device, new Domain(-1.3, 1.3));
+            if (c.Shape[2] == 0 || c.Shape[3] == 0)
+            {
+                try { x.GridSample(grid, mode, padding, align); }
+                catch (ArgumentException) { return CheckResult.Ok; }
+                return new CheckResult(double.PositiveInfinity, false, $"{Name}: an empty spatial dim was accepted");
+            }
+            var a = new GridSampleArgs
+            {
+                N = n, C = c.Shape[1], IH = c.Shape[2], IW = c.Shape[3], OH = oh, OW = ow,
+                Mode = (int)mode, Padding = (int)padding, AlignCorners = align ? 1 : 0,
+            };
+            double[] xd = x.Contiguous().ToDoubleArray(), gd = grid.Contiguous().ToDoubleArray();
+            if (!backward)
+            {
+                var (rtol, atol) = Tolerance.For(dtype, Math.Max(a.IH, a.IW));
+                return CheckResult.Compare(Reference.GridSample(xd, gd, a), x.GridSample(grid, mode, padding, align).ToDoubleArray(), rtol, atol, Name, dtype);
+            }
+            x.RequiresGrad_();
+            grid.RequiresGrad_();
+            var g = Input([n, a.C, oh, ow], InputView.Contiguous, c.Seed + 1, dtype, device, Domain.Default);
+            x.GridSample(grid, mode, padding, align).Backward(g);
+            var (dx, dgrid) = Reference.GridSampleBackward(g.ToDoubleArray(), xd, gd, a);
+            // A pixel may gather every grid point; a grid gradient sums 4 terms per channel, scaled by up to half the extent.
+            var (rx, ax) = Tolerance.For(dtype, Math.Max(a.IH, a.IW) * Math.Max(1, oh * ow));
+            var (rg, ag) = Tolerance.For(dtype, Math.Max(a.IH, a.IW) * 4.0 * Math.Max(1, a.C));
+            return CheckResult.Compare(dx, x.Grad!.ToDoubleArray(), rx, ax, Name + " input", dtype)
+                .Merge(CheckResult.Compare(dgrid, grid.Grad!.ToDoubleArray(), rg, ag, Name + " grid", dtype));
+        }
+    }
+
+    sealed class RoiAlignDefinition(bool backward) : OpDefinition(
+        backward ? "resample.roi_align_backward" : "resample.roi_align", "resample", [DType.Float32, DType.Float64], Domain.Default, new Tolerance(4))
+    {
+        public override int MinRank => 4;
+        public override int MaxRank => 4;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var x = Input(c, dtype, device);
+            var rng = new Random((int)(c.Seed % int.MaxValue));
+            int n = c.Shape[0], h = c.Shape[2], w = c.Shape[3], k = n == 0 ? 0 : rng.Next(0, 5);
+            int[] output = [rng.Next(1, 4), rng.Next(1, 4)];
+            double scale = rng.Next(2) == 0 ? 1 : 0.5;
+            int ratio = rng.Next(0, 3);
+            bool aligned = rng.Next(2) == 1;
+            var bh = new double[k * 5];
+            for (int i = 0; i < k; i++)
+            {
+                // Corners from a little outside the input to past it, in box coordinates (pixels / scale), in either order.
+                bh[i * 5] = rng.Next(n);
+                for (int j = 1; j < 5; j++) bh[i * 5 + j] = (rng.NextDouble() * ((j % 2 == 1 ? w : h) + 3) - 1.5) / scale;
+            }
+            var boxes = Tensor.FromArray(bh, new Shape(k, 5)).To(dtype).To(device);
+            if (h == 0 || w == 0)
+            {
+                try { x.RoiAlign(boxes, output, scale, ratio, aligned); }
+                catch (ArgumentException) { return CheckResult.Ok; }
+                return new CheckResult(double.PositiveInfinity, false, $"{Name}: an empty spatial dim was accepted");
+            }
+            var a = new RoiAlignArgs { N = n, C = c.Shape[1], H = h, W = w, K = k, PH = output[0], PW = output[1], SamplingRatio = ratio, Aligned = aligned ? 1 : 0, SpatialScale = scale };
+            double[] xd = x.Contiguous().ToDoubleArray(), bd = boxes.ToDoubleArray();
+            if (!backward)
+            {
+                var (rtol, atol) = Tolerance.For(dtype, 4);
+                return CheckResult.Compare(Reference.RoiAlign(xd, bd, a), x.RoiAlign(boxes, output, scale, ratio, aligned).ToDoubleArray(), rtol, atol, Name, dtype);
+            }
+            x.RequiresGrad_();
+            var g = Input([k, a.C, a.PH, a.PW], InputView.Contiguous, c.Seed + 1, dtype, device, Domain.Default);
+            x.RoiAlign(boxes, output, scale, ratio, aligned).Backward(g);
+            // A pixel sums the taps of every sample of every bin of every box that reaches it.
+            var (rb, ab) = Tolerance.For(dtype, 4.0 * Math.Max(1, k));
+            return CheckResult.Compare(Reference.RoiAlignBackward(g.ToDoubleArray(), bd, a), x.Grad!.ToDoubleArray(), rb, ab, Name, dtype);
+        }
+    }
+}

@@ -1,0 +1,371 @@
+namespace Kiln;
+
+/// <summary>
+/// Matrix functions over the last two dims, batched over any leading dims, built on the float64 decompositions of
+/// Tensor.Decompositions.cs (and so computed in float64 through the tensor's <see cref="Backends.ILinalgBackend"/>,
+/// results returned in the input's dtype): LU, determinants, inverses, least squares, matrix norms and powers.
+/// </summary>
+public sealed partial class Tensor
+{
+    /// <summary>
+    /// LU decomposition with partial pivoting of a square A [..., n, n], in <c>torch.linalg.lu</c>'s convention
+    /// A = P L U: P [..., n, n] a permutation matrix, L [..., n, n] unit lower triangular with |L_ij| ≤ 1 and U
+    /// [..., n, n] upper triangular. Singular matrices factor too (U then has a zero on its diagonal). L and U are
+    /// differentiable where A is invertible: with M = tril(Lᵀ g_L, -1) + triu(g_U Uᵀ), gA = P L⁻ᵀ M U⁻ᵀ; P is a constant.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The input is not a (batch of) square matrices.</exception>
+    /// <exception cref="ArgumentException">A matrix holds NaN or infinity.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public (Tensor P, Tensor L, Tensor U) Lu() => LuNamed("lu");
+
+    // Lu, with `op` naming the caller in error messages.
+    (Tensor P, Tensor L, Tensor U) LuNamed(string op)
+    {
+        var (_, batch, n, _) = Matrices(op, square: true);
+        var (lu, perm, _, _) = LuFactors(op, batch, n);
+        var strict = TriangleMask(n, -1, DType.Float64, Device);
+        var l64 = lu * strict + Eye(n, dtype: DType.Float64, device: Device);
+        var u64 = lu * (1.0 - strict);
+        // P[perm[i], i] = 1: row i of Pᵀ A is row perm[i] of A, and Pᵀ A = L U.
+        var pv = perm.ToArray<int>();
+        var pm = new double[batch * n * n];
+        for (int b = 0; b < batch; b++)
+            for (int i = 0; i < n; i++) pm[b * n * n + pv[b * n + i] * n + i] = 1;
+        var p = FromArray(pm, Shape).To(DType).To(Device);
+        // One packed result [..., 2n, n] (L above U) keeps both outputs on one graph node.
+        var packed = Concat([l64, u64], -2).To(DType);
+        Tensor l = null!, u = null!;
+        packed = Record(packed, "lu", [this], g => [LuBackward(p, l, u, g.Narrow(-2, 0, n), g.Narrow(-2, n, n))]);
+        l = packed.Narrow(-2, 0, n);
+        u = packed.Narrow(-2, n, n);
+        return (p, l, u);
+    }
+
+    /// <summary>
+    /// The LU factors of a square A [..., n, n] packed as <c>torch.linalg.lu_factor</c> packs them: LU [..., n, n] holds
+    /// L's strict lower triangle (its unit diagonal implied) and U on and above the diagonal, and Int32 Pivots [..., n]
+    /// are LAPACK's 1-based row interchanges: for k = 0, 1, ..., n - 1 in turn, row k of A was swapped with row
+    /// Pivots[k] - 1, which turns A into L U. LU is differentiable as <see cref="Lu"/>'s L and U are; Pivots is a constant.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The input is not a (batch of) square matrices.</exception>
+    /// <exception cref="ArgumentException">A matrix holds NaN or infinity.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public (Tensor LU, Tensor Pivots) LuFactor()
+    {
+        const string op = "lu_factor";
+        var (lead, batch, n, _) = Matrices(op, square: true);
+        var (p, l, u) = LuNamed(op);
+        // The swaps that arrange A's rows in P's order, one row position at a time (as getrf records them).
+        var order = p.To(DType.Float64).T.Contiguous().ToArray<double>();
+        var pivots = new int[batch * n];
+        var rows = new int[n];
+        for (int b = 0; b < batch; b++)
+        {
+            for (int i = 0; i < n; i++) rows[i] = i;
+            for (int k = 0; k < n; k++)
+            {
+                int target = 0;
+                while (order[b * n * n + k * n + target] == 0) target++;     // row k of Pᵀ A is row `target` of A
+                int j = Array.IndexOf(rows, target, k);
+                (rows[k], rows[j]) = (rows[j], rows[k]);
+                pivots[b * n + k] = j + 1;
+            }
+        }
+        var lu = l + u - Eye(n, dtype: DType, device: Device);
+        return (lu, FromArray(pivots, new Shape([.. lead, n])).To(Device));
+    }
+
+    static Tensor LuBackward(Tensor p, Tensor l, Tensor u, Tensor gl, Tensor gu)
+    {
+        int n = l.Shape[-1];
+        var strict = TriangleMask(n, -1, l.DType, l.Device);
+        // From Pᵀ dA = dL U + L dU: L⁻¹ dL is strictly lower and dU U⁻¹ upper, so both come from X = L⁻¹ Pᵀ dA U⁻¹.
+        var m = l.T.MatMul(gl) * strict + gu.MatMul(u.T) * (1.0 - strict);
+        var y = l.T.Solve(m);                                 // L⁻ᵀ M
+        return p.MatMul(u.Solve(y.T).T);                      // P L⁻ᵀ M U⁻ᵀ
+    }
+
+    /// <summary>
+    /// Determinant of each square matrix of A [..., n, n], giving [...] (1 for n = 0), from the LU factors: the product
+    /// of U's diagonal times the sign of the permutation; a singular matrix gives 0 (or a value at rounding level).
+    /// Differentiable where A is invertible: gA = g det(A) A⁻ᵀ (the backward throws, naming the matrix, where it is not).
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The input is not a (batch of) square matrices.</exception>
+    /// <exception cref="ArgumentException">A matrix holds NaN or infinity.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public Tensor Det()
+    {
+        const string op = "det";
+        var (lead, batch, n, _) = Matrices(op, square: true);
+        var (_, _, det) = Determinants(op, batch, n);
+        var y = FromArray(det, new Shape(lead)).To(DType).To(Device);
+        return Record(y, op, [this], g => [(g * y).Unsqueeze(-1).Unsqueeze(-1) * Inverse().T]);
+    }
+
+    /// <summary>
+    /// Sign and natural log of the absolute value of the determinant of each square matrix of A [..., n, n], both
+    /// [...]: det(A) = Sign · exp(LogAbsDet), without the overflow or underflow of the product itself. A singular matrix
+    /// gives Sign 0 and LogAbsDet -∞. LogAbsDet is differentiable where A is invertible: gA = g A⁻ᵀ; Sign is a constant.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The input is not a (batch of) square matrices.</exception>
+    /// <exception cref="ArgumentException">A matrix holds NaN or infinity.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public (Tensor Sign, Tensor LogAbsDet) Slogdet()
+    {
+        const string op = "slogdet";
+        var (lead, batch, n, _) = Matrices(op, square: true);
+        var (sign, logAbs, _) = Determinants(op, batch, n);
+        var s = FromArray(sign, new Shape(lead)).To(DType).To(Device);
+        var y = FromArray(logAbs, new Shape(lead)).To(DType).To(Device);
+        return (s, Record(y, op, [this], g => [g.Unsqueeze(-1).Unsqueeze(-1) * Inverse().T]));
+    }
+
+    /// <summary>
+    /// Inverse of each square matrix of A [..., n, n] (LU with partial pivoting, then n solves), same shape.
+    /// Differentiable: gA = -A⁻ᵀ g A⁻ᵀ.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The input is not a (batch of) square matrices.</exception>
+    /// <exception cref="ArgumentException">A matrix is singular to working precision (a pivot is at most n·ε times its column's largest magnitude; the message names the matrix's index in the batch and the column), or holds NaN or infinity.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public Tensor Inverse()
+    {
+        const string op = "inverse";
+        var (_, batch, n, _) = Matrices(op, square: true);
+        var (lu, perm, failed, col) = LuFactors(op, batch, n);
+        if (failed >= 0)
+            throw new ArgumentException($"{op}: matrix {failed} of the batch (A of shape {Shape}) is singular to working precision: " +
+                $"no usable pivot in column {col}, so it has no inverse", "input");
+        var eye = Eye(n, dtype: DType.Float64, device: Device).BroadcastTo(Shape).Contiguous();
+        var x64 = Empty(Shape, DType.Float64, Device);
+        Backend.LuSolve(lu, perm, eye, batch, n, n, x64);
+        var y = x64.To(DType);
+        return Record(y, op, [this], g => [-y.T.MatMul(g).MatMul(y.T)]);
+    }
+
+    // The LU factors of every matrix (finite, checked), through the backend: packed float64 LU [..., n, n] on this
+    // device, the Int32 row permutations [batch, n], and the first matrix singular to working precision (-1 if none)
+    // with its column.
+    (Tensor Lu, Tensor Perm, int Singular, int Column) LuFactors(string op, int batch, int n)
+    {
+        var a = Float64Matrices(op, requireFinite: true, requireSymmetric: false);
+        var lu = Empty(a.Shape, DType.Float64, Device);
+        var perm = Empty(new Shape(batch, n), DType.Int32, Device);
+        int failed = Backend.LuFactor(a, batch, n, lu, perm, out int col);
+        return (lu, perm, failed, col);
+    }
+
+    // Per matrix: the sign (0 when singular), log|det| and det, read off U's diagonal and the permutation's parity.
+    (double[] Sign, double[] LogAbs, double[] Det) Determinants(string op, int batch, int n)
+    {
+        var (lu, perm, _, _) = LuFactors(op, batch, n);
+        var f = lu.ToArray<double>();
+        var pv = perm.ToArray<int>();
+        var sign = new double[batch];
+        var logAbs = new double[batch];
+        var det = new double[batch];
+        var seen = new bool[n];
+        for (int b = 0; b < batch; b++)
+        {
+            // A permutation with c cycles is n - c transpositions.
+            Array.Clear(seen);
+            int cycles = 0;
+            for (int i = 0; i < n; i++)
+            {
+                if (seen[i]) continue;
+                cycles++;
+                for (int j = i; !seen[j]; j = pv[b * n + j]) seen[j] = true;
+            }
+            double s = (n - cycles) % 2 == 0 ? 1 : -1, d = s, la = 0;
+            for (int i = 0; i < n; i++)
+            {
+                double u = f[b * n * n + i * n + i];
+                d *= u;
+                la += Math.Log(Math.Abs(u));
+                s = u == 0 ? 0 : u < 0 ? -s : s;
+                if (u == 0) break;
+            }
+            (sign[b], logAbs[b], det[b]) = (s, s == 0 ? double.NegativeInfinity : la, s == 0 ? 0 : d);
+        }
+        return (sign, logAbs, det);
+    }
+
+    /// <summary>
+    /// Least-squares solution X of A X ≈ B, with this tensor as A [..., m, n]: X minimizes ‖A X - B‖ (Frobenius) and,
+    /// among the minimizers, has the least norm (the pseudo-inverse solution A⁺ B, as LAPACK's gelsd gives). B is
+    /// [..., m, k], or a vector [m] / [..., m] (when its shape is A's without the last dim), giving X [..., n, k] or a
+    /// vector; batch dims broadcast. A tall A (m ≥ n) of full column rank is solved by Householder QR (X = R⁻¹ Qᵀ B);
+    /// a wide or rank-deficient A by the SVD, with singular values at most <paramref name="rcond"/> times the largest
+    /// taken as zero (the numerical rank; a tall A goes to the SVD when some |R_ii| is at most rcond · max |R_ii|).
+    /// Differentiable where the rank is locally constant (Golub and Pereyra 1973): with r = B - A X,
+    /// g_B = A⁺ᵀ g and g_A = -g_B Xᵀ + r (A⁺ g_B)ᵀ + (A⁺ᵀ X) ((I - A⁺ A) g)ᵀ, each A⁺ product itself a least-squares solve.
+    /// </summary>
+    /// <param name="b">The right-hand sides.</param>
+    /// <param name="rcond">Relative cutoff for small singular values; null for ε · max(m, n) with ε the machine epsilon of the dtype (PyTorch's default).</param>
+    /// <exception cref="ShapeMismatchException">A has fewer than two dims, or B's rows differ from A's, or batch dims do not broadcast.</exception>
+    /// <exception cref="ArgumentException">A holds NaN or infinity, or dtypes/devices differ.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="rcond"/> is negative or not finite.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public Tensor Lstsq(Tensor b, double? rcond = null)
+    {
+        const string op = "lstsq";
+        ArgumentNullException.ThrowIfNull(b);
+        b.Storage.ThrowIfDisposed(op);
+        var (_, _, m, n) = Matrices(op, square: false);
+        Check.SameDType(this, b, op, nameof(b));
+        Check.SameDevice(this, b, op, nameof(b));
+        double rc = rcond ?? (DType == DType.Float64 ? Math.Pow(2, -52) : Math.Pow(2, -23)) * Math.Max(m, n);
+        if (!(rc >= 0) || double.IsInfinity(rc))
+            throw new ArgumentOutOfRangeException(nameof(rcond), rcond, $"{op}: rcond must be finite and non-negative, got {rc}");
+        bool vector = b.Rank == 1 || (b.Rank == Rank - 1 && b.Shape == new Shape(Shape.Dims[..^1]));
+        var bm = vector ? b.Unsqueeze(-1) : b;
+        if (bm.Rank < 2 || bm.Shape[-2] != m)
+            throw new ShapeMismatchException(op, nameof(b), $"b has shape {b.Shape}, which is neither [..., {m}, k] nor a vector of length {m} for A of shape {Shape}");
+        var x = LstsqMatrices(this, bm, rc);
+        return vector ? x.Squeeze(-1) : x;
+    }
+
+    static Tensor LstsqMatrices(Tensor a, Tensor b, double rcond)
+    {
+        const string op = "lstsq";
+        int m = a.Shape[-2], n = a.Shape[-1], k = b.Shape[-1];
+        var lead = Shape.Broadcast(new Shape(a.Shape.Dims[..^2]), new Shape(b.Shape.Dims[..^2]), op).ToArray();
+        var a64 = a.Float64Matrices(op, requireFinite: true, requireSymmetric: false).BroadcastTo(new Shape([.. lead, m, n])).Contiguous();
+        var b64 = b.Detach().BroadcastTo(new Shape([.. lead, m, k])).To(DType.Float64).Contiguous();
+        Tensor x64;
+        if (Math.Min(m, n) == 0) x64 = Zeros(new Shape([.. lead, n, k]), DType.Float64, a.Device);
+        else if (m < n || !LstsqByQr(a64, b64, rcond, out x64))
+        {
+            var (u, s, vh) = a64.Svd();
+            var keep = s > s.Narrow(-1, 0, 1) * rcond;
+            var sinv = Where(keep, 1.0 / Where(keep, s, s.OnesLike()), s.ZerosLike());
+            x64 = vh.T.MatMul(sinv.Unsqueeze(-1) * u.T.MatMul(b64));
+        }
+        var x = x64.To(a.DType);
+        return Record(x, op, [a, b], g =>
+        {
+            var gb = a.T.Lstsq(g, rcond);
+            var r = b - a.MatMul(x);
+            var ga = -gb.MatMul(x.T) + r.MatMul(a.Lstsq(gb, rcond).T) + a.T.Lstsq(x, rcond).MatMul((g - a.Lstsq(a.MatMul(g), rcond)).T);
+            return [ga.SumTo(a.Shape), gb.SumTo(b.Shape)];
+        });
+    }
+
+    // X = R⁻¹ Qᵀ B for tall A [..., m, n] (float64, m ≥ n ≥ 1) when every R of the batch passes the rank test; false
+    // (and no X) when one does not, so the caller falls back to the SVD.
+    static bool LstsqByQr(Tensor a, Tensor b, double rcond, out Tensor x)
+    {
+        int n = a.Shape[-1], k = b.Shape[-1];
+        var (q, r) = a.Qr();
+        var rd = r.ToArray<double>();
+        int batch = rd.Length / (n * n);
+        for (int t = 0; t < batch; t++)
+        {
+            double max = 0, min = double.PositiveInfinity;
+            for (int i = 0; i < n; i++)
+            {
+                double d = Math.Abs(rd[t * n * n + i * n + i]);
+                max = Math.Max(max, d);
+                min = Math.Min(min, d);
+            }
+            if (!(min > rcond * max)) { x = null!; return false; }
+        }
+        // Back substitution on the host: R is triangular with a usable diagonal, so no pivoting is needed.
+        var c = q.T.MatMul(b).Contiguous().ToArray<double>();
+        for (int t = 0; t < batch; t++)
+            for (int i = n - 1; i >= 0; i--)
+                for (int col = 0; col < k; col++)
+                {
+                    double s = c[(t * n + i) * k + col];
+                    for (int p = i + 1; p < n; p++) s -= rd[t * n * n + i * n + p] * c[(t * n + p) * k + col];
+                    c[(t * n + i) * k + col] = s / rd[t * n * n + i * n + i];
+                }
+        x = FromArray(c, new Shape([.. a.Shape.Dims[..^2], n, k])).To(a.Device);
+        return true;
+    }
+
+    /// <summary>
+    /// Matrix norm over the last two dims of A [..., m, n], giving [...] (or [..., 1, 1] with <paramref name="keepDim"/>):
+    /// "fro" the Frobenius norm sqrt(Σ a_ij²), "nuc" the nuclear norm (sum of singular values). Differentiable; the
+    /// nuclear norm's gradient is U Vh (first derivatives only: a second backward through it throws).
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="ord"/> is neither "fro" nor "nuc".</exception>
+    /// <exception cref="ShapeMismatchException">The input has fewer than two dims.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public Tensor MatrixNorm(string ord = "fro", bool keepDim = false)
+    {
+        const string op = "matrix_norm";
+        ArgumentNullException.ThrowIfNull(ord);
+        Matrices(op, square: false);
+        var y = ord switch
+        {
+            "fro" => Square().Sum([-2, -1]).Sqrt(),
+            "nuc" => SingularValues(op).Sum([-1]),
+            _ => throw new ArgumentException($"{op}: ord \"{ord}\" is not a matrix norm; use \"fro\", \"nuc\" or a number (1, -1, 2, -2, ±infinity)", nameof(ord)),
+        };
+        return keepDim ? y.Unsqueeze(-1).Unsqueeze(-1) : y;
+    }
+
+    /// <summary>
+    /// Matrix norm over the last two dims of A [..., m, n] with PyTorch's numeric <paramref name="ord"/>: 1 (-1) the
+    /// largest (smallest) column sum of |a_ij|, +∞ (-∞) the largest (smallest) row sum, 2 (-2) the largest (smallest)
+    /// singular value. Gives [...] (or [..., 1, 1] with <paramref name="keepDim"/>). Differentiable (ties share the
+    /// gradient evenly; ±2 give u vᵀ of the chosen singular pair, first derivatives only).
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="ord"/> is not one of 1, -1, 2, -2, ±∞, or the matrices are empty (these norms reduce with max or min).</exception>
+    /// <exception cref="ShapeMismatchException">The input has fewer than two dims.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public Tensor MatrixNorm(double ord, bool keepDim = false)
+    {
+        const string op = "matrix_norm";
+        var (_, _, m, n) = Matrices(op, square: false);
+        if (ord is not (1 or -1 or 2 or -2 or double.PositiveInfinity or double.NegativeInfinity))
+            throw new ArgumentException($"{op}: ord {ord} is not a matrix norm; use 1, -1, 2, -2, ±infinity, \"fro\" or \"nuc\"", nameof(ord));
+        if (m == 0 || n == 0)
+            throw new ArgumentException($"{op}: ord {ord} of empty matrices (shape {Shape}) is undefined: it takes a max or min over them", nameof(ord));
+        var y = ord switch
+        {
+            1 => Abs().Sum([-2]).Amax([-1]),
+            -1 => Abs().Sum([-2]).Amin([-1]),
+            double.PositiveInfinity => Abs().Sum([-1]).Amax([-1]),
+            double.NegativeInfinity => Abs().Sum([-1]).Amin([-1]),
+            2 => SingularValues(op).Narrow(-1, 0, 1).Squeeze(-1),
+            _ => SingularValues(op).Narrow(-1, Math.Min(m, n) - 1, 1).Squeeze(-1),
+        };
+        return keepDim ? y.Unsqueeze(-1).Unsqueeze(-1) : y;
+    }
+
+    // The singular values [..., min(m, n)], descending, differentiable once: ds_i = u_iᵀ dA v_i, so gA = U diag(g) Vh.
+    // U and Vh stay on the graph through Svd's non-differentiable node, so a second backward through them throws
+    // instead of silently dropping their terms.
+    Tensor SingularValues(string op)
+    {
+        var (u, s, vh) = Svd();
+        return Record(s.Detach(), op, [this], g => [u.MatMul(g.Unsqueeze(-1) * vh)]);
+    }
+
+    /// <summary>
+    /// The integer power Aⁿ of each square matrix of A [..., n, n], by repeated squaring (about 2 log₂|n| products):
+    /// the identity for n = 0 (a constant), A⁻¹ raised to -n for n &lt; 0. Differentiable through its products (and
+    /// <see cref="Inverse"/>).
+    /// </summary>
+    /// <param name="n">The exponent.</param>
+    /// <exception cref="ShapeMismatchException">The input is not a (batch of) square matrices.</exception>
+    /// <exception cref="ArgumentException">n &lt; 0 and a matrix is singular (from <see cref="Inverse"/>).</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public Tensor MatrixPower(int n)
+    {
+        const string op = "matrix_power";
+        var (_, _, k, _) = Matrices(op, square: true);
+        if (n == 0) return Eye(k, dtype: DType, device: Device).BroadcastTo(Shape).Contiguous();
+        var p = n > 0 ? this : Inverse();
+        Tensor? result = null;
+        for (long e = Math.Abs((long)n); ; p = p.MatMul(p))
+        {
+            if ((e & 1) != 0) result = result is null ? p : result.MatMul(p);
+            e >>= 1;
+            if (e == 0) break;
+        }
+        // A¹ is a copy, as every op's result is a new tensor.
+        return ReferenceEquals(result, this) ? Clone() : result!;
+    }
+}

@@ -1,0 +1,318 @@
+using Kiln.NN;
+using Xunit;
+using static Kiln.Tests.NN.NNCheck;
+using Close = Kiln.Tests.TestKit.Close;
+
+namespace Kiln.Tests.NN;
+
+/// <summary>
+/// LSTMCell, GRUCell, LSTM and GRU: one step and whole sequences against a float64 transcription of PyTorch's
+/// equations with the modules' weights, shapes (batch first, unbatched), initialization, gradients and argument errors.
+/// </summary>
+public class RecurrentTests
+{
+    const DType F64 = DType.Float64;
+
+    static double Sig(double v) => 1 / (1 + Math.Exp(-v));
+
+    // a[r, j] = b[j] + sum_k w[j, k] v[r, k] for the n rows of v [n, width]; w is [rows, width].
+    static double[] Affine(double[] v, int n, int width, double[] w, double[]? b, int rows)
+    {
+        var a = new double[n * rows];
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < rows; j++)
+            {
+                double s = b?[j] ?? 0;
+                for (int k = 0; k < width; k++) s += w[j * width + k] * v[r * width + k];
+                a[r * rows + j] = s;
+            }
+        return a;
+    }
+
+    sealed record Weights(double[] Wih, double[] Whh, double[]? Bih, double[]? Bhh);
+
+    static Weights Of(Parameter wih, Parameter whh, Parameter? bih, Parameter? bhh) =>
+        new(wih.Value.ToArray<double>(), whh.Value.ToArray<double>(), bih?.Value.ToArray<double>(), bhh?.Value.ToArray<double>());
+
+    // PyTorch's LSTM step, gates i, f, g, o.
+    static (double[] H, double[] C) LstmRef(double[] x, double[] h, double[] c, int n, int inSize, int hid, Weights w)
+    {
+        var ax = Affine(x, n, inSize, w.Wih, w.Bih, 4 * hid);
+        var ah = Affine(h, n, hid, w.Whh, w.Bhh, 4 * hid);
+        var h2 = new double[n * hid]; var c2 = new double[n * hid];
+        for (int r = 0; r < n; r++)
+            for (int u = 0; u < hid; u++)
+            {
+                double A(int gate) => ax[r * 4 * hid + gate * hid + u] + ah[r * 4 * hid + gate * hid + u];
+                double i = Sig(A(0)), f = Sig(A(1)), g = Math.Tanh(A(2)), o = Sig(A(3));
+                c2[r * hid + u] = f * c[r * hid + u] + i * g;
+                h2[r * hid + u] = o * Math.Tanh(c2[r * hid + u]);
+            }
+        return (h2, c2);
+    }
+
+    // PyTorch's GRU step, gates r, z, n, with n = tanh(W_in x + b_in + r (W_hn h + b_hn)).
+    static double[] GruRef(double[] x, double[] h, int n, int inSize, int hid, Weights w)
+    {
+        var ax = Affine(x, n, inSize, w.Wih, w.Bih, 3 * hid);
+        var ah = Affine(h, n, hid, w.Whh, w.Bhh, 3 * hid);
+        var h2 = new double[n * hid];
+        for (int r = 0; r < n; r++)
+            for (int u = 0; u < hid; u++)
+            {
+                int at = r * 3 * hid + u;
+                double rg = Sig(ax[at] + ah[at]), z = Sig(ax[at + hid] + ah[at + hid]);
+                double nn = Math.Tanh(ax[at + 2 * hid] + rg * ah[at + 2 * hid]);
+                h2[r * hid + u] = (1 - z) * nn + z * h[r * hid + u];
+            }
+        return h2;
+    }
+
+    static double[] Step(double[] seq, int t, int n, int width) => seq.AsSpan(t * n * width, n * width).ToArray();
+
+    [Fact]
+    public void LSTMCell_step_matches_transcription_batched_unbatched_and_from_zeros()
+    {
+        var cell = new LSTMCell(4, 5, generator: new Generator(1), dtype: F64);
+        Assert.Equal(["weight_ih", "weight_hh", "bias_ih", "bias_hh"], cell.NamedParameters().Select(p => p.Name).ToArray());
+        Assert.Equal(new Shape(20, 4), cell.WeightIh.Shape);
+        Assert.Equal(new Shape(20, 5), cell.WeightHh.Shape);
+        var w = Of(cell.WeightIh, cell.WeightHh, cell.BiasIh, cell.BiasHh);
+        // PyTorch's init: every weight and bias within +-1/sqrt(hidden).
+        Assert.All(w.Wih.Concat(w.Whh).Concat(w.Bih!).Concat(w.Bhh!), v => Assert.InRange(Math.Abs(v), 0, 1 / Math.Sqrt(5)));
+        var x = R([3, 4], 2, -2, 2); var h = R([3, 5], 3); var c = R([3, 5], 4);
+        var (eh, ec) = LstmRef(x.ToArray<double>(), h.ToArray<double>(), c.ToArray<double>(), 3, 4, 5, w);
+        var (h2, c2) = cell.Forward(x, (h, c));
+        Close.Check(eh, h2.ToArray<double>(), 1e-12, 1e-14, "lstm h'");
+        Close.Check(ec, c2.ToArray<double>(), 1e-12, 1e-14, "lstm c'");
+        var (zh, zc) = LstmRef(x.ToArray<double>(), new double[15], new double[15], 3, 4, 5, w);
+        var (h0, c0) = cell.Forward(x);
+        Close.Check(zh, h0.ToArray<double>(), 1e-12, 1e-14, "lstm h' from zeros");
+        Close.Check(zc, c0.ToArray<double>(), 1e-12, 1e-14, "lstm c' from zeros");
+        var (hu, cu) = cell.Forward(x.Narrow(0, 1, 1).Squeeze(0), (h.Narrow(0, 1, 1).Squeeze(0), c.Narrow(0, 1, 1).Squeeze(0)));
+        Assert.Equal(new Shape(5), hu.Shape);
+        Close.Check(eh[5..10], hu.ToArray<double>(), 1e-12, 1e-14, "unbatched h'");
+        Close.Check(ec[5..10], cu.ToArray<double>(), 1e-12, 1e-14, "unbatched c'");
+    }
+
+    [Fact]
+    public void GRUCell_step_matches_transcription_batched_unbatched_and_from_zeros()
+    {
+        var cell = new GRUCell(4, 5, generator: new Generator(5), dtype: F64);
+        Assert.Equal(new Shape(15, 4), cell.WeightIh.Shape);
+        var w = Of(cell.WeightIh, cell.WeightHh, cell.BiasIh, cell.BiasHh);
+        Assert.All(w.Wih.Concat(w.Whh).Concat(w.Bih!).Concat(w.Bhh!), v => Assert.InRange(Math.Abs(v), 0, 1 / Math.Sqrt(5)));
+        var x = R([3, 4], 6, -2, 2); var h = R([3, 5], 7);
+        var expected = GruRef(x.ToArray<double>(), h.ToArray<double>(), 3, 4, 5, w);
+        Close.Check(expected, cell.Forward(x, h).ToArray<double>(), 1e-12, 1e-14, "gru h'");
+        Close.Check(GruRef(x.ToArray<double>(), new double[15], 3, 4, 5, w), cell.Forward(x).ToArray<double>(), 1e-12, 1e-14, "gru h' from zeros");
+        var hu = cell.Forward(x.Narrow(0, 2, 1).Squeeze(0), h.Narrow(0, 2, 1).Squeeze(0));
+        Assert.Equal(new Shape(5), hu.Shape);
+        Close.Check(expected[10..15], hu.ToArray<double>(), 1e-12, 1e-14, "unbatched h'");
+        // Without bias the biases are absent, not zero-filled parameters.
+        var nb = new GRUCell(4, 5, bias: false, generator: new Generator(5), dtype: F64);
+        Assert.Null(nb.BiasIh);
+        Close.Check(GruRef(x.ToArray<double>(), h.ToArray<double>(), 3, 4, 5, Of(nb.WeightIh, nb.WeightHh, null, null)), nb.Forward(x, h).ToArray<double>(), 1e-12, 1e-14, "gru without bias");
+    }
+
+    [Fact]
+    public void Cells_pass_gradcheck()
+    {
+        var lstm = new LSTMCell(3, 4, generator: new Generator(8), dtype: F64);
+        var x = R([2, 3], 9, -2, 2); var h = R([2, 4], 10); var c = R([2, 4], 11);
+        var r = GradCheck.Run(v => { var (h2, c2) = lstm.Forward(v[0], (v[1], v[2])); return Tensor.Concat([h2, c2], -1); }, [x, h, c]);
+        Assert.True(r.Passed, $"lstm cell inputs: {r}");
+        Parameters(lstm, () => { var (h2, c2) = lstm.Forward(x, (h, c)); return Tensor.Concat([h2, c2], -1); }, "lstm cell");
+        var gru = new GRUCell(3, 4, generator: new Generator(12), dtype: F64);
+        r = GradCheck.Run(v => gru.Forward(v[0], v[1]), [x, h]);
+        Assert.True(r.Passed, $"gru cell inputs: {r}");
+        Parameters(gru, () => gru.Forward(x, h), "gru cell");
+    }
+
+    // The layers' output at every step and final states from the transcription, input [L, N, I].
+    static (double[] Output, double[][] H, double[][] C) LstmSeqRef(LSTM m, double[] x, int len, int n)
+    {
+        int hid = m.HiddenSize;
+        var hs = new double[m.NumLayers][]; var cs = new double[m.NumLayers][];
+        var seq = x; int width = m.InputSize;
+        for (int l = 0; l < m.NumLayers; l++)
+        {
+            var w = Of(m.WeightIh[l], m.WeightHh[l], m.BiasIh?[l], m.BiasHh?[l]);
+            double[] h = new double[n * hid], c = new double[n * hid];
+            var outs = new double[len * n * hid];
+            for (int t = 0; t < len; t++)
+            {
+                (h, c) = LstmRef(Step(seq, t, n, width), h, c, n, width, hid, w);
+                h.CopyTo(outs, t * n * hid);
+            }
+            hs[l] = h; cs[l] = c; seq = outs; width = hid;
+        }
+        return (seq, hs, cs);
+    }
+
+    static (double[] Output, double[][] H) GruSeqRef(GRU m, double[] x, int len, int n)
+    {
+        int hid = m.HiddenSize;
+        var hs = new double[m.NumLayers][];
+        var seq = x; int width = m.InputSize;
+        for (int l = 0; l < m.NumLayers; l++)
+        {
+            var w = Of(m.WeightIh[l], m.WeightHh[l], m.BiasIh?[l], m.BiasHh?[l]);
+            var h = new double[n * hid];
+            var outs = new double[len * n * hid];
+            for (int t = 0; t < len; t++)
+            {
+                h = GruRef(Step(seq, t, n, width), h, n, width, hid, w);
+                h.CopyTo(outs, t * n * hid);
+            }
+            hs[l] = h; seq = outs; width = hid;
+        }
+        return (seq, hs);
+    }
+
+    [Fact]
+    public void LSTM_sequence_matches_transcription_in_every_layout()
+    {
+        var lstm = new LSTM(3, 4, numLayers: 2, generator: new Generator(20), dtype: F64);
+        Assert.Equal(["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"],
+            lstm.NamedParameters().Select(p => p.Name).ToArray());
+        Assert.Equal(new Shape(16, 4), lstm.WeightIh[1].Shape);
+        var x = R([5, 2, 3], 21, -2, 2);
+        var (eo, eh, ec) = LstmSeqRef(lstm, x.ToArray<double>(), 5, 2);
+        var (y, (h, c)) = lstm.Forward(x);
+        Assert.Equal(new Shape(5, 2, 4), y.Shape);
+        Assert.Equal(new Shape(2, 2, 4), h.Shape);
+        Close.Check(eo, y.ToArray<double>(), 1e-12, 1e-14, "lstm output");
+        Close.Check(eh[0].Concat(eh[1]).ToArray(), h.ToArray<double>(), 1e-12, 1e-14, "lstm h_n");
+        Close.Check(ec[0].Concat(ec[1]).ToArray(), c.ToArray<double>(), 1e-12, 1e-14, "lstm c_n");
+
+        var bf = new LSTM(3, 4, numLayers: 2, batchFirst: true, generator: new Generator(20), dtype: F64);
+        var (yb, (hb, _)) = bf.Forward(x.Transpose(0, 1).Contiguous());
+        Assert.Equal(new Shape(2, 5, 4), yb.Shape);
+        Close.Check(y.Transpose(0, 1), yb, 1e-12, 1e-14, "batch first output");
+        Close.Check(h, hb, 1e-12, 1e-14, "batch first h_n (layers first as in PyTorch)");
+
+        var one = x.Narrow(1, 1, 1).Squeeze(1);
+        var (yu, (hu, cu)) = lstm.Forward(one);
+        Assert.Equal(new Shape(5, 4), yu.Shape);
+        Assert.Equal(new Shape(2, 4), hu.Shape);
+        Close.Check(y.Narrow(1, 1, 1).Squeeze(1), yu, 1e-12, 1e-14, "unbatched output");
+        Close.Check(c.Narrow(1, 1, 1).Squeeze(1), cu, 1e-12, 1e-14, "unbatched c_n");
+
+        // Continuing from the final state equals running the concatenated sequence.
+        var x2 = R([3, 2, 3], 22, -2, 2);
+        var (yc, _) = lstm.Forward(x2, (h, c));
+        var (yall, _) = lstm.Forward(Tensor.Concat([x, x2], 0));
+        Close.Check(yall.Narrow(0, 5, 3), yc, 1e-12, 1e-14, "state carried over");
+    }
+
+    [Fact]
+    public void GRU_sequence_matches_transcription_in_every_layout()
+    {
+        var gru = new GRU(3, 4, numLayers: 3, batchFirst: true, generator: new Generator(30), dtype: F64);
+        var x = R([2, 6, 3], 31, -2, 2);
+        var (eo, eh) = GruSeqRef(gru, x.Transpose(0, 1).Contiguous().ToArray<double>(), 6, 2);
+        var (y, h) = gru.Forward(x);
+        Assert.Equal(new Shape(2, 6, 4), y.Shape);
+        Assert.Equal(new Shape(3, 2, 4), h.Shape);
+        Close.Check(eo, y.Transpose(0, 1).Contiguous().ToArray<double>(), 1e-12, 1e-14, "gru output");
+        Close.Check(eh.SelectMany(v => v).ToArray(), h.ToArray<double>(), 1e-12, 1e-14, "gru h_n");
+        var (yu, hu) = gru.Forward(x.Narrow(0, 0, 1).Squeeze(0));
+        Assert.Equal(new Shape(6, 4), yu.Shape);
+        Assert.Equal(new Shape(3, 4), hu.Shape);
+        Close.Check(y.Narrow(0, 0, 1).Squeeze(0), yu, 1e-12, 1e-14, "unbatched output");
+    }
+
+    [Fact]
+    public void Sequences_pass_gradcheck_and_drop_between_layers_only_in_training()
+    {
+        var lstm = new LSTM(2, 3, numLayers: 2, generator: new Generator(40), dtype: F64);
+        var x = R([3, 2, 2], 41, -2, 2);
+        Input(v => lstm.Forward(v).Output, x, "lstm sequence input");
+        Parameters(lstm, () => lstm.Forward(x).State.C, "lstm sequence");
+        var gru = new GRU(2, 3, numLayers: 2, generator: new Generator(42), dtype: F64);
+        Input(v => gru.Forward(v).Output, x, "gru sequence input");
+        Parameters(gru, () => gru.Forward(x).Output, "gru sequence");
+
+        var dropped = new GRU(2, 3, numLayers: 2, dropout: 0.5, generator: new Generator(42), dtype: F64);
+        var (yTrain, _) = dropped.Forward(x);
+        Assert.NotEqual(gru.Forward(x).Output.ToArray<double>(), yTrain.ToArray<double>());
+        dropped.Eval();
+        Assert.Equal(gru.Forward(x).Output.ToArray<double>(), dropped.Forward(x).Output.ToArray<double>());
+        // One layer has no layer after it to drop into, so dropout changes nothing.
+        var single = new GRU(2, 3, dropout: 0.5, generator: new Generator(43), dtype: F64);
+        var plain = new GRU(2, 3, generator: new Generator(43), dtype: F64);
+        Assert.Equal(plain.Forward(x).Output.ToArray<double>(), single.Forward(x).Output.ToArray<double>());
+    }
+
+    [Theory]
+    [InlineData(DType.Float64)]
+    [InlineData(DType.Float32)]
+    public void Fused_gate_kernels_match_the_reference_and_the_composed_ops(DType dtype)
+    {
+        // Pre-activations out to +-6 reach both branches of the kernel's sigmoid and its saturation.
+        int n = 5, hid = 7;
+        var a = R([n, 4 * hid], 50, -6, 6).To(dtype); var c = R([n, hid], 51, -3, 3).To(dtype);
+        var x = R([n, 3 * hid], 52, -6, 6).To(dtype); var m = R([n, 3 * hid], 53, -6, 6).To(dtype); var h = R([n, hid], 54).To(dtype);
+        var (rtol, atol) = Close.For(dtype, 4);
+        double[] ad = a.ToDoubleArray(), cd = c.ToDoubleArray(), xd = x.ToDoubleArray(), md = m.ToDoubleArray(), hd = h.ToDoubleArray();
+        var hc = RnnMath.LstmFused(a, c).ToDoubleArray();
+        var gy = RnnMath.GruFused(x, m, h).ToDoubleArray();
+        for (int r = 0; r < n; r++)
+        {
+            var (eh, ec) = Kiln.Kernels.Reference.LstmGates(ad.AsSpan(r * 4 * hid, 4 * hid), cd.AsSpan(r * hid, hid));
+            Close.Check(eh, hc.AsSpan(r * hid, hid), rtol, atol, $"lstm h' row {r}");
+            Close.Check(ec, hc.AsSpan((n + r) * hid, hid), rtol, atol, $"lstm c' row {r}");
+            var e = Kiln.Kernels.Reference.GruGates(xd.AsSpan(r * 3 * hid, 3 * hid), md.AsSpan(r * 3 * hid, 3 * hid), hd.AsSpan(r * hid, hid));
+            Close.Check(e, gy.AsSpan(r * hid, hid), rtol, atol, $"gru row {r}");
+        }
+        var (ch, cc) = RnnMath.LstmComposed(a, c);
+        Close.Check(Tensor.Stack([ch, cc], 0).ToDoubleArray(), hc, rtol, atol, "lstm composed");
+        Close.Check(RnnMath.GruComposed(x, m, h).ToDoubleArray(), gy, rtol, atol, "gru composed");
+    }
+
+    [Fact]
+    public void Fused_gate_backward_passes_gradcheck_and_differentiates_again()
+    {
+        int n = 3, hid = 4;
+        var a = R([n, 4 * hid], 60, -2, 2); var c = R([n, hid], 61);
+        var x = R([n, 3 * hid], 62, -2, 2); var m = R([n, 3 * hid], 63, -2, 2); var h = R([n, hid], 64);
+        var r = GradCheck.Run(v => RnnMath.LstmFused(v[0], v[1]), [a, c]);
+        Assert.True(r.Passed, $"lstm gates: {r}");
+        r = GradCheck.Run(v => RnnMath.GruFused(v[0], v[1], v[2]), [x, m, h]);
+        Assert.True(r.Passed, $"gru gates: {r}");
+        // The backward is made of tensor ops, so Hessian-vector products match the composed ops'.
+        var da = R(a.Shape, 65);
+        var fused = Autograd.Hvp(v => RnnMath.LstmFused(v, c).Tanh().Sum(), a, da);
+        var composed = Autograd.Hvp(v => { var (hh, cc) = RnnMath.LstmComposed(v, c); return Tensor.Stack([hh, cc], 0).Tanh().Sum(); }, a, da);
+        Close.Check(composed, fused, 1e-12, 1e-14, "lstm hessian-vector product");
+        var dm = R(m.Shape, 66);
+        Close.Check(Autograd.Hvp(v => RnnMath.GruComposed(x, v, h).Tanh().Sum(), m, dm), Autograd.Hvp(v => RnnMath.GruFused(x, v, h).Tanh().Sum(), m, dm), 1e-12, 1e-14, "gru hessian-vector product");
+    }
+
+    [Fact]
+    public void Recurrent_layers_reject_bad_input()
+    {
+        var cell = new LSTMCell(3, 4);
+        Assert.Equal("input", Assert.Throws<ArgumentException>(() => cell.Forward(Tensor.Zeros(2, 2, 3))).ParamName);
+        Assert.Contains("last dimension must be 3", Assert.Throws<ShapeMismatchException>(() => cell.Forward(Tensor.Zeros(2, 5))).Message);
+        var st = Assert.Throws<ShapeMismatchException>(() => cell.Forward(Tensor.Zeros(2, 3), (Tensor.Zeros(2, 4), Tensor.Zeros(3, 4))));
+        Assert.Equal("c", st.ParamName);
+        Assert.Contains("[3, 4]", st.Message);
+        Assert.Throws<ShapeMismatchException>(() => new GRUCell(3, 4).Forward(Tensor.Zeros(3), Tensor.Zeros(1, 4)));
+        var dt = Assert.Throws<ArgumentException>(() => new GRUCell(3, 4).Forward(Tensor.Zeros(2, 3), Tensor.Zeros([2, 4], DType.Float64)));
+        Assert.Equal("h", dt.ParamName);
+        Assert.Contains("Float64", dt.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GRUCell(0, 4));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LSTMCell(3, 0));
+
+        var lstm = new LSTM(3, 4, numLayers: 2);
+        Assert.Equal("input", Assert.Throws<ArgumentException>(() => lstm.Forward(Tensor.Zeros(3))).ParamName);
+        Assert.Contains("[5, 2, 4]", Assert.Throws<ShapeMismatchException>(() => lstm.Forward(Tensor.Zeros(5, 2, 4))).Message);
+        var h = Assert.Throws<ShapeMismatchException>(() => lstm.Forward(Tensor.Zeros(5, 2, 3), (Tensor.Zeros(1, 2, 4), Tensor.Zeros(2, 2, 4))));
+        Assert.Equal("h", h.ParamName);
+        Assert.Contains("no time steps", Assert.Throws<ArgumentException>(() => new GRU(3, 4).Forward(Tensor.Zeros(0, 2, 3))).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GRU(3, 4, numLayers: 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LSTM(3, 4, dropout: 1));
+    }
+}
