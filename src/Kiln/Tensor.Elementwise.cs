@@ -100,6 +100,39 @@ public sealed partial class Tensor
     public Tensor Mul(Tensor other) => Binary(BinaryOp.Mul, this, other);
     /// <summary>a / b with broadcasting.</summary>
     public Tensor Div(Tensor other) => Binary(BinaryOp.Div, this, other);
+    /// <summary>
+    /// a / b rounded toward zero (<see cref="DivRounding.Trunc"/>, C's integer division) or toward -infinity
+    /// (<see cref="DivRounding.Floor"/>, Python's //), in the promoted dtype: integers stay integers, as
+    /// <c>torch.div(a, b, rounding_mode=...)</c>. No gradient (the result is piecewise constant).
+    /// </summary>
+    /// <exception cref="DivideByZeroException">An integer divisor is 0.</exception>
+    public Tensor Div(Tensor other, DivRounding rounding)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        var dtype = ResultType(this, other);
+        if (dtype.IsFloating())
+        {
+            var q = Binary(BinaryOp.Div, this, other, dtype);
+            return (rounding == DivRounding.Floor ? q.Floor() : q.Trunc()).Detach();
+        }
+        var (a, b) = (To(dtype), other.To(dtype));
+        var y = Empty(Shape.Broadcast(a.Shape, b.Shape, "div"), dtype, Device);
+        Backend.Binary(BinaryOp.Div, a.BroadcastTo(y.Shape), b.BroadcastTo(y.Shape), y);   // the integer kernel truncates
+        if (rounding == DivRounding.Trunc) return y;
+        // Floor: one less where the remainder is nonzero and its sign differs from the divisor's.
+        var r = a - y * b;
+        return Where(r.Ne(r.ZerosLike()) & ((r < 0.0).Ne(b < 0.0)), y - 1L, y);
+    }
+
+    /// <summary>a // b (<see cref="Div(Tensor, DivRounding)"/> with <see cref="DivRounding.Floor"/>).</summary>
+    public Tensor FloorDivide(Tensor other) => Div(other, DivRounding.Floor);
+
+    /// <summary>a - floor(a / b) b: Python's % (the result has the divisor's sign), as <c>torch.remainder</c>.</summary>
+    public Tensor Remainder(Tensor other) => this - FloorDivide(other) * other;
+
+    /// <summary>a - trunc(a / b) b: C's fmod (the result has the dividend's sign), as <c>torch.fmod</c>.</summary>
+    public Tensor Fmod(Tensor other) => this - Div(other, DivRounding.Trunc) * other;
+
     /// <summary>a ^ b with broadcasting.</summary>
     public static Tensor Pow(Tensor a, Tensor b) => Binary(BinaryOp.Pow, a, b);
     /// <summary>x ^ p.</summary>
@@ -247,4 +280,13 @@ public sealed partial class Tensor
 
     /// <summary>Pow with a .NET exponent, promoted as a scalar.</summary>
     static Tensor PowScalar(Tensor x, double p) => Binary(BinaryOp.Pow, x, p, DType.Float64, scalarFirst: false);
+}
+
+/// <summary>How <see cref="Tensor.Div(Tensor, DivRounding)"/> rounds its quotient.</summary>
+public enum DivRounding
+{
+    /// <summary>Toward zero (C's integer division).</summary>
+    Trunc,
+    /// <summary>Toward -infinity (Python's //).</summary>
+    Floor,
 }

@@ -145,6 +145,21 @@ public class TypePromotionTests
     }
 
     [Fact]
+    public void Floor_and_trunc_division_remainder_and_fmod_follow_python_and_c()
+    {
+        var a = Longs(7, -7, 7, -7, 6);
+        var b = Longs(2, 2, -2, -2, 3);
+        Assert.Equal([3L, -4L, -4L, 3L, 2L], a.FloorDivide(b).ToArray<long>());
+        Assert.Equal([3L, -3L, -3L, 3L, 2L], a.Div(b, DivRounding.Trunc).ToArray<long>());
+        Assert.Equal([1L, 1L, -1L, -1L, 0L], a.Remainder(b).ToArray<long>());
+        Assert.Equal([1L, -1L, 1L, -1L, 0L], a.Fmod(b).ToArray<long>());
+        var f = Tensor.FromArray(new[] { 7.5f, -7.5f });
+        Assert.Equal([3f, -4f], f.FloorDivide(Tensor.FromArray(new[] { 2f, 2f })).ToArray<float>());
+        Assert.Equal([1.5f, 0.5f], f.Remainder(Tensor.FromArray(new[] { 2f, 2f })).ToArray<float>());
+        Assert.Equal([1.5f, -1.5f], f.Fmod(Tensor.FromArray(new[] { 2f, 2f })).ToArray<float>());
+    }
+
+    [Fact]
     public void Item_and_get_keep_every_digit_of_an_int64()
     {
         long big = (1L << 53) + 1;
