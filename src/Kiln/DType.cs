@@ -1,6 +1,6 @@
 namespace Kiln;
 
-/// <summary>Element types of a tensor. BFloat16 and Float16 are storage types: ops convert them to Float32 on load.</summary>
+/// <summary>Element types of a tensor. BFloat16 and Float16 are storage types: convert them with <c>To(DType.Float32)</c> to compute (an op on them throws <see cref="NotSupportedException"/>).</summary>
 public enum DType
 {
     /// <summary>IEEE 754 binary32, the workhorse.</summary>

@@ -19,19 +19,34 @@ public sealed partial class Tensor
 
     // ---------------------------------------------------------------- binary
 
-    /// <summary>Broadcasts both operands and applies a binary primitive.</summary>
-    public static Tensor Binary(BinaryOp op, Tensor a, Tensor b)
+    /// <summary>
+    /// Broadcasts both operands and applies a binary primitive in their promoted dtype (<see cref="TypePromotion"/>);
+    /// division of integers is true division in <see cref="TypePromotion.DefaultFloat"/>. Gradients flow back to each
+    /// operand in its own dtype.
+    /// </summary>
+    public static Tensor Binary(BinaryOp op, Tensor a, Tensor b) => Binary(op, a, b, TypePromotion.ResultType(TypePromotion.Of(a), TypePromotion.Of(b)));
+
+    static Tensor Binary(BinaryOp op, Tensor a, Tensor b, DType dtype)
     {
         string name = op.ToString().ToLowerInvariant();
         a.Storage.ThrowIfDisposed(name); b.Storage.ThrowIfDisposed(name);
-        Check.SameDType(a, b, name, "other");
         Check.SameDevice(a, b, name, "other");
+        if (op == BinaryOp.Div && !dtype.IsFloating() && !dtype.IsHalf()) dtype = TypePromotion.DefaultFloat;
+        (a, b) = (a.To(dtype), b.To(dtype));
         var shape = Shape.Broadcast(a.Shape, b.Shape, name);
-        var y = Empty(shape, a.DType, a.Device);
+        var y = Empty(shape, dtype, a.Device);
         a.Backend.Binary(op, a.BroadcastTo(shape), b.BroadcastTo(shape), y);
-        if (!a.DType.IsFloating()) return y;
+        if (!dtype.IsFloating()) return y;
         var rule = ElementwiseOps.Binary(op).Gradient;
         return Record(y, name, [a, b], g => rule(a, b, y, g));
+    }
+
+    /// <summary>op(a, s) or op(s, a) for a .NET scalar s taking part in promotion as <paramref name="kind"/> (Float64 for a double, Int64, Bool).</summary>
+    static Tensor Binary(BinaryOp op, Tensor a, double s, DType kind, bool scalarFirst)
+    {
+        var dtype = TypePromotion.ResultType(TypePromotion.Of(a), (kind, TypePromotion.Role.Scalar));
+        var t = Scalar(s, op == BinaryOp.Div && !dtype.IsFloating() ? TypePromotion.DefaultFloat : dtype, a.Device);
+        return scalarFirst ? Binary(op, t, a, dtype) : Binary(op, a, t, dtype);
     }
 
     void BinaryInPlace(BinaryOp op, Tensor b)
@@ -39,12 +54,43 @@ public sealed partial class Tensor
         string name = op.ToString().ToLowerInvariant() + "_";
         CheckInPlace(name);
         b.Storage.ThrowIfDisposed(name);
-        Check.SameDType(this, b, name, "other");
         Check.SameDevice(this, b, name, "other");
         var shape = Shape.Broadcast(Shape, b.Shape, name);
         if (shape != Shape) throw new ShapeMismatchException(name, "other", Shape, b.Shape, "an in-place result must keep the tensor's shape");
-        Backend.Binary(op, this, b.BroadcastTo(shape), this);
+        var dtype = TypePromotion.ResultType(TypePromotion.Of(this), TypePromotion.Of(b));
+        if (op == BinaryOp.Div && !dtype.IsFloating()) dtype = TypePromotion.DefaultFloat;
+        InPlaceResult(name, dtype);
+        if (dtype == DType && b.DType == DType) { Backend.Binary(op, this, b.BroadcastTo(shape), this); return; }
+        using (Autograd.NoGrad()) Backend.Copy(Binary(op, this, b, dtype), this);
     }
+
+    void ScalarInPlace(BinaryOp op, double s, DType kind)
+    {
+        string name = op.ToString().ToLowerInvariant() + "_";
+        var dtype = TypePromotion.ResultType(TypePromotion.Of(this), (kind, TypePromotion.Role.Scalar));
+        InPlaceResult(name, dtype);
+        BinaryInPlace(op, Scalar(s, dtype, Device));
+    }
+
+    void InPlaceResult(string name, DType dtype)
+    {
+        if (!TypePromotion.CanCast(dtype, DType))
+            throw new ArgumentException($"{name}: the result type {dtype} cannot be written into a {DType} tensor in place (it would drop to a lower category); use the out-of-place op", "other");
+    }
+
+    /// <summary>The dtype <c>Binary(op, a, b)</c> computes in (<see cref="TypePromotion.ResultType"/>): <c>torch.result_type(a, b)</c>.</summary>
+    public static DType ResultType(Tensor a, Tensor b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        return TypePromotion.ResultType(TypePromotion.Of(a), TypePromotion.Of(b));
+    }
+
+    /// <summary>The dtype of <paramref name="a"/> combined with a .NET double: Float32 for integer and Bool tensors, else a's dtype.</summary>
+    public static DType ResultType(Tensor a, double scalar) => TypePromotion.ResultType(TypePromotion.Of(a), (DType.Float64, TypePromotion.Role.Scalar));
+
+    /// <summary>The dtype of <paramref name="a"/> combined with a .NET integer: Int64 for Bool tensors, else a's dtype.</summary>
+    public static DType ResultType(Tensor a, long scalar) => TypePromotion.ResultType(TypePromotion.Of(a), (DType.Int64, TypePromotion.Role.Scalar));
 
     /// <summary>a + b with broadcasting.</summary>
     public Tensor Add(Tensor other) => Binary(BinaryOp.Add, this, other);
@@ -54,10 +100,43 @@ public sealed partial class Tensor
     public Tensor Mul(Tensor other) => Binary(BinaryOp.Mul, this, other);
     /// <summary>a / b with broadcasting.</summary>
     public Tensor Div(Tensor other) => Binary(BinaryOp.Div, this, other);
+    /// <summary>
+    /// a / b rounded toward zero (<see cref="DivRounding.Trunc"/>, C's integer division) or toward -infinity
+    /// (<see cref="DivRounding.Floor"/>, Python's //), in the promoted dtype: integers stay integers, as
+    /// <c>torch.div(a, b, rounding_mode=...)</c>. No gradient (the result is piecewise constant).
+    /// </summary>
+    /// <exception cref="DivideByZeroException">An integer divisor is 0.</exception>
+    public Tensor Div(Tensor other, DivRounding rounding)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        var dtype = ResultType(this, other);
+        if (dtype.IsFloating())
+        {
+            var q = Binary(BinaryOp.Div, this, other, dtype);
+            return (rounding == DivRounding.Floor ? q.Floor() : q.Trunc()).Detach();
+        }
+        var (a, b) = (To(dtype), other.To(dtype));
+        var y = Empty(Shape.Broadcast(a.Shape, b.Shape, "div"), dtype, Device);
+        Backend.Binary(BinaryOp.Div, a.BroadcastTo(y.Shape), b.BroadcastTo(y.Shape), y);   // the integer kernel truncates
+        if (rounding == DivRounding.Trunc) return y;
+        // Floor: one less where the remainder is nonzero and its sign differs from the divisor's.
+        var r = a - y * b;
+        return Where(r.Ne(r.ZerosLike()) & ((r < 0.0).Ne(b < 0.0)), y - 1L, y);
+    }
+
+    /// <summary>a // b (<see cref="Div(Tensor, DivRounding)"/> with <see cref="DivRounding.Floor"/>).</summary>
+    public Tensor FloorDivide(Tensor other) => Div(other, DivRounding.Floor);
+
+    /// <summary>a - floor(a / b) b: Python's % (the result has the divisor's sign), as <c>torch.remainder</c>.</summary>
+    public Tensor Remainder(Tensor other) => this - FloorDivide(other) * other;
+
+    /// <summary>a - trunc(a / b) b: C's fmod (the result has the dividend's sign), as <c>torch.fmod</c>.</summary>
+    public Tensor Fmod(Tensor other) => this - Div(other, DivRounding.Trunc) * other;
+
     /// <summary>a ^ b with broadcasting.</summary>
     public static Tensor Pow(Tensor a, Tensor b) => Binary(BinaryOp.Pow, a, b);
     /// <summary>x ^ p.</summary>
-    public Tensor Pow(double p) => Binary(BinaryOp.Pow, this, ScalarLike(p));
+    public Tensor Pow(double p) => PowScalar(this, p);
     /// <summary>Elementwise maximum with broadcasting.</summary>
     public static Tensor Maximum(Tensor a, Tensor b) => Binary(BinaryOp.Max, a, b);
     /// <summary>Elementwise minimum with broadcasting.</summary>
@@ -74,9 +153,15 @@ public sealed partial class Tensor
     /// <summary>this /= other in place.</summary>
     public Tensor Div_(Tensor other) { BinaryInPlace(BinaryOp.Div, other); return this; }
     /// <summary>this += s in place.</summary>
-    public Tensor Add_(double s) => Add_(ScalarLike(s));
+    /// <exception cref="ArgumentException">This tensor is integer or Bool (the result would be floating).</exception>
+    public Tensor Add_(double s) { ScalarInPlace(BinaryOp.Add, s, DType.Float64); return this; }
     /// <summary>this *= s in place.</summary>
-    public Tensor Mul_(double s) => Mul_(ScalarLike(s));
+    /// <exception cref="ArgumentException">This tensor is integer or Bool (the result would be floating).</exception>
+    public Tensor Mul_(double s) { ScalarInPlace(BinaryOp.Mul, s, DType.Float64); return this; }
+    /// <summary>this += s in place.</summary>
+    public Tensor Add_(long s) { ScalarInPlace(BinaryOp.Add, s, DType.Int64); return this; }
+    /// <summary>this *= s in place.</summary>
+    public Tensor Mul_(long s) { ScalarInPlace(BinaryOp.Mul, s, DType.Int64); return this; }
 
     /// <summary>A rank-0 tensor of this dtype and device.</summary>
     internal Tensor ScalarLike(double v) => Scalar(v, DType, Device);
@@ -90,33 +175,50 @@ public sealed partial class Tensor
     /// <summary>a / b</summary>
     public static Tensor operator /(Tensor a, Tensor b) => a.Div(b);
     /// <summary>-a</summary>
-    public static Tensor operator -(Tensor a) => a.DType.IsFloating() ? a.Neg() : a.ScalarLike(0) - a;
-    /// <summary>a + s</summary>
-    public static Tensor operator +(Tensor a, double s) => a.Add(a.ScalarLike(s));
+    public static Tensor operator -(Tensor a) => a.DType.IsFloating() ? a.Neg() : 0L - a;
+    /// <summary>a + s (promoted: an integer tensor + a double is Float32).</summary>
+    public static Tensor operator +(Tensor a, double s) => Binary(BinaryOp.Add, a, s, DType.Float64, scalarFirst: false);
     /// <summary>s + a</summary>
-    public static Tensor operator +(double s, Tensor a) => a.ScalarLike(s).Add(a);
-    /// <summary>a - s</summary>
-    public static Tensor operator -(Tensor a, double s) => a.Sub(a.ScalarLike(s));
+    public static Tensor operator +(double s, Tensor a) => Binary(BinaryOp.Add, a, s, DType.Float64, scalarFirst: true);
+    /// <summary>a + s (promoted: an integer tensor + a double is Float32).</summary>
+    public static Tensor operator +(Tensor a, long s) => Binary(BinaryOp.Add, a, s, DType.Int64, scalarFirst: false);
+    /// <summary>s + a</summary>
+    public static Tensor operator +(long s, Tensor a) => Binary(BinaryOp.Add, a, s, DType.Int64, scalarFirst: true);
+    /// <summary>a - s (promoted: an integer tensor - a double is Float32).</summary>
+    public static Tensor operator -(Tensor a, double s) => Binary(BinaryOp.Sub, a, s, DType.Float64, scalarFirst: false);
     /// <summary>s - a</summary>
-    public static Tensor operator -(double s, Tensor a) => a.ScalarLike(s).Sub(a);
-    /// <summary>a * s</summary>
-    public static Tensor operator *(Tensor a, double s) => a.Mul(a.ScalarLike(s));
+    public static Tensor operator -(double s, Tensor a) => Binary(BinaryOp.Sub, a, s, DType.Float64, scalarFirst: true);
+    /// <summary>a - s (promoted: an integer tensor - a double is Float32).</summary>
+    public static Tensor operator -(Tensor a, long s) => Binary(BinaryOp.Sub, a, s, DType.Int64, scalarFirst: false);
+    /// <summary>s - a</summary>
+    public static Tensor operator -(long s, Tensor a) => Binary(BinaryOp.Sub, a, s, DType.Int64, scalarFirst: true);
+    /// <summary>a * s (promoted: an integer tensor * a double is Float32).</summary>
+    public static Tensor operator *(Tensor a, double s) => Binary(BinaryOp.Mul, a, s, DType.Float64, scalarFirst: false);
     /// <summary>s * a</summary>
-    public static Tensor operator *(double s, Tensor a) => a.ScalarLike(s).Mul(a);
-    /// <summary>a / s</summary>
-    public static Tensor operator /(Tensor a, double s) => a.Div(a.ScalarLike(s));
+    public static Tensor operator *(double s, Tensor a) => Binary(BinaryOp.Mul, a, s, DType.Float64, scalarFirst: true);
+    /// <summary>a * s (promoted: an integer tensor * a double is Float32).</summary>
+    public static Tensor operator *(Tensor a, long s) => Binary(BinaryOp.Mul, a, s, DType.Int64, scalarFirst: false);
+    /// <summary>s * a</summary>
+    public static Tensor operator *(long s, Tensor a) => Binary(BinaryOp.Mul, a, s, DType.Int64, scalarFirst: true);
+    /// <summary>a / s (promoted: an integer tensor / a double is Float32).</summary>
+    public static Tensor operator /(Tensor a, double s) => Binary(BinaryOp.Div, a, s, DType.Float64, scalarFirst: false);
     /// <summary>s / a</summary>
-    public static Tensor operator /(double s, Tensor a) => a.ScalarLike(s).Div(a);
+    public static Tensor operator /(double s, Tensor a) => Binary(BinaryOp.Div, a, s, DType.Float64, scalarFirst: true);
+    /// <summary>a / s (promoted: an integer tensor / a double is Float32).</summary>
+    public static Tensor operator /(Tensor a, long s) => Binary(BinaryOp.Div, a, s, DType.Int64, scalarFirst: false);
+    /// <summary>s / a</summary>
+    public static Tensor operator /(long s, Tensor a) => Binary(BinaryOp.Div, a, s, DType.Int64, scalarFirst: true);
 
     // ---------------------------------------------------------------- comparisons and selection
 
-    /// <summary>Elementwise comparison with broadcasting; the result is Bool and carries no gradient.</summary>
+    /// <summary>Elementwise comparison with broadcasting, in the operands' promoted dtype; the result is Bool and carries no gradient.</summary>
     public static Tensor Compare(CompareOp op, Tensor a, Tensor b)
     {
         string name = op.ToString().ToLowerInvariant();
         a.Storage.ThrowIfDisposed(name); b.Storage.ThrowIfDisposed(name);
-        Check.SameDType(a, b, name, "other");
         Check.SameDevice(a, b, name, "other");
+        var dtype = ResultType(a, b);
+        (a, b) = (a.To(dtype), b.To(dtype));
         var shape = Shape.Broadcast(a.Shape, b.Shape, name);
         var y = Empty(shape, DType.Bool, a.Device);
         a.Backend.Compare(op, a.BroadcastTo(shape), b.BroadcastTo(shape), y);
@@ -136,13 +238,13 @@ public sealed partial class Tensor
     /// <summary>a &gt;= b</summary>
     public static Tensor operator >=(Tensor a, Tensor b) => Compare(CompareOp.Ge, a, b);
     /// <summary>a &lt; s</summary>
-    public static Tensor operator <(Tensor a, double s) => Compare(CompareOp.Lt, a, a.ScalarLike(s));
+    public static Tensor operator <(Tensor a, double s) => Compare(CompareOp.Lt, a, Scalar(s, ResultType(a, s), a.Device));
     /// <summary>a &gt; s</summary>
-    public static Tensor operator >(Tensor a, double s) => Compare(CompareOp.Gt, a, a.ScalarLike(s));
+    public static Tensor operator >(Tensor a, double s) => Compare(CompareOp.Gt, a, Scalar(s, ResultType(a, s), a.Device));
     /// <summary>a &lt;= s</summary>
-    public static Tensor operator <=(Tensor a, double s) => Compare(CompareOp.Le, a, a.ScalarLike(s));
+    public static Tensor operator <=(Tensor a, double s) => Compare(CompareOp.Le, a, Scalar(s, ResultType(a, s), a.Device));
     /// <summary>a &gt;= s</summary>
-    public static Tensor operator >=(Tensor a, double s) => Compare(CompareOp.Ge, a, a.ScalarLike(s));
+    public static Tensor operator >=(Tensor a, double s) => Compare(CompareOp.Ge, a, Scalar(s, ResultType(a, s), a.Device));
     /// <summary>Logical and of Bool tensors.</summary>
     public static Tensor operator &(Tensor a, Tensor b) => Where(a, b, Zeros(new Shape(), DType.Bool, a.Device));
     /// <summary>Logical or of Bool tensors.</summary>
@@ -153,12 +255,13 @@ public sealed partial class Tensor
     /// <summary>True where the value is NaN.</summary>
     public Tensor IsNan() => Ne(this);
 
-    /// <summary>cond ? a : b elementwise, all three broadcast together; gradients flow to the chosen side.</summary>
-    /// <exception cref="ArgumentException">cond is not Bool, or a and b differ in dtype.</exception>
+    /// <summary>cond ? a : b elementwise, all three broadcast together, a and b in their promoted dtype; gradients flow to the chosen side.</summary>
+    /// <exception cref="ArgumentException">cond is not Bool.</exception>
     public static Tensor Where(Tensor cond, Tensor a, Tensor b)
     {
         if (cond.DType != DType.Bool) throw new ArgumentException($"where: cond must be Bool, not {cond.DType}", nameof(cond));
-        Check.SameDType(a, b, "where", nameof(b));
+        var dtype = ResultType(a, b);
+        (a, b) = (a.To(dtype), b.To(dtype));
         Check.SameDevice(a, b, "where", nameof(b));
         Check.SameDevice(a, cond, "where", nameof(cond));
         var shape = Shape.Broadcast(Shape.Broadcast(cond.Shape, a.Shape, "where"), b.Shape, "where");
@@ -174,4 +277,16 @@ public sealed partial class Tensor
 
     /// <summary>A copy with <paramref name="value"/> where <paramref name="mask"/> (Bool, broadcast) is true.</summary>
     public Tensor MaskedFill(Tensor mask, double value) => Where(mask, ScalarLike(value), this);
+
+    /// <summary>Pow with a .NET exponent, promoted as a scalar.</summary>
+    static Tensor PowScalar(Tensor x, double p) => Binary(BinaryOp.Pow, x, p, DType.Float64, scalarFirst: false);
+}
+
+/// <summary>How <see cref="Tensor.Div(Tensor, DivRounding)"/> rounds its quotient.</summary>
+public enum DivRounding
+{
+    /// <summary>Toward zero (C's integer division).</summary>
+    Trunc,
+    /// <summary>Toward -infinity (Python's //).</summary>
+    Floor,
 }

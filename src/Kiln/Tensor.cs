@@ -159,7 +159,7 @@ public sealed partial class Tensor : IDisposable
     /// <summary>The elements converted to float64, row-major.</summary>
     public double[] ToDoubleArray() => To(DType.Float64).ToArray<double>();
 
-    /// <summary>The value of a one-element tensor, as float64.</summary>
+    /// <summary>The value of a one-element tensor, as float64 (<see cref="Item{T}"/> keeps an Int64's every digit).</summary>
     /// <exception cref="InvalidOperationException">The tensor has more than one element.</exception>
     public double Item()
     {
@@ -167,22 +167,39 @@ public sealed partial class Tensor : IDisposable
         return ToDoubleArray()[0];
     }
 
-    /// <summary>The element at <paramref name="index"/>, as float64.</summary>
+    /// <summary>The value of a one-element tensor in its own type (an Int64 keeps every digit); <typeparamref name="T"/> must be the dtype's element type.</summary>
+    /// <exception cref="InvalidOperationException">The tensor has more than one element.</exception>
+    /// <exception cref="InvalidCastException"><typeparamref name="T"/> is not this tensor's element type.</exception>
+    public T Item<T>()
+    {
+        if (Numel != 1) throw new InvalidOperationException($"item: tensor of shape {Shape} has {Numel} elements, not 1");
+        return ToArray<T>()[0];
+    }
+
+    /// <summary>The element at <paramref name="index"/> in its own type; <typeparamref name="T"/> must be the dtype's element type.</summary>
+    /// <exception cref="ArgumentException">Wrong number of indices.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An index is out of range.</exception>
+    public T Get<T>(params int[] index) => Element(index).Item<T>();
+
+    Tensor Element(int[] index)
+    {
+        ArgumentNullException.ThrowIfNull(index);
+        if (index.Length != Rank) throw new ArgumentException($"index: {index.Length} indices for a tensor of rank {Rank}", nameof(index));
+        int off = Layout.Offset;
+        for (int i = 0; i < Rank; i++)
+        {
+            int ix = index[i] < 0 ? index[i] + Shape[i] : index[i];
+            if (ix < 0 || ix >= Shape[i]) throw new ArgumentOutOfRangeException(nameof(index), index[i], $"index: {index[i]} is out of range for dimension {i} of size {Shape[i]}");
+            off += ix * Layout.Strides[i];
+        }
+        return new Tensor(Storage, new Layout(new Shape(), [], off));
+    }
+
+    /// <summary>The element at <paramref name="index"/>, as float64 (<see cref="Get{T}"/> keeps an Int64's every digit).</summary>
     [System.Runtime.CompilerServices.IndexerName("At")]
     public double this[params int[] index]
     {
-        get
-        {
-            if (index.Length != Rank) throw new ArgumentException($"index: {index.Length} indices for a tensor of rank {Rank}", nameof(index));
-            int off = Layout.Offset;
-            for (int i = 0; i < Rank; i++)
-            {
-                int ix = index[i] < 0 ? index[i] + Shape[i] : index[i];
-                if (ix < 0 || ix >= Shape[i]) throw new ArgumentOutOfRangeException(nameof(index), index[i], $"index: {index[i]} is out of range for dimension {i} of size {Shape[i]}");
-                off += ix * Layout.Strides[i];
-            }
-            return new Tensor(Storage, new Layout(new Shape(), [], off)).Item();
-        }
+        get => Element(index).Item();
     }
 
     /// <summary>A copy with dtype <paramref name="dtype"/> (this tensor itself when it already has it).</summary>

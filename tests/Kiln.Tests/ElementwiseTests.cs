@@ -62,7 +62,8 @@ public class ElementwiseTests
         var b = a + Tensor.FromArray(new long[] { 1 });
         Assert.Equal(new long[] { 2, 3, 4, long.MaxValue }, b.ToArray<long>());
         Assert.Equal(new[] { 1, 2, 3 }, Tensor.FromArray(new[] { 1.9f, 2.2f, 3.0f }).To(DType.Int32).ToArray<int>());
-        Assert.Throws<DivideByZeroException>(() => Tensor.FromArray(new[] { 1 }).Div(Tensor.FromArray(new[] { 0 })).ToArray<int>());
+        Assert.Throws<DivideByZeroException>(() => Tensor.FromArray(new[] { 1 }).Div(Tensor.FromArray(new[] { 0 }), DivRounding.Trunc).ToArray<int>());
+        Assert.Equal([float.PositiveInfinity], Tensor.FromArray(new[] { 1 }).Div(Tensor.FromArray(new[] { 0 })).ToArray<float>());   // true division
     }
 
     [Fact]
