@@ -230,4 +230,331 @@ public sealed partial class Tensor
             throw new ArgumentOutOfRangeException(nameof(start), $"narrow: [{start}, {start + length}) is outside dimension {a} of size {Shape[a]}");
         return Slice(a, start, start + length);
     }
+
+    // ---------------------------------------------------------------- triangles, flips, rolls, repeats, diagonals
+
+    /// <summary>
+    /// The lower triangle of the matrices in the last two dims (PyTorch tril): element [..., i, j] is kept where
+    /// j - i &lt;= <paramref name="diagonal"/> and is zero elsewhere. Diagonal 0 is the main diagonal, positive values
+    /// lie above it, negative below. Leading dims are a batch. Any dtype; the gradient is masked the same way.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The tensor has fewer than two dims.</exception>
+    public Tensor Tril(int diagonal = 0) => Triangle(diagonal, upper: false);
+
+    /// <summary>
+    /// The upper triangle of the matrices in the last two dims (PyTorch triu): element [..., i, j] is kept where
+    /// j - i &gt;= <paramref name="diagonal"/> and is zero elsewhere. Leading dims are a batch.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The tensor has fewer than two dims.</exception>
+    public Tensor Triu(int diagonal = 0) => Triangle(diagonal, upper: true);
+
+    Tensor Triangle(int diagonal, bool upper)
+    {
+        string op = upper ? "triu" : "tril";
+        Storage.ThrowIfDisposed(op);
+        if (Rank < 2) throw new ShapeMismatchException(op, "input", $"needs a tensor of at least 2 dims (a batch of matrices), got shape {Shape}");
+        int n = Shape[^2], m = Shape[^1];
+        // One [n, m] mask broadcast over the batch: column j against row i + diagonal, built on the device.
+        var rows = Arange(diagonal, (double)diagonal + n, 1, DType.Int64, Device).Reshape(n, 1);
+        var cols = Arange(m, DType.Int64, Device);
+        var keep = upper ? cols >= rows : cols <= rows;
+        return Where(keep, this, Zeros(new Shape(), DType, Device));
+    }
+
+    /// <summary>A copy with the order of elements reversed along each of <paramref name="dims"/> (PyTorch flip).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A dim is outside -rank..rank-1.</exception>
+    /// <exception cref="ArgumentException">A dim is named twice.</exception>
+    public Tensor Flip(params int[] dims)
+    {
+        ArgumentNullException.ThrowIfNull(dims);
+        Storage.ThrowIfDisposed("flip");
+        var axes = dims.Select(d => Check.Axis(d, Rank, "flip", nameof(dims))).ToArray();
+        CheckDistinct(axes, dims, "flip");
+        // A reversed axis is a negative stride from the axis' last element; one strided copy materialises it (such
+        // layouts stay internal: every public view has non-negative strides).
+        var strides = (int[])Layout.Strides.Clone();
+        int offset = Layout.Offset;
+        foreach (int a in axes)
+            if (Rank > 0 && Shape[a] > 1) { offset += (Shape[a] - 1) * strides[a]; strides[a] = -strides[a]; }
+        var y = Empty(Shape, DType, Device);
+        if (Numel > 0) Backend.Copy(new Tensor(Storage, new Layout(Shape, strides, offset)), y);
+        return Record(y, "flip", [this], g => [g.Flip(axes)]);
+    }
+
+    static void CheckDistinct(int[] axes, int[] given, string op)
+    {
+        var twice = axes.GroupBy(a => a).FirstOrDefault(g => g.Count() > 1);
+        if (twice is not null)
+            throw new ArgumentException($"{op}: dims [{string.Join(", ", given)}] name dimension {twice.Key} more than once", "dims");
+    }
+
+    /// <summary>
+    /// A copy with elements shifted by <paramref name="shifts"/>[k] along <paramref name="dims"/>[k], wrapping around
+    /// (PyTorch roll: element i moves to (i + shift) mod n). Without dims, the flattened tensor is rolled by the one
+    /// shift and the shape restored. A dim named twice is rolled by the sum of its shifts.
+    /// </summary>
+    /// <exception cref="ArgumentException">shifts and dims differ in length, or shifts is not one value when dims is null or empty.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A dim is outside -rank..rank-1.</exception>
+    public Tensor Roll(int[] shifts, int[]? dims = null)
+    {
+        ArgumentNullException.ThrowIfNull(shifts);
+        Storage.ThrowIfDisposed("roll");
+        if (dims is null || dims.Length == 0)
+        {
+            if (shifts.Length != 1)
+                throw new ArgumentException($"roll: without dims, shifts must be one value (the flattened roll), got [{string.Join(", ", shifts)}]", nameof(shifts));
+            return Reshape(-1).Roll(shifts, [0]).Reshape(Shape.ToArray());
+        }
+        if (shifts.Length != dims.Length)
+            throw new ArgumentException($"roll: {shifts.Length} shifts [{string.Join(", ", shifts)}] for {dims.Length} dims [{string.Join(", ", dims)}]; give one shift per dim", nameof(shifts));
+        var axes = dims.Select(d => Check.Axis(d, Rank, "roll", nameof(dims))).ToArray();
+        if (Rank == 0) return Clone();
+        var shift = new int[Rank];
+        for (int k = 0; k < axes.Length; k++)
+        {
+            int n = Shape[axes[k]];
+            if (n > 0) shift[axes[k]] = (int)((((long)shift[axes[k]] + shifts[k]) % n + n) % n);
+        }
+        var y = Empty(Shape, DType, Device);
+        if (Numel > 0)
+        {
+            // Along each rolled dim the source splits into [0, n - s), which lands at [s, n), and [n - s, n), which
+            // lands at [0, s): one strided block copy per combination of halves.
+            var moved = Enumerable.Range(0, Rank).Where(a => shift[a] != 0).ToArray();
+            for (int pick = 0; pick < 1 << moved.Length; pick++)
+            {
+                Layout src = Layout, dst = y.Layout;
+                for (int b = 0; b < moved.Length; b++)
+                {
+                    int a = moved[b], n = Shape[a], s = shift[a];
+                    var (from, to, len) = (pick >> b & 1) == 0 ? (0, s, n - s) : (n - s, 0, s);
+                    src = SliceLayout(src, a, from, 1, len);
+                    dst = SliceLayout(dst, a, to, 1, len);
+                }
+                Backend.Copy(new Tensor(Storage, src), new Tensor(y.Storage, dst));
+            }
+        }
+        var rolled = axes.Distinct().ToArray();
+        var back = rolled.Select(a => -shift[a]).ToArray();
+        return Record(y, "roll", [this], g => [g.Roll(back, rolled)]);
+    }
+
+    /// <summary>Roll by one shift along <paramref name="dim"/>, or of the flattened tensor when dim is null (see <see cref="Roll(int[], int[])"/>).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">dim is outside -rank..rank-1.</exception>
+    public Tensor Roll(int shifts, int? dim = null) => Roll([shifts], dim is int d ? [d] : null);
+
+    /// <summary>
+    /// A copy tiled <paramref name="repeats"/>[i] times along dim i (PyTorch Tensor.repeat). With more repeats than
+    /// dims, the tensor is first viewed with leading size-1 dims. Shape: [repeats[i] * size[i]].
+    /// </summary>
+    /// <exception cref="ArgumentException">Fewer repeats than dims.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A repeat is negative.</exception>
+    public Tensor Repeat(params int[] repeats)
+    {
+        ArgumentNullException.ThrowIfNull(repeats);
+        if (repeats.Length < Rank)
+            throw new ArgumentException($"repeat: {repeats.Length} repeats [{string.Join(", ", repeats)}] for a tensor of rank {Rank}; give one per dim at least (Tile pads with 1s)", nameof(repeats));
+        return Tiled(repeats, "repeat");
+    }
+
+    /// <summary>
+    /// A copy tiled <paramref name="reps"/>[i] times along dim i (numpy and PyTorch tile): fewer reps than dims are
+    /// padded with leading 1s, more reps than dims view the tensor with leading size-1 dims.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A rep is negative.</exception>
+    public Tensor Tile(params int[] reps)
+    {
+        ArgumentNullException.ThrowIfNull(reps);
+        return Tiled([.. Enumerable.Repeat(1, Math.Max(0, Rank - reps.Length)), .. reps], "tile");
+    }
+
+    Tensor Tiled(int[] repeats, string op)
+    {
+        Storage.ThrowIfDisposed(op);
+        int bad = Array.FindIndex(repeats, r => r < 0);
+        if (bad >= 0) throw new ArgumentOutOfRangeException("repeats", repeats[bad], $"{op}: repeats[{bad}] = {repeats[bad]} is negative in [{string.Join(", ", repeats)}]");
+        int r = repeats.Length, lead = r - Rank;
+        // [d0, d1, ...] viewed as [1, d0, 1, d1, ...], broadcast to [r0, d0, r1, d1, ...] and copied once.
+        var inter = new int[2 * r]; var wide = new int[2 * r]; var shape = new int[r];
+        for (int i = 0; i < r; i++)
+        {
+            int d = i < lead ? 1 : Shape[i - lead];
+            (inter[2 * i], inter[2 * i + 1]) = (1, d);
+            (wide[2 * i], wide[2 * i + 1]) = (repeats[i], d);
+            shape[i] = checked(repeats[i] * d);
+        }
+        return Reshape(inter).BroadcastTo(new Shape(wide)).Clone().Reshape(shape);
+    }
+
+    /// <summary>
+    /// Each element repeated <paramref name="repeats"/> times in place along <paramref name="dim"/> (PyTorch
+    /// repeat_interleave: [a, b] becomes [a, a, b, b]); without dim, the flattened tensor is repeated.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">repeats is negative or dim is outside -rank..rank-1.</exception>
+    public Tensor RepeatInterleave(int repeats, int? dim = null)
+    {
+        Storage.ThrowIfDisposed("repeat_interleave");
+        if (repeats < 0) throw new ArgumentOutOfRangeException(nameof(repeats), repeats, $"repeat_interleave: repeats {repeats} is negative");
+        if (dim is int d) Check.Axis(d, Rank, "repeat_interleave", nameof(dim));
+        if (dim is null || Rank == 0) return (Rank == 1 ? this : Reshape(-1)).RepeatInterleave(repeats, 0);
+        int a = Check.Axis(dim.Value, Rank, "repeat_interleave", nameof(dim));
+        var s = Shape.ToArray();
+        int[] wide = [.. s[..(a + 1)], repeats, .. s[(a + 1)..]];
+        var shape = (int[])s.Clone(); shape[a] = checked(s[a] * repeats);
+        return Unsqueeze(a + 1).BroadcastTo(new Shape(wide)).Clone().Reshape(shape);
+    }
+
+    /// <summary>
+    /// Element i along <paramref name="dim"/> repeated repeats[i] times (PyTorch repeat_interleave with a tensor):
+    /// <paramref name="repeats"/> is an Int64 vector with one count per element of the dim, or a single count for all.
+    /// Without dim, the flattened tensor is repeated. The counts are read on the host (they decide the result's shape).
+    /// </summary>
+    /// <exception cref="ArgumentException">repeats is not Int64, not 0-D or 1-D, or its length is neither 1 nor the dim's size.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A count is negative or dim is outside -rank..rank-1.</exception>
+    public Tensor RepeatInterleave(Tensor repeats, int? dim = null)
+    {
+        ArgumentNullException.ThrowIfNull(repeats);
+        Storage.ThrowIfDisposed("repeat_interleave");
+        repeats.Storage.ThrowIfDisposed("repeat_interleave");
+        if (repeats.DType != DType.Int64) throw new ArgumentException($"repeat_interleave: repeats must be Int64, not {repeats.DType}", nameof(repeats));
+        if (repeats.Rank > 1) throw new ArgumentException($"repeat_interleave: repeats must be 0-D or 1-D, got shape {repeats.Shape}", nameof(repeats));
+        if (dim is not int d0 || Rank == 0)
+        {
+            if (dim is int d) Check.Axis(d, Rank, "repeat_interleave", nameof(dim));
+            return (Rank == 1 ? this : Reshape(-1)).RepeatInterleave(repeats, 0);
+        }
+        int a = Check.Axis(d0, Rank, "repeat_interleave", nameof(dim)), n = Shape[a];
+        var counts = repeats.ToArray<long>();
+        if (counts.Length != n && counts.Length != 1)
+            throw new ArgumentException($"repeat_interleave: repeats holds {counts.Length} counts but dimension {a} has size {n}; give one per element or a single count", nameof(repeats));
+        int bad = Array.FindIndex(counts, c => c < 0);
+        if (bad >= 0) throw new ArgumentOutOfRangeException(nameof(repeats), counts[bad], $"repeat_interleave: repeats[{bad}] = {counts[bad]} is negative");
+        if (counts.Length == 1) return RepeatInterleave(checked((int)counts[0]), a);
+        long total = counts.Sum();
+        if (total > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(repeats), total, $"repeat_interleave: the counts add up to {total} elements along dimension {a}, more than a dim holds");
+        var index = new long[total];
+        for (int i = 0, at = 0; i < n; i++)
+            for (long k = 0; k < counts[i]; k++) index[at++] = i;
+        return IndexSelect(a, FromArray(index, new Shape(index.Length)).To(Device));
+    }
+
+    /// <summary>
+    /// A view of the diagonal of the matrices spanned by <paramref name="dim1"/> (rows) and <paramref name="dim2"/>
+    /// (columns) (PyTorch diagonal): element k is [k, k + offset] for offset &gt;= 0 and [k - offset, k] below. Both dims
+    /// are removed and the diagonal becomes the last dim; no copy (its stride is the sum of the two dims' strides).
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The tensor has fewer than two dims.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A dim is outside -rank..rank-1.</exception>
+    /// <exception cref="ArgumentException">dim1 and dim2 are the same dim.</exception>
+    public Tensor Diagonal(int offset = 0, int dim1 = 0, int dim2 = 1)
+    {
+        Storage.ThrowIfDisposed("diagonal");
+        if (Rank < 2) throw new ShapeMismatchException("diagonal", "input", $"needs a tensor of at least 2 dims, got shape {Shape}");
+        var (a, b) = DiagonalDims(dim1, dim2, Rank, "diagonal");
+        var src = Shape;
+        return View(DiagonalLayout(Layout, offset, a, b), "diagonal", g => g.DiagonalBackward(src, offset, a, b));
+    }
+
+    static (int, int) DiagonalDims(int dim1, int dim2, int rank, string op)
+    {
+        int a = Check.Axis(dim1, rank, op, nameof(dim1)), b = Check.Axis(dim2, rank, op, nameof(dim2));
+        if (a == b) throw new ArgumentException($"{op}: dim1 {dim1} and dim2 {dim2} are the same dimension {a}; the diagonal needs two", nameof(dim2));
+        return (a, b);
+    }
+
+    static Layout DiagonalLayout(Layout l, int offset, int a, int b)
+    {
+        long n1 = l.Shape[a], n2 = l.Shape[b];
+        int len = (int)Math.Max(0, offset >= 0 ? Math.Min(n1, n2 - offset) : Math.Min(n1 + offset, n2));
+        int start = len == 0 ? l.Offset : l.Offset + (offset >= 0 ? offset * l.Strides[b] : -offset * l.Strides[a]);
+        var keep = Enumerable.Range(0, l.Shape.Rank).Where(i => i != a && i != b).ToArray();
+        int[] dims = [.. keep.Select(i => l.Shape[i]), len], strides = [.. keep.Select(i => l.Strides[i]), l.Strides[a] + l.Strides[b]];
+        return new Layout(new Shape(dims), strides, start);
+    }
+
+    /// <summary>The gradient of a diagonal: zeros of the source shape with g written onto the diagonal.</summary>
+    Tensor DiagonalBackward(Shape source, int offset, int a, int b)
+    {
+        var y = Zeros(source, DType, Device);
+        if (Numel > 0) Backend.Copy(this, new Tensor(y.Storage, DiagonalLayout(y.Layout, offset, a, b)));
+        return Record(y, "diagonal_backward", [this], gg => [gg.Diagonal(offset, a, b)]);
+    }
+
+    /// <summary>
+    /// PyTorch diag: a vector of n elements becomes the [n + |diagonal|, n + |diagonal|] matrix with it on that diagonal
+    /// and zeros elsewhere; a matrix gives a copy of its diagonal (see <see cref="Diagonal"/>).
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The tensor is neither 1-D nor 2-D.</exception>
+    public Tensor Diag(int diagonal = 0)
+    {
+        Storage.ThrowIfDisposed("diag");
+        if (Rank == 2) return Diagonal(diagonal).Clone();
+        if (Rank != 1) throw new ShapeMismatchException("diag", "input", $"needs a 1-D or 2-D tensor, got shape {Shape}");
+        return DiagEmbed(diagonal, 0, 1);
+    }
+
+    /// <summary>
+    /// The last dim placed on a diagonal of new matrices (PyTorch diag_embed): the result has one more dim, dims
+    /// <paramref name="dim1"/> and <paramref name="dim2"/> (of the result) are both n + |offset| for a last dim of n,
+    /// and result.Diagonal(offset, dim1, dim2) equals this tensor; every other element is zero.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The tensor is 0-D.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A dim is outside -(rank+1)..rank.</exception>
+    /// <exception cref="ArgumentException">dim1 and dim2 are the same dim.</exception>
+    public Tensor DiagEmbed(int offset = 0, int dim1 = -2, int dim2 = -1)
+    {
+        Storage.ThrowIfDisposed("diag_embed");
+        if (Rank == 0) throw new ShapeMismatchException("diag_embed", "input", "needs a tensor of at least 1 dim, got a 0-D tensor");
+        var (a, b) = DiagonalDims(dim1, dim2, Rank + 1, "diag_embed");
+        int n = checked(Shape[^1] + Math.Abs(offset));
+        var dims = Shape.ToArray()[..^1].ToList();
+        dims.Insert(Math.Min(a, b), n);
+        dims.Insert(Math.Max(a, b), n);
+        var y = Zeros(new Shape(dims.ToArray()), DType, Device);
+        if (Numel > 0) Backend.Copy(this, new Tensor(y.Storage, DiagonalLayout(y.Layout, offset, a, b)));
+        return Record(y, "diag_embed", [this], g => [g.Diagonal(offset, a, b)]);
+    }
+
+    /// <summary>
+    /// Coordinate grids of 0-D or 1-D tensors (PyTorch meshgrid): with "ij" indexing result k has shape [n0, n1, ...]
+    /// and varies along dim k; "xy" swaps the first two dims (Cartesian order). The results are broadcast views.
+    /// </summary>
+    /// <exception cref="ArgumentException">No tensors, indexing is neither "ij" nor "xy", or the dtypes or devices differ.</exception>
+    /// <exception cref="ShapeMismatchException">A tensor has more than one dim.</exception>
+    public static Tensor[] Meshgrid(Tensor[] tensors, string indexing = "ij")
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        if (indexing is not ("ij" or "xy")) throw new ArgumentException($"meshgrid: indexing must be \"ij\" or \"xy\", got \"{indexing}\"", nameof(indexing));
+        if (tensors.Length == 0) throw new ArgumentException("meshgrid: no tensors given", nameof(tensors));
+        for (int i = 0; i < tensors.Length; i++)
+        {
+            tensors[i].Storage.ThrowIfDisposed("meshgrid");
+            if (tensors[i].Rank > 1) throw new ShapeMismatchException("meshgrid", nameof(tensors), $"tensors[{i}] must be 0-D or 1-D, got shape {tensors[i].Shape}");
+            Check.SameDType(tensors[0], tensors[i], "meshgrid", nameof(tensors));
+            Check.SameDevice(tensors[0], tensors[i], "meshgrid", nameof(tensors));
+        }
+        var shape = tensors.Select(t => t.Numel).ToArray();
+        bool xy = indexing == "xy" && tensors.Length >= 2;
+        if (xy) (shape[0], shape[1]) = (shape[1], shape[0]);
+        return tensors.Select((t, i) =>
+        {
+            var view = Enumerable.Repeat(1, shape.Length).ToArray();
+            view[xy && i < 2 ? 1 - i : i] = t.Numel;
+            return t.Reshape(view).BroadcastTo(new Shape(shape));
+        }).ToArray();
+    }
+
+    /// <summary>
+    /// The indices of the non-zero (true) elements of <paramref name="condition"/>, one Int64 vector per dim (PyTorch
+    /// torch.where(condition), the same as nonzero(as_tuple=True)); a 0-D condition counts as 1-D. NaN is non-zero.
+    /// A host path, like <see cref="Nonzero"/>.
+    /// </summary>
+    public static Tensor[] Where(Tensor condition)
+    {
+        ArgumentNullException.ThrowIfNull(condition);
+        condition.Storage.ThrowIfDisposed("where");
+        var c = condition.Rank == 0 ? condition.Reshape(1) : condition;
+        var byDim = c.Nonzero().Transpose(0, 1).Contiguous();
+        return Enumerable.Range(0, c.Rank).Select(d => byDim.Narrow(0, d, 1).Reshape(-1)).ToArray();
+    }
 }
