@@ -547,14 +547,15 @@ public sealed partial class Tensor
     /// <summary>
     /// The indices of the non-zero (true) elements of <paramref name="condition"/>, one Int64 vector per dim (PyTorch
     /// torch.where(condition), the same as nonzero(as_tuple=True)); a 0-D condition counts as 1-D. NaN is non-zero.
-    /// A host path, like <see cref="Nonzero"/>.
+    /// A host path, like <see cref="Nonzero"/>; each vector has its own storage.
     /// </summary>
     public static Tensor[] Where(Tensor condition)
     {
         ArgumentNullException.ThrowIfNull(condition);
         condition.Storage.ThrowIfDisposed("where");
         var c = condition.Rank == 0 ? condition.Reshape(1) : condition;
-        var byDim = c.Nonzero().Transpose(0, 1).Contiguous();
-        return Enumerable.Range(0, c.Rank).Select(d => byDim.Narrow(0, d, 1).Reshape(-1)).ToArray();
+        var nz = c.Nonzero();
+        // A copy per dim: views of one storage would all be freed when any one of them is disposed.
+        return Enumerable.Range(0, c.Rank).Select(d => nz.Narrow(1, d, 1).Squeeze(1).Clone()).ToArray();
     }
 }

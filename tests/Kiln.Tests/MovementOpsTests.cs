@@ -92,6 +92,7 @@ public class MovementOpsTests
         Assert.Equal(new long[] { 0, 1, 1 }, w[0].ToArray<long>());
         Assert.Equal(new long[] { 1, 0, 2 }, w[1].ToArray<long>());
         Assert.All(w, t => Assert.Equal(DType.Int64, t.DType));
+        Assert.NotSame(w[0].Storage, w[1].Storage);
         var s = Tensor.Where(Tensor.Scalar(3.0, DType.Float64));
         Assert.Equal(new long[] { 0 }, Assert.Single(s).ToArray<long>());
         Assert.Equal(new Shape(0), Tensor.Where(Tensor.Zeros(2, 2))[1].Shape);
