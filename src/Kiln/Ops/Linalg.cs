@@ -6,7 +6,7 @@ namespace Kiln.Ops;
 public static class LinalgOps
 {
     /// <summary>Every definition of the family.</summary>
-    public static IReadOnlyList<OpDefinition> All { get; } = [new GemmDefinition(), new AttentionDefinition()];
+    public static IReadOnlyList<OpDefinition> All { get; } = [new GemmDefinition(), new AttentionDefinition(), new EinsumDefinition()];
 
     /// <summary>A [.., m, k] (the case's input, any layout) times B [k, n] with n drawn from the seed, judged by the standard bound k u sum|a||b|.</summary>
     sealed class GemmDefinition() : OpDefinition("gemm.matmul", "gemm", [DType.Float32, DType.Float64], new(-1, 1), Tolerance.Bound())
@@ -46,6 +46,47 @@ public static class LinalgOps
             var expected = Enumerable.Range(0, bh).SelectMany(t => Reference.Attention(tq, tk, d, dv,
                 qd.AsSpan(t * tq * d, tq * d), kd.AsSpan(t * tk * d, tk * d), vd.AsSpan(t * tk * dv, tk * dv), causal, scale)).ToArray();
             return Tolerance.Check(expected, Tensor.ScaledDotProductAttention(q, k, v, causal, scale).ToDoubleArray(), dtype, c, Name, terms: tk);
+        }
+    }
+
+    /// <summary>
+    /// einsum of the case's input with one or two operands drawn from the seed: each shares a random subset of the
+    /// input's labels (with extent 1 now and then, to broadcast) and adds new ones; the output keeps a random subset in a
+    /// random order, or is implicit. Judged against direct summation by the bound n u sum|products|, n the summed terms
+    /// plus the factors of a product.
+    /// </summary>
+    sealed class EinsumDefinition() : OpDefinition("einsum", "einsum", [DType.Float32, DType.Float64], new(-1, 1), Tolerance.Bound())
+    {
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var rng = new Random((int)(c.Seed % int.MaxValue));
+            var x = Input(c, dtype, device);
+            const string letters = "abcdefghijklmnopqrstuvwxyz";
+            string xs = letters[..c.Shape.Length];
+            var extent = xs.Select((ch, i) => (ch, c.Shape[i])).ToDictionary(t => t.ch, t => t.Item2);
+            int fresh = c.Shape.Length;
+            var terms = new List<string> { xs };
+            var operands = new List<Tensor> { x };
+            int count = 1 + rng.Next(2);
+            for (int o = 0; o < count; o++)
+            {
+                var term = new List<char>();
+                foreach (char ch in extent.Keys.Where(_ => rng.Next(2) == 0)) term.Add(ch);
+                for (int f = rng.Next(2); f > 0 && fresh < letters.Length; f--) { extent[letters[fresh]] = 1 + rng.Next(4); term.Add(letters[fresh++]); }
+                term = [.. term.OrderBy(_ => rng.Next())];
+                int[] shape = [.. term.Select(ch => rng.Next(6) == 0 ? 1 : extent[ch])];
+                terms.Add(new string([.. term]));
+                operands.Add(Input(shape, InputView.Contiguous, c.Seed + 17 + (ulong)o, dtype, device, Domain));
+            }
+            var used = terms.SelectMany(t => t).Distinct().OrderBy(_ => rng.Next()).ToArray();
+            string eq = string.Join(",", terms) + (rng.Next(4) == 0 ? "" : "->" + new string([.. used.Where(_ => rng.Next(2) == 0)]));
+            var parsed = EinsumEquation.Parse(eq, [.. operands.Select(t => t.Shape)]);
+            var data = operands.Select(t => t.Contiguous().ToDoubleArray()).ToArray();
+            int[][] shapes = [.. operands.Select(t => t.Shape.ToArray())];
+            var expected = Reference.Einsum(parsed.Inputs, shapes, data, parsed.Output, parsed.Sizes);
+            var magnitude = Reference.Einsum(parsed.Inputs, shapes, [.. data.Select(d => d.Select(Math.Abs).ToArray())], parsed.Output, parsed.Sizes);
+            long summed = parsed.Sizes.Where(kv => !parsed.Output.Contains(kv.Key)).Aggregate(1L, (p, kv) => p * kv.Value);
+            return Tolerance.Check(expected, Tensor.Einsum(eq, [.. operands]).ToDoubleArray(), dtype, c, $"{Name} '{eq}'", magnitude, (int)summed + operands.Count - 1);
         }
     }
 }
