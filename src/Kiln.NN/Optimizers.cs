@@ -5,12 +5,18 @@ namespace Kiln.NN;
 /// <summary>
 /// The base of the optimizers: holds the parameters and a learning rate (fixed, or from a <see cref="LrSchedule"/>),
 /// and updates every parameter that has a gradient on <see cref="Step"/>. State (momentum, moments) is allocated in
-/// the constructor, so build optimizers outside any per-step <see cref="Tensor.Scope"/>. On the CPU each parameter
-/// is updated by one fused SIMD pass over its elements; on other devices by in-place tensor ops.
+/// the constructor, so build optimizers outside any per-step <see cref="Tensor.Scope"/>. The built-in optimizers update
+/// each CPU parameter by one fused SIMD pass over its elements, and elsewhere by in-place tensor ops.
 /// </summary>
+/// <remarks>
+/// A custom optimizer derives from this class, allocates its per-parameter buffers with <see cref="AddState"/> in its
+/// constructor (so <see cref="StateDict"/> saves them and <see cref="LoadStateDict"/> restores them) and implements
+/// <see cref="Update"/> with in-place tensor ops; scalar state of its own goes in overrides of the two state methods.
+/// </remarks>
 public abstract class Optimizer
 {
     readonly int[] _steps;
+    readonly List<(string Name, Tensor[] Buffers)> _state = [];
 
     /// <summary>Takes the parameters (each once) and the base learning rate.</summary>
     /// <exception cref="ArgumentException">No parameters, or a negative or non-finite learning rate.</exception>
@@ -38,6 +44,8 @@ public abstract class Optimizer
     public LrSchedule? Schedule { get; set; }
     /// <summary>Number of completed <see cref="Step"/> calls.</summary>
     public int StepCount { get; private set; }
+    /// <summary>How many updates parameter <paramref name="index"/> has had (a parameter without a gradient skips a step).</summary>
+    public int ParameterSteps(int index) => _steps[index];
     /// <summary>The learning rate the next step will use.</summary>
     public double CurrentLearningRate => Schedule?.At(StepCount) ?? LearningRate;
 
@@ -57,12 +65,12 @@ public abstract class Optimizer
                 if (g.Shape != p.Shape) throw new ShapeMismatchException("optimizer step", "grad", p.Shape, g.Shape, "a parameter's gradient must have its shape");
                 int t = ++_steps[i];
                 var gc = g.To(p.Value.DType).Contiguous();
-                if (!UseTensorOps && p.Value.Storage is CpuStorage)
+                if (!UseTensorOps && p.Value.Storage is CpuStorage && this is IFusedCpuUpdate fused)
                 {
-                    if (p.Value.DType == DType.Float32) UpdateCpu<float>(i, p.Value, gc, lr, t);
-                    else UpdateCpu<double>(i, p.Value, gc, lr, t);
+                    if (p.Value.DType == DType.Float32) fused.UpdateCpu<float>(i, p.Value, gc, lr, t);
+                    else fused.UpdateCpu<double>(i, p.Value, gc, lr, t);
                 }
-                else UpdateTensors(i, p.Value, gc, lr, t);
+                else Update(i, p.Value, gc, lr, t);
             }
         }
         StepCount++;
@@ -74,24 +82,115 @@ public abstract class Optimizer
         foreach (var p in Parameters) p.Grad = null;
     }
 
-    /// <summary>The fused CPU update of parameter <paramref name="index"/> at its <paramref name="step"/>-th update (1-based).</summary>
-    private protected abstract void UpdateCpu<T>(int index, Tensor param, Tensor grad, double lr, int step) where T : unmanaged, IFloatingPointIeee754<T>;
+    /// <summary>
+    /// Updates parameter <paramref name="index"/> in place at its <paramref name="step"/>-th update (1-based) with
+    /// learning rate <paramref name="lr"/>, from <paramref name="grad"/> (contiguous, in the parameter's dtype). Runs
+    /// under <see cref="Autograd.NoGrad"/>; use in-place tensor ops (<c>param.Sub_(...)</c>) so it works on any device.
+    /// </summary>
+    protected abstract void Update(int index, Tensor param, Tensor grad, double lr, int step);
 
-    /// <summary>The same update in tensor ops (any device).</summary>
-    private protected abstract void UpdateTensors(int index, Tensor param, Tensor grad, double lr, int step);
+    /// <summary>
+    /// Allocates a zero buffer per parameter (its shape, dtype and device) named <paramref name="name"/> in
+    /// <see cref="StateDict"/> (PyTorch's names: "exp_avg", "momentum_buffer", ...); call it in the constructor.
+    /// </summary>
+    /// <exception cref="ArgumentException">The name is empty, has a '.', or is taken.</exception>
+    protected Tensor[] AddState(string name)
+    {
+        if (string.IsNullOrEmpty(name) || name.Contains('.') || name == "step" || _state.Any(s => s.Name == name))
+            throw new ArgumentException($"optimizer: state name '{name}' must be non-empty, without '.', not 'step', and not already used", nameof(name));
+        var buffers = Parameters.Select(p => Tensor.Zeros(p.Shape, p.Value.DType, p.Value.Device)).ToArray();
+        _state.Add((name, buffers));
+        return buffers;
+    }
 
-    /// <summary>The elements of a contiguous CPU tensor as a span.</summary>
-    private protected static Span<T> Elems<T>(Tensor t) => ((CpuStorage)t.Storage).As<T>().AsSpan(t.Layout.Offset, t.Numel);
+    /// <summary>
+    /// The optimizer's state as named tensors, PyTorch's layout flattened: "step" (completed steps) and "lr" (the base
+    /// learning rate), "state.{i}.step" and "state.{i}.{buffer}" for parameter i (by its index in
+    /// <see cref="Parameters"/>), and "schedule.{key}" for a stateful <see cref="Schedule"/>. The tensors are copies:
+    /// save them with the model (<see cref="Checkpoint"/>) to resume training exactly.
+    /// </summary>
+    public virtual IReadOnlyDictionary<string, Tensor> StateDict()
+    {
+        var d = new Dictionary<string, Tensor>
+        {
+            ["step"] = Tensor.Scalar((long)StepCount, DType.Int64),
+            ["lr"] = Tensor.Scalar(LearningRate, DType.Float64),
+        };
+        for (int i = 0; i < Parameters.Count; i++)
+        {
+            d[$"state.{i}.step"] = Tensor.Scalar((long)_steps[i], DType.Int64);
+            foreach (var (name, buffers) in _state) d[$"state.{i}.{name}"] = buffers[i].Detach().Clone();
+        }
+        if (Schedule is not null)
+            foreach (var (k, v) in Schedule.StateDict()) d[$"schedule.{k}"] = Tensor.Scalar(v, DType.Float64);
+        return d;
+    }
 
-    /// <summary>Zero state of <paramref name="p"/>'s shape, dtype and device.</summary>
-    private protected static Tensor State(Parameter p) => Tensor.Zeros(p.Shape, p.Value.DType, p.Value.Device);
+    /// <summary>Restores a state saved by <see cref="StateDict"/> from an optimizer of the same kind over the same parameters, copying into this one's buffers.</summary>
+    /// <exception cref="ArgumentException">A key is missing or unknown, or a tensor has the wrong shape.</exception>
+    public virtual void LoadStateDict(IReadOnlyDictionary<string, Tensor> state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var expected = new HashSet<string> { "step", "lr" };
+        for (int i = 0; i < Parameters.Count; i++)
+        {
+            expected.Add($"state.{i}.step");
+            foreach (var (name, _) in _state) expected.Add($"state.{i}.{name}");
+        }
+        var schedule = state.Where(kv => kv.Key.StartsWith("schedule.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["schedule.".Length..], kv => Scalar(kv.Key, kv.Value));
+        var missing = expected.Where(k => !state.ContainsKey(k)).Order().ToArray();
+        var unknown = state.Keys.Where(k => !expected.Contains(k) && !k.StartsWith("schedule.", StringComparison.Ordinal)).Order().ToArray();
+        if (missing.Length > 0 || unknown.Length > 0)
+            throw new ArgumentException($"optimizer state: missing [{string.Join(", ", missing)}], unexpected [{string.Join(", ", unknown)}] " +
+                $"(saved from a different optimizer or parameter list? this one has {Parameters.Count} parameters and buffers [{string.Join(", ", _state.Select(s => s.Name))}])", nameof(state));
+        foreach (var (name, buffers) in _state)
+            for (int i = 0; i < Parameters.Count; i++)
+            {
+                var src = state[$"state.{i}.{name}"];
+                if (src.Shape != buffers[i].Shape)
+                    throw new ArgumentException($"optimizer state: 'state.{i}.{name}' has shape {src.Shape}, parameter {i} has {buffers[i].Shape}", nameof(state));
+            }
+        foreach (var (name, buffers) in _state)
+            for (int i = 0; i < Parameters.Count; i++)
+                using (Autograd.NoGrad()) buffers[i].Copy_(state[$"state.{i}.{name}"].To(buffers[i].DType).To(buffers[i].Device));
+        for (int i = 0; i < Parameters.Count; i++) _steps[i] = Count(state, $"state.{i}.step");
+        StepCount = Count(state, "step");
+        LearningRate = Scalar("lr", state["lr"]);
+        if (schedule.Count > 0)
+        {
+            if (Schedule is null) throw new ArgumentException($"optimizer state: it holds schedule state [{string.Join(", ", schedule.Keys)}] but this optimizer has no Schedule", nameof(state));
+            Schedule.LoadStateDict(schedule);
+        }
+    }
+
+    static double Scalar(string key, Tensor t) =>
+        t.Numel == 1 ? t.Item() : throw new ArgumentException($"optimizer state: '{key}' must hold one value, has shape {t.Shape}", "state");
+
+    static int Count(IReadOnlyDictionary<string, Tensor> state, string key)
+    {
+        double v = Scalar(key, state[key]);
+        return v >= 0 && v <= int.MaxValue && v == Math.Floor(v) ? (int)v : throw new ArgumentException($"optimizer state: '{key}' must be a step count, got {v}", nameof(state));
+    }
+}
+
+/// <summary>A built-in optimizer's fused CPU update: one SIMD pass over a contiguous parameter's elements.</summary>
+internal interface IFusedCpuUpdate
+{
+    /// <summary>The update of parameter <paramref name="index"/> at its <paramref name="step"/>-th update (1-based).</summary>
+    void UpdateCpu<T>(int index, Tensor param, Tensor grad, double lr, int step) where T : unmanaged, IFloatingPointIeee754<T>;
+}
+
+/// <summary>Spans over a contiguous CPU tensor's elements, for the fused updates.</summary>
+file static class Cpu
+{
+    public static Span<T> Elems<T>(Tensor t) where T : unmanaged => ((CpuStorage)t.Storage).As<T>().AsSpan(t.Layout.Offset, t.Numel);
 }
 
 /// <summary>
 /// Stochastic gradient descent with optional momentum (PyTorch's form: buf = mu buf + (1 - dampening) g, with buf = g
 /// on the first step), Nesterov momentum (step along g + mu buf) and L2 weight decay (g += wd p).
 /// </summary>
-public sealed class SGD : Optimizer
+public sealed class SGD : Optimizer, IFusedCpuUpdate
 {
     readonly Tensor[]? _buf;
 
@@ -104,7 +203,7 @@ public sealed class SGD : Optimizer
         if (nesterov && (momentum == 0 || dampening != 0))
             throw new ArgumentException($"sgd: Nesterov momentum needs momentum > 0 and dampening 0, got momentum {momentum}, dampening {dampening}", nameof(nesterov));
         Momentum = momentum; Dampening = dampening; Nesterov = nesterov; WeightDecay = weightDecay;
-        if (momentum != 0) _buf = Parameters.Select(State).ToArray();
+        if (momentum != 0) _buf = AddState("momentum_buffer");
     }
 
     /// <summary>Momentum factor mu.</summary>
@@ -116,17 +215,17 @@ public sealed class SGD : Optimizer
     /// <summary>L2 penalty coefficient added to the gradient.</summary>
     public double WeightDecay { get; }
 
-    private protected override void UpdateCpu<T>(int index, Tensor param, Tensor grad, double lr, int step)
+    void IFusedCpuUpdate.UpdateCpu<T>(int index, Tensor param, Tensor grad, double lr, int step)
     {
-        var p = Elems<T>(param);
-        var g = Elems<T>(grad);
+        var p = Cpu.Elems<T>(param);
+        var g = Cpu.Elems<T>(grad);
         T wd = T.CreateTruncating(WeightDecay), mu = T.CreateTruncating(Momentum), damp = T.One - T.CreateTruncating(Dampening), a = T.CreateTruncating(lr);
         if (_buf is null)
         {
             for (int i = 0; i < p.Length; i++) p[i] -= a * (g[i] + wd * p[i]);
             return;
         }
-        var b = Elems<T>(_buf[index]);
+        var b = Cpu.Elems<T>(_buf[index]);
         bool first = step == 1;
         for (int i = 0; i < p.Length; i++)
         {
@@ -137,7 +236,8 @@ public sealed class SGD : Optimizer
         }
     }
 
-    private protected override void UpdateTensors(int index, Tensor param, Tensor grad, double lr, int step)
+    /// <inheritdoc/>
+    protected override void Update(int index, Tensor param, Tensor grad, double lr, int step)
     {
         var d = WeightDecay != 0 ? grad + param * WeightDecay : grad;
         if (_buf is not null)
@@ -157,7 +257,7 @@ public sealed class SGD : Optimizer
 /// <see cref="AdamW"/> decouples it. By default the bias corrections are folded into two constants, as PyTorch does:
 /// p -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps); <see cref="Textbook"/> evaluates the formula as written.
 /// </summary>
-public class Adam : Optimizer
+public class Adam : Optimizer, IFusedCpuUpdate
 {
     readonly Tensor[] _m, _v;
 
@@ -173,8 +273,8 @@ public class Adam : Optimizer
         if (!(beta2 >= 0 && beta2 < 1)) throw new ArgumentOutOfRangeException(nameof(beta2), beta2, "adam: beta2 must be in [0, 1)");
         CheckNonNegative(eps, nameof(eps)); CheckNonNegative(weightDecay, nameof(weightDecay));
         Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay; Decoupled = decoupled;
-        _m = Parameters.Select(State).ToArray();
-        _v = Parameters.Select(State).ToArray();
+        _m = AddState("exp_avg");
+        _v = AddState("exp_avg_sq");
     }
 
     /// <summary>Decay of the first moment.</summary>
@@ -195,12 +295,12 @@ public class Adam : Optimizer
     /// </summary>
     public bool Textbook { get; init; }
 
-    private protected override void UpdateCpu<T>(int index, Tensor param, Tensor grad, double lr, int step)
+    void IFusedCpuUpdate.UpdateCpu<T>(int index, Tensor param, Tensor grad, double lr, int step)
     {
-        var p = Elems<T>(param);
-        var g = Elems<T>(grad);
-        var m = Elems<T>(_m[index]);
-        var v = Elems<T>(_v[index]);
+        var p = Cpu.Elems<T>(param);
+        var g = Cpu.Elems<T>(grad);
+        var m = Cpu.Elems<T>(_m[index]);
+        var v = Cpu.Elems<T>(_v[index]);
         double bc1 = 1 - Math.Pow(Beta1, step), bc2 = 1 - Math.Pow(Beta2, step);
         bool textbook = Textbook;
         T b1 = T.CreateTruncating(Beta1), b2 = T.CreateTruncating(Beta2);
@@ -239,7 +339,8 @@ public class Adam : Optimizer
         }
     }
 
-    private protected override void UpdateTensors(int index, Tensor param, Tensor grad, double lr, int step)
+    /// <inheritdoc/>
+    protected override void Update(int index, Tensor param, Tensor grad, double lr, int step)
     {
         double bc1 = 1 - Math.Pow(Beta1, step), bc2 = 1 - Math.Pow(Beta2, step);
         var g = !Decoupled && WeightDecay != 0 ? grad + param * WeightDecay : grad;
@@ -297,50 +398,208 @@ public static class GradClip
 }
 
 /// <summary>
-/// A learning-rate schedule: the rate for each 0-based step. With w warmup steps the rate rises linearly as
-/// lr (s + 1) / w for s &lt; w (so the first step is not wasted at zero); the decays then run over the remaining steps
-/// with progress q = min(1, (s - w) / max(1, total - w)).
+/// A learning-rate schedule: the rate for each 0-based step. The built-ins are pure functions of the step (constant,
+/// cosine, linear, step, multi-step, exponential, any function), optionally after a linear warmup: with w warmup steps
+/// the rate rises as peak (s + 1) / w for s &lt; w (so the first step is not wasted at zero) and the schedule then runs
+/// from its own step 0. <see cref="ReduceLrOnPlateau"/> follows a reported metric instead.
 /// </summary>
-public sealed class LrSchedule
+/// <remarks>
+/// A custom schedule derives from this class and implements <see cref="Rate"/>; one with state that is not a function
+/// of the step overrides <see cref="StateDict"/> and <see cref="LoadStateDict"/>, which the optimizer's state carries.
+/// </remarks>
+public abstract class LrSchedule
 {
-    readonly Func<int, double> _f;
-    LrSchedule(Func<int, double> f) => _f = f;
-
     /// <summary>The learning rate at 0-based step <paramref name="step"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">step is negative.</exception>
     public double At(int step)
     {
         if (step < 0) throw new ArgumentOutOfRangeException(nameof(step), step, "lr schedule: step must be non-negative");
-        return _f(step);
+        return Rate(step);
+    }
+
+    /// <summary>The rate at a non-negative step.</summary>
+    protected abstract double Rate(int step);
+
+    /// <summary>State that is not a function of the step (none for the built-in step schedules).</summary>
+    public virtual IReadOnlyDictionary<string, double> StateDict() => new Dictionary<string, double>();
+
+    /// <summary>Restores what <see cref="StateDict"/> returned.</summary>
+    /// <exception cref="ArgumentException">The state has keys this schedule does not know.</exception>
+    public virtual void LoadStateDict(IReadOnlyDictionary<string, double> state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (state.Count > 0) throw new ArgumentException($"lr schedule: {GetType().Name} has no state, got [{string.Join(", ", state.Keys)}]", nameof(state));
+    }
+
+    /// <summary>This schedule after <paramref name="steps"/> warmup steps rising linearly to its step-0 rate.</summary>
+    public LrSchedule WithWarmup(int steps) => Warmup(steps, this, () => At(0));
+
+    static LrSchedule Warmup(int steps, LrSchedule then, Func<double> peak)
+    {
+        if (steps < 0) throw new ArgumentOutOfRangeException(nameof(steps), steps, "lr schedule: warmup must be non-negative");
+        return steps == 0 ? then : new Function(s => s < steps ? peak() * (s + 1) / steps : then.At(s - steps));
     }
 
     static void Check(double lr, int warmup, int total)
     {
-        if (!(lr >= 0)) throw new ArgumentOutOfRangeException(nameof(lr), lr, "lr schedule: lr must be non-negative");
+        if (!(lr >= 0) || double.IsInfinity(lr)) throw new ArgumentOutOfRangeException(nameof(lr), lr, "lr schedule: lr must be finite and non-negative");
         if (warmup < 0) throw new ArgumentOutOfRangeException(nameof(warmup), warmup, "lr schedule: warmup must be non-negative");
         if (total < warmup) throw new ArgumentOutOfRangeException(nameof(total), total, $"lr schedule: total steps {total} must be at least the warmup {warmup}");
     }
 
-    static double Progress(int s, int warmup, int total) => Math.Min(1.0, (s - warmup) / (double)Math.Max(1, total - warmup));
+    static double Progress(int s, int total) => Math.Min(1.0, s / (double)Math.Max(1, total));
+
+    static void CheckGamma(double gamma)
+    {
+        if (!(gamma > 0) || double.IsInfinity(gamma)) throw new ArgumentOutOfRangeException(nameof(gamma), gamma, "lr schedule: gamma must be positive and finite");
+    }
+
+    sealed class Function(Func<int, double> rate) : LrSchedule
+    {
+        protected override double Rate(int step) => rate(step);
+    }
 
     /// <summary>A constant rate after an optional linear warmup.</summary>
     public static LrSchedule Constant(double lr, int warmup = 0)
     {
         Check(lr, warmup, warmup);
-        return new(s => s < warmup ? lr * (s + 1) / warmup : lr);
+        return Warmup(warmup, new Function(_ => lr), () => lr);
     }
 
-    /// <summary>Warmup, then cosine decay from lr to minLr over the remaining steps: minLr + (lr - minLr)(1 + cos(pi q)) / 2.</summary>
+    /// <summary>Warmup, then cosine decay from lr to minLr over the remaining total - warmup steps: minLr + (lr - minLr)(1 + cos(pi q)) / 2, q the progress in [0, 1].</summary>
     public static LrSchedule Cosine(double lr, int total, double minLr = 0, int warmup = 0)
     {
         Check(lr, warmup, total);
-        return new(s => s < warmup ? lr * (s + 1) / warmup : minLr + (lr - minLr) * 0.5 * (1 + Math.Cos(Math.PI * Progress(s, warmup, total))));
+        return Warmup(warmup, new Function(s => minLr + (lr - minLr) * 0.5 * (1 + Math.Cos(Math.PI * Progress(s, total - warmup)))), () => lr);
     }
 
     /// <summary>Warmup, then linear decay from lr to endLr over the remaining steps: lr + (endLr - lr) q.</summary>
     public static LrSchedule Linear(double lr, int total, double endLr = 0, int warmup = 0)
     {
         Check(lr, warmup, total);
-        return new(s => s < warmup ? lr * (s + 1) / warmup : lr + (endLr - lr) * Progress(s, warmup, total));
+        return Warmup(warmup, new Function(s => lr + (endLr - lr) * Progress(s, total - warmup)), () => lr);
+    }
+
+    /// <summary>lr gamma^floor(s / stepSize): decays by gamma every stepSize steps (PyTorch's StepLR).</summary>
+    public static LrSchedule Step(double lr, int stepSize, double gamma = 0.1)
+    {
+        Check(lr, 0, 0); CheckGamma(gamma);
+        if (stepSize < 1) throw new ArgumentOutOfRangeException(nameof(stepSize), stepSize, "lr schedule: stepSize must be at least 1");
+        return new Function(s => lr * Math.Pow(gamma, s / stepSize));
+    }
+
+    /// <summary>lr gamma^k, k the number of milestones at or below s (PyTorch's MultiStepLR).</summary>
+    public static LrSchedule MultiStep(double lr, IReadOnlyList<int> milestones, double gamma = 0.1)
+    {
+        Check(lr, 0, 0); CheckGamma(gamma);
+        ArgumentNullException.ThrowIfNull(milestones);
+        int[] m = [.. milestones];
+        for (int i = 0; i < m.Length; i++)
+            if (m[i] < 0 || (i > 0 && m[i] <= m[i - 1]))
+                throw new ArgumentException($"lr schedule: milestones must be non-negative and increasing, got [{string.Join(", ", m)}]", nameof(milestones));
+        return new Function(s => lr * Math.Pow(gamma, m.Count(x => x <= s)));
+    }
+
+    /// <summary>lr gamma^s (PyTorch's ExponentialLR).</summary>
+    public static LrSchedule Exponential(double lr, double gamma)
+    {
+        Check(lr, 0, 0); CheckGamma(gamma);
+        return new Function(s => lr * Math.Pow(gamma, s));
+    }
+
+    /// <summary>Any function of the step (PyTorch's LambdaLR with the base rate folded in).</summary>
+    public static LrSchedule FromFunction(Func<int, double> rate)
+    {
+        ArgumentNullException.ThrowIfNull(rate);
+        return new Function(rate);
+    }
+}
+
+/// <summary>
+/// PyTorch's ReduceLROnPlateau: after <see cref="Patience"/> reports without improvement on the best metric (by more than
+/// <see cref="Threshold"/>, relative or absolute), the rate is multiplied by <see cref="Factor"/> (not below
+/// <see cref="MinLr"/>), then <see cref="Cooldown"/> reports pass before counting again. Report the validation metric
+/// with <see cref="Report"/> (once per epoch, say); <see cref="LrSchedule.At"/> returns the current rate at any step.
+/// </summary>
+public sealed class ReduceLrOnPlateau : LrSchedule
+{
+    double _lr, _best;
+    int _bad, _cooldownLeft;
+
+    /// <summary>Creates the schedule at rate <paramref name="lr"/>; <paramref name="maximize"/> when a larger metric is better.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A factor outside (0, 1), or a negative patience, threshold, cooldown or rate.</exception>
+    public ReduceLrOnPlateau(double lr, double factor = 0.1, int patience = 10, double threshold = 1e-4, bool relativeThreshold = true,
+        int cooldown = 0, double minLr = 0, double eps = 1e-8, bool maximize = false)
+    {
+        if (!(lr >= 0) || double.IsInfinity(lr)) throw new ArgumentOutOfRangeException(nameof(lr), lr, "reduce_lr_on_plateau: lr must be finite and non-negative");
+        if (!(factor > 0 && factor < 1)) throw new ArgumentOutOfRangeException(nameof(factor), factor, "reduce_lr_on_plateau: factor must be in (0, 1)");
+        if (patience < 0) throw new ArgumentOutOfRangeException(nameof(patience), patience, "reduce_lr_on_plateau: patience must be non-negative");
+        if (!(threshold >= 0)) throw new ArgumentOutOfRangeException(nameof(threshold), threshold, "reduce_lr_on_plateau: threshold must be non-negative");
+        if (cooldown < 0) throw new ArgumentOutOfRangeException(nameof(cooldown), cooldown, "reduce_lr_on_plateau: cooldown must be non-negative");
+        if (!(minLr >= 0)) throw new ArgumentOutOfRangeException(nameof(minLr), minLr, "reduce_lr_on_plateau: minLr must be non-negative");
+        _lr = lr; Factor = factor; Patience = patience; Threshold = threshold; RelativeThreshold = relativeThreshold;
+        Cooldown = cooldown; MinLr = minLr; Eps = eps; Maximize = maximize;
+        _best = maximize ? double.NegativeInfinity : double.PositiveInfinity;
+    }
+
+    /// <summary>Multiplier of the rate on a plateau.</summary>
+    public double Factor { get; }
+    /// <summary>Reports without improvement tolerated before the rate drops.</summary>
+    public int Patience { get; }
+    /// <summary>The least improvement that counts.</summary>
+    public double Threshold { get; }
+    /// <summary>Whether <see cref="Threshold"/> is relative to the best metric (else absolute).</summary>
+    public bool RelativeThreshold { get; }
+    /// <summary>Reports ignored after a drop.</summary>
+    public int Cooldown { get; }
+    /// <summary>The rate never drops below this.</summary>
+    public double MinLr { get; }
+    /// <summary>A drop smaller than this is skipped.</summary>
+    public double Eps { get; }
+    /// <summary>True when a larger metric is better.</summary>
+    public bool Maximize { get; }
+    /// <summary>The current rate.</summary>
+    public double CurrentRate => _lr;
+
+    /// <inheritdoc/>
+    protected override double Rate(int step) => _lr;
+
+    /// <summary>Reports a metric (after an epoch); lowers the rate when it has not improved for more than <see cref="Patience"/> reports.</summary>
+    /// <exception cref="ArgumentException">The metric is NaN.</exception>
+    public void Report(double metric)
+    {
+        if (double.IsNaN(metric)) throw new ArgumentException("reduce_lr_on_plateau: the reported metric is NaN", nameof(metric));
+        // PyTorch's comparisons, as written there (a relative threshold scales the best value, sign included).
+        bool better = (Maximize, RelativeThreshold) switch
+        {
+            (false, true) => metric < _best * (1 - Threshold),
+            (true, true) => metric > _best * (1 + Threshold),
+            (false, false) => metric < _best - Threshold,
+            (true, false) => metric > _best + Threshold,
+        };
+        if (better) { _best = metric; _bad = 0; }
+        else _bad++;
+        if (_cooldownLeft > 0) { _cooldownLeft--; _bad = 0; }
+        if (_bad > Patience)
+        {
+            double next = Math.Max(_lr * Factor, MinLr);
+            if (_lr - next > Eps) _lr = next;
+            _cooldownLeft = Cooldown;
+            _bad = 0;
+        }
+    }
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, double> StateDict() =>
+        new Dictionary<string, double> { ["lr"] = _lr, ["best"] = _best, ["bad_epochs"] = _bad, ["cooldown_left"] = _cooldownLeft };
+
+    /// <inheritdoc/>
+    public override void LoadStateDict(IReadOnlyDictionary<string, double> state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        string[] keys = ["lr", "best", "bad_epochs", "cooldown_left"];
+        if (keys.Any(k => !state.ContainsKey(k)) || state.Count != keys.Length)
+            throw new ArgumentException($"reduce_lr_on_plateau: state needs exactly [{string.Join(", ", keys)}], got [{string.Join(", ", state.Keys)}]", nameof(state));
+        (_lr, _best, _bad, _cooldownLeft) = (state["lr"], state["best"], (int)state["bad_epochs"], (int)state["cooldown_left"]);
     }
 }

@@ -38,7 +38,10 @@ public sealed partial class Tensor : IDisposable
     /// <summary>Frees the storage (and so every view that shares it).</summary>
     public void Dispose() => Storage.Dispose();
 
-    /// <summary>Starts a scope that disposes every tensor created on this thread inside it, except those passed to <see cref="TensorScope.Keep"/>.</summary>
+    /// <summary>
+    /// Starts a scope that disposes every tensor created inside it (in this async flow: across awaits, and in the tasks
+    /// it starts), except those passed to <see cref="TensorScope.Keep"/>.
+    /// </summary>
     public static TensorScope Scope() => new();
 
     // ---------------------------------------------------------------- creation
@@ -277,37 +280,74 @@ public sealed partial class Tensor : IDisposable
 }
 
 /// <summary>
-/// Disposes the storage of every tensor created on this thread while it is the innermost open scope, except those kept with
+/// Disposes the storage of every tensor created while it is the innermost open scope, except those kept with
 /// <see cref="Keep"/> (which move to the enclosing scope, if any). TorchSharp's DisposeScope idea.
 /// </summary>
+/// <remarks>
+/// A scope flows with the async execution context, as <see cref="AsyncLocal{T}"/> does: it covers the code that opened
+/// it across <c>await</c>s and thread switches, and the tasks that code starts; tasks that open their own scopes
+/// concurrently never see each other's. <see cref="Dispose"/> may run on any thread (a <c>using</c> after an
+/// <c>await</c> does): once disposed, a scope tracks nothing more, and tensors made later where it was current go to its
+/// nearest open enclosing scope, or to none. Await the tasks started inside a scope before it ends: it disposes what
+/// they made.
+/// </remarks>
 public sealed class TensorScope : IDisposable
 {
-    [ThreadStatic] static TensorScope? _current;
+    static readonly AsyncLocal<TensorScope?> _current = new();
     readonly TensorScope? _parent;
     readonly List<Storage> _storages = [];
     readonly HashSet<Storage> _kept = [];
+    readonly Lock _lock = new();
     bool _disposed;
 
-    internal TensorScope() { _parent = _current; _current = this; }
+    internal TensorScope() { _parent = Open(_current.Value); _current.Value = this; }
 
-    internal static void Track(Storage s) => _current?._storages.Add(s);
+    /// <summary>The innermost scope that is still open, starting from <paramref name="s"/>.</summary>
+    static TensorScope? Open(TensorScope? s)
+    {
+        while (s is { _disposed: true }) s = s._parent;
+        return s;
+    }
+
+    internal static void Track(Storage s)
+    {
+        for (var scope = Open(_current.Value); scope is not null; scope = Open(scope._parent))
+            lock (scope._lock)
+                if (!scope._disposed) { scope._storages.Add(s); return; }
+    }
+
+    /// <summary>The number of storages the scope will dispose or hand on (for tests and diagnostics).</summary>
+    internal int TrackedCount { get { lock (_lock) return _storages.Count; } }
 
     /// <summary>Keeps <paramref name="t"/> (and every view sharing its storage) alive past this scope; returns it.</summary>
+    /// <exception cref="ObjectDisposedException">The scope has ended.</exception>
     public Tensor Keep(Tensor t)
     {
-        _kept.Add(t.Storage);
-        _parent?._storages.Add(t.Storage);
+        ArgumentNullException.ThrowIfNull(t);
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _kept.Add(t.Storage);
+        }
+        var parent = Open(_parent);
+        if (parent is not null) lock (parent._lock) parent._storages.Add(t.Storage);
         return t;
     }
 
-    /// <summary>Disposes the tensors created in this scope and not kept.</summary>
+    /// <summary>Disposes the tensors created in this scope and not kept. Safe to call more than once, from any thread.</summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
-        _current = _parent;
-        foreach (var s in _storages)
-            if (!_kept.Contains(s)) s.Dispose();
-        _storages.Clear();
+        Storage[] owned;
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            owned = [.. _storages.Where(s => !_kept.Contains(s))];
+            _storages.Clear();
+            _kept.Clear();
+        }
+        // Only where this scope is the current one: elsewhere (another thread, a flowed context) Open skips it.
+        if (ReferenceEquals(_current.Value, this)) _current.Value = Open(_parent);
+        foreach (var s in owned) s.Dispose();
     }
 }

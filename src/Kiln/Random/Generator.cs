@@ -13,8 +13,12 @@ public sealed class Generator(ulong seed)
 
     /// <summary>The key of the stream.</summary>
     public ulong Seed { get; } = seed;
-    /// <summary>The next block the stream will use.</summary>
-    public ulong Counter => (ulong)Interlocked.Read(ref _counter);
+    /// <summary>The next block the stream will use; set it to resume a stream where a checkpoint left it.</summary>
+    public ulong Counter
+    {
+        get => (ulong)Interlocked.Read(ref _counter);
+        set => Interlocked.Exchange(ref _counter, (long)value);
+    }
 
     /// <summary>A process-wide generator with seed 0 for code that does not pass one (tests and methods should pass their own).</summary>
     public static Generator Default { get; } = new(0);

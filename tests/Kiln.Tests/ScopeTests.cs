@@ -1,0 +1,117 @@
+using Xunit;
+
+namespace Kiln.Tests;
+
+/// <summary>
+/// <see cref="TensorScope"/> under async/await and threads: the measured failures of issue #19 (concurrent tasks
+/// disposing each other's tensors, "Collection was modified" from Dispose, a scope disposed on another thread holding every
+/// later tensor) as regression tests, with nested scopes and Keep across awaits.
+/// </summary>
+public class ScopeTests
+{
+    [Fact]
+    public async Task Concurrent_tasks_with_their_own_scopes_never_dispose_each_others_tensors()
+    {
+        const int tasks = 200;
+        var intermediates = new Tensor[tasks][];
+        var results = await Task.WhenAll(Enumerable.Range(0, tasks).Select(async i =>
+        {
+            await Task.Yield();
+            using var scope = Tensor.Scope();
+            var x = Tensor.Full(new Shape(16), i);
+            await Task.Delay(i % 7);
+            var y = (x * 2.0 + 1.0).Sum();
+            await Task.Yield();
+            intermediates[i] = [x, y];
+            return scope.Keep(y * 1.0).Item();
+        }));
+        for (int i = 0; i < tasks; i++)
+        {
+            Assert.Equal(16 * (2.0 * i + 1), results[i]);
+            Assert.All(intermediates[i], t => Assert.True(t.Storage.IsDisposed, $"task {i}: an intermediate outlived its scope"));
+        }
+    }
+
+    [Fact]
+    public async Task A_scope_disposed_on_another_thread_stops_tracking_where_it_was_opened()
+    {
+        var scope = Tensor.Scope();
+        var inside = Tensor.Ones(4);
+        await Task.Run(scope.Dispose);
+        Assert.True(inside.Storage.IsDisposed);
+        // This flow still has the scope as its current one; it must neither hold nor dispose what comes next.
+        var later = Enumerable.Range(0, 100).Select(_ => Tensor.Ones(4)).ToArray();
+        Assert.Equal(0, scope.TrackedCount);
+        scope.Dispose();
+        Assert.All(later, t => Assert.False(t.Storage.IsDisposed));
+        using (var next = Tensor.Scope())
+        {
+            var t = Tensor.Ones(2);
+            Assert.Equal(1, next.TrackedCount);
+        }
+    }
+
+    [Fact]
+    public async Task Nested_scopes_keep_across_awaits_and_the_outer_scope_disposes_what_was_kept()
+    {
+        Tensor kept, dropped, outerOwn;
+        using (var outer = Tensor.Scope())
+        {
+            outerOwn = Tensor.Ones(3);
+            using (var inner = Tensor.Scope())
+            {
+                await Task.Yield();
+                dropped = Tensor.Ones(3) * 2.0;
+                await Task.Delay(1);
+                kept = inner.Keep(dropped + 1.0);
+            }
+            Assert.True(dropped.Storage.IsDisposed);
+            Assert.False(kept.Storage.IsDisposed);
+            Assert.Equal(new[] { 3.0, 3, 3 }, kept.ToDoubleArray());
+            Assert.False(outerOwn.Storage.IsDisposed);
+        }
+        Assert.True(kept.Storage.IsDisposed);
+        Assert.True(outerOwn.Storage.IsDisposed);
+    }
+
+    [Fact]
+    public async Task Tasks_started_inside_a_scope_track_into_it_concurrently()
+    {
+        Tensor[][] made;
+        using (var scope = Tensor.Scope())
+        {
+            made = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() => Enumerable.Range(0, 500).Select(_ => Tensor.Ones(2)).ToArray())));
+            Assert.Equal(8 * 500, scope.TrackedCount);
+        }
+        Assert.All(made.SelectMany(m => m), t => Assert.True(t.Storage.IsDisposed));
+    }
+
+    [Fact]
+    public async Task Dispose_racing_with_tensor_creation_neither_throws_nor_leaks_a_tracked_storage()
+    {
+        for (int round = 0; round < 20; round++)
+        {
+            var scope = Tensor.Scope();
+            using var go = new ManualResetEventSlim();
+            // The makers inherit the scope (they start inside it) and race its Dispose.
+            var makers = Enumerable.Range(0, 4).Select(_ => Task.Run(() =>
+            {
+                go.Wait();
+                for (int k = 0; k < 300; k++) Tensor.Ones(2);
+            })).ToArray();
+            go.Set();
+            scope.Dispose();
+            await Task.WhenAll(makers);
+            Assert.Equal(0, scope.TrackedCount);
+        }
+    }
+
+    [Fact]
+    public void Keep_after_the_scope_ended_is_refused()
+    {
+        var scope = Tensor.Scope();
+        var t = Tensor.Ones(1);
+        scope.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => scope.Keep(t));
+    }
+}
