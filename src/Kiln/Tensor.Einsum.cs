@@ -298,30 +298,16 @@ public sealed partial class Tensor
     /// <summary>One operand with each repeated label merged into one diagonal dim and the labels in <paramref name="keep"/> only.</summary>
     static (Tensor T, int[] Labels) EinsumPrepare(Tensor t, int[] labels, int[] keep)
     {
-        if (labels.Distinct().Count() < labels.Length) { t = t.LabelDiagonal(labels); labels = [.. labels.Distinct()]; }
+        // A repeated label reads the diagonal of its two dims, a view that Diagonal appends as the last dim.
+        for (int d1; (d1 = Array.FindIndex(labels, l => labels.Count(m => m == l) > 1)) >= 0;)
+        {
+            int l = labels[d1], d2 = Array.IndexOf(labels, l, d1 + 1);
+            t = t.Diagonal(0, d1, d2);
+            labels = [.. labels.Where((_, d) => d != d1 && d != d2), l];
+        }
         var summed = labels.Select((l, d) => (l, d)).Where(p => !keep.Contains(p.l)).Select(p => p.d).ToArray();
         if (summed.Length > 0) { t = t.Sum(summed); labels = [.. labels.Where(keep.Contains)]; }
         return (t, labels);
-    }
-
-    /// <summary>A view with one dim per distinct label, striding by the sum of that label's strides: the diagonal, no copy.</summary>
-    Tensor LabelDiagonal(int[] labels)
-    {
-        var source = Shape;
-        return View(DiagonalLayout(Layout, labels), "einsum_diagonal", g =>
-        {
-            var y = Zeros(source, g.DType, g.Device);
-            g.Backend.Copy(g, new Tensor(y.Storage, DiagonalLayout(y.Layout, labels)));
-            return Record(y, "einsum_diagonal_backward", [g], gg => [gg.LabelDiagonal(labels)]);
-        });
-    }
-
-    static Layout DiagonalLayout(Layout l, int[] labels)
-    {
-        var distinct = labels.Distinct().ToArray();
-        var dims = distinct.Select(x => l.Shape[Array.IndexOf(labels, x)]).ToArray();
-        var strides = distinct.Select(x => labels.Select((m, d) => m == x ? l.Strides[d] : 0).Sum()).ToArray();
-        return new Layout(new Shape(dims), strides, l.Offset);
     }
 
     /// <summary>
