@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace Kiln.Kernels.Cpu;
 
 /// <summary>
-/// A persistent team of ProcessorCount - 1 background threads for kernels whose parts must start together (GEMM,
+/// A persistent team of up to ProcessorCount - 1 background threads for kernels whose parts must start together (GEMM,
 /// long rows): the thread pool's workers may be asleep or busy when Parallel.For posts its parts, so the caller ends up
 /// doing most of them alone. Parts are taken first come, first served; the caller works too. One job runs at a time: a
 /// nested call, or a call while another thread's job is running, runs its parts inline.
@@ -16,11 +16,27 @@ namespace Kiln.Kernels.Cpu;
 /// </remarks>
 public static class WorkerTeam
 {
-    /// <summary>How long a worker (or a caller waiting for the last part) polls before it blocks.</summary>
-    public static readonly TimeSpan SpinBeforeSleep = TimeSpan.FromMilliseconds(2);
+    static long _spinTicks = TimeSpan.FromMilliseconds(2).Ticks;
 
-    static readonly int Workers = Math.Max(0, Environment.ProcessorCount - 1);
+    /// <summary>How long a worker (or a caller waiting for the last part) polls before it blocks (2 ms; zero blocks at once).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Negative, or above one second.</exception>
+    public static TimeSpan SpinBeforeSleep
+    {
+        get => TimeSpan.FromTicks(Volatile.Read(ref _spinTicks));
+        set
+        {
+            if (value < TimeSpan.Zero || value > TimeSpan.FromSeconds(1))
+                throw new ArgumentOutOfRangeException(nameof(value), value, "spin time must be between 0 and 1 s");
+            Volatile.Write(ref _spinTicks, value.Ticks);
+        }
+    }
+
+    static bool Spinning(long start) => Stopwatch.GetElapsedTime(start).Ticks < Volatile.Read(ref _spinTicks);
+
     static readonly object Gate = new();
+    static readonly object Staff = new();
+    static int _workers;      // the team's size: threads a job may use beyond the caller
+    static readonly HashSet<int> Running = [];   // indices of live worker threads; those at or past _workers leave
     static readonly SemaphoreSlim Wake = new(0);
     static Job? _job;
     static long _posted;      // jobs posted so far; a worker polls this
@@ -32,7 +48,34 @@ public static class WorkerTeam
     /// The threads a kernel may split its work into here: every core, or fewer inside <see cref="Limit"/>. Kernels size
     /// their parts from this, so a result that depends on the split shows up when it changes.
     /// </summary>
-    public static int Threads => Cap.Value > 0 ? Math.Min(Cap.Value, Workers + 1) : Workers + 1;
+    public static int Threads => Cap.Value > 0 ? Math.Min(Cap.Value, Volatile.Read(ref _workers) + 1) : Volatile.Read(ref _workers) + 1;
+
+    /// <summary>
+    /// The most threads any kernel uses, process-wide: the caller plus this minus one workers (default: every core).
+    /// Lowering it lets surplus workers finish and exit; raising it starts new ones.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Below 1 or above the processor count.</exception>
+    public static int MaxThreads
+    {
+        get => Volatile.Read(ref _workers) + 1;
+        set
+        {
+            if (value < 1 || value > Environment.ProcessorCount)
+                throw new ArgumentOutOfRangeException(nameof(value), value, $"threads must be between 1 and the processor count {Environment.ProcessorCount}");
+            lock (Staff)
+            {
+                Volatile.Write(ref _workers, value - 1);
+                // A surplus worker may be asleep: waking them all lets each see whether it still belongs.
+                if (Running.Count > 0) Wake.Release(Running.Count);
+                for (int i = 0; i < value - 1; i++)
+                {
+                    if (!Running.Add(i)) continue;
+                    int index = i;
+                    new Thread(() => Loop(index)) { IsBackground = true, Name = "kiln-worker" }.Start();
+                }
+            }
+        }
+    }
 
     /// <summary>Runs the calling flow (and the async work it starts) on at most <paramref name="threads"/> threads until disposed.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="threads"/> is below 1.</exception>
@@ -59,10 +102,7 @@ public static class WorkerTeam
         public readonly ManualResetEventSlim Done = new(false, spinCount: 1);
     }
 
-    static WorkerTeam()
-    {
-        for (int i = 0; i < Workers; i++) new Thread(Loop) { IsBackground = true, Name = "kiln-worker" }.Start();
-    }
+    static WorkerTeam() => MaxThreads = Environment.ProcessorCount;
 
     /// <summary>Runs body(0) .. body(parts - 1) on the team and the calling thread; rethrows the first exception.</summary>
     public static void For(int parts, Action<int> body)
@@ -83,7 +123,7 @@ public static class WorkerTeam
             try { Work(job); } finally { _inTeam = false; }
             long start = Stopwatch.GetTimestamp();
             var spin = new SpinWait();
-            while (Volatile.Read(ref job.Pending) > 0 && Stopwatch.GetElapsedTime(start) < SpinBeforeSleep) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref job.Pending) > 0 && Spinning(start)) spin.SpinOnce(sleep1Threshold: -1);
             job.Done.Wait();
             if (job.Error is { } e) throw new AggregateException(e);
         }
@@ -101,18 +141,19 @@ public static class WorkerTeam
         }
     }
 
-    static void Loop()
+    static void Loop(int index)
     {
         _inTeam = true;
-        long seen = 0;
+        long seen = Volatile.Read(ref _posted);
         while (true)
         {
             long start = Stopwatch.GetTimestamp(), now;
             var spin = new SpinWait();
             while ((now = Volatile.Read(ref _posted)) == seen)
             {
+                if (Leave(index)) return;
                 // SpinOnce yields now and then, so a worker sharing a core with the caller does not hold it up.
-                if (Stopwatch.GetElapsedTime(start) < SpinBeforeSleep) { spin.SpinOnce(sleep1Threshold: -1); continue; }
+                if (Spinning(start)) { spin.SpinOnce(sleep1Threshold: -1); continue; }
                 // Announce the sleep, then look once more: a job posted in between is either seen here or wakes us.
                 // A surplus release only makes a later Wait return early, and the loop polls again.
                 Interlocked.Increment(ref _sleeping);
@@ -122,7 +163,23 @@ public static class WorkerTeam
                 spin.Reset();
             }
             seen = now;
+            if (Leave(index)) return;
             if (Volatile.Read(ref _job) is { } job) Work(job);
         }
     }
+
+    // A surplus worker never takes a part; it leaves, and a later raise starts its index afresh.
+    static bool Leave(int index)
+    {
+        if (index < Volatile.Read(ref _workers)) return false;
+        lock (Staff)
+        {
+            if (index < _workers) return false;
+            Running.Remove(index);
+            return true;
+        }
+    }
+
+    /// <summary>Worker threads alive now (surplus ones leave within their spin time once woken).</summary>
+    public static int LiveWorkers { get { lock (Staff) return Running.Count; } }
 }

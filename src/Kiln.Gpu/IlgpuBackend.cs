@@ -16,8 +16,15 @@ namespace Kiln.Gpu;
 /// <see cref="KernelDriver"/>. Owns the device: disposing it unregisters the device and frees its memory.
 /// Ops on one backend are serialized (one stream per device).
 /// </summary>
-public sealed partial class IlgpuBackend : IBackend, IDisposable
+public sealed partial class IlgpuBackend : IBackend, IMemoryCache, IDisposable
 {
+    /// <inheritdoc/>
+    public long CachedBytes => Pool.CachedBytes;
+    /// <inheritdoc/>
+    public long CacheLimitBytes { get => Pool.LimitBytes; set { ArgumentOutOfRangeException.ThrowIfNegative(value); Pool.LimitBytes = value; if (Pool.CachedBytes > value) Pool.Trim(); } }
+    /// <inheritdoc/>
+    public void Trim() => Pool.Trim();
+
     readonly object _lock = new();
     readonly DeviceBuffer _err;
     readonly long[] _errHost = new long[2];

@@ -12,10 +12,29 @@ public abstract class Storage : IDisposable
     {
         Device = device; DType = dtype; Length = length;
         Interlocked.Increment(ref _live);
+        _usage = Usage.GetOrAdd(device, _ => new Counter());
+        Interlocked.Increment(ref _usage.Storages);
+        Interlocked.Add(ref _usage.Bytes, Bytes);
         TensorScope.Track(this);
     }
 
     static long _live;
+    internal sealed class Counter { public long Storages, Bytes; }
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<Device, Counter> Usage = new();
+    readonly Counter _usage;
+
+    /// <summary>The live storages and their bytes on <paramref name="device"/>.</summary>
+    internal static (long Storages, long Bytes) LiveOn(Device device) =>
+        Usage.TryGetValue(device, out var c) ? (Interlocked.Read(ref c.Storages), Interlocked.Read(ref c.Bytes)) : (0, 0);
+
+    long Bytes => (long)Length * DType.Size();
+
+    void Gone()
+    {
+        Interlocked.Decrement(ref _live);
+        Interlocked.Decrement(ref _usage.Storages);
+        Interlocked.Add(ref _usage.Bytes, -Bytes);
+    }
 
     /// <summary>Number of storages created and not yet disposed or collected (for leak tests and diagnostics).</summary>
     public static long LiveCount => Interlocked.Read(ref _live);
@@ -41,13 +60,13 @@ public abstract class Storage : IDisposable
     {
         if (IsDisposed) return;
         IsDisposed = true;
-        Interlocked.Decrement(ref _live);
+        Gone();
         Release();
         GC.SuppressFinalize(this);
     }
 
     /// <summary>Counts a storage collected without Dispose as gone.</summary>
-    ~Storage() { if (!IsDisposed) Interlocked.Decrement(ref _live); }
+    ~Storage() { if (!IsDisposed) Gone(); }
 
     /// <summary>Frees the device memory.</summary>
     protected abstract void Release();
@@ -81,9 +100,37 @@ public sealed class CpuStorage : Storage
 internal static class CpuArrayPool
 {
     const int MinLength = 1 << 12, MaxPerLength = 8;
-    const long MaxBytes = 1L << 30;
+    static long _maxBytes = 1L << 30;
     static readonly System.Collections.Concurrent.ConcurrentDictionary<(Type, int), System.Collections.Concurrent.ConcurrentBag<Array>> Free = new();
     static long _bytes;
+
+    /// <summary>Bytes held for reuse.</summary>
+    public static long CachedBytes => Interlocked.Read(ref _bytes);
+
+    /// <summary>The most bytes held for reuse (default 1 GiB); lowering it trims the pool.</summary>
+    public static long LimitBytes
+    {
+        get => Interlocked.Read(ref _maxBytes);
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            Interlocked.Exchange(ref _maxBytes, value);
+            if (CachedBytes > value) Trim();
+        }
+    }
+
+    /// <summary>Lets the GC have every pooled array.</summary>
+    public static void Trim()
+    {
+        foreach (var (key, bag) in Free)
+            while (bag.TryTake(out var a)) Interlocked.Add(ref _bytes, -(long)a.Length * ElementSize(a));
+    }
+
+    static int ElementSize(Array a)
+    {
+        var element = a.GetType().GetElementType()!;
+        return System.Runtime.InteropServices.Marshal.SizeOf(element == typeof(bool) ? typeof(byte) : element);
+    }
 
     public static Array Rent(Type element, int length, int elementSize)
     {
@@ -102,9 +149,9 @@ internal static class CpuArrayPool
         int length = a.Length;
         if (length < MinLength) return;
         var element = a.GetType().GetElementType()!;
-        long size = (long)length * System.Runtime.InteropServices.Marshal.SizeOf(element == typeof(bool) ? typeof(byte) : element);
+        long size = (long)length * ElementSize(a);
         var bag = Free.GetOrAdd((element, length), _ => []);
-        if (bag.Count >= MaxPerLength || Interlocked.Add(ref _bytes, size) > MaxBytes) { if (bag.Count < MaxPerLength) Interlocked.Add(ref _bytes, -size); return; }
+        if (bag.Count >= MaxPerLength || Interlocked.Add(ref _bytes, size) > LimitBytes) { if (bag.Count < MaxPerLength) Interlocked.Add(ref _bytes, -size); return; }
         bag.Add(a);
     }
 }

@@ -5,8 +5,15 @@ using Kiln.Kernels.Cpu;
 namespace Kiln.Backends;
 
 /// <summary>The host backend: Kiln's SIMD kernels (kernels/Kiln.Kernels.Cpu) over managed arrays, on all cores.</summary>
-public sealed partial class CpuBackend : IBackend
+public sealed partial class CpuBackend : IBackend, IMemoryCache
 {
+    /// <inheritdoc/>
+    public long CachedBytes => CpuArrayPool.CachedBytes;
+    /// <inheritdoc/>
+    public long CacheLimitBytes { get => CpuArrayPool.LimitBytes; set => CpuArrayPool.LimitBytes = value; }
+    /// <inheritdoc/>
+    public void Trim() => CpuArrayPool.Trim();
+
     /// <summary>
     /// Runs the CPU kernels of the calling flow (and of the async work it starts) on at most <paramref name="threads"/>
     /// threads until the result is disposed; other flows keep every core. Results do not depend on the thread count

@@ -121,3 +121,14 @@ public interface IBackend : IMemoryBackend, IElementwiseBackend, IReduceBackend,
     IConvBackend
 {
 }
+
+/// <summary>A backend that keeps freed device memory for reuse: <see cref="Runtime"/> reports, limits and trims it.</summary>
+public interface IMemoryCache
+{
+    /// <summary>Bytes held for reuse.</summary>
+    long CachedBytes { get; }
+    /// <summary>The most bytes held for reuse.</summary>
+    long CacheLimitBytes { get; set; }
+    /// <summary>Frees everything held for reuse.</summary>
+    void Trim();
+}
