@@ -1,39 +1,33 @@
 namespace Kiln.NN;
 
 /// <summary>
-/// A trainable tensor owned by a module: a leaf tensor that requires gradients. Optimizers and
-/// <see cref="Module.LoadStateDict"/> update its elements in place, so the tensor object never changes and references
-/// to it (in optimizers, in user code) stay valid. Converts implicitly to <see cref="Tensor"/>.
+/// A trainable tensor owned by a module (PyTorch's nn.Parameter): a contiguous leaf tensor that requires gradients, so it
+/// is usable wherever a <see cref="Tensor"/> is (<c>lin.Weight * 2.0</c>, <c>lin.Weight.Sum()</c>). Optimizers and
+/// <see cref="Module.LoadStateDict"/> update its elements in place and <see cref="Module.To(Device)"/> moves it in
+/// place, so the object never changes and references to it (in optimizers, in user code) stay valid.
 /// </summary>
-public sealed class Parameter
+public sealed class Parameter : Tensor
 {
-    /// <summary>Wraps <paramref name="value"/> (detached into a new leaf) as a parameter.</summary>
+    /// <summary>Wraps a contiguous copy of <paramref name="value"/>'s elements (or <paramref name="value"/>'s own, when it is a contiguous leaf) as a parameter.</summary>
     /// <exception cref="NotSupportedException">The tensor is not Float32 or Float64.</exception>
-    public Parameter(Tensor value, bool requiresGrad = true)
+    public Parameter(Tensor value, bool requiresGrad = true) : base(Checked(value))
+    {
+        RequiresGrad = requiresGrad;
+    }
+
+    static Tensor Checked(Tensor value)
     {
         ArgumentNullException.ThrowIfNull(value);
         if (!value.DType.IsFloating())
             throw new NotSupportedException($"parameter: dtype {value.DType} cannot hold a trainable parameter; use Float32 or Float64");
-        Value = value.Detach().Contiguous().Detach();
-        Value.RequiresGrad = requiresGrad;
+        return value.Detach().Contiguous();
     }
 
-    /// <summary>The tensor (a contiguous leaf).</summary>
-    public Tensor Value { get; }
-    /// <summary>The gradient accumulated by backward passes, or null.</summary>
-    public Tensor? Grad { get => Value.Grad; set => Value.Grad = value; }
-    /// <summary>Whether backward passes compute a gradient for this parameter (frozen when false).</summary>
-    public bool RequiresGrad { get => Value.RequiresGrad; set => Value.RequiresGrad = value; }
-    /// <summary>The parameter's shape.</summary>
-    public Shape Shape => Value.Shape;
-    /// <summary>Number of elements.</summary>
-    public int Numel => Value.Numel;
+    /// <summary>The parameter itself, as a plain <see cref="Tensor"/> (kept for code written when a parameter wrapped one).</summary>
+    public Tensor Value => this;
 
-    /// <summary>The parameter's tensor.</summary>
-    public static implicit operator Tensor(Parameter p) => p.Value;
-
-    /// <inheritdoc/>
-    public override string ToString() => $"Parameter(shape={Shape}, dtype={Value.DType})";
+    /// <summary>"Parameter containing:" and the values, as PyTorch prints a parameter.</summary>
+    public override string ToString() => "Parameter containing:\n" + base.ToString();
 }
 
 /// <summary>
@@ -187,6 +181,65 @@ public abstract class Module
                 if (state.TryGetValue(key, out var src))
                     dst.Copy_(src.To(dst.Device).To(dst.DType));
         return (missing, unexpected);
+    }
+
+    /// <summary>
+    /// Moves every parameter and buffer of the tree to <paramref name="device"/> in place (PyTorch's module.to): the
+    /// <see cref="Parameter"/> and buffer objects stay the same, so references to them stay valid; gradients are dropped.
+    /// Move a model before building its optimizer, whose state lives on the parameters' device. Returns this.
+    /// </summary>
+    public Module To(Device device) => Convert(t => t.To(device));
+
+    /// <summary>Converts every floating parameter and buffer of the tree to <paramref name="dtype"/> in place (integer buffers such as counters keep theirs); returns this.</summary>
+    /// <exception cref="NotSupportedException"><paramref name="dtype"/> is not Float32 or Float64.</exception>
+    public Module To(DType dtype)
+    {
+        if (!dtype.IsFloating()) throw new NotSupportedException($"module.to: parameters must be Float32 or Float64, not {dtype}");
+        return Convert(t => t.DType.IsFloating() ? t.To(dtype) : t);
+    }
+
+    Module Convert(Func<Tensor, Tensor> f)
+    {
+        using (Autograd.NoGrad())
+        {
+            foreach (var p in Parameters())
+            {
+                p.Grad = null;
+                var moved = f(p.Value);
+                if (!ReferenceEquals(moved, p.Value)) p.Value.Set_(moved.Contiguous());
+            }
+            foreach (var (_, b) in NamedBuffers())
+            {
+                var moved = f(b);
+                if (!ReferenceEquals(moved, b)) b.Set_(moved.Contiguous());
+            }
+        }
+        return this;
+    }
+
+    /// <summary>
+    /// A table of the module tree: each module's dotted name and type, its own parameters' shapes and element count, and
+    /// the totals (parameters, trainable ones, buffers, bytes).
+    /// </summary>
+    public string Summary()
+    {
+        var rows = new List<(string Name, string Type, string Shapes, long Count)>();
+        foreach (var (name, m) in NamedModules())
+        {
+            var own = m._params.Select(p => $"{p.Name} [{string.Join(", ", p.Param.Shape.ToArray())}]").ToArray();
+            rows.Add((name.Length == 0 ? "(root)" : name, m.GetType().Name, string.Join(", ", own), m._params.Sum(p => (long)p.Param.Numel)));
+        }
+        int wn = Math.Max(6, rows.Max(r => r.Name.Length)), wt = Math.Max(4, rows.Max(r => r.Type.Length)), ws = Math.Max(10, rows.Max(r => r.Shapes.Length));
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine($"{"module".PadRight(wn)}  {"type".PadRight(wt)}  {"parameters".PadRight(ws)}  {"count",12}");
+        sb.AppendLine(new string('-', wn + wt + ws + 18));
+        foreach (var r in rows) sb.AppendLine($"{r.Name.PadRight(wn)}  {r.Type.PadRight(wt)}  {r.Shapes.PadRight(ws)}  {r.Count,12:N0}");
+        var ps = Parameters().ToArray();
+        var buffers = NamedBuffers().ToArray();
+        long bytes = ps.Sum(p => (long)p.Numel * p.Value.DType.Size()) + buffers.Sum(b => (long)b.Buffer.Numel * b.Buffer.DType.Size());
+        sb.AppendLine(new string('-', wn + wt + ws + 18));
+        sb.AppendLine($"parameters: {ps.Sum(p => (long)p.Numel):N0} ({ps.Where(p => p.RequiresGrad).Sum(p => (long)p.Numel):N0} trainable); buffers: {buffers.Sum(b => (long)b.Buffer.Numel):N0}; {bytes:N0} bytes");
+        return sb.ToString();
     }
 
     /// <summary>A one-line summary: the type and its parameter count.</summary>

@@ -67,7 +67,7 @@ public readonly struct ConvPadding
     public override string ToString() => _mode ?? _dims.ToString();
 }
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     /// <summary>
     /// 1-d convolution (PyTorch's conv1d, a cross-correlation): input [N, C, L] (or unbatched [C, L]), weight

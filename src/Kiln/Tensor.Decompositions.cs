@@ -10,7 +10,7 @@ namespace Kiln;
 /// Input checks (finite, symmetric) run as tensor ops on the device; only a failing check reads the matrices back to
 /// name the offending element.
 /// </summary>
-public sealed partial class Tensor
+public partial class Tensor
 {
     /// <summary>
     /// Eigendecomposition of a symmetric matrix: A = V diag(w) Vᵀ for A of shape [..., n, n]. Returns the eigenvalues

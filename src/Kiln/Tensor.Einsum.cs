@@ -259,7 +259,7 @@ public sealed class EinsumPath
     }
 }
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     /// <summary>
     /// Einstein summation with NumPy's and PyTorch's grammar: "ij,jk->ik" (explicit output), "ij,jk" (implicit: the

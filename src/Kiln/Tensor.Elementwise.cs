@@ -3,7 +3,7 @@ using Kiln.Ops;
 
 namespace Kiln;
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     /// <summary>Clamps into [min, max] (either bound may be omitted); the gradient passes where the input is inside.</summary>
     /// <exception cref="ArgumentException">min &gt; max.</exception>
@@ -162,6 +162,14 @@ public sealed partial class Tensor
     public Tensor Add_(long s) { ScalarInPlace(BinaryOp.Add, s, DType.Int64); return this; }
     /// <summary>this *= s in place.</summary>
     public Tensor Mul_(long s) { ScalarInPlace(BinaryOp.Mul, s, DType.Int64); return this; }
+    /// <summary>this -= s in place.</summary>
+    /// <exception cref="ArgumentException">This tensor is integer or Bool (the result would be floating).</exception>
+    public Tensor Sub_(double s) { ScalarInPlace(BinaryOp.Sub, s, DType.Float64); return this; }
+    /// <summary>this -= s in place.</summary>
+    public Tensor Sub_(long s) { ScalarInPlace(BinaryOp.Sub, s, DType.Int64); return this; }
+    /// <summary>this /= s in place.</summary>
+    /// <exception cref="ArgumentException">This tensor is integer or Bool (the result would be floating).</exception>
+    public Tensor Div_(double s) { ScalarInPlace(BinaryOp.Div, s, DType.Float64); return this; }
 
     /// <summary>A rank-0 tensor of this dtype and device.</summary>
     internal Tensor ScalarLike(double v) => Scalar(v, DType, Device);
@@ -229,6 +237,14 @@ public sealed partial class Tensor
     public Tensor Eq(Tensor other) => Compare(CompareOp.Eq, this, other);
     /// <summary>a != b</summary>
     public Tensor Ne(Tensor other) => Compare(CompareOp.Ne, this, other);
+    /// <summary>a &lt; b (the operator &lt; as a method).</summary>
+    public Tensor Lt(Tensor other) => Compare(CompareOp.Lt, this, other);
+    /// <summary>a &lt;= b</summary>
+    public Tensor Le(Tensor other) => Compare(CompareOp.Le, this, other);
+    /// <summary>a &gt; b</summary>
+    public Tensor Gt(Tensor other) => Compare(CompareOp.Gt, this, other);
+    /// <summary>a &gt;= b</summary>
+    public Tensor Ge(Tensor other) => Compare(CompareOp.Ge, this, other);
     /// <summary>a &lt; b</summary>
     public static Tensor operator <(Tensor a, Tensor b) => Compare(CompareOp.Lt, a, b);
     /// <summary>a &gt; b</summary>

@@ -1,6 +1,6 @@
 namespace Kiln;
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     void CheckIndex(Tensor index, int axis, string op, bool sameOtherDims)
     {

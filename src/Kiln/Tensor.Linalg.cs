@@ -1,6 +1,6 @@
 namespace Kiln;
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     /// <summary>
     /// Matrix product with NumPy semantics: 1-D operands are promoted (a vector on the left is a row, on the right a

@@ -5,7 +5,7 @@ namespace Kiln;
 /// Tensor.Decompositions.cs (and so computed in float64 through the tensor's <see cref="Backends.ILinalgBackend"/>,
 /// results returned in the input's dtype): LU, determinants, inverses, least squares, matrix norms and powers.
 /// </summary>
-public sealed partial class Tensor
+public partial class Tensor
 {
     /// <summary>
     /// LU decomposition with partial pivoting of a square A [..., n, n], in <c>torch.linalg.lu</c>'s convention

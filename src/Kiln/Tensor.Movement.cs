@@ -1,6 +1,6 @@
 namespace Kiln;
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     Tensor View(Layout layout, string op, Func<Tensor, Tensor> backward)
     {

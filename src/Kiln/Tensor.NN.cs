@@ -1,6 +1,6 @@
 namespace Kiln;
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     // Moves `axis` last and makes the data contiguous, so row kernels see [rows, len]; returns the inverse permutation.
     (Tensor X, int[] Inverse, int Len) RowsAlong(int axis, string op)

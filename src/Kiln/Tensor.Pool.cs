@@ -2,7 +2,7 @@ using Kiln.Kernels;
 
 namespace Kiln;
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     /// <summary>
     /// The output extent of a pooling window along one dim (PyTorch's formula): floor (or ceil) of

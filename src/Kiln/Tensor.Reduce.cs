@@ -2,7 +2,7 @@ using Kiln.Kernels;
 
 namespace Kiln;
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     int[] NormalizeAxes(int[]? axes, string op)
     {

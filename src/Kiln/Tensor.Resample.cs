@@ -41,7 +41,7 @@ public enum GridSamplePadding
     Reflection,
 }
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     /// <summary>
     /// Resamples the spatial dims of [N, C, *spatial] (1 to 3 spatial dims) to <paramref name="size"/> or by

@@ -9,7 +9,7 @@ namespace Kiln;
 /// Tensors are <see cref="IDisposable"/>: disposing one frees its storage and so invalidates every view of it;
 /// use <see cref="Scope"/> to free all temporaries of a block at once.
 /// </summary>
-public sealed partial class Tensor : IDisposable
+public partial class Tensor : IDisposable
 {
     internal Tensor(Storage storage, Layout layout)
     {
@@ -17,10 +17,13 @@ public sealed partial class Tensor : IDisposable
         Layout = layout;
     }
 
+    /// <summary>A new leaf tensor that views <paramref name="source"/>'s elements (for types that are tensors with a role, such as a module's parameter).</summary>
+    protected Tensor(Tensor source) : this((source ?? throw new ArgumentNullException(nameof(source))).Storage, source.Layout) { }
+
     /// <summary>The memory this tensor views.</summary>
-    public Storage Storage { get; }
+    public Storage Storage { get; private set; }
     /// <summary>Shape, strides and offset into <see cref="Storage"/>.</summary>
-    public Layout Layout { get; }
+    public Layout Layout { get; private set; }
     /// <summary>The extents.</summary>
     public Shape Shape => Layout.Shape;
     /// <summary>Element type.</summary>
@@ -256,26 +259,28 @@ public sealed partial class Tensor : IDisposable
         return this;
     }
 
+    /// <summary>
+    /// Makes this tensor a view of <paramref name="source"/>'s storage with its shape and strides (PyTorch's set_): the
+    /// object keeps its identity, so references to it (a module's parameters and buffers, an optimizer's list) now see
+    /// the new data, device or dtype. Views of the old storage keep it. Not allowed on a tensor in the autodiff graph
+    /// outside <see cref="Autograd.NoGrad"/>.
+    /// </summary>
+    public Tensor Set_(Tensor source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        CheckInPlace("set_");
+        source.Storage.ThrowIfDisposed("set_");
+        Storage = source.Storage;
+        Layout = source.Layout;
+        return this;
+    }
+
     /// <summary>Sets every element to <paramref name="value"/>.</summary>
     public Tensor Fill_(double value)
     {
         CheckInPlace("fill_");
         Backend.Fill(this, value);
         return this;
-    }
-
-    /// <summary>Formats shape, dtype, device and (for small tensors) the values.</summary>
-    public override string ToString()
-    {
-        var sb = new StringBuilder();
-        sb.Append($"Tensor(shape={Shape}, dtype={DType}, device={Device}");
-        if (Storage.IsDisposed) return sb.Append(", disposed)").ToString();
-        if (Numel <= 64)
-        {
-            var v = ToDoubleArray();
-            sb.Append(", values=[").Append(string.Join(", ", v.Select(x => x.ToString("G6")))).Append(']');
-        }
-        return sb.Append(')').ToString();
     }
 }
 

@@ -158,7 +158,7 @@ public static class Autograd
     }
 }
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     internal GradNode? Node { get; private set; }
     bool _requiresGrad;

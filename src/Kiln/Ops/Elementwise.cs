@@ -285,7 +285,7 @@ namespace Kiln.Ops
 
 namespace Kiln
 {
-    public sealed partial class Tensor
+    public partial class Tensor
     {
         /// <summary>Applies a unary primitive elementwise (Float32 or Float64); its gradient is the rule in <see cref="ElementwiseOps.Unary"/>.</summary>
         public Tensor Apply(UnaryOp op)

@@ -34,7 +34,7 @@ public sealed class Generator(ulong seed)
     }
 }
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     /// <summary>Uniform samples on [low, high).</summary>
     public static Tensor Rand(Shape shape, Generator? generator = null, double low = 0, double high = 1, DType dtype = DType.Float32, Device? device = null)
