@@ -1,61 +1,29 @@
-using Kiln.Kernels.Cpu;
-
 namespace Kiln.NN;
 
 // The gate math shared by the cells and the sequence layers. The input's gates for all of them come from one matmul
 // (gx = x W_ih^T + b_ih, precomputed for a whole sequence by the sequence layers), the hidden state's from another.
-// On the CPU the elementwise part is one fused kernel (Kiln.Kernels.Cpu.RecurrentGates) with a hand-written backward
-// in tensor ops (so it differentiates again); other devices compose it from tensor ops.
+// The elementwise part is one fused kernel per step on every device (IFusedBackend.LstmGates / GruGates) with a
+// hand-written backward in tensor ops (so it differentiates again).
 static class RnnMath
 {
     // LSTM, gates in PyTorch's order i, f, g, o: c' = f c + i g, h' = o tanh(c').
     public static (Tensor H, Tensor C) LstmStep(Tensor gx, Tensor h, Tensor c, Tensor wHh, Tensor? bHh)
     {
-        var a = gx + Tensor.Linear(h, wHh, bHh);
-        if (a.Device.Kind != DeviceKind.Cpu) return LstmComposed(a, c);
-        var hc = LstmFused(a, c);
+        var hc = LstmFused(gx + Tensor.Linear(h, wHh, bHh), c);
         return (hc.Narrow(0, 0, 1).Squeeze(0), hc.Narrow(0, 1, 1).Squeeze(0));
     }
 
     // GRU, gates r, z, n: n = tanh(x_n + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
-    public static Tensor GruStep(Tensor gx, Tensor h, Tensor wHh, Tensor? bHh)
-    {
-        var m = Tensor.Linear(h, wHh, bHh);
-        return gx.Device.Kind == DeviceKind.Cpu ? GruFused(gx, m, h) : GruComposed(gx, m, h);
-    }
+    public static Tensor GruStep(Tensor gx, Tensor h, Tensor wHh, Tensor? bHh) => GruFused(gx, Tensor.Linear(h, wHh, bHh), h);
 
-    // a [N, 4H] pre-activations, c [N, H].
-    public static (Tensor H, Tensor C) LstmComposed(Tensor a, Tensor c)
-    {
-        var q = a.Chunk(4, -1);
-        var c2 = q[1].Sigmoid() * c + q[0].Sigmoid() * q[2].Tanh();
-        return (q[3].Sigmoid() * c2.Tanh(), c2);
-    }
-
-    // x, m [N, 3H] input and hidden pre-activations, h [N, H].
-    public static Tensor GruComposed(Tensor x, Tensor m, Tensor h)
-    {
-        var xs = x.Chunk(3, -1); var ms = m.Chunk(3, -1);
-        var r = (xs[0] + ms[0]).Sigmoid();
-        var z = (xs[1] + ms[1]).Sigmoid();
-        var n = (xs[2] + r * ms[2]).Tanh();
-        return n + z * (h - n);
-    }
-
-    // [2, N, H]: h' then c'.
+    // a [N, 4H] pre-activations, c [N, H]; returns [2, N, H]: h' then c'.
     public static Tensor LstmFused(Tensor a, Tensor c)
     {
         int rows = c.Shape[0], hid = c.Shape[-1];
         return Tensor.Custom("lstm_gates", [a, c], xs =>
         {
-            var (ac, cc) = (xs[0].Contiguous(), xs[1].Contiguous());
             var y = Tensor.Empty([2, rows, hid], a.DType, a.Device);
-            switch (a.DType)
-            {
-                case DType.Float32: RecurrentGates.Lstm(A<float>(ac), ac.Layout.Offset, A<float>(cc), cc.Layout.Offset, rows, hid, A<float>(y)); break;
-                case DType.Float64: RecurrentGates.Lstm(A<double>(ac), ac.Layout.Offset, A<double>(cc), cc.Layout.Offset, rows, hid, A<double>(y)); break;
-                default: throw new NotSupportedException($"lstm: dtype {a.DType} on cpu has no kernel; use Float32 or Float64");
-            }
+            a.Device.Backend.LstmGates(xs[0].Contiguous(), xs[1].Contiguous(), rows, hid, y);
             return y;
         }, g =>
         {
@@ -68,19 +36,14 @@ static class RnnMath
         });
     }
 
+    // x, m [N, 3H] input and hidden pre-activations, h [N, H]; returns h' [N, H].
     public static Tensor GruFused(Tensor x, Tensor m, Tensor h)
     {
         int rows = h.Shape[0], hid = h.Shape[-1];
         return Tensor.Custom("gru_gates", [x, m, h], xs =>
         {
-            var (xc, mc, hc) = (xs[0].Contiguous(), xs[1].Contiguous(), xs[2].Contiguous());
             var y = Tensor.Empty([rows, hid], x.DType, x.Device);
-            switch (x.DType)
-            {
-                case DType.Float32: RecurrentGates.Gru(A<float>(xc), xc.Layout.Offset, A<float>(mc), mc.Layout.Offset, A<float>(hc), hc.Layout.Offset, rows, hid, A<float>(y)); break;
-                case DType.Float64: RecurrentGates.Gru(A<double>(xc), xc.Layout.Offset, A<double>(mc), mc.Layout.Offset, A<double>(hc), hc.Layout.Offset, rows, hid, A<double>(y)); break;
-                default: throw new NotSupportedException($"gru: dtype {x.DType} on cpu has no kernel; use Float32 or Float64");
-            }
+            x.Device.Backend.GruGates(xs[0].Contiguous(), xs[1].Contiguous(), xs[2].Contiguous(), rows, hid, y);
             return y;
         }, g =>
         {
@@ -94,8 +57,6 @@ static class RnnMath
             return [Tensor.Concat([dr, dz, dn], -1), Tensor.Concat([dr, dz, dn * r], -1), g * z];
         });
     }
-
-    static T[] A<T>(Tensor t) => ((CpuStorage)t.Storage).As<T>();
 
     public static Parameter Uniform(Func<string, Parameter, Parameter> register, string name, int[] shape, double bound, Generator? generator, DType dtype, Device? device) =>
         register(name, new Parameter(Init.Uniform_(Tensor.Empty(shape, dtype, device), -bound, bound, generator)));

@@ -1,4 +1,6 @@
+using FsCheck.Fluent;
 using Kiln.NN;
+using Kiln.Tests.TestKit;
 using Xunit;
 using static Kiln.Tests.NN.NNCheck;
 using Close = Kiln.Tests.TestKit.Close;
@@ -32,7 +34,7 @@ public class RecurrentTests
     sealed record Weights(double[] Wih, double[] Whh, double[]? Bih, double[]? Bhh);
 
     static Weights Of(Parameter wih, Parameter whh, Parameter? bih, Parameter? bhh) =>
-        new(wih.Value.ToArray<double>(), whh.Value.ToArray<double>(), bih?.Value.ToArray<double>(), bhh?.Value.ToArray<double>());
+        new(wih.Value.ToDoubleArray(), whh.Value.ToDoubleArray(), bih?.Value.ToDoubleArray(), bhh?.Value.ToDoubleArray());
 
     // PyTorch's LSTM step, gates i, f, g, o.
     static (double[] H, double[] C) LstmRef(double[] x, double[] h, double[] c, int n, int inSize, int hid, Weights w)
@@ -66,6 +68,23 @@ public class RecurrentTests
                 h2[r * hid + u] = (1 - z) * nn + z * h[r * hid + u];
             }
         return h2;
+    }
+
+    // The gates composed from tensor ops, to compare the fused kernels and their backward against.
+    static (Tensor H, Tensor C) LstmComposed(Tensor a, Tensor c)
+    {
+        var q = a.Chunk(4, -1);
+        var c2 = q[1].Sigmoid() * c + q[0].Sigmoid() * q[2].Tanh();
+        return (q[3].Sigmoid() * c2.Tanh(), c2);
+    }
+
+    static Tensor GruComposed(Tensor x, Tensor m, Tensor h)
+    {
+        var xs = x.Chunk(3, -1); var ms = m.Chunk(3, -1);
+        var r = (xs[0] + ms[0]).Sigmoid();
+        var z = (xs[1] + ms[1]).Sigmoid();
+        var n = (xs[2] + r * ms[2]).Tanh();
+        return n + z * (h - n);
     }
 
     static double[] Step(double[] seq, int t, int n, int width) => seq.AsSpan(t * n * width, n * width).ToArray();
@@ -268,9 +287,64 @@ public class RecurrentTests
             var e = Kiln.Kernels.Reference.GruGates(xd.AsSpan(r * 3 * hid, 3 * hid), md.AsSpan(r * 3 * hid, 3 * hid), hd.AsSpan(r * hid, hid));
             Close.Check(e, gy.AsSpan(r * hid, hid), rtol, atol, $"gru row {r}");
         }
-        var (ch, cc) = RnnMath.LstmComposed(a, c);
+        var (ch, cc) = LstmComposed(a, c);
         Close.Check(Tensor.Stack([ch, cc], 0).ToDoubleArray(), hc, rtol, atol, "lstm composed");
-        Close.Check(RnnMath.GruComposed(x, m, h).ToDoubleArray(), gy, rtol, atol, "gru composed");
+        Close.Check(GruComposed(x, m, h).ToDoubleArray(), gy, rtol, atol, "gru composed");
+    }
+
+    public static IEnumerable<object[]> DeviceDtype => from d in Devices.All from dt in new[] { DType.Float32, DType.Float64 } select new object[] { d.ToString(), dt };
+
+    [Theory, MemberData(nameof(DeviceDtype))]
+    public void Fused_gate_kernels_match_the_reference_on_every_device(string device, DType dtype)
+    {
+        var dev = Devices.Parse(device);
+        var gen = from rows in Gen.Choose(0, 6) from hid in Gen.Choose(0, 9)
+                  from va in TensorGen.View from vc in TensorGen.View from seed in TensorGen.Seed select (rows, hid, va, vc, seed);
+        Props.Check(dev, gen, t =>
+        {
+            var (rows, hid, va, vc, seed) = t;
+            // Pre-activations out to +-6 reach both branches of the sigmoid and the saturation of tanh.
+            var a = TensorGen.Make([rows, 4 * hid], va, seed, dtype, dev, -6, 6);
+            var c = TensorGen.Make([rows, hid], vc, seed + 1, dtype, dev);
+            var x = TensorGen.Make([rows, 3 * hid], vc, seed + 2, dtype, dev, -6, 6);
+            var m = TensorGen.Make([rows, 3 * hid], va, seed + 3, dtype, dev, -6, 6);
+            var hc = RnnMath.LstmFused(a, c);
+            var gy = RnnMath.GruFused(x, m, c);
+            Assert.Equal(new Shape(2, rows, hid), hc.Shape);
+            Assert.Equal(new Shape(rows, hid), gy.Shape);
+            Assert.Equal(dev, hc.Device);
+            double[] ad = a.ToDoubleArray(), cd = c.ToDoubleArray(), xd = x.ToDoubleArray(), md = m.ToDoubleArray();
+            double[] hcd = hc.ToDoubleArray(), gyd = gy.ToDoubleArray();
+            var (rtol, atol) = Close.For(dtype, 4);
+            for (int r = 0; r < rows; r++)
+            {
+                var (eh, ec) = Kiln.Kernels.Reference.LstmGates(ad.AsSpan(r * 4 * hid, 4 * hid), cd.AsSpan(r * hid, hid));
+                Close.Check(eh, hcd.AsSpan(r * hid, hid), rtol, atol, $"lstm h' row {r}");
+                Close.Check(ec, hcd.AsSpan((rows + r) * hid, hid), rtol, atol, $"lstm c' row {r}");
+                var e = Kiln.Kernels.Reference.GruGates(xd.AsSpan(r * 3 * hid, 3 * hid), md.AsSpan(r * 3 * hid, 3 * hid), cd.AsSpan(r * hid, hid));
+                Close.Check(e, gyd.AsSpan(r * hid, hid), rtol, atol, $"gru row {r}");
+            }
+        });
+    }
+
+    [Theory, MemberData(nameof(DeviceDtype))]
+    public void Bidirectional_layers_run_on_every_device(string device, DType dtype)
+    {
+        var dev = Devices.Parse(device);
+        var (rtol, atol) = Close.For(dtype, 16);
+        var lstm = new LSTM(3, 4, numLayers: 2, bidirectional: true, generator: new Generator(110), dtype: dtype, device: dev);
+        var x = R([3, 2, 3], 111, -2, 2).To(dtype);
+        var (eo, eh, ec) = LstmSeqRef(lstm, x.ToDoubleArray(), 3, 2);
+        var (y, (h, c)) = lstm.Forward(x.To(dev));
+        Assert.Equal(dev, y.Device);
+        Close.Check(eo, y.ToDoubleArray(), rtol, atol, "lstm output");
+        Close.Check(eh.SelectMany(v => v).ToArray(), h.ToDoubleArray(), rtol, atol, "lstm h_n");
+        Close.Check(ec.SelectMany(v => v).ToArray(), c.ToDoubleArray(), rtol, atol, "lstm c_n");
+        var gru = new GRU(3, 4, numLayers: 2, bidirectional: true, generator: new Generator(112), dtype: dtype, device: dev);
+        var (go, gh) = GruSeqRef(gru, x.ToDoubleArray(), 3, 2);
+        var (gy, ghn) = gru.Forward(x.To(dev));
+        Close.Check(go, gy.ToDoubleArray(), rtol, atol, "gru output");
+        Close.Check(gh.SelectMany(v => v).ToArray(), ghn.ToDoubleArray(), rtol, atol, "gru h_n");
     }
 
     [Fact]
@@ -286,10 +360,10 @@ public class RecurrentTests
         // The backward is made of tensor ops, so Hessian-vector products match the composed ops'.
         var da = R(a.Shape, 65);
         var fused = Autograd.Hvp(v => RnnMath.LstmFused(v, c).Tanh().Sum(), a, da);
-        var composed = Autograd.Hvp(v => { var (hh, cc) = RnnMath.LstmComposed(v, c); return Tensor.Stack([hh, cc], 0).Tanh().Sum(); }, a, da);
+        var composed = Autograd.Hvp(v => { var (hh, cc) = LstmComposed(v, c); return Tensor.Stack([hh, cc], 0).Tanh().Sum(); }, a, da);
         Close.Check(composed, fused, 1e-12, 1e-14, "lstm hessian-vector product");
         var dm = R(m.Shape, 66);
-        Close.Check(Autograd.Hvp(v => RnnMath.GruComposed(x, v, h).Tanh().Sum(), m, dm), Autograd.Hvp(v => RnnMath.GruFused(x, v, h).Tanh().Sum(), m, dm), 1e-12, 1e-14, "gru hessian-vector product");
+        Close.Check(Autograd.Hvp(v => GruComposed(x, v, h).Tanh().Sum(), m, dm), Autograd.Hvp(v => RnnMath.GruFused(x, v, h).Tanh().Sum(), m, dm), 1e-12, 1e-14, "gru hessian-vector product");
     }
 
     [Fact]
