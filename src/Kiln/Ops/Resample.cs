@@ -162,19 +162,36 @@ public static class ResampleOps
         }
 
         /// <summary>
-        /// Special values planted in the input of a bilinear, zero-padded sampling whose grid reaches past the input,
-        /// against the float64 reference (forward only: the backward's grid gradient multiplies inputs by upstream values).
+        /// Special values planted in the input (forward) or the upstream gradient (backward: the input's and the grid's
+        /// gradients together) of a bilinear, zero-padded sampling whose grid reaches past the input, against the float64
+        /// reference.
         /// </summary>
         public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
         {
-            if (backward) return [];
             int[] shape = [2, 2, 4, 5];
             var a = new GridSampleArgs { N = 2, C = 2, IH = 4, IW = 5, OH = 3, OW = 4, Mode = (int)GridSampleMode.Bilinear, Padding = (int)GridSamplePadding.Zeros };
             var gd = Input([2, 3, 4, 2], InputView.Contiguous, 13, dtype, Device.Cpu, new Domain(-1.3, 1.3)).ToDoubleArray();
-            var grid = Tensor.FromArray(gd, new Shape(2, 3, 4, 2)).To(dtype).To(device);
+            var grid0 = Tensor.FromArray(gd, new Shape(2, 3, 4, 2)).To(dtype).To(device);
             var xd = Input(shape, InputView.Contiguous, 14, dtype, Device.Cpu, Domain).ToDoubleArray();
-            return SpecialValues.Planted(this, device, dtype, relaxed, xd, shape, v => Reference.GridSample(v, gd, a),
-                x => x.GridSample(grid, GridSampleMode.Bilinear, GridSamplePadding.Zeros, false), Math.Max(a.IH, a.IW));
+            if (!backward)
+                return SpecialValues.Planted(this, device, dtype, relaxed, xd, shape, v => Reference.GridSample(v, gd, a),
+                    x => x.GridSample(grid0, GridSampleMode.Bilinear, GridSamplePadding.Zeros, false), Math.Max(a.IH, a.IW));
+            int[] outShape = [2, 2, 3, 4];
+            var x0 = Tensor.FromArray(xd, new Shape(shape)).To(dtype).To(device);
+            var ud = Input(outShape, InputView.Contiguous, 15, dtype, Device.Cpu, Domain).ToDoubleArray();
+            // The looser of the two gradients' budgets in Check: a pixel may gather every grid point. The grid's gradient
+            // multiplies an upstream value by input differences before scaling (in the input's dtype, as PyTorch does), so
+            // a largest normal there overflows: not the reference's to judge.
+            return SpecialValues.Planted(this, device, dtype, relaxed, ud, outShape, g =>
+            {
+                var (dx, dgrid) = Reference.GridSampleBackward(g, xd, gd, a);
+                return [.. dx, .. dgrid];
+            }, g =>
+            {
+                var (x, grid) = (x0.Detach().RequiresGrad_(), grid0.Detach().RequiresGrad_());
+                x.GridSample(grid, GridSampleMode.Bilinear, GridSamplePadding.Zeros, false).Backward(g);
+                return Tensor.Concat([x.Grad!.Reshape(-1), grid.Grad!.Reshape(-1)], 0);
+            }, Math.Max(a.IH, a.IW) * a.OH * a.OW, largestNormals: false);
         }
     }
 
