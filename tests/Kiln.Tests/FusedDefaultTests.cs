@@ -75,7 +75,7 @@ public class FusedDefaultTests
     {
         WithPrimitivesOnly(dev =>
         {
-            foreach (var name in new[] { "softmax.softmax", "softmax.log_softmax", "norm.layer_norm", "norm.rms_norm", "attention.sdpa" })
+            foreach (var name in new[] { "softmax.softmax", "softmax.log_softmax", "norm.layer_norm", "norm.rms_norm", "attention.sdpa", "recurrent.lstm_gates", "recurrent.gru_gates" })
                 foreach (var row in Conformance.Validate(OpCatalog.Get(name), [dev], cases: 4))
                     Assert.True(row.Pass, row.Result.Detail);
         });
