@@ -13,15 +13,15 @@ public static class RecurrentGates
     /// <summary>
     /// LSTM over contiguous [rows, 4H] pre-activations a (gates i, f, g, o) and c [rows, H]: c' = sigmoid(a_f) c +
     /// sigmoid(a_i) tanh(a_g), h' = sigmoid(a_o) tanh(c'); writes <paramref name="hc"/> [2, rows, H], h' then c', so each
-    /// is a contiguous block for the next step's matrix product.
+    /// is a contiguous block for the next step's matrix product, from <paramref name="hcOff"/>.
     /// </summary>
-    public static void Lstm<T>(T[] a, int aOff, T[] c, int cOff, int rows, int hidden, T[] hc) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void Lstm<T>(T[] a, int aOff, T[] c, int cOff, int rows, int hidden, T[] hc, int hcOff) where T : unmanaged, IFloatingPointIeee754<T>
     {
         Strided.Parallel(rows, (long)rows * hidden * 40, (s, e) =>
         {
             for (int r = s; r < e; r++)
             {
-                int ar = aOff + r * 4 * hidden, cr = cOff + r * hidden, yr = r * hidden, cAt = rows * hidden;
+                int ar = aOff + r * 4 * hidden, cr = cOff + r * hidden, yr = hcOff + r * hidden, cAt = rows * hidden;
                 for (int u = 0; u < hidden; u++)
                 {
                     T i = Sigmoid(a[ar + u]), f = Sigmoid(a[ar + hidden + u]), g = T.Tanh(a[ar + 2 * hidden + u]), o = Sigmoid(a[ar + 3 * hidden + u]);
@@ -36,9 +36,9 @@ public static class RecurrentGates
     /// <summary>
     /// GRU over contiguous [rows, 3H] input pre-activations x and hidden pre-activations m (gates r, z, n, biases
     /// included) and h [rows, H]: r = sigmoid(x_r + m_r), z = sigmoid(x_z + m_z), n = tanh(x_n + r m_n),
-    /// h' = (1 - z) n + z h, written to <paramref name="y"/> [rows, H].
+    /// h' = (1 - z) n + z h, written to <paramref name="y"/> [rows, H] from <paramref name="yOff"/>.
     /// </summary>
-    public static void Gru<T>(T[] x, int xOff, T[] m, int mOff, T[] h, int hOff, int rows, int hidden, T[] y) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void Gru<T>(T[] x, int xOff, T[] m, int mOff, T[] h, int hOff, int rows, int hidden, T[] y, int yOff) where T : unmanaged, IFloatingPointIeee754<T>
     {
         Strided.Parallel(rows, (long)rows * hidden * 30, (s, e) =>
         {
@@ -50,7 +50,7 @@ public static class RecurrentGates
                     T rg = Sigmoid(x[xr + u] + m[mr + u]);
                     T z = Sigmoid(x[xr + hidden + u] + m[mr + hidden + u]);
                     T n = T.Tanh(x[xr + 2 * hidden + u] + rg * m[mr + 2 * hidden + u]);
-                    y[r * hidden + u] = n + z * (h[hr + u] - n);
+                    y[yOff + r * hidden + u] = n + z * (h[hr + u] - n);
                 }
             }
         });

@@ -83,7 +83,8 @@ public static class Elementwise
         }
     }
 
-    static T Sigmoid<T, TF>(T x) where T : unmanaged where TF : struct, IFloat<T>
+    // The form that cannot overflow; the recurrent gate kernels share it.
+    internal static T Sigmoid<T, TF>(T x) where T : unmanaged where TF : struct, IFloat<T>
     {
         TF f = default;
         if (f.Le(f.Zero, x)) return f.Div(f.One, f.Add(f.One, f.Exp(f.Neg(x))));

@@ -80,7 +80,8 @@ public static class KernelCatalog
 
         void Fused<T, TF>() where T : unmanaged where TF : struct, IFloat<T> => list.AddRange(
             [SoftmaxKernels<T, TF>.Rows, LayerNormKernels<T, TF>.Rows, LayerNormKernels<T, TF>.RmsRows, GemmKernels<T, TF>.Tiled,
-             AttentionKernels<T, TF>.Forward, AttentionKernels<T, TF>.Delta, AttentionKernels<T, TF>.GradQ, AttentionKernels<T, TF>.GradKV]);
+             AttentionKernels<T, TF>.Forward, AttentionKernels<T, TF>.Delta, AttentionKernels<T, TF>.GradQ, AttentionKernels<T, TF>.GradKV,
+             RecurrentKernels<T, TF>.Lstm, RecurrentKernels<T, TF>.Gru]);
         Fused<float, F32>(); Fused<double, F64>();
         void Convs<T, TF>() where T : unmanaged where TF : struct, IFloat<T> => list.Add(ConvKernels<T, TF>.Tiled); Convs<float, F32>(); Convs<double, F64>();
 

@@ -84,6 +84,28 @@ public sealed partial class IlgpuBackend
     };
 
     /// <inheritdoc/>
+    public void LstmGates(Tensor a, Tensor c, int rows, int hidden, Tensor hc) => Locked(() =>
+    {
+        switch (a.DType)
+        {
+            case DType.Float32: RecurrentKernels<float, F32>.Lstm.Launch(Driver, rows * hidden, V<float>(a), Off(a), V<float>(c), Off(c), V<float>(hc), Off(hc), rows, hidden); break;
+            case DType.Float64: RecurrentKernels<double, F64>.Lstm.Launch(Driver, rows * hidden, V<double>(a), Off(a), V<double>(c), Off(c), V<double>(hc), Off(hc), rows, hidden); break;
+            default: throw Unsupported("lstm_gates", a.DType);
+        }
+    });
+
+    /// <inheritdoc/>
+    public void GruGates(Tensor x, Tensor m, Tensor h, int rows, int hidden, Tensor y) => Locked(() =>
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: RecurrentKernels<float, F32>.Gru.Launch(Driver, rows * hidden, V<float>(x), Off(x), V<float>(m), Off(m), V<float>(h), Off(h), V<float>(y), Off(y), hidden); break;
+            case DType.Float64: RecurrentKernels<double, F64>.Gru.Launch(Driver, rows * hidden, V<double>(x), Off(x), V<double>(m), Off(m), V<double>(h), Off(h), V<double>(y), Off(y), hidden); break;
+            default: throw Unsupported("gru_gates", x.DType);
+        }
+    });
+
+    /// <inheritdoc/>
     public void SoftmaxRows(Tensor x, int rows, int len, bool log, Tensor y) => Locked(() =>
     {
         if (len == 0 && x.DType.IsFloating()) return;

@@ -1,61 +1,29 @@
-using Kiln.Kernels.Cpu;
-
 namespace Kiln.NN;
 
 // The gate math shared by the cells and the sequence layers. The input's gates for all of them come from one matmul
 // (gx = x W_ih^T + b_ih, precomputed for a whole sequence by the sequence layers), the hidden state's from another.
-// On the CPU the elementwise part is one fused kernel (Kiln.Kernels.Cpu.RecurrentGates) with a hand-written backward
-// in tensor ops (so it differentiates again); other devices compose it from tensor ops.
+// The elementwise part is one fused kernel per step on every device (IFusedBackend.LstmGates / GruGates) with a
+// hand-written backward in tensor ops (so it differentiates again).
 static class RnnMath
 {
     // LSTM, gates in PyTorch's order i, f, g, o: c' = f c + i g, h' = o tanh(c').
     public static (Tensor H, Tensor C) LstmStep(Tensor gx, Tensor h, Tensor c, Tensor wHh, Tensor? bHh)
     {
-        var a = gx + Tensor.Linear(h, wHh, bHh);
-        if (a.Device.Kind != DeviceKind.Cpu) return LstmComposed(a, c);
-        var hc = LstmFused(a, c);
+        var hc = LstmFused(gx + Tensor.Linear(h, wHh, bHh), c);
         return (hc.Narrow(0, 0, 1).Squeeze(0), hc.Narrow(0, 1, 1).Squeeze(0));
     }
 
     // GRU, gates r, z, n: n = tanh(x_n + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
-    public static Tensor GruStep(Tensor gx, Tensor h, Tensor wHh, Tensor? bHh)
-    {
-        var m = Tensor.Linear(h, wHh, bHh);
-        return gx.Device.Kind == DeviceKind.Cpu ? GruFused(gx, m, h) : GruComposed(gx, m, h);
-    }
+    public static Tensor GruStep(Tensor gx, Tensor h, Tensor wHh, Tensor? bHh) => GruFused(gx, Tensor.Linear(h, wHh, bHh), h);
 
-    // a [N, 4H] pre-activations, c [N, H].
-    public static (Tensor H, Tensor C) LstmComposed(Tensor a, Tensor c)
-    {
-        var q = a.Chunk(4, -1);
-        var c2 = q[1].Sigmoid() * c + q[0].Sigmoid() * q[2].Tanh();
-        return (q[3].Sigmoid() * c2.Tanh(), c2);
-    }
-
-    // x, m [N, 3H] input and hidden pre-activations, h [N, H].
-    public static Tensor GruComposed(Tensor x, Tensor m, Tensor h)
-    {
-        var xs = x.Chunk(3, -1); var ms = m.Chunk(3, -1);
-        var r = (xs[0] + ms[0]).Sigmoid();
-        var z = (xs[1] + ms[1]).Sigmoid();
-        var n = (xs[2] + r * ms[2]).Tanh();
-        return n + z * (h - n);
-    }
-
-    // [2, N, H]: h' then c'.
+    // a [N, 4H] pre-activations, c [N, H]; returns [2, N, H]: h' then c'.
     public static Tensor LstmFused(Tensor a, Tensor c)
     {
         int rows = c.Shape[0], hid = c.Shape[-1];
         return Tensor.Custom("lstm_gates", [a, c], xs =>
         {
-            var (ac, cc) = (xs[0].Contiguous(), xs[1].Contiguous());
             var y = Tensor.Empty([2, rows, hid], a.DType, a.Device);
-            switch (a.DType)
-            {
-                case DType.Float32: RecurrentGates.Lstm(A<float>(ac), ac.Layout.Offset, A<float>(cc), cc.Layout.Offset, rows, hid, A<float>(y)); break;
-                case DType.Float64: RecurrentGates.Lstm(A<double>(ac), ac.Layout.Offset, A<double>(cc), cc.Layout.Offset, rows, hid, A<double>(y)); break;
-                default: throw new NotSupportedException($"lstm: dtype {a.DType} on cpu has no kernel; use Float32 or Float64");
-            }
+            a.Device.Backend.LstmGates(xs[0].Contiguous(), xs[1].Contiguous(), rows, hid, y);
             return y;
         }, g =>
         {
@@ -68,19 +36,14 @@ static class RnnMath
         });
     }
 
+    // x, m [N, 3H] input and hidden pre-activations, h [N, H]; returns h' [N, H].
     public static Tensor GruFused(Tensor x, Tensor m, Tensor h)
     {
         int rows = h.Shape[0], hid = h.Shape[-1];
         return Tensor.Custom("gru_gates", [x, m, h], xs =>
         {
-            var (xc, mc, hc) = (xs[0].Contiguous(), xs[1].Contiguous(), xs[2].Contiguous());
             var y = Tensor.Empty([rows, hid], x.DType, x.Device);
-            switch (x.DType)
-            {
-                case DType.Float32: RecurrentGates.Gru(A<float>(xc), xc.Layout.Offset, A<float>(mc), mc.Layout.Offset, A<float>(hc), hc.Layout.Offset, rows, hid, A<float>(y)); break;
-                case DType.Float64: RecurrentGates.Gru(A<double>(xc), xc.Layout.Offset, A<double>(mc), mc.Layout.Offset, A<double>(hc), hc.Layout.Offset, rows, hid, A<double>(y)); break;
-                default: throw new NotSupportedException($"gru: dtype {x.DType} on cpu has no kernel; use Float32 or Float64");
-            }
+            x.Device.Backend.GruGates(xs[0].Contiguous(), xs[1].Contiguous(), xs[2].Contiguous(), rows, hid, y);
             return y;
         }, g =>
         {
@@ -94,8 +57,6 @@ static class RnnMath
             return [Tensor.Concat([dr, dz, dn], -1), Tensor.Concat([dr, dz, dn * r], -1), g * z];
         });
     }
-
-    static T[] A<T>(Tensor t) => ((CpuStorage)t.Storage).As<T>();
 
     public static Parameter Uniform(Func<string, Parameter, Parameter> register, string name, int[] shape, double bound, Generator? generator, DType dtype, Device? device) =>
         register(name, new Parameter(Init.Uniform_(Tensor.Empty(shape, dtype, device), -bound, bound, generator)));
@@ -225,13 +186,16 @@ public sealed class GRUCell : RecurrentCell
 }
 
 /// <summary>
-/// A stack of recurrent layers run over a sequence (the base of <see cref="LSTM"/> and <see cref="GRU"/>). Layer k has
-/// weight_ih_l{k} [gates * hidden, in_k] (in_0 = input, otherwise hidden), weight_hh_l{k}, bias_ih_l{k} and
-/// bias_hh_l{k}, PyTorch's keys, all uniform on +-1/sqrt(hidden). Input [L, N, input], or [N, L, input] with batch
-/// first, or unbatched [L, input]; output [L, N, hidden] (batch first [N, L, hidden], unbatched [L, hidden]) of the
-/// last layer at every step; states [layers, N, hidden] (unbatched [layers, hidden]). Each layer's input gates for
-/// all steps come from one matmul. In training, dropout with probability p is applied to the outputs of every layer
-/// but the last. Bidirectional and projected (proj_size) variants are not provided.
+/// A stack of recurrent layers run over a sequence (the base of <see cref="LSTM"/> and <see cref="GRU"/>), optionally
+/// bidirectional. Layer k has weight_ih_l{k} [gates * hidden, in_k] (in_0 = input, otherwise hidden times the number of
+/// directions), weight_hh_l{k}, bias_ih_l{k} and bias_hh_l{k}, and when bidirectional the same again with the suffix
+/// _reverse for the direction that runs from the last step to the first: PyTorch's keys and order, all uniform on
+/// +-1/sqrt(hidden). Input [L, N, input], or [N, L, input] with batch first, or unbatched [L, input]; output
+/// [L, N, D * hidden] (batch first [N, L, D * hidden], unbatched [L, D * hidden]) of the last layer at every step, D = 2
+/// when bidirectional (the forward direction's features, then the reverse direction's for the same step); states
+/// [layers * D, N, hidden] (unbatched [layers * D, hidden]), indexed layer * D + direction. Each direction's input
+/// gates for all steps come from one matmul. In training, dropout with probability p is applied to the outputs of every
+/// layer but the last. Packed (variable-length) sequences and projected (proj_size) variants are not provided.
 /// </summary>
 public abstract class RecurrentLayer : Module
 {
@@ -240,26 +204,31 @@ public abstract class RecurrentLayer : Module
     readonly Parameter[] _wIh, _wHh;
     readonly Parameter[]? _bIh, _bHh;
 
-    private protected RecurrentLayer(string op, int gates, int inputSize, int hiddenSize, int numLayers, bool bias, bool batchFirst, double dropout, Generator? generator, DType dtype, Device? device)
+    private protected RecurrentLayer(string op, int gates, int inputSize, int hiddenSize, int numLayers, bool bias, bool batchFirst, double dropout, bool bidirectional, Generator? generator, DType dtype, Device? device)
     {
         RnnMath.Sizes(op, inputSize, hiddenSize);
         if (numLayers <= 0) throw new ArgumentOutOfRangeException(nameof(numLayers), numLayers, $"{op}: numLayers must be positive");
         if (!(dropout >= 0 && dropout < 1)) throw new ArgumentOutOfRangeException(nameof(dropout), dropout, $"{op}: dropout must be in [0, 1)");
-        Op = op; InputSize = inputSize; HiddenSize = hiddenSize; NumLayers = numLayers; BatchFirst = batchFirst; Dropout = dropout;
+        Op = op; InputSize = inputSize; HiddenSize = hiddenSize; NumLayers = numLayers; BatchFirst = batchFirst; Dropout = dropout; Bidirectional = bidirectional;
         _generator = generator;
         double k = 1 / Math.Sqrt(hiddenSize);
-        _wIh = new Parameter[numLayers]; _wHh = new Parameter[numLayers];
-        if (bias) { _bIh = new Parameter[numLayers]; _bHh = new Parameter[numLayers]; }
+        int dirs = NumDirections, n = numLayers * dirs;
+        _wIh = new Parameter[n]; _wHh = new Parameter[n];
+        if (bias) { _bIh = new Parameter[n]; _bHh = new Parameter[n]; }
         for (int l = 0; l < numLayers; l++)
-        {
-            _wIh[l] = RnnMath.Uniform(RegisterParameter, $"weight_ih_l{l}", [gates * hiddenSize, l == 0 ? inputSize : hiddenSize], k, generator, dtype, device);
-            _wHh[l] = RnnMath.Uniform(RegisterParameter, $"weight_hh_l{l}", [gates * hiddenSize, hiddenSize], k, generator, dtype, device);
-            if (bias)
+            for (int d = 0; d < dirs; d++)
             {
-                _bIh![l] = RnnMath.Uniform(RegisterParameter, $"bias_ih_l{l}", [gates * hiddenSize], k, generator, dtype, device);
-                _bHh![l] = RnnMath.Uniform(RegisterParameter, $"bias_hh_l{l}", [gates * hiddenSize], k, generator, dtype, device);
+                // PyTorch registers layer by layer, the forward direction's four tensors before the reverse one's.
+                int at = l * dirs + d;
+                string suffix = $"_l{l}{(d == 1 ? "_reverse" : "")}";
+                _wIh[at] = RnnMath.Uniform(RegisterParameter, "weight_ih" + suffix, [gates * hiddenSize, l == 0 ? inputSize : dirs * hiddenSize], k, generator, dtype, device);
+                _wHh[at] = RnnMath.Uniform(RegisterParameter, "weight_hh" + suffix, [gates * hiddenSize, hiddenSize], k, generator, dtype, device);
+                if (bias)
+                {
+                    _bIh![at] = RnnMath.Uniform(RegisterParameter, "bias_ih" + suffix, [gates * hiddenSize], k, generator, dtype, device);
+                    _bHh![at] = RnnMath.Uniform(RegisterParameter, "bias_hh" + suffix, [gates * hiddenSize], k, generator, dtype, device);
+                }
             }
-        }
     }
 
     /// <summary>The input width.</summary>
@@ -272,13 +241,17 @@ public abstract class RecurrentLayer : Module
     public bool BatchFirst { get; }
     /// <summary>The dropout probability between layers in training mode.</summary>
     public double Dropout { get; }
-    /// <summary>W_ih of each layer.</summary>
+    /// <summary>Whether every layer also runs the sequence from its last step to its first.</summary>
+    public bool Bidirectional { get; }
+    /// <summary>2 when <see cref="Bidirectional"/>, otherwise 1.</summary>
+    public int NumDirections => Bidirectional ? 2 : 1;
+    /// <summary>W_ih of each layer and direction, at layer * <see cref="NumDirections"/> + direction (direction 1 is _reverse).</summary>
     public IReadOnlyList<Parameter> WeightIh => _wIh;
-    /// <summary>W_hh of each layer.</summary>
+    /// <summary>W_hh of each layer and direction, indexed as <see cref="WeightIh"/>.</summary>
     public IReadOnlyList<Parameter> WeightHh => _wHh;
-    /// <summary>b_ih of each layer, or null without bias.</summary>
+    /// <summary>b_ih of each layer and direction, indexed as <see cref="WeightIh"/>, or null without bias.</summary>
     public IReadOnlyList<Parameter>? BiasIh => _bIh;
-    /// <summary>b_hh of each layer, or null without bias.</summary>
+    /// <summary>b_hh of each layer and direction, indexed as <see cref="WeightIh"/>, or null without bias.</summary>
     public IReadOnlyList<Parameter>? BiasHh => _bHh;
 
     // The input as [L, N, input] with whether it came unbatched.
@@ -295,45 +268,73 @@ public abstract class RecurrentLayer : Module
         return (BatchFirst ? input.Transpose(0, 1) : input, false);
     }
 
-    // A state as [layers, N, hidden] (zeros when null).
+    // A state as [layers * directions, N, hidden] (zeros when null).
     private protected Tensor StateOf(string name, Tensor? state, Tensor seq, bool unbatched)
     {
-        var expected = unbatched ? new Shape(NumLayers, HiddenSize) : new Shape(NumLayers, seq.Shape[1], HiddenSize);
+        int n = NumLayers * NumDirections;
+        var expected = unbatched ? new Shape(n, HiddenSize) : new Shape(n, seq.Shape[1], HiddenSize);
         var s = RnnMath.State(Op, name, state, expected, seq);
         return unbatched ? s.Unsqueeze(1) : s;
     }
 
-    // Layer l's input gates for all steps at once: [L, N, gates * hidden].
-    private protected Tensor InputGates(int l, Tensor seq) => Tensor.Linear(seq, _wIh[l].Value, _bIh?[l].Value);
-
-    private protected Tensor RecurrentWeight(int l) => _wHh[l].Value;
-    private protected Tensor? RecurrentBias(int l) => _bHh?[l].Value;
-
-    // The next layer's input: this layer's outputs [L, N, hidden], with inverted dropout between layers in training.
-    private protected Tensor BetweenLayers(int l, Tensor[] outputs)
+    // Runs every layer and direction over seq [L, N, input] from the states at[k] (k = layer * directions + direction,
+    // each [N, hidden] tensors); step(k, gx_t, state) gives the next state, whose first tensor is the step's output.
+    // Returns the last layer's output [L, N, directions * hidden]; states is updated to the final states.
+    private protected Tensor Run(Tensor seq, Tensor[][] states, Func<int, Tensor, Tensor[], Tensor[]> step)
     {
-        var y = Tensor.Stack(outputs, 0);
-        if (!Training || Dropout == 0 || l == NumLayers - 1) return y;
-        var keep = Tensor.Bernoulli(y.Shape, 1 - Dropout, _generator, y.DType, y.Device);
-        return y * (keep * (1 / (1 - Dropout)));
+        int len = seq.Shape[0], dirs = NumDirections;
+        var x = seq;
+        for (int l = 0; l < NumLayers; l++)
+        {
+            var perDirection = new Tensor[dirs];
+            for (int d = 0; d < dirs; d++)
+            {
+                int k = l * dirs + d;
+                var gx = Tensor.Linear(x, _wIh[k].Value, _bIh?[k].Value);
+                var outputs = new Tensor[len];
+                for (int s = 0; s < len; s++)
+                {
+                    // The reverse direction reads the sequence backwards but its outputs stay aligned with their steps.
+                    int t = d == 0 ? s : len - 1 - s;
+                    states[k] = step(k, gx.Narrow(0, t, 1).Squeeze(0), states[k]);
+                    outputs[t] = states[k][0];
+                }
+                perDirection[d] = Tensor.Stack(outputs, 0);
+            }
+            x = dirs == 1 ? perDirection[0] : Tensor.Concat(perDirection, -1);
+            if (Training && Dropout != 0 && l < NumLayers - 1)
+            {
+                var keep = Tensor.Bernoulli(x.Shape, 1 - Dropout, _generator, x.DType, x.Device);
+                x = x * (keep * (1 / (1 - Dropout)));
+            }
+        }
+        return x;
     }
+
+    private protected Tensor RecurrentWeight(int k) => _wHh[k].Value;
+    private protected Tensor? RecurrentBias(int k) => _bHh?[k].Value;
 
     private protected Tensor Output(Tensor y, bool unbatched) => unbatched ? y.Squeeze(1) : BatchFirst ? y.Transpose(0, 1) : y;
 
-    private protected static Tensor FinalState(Tensor[] perLayer, bool unbatched) => unbatched ? Tensor.Stack(perLayer, 0).Squeeze(1) : Tensor.Stack(perLayer, 0);
+    // Component i of every layer's and direction's final state, stacked as [layers * directions, N, hidden].
+    private protected static Tensor FinalState(Tensor[][] states, int i, bool unbatched)
+    {
+        var s = Tensor.Stack(states.Select(v => v[i]).ToArray(), 0);
+        return unbatched ? s.Squeeze(1) : s;
+    }
 }
 
-/// <summary>A multi-layer LSTM over sequences (PyTorch's <c>nn.LSTM</c>, unidirectional); each step is <see cref="LSTMCell"/>'s. See <see cref="RecurrentLayer"/>.</summary>
+/// <summary>A multi-layer LSTM over sequences (PyTorch's <c>nn.LSTM</c>); each step is <see cref="LSTMCell"/>'s. See <see cref="RecurrentLayer"/>.</summary>
 public sealed class LSTM : RecurrentLayer
 {
     /// <summary>Creates the network, weights drawn from <paramref name="generator"/> (also used for dropout masks).</summary>
     /// <exception cref="ArgumentOutOfRangeException">A size is not positive, or dropout is outside [0, 1).</exception>
-    public LSTM(int inputSize, int hiddenSize, int numLayers = 1, bool bias = true, bool batchFirst = false, double dropout = 0, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
-        : base("lstm", 4, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, generator, dtype, device) { }
+    public LSTM(int inputSize, int hiddenSize, int numLayers = 1, bool bias = true, bool batchFirst = false, double dropout = 0, bool bidirectional = false, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
+        : base("lstm", 4, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, bidirectional, generator, dtype, device) { }
 
     /// <summary>
-    /// Runs the sequence from state (h0, c0), each [layers, N, hidden] (zeros when null); returns the last layer's
-    /// output at every step and the final (h, c) of every layer.
+    /// Runs the sequence from state (h0, c0), each [layers * directions, N, hidden] (zeros when null); returns the last
+    /// layer's output at every step and the final (h, c) of every layer and direction.
     /// </summary>
     /// <exception cref="ArgumentException">The input's rank is not 2 or 3.</exception>
     /// <exception cref="ShapeMismatchException">The input's width or a state's shape does not fit.</exception>
@@ -342,36 +343,28 @@ public sealed class LSTM : RecurrentLayer
         var (seq, unbatched) = Sequence(input);
         var h0 = StateOf("h", state?.H, seq, unbatched);
         var c0 = StateOf("c", state?.C, seq, unbatched);
-        var hs = new Tensor[NumLayers]; var cs = new Tensor[NumLayers];
-        var x = seq;
-        for (int l = 0; l < NumLayers; l++)
+        var states = new Tensor[h0.Shape[0]][];
+        for (int k = 0; k < states.Length; k++) states[k] = [h0.Narrow(0, k, 1).Squeeze(0), c0.Narrow(0, k, 1).Squeeze(0)];
+        var y = Run(seq, states, (k, gx, s) =>
         {
-            var gx = InputGates(l, x);
-            var (h, c) = (h0.Narrow(0, l, 1).Squeeze(0), c0.Narrow(0, l, 1).Squeeze(0));
-            var outputs = new Tensor[seq.Shape[0]];
-            for (int t = 0; t < outputs.Length; t++)
-            {
-                (h, c) = RnnMath.LstmStep(gx.Narrow(0, t, 1).Squeeze(0), h, c, RecurrentWeight(l), RecurrentBias(l));
-                outputs[t] = h;
-            }
-            hs[l] = h; cs[l] = c;
-            x = BetweenLayers(l, outputs);
-        }
-        return (Output(x, unbatched), (FinalState(hs, unbatched), FinalState(cs, unbatched)));
+            var (h, c) = RnnMath.LstmStep(gx, s[0], s[1], RecurrentWeight(k), RecurrentBias(k));
+            return [h, c];
+        });
+        return (Output(y, unbatched), (FinalState(states, 0, unbatched), FinalState(states, 1, unbatched)));
     }
 }
 
-/// <summary>A multi-layer GRU over sequences (PyTorch's <c>nn.GRU</c>, unidirectional); each step is <see cref="GRUCell"/>'s. See <see cref="RecurrentLayer"/>.</summary>
+/// <summary>A multi-layer GRU over sequences (PyTorch's <c>nn.GRU</c>); each step is <see cref="GRUCell"/>'s. See <see cref="RecurrentLayer"/>.</summary>
 public sealed class GRU : RecurrentLayer
 {
     /// <summary>Creates the network, weights drawn from <paramref name="generator"/> (also used for dropout masks).</summary>
     /// <exception cref="ArgumentOutOfRangeException">A size is not positive, or dropout is outside [0, 1).</exception>
-    public GRU(int inputSize, int hiddenSize, int numLayers = 1, bool bias = true, bool batchFirst = false, double dropout = 0, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
-        : base("gru", 3, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, generator, dtype, device) { }
+    public GRU(int inputSize, int hiddenSize, int numLayers = 1, bool bias = true, bool batchFirst = false, double dropout = 0, bool bidirectional = false, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
+        : base("gru", 3, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, bidirectional, generator, dtype, device) { }
 
     /// <summary>
-    /// Runs the sequence from h0 [layers, N, hidden] (zeros when null); returns the last layer's output at every step
-    /// and the final h of every layer.
+    /// Runs the sequence from h0 [layers * directions, N, hidden] (zeros when null); returns the last layer's output at
+    /// every step and the final h of every layer and direction.
     /// </summary>
     /// <exception cref="ArgumentException">The input's rank is not 2 or 3.</exception>
     /// <exception cref="ShapeMismatchException">The input's width or the state's shape does not fit.</exception>
@@ -379,18 +372,9 @@ public sealed class GRU : RecurrentLayer
     {
         var (seq, unbatched) = Sequence(input);
         var h0s = StateOf("h", h0, seq, unbatched);
-        var hs = new Tensor[NumLayers];
-        var x = seq;
-        for (int l = 0; l < NumLayers; l++)
-        {
-            var gx = InputGates(l, x);
-            var h = h0s.Narrow(0, l, 1).Squeeze(0);
-            var outputs = new Tensor[seq.Shape[0]];
-            for (int t = 0; t < outputs.Length; t++)
-                outputs[t] = h = RnnMath.GruStep(gx.Narrow(0, t, 1).Squeeze(0), h, RecurrentWeight(l), RecurrentBias(l));
-            hs[l] = h;
-            x = BetweenLayers(l, outputs);
-        }
-        return (Output(x, unbatched), FinalState(hs, unbatched));
+        var states = new Tensor[h0s.Shape[0]][];
+        for (int k = 0; k < states.Length; k++) states[k] = [h0s.Narrow(0, k, 1).Squeeze(0)];
+        var y = Run(seq, states, (k, gx, s) => [RnnMath.GruStep(gx, s[0], RecurrentWeight(k), RecurrentBias(k))]);
+        return (Output(y, unbatched), FinalState(states, 0, unbatched));
     }
 }

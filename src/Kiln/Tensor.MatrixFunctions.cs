@@ -75,6 +75,127 @@ public partial class Tensor
         return (lu, FromArray(pivots, new Shape([.. lead, n])).To(Device));
     }
 
+    /// <summary>
+    /// Solves a linear system from the factors <see cref="LuFactor"/> returns (<c>torch.linalg.lu_solve</c>): with A = P L U
+    /// the matrix that <paramref name="lu"/> [..., n, n] and Int32 <paramref name="pivots"/> [..., n] factor, X solves
+    /// A X = B (<paramref name="left"/>), Aᵀ X = B (left, <paramref name="adjoint"/>), X A = B (not left) or X Aᵀ = B (not
+    /// left, adjoint). B is [..., n, k] when left, [..., k, n] otherwise; its batch dims broadcast with LU's, and X has B's
+    /// matrix shape with the broadcast batch. Two triangular solves per matrix (O(n² k)) in float64, X in B's dtype; a zero
+    /// on U's diagonal gives infinities or NaN, as in PyTorch. Differentiable in LU and B: g_B is the solve of g with the
+    /// opposite adjoint; g_A = -g_B Xᵀ, -X g_Bᵀ, -Xᵀ g_B or -g_Bᵀ X in the four cases; and
+    /// g_LU = tril(Pᵀ g_A Uᵀ, -1) + triu(Lᵀ Pᵀ g_A). The pivots are constants.
+    /// </summary>
+    /// <param name="lu">L's strict lower triangle (unit diagonal implied) and U on and above the diagonal.</param>
+    /// <param name="pivots">LAPACK's 1-based row interchanges: row k was swapped with row pivots[k] - 1, for k = 0, 1, ... in turn.</param>
+    /// <param name="b">The right-hand sides.</param>
+    /// <param name="left">Solve A X = B (true) or X A = B (false).</param>
+    /// <param name="adjoint">Solve with Aᵀ in place of A.</param>
+    /// <exception cref="ShapeMismatchException">LU is not a (batch of) square matrices, pivots is not LU's shape without its last dim, B's rows (left) or columns do not match n, or batch dims do not broadcast.</exception>
+    /// <exception cref="ArgumentException">Pivots is not Int32, or dtypes or devices differ.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A pivot is outside [1, n].</exception>
+    /// <exception cref="NotSupportedException">The dtype is not Float32 or Float64.</exception>
+    public static Tensor LuSolve(Tensor lu, Tensor pivots, Tensor b, bool left = true, bool adjoint = false)
+    {
+        const string op = "lu_solve";
+        ArgumentNullException.ThrowIfNull(lu);
+        ArgumentNullException.ThrowIfNull(pivots);
+        ArgumentNullException.ThrowIfNull(b);
+        lu.Storage.ThrowIfDisposed(op); pivots.Storage.ThrowIfDisposed(op); b.Storage.ThrowIfDisposed(op);
+        Check.Floating(lu, op, nameof(lu));
+        if (lu.Rank < 2 || lu.Shape[-1] != lu.Shape[-2])
+            throw new ShapeMismatchException(op, nameof(lu), $"lu has shape {lu.Shape}; it must be a (batch of) square matrices [..., n, n]");
+        int n = lu.Shape[-1];
+        var lead = lu.Shape.Dims[..^2].ToArray();
+        Check.SameDType(lu, b, op, nameof(b));
+        Check.SameDevice(lu, b, op, nameof(b));
+        Check.SameDevice(lu, pivots, op, nameof(pivots));
+        if (pivots.DType != DType.Int32)
+            throw new ArgumentException($"{op}: pivots has dtype {pivots.DType}; it must be Int32, as LuFactor returns it", nameof(pivots));
+        if (pivots.Shape != new Shape([.. lead, n]))
+            throw new ShapeMismatchException(op, nameof(pivots), $"pivots has shape {pivots.Shape}; for lu of shape {lu.Shape} it must be {new Shape([.. lead, n])}");
+        if (b.Rank < 2 || b.Shape[left ? -2 : -1] != n)
+            throw new ShapeMismatchException(op, nameof(b), $"b has shape {b.Shape}; for lu of shape {lu.Shape} it must be {(left ? $"[..., {n}, k]" : $"[..., k, {n}]")}");
+
+        // Replay the interchanges into the row order of Pᵀ A (row i is row perm[i] of A) and P itself.
+        var pv = pivots.ToArray<int>();
+        int batch = pv.Length / Math.Max(n, 1);
+        var perm = new int[pv.Length];
+        var pm = new double[batch * n * n];
+        for (int m = 0; m < batch; m++)
+        {
+            var rows = perm.AsSpan(m * n, n);
+            for (int i = 0; i < n; i++) rows[i] = i;
+            for (int k = 0; k < n; k++)
+            {
+                int j = pv[m * n + k] - 1;
+                if (j < 0 || j >= n)
+                    throw new ArgumentOutOfRangeException(nameof(pivots), pv[m * n + k], $"{op}: pivot {k} of matrix {m} of the batch is {pv[m * n + k]}; pivots are 1-based rows in [1, {n}]");
+                (rows[k], rows[j]) = (rows[j], rows[k]);
+            }
+            for (int i = 0; i < n; i++) pm[m * n * n + rows[i] * n + i] = 1;
+        }
+        var permT = FromArray(perm, pivots.Shape).To(lu.Device);
+        var p = FromArray(pm, lu.Shape).To(lu.DType).To(lu.Device);
+        return LuSolveFactored(lu, permT, p, b, left, adjoint);
+    }
+
+    // X from the factors with the permutation both as rows (perm) and as the matrix P (in LU's dtype); see LuSolve.
+    static Tensor LuSolveFactored(Tensor lu, Tensor perm, Tensor p, Tensor b, bool left, bool adjoint)
+    {
+        const string op = "lu_solve";
+        int n = lu.Shape[-1];
+        // X A = B is Aᵀ Xᵀ = Bᵀ, so every case is a left solve with A or Aᵀ.
+        var bl = left ? b : b.T;
+        bool transposed = left == adjoint;
+        int k = bl.Shape[-1];
+        var lead = Shape.Broadcast(new Shape(lu.Shape.Dims[..^2]), new Shape(bl.Shape.Dims[..^2]), op).ToArray();
+        int batch = 1;
+        foreach (int d in lead) batch *= d;
+        Tensor x64;
+        using (Autograd.NoGrad())
+        {
+            var lu64 = lu.Detach().BroadcastTo(new Shape([.. lead, n, n])).To(DType.Float64).Contiguous();
+            var b64 = bl.Detach().BroadcastTo(new Shape([.. lead, n, k])).To(DType.Float64).Contiguous();
+            x64 = Empty(b64.Shape, DType.Float64, lu.Device);
+            if (!transposed)
+                lu.Backend.LuSolve(lu64, perm.BroadcastTo(new Shape([.. lead, n])).Contiguous(), b64, batch, n, k, x64);
+            else if (batch * n * k > 0)
+            {
+                // Aᵀ = Uᵀ Lᵀ Pᵀ = L' U' Pᵀ with D = diag(U), L' = Uᵀ D⁻¹ unit lower and U' = D Lᵀ upper: packed the same way,
+                // they go through the same solve (with no interchanges) for Y = Pᵀ X, and X = P Y.
+                var strict = TriangleMask(n, -1, DType.Float64, lu.Device);
+                var eye = Eye(n, dtype: DType.Float64, device: lu.Device);
+                var d = (lu64 * eye).Sum([-1], keepDim: true);
+                var luT = lu64.T;
+                var packed = (luT * strict / d.T + d * (luT * strict.T + eye)).Contiguous();
+                var identity = FromArray(Enumerable.Range(0, batch * n).Select(i => i % n).ToArray(), new Shape(batch, n)).To(lu.Device);
+                var y = Empty(b64.Shape, DType.Float64, lu.Device);
+                lu.Backend.LuSolve(packed, identity, b64, batch, n, k, y);
+                x64 = p.To(DType.Float64).MatMul(y);
+            }
+        }
+        var xl = x64.To(b.DType);
+        // The backward reads the recorded X, so a second differentiation sees its dependence on LU and B.
+        Tensor x = null!;
+        x = Record(left ? xl : xl.T, op, [lu, b], g =>
+        {
+            var gb = LuSolveFactored(lu, perm, p, g, left, !adjoint);
+            var ga = (left, adjoint) switch
+            {
+                (true, false) => -gb.MatMul(x.T),
+                (true, true) => -x.MatMul(gb.T),
+                (false, false) => -x.T.MatMul(gb),
+                _ => -gb.T.MatMul(x),
+            };
+            var strict = TriangleMask(n, -1, lu.DType, lu.Device);
+            var l = lu * strict + Eye(n, dtype: lu.DType, device: lu.Device);
+            var u = lu * (1.0 - strict);
+            var pg = p.T.MatMul(ga);
+            return [(pg.MatMul(u.T) * strict + l.T.MatMul(pg) * (1.0 - strict)).SumTo(lu.Shape), gb.SumTo(b.Shape)];
+        });
+        return x;
+    }
+
     static Tensor LuBackward(Tensor p, Tensor l, Tensor u, Tensor gl, Tensor gu)
     {
         int n = l.Shape[-1];

@@ -7,7 +7,7 @@ using Xunit;
 namespace Kiln.Tests;
 
 /// <summary>
-/// The default bodies of <see cref="IFusedBackend"/> (linear, softmax, norms, attention and its backward, composed from
+/// The default bodies of <see cref="IFusedBackend"/> (linear, softmax, norms, attention and its backward, recurrent gates, composed from
 /// primitives): a backend that implements only the primitive families, wrapped around ILGPU's CPU accelerator, must
 /// pass the fused ops' conformance cases and give the same attention gradients as the CPU's fused kernels.
 /// </summary>
@@ -75,9 +75,35 @@ public class FusedDefaultTests
     {
         WithPrimitivesOnly(dev =>
         {
-            foreach (var name in new[] { "softmax.softmax", "softmax.log_softmax", "norm.layer_norm", "norm.rms_norm", "attention.sdpa" })
+            foreach (var name in new[] { "softmax.softmax", "softmax.log_softmax", "norm.layer_norm", "norm.rms_norm", "attention.sdpa", "recurrent.lstm_gates", "recurrent.gru_gates" })
                 foreach (var row in Conformance.Validate(OpCatalog.Get(name), [dev], cases: 4))
                     Assert.True(row.Pass, row.Result.Detail);
+        });
+    }
+
+    [Fact]
+    public void Default_recurrent_gates_match_the_reference()
+    {
+        WithPrimitivesOnly(dev =>
+        {
+            int rows = 3, hid = 5;
+            var g = new Generator(4);
+            // A sliced view, so the default body sees inputs that start past their buffer's first element.
+            var a = Tensor.Rand([rows + 1, 4 * hid], g, -6, 6, DType.Float64).To(dev).Narrow(0, 1, rows);
+            var c = Tensor.Rand([rows, hid], g, -3, 3, DType.Float64).To(dev);
+            var x = Tensor.Rand([rows, 3 * hid], g, -6, 6, DType.Float64).To(dev);
+            var m = Tensor.Rand([rows, 3 * hid], g, -6, 6, DType.Float64).To(dev);
+            var hc = Kiln.NN.RnnMath.LstmFused(a, c).ToDoubleArray();
+            var y = Kiln.NN.RnnMath.GruFused(x, m, c).ToDoubleArray();
+            double[] ad = a.ToDoubleArray(), cd = c.ToDoubleArray(), xd = x.ToDoubleArray(), md = m.ToDoubleArray();
+            for (int r = 0; r < rows; r++)
+            {
+                var (eh, ec) = Reference.LstmGates(ad.AsSpan(r * 4 * hid, 4 * hid), cd.AsSpan(r * hid, hid));
+                Close.Check(eh, hc.AsSpan(r * hid, hid), 1e-13, 1e-15, $"lstm h' row {r}");
+                Close.Check(ec, hc.AsSpan((rows + r) * hid, hid), 1e-13, 1e-15, $"lstm c' row {r}");
+                var e = Reference.GruGates(xd.AsSpan(r * 3 * hid, 3 * hid), md.AsSpan(r * 3 * hid, 3 * hid), cd.AsSpan(r * hid, hid));
+                Close.Check(e, y.AsSpan(r * hid, hid), 1e-13, 1e-15, $"gru row {r}");
+            }
         });
     }
 

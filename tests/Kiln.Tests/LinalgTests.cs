@@ -4,7 +4,7 @@ using Xunit;
 namespace Kiln.Tests;
 
 /// <summary>
-/// Lu, LuFactor, Det, Slogdet, Inverse, Lstsq, MatrixNorm and MatrixPower against independently computed values (cofactor
+/// Lu, LuFactor, LuSolve, Det, Slogdet, Inverse, Lstsq, MatrixNorm and MatrixPower against independently computed values (cofactor
 /// expansion, closed forms, the normal equations, products of the input) and identities (P L U = A, A A⁻¹ = I,
 /// det(AB) = det(A) det(B)) on seeded random matrices, batched (empty batches included) in Float32 and Float64; their
 /// gradients by GradCheck in float64; the QR and SVD sign conventions; and the bad inputs each must reject.
@@ -300,6 +300,143 @@ public class LinalgTests
         Assert.NotSame(x, x.MatrixPower(1));
     }
 
+    // X with op(A) X = B (left) or X op(A) = B, op(A) = A or Aᵀ, by float64 Gaussian elimination with partial pivoting on
+    // the matrix itself (not on any factors); a [n, n] and b row-major, B [n, k] when left, [k, n] otherwise.
+    static double[] SolveReference(double[] a, double[] b, int n, int k, bool left, bool adjoint)
+    {
+        // X A = B is Aᵀ Xᵀ = Bᵀ: solve M Y = C with M = op(A) or its transpose and C = B or Bᵀ.
+        bool transpose = left == adjoint;
+        var m = new double[n, n];
+        var c = new double[n, k];
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < n; j++) m[i, j] = transpose ? a[j * n + i] : a[i * n + j];
+            for (int j = 0; j < k; j++) c[i, j] = left ? b[i * k + j] : b[j * n + i];
+        }
+        for (int col = 0; col < n; col++)
+        {
+            int piv = col;
+            for (int i = col + 1; i < n; i++) if (Math.Abs(m[i, col]) > Math.Abs(m[piv, col])) piv = i;
+            for (int j = 0; j < n; j++) (m[col, j], m[piv, j]) = (m[piv, j], m[col, j]);
+            for (int j = 0; j < k; j++) (c[col, j], c[piv, j]) = (c[piv, j], c[col, j]);
+            for (int i = col + 1; i < n; i++)
+            {
+                double f = m[i, col] / m[col, col];
+                for (int j = col; j < n; j++) m[i, j] -= f * m[col, j];
+                for (int j = 0; j < k; j++) c[i, j] -= f * c[col, j];
+            }
+        }
+        var y = new double[n, k];
+        for (int i = n - 1; i >= 0; i--)
+            for (int j = 0; j < k; j++)
+            {
+                double t = c[i, j];
+                for (int q = i + 1; q < n; q++) t -= m[i, q] * y[q, j];
+                y[i, j] = t / m[i, i];
+            }
+        var x = new double[n * k];
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < k; j++) x[left ? i * k + j : j * n + i] = y[i, j];
+        return x;
+    }
+
+    public static IEnumerable<object[]> LuSolveModes =>
+        from dt in new[] { DType.Float32, DType.Float64 } from left in new[] { true, false } from adj in new[] { false, true } select new object[] { dt, left, adj };
+
+    [Theory, MemberData(nameof(LuSolveModes))]
+    public void LuSolve_matches_a_reference_solve_of_the_factored_matrix(DType dt, bool left, bool adjoint)
+    {
+        // (LU batch, B batch) pairs: unbatched, equal, broadcast both ways, and an empty batch.
+        (int[] LuBatch, int[] BBatch)[] batches = [([], []), ([2], [2]), ([2], [3, 1]), ([], [2]), ([0], [0])];
+        foreach (var (luBatch, bBatch) in batches)
+            foreach (int n in new[] { 0, 1, 4 })
+                foreach (int k in new[] { 0, 3 })
+                {
+                    ulong seed = (ulong)(900 + 10 * n + k + 100 * luBatch.Length + 1000 * bBatch.Length);
+                    // Not diagonally dominant, so partial pivoting interchanges rows.
+                    var a = (Random([.. luBatch, n, n], seed) + 0.5 * Tensor.Eye(n, dtype: DType.Float64)).To(dt);
+                    var b = Random(left ? [.. bBatch, n, k] : [.. bBatch, k, n], seed + 1).To(dt);
+                    var (lu, pivots) = a.LuFactor();
+                    var x = Tensor.LuSolve(lu, pivots, b, left, adjoint);
+                    var lead = Shape.Broadcast(new Shape(luBatch), new Shape(bBatch), "test").ToArray();
+                    Assert.Equal(new Shape([.. lead, .. b.Shape.Dims[^2..]]), x.Shape);
+                    Assert.Equal(dt, x.DType);
+                    var ad = F64(a).BroadcastTo(new Shape([.. lead, n, n])).Contiguous().ToArray<double>();
+                    var bd = F64(b).BroadcastTo(new Shape([.. lead, .. b.Shape.Dims[^2..]])).Contiguous().ToArray<double>();
+                    var xd = x.ToDoubleArray();
+                    for (int m = 0; m < new Shape(lead).Numel; m++)
+                    {
+                        var expected = SolveReference(ad[(m * n * n)..((m + 1) * n * n)], bd[(m * n * k)..((m + 1) * n * k)], n, k, left, adjoint);
+                        Close.Check(expected, xd.AsSpan(m * n * k, n * k), 64 * Eps(dt), 64 * Eps(dt),
+                            $"lu_solve left {left} adjoint {adjoint}, LU batch [{string.Join(",", luBatch)}], B batch [{string.Join(",", bBatch)}], n {n}, k {k}, matrix {m}");
+                    }
+                }
+    }
+
+    [Fact]
+    public void LuSolve_agrees_with_solve_and_follows_the_factors_it_is_given()
+    {
+        var a = Random([2, 4, 4], 950);
+        var b = Random([2, 4, 3], 951);
+        var (lu, pivots) = a.LuFactor();
+        Close.Check(a.Solve(b), Tensor.LuSolve(lu, pivots, b), 1e-12, 1e-13, "A X = B");
+        Close.Check(a.T.Solve(b), Tensor.LuSolve(lu, pivots, b, adjoint: true), 1e-12, 1e-13, "Aᵀ X = B");
+        // Pivots that are the identity interchanges make A = L U of whatever LU holds.
+        var ident = Tensor.FromArray(Enumerable.Repeat(new[] { 1, 2, 3, 4 }, 2).SelectMany(v => v).ToArray(), new Shape(2, 4));
+        var strict = Tensor.FromArray(new double[,] { { 0, 0, 0, 0 }, { 1, 0, 0, 0 }, { 1, 1, 0, 0 }, { 1, 1, 1, 0 } });
+        var lu2 = Random([2, 4, 4], 952) + 2.0 * Tensor.Eye(4, dtype: DType.Float64);
+        var a2 = (lu2 * strict + Tensor.Eye(4, dtype: DType.Float64)).MatMul(lu2 * (1.0 - strict));
+        var bt = Random([2, 3, 4], 953);
+        Close.Check(a2.Solve(bt.T).T, Tensor.LuSolve(lu2, ident, bt, left: false, adjoint: true), 1e-12, 1e-13, "X Aᵀ = B from L U");
+    }
+
+    [Fact]
+    public void LuSolve_gradients_match_finite_differences()
+    {
+        var a = Random([2, 3, 3], 960) + 0.5 * Tensor.Eye(3, dtype: DType.Float64);
+        var (lu, pivots) = a.LuFactor();
+        lu = lu.Detach();
+        foreach (bool left in new[] { true, false })
+            foreach (bool adjoint in new[] { false, true })
+            {
+                // B's batch broadcasts against LU's, so both gradients are summed back to their own shapes.
+                var b = Random(left ? [3, 1, 3, 2] : [3, 1, 2, 3], 961);
+                Passes(GradCheck.Run(x => Tensor.LuSolve(x[0], pivots, x[1], left, adjoint), [lu, b]), $"lu_solve left {left} adjoint {adjoint}");
+            }
+        // Through LuFactor: d/dA of solving from A's own factors is d/dA of A⁻¹ B.
+        var bb = Random([3, 2], 962);
+        Passes(GradCheck.Run(x => { var (f, p) = x[0].LuFactor(); return Tensor.LuSolve(f, p, x[1]); }, [a, bb]), "lu_solve of lu_factor");
+        // The backward is made of differentiable ops: a Hessian-vector product matches central differences of the gradient.
+        var dir = Random([2, 3, 3], 963);
+        var hv = Autograd.Hvp(x => Tensor.LuSolve(x, pivots, bb, left: true, adjoint: true).Square().Sum(), lu, dir);
+        Tensor Grad(Tensor at) { var xi = at.Detach().RequiresGrad_(); return Autograd.Grad(Tensor.LuSolve(xi, pivots, bb, adjoint: true).Square().Sum(), xi); }
+        const double eps = 1e-5;
+        Close.Check((Grad(lu + eps * dir) - Grad(lu - eps * dir)) / (2 * eps), hv, 1e-6, 1e-8, "Hessian-vector product of lu_solve");
+    }
+
+    [Fact]
+    public void LuSolve_rejects_bad_factors_and_right_hand_sides()
+    {
+        var (lu, pivots) = Random([2, 3, 3], 970).LuFactor();
+        var b = Random([2, 3, 2], 971);
+        Assert.Equal("lu", Assert.Throws<ShapeMismatchException>(() => Tensor.LuSolve(Tensor.Zeros(new Shape(2, 3, 2), DType.Float64), pivots, b)).ParamName);
+        var ps = Assert.Throws<ShapeMismatchException>(() => Tensor.LuSolve(lu, pivots.Narrow(0, 0, 1), b));
+        Assert.Equal("pivots", ps.ParamName);
+        Assert.Contains("[2, 3]", ps.Message);
+        Assert.Equal("pivots", Assert.Throws<ArgumentException>(() => Tensor.LuSolve(lu, pivots.To(DType.Int64), b)).ParamName);
+        var bad = Tensor.FromArray(new[] { 1, 4, 3, 1, 2, 3 }, new Shape(2, 3));
+        var range = Assert.Throws<ArgumentOutOfRangeException>(() => Tensor.LuSolve(lu, bad, b));
+        Assert.Equal("pivots", range.ParamName);
+        Assert.Contains("is 4", range.Message);
+        var rows = Assert.Throws<ShapeMismatchException>(() => Tensor.LuSolve(lu, pivots, Random([2, 2, 3], 972)));
+        Assert.Equal("b", rows.ParamName);
+        Assert.Contains("[..., 3, k]", rows.Message);
+        Assert.Contains("[..., k, 3]", Assert.Throws<ShapeMismatchException>(() => Tensor.LuSolve(lu, pivots, b, left: false)).Message);
+        Assert.Throws<ShapeMismatchException>(() => Tensor.LuSolve(lu, pivots, Random([3, 3, 2], 973)));
+        Assert.Equal("b", Assert.Throws<ArgumentException>(() => Tensor.LuSolve(lu, pivots, b.To(DType.Float32))).ParamName);
+        Assert.Throws<NotSupportedException>(() => Tensor.LuSolve(Tensor.Zeros(new Shape(3, 3), DType.Int32), pivots.Narrow(0, 0, 1).Squeeze(0), Tensor.Zeros(new Shape(3, 1), DType.Int32)));
+    }
+
     [Fact]
     public void Gradients_match_finite_differences()
     {
@@ -435,6 +572,7 @@ public class LinalgTests
             ("matrix_power", (x, _, _) => x.MatrixPower(-3)),
             ("lstsq tall", (_, y, r) => r.Lstsq(Tensor.Concat([y, y.Narrow(-2, 0, 1)], -2))),
             ("lstsq wide", (_, y, r) => r.T.Lstsq(y)),
+            ("lu_solve", (x, y, _) => { var (f, p) = (x + 0.5 * x.T).LuFactor(); return Tensor.LuSolve(f, p, y, adjoint: true); }),
             ("matrix_norm nuc", (_, _, r) => r.MatrixNorm("nuc")),
         };
         foreach (var (name, f) in ops)

@@ -74,6 +74,28 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
+    public void LstmGates(Tensor a, Tensor c, int rows, int hidden, Tensor hc)
+    {
+        switch (a.DType)
+        {
+            case DType.Float32: RecurrentGates.Lstm(A<float>(a), O(a), A<float>(c), O(c), rows, hidden, A<float>(hc), O(hc)); break;
+            case DType.Float64: RecurrentGates.Lstm(A<double>(a), O(a), A<double>(c), O(c), rows, hidden, A<double>(hc), O(hc)); break;
+            default: throw Unsupported("lstm_gates", a.DType);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void GruGates(Tensor x, Tensor m, Tensor h, int rows, int hidden, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: RecurrentGates.Gru(A<float>(x), O(x), A<float>(m), O(m), A<float>(h), O(h), rows, hidden, A<float>(y), O(y)); break;
+            case DType.Float64: RecurrentGates.Gru(A<double>(x), O(x), A<double>(m), O(m), A<double>(h), O(h), rows, hidden, A<double>(y), O(y)); break;
+            default: throw Unsupported("gru_gates", x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
     public void SoftmaxRows(Tensor x, int rows, int len, bool log, Tensor y)
     {
         switch (x.DType)

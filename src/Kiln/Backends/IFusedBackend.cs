@@ -3,7 +3,7 @@ using Kiln.Kernels;
 namespace Kiln.Backends;
 
 /// <summary>
-/// Fused ops: a linear layer, row softmax and norms, and scaled-dot-product attention. Each has a default body composed
+/// Fused ops: a linear layer, row softmax and norms, scaled-dot-product attention, and the gates of an LSTM or GRU step. Each has a default body composed
 /// from the primitive families (products, elementwise ops, row reductions) on temporaries of this device, so a new
 /// backend runs them from its primitives alone and overrides them with fused kernels for speed. The default attention
 /// materializes the [Tq, Tk] score matrix of each head; a backend that serves long sequences overrides it.
@@ -128,6 +128,52 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
         using var scale = RowMean(yr, rows, len);
         Copy(xr, yr);
         Normalize(yr, scale, eps, weight, len);
+    }
+
+    /// <summary>
+    /// The elementwise part of an LSTM step (the matrix products are the caller's): from contiguous pre-activations
+    /// <paramref name="a"/> [rows, 4 * hidden] (gates i, f, g, o, biases included) and cell state <paramref name="c"/>
+    /// [rows, hidden], c' = sigmoid(a_f) c + sigmoid(a_i) tanh(a_g) and h' = sigmoid(a_o) tanh(c'), written to contiguous
+    /// <paramref name="hc"/> [2, rows, hidden], h' then c'. Reference: <see cref="Reference.LstmGates"/>.
+    /// </summary>
+    void LstmGates(Tensor a, Tensor c, int rows, int hidden, Tensor hc)
+    {
+        if (rows == 0 || hidden == 0) return;
+        using var _ = Autograd.NoGrad();
+        var a3 = a.Reshape([rows, 4, hidden]);
+        using var s = Tensor.Empty([rows, 4, hidden], a.DType, Device);
+        Tensor Gate(Tensor t, int k) => t.Narrow(1, k, 1).Squeeze(1);
+        Unary(UnaryOp.Sigmoid, a3, s);
+        var (g, h2, c2) = (Gate(s, 2), hc.Narrow(0, 0, 1).Squeeze(0), hc.Narrow(0, 1, 1).Squeeze(0));
+        Unary(UnaryOp.Tanh, Gate(a3, 2), g);
+        Binary(BinaryOp.Mul, g, Gate(s, 0), g);
+        Binary(BinaryOp.Mul, Gate(s, 1), c, c2);
+        Binary(BinaryOp.Add, c2, g, c2);
+        Unary(UnaryOp.Tanh, c2, h2);
+        Binary(BinaryOp.Mul, h2, Gate(s, 3), h2);
+    }
+
+    /// <summary>
+    /// The elementwise part of a GRU step: from contiguous input and hidden pre-activations <paramref name="x"/>,
+    /// <paramref name="m"/> [rows, 3 * hidden] (gates r, z, n, biases included) and state <paramref name="h"/>
+    /// [rows, hidden], r = sigmoid(x_r + m_r), z = sigmoid(x_z + m_z), n = tanh(x_n + r m_n) and h' = (1 - z) n + z h,
+    /// written to contiguous <paramref name="y"/> [rows, hidden]. Reference: <see cref="Reference.GruGates"/>.
+    /// </summary>
+    void GruGates(Tensor x, Tensor m, Tensor h, int rows, int hidden, Tensor y)
+    {
+        if (rows == 0 || hidden == 0) return;
+        using var _ = Autograd.NoGrad();
+        var (x3, m3) = (x.Reshape([rows, 3, hidden]), m.Reshape([rows, 3, hidden]));
+        using var s = Tensor.Empty([rows, 3, hidden], x.DType, Device);
+        var (rz, n) = (s.Narrow(1, 0, 2), s.Narrow(1, 2, 1).Squeeze(1));
+        Binary(BinaryOp.Add, x3.Narrow(1, 0, 2), m3.Narrow(1, 0, 2), rz);
+        Unary(UnaryOp.Sigmoid, rz, rz);
+        Binary(BinaryOp.Mul, m3.Narrow(1, 2, 1).Squeeze(1), s.Narrow(1, 0, 1).Squeeze(1), n);
+        Binary(BinaryOp.Add, n, x3.Narrow(1, 2, 1).Squeeze(1), n);
+        Unary(UnaryOp.Tanh, n, n);
+        Binary(BinaryOp.Sub, h, n, y);
+        Binary(BinaryOp.Mul, y, s.Narrow(1, 1, 1).Squeeze(1), y);
+        Binary(BinaryOp.Add, y, n, y);
     }
 
     /// <summary>The mean of each row of contiguous [rows, len] <paramref name="x"/>, as a new [rows, 1] tensor.</summary>

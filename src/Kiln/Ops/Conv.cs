@@ -146,6 +146,24 @@ public static class ConvOps
             var (rtol, atol) = Tolerance.For(dtype, Math.Max(p.Terms, 1));
             return CheckResult.Compare(expected, y.ToDoubleArray(), rtol, atol, Name, dtype);
         }
+
+        /// <summary>
+        /// Special values planted in the input of a padded 2-d problem whose weight holds exact zeros, so an infinity
+        /// meets a zero weight (NaN, as PyTorch's products give) as well as ordinary ones; against the float64 reference.
+        /// </summary>
+        public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
+        {
+            int[] shape = [2, 4, 5, 6];
+            var p = new ConvProblem(transposed, shape, 4, 2, [3, 2], [1, 2], [1, 1], [1, 1], transposed ? [0, 1] : [0, 0], Bias: true);
+            var ordinary = new Domain(Domain.Low, Domain.High);
+            var wd = Input(p.WeightShape, InputView.Contiguous, 21, dtype, Device.Cpu, ordinary).ToDoubleArray();
+            for (int i = 0; i < wd.Length; i += 5) wd[i] = 0;
+            var bd = Input([p.OutChannels], InputView.Contiguous, 22, dtype, Device.Cpu, ordinary).ToDoubleArray();
+            var w = Tensor.FromArray(wd, new Shape(p.WeightShape)).To(dtype).To(device);
+            var b = Tensor.FromArray(bd).To(dtype).To(device);
+            var xd = Input(shape, InputView.Contiguous, 23, dtype, Device.Cpu, ordinary).ToDoubleArray();
+            return SpecialValues.Planted(this, device, dtype, relaxed, xd, shape, v => p.Reference(v, wd, bd), x => p.Run(x, w, b), p.Terms);
+        }
     }
 
     /// <summary>The weight gradient of a convolution of the case's input (through autodiff) against the float64 reference.</summary>
@@ -165,6 +183,25 @@ public static class ConvOps
             var g = p.Geometry();
             var (rtol, atol) = Tolerance.For(dtype, Math.Max(g.N * g.OutVol, 1));
             return CheckResult.Compare(expected, w.Grad!.ToDoubleArray(), rtol, atol, Name, dtype);
+        }
+
+        /// <summary>Special values planted in the input of a padded 2-d problem (each reaches the weight gradient through every tap that reads it).</summary>
+        public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
+        {
+            int[] shape = [2, 4, 5, 6];
+            var p = new ConvProblem(false, shape, 4, 2, [3, 2], [1, 2], [1, 1], [1, 1], [0, 0], Bias: false);
+            var ordinary = new Domain(Domain.Low, Domain.High);
+            var gyd = Input(p.OutputShape(), InputView.Contiguous, 24, dtype, Device.Cpu, ordinary).ToDoubleArray();
+            var gy = Tensor.FromArray(gyd, new Shape(p.OutputShape())).To(dtype).To(device);
+            var w0 = Input(p.WeightShape, InputView.Contiguous, 25, dtype, device, ordinary);
+            var xd = Input(shape, InputView.Contiguous, 26, dtype, Device.Cpu, ordinary).ToDoubleArray();
+            var geometry = p.Geometry();
+            return SpecialValues.Planted(this, device, dtype, relaxed, xd, shape, v => Kernels.Reference.ConvBackwardWeight(geometry, v, gyd), x =>
+            {
+                var w = w0.Detach().RequiresGrad_();
+                p.Run(x, w, null).Backward(gy);
+                return w.Grad!;
+            }, Math.Max(geometry.N * geometry.OutVol, 1));
         }
     }
 }

@@ -197,6 +197,50 @@ public static class SpecialValues
     }
 
     /// <summary>
+    /// The special-value pass of an op whose outputs each combine a window of one input (convolution, pooling,
+    /// resampling): for each special value of <paramref name="dtype"/> (<see cref="Of"/> over <paramref name="op"/>'s
+    /// domain), <paramref name="values"/> (ordinary float64 values of shape <paramref name="shape"/>, as
+    /// <paramref name="dtype"/> holds them) with that value planted at three positions a third of the input apart (so
+    /// one window rarely reads two; different positions for each special) runs through <paramref name="run"/> on <paramref name="device"/> and through <paramref name="reference"/> in float64.
+    /// The outputs the planted value changes are judged within the op's tolerance for <paramref name="terms"/> summed
+    /// terms, classed by the value. Without <paramref name="largestNormals"/> the max-normal class is left out: for an op
+    /// that, as PyTorch does, sums several weighted reads of one input in its own dtype before scaling the sum down,
+    /// where the float64 reference cannot say whether that sum overflows.
+    /// </summary>
+    public static IReadOnlyList<SpecialClassResult> Planted(OpDefinition op, Device device, DType dtype, bool relaxed, double[] values, int[] shape,
+        Func<double[], double[]> reference, Func<Tensor, Tensor> run, double terms = 1, bool largestNormals = true)
+    {
+        ArgumentNullException.ThrowIfNull(op);
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(reference);
+        ArgumentNullException.ThrowIfNull(run);
+        var specials = Of(dtype, op.Domain).Where(sv => largestNormals || sv.Class != "max-normal").ToArray();
+        if (specials.Length == 0 || values.Length == 0) return [];
+        var baseline = reference(values);
+        var classes = new List<string>();
+        var expected = new List<double>();
+        var actual = new List<double>();
+        var planted = new List<double>();
+        for (int k = 0; k < specials.Length; k++)
+        {
+            var (cls, v) = specials[k];
+            var x = (double[])values.Clone();
+            int at = (int)((k * 7919L + 3) % x.Length);
+            for (int t = 0; t < 3; t++) x[(at + t * (x.Length / 3)) % x.Length] = v;
+            var e = reference(x);
+            var a = run(Tensor.FromArray(x, new Shape(shape)).To(dtype).To(device)).ToDoubleArray();
+            if (a.Length != e.Length)
+                return [new SpecialClassResult(cls, 1, [new SpecialMismatch([v], double.NaN, double.NaN) { Error = $"{op.Name}: {a.Length} outputs, expected {e.Length}" }])];
+            for (int j = 0; j < e.Length; j++)
+            {
+                if (e[j].Equals(baseline[j])) continue;
+                classes.Add(cls); expected.Add(e[j]); actual.Add(a[j]); planted.Add(v);
+            }
+        }
+        return Judge(op.Tolerance, dtype, relaxed, classes, [.. expected], [.. actual], i => [planted[i]], null, terms);
+    }
+
+    /// <summary>
     /// Checks <paramref name="actual"/> against <paramref name="expected"/> element by element within
     /// <paramref name="tolerance"/> and groups the elements by <paramref name="classes"/>[i], keeping each mismatch with
     /// its inputs <paramref name="inputs"/>(i).

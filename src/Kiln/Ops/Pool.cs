@@ -72,6 +72,35 @@ public static class PoolOps
             _ => (x.AdaptiveAvgPool(u.Out), null),
         };
 
+        // The inputs an output reads: the kernel's volume, or the largest adaptive window.
+        double Window(int[] spatial, Setup u) => adaptive ? spatial.Select((e, i) => (double)(e + u.Out[i] - 1) / u.Out[i] + 1).Aggregate(1.0, (p, q) => p * q)
+            : u.Kernel.Aggregate(1.0, (p, q) => p * q);
+
+        /// <summary>
+        /// Special values planted in the input of a 2-d pooling (forward: max propagates NaN, sums of infinities give
+        /// infinities or NaN) or in the upstream gradient (backward), against the float64 reference.
+        /// </summary>
+        public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
+        {
+            int[] shape = [2, 2, 5, 6];
+            const ulong seed = 11;
+            var setup = Draw(shape[2..], shape[0] * shape[1], seed);
+            var xd = Input(shape, InputView.Contiguous, seed, dtype, Device.Cpu, new Domain(Domain.Low, Domain.High)).ToDoubleArray();
+            double window = Window(shape[2..], setup);
+            if (!backward)
+                return SpecialValues.Planted(this, device, dtype, relaxed, xd, shape, v => Reference.Pool(v, setup.Args).Values, x => Run(x, setup).Values, window);
+            int[] outShape = [shape[0], shape[1], .. setup.Out];
+            var indices = Reference.Pool(xd, setup.Args).Indices;
+            var gd = Input(outShape, InputView.Contiguous, seed + 1, dtype, Device.Cpu, Domain.Default).ToDoubleArray();
+            var x0 = Tensor.FromArray(xd, new Shape(shape)).To(dtype).To(device);
+            return SpecialValues.Planted(this, device, dtype, relaxed, gd, outShape, g => Reference.PoolBackward(g, indices, setup.Args), g =>
+            {
+                var x = x0.Detach().RequiresGrad_();
+                Run(x, setup).Values.Backward(g);
+                return x.Grad!;
+            }, window);
+        }
+
         public override CheckResult Check(Device device, DType dtype, OpCase c)
         {
             var x = Input(c, dtype, device);
@@ -86,9 +115,7 @@ public static class PoolOps
             var a = setup.Args;
             var (expected, expectedIdx) = Reference.Pool(x.Contiguous().ToDoubleArray(), a);
             int[] outShape = [c.Shape[0], c.Shape[1], .. setup.Out];
-            double window = adaptive ? spatial.Select((e, i) => (double)(e + setup.Out[i] - 1) / setup.Out[i] + 1).Aggregate(1.0, (p, q) => p * q)
-                : setup.Kernel.Aggregate(1.0, (p, q) => p * q);
-            var (rtol, atol) = Tolerance.For(dtype, window);
+            var (rtol, atol) = Tolerance.For(dtype, Window(spatial, setup));
             if (!backward)
             {
                 var (y, idx) = Run(x, setup);
