@@ -155,6 +155,61 @@ public static class Reduce
         });
     }
 
+    /// <summary>
+    /// Inclusive scan <paramref name="op"/> (<see cref="ScanOp.Prod"/>, <see cref="ScanOp.Max"/> or <see cref="ScanOp.Min"/>)
+    /// of each row, from the end when <paramref name="reverse"/>; for Max and Min, <paramref name="indices"/> gets the
+    /// position in the row of the running extreme (the later one on ties, the last NaN once one is seen).
+    /// </summary>
+    public static void ScanRows<T>(ScanOp op, T[] x, int xOff, int rows, int len, bool reverse, T[] y, long[]? indices) where T : unmanaged, INumber<T>
+    {
+        Strided.Parallel(rows, (long)rows * len, (s, e) =>
+        {
+            for (int r = s; r < e; r++)
+            {
+                int b = r * len;
+                T acc = T.One;
+                long at = 0;
+                for (int k = 0; k < len; k++)
+                {
+                    int i = reverse ? len - 1 - k : k;
+                    T v = x[xOff + b + i];
+                    if (op == ScanOp.Prod) acc *= v;
+                    else if (k == 0 || T.IsNaN(v) || (!T.IsNaN(acc) && (op == ScanOp.Max ? v >= acc : v <= acc))) { acc = v; at = i; }
+                    y[b + i] = acc;
+                    if (indices is not null) indices[b + i] = at;
+                }
+            }
+        });
+    }
+
+    /// <summary>Inclusive log(sum(exp)) of each row (from the end when <paramref name="reverse"/>), one log-add-exp per element.</summary>
+    public static void LogCumSumExpRows<T>(T[] x, int xOff, int rows, int len, bool reverse, T[] y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Strided.Parallel(rows, (long)rows * len * 8, (s, e) =>
+        {
+            for (int r = s; r < e; r++)
+            {
+                int b = r * len;
+                T acc = T.NegativeInfinity;
+                for (int k = 0; k < len; k++)
+                {
+                    int i = reverse ? len - 1 - k : k;
+                    y[b + i] = acc = LogAddExp(acc, x[xOff + b + i]);
+                }
+            }
+        });
+    }
+
+    /// <summary>log(exp(a) + exp(b)) as <see cref="Reference.LogAddExp"/>.</summary>
+    public static T LogAddExp<T>(T a, T b) where T : IFloatingPointIeee754<T>
+    {
+        if (T.IsNaN(a) || T.IsNaN(b)) return T.NaN;
+        T lo = T.Min(a, b), hi = T.Max(a, b);
+        if (lo == hi && T.IsInfinity(lo)) return lo;
+        T t = T.Exp(lo - hi), u = T.One + t;
+        return hi + (u == T.One ? t : T.Log(u) * t / (u - T.One));
+    }
+
     /// <summary>any (or all) of each row of booleans.</summary>
     public static void AnyAllRows(bool all, bool[] x, int xOff, int rows, int len, bool[] y)
     {

@@ -74,9 +74,10 @@ public static class KernelCatalog
         Where<float>(); Where<double>(); Where<int>(); Where<long>(); Where<byte>();
 
         void Reductions<T, TN>() where T : unmanaged where TN : struct, INum<T> => list.AddRange(
-            [ReduceKernels<T, TN>.Rows, ReduceKernels<T, TN>.RowsWarp, ReduceKernels<T, TN>.Cols, ReduceKernels<T, TN>.ArgRows, ReduceKernels<T, TN>.CumsumRows]);
+            [ReduceKernels<T, TN>.Rows, ReduceKernels<T, TN>.RowsWarp, ReduceKernels<T, TN>.Cols, ReduceKernels<T, TN>.ArgRows, ReduceKernels<T, TN>.CumsumRows,
+             ReduceKernels<T, TN>.CumprodRows, ReduceKernels<T, TN>.ArgScanRows]);
         Reductions<float, F32>(); Reductions<double, F64>(); Reductions<int, I32>(); Reductions<long, I64>();
-        list.Add(ReduceKernels.AnyAllRows);
+        list.AddRange([ReduceKernels.AnyAllRows, ScanKernels<float, F32>.LogCumSumExpRows, ScanKernels<double, F64>.LogCumSumExpRows]);
 
         void Fused<T, TF>() where T : unmanaged where TF : struct, IFloat<T> => list.AddRange(
             [SoftmaxKernels<T, TF>.Rows, LayerNormKernels<T, TF>.Rows, LayerNormKernels<T, TF>.RmsRows, GemmKernels<T, TF>.Tiled,

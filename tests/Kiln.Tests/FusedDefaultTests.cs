@@ -32,6 +32,7 @@ public class FusedDefaultTests
         public void ReduceCols(ReduceOp op, Tensor x, int len, int cols, Tensor y) => inner.ReduceCols(op, x, len, cols, y);
         public void ArgReduceRows(bool max, Tensor x, int rows, int len, Tensor values, Tensor indices) => inner.ArgReduceRows(max, x, rows, len, values, indices);
         public void CumsumRows(Tensor x, int rows, int len, bool reverse, Tensor y) => inner.CumsumRows(x, rows, len, reverse, y);
+        public void ScanRows(ScanOp op, Tensor x, int rows, int len, bool reverse, Tensor y, Tensor? indices) => inner.ScanRows(op, x, rows, len, reverse, y, indices);
         public void AnyAllRows(bool all, Tensor x, int rows, int len, Tensor y) => inner.AnyAllRows(all, x, rows, len, y);
         public void MatMul(Tensor a, Tensor b, Tensor c) => inner.MatMul(a, b, c);
         public void Gather(Tensor x, int axis, Tensor index, Tensor y) => inner.Gather(x, axis, index, y);

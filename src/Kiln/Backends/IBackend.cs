@@ -71,6 +71,15 @@ public interface IReduceBackend
     /// <summary>Inclusive prefix sums of each row of a contiguous [rows, len] tensor, from the end when <paramref name="reverse"/>.</summary>
     void CumsumRows(Tensor x, int rows, int len, bool reverse, Tensor y);
 
+    /// <summary>
+    /// Inclusive scan <paramref name="op"/> of each row of a contiguous [rows, len] tensor into contiguous
+    /// <paramref name="y"/>, from the end when <paramref name="reverse"/>. For <see cref="ScanOp.Max"/> and
+    /// <see cref="ScanOp.Min"/>, <paramref name="indices"/> (Int64, contiguous) gets the position in the row of the running
+    /// extreme (the later one on ties; NaN propagates and the last NaN wins); it is null for the other ops.
+    /// <see cref="ScanOp.LogSumExp"/> is for floating dtypes only.
+    /// </summary>
+    void ScanRows(ScanOp op, Tensor x, int rows, int len, bool reverse, Tensor y, Tensor? indices);
+
     /// <summary>any (or all, when <paramref name="all"/>) of each row of a contiguous Bool [rows, len] tensor.</summary>
     void AnyAllRows(bool all, Tensor x, int rows, int len, Tensor y);
 }

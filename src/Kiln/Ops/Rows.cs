@@ -69,6 +69,12 @@ public static class RowOps
             row => [Reference.Reduce(op, row)], run, scalesWithLength: true, emptyRows: emptyRows,
             magnitude: op == ReduceOp.Sum ? row => [row.Sum(Math.Abs)] : null);
 
+    // The running extreme and its index, checked together: each row's result is its values, then its indices.
+    static RowOpDefinition CumExtreme(ScanOp op, Func<Tensor, (Tensor Values, Tensor Indices)> run, Domain domain) =>
+        new("reduce.cum" + op.ToString().ToLowerInvariant(), "reduce", Numbers, domain, Tolerance.Exact,
+            row => { var (v, i) = Reference.Scan(op, row); return [.. v, .. i.Select(k => (double)k)]; },
+            x => { var (v, i) = run(x); return Tensor.Concat([v, i.To(x.DType)], -1); });
+
     static double[] PrefixAbs(double[] row)
     {
         var m = new double[row.Length];
@@ -90,6 +96,14 @@ public static class RowOps
         new RowOpDefinition("reduce.cumsum", "reduce", Numbers, new(-3, 3, double.NaN), Tolerance.Bound(),
             row => { var c = new double[row.Length]; double acc = 0; for (int i = 0; i < row.Length; i++) c[i] = acc += row[i]; return c; },
             x => x.Cumsum(-1), scalesWithLength: true, magnitude: PrefixAbs),
+        // Integers run on {-1, 0, 1}, where a long product never overflows; a product of n factors may be off by n ulp.
+        new RowOpDefinition("reduce.cumprod", "reduce", Numbers, new(0.5, 1.5, double.NaN, 0.0) { Integers = new(-1.4, 1.4) }, Tolerance.Ulp(1),
+            row => Reference.Scan(ScanOp.Prod, row).Values, x => x.Cumprod(-1), scalesWithLength: true),
+        CumExtreme(ScanOp.Max, x => x.Cummax(-1), new(-3, 3, double.NaN, double.PositiveInfinity, double.NaN)),
+        CumExtreme(ScanOp.Min, x => x.Cummin(-1), new(-3, 3, double.NaN, double.NegativeInfinity, double.NaN)),
+        // Each element is a chain of log-add-exps, each off by a few units (absolute in the log, relative in its max).
+        new RowOpDefinition("reduce.logcumsumexp", "reduce", Floats, new(-8, 8, double.NegativeInfinity, double.NaN, double.PositiveInfinity), new Tolerance(2),
+            row => Reference.Scan(ScanOp.LogSumExp, row).Values, x => x.LogCumSumExp(-1), scalesWithLength: true),
         new RowOpDefinition("softmax.softmax", "softmax", Floats, new(-8, 8, double.NegativeInfinity), new Tolerance(8), row => Reference.Softmax(row), x => x.Softmax(-1)),
         new RowOpDefinition("softmax.log_softmax", "softmax", Floats, new(-8, 8), new Tolerance(80), row => Reference.Softmax(row, true), x => x.LogSoftmax(-1)),
         new NormDefinition(rms: false),
