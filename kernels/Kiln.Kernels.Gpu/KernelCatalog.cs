@@ -90,7 +90,7 @@ public static class KernelCatalog
         Plain<float, F32>(); Plain<double, F64>(); Plain<int, I32>(); Plain<long, I64>(); Plain<byte, U8>();
 
         void Sorts<T, TN>() where T : unmanaged where TN : struct, INum<T> => list.AddRange(
-            [SortKernels<T, TN>.RankRows, SortKernels<T>.BitonicInit, SortKernels<T, TN>.BitonicStep, SortKernels<T>.BitonicFinish]);
+            [SortKernels<T, TN>.RankRows, SortKernels<T>.BitonicInit, SortKernels<T, TN>.BitonicStep, SortKernels<T>.BitonicFinish, SortKernels<T, TN>.SearchSorted]);
         Sorts<float, F32>(); Sorts<double, F64>(); Sorts<int, I32>(); Sorts<long, I64>();
         list.AddRange(PoolKernels.All);
         list.AddRange(ResampleKernels.All);

@@ -18,9 +18,10 @@ public static partial class Reference
     /// <summary>
     /// The inclusive scan <paramref name="op"/> of one row in order, with the index of the running extreme for
     /// <see cref="ScanOp.Max"/> and <see cref="ScanOp.Min"/> (PyTorch's cummax/cummin: ties and NaNs move it to the
-    /// later position). Indices are zero for the other ops.
+    /// later position). Indices are zero for the other ops. With <paramref name="float32"/>, each output is rounded to
+    /// float32 before the next step, as a Float32 scan stores it (a running product that overflows there stays infinite).
     /// </summary>
-    public static (double[] Values, long[] Indices) Scan(ScanOp op, ReadOnlySpan<double> x)
+    public static (double[] Values, long[] Indices) Scan(ScanOp op, ReadOnlySpan<double> x, bool float32 = false)
     {
         var v = new double[x.Length];
         var idx = new long[x.Length];
@@ -37,6 +38,7 @@ public static partial class Reference
                     if (i == 0 || double.IsNaN(e) || (!double.IsNaN(acc) && (op == ScanOp.Max ? e >= acc : e <= acc))) { acc = e; at = i; }
                     break;
             }
+            if (float32) acc = (float)acc;
             v[i] = acc;
             idx[i] = at;
         }

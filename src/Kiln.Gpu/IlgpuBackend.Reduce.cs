@@ -85,7 +85,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: ScanT<double, F64>(op, x, rows, len, reverse, y, indices); break;
             case DType.Int32 when op != ScanOp.LogSumExp: ScanT<int, I32>(op, x, rows, len, reverse, y, indices); break;
             case DType.Int64 when op != ScanOp.LogSumExp: ScanT<long, I64>(op, x, rows, len, reverse, y, indices); break;
-            default: throw Unsupported("scan " + op, x.DType);
+            default: throw Unsupported(Kiln.Backends.CpuBackend.ScanName(op), x.DType);
         }
     });
 
@@ -93,7 +93,7 @@ public sealed partial class IlgpuBackend
     {
         if (op == ScanOp.Prod) ReduceKernels<T, TN>.CumprodRows.Launch(Driver, Rows(rows), Group, V<T>(x), Off(x), len, reverse ? 1 : 0, V<T>(y));
         else ReduceKernels<T, TN>.ArgScanRows.Launch(Driver, Rows(rows), Group, V<T>(x), Off(x), len, op == ScanOp.Max ? 1 : 0, reverse ? 1 : 0, V<T>(y),
-            V<long>(indices ?? throw new ArgumentNullException(nameof(indices), $"scan {op}: the running extreme needs an indices tensor")));
+            V<long>(indices ?? throw new ArgumentNullException(nameof(indices), $"{Kiln.Backends.CpuBackend.ScanName(op)}: the running extreme needs an indices tensor")));
     }
 
     /// <inheritdoc/>

@@ -39,6 +39,7 @@ public class FusedDefaultTests
         public void ScatterAdd(Tensor y, int axis, Tensor index, Tensor src) => inner.ScatterAdd(y, axis, index, src);
         public void Scatter(Tensor y, int axis, Tensor index, Tensor src) => inner.Scatter(y, axis, index, src);
         public void SortRows(Tensor x, int rows, int len, bool descending, Tensor values, Tensor indices) => inner.SortRows(x, rows, len, descending, values, indices);
+        public void SearchSorted(Tensor sorted, int seqRows, int seqLen, Tensor values, int valLen, bool right, Tensor y) => inner.SearchSorted(sorted, seqRows, seqLen, values, valLen, right, y);
         public void Random(RandomKind kind, ulong seed, ulong counter, double a, double b, Tensor dst) => inner.Random(kind, seed, counter, a, b, dst);
         public void PoolForward(Tensor x, PoolArgs args, Tensor y, Tensor? indices) => inner.PoolForward(x, args, y, indices);
         public void PoolBackward(Tensor g, Tensor? indices, PoolArgs args, Tensor dx) => inner.PoolBackward(g, indices, args, dx);

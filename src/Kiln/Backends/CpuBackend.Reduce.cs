@@ -58,6 +58,9 @@ public sealed partial class CpuBackend
         }
     }
 
+    /// <summary>The PyTorch name of scan <paramref name="op"/>, for messages.</summary>
+    public static string ScanName(ScanOp op) => op switch { ScanOp.Prod => "cumprod", ScanOp.Max => "cummax", ScanOp.Min => "cummin", _ => "logcumsumexp" };
+
     /// <inheritdoc/>
     public void ScanRows(ScanOp op, Tensor x, int rows, int len, bool reverse, Tensor y, Tensor? indices)
     {
@@ -70,7 +73,7 @@ public sealed partial class CpuBackend
             case DType.Float64: Reduce.ScanRows(op, A<double>(x), O(x), rows, len, reverse, A<double>(y), idx); break;
             case DType.Int32 when op != ScanOp.LogSumExp: Reduce.ScanRows(op, A<int>(x), O(x), rows, len, reverse, A<int>(y), idx); break;
             case DType.Int64 when op != ScanOp.LogSumExp: Reduce.ScanRows(op, A<long>(x), O(x), rows, len, reverse, A<long>(y), idx); break;
-            default: throw Unsupported("scan " + op, x.DType);
+            default: throw Unsupported(ScanName(op), x.DType);
         }
     }
 

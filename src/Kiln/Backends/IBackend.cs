@@ -108,6 +108,14 @@ public interface IIndexingBackend
 
     /// <summary>Stable ascending (or descending) sort of each row of a contiguous [rows, len] tensor, with the Int64 permutation.</summary>
     void SortRows(Tensor x, int rows, int len, bool descending, Tensor values, Tensor indices);
+
+    /// <summary>
+    /// y (Int64, contiguous, values' shape) = the insertion point of each element of contiguous <paramref name="values"/>
+    /// (rows of <paramref name="valLen"/>) in the matching row of contiguous ascending <paramref name="sorted"/> [seqRows,
+    /// seqLen] (its only row when <paramref name="seqRows"/> is 1), by PyTorch's binary search: the first position whose
+    /// element is not below the value (above it when <paramref name="right"/>); a NaN value lands at the end.
+    /// </summary>
+    void SearchSorted(Tensor sorted, int seqRows, int seqLen, Tensor values, int valLen, bool right, Tensor y);
 }
 
 /// <summary>Counter-based random numbers.</summary>
