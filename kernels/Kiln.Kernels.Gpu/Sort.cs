@@ -88,8 +88,9 @@ public static class Sort
         {
             int mid = lo + ((hi - lo) >> 1);
             T m = seq[b + mid];
-            // Moves right unless m >= v (m > v when right): NaN compares false, so a NaN value ends up last.
-            if (right != 0 ? !n.Lt(v, m) : !n.Le(v, m)) lo = mid + 1;
+            // Moves right unless m >= v (m > v when right), so a NaN on either side moves right and a NaN value ends up
+            // last. Spelled without negating a comparison, which a backend may turn into the opposite ordered one.
+            if (n.IsNaN(m) || n.IsNaN(v) || (right != 0 ? n.Le(m, v) : n.Lt(m, v))) lo = mid + 1;
             else hi = mid;
         }
         y[k] = lo;

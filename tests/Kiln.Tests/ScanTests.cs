@@ -95,7 +95,7 @@ public class ScanTests
         // Scalars: each scan is the identity, the index 0.
         var s = Tensor.Scalar(2.5, DType.Float64, dev);
         Assert.Equal(2.5, s.Cumprod(0).ToDoubleArray()[0]);
-        Assert.Equal(2.5, s.LogCumSumExp(-1).ToDoubleArray()[0]);
+        Assert.Equal(2.5, s.LogCumSumExp(0).ToDoubleArray()[0]);
         Assert.Equal(0L, s.Cummax(0).Indices.ToArray<long>()[0]);
     }
 

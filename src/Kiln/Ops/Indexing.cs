@@ -2,15 +2,16 @@ using Kiln.Kernels;
 
 namespace Kiln.Ops;
 
-/// <summary>The indexing family's definitions: gather and scatter-add along the last axis at random indices.</summary>
+/// <summary>The indexing family's definitions: gather and scatter-add along the last axis at random indices, searchsorted, unique and bincount.</summary>
 public static class IndexingOps
 {
+    // Before All: static fields initialize in order.
+    static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64];
+
     /// <summary>Every definition of the family, and the set ops on top of the sort (searchsorted, unique, bincount).</summary>
     public static IReadOnlyList<OpDefinition> All { get; } =
         [new GatherDefinition(scatter: false), new GatherDefinition(scatter: true), new SearchSortedDefinition(), new UniqueDefinition(consecutive: false),
          new UniqueDefinition(consecutive: true), new BincountDefinition()];
-
-    static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64];
 
     /// <summary>
     /// The values of the case (any layout) searched in a sorted sequence with NaNs and infinities: 1-D for rank-1 cases
