@@ -120,6 +120,24 @@ public class ScanTests
 
     [Fact] public void LogCumSumExp_gradient() => Ok(x => x[0].LogCumSumExp(1) * R(43, -1, 1, 3, 6) + x[0].LogCumSumExp(0), R(42, -3, 3, 3, 6));
 
+    [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
+    public void Gradients_on_every_device_match_the_cpu(string device)
+    {
+        // The backward passes run the reverse scans (logcumsumexp) and the zero-split cumprod rule on the device.
+        var dev = Devices.Parse(device);
+        var x = R(44, -2, 2, 3, 600);
+        x = Tensor.Where(x.Abs() < 0.3, x.ZerosLike(), x);   // zeros in every line
+        var g = R(45, -1, 1, 3, 600);
+        foreach (var (name, f) in new (string, Func<Tensor, Tensor>)[]
+                 { ("cumprod", t => t.Cumprod(1)), ("cummax", t => t.Cummax(1).Values), ("logcumsumexp", t => t.LogCumSumExp(1)) })
+        {
+            var expected = Autograd.Grad([f(x.RequiresGrad_())], [x], [g])[0].ToDoubleArray();
+            var xd = x.Detach().To(dev).RequiresGrad_();
+            var actual = Autograd.Grad([f(xd)], [xd], [g.To(dev)])[0].ToDoubleArray();
+            Close.Check(expected, actual, 1e-9, 1e-9, name);
+        }
+    }
+
     [Fact]
     public void Bad_arguments_name_the_argument_and_value()
     {
