@@ -61,8 +61,8 @@ public class ScanTests
             var (rtol, atol) = Close.For(DType.Float64, 4);
             Close.Check(Lines(ScanOp.Prod, xs, c.Shape, a).Values, x.Cumprod(axis).ToDoubleArray(), rtol, atol, "cumprod");
             Close.Check(Lines(ScanOp.LogSumExp, xs, c.Shape, a).Values, x.LogCumSumExp(axis).ToDoubleArray(), rtol * 64, atol * 64, "logcumsumexp");
-            // Integer dtypes scan in their own dtype, as PyTorch's cumprod, cummax and cummin.
-            var xi = x.To(DType.Int64);
+            // Integer dtypes scan in their own dtype; on {-1, 0, 1} a product never wraps (wrapping is checked below).
+            var xi = x.Clamp(-1, 1).To(DType.Int64);
             Assert.Equal(DType.Int64, xi.Cumprod(axis).DType);
             Assert.Equal(Lines(ScanOp.Prod, xi.ToDoubleArray(), c.Shape, a).Values, xi.Cumprod(axis).ToDoubleArray());
             Assert.Equal(Lines(ScanOp.Max, xi.ToDoubleArray(), c.Shape, a).Indices, xi.Cummax(axis).Indices.ToArray<long>());
@@ -97,6 +97,28 @@ public class ScanTests
         Assert.Equal(2.5, s.Cumprod(0).ToDoubleArray()[0]);
         Assert.Equal(2.5, s.LogCumSumExp(0).ToDoubleArray()[0]);
         Assert.Equal(0L, s.Cummax(0).Indices.ToArray<long>()[0]);
+    }
+
+    [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
+    public void One_long_row_matches_the_reference(string device)
+    {
+        // Long enough for the CPU to split the row across cores, and for the GPU's threads to scan long chunks.
+        var dev = Devices.Parse(device);
+        int n = 300_001;
+        var x = Tensor.Rand(new Shape(n), new Generator(46), -1, 1, DType.Float64).To(dev);
+        // Factors near one keep the running product in range.
+        var p = x * 1e-3 + 1.0;
+        double[] xd = x.ToDoubleArray(), pd = p.ToDoubleArray();
+        Close.Check(Reference.Scan(ScanOp.Prod, pd).Values, p.Cumprod(0).ToDoubleArray(), 1e-11, 0, "cumprod");
+        Close.Check(Reference.Scan(ScanOp.LogSumExp, xd).Values, x.LogCumSumExp(0).ToDoubleArray(), 1e-11, 0, "logcumsumexp");
+        if (dev == Device.Cpu)
+            using (Kiln.Backends.CpuBackend.LimitThreads(1))
+                Assert.Equal(p.Cumprod(0).ToDoubleArray(), Tensor.FromArray(pd).Cumprod(0).ToDoubleArray());   // the same bits on one core
+        var r = (x * 4.0).Apply(UnaryOp.Floor);   // ties
+        var (ev, ei) = Reference.Scan(ScanOp.Min, r.ToDoubleArray());
+        var (v, i) = r.Cummin(0);
+        Assert.Equal(ev, v.ToDoubleArray());
+        Assert.Equal(ei, i.ToArray<long>());
     }
 
     sealed class Tol(DType dtype) : IEqualityComparer<double>
