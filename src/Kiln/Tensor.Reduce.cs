@@ -239,8 +239,9 @@ public sealed partial class Tensor
 
     /// <summary>
     /// Inclusive cumulative product along <paramref name="axis"/> (PyTorch's cumprod), in the input's dtype like
-    /// <see cref="Cumsum"/> (PyTorch would widen Int32 to Int64); integers wrap on overflow. Its gradient is exact with zeros in the input: before the first zero of a line it is
-    /// sum_{j&gt;=i} g_j y_j / x_i, at the first zero the product of the other factors, and zero after it.
+    /// <see cref="Cumsum"/> (PyTorch would widen Int32 to Int64); integers wrap on overflow. Its gradient is exact with
+    /// zeros in the input: before the first zero of a line it is sum_{j&gt;=i} g_j y_j / x_i, at the first zero the
+    /// product of the other factors, and zero after it.
     /// </summary>
     /// <exception cref="NotSupportedException">The dtype has no kernel (Bool, halves).</exception>
     public Tensor Cumprod(int axis)
