@@ -155,6 +155,115 @@ public static class Reduce
         });
     }
 
+    // One long row is scanned in this many pieces: each piece's total in parallel, the totals in order, then each piece
+    // again from its prefix in parallel. A fixed count, so the result does not depend on how many cores run it.
+    const int ScanPieces = 16;
+
+    static bool LongRow(int rows, int len) => rows == 1 && len >= Strided.ParallelThreshold * 4;
+
+    /// <summary>
+    /// Inclusive scan <paramref name="op"/> (<see cref="ScanOp.Prod"/>, <see cref="ScanOp.Max"/> or <see cref="ScanOp.Min"/>)
+    /// of each row, from the end when <paramref name="reverse"/>; for Max and Min, <paramref name="indices"/> gets the
+    /// position in the row of the running extreme (the later one on ties, the last NaN once one is seen). Rows run on
+    /// all cores, and so do the pieces of one long row.
+    /// </summary>
+    public static void ScanRows<T>(ScanOp op, T[] x, int xOff, int rows, int len, bool reverse, T[] y, long[]? indices) where T : unmanaged, INumber<T>
+    {
+        if (LongRow(rows, len))
+        {
+            var totals = new (T, long)[ScanPieces];
+            Strided.Parallel(ScanPieces, len, (s, e) =>
+            {
+                for (int c = s; c < e; c++) totals[c] = ScanRun(op, x, xOff, 0, len, reverse, Piece(len, c), Piece(len, c + 1), (T.One, -1), null, null);
+            });
+            var from = new (T, long)[ScanPieces];
+            (T, long) run = (T.One, -1);
+            for (int c = 0; c < ScanPieces; c++) { from[c] = run; run = Combine(op, run, totals[c]); }
+            Strided.Parallel(ScanPieces, len, (s, e) =>
+            {
+                for (int c = s; c < e; c++) ScanRun(op, x, xOff, 0, len, reverse, Piece(len, c), Piece(len, c + 1), from[c], y, indices);
+            });
+            return;
+        }
+        Strided.Parallel(rows, (long)rows * len, (s, e) =>
+        {
+            for (int r = s; r < e; r++) ScanRun(op, x, xOff, r * len, len, reverse, 0, len, (T.One, -1), y, indices);
+        });
+    }
+
+    static int Piece(int len, int c) => (int)((long)len * c / ScanPieces);
+
+    // Scans positions k0..k1 (in scan order) of the row at b from state (running value, index of the extreme; index -1:
+    // nothing seen yet), writing y and indices where given, and returns the state after them.
+    static (T, long) ScanRun<T>(ScanOp op, T[] x, int xOff, int b, int len, bool reverse, int k0, int k1, (T, long) state, T[]? y, long[]? indices)
+        where T : unmanaged, INumber<T>
+    {
+        var (acc, at) = state;
+        for (int k = k0; k < k1; k++)
+        {
+            int i = reverse ? len - 1 - k : k;
+            T v = x[xOff + b + i];
+            if (op == ScanOp.Prod) acc *= v;
+            else if (at < 0 || Replaces(op, acc, v)) { acc = v; at = i; }
+            if (y is not null) y[b + i] = acc;
+            if (indices is not null) indices[b + i] = at;
+        }
+        return (acc, at);
+    }
+
+    // w after v in scan order replaces it as the running maximum (minimum): a NaN always does, and so does a tie.
+    static bool Replaces<T>(ScanOp op, T v, T w) where T : INumber<T> => T.IsNaN(w) || (!T.IsNaN(v) && (op == ScanOp.Max ? w >= v : w <= v));
+
+    // The state after a piece with total b that follows state a.
+    static (T, long) Combine<T>(ScanOp op, (T, long) a, (T, long) b) where T : INumber<T> =>
+        op == ScanOp.Prod ? (a.Item1 * b.Item1, -1) : b.Item2 < 0 ? a : a.Item2 < 0 || Replaces(op, a.Item1, b.Item1) ? b : a;
+
+    /// <summary>Inclusive log(sum(exp)) of each row (from the end when <paramref name="reverse"/>), one log-add-exp per element; long rows in pieces as <see cref="ScanRows{T}"/>.</summary>
+    public static void LogCumSumExpRows<T>(T[] x, int xOff, int rows, int len, bool reverse, T[] y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (LongRow(rows, len))
+        {
+            var totals = new T[ScanPieces];
+            Strided.Parallel(ScanPieces, len * 8L, (s, e) =>
+            {
+                for (int c = s; c < e; c++) totals[c] = LogRun(x, xOff, 0, len, reverse, Piece(len, c), Piece(len, c + 1), T.NegativeInfinity, null);
+            });
+            var from = new T[ScanPieces];
+            T run = T.NegativeInfinity;
+            for (int c = 0; c < ScanPieces; c++) { from[c] = run; run = LogAddExp(run, totals[c]); }
+            Strided.Parallel(ScanPieces, len * 8L, (s, e) =>
+            {
+                for (int c = s; c < e; c++) LogRun(x, xOff, 0, len, reverse, Piece(len, c), Piece(len, c + 1), from[c], y);
+            });
+            return;
+        }
+        Strided.Parallel(rows, (long)rows * len * 8, (s, e) =>
+        {
+            for (int r = s; r < e; r++) LogRun(x, xOff, r * len, len, reverse, 0, len, T.NegativeInfinity, y);
+        });
+    }
+
+    static T LogRun<T>(T[] x, int xOff, int b, int len, bool reverse, int k0, int k1, T acc, T[]? y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int k = k0; k < k1; k++)
+        {
+            int i = reverse ? len - 1 - k : k;
+            acc = LogAddExp(acc, x[xOff + b + i]);
+            if (y is not null) y[b + i] = acc;
+        }
+        return acc;
+    }
+
+    /// <summary>log(exp(a) + exp(b)) as <see cref="Reference.LogAddExp"/>.</summary>
+    public static T LogAddExp<T>(T a, T b) where T : IFloatingPointIeee754<T>
+    {
+        if (T.IsNaN(a) || T.IsNaN(b)) return T.NaN;
+        T lo = T.Min(a, b), hi = T.Max(a, b);
+        if (lo == hi && T.IsInfinity(lo)) return lo;
+        T t = T.Exp(lo - hi), u = T.One + t;
+        return hi + (u == T.One ? t : T.Log(u) * t / (u - T.One));
+    }
+
     /// <summary>any (or all) of each row of booleans.</summary>
     public static void AnyAllRows(bool all, bool[] x, int xOff, int rows, int len, bool[] y)
     {

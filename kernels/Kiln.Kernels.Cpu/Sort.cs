@@ -25,4 +25,28 @@ public static class Sort
             }
         });
     }
+
+    /// <summary>
+    /// y[r, j] = the insertion point of values[r, j] in row r of the ascending [rows, seqLen] block (row 0 for every r when
+    /// <paramref name="seqRows"/> is 1), by PyTorch's binary search (<see cref="Reference.SearchSorted"/>).
+    /// </summary>
+    public static void SearchSorted<T>(T[] seq, int seqOff, int seqRows, int seqLen, T[] values, int valOff, int count, int valLen, bool right, long[] y)
+        where T : unmanaged, System.Numerics.INumber<T>
+    {
+        Strided.Parallel(count, (long)count * (32 - System.Numerics.BitOperations.LeadingZeroCount((uint)seqLen) + 1), (s, e) =>
+        {
+            for (int k = s; k < e; k++)
+            {
+                T v = values[valOff + k];
+                int b = seqOff + (seqRows == 1 ? 0 : k / valLen * seqLen), lo = 0, hi = seqLen;
+                while (lo < hi)
+                {
+                    int mid = lo + ((hi - lo) >> 1);
+                    if (right ? !(seq[b + mid] > v) : !(seq[b + mid] >= v)) lo = mid + 1;
+                    else hi = mid;
+                }
+                y[k] = lo;
+            }
+        });
+    }
 }

@@ -74,9 +74,10 @@ public static class KernelCatalog
         Where<float>(); Where<double>(); Where<int>(); Where<long>(); Where<byte>();
 
         void Reductions<T, TN>() where T : unmanaged where TN : struct, INum<T> => list.AddRange(
-            [ReduceKernels<T, TN>.Rows, ReduceKernels<T, TN>.RowsWarp, ReduceKernels<T, TN>.Cols, ReduceKernels<T, TN>.ArgRows, ReduceKernels<T, TN>.CumsumRows]);
+            [ReduceKernels<T, TN>.Rows, ReduceKernels<T, TN>.RowsWarp, ReduceKernels<T, TN>.Cols, ReduceKernels<T, TN>.ArgRows, ReduceKernels<T, TN>.CumsumRows,
+             ReduceKernels<T, TN>.CumprodRows, ReduceKernels<T, TN>.ArgScanRows]);
         Reductions<float, F32>(); Reductions<double, F64>(); Reductions<int, I32>(); Reductions<long, I64>();
-        list.Add(ReduceKernels.AnyAllRows);
+        list.AddRange([ReduceKernels.AnyAllRows, ScanKernels<float, F32>.LogCumSumExpRows, ScanKernels<double, F64>.LogCumSumExpRows]);
 
         void Fused<T, TF>() where T : unmanaged where TF : struct, IFloat<T> => list.AddRange(
             [SoftmaxKernels<T, TF>.Rows, LayerNormKernels<T, TF>.Rows, LayerNormKernels<T, TF>.RmsRows, GemmKernels<T, TF>.Tiled,
@@ -90,7 +91,7 @@ public static class KernelCatalog
         Plain<float, F32>(); Plain<double, F64>(); Plain<int, I32>(); Plain<long, I64>(); Plain<byte, U8>();
 
         void Sorts<T, TN>() where T : unmanaged where TN : struct, INum<T> => list.AddRange(
-            [SortKernels<T, TN>.RankRows, SortKernels<T>.BitonicInit, SortKernels<T, TN>.BitonicStep, SortKernels<T>.BitonicFinish]);
+            [SortKernels<T, TN>.RankRows, SortKernels<T>.BitonicInit, SortKernels<T, TN>.BitonicStep, SortKernels<T>.BitonicFinish, SortKernels<T, TN>.SearchSorted]);
         Sorts<float, F32>(); Sorts<double, F64>(); Sorts<int, I32>(); Sorts<long, I64>();
         list.AddRange(PoolKernels.All);
         list.AddRange(ResampleKernels.All);

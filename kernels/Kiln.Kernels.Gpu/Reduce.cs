@@ -109,6 +109,128 @@ public static class Reduce
         }
     }
 
+    /// <summary>
+    /// Inclusive running products of each row (from the end when reverse != 0), chunked as <see cref="CumsumRows{T, TN}"/>:
+    /// each thread multiplies its chunk, thread 0 scans the chunk products, and each chunk is rescanned from its prefix.
+    /// </summary>
+    public static void CumprodRows<T, TN>(ArrayView<T> x, int xOff, int len, int reverse, ArrayView<T> y)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var sh = SharedMemory.Allocate<T>(GroupOps.MaxGroup);
+        int r = Grid.IdxX, tid = Group.IdxX, g = Group.DimX;
+        int chunk = (len + g - 1) / g, s = tid * chunk, e = s + chunk < len ? s + chunk : len;
+        T acc = n.One;
+        for (int p = s; p < e; p++) acc = n.Mul(acc, x[xOff + r * len + (reverse != 0 ? len - 1 - p : p)]);
+        sh[tid] = acc;
+        Group.Barrier();
+        if (tid == 0)
+        {
+            T run = n.One;
+            for (int t = 0; t < g; t++) { T v = sh[t]; sh[t] = run; run = n.Mul(run, v); }
+        }
+        Group.Barrier();
+        acc = sh[tid];
+        for (int p = s; p < e; p++)
+        {
+            int q = r * len + (reverse != 0 ? len - 1 - p : p);
+            acc = n.Mul(acc, x[xOff + q]);
+            y[q] = acc;
+        }
+    }
+
+    // (w, k) after (v, i) in scan order replaces it as the running maximum (minimum): a NaN always does, and a tie does.
+    static bool Replaces<T, TN>(T v, T w, bool max) where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        return n.IsNaN(w) || (!n.IsNaN(v) && (max ? n.Le(v, w) : n.Le(w, v)));
+    }
+
+    /// <summary>
+    /// Running maximum (max != 0) or minimum of each row with the Int64 index of the running extreme (the later one on
+    /// ties; NaN propagates and the last NaN's index wins), from the end when reverse != 0. The chunk extremes are
+    /// combined in order, so the result is that of the sequential scan. Index -1 marks an empty chunk.
+    /// </summary>
+    public static void ArgScanRows<T, TN>(ArrayView<T> x, int xOff, int len, int max, int reverse, ArrayView<T> y, ArrayView<long> indices)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var sv = SharedMemory.Allocate<T>(GroupOps.MaxGroup);
+        var si = SharedMemory.Allocate<long>(GroupOps.MaxGroup);
+        int r = Grid.IdxX, tid = Group.IdxX, g = Group.DimX;
+        int chunk = (len + g - 1) / g, s = tid * chunk, e = s + chunk < len ? s + chunk : len;
+        T acc = n.Zero; long at = -1;
+        for (int p = s; p < e; p++)
+        {
+            int q = reverse != 0 ? len - 1 - p : p;
+            T v = x[xOff + r * len + q];
+            if (at < 0 || Replaces<T, TN>(acc, v, max != 0)) { acc = v; at = q; }
+        }
+        sv[tid] = acc; si[tid] = at;
+        Group.Barrier();
+        if (tid == 0)
+        {
+            T run = n.Zero; long runAt = -1;
+            for (int t = 0; t < g; t++)
+            {
+                T v = sv[t]; long i = si[t];
+                sv[t] = run; si[t] = runAt;
+                if (i >= 0 && (runAt < 0 || Replaces<T, TN>(run, v, max != 0))) { run = v; runAt = i; }
+            }
+        }
+        Group.Barrier();
+        acc = sv[tid]; at = si[tid];
+        for (int p = s; p < e; p++)
+        {
+            int q = reverse != 0 ? len - 1 - p : p;
+            T v = x[xOff + r * len + q];
+            if (at < 0 || Replaces<T, TN>(acc, v, max != 0)) { acc = v; at = q; }
+            y[r * len + q] = acc;
+            indices[r * len + q] = at;
+        }
+    }
+
+    /// <summary>log(exp(a) + exp(b)) as <see cref="Reference.LogAddExp"/>: NaN propagates, equal infinities give themselves.</summary>
+    public static T LogAddExp<T, TF>(T a, T b) where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        if (f.IsNaN(a) || f.IsNaN(b)) return f.Add(a, b);
+        bool lt = f.Lt(a, b);
+        T lo = lt ? a : b, hi = lt ? b : a;
+        // Equal infinities: their difference is NaN, and log1p(exp(NaN)) would be too.
+        if (f.Eq(lo, hi) && f.IsNaN(f.Sub(lo, hi))) return lo;
+        T t = f.Exp(f.Sub(lo, hi)), u = f.Add(f.One, t);
+        // log1p(t) by Goldberg's formula: the rounding of 1 + t cancels in log(u) t / (u - 1).
+        return f.Add(hi, f.Eq(u, f.One) ? t : f.Div(f.Mul(f.Log(u), t), f.Sub(u, f.One)));
+    }
+
+    /// <summary>Inclusive log(sum(exp)) of each row (from the end when reverse != 0), chunked as <see cref="CumsumRows{T, TN}"/>.</summary>
+    public static void LogCumSumExpRows<T, TF>(ArrayView<T> x, int xOff, int len, int reverse, ArrayView<T> y)
+        where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        var sh = SharedMemory.Allocate<T>(GroupOps.MaxGroup);
+        int r = Grid.IdxX, tid = Group.IdxX, g = Group.DimX;
+        int chunk = (len + g - 1) / g, s = tid * chunk, e = s + chunk < len ? s + chunk : len;
+        T acc = f.Lowest;
+        for (int p = s; p < e; p++) acc = LogAddExp<T, TF>(acc, x[xOff + r * len + (reverse != 0 ? len - 1 - p : p)]);
+        sh[tid] = acc;
+        Group.Barrier();
+        if (tid == 0)
+        {
+            T run = f.Lowest;
+            for (int t = 0; t < g; t++) { T v = sh[t]; sh[t] = run; run = LogAddExp<T, TF>(run, v); }
+        }
+        Group.Barrier();
+        acc = sh[tid];
+        for (int p = s; p < e; p++)
+        {
+            int q = r * len + (reverse != 0 ? len - 1 - p : p);
+            acc = LogAddExp<T, TF>(acc, x[xOff + q]);
+            y[q] = acc;
+        }
+    }
+
     /// <summary>any (all != 0: all) of each row of 0/1 bytes; one thread per row.</summary>
     public static void AnyAllRows(Index1D r, ArrayView<byte> x, int xOff, int len, int all, ArrayView<byte> y)
     {
@@ -136,6 +258,17 @@ public static class ReduceKernels<T, TN> where T : unmanaged where TN : struct, 
     public static readonly GroupKernel<ArrayView<T>, int, int, int, ArrayView<T>, ArrayView<long>> ArgRows = new($"reduce.arg_rows.{Dt.Of<TN>()}", Reduce.ArgRows<T, TN>);
     /// <summary>reduce.cumsum_rows: prefix sums of each row.</summary>
     public static readonly GroupKernel<ArrayView<T>, int, int, int, ArrayView<T>> CumsumRows = new($"reduce.cumsum_rows.{Dt.Of<TN>()}", Reduce.CumsumRows<T, TN>);
+    /// <summary>reduce.cumprod_rows: running products of each row.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, int, ArrayView<T>> CumprodRows = new($"reduce.cumprod_rows.{Dt.Of<TN>()}", Reduce.CumprodRows<T, TN>);
+    /// <summary>reduce.arg_scan_rows: running maximum or minimum of each row with its index.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, int, int, ArrayView<T>, ArrayView<long>> ArgScanRows = new($"reduce.arg_scan_rows.{Dt.Of<TN>()}", Reduce.ArgScanRows<T, TN>);
+}
+
+/// <summary>The typed floating kernels of <see cref="Reduce"/>.</summary>
+public static class ScanKernels<T, TF> where T : unmanaged where TF : struct, IFloat<T>
+{
+    /// <summary>reduce.logcumsumexp_rows: running log(sum(exp)) of each row.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, int, ArrayView<T>> LogCumSumExpRows = new($"reduce.logcumsumexp_rows.{Dt.Of<TF>()}", Reduce.LogCumSumExpRows<T, TF>);
 }
 
 /// <summary>The typed boolean kernel of <see cref="Reduce"/>.</summary>

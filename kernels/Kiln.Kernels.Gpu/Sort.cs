@@ -73,6 +73,28 @@ public static class Sort
         values[e] = keys[r * pad + i];
         indices[e] = idx[r * pad + i];
     }
+
+    /// <summary>
+    /// One thread per value: its insertion point in its row of the ascending sequence (row 0 for all when seqRows is 1)
+    /// by PyTorch's binary search (<see cref="Reference.SearchSorted"/>), written as Int64.
+    /// </summary>
+    public static void SearchSorted<T, TN>(Index1D k, ArrayView<T> seq, int seqOff, int seqRows, int seqLen, ArrayView<T> values, int valOff, int valLen, int right, ArrayView<long> y)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        T v = values[valOff + k];
+        int b = seqOff + (seqRows == 1 ? 0 : k / valLen * seqLen), lo = 0, hi = seqLen;
+        while (lo < hi)
+        {
+            int mid = lo + ((hi - lo) >> 1);
+            T m = seq[b + mid];
+            // Moves right unless m >= v (m > v when right), so a NaN on either side moves right and a NaN value ends up
+            // last. Spelled without negating a comparison, which a backend may turn into the opposite ordered one.
+            if (n.IsNaN(m) || n.IsNaN(v) || (right != 0 ? n.Le(m, v) : n.Lt(m, v))) lo = mid + 1;
+            else hi = mid;
+        }
+        y[k] = lo;
+    }
 }
 
 /// <summary>The typed kernels of <see cref="Sort"/> that move elements of storage type <typeparamref name="T"/>.</summary>
@@ -91,4 +113,6 @@ public static class SortKernels<T, TN> where T : unmanaged where TN : struct, IN
     public static readonly Kernel<ArrayView<T>, int, int, int, ArrayView<T>, ArrayView<long>> RankRows = new($"sort.rank_rows.{Dt.Of<TN>()}", Sort.RankRows<T, TN>);
     /// <summary>sort.bitonic_step: one compare-exchange stage.</summary>
     public static readonly Kernel<ArrayView<T>, ArrayView<long>, int, int, int, int, int> BitonicStep = new($"sort.bitonic_step.{Dt.Of<TN>()}", Sort.BitonicStep<T, TN>);
+    /// <summary>sort.searchsorted: one thread per value, a binary search in its row.</summary>
+    public static readonly Kernel<ArrayView<T>, int, int, int, ArrayView<T>, int, int, int, ArrayView<long>> SearchSorted = new($"sort.searchsorted.{Dt.Of<TN>()}", Sort.SearchSorted<T, TN>);
 }

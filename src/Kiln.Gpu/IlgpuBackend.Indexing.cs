@@ -78,6 +78,22 @@ public sealed partial class IlgpuBackend
     void ScatterT<T, TN>(Tensor y, Tensor index, Tensor src, G.Indexing.Dims d, bool add, int threads) where T : unmanaged where TN : struct, INum<T> =>
         IndexingKernels<T, TN>.Scatter.Launch(Driver, threads, V<T>(y), V<long>(index), V<T>(src), d, add ? 1 : 0, ErrView);
 
+    /// <inheritdoc/>
+    public void SearchSorted(Tensor sorted, int seqRows, int seqLen, Tensor values, int valLen, bool right, Tensor y) => Locked(() =>
+    {
+        switch (sorted.DType)
+        {
+            case DType.Float32: SearchT<float, F32>(sorted, seqRows, seqLen, values, valLen, right, y); break;
+            case DType.Float64: SearchT<double, F64>(sorted, seqRows, seqLen, values, valLen, right, y); break;
+            case DType.Int32: SearchT<int, I32>(sorted, seqRows, seqLen, values, valLen, right, y); break;
+            case DType.Int64: SearchT<long, I64>(sorted, seqRows, seqLen, values, valLen, right, y); break;
+            default: throw Unsupported("searchsorted", sorted.DType);
+        }
+    });
+
+    void SearchT<T, TN>(Tensor sorted, int seqRows, int seqLen, Tensor values, int valLen, bool right, Tensor y) where T : unmanaged where TN : struct, INum<T> =>
+        SortKernels<T, TN>.SearchSorted.Launch(Driver, values.Numel, V<T>(sorted), Off(sorted), seqRows, seqLen, V<T>(values), Off(values), valLen, right ? 1 : 0, V<long>(y));
+
     /// <summary>Rows up to this length are sorted by counting ranks; longer ones by a bitonic network.</summary>
     public const int RankSortMaxLen = 2048;
 

@@ -75,6 +75,28 @@ public sealed partial class IlgpuBackend
         ReduceKernels<T, TN>.CumsumRows.Launch(Driver, Rows(rows), Group, V<T>(x), Off(x), len, reverse ? 1 : 0, V<T>(y));
 
     /// <inheritdoc/>
+    public void ScanRows(ScanOp op, Tensor x, int rows, int len, bool reverse, Tensor y, Tensor? indices) => Locked(() =>
+    {
+        switch (x.DType)
+        {
+            case DType.Float32 when op == ScanOp.LogSumExp: ScanKernels<float, F32>.LogCumSumExpRows.Launch(Driver, Rows(rows), Group, V<float>(x), Off(x), len, reverse ? 1 : 0, V<float>(y)); break;
+            case DType.Float64 when op == ScanOp.LogSumExp: ScanKernels<double, F64>.LogCumSumExpRows.Launch(Driver, Rows(rows), Group, V<double>(x), Off(x), len, reverse ? 1 : 0, V<double>(y)); break;
+            case DType.Float32: ScanT<float, F32>(op, x, rows, len, reverse, y, indices); break;
+            case DType.Float64: ScanT<double, F64>(op, x, rows, len, reverse, y, indices); break;
+            case DType.Int32 when op != ScanOp.LogSumExp: ScanT<int, I32>(op, x, rows, len, reverse, y, indices); break;
+            case DType.Int64 when op != ScanOp.LogSumExp: ScanT<long, I64>(op, x, rows, len, reverse, y, indices); break;
+            default: throw Unsupported(Kiln.Backends.CpuBackend.ScanName(op), x.DType);
+        }
+    });
+
+    void ScanT<T, TN>(ScanOp op, Tensor x, int rows, int len, bool reverse, Tensor y, Tensor? indices) where T : unmanaged where TN : struct, INum<T>
+    {
+        if (op == ScanOp.Prod) ReduceKernels<T, TN>.CumprodRows.Launch(Driver, Rows(rows), Group, V<T>(x), Off(x), len, reverse ? 1 : 0, V<T>(y));
+        else ReduceKernels<T, TN>.ArgScanRows.Launch(Driver, Rows(rows), Group, V<T>(x), Off(x), len, op == ScanOp.Max ? 1 : 0, reverse ? 1 : 0, V<T>(y),
+            V<long>(indices ?? throw new ArgumentNullException(nameof(indices), $"{Kiln.Backends.CpuBackend.ScanName(op)}: the running extreme needs an indices tensor")));
+    }
+
+    /// <inheritdoc/>
     public void AnyAllRows(bool all, Tensor x, int rows, int len, Tensor y) => Locked(() =>
         ReduceKernels.AnyAllRows.Launch(Driver, rows, V<byte>(x), Off(x), len, all ? 1 : 0, V<byte>(y)));
 }

@@ -236,4 +236,95 @@ public partial class Tensor
         var result = y.Permute(inv).Detach();
         return Record(result, "cumsum", [this], g => [g.CumsumImpl(a, !reverse)]);
     }
+
+    /// <summary>
+    /// Inclusive cumulative product along <paramref name="axis"/> (PyTorch's cumprod), in the input's dtype like
+    /// <see cref="Cumsum"/> (PyTorch would widen Int32 to Int64); integers wrap on overflow. Its gradient is exact with
+    /// zeros in the input: before the first zero of a line it is sum_{j&gt;=i} g_j y_j / x_i, at the first zero the
+    /// product of the other factors, and zero after it.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The dtype has no kernel (Bool, halves).</exception>
+    public Tensor Cumprod(int axis)
+    {
+        Storage.ThrowIfDisposed("cumprod");
+        int a = Check.Axis(axis, Rank, "cumprod");
+        var y = ScanAlong(ScanOp.Prod, a, reverse: false, "cumprod").Values;
+        if (!DType.IsFloating()) return y;
+        return Record(y, "cumprod", [this], g => [CumprodGrad(a, y, g)]);
+    }
+
+    Tensor CumprodGrad(int a, Tensor y, Tensor g)
+    {
+        if (Rank == 0) return g;
+        var x = Detach();
+        var zeros = x.Eq(x.ZerosLike()).To(DType);
+        var seen = zeros.CumsumImpl(a, reverse: false);
+        // Lines are split at their first zero: no zero up to i (before), that zero (first), and everything after it.
+        var before = seen.Eq(seen.ZerosLike());
+        var first = (zeros * seen).Eq(x.OnesLike());
+        var gBefore = (g * y).CumsumImpl(a, reverse: true) / Where(before, x, x.OnesLike());
+        // At the first zero, the product of every other factor: the cumprod with that zero taken as one.
+        var y1 = Where(first, x.OnesLike(), x).ScanAlong(ScanOp.Prod, a, reverse: false, "cumprod").Values;
+        var gFirst = (g * y1).CumsumImpl(a, reverse: true);
+        return Where(before, gBefore, Where(first, gFirst, x.ZerosLike()));
+    }
+
+    /// <summary>
+    /// Running maximum along <paramref name="axis"/> with the Int64 index of where it was taken (PyTorch's cummax: on ties
+    /// the later index; NaN propagates and the index follows the last NaN). The gradient flows to those indices.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The dtype has no kernel (Bool, halves).</exception>
+    public (Tensor Values, Tensor Indices) Cummax(int axis) => CumExtreme(ScanOp.Max, axis, "cummax");
+
+    /// <summary>
+    /// Running minimum along <paramref name="axis"/> with the Int64 index of where it was taken (PyTorch's cummin: on ties
+    /// the later index; NaN propagates and the index follows the last NaN). The gradient flows to those indices.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The dtype has no kernel (Bool, halves).</exception>
+    public (Tensor Values, Tensor Indices) Cummin(int axis) => CumExtreme(ScanOp.Min, axis, "cummin");
+
+    (Tensor Values, Tensor Indices) CumExtreme(ScanOp op, int axis, string name)
+    {
+        Storage.ThrowIfDisposed(name);
+        int a = Check.Axis(axis, Rank, name);
+        var (values, indices) = ScanAlong(op, a, reverse: false, name);
+        if (!DType.IsFloating()) return (values, indices!);
+        var src = Shape;
+        return (Record(values, name, [this], g => [Rank == 0 ? g : Zeros(src, DType, Device).ScatterAdd(a, indices!, g)]), indices!);
+    }
+
+    /// <summary>
+    /// log(cumsum(exp(x))) along <paramref name="axis"/> (PyTorch's logcumsumexp), one stable log-add-exp per element:
+    /// no overflow for large inputs, -inf where every element so far is -inf, +inf once a +inf is seen, NaN after a NaN.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The input is not Float32 or Float64.</exception>
+    public Tensor LogCumSumExp(int axis)
+    {
+        Check.Floating(this, "logcumsumexp", "input");
+        int a = Check.Axis(axis, Rank, "logcumsumexp");
+        var y = ScanAlong(ScanOp.LogSumExp, a, reverse: false, "logcumsumexp").Values;
+        return Record(y, "logcumsumexp", [this], g =>
+        {
+            // PyTorch's rule: dx_i = sum_{j>=i} g_j exp(x_i - y_j), with the positive and negative parts of g summed
+            // apart in log space so nothing overflows.
+            var x = Detach();
+            var lowest = x.FullLike(DType == DType.Float32 ? float.MinValue : double.MinValue);
+            var logPos = Where(g > 0.0, g.Log(), lowest);
+            var logNeg = Where(g < 0.0, (-g).Log(), lowest);
+            Tensor Part(Tensor logG) => ((logG - y).ScanAlong(ScanOp.LogSumExp, a, reverse: true, "logcumsumexp").Values + x).Exp();
+            return [Part(logPos) - Part(logNeg)];
+        });
+    }
+
+    /// <summary>Runs scan <paramref name="op"/> along axis <paramref name="a"/> (no gradient); indices for Max and Min.</summary>
+    (Tensor Values, Tensor? Indices) ScanAlong(ScanOp op, int a, bool reverse, string name)
+    {
+        bool arg = op is ScanOp.Max or ScanOp.Min;
+        if (Rank == 0) return (Detach().Clone(), arg ? Zeros(Shape, DType.Int64, Device) : null);
+        var (x, inv, len) = RowsAlong(a, name);
+        var y = Empty(x.Shape, DType, Device);
+        var idx = arg ? Empty(x.Shape, DType.Int64, Device) : null;
+        if (Numel > 0) Backend.ScanRows(op, x, Numel / len, len, reverse, y, idx);
+        return (y.Permute(inv).Contiguous().Detach(), idx?.Permute(inv).Contiguous());
+    }
 }

@@ -32,12 +32,14 @@ public class FusedDefaultTests
         public void ReduceCols(ReduceOp op, Tensor x, int len, int cols, Tensor y) => inner.ReduceCols(op, x, len, cols, y);
         public void ArgReduceRows(bool max, Tensor x, int rows, int len, Tensor values, Tensor indices) => inner.ArgReduceRows(max, x, rows, len, values, indices);
         public void CumsumRows(Tensor x, int rows, int len, bool reverse, Tensor y) => inner.CumsumRows(x, rows, len, reverse, y);
+        public void ScanRows(ScanOp op, Tensor x, int rows, int len, bool reverse, Tensor y, Tensor? indices) => inner.ScanRows(op, x, rows, len, reverse, y, indices);
         public void AnyAllRows(bool all, Tensor x, int rows, int len, Tensor y) => inner.AnyAllRows(all, x, rows, len, y);
         public void MatMul(Tensor a, Tensor b, Tensor c) => inner.MatMul(a, b, c);
         public void Gather(Tensor x, int axis, Tensor index, Tensor y) => inner.Gather(x, axis, index, y);
         public void ScatterAdd(Tensor y, int axis, Tensor index, Tensor src) => inner.ScatterAdd(y, axis, index, src);
         public void Scatter(Tensor y, int axis, Tensor index, Tensor src) => inner.Scatter(y, axis, index, src);
         public void SortRows(Tensor x, int rows, int len, bool descending, Tensor values, Tensor indices) => inner.SortRows(x, rows, len, descending, values, indices);
+        public void SearchSorted(Tensor sorted, int seqRows, int seqLen, Tensor values, int valLen, bool right, Tensor y) => inner.SearchSorted(sorted, seqRows, seqLen, values, valLen, right, y);
         public void Random(RandomKind kind, ulong seed, ulong counter, double a, double b, Tensor dst) => inner.Random(kind, seed, counter, a, b, dst);
         public void PoolForward(Tensor x, PoolArgs args, Tensor y, Tensor? indices) => inner.PoolForward(x, args, y, indices);
         public void PoolBackward(Tensor g, Tensor? indices, PoolArgs args, Tensor dx) => inner.PoolBackward(g, indices, args, dx);

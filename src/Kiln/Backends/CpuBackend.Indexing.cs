@@ -86,6 +86,20 @@ public sealed partial class CpuBackend
         }
     }
 
+    /// <inheritdoc/>
+    public void SearchSorted(Tensor sorted, int seqRows, int seqLen, Tensor values, int valLen, bool right, Tensor y)
+    {
+        int n = values.Numel;
+        switch (sorted.DType)
+        {
+            case DType.Float32: Sort.SearchSorted(A<float>(sorted), O(sorted), seqRows, seqLen, A<float>(values), O(values), n, valLen, right, A<long>(y)); break;
+            case DType.Float64: Sort.SearchSorted(A<double>(sorted), O(sorted), seqRows, seqLen, A<double>(values), O(values), n, valLen, right, A<long>(y)); break;
+            case DType.Int32: Sort.SearchSorted(A<int>(sorted), O(sorted), seqRows, seqLen, A<int>(values), O(values), n, valLen, right, A<long>(y)); break;
+            case DType.Int64: Sort.SearchSorted(A<long>(sorted), O(sorted), seqRows, seqLen, A<long>(values), O(values), n, valLen, right, A<long>(y)); break;
+            default: throw Unsupported("searchsorted", sorted.DType);
+        }
+    }
+
     // NaN is the largest value, as NumPy sorts it.
     static int NanLast<T>(T p, T q) where T : IFloatingPointIeee754<T> =>
         T.IsNaN(p) ? (T.IsNaN(q) ? 0 : 1) : T.IsNaN(q) ? -1 : p.CompareTo(q);

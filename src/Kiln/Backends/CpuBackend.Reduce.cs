@@ -58,6 +58,25 @@ public sealed partial class CpuBackend
         }
     }
 
+    /// <summary>The PyTorch name of scan <paramref name="op"/>, for messages.</summary>
+    public static string ScanName(ScanOp op) => op switch { ScanOp.Prod => "cumprod", ScanOp.Max => "cummax", ScanOp.Min => "cummin", _ => "logcumsumexp" };
+
+    /// <inheritdoc/>
+    public void ScanRows(ScanOp op, Tensor x, int rows, int len, bool reverse, Tensor y, Tensor? indices)
+    {
+        long[]? idx = indices is null ? null : A<long>(indices);
+        switch (x.DType)
+        {
+            case DType.Float32 when op == ScanOp.LogSumExp: Reduce.LogCumSumExpRows(A<float>(x), O(x), rows, len, reverse, A<float>(y)); break;
+            case DType.Float64 when op == ScanOp.LogSumExp: Reduce.LogCumSumExpRows(A<double>(x), O(x), rows, len, reverse, A<double>(y)); break;
+            case DType.Float32: Reduce.ScanRows(op, A<float>(x), O(x), rows, len, reverse, A<float>(y), idx); break;
+            case DType.Float64: Reduce.ScanRows(op, A<double>(x), O(x), rows, len, reverse, A<double>(y), idx); break;
+            case DType.Int32 when op != ScanOp.LogSumExp: Reduce.ScanRows(op, A<int>(x), O(x), rows, len, reverse, A<int>(y), idx); break;
+            case DType.Int64 when op != ScanOp.LogSumExp: Reduce.ScanRows(op, A<long>(x), O(x), rows, len, reverse, A<long>(y), idx); break;
+            default: throw Unsupported(ScanName(op), x.DType);
+        }
+    }
+
     /// <inheritdoc/>
     public void AnyAllRows(bool all, Tensor x, int rows, int len, Tensor y) => Reduce.AnyAllRows(all, A<bool>(x), O(x), rows, len, A<bool>(y));
 }

@@ -71,6 +71,15 @@ public interface IReduceBackend
     /// <summary>Inclusive prefix sums of each row of a contiguous [rows, len] tensor, from the end when <paramref name="reverse"/>.</summary>
     void CumsumRows(Tensor x, int rows, int len, bool reverse, Tensor y);
 
+    /// <summary>
+    /// Inclusive scan <paramref name="op"/> of each row of a contiguous [rows, len] tensor into contiguous
+    /// <paramref name="y"/>, from the end when <paramref name="reverse"/>. For <see cref="ScanOp.Max"/> and
+    /// <see cref="ScanOp.Min"/>, <paramref name="indices"/> (Int64, contiguous) gets the position in the row of the running
+    /// extreme (the later one on ties; NaN propagates and the last NaN wins); it is null for the other ops.
+    /// <see cref="ScanOp.LogSumExp"/> is for floating dtypes only.
+    /// </summary>
+    void ScanRows(ScanOp op, Tensor x, int rows, int len, bool reverse, Tensor y, Tensor? indices);
+
     /// <summary>any (or all, when <paramref name="all"/>) of each row of a contiguous Bool [rows, len] tensor.</summary>
     void AnyAllRows(bool all, Tensor x, int rows, int len, Tensor y);
 }
@@ -99,6 +108,14 @@ public interface IIndexingBackend
 
     /// <summary>Stable ascending (or descending) sort of each row of a contiguous [rows, len] tensor, with the Int64 permutation.</summary>
     void SortRows(Tensor x, int rows, int len, bool descending, Tensor values, Tensor indices);
+
+    /// <summary>
+    /// y (Int64, contiguous, values' shape) = the insertion point of each element of contiguous <paramref name="values"/>
+    /// (rows of <paramref name="valLen"/>) in the matching row of contiguous ascending <paramref name="sorted"/> [seqRows,
+    /// seqLen] (its only row when <paramref name="seqRows"/> is 1), by PyTorch's binary search: the first position whose
+    /// element is not below the value (above it when <paramref name="right"/>); a NaN value lands at the end.
+    /// </summary>
+    void SearchSorted(Tensor sorted, int seqRows, int seqLen, Tensor values, int valLen, bool right, Tensor y);
 }
 
 /// <summary>Counter-based random numbers.</summary>

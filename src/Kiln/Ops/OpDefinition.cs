@@ -35,6 +35,12 @@ public sealed record Domain(double Low, double High, params double[] Specials)
     /// <summary>Inputs at or next to the function's singularities and branch points (poles, 1 for log, +-1 for erfinv), checked by the special-value pass.</summary>
     public double[] Singular { get; init; } = [];
 
+    /// <summary>
+    /// The values integer inputs are drawn from (rounded), for ops where the domain times 7 would overflow (a running
+    /// product); null for the domain times 7.
+    /// </summary>
+    public Domain? Integers { get; init; }
+
     /// <summary>[-3, 3), no special values.</summary>
     public static Domain Default { get; } = new(-3, 3);
 }
@@ -114,9 +120,11 @@ public abstract class OpDefinition
             _ => ((int[])shape.Clone(), (Func<Tensor, Tensor>)(t => t)),
         };
         bool integer = !dtype.IsFloating() && !dtype.IsHalf();
-        // Integer inputs take the domain times 7, rounded, so they hold ties and more than a few values; no specials.
-        double scale = integer ? 7 : 1;
-        var values = Tensor.Rand(new Shape(dense), g, domain.Low * scale, domain.High * scale, DType.Float64).ToArray<double>();
+        // Integer inputs take the domain times 7 (or the domain's own integer range), rounded, so they hold ties and more
+        // than a few values; no specials.
+        double scale = integer && domain.Integers is null ? 7 : 1;
+        var range = integer && domain.Integers is { } ints ? ints : domain;
+        var values = Tensor.Rand(new Shape(dense), g, range.Low * scale, range.High * scale, DType.Float64).ToArray<double>();
         if (integer) for (int i = 0; i < values.Length; i++) values[i] = Math.Round(values[i]);
         // Specials land at spread positions so every layout reads some of them.
         for (int i = 0; !integer && i < domain.Specials.Length && values.Length > 0; i++)

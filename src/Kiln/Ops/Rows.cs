@@ -7,11 +7,15 @@ namespace Kiln.Ops;
 /// kernels/*/{Reduce,Softmax,LayerNorm,Sort}.cs run it row by row; <paramref name="reference"/> maps one row of float64
 /// values to the row's results, and <paramref name="run"/> runs the op on a device. Where an empty row has no result
 /// (<paramref name="emptyRows"/> false: max, min, argmax), the op must reject it with an <see cref="ArgumentException"/>.
+/// <paramref name="typedReference"/>, where given, replaces <paramref name="reference"/> with one that knows the dtype the
+/// op computes in (a scan stores each output in it, so a Float32 running product overflows where float64's would not).
 /// </summary>
 public sealed class RowOpDefinition(string name, string family, IReadOnlyList<DType> dtypes, Domain domain, Tolerance tolerance,
     Func<double[], double[]> reference, Func<Tensor, Tensor> run, bool scalesWithLength = false, bool emptyRows = true,
-    Func<double[], double[]>? magnitude = null) : OpDefinition(name, family, dtypes, domain, tolerance)
+    Func<double[], double[]>? magnitude = null, Func<DType, double[], double[]>? typedReference = null) : OpDefinition(name, family, dtypes, domain, tolerance)
 {
+    readonly Func<DType, double[], double[]> _reference = typedReference ?? ((_, row) => reference(row));
+
     /// <inheritdoc/>
     public override int MinRank => 1;
 
@@ -27,7 +31,7 @@ public sealed class RowOpDefinition(string name, string family, IReadOnlyList<DT
             return new CheckResult(double.PositiveInfinity, false, $"{Name}: an empty axis was accepted");
         }
         var xd = x.Contiguous().ToDoubleArray();
-        var expected = RowOps.Rows(xd, RowCount(c.Shape), len, reference);
+        var expected = RowOps.Rows(xd, RowCount(c.Shape), len, row => _reference(dtype, row));
         var m = magnitude is null ? null : RowOps.Rows(xd, RowCount(c.Shape), len, magnitude);
         return Tolerance.Check(expected, run(x).ToDoubleArray(), dtype, c, Name, m, scalesWithLength ? len : 1);
     }
@@ -42,7 +46,7 @@ public sealed class RowOpDefinition(string name, string family, IReadOnlyList<DT
         // The last row holds +Inf and -Inf together (a sum of them is NaN).
         var xd = one.SelectMany(s => new[] { s.Value, 1.5, -0.25, 2 }).Concat([double.PositiveInfinity, 1.5, double.NegativeInfinity, 2]).ToArray();
         var x = Tensor.FromArray(xd, new Shape(specials.Length, len)).To(dtype).To(device);
-        var expected = RowOps.Rows(xd, specials.Length, len, reference);
+        var expected = RowOps.Rows(xd, specials.Length, len, row => _reference(dtype, row));
         var m = magnitude is null ? null : RowOps.Rows(xd, specials.Length, len, magnitude);
         int per = expected.Length / specials.Length;
         var classes = Enumerable.Range(0, expected.Length).Select(i => specials[i / per].Item1).ToArray();
@@ -69,6 +73,12 @@ public static class RowOps
             row => [Reference.Reduce(op, row)], run, scalesWithLength: true, emptyRows: emptyRows,
             magnitude: op == ReduceOp.Sum ? row => [row.Sum(Math.Abs)] : null);
 
+    // The running extreme and its index, checked together: each row's result is its values, then its indices.
+    static RowOpDefinition CumExtreme(ScanOp op, Func<Tensor, (Tensor Values, Tensor Indices)> run, Domain domain) =>
+        new("reduce.cum" + op.ToString().ToLowerInvariant(), "reduce", Numbers, domain, Tolerance.Exact,
+            row => { var (v, i) = Reference.Scan(op, row); return [.. v, .. i.Select(k => (double)k)]; },
+            x => { var (v, i) = run(x); return Tensor.Concat([v, i.To(x.DType)], -1); });
+
     static double[] PrefixAbs(double[] row)
     {
         var m = new double[row.Length];
@@ -90,6 +100,16 @@ public static class RowOps
         new RowOpDefinition("reduce.cumsum", "reduce", Numbers, new(-3, 3, double.NaN), Tolerance.Bound(),
             row => { var c = new double[row.Length]; double acc = 0; for (int i = 0; i < row.Length; i++) c[i] = acc += row[i]; return c; },
             x => x.Cumsum(-1), scalesWithLength: true, magnitude: PrefixAbs),
+        // Integers run on {-1, 0, 1}, where a long product never overflows; a product of n factors may be off by n ulp.
+        new RowOpDefinition("reduce.cumprod", "reduce", Numbers, new(0.5, 1.5, double.NaN, 0.0) { Integers = new(-1.4, 1.4) }, Tolerance.Ulp(1),
+            row => Reference.Scan(ScanOp.Prod, row).Values, x => x.Cumprod(-1), scalesWithLength: true,
+            typedReference: (dtype, row) => Reference.Scan(ScanOp.Prod, row, dtype == DType.Float32).Values),
+        CumExtreme(ScanOp.Max, x => x.Cummax(-1), new(-3, 3, double.NaN, double.PositiveInfinity, double.NaN)),
+        CumExtreme(ScanOp.Min, x => x.Cummin(-1), new(-3, 3, double.NaN, double.NegativeInfinity, double.NaN)),
+        // Each element is a chain of log-add-exps, each off by a few units (absolute in the log, relative in its max).
+        new RowOpDefinition("reduce.logcumsumexp", "reduce", Floats, new(-8, 8, double.NegativeInfinity, double.NaN, double.PositiveInfinity), new Tolerance(2),
+            row => Reference.Scan(ScanOp.LogSumExp, row).Values, x => x.LogCumSumExp(-1), scalesWithLength: true,
+            typedReference: (dtype, row) => Reference.Scan(ScanOp.LogSumExp, row, dtype == DType.Float32).Values),
         new RowOpDefinition("softmax.softmax", "softmax", Floats, new(-8, 8, double.NegativeInfinity), new Tolerance(8), row => Reference.Softmax(row), x => x.Softmax(-1)),
         new RowOpDefinition("softmax.log_softmax", "softmax", Floats, new(-8, 8), new Tolerance(80), row => Reference.Softmax(row, true), x => x.LogSoftmax(-1)),
         new NormDefinition(rms: false),
