@@ -11,11 +11,35 @@ namespace Kiln.Kernels.Cpu;
 /// </summary>
 public static class Elementwise
 {
-    /// <summary>y = op(x) over contiguous spans of float or double; y may equal x.</summary>
-    public static void Unary<T>(UnaryOp op, ReadOnlySpan<T> x, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>y = op(x) over contiguous spans of float or double, with parameters <paramref name="p"/> where the op takes them; y may equal x.</summary>
+    public static void Unary<T>(UnaryOp op, ReadOnlySpan<T> x, Span<T> y, UnaryParams p = default) where T : unmanaged, IFloatingPointIeee754<T>
     {
         switch (op)
         {
+            case UnaryOp.Hardtanh: TP.Max(x, T.CreateTruncating(p.A), y); TP.Min(y, T.CreateTruncating(p.B), y); return;
+            case UnaryOp.LeakyRelu: LeakyRelu(x, y, T.CreateTruncating(p.A)); return;
+            case UnaryOp.Frac or UnaryOp.Hardsigmoid or UnaryOp.Hardswish or UnaryOp.Softsign:
+            {
+                // Vector passes over one scratch row, in the reference's order of operations.
+                var t = Strided.Rent<T>(x.Length);
+                try
+                {
+                    var ts = t.AsSpan(0, x.Length);
+                    T three = T.CreateTruncating(3), six = T.CreateTruncating(6);
+                    switch (op)
+                    {
+                        case UnaryOp.Frac: TP.Truncate(x, ts); TP.Subtract(x, ts, y); break;
+                        case UnaryOp.Softsign: TP.Abs(x, ts); TP.Add(ts, T.One, ts); TP.Divide(x, ts, y); break;
+                        default:
+                            TP.Add(x, three, ts); TP.Max(ts, T.Zero, ts); TP.Min(ts, six, ts);
+                            if (op == UnaryOp.Hardswish) TP.Multiply(x, ts, ts);
+                            TP.Divide(ts, six, y);
+                            break;
+                    }
+                }
+                finally { Strided.Return(t); }
+                return;
+            }
             case UnaryOp.Neg: TP.Negate(x, y); return;
             case UnaryOp.Abs: TP.Abs(x, y); return;
             // Float64 exp, sigmoid, sin and cos take the scalar path below: TensorPrimitives' double versions gave different
@@ -70,19 +94,41 @@ public static class Elementwise
                 return;
             }
             default:
-                for (int i = 0; i < x.Length; i++) y[i] = Scalar(op, x[i]);
+                for (int i = 0; i < x.Length; i++) y[i] = Scalar(op, x[i], p);
                 return;
         }
+    }
+
+    // x > 0 ? x : slope x, lane by lane (NaN fails the comparison and stays NaN in the product).
+    static void LeakyRelu<T>(ReadOnlySpan<T> x, Span<T> y, T slope) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && Vector<T>.IsSupported)
+        {
+            var s = new Vector<T>(slope);
+            for (; i + Vector<T>.Count <= x.Length; i += Vector<T>.Count)
+            {
+                var v = new Vector<T>(x[i..]);
+                Vector.ConditionalSelect(Vector.GreaterThan(v, Vector<T>.Zero), v, v * s).CopyTo(y[i..]);
+            }
+        }
+        for (; i < x.Length; i++) y[i] = x[i] > T.Zero ? x[i] : slope * x[i];
     }
 
     // One element of the ops without a vector form, in float64: erf and the normal CDF through the Chebyshev kernel (the
     // float32 erf and GELU have vector forms above), log1p, expm1 and the GELUs by the formulas below, the rest through the
     // float64 reference.
-    static T Scalar<T>(UnaryOp op, T v) where T : unmanaged, IFloatingPointIeee754<T>
+    static T Scalar<T>(UnaryOp op, T v, UnaryParams p = default) where T : unmanaged, IFloatingPointIeee754<T>
     {
         double x = double.CreateTruncating(v);
+        // Parameters as the dtype holds them, so Float32 results round once from the Float32 parameter's exact value.
+        double a = double.CreateTruncating(T.CreateTruncating(p.A));
         double r = op switch
         {
+            UnaryOp.Selu => x > 0 ? Reference.SeluScale * x : Reference.SeluScaleAlpha * Expm1(x),
+            UnaryOp.Elu => x > 0 ? x : a * Expm1(x),
+            UnaryOp.Celu => x > 0 ? x : a * Expm1(x / a),
+            UnaryOp.Mish => x * Math.Tanh(Math.Max(x, 0.0) + Log1p(Math.Exp(-Math.Abs(x)))),
             UnaryOp.Softplus => Math.Max(x, 0.0) + Log1p(Math.Exp(-Math.Abs(x))),
             UnaryOp.Log1p => Log1p(x),
             UnaryOp.Expm1 => Expm1(x),
@@ -164,8 +210,8 @@ public static class Elementwise
         }
     }
 
-    /// <summary>y = op(x) over a strided iteration space (x and y may be any views of <paramref name="shape"/>).</summary>
-    public static void UnaryStrided<T>(UnaryOp op, ReadOnlySpan<int> shape, T[] x, int xOff, int[] xStr, T[] y, int yOff, int[] yStr)
+    /// <summary>y = op(x) over a strided iteration space (x and y may be any views of <paramref name="shape"/>), with parameters <paramref name="p"/>.</summary>
+    public static void UnaryStrided<T>(UnaryOp op, ReadOnlySpan<int> shape, T[] x, int xOff, int[] xStr, T[] y, int yOff, int[] yStr, UnaryParams p = default)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (dims, s) = Strided.Coalesce(shape, xStr, yStr);
@@ -176,11 +222,11 @@ public static class Elementwise
             var xr = Strided.RowView(x, xo, s[0][^1], len, out var sx);
             try
             {
-                if (s[1][^1] == 1) Unary(op, xr, y.AsSpan(yo, len));
+                if (s[1][^1] == 1) Unary(op, xr, y.AsSpan(yo, len), p);
                 else
                 {
                     var tmp = Strided.Rent<T>(len);
-                    Unary(op, xr, tmp.AsSpan(0, len));
+                    Unary(op, xr, tmp.AsSpan(0, len), p);
                     Strided.Store<T>(tmp.AsSpan(0, len), y, yo, s[1][^1]);
                     Strided.Return(tmp);
                 }

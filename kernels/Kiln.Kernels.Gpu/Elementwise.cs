@@ -32,20 +32,32 @@ public static class Elementwise
         y[c.At(sy)] = a.IsInteger && b.IsInteger ? b.FromLong(a.ToLong(v)) : b.FromDouble(a.ToDouble(v));
     }
 
-    /// <summary>y = op(x) for a <see cref="UnaryOp"/> code.</summary>
-    public static void Unary<T, TF>(Index1D i, int op, ArrayView<T> x, Strides6 sx, ArrayView<T> y, Strides6 sy, Dims6 d)
+    /// <summary>y = op(x) for a <see cref="UnaryOp"/> code with the parameters (<paramref name="pa"/>, <paramref name="pb"/>) of <see cref="UnaryParams"/>.</summary>
+    public static void Unary<T, TF>(Index1D i, int op, ArrayView<T> x, Strides6 sx, ArrayView<T> y, Strides6 sy, Dims6 d, double pa, double pb)
         where T : unmanaged where TF : struct, IFloat<T>
     {
         var c = Coord6.Of(i, d);
-        y[c.At(sy)] = ApplyUnary<T, TF>(op, x[c.At(sx)]);
+        y[c.At(sy)] = ApplyUnary<T, TF>(op, x[c.At(sx)], pa, pb);
     }
 
-    /// <summary>One unary primitive. The special functions are evaluated in float64 (GpuMath) and rounded once.</summary>
-    public static T ApplyUnary<T, TF>(int op, T x) where T : unmanaged where TF : struct, IFloat<T>
+    /// <summary>
+    /// One unary primitive with parameters (<paramref name="pa"/>, <paramref name="pb"/>) where it takes them. The special
+    /// functions are evaluated in float64 (GpuMath) and rounded once.
+    /// </summary>
+    public static T ApplyUnary<T, TF>(int op, T x, double pa = 0, double pb = 0) where T : unmanaged where TF : struct, IFloat<T>
     {
         TF f = default;
         switch ((UnaryOp)op)
         {
+            // PyTorch's formulas in the dtype, in the reference's order of operations; parameters as the dtype holds them.
+            case UnaryOp.Hardtanh: return f.Min(f.Max(x, f.FromDouble(pa)), f.FromDouble(pb));
+            case UnaryOp.LeakyRelu: return f.Lt(f.Zero, x) ? x : f.Mul(f.FromDouble(pa), x);
+            case UnaryOp.Hardsigmoid: return f.Div(Relu6<T, TF>(f.Add(x, f.FromDouble(3))), f.FromDouble(6));
+            case UnaryOp.Hardswish: return f.Div(f.Mul(x, Relu6<T, TF>(f.Add(x, f.FromDouble(3)))), f.FromDouble(6));
+            case UnaryOp.Softsign: return f.Div(x, f.Add(f.One, f.Abs(x)));
+            // Exact in float64, as Floor below.
+            case UnaryOp.Frac: { double v = f.ToDouble(x); return f.FromDouble(v - XMath.Truncate(v)); }
+            case UnaryOp.Elu or UnaryOp.Celu: return f.FromDouble(GpuMath.Special(op, f.ToDouble(x), f.ToDouble(f.FromDouble(pa))));
             case UnaryOp.Neg: return f.Neg(x);
             case UnaryOp.Abs: return f.Abs(x);
             case UnaryOp.Exp: return f.Exp(x);
@@ -81,6 +93,12 @@ public static class Elementwise
             case UnaryOp.Trunc: return f.FromDouble(XMath.Truncate(f.ToDouble(x)));
             default: return f.FromDouble(GpuMath.Special(op, f.ToDouble(x)));
         }
+    }
+
+    static T Relu6<T, TF>(T x) where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        return f.Min(f.Max(x, f.Zero), f.FromDouble(6));
     }
 
     static T Sigmoid<T, TF>(T x) where T : unmanaged where TF : struct, IFloat<T>
@@ -183,7 +201,7 @@ public static class ElementwiseKernels<T, TN> where T : unmanaged where TN : str
 public static class UnaryKernels<T, TF> where T : unmanaged where TF : struct, IFloat<T>
 {
     /// <summary>elementwise.unary: y = op(x).</summary>
-    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6> Unary = new($"elementwise.unary.{Dt.Of<TF>()}", Elementwise.Unary<T, TF>);
+    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6, double, double> Unary = new($"elementwise.unary.{Dt.Of<TF>()}", Elementwise.Unary<T, TF>);
 }
 
 /// <summary>The typed conversion kernel of <see cref="Elementwise"/> from one dtype to another.</summary>

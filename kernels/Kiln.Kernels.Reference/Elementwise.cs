@@ -61,7 +61,54 @@ public enum UnaryOp
     Round,
     /// <summary>The integer part of x (toward zero).</summary>
     Trunc,
+    /// <summary>x - trunc x, the fractional part with the sign of x.</summary>
+    Frac,
+    /// <summary>tan x</summary>
+    Tan,
+    /// <summary>arcsin x on [-1, 1]</summary>
+    Asin,
+    /// <summary>arccos x on [-1, 1]</summary>
+    Acos,
+    /// <summary>arctan x</summary>
+    Atan,
+    /// <summary>sinh x</summary>
+    Sinh,
+    /// <summary>cosh x</summary>
+    Cosh,
+    /// <summary>arsinh x</summary>
+    Asinh,
+    /// <summary>arcosh x on [1, inf)</summary>
+    Acosh,
+    /// <summary>artanh x on [-1, 1]</summary>
+    Atanh,
+    /// <summary>min(max(x + 3, 0), 6) / 6, PyTorch's hardsigmoid.</summary>
+    Hardsigmoid,
+    /// <summary>x min(max(x + 3, 0), 6) / 6, PyTorch's hardswish.</summary>
+    Hardswish,
+    /// <summary>scale x for x &gt; 0, else scale alpha (e^x - 1), with PyTorch's SELU constants.</summary>
+    Selu,
+    /// <summary>x tanh(softplus x)</summary>
+    Mish,
+    /// <summary>x / (1 + |x|)</summary>
+    Softsign,
+    /// <summary>clamp(x, A, B): hardtanh with min A and max B (<see cref="UnaryParams"/>).</summary>
+    Hardtanh,
+    /// <summary>x for x &gt; 0, else A (e^x - 1): ELU with alpha A.</summary>
+    Elu,
+    /// <summary>x for x &gt; 0, else A (e^(x/A) - 1): CELU with alpha A.</summary>
+    Celu,
+    /// <summary>x for x &gt; 0, else A x: leaky ReLU with negative slope A.</summary>
+    LeakyRelu,
 }
+
+/// <summary>
+/// The scalar parameters of a parametrised <see cref="UnaryOp"/> (<see cref="UnaryOp.Hardtanh"/>'s min and max,
+/// <see cref="UnaryOp.Elu"/>'s and <see cref="UnaryOp.Celu"/>'s alpha, <see cref="UnaryOp.LeakyRelu"/>'s slope in
+/// <see cref="A"/>); the other ops ignore them. Kernels round them to the tensor's dtype, as PyTorch does.
+/// </summary>
+/// <param name="A">The first parameter.</param>
+/// <param name="B">The second parameter.</param>
+public readonly record struct UnaryParams(double A, double B = 0);
 
 /// <summary>Elementwise binary primitives with NumPy broadcasting.</summary>
 public enum BinaryOp
@@ -103,8 +150,11 @@ public enum CompareOp
 
 public static partial class Reference
 {
-    /// <summary>The unary primitive <paramref name="op"/> at <paramref name="x"/>.</summary>
-    public static double Unary(UnaryOp op, double x) => op switch
+    /// <summary>SELU's scale and alpha (Klambauer et al. 2017, as PyTorch states them) and their product.</summary>
+    public const double SeluScale = 1.0507009873554804934193349852946, SeluAlpha = 1.6732632423543772848170429916717, SeluScaleAlpha = SeluScale * SeluAlpha;
+
+    /// <summary>The unary primitive <paramref name="op"/> at <paramref name="x"/>, with parameters <paramref name="p"/> where it takes them.</summary>
+    public static double Unary(UnaryOp op, double x, UnaryParams p = default) => op switch
     {
         UnaryOp.Neg => -x,
         UnaryOp.Abs => Math.Abs(x),
@@ -135,6 +185,26 @@ public static partial class Reference
         UnaryOp.Ceil => Math.Ceiling(x),
         UnaryOp.Round => Math.Round(x, MidpointRounding.ToEven),
         UnaryOp.Trunc => Math.Truncate(x),
+        UnaryOp.Frac => x - Math.Truncate(x),
+        UnaryOp.Tan => Math.Tan(x),
+        UnaryOp.Asin => Math.Asin(x),
+        UnaryOp.Acos => Math.Acos(x),
+        UnaryOp.Atan => Math.Atan(x),
+        UnaryOp.Sinh => Math.Sinh(x),
+        UnaryOp.Cosh => Math.Cosh(x),
+        UnaryOp.Asinh => Math.Asinh(x),
+        UnaryOp.Acosh => Math.Acosh(x),
+        UnaryOp.Atanh => Math.Atanh(x),
+        // PyTorch's formulas, NaN and infinities included: hardswish(-inf) is -inf * 0, NaN.
+        UnaryOp.Hardsigmoid => Clamp(x + 3, 0, 6) / 6,
+        UnaryOp.Hardswish => x * Clamp(x + 3, 0, 6) / 6,
+        UnaryOp.Selu => x > 0 ? SeluScale * x : SeluScaleAlpha * Expm1(x),
+        UnaryOp.Mish => x * Math.Tanh(Math.Max(x, 0.0) + Log1p(Math.Exp(-Math.Abs(x)))),
+        UnaryOp.Softsign => x / (1 + Math.Abs(x)),
+        UnaryOp.Hardtanh => Clamp(x, p.A, p.B),
+        UnaryOp.Elu => x > 0 ? x : p.A * Expm1(x),
+        UnaryOp.Celu => x > 0 ? x : p.A * Expm1(x / p.A),
+        UnaryOp.LeakyRelu => x > 0 ? x : p.A * x,
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown unary op"),
     };
 
@@ -163,6 +233,9 @@ public static partial class Reference
         CompareOp.Ge => a >= b,
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown comparison"),
     };
+
+    // NaN stays NaN (Math.Clamp would return a bound).
+    static double Clamp(double x, double lo, double hi) => double.IsNaN(x) ? x : Math.Min(Math.Max(x, lo), hi);
 
     /// <summary>ln(1 + x): 1 + x is exact in double-double.</summary>
     public static double Log1p(double x) => double.IsNaN(x) || double.IsPositiveInfinity(x) ? x : DoubleDouble.Log(new DoubleDouble(1.0, 0) + x).Value;

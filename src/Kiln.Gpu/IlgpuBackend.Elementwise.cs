@@ -27,18 +27,18 @@ public sealed partial class IlgpuBackend
     }
 
     /// <inheritdoc/>
-    public void Unary(UnaryOp op, Tensor x, Tensor y) => Locked(() =>
+    public void Unary(UnaryOp op, Tensor x, Tensor y, UnaryParams p = default) => Locked(() =>
     {
         switch (x.DType)
         {
-            case DType.Float32: UnaryT<float, F32>(op, x, y); break;
-            case DType.Float64: UnaryT<double, F64>(op, x, y); break;
+            case DType.Float32: UnaryT<float, F32>(op, x, y, p); break;
+            case DType.Float64: UnaryT<double, F64>(op, x, y, p); break;
             default: throw Unsupported("unary " + op, x.DType);
         }
     });
 
-    void UnaryT<T, TF>(UnaryOp op, Tensor x, Tensor y) where T : unmanaged where TF : struct, IFloat<T> =>
-        Chunks(y.Shape, [x, y], (d, s, n) => UnaryKernels<T, TF>.Unary.Launch(Driver, n, (int)op, V<T>(x), s[0], V<T>(y), s[1], d));
+    void UnaryT<T, TF>(UnaryOp op, Tensor x, Tensor y, UnaryParams p) where T : unmanaged where TF : struct, IFloat<T> =>
+        Chunks(y.Shape, [x, y], (d, s, n) => UnaryKernels<T, TF>.Unary.Launch(Driver, n, (int)op, V<T>(x), s[0], V<T>(y), s[1], d, p.A, p.B));
 
     /// <inheritdoc/>
     public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y) => Locked(() =>

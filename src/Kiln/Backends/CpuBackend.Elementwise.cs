@@ -7,12 +7,12 @@ namespace Kiln.Backends;
 public sealed partial class CpuBackend
 {
     /// <inheritdoc/>
-    public void Unary(UnaryOp op, Tensor x, Tensor y)
+    public void Unary(UnaryOp op, Tensor x, Tensor y, UnaryParams p = default)
     {
         switch (x.DType)
         {
-            case DType.Float32: Elementwise.UnaryStrided(op, y.Shape.Dims, A<float>(x), O(x), S(x), A<float>(y), O(y), S(y)); break;
-            case DType.Float64: Elementwise.UnaryStrided(op, y.Shape.Dims, A<double>(x), O(x), S(x), A<double>(y), O(y), S(y)); break;
+            case DType.Float32: Elementwise.UnaryStrided(op, y.Shape.Dims, A<float>(x), O(x), S(x), A<float>(y), O(y), S(y), p); break;
+            case DType.Float64: Elementwise.UnaryStrided(op, y.Shape.Dims, A<double>(x), O(x), S(x), A<double>(y), O(y), S(y), p); break;
             default: throw Unsupported("unary " + op, x.DType);
         }
     }
