@@ -252,8 +252,50 @@ public sealed partial class Tensor
     /// <summary>Logical not of a Bool tensor.</summary>
     public static Tensor operator !(Tensor a) => Where(a, Zeros(new Shape(), DType.Bool, a.Device), Ones(new Shape(), DType.Bool, a.Device));
 
-    /// <summary>True where the value is NaN.</summary>
-    public Tensor IsNan() => Ne(this);
+    /// <summary>True where the value is NaN (never for integer and Bool tensors), as <c>torch.isnan</c>.</summary>
+    public Tensor IsNan() => Classify(x => x.Ne(x));
+
+    /// <summary>True where the value is +-infinity (never for integer and Bool tensors), as <c>torch.isinf</c>.</summary>
+    public Tensor IsInf() => Classify(x => Compare(CompareOp.Eq, x.Abs(), x.ScalarLike(double.PositiveInfinity)));
+
+    /// <summary>True where the value is +infinity (never for integer and Bool tensors), as <c>torch.isposinf</c>.</summary>
+    public Tensor IsPosInf() => Classify(x => Compare(CompareOp.Eq, x, x.ScalarLike(double.PositiveInfinity)));
+
+    /// <summary>True where the value is -infinity (never for integer and Bool tensors), as <c>torch.isneginf</c>.</summary>
+    public Tensor IsNegInf() => Classify(x => Compare(CompareOp.Eq, x, x.ScalarLike(double.NegativeInfinity)));
+
+    /// <summary>True where the value is neither NaN nor infinite (always for integer and Bool tensors), as <c>torch.isfinite</c>.</summary>
+    public Tensor IsFinite() => Classify(x => Compare(CompareOp.Lt, x.Abs(), x.ScalarLike(double.PositiveInfinity)), integers: true);
+
+    // A Bool mask of a floating tensor's values; integer and Bool tensors hold only finite numbers. The test runs on a
+    // detached view (a mask has no gradient), halves in Float32, which holds each of their values exactly.
+    Tensor Classify(Func<Tensor, Tensor> test, bool integers = false)
+    {
+        Storage.ThrowIfDisposed("classify");
+        if (!DType.IsFloating() && !DType.IsHalf()) return Full(Shape, integers ? 1 : 0, DType.Bool, Device);
+        return test(DType.IsHalf() ? Detach().To(DType.Float32) : Detach());
+    }
+
+    /// <summary>
+    /// A copy with NaN replaced by <paramref name="nan"/>, +infinity by <paramref name="posinf"/> and -infinity by
+    /// <paramref name="neginf"/> (by default the dtype's largest and lowest finite values), each rounded to the dtype, as
+    /// <c>torch.nan_to_num</c>; integer and Bool tensors are copied unchanged. The gradient passes where the value is finite.
+    /// </summary>
+    public Tensor NanToNum(double nan = 0, double? posinf = null, double? neginf = null)
+    {
+        Storage.ThrowIfDisposed("nan_to_num");
+        if (!DType.IsFloating() && !DType.IsHalf()) return Clone();
+        double max = DType switch
+        {
+            DType.Float32 => float.MaxValue,
+            DType.Float16 => (double)System.Half.MaxValue,
+            DType.BFloat16 => 3.3895313892515355e38,
+            _ => double.MaxValue,
+        };
+        // Halves have no selection kernel: replace in Float32 (which holds every half exactly) and round back.
+        if (DType.IsHalf()) return To(DType.Float32).NanToNum(nan, posinf ?? max, neginf ?? -max).To(DType);
+        return Where(IsNan(), ScalarLike(nan), Where(IsPosInf(), ScalarLike(posinf ?? max), Where(IsNegInf(), ScalarLike(neginf ?? -max), this)));
+    }
 
     /// <summary>cond ? a : b elementwise, all three broadcast together, a and b in their promoted dtype; gradients flow to the chosen side.</summary>
     /// <exception cref="ArgumentException">cond is not Bool.</exception>
