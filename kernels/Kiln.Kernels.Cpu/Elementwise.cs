@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 
@@ -32,8 +33,8 @@ public static class Elementwise
                         case UnaryOp.Softsign: TP.Abs(x, ts); TP.Add(ts, T.One, ts); TP.Divide(x, ts, y); break;
                         default:
                             TP.Add(x, three, ts); TP.Max(ts, T.Zero, ts); TP.Min(ts, six, ts);
-                            if (op == UnaryOp.Hardswish) TP.Multiply(x, ts, ts);
-                            TP.Divide(ts, six, y);
+                            if (op == UnaryOp.Hardswish) { TP.Divide(ts, six, ts); TP.Multiply(x, ts, y); }
+                            else TP.Divide(ts, six, y);
                             break;
                     }
                 }
@@ -192,6 +193,98 @@ public static class Elementwise
             default:
                 throw new NotSupportedException($"{op} is not defined for {typeof(T).Name}");
         }
+    }
+
+    /// <summary>
+    /// y = op(x) over contiguous spans of Int32 or Int64 for the integer unary ops (Neg, Abs, Sign, Square, Relu); y may
+    /// equal x. Overflow wraps, as PyTorch's: -MinValue and |MinValue| are MinValue.
+    /// </summary>
+    public static void UnaryInteger<T>(UnaryOp op, ReadOnlySpan<T> x, Span<T> y) where T : unmanaged, IBinaryInteger<T>, ISignedNumber<T>
+    {
+        switch (op)
+        {
+            case UnaryOp.Neg: TP.Negate(x, y); return;
+            case UnaryOp.Square: TP.Multiply(x, x, y); return;
+            case UnaryOp.Relu: TP.Max(x, T.Zero, y); return;
+            case UnaryOp.Abs or UnaryOp.Sign:
+            {
+                // TensorPrimitives.Abs throws at MinValue; a select of -v wraps instead. Comparison masks are -1 per true lane, so sign = (v < 0) - (v > 0).
+                int i = 0;
+                if (Vector.IsHardwareAccelerated && Vector<T>.IsSupported)
+                    for (; i + Vector<T>.Count <= x.Length; i += Vector<T>.Count)
+                    {
+                        var v = new Vector<T>(x[i..]);
+                        var neg = Vector.LessThan(v, Vector<T>.Zero);
+                        (op == UnaryOp.Abs ? Vector.ConditionalSelect(neg, -v, v) : neg - Vector.GreaterThan(v, Vector<T>.Zero)).CopyTo(y[i..]);
+                    }
+                for (; i < x.Length; i++)
+                    y[i] = op == UnaryOp.Abs ? (T.IsNegative(x[i]) ? -x[i] : x[i]) : T.CreateTruncating(x[i].CompareTo(T.Zero));
+                return;
+            }
+            default: throw new NotSupportedException($"{op} is not defined for {typeof(T).Name}");
+        }
+    }
+
+    /// <summary>y = op(a, b) over contiguous spans of Int32 or Int64 (<see cref="BitwiseOp.Not"/> reads only a); y may equal a or b.</summary>
+    public static void Bitwise<T>(BitwiseOp op, ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, IBinaryInteger<T>, ISignedNumber<T>
+    {
+        int bits = Unsafe.SizeOf<T>() * 8;
+        switch (op)
+        {
+            case BitwiseOp.And: TP.BitwiseAnd(a, b, y); return;
+            case BitwiseOp.Or: TP.BitwiseOr(a, b, y); return;
+            case BitwiseOp.Xor: TP.Xor(a, b, y); return;
+            case BitwiseOp.Not: TP.OnesComplement(a, y); return;
+            // Shift counts outside [0, bits) are PyTorch's rule (C# would take them modulo the width).
+            case BitwiseOp.LeftShift:
+                for (int i = 0; i < y.Length; i++) { long s = long.CreateTruncating(b[i]); y[i] = s < 0 || s >= bits ? T.Zero : a[i] << (int)s; }
+                return;
+            default:
+                for (int i = 0; i < y.Length; i++) { long s = long.CreateTruncating(b[i]); y[i] = a[i] >> (int)(s < 0 || s >= bits - 1 ? bits - 1 : s); }
+                return;
+        }
+    }
+
+    /// <summary>y = op(a, b) over contiguous spans of booleans: logical and, or, xor, not (shifts are not defined on booleans).</summary>
+    public static void Bitwise(BitwiseOp op, ReadOnlySpan<bool> a, ReadOnlySpan<bool> b, Span<bool> y)
+    {
+        switch (op)
+        {
+            case BitwiseOp.And: for (int i = 0; i < y.Length; i++) y[i] = a[i] & b[i]; return;
+            case BitwiseOp.Or: for (int i = 0; i < y.Length; i++) y[i] = a[i] | b[i]; return;
+            case BitwiseOp.Xor: for (int i = 0; i < y.Length; i++) y[i] = a[i] ^ b[i]; return;
+            case BitwiseOp.Not: for (int i = 0; i < y.Length; i++) y[i] = !a[i]; return;
+            default: throw new NotSupportedException($"{op} is not defined for Boolean");
+        }
+    }
+
+    /// <summary>A kernel over one row of contiguous operands.</summary>
+    public delegate void RowKernel<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y);
+
+    /// <summary>y = kernel(a, b) row by row over a strided, broadcast iteration space, any element type.</summary>
+    public static void ZipStrided<T>(ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, T[] y, int yOff, int[] yStr, RowKernel<T> kernel)
+    {
+        var (dims, s) = Strided.Coalesce(shape, aStr, bStr, yStr);
+        Strided.ForEachRow(dims, (r, start, len) =>
+        {
+            int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * s[0][^1];
+            int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * s[1][^1];
+            int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * s[2][^1];
+            var ar = Strided.RowView(a, ao, s[0][^1], len, out var sa);
+            var br = Strided.RowView(b, bo, s[1][^1], len, out var sb);
+            try
+            {
+                if (s[2][^1] == 1) kernel(ar, br, y.AsSpan(yo, len));
+                else
+                {
+                    var tmp = Strided.Rent<T>(len);
+                    kernel(ar, br, tmp.AsSpan(0, len));
+                    Strided.Store<T>(tmp.AsSpan(0, len), y, yo, s[2][^1]);
+                    Strided.Return(tmp);
+                }
+            }
+            finally { Strided.Return(sa); Strided.Return(sb); }
+        });
     }
 
     static ReadOnlySpan<TTo> Cast<TFrom, TTo>(ReadOnlySpan<TFrom> s) where TFrom : struct where TTo : struct => MemoryMarshal.Cast<TFrom, TTo>(s);

@@ -53,7 +53,7 @@ public static class Elementwise
             case UnaryOp.Hardtanh: return f.Min(f.Max(x, f.FromDouble(pa)), f.FromDouble(pb));
             case UnaryOp.LeakyRelu: return f.Lt(f.Zero, x) ? x : f.Mul(f.FromDouble(pa), x);
             case UnaryOp.Hardsigmoid: return f.Div(Relu6<T, TF>(f.Add(x, f.FromDouble(3))), f.FromDouble(6));
-            case UnaryOp.Hardswish: return f.Div(f.Mul(x, Relu6<T, TF>(f.Add(x, f.FromDouble(3)))), f.FromDouble(6));
+            case UnaryOp.Hardswish: return f.Mul(x, f.Div(Relu6<T, TF>(f.Add(x, f.FromDouble(3))), f.FromDouble(6)));
             case UnaryOp.Softsign: return f.Div(x, f.Add(f.One, f.Abs(x)));
             // Exact in float64, as Floor below.
             case UnaryOp.Frac: { double v = f.ToDouble(x); return f.FromDouble(v - XMath.Truncate(v)); }
@@ -133,6 +133,48 @@ public static class Elementwise
         y[c.At(sy)] = r;
     }
 
+    /// <summary>y = op(x) for the integer unary ops (Neg, Abs, Sign, Square, Relu); overflow wraps (|MinValue| is MinValue).</summary>
+    public static void UnaryInteger<T, TN>(Index1D i, int op, ArrayView<T> x, Strides6 sx, ArrayView<T> y, Strides6 sy, Dims6 d)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var c = Coord6.Of(i, d);
+        T v = x[c.At(sx)];
+        T r;
+        switch ((UnaryOp)op)
+        {
+            case UnaryOp.Neg: r = n.Neg(v); break;
+            case UnaryOp.Abs: r = n.Lt(v, n.Zero) ? n.Neg(v) : v; break;
+            case UnaryOp.Sign: r = n.Lt(n.Zero, v) ? n.One : n.Lt(v, n.Zero) ? n.Neg(n.One) : n.Zero; break;
+            case UnaryOp.Square: r = n.Mul(v, v); break;
+            default: r = n.Lt(n.Zero, v) ? v : n.Zero; break;
+        }
+        y[c.At(sy)] = r;
+    }
+
+    /// <summary>
+    /// y = op(a, b) for a <see cref="BitwiseOp"/> code on integers of <paramref name="bits"/> bits, computed in Int64 and
+    /// wrapped back; shift counts outside [0, bits) follow PyTorch's rule (<see cref="Reference.Bitwise"/>).
+    /// </summary>
+    public static void Bitwise<T, TN>(Index1D i, int op, ArrayView<T> a, Strides6 sa, ArrayView<T> b, Strides6 sb, ArrayView<T> y, Strides6 sy, Dims6 d, int bits)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var c = Coord6.Of(i, d);
+        long p = n.ToLong(a[c.At(sa)]), q = n.ToLong(b[c.At(sb)]);
+        long r;
+        switch ((BitwiseOp)op)
+        {
+            case BitwiseOp.And: r = p & q; break;
+            case BitwiseOp.Or: r = p | q; break;
+            case BitwiseOp.Xor: r = p ^ q; break;
+            case BitwiseOp.Not: r = ~p; break;
+            case BitwiseOp.LeftShift: r = q < 0 || q >= bits ? 0 : p << (int)q; break;
+            default: r = p >> (int)(q < 0 || q >= bits - 1 ? bits - 1 : q); break;
+        }
+        y[c.At(sy)] = n.FromLong(r);
+    }
+
     /// <summary>y = op(a, b) as 0/1 bytes for a <see cref="CompareOp"/> code.</summary>
     public static void Compare<T, TN>(Index1D i, int op, ArrayView<T> a, Strides6 sa, ArrayView<T> b, Strides6 sb, ArrayView<byte> y, Strides6 sy, Dims6 d)
         where T : unmanaged where TN : struct, INum<T>
@@ -195,6 +237,16 @@ public static class ElementwiseKernels<T, TN> where T : unmanaged where TN : str
     /// <summary>elementwise.clamp: y = clamp(x, lo, hi).</summary>
     public static readonly Kernel<ArrayView<T>, Strides6, T, T, ArrayView<T>, Strides6, Dims6> Clamp =
         new($"elementwise.clamp.{Dt.Of<TN>()}", Elementwise.Clamp<T, TN>);
+}
+
+/// <summary>The typed integer-only kernels of <see cref="Elementwise"/> for Int32 or Int64.</summary>
+public static class IntegerKernels<T, TN> where T : unmanaged where TN : struct, INum<T>
+{
+    /// <summary>elementwise.unary_integer: y = op(x) for Neg, Abs, Sign, Square, Relu.</summary>
+    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6> Unary = new($"elementwise.unary_integer.{Dt.Of<TN>()}", Elementwise.UnaryInteger<T, TN>);
+    /// <summary>elementwise.bitwise: y = op(a, b) on integers of the given width.</summary>
+    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6, int> Bitwise =
+        new($"elementwise.bitwise.{Dt.Of<TN>()}", Elementwise.Bitwise<T, TN>);
 }
 
 /// <summary>The typed transcendental kernel of <see cref="Elementwise"/> for one floating dtype.</summary>

@@ -131,6 +131,23 @@ public enum BinaryOp
     Atan2,
 }
 
+/// <summary>Elementwise bitwise primitives on integers and booleans (shifts on integers only), with NumPy broadcasting.</summary>
+public enum BitwiseOp
+{
+    /// <summary>a &amp; b (logical and of booleans)</summary>
+    And,
+    /// <summary>a | b (logical or of booleans)</summary>
+    Or,
+    /// <summary>a ^ b (logical xor of booleans)</summary>
+    Xor,
+    /// <summary>~a, unary: b is ignored (logical not of booleans).</summary>
+    Not,
+    /// <summary>a &lt;&lt; b; 0 where b is negative or at least the width in bits (PyTorch's rule).</summary>
+    LeftShift,
+    /// <summary>a &gt;&gt; b, arithmetic (sign-filling); a shift of b &lt; 0 or b &gt;= width - 1 fills every bit with the sign (PyTorch's rule).</summary>
+    RightShift,
+}
+
 /// <summary>Elementwise comparisons; the result is boolean.</summary>
 public enum CompareOp
 {
@@ -195,9 +212,10 @@ public static partial class Reference
         UnaryOp.Asinh => Math.Asinh(x),
         UnaryOp.Acosh => Math.Acosh(x),
         UnaryOp.Atanh => Math.Atanh(x),
-        // PyTorch's formulas, NaN and infinities included: hardswish(-inf) is -inf * 0, NaN.
+        // PyTorch's formulas, NaN and infinities included: hardswish(-inf) is -inf * 0, NaN. Hardswish divides before it
+        // multiplies, so a large x is x exactly (x * 6 would overflow first).
         UnaryOp.Hardsigmoid => Clamp(x + 3, 0, 6) / 6,
-        UnaryOp.Hardswish => x * Clamp(x + 3, 0, 6) / 6,
+        UnaryOp.Hardswish => x * (Clamp(x + 3, 0, 6) / 6),
         UnaryOp.Selu => x > 0 ? SeluScale * x : SeluScaleAlpha * Expm1(x),
         UnaryOp.Mish => x * Math.Tanh(Math.Max(x, 0.0) + Log1p(Math.Exp(-Math.Abs(x)))),
         UnaryOp.Softsign => x / (1 + Math.Abs(x)),
@@ -221,6 +239,26 @@ public static partial class Reference
         BinaryOp.Atan2 => Math.Atan2(a, b),
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown binary op"),
     };
+
+    /// <summary>
+    /// The bitwise primitive <paramref name="op"/> of integers <paramref name="a"/> and <paramref name="b"/> of width
+    /// <paramref name="bits"/> (32 or 64, the result wrapping to that width), or of booleans (0 or 1) where
+    /// <paramref name="bits"/> is 1.
+    /// </summary>
+    public static long Bitwise(BitwiseOp op, long a, long b, int bits)
+    {
+        long r = op switch
+        {
+            BitwiseOp.And => a & b,
+            BitwiseOp.Or => a | b,
+            BitwiseOp.Xor => a ^ b,
+            BitwiseOp.Not => bits == 1 ? 1 - a : ~a,
+            BitwiseOp.LeftShift => b < 0 || b >= bits ? 0 : a << (int)b,
+            BitwiseOp.RightShift => a >> (int)(b < 0 || b >= bits - 1 ? bits - 1 : b),
+            _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown bitwise op"),
+        };
+        return bits == 32 ? (int)r : r;
+    }
 
     /// <summary>The comparison <paramref name="op"/> of <paramref name="a"/> and <paramref name="b"/>.</summary>
     public static bool Compare(CompareOp op, double a, double b) => op switch

@@ -240,7 +240,8 @@ namespace Kiln.Ops
         // pow 16; erf 16; atan2 6), Float64 the same. Kiln's fused functions
         // take the budget of their costliest part: sigmoid, silu and softplus 4 (exp, then a division), erfinv and the normal
         // CDF and quantile 16 (erf's), elu, celu and selu 4 (expm1, then a product), mish 5 (tanh's), hardsigmoid and
-        // softsign 2.5 (a division after exact or correctly rounded steps), hardswish 3 (one product more). Relaxed (fast-math) budgets follow the suite's relaxed rules: exp-based
+        // softsign 2.5 (a division after exact or correctly rounded steps), hardswish 3 (one product more, after the division so
+        // that a large x does not overflow). Relaxed (fast-math) budgets follow the suite's relaxed rules: exp-based
         // functions 3 + 2|x| ulp at the largest |x| that does not overflow (88), log 2^-21 absolute, sin and cos 2^-11 absolute.
         static readonly Tolerance Exact = Tolerance.Exact, Rounded = Tolerance.Ulp(0.5);
         static readonly Tolerance ExpRelaxed = Tolerance.Ulp(179);
