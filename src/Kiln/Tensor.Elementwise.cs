@@ -175,7 +175,7 @@ public sealed partial class Tensor
     /// <summary>a / b</summary>
     public static Tensor operator /(Tensor a, Tensor b) => a.Div(b);
     /// <summary>-a</summary>
-    public static Tensor operator -(Tensor a) => a.DType.IsFloating() ? a.Neg() : 0L - a;
+    public static Tensor operator -(Tensor a) => a.DType.IsFloating() || a.DType.IsInteger() ? a.Neg() : 0L - a;
     /// <summary>a + s (promoted: an integer tensor + a double is Float32).</summary>
     public static Tensor operator +(Tensor a, double s) => Binary(BinaryOp.Add, a, s, DType.Float64, scalarFirst: false);
     /// <summary>s + a</summary>
@@ -208,6 +208,71 @@ public sealed partial class Tensor
     public static Tensor operator /(Tensor a, long s) => Binary(BinaryOp.Div, a, s, DType.Int64, scalarFirst: false);
     /// <summary>s / a</summary>
     public static Tensor operator /(long s, Tensor a) => Binary(BinaryOp.Div, a, s, DType.Int64, scalarFirst: true);
+
+    // ---------------------------------------------------------------- bitwise
+
+    /// <summary>
+    /// Broadcasts both operands and applies a bitwise primitive in their promoted dtype, which must be Int32, Int64 or
+    /// Bool (Bool: and, or, xor only); <see cref="BitwiseOp.Not"/> takes only <paramref name="a"/> (use
+    /// <see cref="BitwiseNot"/>). No gradient.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The promoted dtype is floating, or Bool for a shift.</exception>
+    public static Tensor Bitwise(BitwiseOp op, Tensor a, Tensor b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        string name = "bitwise." + op.ToString().ToLowerInvariant();
+        if (op == BitwiseOp.Not) throw new ArgumentException($"{name} is unary: use BitwiseNot()", nameof(op));
+        a.Storage.ThrowIfDisposed(name); b.Storage.ThrowIfDisposed(name);
+        Check.SameDevice(a, b, name, "other");
+        var dtype = ResultType(a, b);
+        CheckBitwise(op, dtype, name, a.DType, b.DType);
+        (a, b) = (a.To(dtype), b.To(dtype));
+        var shape = Shape.Broadcast(a.Shape, b.Shape, name);
+        var y = Empty(shape, dtype, a.Device);
+        a.Backend.Bitwise(op, a.BroadcastTo(shape), b.BroadcastTo(shape), y);
+        return y;
+    }
+
+    static void CheckBitwise(BitwiseOp op, DType dtype, string name, DType a, DType b)
+    {
+        bool shift = op is BitwiseOp.LeftShift or BitwiseOp.RightShift;
+        if (!dtype.IsInteger() && (shift || dtype != DType.Bool))
+            throw new NotSupportedException($"{name}: operands {a} and {b} promote to {dtype}; this op is defined on Int32 and Int64{(shift ? "" : " and Bool")}");
+    }
+
+    /// <summary>Bitwise and (logical and of Bool tensors) with broadcasting, as <c>torch.bitwise_and</c>.</summary>
+    /// <exception cref="NotSupportedException">An operand is floating.</exception>
+    public Tensor BitwiseAnd(Tensor other) => Bitwise(BitwiseOp.And, this, other);
+    /// <summary>Bitwise or (logical or of Bool tensors) with broadcasting, as <c>torch.bitwise_or</c>.</summary>
+    /// <exception cref="NotSupportedException">An operand is floating.</exception>
+    public Tensor BitwiseOr(Tensor other) => Bitwise(BitwiseOp.Or, this, other);
+    /// <summary>Bitwise xor (logical xor of Bool tensors) with broadcasting, as <c>torch.bitwise_xor</c>.</summary>
+    /// <exception cref="NotSupportedException">An operand is floating.</exception>
+    public Tensor BitwiseXor(Tensor other) => Bitwise(BitwiseOp.Xor, this, other);
+    /// <summary>
+    /// a &lt;&lt; b with broadcasting, as <c>torch.bitwise_left_shift</c>: bits shifted past the width are lost, and a count
+    /// below 0 or at least the width gives 0.
+    /// </summary>
+    /// <exception cref="NotSupportedException">An operand is floating or both are Bool.</exception>
+    public Tensor BitwiseLeftShift(Tensor other) => Bitwise(BitwiseOp.LeftShift, this, other);
+    /// <summary>
+    /// a &gt;&gt; b with broadcasting, arithmetic (the sign fills in), as <c>torch.bitwise_right_shift</c>: a count below 0
+    /// or past the width gives 0 or -1 by the sign.
+    /// </summary>
+    /// <exception cref="NotSupportedException">An operand is floating or both are Bool.</exception>
+    public Tensor BitwiseRightShift(Tensor other) => Bitwise(BitwiseOp.RightShift, this, other);
+
+    /// <summary>Ones' complement of an integer tensor, logical not of a Bool one, as <c>torch.bitwise_not</c>.</summary>
+    /// <exception cref="NotSupportedException">The tensor is floating.</exception>
+    public Tensor BitwiseNot()
+    {
+        Storage.ThrowIfDisposed("bitwise.not");
+        CheckBitwise(BitwiseOp.Not, DType, "bitwise.not", DType, DType);
+        var y = Empty(Shape, DType, Device);
+        Backend.Bitwise(BitwiseOp.Not, this, this, y);
+        return y;
+    }
 
     // ---------------------------------------------------------------- comparisons and selection
 
@@ -245,10 +310,22 @@ public sealed partial class Tensor
     public static Tensor operator <=(Tensor a, double s) => Compare(CompareOp.Le, a, Scalar(s, ResultType(a, s), a.Device));
     /// <summary>a &gt;= s</summary>
     public static Tensor operator >=(Tensor a, double s) => Compare(CompareOp.Ge, a, Scalar(s, ResultType(a, s), a.Device));
-    /// <summary>Logical and of Bool tensors.</summary>
-    public static Tensor operator &(Tensor a, Tensor b) => Where(a, b, Zeros(new Shape(), DType.Bool, a.Device));
-    /// <summary>Logical or of Bool tensors.</summary>
-    public static Tensor operator |(Tensor a, Tensor b) => Where(a, Ones(new Shape(), DType.Bool, a.Device), b);
+    /// <summary>a &amp; b (<see cref="BitwiseAnd"/>): logical and of Bool tensors, bitwise and of integers.</summary>
+    public static Tensor operator &(Tensor a, Tensor b) => Bitwise(BitwiseOp.And, a, b);
+    /// <summary>a | b (<see cref="BitwiseOr"/>): logical or of Bool tensors, bitwise or of integers.</summary>
+    public static Tensor operator |(Tensor a, Tensor b) => Bitwise(BitwiseOp.Or, a, b);
+    /// <summary>a ^ b (<see cref="BitwiseXor"/>): logical xor of Bool tensors, bitwise xor of integers.</summary>
+    public static Tensor operator ^(Tensor a, Tensor b) => Bitwise(BitwiseOp.Xor, a, b);
+    /// <summary>~a (<see cref="BitwiseNot"/>): logical not of a Bool tensor, ones' complement of integers.</summary>
+    public static Tensor operator ~(Tensor a) => a.BitwiseNot();
+    /// <summary>a &lt;&lt; b (<see cref="BitwiseLeftShift"/>).</summary>
+    public static Tensor operator <<(Tensor a, Tensor b) => a.BitwiseLeftShift(b);
+    /// <summary>a &gt;&gt; b, arithmetic (<see cref="BitwiseRightShift"/>).</summary>
+    public static Tensor operator >>(Tensor a, Tensor b) => a.BitwiseRightShift(b);
+    /// <summary>a &lt;&lt; s for an integer tensor, in its dtype.</summary>
+    public static Tensor operator <<(Tensor a, int s) => a.BitwiseLeftShift(Scalar(s, a.DType, a.Device));
+    /// <summary>a &gt;&gt; s for an integer tensor, in its dtype (arithmetic).</summary>
+    public static Tensor operator >>(Tensor a, int s) => a.BitwiseRightShift(Scalar(s, a.DType, a.Device));
     /// <summary>Logical not of a Bool tensor.</summary>
     public static Tensor operator !(Tensor a) => Where(a, Zeros(new Shape(), DType.Bool, a.Device), Ones(new Shape(), DType.Bool, a.Device));
 

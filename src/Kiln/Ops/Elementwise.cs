@@ -12,8 +12,8 @@ namespace Kiln.Ops
     public sealed class UnaryOpDefinition : OpDefinition
     {
         internal UnaryOpDefinition(UnaryOp op, Func<Tensor, Tensor, Tensor, UnaryParams, Tensor>? gradient, Domain domain, Tolerance tolerance, Domain? gradDomain = null,
-            IReadOnlyList<UnaryParams>? parameters = null)
-            : base("unary." + op.ToString().ToLowerInvariant(), "elementwise", [DType.Float32, DType.Float64], domain, tolerance)
+            IReadOnlyList<UnaryParams>? parameters = null, IReadOnlyList<DType>? dtypes = null)
+            : base("unary." + op.ToString().ToLowerInvariant(), "elementwise", dtypes ?? [DType.Float32, DType.Float64], domain, tolerance)
         {
             Op = op;
             Gradient = gradient;
@@ -128,6 +128,38 @@ namespace Kiln.Ops
         }
     }
 
+    /// <summary>A bitwise primitive on integers and booleans: exact, against <see cref="Reference.Bitwise"/>.</summary>
+    public sealed class BitwiseOpDefinition : OpDefinition
+    {
+        internal BitwiseOpDefinition(BitwiseOp op, Domain other)
+            : base("bitwise." + Snake(op), "elementwise", op is BitwiseOp.LeftShift or BitwiseOp.RightShift ? [DType.Int32, DType.Int64] : [DType.Int32, DType.Int64, DType.Bool],
+                Domain.Default, Tolerance.Exact)
+        {
+            Op = op;
+            OtherDomain = other;
+        }
+
+        static string Snake(BitwiseOp op) => op switch { BitwiseOp.LeftShift => "left_shift", BitwiseOp.RightShift => "right_shift", _ => op.ToString().ToLowerInvariant() };
+
+        /// <summary>The kernel code.</summary>
+        public BitwiseOp Op { get; }
+        /// <summary>The values of the second operand (integer inputs take 7 times the domain: shift counts below 0 and past the widths).</summary>
+        public Domain OtherDomain { get; }
+
+        /// <inheritdoc/>
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var (a, b) = BinaryOpDefinition.Operands(this, OtherDomain, c, dtype, device);
+            var y = Op == BitwiseOp.Not ? a.BitwiseNot() : Tensor.Bitwise(Op, a, b);
+            var ad = a.BroadcastTo(y.Shape).ToDoubleArray();
+            var bd = b.BroadcastTo(y.Shape).ToDoubleArray();
+            int bits = dtype switch { DType.Bool => 1, DType.Int32 => 32, _ => 64 };
+            if (Op == BitwiseOp.Not) ad = a.ToDoubleArray();
+            var expected = ad.Select((v, i) => (double)Reference.Bitwise(Op, (long)v, Op == BitwiseOp.Not ? 0 : (long)bd[i], bits)).ToArray();
+            return CheckResult.Equal(expected, y.ToDoubleArray(), Name);
+        }
+    }
+
     /// <summary>An elementwise comparison: a Bool result that must equal the reference exactly.</summary>
     public sealed class CompareOpDefinition : OpDefinition
     {
@@ -205,12 +237,23 @@ namespace Kiln.Ops
         static UnaryOpDefinition U(UnaryOp op, Func<Tensor, Tensor, Tensor, Tensor>? grad, Domain domain, Tolerance tol, Domain? gradDomain = null) =>
             new(op, grad is null ? null : (x, y, g, _) => grad(x, y, g), domain, tol, gradDomain);
 
+        // The ops that are exact on integers too (issue #15): their integer kernels wrap on overflow, as PyTorch's.
+        static UnaryOpDefinition Z(UnaryOp op, Func<Tensor, Tensor, Tensor, Tensor>? grad, Domain domain, Tolerance tol) =>
+            new(op, grad is null ? null : (x, y, g, _) => grad(x, y, g), domain, tol, dtypes: [DType.Float32, DType.Float64, DType.Int32, DType.Int64]);
+
         // A parametrised op: PyTorch's defaults first, then a set that is not the default.
         static UnaryOpDefinition P(UnaryOp op, Func<Tensor, Tensor, Tensor, UnaryParams, Tensor> grad, Domain domain, Tolerance tol, UnaryParams defaults, UnaryParams other, Domain? gradDomain = null) =>
             new(op, grad, domain, tol, gradDomain, [defaults, other]);
 
         /// <summary>PyTorch's defaults: hardtanh's (min_val, max_val), elu's and celu's alpha, leaky_relu's negative_slope.</summary>
         internal static readonly UnaryParams HardtanhDefault = new(-1, 1), AlphaDefault = new(1), LeakyReluDefault = new(0.01);
+
+        /// <summary>Throws <see cref="NotSupportedException"/> where <paramref name="x"/>'s dtype is not one of <paramref name="def"/>'s.</summary>
+        internal static void CheckDType(OpDefinition def, Tensor x, string name)
+        {
+            if (!def.DTypes.Contains(x.DType))
+                throw new NotSupportedException($"{name}: input has dtype {x.DType}; this op computes in {string.Join(", ", def.DTypes)} (convert with .To(DType.Float32))");
+        }
 
         /// <summary>Throws where <paramref name="p"/> is outside what <paramref name="op"/> is defined for, naming the PyTorch argument.</summary>
         internal static void CheckParams(UnaryOp op, UnaryParams p)
@@ -258,8 +301,8 @@ namespace Kiln.Ops
         /// <summary>The unary primitives, in <see cref="UnaryOp"/> order.</summary>
         public static IReadOnlyList<UnaryOpDefinition> Unary { get; } =
         [
-            U(UnaryOp.Neg, (x, y, g) => -g, new(-6, 6, Nan, Inf, -Inf, 0.0), Exact),
-            U(UnaryOp.Abs, (x, y, g) => g * x.Sign(), new(-6, 6, Nan, Inf, -Inf, 0.0), Exact),
+            Z(UnaryOp.Neg, (x, y, g) => -g, new(-6, 6, Nan, Inf, -Inf, 0.0), Exact),
+            Z(UnaryOp.Abs, (x, y, g) => g * x.Sign(), new(-6, 6, Nan, Inf, -Inf, 0.0), Exact),
             U(UnaryOp.Exp, (x, y, g) => g * y, new(-10, 10, Nan, Inf, -Inf) { Singular = [88.72, -87.3, -103.9, Tiny] }, ExpLike(3)),
             U(UnaryOp.Log, (x, y, g) => g / x, new(0.05, 5, Nan, Inf, 0.0) { Singular = [1, OneUp, OneDown, -Tiny] }, LogLike(3), gradDomain: new(0.3, 3)),
             U(UnaryOp.Log1p, (x, y, g) => g / (x + 1.0), new(-0.9, 5, Nan, Inf) { Singular = [-1, -OneDown, Tiny, -Tiny, -2] }, LogLike(2), gradDomain: new(-0.5, 3)),
@@ -268,7 +311,7 @@ namespace Kiln.Ops
             U(UnaryOp.Rsqrt, (x, y, g) => g * -0.5 * y * y * y, new(0.05, 5, Nan, Inf) { Singular = [-Tiny, 4, 0.25] }, Ulp(2), gradDomain: new(0.3, 3)),
             U(UnaryOp.Sigmoid, (x, y, g) => g * y * (1.0 - y), new(-6, 6, Nan, Inf, -Inf) { Singular = [88.72, -88.72, -103.9, 17, -17] }, ExpLike(4)),
             U(UnaryOp.Tanh, (x, y, g) => g * (1.0 - y * y), new(-6, 6, Nan, Inf, -Inf) { Singular = [Tiny, -Tiny, 9.01, -20, 0.55] }, ExpLike(5)),
-            U(UnaryOp.Relu, (x, y, g) => g * x.Apply(UnaryOp.Step), new(-6, 6, Inf, -Inf), Exact),
+            Z(UnaryOp.Relu, (x, y, g) => g * x.Apply(UnaryOp.Step), new(-6, 6, Inf, -Inf), Exact),
             U(UnaryOp.GeluErf, (x, y, g) => g * (x.NormalCdf() + x * (x * x * -0.5).Exp() * InvSqrt2Pi), new(-6, 6, Nan) { Singular = [-10, -13, -38] }, Gelu),
             U(UnaryOp.GeluTanh, (x, y, g) => g * GeluTanhGrad(x), new(-6, 6, Nan) { Singular = [-10, -13] }, Gelu),
             U(UnaryOp.Silu, (x, y, g) => g * SiluGrad(x), new(-6, 6, Nan) { Singular = [-88.72, -103.9, 30] }, ExpLike(4)),
@@ -277,9 +320,9 @@ namespace Kiln.Ops
             U(UnaryOp.Erfinv, (x, y, g) => g * (y * y).Exp() * SqrtPiOver2, new(-0.99, 0.99, Nan) { Singular = [1, -1, OneDown, -OneDown, Tiny] }, Ulp(16), gradDomain: new(-0.8, 0.8)),
             U(UnaryOp.NormalCdf, (x, y, g) => g * (x * x * -0.5).Exp() * InvSqrt2Pi, new(-6, 6, Nan, Inf, -Inf) { Singular = [-10, -13, -38, 8] }, Ulp(16)),
             U(UnaryOp.NormalIcdf, (x, y, g) => g * (y * y * 0.5).Exp() * Sqrt2Pi, new(0.01, 0.99, Nan) { Singular = [1, OneDown, 1e-20, 0.5] }, Ulp(16), gradDomain: new(0.1, 0.9)),
-            U(UnaryOp.Sign, null, new(-6, 6, Nan, Inf, -Inf, 0.0), Exact),
+            Z(UnaryOp.Sign, null, new(-6, 6, Nan, Inf, -Inf, 0.0), Exact),
             U(UnaryOp.Reciprocal, (x, y, g) => -g * y * y, new(0.2, 4, Nan, Inf, -Inf), Ulp(2.5), gradDomain: new(0.3, 3)),
-            U(UnaryOp.Square, (x, y, g) => g * 2.0 * x, new(-6, 6, Nan, Inf, -Inf) { Singular = [1.9e19, 1e-23] }, Rounded),
+            Z(UnaryOp.Square, (x, y, g) => g * 2.0 * x, new(-6, 6, Nan, Inf, -Inf) { Singular = [1.9e19, 1e-23] }, Rounded),
             U(UnaryOp.Sin, (x, y, g) => g * x.Cos(), new(-6, 6, Nan) { Singular = [Pi, Pi / 2, 1e6, 1e30] }, Trig(4)),
             U(UnaryOp.Cos, (x, y, g) => -g * x.Sin(), new(-6, 6, Nan) { Singular = [Pi, Pi / 2, 1e6, 1e30] }, Trig(4)),
             U(UnaryOp.Step, null, new(-6, 6, Inf, -Inf, 0.0), Exact),
@@ -353,8 +396,12 @@ namespace Kiln.Ops
         /// <summary>The definition of binary primitive <paramref name="op"/>.</summary>
         public static BinaryOpDefinition Binary(BinaryOp op) => BinaryOps[(int)op];
 
+        /// <summary>The bitwise primitives, in <see cref="BitwiseOp"/> order; the shifts' counts run from -7 to 70, past both integer widths.</summary>
+        public static IReadOnlyList<BitwiseOpDefinition> BitwiseOps { get; } =
+            [.. Enum.GetValues<BitwiseOp>().Select(op => new BitwiseOpDefinition(op, op is BitwiseOp.LeftShift or BitwiseOp.RightShift ? new Domain(-1, 10) : Domain.Default))];
+
         /// <summary>Every definition of the family.</summary>
-        public static IReadOnlyList<OpDefinition> All { get; } = [.. Unary, .. BinaryOps, .. Comparisons, new SelectDefinition(false), new SelectDefinition(true)];
+        public static IReadOnlyList<OpDefinition> All { get; } = [.. Unary, .. BinaryOps, .. BitwiseOps, .. Comparisons, new SelectDefinition(false), new SelectDefinition(true)];
     }
 }
 
@@ -377,10 +424,11 @@ namespace Kiln
         {
             var def = ElementwiseOps.Of(op);
             Storage.ThrowIfDisposed(def.Name);
-            Check.Floating(this, def.Name, "input");
+            ElementwiseOps.CheckDType(def, this, def.Name);
             ElementwiseOps.CheckParams(op, parameters);
             var y = Empty(Shape, DType, Device);
             Backend.Unary(op, this, y, parameters);
+            if (!DType.IsFloating()) return y;
             var rule = def.Gradient;
             return Record(y, def.Name, [this], g => [rule is null ? g * 0.0 : rule(this, y, g, parameters)]);
         }
@@ -392,9 +440,10 @@ namespace Kiln
         /// <exception cref="ArgumentException">The parameters are outside the op's definition.</exception>
         public Tensor Apply_(UnaryOp op, UnaryParams parameters)
         {
-            string name = ElementwiseOps.Of(op).Name + "_";
+            var def = ElementwiseOps.Of(op);
+            string name = def.Name + "_";
             CheckInPlace(name);
-            Check.Floating(this, name, "input");
+            ElementwiseOps.CheckDType(def, this, name);
             ElementwiseOps.CheckParams(op, parameters);
             Backend.Unary(op, this, this, parameters);
             return this;
