@@ -83,6 +83,8 @@ public class UnaryTests
         var dev = Devices.Parse(device);
         double inf = double.PositiveInfinity, nan = double.NaN;
         Tensor X(params double[] v) => Tensor.FromArray(v).To(dtype).To(dev);
+        // A parameter as the dtype holds it (the kernels compute with that value, as PyTorch's).
+        double H(double v) => dtype == DType.Float32 ? (float)v : v;
         // -inf times a zero factor is NaN in PyTorch's formulas (hardswish, mish); softsign is inf / inf there.
         Assert.Equal(new[] { nan, 0, inf, nan }, X(-inf, -4, inf, nan).Hardswish().ToDoubleArray());
         Assert.Equal(new[] { 0, 1, nan, 0.5 }, X(-inf, inf, nan, 0).Hardsigmoid().ToDoubleArray());
@@ -92,9 +94,9 @@ public class UnaryTests
         Assert.Equal(-Reference.SeluScaleAlpha, selu, dtype == DType.Float32 ? 1e-6 : 1e-15);
         // Non-default parameters change the result where PyTorch's do.
         Assert.Equal(new[] { -0.5, -0.5, 0.25, 2, 2, nan }, X(-inf, -3, 0.25, 2, 5, nan).Hardtanh(-0.5, 2).ToDoubleArray());
-        Assert.Equal(new[] { -0.3, 1.5 }, X(-inf, 1.5).Elu(0.3).ToDoubleArray());
+        Assert.Equal(new[] { -H(0.3), 1.5 }, X(-inf, 1.5).Elu(0.3).ToDoubleArray());
         Assert.Equal(new[] { -2.5, 1.5 }, X(-inf, 1.5).Celu(2.5).ToDoubleArray());
-        Assert.Equal(new[] { (double)(dtype == DType.Float32 ? (float)(-2 * (double)0.2f) : -0.4), 3, -inf }, X(-2, 3, -inf).LeakyRelu(0.2).ToDoubleArray());
+        Assert.Equal(new[] { -2 * H(0.2), 3, -inf }, X(-2, 3, -inf).LeakyRelu(0.2).ToDoubleArray());
         Assert.Equal(new[] { 0.5, -0.25, nan, 0 }, X(2.5, -3.25, inf, -7).Frac().ToDoubleArray());
     }
 
@@ -121,5 +123,47 @@ public class UnaryTests
         Assert.Equal(new[] { -2.0, 0.5, 3.0 }, x.ToDoubleArray());
         x.Apply_(UnaryOp.LeakyRelu);
         Assert.Equal(new[] { -0.02, 0.5, 3.0 }, x.ToDoubleArray());
+    }
+
+    [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
+    public void Integer_unary_ops_are_exact_and_wrap_at_the_minimum(string device)
+    {
+        var dev = Devices.Parse(device);
+        var i32 = Tensor.FromArray(new[] { int.MinValue, -7, 0, 5, int.MaxValue }).To(dev);
+        Assert.Equal(new double[] { int.MinValue, 7, 0, 5, int.MaxValue }, i32.Abs().ToDoubleArray());
+        Assert.Equal(new double[] { int.MinValue, 7, 0, -5, -int.MaxValue }, (-i32).ToDoubleArray());
+        Assert.Equal(new double[] { -1, -1, 0, 1, 1 }, i32.Sign().ToDoubleArray());
+        Assert.Equal(new double[] { 0, 0, 0, 5, int.MaxValue }, i32.Relu().ToDoubleArray());
+        Assert.Equal(new double[] { 0, 49, 0, 25, 1 }, i32.Square().ToDoubleArray());   // (2^31)^2 and (2^31 - 1)^2 wrap to 0 and 1
+        var i64 = Tensor.FromArray(new[] { long.MinValue, -3L, 4L }).To(dev);
+        Assert.Equal(DType.Int64, i64.Abs().DType);
+        Assert.Equal(new[] { long.MinValue, 3L, 4L }, i64.Abs().ToArray<long>());
+        Assert.Equal(new[] { long.MinValue, 3L, -4L }, i64.Neg().ToArray<long>());
+        Assert.Throws<NotSupportedException>(() => i32.Exp());
+    }
+
+    [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
+    public void Bitwise_operators_follow_PyTorch(string device)
+    {
+        var dev = Devices.Parse(device);
+        var t = Tensor.FromArray(new[] { true, true, false, false }).To(dev);
+        var u = Tensor.FromArray(new[] { true, false, true, false }).To(dev);
+        Assert.Equal(new[] { true, false, false, false }, (t & u).ToArray<bool>());
+        Assert.Equal(new[] { true, true, true, false }, (t | u).ToArray<bool>());
+        Assert.Equal(new[] { false, true, true, false }, (t ^ u).ToArray<bool>());
+        Assert.Equal(new[] { false, false, true, true }, (~t).ToArray<bool>());
+        var a = Tensor.FromArray(new[] { 12, -12, 1, -1, 5 }).To(dev);
+        var n = Tensor.FromArray(new[] { 2, 2, 31, 40, -1 }).To(dev);
+        Assert.Equal(new[] { 48, -48, int.MinValue, 0, 0 }, (a << n).ToArray<int>());
+        Assert.Equal(new[] { 3, -3, 0, -1, 0 }, (a >> n).ToArray<int>());
+        Assert.Equal(new[] { -13, 11, -2, 0, -6 }, (~a).ToArray<int>());
+        Assert.Equal(new[] { 6, -6, 0, -1, 2 }, (a >> 1).ToArray<int>());
+        // Int32 with Int64 promotes to Int64; Bool with an integer to the integer.
+        var wide = a.To(DType.Int64) & Tensor.FromArray(new[] { 4L }).To(dev);
+        Assert.Equal(new[] { 4L, 4L, 0L, 4L, 4L }, wide.ToArray<long>());
+        Assert.Equal(DType.Int32, (a | t.Slice(0, 0, 1)).DType);
+        Assert.Throws<NotSupportedException>(() => a.To(DType.Float32) & a);
+        Assert.Throws<NotSupportedException>(() => t << u);
+        Assert.Throws<NotSupportedException>(() => ~a.To(DType.Float64));
     }
 }
