@@ -18,6 +18,8 @@ public static class Elementwise
         switch (op)
         {
             case UnaryOp.Hardtanh: TP.Max(x, T.CreateTruncating(p.A), y); TP.Min(y, T.CreateTruncating(p.B), y); return;
+            case var _ when typeof(T) == typeof(float) && Widened.Has(op):
+                Widened.Run(op, MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y), (float)p.A); return;
             case UnaryOp.LeakyRelu: LeakyRelu(x, y, T.CreateTruncating(p.A)); return;
             case UnaryOp.Frac or UnaryOp.Hardsigmoid or UnaryOp.Hardswish or UnaryOp.Softsign:
             {

@@ -216,12 +216,13 @@ public static partial class Reference
         // multiplies, so a large x is x exactly (x * 6 would overflow first).
         UnaryOp.Hardsigmoid => Clamp(x + 3, 0, 6) / 6,
         UnaryOp.Hardswish => x * (Clamp(x + 3, 0, 6) / 6),
-        UnaryOp.Selu => x > 0 ? SeluScale * x : SeluScaleAlpha * Expm1(x),
-        UnaryOp.Mish => x * Math.Tanh(Math.Max(x, 0.0) + Log1p(Math.Exp(-Math.Abs(x)))),
+        UnaryOp.Selu => x > 0 ? SeluScale * x : ScaledExpm1(new DoubleDouble(SeluScale, 0) * SeluAlpha, x),
+        UnaryOp.Mish => Mish(x),
         UnaryOp.Softsign => x / (1 + Math.Abs(x)),
         UnaryOp.Hardtanh => Clamp(x, p.A, p.B),
-        UnaryOp.Elu => x > 0 ? x : p.A * Expm1(x),
-        UnaryOp.Celu => x > 0 ? x : p.A * Expm1(x / p.A),
+        UnaryOp.Elu => x > 0 ? x : ScaledExpm1(p.A, x),
+        // Double-double division by alpha would turn -inf into NaN: the infinities take float64.
+        UnaryOp.Celu => x > 0 ? x : double.IsInfinity(x) ? p.A * (Math.Exp(x / p.A) - 1) : ScaledExpm1(p.A, new DoubleDouble(x, 0) / p.A),
         UnaryOp.LeakyRelu => x > 0 ? x : p.A * x,
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown unary op"),
     };
@@ -271,6 +272,25 @@ public static partial class Reference
         CompareOp.Ge => a >= b,
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown comparison"),
     };
+
+    /// <summary>c (e^u - 1) in double-double, rounded once (the series below 1e-10, where e^u - 1 would keep too few digits).</summary>
+    static double ScaledExpm1(DoubleDouble c, DoubleDouble u)
+    {
+        // Past the double-double range the double formula is exact enough: e^u - 1 is -1 or infinite.
+        if (!(Math.Abs(u.Hi) < 700)) return c.Value * (Math.Exp(u.Hi) - 1);
+        return (c * (Math.Abs(u.Hi) < 1e-10 ? u + u * u * 0.5 : DoubleDouble.Exp(u) - 1.0)).Value;
+    }
+
+    /// <summary>x tanh(softplus x) = x n / (n + 2), n = e^x (e^x + 2), in double-double (no tanh or log needed).</summary>
+    static double Mish(double x)
+    {
+        // Past 40, 2 / (n + 2) is below 2^-110: the result is x. At -inf the formula is -inf * 0, NaN, as PyTorch's.
+        if (double.IsNaN(x) || x > 40) return x;
+        if (double.IsNegativeInfinity(x)) return double.NaN;
+        var e = DoubleDouble.Exp(x);
+        var n = e * (e + 2.0);
+        return (x * n / (n + 2.0)).Value;
+    }
 
     // NaN stays NaN (Math.Clamp would return a bound).
     static double Clamp(double x, double lo, double hi) => double.IsNaN(x) ? x : Math.Min(Math.Max(x, lo), hi);
