@@ -221,7 +221,7 @@ public sealed partial class Tensor
     {
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
-        string name = "bitwise." + op.ToString().ToLowerInvariant();
+        string name = ElementwiseOps.BitwiseOps[(int)op].Name;
         if (op == BitwiseOp.Not) throw new ArgumentException($"{name} is unary: use BitwiseNot()", nameof(op));
         a.Storage.ThrowIfDisposed(name); b.Storage.ThrowIfDisposed(name);
         Check.SameDevice(a, b, name, "other");
