@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 
@@ -11,11 +12,37 @@ namespace Kiln.Kernels.Cpu;
 /// </summary>
 public static class Elementwise
 {
-    /// <summary>y = op(x) over contiguous spans of float or double; y may equal x.</summary>
-    public static void Unary<T>(UnaryOp op, ReadOnlySpan<T> x, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>y = op(x) over contiguous spans of float or double, with parameters <paramref name="p"/> where the op takes them; y may equal x.</summary>
+    public static void Unary<T>(UnaryOp op, ReadOnlySpan<T> x, Span<T> y, UnaryParams p = default) where T : unmanaged, IFloatingPointIeee754<T>
     {
         switch (op)
         {
+            case UnaryOp.Hardtanh: TP.Max(x, T.CreateTruncating(p.A), y); TP.Min(y, T.CreateTruncating(p.B), y); return;
+            case var _ when typeof(T) == typeof(float) && Widened.Has(op):
+                Widened.Run(op, MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y), (float)p.A); return;
+            case UnaryOp.LeakyRelu: LeakyRelu(x, y, T.CreateTruncating(p.A)); return;
+            case UnaryOp.Frac or UnaryOp.Hardsigmoid or UnaryOp.Hardswish or UnaryOp.Softsign:
+            {
+                // Vector passes over one scratch row, in the reference's order of operations.
+                var t = Strided.Rent<T>(x.Length);
+                try
+                {
+                    var ts = t.AsSpan(0, x.Length);
+                    T three = T.CreateTruncating(3), six = T.CreateTruncating(6);
+                    switch (op)
+                    {
+                        case UnaryOp.Frac: TP.Truncate(x, ts); TP.Subtract(x, ts, y); break;
+                        case UnaryOp.Softsign: TP.Abs(x, ts); TP.Add(ts, T.One, ts); TP.Divide(x, ts, y); break;
+                        default:
+                            TP.Add(x, three, ts); TP.Max(ts, T.Zero, ts); TP.Min(ts, six, ts);
+                            if (op == UnaryOp.Hardswish) { TP.Divide(ts, six, ts); TP.Multiply(x, ts, y); }
+                            else TP.Divide(ts, six, y);
+                            break;
+                    }
+                }
+                finally { Strided.Return(t); }
+                return;
+            }
             case UnaryOp.Neg: TP.Negate(x, y); return;
             case UnaryOp.Abs: TP.Abs(x, y); return;
             // Float64 exp, sigmoid, sin and cos take the scalar path below: TensorPrimitives' double versions gave different
@@ -70,19 +97,41 @@ public static class Elementwise
                 return;
             }
             default:
-                for (int i = 0; i < x.Length; i++) y[i] = Scalar(op, x[i]);
+                for (int i = 0; i < x.Length; i++) y[i] = Scalar(op, x[i], p);
                 return;
         }
+    }
+
+    // x > 0 ? x : slope x, lane by lane (NaN fails the comparison and stays NaN in the product).
+    static void LeakyRelu<T>(ReadOnlySpan<T> x, Span<T> y, T slope) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && Vector<T>.IsSupported)
+        {
+            var s = new Vector<T>(slope);
+            for (; i + Vector<T>.Count <= x.Length; i += Vector<T>.Count)
+            {
+                var v = new Vector<T>(x[i..]);
+                Vector.ConditionalSelect(Vector.GreaterThan(v, Vector<T>.Zero), v, v * s).CopyTo(y[i..]);
+            }
+        }
+        for (; i < x.Length; i++) y[i] = x[i] > T.Zero ? x[i] : slope * x[i];
     }
 
     // One element of the ops without a vector form, in float64: erf and the normal CDF through the Chebyshev kernel (the
     // float32 erf and GELU have vector forms above), log1p, expm1 and the GELUs by the formulas below, the rest through the
     // float64 reference.
-    static T Scalar<T>(UnaryOp op, T v) where T : unmanaged, IFloatingPointIeee754<T>
+    static T Scalar<T>(UnaryOp op, T v, UnaryParams p = default) where T : unmanaged, IFloatingPointIeee754<T>
     {
         double x = double.CreateTruncating(v);
+        // Parameters as the dtype holds them, so Float32 results round once from the Float32 parameter's exact value.
+        double a = double.CreateTruncating(T.CreateTruncating(p.A));
         double r = op switch
         {
+            UnaryOp.Selu => x > 0 ? Reference.SeluScale * x : Reference.SeluScaleAlpha * Expm1(x),
+            UnaryOp.Elu => x > 0 ? x : a * Expm1(x),
+            UnaryOp.Celu => x > 0 ? x : a * Expm1(x / a),
+            UnaryOp.Mish => x * Math.Tanh(Math.Max(x, 0.0) + Log1p(Math.Exp(-Math.Abs(x)))),
             UnaryOp.Softplus => Math.Max(x, 0.0) + Log1p(Math.Exp(-Math.Abs(x))),
             UnaryOp.Log1p => Log1p(x),
             UnaryOp.Expm1 => Expm1(x),
@@ -148,6 +197,98 @@ public static class Elementwise
         }
     }
 
+    /// <summary>
+    /// y = op(x) over contiguous spans of Int32 or Int64 for the integer unary ops (Neg, Abs, Sign, Square, Relu); y may
+    /// equal x. Overflow wraps, as PyTorch's: -MinValue and |MinValue| are MinValue.
+    /// </summary>
+    public static void UnaryInteger<T>(UnaryOp op, ReadOnlySpan<T> x, Span<T> y) where T : unmanaged, IBinaryInteger<T>, ISignedNumber<T>
+    {
+        switch (op)
+        {
+            case UnaryOp.Neg: TP.Negate(x, y); return;
+            case UnaryOp.Square: TP.Multiply(x, x, y); return;
+            case UnaryOp.Relu: TP.Max(x, T.Zero, y); return;
+            case UnaryOp.Abs or UnaryOp.Sign:
+            {
+                // TensorPrimitives.Abs throws at MinValue; a select of -v wraps instead. Comparison masks are -1 per true lane, so sign = (v < 0) - (v > 0).
+                int i = 0;
+                if (Vector.IsHardwareAccelerated && Vector<T>.IsSupported)
+                    for (; i + Vector<T>.Count <= x.Length; i += Vector<T>.Count)
+                    {
+                        var v = new Vector<T>(x[i..]);
+                        var neg = Vector.LessThan(v, Vector<T>.Zero);
+                        (op == UnaryOp.Abs ? Vector.ConditionalSelect(neg, -v, v) : neg - Vector.GreaterThan(v, Vector<T>.Zero)).CopyTo(y[i..]);
+                    }
+                for (; i < x.Length; i++)
+                    y[i] = op == UnaryOp.Abs ? (T.IsNegative(x[i]) ? -x[i] : x[i]) : T.CreateTruncating(x[i].CompareTo(T.Zero));
+                return;
+            }
+            default: throw new NotSupportedException($"{op} is not defined for {typeof(T).Name}");
+        }
+    }
+
+    /// <summary>y = op(a, b) over contiguous spans of Int32 or Int64 (<see cref="BitwiseOp.Not"/> reads only a); y may equal a or b.</summary>
+    public static void Bitwise<T>(BitwiseOp op, ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, IBinaryInteger<T>, ISignedNumber<T>
+    {
+        int bits = Unsafe.SizeOf<T>() * 8;
+        switch (op)
+        {
+            case BitwiseOp.And: TP.BitwiseAnd(a, b, y); return;
+            case BitwiseOp.Or: TP.BitwiseOr(a, b, y); return;
+            case BitwiseOp.Xor: TP.Xor(a, b, y); return;
+            case BitwiseOp.Not: TP.OnesComplement(a, y); return;
+            // Shift counts outside [0, bits) are PyTorch's rule (C# would take them modulo the width).
+            case BitwiseOp.LeftShift:
+                for (int i = 0; i < y.Length; i++) { long s = long.CreateTruncating(b[i]); y[i] = s < 0 || s >= bits ? T.Zero : a[i] << (int)s; }
+                return;
+            default:
+                for (int i = 0; i < y.Length; i++) { long s = long.CreateTruncating(b[i]); y[i] = a[i] >> (int)(s < 0 || s >= bits - 1 ? bits - 1 : s); }
+                return;
+        }
+    }
+
+    /// <summary>y = op(a, b) over contiguous spans of booleans: logical and, or, xor, not (shifts are not defined on booleans).</summary>
+    public static void Bitwise(BitwiseOp op, ReadOnlySpan<bool> a, ReadOnlySpan<bool> b, Span<bool> y)
+    {
+        switch (op)
+        {
+            case BitwiseOp.And: for (int i = 0; i < y.Length; i++) y[i] = a[i] & b[i]; return;
+            case BitwiseOp.Or: for (int i = 0; i < y.Length; i++) y[i] = a[i] | b[i]; return;
+            case BitwiseOp.Xor: for (int i = 0; i < y.Length; i++) y[i] = a[i] ^ b[i]; return;
+            case BitwiseOp.Not: for (int i = 0; i < y.Length; i++) y[i] = !a[i]; return;
+            default: throw new NotSupportedException($"{op} is not defined for Boolean");
+        }
+    }
+
+    /// <summary>A kernel over one row of contiguous operands.</summary>
+    public delegate void RowKernel<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y);
+
+    /// <summary>y = kernel(a, b) row by row over a strided, broadcast iteration space, any element type.</summary>
+    public static void ZipStrided<T>(ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, T[] y, int yOff, int[] yStr, RowKernel<T> kernel)
+    {
+        var (dims, s) = Strided.Coalesce(shape, aStr, bStr, yStr);
+        Strided.ForEachRow(dims, (r, start, len) =>
+        {
+            int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * s[0][^1];
+            int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * s[1][^1];
+            int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * s[2][^1];
+            var ar = Strided.RowView(a, ao, s[0][^1], len, out var sa);
+            var br = Strided.RowView(b, bo, s[1][^1], len, out var sb);
+            try
+            {
+                if (s[2][^1] == 1) kernel(ar, br, y.AsSpan(yo, len));
+                else
+                {
+                    var tmp = Strided.Rent<T>(len);
+                    kernel(ar, br, tmp.AsSpan(0, len));
+                    Strided.Store<T>(tmp.AsSpan(0, len), y, yo, s[2][^1]);
+                    Strided.Return(tmp);
+                }
+            }
+            finally { Strided.Return(sa); Strided.Return(sb); }
+        });
+    }
+
     static ReadOnlySpan<TTo> Cast<TFrom, TTo>(ReadOnlySpan<TFrom> s) where TFrom : struct where TTo : struct => MemoryMarshal.Cast<TFrom, TTo>(s);
 
     /// <summary>y = op(a, b) as booleans over contiguous spans.</summary>
@@ -164,8 +305,8 @@ public static class Elementwise
         }
     }
 
-    /// <summary>y = op(x) over a strided iteration space (x and y may be any views of <paramref name="shape"/>).</summary>
-    public static void UnaryStrided<T>(UnaryOp op, ReadOnlySpan<int> shape, T[] x, int xOff, int[] xStr, T[] y, int yOff, int[] yStr)
+    /// <summary>y = op(x) over a strided iteration space (x and y may be any views of <paramref name="shape"/>), with parameters <paramref name="p"/>.</summary>
+    public static void UnaryStrided<T>(UnaryOp op, ReadOnlySpan<int> shape, T[] x, int xOff, int[] xStr, T[] y, int yOff, int[] yStr, UnaryParams p = default)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (dims, s) = Strided.Coalesce(shape, xStr, yStr);
@@ -176,11 +317,11 @@ public static class Elementwise
             var xr = Strided.RowView(x, xo, s[0][^1], len, out var sx);
             try
             {
-                if (s[1][^1] == 1) Unary(op, xr, y.AsSpan(yo, len));
+                if (s[1][^1] == 1) Unary(op, xr, y.AsSpan(yo, len), p);
                 else
                 {
                     var tmp = Strided.Rent<T>(len);
-                    Unary(op, xr, tmp.AsSpan(0, len));
+                    Unary(op, xr, tmp.AsSpan(0, len), p);
                     Strided.Store<T>(tmp.AsSpan(0, len), y, yo, s[1][^1]);
                     Strided.Return(tmp);
                 }

@@ -32,20 +32,32 @@ public static class Elementwise
         y[c.At(sy)] = a.IsInteger && b.IsInteger ? b.FromLong(a.ToLong(v)) : b.FromDouble(a.ToDouble(v));
     }
 
-    /// <summary>y = op(x) for a <see cref="UnaryOp"/> code.</summary>
-    public static void Unary<T, TF>(Index1D i, int op, ArrayView<T> x, Strides6 sx, ArrayView<T> y, Strides6 sy, Dims6 d)
+    /// <summary>y = op(x) for a <see cref="UnaryOp"/> code with the parameters (<paramref name="pa"/>, <paramref name="pb"/>) of <see cref="UnaryParams"/>.</summary>
+    public static void Unary<T, TF>(Index1D i, int op, ArrayView<T> x, Strides6 sx, ArrayView<T> y, Strides6 sy, Dims6 d, double pa, double pb)
         where T : unmanaged where TF : struct, IFloat<T>
     {
         var c = Coord6.Of(i, d);
-        y[c.At(sy)] = ApplyUnary<T, TF>(op, x[c.At(sx)]);
+        y[c.At(sy)] = ApplyUnary<T, TF>(op, x[c.At(sx)], pa, pb);
     }
 
-    /// <summary>One unary primitive. The special functions are evaluated in float64 (GpuMath) and rounded once.</summary>
-    public static T ApplyUnary<T, TF>(int op, T x) where T : unmanaged where TF : struct, IFloat<T>
+    /// <summary>
+    /// One unary primitive with parameters (<paramref name="pa"/>, <paramref name="pb"/>) where it takes them. The special
+    /// functions are evaluated in float64 (GpuMath) and rounded once.
+    /// </summary>
+    public static T ApplyUnary<T, TF>(int op, T x, double pa = 0, double pb = 0) where T : unmanaged where TF : struct, IFloat<T>
     {
         TF f = default;
         switch ((UnaryOp)op)
         {
+            // PyTorch's formulas in the dtype, in the reference's order of operations; parameters as the dtype holds them.
+            case UnaryOp.Hardtanh: return f.Min(f.Max(x, f.FromDouble(pa)), f.FromDouble(pb));
+            case UnaryOp.LeakyRelu: return f.Lt(f.Zero, x) ? x : f.Mul(f.FromDouble(pa), x);
+            case UnaryOp.Hardsigmoid: return f.Div(Relu6<T, TF>(f.Add(x, f.FromDouble(3))), f.FromDouble(6));
+            case UnaryOp.Hardswish: return f.Mul(x, f.Div(Relu6<T, TF>(f.Add(x, f.FromDouble(3))), f.FromDouble(6)));
+            case UnaryOp.Softsign: return f.Div(x, f.Add(f.One, f.Abs(x)));
+            // Exact in float64, as Floor below.
+            case UnaryOp.Frac: { double v = f.ToDouble(x); return f.FromDouble(v - XMath.Truncate(v)); }
+            case UnaryOp.Elu or UnaryOp.Celu: return f.FromDouble(GpuMath.Special(op, f.ToDouble(x), f.ToDouble(f.FromDouble(pa))));
             case UnaryOp.Neg: return f.Neg(x);
             case UnaryOp.Abs: return f.Abs(x);
             case UnaryOp.Exp: return f.Exp(x);
@@ -83,6 +95,12 @@ public static class Elementwise
         }
     }
 
+    static T Relu6<T, TF>(T x) where T : unmanaged where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        return f.Min(f.Max(x, f.Zero), f.FromDouble(6));
+    }
+
     // The form that cannot overflow; the recurrent gate kernels share it.
     internal static T Sigmoid<T, TF>(T x) where T : unmanaged where TF : struct, IFloat<T>
     {
@@ -114,6 +132,48 @@ public static class Elementwise
             default: r = n.Atan2(p, q); break;
         }
         y[c.At(sy)] = r;
+    }
+
+    /// <summary>y = op(x) for the integer unary ops (Neg, Abs, Sign, Square, Relu); overflow wraps (|MinValue| is MinValue).</summary>
+    public static void UnaryInteger<T, TN>(Index1D i, int op, ArrayView<T> x, Strides6 sx, ArrayView<T> y, Strides6 sy, Dims6 d)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var c = Coord6.Of(i, d);
+        T v = x[c.At(sx)];
+        T r;
+        switch ((UnaryOp)op)
+        {
+            case UnaryOp.Neg: r = n.Neg(v); break;
+            case UnaryOp.Abs: r = n.Lt(v, n.Zero) ? n.Neg(v) : v; break;
+            case UnaryOp.Sign: r = n.Lt(n.Zero, v) ? n.One : n.Lt(v, n.Zero) ? n.Neg(n.One) : n.Zero; break;
+            case UnaryOp.Square: r = n.Mul(v, v); break;
+            default: r = n.Lt(n.Zero, v) ? v : n.Zero; break;
+        }
+        y[c.At(sy)] = r;
+    }
+
+    /// <summary>
+    /// y = op(a, b) for a <see cref="BitwiseOp"/> code on integers of <paramref name="bits"/> bits, computed in Int64 and
+    /// wrapped back; shift counts outside [0, bits) follow PyTorch's rule (<see cref="Reference.Bitwise"/>).
+    /// </summary>
+    public static void Bitwise<T, TN>(Index1D i, int op, ArrayView<T> a, Strides6 sa, ArrayView<T> b, Strides6 sb, ArrayView<T> y, Strides6 sy, Dims6 d, int bits)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        var c = Coord6.Of(i, d);
+        long p = n.ToLong(a[c.At(sa)]), q = n.ToLong(b[c.At(sb)]);
+        long r;
+        switch ((BitwiseOp)op)
+        {
+            case BitwiseOp.And: r = p & q; break;
+            case BitwiseOp.Or: r = p | q; break;
+            case BitwiseOp.Xor: r = p ^ q; break;
+            case BitwiseOp.Not: r = ~p; break;
+            case BitwiseOp.LeftShift: r = q < 0 || q >= bits ? 0 : p << (int)q; break;
+            default: r = p >> (int)(q < 0 || q >= bits - 1 ? bits - 1 : q); break;
+        }
+        y[c.At(sy)] = n.FromLong(r);
     }
 
     /// <summary>y = op(a, b) as 0/1 bytes for a <see cref="CompareOp"/> code.</summary>
@@ -180,11 +240,21 @@ public static class ElementwiseKernels<T, TN> where T : unmanaged where TN : str
         new($"elementwise.clamp.{Dt.Of<TN>()}", Elementwise.Clamp<T, TN>);
 }
 
+/// <summary>The typed integer-only kernels of <see cref="Elementwise"/> for Int32 or Int64.</summary>
+public static class IntegerKernels<T, TN> where T : unmanaged where TN : struct, INum<T>
+{
+    /// <summary>elementwise.unary_integer: y = op(x) for Neg, Abs, Sign, Square, Relu.</summary>
+    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6> Unary = new($"elementwise.unary_integer.{Dt.Of<TN>()}", Elementwise.UnaryInteger<T, TN>);
+    /// <summary>elementwise.bitwise: y = op(a, b) on integers of the given width.</summary>
+    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6, int> Bitwise =
+        new($"elementwise.bitwise.{Dt.Of<TN>()}", Elementwise.Bitwise<T, TN>);
+}
+
 /// <summary>The typed transcendental kernel of <see cref="Elementwise"/> for one floating dtype.</summary>
 public static class UnaryKernels<T, TF> where T : unmanaged where TF : struct, IFloat<T>
 {
     /// <summary>elementwise.unary: y = op(x).</summary>
-    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6> Unary = new($"elementwise.unary.{Dt.Of<TF>()}", Elementwise.Unary<T, TF>);
+    public static readonly Kernel<int, ArrayView<T>, Strides6, ArrayView<T>, Strides6, Dims6, double, double> Unary = new($"elementwise.unary.{Dt.Of<TF>()}", Elementwise.Unary<T, TF>);
 }
 
 /// <summary>The typed conversion kernel of <see cref="Elementwise"/> from one dtype to another.</summary>

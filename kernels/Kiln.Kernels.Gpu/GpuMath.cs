@@ -8,11 +8,28 @@ namespace Kiln.Kernels.Gpu;
 /// </summary>
 public static class GpuMath
 {
-    /// <summary>The float64 value of the unary ops that are not plain arithmetic (Log1p, Expm1, Softplus, Erf, Erfinv, NormalCdf, NormalIcdf, GeluErf).</summary>
-    public static double Special(int op, double x)
+    /// <summary>
+    /// The float64 value of the unary ops that are not plain arithmetic (Log1p, Expm1, Softplus, Erf, Erfinv, NormalCdf,
+    /// NormalIcdf, GeluErf, the trigonometric and hyperbolic functions and their inverses, Selu, Mish, and Elu and Celu
+    /// with alpha <paramref name="alpha"/>).
+    /// </summary>
+    public static double Special(int op, double x, double alpha = 0)
     {
         switch ((UnaryOp)op)
         {
+            case UnaryOp.Tan: return XMath.Tan(x);
+            case UnaryOp.Asin: return XMath.Asin(x);
+            case UnaryOp.Acos: return XMath.Acos(x);
+            case UnaryOp.Atan: return XMath.Atan(x);
+            case UnaryOp.Sinh: return XMath.Sinh(x);
+            case UnaryOp.Cosh: return XMath.Cosh(x);
+            case UnaryOp.Asinh: return Asinh(x);
+            case UnaryOp.Acosh: return Acosh(x);
+            case UnaryOp.Atanh: return Atanh(x);
+            case UnaryOp.Selu: return x > 0 ? Reference.SeluScale * x : Reference.SeluScaleAlpha * Expm1(x);
+            case UnaryOp.Elu: return x > 0 ? x : alpha * Expm1(x);
+            case UnaryOp.Celu: return x > 0 ? x : alpha * Expm1(x / alpha);
+            case UnaryOp.Mish: return x * XMath.Tanh((x > 0 ? x : 0.0) + Log1p(XMath.Exp(-XMath.Abs(x))));
             case UnaryOp.Log1p: return Log1p(x);
             case UnaryOp.Expm1: return Expm1(x);
             case UnaryOp.Softplus: return (x > 0 ? x : 0.0) + Log1p(XMath.Exp(-XMath.Abs(x)));
@@ -26,6 +43,35 @@ public static class GpuMath
     }
 
     static double WithSign(double v, double s) => s < 0 ? -v : v;
+
+    // XMath has no inverse hyperbolic functions. Past 2^28, x^2 + 1 rounds to x^2 (and overflows past 1e154): ln 2x.
+    const double Ln2 = 0.69314718055994530942, Big = 268435456.0;
+
+    /// <summary>arsinh x = sign(x) ln(1 + |x| + x^2 / (1 + sqrt(1 + x^2))), through log1p (no cancellation near 0).</summary>
+    public static double Asinh(double x)
+    {
+        double a = XMath.Abs(x);
+        if (!(a < Big)) return XMath.IsNaN(x) ? x : WithSign(XMath.Log(a) + Ln2, x);
+        return WithSign(Log1p(a + a * a / (1 + XMath.Sqrt(1 + a * a))), x);
+    }
+
+    /// <summary>arcosh x = ln(1 + t + sqrt(2t + t^2)), t = x - 1 (exact near 1); NaN below 1.</summary>
+    public static double Acosh(double x)
+    {
+        if (!(x >= 1)) return double.NaN;
+        if (x >= Big) return XMath.Log(x) + Ln2;
+        double t = x - 1;
+        return Log1p(t + XMath.Sqrt(2 * t + t * t));
+    }
+
+    /// <summary>artanh x = sign(x) ln(1 + 2|x| / (1 - |x|)) / 2; +-inf at +-1, NaN beyond.</summary>
+    public static double Atanh(double x)
+    {
+        double a = XMath.Abs(x);
+        if (!(a <= 1)) return double.NaN;
+        if (a == 1) return WithSign(double.PositiveInfinity, x);
+        return WithSign(0.5 * Log1p(2 * a / (1 - a)), x);
+    }
 
     /// <summary>ln(1 + x) by Kahan's form: the rounding of 1 + x cancels in the quotient.</summary>
     public static double Log1p(double x)

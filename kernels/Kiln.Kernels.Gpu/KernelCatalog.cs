@@ -70,6 +70,8 @@ public static class KernelCatalog
         void Numbers<T, TN>() where T : unmanaged where TN : struct, INum<T> =>
             list.AddRange([ElementwiseKernels<T, TN>.Binary, ElementwiseKernels<T, TN>.Compare, ElementwiseKernels<T, TN>.Clamp]);
         Numbers<float, F32>(); Numbers<double, F64>(); Numbers<int, I32>(); Numbers<long, I64>();
+        void Integers<T, TN>() where T : unmanaged where TN : struct, INum<T> => list.AddRange([IntegerKernels<T, TN>.Unary, IntegerKernels<T, TN>.Bitwise]);
+        Integers<int, I32>(); Integers<long, I64>();
         void Where<T>() where T : unmanaged => list.Add(ElementwiseKernels<T>.Where);
         Where<float>(); Where<double>(); Where<int>(); Where<long>(); Where<byte>();
 

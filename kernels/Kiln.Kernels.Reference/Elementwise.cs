@@ -61,7 +61,54 @@ public enum UnaryOp
     Round,
     /// <summary>The integer part of x (toward zero).</summary>
     Trunc,
+    /// <summary>x - trunc x, the fractional part with the sign of x.</summary>
+    Frac,
+    /// <summary>tan x</summary>
+    Tan,
+    /// <summary>arcsin x on [-1, 1]</summary>
+    Asin,
+    /// <summary>arccos x on [-1, 1]</summary>
+    Acos,
+    /// <summary>arctan x</summary>
+    Atan,
+    /// <summary>sinh x</summary>
+    Sinh,
+    /// <summary>cosh x</summary>
+    Cosh,
+    /// <summary>arsinh x</summary>
+    Asinh,
+    /// <summary>arcosh x on [1, inf)</summary>
+    Acosh,
+    /// <summary>artanh x on [-1, 1]</summary>
+    Atanh,
+    /// <summary>min(max(x + 3, 0), 6) / 6, PyTorch's hardsigmoid.</summary>
+    Hardsigmoid,
+    /// <summary>x min(max(x + 3, 0), 6) / 6, PyTorch's hardswish.</summary>
+    Hardswish,
+    /// <summary>scale x for x &gt; 0, else scale alpha (e^x - 1), with PyTorch's SELU constants.</summary>
+    Selu,
+    /// <summary>x tanh(softplus x)</summary>
+    Mish,
+    /// <summary>x / (1 + |x|)</summary>
+    Softsign,
+    /// <summary>clamp(x, A, B): hardtanh with min A and max B (<see cref="UnaryParams"/>).</summary>
+    Hardtanh,
+    /// <summary>x for x &gt; 0, else A (e^x - 1): ELU with alpha A.</summary>
+    Elu,
+    /// <summary>x for x &gt; 0, else A (e^(x/A) - 1): CELU with alpha A.</summary>
+    Celu,
+    /// <summary>x for x &gt; 0, else A x: leaky ReLU with negative slope A.</summary>
+    LeakyRelu,
 }
+
+/// <summary>
+/// The scalar parameters of a parametrised <see cref="UnaryOp"/> (<see cref="UnaryOp.Hardtanh"/>'s min and max,
+/// <see cref="UnaryOp.Elu"/>'s and <see cref="UnaryOp.Celu"/>'s alpha, <see cref="UnaryOp.LeakyRelu"/>'s slope in
+/// <see cref="A"/>); the other ops ignore them. Kernels round them to the tensor's dtype, as PyTorch does.
+/// </summary>
+/// <param name="A">The first parameter.</param>
+/// <param name="B">The second parameter.</param>
+public readonly record struct UnaryParams(double A, double B = 0);
 
 /// <summary>Elementwise binary primitives with NumPy broadcasting.</summary>
 public enum BinaryOp
@@ -84,6 +131,23 @@ public enum BinaryOp
     Atan2,
 }
 
+/// <summary>Elementwise bitwise primitives on integers and booleans (shifts on integers only), with NumPy broadcasting.</summary>
+public enum BitwiseOp
+{
+    /// <summary>a &amp; b (logical and of booleans)</summary>
+    And,
+    /// <summary>a | b (logical or of booleans)</summary>
+    Or,
+    /// <summary>a ^ b (logical xor of booleans)</summary>
+    Xor,
+    /// <summary>~a, unary: b is ignored (logical not of booleans).</summary>
+    Not,
+    /// <summary>a &lt;&lt; b; 0 where b is negative or at least the width in bits (PyTorch's rule).</summary>
+    LeftShift,
+    /// <summary>a &gt;&gt; b, arithmetic (sign-filling); a shift of b &lt; 0 or b &gt;= width - 1 fills every bit with the sign (PyTorch's rule).</summary>
+    RightShift,
+}
+
 /// <summary>Elementwise comparisons; the result is boolean.</summary>
 public enum CompareOp
 {
@@ -103,8 +167,11 @@ public enum CompareOp
 
 public static partial class Reference
 {
-    /// <summary>The unary primitive <paramref name="op"/> at <paramref name="x"/>.</summary>
-    public static double Unary(UnaryOp op, double x) => op switch
+    /// <summary>SELU's scale and alpha (Klambauer et al. 2017, as PyTorch states them) and their product.</summary>
+    public const double SeluScale = 1.0507009873554804934193349852946, SeluAlpha = 1.6732632423543772848170429916717, SeluScaleAlpha = SeluScale * SeluAlpha;
+
+    /// <summary>The unary primitive <paramref name="op"/> at <paramref name="x"/>, with parameters <paramref name="p"/> where it takes them.</summary>
+    public static double Unary(UnaryOp op, double x, UnaryParams p = default) => op switch
     {
         UnaryOp.Neg => -x,
         UnaryOp.Abs => Math.Abs(x),
@@ -135,6 +202,28 @@ public static partial class Reference
         UnaryOp.Ceil => Math.Ceiling(x),
         UnaryOp.Round => Math.Round(x, MidpointRounding.ToEven),
         UnaryOp.Trunc => Math.Truncate(x),
+        UnaryOp.Frac => x - Math.Truncate(x),
+        UnaryOp.Tan => Math.Tan(x),
+        UnaryOp.Asin => Math.Asin(x),
+        UnaryOp.Acos => Math.Acos(x),
+        UnaryOp.Atan => Math.Atan(x),
+        UnaryOp.Sinh => Math.Sinh(x),
+        UnaryOp.Cosh => Math.Cosh(x),
+        UnaryOp.Asinh => Math.Asinh(x),
+        UnaryOp.Acosh => Math.Acosh(x),
+        UnaryOp.Atanh => Math.Atanh(x),
+        // PyTorch's formulas, NaN and infinities included: hardswish(-inf) is -inf * 0, NaN. Hardswish divides before it
+        // multiplies, so a large x is x exactly (x * 6 would overflow first).
+        UnaryOp.Hardsigmoid => Clamp(x + 3, 0, 6) / 6,
+        UnaryOp.Hardswish => x * (Clamp(x + 3, 0, 6) / 6),
+        UnaryOp.Selu => x > 0 ? SeluScale * x : ScaledExpm1(new DoubleDouble(SeluScale, 0) * SeluAlpha, x),
+        UnaryOp.Mish => Mish(x),
+        UnaryOp.Softsign => x / (1 + Math.Abs(x)),
+        UnaryOp.Hardtanh => Clamp(x, p.A, p.B),
+        UnaryOp.Elu => x > 0 ? x : ScaledExpm1(p.A, x),
+        // Double-double division by alpha would turn -inf into NaN: the infinities take float64.
+        UnaryOp.Celu => x > 0 ? x : double.IsInfinity(x) ? p.A * (Math.Exp(x / p.A) - 1) : ScaledExpm1(p.A, new DoubleDouble(x, 0) / p.A),
+        UnaryOp.LeakyRelu => x > 0 ? x : p.A * x,
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown unary op"),
     };
 
@@ -152,6 +241,26 @@ public static partial class Reference
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown binary op"),
     };
 
+    /// <summary>
+    /// The bitwise primitive <paramref name="op"/> of integers <paramref name="a"/> and <paramref name="b"/> of width
+    /// <paramref name="bits"/> (32 or 64, the result wrapping to that width), or of booleans (0 or 1) where
+    /// <paramref name="bits"/> is 1.
+    /// </summary>
+    public static long Bitwise(BitwiseOp op, long a, long b, int bits)
+    {
+        long r = op switch
+        {
+            BitwiseOp.And => a & b,
+            BitwiseOp.Or => a | b,
+            BitwiseOp.Xor => a ^ b,
+            BitwiseOp.Not => bits == 1 ? 1 - a : ~a,
+            BitwiseOp.LeftShift => b < 0 || b >= bits ? 0 : a << (int)b,
+            BitwiseOp.RightShift => a >> (int)(b < 0 || b >= bits - 1 ? bits - 1 : b),
+            _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown bitwise op"),
+        };
+        return bits == 32 ? (int)r : r;
+    }
+
     /// <summary>The comparison <paramref name="op"/> of <paramref name="a"/> and <paramref name="b"/>.</summary>
     public static bool Compare(CompareOp op, double a, double b) => op switch
     {
@@ -163,6 +272,28 @@ public static partial class Reference
         CompareOp.Ge => a >= b,
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown comparison"),
     };
+
+    /// <summary>c (e^u - 1) in double-double, rounded once (the series below 1e-10, where e^u - 1 would keep too few digits).</summary>
+    static double ScaledExpm1(DoubleDouble c, DoubleDouble u)
+    {
+        // Past the double-double range the double formula is exact enough: e^u - 1 is -1 or infinite.
+        if (!(Math.Abs(u.Hi) < 700)) return c.Value * (Math.Exp(u.Hi) - 1);
+        return (c * (Math.Abs(u.Hi) < 1e-10 ? u + u * u * 0.5 : DoubleDouble.Exp(u) - 1.0)).Value;
+    }
+
+    /// <summary>x tanh(softplus x) = x n / (n + 2), n = e^x (e^x + 2), in double-double (no tanh or log needed).</summary>
+    static double Mish(double x)
+    {
+        // Past 40, 2 / (n + 2) is below 2^-110: the result is x. At -inf the formula is -inf * 0, NaN, as PyTorch's.
+        if (double.IsNaN(x) || x > 40) return x;
+        if (double.IsNegativeInfinity(x)) return double.NaN;
+        var e = DoubleDouble.Exp(x);
+        var n = e * (e + 2.0);
+        return (x * n / (n + 2.0)).Value;
+    }
+
+    // NaN stays NaN (Math.Clamp would return a bound).
+    static double Clamp(double x, double lo, double hi) => double.IsNaN(x) ? x : Math.Min(Math.Max(x, lo), hi);
 
     /// <summary>ln(1 + x): 1 + x is exact in double-double.</summary>
     public static double Log1p(double x) => double.IsNaN(x) || double.IsPositiveInfinity(x) ? x : DoubleDouble.Log(new DoubleDouble(1.0, 0) + x).Value;

@@ -27,18 +27,51 @@ public sealed partial class IlgpuBackend
     }
 
     /// <inheritdoc/>
-    public void Unary(UnaryOp op, Tensor x, Tensor y) => Locked(() =>
+    public void Unary(UnaryOp op, Tensor x, Tensor y, UnaryParams p = default) => Locked(() =>
     {
         switch (x.DType)
         {
-            case DType.Float32: UnaryT<float, F32>(op, x, y); break;
-            case DType.Float64: UnaryT<double, F64>(op, x, y); break;
+            case DType.Float32: UnaryT<float, F32>(op, x, y, p); break;
+            case DType.Float64: UnaryT<double, F64>(op, x, y, p); break;
+            case DType.Int32 when IsIntegerUnary(op): UnaryIntegerT<int, I32>(op, x, y); break;
+            case DType.Int64 when IsIntegerUnary(op): UnaryIntegerT<long, I64>(op, x, y); break;
             default: throw Unsupported("unary " + op, x.DType);
         }
     });
 
-    void UnaryT<T, TF>(UnaryOp op, Tensor x, Tensor y) where T : unmanaged where TF : struct, IFloat<T> =>
-        Chunks(y.Shape, [x, y], (d, s, n) => UnaryKernels<T, TF>.Unary.Launch(Driver, n, (int)op, V<T>(x), s[0], V<T>(y), s[1], d));
+    static bool IsIntegerUnary(UnaryOp op) => op is UnaryOp.Neg or UnaryOp.Abs or UnaryOp.Sign or UnaryOp.Square or UnaryOp.Relu;
+
+    void UnaryIntegerT<T, TN>(UnaryOp op, Tensor x, Tensor y) where T : unmanaged where TN : struct, INum<T> =>
+        Chunks(y.Shape, [x, y], (d, s, n) => IntegerKernels<T, TN>.Unary.Launch(Driver, n, (int)op, V<T>(x), s[0], V<T>(y), s[1], d));
+
+    /// <inheritdoc/>
+    public void Bitwise(BitwiseOp op, Tensor a, Tensor b, Tensor y) => Locked(() =>
+    {
+        switch (a.DType)
+        {
+            case DType.Int32: BitwiseT<int, I32>(op, a, b, y, 32); break;
+            case DType.Int64: BitwiseT<long, I64>(op, a, b, y, 64); break;
+            case DType.Bool when op is not (BitwiseOp.LeftShift or BitwiseOp.RightShift):
+                // Booleans as 0/1 Int32: and, or and xor keep 0/1; not is xor with 1 (~1 would be -2).
+                using (var ai = Tensor.Empty(a.Shape, DType.Int32, Device))
+                using (var bi = Tensor.Empty(b.Shape, DType.Int32, Device))
+                using (var yi = Tensor.Empty(y.Shape, DType.Int32, Device))
+                {
+                    Copy(a, ai);
+                    if (op == BitwiseOp.Not) Fill(bi, 1); else Copy(b, bi);
+                    BitwiseT<int, I32>(op == BitwiseOp.Not ? BitwiseOp.Xor : op, ai, bi, yi, 32);
+                    Copy(yi, y);
+                }
+                break;
+            default: throw Unsupported("bitwise " + op, a.DType);
+        }
+    });
+
+    void BitwiseT<T, TN>(BitwiseOp op, Tensor a, Tensor b, Tensor y, int bits) where T : unmanaged where TN : struct, INum<T> =>
+        Chunks(y.Shape, [a, b, y], (d, s, n) => IntegerKernels<T, TN>.Bitwise.Launch(Driver, n, (int)op, V<T>(a), s[0], V<T>(b), s[1], V<T>(y), s[2], d, bits));
+
+    void UnaryT<T, TF>(UnaryOp op, Tensor x, Tensor y, UnaryParams p) where T : unmanaged where TF : struct, IFloat<T> =>
+        Chunks(y.Shape, [x, y], (d, s, n) => UnaryKernels<T, TF>.Unary.Launch(Driver, n, (int)op, V<T>(x), s[0], V<T>(y), s[1], d, p.A, p.B));
 
     /// <inheritdoc/>
     public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y) => Locked(() =>

@@ -177,6 +177,16 @@ public enum ActivationKind
     Tanh,
     /// <summary>1 / (1 + e^-x)</summary>
     Sigmoid,
+    /// <summary>min(max(x + 3, 0), 6) / 6, as <c>torch.nn.Hardsigmoid</c>.</summary>
+    Hardsigmoid,
+    /// <summary>x min(max(x + 3, 0), 6) / 6, as <c>torch.nn.Hardswish</c>.</summary>
+    Hardswish,
+    /// <summary>SELU with its fixed scale and alpha, as <c>torch.nn.SELU</c>.</summary>
+    Selu,
+    /// <summary>x tanh(softplus x), as <c>torch.nn.Mish</c>.</summary>
+    Mish,
+    /// <summary>x / (1 + |x|), as <c>torch.nn.Softsign</c>.</summary>
+    Softsign,
 }
 
 /// <summary>An elementwise activation function as a module.</summary>
@@ -197,11 +207,102 @@ public sealed class Activation(ActivationKind kind) : Module<Tensor, Tensor>
         ActivationKind.Silu => x.Silu(),
         ActivationKind.Tanh => x.Tanh(),
         ActivationKind.Sigmoid => x.Sigmoid(),
+        ActivationKind.Hardsigmoid => x.Hardsigmoid(),
+        ActivationKind.Hardswish => x.Hardswish(),
+        ActivationKind.Selu => x.Selu(),
+        ActivationKind.Mish => x.Mish(),
+        ActivationKind.Softsign => x.Softsign(),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown activation"),
     };
 
     /// <inheritdoc/>
     public override string ToString() => $"Activation({Kind})";
+}
+
+/// <summary>clamp(x, minVal, maxVal) as a module, as <c>torch.nn.Hardtanh</c>.</summary>
+public sealed class Hardtanh : Module<Tensor, Tensor>
+{
+    /// <summary>Creates the module.</summary>
+    /// <exception cref="ArgumentException">minVal &gt; maxVal, or either is NaN.</exception>
+    public Hardtanh(double minVal = -1, double maxVal = 1)
+    {
+        if (!(minVal <= maxVal)) throw new ArgumentException($"Hardtanh: minVal {minVal} must not exceed maxVal {maxVal} (nor be NaN)", nameof(minVal));
+        (MinVal, MaxVal) = (minVal, maxVal);
+    }
+
+    /// <summary>The lower bound.</summary>
+    public double MinVal { get; }
+    /// <summary>The upper bound.</summary>
+    public double MaxVal { get; }
+
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => input.Hardtanh(MinVal, MaxVal);
+
+    /// <inheritdoc/>
+    public override string ToString() => $"Hardtanh(minVal={MinVal}, maxVal={MaxVal})";
+}
+
+/// <summary>x for x &gt; 0, else alpha (e^x - 1), as <c>torch.nn.ELU</c>.</summary>
+public sealed class ELU : Module<Tensor, Tensor>
+{
+    /// <summary>Creates the module.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">alpha is not finite.</exception>
+    public ELU(double alpha = 1)
+    {
+        if (!double.IsFinite(alpha)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "ELU: alpha must be finite");
+        Alpha = alpha;
+    }
+
+    /// <summary>The value the output tends to as x goes to -infinity, negated.</summary>
+    public double Alpha { get; }
+
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => input.Elu(Alpha);
+
+    /// <inheritdoc/>
+    public override string ToString() => $"ELU(alpha={Alpha})";
+}
+
+/// <summary>max(0, x) + min(0, alpha (e^(x/alpha) - 1)), as <c>torch.nn.CELU</c>.</summary>
+public sealed class CELU : Module<Tensor, Tensor>
+{
+    /// <summary>Creates the module.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">alpha is 0 or not finite.</exception>
+    public CELU(double alpha = 1)
+    {
+        if (!double.IsFinite(alpha) || alpha == 0) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "CELU: alpha must be finite and nonzero");
+        Alpha = alpha;
+    }
+
+    /// <summary>The scale of the negative part.</summary>
+    public double Alpha { get; }
+
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => input.Celu(Alpha);
+
+    /// <inheritdoc/>
+    public override string ToString() => $"CELU(alpha={Alpha})";
+}
+
+/// <summary>x for x &gt; 0, else negativeSlope x, as <c>torch.nn.LeakyReLU</c>.</summary>
+public sealed class LeakyReLU : Module<Tensor, Tensor>
+{
+    /// <summary>Creates the module.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">negativeSlope is not finite.</exception>
+    public LeakyReLU(double negativeSlope = 0.01)
+    {
+        if (!double.IsFinite(negativeSlope)) throw new ArgumentOutOfRangeException(nameof(negativeSlope), negativeSlope, "LeakyReLU: negativeSlope must be finite");
+        NegativeSlope = negativeSlope;
+    }
+
+    /// <summary>The slope for x &lt; 0.</summary>
+    public double NegativeSlope { get; }
+
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => input.LeakyRelu(NegativeSlope);
+
+    /// <inheritdoc/>
+    public override string ToString() => $"LeakyReLU(negativeSlope={NegativeSlope})";
 }
 
 /// <summary>

@@ -183,7 +183,7 @@ public partial class Tensor
     /// <summary>a / b</summary>
     public static Tensor operator /(Tensor a, Tensor b) => a.Div(b);
     /// <summary>-a</summary>
-    public static Tensor operator -(Tensor a) => a.DType.IsFloating() ? a.Neg() : 0L - a;
+    public static Tensor operator -(Tensor a) => a.DType.IsFloating() || a.DType.IsInteger() ? a.Neg() : 0L - a;
     /// <summary>a + s (promoted: an integer tensor + a double is Float32).</summary>
     public static Tensor operator +(Tensor a, double s) => Binary(BinaryOp.Add, a, s, DType.Float64, scalarFirst: false);
     /// <summary>s + a</summary>
@@ -216,6 +216,71 @@ public partial class Tensor
     public static Tensor operator /(Tensor a, long s) => Binary(BinaryOp.Div, a, s, DType.Int64, scalarFirst: false);
     /// <summary>s / a</summary>
     public static Tensor operator /(long s, Tensor a) => Binary(BinaryOp.Div, a, s, DType.Int64, scalarFirst: true);
+
+    // ---------------------------------------------------------------- bitwise
+
+    /// <summary>
+    /// Broadcasts both operands and applies a bitwise primitive in their promoted dtype, which must be Int32, Int64 or
+    /// Bool (Bool: and, or, xor only); <see cref="BitwiseOp.Not"/> takes only <paramref name="a"/> (use
+    /// <see cref="BitwiseNot"/>). No gradient.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The promoted dtype is floating, or Bool for a shift.</exception>
+    public static Tensor Bitwise(BitwiseOp op, Tensor a, Tensor b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        string name = ElementwiseOps.BitwiseOps[(int)op].Name;
+        if (op == BitwiseOp.Not) throw new ArgumentException($"{name} is unary: use BitwiseNot()", nameof(op));
+        a.Storage.ThrowIfDisposed(name); b.Storage.ThrowIfDisposed(name);
+        Check.SameDevice(a, b, name, "other");
+        var dtype = ResultType(a, b);
+        CheckBitwise(op, dtype, name, a.DType, b.DType);
+        (a, b) = (a.To(dtype), b.To(dtype));
+        var shape = Shape.Broadcast(a.Shape, b.Shape, name);
+        var y = Empty(shape, dtype, a.Device);
+        a.Backend.Bitwise(op, a.BroadcastTo(shape), b.BroadcastTo(shape), y);
+        return y;
+    }
+
+    static void CheckBitwise(BitwiseOp op, DType dtype, string name, DType a, DType b)
+    {
+        bool shift = op is BitwiseOp.LeftShift or BitwiseOp.RightShift;
+        if (!dtype.IsInteger() && (shift || dtype != DType.Bool))
+            throw new NotSupportedException($"{name}: operands {a} and {b} promote to {dtype}; this op is defined on Int32 and Int64{(shift ? "" : " and Bool")}");
+    }
+
+    /// <summary>Bitwise and (logical and of Bool tensors) with broadcasting, as <c>torch.bitwise_and</c>.</summary>
+    /// <exception cref="NotSupportedException">An operand is floating.</exception>
+    public Tensor BitwiseAnd(Tensor other) => Bitwise(BitwiseOp.And, this, other);
+    /// <summary>Bitwise or (logical or of Bool tensors) with broadcasting, as <c>torch.bitwise_or</c>.</summary>
+    /// <exception cref="NotSupportedException">An operand is floating.</exception>
+    public Tensor BitwiseOr(Tensor other) => Bitwise(BitwiseOp.Or, this, other);
+    /// <summary>Bitwise xor (logical xor of Bool tensors) with broadcasting, as <c>torch.bitwise_xor</c>.</summary>
+    /// <exception cref="NotSupportedException">An operand is floating.</exception>
+    public Tensor BitwiseXor(Tensor other) => Bitwise(BitwiseOp.Xor, this, other);
+    /// <summary>
+    /// a &lt;&lt; b with broadcasting, as <c>torch.bitwise_left_shift</c>: bits shifted past the width are lost, and a count
+    /// below 0 or at least the width gives 0.
+    /// </summary>
+    /// <exception cref="NotSupportedException">An operand is floating or both are Bool.</exception>
+    public Tensor BitwiseLeftShift(Tensor other) => Bitwise(BitwiseOp.LeftShift, this, other);
+    /// <summary>
+    /// a &gt;&gt; b with broadcasting, arithmetic (the sign fills in), as <c>torch.bitwise_right_shift</c>: a count below 0
+    /// or past the width gives 0 or -1 by the sign.
+    /// </summary>
+    /// <exception cref="NotSupportedException">An operand is floating or both are Bool.</exception>
+    public Tensor BitwiseRightShift(Tensor other) => Bitwise(BitwiseOp.RightShift, this, other);
+
+    /// <summary>Ones' complement of an integer tensor, logical not of a Bool one, as <c>torch.bitwise_not</c>.</summary>
+    /// <exception cref="NotSupportedException">The tensor is floating.</exception>
+    public Tensor BitwiseNot()
+    {
+        Storage.ThrowIfDisposed("bitwise.not");
+        CheckBitwise(BitwiseOp.Not, DType, "bitwise.not", DType, DType);
+        var y = Empty(Shape, DType, Device);
+        Backend.Bitwise(BitwiseOp.Not, this, this, y);
+        return y;
+    }
 
     // ---------------------------------------------------------------- comparisons and selection
 
@@ -261,15 +326,69 @@ public partial class Tensor
     public static Tensor operator <=(Tensor a, double s) => Compare(CompareOp.Le, a, Scalar(s, ResultType(a, s), a.Device));
     /// <summary>a &gt;= s</summary>
     public static Tensor operator >=(Tensor a, double s) => Compare(CompareOp.Ge, a, Scalar(s, ResultType(a, s), a.Device));
-    /// <summary>Logical and of Bool tensors.</summary>
-    public static Tensor operator &(Tensor a, Tensor b) => Where(a, b, Zeros(new Shape(), DType.Bool, a.Device));
-    /// <summary>Logical or of Bool tensors.</summary>
-    public static Tensor operator |(Tensor a, Tensor b) => Where(a, Ones(new Shape(), DType.Bool, a.Device), b);
+    /// <summary>a &amp; b (<see cref="BitwiseAnd"/>): logical and of Bool tensors, bitwise and of integers.</summary>
+    public static Tensor operator &(Tensor a, Tensor b) => Bitwise(BitwiseOp.And, a, b);
+    /// <summary>a | b (<see cref="BitwiseOr"/>): logical or of Bool tensors, bitwise or of integers.</summary>
+    public static Tensor operator |(Tensor a, Tensor b) => Bitwise(BitwiseOp.Or, a, b);
+    /// <summary>a ^ b (<see cref="BitwiseXor"/>): logical xor of Bool tensors, bitwise xor of integers.</summary>
+    public static Tensor operator ^(Tensor a, Tensor b) => Bitwise(BitwiseOp.Xor, a, b);
+    /// <summary>~a (<see cref="BitwiseNot"/>): logical not of a Bool tensor, ones' complement of integers.</summary>
+    public static Tensor operator ~(Tensor a) => a.BitwiseNot();
+    /// <summary>a &lt;&lt; b (<see cref="BitwiseLeftShift"/>).</summary>
+    public static Tensor operator <<(Tensor a, Tensor b) => a.BitwiseLeftShift(b);
+    /// <summary>a &gt;&gt; b, arithmetic (<see cref="BitwiseRightShift"/>).</summary>
+    public static Tensor operator >>(Tensor a, Tensor b) => a.BitwiseRightShift(b);
+    /// <summary>a &lt;&lt; s for an integer tensor, in its dtype.</summary>
+    public static Tensor operator <<(Tensor a, int s) => a.BitwiseLeftShift(Scalar(s, a.DType, a.Device));
+    /// <summary>a &gt;&gt; s for an integer tensor, in its dtype (arithmetic).</summary>
+    public static Tensor operator >>(Tensor a, int s) => a.BitwiseRightShift(Scalar(s, a.DType, a.Device));
     /// <summary>Logical not of a Bool tensor.</summary>
     public static Tensor operator !(Tensor a) => Where(a, Zeros(new Shape(), DType.Bool, a.Device), Ones(new Shape(), DType.Bool, a.Device));
 
-    /// <summary>True where the value is NaN.</summary>
-    public Tensor IsNan() => Ne(this);
+    /// <summary>True where the value is NaN (never for integer and Bool tensors), as <c>torch.isnan</c>.</summary>
+    public Tensor IsNan() => Classify(x => x.Ne(x));
+
+    /// <summary>True where the value is +-infinity (never for integer and Bool tensors), as <c>torch.isinf</c>.</summary>
+    public Tensor IsInf() => Classify(x => Compare(CompareOp.Eq, x.Abs(), x.ScalarLike(double.PositiveInfinity)));
+
+    /// <summary>True where the value is +infinity (never for integer and Bool tensors), as <c>torch.isposinf</c>.</summary>
+    public Tensor IsPosInf() => Classify(x => Compare(CompareOp.Eq, x, x.ScalarLike(double.PositiveInfinity)));
+
+    /// <summary>True where the value is -infinity (never for integer and Bool tensors), as <c>torch.isneginf</c>.</summary>
+    public Tensor IsNegInf() => Classify(x => Compare(CompareOp.Eq, x, x.ScalarLike(double.NegativeInfinity)));
+
+    /// <summary>True where the value is neither NaN nor infinite (always for integer and Bool tensors), as <c>torch.isfinite</c>.</summary>
+    public Tensor IsFinite() => Classify(x => Compare(CompareOp.Lt, x.Abs(), x.ScalarLike(double.PositiveInfinity)), integers: true);
+
+    // A Bool mask of a floating tensor's values; integer and Bool tensors hold only finite numbers. The test runs on a
+    // detached view (a mask has no gradient), halves in Float32, which holds each of their values exactly.
+    Tensor Classify(Func<Tensor, Tensor> test, bool integers = false)
+    {
+        Storage.ThrowIfDisposed("classify");
+        if (!DType.IsFloating() && !DType.IsHalf()) return Full(Shape, integers ? 1 : 0, DType.Bool, Device);
+        return test(DType.IsHalf() ? Detach().To(DType.Float32) : Detach());
+    }
+
+    /// <summary>
+    /// A copy with NaN replaced by <paramref name="nan"/>, +infinity by <paramref name="posinf"/> and -infinity by
+    /// <paramref name="neginf"/> (by default the dtype's largest and lowest finite values), each rounded to the dtype, as
+    /// <c>torch.nan_to_num</c>; integer and Bool tensors are copied unchanged. The gradient passes where the value is finite.
+    /// </summary>
+    public Tensor NanToNum(double nan = 0, double? posinf = null, double? neginf = null)
+    {
+        Storage.ThrowIfDisposed("nan_to_num");
+        if (!DType.IsFloating() && !DType.IsHalf()) return Clone();
+        double max = DType switch
+        {
+            DType.Float32 => float.MaxValue,
+            DType.Float16 => (double)System.Half.MaxValue,
+            DType.BFloat16 => 3.3895313892515355e38,
+            _ => double.MaxValue,
+        };
+        // Halves have no selection kernel: replace in Float32 (which holds every half exactly) and round back.
+        if (DType.IsHalf()) return To(DType.Float32).NanToNum(nan, posinf ?? max, neginf ?? -max).To(DType);
+        return Where(IsNan(), ScalarLike(nan), Where(IsPosInf(), ScalarLike(posinf ?? max), Where(IsNegInf(), ScalarLike(neginf ?? -max), this)));
+    }
 
     /// <summary>cond ? a : b elementwise, all three broadcast together, a and b in their promoted dtype; gradients flow to the chosen side.</summary>
     /// <exception cref="ArgumentException">cond is not Bool.</exception>

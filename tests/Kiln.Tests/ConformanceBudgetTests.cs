@@ -78,6 +78,22 @@ public class ConformanceBudgetTests
         [InlineData(UnaryOp.GeluErf, -1.5, -0.1002108019032871)]
         [InlineData(UnaryOp.GeluErf, 0.5, 0.34573123063700656)]
         [InlineData(UnaryOp.GeluErf, 3.0, 2.99595030590511)]
+        [InlineData(UnaryOp.Selu, -30.0, -1.758099340847212)]
+        [InlineData(UnaryOp.Selu, -5.5, -1.7509143906752191)]
+        [InlineData(UnaryOp.Selu, -1.25, -1.2543954463378648)]
+        [InlineData(UnaryOp.Selu, -1e-12, -1.7580993408464977e-12)]
+        [InlineData(UnaryOp.Selu, -0.003, -0.0052663944810253235)]
+        [InlineData(UnaryOp.Selu, 0.75, 0.7880257405166103)]
+        [InlineData(UnaryOp.Selu, 4.0, 4.202803949421922)]
+        [InlineData(UnaryOp.Mish, -700.0, -6.90177358063184e-302)]
+        [InlineData(UnaryOp.Mish, -40.0, -1.6993417021166355e-16)]
+        [InlineData(UnaryOp.Mish, -8.5, -0.0017293051892410683)]
+        [InlineData(UnaryOp.Mish, -1.5, -0.29809974216680674)]
+        [InlineData(UnaryOp.Mish, -1e-09, -5.9999999968e-10)]
+        [InlineData(UnaryOp.Mish, 0.3, 0.20800137234811503)]
+        [InlineData(UnaryOp.Mish, 2.0, 1.9439589595339946)]
+        [InlineData(UnaryOp.Mish, 12.0, 11.999999999093978)]
+        [InlineData(UnaryOp.Mish, 35.0, 35.0)]
         public void Float64_reference_is_within_an_ulp_of_300_bit_values(UnaryOp op, double x, double exact)
     {
         double r = Reference.Unary(op, x);

@@ -12,7 +12,8 @@ public class ElementwiseTests
 {
     public static IEnumerable<object[]> NearZeroCases =>
         from d in Devices.All
-        from op in new[] { UnaryOp.Tanh, UnaryOp.Erf, UnaryOp.Sin, UnaryOp.Expm1, UnaryOp.Log1p, UnaryOp.Silu, UnaryOp.GeluErf, UnaryOp.GeluTanh, UnaryOp.Erfinv }
+        from op in new[] { UnaryOp.Tanh, UnaryOp.Erf, UnaryOp.Sin, UnaryOp.Expm1, UnaryOp.Log1p, UnaryOp.Silu, UnaryOp.GeluErf, UnaryOp.GeluTanh, UnaryOp.Erfinv,
+            UnaryOp.Tan, UnaryOp.Asin, UnaryOp.Atan, UnaryOp.Sinh, UnaryOp.Asinh, UnaryOp.Atanh, UnaryOp.Selu, UnaryOp.Mish, UnaryOp.Softsign }
         from dt in new[] { DType.Float32, DType.Float64 }
         select new object[] { d.ToString(), op, dt };
 

@@ -23,8 +23,9 @@ public class FusedDefaultTests
         public Array Download(Tensor src) => inner.Download(src);
         public void Fill(Tensor dst, double value) => inner.Fill(dst, value);
         public void Copy(Tensor src, Tensor dst) => inner.Copy(src, dst);
-        public void Unary(UnaryOp op, Tensor x, Tensor y) => inner.Unary(op, x, y);
+        public void Unary(UnaryOp op, Tensor x, Tensor y, UnaryParams p = default) => inner.Unary(op, x, y, p);
         public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y) => inner.Binary(op, a, b, y);
+        public void Bitwise(BitwiseOp op, Tensor a, Tensor b, Tensor y) => inner.Bitwise(op, a, b, y);
         public void Compare(CompareOp op, Tensor a, Tensor b, Tensor y) => inner.Compare(op, a, b, y);
         public void Where(Tensor cond, Tensor a, Tensor b, Tensor y) => inner.Where(cond, a, b, y);
         public void Clamp(Tensor x, double lo, double hi, Tensor y) => inner.Clamp(x, lo, hi, y);

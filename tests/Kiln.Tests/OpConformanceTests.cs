@@ -63,8 +63,12 @@ public class OpConformanceTests
         var x = OpDefinition.Input([3, 4], InputView.Contiguous, (ulong)op + 1, DType.Float64, Device.Cpu, def.GradDomain);
         // Keep |x| away from the kinks of abs and relu, where the finite difference straddles the corner.
         if (op is Kiln.Kernels.UnaryOp.Abs or Kiln.Kernels.UnaryOp.Relu) x = Tensor.Where(x.Abs() < 0.1, x + 0.5, x);
-        var r = GradCheck.Run(a => a[0].Apply(op), [x]);
-        Assert.True(r.Passed, r.ToString());
+        // Every parameter set of a parametrised op, the non-default ones too.
+        foreach (var p in def.Parameters)
+        {
+            var r = GradCheck.Run(a => a[0].Apply(op, p), [x]);
+            Assert.True(r.Passed, $"{p}: {r}");
+        }
     }
 
     [Fact]

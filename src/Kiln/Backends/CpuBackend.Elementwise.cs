@@ -7,13 +7,34 @@ namespace Kiln.Backends;
 public sealed partial class CpuBackend
 {
     /// <inheritdoc/>
-    public void Unary(UnaryOp op, Tensor x, Tensor y)
+    public void Unary(UnaryOp op, Tensor x, Tensor y, UnaryParams p = default)
     {
         switch (x.DType)
         {
-            case DType.Float32: Elementwise.UnaryStrided(op, y.Shape.Dims, A<float>(x), O(x), S(x), A<float>(y), O(y), S(y)); break;
-            case DType.Float64: Elementwise.UnaryStrided(op, y.Shape.Dims, A<double>(x), O(x), S(x), A<double>(y), O(y), S(y)); break;
+            case DType.Float32: Elementwise.UnaryStrided(op, y.Shape.Dims, A<float>(x), O(x), S(x), A<float>(y), O(y), S(y), p); break;
+            case DType.Float64: Elementwise.UnaryStrided(op, y.Shape.Dims, A<double>(x), O(x), S(x), A<double>(y), O(y), S(y), p); break;
+            case DType.Int32: UnaryIntegerT<int>(op, x, y); break;
+            case DType.Int64: UnaryIntegerT<long>(op, x, y); break;
             default: throw Unsupported("unary " + op, x.DType);
+        }
+    }
+
+    static void UnaryIntegerT<T>(UnaryOp op, Tensor x, Tensor y) where T : unmanaged, IBinaryInteger<T>, ISignedNumber<T>
+    {
+        if (op is not (UnaryOp.Neg or UnaryOp.Abs or UnaryOp.Sign or UnaryOp.Square or UnaryOp.Relu)) throw Unsupported("unary " + op, x.DType);
+        Elementwise.ZipStrided(y.Shape.Dims, A<T>(x), O(x), S(x), A<T>(x), O(x), S(x), A<T>(y), O(y), S(y), (a, _, r) => Elementwise.UnaryInteger(op, a, r));
+    }
+
+    /// <inheritdoc/>
+    public void Bitwise(BitwiseOp op, Tensor a, Tensor b, Tensor y)
+    {
+        switch (a.DType)
+        {
+            case DType.Int32: Elementwise.ZipStrided(y.Shape.Dims, A<int>(a), O(a), S(a), A<int>(b), O(b), S(b), A<int>(y), O(y), S(y), (p, q, r) => Elementwise.Bitwise(op, p, q, r)); break;
+            case DType.Int64: Elementwise.ZipStrided(y.Shape.Dims, A<long>(a), O(a), S(a), A<long>(b), O(b), S(b), A<long>(y), O(y), S(y), (p, q, r) => Elementwise.Bitwise(op, p, q, r)); break;
+            case DType.Bool when op is not (BitwiseOp.LeftShift or BitwiseOp.RightShift):
+                Elementwise.ZipStrided(y.Shape.Dims, A<bool>(a), O(a), S(a), A<bool>(b), O(b), S(b), A<bool>(y), O(y), S(y), (p, q, r) => Elementwise.Bitwise(op, p, q, r)); break;
+            default: throw Unsupported("bitwise " + op, a.DType);
         }
     }
 

@@ -40,11 +40,14 @@ public interface IMemoryBackend
 /// <summary>Elementwise primitives over broadcast views of one shape.</summary>
 public interface IElementwiseBackend
 {
-    /// <summary>y = op(x); same shape; y may be x (in place).</summary>
-    void Unary(UnaryOp op, Tensor x, Tensor y);
+    /// <summary>y = op(x) with the parameters <paramref name="p"/> of a parametrised op; same shape; y may be x (in place).</summary>
+    void Unary(UnaryOp op, Tensor x, Tensor y, UnaryParams p = default);
 
     /// <summary>y = op(a, b); a and b are broadcast views of y's shape; y may alias a.</summary>
     void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y);
+
+    /// <summary>y = op(a, b) on Int32, Int64 or Bool (<see cref="BitwiseOp.Not"/> reads only a); a and b are broadcast views of y's shape in y's dtype.</summary>
+    void Bitwise(BitwiseOp op, Tensor a, Tensor b, Tensor y);
 
     /// <summary>y = op(a, b) as booleans; a and b are broadcast views of y's shape.</summary>
     void Compare(CompareOp op, Tensor a, Tensor b, Tensor y);

@@ -124,11 +124,33 @@ public class LayerTests
     [InlineData(ActivationKind.GeluTanh)]
     [InlineData(ActivationKind.Silu)]
     [InlineData(ActivationKind.Sigmoid)]
+    [InlineData(ActivationKind.Hardsigmoid)]
+    [InlineData(ActivationKind.Hardswish)]
+    [InlineData(ActivationKind.Selu)]
+    [InlineData(ActivationKind.Mish)]
+    [InlineData(ActivationKind.Softsign)]
     public void Activations_pass_gradcheck(ActivationKind kind)
     {
-        // Values kept away from ReLU's kink at 0.
-        var x = Tensor.FromArray(new[] { -1.3, -0.4, 0.3, 0.9, 2.1, -2.5 }, [2, 3]);
+        // Values kept away from ReLU's kink at 0 and the hard functions' kinks at +-3.
+        var x = Tensor.FromArray(new[] { -1.3, -0.4, 0.3, 0.9, 2.1, -2.5, -3.4, 3.7 }, [2, 4]);
         Input(new Activation(kind).Forward, x, kind.ToString());
+    }
+
+    [Fact]
+    public void Parametrised_activations_use_their_parameters_pass_gradcheck_and_reject_bad_ones()
+    {
+        // Values on every piece, away from the kinks of both parameter sets.
+        var x = Tensor.FromArray(new[] { -1.3, -0.4, 0.3, 0.9, 2.1, -2.5, -0.7, 1.6 }, [2, 4]);
+        Module<Tensor, Tensor>[] modules = [new Hardtanh(), new Hardtanh(-0.5, 2), new ELU(), new ELU(0.3), new CELU(), new CELU(2.5), new LeakyReLU(), new LeakyReLU(0.2)];
+        foreach (var m in modules) Input(m.Forward, x, m.ToString()!);
+        Assert.Equal(x.Hardtanh(-0.5, 2).ToDoubleArray(), new Hardtanh(-0.5, 2).Forward(x).ToDoubleArray());
+        Assert.Equal(x.Elu(0.3).ToDoubleArray(), new ELU(0.3).Forward(x).ToDoubleArray());
+        Assert.Equal(x.Celu(2.5).ToDoubleArray(), new CELU(2.5).Forward(x).ToDoubleArray());
+        Assert.Equal(x.LeakyRelu(0.2).ToDoubleArray(), new LeakyReLU(0.2).Forward(x).ToDoubleArray());
+        Assert.Equal("minVal", Assert.Throws<ArgumentException>(() => new Hardtanh(1, -1)).ParamName);
+        Assert.Equal("alpha", Assert.Throws<ArgumentOutOfRangeException>(() => new CELU(0)).ParamName);
+        Assert.Equal("alpha", Assert.Throws<ArgumentOutOfRangeException>(() => new ELU(double.NaN)).ParamName);
+        Assert.Equal("negativeSlope", Assert.Throws<ArgumentOutOfRangeException>(() => new LeakyReLU(double.PositiveInfinity)).ParamName);
     }
 
     [Fact]
