@@ -1,6 +1,6 @@
 namespace Kiln;
 
-public sealed partial class Tensor
+public partial class Tensor
 {
     /// <summary>
     /// Where each of <paramref name="values"/> would be inserted into <paramref name="sortedSequence"/> to keep it
