@@ -84,17 +84,22 @@ public static class Autograd
 
     internal static void Accumulate(Tensor output, Tensor? seed, bool retainGraph, bool createGraph)
     {
-        var grads = Run([output], seed is null ? null : [seed], createGraph, retainGraph, null);
-        using var _ = createGraph ? null : NoGrad();
-        foreach (var (t, g) in grads)
+        // Each leaf's gradient is accumulated as soon as the reverse sweep has passed its last consumer, so that its
+        // post-accumulate hooks (data-parallel gradient all-reduce) overlap with the rest of the backward.
+        Run([output], seed is null ? null : [seed], createGraph, retainGraph, null, (t, g) =>
         {
-            if (!t.IsLeaf || !t.RequiresGrad) continue;
-            var gd = createGraph ? g : g.Detach();
-            t.Grad = t.Grad is null ? gd : t.Grad + gd;
-        }
+            if (!t.RequiresGrad) return;
+            using (createGraph ? null : NoGrad())
+            {
+                var gd = createGraph ? g : g.Detach();
+                t.Grad = t.Grad is null ? gd : t.Grad + gd;
+            }
+            t.RunPostAccumulateGradHooks();
+        });
     }
 
-    static Dictionary<Tensor, Tensor> Run(Tensor[] outputs, Tensor[]? seeds, bool createGraph, bool retainGraph, Tensor[]? wanted)
+    static Dictionary<Tensor, Tensor> Run(Tensor[] outputs, Tensor[]? seeds, bool createGraph, bool retainGraph, Tensor[]? wanted,
+        Action<Tensor, Tensor>? leafDone = null)
     {
         var grads = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < outputs.Length; i++)
@@ -140,7 +145,13 @@ public static class Autograd
             for (int k = order.Count - 1; k >= 0; k--)
             {
                 var t = order[k];
-                if (t.Node is not { } node || !grads.TryGetValue(t, out var g)) continue;
+                if (!grads.TryGetValue(t, out var g)) continue;
+                if (t.Node is not { } node)
+                {
+                    // Depth-first order puts a tensor before its consumers, so every consumer of this leaf has run.
+                    if (leafDone is not null) { grads.Remove(t); leafDone(t, g); }
+                    continue;
+                }
                 var inGrads = node.Backward!(g);
                 for (int i = 0; i < node.Inputs.Length; i++)
                 {
@@ -177,6 +188,34 @@ public sealed partial class Tensor
 
     /// <summary>Marks this leaf as requiring gradients; returns it.</summary>
     public Tensor RequiresGrad_(bool value = true) { RequiresGrad = value; return this; }
+
+    List<Action<Tensor>>? _postAccumulateGradHooks;
+
+    /// <summary>
+    /// Calls <paramref name="hook"/> with this leaf each time a <see cref="Backward"/> has accumulated its gradient into
+    /// <see cref="Grad"/>: at the point of the reverse sweep where the gradient is final, before the rest of the
+    /// backward runs (PyTorch's <c>register_post_accumulate_grad_hook</c>). Hooks run in registration order on the
+    /// thread of the backward. Dispose the returned handle to remove the hook.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">This tensor is not a leaf.</exception>
+    public IDisposable RegisterPostAccumulateGradHook(Action<Tensor> hook)
+    {
+        ArgumentNullException.ThrowIfNull(hook);
+        if (!IsLeaf) throw new InvalidOperationException("register_post_accumulate_grad_hook: only leaf tensors accumulate gradients; this tensor is an op result");
+        (_postAccumulateGradHooks ??= []).Add(hook);
+        return new HookHandle(this, hook);
+    }
+
+    sealed class HookHandle(Tensor owner, Action<Tensor> hook) : IDisposable
+    {
+        public void Dispose() => owner._postAccumulateGradHooks?.Remove(hook);
+    }
+
+    internal void RunPostAccumulateGradHooks()
+    {
+        if (_postAccumulateGradHooks is not { } hooks) return;
+        foreach (var h in hooks.ToArray()) h(this);
+    }
 
     /// <summary>True for tensors not produced by a recorded op.</summary>
     public bool IsLeaf => Node is null;
