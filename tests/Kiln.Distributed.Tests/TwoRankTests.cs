@@ -1,0 +1,63 @@
+using System.Diagnostics;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Kiln.Distributed.Tests;
+
+/// <summary>
+/// Starts the <see cref="Driver"/> cases as two MPI ranks on this machine (over the loopback) and checks what each rank
+/// reports. Skipped where mpirun is not installed (CI installs Open MPI).
+/// </summary>
+public sealed class TwoRankTests(ITestOutputHelper output)
+{
+    static string? MpiRun => (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':')
+        .Select(d => Path.Combine(d, "mpirun")).FirstOrDefault(File.Exists);
+
+    (int ExitCode, string Output, TimeSpan Took) Launch(string testCase, int timeoutSeconds = 240)
+    {
+        Skip.If(MpiRun is null, "mpirun is not installed (apt-get install openmpi-bin)");
+        var driver = typeof(Driver).Assembly.Location;
+        var psi = new ProcessStartInfo(MpiRun!)
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        foreach (var a in new[] { "--allow-run-as-root", "--oversubscribe", "-np", "2", "dotnet", driver, testCase }) psi.ArgumentList.Add(a);
+        var clock = Stopwatch.StartNew();
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutSeconds * 1000))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException($"mpirun -np 2 {testCase} did not finish within {timeoutSeconds} s");
+        }
+        string text = stdout.Result + stderr.Result;
+        output.WriteLine(text);
+        return (p.ExitCode, text, clock.Elapsed);
+    }
+
+    void Passes(string testCase)
+    {
+        var (code, text, _) = Launch(testCase);
+        Assert.True(code == 0, $"mpirun exited {code}:\n{text}");
+        Assert.Contains($"rank 0 ok {testCase}", text);
+        Assert.Contains($"rank 1 ok {testCase}", text);
+    }
+
+    [SkippableFact]
+    public void CollectivesMatchTheFloat64Reference() => Passes("collectives");
+
+    [SkippableFact]
+    public void DataParallelGradientsEqualTheFullBatchAndReplicasStayBitwiseEqual() => Passes("ddp");
+
+    [SkippableFact]
+    public void ADeadRankMakesTheOtherFailWithinTheTimeout()
+    {
+        var (code, text, took) = Launch("fault", timeoutSeconds: 120);
+        Assert.NotEqual(0, code);
+        Assert.Contains("rank 1: dying before the all-reduce", text);
+        // The driver's watchdog is 5 s; mpirun's start and teardown on a loaded machine take the rest.
+        Assert.True(took < TimeSpan.FromSeconds(90), $"the job took {took.TotalSeconds:F0} s to fail");
+        Assert.DoesNotContain("completed without its peer", text);
+    }
+}
