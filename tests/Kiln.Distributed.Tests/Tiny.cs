@@ -7,7 +7,7 @@ static class Tiny
 {
     public static DecoderConfig Config { get; } = new()
     {
-        ModelType = "qwen3", VocabSize = 19, HiddenSize = 12, IntermediateSize = 20, Layers = 2, Heads = 4, KvHeads = 2, HeadDim = 3,
+        ModelType = "qwen3", VocabSize = 19, HiddenSize = 12, IntermediateSize = 20, Layers = 2, Heads = 4, KvHeads = 2, HeadDim = 4,
         QkNorm = true, MaxPositions = 64,
     };
 

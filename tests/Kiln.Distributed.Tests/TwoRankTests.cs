@@ -13,7 +13,7 @@ public sealed class TwoRankTests(ITestOutputHelper output)
     static string? MpiRun => (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':')
         .Select(d => Path.Combine(d, "mpirun")).FirstOrDefault(File.Exists);
 
-    (int ExitCode, string Output, TimeSpan Took) Launch(string testCase, int timeoutSeconds = 240)
+    (int ExitCode, string Output, TimeSpan Took) Launch(string testCase, int timeoutSeconds = 240, params string[] mpirunOptions)
     {
         Skip.If(MpiRun is null, "mpirun is not installed (apt-get install openmpi-bin)");
         var driver = typeof(Driver).Assembly.Location;
@@ -21,7 +21,8 @@ public sealed class TwoRankTests(ITestOutputHelper output)
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
-        foreach (var a in new[] { "--allow-run-as-root", "--oversubscribe", "-np", "2", "dotnet", driver, testCase }) psi.ArgumentList.Add(a);
+        foreach (var a in (string[])["--allow-run-as-root", "--oversubscribe", .. mpirunOptions, "-np", "2", "dotnet", driver, testCase]) psi.ArgumentList.Add(a);
+        psi.Environment["TERM"] = "dumb";
         var clock = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -51,13 +52,24 @@ public sealed class TwoRankTests(ITestOutputHelper output)
     public void DataParallelGradientsEqualTheFullBatchAndReplicasStayBitwiseEqual() => Passes("ddp");
 
     [SkippableFact]
-    public void ADeadRankMakesTheOtherFailWithinTheTimeout()
+    public void ADeadRankEndsTheJob()
     {
+        // Open MPI's default: when a rank dies, mpirun stops the others.
         var (code, text, took) = Launch("fault", timeoutSeconds: 120);
         Assert.NotEqual(0, code);
         Assert.Contains("rank 1: dying before the all-reduce", text);
-        // The driver's watchdog is 5 s; mpirun's start and teardown on a loaded machine take the rest.
-        Assert.True(took < TimeSpan.FromSeconds(90), $"the job took {took.TotalSeconds:F0} s to fail");
+        Assert.True(took < TimeSpan.FromSeconds(60), $"the job took {took.TotalSeconds:F0} s to end");
         Assert.DoesNotContain("completed without its peer", text);
+    }
+
+    [SkippableFact]
+    public void ASurvivorOfADeadRankFailsWithAClearErrorWithinTheTimeout()
+    {
+        // With --enable-recovery mpirun lets the survivor run on, as a stalled peer would: the watchdog (5 s in the
+        // driver) must end the survivor's collective with an error that says what happened.
+        var (_, text, took) = Launch("fault", 120, "--enable-recovery");
+        Assert.Contains("rank 1: dying before the all-reduce", text);
+        Assert.Matches(@"rank 0 caught after [5-9]\.\d s: DistributedTimeoutException: mpi: all_reduce \(reduce-scatter\) on rank 0 of 2 did not complete within 5 s: a peer rank died or stalled", text);
+        Assert.True(took < TimeSpan.FromSeconds(60), $"the job took {took.TotalSeconds:F0} s to end");
     }
 }
