@@ -1,16 +1,15 @@
+using Kiln.NN;
+
 namespace Kiln.Distributed;
 
 /// <summary>
 /// The ranks of one distributed job and the collectives Kiln needs between them (PyTorch's <c>ProcessGroup</c>). Every
-/// rank must call the same collectives in the same order. Tensors are float32 or float64 and contiguous in the
-/// operations that write them; a backend may keep them on its device (an NCCL backend would run on GPU memory).
+/// rank must call the same collectives in the same order. Tensors are float32 or float64; a backend may keep them on
+/// its device (an NCCL backend would run on GPU memory). Its <see cref="ITensorParallel.AllReduce"/> sums in place, and
+/// the result is bitwise equal on every rank (each element is summed on one rank and then shared).
 /// </summary>
-public interface IProcessGroup : IDisposable
+public interface IProcessGroup : ITensorParallel, IDisposable
 {
-    /// <summary>This process's rank, 0 .. <see cref="WorldSize"/> - 1.</summary>
-    int Rank { get; }
-    /// <summary>Number of ranks.</summary>
-    int WorldSize { get; }
     /// <summary>How long a collective may wait for its peers before it throws <see cref="DistributedTimeoutException"/>.</summary>
     TimeSpan Timeout { get; }
     /// <summary>Waits until every rank has called it.</summary>
@@ -18,12 +17,7 @@ public interface IProcessGroup : IDisposable
     /// <summary>Overwrites <paramref name="tensor"/> on every rank with its value on rank <paramref name="root"/>.</summary>
     void Broadcast(Tensor tensor, int root = 0);
     /// <summary>
-    /// Replaces <paramref name="tensor"/> on every rank by the elementwise sum over ranks. The result is bitwise equal on
-    /// every rank (each element is summed on one rank and then shared).
-    /// </summary>
-    void AllReduce(Tensor tensor);
-    /// <summary>
-    /// Sums <paramref name="input"/> ([WorldSize * n] elements) over ranks and writes block <see cref="Rank"/> of the sum
+    /// Sums <paramref name="input"/> ([WorldSize * n] elements) over ranks and writes block <see cref="ITensorParallel.Rank"/> of the sum
     /// (n elements) into <paramref name="output"/>.
     /// </summary>
     void ReduceScatter(Tensor input, Tensor output);

@@ -52,6 +52,9 @@ public sealed class TwoRankTests(ITestOutputHelper output)
     public void DataParallelGradientsEqualTheFullBatchAndReplicasStayBitwiseEqual() => Passes("ddp");
 
     [SkippableFact]
+    public void TensorParallelDecoderMatchesOneProcess() => Passes("tensor-parallel");
+
+    [SkippableFact]
     public void ADeadRankEndsTheJob()
     {
         // Open MPI's default: when a rank dies, mpirun stops the others.
