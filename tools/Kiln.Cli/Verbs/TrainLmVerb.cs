@@ -43,8 +43,16 @@ public static class TrainLmVerb
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var weights = Cli.Progress("training", options.Steps, report => LmTrainer.Train(TinyLm.Config, tokens, options, (s, loss) =>
             {
+                bool shown = !Cli.Interactive && s % 50 == 0;
+                // Each rank has its share's loss; the batch's is their mean (the ranks agree on which steps report).
+                if (group is not null && (shown || s == options.Steps))
+                {
+                    var sum = new[] { loss };
+                    group.AllReduce(sum);
+                    loss = sum[0] / group.WorldSize;
+                }
                 report(s); last = loss;
-                if (lead && !Cli.Interactive && s % 50 == 0) Console.Error.WriteLine($"  step {s}: loss {loss:F3}");
+                if (lead && shown) Console.Error.WriteLine($"  step {s}: loss {loss:F3}");
             }));
             ddp?.Dispose();
             void Save()
@@ -56,7 +64,7 @@ public static class TrainLmVerb
             }
             if (group is null) Save(); else group.SaveOnRank0(Save);
             if (lead)
-                Cli.Err.WriteLine($"final training loss {last:F3} nats/token{(group is null ? "" : " (rank 0's share of the batch)")}; " +
+                Cli.Err.WriteLine($"final training loss {last:F3} nats/token; " +
                     $"{clock.Elapsed.TotalMilliseconds / options.Steps:F0} ms/step; wrote {dir}");
             return 0;
         });
