@@ -29,7 +29,7 @@ public sealed class DistributedDataParallel : IDataParallel, IDisposable
     }
 
     readonly Bucket[] _buckets;
-    readonly Dictionary<Parameter, Bucket> _bucketOf = new(ReferenceEqualityComparer.Instance);
+    readonly Dictionary<Parameter, (Bucket Bucket, int Offset)> _slotOf = new(ReferenceEqualityComparer.Instance);
     readonly List<IDisposable> _hooks = [];
     readonly BlockingCollection<Bucket> _queue = [];
     readonly Thread? _worker;
@@ -75,9 +75,9 @@ public sealed class DistributedDataParallel : IDataParallel, IDisposable
         _buckets = [.. buckets];
         if (group.WorldSize == 1) return;
         foreach (var b in _buckets)
-            foreach (var (p, _) in b.Members)
+            foreach (var (p, offset) in b.Members)
             {
-                _bucketOf[p] = b;
+                _slotOf[p] = (b, offset);
                 _hooks.Add(p.Value.RegisterPostAccumulateGradHook(_ => OnGradient(p)));
             }
         _worker = new Thread(Reduce) { IsBackground = true, Name = "kiln-ddp-allreduce" };
@@ -98,10 +98,9 @@ public sealed class DistributedDataParallel : IDataParallel, IDisposable
     // Runs on the thread of backward, as each gradient becomes final.
     void OnGradient(Parameter p)
     {
-        var b = _bucketOf[p];
+        var (b, offset) = _slotOf[p];
         if (!b.Seen.Add(p))
             throw new InvalidOperationException("ddp: a second backward ran before FinishGradients; call FinishGradients after each backward");
-        int offset = b.Members.First(m => ReferenceEquals(m.P, p)).Offset;
         using (Autograd.NoGrad()) b.Flat.Narrow(0, offset, p.Numel).Copy_(p.Grad!.Reshape(-1));
         if (b.Seen.Count == b.Members.Count) LaunchReady();
     }
