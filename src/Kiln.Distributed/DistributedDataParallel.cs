@@ -94,6 +94,8 @@ public sealed class DistributedDataParallel : IDataParallel, IDisposable
     public int WorldSize => Group.WorldSize;
     /// <summary>Number of gradient buckets (each one all-reduce per step).</summary>
     public int BucketCount => _buckets.Length;
+    /// <summary>Buckets of this step handed to the all-reduce worker so far (tests check that this happens during backward).</summary>
+    internal int LaunchedBuckets => _nextLaunch;
 
     // Runs on the thread of backward, as each gradient becomes final.
     void OnGradient(Parameter p)

@@ -114,10 +114,16 @@ public static class Driver
         // Rank 1 starts from other weights: the broadcast from rank 0 must replace them.
         var replica = Parameters(r == 0 ? weights : DecoderWeights.Init(Tiny.Config, new Generator(99), std: 0.3, dtype: DType.Float64));
         var model = new DecoderModel(Tiny.Config, replica.ToDictionary(kv => kv.Key, kv => kv.Value.Value), trainable: true);
-        using var ddp = new DistributedDataParallel(g, replica.Values, bucketBytes: 4096);
+        // Registered before DDP's hook, so it sees how many buckets were reduced before the last gradient (the
+        // embedding's) arrived: the all-reduces must overlap the backward.
+        DistributedDataParallel? ddpRef = null;
+        int launchedBeforeLast = -1;
+        using var probe = replica["model.embed_tokens.weight"].Value.RegisterPostAccumulateGradHook(_ => launchedBeforeLast = ddpRef!.LaunchedBuckets);
+        using var ddp = ddpRef = new DistributedDataParallel(g, replica.Values, bucketBytes: 4096);
         Check(ddp.BucketCount > 2, $"{ddp.BucketCount} buckets; the test needs several");
         var mine = (input.AsSpan(r * rows * context, rows * context).ToArray(), target.AsSpan(r * rows * context, rows * context).ToArray());
         Tiny.Loss(model, mine.Item1, mine.Item2, rows, context).Backward();
+        Check(launchedBeforeLast == ddp.BucketCount - 1, $"{launchedBeforeLast} of {ddp.BucketCount} buckets were launched before backward produced the last gradient");
         ddp.FinishGradients();
         double worst = 0;
         foreach (var (name, p) in full)
@@ -222,7 +228,7 @@ public static class Driver
         }
         catch (DistributedException e)
         {
-            Console.WriteLine($"rank 0 caught after {clock.Elapsed.TotalSeconds:F1} s: {e.GetType().Name}: {e.Message}");
+            Console.WriteLine(FormattableString.Invariant($"rank 0 caught after {clock.Elapsed.TotalSeconds:F1} s: {e.GetType().Name}: {e.Message}"));
             Console.Out.Flush();
             return 3;
         }

@@ -8,7 +8,7 @@ static class Tiny
     public static DecoderConfig Config { get; } = new()
     {
         ModelType = "qwen3", VocabSize = 19, HiddenSize = 12, IntermediateSize = 20, Layers = 2, Heads = 4, KvHeads = 2, HeadDim = 4,
-        QkNorm = true, MaxPositions = 64,
+        QkNorm = true, AttentionBias = true, MaxPositions = 64,
     };
 
     public static Dictionary<string, Tensor> Weights(DType dtype) => DecoderWeights.Init(Config, new Generator(7), std: 0.3, normJitter: 0.1, dtype: dtype);

@@ -4,7 +4,11 @@ namespace Kiln;
 /// so it runs on any device and can itself be differentiated).</summary>
 internal sealed class GradNode(string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
 {
+    static long _created;
+
     public string Op { get; } = op;
+    /// <summary>Creation order: a node is always created after the nodes of its inputs.</summary>
+    public long Sequence { get; } = Interlocked.Increment(ref _created);
     public Tensor[] Inputs { get; private set; } = inputs;
     public Func<Tensor, Tensor?[]>? Backward { get; private set; } = backward;
 
@@ -84,7 +88,7 @@ public static class Autograd
 
     internal static void Accumulate(Tensor output, Tensor? seed, bool retainGraph, bool createGraph)
     {
-        // Each leaf's gradient is accumulated as soon as the reverse sweep has passed its last consumer, so that its
+        // Each leaf's gradient is accumulated as soon as the reverse sweep has differentiated its last use, so that its
         // post-accumulate hooks (data-parallel gradient all-reduce) overlap with the rest of the backward.
         Run([output], seed is null ? null : [seed], createGraph, retainGraph, null, (t, g) =>
         {
@@ -124,6 +128,8 @@ public static class Autograd
         var order = new List<Tensor>();
         var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         var stack = new Stack<(Tensor T, bool Done)>();
+        // With leafDone: how many recorded uses of each leaf are still to be differentiated.
+        var pending = leafDone is null ? null : new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
         foreach (var y in outputs) stack.Push((y, false));
         while (stack.Count > 0)
         {
@@ -135,23 +141,30 @@ public static class Autograd
             {
                 if (node.Backward is null)
                     throw new InvalidOperationException($"backward: the graph through '{node.Op}' was freed by an earlier backward; pass retainGraph: true to backward through it twice");
-                foreach (var x in node.Inputs) if (x.RequiresGrad && !seen.Contains(x)) stack.Push((x, false));
+                foreach (var x in node.Inputs)
+                {
+                    if (!x.RequiresGrad) continue;
+                    if (pending is not null && x.IsLeaf) pending[x] = pending.GetValueOrDefault(x) + 1;
+                    if (!seen.Contains(x)) stack.Push((x, false));
+                }
             }
         }
 
+        // Backward into leaves runs the ops in reverse creation order (PyTorch's engine does too): the weight of a
+        // layer is then final right after the layer's own backward, not after the whole depth-first subtree below it.
+        if (pending is not null) order.Sort((a, b) => (a.Node?.Sequence ?? 0).CompareTo(b.Node?.Sequence ?? 0));
         var keep = wanted is null ? null : new HashSet<Tensor>(wanted, ReferenceEqualityComparer.Instance);
         using (createGraph ? new EnableGradScope() : NoGrad())
         {
             for (int k = order.Count - 1; k >= 0; k--)
             {
                 var t = order[k];
-                if (!grads.TryGetValue(t, out var g)) continue;
-                if (t.Node is not { } node)
+                if (t.Node is not { } node || !grads.TryGetValue(t, out var g))
                 {
-                    // Depth-first order puts a tensor before its consumers, so every consumer of this leaf has run.
-                    if (leafDone is not null) { grads.Remove(t); leafDone(t, g); }
+                    if (t.Node is { } unreached) Consumed(unreached.Inputs);
                     continue;
                 }
+                var inputs = node.Inputs;
                 var inGrads = node.Backward!(g);
                 for (int i = 0; i < node.Inputs.Length; i++)
                 {
@@ -163,9 +176,23 @@ public static class Autograd
                 }
                 if (keep is null || !keep.Contains(t)) grads.Remove(t);
                 if (!retainGraph) node.Release();
+                Consumed(inputs);
             }
+            // Leaves no op consumed (an output that is itself a leaf) are done now.
+            if (leafDone is not null)
+                foreach (var t in order)
+                    if (t.IsLeaf && grads.Remove(t, out var g)) leafDone(t, g);
         }
         return grads;
+
+        // A leaf's gradient is final once every recorded use of it has been differentiated: hand it over at once, so
+        // its hooks (data-parallel all-reduce) overlap with the rest of the backward.
+        void Consumed(Tensor[] inputs)
+        {
+            if (pending is null) return;
+            foreach (var x in inputs)
+                if (x.RequiresGrad && x.IsLeaf && --pending[x] == 0 && grads.Remove(x, out var gx)) leafDone!(x, gx);
+        }
     }
 }
 
