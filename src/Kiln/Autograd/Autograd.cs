@@ -4,11 +4,7 @@ namespace Kiln;
 /// so it runs on any device and can itself be differentiated).</summary>
 internal sealed class GradNode(string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
 {
-    static long _created;
-
     public string Op { get; } = op;
-    /// <summary>Creation order: a node is always created after the nodes of its inputs.</summary>
-    public long Sequence { get; } = Interlocked.Increment(ref _created);
     public Tensor[] Inputs { get; private set; } = inputs;
     public Func<Tensor, Tensor?[]>? Backward { get; private set; } = backward;
 
@@ -128,7 +124,7 @@ public static class Autograd
         var order = new List<Tensor>();
         var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         var stack = new Stack<(Tensor T, bool Done)>();
-        // With leafDone: how many recorded uses of each leaf are still to be differentiated.
+        // With leafDone: how many recorded uses of each leaf, and of each op fed by leaves only, are still to be differentiated.
         var pending = leafDone is null ? null : new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
         foreach (var y in outputs) stack.Push((y, false));
         while (stack.Count > 0)
@@ -144,40 +140,18 @@ public static class Autograd
                 foreach (var x in node.Inputs)
                 {
                     if (!x.RequiresGrad) continue;
-                    if (pending is not null && x.IsLeaf) pending[x] = pending.GetValueOrDefault(x) + 1;
+                    if (pending is not null && (x.IsLeaf || LeafFed(x))) pending[x] = pending.GetValueOrDefault(x) + 1;
                     if (!seen.Contains(x)) stack.Push((x, false));
                 }
             }
         }
 
-        // Backward into leaves runs the ops in reverse creation order (PyTorch's engine does too): the weight of a
-        // layer is then final right after the layer's own backward, not after the whole depth-first subtree below it.
-        if (pending is not null) order.Sort((a, b) => (a.Node?.Sequence ?? 0).CompareTo(b.Node?.Sequence ?? 0));
         var keep = wanted is null ? null : new HashSet<Tensor>(wanted, ReferenceEqualityComparer.Instance);
+        var early = pending is null ? null : new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         using (createGraph ? new EnableGradScope() : NoGrad())
         {
             for (int k = order.Count - 1; k >= 0; k--)
-            {
-                var t = order[k];
-                if (t.Node is not { } node || !grads.TryGetValue(t, out var g))
-                {
-                    if (t.Node is { } unreached) Consumed(unreached.Inputs);
-                    continue;
-                }
-                var inputs = node.Inputs;
-                var inGrads = node.Backward!(g);
-                for (int i = 0; i < node.Inputs.Length; i++)
-                {
-                    var x = node.Inputs[i];
-                    var gi = inGrads[i];
-                    if (gi is null || !x.RequiresGrad) continue;
-                    if (gi.Shape != x.Shape) throw new InvalidOperationException($"backward of '{node.Op}' produced a gradient of shape {gi.Shape} for an input of shape {x.Shape}");
-                    grads[x] = grads.TryGetValue(x, out var acc) ? acc + gi : gi;
-                }
-                if (keep is null || !keep.Contains(t)) grads.Remove(t);
-                if (!retainGraph) node.Release();
-                Consumed(inputs);
-            }
+                if (order[k].Node is { } node && early?.Contains(order[k]) != true) Process(order[k], node);
             // Leaves no op consumed (an output that is itself a leaf) are done now.
             if (leafDone is not null)
                 foreach (var t in order)
@@ -185,14 +159,43 @@ public static class Autograd
         }
         return grads;
 
-        // A leaf's gradient is final once every recorded use of it has been differentiated: hand it over at once, so
-        // its hooks (data-parallel all-reduce) overlap with the rest of the backward.
+        // One op's backward: its output's gradient, if any reached it, to its inputs' gradients.
+        void Process(Tensor t, GradNode node)
+        {
+            var inputs = node.Inputs;
+            if (grads.TryGetValue(t, out var g))
+            {
+                var inGrads = node.Backward!(g);
+                for (int i = 0; i < inputs.Length; i++)
+                {
+                    var x = inputs[i];
+                    var gi = inGrads[i];
+                    if (gi is null || !x.RequiresGrad) continue;
+                    if (gi.Shape != x.Shape) throw new InvalidOperationException($"backward of '{node.Op}' produced a gradient of shape {gi.Shape} for an input of shape {x.Shape}");
+                    grads[x] = grads.TryGetValue(x, out var acc) ? acc + gi : gi;
+                }
+                if (keep is null || !keep.Contains(t)) grads.Remove(t);
+                if (!retainGraph) node.Release();
+            }
+            Consumed(inputs);
+        }
+
+        // With leafDone, a leaf's gradient is handed over once every recorded use of it has been differentiated, so its
+        // hooks (data-parallel all-reduce) overlap with the rest of the backward. An op fed by leaves only (a weight's
+        // transpose) runs as soon as its own uses are done instead of where the depth-first order puts it, which can be
+        // after the whole network below; it only adds into leaves, so no other sum changes order.
         void Consumed(Tensor[] inputs)
         {
             if (pending is null) return;
             foreach (var x in inputs)
-                if (x.RequiresGrad && x.IsLeaf && --pending[x] == 0 && grads.Remove(x, out var gx)) leafDone!(x, gx);
+            {
+                if (!x.RequiresGrad || !pending.ContainsKey(x) || --pending[x] > 0) continue;
+                if (x.Node is { } fed) { early!.Add(x); Process(x, fed); }
+                else if (grads.Remove(x, out var gx)) leafDone!(x, gx);
+            }
         }
+
+        static bool LeafFed(Tensor x) => x.Node!.Inputs.All(i => !i.RequiresGrad || i.IsLeaf);
     }
 }
 
