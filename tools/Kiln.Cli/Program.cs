@@ -13,6 +13,7 @@ foreach (var verb in new[]
     LmVerb.Build(),
     LoopVerb.Build(),
     TrainLmVerb.Build(),
+    AllReduceBenchVerb.Build(),
     SmoothVerb.Build(),
 })
     root.Subcommands.Add(verb);

@@ -40,6 +40,21 @@ public static class HfCheckpoint
         return all;
     }
 
+    /// <summary>
+    /// The safetensors files that hold the weights of the checkpoint in <paramref name="dir"/>, in the order
+    /// <see cref="ReadWeights"/> reads them: model.safetensors if present, else every *.safetensors in name order.
+    /// </summary>
+    /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    /// <exception cref="FileNotFoundException">There are no weights.</exception>
+    public static string[] WeightFiles(string dir)
+    {
+        CheckFolder(dir);
+        string single = Path.Combine(dir, "model.safetensors");
+        if (File.Exists(single)) return [single];
+        var shards = Directory.GetFiles(dir, "*.safetensors").Order().ToArray();
+        return shards.Length > 0 ? shards : throw new FileNotFoundException($"checkpoint: no *.safetensors in {dir}");
+    }
+
     /// <summary>The tokenizer.json of the checkpoint in <paramref name="dir"/> (see <see cref="HfTokenizer.Load"/>).</summary>
     public static Tokenizer LoadTokenizer(string dir) => HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));
 

@@ -14,18 +14,27 @@ public sealed partial class DecoderModel
     readonly DecoderLayer[] _layers;
     readonly Tensor _embed, _norm, _headT;
     readonly bool _trainable;
+    readonly ITensorParallel? _tp;
 
     /// <summary>Builds the model from <paramref name="weights"/> (names as in Hugging Face checkpoints).</summary>
     /// <param name="config">The architecture.</param>
     /// <param name="weights">Tensors by name: model.embed_tokens.weight, model.layers.N.*, model.norm.weight, lm_head.weight (unless tied).</param>
     /// <param name="trainable">Keep the given tensors as the parameters (linear layers use transposed views, so gradients
     /// reach the weights); otherwise linear weights are stored pre-transposed for inference.</param>
+    /// <param name="tensorParallel">Run as one rank of a tensor-parallel group: <paramref name="weights"/> hold this rank's
+    /// shards (<see cref="DecoderWeights.Shard(DecoderConfig, IReadOnlyDictionary{string, Tensor}, int, int)"/>): its heads of the attention projections and its slice of the MLP's inner
+    /// width, column-parallel in and row-parallel out, with one all-reduce after each attention and MLP block; the
+    /// embedding, norms and head are replicated. Null runs the whole model here.</param>
     /// <exception cref="InvalidDataException">A tensor is missing (the message names it) or has the wrong shape.</exception>
-    public DecoderModel(DecoderConfig config, IReadOnlyDictionary<string, Tensor> weights, bool trainable = false)
+    /// <exception cref="NotSupportedException">Tensor parallelism of an MLA or MoE model.</exception>
+    /// <exception cref="ArgumentException">The heads, KV heads or MLP width do not divide by the tensor-parallel world size.</exception>
+    public DecoderModel(DecoderConfig config, IReadOnlyDictionary<string, Tensor> weights, bool trainable = false, ITensorParallel? tensorParallel = null)
     {
         ArgumentNullException.ThrowIfNull(config); ArgumentNullException.ThrowIfNull(weights);
         config.Validate();
         Config = config;
+        if (tensorParallel is not null) DecoderWeights.CheckShardable(config, tensorParallel.WorldSize);
+        _tp = tensorParallel;
         var dtype = weights.TryGetValue("model.embed_tokens.weight", out var e) && e.DType == DType.Float64 ? DType.Float64 : DType.Float32;
         DType = dtype;
         Tensor W(string name, params int[] shape)
@@ -60,49 +69,78 @@ public sealed partial class DecoderModel
         }
     }
 
-    /// <summary>Loads the checkpoint in Hugging Face layout in <paramref name="dir"/> (see <see cref="HfCheckpoint"/>) onto <paramref name="device"/> (default the CPU).</summary>
+    /// <summary>
+    /// Loads the checkpoint in Hugging Face layout in <paramref name="dir"/> (see <see cref="HfCheckpoint"/>) onto
+    /// <paramref name="device"/> (default the CPU); with <paramref name="tensorParallel"/>,
+    /// only this rank's shards: each tensor is read from the memory-mapped files and sliced at once, so a rank's memory
+    /// holds its shards plus one full tensor at a time.
+    /// </summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">config.json or the weights are missing.</exception>
-    /// <exception cref="NotSupportedException">The architecture is not supported (the message names it).</exception>
+    /// <exception cref="NotSupportedException">The architecture is not supported, or not under tensor parallelism (the message names it).</exception>
     /// <exception cref="InvalidDataException">A file is malformed or a tensor is missing (the message names it).</exception>
-    public static DecoderModel Load(string dir, Device? device = null)
+    public static DecoderModel Load(string dir, Device? device = null, ITensorParallel? tensorParallel = null)
     {
         var config = DecoderConfig.FromJson(HfCheckpoint.ReadConfig(dir));
-        var weights = HfCheckpoint.ReadWeights(dir);
+        IReadOnlyDictionary<string, Tensor> weights;
+        if (tensorParallel is null) weights = HfCheckpoint.ReadWeights(dir);
+        else
+        {
+            DecoderWeights.CheckShardable(config, tensorParallel.WorldSize);
+            var shards = new Dictionary<string, Tensor>();
+            foreach (var file in HfCheckpoint.WeightFiles(dir))
+            {
+                using var f = SafetensorsFile.Open(file);
+                foreach (var name in f.Names)
+                    shards[name] = DecoderWeights.Shard(config, name, f.Get(name), tensorParallel.Rank, tensorParallel.WorldSize);
+            }
+            weights = shards;
+        }
         if (device is { } d && d != Device.Cpu) weights = weights.ToDictionary(kv => kv.Key, kv => kv.Value.To(d));
-        return new(config, weights);
+        return new(config, weights, tensorParallel: tensorParallel);
     }
 
     // Grouped-query attention (llama, qwen2, qwen3 and qwen3_moe), with optional q/k/v biases and per-head q/k norms.
-    Func<Tensor, SequenceContext, bool, Tensor> GqaAttention(int index, string p, Func<string, int[], Tensor> w, Func<string, int, int, Tensor> linear)
+    Func<Tensor, SequenceContext, bool, Tensor> GqaAttention(int index, string p, Func<string, int[], Tensor> weight, Func<string, int, int, Tensor> linear)
     {
         var c = Config;
-        int d = c.HiddenSize, hd = c.HeadDim, qd = c.Heads * hd, kvd = c.KvHeads * hd;
+        // Under tensor parallelism this rank holds heads / W query heads and kv heads / W key-value heads.
+        int w = _tp?.WorldSize ?? 1, heads = c.Heads / w, kvHeads = c.KvHeads / w;
+        int d = c.HiddenSize, hd = c.HeadDim, qd = heads * hd, kvd = kvHeads * hd;
         Tensor wq = linear(p + "q_proj.weight", qd, d), wk = linear(p + "k_proj.weight", kvd, d), wv = linear(p + "v_proj.weight", kvd, d),
             wo = linear(p + "o_proj.weight", d, qd);
-        Tensor? bq = c.AttentionBias ? w(p + "q_proj.bias", [qd]) : null, bk = c.AttentionBias ? w(p + "k_proj.bias", [kvd]) : null,
-            bv = c.AttentionBias ? w(p + "v_proj.bias", [kvd]) : null;
-        Tensor? qNorm = c.QkNorm ? w(p + "q_norm.weight", [hd]) : null, kNorm = c.QkNorm ? w(p + "k_norm.weight", [hd]) : null;
+        Tensor? bq = c.AttentionBias ? weight(p + "q_proj.bias", [qd]) : null, bk = c.AttentionBias ? weight(p + "k_proj.bias", [kvd]) : null,
+            bv = c.AttentionBias ? weight(p + "v_proj.bias", [kvd]) : null;
+        Tensor? qNorm = c.QkNorm ? weight(p + "q_norm.weight", [hd]) : null, kNorm = c.QkNorm ? weight(p + "k_norm.weight", [hd]) : null;
         return (h, ctx, write) =>
         {
             int b = h.Shape[0], t = h.Shape[1];
             var (cos, sin) = ((Tensor, Tensor))ctx.State!;
-            var q = Lin(h, wq, bq).Reshape(b, t, c.Heads, hd);
-            var k = Lin(h, wk, bk).Reshape(b, t, c.KvHeads, hd);
-            var v = Lin(h, wv, bv).Reshape(b, t, c.KvHeads, hd).Permute(0, 2, 1, 3);
-            if (qNorm is not null) q = q.RmsNorm(qNorm, c.RmsNormEps);
-            if (kNorm is not null) k = k.RmsNorm(kNorm, c.RmsNormEps);
+            if (_tp is not null) h = _tp.CopyToShards(h);
+            var q = Lin(h, wq, bq).Reshape(b, t, heads, hd);
+            var k = Lin(h, wk, bk).Reshape(b, t, kvHeads, hd);
+            var v = Lin(h, wv, bv).Reshape(b, t, kvHeads, hd).Permute(0, 2, 1, 3);
+            // The per-head norm gains are replicated but each rank applies them to its own heads: f sums their gradients.
+            if (qNorm is not null) q = q.RmsNorm(_tp is null ? qNorm : _tp.CopyToShards(qNorm), c.RmsNormEps);
+            if (kNorm is not null) k = k.RmsNorm(_tp is null ? kNorm : _tp.CopyToShards(kNorm), c.RmsNormEps);
             q = Rope.Apply(q.Permute(0, 2, 1, 3), cos, sin);
             k = Rope.Apply(k.Permute(0, 2, 1, 3), cos, sin);
-            return Lin(Attend(index, q, k, v, ctx, write, 1.0 / Math.Sqrt(hd)), wo, null);
+            var o = Lin(Attend(index, q, k, v, ctx, write, 1.0 / Math.Sqrt(hd)), wo, null);
+            return _tp is null ? o : _tp.ReduceFromShards(o);
         };
     }
 
     Func<Tensor, Tensor> SwiGlu(string p, int inner, Func<string, int, int, Tensor> linear)
     {
         int d = Config.HiddenSize;
+        if (_tp is not null) inner /= _tp.WorldSize;
         Tensor wGate = linear(p + "gate_proj.weight", inner, d), wUp = linear(p + "up_proj.weight", inner, d), wDown = linear(p + "down_proj.weight", d, inner);
-        return h => Lin(Lin(h, wGate, null).Silu() * Lin(h, wUp, null), wDown, null);
+        if (_tp is not { } tp) return h => Lin(Lin(h, wGate, null).Silu() * Lin(h, wUp, null), wDown, null);
+        return h =>
+        {
+            h = tp.CopyToShards(h);
+            return tp.ReduceFromShards(Lin(Lin(h, wGate, null).Silu() * Lin(h, wUp, null), wDown, null));
+        };
     }
 
     // Causal attention of this call's queries q [b, heads, t, qk dim] over the committed cache of layer `index` plus this

@@ -96,6 +96,50 @@ public static class DecoderWeights
     }
 
     /// <summary>
+    /// Checks that a model of <paramref name="c"/> splits over <paramref name="worldSize"/> tensor-parallel ranks: the
+    /// query heads, key-value heads and MLP width must divide by it.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The model uses MLA attention or MoE layers, which Kiln does not split.</exception>
+    /// <exception cref="ArgumentException">A split dimension does not divide by the world size (the message names it).</exception>
+    public static void CheckShardable(DecoderConfig c, int worldSize)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        if (worldSize < 1) throw new ArgumentOutOfRangeException(nameof(worldSize), worldSize, "tensor parallel: the world size must be positive");
+        if (c.Mla is not null || c.Moe is not null)
+            throw new NotSupportedException($"tensor parallel: {c.ModelType} with {(c.Mla is not null ? "MLA attention" : "MoE layers")} is not split by Kiln; run it in one process");
+        foreach (var (what, n) in new[] { ("num_attention_heads", c.Heads), ("num_key_value_heads", c.KvHeads), ("intermediate_size", c.IntermediateSize) })
+            if (n % worldSize != 0)
+                throw new ArgumentException($"tensor parallel: {what} = {n} does not divide by {worldSize} ranks", nameof(worldSize));
+    }
+
+    /// <summary>
+    /// This rank's shard of the checkpoint tensor <paramref name="name"/> (full value <paramref name="full"/>) for a
+    /// tensor-parallel <see cref="DecoderModel"/>: rows of the column-parallel q/k/v, gate and up projections (and of the
+    /// q/k/v biases), columns of the row-parallel o and down projections, every other tensor whole.
+    /// </summary>
+    public static Tensor Shard(DecoderConfig c, string name, Tensor full, int rank, int worldSize)
+    {
+        ArgumentNullException.ThrowIfNull(c); ArgumentNullException.ThrowIfNull(name); ArgumentNullException.ThrowIfNull(full);
+        int? axis = !name.StartsWith("model.layers.", StringComparison.Ordinal) ? null
+            : name.EndsWith("q_proj.weight", StringComparison.Ordinal) || name.EndsWith("k_proj.weight", StringComparison.Ordinal)
+              || name.EndsWith("v_proj.weight", StringComparison.Ordinal) || name.EndsWith("_proj.bias", StringComparison.Ordinal)
+              || name.EndsWith("gate_proj.weight", StringComparison.Ordinal) || name.EndsWith("up_proj.weight", StringComparison.Ordinal) ? 0
+            : name.EndsWith("o_proj.weight", StringComparison.Ordinal) || name.EndsWith("down_proj.weight", StringComparison.Ordinal) ? 1
+            : null;
+        return axis is { } a ? TensorParallel.Shard(full, a, rank, worldSize, name) : full;
+    }
+
+    /// <summary>Every tensor of <paramref name="weights"/> as this rank's shard (see <see cref="Shard(DecoderConfig, string, Tensor, int, int)"/>).</summary>
+    /// <exception cref="NotSupportedException">The model cannot be split (see <see cref="CheckShardable"/>).</exception>
+    /// <exception cref="ArgumentException">A split dimension does not divide by the world size.</exception>
+    public static Dictionary<string, Tensor> Shard(DecoderConfig c, IReadOnlyDictionary<string, Tensor> weights, int rank, int worldSize)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        CheckShardable(c, worldSize);
+        return weights.ToDictionary(kv => kv.Key, kv => Shard(c, kv.Key, kv.Value, rank, worldSize));
+    }
+
+    /// <summary>
     /// Writes config.json and model.safetensors (the weights <see cref="Layout"/> names, in its order, converted to
     /// <paramref name="dtype"/>) into <paramref name="dir"/>, so that <see cref="DecoderModel.Load"/> reads them back.
     /// </summary>

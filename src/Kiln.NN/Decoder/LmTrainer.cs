@@ -19,6 +19,13 @@ public sealed record LmTrainOptions
     public Device Device { get; init; } = Device.Cpu;
     /// <summary>Seed of initialization and batch sampling.</summary>
     public ulong Seed { get; init; } = 1;
+    /// <summary>
+    /// Data-parallel training: given the parameters (in checkpoint order), returns the replica that averages their
+    /// gradients. Every replica draws the same batches and computes the loss of its contiguous share of each batch's
+    /// sequences (<see cref="Batch"/> must divide by the replica count), so the averaged gradient is the full batch's. Null
+    /// trains in this process alone.
+    /// </summary>
+    public Func<IReadOnlyList<Parameter>, IDataParallel>? DataParallel { get; init; }
 }
 
 /// <summary>
@@ -31,9 +38,10 @@ public static class LmTrainer
 
     /// <summary>
     /// Trains weights for <paramref name="config"/> on <paramref name="tokens"/>; <paramref name="progress"/> gets
-    /// (step, loss) after each step. Returns the weights in Hugging Face layout.
+    /// (step, loss) after each step (with data parallelism, the loss of this replica's share of the batch). Returns the
+    /// weights in Hugging Face layout.
     /// </summary>
-    /// <exception cref="ArgumentException">The stream is shorter than one sequence.</exception>
+    /// <exception cref="ArgumentException">The stream is shorter than one sequence, or the batch does not split over the replicas.</exception>
     public static Dictionary<string, Tensor> Train(DecoderConfig config, int[] tokens, LmTrainOptions o, Action<int, double>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(config); ArgumentNullException.ThrowIfNull(tokens); ArgumentNullException.ThrowIfNull(o);
@@ -46,6 +54,11 @@ public static class LmTrainer
         AdamW Make(bool matrices) => new(parameters.Values.Where(p => (p.Value.Rank == 2) == matrices), o.LearningRate, Beta1, Beta2, Eps,
             matrices ? o.WeightDecay : 0) { Textbook = true };
         var optimizers = new[] { Make(true), Make(false) };
+        var replica = o.DataParallel?.Invoke(parameters.Values.ToList());
+        int world = replica?.WorldSize ?? 1, rank = replica?.Rank ?? 0;
+        if (o.Batch % world != 0)
+            throw new ArgumentException($"train: batch {o.Batch} does not split evenly over {world} data-parallel replicas", nameof(o));
+        int rows = o.Batch / world;
         var rng = new Random((int)(o.Seed & 0x7fffffff));
         for (int step = 1; step <= o.Steps; step++)
         {
@@ -57,9 +70,15 @@ public static class LmTrainer
                 int start = rng.Next(tokens.Length - o.Context - 1);
                 for (int t = 0; t < o.Context; t++) { input[b * o.Context + t] = tokens[start + t]; target[b * o.Context + t] = tokens[start + t + 1]; }
             }
-            var logits = model.Forward(Tensor.FromArray(input, new Shape(o.Batch, o.Context)).To(o.Device));
-            var loss = -logits.LogSoftmax(-1).Gather(2, Tensor.FromArray(target, new Shape(o.Batch, o.Context, 1)).To(o.Device)).Mean();
+            if (world > 1)
+            {
+                input = input.AsSpan(rank * rows * o.Context, rows * o.Context).ToArray();
+                target = target.AsSpan(rank * rows * o.Context, rows * o.Context).ToArray();
+            }
+            var logits = model.Forward(Tensor.FromArray(input, new Shape(rows, o.Context)).To(o.Device));
+            var loss = -logits.LogSoftmax(-1).Gather(2, Tensor.FromArray(target, new Shape(rows, o.Context, 1)).To(o.Device)).Mean();
             loss.Backward();
+            replica?.FinishGradients();
             foreach (var opt in optimizers)
             {
                 opt.LearningRate = Schedule(o, step);

@@ -84,17 +84,22 @@ public static class Autograd
 
     internal static void Accumulate(Tensor output, Tensor? seed, bool retainGraph, bool createGraph)
     {
-        var grads = Run([output], seed is null ? null : [seed], createGraph, retainGraph, null);
-        using var _ = createGraph ? null : NoGrad();
-        foreach (var (t, g) in grads)
+        // Each leaf's gradient is accumulated as soon as the reverse sweep has differentiated its last use, so that its
+        // post-accumulate hooks (data-parallel gradient all-reduce) overlap with the rest of the backward.
+        Run([output], seed is null ? null : [seed], createGraph, retainGraph, null, (t, g) =>
         {
-            if (!t.IsLeaf || !t.RequiresGrad) continue;
-            var gd = createGraph ? g : g.Detach();
-            t.Grad = t.Grad is null ? gd : t.Grad + gd;
-        }
+            if (!t.RequiresGrad) return;
+            using (createGraph ? null : NoGrad())
+            {
+                var gd = createGraph ? g : g.Detach();
+                t.Grad = t.Grad is null ? gd : t.Grad + gd;
+            }
+            t.RunPostAccumulateGradHooks();
+        });
     }
 
-    static Dictionary<Tensor, Tensor> Run(Tensor[] outputs, Tensor[]? seeds, bool createGraph, bool retainGraph, Tensor[]? wanted)
+    static Dictionary<Tensor, Tensor> Run(Tensor[] outputs, Tensor[]? seeds, bool createGraph, bool retainGraph, Tensor[]? wanted,
+        Action<Tensor, Tensor>? leafDone = null)
     {
         var grads = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < outputs.Length; i++)
@@ -119,6 +124,8 @@ public static class Autograd
         var order = new List<Tensor>();
         var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         var stack = new Stack<(Tensor T, bool Done)>();
+        // With leafDone: how many recorded uses of each leaf, and of each op fed by leaves only, are still to be differentiated.
+        var pending = leafDone is null ? null : new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
         foreach (var y in outputs) stack.Push((y, false));
         while (stack.Count > 0)
         {
@@ -130,21 +137,38 @@ public static class Autograd
             {
                 if (node.Backward is null)
                     throw new InvalidOperationException($"backward: the graph through '{node.Op}' was freed by an earlier backward; pass retainGraph: true to backward through it twice");
-                foreach (var x in node.Inputs) if (x.RequiresGrad && !seen.Contains(x)) stack.Push((x, false));
+                foreach (var x in node.Inputs)
+                {
+                    if (!x.RequiresGrad) continue;
+                    if (pending is not null && (x.IsLeaf || LeafFed(x))) pending[x] = pending.GetValueOrDefault(x) + 1;
+                    if (!seen.Contains(x)) stack.Push((x, false));
+                }
             }
         }
 
         var keep = wanted is null ? null : new HashSet<Tensor>(wanted, ReferenceEqualityComparer.Instance);
+        var early = pending is null ? null : new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         using (createGraph ? new EnableGradScope() : NoGrad())
         {
             for (int k = order.Count - 1; k >= 0; k--)
+                if (order[k].Node is { } node && early?.Contains(order[k]) != true) Process(order[k], node);
+            // Leaves no op consumed (an output that is itself a leaf) are done now.
+            if (leafDone is not null)
+                foreach (var t in order)
+                    if (t.IsLeaf && grads.Remove(t, out var g)) leafDone(t, g);
+        }
+        return grads;
+
+        // One op's backward: its output's gradient, if any reached it, to its inputs' gradients.
+        void Process(Tensor t, GradNode node)
+        {
+            var inputs = node.Inputs;
+            if (grads.TryGetValue(t, out var g))
             {
-                var t = order[k];
-                if (t.Node is not { } node || !grads.TryGetValue(t, out var g)) continue;
                 var inGrads = node.Backward!(g);
-                for (int i = 0; i < node.Inputs.Length; i++)
+                for (int i = 0; i < inputs.Length; i++)
                 {
-                    var x = node.Inputs[i];
+                    var x = inputs[i];
                     var gi = inGrads[i];
                     if (gi is null || !x.RequiresGrad) continue;
                     if (gi.Shape != x.Shape) throw new InvalidOperationException($"backward of '{node.Op}' produced a gradient of shape {gi.Shape} for an input of shape {x.Shape}");
@@ -153,8 +177,25 @@ public static class Autograd
                 if (keep is null || !keep.Contains(t)) grads.Remove(t);
                 if (!retainGraph) node.Release();
             }
+            Consumed(inputs);
         }
-        return grads;
+
+        // With leafDone, a leaf's gradient is handed over once every recorded use of it has been differentiated, so its
+        // hooks (data-parallel all-reduce) overlap with the rest of the backward. An op fed by leaves only (a weight's
+        // transpose) runs as soon as its own uses are done instead of where the depth-first order puts it, which can be
+        // after the whole network below; it only adds into leaves, so no other sum changes order.
+        void Consumed(Tensor[] inputs)
+        {
+            if (pending is null) return;
+            foreach (var x in inputs)
+            {
+                if (!x.RequiresGrad || !pending.ContainsKey(x) || --pending[x] > 0) continue;
+                if (x.Node is { } fed) { early!.Add(x); Process(x, fed); }
+                else if (grads.Remove(x, out var gx)) leafDone!(x, gx);
+            }
+        }
+
+        static bool LeafFed(Tensor x) => x.Node!.Inputs.All(i => !i.RequiresGrad || i.IsLeaf);
     }
 }
 
@@ -177,6 +218,34 @@ public partial class Tensor
 
     /// <summary>Marks this leaf as requiring gradients; returns it.</summary>
     public Tensor RequiresGrad_(bool value = true) { RequiresGrad = value; return this; }
+
+    List<Action<Tensor>>? _postAccumulateGradHooks;
+
+    /// <summary>
+    /// Calls <paramref name="hook"/> with this leaf each time a <see cref="Backward"/> has accumulated its gradient into
+    /// <see cref="Grad"/>: at the point of the reverse sweep where the gradient is final, before the rest of the
+    /// backward runs (PyTorch's <c>register_post_accumulate_grad_hook</c>). Hooks run in registration order on the
+    /// thread of the backward. Dispose the returned handle to remove the hook.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">This tensor is not a leaf.</exception>
+    public IDisposable RegisterPostAccumulateGradHook(Action<Tensor> hook)
+    {
+        ArgumentNullException.ThrowIfNull(hook);
+        if (!IsLeaf) throw new InvalidOperationException("register_post_accumulate_grad_hook: only leaf tensors accumulate gradients; this tensor is an op result");
+        (_postAccumulateGradHooks ??= []).Add(hook);
+        return new HookHandle(this, hook);
+    }
+
+    sealed class HookHandle(Tensor owner, Action<Tensor> hook) : IDisposable
+    {
+        public void Dispose() => owner._postAccumulateGradHooks?.Remove(hook);
+    }
+
+    internal void RunPostAccumulateGradHooks()
+    {
+        if (_postAccumulateGradHooks is not { } hooks) return;
+        foreach (var h in hooks.ToArray()) h(this);
+    }
 
     /// <summary>True for tensors not produced by a recorded op.</summary>
     public bool IsLeaf => Node is null;

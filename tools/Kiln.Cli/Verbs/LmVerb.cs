@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Kiln.Distributed;
 using Kiln.Gpu;
 using Kiln.IO;
 using Spectre.Console;
@@ -13,7 +14,7 @@ public static class LmVerb
     /// <summary>The embedded looping checkpoint shipped beside the executable.</summary>
     public static string EmbeddedModel => Path.Combine(AppContext.BaseDirectory, "Models", "looping-tiny");
 
-    sealed record LoopArgs(Option<string> Model, Option<string?> Loop, Option<int> K, Option<string> Rule, Option<string?> Mode, Option<double> Alpha, Option<double> Beta, Option<string> Cache, Option<string> Device);
+    sealed record LoopArgs(Option<string> Model, Option<string?> Loop, Option<int> K, Option<string> Rule, Option<string?> Mode, Option<double> Alpha, Option<double> Beta, Option<string> Cache, Option<string> Device, Option<bool> TensorParallel);
 
     static LoopArgs AddLoopOptions(Command cmd)
     {
@@ -26,9 +27,20 @@ public static class LmVerb
             new Option<double>("--alpha") { Description = "Damped horizon alpha", DefaultValueFactory = _ => 1.0 },
             new Option<double>("--beta") { Description = "RK anchor weight beta", DefaultValueFactory = _ => 0.5 },
             new Option<string>("--cache") { Description = "Which sub-step writes the window's KV cache: first, last or none", DefaultValueFactory = _ => "first" },
-            Cli.DeviceOption());
-        foreach (var o in new Option[] { a.Model, a.Loop, a.K, a.Rule, a.Mode, a.Alpha, a.Beta, a.Cache, a.Device }) cmd.Options.Add(o);
+            Cli.DeviceOption(),
+            new Option<bool>("--tensor-parallel") { Description = "Split the model over the ranks of an MPI job (mpirun -np N kiln lm ... --tensor-parallel): each rank loads and runs its shard of every attention and MLP block; rank 0 writes the output" });
+        foreach (var o in new Option[] { a.Model, a.Loop, a.K, a.Rule, a.Mode, a.Alpha, a.Beta, a.Cache, a.Device, a.TensorParallel }) cmd.Options.Add(o);
         return a;
+    }
+
+    // The model on this process's device; under --tensor-parallel, this rank's shard, with the MPI world it runs in.
+    static (DecoderModel Model, MpiProcessGroup? Group) LoadModel(ParseResult p, LoopArgs a, Device device)
+    {
+        var group = p.GetValue(a.TensorParallel) ? MpiProcessGroup.Init() : null;
+        var model = DecoderModel.Load(p.GetValue(a.Model)!, device, group);
+        if (group is { Rank: 0 })
+            Cli.Err.WriteLine($"tensor-parallel over {group.WorldSize} ranks ({group.Library}): {model.Config.Heads / group.WorldSize} of {model.Config.Heads} heads and {model.Config.IntermediateSize / group.WorldSize} of {model.Config.IntermediateSize} MLP columns per rank");
+        return (model, group);
     }
 
     static LoopOptions? ParseLoop(ParseResult p, LoopArgs a)
@@ -69,12 +81,16 @@ public static class LmVerb
                 .Select(s => long.TryParse(s, out long v) ? v : throw new ArgumentException($"--ids: '{s}' is not an integer")).ToArray();
             if (tokens.Length == 0) throw new ArgumentException("--ids: no token ids given");
             using var lease = Cli.OpenDevice(p, a.Device);
-            var model = DecoderModel.Load(p.GetValue(a.Model)!, lease.Device);
+            var (model, group) = LoadModel(p, a, lease.Device);
+            using var _ = group;
             var loop = ParseLoop(p, a);
             Tensor logits;
             using (Autograd.NoGrad()) logits = model.Forward(Tensor.FromArray(tokens, new Shape(1, tokens.Length)).To(lease.Device), null, loop);
-            Npy.Save(p.GetValue(outFile)!, logits.Reshape(tokens.Length, model.Config.VocabSize).To(DType.Float32).Contiguous());
-            Cli.Err.WriteLine($"wrote {tokens.Length} x {model.Config.VocabSize} logits{(loop is null ? "" : $" ({loop})")} to {p.GetValue(outFile)}");
+            if (group is null or { Rank: 0 })
+            {
+                Npy.Save(p.GetValue(outFile)!, logits.Reshape(tokens.Length, model.Config.VocabSize).To(DType.Float32).Contiguous());
+                Cli.Err.WriteLine($"wrote {tokens.Length} x {model.Config.VocabSize} logits{(loop is null ? "" : $" ({loop})")} to {p.GetValue(outFile)}");
+            }
             return 0;
         });
         return cmd;
@@ -94,13 +110,15 @@ public static class LmVerb
         {
             string dir = p.GetValue(a.Model)!;
             using var lease = Cli.OpenDevice(p, a.Device);
-            var model = DecoderModel.Load(dir, lease.Device);
+            var (model, group) = LoadModel(p, a, lease.Device);
+            using var _ = group;
             var tok = HfCheckpoint.LoadTokenizer(dir);
             var loop = ParseLoop(p, a);
             if (loop is not null) loop = loop with { Decode = ParseEnum<LoopDecode>(p.GetValue(decode)!, "--decode") };
             var ids = tok.EncodeToIds(p.GetValue(prompt)!).ToArray();
             var outIds = model.Generate(ids, p.GetValue(max), loop, p.GetValue(temp), new Generator(p.GetValue(seed)));
-            Console.Out.WriteLine(p.GetValue(prompt) + tok.Decode(outIds));
+            // Every rank holds the same logits (the all-reduce gives equal bits), so every rank picks the same tokens.
+            if (group is null or { Rank: 0 }) Console.Out.WriteLine(p.GetValue(prompt) + tok.Decode(outIds));
             return 0;
         });
         return cmd;
@@ -118,12 +136,14 @@ public static class LmVerb
         {
             string dir = p.GetValue(a.Model)!;
             using var lease = Cli.OpenDevice(p, a.Device);
-            var model = DecoderModel.Load(dir, lease.Device);
+            var (model, group) = LoadModel(p, a, lease.Device);
+            using var _ = group;
             var tokens = HfCheckpoint.LoadTokenizer(dir).EncodeToIds(File.ReadAllText(p.GetValue(text)!)).ToArray();
             var loop = ParseLoop(p, a);
             var nll = Methods.Looping.Perplexity.WindowNll(model, tokens, p.GetValue(ctx), loop);
             if (nll.Length == 0) throw new ArgumentException($"--text: {tokens.Length} tokens are fewer than one window of {p.GetValue(ctx)}");
             double ppl = Math.Exp(nll.Average());
+            if (group is { Rank: > 0 }) return 0;
             if (p.GetValue(json)) Cli.JsonLine(new { perplexity = ppl, windows = nll.Length, context = p.GetValue(ctx), loop = loop?.ToString() });
             else Cli.Err.WriteLine($"perplexity {ppl:F3} over {nll.Length} windows of {p.GetValue(ctx)} tokens{(loop is null ? "" : $" ({loop})")}");
             return 0;
