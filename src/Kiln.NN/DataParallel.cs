@@ -13,7 +13,7 @@ public interface IDataParallel
     int WorldSize { get; }
     /// <summary>
     /// Waits until the gradients of this step's backward are averaged over the replicas; afterwards every replica's
-    /// parameters hold the same <see cref="Parameter.Grad"/>. Call it after backward, before the optimizer step.
+    /// parameters hold the same <see cref="Tensor.Grad"/>. Call it after backward, before the optimizer step.
     /// </summary>
     void FinishGradients();
 }
