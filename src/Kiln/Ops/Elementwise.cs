@@ -225,6 +225,68 @@ namespace Kiln.Ops
         }
     }
 
+    /// <summary>
+    /// The value-class predicates (isnan, isinf, isposinf, isneginf, isfinite: Bool, exact) and nan_to_num (exact: each
+    /// value kept or replaced; with PyTorch's defaults, the dtype's extremes, in cases with an even seed, and with given
+    /// replacements in the others). Integer tensors hold only finite values.
+    /// </summary>
+    public sealed class ValueClassDefinition : OpDefinition
+    {
+        readonly Func<Tensor, OpCase?, Tensor> _op;
+        readonly Func<double, DType, OpCase?, double> _reference;
+        readonly bool _bool;
+
+        ValueClassDefinition(string name, Func<Tensor, OpCase?, Tensor> op, Func<double, DType, OpCase?, double> reference, bool isBool)
+            : base(name, "elementwise", [DType.Float32, DType.Float64, DType.Int32, DType.Int64], new Domain(-3, 3, double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0.0, -0.0, 1e300), Tolerance.Exact)
+        {
+            _op = op; _reference = reference; _bool = isBool;
+        }
+
+        static double Max(DType dtype) => dtype == DType.Float32 ? float.MaxValue : double.MaxValue;
+
+        // Replacements of a case: PyTorch's defaults for an even seed (and the special-value pass), given values otherwise.
+        static (double Nan, double? Pos, double? Neg) Args(OpCase? c) => c is { Seed: var s } && s % 2 == 1 ? (1.5, 100.0, -100.0) : (0, null, null);
+
+        static double NanToNum(double v, DType dtype, OpCase? c)
+        {
+            var (nan, pos, neg) = Args(c);
+            return double.IsNaN(v) ? nan : double.IsPositiveInfinity(v) ? pos ?? Max(dtype) : double.IsNegativeInfinity(v) ? neg ?? -Max(dtype) : v;
+        }
+
+        static double B(bool b) => b ? 1 : 0;
+
+        /// <summary>The family's definitions.</summary>
+        public static IReadOnlyList<ValueClassDefinition> All { get; } =
+        [
+            new("classify.isnan", (x, _) => x.IsNan(), (v, _, _) => B(double.IsNaN(v)), true),
+            new("classify.isinf", (x, _) => x.IsInf(), (v, _, _) => B(double.IsInfinity(v)), true),
+            new("classify.isposinf", (x, _) => x.IsPosInf(), (v, _, _) => B(double.IsPositiveInfinity(v)), true),
+            new("classify.isneginf", (x, _) => x.IsNegInf(), (v, _, _) => B(double.IsNegativeInfinity(v)), true),
+            new("classify.isfinite", (x, _) => x.IsFinite(), (v, _, _) => B(double.IsFinite(v)), true),
+            new("select.nan_to_num", (x, c) => { var (n, p, q) = Args(c); return x.NanToNum(n, p, q); }, NanToNum, false),
+        ];
+
+        /// <inheritdoc/>
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var x = Input(c, dtype, device);
+            var y = _op(x, c);
+            if (y.DType != (_bool ? DType.Bool : dtype)) return CheckResult.Equal([0], [1], $"{Name}: result dtype {y.DType}");
+            return CheckResult.Equal(x.ToDoubleArray().Select(v => _reference(v, dtype, c)).ToArray(), y.ToDoubleArray(), Name);
+        }
+
+        /// <inheritdoc/>
+        public override IReadOnlyList<SpecialClassResult> CheckSpecials(Device device, DType dtype, bool relaxed = false)
+        {
+            var specials = SpecialValues.Of(dtype, Domain);
+            if (specials.Count == 0) return [];
+            var xs = specials.Select(s => s.Value).ToArray();
+            var y = _op(Tensor.FromArray(xs).To(dtype).To(device), null);
+            var expected = xs.Select(v => _reference(v, dtype, null)).ToArray();
+            return SpecialValues.Judge(Tolerance, _bool ? DType.Bool : dtype, relaxed, [.. specials.Select(s => s.Class)], expected, y.ToDoubleArray(), i => [xs[i]]);
+        }
+    }
+
     /// <summary>The elementwise family's definitions.</summary>
     public static class ElementwiseOps
     {
@@ -401,7 +463,8 @@ namespace Kiln.Ops
             [.. Enum.GetValues<BitwiseOp>().Select(op => new BitwiseOpDefinition(op, op is BitwiseOp.LeftShift or BitwiseOp.RightShift ? new Domain(-1, 10) : Domain.Default))];
 
         /// <summary>Every definition of the family.</summary>
-        public static IReadOnlyList<OpDefinition> All { get; } = [.. Unary, .. BinaryOps, .. BitwiseOps, .. Comparisons, new SelectDefinition(false), new SelectDefinition(true)];
+        public static IReadOnlyList<OpDefinition> All { get; } =
+            [.. Unary, .. BinaryOps, .. BitwiseOps, .. Comparisons, new SelectDefinition(false), new SelectDefinition(true), .. ValueClassDefinition.All];
     }
 }
 
