@@ -146,7 +146,8 @@ public static class Safetensors
                 list.Add(p.Name);
             }
         }
-        catch (JsonException e)
+        // JsonElement throws InvalidOperationException when a string's escapes form a lone UTF-16 surrogate.
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
             throw new InvalidDataException($"safetensors index '{indexPath}' is not valid JSON: {e.Message}", e);
         }
