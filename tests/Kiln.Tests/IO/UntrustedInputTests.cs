@@ -184,4 +184,20 @@ public class UntrustedInputTests
         }
         finally { File.Delete(path); }
     }
+
+    [Fact]
+    public void A_gzipped_csv_that_expands_past_the_limit_is_refused()
+    {
+        string path = Path.GetTempFileName() + ".csv.gz";
+        try
+        {
+            using (var gz = new GZipStream(File.Create(path), CompressionLevel.Optimal))
+                for (int i = 0; i < 20000; i++) gz.Write("1,2,3,4,5,6,7,8\n"u8);
+            Assert.True(new FileInfo(path).Length < 16 << 10);
+            Assert.Equal(20000, Csv.Load(path).Features.Shape[0]);
+            var e = Assert.Throws<InvalidDataException>(() => Csv.Load(path, new CsvOptions { Limits = new ReadLimits { MaxDecompressedBytes = 100_000 } }));
+            Assert.Contains("MaxDecompressedBytes", e.Message);
+        }
+        finally { File.Delete(path); }
+    }
 }
