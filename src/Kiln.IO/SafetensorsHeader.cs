@@ -133,8 +133,6 @@ internal static class SafetensorsHeader
             dims.Add((int)x);
             numel = numel == 0 || x == 0 ? 0 : numel > long.MaxValue / 8 / x ? long.MaxValue : numel * x;
         }
-        if (!ShapeFits(dims))
-            throw new InvalidDataException($"safetensors: tensor '{name}' has shape [{string.Join(", ", dims)}], whose leading extents multiply past {int.MaxValue}, more than a Kiln shape holds");
         if (!v.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw new InvalidDataException($"safetensors: tensor '{name}' needs 'data_offsets' [begin, end]");
         long begin = Offset(name, off[0]), end = Offset(name, off[1]);
@@ -148,6 +146,8 @@ internal static class SafetensorsHeader
                 $"{(needed == long.MaxValue ? "more than 2^63" : needed.ToString())} bytes but data_offsets [{begin}, {end}] span {end - begin}");
         if (numel > int.MaxValue)
             throw new InvalidDataException($"safetensors: tensor '{name}' has {numel} elements, more than a Kiln tensor holds ({int.MaxValue})");
+        if (!ShapeFits(dims))
+            throw new InvalidDataException($"safetensors: tensor '{name}' has shape [{string.Join(", ", dims)}], whose leading extents multiply past {int.MaxValue}, more than a Kiln shape holds");
         return new SafetensorsEntry(name, dtype, new Shape(dims.ToArray()), begin, end);
     }
 
