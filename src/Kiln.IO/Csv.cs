@@ -20,6 +20,8 @@ public sealed record CsvOptions
     public bool DropMissing { get; init; }
     /// <summary>The labels' dtype: Int64 (default; values must be whole numbers), Float32 or Float64.</summary>
     public DType LabelDType { get; init; } = DType.Int64;
+    /// <summary>Bounds on a ".gz" file's decompressed size (default <see cref="ReadLimits.Default"/>).</summary>
+    public ReadLimits? Limits { get; init; }
 }
 
 /// <summary>A numeric table read by <see cref="Csv"/>.</summary>
@@ -38,12 +40,16 @@ public sealed record CsvData(Tensor Features, Tensor? Labels, IReadOnlyList<stri
 public static class Csv
 {
     /// <summary>Reads the CSV file at <paramref name="path"/>.</summary>
-    /// <exception cref="InvalidDataException">A field is not a number, a value is missing, rows differ in width, or a label is not whole for Int64.</exception>
+    /// <exception cref="InvalidDataException">A field is not a number, a value is missing, rows differ in width, a label is not whole for Int64,
+    /// or a ".gz" file is corrupt or expands past <see cref="ReadLimits.MaxDecompressedBytes"/>.</exception>
     /// <exception cref="ArgumentException">The label column is unknown, or given both by name and index, or by name without a header.</exception>
     public static CsvData Load(string path, CsvOptions? options = null)
     {
         using var fs = File.OpenRead(path);
-        using Stream s = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(fs, CompressionMode.Decompress) : fs;
+        var limits = options?.Limits ?? ReadLimits.Default;
+        limits.Validate();
+        using Stream s = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)
+            ? new BoundedReadStream(new GZipStream(fs, CompressionMode.Decompress), limits.MaxDecompressedBytes, path) : fs;
         using var reader = new StreamReader(s);
         return Load(reader, options, path);
     }
@@ -95,6 +101,8 @@ public static class Csv
             rowLines.Add(lineNo);
         }
         if (width < 0) width = names?.Length ?? 0;
+        if (width == 0 && (o.LabelIndex is not null || o.LabelColumn is not null))
+            throw new InvalidDataException($"{source}: holds no header and no rows, so it has no label column");
         int label = LabelColumn(o, names, width, source);
         var featureCols = Enumerable.Range(0, width).Where(c => c != label).ToArray();
         var x = new float[rows.Count * featureCols.Length];

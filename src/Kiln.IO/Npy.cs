@@ -59,6 +59,8 @@ public static class Npy
         if (available is long av2 && bytes > av2 - prefix)
             throw new InvalidDataException($"npy: shape ({string.Join(", ", dims)}) of {descr} needs {(bytes == long.MaxValue ? "more than 2^63" : bytes.ToString())} data bytes but only {av2 - prefix} follow the header");
         if (numel > int.MaxValue) throw new InvalidDataException($"npy: shape ({string.Join(", ", dims)}) has {numel} elements, more than a Kiln tensor holds");
+        if (!SafetensorsHeader.ShapeFits(dims))
+            throw new InvalidDataException($"npy: shape ({string.Join(", ", dims)}) has leading extents that multiply past {int.MaxValue}, more than a Kiln shape holds");
         var data = ReadBounded(s, bytes);
         var idims = dims.Select(d => (int)d).ToArray();
         if (!fortran || idims.Length < 2)

@@ -16,7 +16,8 @@ public static class Safetensors
     /// (its "weight_map" names the shard, in the index's folder, that holds each tensor).
     /// For lazy access to a large file use <see cref="SafetensorsFile.Open"/>.
     /// </summary>
-    /// <exception cref="InvalidDataException">A file or the index is malformed.</exception>
+    /// <exception cref="FileNotFoundException">The file, or a shard the index names, does not exist.</exception>
+    /// <exception cref="InvalidDataException">A file or the index is malformed, or a file changed while it was read.</exception>
     public static IReadOnlyDictionary<string, Tensor> Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -146,7 +147,8 @@ public static class Safetensors
                 list.Add(p.Name);
             }
         }
-        catch (JsonException e)
+        // JsonElement throws InvalidOperationException when a string's escapes form a lone UTF-16 surrogate.
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
             throw new InvalidDataException($"safetensors index '{indexPath}' is not valid JSON: {e.Message}", e);
         }

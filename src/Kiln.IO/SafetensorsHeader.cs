@@ -77,11 +77,21 @@ internal static class SafetensorsHeader
             var entries = new List<SafetensorsEntry>();
             var metadata = new Dictionary<string, string>();
             var seen = new HashSet<string>();
-            foreach (var prop in root.EnumerateObject())
+            try
             {
-                if (!seen.Add(prop.Name)) throw new InvalidDataException($"safetensors: the header names '{prop.Name}' twice");
-                if (prop.Name == "__metadata__") { ReadMetadata(prop.Value, metadata); continue; }
-                entries.Add(ReadEntry(prop.Name, prop.Value, dataLength));
+                foreach (var prop in root.EnumerateObject())
+                {
+                    if (!seen.Add(prop.Name)) throw new InvalidDataException($"safetensors: the header names '{prop.Name}' twice");
+                    if (prop.Name == "__metadata__") { ReadMetadata(prop.Value, metadata); continue; }
+                    // The writer refuses an empty name, so a file holding one could not be saved back.
+                    if (prop.Name.Length == 0) throw new InvalidDataException("safetensors: a tensor has an empty name");
+                    entries.Add(ReadEntry(prop.Name, prop.Value, dataLength));
+                }
+            }
+            catch (InvalidOperationException e)
+            {
+                // JsonElement throws this when decoding a string whose escapes form a lone UTF-16 surrogate.
+                throw new InvalidDataException($"safetensors: the header holds a string that is not valid Unicode: {e.Message}", e);
             }
             CheckCoverage(entries, dataLength);
             return (entries, metadata);
@@ -136,8 +146,27 @@ internal static class SafetensorsHeader
                 $"{(needed == long.MaxValue ? "more than 2^63" : needed.ToString())} bytes but data_offsets [{begin}, {end}] span {end - begin}");
         if (numel > int.MaxValue)
             throw new InvalidDataException($"safetensors: tensor '{name}' has {numel} elements, more than a Kiln tensor holds ({int.MaxValue})");
+        if (!ShapeFits(dims))
+            throw new InvalidDataException($"safetensors: tensor '{name}' has shape [{string.Join(", ", dims)}], whose leading extents multiply past {int.MaxValue}, more than a Kiln shape holds");
         return new SafetensorsEntry(name, dtype, new Shape(dims.ToArray()), begin, end);
     }
+
+    /// <summary>
+    /// True when <see cref="Shape"/> accepts <paramref name="dims"/> (each at most int.MaxValue): it bounds every
+    /// running product of the extents, so [2^20, 2^20, 0] is refused although it holds no element.
+    /// </summary>
+    internal static bool ShapeFits(IEnumerable<long> dims)
+    {
+        long p = 1;
+        foreach (long d in dims)
+        {
+            p *= d;
+            if (p > int.MaxValue) return false;
+        }
+        return true;
+    }
+
+    internal static bool ShapeFits(IEnumerable<int> dims) => ShapeFits(dims.Select(d => (long)d));
 
     static long Offset(string name, JsonElement e)
     {

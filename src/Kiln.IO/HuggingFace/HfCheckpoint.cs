@@ -56,7 +56,9 @@ public static class HfCheckpoint
     }
 
     /// <summary>The tokenizer.json of the checkpoint in <paramref name="dir"/> (see <see cref="HfTokenizer.Load"/>).</summary>
-    public static Tokenizer LoadTokenizer(string dir) => HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));
+    /// <param name="dir">The checkpoint folder.</param>
+    /// <param name="limits">The regex match timeout (default <see cref="ReadLimits.Default"/>).</param>
+    public static Tokenizer LoadTokenizer(string dir, ReadLimits? limits = null) => HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"), limits);
 
     /// <summary>
     /// Writes <paramref name="configJson"/> as config.json and <paramref name="weights"/>, in their order and dtypes, as

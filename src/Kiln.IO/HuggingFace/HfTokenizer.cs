@@ -14,21 +14,50 @@ public static class HfTokenizer
     public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
     /// <summary>Loads a tokenizer.json.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="limits">The regex match timeout (default <see cref="ReadLimits.Default"/>).</param>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="NotSupportedException">The model is not BPE (the message names its type).</exception>
-    /// <exception cref="InvalidDataException">The JSON is malformed or lacks the model's vocabulary.</exception>
-    public static Tokenizer Load(string path)
+    /// <exception cref="InvalidDataException">The JSON is malformed, lacks the model's vocabulary, holds a field of the
+    /// wrong type or a key twice, or its pre-tokenizer regex is invalid, matches the empty string or times out.</exception>
+    public static Tokenizer Load(string path, ReadLimits? limits = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"tokenizer: {path} not found", path);
-        return Parse(File.ReadAllText(path), path);
+        return Parse(File.ReadAllText(path), path, limits);
     }
 
-    /// <summary>Builds the tokenizer from the text of a tokenizer.json; <paramref name="source"/> names it in errors.</summary>
-    public static Tokenizer Parse(string json, string source = "tokenizer.json")
+    /// <summary>
+    /// Builds the tokenizer from the text of a tokenizer.json; <paramref name="source"/> names it in errors. The
+    /// pre-tokenizer regex runs with <see cref="ReadLimits.RegexMatchTimeout"/>, so encoding text on which it backtracks
+    /// too long throws <see cref="RegexMatchTimeoutException"/> instead of hanging.
+    /// </summary>
+    /// <param name="json">The file's text.</param>
+    /// <param name="source">The file's name for error messages.</param>
+    /// <param name="limits">The regex match timeout (default <see cref="ReadLimits.Default"/>).</param>
+    /// <exception cref="NotSupportedException">The model is not BPE (the message names its type).</exception>
+    /// <exception cref="InvalidDataException">The JSON is malformed, lacks the model's vocabulary, holds a field of the
+    /// wrong type or a key twice, or its pre-tokenizer regex is invalid, matches the empty string or times out.</exception>
+    public static Tokenizer Parse(string json, string source = "tokenizer.json", ReadLimits? limits = null)
     {
-        JsonObject root;
-        try { root = JsonNode.Parse(json) as JsonObject ?? throw new InvalidDataException($"{source}: the top level is not an object"); }
-        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{source}: malformed JSON ({e.Message})", e); }
+        ArgumentNullException.ThrowIfNull(json);
+        limits ??= ReadLimits.Default;
+        limits.Validate();
+        try
+        {
+            return Build(json, source, limits);
+        }
+        // System.Text.Json.Nodes reports duplicate keys (ArgumentException), a value of the wrong JSON type or a lone
+        // surrogate escape (InvalidOperationException) and malformed numbers (FormatException) lazily; the tokenizer
+        // library reports bad vocabularies and merges with ArgumentException. All of them mean a malformed file.
+        catch (Exception e) when (e is System.Text.Json.JsonException or ArgumentException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{source}: {e.Message}", e);
+        }
+    }
+
+    static Tokenizer Build(string json, string source, ReadLimits limits)
+    {
+        var root = JsonNode.Parse(json) as JsonObject ?? throw new InvalidDataException($"{source}: the top level is not an object");
         var model = root["model"] as JsonObject ?? throw new InvalidDataException($"{source}: no 'model' object");
         string type = (string?)model["type"] ?? "BPE";
         if (type != "BPE") throw new NotSupportedException($"{source}: tokenizer model type '{type}' is not supported (BPE only)");
@@ -58,9 +87,32 @@ public static class HfTokenizer
             ByteLevel = byteLevel,
             UnknownToken = (string?)model["unk_token"],
             PreTokenizer = pattern is null ? PreTokenizer.CreateWhiteSpace(special.Count > 0 ? special : null)
-                : new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), special.Count > 0 ? special : null),
+                : new RegexPreTokenizer(SplitRegex(pattern, source, limits), special.Count > 0 ? special : null),
         };
         return BpeTokenizer.Create(options);
+    }
+
+    // Text on which a pre-tokenizer pattern's empty matches would show: letters, digits, punctuation, spaces, newlines
+    // and non-ASCII, at the starts, middles and ends of words.
+    const string Probe = "Hello, world! It's 2024.\n\t  x_y-z 'ab' na\u00efve \u65e5\u672c\u8a9e \u00a0end";
+
+    // The library loops forever on an empty pre-token, so a pattern that matches the empty string (at the start of the
+    // input or anywhere on the probe text) is refused; the timeout bounds every match, including the probe's.
+    static Regex SplitRegex(string pattern, string source, ReadLimits limits)
+    {
+        Regex regex;
+        try { regex = new Regex(pattern, RegexOptions.Compiled, limits.RegexMatchTimeout); }
+        catch (ArgumentException e) { throw new InvalidDataException($"{source}: the pre-tokenizer regex /{pattern}/ is invalid: {e.Message}", e); }
+        try
+        {
+            if (regex.Match("").Success || regex.Matches(Probe).Any(m => m.Length == 0))
+                throw new InvalidDataException($"{source}: the pre-tokenizer regex /{pattern}/ matches the empty string, which would never advance through the text");
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new InvalidDataException($"{source}: the pre-tokenizer regex /{pattern}/ ran past the {limits.RegexMatchTimeout.TotalSeconds} s match timeout on a short probe text", e);
+        }
+        return regex;
     }
 
     static string? FindSplitPattern(JsonNode? node) => node switch

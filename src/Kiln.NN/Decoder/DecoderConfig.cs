@@ -136,6 +136,21 @@ public sealed record DecoderConfig
     /// <exception cref="InvalidDataException">The JSON is malformed or a required field is missing or inconsistent.</exception>
     public static DecoderConfig FromJson(string json)
     {
+        ArgumentNullException.ThrowIfNull(json);
+        try
+        {
+            return Parse(json);
+        }
+        // System.Text.Json.Nodes reports duplicate keys (ArgumentException), values of the wrong JSON type and lone
+        // surrogate escapes (InvalidOperationException) and malformed numbers (FormatException) lazily, as they are read.
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"config.json: {e.Message}", e);
+        }
+    }
+
+    static DecoderConfig Parse(string json)
+    {
         JsonObject o;
         try { o = JsonNode.Parse(json) as JsonObject ?? throw new InvalidDataException("config.json: the top level is not an object"); }
         catch (JsonException e) { throw new InvalidDataException($"config.json: malformed JSON ({e.Message})", e); }
@@ -326,7 +341,9 @@ public sealed record DecoderConfig
     static double DoubleOr(JsonObject? o, string key, double fallback)
     {
         if (o?[key] is not { } n) return fallback;
-        if (n is JsonValue v && v.TryGetValue<double>(out double d)) return d;
+        if (n is JsonValue v && v.TryGetValue<double>(out double d))
+            // 1e309 parses as infinity, which ToJson could not write back.
+            return double.IsFinite(d) ? d : throw new InvalidDataException($"config.json: '{key}' is {n.ToJsonString()}, outside the range of a double");
         throw new InvalidDataException($"config.json: '{key}' is not a number");
     }
 

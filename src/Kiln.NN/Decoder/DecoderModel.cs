@@ -40,7 +40,8 @@ public sealed partial class DecoderModel
         Tensor W(string name, params int[] shape)
         {
             if (!weights.TryGetValue(name, out var t)) throw new InvalidDataException($"checkpoint: missing tensor '{name}' (shape [{string.Join(", ", shape)}])");
-            if (t.Shape != new Shape(shape)) throw new InvalidDataException($"checkpoint: tensor '{name}' has shape {t.Shape}, expected [{string.Join(", ", shape)}]");
+            // Compared extent by extent: a config's shape need not fit a Shape (vocab_size * hidden_size past 2^31).
+            if (!t.Shape.ToArray().AsSpan().SequenceEqual(shape)) throw new InvalidDataException($"checkpoint: tensor '{name}' has shape {t.Shape}, expected [{string.Join(", ", shape)}]");
             return trainable ? t : t.To(dtype);
         }
         Tensor Linear(string name, int outDim, int inDim)
@@ -55,6 +56,8 @@ public sealed partial class DecoderModel
         _norm = W("model.norm.weight", d);
         _trainable = trainable;
         _headT = c.TieWordEmbeddings ? (trainable ? _embed : _embed.T.Contiguous()) : Linear("lm_head.weight", c.VocabSize, d);
+        // A tiny config.json can claim any layer count: the last layer must exist before the layer array is allocated.
+        W($"model.layers.{c.Layers - 1}.input_layernorm.weight", d);
         _layers = new DecoderLayer[c.Layers];
         for (int i = 0; i < c.Layers; i++)
         {
