@@ -27,6 +27,7 @@ public static class LoopVerb
         foreach (var o in new Option[] { model, eval, text, windows, ks, rules, mode, limit, ctx, plot, json, device }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
+            Cli.OutputFile(p.GetValue(plot)!, "--plot");
             using var lease = Cli.OpenDevice(p, device);
             string dir = p.GetValue(model)!;
             var m = DecoderModel.Load(dir, lease.Device);

@@ -38,6 +38,7 @@ public static class SmoothVerb
         var cmd = new Command("reproduce", "Run the paper's Table 2 (MLE stumps, RobTreeBoost) and Table 3 (joint categorical certificates) and print the paper's numbers beside ours") { json, quick, outDir, device };
         cmd.SetAction(p =>
         {
+            Cli.OutputFolder(p.GetValue(outDir)!, "--out");
             using var lease = Cli.OpenDevice(p, device);
             bool asJson = p.GetValue(json), fast = p.GetValue(quick);
             var setups = Reproduction.Table2.Where(s => !fast || s.Method == "MLE stumps").ToArray();
@@ -214,6 +215,7 @@ public static class SmoothVerb
         o.AddTo(cmd); cmd.Options.Add(outFile); cmd.Options.Add(json);
         cmd.SetAction(p =>
         {
+            Cli.OutputFile(p.GetValue(outFile)!, "--out");
             using var lease = Cli.OpenDevice(p, o.Device);
             var d = o.Load(p, lease.Device);
             var sw = Stopwatch.StartNew();
@@ -224,6 +226,13 @@ public static class SmoothVerb
             return 0;
         });
         return cmd;
+    }
+
+    // The parser's message can quote the text it choked on; the file's name is what the user needs.
+    static SmoothingModel ReadModel(string path)
+    {
+        try { return SmoothingModel.FromJson(File.ReadAllText(path)); }
+        catch (InvalidDataException e) { throw new InvalidDataException($"--model {path}: {e.Message}", e); }
     }
 
     static Command CertifyCommand()
@@ -244,7 +253,7 @@ public static class SmoothVerb
             using var lease = Cli.OpenDevice(p, o.Device);
             var d = o.Load(p, lease.Device);
             var path = p.GetValue(model);
-            var m = path is null ? o.Train(p, d) : SmoothingModel.FromJson(File.ReadAllText(path));
+            var m = path is null ? o.Train(p, d) : ReadModel(path);
             var sw = Stopwatch.StartNew();
             var r = m.Certify(d, p.GetValue(l0));
             double secs = sw.Elapsed.TotalSeconds;
