@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Kiln.Cli;
+using Spectre.Console;
 using Xunit;
 
 namespace Kiln.Tests;
@@ -110,5 +111,51 @@ public class CliErrorTests
         var longest = Cli.Cli.OneLine(new string('x', 5000));
         Assert.Equal(Cli.Cli.MaxMessage, longest.Length);
         Assert.EndsWith("...", longest);
+    }
+}
+
+/// <summary>`kiln`'s output conventions: redirected tables keep rows whole; --json runs write no files unless asked.</summary>
+[Collection(nameof(SerialCollection))]
+public class CliOutputTests
+{
+    [Fact]
+    public void A_redirected_table_wider_than_80_columns_keeps_every_row_on_one_line()
+    {
+        var w = new StringWriter();
+        var console = Cli.Cli.CreateConsole(w, interactive: false);
+        var t = new Table();
+        var cols = Enumerable.Range(0, 14).Select(i => $"column {i}").ToArray();
+        t.AddColumns(cols);
+        t.AddRow(cols.Select((_, i) => (123456.789 * (i + 1)).ToString("F3", System.Globalization.CultureInfo.InvariantCulture)).ToArray());
+        console.Write(t);
+        var lines = w.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines[0].Length > 80);
+        var row = Assert.Single(lines, l => l.Contains("123456.789"));
+        for (int i = 1; i <= 14; i++) Assert.Contains((123456.789 * i).ToString("F3", System.Globalization.CultureInfo.InvariantCulture), row);
+    }
+
+    [Fact]
+    public void A_json_run_writes_no_plot_unless_plot_asks()
+    {
+        static int Reward(params string[] extra)
+        {
+            var root = new System.CommandLine.RootCommand("kiln");
+            root.Subcommands.Add(RewardVerb.Build());
+            var saved = Console.Out;
+            Console.SetOut(new StringWriter());
+            try { return Cli.Cli.Run(root, ["reward", "features", "--d", "4", "--n", "16", "--neurons", "4", "--beta1", "inf", "--seeds", "1", "--json", .. extra]); }
+            finally { Console.SetOut(saved); }
+        }
+        string[] Plots() => Directory.GetFiles(Directory.GetCurrentDirectory(), "reward-features*.png");
+        var before = Plots();
+        Assert.Equal(0, Reward());
+        Assert.Equal(before, Plots());
+        var dir = Directory.CreateTempSubdirectory("kiln-cli-");
+        try
+        {
+            Assert.Equal(0, Reward("--plot", Path.Combine(dir.FullName, "f")));
+            Assert.NotEmpty(Directory.GetFiles(dir.FullName, "f-*.png"));
+        }
+        finally { dir.Delete(recursive: true); }
     }
 }

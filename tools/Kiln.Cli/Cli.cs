@@ -16,13 +16,28 @@ public static class Cli
     public static bool Interactive => !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("CI") is null or "" or "false";
 
     /// <summary>Console for human-readable output: standard error, so standard output stays clean for --json.</summary>
-    public static IAnsiConsole Err { get; } = AnsiConsole.Create(new AnsiConsoleSettings
+    public static IAnsiConsole Err { get; } = CreateConsole(Console.Error, Interactive);
+
+    /// <summary>The width of a console that is not a terminal: wide enough that no table wraps a cell.</summary>
+    public const int RedirectedWidth = 4096;
+
+    /// <summary>
+    /// A console writing to <paramref name="writer"/>: colour and live widgets on an interactive terminal; otherwise
+    /// plain text <see cref="RedirectedWidth"/> wide, so tables in a log or a pipe keep every row on one line instead of
+    /// wrapping cells (which would split numbers) at a default 80 columns.
+    /// </summary>
+    public static IAnsiConsole CreateConsole(TextWriter writer, bool interactive)
     {
-        Out = new AnsiConsoleOutput(Console.Error),
-        Ansi = Interactive ? AnsiSupport.Detect : AnsiSupport.No,
-        ColorSystem = Interactive ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-        Interactive = Interactive ? InteractionSupport.Detect : InteractionSupport.No,
-    });
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = interactive ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = interactive ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = interactive ? InteractionSupport.Detect : InteractionSupport.No,
+        });
+        if (!interactive) console.Profile.Width = RedirectedWidth;
+        return console;
+    }
 
     /// <summary>Parses and runs; argument errors exit with <see cref="BadUsage"/>.</summary>
     public static int Run(RootCommand root, string[] args)

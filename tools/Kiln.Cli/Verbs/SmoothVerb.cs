@@ -33,14 +33,14 @@ public static class SmoothVerb
     {
         var json = JsonOption();
         var quick = new Option<bool>("--quick") { Description = "Only the independent-MLE rows of Table 2 (seconds instead of minutes)" };
-        var outDir = new Option<string>("--out") { Description = "Folder for the PNG of certified accuracy against radius", DefaultValueFactory = _ => "." };
+        var outDir = new Option<string?>("--out") { Description = "Folder for the PNG of certified accuracy against radius (default: the current folder, or none with --json)" };
         var device = Cli.DeviceOption();
         var cmd = new Command("reproduce", "Run the paper's Table 2 (MLE stumps, RobTreeBoost) and Table 3 (joint categorical certificates) and print the paper's numbers beside ours") { json, quick, outDir, device };
         cmd.SetAction(p =>
         {
-            Cli.OutputFolder(p.GetValue(outDir)!, "--out");
-            using var lease = Cli.OpenDevice(p, device);
             bool asJson = p.GetValue(json), fast = p.GetValue(quick);
+            string? outPath = p.GetValue(outDir) is { } given ? Cli.OutputFolder(given, "--out") : asJson ? null : ".";
+            using var lease = Cli.OpenDevice(p, device);
             var setups = Reproduction.Table2.Where(s => !fast || s.Method == "MLE stumps").ToArray();
             string[] joint = fast ? [] : ["credit", "adult"];
             var rows = new List<Table2Row>();
@@ -65,10 +65,12 @@ public static class SmoothVerb
             });
             PrintTable2(rows);
             foreach (var t in tables3) PrintTable3(t);
-            var png = Path.Combine(p.GetValue(outDir)!, "smooth_certified_accuracy.png");
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(png))!);
-            Plot(rows, tables3, png);
-            Cli.Err.MarkupLine($"plot: [bold]{Markup.Escape(png)}[/]");
+            if (outPath is not null)
+            {
+                var png = Path.Combine(outPath, "smooth_certified_accuracy.png");
+                Plot(rows, tables3, png);
+                Cli.Err.MarkupLine($"plot: [bold]{Markup.Escape(png)}[/]");
+            }
             return 0;
         });
         return cmd;
