@@ -75,7 +75,7 @@ public class CliErrorTests
             (code, lines) = RunKiln(SmoothVerb.Build(), "smooth", "train", "--data", bad, "--out", Path.Combine(dir.FullName, "m.json"));
             Assert.Equal(Cli.Cli.BadUsage, code);
             line = Last(lines);
-            Assert.Contains($"{bad}:3", line);
+            Assert.Contains($"{bad}: line 3, column 'b' (1): 'oops' is not a finite number", line);
             Assert.Contains("oops", line);
         }
         finally { dir.Delete(recursive: true); }
