@@ -1,3 +1,4 @@
+using Kiln.Tests.TestKit;
 using Xunit;
 
 namespace Kiln.Tests;
@@ -27,6 +28,21 @@ public class AnomalyTests
             Assert.Null(x.Grad);   // stopped before reaching the leaf
         }
         Assert.False(Autograd.IsAnomalyEnabled);
+    }
+
+    [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
+    public void The_check_runs_on_every_device(string device)
+    {
+        var dev = Devices.Parse(device);
+        using (Autograd.DetectAnomaly())
+        {
+            var x = Tensor.FromArray([0f, 1f, 4f]).To(dev).RequiresGrad_();
+            var e = Assert.Throws<AnomalyException>(() => x.Sqrt().Sum().Backward());
+            Assert.Contains("1 non-finite value(s) of 3", e.Message);
+            var z = Tensor.FromArray([1f, 4f]).To(dev).RequiresGrad_();
+            z.Sqrt().Sum().Backward();
+            Assert.Equal([0.5f, 0.25f], z.Grad!.ToArray<float>());
+        }
     }
 
     [Fact]
