@@ -22,7 +22,17 @@ public sealed record CsvOptions
     public DType LabelDType { get; init; } = DType.Int64;
     /// <summary>Bounds on a ".gz" file's decompressed size (default <see cref="ReadLimits.Default"/>).</summary>
     public ReadLimits? Limits { get; init; }
+    /// <summary>Reject NaN and infinities (which parse as numbers otherwise) as not finite, with their line and column.</summary>
+    public bool FiniteOnly { get; init; }
 }
+
+/// <summary>A numeric table as read by <see cref="Csv.ReadTable"/>, every value in float64.</summary>
+/// <param name="Names">The columns' header names, or "c0", "c1", ... (0-based, as in error messages) without a header.</param>
+/// <param name="HasHeader">Whether the file had a header line.</param>
+/// <param name="Rows">The data rows, each with one value per column.</param>
+/// <param name="Lines">The 1-based line number of each row in the file.</param>
+/// <param name="DroppedRows">Rows dropped for missing values (only with <see cref="CsvOptions.DropMissing"/>).</param>
+public sealed record CsvTable(IReadOnlyList<string> Names, bool HasHeader, IReadOnlyList<double[]> Rows, IReadOnlyList<int> Lines, int DroppedRows);
 
 /// <summary>A numeric table read by <see cref="Csv"/>.</summary>
 /// <param name="Features">Float32 [rows, feature columns].</param>
@@ -64,43 +74,10 @@ public static class Csv
             throw new ArgumentException("csv: give the label column by name or by index, not both", nameof(options));
         if (o.LabelDType is not (DType.Int64 or DType.Float32 or DType.Float64))
             throw new ArgumentException($"csv: labels can be Int64, Float32 or Float64, not {o.LabelDType}", nameof(options));
-        for (int i = 0; i < o.SkipLines; i++) reader.ReadLine();
-        int lineNo = o.SkipLines;
-        string[]? names = null;
-        var rows = new List<double[]>();
-        var rowLines = new List<int>();
-        int width = -1, dropped = 0;
-        string? line;
-        while ((line = reader.ReadLine()) is not null)
-        {
-            lineNo++;
-            if (line.Trim().Length == 0) continue;
-            var fields = line.Split(o.Separator).Select(f => f.Trim().Trim('"').Trim()).ToArray();
-            if (width < 0)
-            {
-                width = fields.Length;
-                bool header = o.HasHeader ?? fields.Any(f => !IsMissing(f) && !double.TryParse(f, NumberStyles.Float, CultureInfo.InvariantCulture, out _));
-                if (header) { names = fields; continue; }
-            }
-            if (fields.Length != width)
-                throw new InvalidDataException($"{source}: line {lineNo} has {fields.Length} fields but {(names is null ? "the first row" : "the header")} has {width}");
-            var row = new double[width];
-            bool missing = false;
-            for (int c = 0; c < width; c++)
-            {
-                if (IsMissing(fields[c]))
-                {
-                    if (o.DropMissing) { missing = true; break; }
-                    throw new InvalidDataException($"{source}: line {lineNo}, column {ColumnName(names, c)}: missing value '{fields[c]}'; set DropMissing to drop such rows");
-                }
-                if (!double.TryParse(fields[c], NumberStyles.Float, CultureInfo.InvariantCulture, out row[c]))
-                    throw new InvalidDataException($"{source}: line {lineNo}, column {ColumnName(names, c)}: '{fields[c]}' is not a number");
-            }
-            if (missing) { dropped++; continue; }
-            rows.Add(row);
-            rowLines.Add(lineNo);
-        }
-        if (width < 0) width = names?.Length ?? 0;
+        var table = ReadTable(reader, o, source);
+        var rows = table.Rows;
+        var names = table.HasHeader ? table.Names.ToArray() : null;
+        int width = table.Names.Count;
         if (width == 0 && (o.LabelIndex is not null || o.LabelColumn is not null))
             throw new InvalidDataException($"{source}: holds no header and no rows, so it has no label column");
         int label = LabelColumn(o, names, width, source);
@@ -117,12 +94,70 @@ public static class Csv
             {
                 y[r] = rows[r][label];
                 if (o.LabelDType == DType.Int64 && (y[r] != Math.Floor(y[r]) || Math.Abs(y[r]) > 1e15))
-                    throw new InvalidDataException($"{source}: line {rowLines[r]}: label {y[r]} is not a whole number; read labels as Float32 or Float64");
+                    throw new InvalidDataException($"{source}: line {table.Lines[r]}: label {y[r]} is not a whole number; read labels as Float32 or Float64");
             }
             labels = o.LabelDType == DType.Int64 ? Tensor.FromArray(y.Select(v => (long)v).ToArray()) : Tensor.FromArray(y).To(o.LabelDType);
         }
-        return new CsvData(features, labels, featureCols.Select(c => names?[c] ?? $"c{c}").ToArray(), label >= 0 ? names?[label] ?? $"c{label}" : null, dropped);
+        return new CsvData(features, labels, featureCols.Select(c => table.Names[c]).ToArray(), label >= 0 ? table.Names[label] : null, table.DroppedRows);
     }
+
+    /// <summary>
+    /// Reads CSV text from <paramref name="reader"/> into float64 rows (the reader behind <see cref="Load(TextReader, CsvOptions?, string)"/>,
+    /// for callers that need full precision or their own column handling); the label options are ignored.
+    /// <paramref name="source"/> names the text in error messages, which give the 1-based line and the 0-based column.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A field is not a number (or not finite with <see cref="CsvOptions.FiniteOnly"/>), a value is missing, a header name is empty, or rows differ in width.</exception>
+    public static CsvTable ReadTable(TextReader reader, CsvOptions? options = null, string source = "csv")
+    {
+        var o = options ?? new CsvOptions();
+        for (int i = 0; i < o.SkipLines; i++) reader.ReadLine();
+        int lineNo = o.SkipLines;
+        string[]? names = null;
+        var rows = new List<double[]>();
+        var rowLines = new List<int>();
+        int width = -1, dropped = 0;
+        string? line;
+        while ((line = reader.ReadLine()) is not null)
+        {
+            lineNo++;
+            if (line.Trim().Length == 0) continue;
+            var fields = line.Split(o.Separator).Select(f => f.Trim().Trim('"').Trim()).ToArray();
+            if (width < 0)
+            {
+                width = fields.Length;
+                bool header = o.HasHeader ?? fields.Any(f => !IsMissing(f) && !double.TryParse(f, NumberStyles.Float, CultureInfo.InvariantCulture, out _));
+                if (header)
+                {
+                    if (Array.IndexOf(fields, "") is var empty and >= 0) throw new InvalidDataException($"{source}: line {lineNo}, column {empty}: the header has an empty column name");
+                    names = fields;
+                    continue;
+                }
+            }
+            if (fields.Length != width)
+                throw new InvalidDataException($"{source}: line {lineNo} has {fields.Length} fields but {(names is null ? "the first row" : "the header")} has {width}");
+            var row = new double[width];
+            bool missing = false;
+            for (int c = 0; c < width; c++)
+            {
+                if (IsMissing(fields[c]))
+                {
+                    if (o.DropMissing) { missing = true; break; }
+                    throw new InvalidDataException($"{source}: line {lineNo}, column {ColumnName(names, c)}: missing value '{fields[c]}'; set DropMissing to drop such rows");
+                }
+                bool parsed = double.TryParse(fields[c], NumberStyles.Float, CultureInfo.InvariantCulture, out row[c]);
+                if (!parsed || o.FiniteOnly && !double.IsFinite(row[c]))
+                    throw new InvalidDataException($"{source}: line {lineNo}, column {ColumnName(names, c)}: '{Clip(fields[c])}' is not a {(o.FiniteOnly ? "finite " : "")}number");
+            }
+            if (missing) { dropped++; continue; }
+            rows.Add(row);
+            rowLines.Add(lineNo);
+        }
+        if (width < 0) width = names?.Length ?? 0;
+        return new CsvTable(names ?? Enumerable.Range(0, width).Select(c => $"c{c}").ToArray(), names is not null, rows, rowLines, dropped);
+    }
+
+    // A field is quoted in a one-line error; a runaway field (a file that is not CSV) must not flood it.
+    static string Clip(string f) => f.Length > 20 ? f[..20] + "..." : f;
 
     static bool IsMissing(string f) => f.Length == 0 || f == "?";
 

@@ -219,36 +219,191 @@ public abstract class Module
 
     /// <summary>
     /// A table of the module tree: each module's dotted name and type, its own parameters' shapes and element count, and
-    /// the totals (parameters, trainable ones, buffers, bytes).
+    /// the totals (parameters, trainable ones, buffers, bytes). <see cref="Module{TIn, TOut}.Summary(TIn)"/> adds each
+    /// module's output shapes for a sample input.
     /// </summary>
-    public string Summary()
+    public string Summary() => Summary(null);
+
+    private protected string Summary(IReadOnlyDictionary<Module, string>? outputs)
     {
-        var rows = new List<(string Name, string Type, string Shapes, long Count)>();
+        var rows = new List<(string Name, string Type, string Output, string Shapes, long Count)>();
         foreach (var (name, m) in NamedModules())
         {
             var own = m._params.Select(p => $"{p.Name} [{string.Join(", ", p.Param.Shape.ToArray())}]").ToArray();
-            rows.Add((name.Length == 0 ? "(root)" : name, m.GetType().Name, string.Join(", ", own), m._params.Sum(p => (long)p.Param.Numel)));
+            string output = outputs is null ? "" : outputs.GetValueOrDefault(m, "-");
+            rows.Add((name.Length == 0 ? "(root)" : name, m.GetType().Name, output, string.Join(", ", own), m._params.Sum(p => (long)p.Param.Numel)));
         }
         int wn = Math.Max(6, rows.Max(r => r.Name.Length)), wt = Math.Max(4, rows.Max(r => r.Type.Length)), ws = Math.Max(10, rows.Max(r => r.Shapes.Length));
+        int wo = outputs is null ? 0 : Math.Max(6, rows.Max(r => r.Output.Length));
+        string Out(string o) => outputs is null ? "" : $"{o.PadRight(wo)}  ";
+        int width = wn + wt + ws + 18 + (outputs is null ? 0 : wo + 2);
         var sb = new System.Text.StringBuilder();
-        sb.AppendLine($"{"module".PadRight(wn)}  {"type".PadRight(wt)}  {"parameters".PadRight(ws)}  {"count",12}");
-        sb.AppendLine(new string('-', wn + wt + ws + 18));
-        foreach (var r in rows) sb.AppendLine($"{r.Name.PadRight(wn)}  {r.Type.PadRight(wt)}  {r.Shapes.PadRight(ws)}  {r.Count,12:N0}");
+        sb.AppendLine($"{"module".PadRight(wn)}  {"type".PadRight(wt)}  {Out("output")}{"parameters".PadRight(ws)}  {"count",12}");
+        sb.AppendLine(new string('-', width));
+        foreach (var r in rows) sb.AppendLine($"{r.Name.PadRight(wn)}  {r.Type.PadRight(wt)}  {Out(r.Output)}{r.Shapes.PadRight(ws)}  {r.Count,12:N0}");
         var ps = Parameters().ToArray();
         var buffers = NamedBuffers().ToArray();
         long bytes = ps.Sum(p => (long)p.Numel * p.Value.DType.Size()) + buffers.Sum(b => (long)b.Buffer.Numel * b.Buffer.DType.Size());
-        sb.AppendLine(new string('-', wn + wt + ws + 18));
+        sb.AppendLine(new string('-', width));
         sb.AppendLine($"parameters: {ps.Sum(p => (long)p.Numel):N0} ({ps.Where(p => p.RequiresGrad).Sum(p => (long)p.Numel):N0} trainable); buffers: {buffers.Sum(b => (long)b.Buffer.Numel):N0}; {bytes:N0} bytes");
         return sb.ToString();
+    }
+
+    // Observers of any module's output whatever its types, for Summary(sample): called by Module<TIn, TOut>.Call.
+    private protected List<Action<Module, object?>>? OutputObservers;
+
+    internal void AddOutputObserverTo(Action<Module, object?> observer) => (OutputObservers ??= []).Add(observer);
+
+    internal void RemoveOutputObserverFrom(Action<Module, object?> observer) => OutputObservers?.Remove(observer);
+
+    /// <summary>Removes a hook from its list when disposed (once).</summary>
+    private protected sealed class HookHandle(Action remove) : IDisposable
+    {
+        Action? _remove = remove;
+        public void Dispose() { _remove?.Invoke(); _remove = null; }
     }
 
     /// <summary>A one-line summary: the type and its parameter count.</summary>
     public override string ToString() => $"{GetType().Name}({ParameterCount:N0} parameters)";
 }
 
-/// <summary>A module with one input and one output: <c>y = module.Forward(x)</c>.</summary>
+/// <summary>
+/// A module with one input and one output: <c>y = module.Call(x)</c>. Subclasses implement <see cref="Forward"/>;
+/// <see cref="Call"/> runs it with the hooks registered on the module (PyTorch's <c>module(x)</c> against
+/// <c>module.forward(x)</c>). Calling <see cref="Forward"/> directly still works and skips the hooks.
+/// </summary>
 public abstract class Module<TIn, TOut> : Module
 {
-    /// <summary>Computes the module's output.</summary>
+    List<Func<Module<TIn, TOut>, TIn, TIn>>? _preHooks;
+    List<Func<Module<TIn, TOut>, TIn, TOut, TOut>>? _hooks;
+    List<Func<Module<TIn, TOut>, Tensor?[], Tensor?[], Tensor?[]?>>? _backwardHooks;
+
+    /// <summary>Computes the module's output (without hooks; callers that want hooks to run use <see cref="Call"/>).</summary>
     public abstract TOut Forward(TIn input);
+
+    /// <summary>
+    /// Runs <see cref="Forward"/> with this module's hooks: the forward pre-hooks (which may replace the input), then
+    /// <see cref="Forward"/>, then the forward hooks (which may replace the output), and, when full backward hooks are
+    /// registered and gradients are recorded, arranges for them to see this call's gradients. Without hooks it is
+    /// <see cref="Forward"/>.
+    /// </summary>
+    public TOut Call(TIn input)
+    {
+        if (_preHooks is null && _hooks is null && _backwardHooks is null && OutputObservers is null) return Forward(input);
+        if (_preHooks is not null) foreach (var h in _preHooks.ToArray()) input = h(this, input);
+        BackwardHookCall? bw = _backwardHooks is { Count: > 0 } && Autograd.IsEnabled ? new BackwardHookCall(this) : null;
+        if (bw is not null) input = (TIn)(object)bw.WrapInput((Tensor)(object)input!);
+        var output = Forward(input);
+        if (_hooks is not null) foreach (var h in _hooks.ToArray()) output = h(this, input, output);
+        if (OutputObservers is not null) foreach (var o in OutputObservers.ToArray()) o(this, output);
+        if (bw is not null) output = (TOut)(object)bw.WrapOutput((Tensor)(object)output!);
+        return output;
+    }
+
+    /// <summary>
+    /// Calls <paramref name="hook"/>(module, input) before each <see cref="Call"/>'s <see cref="Forward"/>; what it
+    /// returns is the input <see cref="Forward"/> gets (return the input to leave it). Hooks run in registration order,
+    /// each seeing the previous one's result (PyTorch's <c>register_forward_pre_hook</c>). Dispose the handle to remove it.
+    /// </summary>
+    public IDisposable RegisterForwardPreHook(Func<Module<TIn, TOut>, TIn, TIn> hook)
+    {
+        ArgumentNullException.ThrowIfNull(hook);
+        (_preHooks ??= []).Add(hook);
+        return new HookHandle(() => _preHooks.Remove(hook));
+    }
+
+    /// <summary>
+    /// Calls <paramref name="hook"/>(module, input, output) after each <see cref="Call"/>'s <see cref="Forward"/>; what
+    /// it returns is the output <see cref="Call"/> gives (return the output to leave it). Hooks run in registration
+    /// order (PyTorch's <c>register_forward_hook</c>). Dispose the handle to remove it.
+    /// </summary>
+    public IDisposable RegisterForwardHook(Func<Module<TIn, TOut>, TIn, TOut, TOut> hook)
+    {
+        ArgumentNullException.ThrowIfNull(hook);
+        (_hooks ??= []).Add(hook);
+        return new HookHandle(() => _hooks.Remove(hook));
+    }
+
+    /// <summary>
+    /// Calls <paramref name="hook"/>(module, gradInput, gradOutput) during a backward through a <see cref="Call"/> of
+    /// this module, once the gradient with respect to its input is known (PyTorch's
+    /// <c>register_full_backward_hook</c>): gradOutput holds the gradient of the output, gradInput that of the input
+    /// (null when the input does not require grad). A hook may return a replacement for gradInput (same length and
+    /// shapes) or null to keep it. Only calls made while gradients are recorded are hooked. Dispose the handle to remove it.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The module's input or output is not a single <see cref="Tensor"/>.</exception>
+    public IDisposable RegisterFullBackwardHook(Func<Module<TIn, TOut>, Tensor?[], Tensor?[], Tensor?[]?> hook)
+    {
+        ArgumentNullException.ThrowIfNull(hook);
+        if (typeof(TIn) != typeof(Tensor) || typeof(TOut) != typeof(Tensor))
+            throw new NotSupportedException($"register_full_backward_hook: {GetType().Name} maps {typeof(TIn).Name} to {typeof(TOut).Name}; full backward hooks need a module from one Tensor to one Tensor");
+        (_backwardHooks ??= []).Add(hook);
+        return new HookHandle(() => _backwardHooks.Remove(hook));
+    }
+
+    /// <summary>
+    /// <see cref="Module.Summary()"/> with an output column: runs <see cref="Call"/> on <paramref name="sampleInput"/>
+    /// without recording gradients and shows the shape of what each module returned (the first time it was called).
+    /// A module its parent runs through <see cref="Forward"/> rather than <see cref="Call"/> shows "-".
+    /// </summary>
+    public string Summary(TIn sampleInput)
+    {
+        var outputs = new Dictionary<Module, string>(ReferenceEqualityComparer.Instance);
+        Action<Module, object?> observe = (m, output) => outputs.TryAdd(m, Describe(output));
+        var modules = NamedModules().Select(x => x.Module).Distinct().ToArray();
+        foreach (var m in modules) m.AddOutputObserverTo(observe);
+        try { using (Autograd.NoGrad()) Call(sampleInput); }
+        finally { foreach (var m in modules) m.RemoveOutputObserverFrom(observe); }
+        return Summary(outputs);
+    }
+
+    static string Describe(object? output) => output switch
+    {
+        Tensor t => $"[{string.Join(", ", t.Shape.ToArray())}]",
+        System.Runtime.CompilerServices.ITuple tuple => "(" + string.Join(", ", Enumerable.Range(0, tuple.Length).Select(i => Describe(tuple[i]))) + ")",
+        IEnumerable<Tensor> ts => "[" + string.Join(", ", ts.Select(Describe)) + "]",
+        null => "null",
+        var o => o.GetType().Name,
+    };
+
+    // One hooked call: identity ops on the input and the output capture grad_output, then grad_input, and fire the
+    // hooks once both are known (as PyTorch's BackwardHook does).
+    sealed class BackwardHookCall(Module<TIn, TOut> module)
+    {
+        Tensor? _gradOutput;
+        bool _inputHooked;
+
+        public Tensor WrapInput(Tensor x)
+        {
+            if (!x.RequiresGrad) return x;
+            _inputHooked = true;
+            return Tensor.Custom("BackwardHookFunctionBackward", [x], xs => xs[0], g => [Fire(g)]);
+        }
+
+        public Tensor WrapOutput(Tensor y)
+        {
+            if (!y.RequiresGrad) return y;
+            return Tensor.Custom("BackwardHookFunctionBackward", [y], ys => ys[0], g =>
+            {
+                _gradOutput = g;
+                // Nothing upstream will reach the input's identity op: the hooks see a null gradInput now.
+                if (!_inputHooked) Fire(null);
+                return [g];
+            });
+        }
+
+        Tensor? Fire(Tensor? gradInput)
+        {
+            Tensor?[] gin = [gradInput];
+            foreach (var h in module._backwardHooks!.ToArray())
+            {
+                var replaced = h(module, gin, [_gradOutput]);
+                if (replaced is null) continue;
+                if (replaced.Length != 1 || gradInput is not null && replaced[0] is { } r && r.Shape != gradInput.Shape)
+                    throw new InvalidOperationException($"full backward hook of {module.GetType().Name}: returned {replaced.Length} gradient(s) of shapes [{string.Join(", ", replaced.Select(t => t?.Shape.ToString() ?? "null"))}] for an input gradient of shape {gradInput?.Shape.ToString() ?? "null"}");
+                gin = replaced;
+            }
+            return gin[0];
+        }
+    }
 }

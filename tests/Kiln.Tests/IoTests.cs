@@ -348,6 +348,25 @@ public class IoTests
     }
 
     [Fact]
+    public void Csv_tables_keep_float64_line_numbers_and_0_based_column_names()
+    {
+        var t = Csv.ReadTable(new StringReader("\n0.1,2\n?,3\n1e300,4\n"), new CsvOptions { DropMissing = true }, "t.csv");
+        Assert.False(t.HasHeader);
+        Assert.Equal(["c0", "c1"], t.Names);
+        Assert.Equal([0.1, 1e300], t.Rows.Select(r => r[0]));   // float64: 0.1 and 1e300 survive
+        Assert.Equal([2, 4], t.Lines);
+        Assert.Equal(1, t.DroppedRows);
+        Assert.Equal(["c0", "c1"], ReadCsv("1,2\n3,4\n", new CsvOptions()).FeatureNames);
+        Assert.Contains("t.csv: line 2, column 'b' (1): 'NaN' is not a finite number",
+            Assert.Throws<InvalidDataException>(() => Csv.ReadTable(new StringReader("a,b\n1,NaN\n"), new CsvOptions { FiniteOnly = true }, "t.csv")).Message);
+        Assert.True(double.IsNaN(Csv.ReadTable(new StringReader("a,b\n1,NaN\n"), null, "t.csv").Rows[0][1]));
+        Assert.Contains("line 1, column 1: the header has an empty column name",
+            Assert.Throws<InvalidDataException>(() => Csv.ReadTable(new StringReader("a,,c\n1,2,3\n"), null, "t.csv")).Message);
+        Assert.Contains($"'{new string('x', 20)}...' is not a number",
+            Assert.Throws<InvalidDataException>(() => Csv.ReadTable(new StringReader("1,2\n3," + new string('x', 5000) + "\n"), null, "t.csv")).Message);
+    }
+
+    [Fact]
     public void Digits_matches_the_shared_csv_and_class_counts()
     {
         var (x, y) = Datasets.Digits();

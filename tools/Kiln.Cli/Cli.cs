@@ -16,13 +16,28 @@ public static class Cli
     public static bool Interactive => !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("CI") is null or "" or "false";
 
     /// <summary>Console for human-readable output: standard error, so standard output stays clean for --json.</summary>
-    public static IAnsiConsole Err { get; } = AnsiConsole.Create(new AnsiConsoleSettings
+    public static IAnsiConsole Err { get; } = CreateConsole(Console.Error, Interactive);
+
+    /// <summary>The width of a console that is not a terminal: wide enough that no table wraps a cell.</summary>
+    public const int RedirectedWidth = 4096;
+
+    /// <summary>
+    /// A console writing to <paramref name="writer"/>: colour and live widgets on an interactive terminal; otherwise
+    /// plain text <see cref="RedirectedWidth"/> wide, so tables in a log or a pipe keep every row on one line instead of
+    /// wrapping cells (which would split numbers) at a default 80 columns.
+    /// </summary>
+    public static IAnsiConsole CreateConsole(TextWriter writer, bool interactive)
     {
-        Out = new AnsiConsoleOutput(Console.Error),
-        Ansi = Interactive ? AnsiSupport.Detect : AnsiSupport.No,
-        ColorSystem = Interactive ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-        Interactive = Interactive ? InteractionSupport.Detect : InteractionSupport.No,
-    });
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = interactive ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = interactive ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = interactive ? InteractionSupport.Detect : InteractionSupport.No,
+        });
+        if (!interactive) console.Profile.Width = RedirectedWidth;
+        return console;
+    }
 
     /// <summary>Parses and runs; argument errors exit with <see cref="BadUsage"/>.</summary>
     public static int Run(RootCommand root, string[] args)
@@ -34,15 +49,78 @@ public static class Cli
             Console.Error.WriteLine("run 'kiln --help' (or 'kiln <verb> --help') for usage");
             return BadUsage;
         }
-        // The default handler would print a stack trace and exit 1; bad input must exit 2 with one line.
+        // The default handler would print a stack trace and exit 1; every error ends with one line instead.
         try { return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }); }
-        catch (Exception ex) when (ex is ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or NotSupportedException)
+        catch (Exception ex)
         {
-            // ArgumentException appends " (Parameter 'x')", which names a C# parameter, not an option.
-            string message = ex is ArgumentException { ParamName: { } p } ? ex.Message.Replace($" (Parameter '{p}')", "") : ex.Message;
-            Console.Error.WriteLine($"kiln: {message}");
-            return BadUsage;
+            ex = Unwrap(ex);
+            if (Environment.GetEnvironmentVariable("KILN_TRACE") == "1") Console.Error.WriteLine(ex);
+            var (code, message) = Describe(ex);
+            Console.Error.WriteLine($"kiln: {OneLine(message)}");
+            return code;
         }
+    }
+
+    /// <summary>True for errors the user's arguments or files cause (exit <see cref="BadUsage"/>): bad values,
+    /// missing, corrupt or unwritable files.</summary>
+    public static bool IsBadInput(Exception ex) => ex is ArgumentException or IOException or UnauthorizedAccessException
+        or InvalidDataException or NotSupportedException or FormatException or System.Text.Json.JsonException;
+
+    static Exception Unwrap(Exception ex)
+    {
+        while (ex is System.Reflection.TargetInvocationException or AggregateException && ex.InnerException is { } inner) ex = inner;
+        return ex;
+    }
+
+    static (int Code, string Message) Describe(Exception ex)
+    {
+        if (!IsBadInput(ex)) return (Failed, $"{ex.GetType().Name}: {ex.Message} (set KILN_TRACE=1 for the stack trace)");
+        // ArgumentException appends " (Parameter 'x')", which names a C# parameter, not an option.
+        string message = ex is ArgumentException { ParamName: { } p } ? ex.Message.Replace($" (Parameter '{p}')", "") : ex.Message;
+        return (BadUsage, message);
+    }
+
+    /// <summary>The message on one line, cut at <see cref="MaxMessage"/> characters so a message that quotes its input
+    /// (a parser echoing a file) cannot flood the terminal.</summary>
+    public static string OneLine(string message)
+    {
+        var line = string.Join(" ", message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        return line.Length <= MaxMessage ? line : line[..(MaxMessage - 3)] + "...";
+    }
+
+    /// <summary>The longest error line <see cref="Run"/> prints.</summary>
+    public const int MaxMessage = 400;
+
+    /// <summary>
+    /// Checks that <paramref name="path"/> (the value of <paramref name="option"/>) can be written as a file before a
+    /// verb spends time computing it: not a folder, and in a folder that exists.
+    /// </summary>
+    /// <exception cref="ArgumentException">The path names a folder, or its folder does not exist.</exception>
+    public static string OutputFile(string path, string option)
+    {
+        if (Directory.Exists(path)) throw new ArgumentException($"{option} {path}: is a folder; name a file");
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (!Directory.Exists(dir)) throw new ArgumentException($"{option} {path}: folder {dir} does not exist");
+        return path;
+    }
+
+    /// <summary>Creates the folder <paramref name="path"/> named by <paramref name="option"/> (if needed) and checks it can be written.</summary>
+    /// <exception cref="ArgumentException">The path names a file, or the folder cannot be created or written.</exception>
+    public static string OutputFolder(string path, string option)
+    {
+        if (File.Exists(path)) throw new ArgumentException($"{option} {path}: is a file; name a folder");
+        try
+        {
+            Directory.CreateDirectory(path);
+            string probe = Path.Combine(path, $".kiln-write-test-{Environment.ProcessId}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"{option} {path}: cannot write there ({e.Message})", e);
+        }
+        return path;
     }
 
     /// <summary>The shared <c>--device SPEC</c> option of the verbs that compute (default cpu); open it with <see cref="OpenDevice"/>.</summary>

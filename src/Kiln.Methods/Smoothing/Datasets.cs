@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.IO.Compression;
+using Kiln.IO;
 
 namespace Kiln.Methods.Smoothing;
 
@@ -74,7 +75,7 @@ public static class SmoothingData
     public static SmoothingDataset BreastCancer()
     {
         using var r = Resource("breast-cancer-wisconsin.data");
-        var table = Csv.Parse(r, "breast-cancer-wisconsin.data", header: false, skipRowsWith: "?");
+        var table = Parse(r, "breast-cancer-wisconsin.data", header: false, dropMissing: true);
         var cols = Enumerable.Range(0, 10).Select(i => i == 0 ? "id" : $"f{i}").Append("class").ToArray();
         return Split("breast_cancer", table with { Names = cols }, 10, 0.8, Scaling.MinMax, []);
     }
@@ -83,7 +84,7 @@ public static class SmoothingData
     public static SmoothingDataset Diabetes()
     {
         using var r = Resource("diabetes.csv");
-        var table = Csv.Parse(r, "diabetes.csv", header: true);
+        var table = Parse(r, "diabetes.csv", header: true);
         return Split("diabetes", table, table.Names.Length - 1, 0.8, Scaling.MinMax, []);
     }
 
@@ -91,8 +92,8 @@ public static class SmoothingData
     {
         using var a = Resource(train);
         using var b = Resource(test);
-        var tr = Csv.Parse(a, train, header: true);
-        var te = Csv.Parse(b, test, header: true);
+        var tr = Parse(a, train, header: true);
+        var te = Parse(b, test, header: true);
         int label = tr.Names.Length - 1;
         var cat = Enumerable.Range(0, label).Where(i => tr.Names[i].StartsWith('c')).ToArray();
         return Build(name, tr, te, label, Scaling.ZScore, cat);
@@ -108,7 +109,7 @@ public static class SmoothingData
     /// <exception cref="ArgumentException">The label or a categorical column is not in the file.</exception>
     public static SmoothingDataset FromCsv(string trainPath, string? testPath, string labelColumn, Scaling scaling, IReadOnlyList<string>? categorical = null, double trainFraction = 0.8)
     {
-        Csv.Table Read(string path) { using var r = new StreamReader(path); return Csv.Parse(r, path, header: null); }
+        Table Read(string path) { using var r = new StreamReader(path); return Parse(r, path, header: null); }
         var tr = Read(trainPath);
         int label = Column(tr.Names, labelColumn, "label-column");
         int[] cat;
@@ -116,7 +117,7 @@ public static class SmoothingData
         else
         {
             var feats = Enumerable.Range(0, tr.Names.Length).Where(i => i != label).ToArray();
-            bool named = feats.All(i => tr.Names[i].Length > 1 && (tr.Names[i][0] is 'c' or 'n') && tr.Names[i][1..].All(char.IsDigit));
+            bool named = tr.HasHeader && feats.All(i => tr.Names[i].Length > 1 && (tr.Names[i][0] is 'c' or 'n') && tr.Names[i][1..].All(char.IsDigit));
             cat = named ? feats.Where(i => tr.Names[i][0] == 'c').ToArray() : [];
         }
         string name = Path.GetFileNameWithoutExtension(trainPath);
@@ -134,21 +135,32 @@ public static class SmoothingData
         throw new ArgumentException($"--{what} '{spec}' names no column (columns: {string.Join(", ", names)}; or a 0-based index below {names.Length})", what);
     }
 
-    static SmoothingDataset Split(string name, Csv.Table t, int label, double fraction, Scaling scaling, int[] cat)
+    sealed record Table(string[] Names, bool HasHeader, IReadOnlyList<double[]> Rows);
+
+    // Kiln.IO's CSV reader (line and 0-based column in messages), strict: finite numbers, rows with '?' dropped on request.
+    static Table Parse(TextReader reader, string source, bool? header, bool dropMissing = false)
+    {
+        var t = Csv.ReadTable(reader, new CsvOptions { HasHeader = header, DropMissing = dropMissing, FiniteOnly = true }, source);
+        if (t.Rows.Count == 0) throw new InvalidDataException($"{source}: no data rows");
+        if (t.Names.Count < 2) throw new InvalidDataException($"{source}: a data set needs at least one feature and a label column");
+        return new Table(t.Names.ToArray(), t.HasHeader, t.Rows);
+    }
+
+    static SmoothingDataset Split(string name, Table t, int label, double fraction, Scaling scaling, int[] cat)
     {
         if (!(fraction > 0 && fraction < 1)) throw new ArgumentOutOfRangeException(nameof(fraction), fraction, "the training fraction must be in (0, 1)");
         int nTrain = (int)(fraction * t.Rows.Count);
         return Build(name, t with { Rows = t.Rows.Take(nTrain).ToList() }, t with { Rows = t.Rows.Skip(nTrain).ToList() }, label, scaling, cat);
     }
 
-    static SmoothingDataset Build(string name, Csv.Table train, Csv.Table test, int label, Scaling scaling, int[] catAll)
+    static SmoothingDataset Build(string name, Table train, Table test, int label, Scaling scaling, int[] catAll)
     {
         var labelValues = train.Rows.Concat(test.Rows).Select(r => r[label]).Distinct().Order().ToArray();
         if (labelValues.Length != 2) throw new InvalidDataException($"{name}: the label column '{train.Names[label]}' has {labelValues.Length} distinct values ({string.Join(", ", labelValues.Take(5))}); binary labels are required");
         var features = Enumerable.Range(0, train.Names.Length).Where(i => i != label).ToArray();
         var cat = catAll.Select(c => Array.IndexOf(features, c)).Where(c => c >= 0).ToArray();
         int d = features.Length;
-        double[] Matrix(Csv.Table t) { var m = new double[t.Rows.Count * d]; for (int i = 0; i < t.Rows.Count; i++) for (int j = 0; j < d; j++) m[i * d + j] = t.Rows[i][features[j]]; return m; }
+        double[] Matrix(Table t) { var m = new double[t.Rows.Count * d]; for (int i = 0; i < t.Rows.Count; i++) for (int j = 0; j < d; j++) m[i * d + j] = t.Rows[i][features[j]]; return m; }
         var xtr = Matrix(train); var xte = Matrix(test);
         foreach (int c in cat)
             foreach (var m in new[] { xtr, xte })
@@ -165,54 +177,9 @@ public static class SmoothingData
                 if (b == 0) b = 1;
                 foreach (var m in new[] { xtr, xte }) for (int i = j; i < m.Length; i += d) m[i] = (m[i] - a) / b;
             }
-        int[] Labels(Csv.Table t) => t.Rows.Select(r => r[label] == labelValues[1] ? 1 : 0).ToArray();
+        int[] Labels(Table t) => t.Rows.Select(r => r[label] == labelValues[1] ? 1 : 0).ToArray();
         return new SmoothingDataset(name, features.Select(f => train.Names[f]).ToArray(),
             Tensor.FromArray(xtr, new Shape(train.Rows.Count, d)), Labels(train),
             Tensor.FromArray(xte, new Shape(test.Rows.Count, d)), Labels(test), cat);
-    }
-}
-
-/// <summary>A strict numeric CSV reader: every row has the header's column count and every field is a number.</summary>
-internal static class Csv
-{
-    public sealed record Table(string[] Names, List<double[]> Rows);
-
-    /// <param name="reader">The text.</param>
-    /// <param name="source">The file name for messages.</param>
-    /// <param name="header">true/false, or null to detect (a first row that is not all numbers is a header).</param>
-    /// <param name="skipRowsWith">Rows with a field equal to this are skipped.</param>
-    public static Table Parse(TextReader reader, string source, bool? header, string? skipRowsWith = null)
-    {
-        string[]? names = null;
-        var rows = new List<double[]>();
-        string? line;
-        int lineNo = 0;
-        while ((line = reader.ReadLine()) is not null)
-        {
-            lineNo++;
-            if (line.Length > 0 && line[^1] == '\r') line = line[..^1];
-            if (line.Trim().Length == 0) continue;
-            var fields = line.Split(',').Select(f => f.Trim().Trim('"')).ToArray();
-            if (names is null && rows.Count == 0)
-            {
-                bool isHeader = header ?? fields.Any(f => !double.TryParse(f, NumberStyles.Float, CultureInfo.InvariantCulture, out _));
-                if (isHeader)
-                {
-                    if (fields.Any(f => f.Length == 0)) throw new InvalidDataException($"{source}:{lineNo}: the header has an empty column name");
-                    names = fields; continue;
-                }
-                names = Enumerable.Range(0, fields.Length).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
-            }
-            if (fields.Length != names!.Length) throw new InvalidDataException($"{source}:{lineNo}: {fields.Length} fields, expected {names.Length}");
-            if (skipRowsWith is not null && fields.Contains(skipRowsWith)) continue;
-            var row = new double[fields.Length];
-            for (int j = 0; j < fields.Length; j++)
-                if (!double.TryParse(fields[j], NumberStyles.Float, CultureInfo.InvariantCulture, out row[j]) || !double.IsFinite(row[j]))
-                    throw new InvalidDataException($"{source}:{lineNo}: field {j + 1} ('{(fields[j].Length > 20 ? fields[j][..20] + "..." : fields[j])}') is not a finite number");
-            rows.Add(row);
-        }
-        if (names is null || rows.Count == 0) throw new InvalidDataException($"{source}: no data rows");
-        if (names.Length < 2) throw new InvalidDataException($"{source}: a data set needs at least one feature and a label column");
-        return new Table(names, rows);
     }
 }

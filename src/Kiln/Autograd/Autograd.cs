@@ -2,9 +2,11 @@ namespace Kiln;
 
 /// <summary>One recorded op: its inputs and the rule that maps the output's gradient to theirs (written in tensor ops,
 /// so it runs on any device and can itself be differentiated).</summary>
-internal sealed class GradNode(string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+internal sealed class GradNode(string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward, string? trace = null)
 {
     public string Op { get; } = op;
+    /// <summary>Where the forward op was called (recorded only under <see cref="Autograd.DetectAnomaly"/>).</summary>
+    public string? Trace { get; } = trace;
     public Tensor[] Inputs { get; private set; } = inputs;
     public Func<Tensor, Tensor?[]>? Backward { get; private set; } = backward;
 
@@ -22,6 +24,46 @@ public static class Autograd
 
     /// <summary>Turns recording off until the returned scope is disposed: <c>using (Autograd.NoGrad()) { ... }</c>.</summary>
     public static IDisposable NoGrad() => new NoGradScope();
+
+    // AsyncLocal so a scope opened around an async training step covers its continuations on other threads.
+    static readonly AsyncLocal<int> _anomalyDepth = new();
+
+    /// <summary>True inside <see cref="DetectAnomaly"/>.</summary>
+    public static bool IsAnomalyEnabled => _anomalyDepth.Value > 0;
+
+    /// <summary>
+    /// Anomaly detection until the returned scope is disposed (PyTorch's <c>torch.autograd.detect_anomaly</c>):
+    /// <c>using (Autograd.DetectAnomaly()) { loss.Backward(); }</c>. Ops recorded inside it keep a short trace of
+    /// where they were called, and every backward run inside it checks each gradient an op's rule produces, stopping
+    /// at the first one holding a NaN or an infinity. Each check reads the gradient back to the host, so use it to
+    /// debug, not to train. The scope flows into async continuations and tasks started inside it.
+    /// </summary>
+    /// <remarks>A backward rule that produces a non-finite gradient throws <see cref="AnomalyException"/>, naming
+    /// the op, the input, and (for ops recorded inside the scope) the forward call site.</remarks>
+    public static IDisposable DetectAnomaly() => new AnomalyScope();
+
+    sealed class AnomalyScope : IDisposable
+    {
+        bool _done;
+        public AnomalyScope() => _anomalyDepth.Value++;
+        public void Dispose() { if (!_done) { _done = true; _anomalyDepth.Value--; } }
+    }
+
+    // The first few call sites outside the Kiln core assembly: the user's line that ran the op, not Kiln's internals.
+    internal static string ForwardTrace()
+    {
+        var core = typeof(Tensor).Assembly;
+        var lines = new System.Diagnostics.StackTrace(2, true).GetFrames()
+            .Where(f => f.GetMethod() is { } m && m.DeclaringType?.Assembly != core)
+            .Take(4)
+            .Select(f =>
+            {
+                var m = f.GetMethod()!;
+                var at = f.GetFileName() is { } file ? $" in {Path.GetFileName(file)}:line {f.GetFileLineNumber()}" : "";
+                return $"   at {m.DeclaringType?.FullName}.{m.Name}{at}";
+            });
+        return string.Join(Environment.NewLine, lines);
+    }
 
     sealed class NoGradScope : IDisposable
     {
@@ -166,12 +208,14 @@ public static class Autograd
             if (grads.TryGetValue(t, out var g))
             {
                 var inGrads = node.Backward!(g);
+                bool anomaly = IsAnomalyEnabled;
                 for (int i = 0; i < inputs.Length; i++)
                 {
                     var x = inputs[i];
                     var gi = inGrads[i];
                     if (gi is null || !x.RequiresGrad) continue;
                     if (gi.Shape != x.Shape) throw new InvalidOperationException($"backward of '{node.Op}' produced a gradient of shape {gi.Shape} for an input of shape {x.Shape}");
+                    if (anomaly) CheckFinite(node, i, gi);
                     grads[x] = grads.TryGetValue(x, out var acc) ? acc + gi : gi;
                 }
                 if (keep is null || !keep.Contains(t)) grads.Remove(t);
@@ -195,8 +239,40 @@ public static class Autograd
             }
         }
 
+        static void CheckFinite(GradNode node, int input, Tensor gi)
+        {
+            long bad;
+            using (NoGrad()) bad = (!gi.IsFinite()).To(DType.Int64).Sum().Item<long>();
+            if (bad > 0) throw new AnomalyException(node.Op, input, bad, gi.Numel, node.Trace);
+        }
+
         static bool LeafFed(Tensor x) => x.Node!.Inputs.All(i => !i.RequiresGrad || i.IsLeaf);
     }
+}
+
+/// <summary>
+/// A backward pass under <see cref="Autograd.DetectAnomaly"/> met a gradient holding a NaN or an infinity: the first
+/// op (in reverse order) whose backward rule produced one.
+/// </summary>
+public sealed class AnomalyException : InvalidOperationException
+{
+    internal AnomalyException(string op, int input, long nonFinite, long numel, string? trace)
+        : base($"backward of '{op}' produced a gradient with {nonFinite} non-finite value(s) of {numel} for its input {input}" +
+               (trace is null
+                   ? " (the op was recorded outside Autograd.DetectAnomaly(), so its forward call site is unknown)"
+                   : $"; the forward op was called{Environment.NewLine}{trace}"))
+    {
+        Op = op; Input = input; ForwardTrace = trace;
+    }
+
+    /// <summary>The op whose backward rule produced the non-finite gradient.</summary>
+    public string Op { get; }
+
+    /// <summary>The position, among the op's inputs, of the input whose gradient is non-finite.</summary>
+    public int Input { get; }
+
+    /// <summary>Where the forward op was called (the first frames outside Kiln), or null when it was recorded outside the anomaly scope.</summary>
+    public string? ForwardTrace { get; }
 }
 
 public partial class Tensor
@@ -271,7 +347,7 @@ public partial class Tensor
         {
             if (x.RequiresGrad)
             {
-                result.Node = new GradNode(op, inputs, backward);
+                result.Node = new GradNode(op, inputs, backward, Autograd.IsAnomalyEnabled ? Autograd.ForwardTrace() : null);
                 result._requiresGrad = true;
                 return result;
             }

@@ -27,6 +27,7 @@ public static class BenchVerb
         };
         cmd.SetAction(parse =>
         {
+            if (parse.GetValue(outDir) is { } outPath) Cli.OutputFolder(outPath, "--out");
             using var lease = Cli.OpenDevice(parse, device);
             bool asJson = parse.GetValue(json), wantPeer = !asJson && !parse.GetValue(noPeer);
             string? peerPath = wantPeer ? parse.GetValue(peer) ?? PeerRunner.Find(Directory.GetCurrentDirectory()) : null;

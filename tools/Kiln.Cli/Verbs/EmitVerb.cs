@@ -81,7 +81,7 @@ public static class EmitVerb
             _ = MethodOps.All;   // the method library's kernels are compiled with the built-in ones
             var kernels = KernelCatalog.All.Where(k => r.GetValue(filter) is not { } f || k.Name.Contains(f)).ToList();
             if (kernels.Count == 0) throw new ArgumentException($"--kernel: no kernel name contains '{r.GetValue(filter)}'", "kernel");
-            string? dir = r.GetValue(outDir);
+            string? dir = r.GetValue(outDir) is { } d ? Cli.OutputFolder(d, "--out") : null;
             bool asJson = r.GetValue(json);
 
             string? Write(CompileResult c)

@@ -80,6 +80,7 @@ public static class LmVerb
             var tokens = p.GetValue(ids)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(s => long.TryParse(s, out long v) ? v : throw new ArgumentException($"--ids: '{s}' is not an integer")).ToArray();
             if (tokens.Length == 0) throw new ArgumentException("--ids: no token ids given");
+            Cli.OutputFile(p.GetValue(outFile)!, "--out");
             using var lease = Cli.OpenDevice(p, a.Device);
             var (model, group) = LoadModel(p, a, lease.Device);
             using var _ = group;

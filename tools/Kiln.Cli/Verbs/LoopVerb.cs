@@ -21,12 +21,13 @@ public static class LoopVerb
         var mode = new Option<string?>("--mode") { Description = "block or layer (default: the model's)" };
         var limit = new Option<int>("--limit") { Description = "Use only the first N items (0: all)", DefaultValueFactory = _ => 0 };
         var ctx = new Option<int>("--context") { Description = "Perplexity window in tokens", DefaultValueFactory = _ => 128 };
-        var plot = new Option<string>("--plot") { Description = "PNG to write", DefaultValueFactory = _ => "loop.png" };
+        var plot = new Option<string?>("--plot") { Description = "PNG to write (default: loop.png, or none with --json)" };
         var json = new Option<bool>("--json") { Description = "One JSON object per setting on standard output" };
         var device = Cli.DeviceOption();
         foreach (var o in new Option[] { model, eval, text, windows, ks, rules, mode, limit, ctx, plot, json, device }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
+            string? png = p.GetValue(plot) is { } given ? Cli.OutputFile(given, "--plot") : p.GetValue(json) ? null : "loop.png";
             using var lease = Cli.OpenDevice(p, device);
             string dir = p.GetValue(model)!;
             var m = DecoderModel.Load(dir, lease.Device);
@@ -46,9 +47,11 @@ public static class LoopVerb
             var rows = Cli.Progress("evaluating settings", settings, report =>
                 LoopSweep.Run(m, s => tok.EncodeToIds(s).ToArray(), items, textTokens, p.GetValue(ctx), wins, kList, ruleList, loopMode, (done, _) => report(done)));
             Report(rows, p.GetValue(json));
-            string png = p.GetValue(plot)!;
-            Plot(rows, png, $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(dir))} ({m.Config.Layers} layers): baseline vs looped windows");
-            Cli.Err.WriteLine($"plot: {Path.GetFullPath(png)}");
+            if (png is not null)
+            {
+                Plot(rows, png, $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(dir))} ({m.Config.Layers} layers): baseline vs looped windows");
+                Cli.Err.WriteLine($"plot: {Path.GetFullPath(png)}");
+            }
             return 0;
         });
         return cmd;

@@ -30,7 +30,7 @@ public static class RewardVerb
     static readonly Option<string> Mode = new("--mode") { Description = "Stage-1 data use: full (one batch) or online (fresh samples each step)", DefaultValueFactory = _ => "full" };
     static readonly Option<string> PsiOpt = new("--psi") { Description = "Stage-1 label factor: y or one", DefaultValueFactory = _ => "y" };
     static readonly Option<string> Norm = new("--normalizer") { Description = "Weight normalizer Z: batch or population", DefaultValueFactory = _ => "batch" };
-    static readonly Option<string?> Plot = new("--plot") { Description = "PNG path prefix for the plots (default: reward-<verb> in the current directory; 'none' for no plot)" };
+    static readonly Option<string?> Plot = new("--plot") { Description = "PNG path prefix for the plots (default: reward-<verb> in the current directory, or none with --json; 'none' for no plot)" };
 
     static Command BuildFeatures()
     {
@@ -74,7 +74,7 @@ public static class RewardVerb
                 return list;
             });
             FeatureTable(results);
-            var prefix = PlotPrefix(p.GetValue(Plot), "reward-features");
+            var prefix = PlotPrefix(p.GetValue(Plot), "reward-features", json);
             if (prefix is not null)
                 foreach (var g in results.GroupBy(r => r.Link))
                     Cli.Err.WriteLine($"plot: {FeaturePlot(g.ToList(), $"{prefix}-{g.Key}.png")}");
@@ -139,7 +139,7 @@ public static class RewardVerb
                 return list;
             });
             ReadoutTable(results, admitShare, p.GetValue(minEss));
-            var prefix = PlotPrefix(p.GetValue(Plot), "reward-readout");
+            var prefix = PlotPrefix(p.GetValue(Plot), "reward-readout", json);
             if (prefix is not null) Cli.Err.WriteLine($"plots: {ReadoutPlot(results, prefix)}");
             return 0;
         });
@@ -265,10 +265,11 @@ public static class RewardVerb
 
     // ------------------------------------------------------------------ parsing and formatting
 
-    static string? PlotPrefix(string? given, string fallback) => given switch
+    // A --json run writes files only when --plot asks for them.
+    static string? PlotPrefix(string? given, string fallback, bool json) => given switch
     {
         "none" => null,
-        null or "" => Path.GetFullPath(fallback),
+        null or "" => json ? null : Path.GetFullPath(fallback),
         var p => Path.GetFullPath(p.EndsWith(".png", StringComparison.OrdinalIgnoreCase) ? p[..^4] : p),
     };
 

@@ -33,13 +33,14 @@ public static class SmoothVerb
     {
         var json = JsonOption();
         var quick = new Option<bool>("--quick") { Description = "Only the independent-MLE rows of Table 2 (seconds instead of minutes)" };
-        var outDir = new Option<string>("--out") { Description = "Folder for the PNG of certified accuracy against radius", DefaultValueFactory = _ => "." };
+        var outDir = new Option<string?>("--out") { Description = "Folder for the PNG of certified accuracy against radius (default: the current folder, or none with --json)" };
         var device = Cli.DeviceOption();
         var cmd = new Command("reproduce", "Run the paper's Table 2 (MLE stumps, RobTreeBoost) and Table 3 (joint categorical certificates) and print the paper's numbers beside ours") { json, quick, outDir, device };
         cmd.SetAction(p =>
         {
-            using var lease = Cli.OpenDevice(p, device);
             bool asJson = p.GetValue(json), fast = p.GetValue(quick);
+            string? outPath = p.GetValue(outDir) is { } given ? Cli.OutputFolder(given, "--out") : asJson ? null : ".";
+            using var lease = Cli.OpenDevice(p, device);
             var setups = Reproduction.Table2.Where(s => !fast || s.Method == "MLE stumps").ToArray();
             string[] joint = fast ? [] : ["credit", "adult"];
             var rows = new List<Table2Row>();
@@ -64,10 +65,12 @@ public static class SmoothVerb
             });
             PrintTable2(rows);
             foreach (var t in tables3) PrintTable3(t);
-            var png = Path.Combine(p.GetValue(outDir)!, "smooth_certified_accuracy.png");
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(png))!);
-            Plot(rows, tables3, png);
-            Cli.Err.MarkupLine($"plot: [bold]{Markup.Escape(png)}[/]");
+            if (outPath is not null)
+            {
+                var png = Path.Combine(outPath, "smooth_certified_accuracy.png");
+                Plot(rows, tables3, png);
+                Cli.Err.MarkupLine($"plot: [bold]{Markup.Escape(png)}[/]");
+            }
             return 0;
         });
         return cmd;
@@ -214,6 +217,7 @@ public static class SmoothVerb
         o.AddTo(cmd); cmd.Options.Add(outFile); cmd.Options.Add(json);
         cmd.SetAction(p =>
         {
+            Cli.OutputFile(p.GetValue(outFile)!, "--out");
             using var lease = Cli.OpenDevice(p, o.Device);
             var d = o.Load(p, lease.Device);
             var sw = Stopwatch.StartNew();
@@ -224,6 +228,13 @@ public static class SmoothVerb
             return 0;
         });
         return cmd;
+    }
+
+    // The parser's message can quote the text it choked on; the file's name is what the user needs.
+    static SmoothingModel ReadModel(string path)
+    {
+        try { return SmoothingModel.FromJson(File.ReadAllText(path)); }
+        catch (InvalidDataException e) { throw new InvalidDataException($"--model {path}: {e.Message}", e); }
     }
 
     static Command CertifyCommand()
@@ -244,7 +255,7 @@ public static class SmoothVerb
             using var lease = Cli.OpenDevice(p, o.Device);
             var d = o.Load(p, lease.Device);
             var path = p.GetValue(model);
-            var m = path is null ? o.Train(p, d) : SmoothingModel.FromJson(File.ReadAllText(path));
+            var m = path is null ? o.Train(p, d) : ReadModel(path);
             var sw = Stopwatch.StartNew();
             var r = m.Certify(d, p.GetValue(l0));
             double secs = sw.Elapsed.TotalSeconds;

@@ -25,8 +25,8 @@ public static class TrainLmVerb
             using var group = p.GetValue(distributed) ? MpiProcessGroup.Init() : null;
             DistributedDataParallel? ddp = null;
             bool lead = group is null || group.Rank == 0;
+            string dir = Cli.OutputFolder(p.GetValue(outDir)!, "--out");
             using var lease = Cli.OpenDevice(p, device);
-            string dir = p.GetValue(outDir)!;
             var (train, held) = TinyLm.Split(File.ReadAllText(p.GetValue(corpus)!));
             var tokJson = HfTokenizer.ByteLevelJson([TinyLm.EndOfText]);
             var tok = HfTokenizer.Parse(tokJson);

@@ -96,6 +96,7 @@ public static class ValidateVerb
         cmd.SetAction(r =>
         {
             if (r.GetValue(listDevices)) return DeviceList.Print(r.GetValue(json));
+            if (r.GetValue(report) is { } reportDir) Cli.OutputFolder(reportDir, "--report");
             _ = MethodOps.All;
             var dtypes = r.GetValue(dtypeFilter) is { } wanted ? ParseDTypes(wanted) : null;
             var leases = new List<DeviceLease>();
