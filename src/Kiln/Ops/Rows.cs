@@ -202,15 +202,7 @@ public static class RowOps
             var y = run(x);
             var want = widens || Name.StartsWith("reduce.arg", StringComparison.Ordinal) ? DType.Int64 : dtype;
             if (y.DType != want) return new CheckResult(double.PositiveInfinity, false, $"{Name}: result dtype {y.DType}, expected {want}");
-            var actual = y.To(DType.Int64).ToArray<long>();
-            if (actual.Length != expected.Length) return new CheckResult(double.PositiveInfinity, false, $"{Name}: {actual.Length} elements, expected {expected.Length}");
-            ulong digest = 14695981039346656037UL;
-            for (int i = 0; i < actual.Length; i++)
-            {
-                if (actual[i] != expected[i]) return new CheckResult(double.PositiveInfinity, false, $"{Name}[{i}]: got {actual[i]}, expected {expected[i]}");
-                digest = (digest ^ (ulong)actual[i]) * 0x100000001B3UL;
-            }
-            return CheckResult.Ok with { Digest = digest };
+            return CheckResult.EqualInt64(expected, y.To(DType.Int64).ToArray<long>(), Name);
         }
     }
 
