@@ -74,7 +74,7 @@ public class IntegerDTypeTests
         return y;
     }
 
-    static Gen<int[]> Axes(int rank) =>
+    static FsCheck.Gen<int[]> Axes(int rank) =>
         from mask in G.ArrayOf(G.Elements(true, false), rank)
         select Enumerable.Range(0, rank).Where(i => mask[i]).ToArray();
 
@@ -97,7 +97,7 @@ public class IntegerDTypeTests
             var prod = x.Prod(t.axes, t.keepDim);
             Assert.Equal(DType.Int64, sum.DType);
             Assert.Equal(DType.Int64, prod.DType);
-            Assert.Equal(x.Shape.Dims.Select((d, i) => reduced.Contains(i) ? 1 : d).Where((d, i) => t.keepDim || !reduced.Contains(i)), sum.Shape.Dims);
+            Assert.Equal(x.Shape.ToArray().Select((d, i) => reduced.Contains(i) ? 1 : d).Where((d, i) => t.keepDim || !reduced.Contains(i)), sum.Shape.ToArray());
             Assert.Equal(Reduce(xd, t.Shape, reduced, 0, (a, b) => unchecked(a + b)), Longs(sum));
             Assert.Equal(Reduce(xd, t.Shape, reduced, 1, (a, b) => unchecked(a * b)), Longs(prod));
         }, maxTest: 30);
@@ -155,7 +155,7 @@ public class IntegerDTypeTests
             var y = a.MatMul(b);
             int batch = Math.Max(t.batchA, t.batchB);
             Assert.Equal(t.dtype, y.DType);
-            Assert.Equal(batch == 0 ? [t.m, t.n] : new[] { batch, t.m, t.n }, y.Shape.Dims);
+            Assert.Equal(batch == 0 ? [t.m, t.n] : new[] { batch, t.m, t.n }, y.Shape.ToArray());
             long[] ad = Longs(a), bd = Longs(b);
             int aStep = t.batchA > 1 ? t.m * t.k : 0, bStep = t.batchB > 1 ? t.k * t.n : 0;
             var expected = Enumerable.Range(0, Math.Max(batch, 1))
@@ -174,7 +174,7 @@ public class IntegerDTypeTests
         var b = Tensor.FromArray(new[] { 2, 1 }).To(dev);
         var dot = a.MatMul(b);
         Assert.Equal(DType.Int32, dot.DType);
-        Assert.Empty(dot.Shape.Dims);
+        Assert.Empty(dot.Shape.ToArray());
         Assert.Equal(-1, dot.Item<int>());
         // Past 2^53 every digit counts: (2^53 + 1) * 3 + 1 * (-2).
         var la = Tensor.FromArray(new long[,] { { (1L << 53) + 1, 1 } }).To(dev);
@@ -210,12 +210,12 @@ public class IntegerDTypeTests
     public void Squeeze_drops_only_listed_size_one_dims()
     {
         var x = Tensor.Zeros(1, 3, 1, 1);
-        Assert.Equal(new[] { 3, 1 }, x.Squeeze([0, -1]).Shape.Dims);
-        Assert.Equal(new[] { 1, 3, 1 }, x.Squeeze([1, 2]).Shape.Dims);
-        Assert.Equal(new[] { 1, 3, 1, 1 }, x.Squeeze([]).Shape.Dims);
+        Assert.Equal(new[] { 3, 1 }, x.Squeeze([0, -1]).Shape.ToArray());
+        Assert.Equal(new[] { 1, 3, 1 }, x.Squeeze([1, 2]).Shape.ToArray());
+        Assert.Equal(new[] { 1, 3, 1, 1 }, x.Squeeze([]).Shape.ToArray());
         // As PyTorch: a dim of another size is kept.
         Assert.Same(x, x.Squeeze(1));
-        Assert.Equal(new[] { 3 }, x.Squeeze().Shape.Dims);
+        Assert.Equal(new[] { 3 }, x.Squeeze().Shape.ToArray());
         var rep = Assert.Throws<ArgumentException>(() => x.Squeeze([0, -4]));
         Assert.Contains("squeeze", rep.Message);
         Assert.Equal("axes", rep.ParamName);
