@@ -183,6 +183,18 @@ public class IntegerDTypeTests
     }
 
     [Fact]
+    public void Einsum_of_Int32_stays_Int32()
+    {
+        var a = Tensor.FromArray(new[] { int.MaxValue, 1 });
+        var y = Tensor.Einsum("i,i->", a, Tensor.FromArray(new[] { 2, 1 }));
+        Assert.Equal(DType.Int32, y.DType);
+        Assert.Equal(-1, y.Item<int>());
+        var rows = Tensor.Einsum("ij->i", Tensor.FromArray(new[,] { { int.MaxValue, 2 }, { 3, 4 } }));
+        Assert.Equal(DType.Int32, rows.DType);
+        Assert.Equal(new[] { int.MinValue + 1, 7 }, rows.ToArray<int>());
+    }
+
+    [Fact]
     public void Mean_of_integers_and_matmul_of_bools_are_refused_naming_the_dtype()
     {
         foreach (var dtype in Ints)
