@@ -19,6 +19,50 @@ public enum GemmKernel
 }
 
 /// <summary>
+/// Exact integer matrix multiply C = A B for Int32 and Int64, accumulated in 64-bit integers (wrapping on overflow, as
+/// PyTorch's; an Int32 result keeps the low 32 bits, which is what a wrapping Int32 accumulation gives). Each product's
+/// B is widened once into a dense k-major Int64 copy; every row of C is then a sum of scaled B rows, a vector
+/// multiply-add over a row of 64-bit accumulators. Rows of C run on all cores, each computed by one thread in a fixed
+/// order. Reference: <see cref="Reference.GemmInt64"/>.
+/// </summary>
+public static class IntegerGemm
+{
+    /// <summary>
+    /// <paramref name="batch"/> products C[t] = A[t] B[t]: A's element (t, i, p) is a[aOff + t*aBs + i*aRs + p*aCs], B's
+    /// (t, p, j) is b[bOff + t*bBs + p*bRs + j*bCs] (batch stride 0 broadcasts), and C is contiguous [batch, m, n] at cOff.
+    /// </summary>
+    public static void RunBatched<T>(int batch, int m, int n, int k, T[] a, int aOff, int aBs, int aRs, int aCs,
+        T[] b, int bOff, int bBs, int bRs, int bCs, T[] c, int cOff) where T : unmanaged, IBinaryInteger<T>
+    {
+        if (batch == 0 || m == 0 || n == 0) return;
+        var wide = new long[k * n];
+        for (int t = 0; t < batch; t++)
+        {
+            // A broadcast B is widened once for every product.
+            if (t == 0 || bBs != 0)
+                for (int p = 0; p < k; p++)
+                    for (int j = 0; j < n; j++) wide[p * n + j] = long.CreateTruncating(b[bOff + t * bBs + p * bRs + j * bCs]);
+            int ta = aOff + t * aBs, tc = cOff + t * m * n;
+            Strided.Parallel(m, 2L * m * n * k, (s, e) =>
+            {
+                var acc = new long[n];
+                for (int i = s; i < e; i++)
+                {
+                    Array.Clear(acc);
+                    for (int p = 0; p < k; p++)
+                    {
+                        long x = long.CreateTruncating(a[ta + i * aRs + p * aCs]);
+                        if (x != 0) TP.MultiplyAdd(new ReadOnlySpan<long>(wide, p * n, n), x, acc, acc);
+                    }
+                    var row = c.AsSpan(tc + i * n, n);
+                    for (int j = 0; j < n; j++) row[j] = T.CreateTruncating(acc[j]);
+                }
+            });
+        }
+    }
+}
+
+/// <summary>
 /// General matrix multiply C = alpha A B + beta C for float32 and float64, with arbitrary row/column strides on A and B
 /// (so every transpose combination is a stride choice) and a leading dimension on C.
 /// The GotoBLAS/BLIS structure: for each NC-wide column block, B's KC-deep slices are packed (a few at a time, as many

@@ -83,6 +83,25 @@ public static class Gemm
     }
 }
 
+/// <summary>
+/// Exact integer GEMM for Int32 and Int64: one thread per element of C, accumulated in 64-bit integers (wrapping, as
+/// PyTorch's; Int32 keeps the low 32 bits) so no backend's 32-bit overflow rules apply. Reference: <see cref="Reference.GemmInt64"/>.
+/// </summary>
+public static class IntegerGemm
+{
+    /// <summary>C[e] for e = (batch, i, j) over the batch x M x N elements of C.</summary>
+    public static void Elements<T, TN>(Index1D e, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, GemmArgs g)
+        where T : unmanaged where TN : struct, INum<T>
+    {
+        TN n = default;
+        int k = e, mn = g.M * g.N, t = k / mn, i = k % mn / g.N, j = k % g.N;
+        int ai = g.AOff + t * g.ABs + i * g.ARs, bj = g.BOff + t * g.BBs + j * g.BCs;
+        long acc = 0;
+        for (int p = 0; p < g.K; p++) acc += n.ToLong(a[ai + p * g.ACs]) * n.ToLong(b[bj + p * g.BRs]);
+        c[g.COff + k] = n.FromLong(acc);
+    }
+}
+
 /// <summary>A 4x4 block of accumulators as sixteen fields, so the backend keeps them in registers.</summary>
 public struct Block4x4<T> where T : unmanaged
 {
@@ -123,4 +142,6 @@ public static class GemmKernels<T, TN> where T : unmanaged where TN : struct, IN
 {
     /// <summary>gemm.tiled: batched C = A B, a 4x4 block of C per thread.</summary>
     public static readonly GroupKernel<ArrayView<T>, ArrayView<T>, ArrayView<T>, GemmArgs> Tiled = new($"gemm.tiled.{Dt.Of<TN>()}", Gemm.Tiled<T, TN>);
+    /// <summary>gemm.integer: exact integer C = A B, one element per thread with 64-bit accumulation.</summary>
+    public static readonly Kernel<ArrayView<T>, ArrayView<T>, ArrayView<T>, GemmArgs> Integer = new($"gemm.integer.{Dt.Of<TN>()}", IntegerGemm.Elements<T, TN>);
 }

@@ -14,21 +14,31 @@ public sealed partial class IlgpuBackend
         {
             case DType.Float32: MatMulT<float, F32>(a, b, c); break;
             case DType.Float64: MatMulT<double, F64>(a, b, c); break;
+            case DType.Int32: MatMulInteger<int, I32>(a, b, c); break;
+            case DType.Int64: MatMulInteger<long, I64>(a, b, c); break;
             default: throw Unsupported("matmul", a.DType);
         }
     });
 
-    void MatMulT<T, TN>(Tensor a, Tensor b, Tensor c) where T : unmanaged where TN : struct, INum<T>
+    void MatMulInteger<T, TN>(Tensor a, Tensor b, Tensor c) where T : unmanaged where TN : struct, INum<T> =>
+        GemmKernels<T, TN>.Integer.Launch(Driver, c.Numel, V<T>(a), V<T>(b), V<T>(c), Args(a, b, c));
+
+    static GemmArgs Args(Tensor a, Tensor b, Tensor c)
     {
-        int batch = c.Shape[0], m = c.Shape[1], n = c.Shape[2];
         var (sa, sb) = (a.Layout.Strides, b.Layout.Strides);
-        var args = new GemmArgs
+        return new GemmArgs
         {
-            M = m, N = n, K = a.Shape[2],
+            M = c.Shape[1], N = c.Shape[2], K = a.Shape[2],
             AOff = Off(a), ABs = sa[0], ARs = sa[1], ACs = sa[2],
             BOff = Off(b), BBs = sb[0], BRs = sb[1], BCs = sb[2],
             COff = Off(c),
         };
+    }
+
+    void MatMulT<T, TN>(Tensor a, Tensor b, Tensor c) where T : unmanaged where TN : struct, INum<T>
+    {
+        int batch = c.Shape[0], m = c.Shape[1], n = c.Shape[2];
+        var args = Args(a, b, c);
         int tile = 4 * GemmGroup;
         var grid = new Index3D((n + tile - 1) / tile, (m + tile - 1) / tile, batch);
         GemmKernels<T, TN>.Tiled.Launch(Driver, grid, new Index3D(GemmGroup, GemmGroup, 1), V<T>(a), V<T>(b), V<T>(c), args);

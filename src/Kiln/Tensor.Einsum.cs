@@ -306,7 +306,7 @@ public partial class Tensor
             labels = [.. labels.Where((_, d) => d != d1 && d != d2), l];
         }
         var summed = labels.Select((l, d) => (l, d)).Where(p => !keep.Contains(p.l)).Select(p => p.d).ToArray();
-        if (summed.Length > 0) { t = t.Sum(summed); labels = [.. labels.Where(keep.Contains)]; }
+        if (summed.Length > 0) { t = t.Sum(summed).To(t.DType); labels = [.. labels.Where(keep.Contains)]; }
         return (t, labels);
     }
 
@@ -332,7 +332,8 @@ public partial class Tensor
             Tensor Spread(Tensor t, int[] labels) =>
                 t.Permute(Axes(labels, all.Where(labels.Contains))).Reshape([.. all.Select(l => labels.Contains(l) ? Extent(t, labels, l) : 1)]);
             var p = Spread(x, la) * Spread(z, lb);
-            if (inner.Length > 0) p = p.Sum([.. Enumerable.Range(all.Length - inner.Length, inner.Length)]);
+            // Sum widens Int32 to Int64; einsum keeps its operands' dtype as PyTorch's (the wrapped low bits are the same).
+            if (inner.Length > 0) p = p.Sum([.. Enumerable.Range(all.Length - inner.Length, inner.Length)]).To(p.DType);
             return (p, [.. batch, .. left, .. right]);
         }
 

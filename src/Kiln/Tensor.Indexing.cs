@@ -71,8 +71,10 @@ public partial class Tensor
     public Tensor Take(Tensor index) => Reshape(-1).Gather(0, index.Reshape(-1)).Reshape(index.Shape.ToArray());
 
     /// <summary>
-    /// One-hot rows: an Int64 tensor of shape S becomes Float32 [S..., classes]. A host path: the labels are copied to
-    /// the host, checked and expanded there, and the result is copied to this tensor's device.
+    /// One-hot rows: an Int64 tensor of shape S becomes [S..., classes] in <paramref name="dtype"/>. The default is
+    /// Float32, where PyTorch's one_hot gives Int64, because the result is mostly multiplied into Float32 losses; pass
+    /// <see cref="DType.Int64"/> for PyTorch's. A host path: the labels are copied to the host, checked and expanded
+    /// there, and the result is copied to this tensor's device.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, classes).</exception>
     public Tensor OneHot(int classes, DType dtype = DType.Float32)

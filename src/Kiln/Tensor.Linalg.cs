@@ -5,14 +5,18 @@ public partial class Tensor
     /// <summary>
     /// Matrix product with NumPy semantics: 1-D operands are promoted (a vector on the left is a row, on the right a
     /// column, and the added dim is removed), and batch dims broadcast. [..., M, K] x [..., K, N] -> [..., M, N].
+    /// Int32 and Int64 operands give an exact product in their dtype, accumulated in 64-bit integers and wrapping on
+    /// overflow as PyTorch's (an Int32 result is the low 32 bits).
     /// </summary>
     /// <exception cref="ShapeMismatchException">The inner dims differ or the batch dims do not broadcast.</exception>
+    /// <exception cref="NotSupportedException">The operands are Bool or a half-precision storage type.</exception>
     public Tensor MatMul(Tensor other)
     {
         Storage.ThrowIfDisposed("matmul"); other.Storage.ThrowIfDisposed("matmul");
         Check.SameDType(this, other, "matmul", nameof(other));
         Check.SameDevice(this, other, "matmul", nameof(other));
-        Check.Floating(this, "matmul", "input");
+        if (!DType.IsFloating() && !DType.IsInteger())
+            throw new NotSupportedException($"matmul: input has dtype {DType}; matmul computes in Float32, Float64, Int32 or Int64 (convert with .To(...))");
         if (Rank == 0 || other.Rank == 0) throw new ShapeMismatchException("matmul", Rank == 0 ? "input" : nameof(other), "both operands need at least one dimension");
         var a = Rank == 1 ? Unsqueeze(0) : this;
         var b = other.Rank == 1 ? other.Unsqueeze(1) : other;

@@ -162,7 +162,11 @@ public partial class Tensor
     /// <summary>The transpose of a matrix (the last two dims swapped for batches).</summary>
     public Tensor T => Rank < 2 ? this : Transpose(-2, -1);
 
-    /// <summary>A view without size-1 dims (or without the given size-1 dim).</summary>
+    /// <summary>
+    /// A view without size-1 dims, or without dim <paramref name="axis"/> when it has size 1 (as PyTorch, a dim of another
+    /// size is kept and the input returned unchanged).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="axis"/> is outside [-rank, rank).</exception>
     public Tensor Squeeze(int? axis = null)
     {
         if (axis is int ax)
@@ -172,6 +176,20 @@ public partial class Tensor
             return Reshape(Shape.ToArray().Where((_, i) => i != a).ToArray());
         }
         return Reshape(Shape.ToArray().Where(d => d != 1).ToArray());
+    }
+
+    /// <summary>
+    /// A view without those of <paramref name="axes"/> that have size 1 (PyTorch's squeeze with a tuple of dims: listed
+    /// dims of another size are kept).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">An axis is outside [-rank, rank).</exception>
+    /// <exception cref="ArgumentException">An axis is listed twice.</exception>
+    public Tensor Squeeze(int[] axes)
+    {
+        ArgumentNullException.ThrowIfNull(axes);
+        var a = axes.Select(x => Check.Axis(x, Rank, "squeeze", nameof(axes))).ToArray();
+        if (a.Distinct().Count() != a.Length) throw new ArgumentException($"squeeze: axis repeated in [{string.Join(", ", axes)}]", nameof(axes));
+        return Reshape(Shape.ToArray().Where((d, i) => d != 1 || Array.IndexOf(a, i) < 0).ToArray());
     }
 
     /// <summary>A view with a size-1 dim inserted at <paramref name="axis"/> (in -rank-1..rank).</summary>

@@ -47,10 +47,17 @@ public partial class Tensor
         return y;
     }
 
-    /// <summary>Sum over <paramref name="axes"/> (all when none given).</summary>
+    // PyTorch's rule for sums and products: Bool and Int32 inputs give Int64, computed in 64-bit integers.
+    bool WidensToInt64 => DType is DType.Bool or DType.Int32;
+
+    /// <summary>
+    /// Sum over <paramref name="axes"/> (all when none given). Bool, Int32 and Int64 inputs give Int64 (PyTorch's rule),
+    /// summed exactly in 64-bit integers (wrapping on overflow).
+    /// </summary>
     public Tensor Sum(int[]? axes = null, bool keepDim = false)
     {
         Storage.ThrowIfDisposed("sum");
+        if (WidensToInt64) return To(DType.Int64).Sum(axes, keepDim);
         var ax = NormalizeAxes(axes, "sum");
         var src = Shape;
         var y = ReducePrimitive(ReduceOp.Sum, ax, keepDim);
@@ -61,6 +68,7 @@ public partial class Tensor
     public Tensor Sum(int axis, bool keepDim = false) => Sum([axis], keepDim);
 
     /// <summary>Mean over <paramref name="axes"/> (all when none given).</summary>
+    /// <exception cref="NotSupportedException">The input is not Float32 or Float64 (as PyTorch, the mean of integers is refused; convert first).</exception>
     public Tensor Mean(int[]? axes = null, bool keepDim = false)
     {
         Check.Floating(this, "mean", "input");
@@ -92,10 +100,14 @@ public partial class Tensor
     /// <summary>Standard deviation over one axis.</summary>
     public Tensor Std(int axis, bool keepDim = false, int correction = 1) => Std([axis], keepDim, correction);
 
-    /// <summary>Product over <paramref name="axes"/>; its gradient is prod / x, so inputs with zeros give no finite gradient there.</summary>
+    /// <summary>
+    /// Product over <paramref name="axes"/>; its gradient is prod / x, so inputs with zeros give no finite gradient there.
+    /// Bool, Int32 and Int64 inputs give Int64 (PyTorch's rule), multiplied exactly in 64-bit integers (wrapping on overflow).
+    /// </summary>
     public Tensor Prod(int[]? axes = null, bool keepDim = false)
     {
         Storage.ThrowIfDisposed("prod");
+        if (WidensToInt64) return To(DType.Int64).Prod(axes, keepDim);
         var ax = NormalizeAxes(axes, "prod");
         var y = ReducePrimitive(ReduceOp.Prod, ax, keepDim);
         var src = Shape;
@@ -220,8 +232,16 @@ public partial class Tensor
         return y;
     }
 
-    /// <summary>Inclusive cumulative sum along <paramref name="axis"/>.</summary>
-    public Tensor Cumsum(int axis) => CumsumImpl(Check.Axis(axis, Rank, "cumsum"), reverse: false);
+    /// <summary>
+    /// Inclusive cumulative sum along <paramref name="axis"/>. Bool, Int32 and Int64 inputs give Int64 (PyTorch's rule),
+    /// summed exactly in 64-bit integers (wrapping on overflow).
+    /// </summary>
+    public Tensor Cumsum(int axis)
+    {
+        Storage.ThrowIfDisposed("cumsum");
+        int a = Check.Axis(axis, Rank, "cumsum");
+        return WidensToInt64 ? To(DType.Int64).CumsumImpl(a, reverse: false) : CumsumImpl(a, reverse: false);
+    }
 
     Tensor CumsumImpl(int a, bool reverse)
     {
@@ -238,16 +258,17 @@ public partial class Tensor
     }
 
     /// <summary>
-    /// Inclusive cumulative product along <paramref name="axis"/> (PyTorch's cumprod), in the input's dtype like
-    /// <see cref="Cumsum"/> (PyTorch would widen Int32 to Int64); integers wrap on overflow. Its gradient is exact with
+    /// Inclusive cumulative product along <paramref name="axis"/> (PyTorch's cumprod): Bool, Int32 and Int64 inputs give
+    /// Int64 like <see cref="Cumsum"/>, multiplied exactly in 64-bit integers (wrapping on overflow). Its gradient is exact with
     /// zeros in the input: before the first zero of a line it is sum_{j&gt;=i} g_j y_j / x_i, at the first zero the
     /// product of the other factors, and zero after it.
     /// </summary>
-    /// <exception cref="NotSupportedException">The dtype has no kernel (Bool, halves).</exception>
+    /// <exception cref="NotSupportedException">The dtype has no kernel (halves).</exception>
     public Tensor Cumprod(int axis)
     {
         Storage.ThrowIfDisposed("cumprod");
         int a = Check.Axis(axis, Rank, "cumprod");
+        if (WidensToInt64) return To(DType.Int64).Cumprod(axis);
         var y = ScanAlong(ScanOp.Prod, a, reverse: false, "cumprod").Values;
         if (!DType.IsFloating()) return y;
         return Record(y, "cumprod", [this], g => [CumprodGrad(a, y, g)]);

@@ -13,8 +13,16 @@ public sealed partial class CpuBackend
         {
             case DType.Float32: MatMulT<float>(a, b, c); break;
             case DType.Float64: MatMulT<double>(a, b, c); break;
+            case DType.Int32: MatMulInteger<int>(a, b, c); break;
+            case DType.Int64: MatMulInteger<long>(a, b, c); break;
             default: throw Unsupported("matmul", a.DType);
         }
+    }
+
+    static void MatMulInteger<T>(Tensor a, Tensor b, Tensor c) where T : unmanaged, IBinaryInteger<T>
+    {
+        var (sa, sb) = (S(a), S(b));
+        IntegerGemm.RunBatched(c.Shape[0], c.Shape[1], c.Shape[2], a.Shape[2], A<T>(a), O(a), sa[0], sa[1], sa[2], A<T>(b), O(b), sb[0], sb[1], sb[2], A<T>(c), O(c));
     }
 
     static void MatMulT<T>(Tensor a, Tensor b, Tensor c) where T : unmanaged, INumber<T>

@@ -6,7 +6,7 @@ namespace Kiln.Ops;
 public static class LinalgOps
 {
     /// <summary>Every definition of the family.</summary>
-    public static IReadOnlyList<OpDefinition> All { get; } = [new GemmDefinition(), new AttentionDefinition(), new EinsumDefinition()];
+    public static IReadOnlyList<OpDefinition> All { get; } = [new GemmDefinition(), new IntegerGemmDefinition(), new AttentionDefinition(), new EinsumDefinition()];
 
     /// <summary>A [.., m, k] (the case's input, any layout) times B [k, n] with n drawn from the seed, judged by the standard bound k u sum|a||b|.</summary>
     sealed class GemmDefinition() : OpDefinition("gemm.matmul", "gemm", [DType.Float32, DType.Float64], new(-1, 1), Tolerance.Bound())
@@ -25,6 +25,48 @@ public static class LinalgOps
             var absB = bd.Select(Math.Abs).ToArray();
             var magnitude = Enumerable.Range(0, batch).SelectMany(t => Reference.Gemm(m, n, k, absA.AsSpan(t * m * k, m * k), absB)).ToArray();
             return Tolerance.Check(expected, a.MatMul(b).ToDoubleArray(), dtype, c, Name, magnitude, k);
+        }
+    }
+
+    /// <summary>
+    /// Exact integer matmul: A [.., m, k] (the case's input, any layout) times B [k, n] (n from the seed; B transposed for
+    /// odd seeds), with values at the dtype's limits, past 2^53 and anywhere in the range, so sums and products wrap;
+    /// checked for equality against the 64-bit integer reference (Int32: its low 32 bits).
+    /// </summary>
+    sealed class IntegerGemmDefinition() : OpDefinition("gemm.matmul_int", "gemm", [DType.Int32, DType.Int64], Domain.Default, Tolerance.Exact)
+    {
+        public override int MinRank => 2;
+
+        static long[] Values(int count, DType dtype, ulong seed)
+        {
+            var rng = new Random((int)(seed % int.MaxValue));
+            long lo = dtype == DType.Int32 ? int.MinValue : long.MinValue, hi = dtype == DType.Int32 ? int.MaxValue : long.MaxValue;
+            var v = new long[count];
+            for (int i = 0; i < count; i++)
+                v[i] = rng.Next(4) switch
+                {
+                    0 => rng.Next(-7, 8),
+                    1 => rng.Next(2) == 0 ? hi - rng.Next(8) : lo + rng.Next(8),
+                    2 when dtype == DType.Int64 => (rng.Next(2) == 0 ? 1 : -1) * ((1L << 53) + rng.Next(8)),
+                    _ => rng.NextInt64(lo, hi),
+                };
+            return v;
+        }
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var (dense, lay) = Layout(c.Shape, c.View);
+            var a = lay(Tensor.FromArray(Values(dense.Aggregate(1, (p, q) => p * q), dtype, c.Seed), new Shape(dense)).To(dtype).To(device));
+            int m = c.Shape[^2], k = c.Shape[^1], n = 1 + (int)(c.Seed % 70), batch = c.Shape[..^2].Aggregate(1, (p, q) => p * q);
+            bool transposed = c.Seed % 2 == 1;
+            var bData = Values(k * n, dtype, c.Seed + 17);
+            var b = (transposed ? Tensor.FromArray(bData, new Shape(n, k)).T : Tensor.FromArray(bData, new Shape(k, n))).To(dtype).To(device);
+            long[] ad = a.Contiguous().To(DType.Int64).ToArray<long>(), bd = b.Contiguous().To(DType.Int64).ToArray<long>();
+            var expected = Enumerable.Range(0, batch).SelectMany(t => Reference.GemmInt64(m, n, k, ad.AsSpan(t * m * k, m * k), bd))
+                .Select(v => dtype == DType.Int32 ? (int)v : v).ToArray();
+            var y = a.MatMul(b);
+            if (y.DType != dtype) return new CheckResult(double.PositiveInfinity, false, $"{Name}: result dtype {y.DType}, expected {dtype}");
+            return CheckResult.EqualInt64(expected, y.To(DType.Int64).ToArray<long>(), Name);
         }
     }
 

@@ -112,13 +112,7 @@ public abstract class OpDefinition
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(domain);
         var g = new Generator(seed);
-        (int[] dense, Func<Tensor, Tensor> lay) = view switch
-        {
-            InputView.Permuted when shape.Length >= 2 => (shape.Reverse().ToArray(), t => t.Permute(Enumerable.Range(0, shape.Length).Reverse().ToArray())),
-            InputView.Sliced when shape.Length >= 1 => ([.. shape[..^1], shape[^1] * 2 + 1], t => t.Slice(-1, 1, null, 2)),
-            InputView.Broadcast when shape.Length >= 1 => ([Math.Min(1, shape[0]), .. shape[1..]], t => t.BroadcastTo(new Shape(shape))),
-            _ => ((int[])shape.Clone(), (Func<Tensor, Tensor>)(t => t)),
-        };
+        var (dense, lay) = Layout(shape, view);
         bool integer = !dtype.IsFloating() && !dtype.IsHalf();
         // Integer inputs take the domain times 7 (or the domain's own integer range), rounded, so they hold ties and more
         // than a few values; no specials.
@@ -131,6 +125,18 @@ public abstract class OpDefinition
             values[(int)((ulong)(i * 7919 + 3) * (seed | 1) % (ulong)values.Length)] = domain.Specials[i];
         return lay(Tensor.FromArray(values, new Shape(dense)).To(dtype).To(device));
     }
+
+    /// <summary>
+    /// The dense shape to fill for an input of <paramref name="shape"/> laid out as <paramref name="view"/>, and the view
+    /// that turns the dense tensor into it.
+    /// </summary>
+    protected static (int[] Dense, Func<Tensor, Tensor> Lay) Layout(int[] shape, InputView view) => view switch
+    {
+        InputView.Permuted when shape.Length >= 2 => (shape.Reverse().ToArray(), t => t.Permute(Enumerable.Range(0, shape.Length).Reverse().ToArray())),
+        InputView.Sliced when shape.Length >= 1 => ([.. shape[..^1], shape[^1] * 2 + 1], t => t.Slice(-1, 1, null, 2)),
+        InputView.Broadcast when shape.Length >= 1 => ([Math.Min(1, shape[0]), .. shape[1..]], t => t.BroadcastTo(new Shape(shape))),
+        _ => ((int[])shape.Clone(), t => t),
+    };
 
     /// <summary>A deterministic sample of cases: every edge shape (empty, scalar, one element, odd extents) and random ones, in every layout.</summary>
     public IEnumerable<OpCase> Cases(int count, ulong seed = 1)

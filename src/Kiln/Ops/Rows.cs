@@ -114,10 +114,97 @@ public static class RowOps
         new RowOpDefinition("softmax.log_softmax", "softmax", Floats, new(-8, 8), new Tolerance(80), row => Reference.Softmax(row, true), x => x.LogSoftmax(-1)),
         new NormDefinition(rms: false),
         new NormDefinition(rms: true),
+        .. ExactIntegerDefinition.All,
         new RowOpDefinition("sort.sort", "sort", Numbers, new(-3, 3, double.NaN), Tolerance.Exact, row => Reference.SortRow(row, true).Values, x => x.Sort(-1, descending: true).Values),
         new RowOpDefinition("sort.argsort", "sort", Numbers, new(-3, 3, double.NaN), Tolerance.Exact,
             row => [.. Reference.SortRow(row, false).Indices.Select(i => (double)i)], x => x.Sort(-1).Indices),
     ];
+
+    /// <summary>
+    /// Sums, products, scans and extremes of Bool, Int32 and Int64 inputs, checked for equality against 64-bit integer
+    /// references (float64 cannot hold these values): inputs mix small values with values at the dtype's limits and, for
+    /// Int64, beyond 2^53 and over the whole range, so sums and products wrap as PyTorch's do. Sums and products of every
+    /// integer dtype give Int64 (PyTorch's rule); extremes keep the input's dtype.
+    /// </summary>
+    sealed class ExactIntegerDefinition(string name, DType[] dtypes, Func<Tensor, Tensor> run, Func<long[], int[], long[]> reference, bool widens, bool emptyRows = true)
+        : OpDefinition(name, "reduce", dtypes, Domain.Default, Tolerance.Exact)
+    {
+        static readonly DType[] Ints = [DType.Bool, DType.Int32, DType.Int64], Ordered = [DType.Int32, DType.Int64];
+
+        public static IReadOnlyList<OpDefinition> All { get; } =
+        [
+            new ExactIntegerDefinition("reduce.sum_int", Ints, x => x.Sum([-1]), Along((r, _) => [Sum(r)]), widens: true),
+            new ExactIntegerDefinition("reduce.sum_all_int", Ints, x => x.Sum(), (d, _) => [Sum(d)], widens: true),
+            new ExactIntegerDefinition("reduce.sum_cols_int", Ints, x => x.Sum([0]), Columns, widens: true),
+            new ExactIntegerDefinition("reduce.prod_int", Ints, x => x.Prod([-1]), Along((r, _) => [Prod(r)]), widens: true),
+            new ExactIntegerDefinition("reduce.cumsum_int", Ints, x => x.Cumsum(-1), Along(Prefix((a, b) => unchecked(a + b))), widens: true),
+            new ExactIntegerDefinition("reduce.cumprod_int", Ints, x => x.Cumprod(-1), Along(Prefix((a, b) => unchecked(a * b))), widens: true),
+            new ExactIntegerDefinition("reduce.amax_int", Ordered, x => x.Amax([-1]), Along((r, _) => [r.Max()]), widens: false, emptyRows: false),
+            new ExactIntegerDefinition("reduce.amin_int", Ordered, x => x.Amin([-1]), Along((r, _) => [r.Min()]), widens: false, emptyRows: false),
+            new ExactIntegerDefinition("reduce.argmax_int", Ordered, x => x.ArgMax(-1), Along((r, _) => [Array.IndexOf(r, r.Max())]), widens: false, emptyRows: false),
+        ];
+
+        public override int MinRank => 1;
+
+        static long Sum(long[] v) { long s = 0; foreach (long x in v) s = unchecked(s + x); return s; }
+        static long Prod(long[] v) { long p = 1; foreach (long x in v) p = unchecked(p * x); return p; }
+
+        static Func<long[], int, long[]> Prefix(Func<long, long, long> op) => (r, _) =>
+        {
+            var y = new long[r.Length];
+            for (int i = 0; i < r.Length; i++) y[i] = i == 0 ? r[0] : op(y[i - 1], r[i]);
+            return y;
+        };
+
+        // Applies f to each row of the last axis.
+        static Func<long[], int[], long[]> Along(Func<long[], int, long[]> f) => (d, shape) =>
+        {
+            int len = shape[^1], rows = len == 0 ? shape[..^1].Aggregate(1, (a, b) => a * b) : d.Length / len;
+            return [.. Enumerable.Range(0, rows).SelectMany(r => f(d[(r * len)..((r + 1) * len)], r))];
+        };
+
+        static long[] Columns(long[] d, int[] shape)
+        {
+            int n0 = shape[0], rest = shape[1..].Aggregate(1, (a, b) => a * b);
+            return [.. Enumerable.Range(0, rest).Select(c => Sum([.. Enumerable.Range(0, n0).Select(i => d[i * rest + c])]))];
+        }
+
+        // Values near zero, at the dtype's limits and (Int64) past 2^53 and anywhere in the range.
+        static long[] Values(int n, DType dtype, ulong seed)
+        {
+            var rng = new Random((int)(seed % int.MaxValue));
+            long lo = dtype == DType.Int32 ? int.MinValue : long.MinValue, hi = dtype == DType.Int32 ? int.MaxValue : long.MaxValue;
+            var v = new long[n];
+            for (int i = 0; i < n; i++)
+                v[i] = dtype == DType.Bool ? rng.Next(2) : rng.Next(5) switch
+                {
+                    0 => rng.Next(-7, 8),
+                    1 => hi - rng.Next(8),
+                    2 => lo + rng.Next(8),
+                    3 when dtype == DType.Int64 => (rng.Next(2) == 0 ? 1 : -1) * ((1L << 53) + rng.Next(8)),
+                    _ => rng.NextInt64(lo, hi),
+                };
+            return v;
+        }
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var (dense, lay) = Layout(c.Shape, c.View);
+            var data = Values(dense.Aggregate(1, (a, b) => a * b), dtype, c.Seed);
+            var x = lay(Tensor.FromArray(data, new Shape(dense)).To(dtype).To(device));
+            if (c.Shape[^1] == 0 && !emptyRows)
+            {
+                try { run(x); }
+                catch (ArgumentException) { return CheckResult.Ok; }
+                return new CheckResult(double.PositiveInfinity, false, $"{Name}: an empty axis was accepted");
+            }
+            var expected = reference(x.Contiguous().To(DType.Int64).ToArray<long>(), c.Shape);
+            var y = run(x);
+            var want = widens || Name.StartsWith("reduce.arg", StringComparison.Ordinal) ? DType.Int64 : dtype;
+            if (y.DType != want) return new CheckResult(double.PositiveInfinity, false, $"{Name}: result dtype {y.DType}, expected {want}");
+            return CheckResult.EqualInt64(expected, y.To(DType.Int64).ToArray<long>(), Name);
+        }
+    }
 
     /// <summary>Sums over the first axis (the column kernel).</summary>
     sealed class ColumnSumDefinition() : OpDefinition("reduce.sum_cols", "reduce", Numbers, new(-3, 3), Tolerance.Bound())

@@ -212,6 +212,19 @@ public readonly record struct CheckResult(double MaxRelError, bool Pass, string?
         };
     }
 
+    /// <summary>Exact equality of two integer sequences (for results float64 cannot hold, such as Int64 beyond 2^53).</summary>
+    public static CheckResult EqualInt64(ReadOnlySpan<long> expected, ReadOnlySpan<long> actual, string what = "")
+    {
+        if (expected.Length != actual.Length) return new(double.PositiveInfinity, false, $"{what}: {actual.Length} elements, expected {expected.Length}");
+        ulong digest = 14695981039346656037UL;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (expected[i] != actual[i]) return new(double.PositiveInfinity, false, $"{what}[{i}]: got {actual[i]}, expected {expected[i]}") { BudgetUsed = double.PositiveInfinity };
+            digest = (digest ^ (ulong)actual[i]) * 0x100000001B3UL;
+        }
+        return Ok with { Digest = digest };
+    }
+
     /// <summary>Exact equality of two sequences.</summary>
     public static CheckResult Equal(ReadOnlySpan<double> expected, ReadOnlySpan<double> actual, string what = "")
     {
