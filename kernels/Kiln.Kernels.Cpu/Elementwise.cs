@@ -332,30 +332,8 @@ public static class Elementwise
 
     /// <summary>y = op(a, b) over a strided, broadcast iteration space.</summary>
     public static void BinaryStrided<T>(BinaryOp op, ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, T[] y, int yOff, int[] yStr)
-        where T : unmanaged, INumber<T>
-    {
-        var (dims, s) = Strided.Coalesce(shape, aStr, bStr, yStr);
-        Strided.ForEachRow(dims, (r, start, len) =>
-        {
-            int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * s[0][^1];
-            int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * s[1][^1];
-            int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * s[2][^1];
-            var ar = Strided.RowView(a, ao, s[0][^1], len, out var sa);
-            var br = Strided.RowView(b, bo, s[1][^1], len, out var sb);
-            try
-            {
-                if (s[2][^1] == 1) Binary(op, ar, br, y.AsSpan(yo, len));
-                else
-                {
-                    var tmp = Strided.Rent<T>(len);
-                    Binary(op, ar, br, tmp.AsSpan(0, len));
-                    Strided.Store<T>(tmp.AsSpan(0, len), y, yo, s[2][^1]);
-                    Strided.Return(tmp);
-                }
-            }
-            finally { Strided.Return(sa); Strided.Return(sb); }
-        });
-    }
+        where T : unmanaged, INumber<T> =>
+        ZipStrided(shape, a, aOff, aStr, b, bOff, bStr, y, yOff, yStr, (ar, br, yr) => Binary(op, ar, br, yr));
 
     /// <summary>y = op(a, b) as booleans over a strided, broadcast iteration space; y is contiguous.</summary>
     public static void CompareStrided<T>(CompareOp op, ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, bool[] y, int yOff, int[] yStr)
