@@ -17,22 +17,8 @@ public class IntegerDTypeTests
     static readonly DType[] Ints = [DType.Bool, DType.Int32, DType.Int64];
 
     // Small values, values at the dtype's limits, (Int64) values just past 2^53, and values anywhere in the range.
-    static long[] Values(int count, DType dtype, int seed)
-    {
-        var rng = new Random(seed);
-        long lo = dtype == DType.Int32 ? int.MinValue : long.MinValue, hi = dtype == DType.Int32 ? int.MaxValue : long.MaxValue;
-        var v = new long[count];
-        for (int i = 0; i < count; i++)
-            v[i] = dtype == DType.Bool ? rng.Next(2) : rng.Next(5) switch
-            {
-                0 => rng.Next(-7, 8),
-                1 => hi - rng.Next(8),
-                2 => lo + rng.Next(8),
-                3 when dtype == DType.Int64 => (rng.Next(2) == 0 ? 1 : -1) * ((1L << 53) + rng.Next(8)),
-                _ => rng.NextInt64(lo, hi),
-            };
-        return v;
-    }
+    // The values the exact-integer definitions draw: near zero, at the limits, past 2^53.
+    static long[] Values(int count, DType dtype, int seed) => Kiln.Ops.RowOps.IntegerValues(count, dtype, (ulong)seed);
 
     // A tensor of shape laid out as kind (a permuted, sliced or broadcast view of a dense tensor of those values).
     static Tensor Make(int[] shape, TensorGen.ViewKind kind, int seed, DType dtype, Device device)

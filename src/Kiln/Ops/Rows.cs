@@ -120,6 +120,24 @@ public static class RowOps
             row => [.. Reference.SortRow(row, false).Indices.Select(i => (double)i)], x => x.Sort(-1).Indices),
     ];
 
+    /// <summary>Integers of <paramref name="dtype"/> near zero, at the dtype's limits and (Int64) past 2^53 and anywhere in the range.</summary>
+    internal static long[] IntegerValues(int n, DType dtype, ulong seed)
+    {
+        var rng = new Random((int)(seed % int.MaxValue));
+        long lo = dtype == DType.Int32 ? int.MinValue : long.MinValue, hi = dtype == DType.Int32 ? int.MaxValue : long.MaxValue;
+        var v = new long[n];
+        for (int i = 0; i < n; i++)
+            v[i] = dtype == DType.Bool ? rng.Next(2) : rng.Next(5) switch
+            {
+                0 => rng.Next(-7, 8),
+                1 => hi - rng.Next(8),
+                2 => lo + rng.Next(8),
+                3 when dtype == DType.Int64 => (rng.Next(2) == 0 ? 1 : -1) * ((1L << 53) + rng.Next(8)),
+                _ => rng.NextInt64(lo, hi),
+            };
+        return v;
+    }
+
     /// <summary>
     /// Sums, products, scans and extremes of Bool, Int32 and Int64 inputs, checked for equality against 64-bit integer
     /// references (float64 cannot hold these values): inputs mix small values with values at the dtype's limits and, for
@@ -169,28 +187,11 @@ public static class RowOps
             return [.. Enumerable.Range(0, rest).Select(c => Sum([.. Enumerable.Range(0, n0).Select(i => d[i * rest + c])]))];
         }
 
-        // Values near zero, at the dtype's limits and (Int64) past 2^53 and anywhere in the range.
-        static long[] Values(int n, DType dtype, ulong seed)
-        {
-            var rng = new Random((int)(seed % int.MaxValue));
-            long lo = dtype == DType.Int32 ? int.MinValue : long.MinValue, hi = dtype == DType.Int32 ? int.MaxValue : long.MaxValue;
-            var v = new long[n];
-            for (int i = 0; i < n; i++)
-                v[i] = dtype == DType.Bool ? rng.Next(2) : rng.Next(5) switch
-                {
-                    0 => rng.Next(-7, 8),
-                    1 => hi - rng.Next(8),
-                    2 => lo + rng.Next(8),
-                    3 when dtype == DType.Int64 => (rng.Next(2) == 0 ? 1 : -1) * ((1L << 53) + rng.Next(8)),
-                    _ => rng.NextInt64(lo, hi),
-                };
-            return v;
-        }
 
         public override CheckResult Check(Device device, DType dtype, OpCase c)
         {
             var (dense, lay) = Layout(c.Shape, c.View);
-            var data = Values(dense.Aggregate(1, (a, b) => a * b), dtype, c.Seed);
+            var data = IntegerValues(dense.Aggregate(1, (a, b) => a * b), dtype, c.Seed);
             var x = lay(Tensor.FromArray(data, new Shape(dense)).To(dtype).To(device));
             if (c.Shape[^1] == 0 && !emptyRows)
             {
