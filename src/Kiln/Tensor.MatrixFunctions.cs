@@ -3,7 +3,9 @@ namespace Kiln;
 /// <summary>
 /// Matrix functions over the last two dims, batched over any leading dims, built on the float64 decompositions of
 /// Tensor.Decompositions.cs (and so computed in float64 through the tensor's <see cref="Backends.ILinalgBackend"/>,
-/// results returned in the input's dtype): LU, determinants, inverses, least squares, matrix norms and powers.
+/// results returned in the input's dtype): LU, determinants, inverses, least squares, matrix norms and powers,
+/// fractional powers of symmetric positive semi-definite matrices, and the matmul-only orthogonalisations
+/// (Newton-Schulz, Björck) that run in the input's dtype on its device.
 /// </summary>
 public partial class Tensor
 {
@@ -489,4 +491,125 @@ public partial class Tensor
         // A¹ is a copy, as every op's result is a new tensor.
         return ReferenceEquals(result, this) ? Clone() : result!;
     }
+
+    /// <summary>
+    /// A real power (A + eps I)^p of each symmetric positive semi-definite matrix of A [..., n, n], through its
+    /// eigendecomposition: V diag((w + eps)^p) Vᵀ. This is the inverse p-th root preconditioner of Shampoo
+    /// ((GGᵀ + eps I)^(-1/4) is <c>SymmetricMatrixPower(-0.25, eps)</c>) and the square root of a covariance.
+    /// Eigenvalues within rounding of zero (down to -n·tol·max|w|, tol 1e-10 in Float64 and 1e-5 in Float32) count as
+    /// zero. With <paramref name="rcond"/>, shifted eigenvalues at or below rcond · max(w + eps) are treated as exact
+    /// zeros and get the value 0 for every exponent (the Moore-Penrose convention: p = -1 is the pseudo-inverse,
+    /// p = -1/4 the pseudo-inverse fourth root). Computed in float64 (via <see cref="Eigh"/>) and returned in A's dtype;
+    /// differentiable where the eigenvalues are distinct (through <see cref="Eigh"/>). PyTorch has no such function; the
+    /// name follows <see cref="MatrixPower"/>.
+    /// </summary>
+    /// <param name="p">The exponent (any finite real).</param>
+    /// <param name="eps">A ridge added to every eigenvalue (finite, non-negative).</param>
+    /// <param name="rcond">When set (in [0, 1)), the relative cutoff below which eigenvalues count as zero.</param>
+    /// <exception cref="ShapeMismatchException">The input is not a (batch of) square matrices.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">p is not finite, eps is negative or not finite, or rcond is outside [0, 1).</exception>
+    /// <exception cref="ArgumentException">A matrix is not symmetric, holds NaN or infinity, has a negative eigenvalue beyond rounding,
+    /// or (p &lt; 0 without rcond) has a shifted eigenvalue of zero.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not Float32 or Float64.</exception>
+    public Tensor SymmetricMatrixPower(double p, double eps = 0, double? rcond = null)
+    {
+        const string op = "symmetric_matrix_power";
+        var (_, _, n, _) = Matrices(op, square: true);
+        if (!double.IsFinite(p)) throw new ArgumentOutOfRangeException(nameof(p), p, $"{op}: the exponent must be finite");
+        if (!(eps >= 0) || double.IsInfinity(eps)) throw new ArgumentOutOfRangeException(nameof(eps), eps, $"{op}: eps must be finite and non-negative");
+        if (rcond is { } rc && !(rc >= 0 && rc < 1)) throw new ArgumentOutOfRangeException(nameof(rcond), rc, $"{op}: rcond must be in [0, 1)");
+        var (w, v) = To(DType.Float64).Eigh();
+        if (w.Numel == 0) return To(DType.Float64).Clone().To(DType);
+        using (Autograd.NoGrad())
+        {
+            var wd = w.Detach();
+            double big = wd.Abs().Amax().Item(), low = wd.Amin().Item();
+            if (low < -SymmetryTolerance * n * big)
+                throw new ArgumentException($"{op}: input (shape {Shape}) is not positive semi-definite: it has eigenvalue {low:G6} (largest magnitude {big:G6})", "input");
+        }
+        var shifted = w.Clamp(min: 0) + eps;
+        Tensor keep;
+        if (rcond is { } cut) keep = shifted > cut * shifted.Detach().Amax([-1], keepDim: true);
+        else
+        {
+            keep = shifted > 0.0;
+            if (p < 0 && keep.All().Item() == 0)
+                throw new ArgumentException($"{op}: input (shape {Shape}) is singular (a shifted eigenvalue is 0), so power {p} is infinite; pass eps > 0 or rcond", "input");
+        }
+        // The power of the zeroed eigenvalues is taken at 1 so no inf or NaN enters the forward or backward pass.
+        var one = shifted.OnesLike();
+        var wp = Where(keep, Where(keep, shifted, one).Pow(p), shifted.ZerosLike());
+        return (v * wp.Unsqueeze(-2)).MatMul(v.T).To(DType);
+    }
+
+    /// <summary>
+    /// The orthogonal polar factor U Vᵀ of each matrix of G [..., m, n] (G = U S Vᵀ its reduced SVD) approximated by
+    /// Newton-Schulz iterations, matrix products only, in G's dtype on its device. X₀ = G / (‖G‖_F + eps), so every
+    /// singular value starts in (0, 1]; then <paramref name="steps"/> iterations of
+    /// <see cref="NewtonSchulzIteration.Cubic"/> X ← 1.5 X - 0.5 X Xᵀ X, which converges to U Vᵀ (quadratically once the
+    /// singular values are near 1, slowly for tiny ones: σ grows by about 1.5 per step), or of
+    /// <see cref="NewtonSchulzIteration.MuonQuintic"/> (Muon's tuned X ← aX + (bA + cA²)X, A = X Xᵀ,
+    /// (a, b, c) = (3.4445, -4.7750, 2.0315)), which in 5 steps pushes every singular value into a band around 1
+    /// (about [0.7, 1.2]) but does not converge to U Vᵀ. Wide or tall matrices iterate on the side with the smaller
+    /// Gram matrix. A zero matrix gives zero (for eps &gt; 0). Differentiable through its products.
+    /// </summary>
+    /// <param name="steps">Iterations (at least 0).</param>
+    /// <param name="iteration">The polynomial.</param>
+    /// <param name="eps">Added to the Frobenius norm before dividing (finite, non-negative).</param>
+    /// <exception cref="ShapeMismatchException">The input has fewer than two dims.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">steps is negative or eps is negative or not finite.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public Tensor NewtonSchulz(int steps, NewtonSchulzIteration iteration = NewtonSchulzIteration.Cubic, double eps = 1e-7)
+    {
+        const string op = "newton_schulz";
+        Matrices(op, square: false);
+        if (!(eps >= 0) || double.IsInfinity(eps)) throw new ArgumentOutOfRangeException(nameof(eps), eps, $"{op}: eps must be finite and non-negative");
+        if (iteration is not (NewtonSchulzIteration.Cubic or NewtonSchulzIteration.MuonQuintic))
+            throw new ArgumentOutOfRangeException(nameof(iteration), iteration, $"{op}: unknown iteration");
+        return OrthogonalIteration(op, this / (MatrixNorm("fro", keepDim: true) + eps), steps, iteration);
+    }
+
+    /// <summary>
+    /// Björck orthonormalisation of each matrix of A [..., m, n]: <paramref name="steps"/> iterations of
+    /// X ← 1.5 X - 0.5 X Xᵀ X from X₀ = A itself (no rescaling), matrix products only, in A's dtype on its device. It
+    /// converges to A's orthogonal polar factor U Vᵀ when every singular value of A lies in (0, √3), and is meant for
+    /// nearly orthogonal A (a quantised eigenvector matrix, 4-bit Shampoo): then one or two steps restore orthogonality
+    /// to rounding. Differentiable through its products.
+    /// </summary>
+    /// <param name="steps">Iterations (at least 0).</param>
+    /// <exception cref="ShapeMismatchException">The input has fewer than two dims.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">steps is negative.</exception>
+    /// <exception cref="NotSupportedException">The dtype is not floating.</exception>
+    public Tensor Bjorck(int steps = 1)
+    {
+        const string op = "bjorck";
+        Matrices(op, square: false);
+        return OrthogonalIteration(op, this, steps, NewtonSchulzIteration.Cubic);
+    }
+
+    static Tensor OrthogonalIteration(string op, Tensor x, int steps, NewtonSchulzIteration iteration)
+    {
+        if (steps < 0) throw new ArgumentOutOfRangeException(nameof(steps), steps, $"{op}: steps must be non-negative");
+        if (steps == 0) return x.Clone();
+        // X Xᵀ is the smaller Gram matrix when X is wide; a tall X iterates on its transpose (the same polynomial in X).
+        bool tall = x.Shape[-2] > x.Shape[-1];
+        if (tall) x = x.T;
+        for (int s = 0; s < steps; s++)
+        {
+            var a = x.MatMul(x.T);
+            x = iteration == NewtonSchulzIteration.Cubic
+                ? 1.5 * x - 0.5 * a.MatMul(x)
+                : 3.4445 * x + (-4.7750 * a + 2.0315 * a.MatMul(a)).MatMul(x);
+        }
+        return tall ? x.T : x;
+    }
+}
+
+/// <summary>The polynomial of <see cref="Tensor.NewtonSchulz"/>.</summary>
+public enum NewtonSchulzIteration
+{
+    /// <summary>X ← 1.5 X - 0.5 X Xᵀ X: converges to the polar factor U Vᵀ.</summary>
+    Cubic,
+    /// <summary>Muon's quintic X ← 3.4445 X - 4.7750 A X + 2.0315 A² X (A = X Xᵀ): fast to a band around 1, not convergent to U Vᵀ.</summary>
+    MuonQuintic,
 }
