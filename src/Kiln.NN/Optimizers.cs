@@ -4,30 +4,44 @@ namespace Kiln.NN;
 
 /// <summary>
 /// The base of the optimizers: holds the parameters and a learning rate (fixed, or from a <see cref="LrSchedule"/>),
-/// and updates every parameter that has a gradient on <see cref="Step"/>. State (momentum, moments) is allocated in
+/// and updates every parameter that has a gradient on <see cref="Step()"/>. State (momentum, moments) is allocated in
 /// the constructor, so build optimizers outside any per-step <see cref="Tensor.Scope"/>. The built-in optimizers update
 /// each CPU parameter by one fused SIMD pass over its elements, and elsewhere by in-place tensor ops.
 /// </summary>
 /// <remarks>
-/// A custom optimizer derives from this class, allocates its per-parameter buffers with <see cref="AddState"/> in its
+/// A custom optimizer derives from this class, allocates its per-parameter buffers with <see cref="AddState(string)"/> in its
 /// constructor (so <see cref="StateDict"/> saves them and <see cref="LoadStateDict"/> restores them) and implements
 /// <see cref="Update"/> with in-place tensor ops; scalar state of its own goes in overrides of the two state methods.
 /// </remarks>
 public abstract class Optimizer
 {
     readonly int[] _steps;
-    readonly List<(string Name, Tensor[] Buffers)> _state = [];
+    readonly int[] _groupOf;
+    readonly List<(string Name, Tensor?[] Buffers)> _state = [];
 
     /// <summary>Takes the parameters (each once) and the base learning rate.</summary>
     /// <exception cref="ArgumentException">No parameters, or a negative or non-finite learning rate.</exception>
     protected Optimizer(IEnumerable<Parameter> parameters, double learningRate)
+        : this([new ParamGroup(parameters)], learningRate) { }
+
+    /// <summary>
+    /// Takes parameter groups, each with its own optional learning rate and weight decay (PyTorch's param_groups); a
+    /// group without them uses the optimizer's. The parameters are the groups' in order, each in one group only.
+    /// </summary>
+    /// <exception cref="ArgumentException">No parameters, a parameter in two groups, or a negative or non-finite learning rate.</exception>
+    protected Optimizer(IEnumerable<ParamGroup> groups, double learningRate)
     {
-        ArgumentNullException.ThrowIfNull(parameters);
-        Parameters = parameters.Distinct(ReferenceEqualityComparer.Instance).Cast<Parameter>().ToArray();
-        if (Parameters.Count == 0) throw new ArgumentException("optimizer: got an empty parameter list", nameof(parameters));
+        ArgumentNullException.ThrowIfNull(groups);
+        ParamGroups = groups.ToArray();
+        var all = ParamGroups.SelectMany(g => g.Parameters).ToArray();
+        if (all.Distinct(ReferenceEqualityComparer.Instance).Count() != all.Length)
+            throw new ArgumentException("optimizer: a parameter appears in more than one parameter group", nameof(groups));
+        Parameters = all;
+        if (Parameters.Count == 0) throw new ArgumentException("optimizer: got an empty parameter list", nameof(groups));
         CheckNonNegative(learningRate, nameof(learningRate));
         LearningRate = learningRate;
         _steps = new int[Parameters.Count];
+        _groupOf = ParamGroups.SelectMany((g, k) => g.Parameters.Select(_ => k)).ToArray();
     }
 
     /// <summary>Throws unless <paramref name="value"/> is finite and non-negative.</summary>
@@ -36,13 +50,15 @@ public abstract class Optimizer
         if (!(value >= 0) || double.IsInfinity(value)) throw new ArgumentOutOfRangeException(name, value, $"optimizer: {name} must be finite and non-negative");
     }
 
-    /// <summary>The parameters, in order.</summary>
+    /// <summary>The parameters, in order (group by group).</summary>
     public IReadOnlyList<Parameter> Parameters { get; }
+    /// <summary>The parameter groups (one holding every parameter when the optimizer was given a plain list).</summary>
+    public IReadOnlyList<ParamGroup> ParamGroups { get; }
     /// <summary>The learning rate used when no <see cref="Schedule"/> is set.</summary>
     public double LearningRate { get; set; }
     /// <summary>When set, step s (0-based) uses Schedule.At(s) instead of <see cref="LearningRate"/>.</summary>
     public LrSchedule? Schedule { get; set; }
-    /// <summary>Number of completed <see cref="Step"/> calls.</summary>
+    /// <summary>Number of completed <see cref="Step()"/> calls.</summary>
     public int StepCount { get; private set; }
     /// <summary>How many updates parameter <paramref name="index"/> has had (a parameter without a gradient skips a step).</summary>
     public int ParameterSteps(int index) => _steps[index];
@@ -52,16 +68,48 @@ public abstract class Optimizer
     /// <summary>Updates through in-place tensor ops even on the CPU (for testing that path against the fused one).</summary>
     internal bool UseTensorOps { get; set; }
 
+    /// <summary>
+    /// The learning rate of parameter <paramref name="index"/> at the next step: its group's rate (else
+    /// <see cref="LearningRate"/>); with a <see cref="Schedule"/>, the schedule's rate scaled by group rate / base rate,
+    /// as PyTorch's schedulers scale every group's initial rate by one factor.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A schedule is set, the base rate is 0 and the group has its own rate (no ratio exists).</exception>
+    public double LearningRateOf(int index)
+    {
+        double? own = ParamGroups[_groupOf[index]].LearningRate;
+        if (Schedule is null) return own ?? LearningRate;
+        double rate = Schedule.At(StepCount);
+        if (own is not { } g) return rate;
+        if (LearningRate == 0) throw new InvalidOperationException("optimizer: a group has its own learning rate but the base rate is 0, so the schedule cannot scale it");
+        return rate * g / LearningRate;
+    }
+
+    /// <summary>The weight decay of parameter <paramref name="index"/>: its group's, else <paramref name="fallback"/> (the optimizer's).</summary>
+    protected double WeightDecayOf(int index, double fallback) => ParamGroups[_groupOf[index]].WeightDecay ?? fallback;
+
+    /// <summary>
+    /// PyTorch's step(closure): calls <paramref name="closure"/> (which zeroes the gradients, computes the loss, runs
+    /// backward and returns the loss) with gradients enabled, then steps. Rules that need a second gradient evaluation
+    /// (MARS) override it to call the closure again at other parameter values. Returns the closure's loss.
+    /// </summary>
+    public virtual double Step(Func<double> closure)
+    {
+        ArgumentNullException.ThrowIfNull(closure);
+        double loss = closure();
+        Step();
+        return loss;
+    }
+
     /// <summary>Applies one update to every parameter with a gradient (parameters without one are left alone).</summary>
     public void Step()
     {
-        double lr = CurrentLearningRate;
         using (Autograd.NoGrad())
         {
             for (int i = 0; i < Parameters.Count; i++)
             {
                 var p = Parameters[i];
                 if (p.Grad is not { } g) continue;
+                double lr = LearningRateOf(i);
                 if (g.Shape != p.Shape) throw new ShapeMismatchException("optimizer step", "grad", p.Shape, g.Shape, "a parameter's gradient must have its shape");
                 int t = ++_steps[i];
                 var gc = g.To(p.Value.DType).Contiguous();
@@ -94,11 +142,23 @@ public abstract class Optimizer
     /// <see cref="StateDict"/> (PyTorch's names: "exp_avg", "momentum_buffer", ...); call it in the constructor.
     /// </summary>
     /// <exception cref="ArgumentException">The name is empty, has a '.', or is taken.</exception>
-    protected Tensor[] AddState(string name)
+    protected Tensor[] AddState(string name) => AddState(name, p => p.Shape)!;
+
+    /// <summary>
+    /// Allocates a zero buffer of shape <paramref name="shapeOf"/>(parameter) per parameter (its dtype and device), or
+    /// none where it returns null (a parameter the rule treats differently); such buffers, named as with
+    /// <see cref="AddState(string)"/>, hold statistics whose shape is not the parameter's (Shampoo's preconditioners).
+    /// </summary>
+    /// <param name="name">The buffer's name in the state dict.</param>
+    /// <param name="shapeOf">The buffer's shape for a parameter, or null for none.</param>
+    /// <param name="dtype">The buffers' dtype (default: each parameter's; Int32 holds packed quantisation codes).</param>
+    /// <exception cref="ArgumentException">The name is empty, has a '.', or is taken.</exception>
+    protected Tensor?[] AddState(string name, Func<Parameter, Shape?> shapeOf, DType? dtype = null)
     {
+        ArgumentNullException.ThrowIfNull(shapeOf);
         if (string.IsNullOrEmpty(name) || name.Contains('.') || name == "step" || _state.Any(s => s.Name == name))
             throw new ArgumentException($"optimizer: state name '{name}' must be non-empty, without '.', not 'step', and not already used", nameof(name));
-        var buffers = Parameters.Select(p => Tensor.Zeros(p.Shape, p.Value.DType, p.Value.Device)).ToArray();
+        var buffers = Parameters.Select(p => shapeOf(p) is { } shape ? Tensor.Zeros(shape, dtype ?? p.Value.DType, p.Value.Device) : null).ToArray();
         _state.Add((name, buffers));
         return buffers;
     }
@@ -119,7 +179,8 @@ public abstract class Optimizer
         for (int i = 0; i < Parameters.Count; i++)
         {
             d[$"state.{i}.step"] = Tensor.Scalar((long)_steps[i], DType.Int64);
-            foreach (var (name, buffers) in _state) d[$"state.{i}.{name}"] = buffers[i].Detach().Clone();
+            foreach (var (name, buffers) in _state)
+                if (buffers[i] is { } b) d[$"state.{i}.{name}"] = b.Detach().Clone();
         }
         if (Schedule is not null)
             foreach (var (k, v) in Schedule.StateDict()) d[$"schedule.{k}"] = Tensor.Scalar(v, DType.Float64);
@@ -135,7 +196,8 @@ public abstract class Optimizer
         for (int i = 0; i < Parameters.Count; i++)
         {
             expected.Add($"state.{i}.step");
-            foreach (var (name, _) in _state) expected.Add($"state.{i}.{name}");
+            foreach (var (name, buffers) in _state)
+                if (buffers[i] is not null) expected.Add($"state.{i}.{name}");
         }
         var schedule = state.Where(kv => kv.Key.StartsWith("schedule.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["schedule.".Length..], kv => Scalar(kv.Key, kv.Value));
         var missing = expected.Where(k => !state.ContainsKey(k)).Order().ToArray();
@@ -146,13 +208,15 @@ public abstract class Optimizer
         foreach (var (name, buffers) in _state)
             for (int i = 0; i < Parameters.Count; i++)
             {
+                if (buffers[i] is not { } b) continue;
                 var src = state[$"state.{i}.{name}"];
-                if (src.Shape != buffers[i].Shape)
-                    throw new ArgumentException($"optimizer state: 'state.{i}.{name}' has shape {src.Shape}, parameter {i} has {buffers[i].Shape}", nameof(state));
+                if (src.Shape != b.Shape)
+                    throw new ArgumentException($"optimizer state: 'state.{i}.{name}' has shape {src.Shape}, parameter {i} has {b.Shape}", nameof(state));
             }
         foreach (var (name, buffers) in _state)
             for (int i = 0; i < Parameters.Count; i++)
-                using (Autograd.NoGrad()) buffers[i].Copy_(state[$"state.{i}.{name}"].To(buffers[i].DType).To(buffers[i].Device));
+                if (buffers[i] is { } b)
+                    using (Autograd.NoGrad()) b.Copy_(state[$"state.{i}.{name}"].To(b.DType).To(b.Device));
         for (int i = 0; i < Parameters.Count; i++) _steps[i] = Count(state, $"state.{i}.step");
         StepCount = Count(state, "step");
         LearningRate = Scalar("lr", state["lr"]);
@@ -171,6 +235,31 @@ public abstract class Optimizer
         double v = Scalar(key, state[key]);
         return v >= 0 && v <= int.MaxValue && v == Math.Floor(v) ? (int)v : throw new ArgumentException($"optimizer state: '{key}' must be a step count, got {v}", nameof(state));
     }
+}
+
+/// <summary>
+/// A group of parameters with its own learning rate and weight decay (PyTorch's param_groups entry); null means the
+/// optimizer's own value.
+/// </summary>
+public sealed class ParamGroup
+{
+    /// <summary>Creates a group of <paramref name="parameters"/> (duplicates are kept once).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A negative or non-finite learning rate or weight decay.</exception>
+    public ParamGroup(IEnumerable<Parameter> parameters, double? learningRate = null, double? weightDecay = null)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (learningRate is { } lr && (!(lr >= 0) || double.IsInfinity(lr))) throw new ArgumentOutOfRangeException(nameof(learningRate), lr, "param group: learningRate must be finite and non-negative");
+        if (weightDecay is { } wd && (!(wd >= 0) || double.IsInfinity(wd))) throw new ArgumentOutOfRangeException(nameof(weightDecay), wd, "param group: weightDecay must be finite and non-negative");
+        Parameters = parameters.Distinct(ReferenceEqualityComparer.Instance).Cast<Parameter>().ToArray();
+        LearningRate = learningRate; WeightDecay = weightDecay;
+    }
+
+    /// <summary>The group's parameters.</summary>
+    public IReadOnlyList<Parameter> Parameters { get; }
+    /// <summary>The group's learning rate, or null for the optimizer's.</summary>
+    public double? LearningRate { get; }
+    /// <summary>The group's weight decay, or null for the optimizer's.</summary>
+    public double? WeightDecay { get; }
 }
 
 /// <summary>A built-in optimizer's fused CPU update: one SIMD pass over a contiguous parameter's elements.</summary>
@@ -197,7 +286,12 @@ public sealed class SGD : Optimizer, IFusedCpuUpdate
     /// <summary>Creates the optimizer.</summary>
     /// <exception cref="ArgumentException">Nesterov without momentum or with dampening, or a negative hyperparameter.</exception>
     public SGD(IEnumerable<Parameter> parameters, double learningRate, double momentum = 0, double dampening = 0, bool nesterov = false, double weightDecay = 0)
-        : base(parameters, learningRate)
+        : this([new ParamGroup(parameters)], learningRate, momentum, dampening, nesterov, weightDecay) { }
+
+    /// <summary>Creates the optimizer over parameter groups (each may set its own learning rate and weight decay).</summary>
+    /// <exception cref="ArgumentException">Nesterov without momentum or with dampening, or a negative hyperparameter.</exception>
+    public SGD(IEnumerable<ParamGroup> groups, double learningRate, double momentum = 0, double dampening = 0, bool nesterov = false, double weightDecay = 0)
+        : base(groups, learningRate)
     {
         CheckNonNegative(momentum, nameof(momentum)); CheckNonNegative(dampening, nameof(dampening)); CheckNonNegative(weightDecay, nameof(weightDecay));
         if (nesterov && (momentum == 0 || dampening != 0))
@@ -219,7 +313,7 @@ public sealed class SGD : Optimizer, IFusedCpuUpdate
     {
         var p = Cpu.Elems<T>(param);
         var g = Cpu.Elems<T>(grad);
-        T wd = T.CreateTruncating(WeightDecay), mu = T.CreateTruncating(Momentum), damp = T.One - T.CreateTruncating(Dampening), a = T.CreateTruncating(lr);
+        T wd = T.CreateTruncating(WeightDecayOf(index, WeightDecay)), mu = T.CreateTruncating(Momentum), damp = T.One - T.CreateTruncating(Dampening), a = T.CreateTruncating(lr);
         if (_buf is null)
         {
             for (int i = 0; i < p.Length; i++) p[i] -= a * (g[i] + wd * p[i]);
@@ -239,7 +333,8 @@ public sealed class SGD : Optimizer, IFusedCpuUpdate
     /// <inheritdoc/>
     protected override void Update(int index, Tensor param, Tensor grad, double lr, int step)
     {
-        var d = WeightDecay != 0 ? grad + param * WeightDecay : grad;
+        double wd = WeightDecayOf(index, WeightDecay);
+        var d = wd != 0 ? grad + param * wd : grad;
         if (_buf is not null)
         {
             var b = _buf[index];
@@ -264,10 +359,15 @@ public class Adam : Optimizer, IFusedCpuUpdate
     /// <summary>Creates the optimizer.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A beta outside [0, 1) or a negative hyperparameter.</exception>
     public Adam(IEnumerable<Parameter> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0)
-        : this(parameters, learningRate, beta1, beta2, eps, weightDecay, decoupled: false) { }
+        : this([new ParamGroup(parameters)], learningRate, beta1, beta2, eps, weightDecay, decoupled: false) { }
 
-    private protected Adam(IEnumerable<Parameter> parameters, double learningRate, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
-        : base(parameters, learningRate)
+    /// <summary>Creates the optimizer over parameter groups (each may set its own learning rate and weight decay).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A beta outside [0, 1) or a negative hyperparameter.</exception>
+    public Adam(IEnumerable<ParamGroup> groups, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0)
+        : this(groups, learningRate, beta1, beta2, eps, weightDecay, decoupled: false) { }
+
+    private protected Adam(IEnumerable<ParamGroup> groups, double learningRate, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
+        : base(groups, learningRate)
     {
         if (!(beta1 >= 0 && beta1 < 1)) throw new ArgumentOutOfRangeException(nameof(beta1), beta1, "adam: beta1 must be in [0, 1)");
         if (!(beta2 >= 0 && beta2 < 1)) throw new ArgumentOutOfRangeException(nameof(beta2), beta2, "adam: beta2 must be in [0, 1)");
@@ -308,8 +408,9 @@ public class Adam : Optimizer, IFusedCpuUpdate
         T c1 = textbook ? T.CreateTruncating(1 - Beta1) : T.One - b1, c2 = textbook ? T.CreateTruncating(1 - Beta2) : T.One - b2;
         T stepSize = T.CreateTruncating(lr / bc1), rbc2 = T.CreateTruncating(1 / Math.Sqrt(bc2)), eps = T.CreateTruncating(Eps);
         T tbc1 = T.CreateTruncating(bc1), tbc2 = T.CreateTruncating(bc2), tlr = T.CreateTruncating(lr);
-        T l2 = Decoupled ? T.Zero : T.CreateTruncating(WeightDecay);
-        T shrink = T.CreateTruncating(Decoupled ? 1 - lr * WeightDecay : 1);
+        double wd = WeightDecayOf(index, WeightDecay);
+        T l2 = Decoupled ? T.Zero : T.CreateTruncating(wd);
+        T shrink = T.CreateTruncating(Decoupled ? 1 - lr * wd : 1);
         int i = 0;
         if (Vector.IsHardwareAccelerated && Vector<T>.Count > 1)
         {
@@ -343,10 +444,11 @@ public class Adam : Optimizer, IFusedCpuUpdate
     protected override void Update(int index, Tensor param, Tensor grad, double lr, int step)
     {
         double bc1 = 1 - Math.Pow(Beta1, step), bc2 = 1 - Math.Pow(Beta2, step);
-        var g = !Decoupled && WeightDecay != 0 ? grad + param * WeightDecay : grad;
+        double wd = WeightDecayOf(index, WeightDecay);
+        var g = !Decoupled && wd != 0 ? grad + param * wd : grad;
         var m = _m[index].Mul_(Beta1).Add_(g * (1 - Beta1));
         var v = _v[index].Mul_(Beta2).Add_(g.Square() * (1 - Beta2));
-        if (Decoupled && WeightDecay != 0) param.Mul_(1 - lr * WeightDecay);
+        if (Decoupled && wd != 0) param.Mul_(1 - lr * wd);
         param.Sub_(Textbook ? m / bc1 / ((v / bc2).Sqrt() + Eps) * lr : m * (lr / bc1) / (v.Sqrt() * (1 / Math.Sqrt(bc2)) + Eps));
     }
 }
@@ -355,8 +457,18 @@ public class Adam : Optimizer, IFusedCpuUpdate
 /// AdamW (Loshchilov and Hutter 2019): Adam with decoupled weight decay, p -= lr wd p before the Adam step, so the
 /// decay does not pass through the adaptive scaling. Default weight decay 0.01 as in PyTorch.
 /// </summary>
-public sealed class AdamW(IEnumerable<Parameter> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0.01)
-    : Adam(parameters, learningRate, beta1, beta2, eps, weightDecay, decoupled: true);
+public sealed class AdamW : Adam
+{
+    /// <summary>Creates the optimizer.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A beta outside [0, 1) or a negative hyperparameter.</exception>
+    public AdamW(IEnumerable<Parameter> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0.01)
+        : base([new ParamGroup(parameters)], learningRate, beta1, beta2, eps, weightDecay, decoupled: true) { }
+
+    /// <summary>Creates the optimizer over parameter groups (each may set its own learning rate and weight decay).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A beta outside [0, 1) or a negative hyperparameter.</exception>
+    public AdamW(IEnumerable<ParamGroup> groups, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0.01)
+        : base(groups, learningRate, beta1, beta2, eps, weightDecay, decoupled: true) { }
+}
 
 /// <summary>Gradient clipping over a set of parameters (applied between backward and the optimizer step).</summary>
 public static class GradClip

@@ -114,7 +114,7 @@ public class OptimizerTests
         Assert.All(b.Value.ToArray<float>(), v => Assert.Equal(0.9f, v, 5));
         opt.ZeroGrad();
         Assert.Null(a.Grad);
-        Assert.Throws<ArgumentException>(() => new SGD([], 0.1));
+        Assert.Throws<ArgumentException>(() => new SGD(Array.Empty<Parameter>(), 0.1));
         Assert.Throws<ArgumentException>(() => new SGD([a], 0.1, nesterov: true));
         Assert.Throws<ArgumentOutOfRangeException>(() => new Adam([a], beta1: 1.0));
         Assert.Throws<ArgumentOutOfRangeException>(() => new SGD([a], -1));
