@@ -530,5 +530,30 @@ public static class ShampooAnalysis
         return left.MatMul(g).MatMul(right);
     }
 
+    /// <summary>
+    /// SOAP's link to Shampoo in its idealised setting (no momentum, one fixed gradient set): with L = Σ G_k G_kᵀ and
+    /// R = Σ G_kᵀ G_k over <paramref name="gradients"/> [N, m, n] and their eigenbases Q_L, Q_R, Adafactor's factored
+    /// second moment of the rotated gradients G'_k = Q_Lᵀ G_k Q_R (row sums r and column sums c of Σ G'_k ∘ G'_k, which
+    /// are eig(L) and eig(R), combined as r cᵀ / Σ r) preconditions <paramref name="gradient"/> [m, n] in that basis:
+    /// Q_L (G' / sqrt(r cᵀ / Σ r)) Q_Rᵀ. This equals sqrt(tr L) L^(-1/2) G R^(-1/2) (Shampoo with exponent 1/2) when L
+    /// and R are nonsingular. Returns the step and the row and column sums.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The shapes do not fit together.</exception>
+    public static (Tensor Step, Tensor RowSums, Tensor ColumnSums) EigenbasisAdafactor(Tensor gradients, Tensor gradient)
+    {
+        ArgumentNullException.ThrowIfNull(gradients); ArgumentNullException.ThrowIfNull(gradient);
+        if (gradients.Rank != 3) throw new ShapeMismatchException("eigenbasis_adafactor", nameof(gradients), $"gradients must be [N, m, n], got {gradients.Shape}");
+        if (gradient.Shape != new Shape(gradients.Shape[1], gradients.Shape[2]))
+            throw new ShapeMismatchException("eigenbasis_adafactor", nameof(gradient), new Shape(gradients.Shape[1], gradients.Shape[2]), gradient.Shape, "the gradient must be one [m, n] of the set's shape");
+        var gs = gradients.Detach();
+        var ql = Symmetric(gs.MatMul(gs.T).Sum(0)).Eigh().Eigenvectors;
+        var qr = Symmetric(gs.T.MatMul(gs).Sum(0)).Eigh().Eigenvectors;
+        var second = ql.T.MatMul(gs).MatMul(qr).Square().Sum(0);
+        var rows = second.Sum(1); var cols = second.Sum(0);
+        var v = rows.Unsqueeze(1) * cols.Unsqueeze(0) / rows.Sum();
+        var step = ql.MatMul(ql.T.MatMul(gradient.Detach()).MatMul(qr) / v.Sqrt()).MatMul(qr.T);
+        return (step, rows, cols);
+    }
+
     static Tensor Symmetric(Tensor a) => 0.5 * (a + a.T);
 }

@@ -447,6 +447,32 @@ public class ShampooTests
     }
 
     [Fact]
+    public void Adafactor_in_Shampoos_eigenbasis_is_Shampoo_with_exponent_one_half()
+    {
+        Props.Check(from m in G.Choose(1, 4) from n in G.Choose(1, 4) from seed in TensorGen.Seed select (m, n, seed), c =>
+        {
+            var (m, n, seed) = c;
+            var r = new Random(seed);
+            int count = m + n + 2;   // enough gradients for L and R to be nonsingular
+            var gs = Uniform(r, count * m * n);
+            var g = Uniform(r, m * n);
+            var (step, rows, cols) = ShampooAnalysis.EigenbasisAdafactor(Tensor.FromArray(gs, new Shape(count, m, n)), Tensor.FromArray(g, new Shape(m, n)));
+            double[] l = new double[m * m], rr = new double[n * n];
+            for (int k = 0; k < count; k++)
+            {
+                var gk = gs.Skip(k * m * n).Take(m * n).ToArray();
+                l = Dense.Add(l, Dense.Mul(gk, Dense.T(gk, m, n), m, n, m));
+                rr = Dense.Add(rr, Dense.Mul(Dense.T(gk, m, n), gk, n, m, n));
+            }
+            Near(Dense.Eigh(l, m).W.Order().ToArray(), rows.ToDoubleArray().Order().ToArray(), 1e-10, "row sums = eig(L)");
+            Near(Dense.Eigh(rr, n).W.Order().ToArray(), cols.ToDoubleArray().Order().ToArray(), 1e-10, "column sums = eig(R)");
+            double trace = Enumerable.Range(0, m).Sum(i => l[i * m + i]);
+            var shampoo = Dense.Scale(Dense.Mul(Dense.Mul(Dense.SymPow(l, m, -0.5), g, m, m, n), Dense.SymPow(rr, n, -0.5), m, n, n), Math.Sqrt(trace));
+            Near(shampoo, step.ToDoubleArray(), 1e-9, "Adafactor in the eigenbasis = sqrt(tr L) L^(-1/2) G R^(-1/2)");
+        });
+    }
+
+    [Fact]
     public void Steepest_descent_under_linf_and_spectral_norms()
     {
         var r = new Random(19);
