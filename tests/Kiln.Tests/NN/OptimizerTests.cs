@@ -120,6 +120,57 @@ public class OptimizerTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new SGD([a], -1));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Parameter_groups_step_as_separate_optimizers_with_their_own_rate_and_decay(bool tensorOps)
+    {
+        // Two groups in one AdamW (and one SGD) step exactly as two optimizers built with each group's values, on the
+        // fused CPU path and through tensor ops.
+        foreach (var dtype in new[] { DType.Float32, DType.Float64 })
+        {
+            Parameter P() => new(Tensor.FromArray(Rand(1)).To(dtype));
+            var (a, b, a2, b2) = (P(), P(), P(), P());
+            var together = new AdamW([new ParamGroup([a], learningRate: 0.05, weightDecay: 0.2), new ParamGroup([b])], 0.01, 0.8, 0.95, 1e-6, 0.1) { UseTensorOps = tensorOps };
+            var first = new AdamW([a2], 0.05, 0.8, 0.95, 1e-6, 0.2) { UseTensorOps = tensorOps };
+            var second = new AdamW([b2], 0.01, 0.8, 0.95, 1e-6, 0.1) { UseTensorOps = tensorOps };
+            var (c, d, c2, d2) = (P(), P(), P(), P());
+            var sgd = new SGD([new ParamGroup([c], weightDecay: 0.3), new ParamGroup([d], learningRate: 0.2)], 0.1, momentum: 0.9, weightDecay: 0.05) { UseTensorOps = tensorOps };
+            var sgdC = new SGD([c2], 0.1, momentum: 0.9, weightDecay: 0.3) { UseTensorOps = tensorOps };
+            var sgdD = new SGD([d2], 0.2, momentum: 0.9, weightDecay: 0.05) { UseTensorOps = tensorOps };
+            for (int s = 0; s < Steps; s++)
+            {
+                var g = Tensor.FromArray(Rand(100 + (ulong)s, -2, 2)).To(dtype);
+                foreach (var q in new[] { a, b, a2, b2, c, d, c2, d2 }) q.Grad = g;
+                foreach (var o in new Optimizer[] { together, first, second, sgd, sgdC, sgdD }) o.Step();
+                Assert.Equal(a2.Value.ToDoubleArray(), a.Value.ToDoubleArray());
+                Assert.Equal(b2.Value.ToDoubleArray(), b.Value.ToDoubleArray());
+                Assert.Equal(c2.Value.ToDoubleArray(), c.Value.ToDoubleArray());
+                Assert.Equal(d2.Value.ToDoubleArray(), d.Value.ToDoubleArray());
+            }
+        }
+    }
+
+    [Fact]
+    public void Step_with_closure_evaluates_it_once_and_steps()
+    {
+        var p = new Parameter(Tensor.FromArray(new[] { 1.0, -2.0 }));
+        var opt = new SGD([p], 0.1);
+        int calls = 0;
+        double loss = opt.Step(() =>
+        {
+            calls++;
+            opt.ZeroGrad();
+            var l = p.Value.Square().Sum();
+            l.Backward();
+            return l.Item();
+        });
+        Assert.Equal(1, calls);
+        Assert.Equal(5.0, loss);
+        TestKit.Close.Check([0.8, -1.6], p.Value.ToArray<double>(), 1e-15, 0, "one SGD step on |p|²");
+        Assert.Equal(1, opt.StepCount);
+    }
+
     [Fact]
     public void Schedules_follow_their_closed_forms()
     {
