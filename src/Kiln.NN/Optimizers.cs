@@ -34,8 +34,11 @@ public abstract class Optimizer
         ArgumentNullException.ThrowIfNull(groups);
         ParamGroups = groups.ToArray();
         var all = ParamGroups.SelectMany(g => g.Parameters).ToArray();
-        if (all.Distinct(ReferenceEqualityComparer.Instance).Count() != all.Length)
-            throw new ArgumentException("optimizer: a parameter appears in more than one parameter group", nameof(groups));
+        var seen = new Dictionary<Parameter, int>(ReferenceEqualityComparer.Instance);
+        for (int k = 0; k < ParamGroups.Count; k++)
+            foreach (var p in ParamGroups[k].Parameters)
+                if (!seen.TryAdd(p, k))
+                    throw new ArgumentException($"optimizer: a parameter of shape {p.Shape} is in parameter groups {seen[p]} and {k}; each parameter belongs to one group", nameof(groups));
         Parameters = all;
         if (Parameters.Count == 0) throw new ArgumentException("optimizer: got an empty parameter list", nameof(groups));
         CheckNonNegative(learningRate, nameof(learningRate));

@@ -18,7 +18,9 @@ public enum MarsKind
 /// call <see cref="Step(Func{double})"/> with a closure that evaluates the same batch each time it is called within a
 /// step; it is called at x_t and then at x_{t-1} (step 1 has no x_0 and uses c = g). The approximate variant (the
 /// authors' default) reuses the previous step's gradient g(x_{t-1}, ξ_{t-1}), starting from 0, and steps from plain
-/// <see cref="Optimizer.Step()"/>. With γ = 0 and the clip inactive, MARS-AdamW is AdamW in these conventions.
+/// <see cref="Optimizer.Step()"/>. With γ = 0 and the clip inactive, MARS-AdamW is AdamW in these conventions. Every
+/// parameter gets the MARS rule (the authors' optimize_1d = True); their default sends vectors to plain AdamW with
+/// separate hyperparameters (here: give the vectors to a separate <see cref="AdamW"/>).
 /// State: "exp_avg", "exp_avg_sq" (AdamW), and "last_grad" (approximate) or "previous_param" (exact).
 /// </summary>
 public sealed class MARS : Optimizer
