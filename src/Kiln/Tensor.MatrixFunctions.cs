@@ -497,7 +497,8 @@ public partial class Tensor
     /// eigendecomposition: V diag((w + eps)^p) Vᵀ. This is the inverse p-th root preconditioner of Shampoo
     /// ((GGᵀ + eps I)^(-1/4) is <c>SymmetricMatrixPower(-0.25, eps)</c>) and the square root of a covariance.
     /// Eigenvalues within rounding of zero (down to -n·tol·max|w|, tol 1e-10 in Float64 and 1e-5 in Float32) count as
-    /// zero. With <paramref name="rcond"/>, shifted eigenvalues at or below rcond · max(w + eps) are treated as exact
+    /// zero; without <paramref name="rcond"/> a zero shifted eigenvalue gives 0^p for p ≥ 0 (so A⁰ = I). With
+    /// <paramref name="rcond"/>, shifted eigenvalues at or below rcond · max(w + eps) are treated as exact
     /// zeros and get the value 0 for every exponent (the Moore-Penrose convention: p = -1 is the pseudo-inverse,
     /// p = -1/4 the pseudo-inverse fourth root). Computed in float64 (via <see cref="Eigh"/>) and returned in A's dtype;
     /// differentiable where the eigenvalues are distinct (through <see cref="Eigh"/>). PyTorch has no such function; the
@@ -530,10 +531,11 @@ public partial class Tensor
         var shifted = w.Clamp(min: 0) + eps;
         Tensor keep;
         if (rcond is { } cut) keep = shifted > cut * shifted.Detach().Amax([-1], keepDim: true);
+        else if (p >= 0) keep = shifted >= 0.0;   // all of them: 0^p is 0 (1 for p = 0, so A^0 = I)
         else
         {
             keep = shifted > 0.0;
-            if (p < 0 && keep.All().Item() == 0)
+            if (keep.All().Item() == 0)
                 throw new ArgumentException($"{op}: input (shape {Shape}) is singular (a shifted eigenvalue is 0), so power {p} is infinite; pass eps > 0 or rcond", "input");
         }
         // The power of the zeroed eigenvalues is taken at 1 so no inf or NaN enters the forward or backward pass.

@@ -106,7 +106,10 @@ public class MatrixRootTests
         Assert.True(Dense.MaxDiff(projector, Dense.Mul(Dense.Mul(h, l, 5, 5, 5), h, 5, 5, 5)) < 1e-10);
         var pinv = t.SymmetricMatrixPower(-1, rcond: 1e-10).ToDoubleArray();
         Assert.True(Dense.MaxDiff(l, Dense.Mul(Dense.Mul(l, pinv, 5, 5, 5), l, 5, 5, 5)) < 1e-10);
-        // Without rcond the same matrix is singular for a negative power, and says so.
+        // Without rcond a zero eigenvalue stays in for p ≥ 0 (A⁰ = I, diag(4, 0)^½ = diag(2, 0)) and is an error for p < 0.
+        var singular = Tensor.FromArray(new double[] { 4, 0, 0, 0 }, new Shape(2, 2));
+        Close.Check([1.0, 0, 0, 1], singular.SymmetricMatrixPower(0).ToArray<double>(), 1e-15, 1e-15, "diag(4, 0)⁰");
+        Close.Check([2.0, 0, 0, 0], singular.SymmetricMatrixPower(0.5).ToArray<double>(), 1e-15, 1e-15, "diag(4, 0)^½");
         var ex = Assert.Throws<ArgumentException>(() => Tensor.FromArray(new double[] { 1, 0, 0, 0 }, new Shape(2, 2)).SymmetricMatrixPower(-0.25));
         Assert.Contains("singular", ex.Message);
     }
