@@ -29,8 +29,22 @@ public sealed partial class CpuBackend
     {
         int batch = c.Shape[0], m = c.Shape[1], n = c.Shape[2], k = a.Shape[2];
         var (sa, sb) = (S(a), S(b));
+        if (FoldRows(batch, m, sa, sb, out int rows, out int rowStride) && MatVec.Streams(sb[1], sb[2]))
+        {
+            MatVec.Run(rows, n, k, A<T>(a), O(a), rowStride, sa[2], A<T>(b), O(b), sb[1], sb[2], A<T>(c), O(c), n);
+            return;
+        }
         Gemm.RunBatched(batch, m, n, k, T.One, A<T>(a), O(a), sa[0], sa[1], sa[2], A<T>(b), O(b), sb[0], sb[1], sb[2],
             T.Zero, A<T>(c), O(c), m * n, n);
+    }
+
+    // Products with one shared B whose rows of A fold into at most MatVec.MaxRows rows of one product (C is contiguous,
+    // so its rows fold too): the skinny kernel streams B once instead of packing it.
+    static bool FoldRows(int batch, int m, int[] sa, int[] sb, out int rows, out int rowStride)
+    {
+        rows = batch * m;
+        rowStride = m == 1 ? sa[0] : sa[1];
+        return rows <= MatVec.MaxRows && (batch == 1 || sb[0] == 0 && (m == 1 || sa[0] == m * sa[1]));
     }
 
     /// <inheritdoc/>
@@ -49,6 +63,12 @@ public sealed partial class CpuBackend
         int rows = x.Shape[0], inF = x.Shape[1], outF = w.Shape[0];
         var (sx, sw) = (S(x), S(w));
         // B = w^T: element (p, j) is w[j, p].
+        if (rows <= MatVec.MaxRows && MatVec.Streams(sw[1], sw[0]))
+        {
+            MatVec.Run(rows, outF, inF, A<T>(x), O(x), sx[0], sx[1], A<T>(w), O(w), sw[1], sw[0], A<T>(y), O(y), outF,
+                bias is null ? null : A<T>(bias), bias is null ? 0 : O(bias), relu);
+            return;
+        }
         Gemm.Run(rows, outF, inF, T.One, A<T>(x), O(x), sx[0], sx[1], A<T>(w), O(w), sw[1], sw[0], T.Zero, A<T>(y), O(y), outF,
             bias: bias is null ? null : A<T>(bias), biasOff: bias is null ? 0 : O(bias), relu: relu);
     }
