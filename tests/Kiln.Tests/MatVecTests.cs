@@ -44,7 +44,7 @@ public class MatVecTests
             {
                 case "float": Case<float, float>(kernel, c, v => (float)v, v => v, Math.Pow(2, -24)); break;
                 case "double": Case<double, double>(kernel, c, v => v, v => v, Math.Pow(2, -53)); break;
-                case "bfloat16": Case<float, ushort>(kernel, c, v => BFloat16Bits.FromFloat((float)v), BFloat16Bits.ToFloat, Math.Pow(2, -24)); break;
+                case "bfloat16": Case<float, ushort>(kernel, c, v => BFloat16Bits.FromFloat((float)v), v => BFloat16Bits.ToFloat(v), Math.Pow(2, -24)); break;
                 default: Case<float, Half>(kernel, c, v => (Half)v, v => (double)v, Math.Pow(2, -24)); break;
             }
         }, maxTest: 30);
@@ -165,5 +165,49 @@ public class MatVecTests
             double u = dtype == DType.Float32 ? Math.Pow(2, -24) : Math.Pow(2, -53);
             CheckBound(expected, bound, y.ToDoubleArray(), k, u, $"{(linear ? "linear" : "matmul")} {dtype} [{string.Join(",", batch)},{m},{k}] x {(transposed ? "[n,k]^T" : "[k,n]")} {n} {vx}");
         }, maxTest: 30);
+    }
+
+    public static IEnumerable<object[]> HalfCases =>
+        from d in Devices.All from h in new[] { DType.BFloat16, DType.Float16 } from halfX in new[] { true, false }
+        select new object[] { d.ToString(), h, halfX };
+
+    // A half weight times x in Float32 (y Float32) or in the weight's dtype (y in it, rounded once): within the float32
+    // sum bound of the float64 product of the stored values, plus the half format's rounding of a half y.
+    [Theory, MemberData(nameof(HalfCases))]
+    public void Half_matmul_and_linear_match_reference(string device, DType half, bool halfX)
+    {
+        var dev = Devices.Parse(device);
+        var gen = from m in G.Frequency((3, G.Choose(0, 9)), (1, G.Choose(10, 40))) from n in Extent from k in Extent
+                  from batch in G.Elements(Array.Empty<int>(), [2])
+                  from linear in G.Elements(true, false) from transposed in G.Elements(true, false)
+                  from vx in TensorGen.View from seed in TensorGen.Seed
+                  select (m, n, k, batch, linear, transposed, vx, seed);
+        Props.Check(dev, gen, c =>
+        {
+            var (m, n, k, batch, linear, transposed, vx, seed) = c;
+            var x = TensorGen.Make([.. batch, m, k], vx, seed, halfX ? half : DType.Float32, dev);
+            var stored = TensorGen.Make(transposed ? [n, k] : [k, n], TensorGen.ViewKind.Contiguous, seed + 1, half, dev);
+            var wKn = transposed ? stored.T : stored;
+            var bias = linear && seed % 2 == 0 ? TensorGen.Make([n], TensorGen.ViewKind.Contiguous, seed + 2, half, dev) : null;
+            var y = linear ? Tensor.Linear(x, wKn.T, bias) : x.MatMul(wKn);
+            var outType = halfX ? half : DType.Float32;
+            Assert.Equal(outType, y.DType);
+            Assert.Equal(new Shape([.. batch, m, n]), y.Shape);
+            int rows = new Shape([.. batch, m]).Numel;
+            var xe = x.ToDoubleArray(); var we = wKn.ToDoubleArray(); var be = bias?.ToDoubleArray();
+            var ab = Reference.Gemm(rows, n, k, xe, we);
+            var abs = Reference.Gemm(rows, n, k, xe.Select(Math.Abs).ToArray(), we.Select(Math.Abs).ToArray());
+            var expected = ab.Select((v, i) => v + (be is null ? 0 : be[i % n])).ToArray();
+            var got = y.ToDoubleArray();
+            double u = Math.Pow(2, -24), uh = outType == DType.Float32 ? 0 : half == DType.BFloat16 ? Math.Pow(2, -8) : Math.Pow(2, -11);
+            double tiny = outType == DType.Float16 ? Math.Pow(2, -25) : 0;
+            for (int i = 0; i < expected.Length; i++)
+            {
+                double sum = (k + 2) * u * (abs[i] + (be is null ? 0 : Math.Abs(be[i % n])));
+                double tol = sum * (1 + uh) + uh * Math.Abs(expected[i]) + tiny + 1e-300;
+                Assert.True(Math.Abs(got[i] - expected[i]) <= tol,
+                    $"{(linear ? "linear" : "matmul")} {x.DType} x {half} [{string.Join(",", batch)},{m},{k}] x {n} {(transposed ? "[n,k]" : "[k,n]")}[{i}]: got {got[i]:R}, expected {expected[i]:R}, tol {tol:G3}");
+            }
+        }, maxTest: 20);
     }
 }
