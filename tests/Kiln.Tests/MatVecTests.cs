@@ -226,4 +226,58 @@ public class MatVecTests
         Assert.False(tol.Check([3.0], [3.0 + 10 * u32 * 4 * 1.001], DType.Float32, null, "float32", [4.0], 10).Pass);
         Assert.Contains("u32", tol.Describe(half));
     }
+
+    public static IEnumerable<object[]> HalfGradCases =>
+        from h in new[] { DType.BFloat16, DType.Float16 } from halfX in new[] { true, false } from relu in new[] { true, false }
+        select new object[] { h, halfX, relu };
+
+    // Gradients of half matmul and linear arrive in each input's dtype (PyTorch's rule): each is the float32 product of
+    // the stored operands, rounded once to that dtype, so it is checked against the float64 product of the same values.
+    [Theory, MemberData(nameof(HalfGradCases))]
+    public void Half_matmul_and_linear_gradients_come_in_each_inputs_dtype(DType half, bool halfX, bool relu)
+    {
+        var g = new Generator(21);
+        var xType = halfX ? half : DType.Float32;
+        var x = Tensor.Rand(new Shape(3, 7), g, -1, 1, DType.Float64).To(xType).RequiresGrad_();
+        var w = Tensor.Rand(new Shape(5, 7), g, -1, 1, DType.Float64).To(half).RequiresGrad_();
+        var b = Tensor.Rand(new Shape(5), g, -1, 1, DType.Float64).To(half).RequiresGrad_();
+        var y = Tensor.Linear(x, w, b, relu);
+        var seed = Tensor.Rand(y.Shape, g, -1, 1, DType.Float64).To(y.DType);
+        y.Backward(seed);
+        Assert.Equal(xType, x.Grad!.DType);
+        Assert.Equal(half, w.Grad!.DType);
+        Assert.Equal(half, b.Grad!.DType);
+        // The float64 gradients of the stored values: gz = seed masked by y > 0 under ReLU, gx = gz w, gw = gz^T x, gb = sum of gz's rows.
+        double[] xd = x.ToDoubleArray(), wd = w.ToDoubleArray(), sd = seed.ToDoubleArray(), yd = y.ToDoubleArray();
+        var gz = sd.Select((v, i) => relu && yd[i] <= 0 ? 0 : v).ToArray();
+        var gx = Reference.Gemm(3, 7, 5, gz, wd);
+        var gzT = Enumerable.Range(0, 5 * 3).Select(i => gz[i % 3 * 5 + i / 3]).ToArray();  // [3, 5] -> [5, 3]
+        var gw = Reference.Gemm(5, 7, 3, gzT, xd);
+        var gb = Enumerable.Range(0, 5).Select(j => Enumerable.Range(0, 3).Sum(i => gz[i * 5 + j])).ToArray();
+        void Near(double[] expected, Tensor actual, int terms, string what)
+        {
+            double uh = Kiln.Ops.CheckResult.UnitRoundoff(actual.DType), u = Math.Pow(2, -24);
+            var a = actual.ToDoubleArray();
+            for (int i = 0; i < expected.Length; i++)
+            {
+                double tol = (terms + 2) * u * terms + uh * Math.Abs(expected[i]) * 1.0001 + 1e-7;
+                Assert.True(Math.Abs(a[i] - expected[i]) <= tol, $"{what}[{i}] ({actual.DType}): got {a[i]:R}, expected {expected[i]:R}, tol {tol:G3}");
+            }
+        }
+        Near(gx, x.Grad!, 5, "x.grad");
+        Near(gw, w.Grad!, 3, "w.grad");
+        Near(gb, b.Grad!, 3, "b.grad");
+
+        // matmul: x [3, 7] times w^T viewed [7, 5], the same gradients without the bias and mask.
+        var x2 = x.Detach().RequiresGrad_(); var w2 = w.Detach().RequiresGrad_();
+        var y2 = x2.MatMul(w2.T);
+        var seed2 = Tensor.Rand(y2.Shape, g, -1, 1, DType.Float64).To(y2.DType);
+        y2.Backward(seed2);
+        Assert.Equal(xType, x2.Grad!.DType);
+        Assert.Equal(half, w2.Grad!.DType);
+        var s2 = seed2.ToDoubleArray();
+        var s2T = Enumerable.Range(0, 5 * 3).Select(i => s2[i % 3 * 5 + i / 3]).ToArray();
+        Near(Reference.Gemm(3, 7, 5, s2, wd), x2.Grad!, 5, "matmul x.grad");
+        Near(Reference.Gemm(5, 7, 3, s2T, xd), w2.Grad!, 3, "matmul w.grad");
+    }
 }
