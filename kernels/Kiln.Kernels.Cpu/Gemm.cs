@@ -110,6 +110,23 @@ public static class Gemm
     }
 
     /// <summary>
+    /// As <see cref="RunBatched{T}"/> in float32 with alpha 1 and beta 0, for a half-precision B (<typeparamref name="TW"/>:
+    /// ushort holding bfloat16 bits, or Half) widened to float32 as its panels are packed, so the product runs in the
+    /// float32 micro-kernels with float32 accumulation.
+    /// </summary>
+    /// <exception cref="NotSupportedException"><typeparamref name="TW"/> is not ushort or Half.</exception>
+    public static unsafe void RunWidened<TW>(int batch, int m, int n, int k, float[] a, int aOff, int aBs, int aRs, int aCs,
+        TW[] b, int bOff, int bBs, int bRs, int bCs, float[] c, int cOff, int cBs, int ldc,
+        float[]? bias = null, int biasOff = 0, bool relu = false) where TW : unmanaged
+    {
+        if (typeof(TW) != typeof(ushort) && typeof(TW) != typeof(Half))
+            throw new NotSupportedException($"gemm: no widening kernel for element type {typeof(TW).Name} (ushort (bfloat16) and Half only)");
+        fixed (TW* bp = b)
+            RunPacked(batch, m, n, k, 1f, a, aOff, aBs, aRs, aCs, new WidenedPanels<TW>(bp + bOff, bBs, bRs, bCs), 0f, c, cOff, cBs, ldc,
+                bias: bias, biasOff: biasOff, relu: relu);
+    }
+
+    /// <summary>
     /// As <see cref="RunBatched{T}"/>, with B given by a panel source that packs product t's B slices straight into the
     /// micro-kernels' panel format (so an implicit operand, such as a convolution's input patches, is never materialized).
     /// </summary>
@@ -382,4 +399,45 @@ public readonly unsafe struct StridedPanels<T>(T* b, int bs, int rs, int cs) : I
     /// <inheritdoc/>
     public void Pack(int t, int p0, int kc, int jc, int nc, int nr, int halfNr, T* dst, int r0, int r1) =>
         Cpu.Pack.B(kc, nc, nr, halfNr, b + (long)t * bs + (long)p0 * rs + (long)jc * cs, rs, cs, dst, r0, r1);
+}
+
+/// <summary>
+/// A dense half-precision B (<typeparamref name="TW"/>: ushort holding bfloat16 bits, or Half): product t's element
+/// (p, j) at b[t*bs + p*rs + j*cs], widened exactly to float32 as it is packed in <see cref="Pack.B{T}"/>'s format.
+/// </summary>
+public readonly unsafe struct WidenedPanels<TW>(TW* b, int bs, int rs, int cs) : IPanelSource<float> where TW : unmanaged
+{
+    /// <inheritdoc/>
+    public void Pack(int t, int p0, int kc, int jc, int nc, int nr, int halfNr, float* dst, int r0, int r1)
+    {
+        TW* src = b + (long)t * bs + (long)p0 * rs + (long)jc * cs;
+        for (int q = 0, j0 = 0; j0 < nc; q++, j0 += nr)
+        {
+            int w = Math.Min(nr, nc - j0);
+            float* d = dst + (long)q * nr * kc;
+            TW* col = src + (long)j0 * cs;
+            if (w == nr || halfNr == 0) Panel(r0, r1, w, nr, col, d);
+            else
+            {
+                Panel(r0, r1, Math.Min(w, halfNr), halfNr, col, d);
+                if (w > halfNr) Panel(r0, r1, w - halfNr, halfNr, col + (long)halfNr * cs, d + (long)halfNr * kc);
+            }
+        }
+    }
+
+    // Rows [r0, r1) of one panel: w widened values per row, zero-padded to nr.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void Panel(int r0, int r1, int w, int nr, TW* col, float* d)
+    {
+        for (int p = r0; p < r1; p++)
+        {
+            TW* s = col + (long)p * rs;
+            float* o = d + (long)p * nr;
+            int j = 0;
+            if (cs == 1)
+                for (; j + 8 <= w; j += 8) Lanes256<float, TW>.LoadW(s + j).Store(o + j);
+            for (; j < w; j++) o[j] = Lanes1<float, TW>.LoadW(s + (long)j * cs);
+            for (; j < nr; j++) o[j] = 0;
+        }
+    }
 }

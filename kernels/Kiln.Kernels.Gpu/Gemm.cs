@@ -32,7 +32,20 @@ public static class Gemm
 
     /// <summary>Grid (ceil(N / 4gx), ceil(M / 4gy), batch), group (gx, gy) with gx, gy &lt;= 16.</summary>
     public static void Tiled<T, TN2>(ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, GemmArgs g)
-        where T : unmanaged where TN2 : struct, INum<T>
+        where T : unmanaged where TN2 : struct, INum<T> =>
+        Tiles<T, TN2, T, Same<T>>(a, b, c, g);
+
+    /// <summary>
+    /// As <see cref="Tiled{T, TN2}"/> in float32 for a half-precision B stored as 16-bit patterns, widened exactly by
+    /// <typeparamref name="TW"/> as its tiles are loaded, accumulated in float32.
+    /// </summary>
+    public static void TiledWide<TW>(ArrayView<float> a, ArrayView<ushort> b, ArrayView<float> c, GemmArgs g)
+        where TW : struct, IOperand<ushort, float> =>
+        Tiles<float, F32, ushort, TW>(a, b, c, g);
+
+    // The tiled product with B's elements of TB read as T by TR.
+    static void Tiles<T, TN2, TB, TR>(ArrayView<T> a, ArrayView<TB> b, ArrayView<T> c, GemmArgs g)
+        where T : unmanaged where TN2 : struct, INum<T> where TB : unmanaged where TR : struct, IOperand<TB, T>
     {
         TN2 n = default;
         var sa = SharedMemory.Allocate<T>(2 * BK * MaxTile);
@@ -44,12 +57,12 @@ public static class Gemm
         int tiles = (g.K + BK - 1) / BK;
         var acc = new Block4x4<T>();
         acc.Clear(n.Zero);
-        if (tiles > 0) LoadTiles<T, TN2>(a, b, sa, sb, g, 0, 0, aBase, bBase, row0, col0, bm, bn, tid, threads);
+        if (tiles > 0) LoadTiles<T, TN2, TB, TR>(a, b, sa, sb, g, 0, 0, aBase, bBase, row0, col0, bm, bn, tid, threads);
         Group.Barrier();
         for (int t = 0; t < tiles; t++)
         {
             int cur = t & 1;
-            if (t + 1 < tiles) LoadTiles<T, TN2>(a, b, sa, sb, g, t + 1, cur ^ 1, aBase, bBase, row0, col0, bm, bn, tid, threads);
+            if (t + 1 < tiles) LoadTiles<T, TN2, TB, TR>(a, b, sa, sb, g, t + 1, cur ^ 1, aBase, bBase, row0, col0, bm, bn, tid, threads);
             int ab = cur * BK * MaxTile + ty * TM, bb = cur * BK * MaxTile + tx * TN;
             for (int kk = 0; kk < BK; kk++)
             {
@@ -64,11 +77,12 @@ public static class Gemm
                 if (r0 + i < g.M && c0 + j < g.N) c[cBase + (r0 + i) * g.N + c0 + j] = acc.Get(i, j);
     }
 
-    static void LoadTiles<T, TN2>(ArrayView<T> a, ArrayView<T> b, ArrayView<T> sa, ArrayView<T> sb, GemmArgs g, int t, int buf,
+    static void LoadTiles<T, TN2, TB, TR>(ArrayView<T> a, ArrayView<TB> b, ArrayView<T> sa, ArrayView<T> sb, GemmArgs g, int t, int buf,
         int aBase, int bBase, int row0, int col0, int bm, int bn, int tid, int threads)
-        where T : unmanaged where TN2 : struct, INum<T>
+        where T : unmanaged where TN2 : struct, INum<T> where TB : unmanaged where TR : struct, IOperand<TB, T>
     {
         TN2 n = default;
+        TR r = default;
         int k0 = t * BK, sOff = buf * BK * MaxTile;
         for (int e = tid; e < bm * BK; e += threads)
         {
@@ -78,8 +92,49 @@ public static class Gemm
         for (int e = tid; e < bn * BK; e += threads)
         {
             int kk = e / bn, nj = e % bn, gk = k0 + kk, gj = col0 + nj;
-            sb[sOff + kk * MaxTile + nj] = gk < g.K && gj < g.N ? b[bBase + gk * g.BRs + gj * g.BCs] : n.Zero;
+            sb[sOff + kk * MaxTile + nj] = gk < g.K && gj < g.N ? r.Read(b[bBase + gk * g.BRs + gj * g.BCs]) : n.Zero;
         }
+    }
+}
+
+/// <summary>How a GEMM reads an operand element stored as <typeparamref name="TS"/> in its accumulation type <typeparamref name="T"/>.</summary>
+public interface IOperand<TS, T> where TS : unmanaged where T : unmanaged
+{
+    /// <summary>The stored element as T.</summary>
+    T Read(TS v);
+}
+
+/// <summary>An operand stored in the accumulation type.</summary>
+public struct Same<T> : IOperand<T, T> where T : unmanaged
+{
+    /// <inheritdoc/>
+    public readonly T Read(T v) => v;
+}
+
+/// <summary>bfloat16 bits widened to float32 (the top half of its bits).</summary>
+public struct WidenBF16 : IOperand<ushort, float>
+{
+    /// <inheritdoc/>
+    public readonly float Read(ushort v) => Interop.IntAsFloat((uint)v << 16);
+}
+
+/// <summary>
+/// float16 bits widened exactly to float32 by integer operations alone (no float64, and no float arithmetic on
+/// subnormals, which some devices flush): the exponent is rebiased, a subnormal's mantissa normalized.
+/// </summary>
+public struct WidenF16 : IOperand<ushort, float>
+{
+    /// <inheritdoc/>
+    public readonly float Read(ushort v)
+    {
+        uint sign = (uint)(v & 0x8000) << 16, e = (uint)(v >> 10) & 0x1F, m = (uint)v & 0x3FF;
+        if (e == 0x1F) return Interop.IntAsFloat(sign | 0x7F800000u | (m << 13));
+        if (e != 0) return Interop.IntAsFloat(sign | ((e + 112) << 23) | (m << 13));
+        if (m == 0) return Interop.IntAsFloat(sign);
+        // m * 2^-24: shift m up to a leading 1 at bit 10, one binade down per shift from 2^-14.
+        uint exp = 113;
+        while ((m & 0x400) == 0) { m <<= 1; exp--; }
+        return Interop.IntAsFloat(sign | (exp << 23) | ((m & 0x3FF) << 13));
     }
 }
 
@@ -144,4 +199,12 @@ public static class GemmKernels<T, TN> where T : unmanaged where TN : struct, IN
     public static readonly GroupKernel<ArrayView<T>, ArrayView<T>, ArrayView<T>, GemmArgs> Tiled = new($"gemm.tiled.{Dt.Of<TN>()}", Gemm.Tiled<T, TN>);
     /// <summary>gemm.integer: exact integer C = A B, one element per thread with 64-bit accumulation.</summary>
     public static readonly Kernel<ArrayView<T>, ArrayView<T>, ArrayView<T>, GemmArgs> Integer = new($"gemm.integer.{Dt.Of<TN>()}", IntegerGemm.Elements<T, TN>);
+}
+
+/// <summary>The typed kernels of <see cref="Gemm.TiledWide{TW}"/>: float32 A times a half-precision B.</summary>
+public static class HalfGemmKernels<TW> where TW : struct, IOperand<ushort, float>
+{
+    /// <summary>gemm.tiled_wide.bf16 / .f16: batched C = A B with B widened from its 16-bit storage, a 4x4 block of C per thread.</summary>
+    public static readonly GroupKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, GemmArgs> Tiled =
+        new($"gemm.tiled_wide.{(typeof(TW) == typeof(WidenBF16) ? "bf16" : "f16")}", Gemm.TiledWide<TW>);
 }

@@ -10,6 +10,7 @@ public sealed partial class IlgpuBackend
     /// <inheritdoc/>
     public void MatMul(Tensor a, Tensor b, Tensor c) => Locked(() =>
     {
+        if (a.DType.IsHalf() || b.DType.IsHalf()) { MatMulHalf(a, b, c); return; }
         switch (a.DType)
         {
             case DType.Float32: MatMulT<float, F32>(a, b, c); break;
@@ -35,13 +36,32 @@ public sealed partial class IlgpuBackend
         };
     }
 
-    void MatMulT<T, TN>(Tensor a, Tensor b, Tensor c) where T : unmanaged where TN : struct, INum<T>
+    void MatMulT<T, TN>(Tensor a, Tensor b, Tensor c) where T : unmanaged where TN : struct, INum<T> =>
+        GemmKernels<T, TN>.Tiled.Launch(Driver, GemmGrid(c), new Index3D(GemmGroup, GemmGroup, 1), V<T>(a), V<T>(b), V<T>(c), Args(a, b, c));
+
+    Index3D GemmGrid(Tensor c)
     {
-        int batch = c.Shape[0], m = c.Shape[1], n = c.Shape[2];
-        var args = Args(a, b, c);
         int tile = 4 * GemmGroup;
-        var grid = new Index3D((n + tile - 1) / tile, (m + tile - 1) / tile, batch);
-        GemmKernels<T, TN>.Tiled.Launch(Driver, grid, new Index3D(GemmGroup, GemmGroup, 1), V<T>(a), V<T>(b), V<T>(c), args);
+        return new Index3D((c.Shape[2] + tile - 1) / tile, (c.Shape[1] + tile - 1) / tile, c.Shape[0]);
+    }
+
+    // Half operands: A becomes a float32 copy, B stays in its 16-bit storage and is widened as its tiles load, and a
+    // float32 product is rounded once into a half C.
+    void MatMulHalf(Tensor a, Tensor b, Tensor c)
+    {
+        using var _ = Autograd.NoGrad();
+        var a32 = a.To(DType.Float32);
+        var c32 = c.DType == DType.Float32 ? c : Tensor.Empty(c.Shape, DType.Float32, Device);
+        var group = new Index3D(GemmGroup, GemmGroup, 1);
+        switch (b.DType)
+        {
+            case DType.Float32: MatMulT<float, F32>(a32, b, c32); break;
+            case DType.BFloat16: HalfGemmKernels<WidenBF16>.Tiled.Launch(Driver, GemmGrid(c32), group, V<float>(a32), V<ushort>(b), V<float>(c32), Args(a32, b, c32)); break;
+            case DType.Float16: HalfGemmKernels<WidenF16>.Tiled.Launch(Driver, GemmGrid(c32), group, V<float>(a32), V<ushort>(b), V<float>(c32), Args(a32, b, c32)); break;
+            default: throw Unsupported("matmul", b.DType);
+        }
+        if (!ReferenceEquals(c32, c)) { Copy(c32, c); c32.Dispose(); }
+        if (!ReferenceEquals(a32, a)) a32.Dispose();
     }
 
     /// <inheritdoc/>

@@ -6,17 +6,20 @@ public partial class Tensor
     /// Matrix product with NumPy semantics: 1-D operands are promoted (a vector on the left is a row, on the right a
     /// column, and the added dim is removed), and batch dims broadcast. [..., M, K] x [..., K, N] -> [..., M, N].
     /// Int32 and Int64 operands give an exact product in their dtype, accumulated in 64-bit integers and wrapping on
-    /// overflow as PyTorch's (an Int32 result is the low 32 bits).
+    /// overflow as PyTorch's (an Int32 result is the low 32 bits). BFloat16 and Float16 operands are widened to float32
+    /// as they are read and accumulated in float32; two half operands of the same dtype give a result in that dtype,
+    /// rounded once at the end, and a half operand with a Float32 one gives Float32.
     /// </summary>
     /// <exception cref="ShapeMismatchException">The inner dims differ or the batch dims do not broadcast.</exception>
-    /// <exception cref="NotSupportedException">The operands are Bool or a half-precision storage type.</exception>
+    /// <exception cref="ArgumentException">The dtypes differ, other than Float32 with BFloat16 or Float16.</exception>
+    /// <exception cref="NotSupportedException">The operands are Bool.</exception>
     public Tensor MatMul(Tensor other)
     {
         Storage.ThrowIfDisposed("matmul"); other.Storage.ThrowIfDisposed("matmul");
-        Check.SameDType(this, other, "matmul", nameof(other));
+        var dtype = ProductDType(this, other, "matmul", nameof(other));
         Check.SameDevice(this, other, "matmul", nameof(other));
-        if (!DType.IsFloating() && !DType.IsInteger())
-            throw new NotSupportedException($"matmul: input has dtype {DType}; matmul computes in Float32, Float64, Int32 or Int64 (convert with .To(...))");
+        if (!dtype.IsFloating() && !dtype.IsInteger() && !dtype.IsHalf())
+            throw new NotSupportedException($"matmul: input has dtype {DType}; matmul computes in Float32, Float64, BFloat16, Float16, Int32 or Int64 (convert with .To(...))");
         if (Rank == 0 || other.Rank == 0) throw new ShapeMismatchException("matmul", Rank == 0 ? "input" : nameof(other), "both operands need at least one dimension");
         var a = Rank == 1 ? Unsqueeze(0) : this;
         var b = other.Rank == 1 ? other.Unsqueeze(1) : other;
@@ -24,22 +27,38 @@ public partial class Tensor
         if (k != k2) throw new ShapeMismatchException("matmul", nameof(other), $"inner dimensions differ: {Shape} x {other.Shape} ({k} vs {k2})");
         var batchA = new Shape(a.Shape.Dims[..^2]); var batchB = new Shape(b.Shape.Dims[..^2]);
         var batch = Shape.Broadcast(batchA, batchB, "matmul");
-        var y = MatMul3(a, b, batch, m, k, n);
+        var y = MatMul3(a, b, batch, m, k, n, dtype);
         if (Rank == 1) y = y.Squeeze(-2);
         if (other.Rank == 1) y = y.Squeeze(-1);
         return y;
     }
 
-    static Tensor MatMul3(Tensor a, Tensor b, Shape batch, int m, int k, int n)
+    // The dtype of a matrix product: the operands' own, or Float32 for Float32 with a half type (its kernels widen the
+    // half operand as they read it); other mixtures are refused.
+    static DType ProductDType(Tensor a, Tensor b, string op, string paramName)
+    {
+        if (a.DType == DType.Float32 && b.DType.IsHalf() || b.DType == DType.Float32 && a.DType.IsHalf()) return DType.Float32;
+        Check.SameDType(a, b, op, paramName);
+        return a.DType;
+    }
+
+    // A gradient brought to its input's shape and dtype: broadcast dims summed (in float32 for half gradients).
+    static Tensor GradFor(Tensor g, Tensor input)
+    {
+        if (g.Shape != input.Shape && g.DType.IsHalf()) g = g.To(DType.Float32);
+        return g.SumTo(input.Shape).To(input.DType);
+    }
+
+    static Tensor MatMul3(Tensor a, Tensor b, Shape batch, int m, int k, int n, DType dtype)
     {
         int nb = batch.Numel;
         var a3 = a.Detach().BroadcastTo(new Shape([.. batch.Dims, m, k]));
         var b3 = b.Detach().BroadcastTo(new Shape([.. batch.Dims, k, n]));
         a3 = Flatten3(a3, nb, m, k); b3 = Flatten3(b3, nb, k, n);
-        var c = Empty(new Shape(nb, m, n), a.DType, a.Device);
+        var c = Empty(new Shape(nb, m, n), dtype, a.Device);
         if (c.Numel > 0) a.Backend.MatMul(a3, b3, c);
         var y = c.Reshape([.. batch.Dims, m, n]).Detach();
-        return Record(y, "matmul", [a, b], g => [g.MatMul(b.T).SumTo(a.Shape), a.T.MatMul(g).SumTo(b.Shape)]);
+        return Record(y, "matmul", [a, b], g => [GradFor(g.MatMul(b.T), a), GradFor(a.T.MatMul(g), b)]);
     }
 
     // Collapses the batch dims into one without copying when their strides allow (broadcast or evenly strided batches).
@@ -58,15 +77,21 @@ public partial class Tensor
     /// <summary>
     /// A linear layer, y = x weight^T + bias, optionally followed by ReLU, with the bias and activation fused into the
     /// matrix product (PyTorch's F.linear layout). x is [..., in], weight [out, in], bias [out] or null; y is [..., out].
+    /// x and weight are Float32 or Float64 of one dtype, or BFloat16/Float16 weights with x in Float32 (y Float32) or
+    /// in the weight's dtype (y in that dtype, rounded once): half operands are widened to float32 as they are read and
+    /// accumulated in float32. bias has the weight's dtype or y's.
     /// </summary>
     /// <exception cref="ShapeMismatchException">weight is not [out, in] for x's last dim, or bias is not [out].</exception>
+    /// <exception cref="ArgumentException">The dtypes of x, weight and bias do not form one of those combinations.</exception>
+    /// <exception cref="NotSupportedException">x is not a floating or half-precision dtype.</exception>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null, bool relu = false)
     {
         const string op = "linear";
         ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight);
         x.Storage.ThrowIfDisposed(op); weight.Storage.ThrowIfDisposed(op); bias?.Storage.ThrowIfDisposed(op);
-        Check.Floating(x, op, nameof(x));
-        Check.SameDType(x, weight, op, nameof(weight)); Check.SameDevice(x, weight, op, nameof(weight));
+        if (!x.DType.IsHalf()) Check.Floating(x, op, nameof(x));
+        var dtype = ProductDType(x, weight, op, nameof(weight));
+        Check.SameDevice(x, weight, op, nameof(weight));
         if (x.Rank == 0) throw new ShapeMismatchException(op, nameof(x), "x must have at least one dimension");
         int inF = x.Shape[-1];
         if (weight.Rank != 2 || weight.Shape[1] != inF)
@@ -74,22 +99,26 @@ public partial class Tensor
         int outF = weight.Shape[0];
         if (bias is not null)
         {
-            Check.SameDType(x, bias, op, nameof(bias)); Check.SameDevice(x, bias, op, nameof(bias));
+            if (bias.DType != dtype && bias.DType != weight.DType)
+                throw new ArgumentException($"{op}: bias has dtype {bias.DType}; it must have the weight's dtype {weight.DType} or the result's {dtype}", nameof(bias));
+            Check.SameDevice(x, bias, op, nameof(bias));
             if (bias.Rank != 1 || bias.Shape[0] != outF) throw new ShapeMismatchException(op, nameof(bias), new Shape(outF), bias.Shape, "bias must have one entry per output feature");
         }
         int rows = new Shape(x.Shape.Dims[..^1]).Numel;
         var x2 = x.Rank == 2 ? x.Detach() : x.Detach().Contiguous().Reshape(rows, inF);
-        var y2 = Empty(new Shape(rows, outF), x.DType, x.Device);
+        var y2 = Empty(new Shape(rows, outF), dtype, x.Device);
         if (y2.Numel > 0) x.Backend.Linear(x2, weight.Detach(), bias?.Detach().Contiguous(), relu, y2);
         var y = y2.Reshape([.. x.Shape.Dims[..^1], outF]).Detach();
         Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
         return Record(y, op, inputs, g =>
         {
-            var gz = relu ? Where(y > 0.0, g, g.ZerosLike()) : g;
+            // A half y's mask and the bias's row sum run in float32; each gradient ends in its input's dtype.
+            var gz = !relu ? g : !g.DType.IsHalf() ? Where(y > 0.0, g, g.ZerosLike())
+                : Where(y.To(DType.Float32) > 0.0, g.To(DType.Float32), g.To(DType.Float32).ZerosLike()).To(g.DType);
             var gz2 = gz.Reshape(rows, outF);
             var xr = x.Rank == 2 ? x : x.Reshape(rows, inF);
-            var grads = new List<Tensor?> { gz.MatMul(weight), gz2.T.MatMul(xr) };
-            if (bias is not null) grads.Add(gz2.Sum(0));
+            var grads = new List<Tensor?> { GradFor(gz.MatMul(weight), x), GradFor(gz2.T.MatMul(xr), weight) };
+            if (bias is not null) grads.Add((gz2.DType.IsHalf() ? gz2.To(DType.Float32) : gz2).Sum(0).To(bias.DType));
             return grads.ToArray();
         });
     }

@@ -287,7 +287,7 @@ public partial class Tensor
         set
         {
             if (!IsLeaf) throw new InvalidOperationException("requires_grad can only be set on leaf tensors; use Detach() for a new leaf");
-            if (value && !DType.IsFloating()) throw new InvalidOperationException($"requires_grad: only floating tensors can require gradients, not {DType}");
+            if (value && !DType.IsFloating() && !DType.IsHalf()) throw new InvalidOperationException($"requires_grad: only floating tensors can require gradients, not {DType}");
             _requiresGrad = value;
         }
     }

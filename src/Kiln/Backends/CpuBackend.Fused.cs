@@ -9,6 +9,7 @@ public sealed partial class CpuBackend
     /// <inheritdoc/>
     public void MatMul(Tensor a, Tensor b, Tensor c)
     {
+        if (a.DType.IsHalf() || b.DType.IsHalf()) { WithFloat32(a, null, c, (a32, _, c32) => MatMulWide(a32, b, c32)); return; }
         switch (a.DType)
         {
             case DType.Float32: MatMulT<float>(a, b, c); break;
@@ -29,13 +30,78 @@ public sealed partial class CpuBackend
     {
         int batch = c.Shape[0], m = c.Shape[1], n = c.Shape[2], k = a.Shape[2];
         var (sa, sb) = (S(a), S(b));
+        if (FoldRows(batch, m, sa, sb, out int rows, out int rowStride) && MatVec.Streams(sb[1], sb[2]))
+        {
+            MatVec.Run(rows, n, k, A<T>(a), O(a), rowStride, sa[2], A<T>(b), O(b), sb[1], sb[2], A<T>(c), O(c), n);
+            return;
+        }
         Gemm.RunBatched(batch, m, n, k, T.One, A<T>(a), O(a), sa[0], sa[1], sa[2], A<T>(b), O(b), sb[0], sb[1], sb[2],
             T.Zero, A<T>(c), O(c), m * n, n);
+    }
+
+    // Half operands: A (or x, small next to the weight in the skinny products and O(m k) against O(m n k) otherwise)
+    // and the bias are widened to float32 copies, the product runs in float32 into C (or a float32 C rounded once into
+    // the half C at the end); the weight is left to the kernels, which widen it as they stream or pack it.
+    void WithFloat32(Tensor a, Tensor? bias, Tensor c, Action<Tensor, Tensor?, Tensor> run)
+    {
+        using var _ = Autograd.NoGrad();
+        var a32 = a.To(DType.Float32);
+        var b32 = bias?.To(DType.Float32);
+        var c32 = c.DType == DType.Float32 ? c : Tensor.Empty(c.Shape, DType.Float32, Device);
+        run(a32, b32, c32);
+        if (!ReferenceEquals(c32, c)) { Copy(c32, c); c32.Dispose(); }
+        if (!ReferenceEquals(a32, a)) a32.Dispose();
+        if (b32 is not null && !ReferenceEquals(b32, bias)) b32.Dispose();
+    }
+
+    // A float32 [batch, m, k] times B of Float32, BFloat16 or Float16.
+    static void MatMulWide(Tensor a, Tensor b, Tensor c)
+    {
+        switch (b.DType)
+        {
+            case DType.Float32: MatMulT<float>(a, b, c); break;
+            case DType.BFloat16: MatMulW<ushort>(a, b, c); break;
+            case DType.Float16: MatMulW<Half>(a, b, c); break;
+            default: throw Unsupported("matmul", b.DType);
+        }
+    }
+
+    static void MatMulW<TW>(Tensor a, Tensor b, Tensor c) where TW : unmanaged
+    {
+        int batch = c.Shape[0], m = c.Shape[1], n = c.Shape[2], k = a.Shape[2];
+        var (sa, sb) = (S(a), S(b));
+        if (FoldRows(batch, m, sa, sb, out int rows, out int rowStride) && MatVec.Streams(sb[1], sb[2]))
+            MatVec.Run(rows, n, k, A<float>(a), O(a), rowStride, sa[2], A<TW>(b), O(b), sb[1], sb[2], A<float>(c), O(c), n);
+        else
+            Gemm.RunWidened(batch, m, n, k, A<float>(a), O(a), sa[0], sa[1], sa[2], A<TW>(b), O(b), sb[0], sb[1], sb[2], A<float>(c), O(c), m * n, n);
+    }
+
+    // Products with one shared B whose rows of A fold into at most MatVec.MaxRows rows of one product (C is contiguous,
+    // so its rows fold too): the skinny kernel streams B once instead of packing it.
+    static bool FoldRows(int batch, int m, int[] sa, int[] sb, out int rows, out int rowStride)
+    {
+        rows = batch * m;
+        rowStride = m == 1 ? sa[0] : sa[1];
+        return rows <= MatVec.MaxRows && (batch == 1 || sb[0] == 0 && (m == 1 || sa[0] == m * sa[1]));
     }
 
     /// <inheritdoc/>
     public void Linear(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y)
     {
+        if (x.DType.IsHalf() || w.DType.IsHalf())
+        {
+            WithFloat32(x, bias, y, (x32, b32, y32) =>
+            {
+                switch (w.DType)
+                {
+                    case DType.Float32: LinearT<float>(x32, w, b32, relu, y32); break;
+                    case DType.BFloat16: LinearW<ushort>(x32, w, b32, relu, y32); break;
+                    case DType.Float16: LinearW<Half>(x32, w, b32, relu, y32); break;
+                    default: throw Unsupported("linear", w.DType);
+                }
+            });
+            return;
+        }
         switch (x.DType)
         {
             case DType.Float32: LinearT<float>(x, w, bias, relu, y); break;
@@ -49,8 +115,26 @@ public sealed partial class CpuBackend
         int rows = x.Shape[0], inF = x.Shape[1], outF = w.Shape[0];
         var (sx, sw) = (S(x), S(w));
         // B = w^T: element (p, j) is w[j, p].
+        if (rows <= MatVec.MaxRows && MatVec.Streams(sw[1], sw[0]))
+        {
+            MatVec.Run(rows, outF, inF, A<T>(x), O(x), sx[0], sx[1], A<T>(w), O(w), sw[1], sw[0], A<T>(y), O(y), outF,
+                bias is null ? null : A<T>(bias), bias is null ? 0 : O(bias), relu);
+            return;
+        }
         Gemm.Run(rows, outF, inF, T.One, A<T>(x), O(x), sx[0], sx[1], A<T>(w), O(w), sw[1], sw[0], T.Zero, A<T>(y), O(y), outF,
             bias: bias is null ? null : A<T>(bias), biasOff: bias is null ? 0 : O(bias), relu: relu);
+    }
+
+    static void LinearW<TW>(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y) where TW : unmanaged
+    {
+        int rows = x.Shape[0], inF = x.Shape[1], outF = w.Shape[0];
+        var (sx, sw) = (S(x), S(w));
+        float[]? b = bias is null ? null : A<float>(bias);
+        int bOff = bias is null ? 0 : O(bias);
+        if (rows <= MatVec.MaxRows && MatVec.Streams(sw[1], sw[0]))
+            MatVec.Run(rows, outF, inF, A<float>(x), O(x), sx[0], sx[1], A<TW>(w), O(w), sw[1], sw[0], A<float>(y), O(y), outF, b, bOff, relu);
+        else
+            Gemm.RunWidened(1, rows, outF, inF, A<float>(x), O(x), 0, sx[0], sx[1], A<TW>(w), O(w), 0, sw[1], sw[0], A<float>(y), O(y), 0, outF, b, bOff, relu);
     }
 
     /// <inheritdoc/>

@@ -70,13 +70,22 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
     /// A linear layer with its bias and activation fused into the matrix product's write-back: y = act(x w^T + bias).
     /// <paramref name="x"/> is [rows, in] and <paramref name="w"/> [out, in] (strided views), <paramref name="bias"/>
     /// [out] contiguous or null, <paramref name="y"/> contiguous [rows, out]; act is ReLU when <paramref name="relu"/>, else identity.
+    /// With half-precision operands (see <see cref="Tensor.Linear"/>), the bias and activation run in float32 and a
+    /// half <paramref name="y"/> is rounded once at the end.
     /// </summary>
     void Linear(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y)
     {
         using var _ = Autograd.NoGrad();
-        MatMul(x.Unsqueeze(0), w.T.Unsqueeze(0), y.Unsqueeze(0));
-        if (bias is not null) Binary(BinaryOp.Add, y, bias.BroadcastTo(y.Shape), y);
-        if (relu) Unary(UnaryOp.Relu, y, y);
+        var acc = y.DType.IsHalf() ? Tensor.Empty(y.Shape, DType.Float32, Device) : y;
+        MatMul(x.Unsqueeze(0), w.T.Unsqueeze(0), acc.Unsqueeze(0));
+        if (bias is not null)
+        {
+            var b = bias.To(acc.DType);
+            Binary(BinaryOp.Add, acc, b.BroadcastTo(acc.Shape), acc);
+            if (!ReferenceEquals(b, bias)) b.Dispose();
+        }
+        if (relu) Unary(UnaryOp.Relu, acc, acc);
+        if (!ReferenceEquals(acc, y)) { Copy(acc, y); acc.Dispose(); }
     }
 
     /// <summary>Softmax (or log-softmax) of each row of a contiguous [rows, len] tensor.</summary>

@@ -6,25 +6,69 @@ namespace Kiln.Ops;
 public static class LinalgOps
 {
     /// <summary>Every definition of the family.</summary>
-    public static IReadOnlyList<OpDefinition> All { get; } = [new GemmDefinition(), new IntegerGemmDefinition(), new AttentionDefinition(), new EinsumDefinition()];
+    public static IReadOnlyList<OpDefinition> All { get; } = [new GemmDefinition(), new LinearDefinition(), new IntegerGemmDefinition(), new AttentionDefinition(), new EinsumDefinition()];
 
-    /// <summary>A [.., m, k] (the case's input, any layout) times B [k, n] with n drawn from the seed, judged by the standard bound k u sum|a||b|.</summary>
-    sealed class GemmDefinition() : OpDefinition("gemm.matmul", "gemm", [DType.Float32, DType.Float64], new(-1, 1), Tolerance.Bound())
+    /// <summary>
+    /// A [.., m, k] (the case's input, any layout) times B [k, n] with n drawn from the seed, stored [k, n] or (odd seeds)
+    /// [n, k] and transposed, judged by the standard bound k u sum|a||b|. In BFloat16 and Float16 the operands are widened
+    /// and summed in float32 and a half result is rounded once, so the budget is the float32 bound of the float64 product
+    /// of the stored operands plus the half format's rounding of it (<see cref="Tolerance.Float32Accumulation"/>); every
+    /// third seed takes A in Float32 (a half weight with float32 activations, a Float32 result).
+    /// </summary>
+    sealed class GemmDefinition() : OpDefinition("gemm.matmul", "gemm", [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16], new(-1, 1),
+        Tolerance.Bound() with { Float32Accumulation = true })
     {
         public override int MinRank => 2;
 
         public override CheckResult Check(Device device, DType dtype, OpCase c)
         {
             var a = Input(c, dtype, device);
+            if (dtype.IsHalf() && c.Seed % 3 == 0) a = a.To(DType.Float32);
             int m = c.Shape[^2], k = c.Shape[^1], n = 1 + (int)(c.Seed % 70), batch = a.Numel / Math.Max(m * k, 1);
-            var b = Input([k, n], InputView.Contiguous, c.Seed + 17, dtype, device, Domain);
+            var b = c.Seed % 2 == 1
+                ? Input([n, k], InputView.Contiguous, c.Seed + 17, dtype, device, Domain).T
+                : Input([k, n], InputView.Contiguous, c.Seed + 17, dtype, device, Domain);
             double[] ad = a.Contiguous().ToDoubleArray(), bd = b.ToDoubleArray();
             if (m * k == 0) batch = c.Shape[..^2].Aggregate(1, (p, q) => p * q);
             var expected = Enumerable.Range(0, batch).SelectMany(t => Reference.Gemm(m, n, k, ad.AsSpan(t * m * k, m * k), bd)).ToArray();
             var absA = ad.Select(Math.Abs).ToArray();
             var absB = bd.Select(Math.Abs).ToArray();
             var magnitude = Enumerable.Range(0, batch).SelectMany(t => Reference.Gemm(m, n, k, absA.AsSpan(t * m * k, m * k), absB)).ToArray();
-            return Tolerance.Check(expected, a.MatMul(b).ToDoubleArray(), dtype, c, Name, magnitude, k);
+            var y = a.MatMul(b);
+            var outType = a.DType == DType.Float32 ? DType.Float32 : dtype;
+            if (y.DType != outType) return new CheckResult(double.PositiveInfinity, false, $"{Name}: result dtype {y.DType}, expected {outType}");
+            return Tolerance.Check(expected, y.ToDoubleArray(), outType, c, Name, magnitude, k);
+        }
+    }
+
+    /// <summary>
+    /// A linear layer x weight^T + bias (bias for even seeds, then ReLU for seeds 1 and 2 mod 4): x is the case's input
+    /// [.., rows, in], weight [out, in] with out drawn from the seed. Same budget as <see cref="GemmDefinition"/> with
+    /// the bias as one more term; in half dtypes every third seed takes x in Float32 (a Float32 result).
+    /// </summary>
+    sealed class LinearDefinition() : OpDefinition("gemm.linear", "gemm", [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16], new(-1, 1),
+        Tolerance.Bound() with { Float32Accumulation = true })
+    {
+        public override int MinRank => 1;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var x = Input(c, dtype, device);
+            if (dtype.IsHalf() && c.Seed % 3 == 0) x = x.To(DType.Float32);
+            int inF = c.Shape[^1], outF = 1 + (int)(c.Seed / 2 % 70), rows = x.Numel / Math.Max(inF, 1);
+            if (inF == 0) rows = c.Shape[..^1].Aggregate(1, (p, q) => p * q);
+            bool relu = c.Seed % 4 is 1 or 2;
+            var w = Input([outF, inF], InputView.Contiguous, c.Seed + 17, dtype, device, Domain);
+            var bias = c.Seed % 2 == 0 ? Input([outF], InputView.Contiguous, c.Seed + 18, dtype, device, Domain) : null;
+            double[] xd = x.Contiguous().ToDoubleArray(), wt = w.T.ToDoubleArray(), bd = bias?.ToDoubleArray() ?? new double[outF];
+            var ab = Reference.Gemm(rows, outF, inF, xd, wt);
+            var abs = Reference.Gemm(rows, outF, inF, xd.Select(Math.Abs).ToArray(), wt.Select(Math.Abs).ToArray());
+            var expected = ab.Select((v, i) => v + bd[i % outF]).Select(v => relu ? Math.Max(v, 0) : v).ToArray();
+            var magnitude = abs.Select((v, i) => v + Math.Abs(bd[i % outF])).ToArray();
+            var y = Tensor.Linear(x, w, bias, relu);
+            var outType = x.DType == DType.Float32 ? DType.Float32 : dtype;
+            if (y.DType != outType) return new CheckResult(double.PositiveInfinity, false, $"{Name}: result dtype {y.DType}, expected {outType}");
+            return Tolerance.Check(expected, y.ToDoubleArray(), outType, c, Name, magnitude, inF + 1);
         }
     }
 

@@ -29,6 +29,13 @@ public sealed record Tolerance(double Scale)
     public Tolerance? Relaxed { get; init; }
     /// <summary>An absolute error every element may have on top of the budget (the relaxed sin and cos allow 2^-11).</summary>
     public double AbsoluteFloor { get; init; }
+    /// <summary>
+    /// For <see cref="BudgetKind.Bound"/> budgets of ops whose half-precision (BFloat16, Float16) results are summed in
+    /// float32 and rounded once: in those dtypes the bound is taken with float32's unit roundoff u32, and the half
+    /// format's rounding of the result is added, so |a - e| &lt;= k n u32 sum|terms| (1 + uh) + uh |e| + half the
+    /// format's smallest subnormal (uh its unit roundoff). Float32 and Float64 keep the plain bound.
+    /// </summary>
+    public bool Float32Accumulation { get; init; }
 
     /// <summary>A few units: well-conditioned elementwise ops.</summary>
     public static Tolerance Tight { get; } = new(2);
@@ -67,6 +74,7 @@ public sealed record Tolerance(double Scale)
         return Kind switch
         {
             BudgetKind.Ulp => $"{ScaleFor(dtype):0.##} ulp{floor}",
+            BudgetKind.Bound when Float32Accumulation && dtype.IsHalf() => $"{ScaleFor(dtype):0.##} n u32 sum|terms| (1 + uh) + uh |e| (uh = 2^{-Math.ILogB(1 / CheckResult.UnitRoundoff(dtype))}){floor}",
             BudgetKind.Bound => $"{ScaleFor(dtype):0.##} n u sum|terms|{floor}",
             _ => $"{For(dtype).Atol:G2} + {For(dtype).Rtol:G2} |e|{floor}",
         };
@@ -95,11 +103,14 @@ public sealed record Tolerance(double Scale)
                 });
             case BudgetKind.Bound:
                 if (magnitude.Length != expected.Length) throw new ArgumentException($"{what}: a bound budget needs each element's sum|terms| ({expected.Length} values, got {magnitude.Length})", nameof(magnitude));
-                double u = CheckResult.UnitRoundoff(dtype);
+                // A float32 sum rounded once to a half result: the sum's bound in u32, then the half rounding of the result.
+                bool widened = Float32Accumulation && dtype.IsHalf();
+                double u = CheckResult.UnitRoundoff(widened ? DType.Float32 : dtype), uh = widened ? CheckResult.UnitRoundoff(dtype) : 0;
+                double sub = widened ? CheckResult.UlpOf(0, dtype) / 2 : 0;
                 var m = magnitude.ToArray();
-                return CheckResult.Measure(expected, actual, what, dtype, $"{scale:0.##} n u sum|terms| (n = {terms})", BudgetKind.Bound, (i, e, a) =>
+                return CheckResult.Measure(expected, actual, what, dtype, Describe(dtype) + $" (n = {terms})", BudgetKind.Bound, (i, e, a) =>
                 {
-                    double d = Math.Abs(a - e), unit = u * m[i], budget = scale * terms * unit + floor;
+                    double d = Math.Abs(a - e), unit = u * m[i], budget = scale * terms * unit * (1 + uh) + uh * Math.Abs(e) + sub + floor;
                     double err = d == 0 ? 0 : d / unit;
                     return (err, d <= budget, budget > 0 ? d / budget : d > 0 ? double.PositiveInfinity : 0);
                 });

@@ -1,0 +1,398 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Kiln.Kernels.Cpu;
+
+/// <summary>
+/// Skinny products Y[m, n] = X[m, k] W[k, n] (+ bias, then ReLU) for m = 1 .. <see cref="MaxRows"/>: matrix-vector
+/// products and decoding batches, where the weight W is far larger than X and Y and the product is bound by the memory
+/// traffic of W. W is read straight from its storage once, all m rows at a time, never packed: in its row-major [k, n]
+/// layout (a matmul's B) the workers take panels of output columns and stream four W rows at a time across each panel,
+/// whose m accumulator rows stay in L1; in the [n, k] layout (a linear layer's [out, in] weight) they take blocks of
+/// output columns and stream pairs of contiguous W rows, each a dot product against up to four X rows in registers.
+/// Half-precision weights (bfloat16 bits in ushort, or Half) are widened to float32 in registers and accumulated in
+/// float32. Each element of Y is computed by one thread in a fixed order, so results do not depend on the thread count.
+/// Reference: <see cref="Reference.Gemm"/>.
+/// </summary>
+public static unsafe class MatVec
+{
+    /// <summary>The most rows of X a call takes (products with more rows go to <see cref="Gemm"/>).</summary>
+    public const int MaxRows = 8;
+
+    /// <summary>Weight bytes below which a product stays on the calling thread (waking the team costs more).</summary>
+    public const long ParallelBytes = 1L << 17;
+
+    // Bytes of the m accumulator rows of a [k, n] panel (L1-resident), and of the weight a work part covers at least.
+    const int PanelAccBytes = 16 * 1024;
+    const long PartBytes = 64 * 1024;
+
+    /// <summary>Whether a W with these strides is one of the two streamed layouts (one unit stride).</summary>
+    public static bool Streams(int wRs, int wCs) => wRs == 1 || wCs == 1;
+
+    /// <summary>
+    /// Y[i, j] = sum_p X[i, p] W[p, j] (+ bias[biasOff + j]; then max(., 0) when <paramref name="relu"/>) for m &lt;=
+    /// <see cref="MaxRows"/>. X's element (i, p) is x[xOff + i*xRs + p*xCs] (any strides); W's element (p, j) is
+    /// w[wOff + p*wRs + j*wCs] with wCs = 1 (W row-major [k, n]) or wRs = 1 (W stored [n, k], a linear layer's weight);
+    /// Y is row-major with leading dimension <paramref name="ldy"/> and is only written. T is float or double;
+    /// <typeparamref name="TW"/> is T, or for float: ushort (bfloat16 bits) or Half, widened to float32.
+    /// <c>kernel</c> picks the vector width (Auto: <see cref="Gemm.Best"/>); <c>threads</c> bounds the workers (0: the team).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">m is negative or above <see cref="MaxRows"/>, or n or k is negative.</exception>
+    /// <exception cref="ArgumentException">Neither of W's strides is 1.</exception>
+    /// <exception cref="NotSupportedException">The element types have no kernel, or the kernel is not accelerated here.</exception>
+    public static void Run<T, TW>(int m, int n, int k, T[] x, int xOff, int xRs, int xCs, TW[] w, int wOff, int wRs, int wCs,
+        T[] y, int yOff, int ldy, T[]? bias = null, int biasOff = 0, bool relu = false, GemmKernel kernel = GemmKernel.Auto, int threads = 0)
+        where T : unmanaged, INumber<T> where TW : unmanaged
+    {
+        if (!(typeof(T) == typeof(float) && (typeof(TW) == typeof(float) || typeof(TW) == typeof(ushort) || typeof(TW) == typeof(Half))
+              || typeof(T) == typeof(double) && typeof(TW) == typeof(double)))
+            throw new NotSupportedException($"matvec: no kernel for {typeof(T).Name} rows times {typeof(TW).Name} weights (float with float, ushort (bfloat16) or Half; double with double)");
+        if (m < 0 || m > MaxRows) throw new ArgumentOutOfRangeException(nameof(m), m, $"matvec takes 0 to {MaxRows} rows");
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        if (!Streams(wRs, wCs)) throw new ArgumentException($"matvec: W needs a unit stride along k or n, got strides ({wRs}, {wCs})", nameof(w));
+        if (kernel == GemmKernel.Auto) kernel = Gemm.Best;
+        if (kernel == GemmKernel.Vector512 && !Vector512.IsHardwareAccelerated || kernel == GemmKernel.Vector256 && !Vector256.IsHardwareAccelerated)
+            throw new NotSupportedException($"matvec: the {kernel} kernel is not hardware-accelerated on this machine");
+        if (m == 0 || n == 0) return;
+        if (threads <= 0) threads = WorkerTeam.Threads;
+        if ((long)n * k * sizeof(TW) < ParallelBytes) threads = 1;
+
+        // X is tiny next to W: a contiguous [m, k] copy lets the inner loops take whole vectors of a row.
+        T[] xs = x;
+        int xo = xOff;
+        if (xCs != 1 || xRs != k && m > 1)
+        {
+            xs = XBuffer<T>.Get(m * k);
+            xo = 0;
+            for (int i = 0; i < m; i++)
+                for (int p = 0; p < k; p++) xs[i * k + p] = x[xOff + i * xRs + p * xCs];
+        }
+        var args = new Args<T, TW>(m, n, k, xs, xo, w, wOff, wCs == 1 ? wRs : wCs, y, yOff, ldy, bias, biasOff, relu);
+        bool kn = wCs == 1 && !(wRs == 1 && n == 1);
+        switch (kernel)
+        {
+            case GemmKernel.Vector512: Dispatch<Vector512<T>, Lanes512<T, TW>, T, TW>(args, kn, threads); break;
+            case GemmKernel.Vector256: Dispatch<Vector256<T>, Lanes256<T, TW>, T, TW>(args, kn, threads); break;
+            default: Dispatch<T, Lanes1<T, TW>, T, TW>(args, kn, threads); break;
+        }
+    }
+
+    readonly record struct Args<T, TW>(int M, int N, int K, T[] X, int XOff, TW[] W, int WOff, int Ldw, T[] Y, int YOff, int Ldy,
+        T[]? Bias, int BiasOff, bool Relu);
+
+    static void Dispatch<TV, TL, T, TW>(Args<T, TW> a, bool kn, int threads)
+        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
+    {
+        if (kn)
+        {
+            // Panels of whole vectors whose accumulators fill about PanelAccBytes, and at least two per thread.
+            int unit = Math.Max(64, TL.Count);
+            int nb = Math.Max(unit, PanelAccBytes / (a.M * sizeof(T)) / unit * unit);
+            int perThread = (a.N + 2 * threads - 1) / (2 * threads);
+            nb = Math.Min(nb, Math.Max(unit, (perThread + unit - 1) / unit * unit));
+            int panels = (a.N + nb - 1) / nb;
+            Parts(threads, panels, (long)nb * a.K * sizeof(TW), (s, e) =>
+            {
+                var acc = AccBuffer<T>.Get(a.M * nb);
+                for (int q = s; q < e; q++) PanelKN<TV, TL, T, TW>(a, q * nb, Math.Min(nb, a.N - q * nb), acc);
+            });
+        }
+        else
+        {
+            // Blocks of output columns (rows of the stored W) in pairs; a part covers about PartBytes of W at least.
+            int pairs = (a.N + 1) / 2;
+            Parts(threads, pairs, 2L * a.K * sizeof(TW), (s, e) => ColumnsNK<TV, TL, T, TW>(a, 2 * s, Math.Min(a.N, 2 * e)));
+        }
+    }
+
+    // Runs body over [0, count) in contiguous parts taken first come, first served: a few per thread, so a thread the OS
+    // delays leaves little for the others to wait on, and none smaller than PartBytes of weight.
+    static void Parts(int threads, int count, long bytesPerItem, Action<int, int> body)
+    {
+        int parts = (int)Math.Min(Math.Min(count, 4L * threads), Math.Max(1, bytesPerItem * count / PartBytes));
+        if (threads <= 1 || parts <= 1) { body(0, count); return; }
+        WorkerTeam.For(parts, t =>
+        {
+            int s = (int)((long)count * t / parts), e = (int)((long)count * (t + 1) / parts);
+            if (e > s) body(s, e);
+        });
+    }
+
+    // Columns [j0, j0 + nb) of Y, W row-major [k, n]: W's rows stream through four at a time (p unrolled so each
+    // accumulator is loaded and stored once per four rows), each W vector widened once and used by all m rows.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PanelKN<TV, TL, T, TW>(Args<T, TW> a, int j0, int nb, T[] accArr)
+        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
+    {
+        int m = a.M, k = a.K, nv = nb / TL.Count * TL.Count;
+        long ldw = a.Ldw;
+        fixed (T* xp = a.X, acc = accArr)
+        fixed (TW* wp = a.W)
+        {
+            new Span<T>(acc, m * nb).Clear();
+            T* x = xp + a.XOff;
+            TW* w = wp + a.WOff + j0;
+            int p = 0;
+            for (; p + 4 <= k; p += 4)
+            {
+                TW* w0 = w + p * ldw;
+                Rows4<TV, TL, T, TW>(m, k, x + p, w0, ldw, 0, nv, acc, nb);
+                if (nv < nb) Rows4<T, Lanes1<T, TW>, T, TW>(m, k, x + p, w0, ldw, nv, nb, acc, nb);
+            }
+            for (; p < k; p++)
+            {
+                TW* w0 = w + p * ldw;
+                Row1<TV, TL, T, TW>(m, k, x + p, w0, 0, nv, acc, nb);
+                if (nv < nb) Row1<T, Lanes1<T, TW>, T, TW>(m, k, x + p, w0, nv, nb, acc, nb);
+            }
+        }
+        Write(a, accArr, nb, j0, nb);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Rows4<TV, TL, T, TW>(int m, int k, T* x, TW* w0, long ldw, int from, int to, T* acc, int nb)
+        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
+    {
+        TW* w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw;
+        for (int v = from; v < to; v += TL.Count)
+        {
+            TV b0 = TL.LoadW(w0 + v), b1 = TL.LoadW(w1 + v), b2 = TL.LoadW(w2 + v), b3 = TL.LoadW(w3 + v);
+            T* xi = x, ai = acc + v;
+            for (int i = 0; i < m; i++, xi += k, ai += nb)
+            {
+                TV s = TL.Load(ai);
+                s = TL.Fma(b0, TL.Splat(xi[0]), s);
+                s = TL.Fma(b1, TL.Splat(xi[1]), s);
+                s = TL.Fma(b2, TL.Splat(xi[2]), s);
+                s = TL.Fma(b3, TL.Splat(xi[3]), s);
+                TL.Store(s, ai);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Row1<TV, TL, T, TW>(int m, int k, T* x, TW* w0, int from, int to, T* acc, int nb)
+        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
+    {
+        for (int v = from; v < to; v += TL.Count)
+        {
+            TV b0 = TL.LoadW(w0 + v);
+            T* xi = x, ai = acc + v;
+            for (int i = 0; i < m; i++, xi += k, ai += nb) TL.Store(TL.Fma(b0, TL.Splat(xi[0]), TL.Load(ai)), ai);
+        }
+    }
+
+    // Columns [j0, j1) of Y, W stored [n, k]: each pair of W rows streams once against the X rows, four at a time.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void ColumnsNK<TV, TL, T, TW>(Args<T, TW> a, int j0, int j1)
+        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
+    {
+        int m = a.M, k = a.K, cols = j1 - j0;
+        var outArr = AccBuffer<T>.Get(m * cols);
+        fixed (T* xp = a.X, o = outArr)
+        fixed (TW* wp = a.W)
+        {
+            T* x = xp + a.XOff;
+            T* s = stackalloc T[8];
+            for (int j = j0; j < j1; j += 2)
+            {
+                TW* w0 = wp + a.WOff + (long)j * a.Ldw;
+                // An odd last column runs as a pair with itself; the copy's sums are dropped.
+                TW* w1 = j + 1 < j1 ? w0 + a.Ldw : w0;
+                for (int i = 0; i < m; i += 4)
+                {
+                    T* xi = x + (long)i * k;
+                    switch (Math.Min(4, m - i))
+                    {
+                        case 1: Dots<TV, TL, T, TW, R1>(k, xi, w0, w1, s); break;
+                        case 2: Dots<TV, TL, T, TW, R2>(k, xi, w0, w1, s); break;
+                        case 3: Dots<TV, TL, T, TW, R3>(k, xi, w0, w1, s); break;
+                        default: Dots<TV, TL, T, TW, R4>(k, xi, w0, w1, s); break;
+                    }
+                    for (int r = 0; r < Math.Min(4, m - i); r++)
+                    {
+                        o[(i + r) * cols + j - j0] = s[2 * r];
+                        if (j + 1 < j1) o[(i + r) * cols + j + 1 - j0] = s[2 * r + 1];
+                    }
+                }
+            }
+        }
+        Write(a, outArr, cols, j0, cols);
+    }
+
+    // s[2r + c] = dot(X row r, W row c) for the TR.N rows at x (stride k) and the W rows w0, w1: 2 TR.N register
+    // accumulators over whole vectors, then their lane sums and the scalar tail.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Dots<TV, TL, T, TW, TR>(int k, T* x, TW* w0, TW* w1, T* s)
+        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged where TR : struct, IRowCount
+    {
+        TV a00 = TL.Zero, a01 = TL.Zero, a10 = TL.Zero, a11 = TL.Zero, a20 = TL.Zero, a21 = TL.Zero, a30 = TL.Zero, a31 = TL.Zero;
+        int p = 0, lanes = TL.Count;
+        for (; p + lanes <= k; p += lanes)
+        {
+            TV u = TL.LoadW(w0 + p), v = TL.LoadW(w1 + p);
+            TV xv = TL.Load(x + p);
+            a00 = TL.Fma(xv, u, a00); a01 = TL.Fma(xv, v, a01);
+            if (TR.N > 1) { xv = TL.Load(x + k + p); a10 = TL.Fma(xv, u, a10); a11 = TL.Fma(xv, v, a11); }
+            if (TR.N > 2) { xv = TL.Load(x + 2 * k + p); a20 = TL.Fma(xv, u, a20); a21 = TL.Fma(xv, v, a21); }
+            if (TR.N > 3) { xv = TL.Load(x + 3 * k + p); a30 = TL.Fma(xv, u, a30); a31 = TL.Fma(xv, v, a31); }
+        }
+        s[0] = TL.Sum(a00); s[1] = TL.Sum(a01);
+        if (TR.N > 1) { s[2] = TL.Sum(a10); s[3] = TL.Sum(a11); }
+        if (TR.N > 2) { s[4] = TL.Sum(a20); s[5] = TL.Sum(a21); }
+        if (TR.N > 3) { s[6] = TL.Sum(a30); s[7] = TL.Sum(a31); }
+        for (; p < k; p++)
+        {
+            T u = Lanes1<T, TW>.LoadW(w0 + p), v = Lanes1<T, TW>.LoadW(w1 + p);
+            for (int r = 0; r < TR.N; r++) { s[2 * r] += x[r * k + p] * u; s[2 * r + 1] += x[r * k + p] * v; }
+        }
+    }
+
+    // Y[i, j0 .. j0 + cols) = acc[i*ld ..] + bias, then ReLU.
+    static void Write<T, TW>(Args<T, TW> a, T[] acc, int ld, int j0, int cols) where T : unmanaged, INumber<T> where TW : unmanaged
+    {
+        for (int i = 0; i < a.M; i++)
+        {
+            var src = new ReadOnlySpan<T>(acc, i * ld, cols);
+            var dst = a.Y.AsSpan(a.YOff + i * a.Ldy + j0, cols);
+            if (a.Bias is { } b) System.Numerics.Tensors.TensorPrimitives.Add(src, new ReadOnlySpan<T>(b, a.BiasOff + j0, cols), dst);
+            else src.CopyTo(dst);
+            if (a.Relu) System.Numerics.Tensors.TensorPrimitives.Max(dst, T.Zero, dst);
+        }
+    }
+
+    // Per-thread scratch, pinned: the accumulators of a panel or block, and the caller's contiguous copy of X.
+    static class AccBuffer<T> where T : unmanaged
+    {
+        [ThreadStatic] static T[]? _buf;
+        public static T[] Get(int length) => _buf is { } b && b.Length >= length ? b : _buf = GC.AllocateUninitializedArray<T>(length, pinned: true);
+    }
+
+    static class XBuffer<T> where T : unmanaged
+    {
+        [ThreadStatic] static T[]? _buf;
+        public static T[] Get(int length) => _buf is { } b && b.Length >= length ? b : _buf = GC.AllocateUninitializedArray<T>(length, pinned: true);
+    }
+
+    interface IRowCount { static abstract int N { get; } }
+    readonly struct R1 : IRowCount { public static int N => 1; }
+    readonly struct R2 : IRowCount { public static int N => 2; }
+    readonly struct R3 : IRowCount { public static int N => 3; }
+    readonly struct R4 : IRowCount { public static int N => 4; }
+}
+
+/// <summary>
+/// The lane operations of one vector width (<typeparamref name="TV"/>: a vector of T, or T itself for the scalar
+/// kernel) over accumulators of T, with weights of <typeparamref name="TW"/> widened on load.
+/// </summary>
+internal unsafe interface ILanes<TV, T, TW> where TV : struct where T : unmanaged where TW : unmanaged
+{
+    static abstract int Count { get; }
+    static abstract TV Zero { get; }
+    static abstract TV Splat(T value);
+    static abstract TV Load(T* p);
+    static abstract TV LoadW(TW* p);
+    static abstract void Store(TV v, T* p);
+    static abstract TV Fma(TV a, TV b, TV c);
+    static abstract T Sum(TV v);
+}
+
+/// <summary>Widening of half-precision weights to float32 lanes, exact for every value (NaN payloads, infinities and subnormals included).</summary>
+internal static class HalfWiden
+{
+    // A float16's exponent and mantissa shifted into float32's place read as a float 2^-112 times the value
+    // (subnormals included), and 2^112 rescales it exactly; infinities and NaNs land at 2^16 and above, where the
+    // exponent is set to all ones (keeping a NaN's payload).
+    const uint Magic = 0x77800000;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> F16(Vector512<uint> h)
+    {
+        var em = Vector512.ShiftLeft(h & Vector512.Create(0x7FFFu), 13);
+        var f = em.AsSingle() * Vector512.Create(Magic).AsSingle();
+        var special = Vector512.GreaterThanOrEqual(f, Vector512.Create(65536f)).AsUInt32() & Vector512.Create(0x7F800000u);
+        return (f.AsUInt32() | special | Vector512.ShiftLeft(h & Vector512.Create(0x8000u), 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> F16(Vector256<uint> h)
+    {
+        var em = Vector256.ShiftLeft(h & Vector256.Create(0x7FFFu), 13);
+        var f = em.AsSingle() * Vector256.Create(Magic).AsSingle();
+        var special = Vector256.GreaterThanOrEqual(f, Vector256.Create(65536f)).AsUInt32() & Vector256.Create(0x7F800000u);
+        return (f.AsUInt32() | special | Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16)).AsSingle();
+    }
+}
+
+internal readonly unsafe struct Lanes512<T, TW> : ILanes<Vector512<T>, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
+{
+    public static int Count => Vector512<T>.Count;
+    public static Vector512<T> Zero => Vector512<T>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Splat(T value) => Vector512.Create(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Load(T* p) => Vector512.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<T> v, T* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Sum(Vector512<T> v) => Vector512.Sum(v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> LoadW(TW* p)
+    {
+        if (typeof(TW) == typeof(T)) return Vector512.Load((T*)p);
+        var h = Vector512.WidenLower(Vector256.Load((ushort*)p).ToVector512Unsafe());
+        if (typeof(TW) == typeof(ushort)) return Vector512.ShiftLeft(h, 16).As<uint, T>();
+        return HalfWiden.F16(h).As<float, T>();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Fma(Vector512<T> a, Vector512<T> b, Vector512<T> c)
+    {
+        if (typeof(T) == typeof(float)) return Vector512.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+        return Vector512.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+    }
+}
+
+internal readonly unsafe struct Lanes256<T, TW> : ILanes<Vector256<T>, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
+{
+    public static int Count => Vector256<T>.Count;
+    public static Vector256<T> Zero => Vector256<T>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Splat(T value) => Vector256.Create(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Load(T* p) => Vector256.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<T> v, T* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Sum(Vector256<T> v) => Vector256.Sum(v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> LoadW(TW* p)
+    {
+        if (typeof(TW) == typeof(T)) return Vector256.Load((T*)p);
+        var h = Vector256.WidenLower(Vector128.Load((ushort*)p).ToVector256Unsafe());
+        if (typeof(TW) == typeof(ushort)) return Vector256.ShiftLeft(h, 16).As<uint, T>();
+        return HalfWiden.F16(h).As<float, T>();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Fma(Vector256<T> a, Vector256<T> b, Vector256<T> c)
+    {
+        if (typeof(T) == typeof(float)) return Vector256.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+        return Vector256.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+    }
+}
+
+internal readonly unsafe struct Lanes1<T, TW> : ILanes<T, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
+{
+    public static int Count => 1;
+    public static T Zero => T.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Splat(T value) => value;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Load(T* p) => *p;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(T v, T* p) => *p = v;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Sum(T v) => v;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Fma(T a, T b, T c) => a * b + c;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T LoadW(TW* p)
+    {
+        if (typeof(TW) == typeof(T)) return *(T*)p;
+        float f = typeof(TW) == typeof(ushort) ? BitConverter.Int32BitsToSingle(*(ushort*)p << 16) : (float)*(Half*)p;
+        return T.CreateTruncating(f);
+    }
+}
