@@ -39,8 +39,9 @@ var b = resumed.Model.StateDict();
 int differing = a.Count(kv => !kv.Value.ToDoubleArray().SequenceEqual(b[kv.Key].ToDoubleArray()));
 Check(differing == 0, $"the resumed model is bit-identical to the uninterrupted one ({a.Count} tensors, {differing} differ)");
 
-// Serving: the trained model answers concurrent requests; each task opens its own scope, awaits between taking its
-// input and answering, and frees what it made. Every answer must equal the serial answer for the same rows.
+// Serving: the trained model answers concurrent requests; each task opens its own scope and NoGrad, awaits between
+// taking its input and answering (both flow across the await), and frees what it made. Every answer must equal the
+// serial answer for the same rows, and none may have recorded a graph.
 var model = whole.Model;
 model.Eval();
 long[] expected;
@@ -56,14 +57,15 @@ var requests = Enumerable.Range(0, Tasks).Select(i => Task.Run(async () =>
 {
     int start = i * 7 % rows, n = Math.Min(1 + i % 16, rows - start);
     using var scope = Tensor.Scope();
+    using var noGrad = Autograd.NoGrad();
     var x = testX.Narrow(0, start, n).Contiguous();
     await Task.Yield();
-    long[] answer;
-    using (Autograd.NoGrad()) answer = model.Forward(x).ArgMax(1).ToArray<long>();
+    var logits = model.Forward(x);
     await Task.Delay(i % 3);
-    return (start, answer);
+    return (start, answer: logits.ArgMax(1).ToArray<long>(), recorded: logits.RequiresGrad);
 })).ToArray();
 var answers = await Task.WhenAll(requests);
+Check(answers.All(r => !r.recorded), $"no request recorded a graph ({answers.Count(r => r.recorded)} did)");
 int mismatches = answers.Sum(r => r.answer.Where((p, j) => p != expected[r.start + j]).Count());
 GC.Collect();
 GC.WaitForPendingFinalizers();
