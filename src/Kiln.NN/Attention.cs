@@ -130,13 +130,16 @@ public sealed class MultiHeadAttention : Module<Tensor, Tensor>
         if (x.Rank != 3 || x.Shape[2] != DModel) throw new ShapeMismatchException("attention", nameof(x), $"x has shape {x.Shape}; it must be [batch, time, {DModel}]");
         int b = x.Shape[0], t = x.Shape[1];
         Tensor SplitHeads(Tensor y) => y.Reshape(b, t, Heads, HeadDim).Transpose(1, 2);
-        var q = SplitHeads(QProj.Forward(x));
-        var k = SplitHeads(KProj.Forward(x));
-        var v = SplitHeads(VProj.Forward(x));
+        var q = SplitHeads(QProj.Call(x));
+        var k = SplitHeads(KProj.Call(x));
+        var v = SplitHeads(VProj.Call(x));
         if (Rotary is not null) { q = Rotary.Apply(q); k = Rotary.Apply(k); }
         var o = Functional.ScaledDotProductAttention(q, k, v, Causal, mask);
-        return OProj.Forward(o.Transpose(1, 2).Reshape(b, t, DModel));
+        return OProj.Call(o.Transpose(1, 2).Reshape(b, t, DModel));
     }
+
+    /// <summary><see cref="Forward(Tensor, Tensor?)"/> with this module's hooks (see <see cref="Module{TIn, TOut}.Call(TIn)"/>); the hooks see x, not the mask.</summary>
+    public Tensor Call(Tensor x, Tensor? mask) => Call(x, y => Forward(y, mask));
 }
 
 /// <summary>Which normalization a transformer block uses.</summary>
@@ -183,7 +186,10 @@ public sealed class TransformerBlock : Module<Tensor, Tensor>
     /// <summary>The block on x [B, T, dModel] with an optional attention mask (see <see cref="MultiHeadAttention.Forward(Tensor, Tensor?)"/>).</summary>
     public Tensor Forward(Tensor x, Tensor? mask)
     {
-        var h = x + Drop.Forward(Attention.Forward(Norm1.Forward(x), mask));
-        return h + Drop.Forward(Mlp.Forward(Norm2.Forward(h)));
+        var h = x + Drop.Call(Attention.Call(Norm1.Call(x), mask));
+        return h + Drop.Call(Mlp.Call(Norm2.Call(h)));
     }
+
+    /// <summary><see cref="Forward(Tensor, Tensor?)"/> with this module's hooks (see <see cref="Module{TIn, TOut}.Call(TIn)"/>); the hooks see x, not the mask.</summary>
+    public Tensor Call(Tensor x, Tensor? mask) => Call(x, y => Forward(y, mask));
 }

@@ -337,5 +337,5 @@ public sealed class MLP : Module<Tensor, Tensor>
     public IReadOnlyList<int> Sizes { get; }
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor input) => _net.Forward(input);
+    public override Tensor Forward(Tensor input) => _net.Call(input);
 }

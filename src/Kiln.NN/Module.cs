@@ -269,8 +269,10 @@ public abstract class Module
 
 /// <summary>
 /// A module with one input and one output: <c>y = module.Call(x)</c>. Subclasses implement <see cref="Forward"/>;
-/// <see cref="Call"/> runs it with the hooks registered on the module (PyTorch's <c>module(x)</c> against
-/// <c>module.forward(x)</c>). Calling <see cref="Forward"/> directly still works and skips the hooks.
+/// <see cref="Call(TIn)"/> runs it with the hooks registered on the module (PyTorch's <c>module(x)</c> against
+/// <c>module.forward(x)</c>). Calling <see cref="Forward"/> directly still works and skips the hooks. Kiln's composite
+/// modules (Sequential, MLP, MultiHeadAttention, TransformerBlock) run their children through Call, so hooks fire on
+/// every module of a model built from them.
 /// </summary>
 public abstract class Module<TIn, TOut> : Module
 {
@@ -278,7 +280,7 @@ public abstract class Module<TIn, TOut> : Module
     List<Func<Module<TIn, TOut>, TIn, TOut, TOut>>? _hooks;
     List<Func<Module<TIn, TOut>, Tensor?[], Tensor?[], Tensor?[]?>>? _backwardHooks;
 
-    /// <summary>Computes the module's output (without hooks; callers that want hooks to run use <see cref="Call"/>).</summary>
+    /// <summary>Computes the module's output (without hooks; callers that want hooks to run use <see cref="Call(TIn)"/>).</summary>
     public abstract TOut Forward(TIn input);
 
     /// <summary>
@@ -287,13 +289,21 @@ public abstract class Module<TIn, TOut> : Module
     /// registered and gradients are recorded, arranges for them to see this call's gradients. Without hooks it is
     /// <see cref="Forward"/>.
     /// </summary>
-    public TOut Call(TIn input)
+    public TOut Call(TIn input) => Call(input, Forward);
+
+    /// <summary>
+    /// <see cref="Call(TIn)"/> for a forward that takes more than the input (an attention mask, say): runs the hooks around
+    /// <paramref name="forward"/>, which gets the input the pre-hooks returned. A module whose Forward has such an
+    /// overload exposes a matching public Call through this, so hooks fire however its parent calls it.
+    /// </summary>
+    protected TOut Call(TIn input, Func<TIn, TOut> forward)
     {
-        if (_preHooks is null && _hooks is null && _backwardHooks is null && OutputObservers is null) return Forward(input);
+        ArgumentNullException.ThrowIfNull(forward);
+        if (_preHooks is null && _hooks is null && _backwardHooks is null && OutputObservers is null) return forward(input);
         if (_preHooks is not null) foreach (var h in _preHooks.ToArray()) input = h(this, input);
         BackwardHookCall? bw = _backwardHooks is { Count: > 0 } && Autograd.IsEnabled ? new BackwardHookCall(this) : null;
         if (bw is not null) input = (TIn)(object)bw.WrapInput((Tensor)(object)input!);
-        var output = Forward(input);
+        var output = forward(input);
         if (_hooks is not null) foreach (var h in _hooks.ToArray()) output = h(this, input, output);
         if (OutputObservers is not null) foreach (var o in OutputObservers.ToArray()) o(this, output);
         if (bw is not null) output = (TOut)(object)bw.WrapOutput((Tensor)(object)output!);
@@ -301,7 +311,7 @@ public abstract class Module<TIn, TOut> : Module
     }
 
     /// <summary>
-    /// Calls <paramref name="hook"/>(module, input) before each <see cref="Call"/>'s <see cref="Forward"/>; what it
+    /// Calls <paramref name="hook"/>(module, input) before each <see cref="Call(TIn)"/>'s <see cref="Forward"/>; what it
     /// returns is the input <see cref="Forward"/> gets (return the input to leave it). Hooks run in registration order,
     /// each seeing the previous one's result (PyTorch's <c>register_forward_pre_hook</c>). Dispose the handle to remove it.
     /// </summary>
@@ -313,8 +323,8 @@ public abstract class Module<TIn, TOut> : Module
     }
 
     /// <summary>
-    /// Calls <paramref name="hook"/>(module, input, output) after each <see cref="Call"/>'s <see cref="Forward"/>; what
-    /// it returns is the output <see cref="Call"/> gives (return the output to leave it). Hooks run in registration
+    /// Calls <paramref name="hook"/>(module, input, output) after each <see cref="Call(TIn)"/>'s <see cref="Forward"/>; what
+    /// it returns is the output <see cref="Call(TIn)"/> gives (return the output to leave it). Hooks run in registration
     /// order (PyTorch's <c>register_forward_hook</c>). Dispose the handle to remove it.
     /// </summary>
     public IDisposable RegisterForwardHook(Func<Module<TIn, TOut>, TIn, TOut, TOut> hook)
@@ -325,7 +335,7 @@ public abstract class Module<TIn, TOut> : Module
     }
 
     /// <summary>
-    /// Calls <paramref name="hook"/>(module, gradInput, gradOutput) during a backward through a <see cref="Call"/> of
+    /// Calls <paramref name="hook"/>(module, gradInput, gradOutput) during a backward through a <see cref="Call(TIn)"/> of
     /// this module, once the gradient with respect to its input is known (PyTorch's
     /// <c>register_full_backward_hook</c>): gradOutput holds the gradient of the output, gradInput that of the input
     /// (null when the input does not require grad). A hook may return a replacement for gradInput (same length and
@@ -342,9 +352,9 @@ public abstract class Module<TIn, TOut> : Module
     }
 
     /// <summary>
-    /// <see cref="Module.Summary()"/> with an output column: runs <see cref="Call"/> on <paramref name="sampleInput"/>
+    /// <see cref="Module.Summary()"/> with an output column: runs <see cref="Call(TIn)"/> on <paramref name="sampleInput"/>
     /// without recording gradients and shows the shape of what each module returned (the first time it was called).
-    /// A module its parent runs through <see cref="Forward"/> rather than <see cref="Call"/> shows "-".
+    /// A module its parent runs through <see cref="Forward"/> rather than <see cref="Call(TIn)"/> shows "-".
     /// </summary>
     public string Summary(TIn sampleInput)
     {

@@ -5,7 +5,8 @@ namespace Kiln.Tests;
 /// <summary>
 /// <see cref="TensorScope"/> under async/await and threads: the measured failures of issue #19 (concurrent tasks
 /// disposing each other's tensors, "Collection was modified" from Dispose, a scope disposed on another thread holding every
-/// later tensor) as regression tests, with nested scopes and Keep across awaits.
+/// later tensor) as regression tests, with nested scopes and Keep across awaits; and <see cref="Autograd.NoGrad"/>, which
+/// flows the same way.
 /// </summary>
 public class ScopeTests
 {
@@ -104,6 +105,69 @@ public class ScopeTests
             await Task.WhenAll(makers);
             Assert.Equal(0, scope.TrackedCount);
         }
+    }
+
+    [Fact]
+    public async Task A_NoGrad_scope_stays_across_awaits_and_never_leaks_into_concurrent_tasks()
+    {
+        const int tasks = 200;
+        var x = Tensor.Ones(3).RequiresGrad_();
+        // Even tasks record nothing, odd ones record; each checks before and after awaits that resume on other threads,
+        // interleaved with the other kind on the same pool threads.
+        var seen = await Task.WhenAll(Enumerable.Range(0, tasks).Select(i => Task.Run(async () =>
+        {
+            var records = new List<bool>();
+            using (i % 2 == 0 ? Autograd.NoGrad() : null)
+                for (int k = 0; k < 4; k++)
+                {
+                    records.Add((x * 2.0).RequiresGrad);
+                    if (k % 2 == 0) await Task.Yield(); else await Task.Delay(i % 3);
+                }
+            records.Add((x * 2.0).RequiresGrad);
+            return records;
+        })));
+        for (int i = 0; i < tasks; i++)
+        {
+            bool[] expected = i % 2 == 0 ? [false, false, false, false, true] : [true, true, true, true, true];
+            Assert.True(expected.SequenceEqual(seen[i]), $"task {i}: recording was [{string.Join(", ", seen[i])}]");
+        }
+        Assert.True(Autograd.IsEnabled);
+    }
+
+    [Fact]
+    public async Task Tasks_started_inside_NoGrad_inherit_it_and_a_NoGrad_disposed_elsewhere_ends_everywhere()
+    {
+        using (Autograd.NoGrad())
+        {
+            Assert.Equal(new[] { false, false }, await Task.WhenAll(Task.Run(() => Autograd.IsEnabled), Task.Run(async () => { await Task.Yield(); return Autograd.IsEnabled; })));
+            // A nested scope disposed on another thread leaves the enclosing one in force.
+            var nested = Autograd.NoGrad();
+            await Task.Run(nested.Dispose);
+            Assert.False(Autograd.IsEnabled);
+        }
+        Assert.True(Autograd.IsEnabled);
+
+        // Disposed on another thread, where it is not the current scope: it stops covering the flow that opened it.
+        var scope = Autograd.NoGrad();
+        Assert.False(Autograd.IsEnabled);
+        await Task.Run(scope.Dispose);
+        Assert.True(Autograd.IsEnabled);
+        scope.Dispose();
+        Assert.True(Autograd.IsEnabled);
+    }
+
+    [Fact]
+    public void Nested_NoGrad_scopes_end_in_any_order()
+    {
+        var outer = Autograd.NoGrad();
+        var inner = Autograd.NoGrad();
+        inner.Dispose();
+        Assert.False(Autograd.IsEnabled);
+        inner = Autograd.NoGrad();
+        outer.Dispose();
+        Assert.False(Autograd.IsEnabled);
+        inner.Dispose();
+        Assert.True(Autograd.IsEnabled);
     }
 
     [Fact]

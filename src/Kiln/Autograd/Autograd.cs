@@ -17,13 +17,19 @@ internal sealed class GradNode(string op, Tensor[] inputs, Func<Tensor, Tensor?[
 /// <summary>Reverse-mode automatic differentiation: gradient mode, backward passes, and vector products.</summary>
 public static class Autograd
 {
-    [ThreadStatic] static int _noGradDepth;
+    // The innermost grad-mode scope, flowing with the async execution context as TensorScope's does.
+    static readonly AsyncLocal<GradModeScope?> _gradMode = new();
 
     /// <summary>True when ops record their gradient rules (the default; off inside <see cref="NoGrad"/>).</summary>
-    public static bool IsEnabled => _noGradDepth == 0;
+    public static bool IsEnabled => GradModeScope.Open(_gradMode.Value)?.Enabled ?? true;
 
-    /// <summary>Turns recording off until the returned scope is disposed: <c>using (Autograd.NoGrad()) { ... }</c>.</summary>
-    public static IDisposable NoGrad() => new NoGradScope();
+    /// <summary>
+    /// Turns recording off until the returned scope is disposed: <c>using (Autograd.NoGrad()) { ... }</c>. The scope
+    /// flows with the async execution context (as <see cref="TensorScope"/> does): it covers the code that opened it
+    /// across <c>await</c>s and thread switches, and the tasks that code starts; concurrent tasks never see each
+    /// other's. It may be disposed on any thread; once disposed it covers nothing.
+    /// </summary>
+    public static IDisposable NoGrad() => new GradModeScope(enabled: false);
 
     // AsyncLocal so a scope opened around an async training step covers its continuations on other threads.
     static readonly AsyncLocal<int> _anomalyDepth = new();
@@ -65,18 +71,28 @@ public static class Autograd
         return string.Join(Environment.NewLine, lines);
     }
 
-    sealed class NoGradScope : IDisposable
+    // NoGrad (enabled: false) or the backward's own enable-grad scope under createGraph: a chain of scopes, so a scope
+    // disposed from another flow (where it cannot be current) is skipped by everyone still pointing at it.
+    sealed class GradModeScope : IDisposable
     {
-        bool _done;
-        public NoGradScope() => _noGradDepth++;
-        public void Dispose() { if (!_done) { _done = true; _noGradDepth--; } }
-    }
+        readonly GradModeScope? _parent;
+        volatile bool _disposed;
 
-    sealed class EnableGradScope : IDisposable
-    {
-        readonly int _saved;
-        public EnableGradScope() { _saved = _noGradDepth; _noGradDepth = 0; }
-        public void Dispose() => _noGradDepth = _saved;
+        public GradModeScope(bool enabled) { Enabled = enabled; _parent = Open(_gradMode.Value); _gradMode.Value = this; }
+
+        public bool Enabled { get; }
+
+        public static GradModeScope? Open(GradModeScope? s)
+        {
+            while (s is { _disposed: true }) s = s._parent;
+            return s;
+        }
+
+        public void Dispose()
+        {
+            _disposed = true;
+            if (ReferenceEquals(_gradMode.Value, this)) _gradMode.Value = Open(_parent);
+        }
     }
 
     /// <summary>
@@ -190,7 +206,7 @@ public static class Autograd
 
         var keep = wanted is null ? null : new HashSet<Tensor>(wanted, ReferenceEqualityComparer.Instance);
         var early = pending is null ? null : new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
-        using (createGraph ? new EnableGradScope() : NoGrad())
+        using (new GradModeScope(enabled: createGraph))
         {
             for (int k = order.Count - 1; k >= 0; k--)
                 if (order[k].Node is { } node && early?.Contains(order[k]) != true) Process(order[k], node);
