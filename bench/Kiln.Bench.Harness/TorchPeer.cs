@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 
 namespace Kiln.Bench;
 
@@ -99,11 +100,9 @@ public sealed class TorchPeer : IDisposable
             int peerThreads = j.GetProperty("threads").GetInt32();
             if (peerThreads > threads) return (null, $"{name}: runs {peerThreads} threads, more than Kiln's {threads}");
             string config = j.GetProperty("config").GetString() ?? "";
-            string Setting(string key) => config.Split([", ", "\n"], StringSplitOptions.TrimEntries).FirstOrDefault(s => s.StartsWith(key + "=", StringComparison.Ordinal))?[(key.Length + 1)..] ?? "?";
-            string Line(string start) => config.Split('\n').Select(l => l.Trim().TrimStart('-', ' ')).FirstOrDefault(l => l.StartsWith(start, StringComparison.Ordinal)) ?? "";
-            string mkl = Line("Intel(R) oneAPI Math Kernel Library Version").Split(' ').ElementAtOrDefault(6) ?? "";
-            string onednn = Line("Intel(R) MKL-DNN").Split(' ').ElementAtOrDefault(1) ?? "";
-            string blas = $"{Setting("BLAS_INFO")}{(mkl.Length > 0 ? " " + mkl : "")}{(onednn.Length > 0 ? ", oneDNN " + onednn : "")}, CPU capability {Line("CPU capability usage:").Split(':').ElementAtOrDefault(1)?.Trim() ?? "?"}";
+            string Find(string pattern) => Regex.Match(config, pattern) is { Success: true } m ? m.Groups[1].Value : "";
+            string mkl = Find(@"Math Kernel Library Version ([0-9.]+)"), onednn = Find(@"MKL-DNN (v[0-9.]+)"), blasInfo = Find(@"BLAS_INFO=([^,\s]+)");
+            string blas = $"{(blasInfo.Length > 0 ? blasInfo : "BLAS unknown")}{(mkl.Length > 0 ? " " + mkl : "")}{(onednn.Length > 0 ? ", oneDNN " + onednn : "")}, CPU capability {(Find(@"CPU capability usage: (\S+)") is { Length: > 0 } c ? c : "unknown")}";
             string version = j.GetProperty("version").GetString() ?? "?";
             return (new PeerInfo(name, $"libtorch {string.Join('.', version.Split('.').Take(3))} (TorchSharp {j.GetProperty("torchsharp").GetString()})", blas, peerThreads), null);
         }
