@@ -64,7 +64,7 @@ public sealed class PeerRunner
     // What the peers are: numpy's version and the BLAS it loaded (the library mapped into the process after a product,
     // resolved through Debian's alternatives), the threads OpenBLAS runs, and torch's version, BLAS and threads.
     const string ProbeScript = """
-        import json, os, sys
+        import json, os, re, sys
         sys.path.insert(0, sys.argv[1])
         import peer_bench as pb
         import numpy as np, torch
@@ -74,8 +74,8 @@ public sealed class PeerRunner
         torch.set_num_threads(int(sys.argv[2]))
         cfg = torch.__config__.show()
         print(json.dumps({"numpy": np.__version__, "numpy_blas": blas, "numpy_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count())),
-                          "torch": torch.__version__, "torch_blas": next((s.split("=", 1)[1] for s in cfg.replace("\n", ", ").split(", ") if s.strip().startswith("BLAS_INFO=")), "?"),
-                          "torch_capability": next((l.split(":", 1)[1].strip() for l in cfg.split("\n") if "CPU capability" in l), "?"),
+                          "torch": torch.__version__, "torch_blas": (re.findall(r"BLAS_INFO=([^,\s]+)", cfg) or ["unknown"])[0],
+                          "torch_capability": (re.findall(r"CPU capability usage: (\S+)", cfg) or ["unknown"])[0],
                           "torch_threads": torch.get_num_threads()}))
         """;
 
