@@ -92,7 +92,7 @@ public static class BenchRunner
         var peer = options.PeerBench is null ? null : new PeerRunner(options.PeerBench, threads, Warn);
         var infos = new List<PeerInfo>(peer?.Peers ?? []);
         var skipped = new List<string>(peer?.Refused ?? []);
-        if (options.PeerBench is null) skipped.Add("numpy, torch: no peer_bench.py");
+        if (options.PeerBench is null) skipped.Add("numpy, torch: no peer_bench.py (--no-peer, or not found)");
         var torch = new List<TorchPeer>();
         if (options.LibTorch)
             foreach (bool kernel in new[] { true, false })
