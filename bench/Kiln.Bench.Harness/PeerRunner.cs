@@ -62,18 +62,21 @@ public sealed class PeerRunner
         """;
 
     // What the peers are: numpy's version and the BLAS it loaded (the library mapped into the process after a product,
-    // resolved through Debian's alternatives), the threads OpenBLAS runs, and torch's version, BLAS and threads.
+    // resolved through Debian's alternatives), the threads OpenBLAS reports, and torch's version, BLAS and threads.
     const string ProbeScript = """
-        import json, os, re, sys
+        import ctypes, json, os, re, sys
         sys.path.insert(0, sys.argv[1])
-        import peer_bench as pb
+        import peer_bench  # sets OPENBLAS_CORETYPE as the timed runs have it
         import numpy as np, torch
         a = np.ones((64, 64), np.float32); a @ a
         libs = sorted({os.path.realpath(l.split()[-1]) for l in open("/proc/self/maps") if ".so" in l})
         blas = [p for p in libs if any(k in os.path.basename(p) for k in ("blas", "mkl", "blis", "atlas"))]
+        # The threads OpenBLAS itself reports; other BLAS libraries: what the environment asks for.
+        openblas = [p for p in blas if "openblas" in os.path.basename(p)]
+        threads = ctypes.CDLL(openblas[0]).openblas_get_num_threads() if openblas else int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count()))
         torch.set_num_threads(int(sys.argv[2]))
         cfg = torch.__config__.show()
-        print(json.dumps({"numpy": np.__version__, "numpy_blas": blas, "numpy_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count())),
+        print(json.dumps({"numpy": np.__version__, "numpy_blas": blas, "numpy_threads": threads,
                           "torch": torch.__version__, "torch_blas": (re.findall(r"BLAS_INFO=([^,\s]+)", cfg) or ["unknown"])[0],
                           "torch_capability": (re.findall(r"CPU capability usage: (\S+)", cfg) or ["unknown"])[0],
                           "torch_threads": torch.get_num_threads()}))
