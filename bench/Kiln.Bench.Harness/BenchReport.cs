@@ -217,7 +217,7 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         one.LinePattern = ScottPlot.LinePattern.Dashed; one.Color = ScottPlot.Colors.Black;
         plt.Axes.Left.SetTicks(withPeer.Select((_, i) => (double)(withPeer.Length - 1 - i)).ToArray(), withPeer.Select(r => r.Workload).ToArray());
         plt.Axes.Left.MajorTickStyle.Length = 0;
-        plt.Axes.Bottom.Label.Text = "Kiln rate / libtorch's, kernel against kernel (other peer named where libtorch has no row; > 1: Kiln faster)";
+        plt.Axes.Bottom.Label.Text = "Kiln rate / libtorch's, kernel against kernel (> 1: Kiln faster; other peers named)";
         plt.Title("Kiln vs libtorch 2 (MKL, oneDNN) on the CPU, same run");
         plt.Axes.SetLimitsX(0, Math.Max(1.5, bars.Max(b => b.Value) * 1.15));
         plt.Axes.SetLimitsY(-0.7, withPeer.Length - 0.3);
