@@ -41,10 +41,67 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
     /// <summary>Whether any row has a peer (and so a ratio to plot).</summary>
     public bool HasPeers => Rows.Any(r => r.Peer is not null);
 
+    /// <summary>The peers that ran: version, BLAS/GEMM backend, threads.</summary>
+    public IReadOnlyList<PeerInfo> PeerInfos { get; init; } = [];
+
+    /// <summary>One line per peer that was skipped or refused, with the reason.</summary>
+    public IReadOnlyList<string> Skipped { get; init; } = [];
+
     /// <summary>
-    /// The RESULTS.md section (without its begin and end markers): machine, date, command, peak and timing method, the
-    /// table of Kiln, numpy, torch, ratio and % of peak, the one-core table when there are one-core rates, notes, and a
-    /// link to ratios.png.
+    /// The lines of `kiln bench --json`: per row, one per peer with a result in Kiln's unit,
+    /// <c>{"workload", "unit", "kiln_rate", "peer", "peer_version", "peer_rate", "ratio", "cpu"}</c> (rates: higher is
+    /// better; ratio = kiln_rate / peer_rate) plus kiln_seconds, peer_seconds, peer_blas, peer_threads, rel_error when the
+    /// peer's output was checked, and for libtorch (allocator caching: the kernel ratio) peer_default_rate and
+    /// ratio_default from libtorch as a user gets it; a row without any peer gives one line with "peer": null and
+    /// "skipped" (the reasons).
+    /// </summary>
+    public IEnumerable<IReadOnlyDictionary<string, object?>> JsonLines()
+    {
+        var cpu = Machine.ToJson();
+        foreach (var row in Rows)
+        {
+            var k = row.Kiln;
+            Dictionary<string, object?> Line(string? peer) => new()
+            {
+                ["workload"] = k.Workload, ["unit"] = k.Unit, ["kiln_rate"] = k.Rate, ["peer"] = peer, ["peer_version"] = null, ["peer_rate"] = null,
+                ["ratio"] = null, ["cpu"] = cpu, ["kiln_seconds"] = k.Seconds,
+            };
+            var peers = row.Peers.Where(p => p.Unit == k.Unit && p.Peer != TorchPeer.DefaultName).ToList();
+            if (peers.Count == 0)
+            {
+                var line = Line(null);
+                line["skipped"] = Skipped;
+                if (row.PeakFraction is { } f0) line["kiln_peak_fraction"] = f0;
+                yield return line;
+                continue;
+            }
+            foreach (var p in peers)
+            {
+                var line = Line(p.Peer);
+                var info = PeerInfos.FirstOrDefault(i => i.Peer == p.Peer);
+                line["peer_version"] = info?.Version;
+                line["peer_rate"] = p.Rate;
+                line["ratio"] = k.Rate / p.Rate;
+                line["peer_seconds"] = p.Seconds;
+                line["peer_blas"] = info?.Blas;
+                line["peer_threads"] = info?.Threads;
+                if (row.RelativeErrors.TryGetValue(p.Peer, out double err)) line["rel_error"] = err;
+                if (p.Peer == TorchPeer.KernelName && row.Peers.FirstOrDefault(d => d.Peer == TorchPeer.DefaultName && d.Unit == k.Unit) is { } def)
+                {
+                    line["peer_default_rate"] = def.Rate;
+                    line["ratio_default"] = k.Rate / def.Rate;
+                }
+                if (row.PeakFraction is { } f) line["kiln_peak_fraction"] = f;
+                yield return line;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The RESULTS.md section (without its begin and end markers): machine and CPU, date, command, peers (version, BLAS,
+    /// threads) and skipped ones, peak and timing method, the table of Kiln, libtorch (kernel and default ratios), torch
+    /// 1.13, numpy, relative error and % of peak, the one-core table when there are one-core rates, notes, and a link to
+    /// ratios.png.
     /// </summary>
     /// <param name="command">The command line that made the run, quoted in the section.</param>
     /// <exception cref="ArgumentNullException"><paramref name="command"/> is null.</exception>
@@ -53,18 +110,24 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         ArgumentNullException.ThrowIfNull(command);
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.AppendLine("## Kiln vs peers on peer_bench.py's workloads (`kiln bench`)").AppendLine();
+        sb.AppendLine("## Kiln vs peers (`kiln bench`)").AppendLine();
         sb.AppendLine(ci, $"- Machine: {Machine.LogicalCpus} logical CPUs, {Machine.CpuName}; Vector512 {(Machine.Vector512 ? "yes" : "no")}; .NET {Machine.Runtime}; load average {LoadBefore} before, {LoadAfter} after");
+        sb.AppendLine(ci, $"- CPU: {Machine.Describe()}");
         sb.AppendLine(ci, $"- Date: {Date:yyyy-MM-dd HH:mm}");
-        sb.AppendLine(ci, $"- Command: `{command}` (Release build), peers from `../shared/peers/peer_bench.py` run in the same invocation, one workload at a time, alternating with Kiln's runs");
+        sb.AppendLine(ci, $"- Command: `{command}` (Release build), every peer run in the same invocation, one workload at a time, alternating with Kiln's runs");
+        foreach (var p in PeerInfos) sb.AppendLine(ci, $"- Peer {p.Peer}: {p.Version}; {p.Blas}; {p.Threads} threads");
+        foreach (var r in Skipped) sb.AppendLine(ci, $"- Skipped: {r}");
         sb.AppendLine(ci, $"- Peak: {PeakGflops:F1} GFLOP/s single precision = {Machine.LogicalCpus} cores x {CorePeakGflops:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`PeakProbe.MeasureCoreGflops`)");
-        sb.AppendLine(ci, $"- Timing: median of 7 runs after warm-up, for Kiln and peers alike, in {Rounds} alternating rounds (Kiln, peer, Kiln, peer, ...; each side reports its median round, so an episode of load on the shared machine cannot decide a ratio alone) (time per run, and rate in the workload's unit); ratio = Kiln rate / fastest peer's rate (> 1: Kiln is faster)").AppendLine();
-        sb.AppendLine("| workload | Kiln | numpy | torch | ratio | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|");
+        sb.AppendLine(ci, $"- Timing: median of 7 runs after warm-up, for Kiln and peers alike, in {Rounds} alternating rounds (Kiln, peer, Kiln, peer, ...; each side reports its median round, so an episode of load on the shared machine cannot decide a ratio alone) (time per run, and rate in the workload's unit)");
+        sb.AppendLine(ci, $"- Ratios: Kiln's rate / the peer's (> 1: Kiln is faster). **kernel** is against libtorch with glibc's malloc made to cache (`GLIBC_TUNABLES={TorchPeer.CachingMalloc}`), so both sides reuse output memory: the headline; **default** is against libtorch as a user gets it (large outputs mapped and faulted in on every call). rel. error: ‖Kiln − libtorch‖₂ / ‖libtorch‖₂ of the outputs on the same inputs, checked before timing").AppendLine();
+        sb.AppendLine("| workload | Kiln | libtorch | ratio (kernel) | libtorch default | ratio (default) | torch 1.13 | numpy | rel. error | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var row in Rows)
         {
             var k = row.Kiln;
             string Peer(string name) => row.Peers.FirstOrDefault(x => x.Peer == name) is { } r ? string.Create(ci, $"{r.Seconds * 1e3:F2} ms, {r.Rate:F1}") : "-";
-            sb.AppendLine(ci, $"| {k.Workload} | {k.Seconds * 1e3:F2} ms, {k.Rate:F1} {k.Unit} | {Peer("numpy")} | {Peer("torch")} | {(row.Ratio is { } q ? q.ToString("F2", ci) : "-")} | {(row.PeakFraction is { } f ? (100 * f).ToString("F0", ci) + "%" : "")} |");
+            string Ratio(string name) => row.RatioTo(name) is { } q ? q.ToString("F2", ci) : "-";
+            string err = row.RelativeErrors.TryGetValue(TorchPeer.KernelName, out double e) ? e.ToString("0.0e+0", ci) : "-";
+            sb.AppendLine(ci, $"| {k.Workload} | {k.Seconds * 1e3:F2} ms, {k.Rate:F1} {k.Unit} | {Peer(TorchPeer.KernelName)} | {Ratio(TorchPeer.KernelName)} | {Peer(TorchPeer.DefaultName)} | {Ratio(TorchPeer.DefaultName)} | {Peer("torch")} | {Peer("numpy")} | {err} | {(row.PeakFraction is { } f ? (100 * f).ToString("F0", ci) + "%" : "")} |");
         }
         if (Rows.Any(r => r.OneCore is not null))
         {
@@ -80,9 +143,16 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         sb.AppendLine("  sgemm_4097x64 is [4097, 4097] x [4097, 64]. peer_bench.py has no sgemm_1000 or sgemm_4097x64: `kiln bench` adds them");
         sb.AppendLine("  to it with its own sgemm code and median_seconds, so the peer is timed exactly like the other sizes.");
         sb.AppendLine("- The MLP step (784-1024-1024-10, batch 256, cross-entropy, Adam 1e-3) uses Kiln.NN as a user would: `MLP` (whose");
-        sb.AppendLine("  `Linear` layers call the core's fused `Tensor.Linear`), `Losses.CrossEntropy`, `Adam`, and a `Tensor.Scope()` per step.");
-        sb.AppendLine("- Attention is `Tensor.ScaledDotProductAttention(q, k, v, causal: true)` on [1, 8, 512, 64], forward only, fused;");
-        sb.AppendLine("  its rate counts the same 2 x 2 x 8 x 512 x 512 x 64 flops as the peer's (which computes the full masked product).");
+        sb.AppendLine("  `Linear` layers call the core's fused `Tensor.Linear`), `Losses.CrossEntropy`, `Adam`, and a `Tensor.Scope()` per step;");
+        sb.AppendLine("  libtorch's is the same network in `torch.nn.functional` with `optim.Adam` at PyTorch's betas (0.9, 0.999; TorchSharp's");
+        sb.AppendLine("  default beta2 is 0.99). Its rel. error compares the network's output after one step from the same weights.");
+        sb.AppendLine("- Attention is `Tensor.ScaledDotProductAttention(q, k, v, causal: true)` on [1, 8, T, 64], fused, against libtorch's");
+        sb.AppendLine("  `scaled_dot_product_attention(is_causal: true)`; rates count the full masked product (2 x 2 x 8 x T x T x 64 flops,");
+        sb.AppendLine("  forward + backward 3.5x that), whatever either side skips. torch 1.13 (peer_bench.py) computes the masked product unfused.");
+        sb.AppendLine("- decoder_4x_d512_h8_t512: 4 Kiln.NN `TransformerBlock`s (pre-norm, LayerNorm, exact GELU, no RoPE) on [1, 512, 512],");
+        sb.AppendLine("  inference; libtorch runs the same blocks in `torch.nn.functional` with Kiln's weights.");
+        sb.AppendLine("- matvec_IN xOUT is x [1, IN] @ W [IN, OUT]; linear_INxOUT is `linear(x, W)` with W [OUT, IN], the layout of `Linear` and");
+        sb.AppendLine("  checkpoints; rates are GB/s of weights streamed, one read per call.");
         sb.AppendLine("- On a machine shared with other work the wall-time ratios are noisy (both sides slow down, not always equally);");
         sb.AppendLine("  the one-core CPU-time table is the load-independent comparison of the GEMM kernels.");
         sb.AppendLine().AppendLine("![ratios](ratios.png)");
@@ -121,8 +191,9 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
     }
 
     /// <summary>
-    /// A horizontal bar chart (PNG, 1000 pixels wide) of Kiln's rate / the fastest peer's rate for every row with a
-    /// peer, green where Kiln is faster, with a dashed line at 1; creates the folder when missing.
+    /// A horizontal bar chart (PNG, 1000 pixels wide) of Kiln's rate / <see cref="BenchRow.Headline"/>'s rate (libtorch
+    /// kernel against kernel where it ran, else the fastest peer) for every row with a peer, green where Kiln is faster,
+    /// with a dashed line at 1; creates the folder when missing.
     /// </summary>
     /// <param name="path">The PNG to write.</param>
     /// <exception cref="ArgumentException"><paramref name="path"/> is null or empty.</exception>
@@ -135,9 +206,9 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         var plt = new ScottPlot.Plot();
         var bars = withPeer.Select((r, i) => new ScottPlot.Bar
         {
-            Position = withPeer.Length - 1 - i, Value = r.Ratio!.Value,
-            FillColor = r.Ratio >= 1 ? ScottPlot.Colors.SeaGreen : ScottPlot.Colors.IndianRed,
-            Label = r.Ratio.Value.ToString("F2", CultureInfo.InvariantCulture),
+            Position = withPeer.Length - 1 - i, Value = r.HeadlineRatio!.Value,
+            FillColor = r.HeadlineRatio >= 1 ? ScottPlot.Colors.SeaGreen : ScottPlot.Colors.IndianRed,
+            Label = r.HeadlineRatio.Value.ToString("F2", CultureInfo.InvariantCulture) + (r.Headline!.Peer == TorchPeer.KernelName ? "" : $" ({r.Headline.Peer})"),
         }).ToArray();
         var bp = plt.Add.Bars(bars);
         bp.ValueLabelStyle.FontSize = 11;
@@ -146,8 +217,8 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         one.LinePattern = ScottPlot.LinePattern.Dashed; one.Color = ScottPlot.Colors.Black;
         plt.Axes.Left.SetTicks(withPeer.Select((_, i) => (double)(withPeer.Length - 1 - i)).ToArray(), withPeer.Select(r => r.Workload).ToArray());
         plt.Axes.Left.MajorTickStyle.Length = 0;
-        plt.Axes.Bottom.Label.Text = "Kiln rate / fastest peer's rate (> 1: Kiln faster)";
-        plt.Title("Kiln vs numpy (OpenBLAS) / PyTorch CPU, same run");
+        plt.Axes.Bottom.Label.Text = "Kiln rate / libtorch's, kernel against kernel (> 1: Kiln faster; other peers named)";
+        plt.Title("Kiln vs libtorch 2 (MKL, oneDNN) on the CPU, same run");
         plt.Axes.SetLimitsX(0, Math.Max(1.5, bars.Max(b => b.Value) * 1.15));
         plt.Axes.SetLimitsY(-0.7, withPeer.Length - 0.3);
         CreateFolderOf(path);

@@ -36,6 +36,16 @@ public sealed record BenchOptions
         init => field = value is null || File.Exists(value) ? value : throw new FileNotFoundException($"bench: peer script {value} does not exist", value);
     }
 
+    /// <summary>
+    /// Whether libtorch 2 (bench/Kiln.Bench.Torch) runs as a peer, twice: with glibc's malloc made to cache
+    /// (<see cref="TorchPeer.KernelName"/>, the headline) and as a user gets it (<see cref="TorchPeer.DefaultName"/>); default false.
+    /// </summary>
+    public bool LibTorch { get; init; }
+
+    /// <summary>Path of the built Kiln.Bench.Torch.dll (<see cref="TorchPeer.FindRunner"/>); null: not built, so
+    /// <see cref="LibTorch"/> is skipped with that reason.</summary>
+    public string? TorchRunner { get; init; }
+
     /// <summary>Whether SGEMM workloads also get the one-core CPU-time comparison; default true.</summary>
     public bool OneCore { get; init; } = true;
 
@@ -52,14 +62,16 @@ public sealed record BenchOptions
 }
 
 /// <summary>
-/// `kiln bench` as a library: Kiln against numpy/OpenBLAS and PyTorch on peer_bench.py's workloads, in one process
-/// invocation, in alternating rounds.
+/// `kiln bench` as a library: Kiln against libtorch 2 (bench/Kiln.Bench.Torch), numpy/OpenBLAS and PyTorch 1.13
+/// (peer_bench.py), in one invocation, in alternating rounds, each peer's output checked against Kiln's first.
 /// </summary>
 public static class BenchRunner
 {
     /// <summary>
-    /// Measures the peak (unless given), then each workload in turn: <see cref="BenchOptions.Rounds"/> rounds of (Kiln,
-    /// peer), each side's median round, the ratio to the fastest peer, and for SGEMM the one-core CPU-time rates.
+    /// Probes the peers (refusing, with a reason, one on a reference BLAS or on more threads than Kiln), measures the peak
+    /// (unless given), then each workload in turn: libtorch's output on Kiln's inputs compared with Kiln's,
+    /// <see cref="BenchOptions.Rounds"/> rounds of (Kiln, peers), each side's median round, the ratios, and for SGEMM the
+    /// one-core CPU-time rates.
     /// </summary>
     /// <param name="options">What to run.</param>
     /// <param name="progress">Told after each workload and of each peer failure, on the calling thread before the run
@@ -68,31 +80,86 @@ public static class BenchRunner
     /// <returns>The rows in run order, with the machine, peak, load and date.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="FileNotFoundException">The peer script or /usr/bin/python3 is missing.</exception>
-    /// <exception cref="InvalidDataException">The peer printed a malformed result line.</exception>
+    /// <exception cref="InvalidDataException">A peer printed a malformed result line, or libtorch's runner failed mid-run.</exception>
     public static BenchReport Run(BenchOptions options, IProgress<BenchProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var list = Workloads.Select(options.Workloads);
         var rows = new List<BenchRow>();
-        var peer = options.PeerBench is null ? null : new PeerRunner(options.PeerBench, w => progress?.Report(new(rows.Count, list.Count, Warning: w)));
+        void Warn(string w) => progress?.Report(new(rows.Count, list.Count, Warning: w));
         var machine = BenchMachine.Current();
-        double corePeak = options.CorePeakGflops ?? PeakProbe.MeasureCoreGflops();
-        string loadBefore = BenchMachine.LoadAverage();
-        int rounds = peer is null ? 1 : options.Rounds;
-        foreach (var w in list)
-        {
-            var kilnRounds = new List<KilnResult>();
-            var peerRounds = new List<PeerResult>();
-            for (int round = 0; round < rounds; round++)
+        int threads = machine.Threads;
+        var peer = options.PeerBench is null ? null : new PeerRunner(options.PeerBench, threads, Warn);
+        var infos = new List<PeerInfo>(peer?.Peers ?? []);
+        var skipped = new List<string>(peer?.Refused ?? []);
+        if (options.PeerBench is null) skipped.Add("numpy, torch: no peer_bench.py (--no-peer, or not found)");
+        var torch = new List<TorchPeer>();
+        if (options.LibTorch)
+            foreach (bool kernel in new[] { true, false })
             {
-                kilnRounds.Add(Measure(w, options.Device));
-                if (peer is not null) peerRounds.AddRange(peer.Run(w.Name));
+                var (tp, reason) = TorchPeer.Open(options.TorchRunner, threads, kernel);
+                if (tp is null) { skipped.Add(reason!); if (kernel) break; continue; }
+                torch.Add(tp); infos.Add(tp.Info);
             }
-            OneCoreResult? core = options.OneCore && w.Gemm is { } s ? new(PeakProbe.KilnOneCoreGflops(s), peer?.OneCoreGflops(s)) : null;
-            rows.Add(BenchRow.FromRounds(kilnRounds, peerRounds, core, corePeak * machine.LogicalCpus));
-            progress?.Report(new(rows.Count, list.Count, rows[^1]));
+        else skipped.Add("libtorch: not asked for");
+        foreach (var s in skipped) Warn("skipped " + s);
+        try
+        {
+            double corePeak = options.CorePeakGflops ?? PeakProbe.MeasureCoreGflops();
+            string loadBefore = BenchMachine.LoadAverage();
+            int rounds = peer is null && torch.Count == 0 ? 1 : options.Rounds;
+            foreach (var w in list)
+            {
+                var (checkedPeers, errors) = Check(w, torch, Warn);
+                var kilnRounds = new List<KilnResult>();
+                var peerRounds = new List<PeerResult>();
+                for (int round = 0; round < rounds; round++)
+                {
+                    kilnRounds.Add(Measure(w, options.Device));
+                    if (peer is not null) peerRounds.AddRange(peer.Run(w.Name));
+                    foreach (var tp in checkedPeers)
+                    {
+                        double seconds = tp.Time(w.Name);
+                        peerRounds.Add(new(w.Name, tp.Name, seconds, w.Amount / seconds, w.Unit));
+                    }
+                }
+                OneCoreResult? core = options.OneCore && w.Gemm is { } sh ? new(PeakProbe.KilnOneCoreGflops(sh), peer?.OneCoreGflops(sh)) : null;
+                rows.Add(BenchRow.FromRounds(kilnRounds, peerRounds, core, corePeak * machine.LogicalCpus) with { RelativeErrors = errors });
+                progress?.Report(new(rows.Count, list.Count, rows[^1]));
+            }
+            return new BenchReport(rows, machine, corePeak, rounds, loadBefore, BenchMachine.LoadAverage(), DateTime.Now) { PeerInfos = infos, Skipped = skipped };
         }
-        return new BenchReport(rows, machine, corePeak, rounds, loadBefore, BenchMachine.LoadAverage(), DateTime.Now);
+        finally
+        {
+            foreach (var tp in torch) tp.Dispose();
+        }
+    }
+
+    // Before timing: Kiln's case on the CPU writes its inputs for the peers, each peer computes its output on them, and
+    // the two outputs are compared. Peers without the workload drop out of its rounds.
+    static (List<TorchPeer> Ready, Dictionary<string, double> Errors) Check(Workload w, IReadOnlyList<TorchPeer> peers, Action<string> warn)
+    {
+        var ready = new List<TorchPeer>();
+        var errors = new Dictionary<string, double>();
+        if (peers.Count == 0) return (ready, errors);
+        var dir = Directory.CreateTempSubdirectory("kiln-bench-");
+        try
+        {
+            using var scope = Tensor.Scope();
+            var c = w.Prepare(Device.Cpu);
+            if (c.Inputs.Count == 0 || c.Output is null) return (ready, errors);
+            TorchPeer.WriteInputs(dir.FullName, c.Inputs);
+            float[] kiln = c.Output().ToArray<float>();
+            foreach (var tp in peers)
+                if (tp.Prepare(w.Name, dir.FullName) is { } theirs)
+                {
+                    ready.Add(tp);
+                    errors[tp.Name] = TorchPeer.RelativeError(kiln, theirs);
+                }
+            if (ready.Count == 0) warn($"{w.Name}: no libtorch version of it");
+            return (ready, errors);
+        }
+        finally { dir.Delete(recursive: true); }
     }
 
     /// <summary>Kiln's time of one workload on <paramref name="device"/> (default the CPU): <see cref="Workload.Setup"/>, then <see cref="Timing.MedianSeconds"/> of the run.</summary>

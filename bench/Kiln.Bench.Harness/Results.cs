@@ -31,6 +31,24 @@ public sealed record BenchRow(KilnResult Kiln, PeerResult? Peer, IReadOnlyList<P
     public double? Ratio => Peer is null ? null : Kiln.Rate / Peer.Rate;
 
     /// <summary>
+    /// The peer Kiln is judged against: libtorch with its allocator caching (<see cref="TorchPeer.KernelName"/>, kernel
+    /// against kernel) when it ran the workload, otherwise the fastest peer.
+    /// </summary>
+    public PeerResult? Headline => Peers.FirstOrDefault(p => p.Peer == TorchPeer.KernelName && p.Unit == Kiln.Unit) ?? Peer;
+
+    /// <summary>Kiln's rate / <see cref="Headline"/>'s rate; null without a peer.</summary>
+    public double? HeadlineRatio => Headline is { } h ? Kiln.Rate / h.Rate : null;
+
+    /// <summary>Kiln's rate / the named peer's rate; null when that peer has no result in Kiln's unit.</summary>
+    public double? RatioTo(string peer) => Peers.FirstOrDefault(p => p.Peer == peer && p.Unit == Kiln.Unit) is { } r ? Kiln.Rate / r.Rate : null;
+
+    /// <summary>
+    /// Per peer that was checked, ‖kiln − peer‖₂ / ‖peer‖₂ of the two outputs on the same inputs, computed before timing
+    /// (<see cref="TorchPeer.RelativeError"/>); empty when no peer was checked.
+    /// </summary>
+    public IReadOnlyDictionary<string, double> RelativeErrors { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>
     /// A row from alternating rounds of one workload: each side's median round (<see cref="Timing.MedianRound"/>, per
     /// peer), and the fastest peer among those that report Kiln's unit.
     /// </summary>
@@ -67,11 +85,55 @@ public sealed record BenchProgress(int Completed, int Total, BenchRow? Row = nul
 /// <param name="CpuName">The CPU's model name (/proc/cpuinfo), or "unknown CPU".</param>
 /// <param name="Vector512">Whether Vector512 is hardware accelerated.</param>
 /// <param name="Runtime">The .NET runtime's version.</param>
-public sealed record BenchMachine(int LogicalCpus, string CpuName, bool Vector512, string Runtime)
+/// <param name="Flags">The CPU flags that decide kernel choice (FMA, AVX2, AVX-512 subsets, AMX) that it has; null: unknown.</param>
+/// <param name="Threads">Threads Kiln's kernels use (<see cref="Kiln.Runtime.Threads"/>), which the peers get too; 0: unknown.</param>
+/// <param name="Caches">Cache sizes of CPU 0, e.g. "L1d 48K, L2 2048K, L3 107520K" (sysfs); empty: unknown.</param>
+public sealed record BenchMachine(int LogicalCpus, string CpuName, bool Vector512, string Runtime, IReadOnlyList<string>? Flags = null, int Threads = 0, string Caches = "")
 {
-    /// <summary>This machine.</summary>
+    static readonly string[] FlagsThatMatter =
+        ["fma", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16"];
+
+    /// <summary>This machine, with Kiln's thread count.</summary>
     public static BenchMachine Current() =>
-        new(Environment.ProcessorCount, CpuModel(), System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated, Environment.Version.ToString());
+        new(Environment.ProcessorCount, CpuModel(), System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated, Environment.Version.ToString(),
+            CpuFlags(), Kiln.Runtime.Threads, CacheSizes());
+
+    /// <summary>The CPU as every JSON line of `kiln bench --json` records it: model, flags, logical CPUs, threads used, caches.</summary>
+    public IReadOnlyDictionary<string, object> ToJson() => new Dictionary<string, object>
+    {
+        ["model"] = CpuName, ["flags"] = Flags ?? [], ["logical_cpus"] = LogicalCpus, ["threads"] = Threads, ["caches"] = Caches, ["vector512"] = Vector512,
+    };
+
+    /// <summary>One line for a report: model, logical CPUs, threads used, flags and caches.</summary>
+    public string Describe() =>
+        $"{CpuName}, {LogicalCpus} logical CPUs, {Threads} threads used; {(Flags is { Count: > 0 } f ? string.Join(' ', f) : "flags unknown")}; {(Caches.Length > 0 ? Caches : "caches unknown")}";
+
+    static string[] CpuFlags()
+    {
+        try
+        {
+            var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(':', 2)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+            return FlagsThatMatter.Where(flags.Contains).ToArray();
+        }
+        catch (IOException) { return []; }
+    }
+
+    // /sys/devices/system/cpu/cpu0/cache/indexN/{level, type, size}: "L1d 48K, L2 2048K, L3 ..." (instruction caches left out).
+    static string CacheSizes()
+    {
+        try
+        {
+            var dir = new DirectoryInfo("/sys/devices/system/cpu/cpu0/cache");
+            if (!dir.Exists) return "";
+            return string.Join(", ", dir.GetDirectories("index*").OrderBy(d => d.Name).Select(d =>
+            {
+                string Read(string f) => File.ReadAllText(Path.Combine(d.FullName, f)).Trim();
+                string type = Read("type");
+                return type == "Instruction" ? null : $"L{Read("level")}{(type == "Data" ? "d" : "")} {Read("size")}";
+            }).OfType<string>());
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return ""; }
+    }
 
     /// <summary>
     /// The 1-minute load average (/proc/loadavg), or "unknown": other processes slow Kiln and the peer alike but make

@@ -74,27 +74,139 @@ public class BenchHarnessTests
 
     static BenchReport Report() => new(
         [
-            BenchRow.FromRounds([K(0.5e-3)], [P("numpy", 1e-3), P("torch", 0.8e-3)], new OneCoreResult(100, 90), 200),
+            BenchRow.FromRounds([K(0.5e-3)], [P(TorchPeer.DefaultName, 1e-3), P(TorchPeer.KernelName, 0.8e-3)], new OneCoreResult(100, 90), 200)
+                with { RelativeErrors = new Dictionary<string, double> { [TorchPeer.KernelName] = 3e-7 } },
             BenchRow.FromRounds([K(10e-3, "softmax_4096x4096", 0.134, "GB/s")], [P("torch", 25e-3, "softmax_4096x4096", 0.134, "GB/s")]),
         ],
-        new BenchMachine(2, "Test CPU", true, "10.0.0"), 100, 3, "1.00", "2.00", new DateTime(2026, 11, 23, 19, 36, 0));
+        new BenchMachine(2, "Test CPU", true, "10.0.0", ["fma", "avx512f"], 2, "L1d 48K, L2 2048K"), 100, 3, "1.00", "2.00", new DateTime(2026, 11, 23, 19, 36, 0))
+    {
+        PeerInfos = [new(TorchPeer.KernelName, "libtorch 2.10.0 (TorchSharp 0.107.0)", "mkl 2024.2, CPU capability AVX512", 2)],
+        Skipped = ["numpy: linked to the reference BLAS"],
+    };
 
     [Fact]
     public void Markdown_has_the_header_both_tables_and_a_row_per_workload()
     {
         var lines = Report().ToMarkdown("kiln bench sgemm_256 softmax_4096x4096").Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
-        Assert.Equal("## Kiln vs peers on peer_bench.py's workloads (`kiln bench`)", lines[0]);
+        Assert.Equal("## Kiln vs peers (`kiln bench`)", lines[0]);
         Assert.Contains("- Machine: 2 logical CPUs, Test CPU; Vector512 yes; .NET 10.0.0; load average 1.00 before, 2.00 after", lines);
+        Assert.Contains("- CPU: Test CPU, 2 logical CPUs, 2 threads used; fma avx512f; L1d 48K, L2 2048K", lines);
         Assert.Contains("- Date: 2026-11-23 19:36", lines);
         Assert.Contains(lines, l => l.StartsWith("- Command: `kiln bench sgemm_256 softmax_4096x4096` (Release build)"));
+        Assert.Contains("- Peer libtorch: libtorch 2.10.0 (TorchSharp 0.107.0); mkl 2024.2, CPU capability AVX512; 2 threads", lines);
+        Assert.Contains("- Skipped: numpy: linked to the reference BLAS", lines);
         Assert.Contains(lines, l => l.StartsWith("- Peak: 200.0 GFLOP/s single precision = 2 cores x 100.0 GFLOP per CPU-second"));
         Assert.Contains(lines, l => l.StartsWith("- Timing: median of 7 runs after warm-up, for Kiln and peers alike, in 3 alternating rounds"));
-        Assert.Contains("| workload | Kiln | numpy | torch | ratio | Kiln % of peak |", lines);
-        Assert.Contains("| sgemm_256 | 0.50 ms, 67.2 GFLOP/s | 1.00 ms, 33.6 | 0.80 ms, 42.0 | 1.60 | 34% |", lines);
-        Assert.Contains("| softmax_4096x4096 | 10.00 ms, 13.4 GB/s | - | 25.00 ms, 5.4 | 2.50 |  |", lines);
+        Assert.Contains("| workload | Kiln | libtorch | ratio (kernel) | libtorch default | ratio (default) | torch 1.13 | numpy | rel. error | Kiln % of peak |", lines);
+        Assert.Contains("| sgemm_256 | 0.50 ms, 67.2 GFLOP/s | 0.80 ms, 42.0 | 1.60 | 1.00 ms, 33.6 | 2.00 | - | - | 3.0e-7 | 34% |", lines);
+        Assert.Contains("| softmax_4096x4096 | 10.00 ms, 13.4 GB/s | - | - | - | - | 25.00 ms, 5.4 | - | - |  |", lines);
         Assert.Contains("| workload | Kiln 1 core | OpenBLAS 1 core | ratio |", lines);
         Assert.Contains("| sgemm_256 | 100.0 (100% of a core's peak) | 90.0 | 1.11 |", lines);
         Assert.Equal("![ratios](ratios.png)", lines.Last(l => l.Length > 0));
+    }
+
+    [Fact]
+    public void Json_lines_give_one_line_per_peer_with_the_contract_fields_and_a_null_peer_line_without_peers()
+    {
+        var lines = Report().JsonLines().ToList();
+        Assert.Equal(2, lines.Count);
+        var lt = lines[0];
+        foreach (var key in new[] { "workload", "unit", "kiln_rate", "peer", "peer_version", "peer_rate", "ratio", "cpu" }) Assert.True(lt.ContainsKey(key), key);
+        Assert.Equal(("sgemm_256", "GFLOP/s", TorchPeer.KernelName, "libtorch 2.10.0 (TorchSharp 0.107.0)"), ((string)lt["workload"]!, (string)lt["unit"]!, (string)lt["peer"]!, (string)lt["peer_version"]!));
+        Assert.Equal(0.0336 / 0.5e-3, (double)lt["kiln_rate"]!, 9);
+        Assert.Equal(0.0336 / 0.8e-3, (double)lt["peer_rate"]!, 9);
+        Assert.Equal(1.6, (double)lt["ratio"]!, 12);
+        Assert.Equal(2.0, (double)lt["ratio_default"]!, 12);
+        Assert.Equal(3e-7, (double)lt["rel_error"]!);
+        Assert.Equal("Test CPU", ((IReadOnlyDictionary<string, object>)lt["cpu"]!)["model"]);
+        // torch 1.13 reports the softmax, but no libtorch and no default line for it: one line, torch's; then no line has
+        // libtorch-default as its peer (its rate is folded into libtorch's line).
+        Assert.Equal("torch", lines[1]["peer"]);
+        Assert.DoesNotContain(lines, l => (string?)l["peer"] == TorchPeer.DefaultName);
+
+        var bare = new BenchReport([BenchRow.FromRounds([K(1e-3, "sum_16M", 0.067, "GB/s")], [])], Report().Machine, 100, 1, "0", "0", DateTime.Now) { Skipped = ["libtorch: not asked for"] };
+        var only = Assert.Single(bare.JsonLines());
+        Assert.Null(only["peer"]);
+        Assert.Null(only["ratio"]);
+        Assert.Equal(["libtorch: not asked for"], (IReadOnlyList<string>)only["skipped"]!);
+    }
+
+    [Theory]
+    [InlineData("""{"error": "libtorch did not load: version `GLIBCXX_3.4.32' not found"}""", 2, "libtorch: libtorch did not load: version `GLIBCXX_3.4.32' not found")]
+    [InlineData("""{"peer": "libtorch", "version": "2.10.0.0", "torchsharp": "0.107.0", "threads": 4, "config": ""}""", 2, "libtorch: runs 4 threads, more than Kiln's 2")]
+    [InlineData(null, 2, "libtorch: the runner exited without a word")]
+    [InlineData("not json", 2, "libtorch: unreadable hello")]
+    public void A_libtorch_runner_that_cannot_load_or_runs_more_threads_is_refused_with_one_line(string? hello, int threads, string reason)
+    {
+        var (info, why) = TorchPeer.ParseHello(hello, TorchPeer.KernelName, threads);
+        Assert.Null(info);
+        Assert.StartsWith(reason, why);
+        Assert.DoesNotContain('\n', why!);
+    }
+
+    [Fact]
+    public void The_libtorch_hello_gives_version_threads_and_gemm_backend()
+    {
+        const string config = "PyTorch built with:\n  - GCC 9.4\n  - Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605 for Intel(R) 64 architecture applications\n"
+            + "  - Intel(R) MKL-DNN v3.7.1 (Git Hash 8d26)\n  - CPU capability usage: AVX512\n  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release, USE_MKLDNN=ON, \n";
+        var hello = System.Text.Json.JsonSerializer.Serialize(new { peer = "libtorch", version = "2.10.0.0", torchsharp = "0.107.0", threads = 2, config });
+        var (info, why) = TorchPeer.ParseHello(hello, TorchPeer.KernelName, 2);
+        Assert.Null(why);
+        Assert.Equal(new PeerInfo(TorchPeer.KernelName, "libtorch 2.10.0 (TorchSharp 0.107.0)", "mkl 2024.2, oneDNN v3.7.1, CPU capability AVX512", 2), info);
+    }
+
+    static string Probe(string blas, int numpyThreads = 2, int torchThreads = 2) => System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+    {
+        ["numpy"] = "1.24.2", ["numpy_blas"] = blas.Split(';'), ["numpy_threads"] = numpyThreads, ["torch"] = "1.13.0a0", ["torch_blas"] = "generic",
+        ["torch_capability"] = "AVX2", ["torch_threads"] = torchThreads,
+    });
+
+    [Fact]
+    public void Numpy_on_the_reference_blas_or_on_more_threads_than_Kiln_is_refused()
+    {
+        var (ok, refused) = PeerRunner.Classify(Probe("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3;/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so"), 2);
+        Assert.Empty(refused);
+        Assert.Equal(new PeerInfo("numpy", "numpy 1.24.2", "libopenblasp-r0.3.21.so", 2), ok[0]);
+        Assert.Equal(new PeerInfo("torch", "PyTorch 1.13.0a0", "BLAS_INFO=generic, CPU capability AVX2", 2), ok[1]);
+
+        (ok, refused) = PeerRunner.Classify(Probe("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0"), 2);
+        Assert.Equal(["torch"], ok.Select(p => p.Peer));
+        Assert.StartsWith("numpy: linked to the reference BLAS /usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0", Assert.Single(refused));
+
+        (ok, refused) = PeerRunner.Classify(Probe("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so", numpyThreads: 8, torchThreads: 4), 2);
+        Assert.Empty(ok);
+        Assert.Equal(["numpy: OpenBLAS runs 8 threads, more than Kiln's 2", "torch: runs 4 threads, more than Kiln's 2"], refused);
+        Assert.Throws<InvalidDataException>(() => PeerRunner.Classify("{}", 2));
+    }
+
+    [Fact]
+    public void Inputs_are_written_as_the_runner_reads_them_and_the_relative_error_is_normwise()
+    {
+        var dir = Directory.CreateTempSubdirectory("kiln-bench-");
+        try
+        {
+            TorchPeer.WriteInputs(dir.FullName, [("a", Tensor.FromArray(new float[] { 1, 2, 3, 4, 5, 6 }, new Shape(2, 3))), ("y", Tensor.FromArray(new long[] { 7, -1 }))]);
+            Assert.Equal(["a float32 2,3", "y int64 2"], File.ReadAllLines(Path.Combine(dir.FullName, "inputs.txt")));
+            Assert.Equal(24, new FileInfo(Path.Combine(dir.FullName, "a.bin")).Length);
+            Assert.Equal(new long[] { 7, -1 }, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(File.ReadAllBytes(Path.Combine(dir.FullName, "y.bin"))).ToArray());
+            Assert.Throws<NotSupportedException>(() => TorchPeer.WriteInputs(dir.FullName, [("d", Tensor.FromArray(new double[] { 1 }))]));
+        }
+        finally { dir.Delete(recursive: true); }
+        Assert.Equal(0.0, TorchPeer.RelativeError([1, 2], [1, 2]));
+        Assert.Equal(0.16, TorchPeer.RelativeError([3, 4.8f], [3, 4]), 6);
+        Assert.Equal(double.PositiveInfinity, TorchPeer.RelativeError([1], [1, 2]));
+    }
+
+    [Fact]
+    public void Every_workload_name_is_listed_in_the_bench_readme_and_every_libtorch_workload_has_peer_inputs()
+    {
+        string readme = File.ReadAllText(Path.Combine(BenchReport.DefaultFolder(AppContext.BaseDirectory), "README.md"));
+        foreach (var name in Workloads.Names) Assert.Contains($"`{name}`", readme);
+        foreach (var name in new[] { "sgemm_256", "matvec_4096x11008", "linear_4096x4096", "gelu_16M", "silu_16M", "copy_16M", "layer_norm_8192x1024" })
+        {
+            using var scope = Tensor.Scope();
+            Assert.NotEmpty(Workloads.Get(name).Prepare(Device.Cpu).Inputs);
+        }
     }
 
     [Fact]
@@ -132,6 +244,8 @@ public class BenchHarnessTests
         Assert.Equal("Rounds", Assert.Throws<ArgumentOutOfRangeException>(() => new BenchOptions { Rounds = 0 }).ParamName);
         Assert.Equal("CorePeakGflops", Assert.Throws<ArgumentOutOfRangeException>(() => new BenchOptions { CorePeakGflops = double.NaN }).ParamName);
         Assert.Throws<FileNotFoundException>(() => new BenchOptions { PeerBench = "/nonexistent/peer_bench.py" });
+        Assert.Equal("threads", Assert.Throws<ArgumentOutOfRangeException>(() => TorchPeer.Open(null, 0, kernel: true)).ParamName);
+        Assert.Equal((null, "libtorch: bench/Kiln.Bench.Torch is not built (run bench/setup-peers.sh)"), TorchPeer.Open("/nonexistent/Kiln.Bench.Torch.dll", 2, kernel: true));
         Assert.Equal(["sgemm_512", "add_16M"], Workloads.Select(["add_16M", "sgemm_512"]).Select(w => w.Name));
         Assert.Equal(Workloads.Names, Workloads.Select([]).Select(w => w.Name));
     }
