@@ -149,7 +149,7 @@ public static class BenchRunner
             var c = w.Prepare(Device.Cpu);
             if (c.Inputs.Count == 0 || c.Output is null) return (ready, errors);
             TorchPeer.WriteInputs(dir.FullName, c.Inputs);
-            float[] kiln = c.Output().ToArray<float>();
+            float[] kiln = c.Output().To(DType.Float32).ToArray<float>();
             foreach (var tp in peers)
                 if (tp.Prepare(w.Name, dir.FullName) is { } theirs)
                 {

@@ -141,10 +141,10 @@ public sealed class TorchPeer : IDisposable
 
     /// <summary>
     /// Writes <paramref name="inputs"/> into <paramref name="folder"/> as the runner reads them: inputs.txt (a line
-    /// "name dtype d0,d1,..." each) and name.bin (raw float32 or int64, little-endian).
+    /// "name dtype d0,d1,..." each) and name.bin (raw float32 or int64, little-endian; a bfloat16 input as its float32 values).
     /// </summary>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
-    /// <exception cref="NotSupportedException">An input is neither Float32 nor Int64.</exception>
+    /// <exception cref="NotSupportedException">An input is not Float32, BFloat16 or Int64.</exception>
     public static void WriteInputs(string folder, IEnumerable<(string Name, Tensor Value)> inputs)
     {
         ArgumentNullException.ThrowIfNull(folder);
@@ -152,14 +152,16 @@ public sealed class TorchPeer : IDisposable
         var lines = new List<string>();
         foreach (var (name, t) in inputs)
         {
-            byte[] bytes = t.DType switch
+            // A BFloat16 input travels as its float32 widening (exact); the runner rounds it back to bfloat16, also exactly.
+            (byte[] bytes, string tag) = t.DType switch
             {
-                DType.Float32 => MemoryMarshal.AsBytes(t.ToArray<float>().AsSpan()).ToArray(),
-                DType.Int64 => MemoryMarshal.AsBytes(t.ToArray<long>().AsSpan()).ToArray(),
-                _ => throw new NotSupportedException($"bench: input {name} is {t.DType}; the peer reads Float32 and Int64"),
+                DType.Float32 => (MemoryMarshal.AsBytes(t.ToArray<float>().AsSpan()).ToArray(), "float32"),
+                DType.BFloat16 => (MemoryMarshal.AsBytes(t.To(DType.Float32).ToArray<float>().AsSpan()).ToArray(), "bfloat16"),
+                DType.Int64 => (MemoryMarshal.AsBytes(t.ToArray<long>().AsSpan()).ToArray(), "int64"),
+                _ => throw new NotSupportedException($"bench: input {name} is {t.DType}; the peer reads Float32, BFloat16 and Int64"),
             };
             File.WriteAllBytes(Path.Combine(folder, name + ".bin"), bytes);
-            lines.Add($"{name} {(t.DType == DType.Float32 ? "float32" : "int64")} {string.Join(',', t.Shape.ToArray())}");
+            lines.Add($"{name} {tag} {string.Join(',', t.Shape.ToArray())}");
         }
         File.WriteAllLines(Path.Combine(folder, "inputs.txt"), lines);
     }

@@ -56,6 +56,10 @@ public static class Workloads
         // W [in, out] (MatMul); linear: W [out, in], the layout of Linear and of checkpoints.
         MatVec("matvec_4096x4096", 4096, 4096, outIn: false), MatVec("matvec_4096x11008", 4096, 11008, outIn: false),
         MatVec("linear_4096x4096", 4096, 4096, outIn: true), MatVec("linear_4096x11008", 4096, 11008, outIn: true),
+        // The same with BFloat16 x and weights (float32 accumulation, result rounded once to bf16): half the bytes per
+        // weight, so at the same GB/s a bf16 product runs twice as many weights per second as a float32 one.
+        MatVec("matvec_bf16_4096x4096", 4096, 4096, outIn: false, DType.BFloat16),
+        MatVec("linear_bf16_4096x4096", 4096, 4096, outIn: true, DType.BFloat16), MatVec("linear_bf16_4096x11008", 4096, 11008, outIn: true, DType.BFloat16),
         new("add_16M", 3 * Elems16M * 4 / 1e9, "GB/s", dev =>
         {
             // x + x in place, as the peer's add(x, x, out=y): one array read, one written (the values double each run).
@@ -116,11 +120,11 @@ public static class Workloads
         return new(() => { using var s = Tensor.Scope(); a.MatMul(b); }, [("a", a), ("b", b)], () => a.MatMul(b));
     }, new GemmShape(m, n, k));
 
-    static Workload MatVec(string name, int inFeatures, int outFeatures, bool outIn) => new(name, 4.0 * inFeatures * outFeatures / 1e9, "GB/s", dev =>
+    static Workload MatVec(string name, int inFeatures, int outFeatures, bool outIn, DType dtype = DType.Float32) => new(name, dtype.Size() * (double)inFeatures * outFeatures / 1e9, "GB/s", dev =>
     {
         var g = new Generator(12);
-        var x = Tensor.Randn([1, inFeatures], g, device: dev);
-        var w = Tensor.Randn(outIn ? new Shape(outFeatures, inFeatures) : new Shape(inFeatures, outFeatures), g, device: dev);
+        var x = Tensor.Randn([1, inFeatures], g, device: dev).To(dtype);
+        var w = Tensor.Randn(outIn ? new Shape(outFeatures, inFeatures) : new Shape(inFeatures, outFeatures), g, device: dev).To(dtype);
         Func<Tensor> product = outIn ? () => Tensor.Linear(x, w) : () => x.MatMul(w);
         return new(() => { using var s = Tensor.Scope(); product(); }, outIn ? [("x", x), ("w", w)] : [("a", x), ("b", w)], product);
     });

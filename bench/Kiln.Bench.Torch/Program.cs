@@ -52,7 +52,7 @@ public static class Program
                 currentName = parts[1];
                 using (NewDisposeScope())
                 using (var o = current.Output())
-                    File.WriteAllBytes(Path.Combine(parts[2], "peer.bin"), MemoryMarshal.AsBytes(o.contiguous().data<float>().ToArray().AsSpan()).ToArray());
+                    File.WriteAllBytes(Path.Combine(parts[2], "peer.bin"), MemoryMarshal.AsBytes(o.to(ScalarType.Float32).contiguous().data<float>().ToArray().AsSpan()).ToArray());
                 Reply(new() { ["workload"] = parts[1], ["prepared"] = true });
             }
             else if (parts[0] == "time" && parts.Length == 2 && parts[1] == currentName && current is not null)
@@ -115,8 +115,9 @@ public static class Program
             inputs[f[0]] = f[1] switch
             {
                 "float32" => tensor(MemoryMarshal.Cast<byte, float>(bytes).ToArray(), shape),
+                "bfloat16" => tensor(MemoryMarshal.Cast<byte, float>(bytes).ToArray(), shape).to(ScalarType.BFloat16),
                 "int64" => tensor(MemoryMarshal.Cast<byte, long>(bytes).ToArray(), shape),
-                _ => throw new InvalidDataException($"inputs.txt: dtype {f[1]} of {f[0]} is not float32 or int64"),
+                _ => throw new InvalidDataException($"inputs.txt: dtype {f[1]} of {f[0]} is not float32, bfloat16 or int64"),
             };
         }
         return inputs;
