@@ -6,7 +6,7 @@ namespace Kiln;
 /// PyTorch's CPU: an op widens half inputs to Float32, computes there (reductions, softmax, norms and attention accumulate
 /// in Float32) and rounds its result once to the half dtype (round to nearest even); gradients come back in the input's
 /// dtype. Ops PyTorch does not run in half (the decompositions and matrix functions) throw
-/// <see cref="NotSupportedException"/> naming op and dtype. <c>Autocast</c> runs matmul-class ops in a half dtype
+/// <see cref="NotSupportedException"/> naming op and dtype. <see cref="Autocast"/> runs matmul-class ops in a half dtype
 /// and keeps reductions, softmax, norms and losses in Float32.
 /// </summary>
 public enum DType

@@ -13,6 +13,7 @@ public partial class Tensor
     public Tensor MatMul(Tensor other)
     {
         Storage.ThrowIfDisposed("matmul"); other.Storage.ThrowIfDisposed("matmul");
+        if (Autocast.Lowers(this, other)) return Autocast.Lower(this).MatMul(Autocast.Lower(other));
         Check.SameDType(this, other, "matmul", nameof(other));
         Check.SameDevice(this, other, "matmul", nameof(other));
         if (!DType.IsFloating() && !DType.IsInteger())
@@ -65,6 +66,7 @@ public partial class Tensor
         const string op = "linear";
         ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight);
         x.Storage.ThrowIfDisposed(op); weight.Storage.ThrowIfDisposed(op); bias?.Storage.ThrowIfDisposed(op);
+        if (Autocast.Lowers(x, weight, bias)) return Linear(Autocast.Lower(x), Autocast.Lower(weight), Autocast.LowerOrNull(bias), relu);
         Check.Floating(x, op, nameof(x));
         Check.SameDType(x, weight, op, nameof(weight)); Check.SameDevice(x, weight, op, nameof(weight));
         if (x.Rank == 0) throw new ShapeMismatchException(op, nameof(x), "x must have at least one dimension");
