@@ -9,7 +9,7 @@ public partial class Tensor
     /// overflow as PyTorch's (an Int32 result is the low 32 bits).
     /// </summary>
     /// <exception cref="ShapeMismatchException">The inner dims differ or the batch dims do not broadcast.</exception>
-    /// <exception cref="NotSupportedException">The operands are Bool or a half-precision storage type.</exception>
+    /// <exception cref="NotSupportedException">The operands are Bool.</exception>
     public Tensor MatMul(Tensor other)
     {
         Storage.ThrowIfDisposed("matmul"); other.Storage.ThrowIfDisposed("matmul");
@@ -17,7 +17,7 @@ public partial class Tensor
         Check.SameDType(this, other, "matmul", nameof(other));
         Check.SameDevice(this, other, "matmul", nameof(other));
         if (!DType.IsFloating() && !DType.IsInteger())
-            throw new NotSupportedException($"matmul: input has dtype {DType}; matmul computes in Float32, Float64, Int32 or Int64 (convert with .To(...))");
+            throw new NotSupportedException($"matmul: input has dtype {DType}; matmul computes in a floating or integer dtype (convert with .To(...))");
         if (Rank == 0 || other.Rank == 0) throw new ShapeMismatchException("matmul", Rank == 0 ? "input" : nameof(other), "both operands need at least one dimension");
         var a = Rank == 1 ? Unsqueeze(0) : this;
         var b = other.Rank == 1 ? other.Unsqueeze(1) : other;

@@ -61,6 +61,19 @@ public class HalfPrecisionTests
     }
 
     [Theory, MemberData(nameof(DevicesAndHalves))]
+    public void Convolution_pooling_and_resampling_compute_in_float32_and_round_once(string device, DType half)
+    {
+        var dev = Devices.Parse(device);
+        var g = new Generator(9);
+        var x = Tensor.Randn([2, 3, 7, 5], g).To(half).To(dev);
+        var w = Tensor.Randn([4, 3, 3, 2], g).To(half).To(dev);
+        Assert.Equal(RoundedFloat32(x, t => Tensor.Conv2d(t, w.To(DType.Float32), padding: 1)), Tensor.Conv2d(x, w, padding: 1).ToDoubleArray());
+        Assert.Equal(RoundedFloat32(x, t => t.MaxPool2d(2)), x.MaxPool2d(2).ToDoubleArray());
+        Assert.Equal(RoundedFloat32(x, t => t.AvgPool2d(3, stride: 2, padding: 1)), x.AvgPool2d(3, stride: 2, padding: 1).ToDoubleArray());
+        Assert.Equal(RoundedFloat32(x, t => t.Interpolate([9, 4], mode: InterpolateMode.Bilinear)), x.Interpolate([9, 4], mode: InterpolateMode.Bilinear).ToDoubleArray());
+    }
+
+    [Theory, MemberData(nameof(DevicesAndHalves))]
     public void Movement_and_indexing_keep_half_values_exactly(string device, DType half)
     {
         var dev = Devices.Parse(device);
