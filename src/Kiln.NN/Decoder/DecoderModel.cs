@@ -6,9 +6,9 @@ namespace Kiln.NN.Decoder;
 /// A decoder-only pre-norm transformer (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, DeepSeek-V3/Moonlight) as a functional
 /// forward over a dictionary of Hugging Face-named weights, with a KV cache. The residual stream, norms and attention
 /// run in Float32 (Float64 when the weights are float64, for references). Half-precision (BFloat16, Float16) linear
-/// weights stay in their dtype for inference, so a bf16 checkpoint is not converted first: each linear layer rounds its
-/// input once to the weight's dtype, multiplies with Float32 accumulation and hands a Float32 result back; the
-/// embedding and norm weights are widened to Float32. A forward may hand its layer stack to an
+/// weights stay in their dtype for inference, so a bf16 checkpoint is not converted first (it holds half the memory):
+/// each product widens the weight to Float32, exactly, so the logits equal those of the widened weights bit for bit;
+/// the embedding and norm weights are widened to Float32 at load. A forward may hand its layer stack to an
 /// <see cref="IStackRunner"/> (such as a loop over a window of layers); the runner reuses the layer objects, so a forward
 /// without one is always the plain model.
 /// </summary>
@@ -258,12 +258,11 @@ public sealed partial class DecoderModel
     }
 
     // x [..., in] times a linear weight: stored as [in, out] for inference, as [out, in] when trainable. A half weight
-    // multiplies x rounded to its dtype, and the product comes back in x's dtype.
+    // widens exactly to x's dtype for the product (until a kernel reads half weights with Float32 activations).
     Tensor Lin(Tensor x, Tensor w, Tensor? bias)
     {
         var shape = x.Shape.ToArray();
-        var rows = x.Reshape(-1, shape[^1]);
-        var y = rows.To(w.DType).MatMul(_trainable ? w.T : w).To(x.DType);
+        var y = x.Reshape(-1, shape[^1]).MatMul((_trainable ? w.T : w).To(x.DType));
         if (bias is not null) y += bias;
         shape[^1] = y.Shape[1];
         return y.Reshape(shape);
