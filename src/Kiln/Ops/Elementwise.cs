@@ -308,7 +308,7 @@ namespace Kiln.Ops
 
         // The ops that are exact on integers too (issue #15): their integer kernels wrap on overflow, as PyTorch's.
         static UnaryOpDefinition Z(UnaryOp op, Func<Tensor, Tensor, Tensor, Tensor>? grad, Domain domain, Tolerance tol) =>
-            new(op, grad is null ? null : (x, y, g, _) => grad(x, y, g), domain, tol, dtypes: Numbers);
+            new(op, grad is null ? null : (x, y, g, _) => grad(x, y, g), domain, tol, dtypes: ElementwiseDTypes.Numbers);
 
         // A parametrised op: PyTorch's defaults first, then a set that is not the default.
         static UnaryOpDefinition P(UnaryOp op, Func<Tensor, Tensor, Tensor, UnaryParams, Tensor> grad, Domain domain, Tolerance tol, UnaryParams defaults, UnaryParams other, Domain? gradDomain = null) =>
