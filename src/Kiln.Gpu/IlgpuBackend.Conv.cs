@@ -1,3 +1,4 @@
+using Kiln.Backends;
 using ILGPU;
 using Kiln.Kernels;
 using Kiln.Kernels.Gpu;
@@ -7,31 +8,43 @@ namespace Kiln.Gpu;
 public sealed partial class IlgpuBackend
 {
     /// <inheritdoc/>
-    public void ConvForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y) => Launch(x.DType, "conv", new ConvArgs
+    public void ConvForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
     {
-        Mode = 0, M = g.Og, N = g.OutVol, K = g.Cg * g.KVol, G = g.G,
-        AOff = Off(w), ARs = g.Cg * g.KVol, AC1 = g.KVol,
-        COff = Off(y), CBatch = g.O * g.OutVol, HasBias = bias is null ? 0 : 1, BiasOff = bias is null ? 0 : Off(bias),
-    }.Forward(g, Off(x)), g.N * g.G, w, x, bias ?? y, y);
+        if (x.DType.IsHalf()) { HalfCompute.Run(this, [x, w, bias], [y], (i, o) => ConvForward(g, i[0]!, i[1]!, i[2], o[0]!)); return; }
+        Launch(x.DType, "conv", new ConvArgs
+        {
+            Mode = 0, M = g.Og, N = g.OutVol, K = g.Cg * g.KVol, G = g.G,
+            AOff = Off(w), ARs = g.Cg * g.KVol, AC1 = g.KVol,
+            COff = Off(y), CBatch = g.O * g.OutVol, HasBias = bias is null ? 0 : 1, BiasOff = bias is null ? 0 : Off(bias),
+        }.Forward(g, Off(x)), g.N * g.G, w, x, bias ?? y, y);
+    }
 
     /// <inheritdoc/>
-    public void ConvBackwardData(ConvGeometry g, Tensor gy, Tensor w, Tensor gx) => Launch(gy.DType, "conv_transpose", new ConvArgs
+    public void ConvBackwardData(ConvGeometry g, Tensor gy, Tensor w, Tensor gx)
     {
-        Mode = 0, M = g.Cg, N = g.InVol, K = g.Og * g.KVol, G = g.G, KVol = g.KVol, KD = g.KD, KH = g.KH, KW = g.KW,
-        AOff = Off(w), ARs = g.KVol, AC1 = g.Cg * g.KVol,
-        SrcOff = Off(gy), SrcBatch = g.O * g.OutVol, SrcChan = g.OutVol, SrcCg = g.Og, SD = g.OD, SH = g.OH, SW = g.OW,
-        TD = g.ID, TH = g.IH, TW = g.IW,
-        MulD = 1, MulH = 1, MulW = 1, BaseD = g.PD, BaseH = g.PH, BaseW = g.PW,
-        StepD = -g.DD, StepH = -g.DH, StepW = -g.DW, DivD = g.SD, DivH = g.SH, DivW = g.SW,
-        COff = Off(gx), CBatch = g.C * g.InVol,
-    }, g.N * g.G, w, gy, gx, gx);
+        if (gy.DType.IsHalf()) { HalfCompute.Run(this, [gy, w], [gx], (i, o) => ConvBackwardData(g, i[0]!, i[1]!, o[0]!)); return; }
+        Launch(gy.DType, "conv_transpose", new ConvArgs
+        {
+            Mode = 0, M = g.Cg, N = g.InVol, K = g.Og * g.KVol, G = g.G, KVol = g.KVol, KD = g.KD, KH = g.KH, KW = g.KW,
+            AOff = Off(w), ARs = g.KVol, AC1 = g.Cg * g.KVol,
+            SrcOff = Off(gy), SrcBatch = g.O * g.OutVol, SrcChan = g.OutVol, SrcCg = g.Og, SD = g.OD, SH = g.OH, SW = g.OW,
+            TD = g.ID, TH = g.IH, TW = g.IW,
+            MulD = 1, MulH = 1, MulW = 1, BaseD = g.PD, BaseH = g.PH, BaseW = g.PW,
+            StepD = -g.DD, StepH = -g.DH, StepW = -g.DW, DivD = g.SD, DivH = g.SH, DivW = g.SW,
+            COff = Off(gx), CBatch = g.C * g.InVol,
+        }, g.N * g.G, w, gy, gx, gx);
+    }
 
     /// <inheritdoc/>
-    public void ConvBackwardWeight(ConvGeometry g, Tensor x, Tensor gy, Tensor gw) => Launch(x.DType, "conv_weight_grad", new ConvArgs
+    public void ConvBackwardWeight(ConvGeometry g, Tensor x, Tensor gy, Tensor gw)
     {
-        Mode = 1, M = g.Og, N = g.Cg * g.KVol, K = g.N * g.OutVol, G = g.G,
-        AOff = Off(gy), ABs = g.O * g.OutVol, COff = Off(gw),
-    }.Forward(g, Off(x)), g.G, gy, x, gw, gw);
+        if (x.DType.IsHalf()) { HalfCompute.Run(this, [x, gy], [gw], (i, o) => ConvBackwardWeight(g, i[0]!, i[1]!, o[0]!)); return; }
+        Launch(x.DType, "conv_weight_grad", new ConvArgs
+        {
+            Mode = 1, M = g.Og, N = g.Cg * g.KVol, K = g.N * g.OutVol, G = g.G,
+            AOff = Off(gy), ABs = g.O * g.OutVol, COff = Off(gw),
+        }.Forward(g, Off(x)), g.G, gy, x, gw, gw);
+    }
 
     void Launch(DType dtype, string op, ConvArgs args, int slices, Tensor a, Tensor src, Tensor bias, Tensor c) => Locked(() =>
     {

@@ -1,3 +1,4 @@
+using Kiln.Backends;
 using Kiln.Kernels;
 using Kiln.Kernels.Cpu;
 using Kiln.Kernels.Gpu;
@@ -35,6 +36,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: UnaryT<double, F64>(op, x, y, p); break;
             case DType.Int32 when IsIntegerUnary(op): UnaryIntegerT<int, I32>(op, x, y); break;
             case DType.Int64 when IsIntegerUnary(op): UnaryIntegerT<long, I64>(op, x, y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y], (i, o) => Unary(op, i[0]!, o[0]!, p)); break;
             default: throw Unsupported("unary " + op, x.DType);
         }
     });
@@ -83,6 +85,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: BinaryT<double, F64>(op, a, b, y); break;
             case DType.Int32 when real: BinaryT<int, I32>(op, a, b, y); break;
             case DType.Int64 when real: BinaryT<long, I64>(op, a, b, y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [a, b], [y], (i, o) => Binary(op, i[0]!, i[1]!, o[0]!)); break;
             default: throw Unsupported("binary " + op, a.DType);
         }
     });
@@ -122,6 +125,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: CompareT<double, F64>(op, a, b, y); break;
             case DType.Int32: CompareT<int, I32>(op, a, b, y); break;
             case DType.Int64: CompareT<long, I64>(op, a, b, y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [a, b], [y], (i, o) => Compare(op, i[0]!, i[1]!, o[0]!)); break;
             default: throw Unsupported("compare " + op, a.DType);
         }
     });
@@ -139,6 +143,7 @@ public sealed partial class IlgpuBackend
             case DType.Int32: WhereT<int>(cond, a, b, y); break;
             case DType.Int64: WhereT<long>(cond, a, b, y); break;
             case DType.Bool: WhereT<byte>(cond, a, b, y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [cond, a, b], [y], (i, o) => Where(i[0]!, i[1]!, i[2]!, o[0]!)); break;
             default: throw Unsupported("where", a.DType);
         }
     });
@@ -155,6 +160,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: ClampT<double, F64>(x, lo, hi, y); break;
             case DType.Int32: ClampT<int, I32>(x, (int)Math.Max(lo, int.MinValue), (int)Math.Min(hi, int.MaxValue), y); break;
             case DType.Int64: ClampT<long, I64>(x, (long)Math.Max(lo, long.MinValue), (long)Math.Min(hi, long.MaxValue), y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y], (i, o) => Clamp(i[0]!, lo, hi, o[0]!)); break;
             default: throw Unsupported("clamp", x.DType);
         }
     });

@@ -1,3 +1,4 @@
+using Kiln.Backends;
 using ILGPU;
 using Kiln.Kernels;
 using Kiln.Kernels.Gpu;
@@ -71,6 +72,7 @@ public sealed partial class IlgpuBackend
         {
             case DType.Float32: AttentionT<float, F32>(q, k, v, causal, (float)scale, y, lse); break;
             case DType.Float64: AttentionT<double, F64>(q, k, v, causal, scale, y, lse); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [q, k, v], [y, lse], (i, o) => Attention(i[0]!, i[1]!, i[2]!, causal, scale, o[0]!, o[1]!)); break;
             default: throw Unsupported("attention", q.DType);
         }
     });
@@ -88,6 +90,7 @@ public sealed partial class IlgpuBackend
         {
             case DType.Float32: AttentionBackwardT<float, F32>(q, k, v, y, gy, lse, causal, (float)scale, gq, gk, gv); break;
             case DType.Float64: AttentionBackwardT<double, F64>(q, k, v, y, gy, lse, causal, scale, gq, gk, gv); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [q, k, v, y, gy, lse], [gq, gk, gv], (i, o) => AttentionBackward(i[0]!, i[1]!, i[2]!, i[3]!, i[4]!, i[5]!, causal, scale, o[0]!, o[1]!, o[2]!)); break;
             default: throw Unsupported("attention_backward", q.DType);
         }
     });
@@ -120,6 +123,7 @@ public sealed partial class IlgpuBackend
         {
             case DType.Float32: RecurrentKernels<float, F32>.Lstm.Launch(Driver, rows * hidden, V<float>(a), Off(a), V<float>(c), Off(c), V<float>(hc), Off(hc), rows, hidden); break;
             case DType.Float64: RecurrentKernels<double, F64>.Lstm.Launch(Driver, rows * hidden, V<double>(a), Off(a), V<double>(c), Off(c), V<double>(hc), Off(hc), rows, hidden); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [a, c], [hc], (i, o) => LstmGates(i[0]!, i[1]!, rows, hidden, o[0]!)); break;
             default: throw Unsupported("lstm_gates", a.DType);
         }
     });
@@ -131,6 +135,7 @@ public sealed partial class IlgpuBackend
         {
             case DType.Float32: RecurrentKernels<float, F32>.Gru.Launch(Driver, rows * hidden, V<float>(x), Off(x), V<float>(m), Off(m), V<float>(h), Off(h), V<float>(y), Off(y), hidden); break;
             case DType.Float64: RecurrentKernels<double, F64>.Gru.Launch(Driver, rows * hidden, V<double>(x), Off(x), V<double>(m), Off(m), V<double>(h), Off(h), V<double>(y), Off(y), hidden); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x, m, h], [y], (i, o) => GruGates(i[0]!, i[1]!, i[2]!, rows, hidden, o[0]!)); break;
             default: throw Unsupported("gru_gates", x.DType);
         }
     });
@@ -143,6 +148,7 @@ public sealed partial class IlgpuBackend
         {
             case DType.Float32: SoftmaxKernels<float, F32>.Rows.Launch(Driver, Rows(rows), Group, V<float>(x), Off(x), len, log ? 1 : 0, V<float>(y)); break;
             case DType.Float64: SoftmaxKernels<double, F64>.Rows.Launch(Driver, Rows(rows), Group, V<double>(x), Off(x), len, log ? 1 : 0, V<double>(y)); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y], (i, o) => SoftmaxRows(i[0]!, rows, len, log, o[0]!)); break;
             default: throw Unsupported("softmax", x.DType);
         }
     });
@@ -155,6 +161,7 @@ public sealed partial class IlgpuBackend
         {
             case DType.Float32: LayerNormT<float, F32>(x, weight, bias, (float)eps, rows, len, y); break;
             case DType.Float64: LayerNormT<double, F64>(x, weight, bias, eps, rows, len, y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x, weight, bias], [y], (i, o) => LayerNormRows(i[0]!, i[1], i[2], eps, rows, len, o[0]!)); break;
             default: throw Unsupported("layer_norm", x.DType);
         }
     });
@@ -172,6 +179,7 @@ public sealed partial class IlgpuBackend
         {
             case DType.Float32: RmsNormT<float, F32>(x, weight, (float)eps, rows, len, y); break;
             case DType.Float64: RmsNormT<double, F64>(x, weight, eps, rows, len, y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x, weight], [y], (i, o) => RmsNormRows(i[0]!, i[1], eps, rows, len, o[0]!)); break;
             default: throw Unsupported("rms_norm", x.DType);
         }
     });

@@ -16,6 +16,7 @@ public sealed partial class IlgpuBackend
             case DType.Int32: RandomT<int, I32>(kind, seed, counter, a, b, dst); break;
             case DType.Int64: RandomT<long, I64>(kind, seed, counter, a, b, dst); break;
             case DType.Bool: RandomT<byte, U8>(kind, seed, counter, a, b, dst); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [], [dst], (_, o) => Random(kind, seed, counter, a, b, o[0]!)); break;
             default: throw Unsupported("random", dst.DType);
         }
     });
@@ -44,6 +45,7 @@ public sealed partial class IlgpuBackend
             case DType.Int32: GatherT<int>(x, index, y, d); break;
             case DType.Int64: GatherT<long>(x, index, y, d); break;
             case DType.Bool: GatherT<byte>(x, index, y, d); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x, index], [y], (i, o) => Gather(i[0]!, axis, i[1]!, o[0]!)); break;
             default: throw Unsupported("gather", x.DType);
         }
         if (ReadErr(out long j)) throw new ArgumentOutOfRangeException("index", j, $"gather: index {j} is out of range for an axis of size {xAxis}");
@@ -70,6 +72,7 @@ public sealed partial class IlgpuBackend
             case DType.Int32: ScatterT<int, I32>(y, index, src, d, add, outer * inner); break;
             case DType.Int64: ScatterT<long, I64>(y, index, src, d, add, outer * inner); break;
             case DType.Bool when !add: ScatterT<byte, U8>(y, index, src, d, add, outer * inner); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [index, src], [y], (i, o) => ScatterImpl(o[0]!, axis, i[0]!, i[1]!, add), readOutputs: true); break;
             default: throw Unsupported(op, y.DType);
         }
         if (ReadErr(out long j)) throw new ArgumentOutOfRangeException("index", j, $"{op}: index {j} is out of range for an axis of size {yAxis}");
@@ -87,6 +90,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: SearchT<double, F64>(sorted, seqRows, seqLen, values, valLen, right, y); break;
             case DType.Int32: SearchT<int, I32>(sorted, seqRows, seqLen, values, valLen, right, y); break;
             case DType.Int64: SearchT<long, I64>(sorted, seqRows, seqLen, values, valLen, right, y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [sorted, values], [y], (i, o) => SearchSorted(i[0]!, seqRows, seqLen, i[1]!, valLen, right, o[0]!)); break;
             default: throw Unsupported("searchsorted", sorted.DType);
         }
     });
@@ -106,6 +110,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: SortT<double, F64>(x, rows, len, descending, values, indices); break;
             case DType.Int32: SortT<int, I32>(x, rows, len, descending, values, indices); break;
             case DType.Int64: SortT<long, I64>(x, rows, len, descending, values, indices); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [values, indices], (i, o) => SortRows(i[0]!, rows, len, descending, o[0]!, o[1]!)); break;
             default: throw Unsupported("sort", x.DType);
         }
     });

@@ -1,3 +1,4 @@
+using Kiln.Backends;
 using Kiln.Kernels;
 using Kiln.Kernels.Gpu;
 
@@ -13,6 +14,7 @@ public sealed partial class IlgpuBackend
         {
             case DType.Float32: PoolT<float, F32>(x, args, y, indices); break;
             case DType.Float64: PoolT<double, F64>(x, args, y, indices); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y, indices], (i, o) => PoolForward(i[0]!, args, o[0]!, o[1])); break;
             default: throw Unsupported("pool", x.DType);
         }
     });
@@ -31,6 +33,7 @@ public sealed partial class IlgpuBackend
         {
             case DType.Float32: PoolBackwardT<float, F32>(g, indices, args, dx); break;
             case DType.Float64: PoolBackwardT<double, F64>(g, indices, args, dx); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [g, indices], [dx], (i, o) => PoolBackward(i[0]!, i[1], args, o[0]!)); break;
             default: throw Unsupported("pool_backward", g.DType);
         }
     });

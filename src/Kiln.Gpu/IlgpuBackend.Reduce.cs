@@ -1,3 +1,4 @@
+using Kiln.Backends;
 using ILGPU;
 using Kiln.Kernels;
 using Kiln.Kernels.Gpu;
@@ -18,6 +19,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: ReduceRowsT<double, F64>(op, x, rows, len, y); break;
             case DType.Int32: ReduceRowsT<int, I32>(op, x, rows, len, y); break;
             case DType.Int64: ReduceRowsT<long, I64>(op, x, rows, len, y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y], (i, o) => ReduceRows(op, i[0]!, rows, len, o[0]!)); break;
             default: throw Unsupported("reduce " + op, x.DType);
         }
     });
@@ -35,6 +37,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: ReduceColsT<double, F64>(op, x, len, cols, y); break;
             case DType.Int32: ReduceColsT<int, I32>(op, x, len, cols, y); break;
             case DType.Int64: ReduceColsT<long, I64>(op, x, len, cols, y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y], (i, o) => ReduceCols(op, i[0]!, len, cols, o[0]!)); break;
             default: throw Unsupported("reduce " + op, x.DType);
         }
     });
@@ -51,6 +54,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: ArgRowsT<double, F64>(max, x, rows, len, values, indices); break;
             case DType.Int32: ArgRowsT<int, I32>(max, x, rows, len, values, indices); break;
             case DType.Int64: ArgRowsT<long, I64>(max, x, rows, len, values, indices); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [values, indices], (i, o) => ArgReduceRows(max, i[0]!, rows, len, o[0]!, o[1]!)); break;
             default: throw Unsupported(max ? "argmax" : "argmin", x.DType);
         }
     });
@@ -67,6 +71,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: CumsumT<double, F64>(x, rows, len, reverse, y); break;
             case DType.Int32: CumsumT<int, I32>(x, rows, len, reverse, y); break;
             case DType.Int64: CumsumT<long, I64>(x, rows, len, reverse, y); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y], (i, o) => CumsumRows(i[0]!, rows, len, reverse, o[0]!)); break;
             default: throw Unsupported("cumsum", x.DType);
         }
     });
@@ -85,6 +90,7 @@ public sealed partial class IlgpuBackend
             case DType.Float64: ScanT<double, F64>(op, x, rows, len, reverse, y, indices); break;
             case DType.Int32 when op != ScanOp.LogSumExp: ScanT<int, I32>(op, x, rows, len, reverse, y, indices); break;
             case DType.Int64 when op != ScanOp.LogSumExp: ScanT<long, I64>(op, x, rows, len, reverse, y, indices); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y, indices], (i, o) => ScanRows(op, i[0]!, rows, len, reverse, o[0]!, o[1])); break;
             default: throw Unsupported(Kiln.Backends.CpuBackend.ScanName(op), x.DType);
         }
     });

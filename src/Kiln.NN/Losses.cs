@@ -32,6 +32,7 @@ public static class Losses
     public static Tensor Mse(Tensor input, Tensor target, Reduction reduction = Reduction.Mean)
     {
         SameShape(input, target, "mse_loss");
+        if (Autocast.Raises(input, target)) return Mse(Autocast.Raise(input), Autocast.Raise(target), reduction);
         return Reduce((input - target).Square(), reduction);
     }
 
@@ -43,6 +44,7 @@ public static class Losses
     {
         if (!(delta > 0)) throw new ArgumentOutOfRangeException(nameof(delta), delta, "huber_loss: delta must be positive");
         SameShape(input, target, "huber_loss");
+        if (Autocast.Raises(input, target)) return Huber(Autocast.Raise(input), Autocast.Raise(target), delta, reduction);
         var d = input - target;
         var a = d.Abs();
         // min(|d|, delta) gives both branches: q^2/2 + delta (|d| - q) with q = min(|d|, delta).
@@ -62,6 +64,7 @@ public static class Losses
     {
         if (target.DType != DType.Int64) throw new ArgumentException($"cross_entropy: target must hold Int64 class indices, not {target.DType}", nameof(target));
         if (!(labelSmoothing >= 0 && labelSmoothing <= 1)) throw new ArgumentOutOfRangeException(nameof(labelSmoothing), labelSmoothing, "cross_entropy: label smoothing must be in [0, 1]");
+        if (Autocast.Raises(logits)) return CrossEntropy(Autocast.Raise(logits), target, labelSmoothing, ignoreIndex, reduction);
         if (logits.Rank == 1 && target.Rank == 0) return CrossEntropy(logits.Unsqueeze(0), target.Unsqueeze(0), labelSmoothing, ignoreIndex, reduction).Reshape();
         if (logits.Rank != 2 || target.Rank != 1 || target.Shape[0] != logits.Shape[0])
             throw new ShapeMismatchException("cross_entropy", nameof(target), $"logits {logits.Shape} and target {target.Shape} must be [N, C] and [N]");
@@ -91,6 +94,7 @@ public static class Losses
     public static Tensor BinaryCrossEntropyWithLogits(Tensor logits, Tensor target, Tensor? posWeight = null, Reduction reduction = Reduction.Mean)
     {
         SameShape(logits, target, "binary_cross_entropy_with_logits");
+        if (Autocast.Raises(logits, target, posWeight)) return BinaryCrossEntropyWithLogits(Autocast.Raise(logits), Autocast.Raise(target), Autocast.RaiseOrNull(posWeight), reduction);
         var sp = (-logits).Softplus();
         var l = posWeight is null
             ? (1.0 - target) * logits + sp
@@ -107,6 +111,7 @@ public static class Losses
     public static Tensor KlDiv(Tensor input, Tensor target, bool logTarget = false, bool batchMean = true, Reduction reduction = Reduction.Mean)
     {
         SameShape(input, target, "kl_div");
+        if (Autocast.Raises(input, target)) return KlDiv(Autocast.Raise(input), Autocast.Raise(target), logTarget, batchMean, reduction);
         Tensor l;
         if (logTarget) l = target.Exp() * (target - input);
         else

@@ -9,7 +9,7 @@ namespace Kiln.NN;
 public sealed class Parameter : Tensor
 {
     /// <summary>Wraps a contiguous copy of <paramref name="value"/>'s elements (or <paramref name="value"/>'s own, when it is a contiguous leaf) as a parameter.</summary>
-    /// <exception cref="NotSupportedException">The tensor is not Float32 or Float64.</exception>
+    /// <exception cref="NotSupportedException">The tensor is not floating (Float32, Float64, BFloat16, Float16).</exception>
     public Parameter(Tensor value, bool requiresGrad = true) : base(Checked(value))
     {
         RequiresGrad = requiresGrad;
@@ -19,7 +19,7 @@ public sealed class Parameter : Tensor
     {
         ArgumentNullException.ThrowIfNull(value);
         if (!value.DType.IsFloating())
-            throw new NotSupportedException($"parameter: dtype {value.DType} cannot hold a trainable parameter; use Float32 or Float64");
+            throw new NotSupportedException($"parameter: dtype {value.DType} cannot hold a trainable parameter; use a floating dtype");
         return value.Detach().Contiguous();
     }
 
@@ -191,10 +191,10 @@ public abstract class Module
     public Module To(Device device) => Convert(t => t.To(device));
 
     /// <summary>Converts every floating parameter and buffer of the tree to <paramref name="dtype"/> in place (integer buffers such as counters keep theirs); returns this.</summary>
-    /// <exception cref="NotSupportedException"><paramref name="dtype"/> is not Float32 or Float64.</exception>
+    /// <exception cref="NotSupportedException"><paramref name="dtype"/> is not floating (Float32, Float64, BFloat16, Float16).</exception>
     public Module To(DType dtype)
     {
-        if (!dtype.IsFloating()) throw new NotSupportedException($"module.to: parameters must be Float32 or Float64, not {dtype}");
+        if (!dtype.IsFloating()) throw new NotSupportedException($"module.to: parameters must be floating (Float32, Float64, BFloat16, Float16), not {dtype}");
         return Convert(t => t.DType.IsFloating() ? t.To(dtype) : t);
     }
 

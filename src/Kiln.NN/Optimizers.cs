@@ -6,7 +6,11 @@ namespace Kiln.NN;
 /// The base of the optimizers: holds the parameters and a learning rate (fixed, or from a <see cref="LrSchedule"/>),
 /// and updates every parameter that has a gradient on <see cref="Step()"/>. State (momentum, moments) is allocated in
 /// the constructor, so build optimizers outside any per-step <see cref="Tensor.Scope"/>. The built-in optimizers update
-/// each CPU parameter by one fused SIMD pass over its elements, and elsewhere by in-place tensor ops.
+/// each CPU parameter by one fused SIMD pass over its elements, and elsewhere by in-place tensor ops. A BFloat16 or
+/// Float16 parameter keeps a Float32 master copy (taken when the optimizer is built) and Float32 state: each step updates
+/// the master from the gradient in Float32 and rounds it once into the parameter, so updates smaller than the half
+/// dtype's spacing accumulate instead of vanishing (mixed-precision training's master weights; turn it off with
+/// <see cref="MasterWeights"/>).
 /// </summary>
 /// <remarks>
 /// A custom optimizer derives from this class, allocates its per-parameter buffers with <see cref="AddState(string)"/> in its
@@ -18,6 +22,7 @@ public abstract class Optimizer
     readonly int[] _steps;
     readonly int[] _groupOf;
     readonly List<(string Name, Tensor?[] Buffers)> _state = [];
+    readonly Tensor?[] _master;
 
     /// <summary>Takes the parameters (each once) and the base learning rate.</summary>
     /// <exception cref="ArgumentException">No parameters, or a negative or non-finite learning rate.</exception>
@@ -45,7 +50,18 @@ public abstract class Optimizer
         LearningRate = learningRate;
         _steps = new int[Parameters.Count];
         _groupOf = ParamGroups.SelectMany((g, k) => g.Parameters.Select(_ => k)).ToArray();
+        using (Autograd.NoGrad())
+            _master = [.. Parameters.Select(p => p.Value.DType.IsHalf() ? p.Value.Detach().To(DType.Float32) : null)];
     }
+
+    /// <summary>
+    /// Whether BFloat16 and Float16 parameters are updated through their Float32 master copies (default true); when
+    /// false they are updated in their own dtype (their optimizer state stays Float32) and <see cref="StateDict"/> holds no masters.
+    /// </summary>
+    public bool MasterWeights { get; init; } = true;
+
+    /// <summary>The Float32 master copy of parameter <paramref name="index"/>, or null when it has none (not a half parameter, or <see cref="MasterWeights"/> is off).</summary>
+    public Tensor? MasterWeight(int index) => MasterWeights ? _master[index] : null;
 
     /// <summary>Throws unless <paramref name="value"/> is finite and non-negative.</summary>
     protected static void CheckNonNegative(double value, string name)
@@ -115,13 +131,15 @@ public abstract class Optimizer
                 double lr = LearningRateOf(i);
                 if (g.Shape != p.Shape) throw new ShapeMismatchException("optimizer step", "grad", p.Shape, g.Shape, "a parameter's gradient must have its shape");
                 int t = ++_steps[i];
-                var gc = g.To(p.Value.DType).Contiguous();
-                if (!UseTensorOps && p.Value.Storage is CpuStorage && this is IFusedCpuUpdate fused)
+                var target = MasterWeight(i) ?? p.Value;
+                var gc = g.To(target.DType).Contiguous();
+                if (!UseTensorOps && target.Storage is CpuStorage && this is IFusedCpuUpdate fused && target.DType is DType.Float32 or DType.Float64)
                 {
-                    if (p.Value.DType == DType.Float32) fused.UpdateCpu<float>(i, p.Value, gc, lr, t);
-                    else fused.UpdateCpu<double>(i, p.Value, gc, lr, t);
+                    if (target.DType == DType.Float32) fused.UpdateCpu<float>(i, target, gc, lr, t);
+                    else fused.UpdateCpu<double>(i, target, gc, lr, t);
                 }
-                else Update(i, p.Value, gc, lr, t);
+                else Update(i, target, gc, lr, t);
+                if (!ReferenceEquals(target, p.Value)) p.Value.Copy_(target);   // the one rounding into the half parameter
             }
         }
         StepCount++;
@@ -141,7 +159,7 @@ public abstract class Optimizer
     protected abstract void Update(int index, Tensor param, Tensor grad, double lr, int step);
 
     /// <summary>
-    /// Allocates a zero buffer per parameter (its shape, dtype and device) named <paramref name="name"/> in
+    /// Allocates a zero buffer per parameter (its shape and device; its dtype, or Float32 for a half parameter) named <paramref name="name"/> in
     /// <see cref="StateDict"/> (PyTorch's names: "exp_avg", "momentum_buffer", ...); call it in the constructor.
     /// </summary>
     /// <exception cref="ArgumentException">The name is empty, has a '.', or is taken.</exception>
@@ -154,14 +172,14 @@ public abstract class Optimizer
     /// </summary>
     /// <param name="name">The buffer's name in the state dict.</param>
     /// <param name="shapeOf">The buffer's shape for a parameter, or null for none.</param>
-    /// <param name="dtype">The buffers' dtype (default: each parameter's; Int32 holds packed quantisation codes).</param>
+    /// <param name="dtype">The buffers' dtype (default: each parameter's, Float32 for a half one; Int32 holds packed quantisation codes).</param>
     /// <exception cref="ArgumentException">The name is empty, has a '.', or is taken.</exception>
     protected Tensor?[] AddState(string name, Func<Parameter, Shape?> shapeOf, DType? dtype = null)
     {
         ArgumentNullException.ThrowIfNull(shapeOf);
         if (string.IsNullOrEmpty(name) || name.Contains('.') || name == "step" || _state.Any(s => s.Name == name))
             throw new ArgumentException($"optimizer: state name '{name}' must be non-empty, without '.', not 'step', and not already used", nameof(name));
-        var buffers = Parameters.Select(p => shapeOf(p) is { } shape ? Tensor.Zeros(shape, dtype ?? p.Value.DType, p.Value.Device) : null).ToArray();
+        var buffers = Parameters.Select(p => shapeOf(p) is { } shape ? Tensor.Zeros(shape, dtype ?? (p.Value.DType.IsHalf() ? DType.Float32 : p.Value.DType), p.Value.Device) : null).ToArray();
         _state.Add((name, buffers));
         return buffers;
     }
@@ -169,7 +187,8 @@ public abstract class Optimizer
     /// <summary>
     /// The optimizer's state as named tensors, PyTorch's layout flattened: "step" (completed steps) and "lr" (the base
     /// learning rate), "state.{i}.step" and "state.{i}.{buffer}" for parameter i (by its index in
-    /// <see cref="Parameters"/>), and "schedule.{key}" for a stateful <see cref="Schedule"/>. The tensors are copies:
+    /// <see cref="Parameters"/>), "state.{i}.master" for the Float32 master copy of a half parameter, and "schedule.{key}"
+    /// for a stateful <see cref="Schedule"/>. The tensors are copies:
     /// save them with the model (<see cref="Checkpoint"/>) to resume training exactly.
     /// </summary>
     public virtual IReadOnlyDictionary<string, Tensor> StateDict()
@@ -184,6 +203,7 @@ public abstract class Optimizer
             d[$"state.{i}.step"] = Tensor.Scalar((long)_steps[i], DType.Int64);
             foreach (var (name, buffers) in _state)
                 if (buffers[i] is { } b) d[$"state.{i}.{name}"] = b.Detach().Clone();
+            if (MasterWeight(i) is { } m) d[$"state.{i}.master"] = m.Clone();
         }
         if (Schedule is not null)
             foreach (var (k, v) in Schedule.StateDict()) d[$"schedule.{k}"] = Tensor.Scalar(v, DType.Float64);
@@ -201,6 +221,7 @@ public abstract class Optimizer
             expected.Add($"state.{i}.step");
             foreach (var (name, buffers) in _state)
                 if (buffers[i] is not null) expected.Add($"state.{i}.{name}");
+            if (MasterWeight(i) is not null) expected.Add($"state.{i}.master");
         }
         var schedule = state.Where(kv => kv.Key.StartsWith("schedule.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["schedule.".Length..], kv => Scalar(kv.Key, kv.Value));
         var missing = expected.Where(k => !state.ContainsKey(k)).Order().ToArray();
@@ -220,6 +241,13 @@ public abstract class Optimizer
             for (int i = 0; i < Parameters.Count; i++)
                 if (buffers[i] is { } b)
                     using (Autograd.NoGrad()) b.Copy_(state[$"state.{i}.{name}"].To(b.DType).To(b.Device));
+        for (int i = 0; i < Parameters.Count; i++)
+        {
+            if (MasterWeight(i) is not { } m) continue;
+            var src = state[$"state.{i}.master"];
+            if (src.Shape != m.Shape) throw new ArgumentException($"optimizer state: 'state.{i}.master' has shape {src.Shape}, parameter {i} has {m.Shape}", nameof(state));
+            using (Autograd.NoGrad()) m.Copy_(src.To(DType.Float32).To(m.Device));
+        }
         for (int i = 0; i < Parameters.Count; i++) _steps[i] = Count(state, $"state.{i}.step");
         StepCount = Count(state, "step");
         LearningRate = Scalar("lr", state["lr"]);

@@ -1,6 +1,14 @@
 namespace Kiln;
 
-/// <summary>Element types of a tensor. BFloat16 and Float16 are storage types: convert them with <c>To(DType.Float32)</c> to compute (an op on them throws <see cref="NotSupportedException"/>).</summary>
+/// <summary>
+/// Element types of a tensor. Binary ops promote their operands' dtypes by PyTorch's rules (<see cref="TypePromotion"/>).
+/// Integer arithmetic wraps on overflow (two's complement), as PyTorch's. BFloat16 and Float16 are compute dtypes as on
+/// PyTorch's CPU: an op widens half inputs to Float32, computes there (reductions, softmax, norms and attention accumulate
+/// in Float32) and rounds its result once to the half dtype (round to nearest even); gradients come back in the input's
+/// dtype. Ops PyTorch does not run in half (the decompositions and matrix functions) throw
+/// <see cref="NotSupportedException"/> naming op and dtype. <see cref="Autocast"/> runs matmul-class ops in a half dtype
+/// and keeps reductions, softmax, norms and losses in Float32.
+/// </summary>
 public enum DType
 {
     /// <summary>IEEE 754 binary32, the workhorse.</summary>
@@ -13,9 +21,9 @@ public enum DType
     Int64,
     /// <summary>Boolean (masks, comparison results).</summary>
     Bool,
-    /// <summary>bfloat16 storage (the top half of a float32).</summary>
+    /// <summary>bfloat16 (the top half of a float32: float32's range, 8 significant bits); computes in Float32, rounds on store.</summary>
     BFloat16,
-    /// <summary>IEEE 754 binary16 storage.</summary>
+    /// <summary>IEEE 754 binary16 (11 significant bits, largest finite 65504); computes in Float32, rounds on store.</summary>
     Float16,
 }
 
@@ -32,10 +40,10 @@ public static class DTypeInfo
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
     };
 
-    /// <summary>True for the types arithmetic and transcendental ops compute in (Float32, Float64).</summary>
-    public static bool IsFloating(this DType dtype) => dtype is DType.Float32 or DType.Float64;
+    /// <summary>True for the floating dtypes (Float32, Float64, BFloat16, Float16), as <c>torch.is_floating_point</c>: the ones gradients flow through.</summary>
+    public static bool IsFloating(this DType dtype) => dtype is DType.Float32 or DType.Float64 or DType.BFloat16 or DType.Float16;
 
-    /// <summary>True for storage-only half-precision types.</summary>
+    /// <summary>True for the half-precision dtypes (BFloat16, Float16), which compute in Float32 and round on store.</summary>
     public static bool IsHalf(this DType dtype) => dtype is DType.BFloat16 or DType.Float16;
 
     /// <summary>True for Int32 and Int64.</summary>

@@ -37,7 +37,14 @@ internal static class Check
     public static void Floating(Tensor t, string op, string paramName)
     {
         if (!t.DType.IsFloating())
-            throw new NotSupportedException($"{op}: {paramName} has dtype {t.DType}; this op computes in Float32 or Float64 (convert with .To(DType.Float32))");
+            throw new NotSupportedException($"{op}: {paramName} has dtype {t.DType}; this op computes in a floating dtype (convert with .To(DType.Float32))");
+    }
+
+    /// <summary>For ops PyTorch runs only in Float32 and Float64 (decompositions, matrix functions): refuses every other dtype, halves included.</summary>
+    public static void FullFloat(Tensor t, string op, string paramName)
+    {
+        if (t.DType is not (DType.Float32 or DType.Float64))
+            throw new NotSupportedException($"{op}: {paramName} has dtype {t.DType}; this op computes in Float32 or Float64 only (convert with .To(DType.Float32))");
     }
 
     public static void SameDType(Tensor a, Tensor b, string op, string paramName)

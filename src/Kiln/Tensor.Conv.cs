@@ -132,6 +132,8 @@ public partial class Tensor
 
     static Tensor ConvNd(int d, string op, Tensor input, Tensor weight, Tensor? bias, ConvDims stride, ConvPadding padding, ConvDims dilation, int groups)
     {
+        if (Autocast.Lowers(input, weight, bias))
+            return ConvNd(d, op, Autocast.Lower(input), Autocast.Lower(weight), Autocast.LowerOrNull(bias), stride, padding, dilation, groups);
         var x = ConvOperands(d, op, input, weight, bias, groups, out bool batched);
         int c = x.Shape[1], o = weight.Shape[0];
         if (weight.Shape[1] * groups != c)
@@ -164,6 +166,8 @@ public partial class Tensor
 
     static Tensor ConvTransposeNd(int d, string op, Tensor input, Tensor weight, Tensor? bias, ConvDims stride, ConvDims padding, ConvDims outputPadding, int groups, ConvDims dilation)
     {
+        if (Autocast.Lowers(input, weight, bias))
+            return ConvTransposeNd(d, op, Autocast.Lower(input), Autocast.Lower(weight), Autocast.LowerOrNull(bias), stride, padding, outputPadding, groups, dilation);
         var x = ConvOperands(d, op, input, weight, bias, groups, out bool batched);
         int cin = x.Shape[1], cout = weight.Shape[1] * groups;
         if (weight.Shape[0] != cin)

@@ -226,7 +226,7 @@ public partial class Tensor
     (int[] Lead, int Batch, int M, int N) Matrices(string op, bool square)
     {
         Storage.ThrowIfDisposed(op);
-        Check.Floating(this, op, "input");
+        Check.FullFloat(this, op, "input");
         if (Rank < 2) throw new ShapeMismatchException(op, "input", $"input has shape {Shape}; it needs at least two dimensions [..., m, n]");
         int m = Shape[-2], n = Shape[-1];
         if (square && m != n) throw new ShapeMismatchException(op, "input", $"input has shape {Shape}; the last two dims must be equal (a square matrix)");

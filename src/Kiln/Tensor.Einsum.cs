@@ -276,6 +276,7 @@ public partial class Tensor
         const string op = "einsum";
         ArgumentNullException.ThrowIfNull(operands);
         if (operands.Length == 0) throw new ArgumentException("einsum: at least one operand is needed", nameof(operands));
+        if (Autocast.Lowers(operands)) return Einsum(equation, [.. operands.Select(Autocast.Lower)]);
         for (int i = 0; i < operands.Length; i++)
         {
             ArgumentNullException.ThrowIfNull(operands[i], $"operands[{i}]");

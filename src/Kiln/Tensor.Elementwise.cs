@@ -31,7 +31,7 @@ public partial class Tensor
         string name = op.ToString().ToLowerInvariant();
         a.Storage.ThrowIfDisposed(name); b.Storage.ThrowIfDisposed(name);
         Check.SameDevice(a, b, name, "other");
-        if (op == BinaryOp.Div && !dtype.IsFloating() && !dtype.IsHalf()) dtype = TypePromotion.DefaultFloat;
+        if (op == BinaryOp.Div && !dtype.IsFloating()) dtype = TypePromotion.DefaultFloat;
         (a, b) = (a.To(dtype), b.To(dtype));
         var shape = Shape.Broadcast(a.Shape, b.Shape, name);
         var y = Empty(shape, dtype, a.Device);
@@ -361,12 +361,12 @@ public partial class Tensor
     public Tensor IsFinite() => Classify(x => Compare(CompareOp.Lt, x.Abs(), x.ScalarLike(double.PositiveInfinity)), integers: true);
 
     // A Bool mask of a floating tensor's values; integer and Bool tensors hold only finite numbers. The test runs on a
-    // detached view (a mask has no gradient), halves in Float32, which holds each of their values exactly.
+    // detached view (a mask has no gradient).
     Tensor Classify(Func<Tensor, Tensor> test, bool integers = false)
     {
         Storage.ThrowIfDisposed("classify");
-        if (!DType.IsFloating() && !DType.IsHalf()) return Full(Shape, integers ? 1 : 0, DType.Bool, Device);
-        return test(DType.IsHalf() ? Detach().To(DType.Float32) : Detach());
+        if (!DType.IsFloating()) return Full(Shape, integers ? 1 : 0, DType.Bool, Device);
+        return test(Detach());
     }
 
     /// <summary>
@@ -377,7 +377,7 @@ public partial class Tensor
     public Tensor NanToNum(double nan = 0, double? posinf = null, double? neginf = null)
     {
         Storage.ThrowIfDisposed("nan_to_num");
-        if (!DType.IsFloating() && !DType.IsHalf()) return Clone();
+        if (!DType.IsFloating()) return Clone();
         double max = DType switch
         {
             DType.Float32 => float.MaxValue,
@@ -385,8 +385,6 @@ public partial class Tensor
             DType.BFloat16 => 3.3895313892515355e38,
             _ => double.MaxValue,
         };
-        // Halves have no selection kernel: replace in Float32 (which holds every half exactly) and round back.
-        if (DType.IsHalf()) return To(DType.Float32).NanToNum(nan, posinf ?? max, neginf ?? -max).To(DType);
         return Where(IsNan(), ScalarLike(nan), Where(IsPosInf(), ScalarLike(posinf ?? max), Where(IsNegInf(), ScalarLike(neginf ?? -max), this)));
     }
 

@@ -79,7 +79,7 @@ public partial class Tensor
     static string[] Cells(Tensor t)
     {
         if (t.DType == DType.Bool) return [.. t.ToDoubleArray().Select(v => v != 0 ? "True" : "False")];
-        if (!t.DType.IsFloating() && t.DType is not (DType.Float16 or DType.BFloat16))
+        if (!t.DType.IsFloating())
             return [.. t.To(DType.Int64).ToArray<long>().Select(v => v.ToString(CultureInfo.InvariantCulture))];
         double[] v = t.ToDoubleArray();
         var finite = v.Where(double.IsFinite).Select(Math.Abs).ToArray();

@@ -16,9 +16,10 @@ public partial class Tensor
     public Tensor MatMul(Tensor other)
     {
         Storage.ThrowIfDisposed("matmul"); other.Storage.ThrowIfDisposed("matmul");
+        if (Autocast.Lowers(this, other)) return Autocast.Lower(this).MatMul(Autocast.Lower(other));
         var dtype = ProductDType(this, other, "matmul", nameof(other));
         Check.SameDevice(this, other, "matmul", nameof(other));
-        if (!dtype.IsFloating() && !dtype.IsInteger() && !dtype.IsHalf())
+        if (!dtype.IsFloating() && !dtype.IsInteger())
             throw new NotSupportedException($"matmul: input has dtype {DType}; matmul computes in Float32, Float64, BFloat16, Float16, Int32 or Int64 (convert with .To(...))");
         if (Rank == 0 || other.Rank == 0) throw new ShapeMismatchException("matmul", Rank == 0 ? "input" : nameof(other), "both operands need at least one dimension");
         var a = Rank == 1 ? Unsqueeze(0) : this;
@@ -89,7 +90,8 @@ public partial class Tensor
         const string op = "linear";
         ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(weight);
         x.Storage.ThrowIfDisposed(op); weight.Storage.ThrowIfDisposed(op); bias?.Storage.ThrowIfDisposed(op);
-        if (!x.DType.IsHalf()) Check.Floating(x, op, nameof(x));
+        if (Autocast.Lowers(x, weight, bias)) return Linear(Autocast.Lower(x), Autocast.Lower(weight), Autocast.LowerOrNull(bias), relu);
+        Check.Floating(x, op, nameof(x));
         var dtype = ProductDType(x, weight, op, nameof(weight));
         Check.SameDevice(x, weight, op, nameof(weight));
         if (x.Rank == 0) throw new ShapeMismatchException(op, nameof(x), "x must have at least one dimension");

@@ -103,7 +103,7 @@ public partial class Tensor
         ArgumentNullException.ThrowIfNull(pivots);
         ArgumentNullException.ThrowIfNull(b);
         lu.Storage.ThrowIfDisposed(op); pivots.Storage.ThrowIfDisposed(op); b.Storage.ThrowIfDisposed(op);
-        Check.Floating(lu, op, nameof(lu));
+        Check.FullFloat(lu, op, nameof(lu));
         if (lu.Rank < 2 || lu.Shape[-1] != lu.Shape[-2])
             throw new ShapeMismatchException(op, nameof(lu), $"lu has shape {lu.Shape}; it must be a (batch of) square matrices [..., n, n]");
         int n = lu.Shape[-1];

@@ -23,6 +23,7 @@ public partial class Tensor
         string name = log ? "log_softmax" : "softmax";
         Storage.ThrowIfDisposed(name);
         Check.Floating(this, name, "input");
+        if (Autocast.Raises(this)) return Autocast.Raise(this).SoftmaxImpl(axis, log);
         int a = Check.Axis(axis, Rank, name);
         var (x, inv, len) = RowsAlong(a, name);
         var y0 = Empty(x.Shape, DType, Device);
@@ -41,6 +42,7 @@ public partial class Tensor
     {
         Storage.ThrowIfDisposed("layer_norm");
         Check.Floating(this, "layer_norm", "input");
+        if (Autocast.Raises(this, weight, bias)) return Autocast.Raise(this).LayerNorm(Autocast.RaiseOrNull(weight), Autocast.RaiseOrNull(bias), eps);
         if (Rank == 0) throw new ShapeMismatchException("layer_norm", "input", "input must have at least one dimension");
         int len = Shape[-1];
         CheckNormParam(weight, len, "layer_norm", nameof(weight));
@@ -71,6 +73,7 @@ public partial class Tensor
     {
         Storage.ThrowIfDisposed("rms_norm");
         Check.Floating(this, "rms_norm", "input");
+        if (Autocast.Raises(this, weight)) return Autocast.Raise(this).RmsNorm(Autocast.RaiseOrNull(weight), eps);
         if (Rank == 0) throw new ShapeMismatchException("rms_norm", "input", "input must have at least one dimension");
         int len = Shape[-1];
         CheckNormParam(weight, len, "rms_norm", nameof(weight));
@@ -103,6 +106,7 @@ public partial class Tensor
         const string op = "scaled_dot_product_attention";
         ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
         q.Storage.ThrowIfDisposed(op); k.Storage.ThrowIfDisposed(op); v.Storage.ThrowIfDisposed(op);
+        if (Autocast.Lowers(q, k, v)) return ScaledDotProductAttention(Autocast.Lower(q), Autocast.Lower(k), Autocast.Lower(v), causal, scale);
         Check.Floating(q, op, nameof(q));
         Check.SameDType(q, k, op, nameof(k)); Check.SameDType(q, v, op, nameof(v));
         Check.SameDevice(q, k, op, nameof(k)); Check.SameDevice(q, v, op, nameof(v));

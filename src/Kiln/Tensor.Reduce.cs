@@ -58,6 +58,7 @@ public partial class Tensor
     {
         Storage.ThrowIfDisposed("sum");
         if (WidensToInt64) return To(DType.Int64).Sum(axes, keepDim);
+        if (Autocast.Raises(this)) return Autocast.Raise(this).Sum(axes, keepDim);
         var ax = NormalizeAxes(axes, "sum");
         var src = Shape;
         var y = ReducePrimitive(ReduceOp.Sum, ax, keepDim);
@@ -68,10 +69,13 @@ public partial class Tensor
     public Tensor Sum(int axis, bool keepDim = false) => Sum([axis], keepDim);
 
     /// <summary>Mean over <paramref name="axes"/> (all when none given).</summary>
-    /// <exception cref="NotSupportedException">The input is not Float32 or Float64 (as PyTorch, the mean of integers is refused; convert first).</exception>
+    /// <exception cref="NotSupportedException">The input is not floating (as PyTorch, the mean of integers is refused; convert first).</exception>
     public Tensor Mean(int[]? axes = null, bool keepDim = false)
     {
         Check.Floating(this, "mean", "input");
+        if (Autocast.Raises(this)) return Autocast.Raise(this).Mean(axes, keepDim);
+        // A half input reduces in Float32 and rounds its result once, as PyTorch's; the gradient returns in its dtype.
+        if (DType.IsHalf()) return To(DType.Float32).Mean(axes, keepDim).To(DType);
         var ax = NormalizeAxes(axes, "mean");
         int n = 1; foreach (int a in ax) n *= Shape[a];
         return Sum(ax, keepDim) / n;
@@ -85,6 +89,8 @@ public partial class Tensor
     public Tensor Var(int[]? axes = null, bool keepDim = false, int correction = 1)
     {
         Check.Floating(this, "var", "input");
+        if (Autocast.Raises(this)) return Autocast.Raise(this).Var(axes, keepDim, correction);
+        if (DType.IsHalf()) return To(DType.Float32).Var(axes, keepDim, correction).To(DType);
         var ax = NormalizeAxes(axes, "var");
         int n = 1; foreach (int a in ax) n *= Shape[a];
         var d = this - Mean(ax, keepDim: true);
@@ -108,6 +114,7 @@ public partial class Tensor
     {
         Storage.ThrowIfDisposed("prod");
         if (WidensToInt64) return To(DType.Int64).Prod(axes, keepDim);
+        if (Autocast.Raises(this)) return Autocast.Raise(this).Prod(axes, keepDim);
         var ax = NormalizeAxes(axes, "prod");
         var y = ReducePrimitive(ReduceOp.Prod, ax, keepDim);
         var src = Shape;
@@ -188,6 +195,8 @@ public partial class Tensor
     public Tensor LogSumExp(int[]? axes = null, bool keepDim = false)
     {
         Check.Floating(this, "logsumexp", "input");
+        if (Autocast.Raises(this)) return Autocast.Raise(this).LogSumExp(axes, keepDim);
+        if (DType.IsHalf()) return To(DType.Float32).LogSumExp(axes, keepDim).To(DType);
         var ax = NormalizeAxes(axes, "logsumexp");
         Tensor m;
         using (Autograd.NoGrad())
@@ -207,6 +216,8 @@ public partial class Tensor
     {
         Check.Floating(this, "norm", "input");
         if (!(p > 0)) throw new ArgumentOutOfRangeException(nameof(p), p, "norm: p must be positive (or infinity)");
+        if (Autocast.Raises(this)) return Autocast.Raise(this).Norm(p, axes, keepDim);
+        if (DType.IsHalf()) return To(DType.Float32).Norm(p, axes, keepDim).To(DType);
         if (double.IsPositiveInfinity(p)) return Abs().Amax(axes, keepDim);
         if (p == 1) return Abs().Sum(axes, keepDim);
         if (p == 2) return Square().Sum(axes, keepDim).Sqrt();
@@ -240,6 +251,7 @@ public partial class Tensor
     {
         Storage.ThrowIfDisposed("cumsum");
         int a = Check.Axis(axis, Rank, "cumsum");
+        if (Autocast.Raises(this)) return Autocast.Raise(this).Cumsum(axis);
         return WidensToInt64 ? To(DType.Int64).CumsumImpl(a, reverse: false) : CumsumImpl(a, reverse: false);
     }
 

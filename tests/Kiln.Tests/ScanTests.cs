@@ -173,6 +173,5 @@ public class ScanTests
         var d = Assert.Throws<NotSupportedException>(() => Tensor.Zeros([3], DType.Int32).LogCumSumExp(0));
         Assert.Contains("logcumsumexp", d.Message);
         Assert.Contains("Int32", d.Message);
-        Assert.Contains("Float16", Assert.Throws<NotSupportedException>(() => Tensor.Zeros([3], DType.Float16).Cumprod(0)).Message);
     }
 }

@@ -4,8 +4,11 @@ namespace Kiln.NN.Decoder;
 
 /// <summary>
 /// A decoder-only pre-norm transformer (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, DeepSeek-V3/Moonlight) as a functional
-/// forward over a dictionary of Hugging Face-named weights, with a KV cache. Half-precision weights are widened to
-/// float32; float64 weights run in float64 (for references). A forward may hand its layer stack to an
+/// forward over a dictionary of Hugging Face-named weights, with a KV cache. The residual stream, norms and attention
+/// run in Float32 (Float64 when the weights are float64, for references). Half-precision (BFloat16, Float16) linear
+/// weights stay in their dtype for inference, so a bf16 checkpoint is not converted first (it holds half the memory):
+/// each product widens the weight to Float32, exactly, so the logits equal those of the widened weights bit for bit;
+/// the embedding and norm weights are widened to Float32 at load. A forward may hand its layer stack to an
 /// <see cref="IStackRunner"/> (such as a loop over a window of layers); the runner reuses the layer objects, so a forward
 /// without one is always the plain model.
 /// </summary>
@@ -37,18 +40,23 @@ public sealed partial class DecoderModel
         _tp = tensorParallel;
         var dtype = weights.TryGetValue("model.embed_tokens.weight", out var e) && e.DType == DType.Float64 ? DType.Float64 : DType.Float32;
         DType = dtype;
-        Tensor W(string name, params int[] shape)
+        WeightDType = dtype;
+        Tensor Stored(string name, int[] shape)
         {
             if (!weights.TryGetValue(name, out var t)) throw new InvalidDataException($"checkpoint: missing tensor '{name}' (shape [{string.Join(", ", shape)}])");
             // Compared extent by extent: a config's shape need not fit a Shape (vocab_size * hidden_size past 2^31).
             if (!t.Shape.ToArray().AsSpan().SequenceEqual(shape)) throw new InvalidDataException($"checkpoint: tensor '{name}' has shape {t.Shape}, expected [{string.Join(", ", shape)}]");
-            return trainable ? t : t.To(dtype);
+            return t;
         }
+        Tensor W(string name, params int[] shape) => trainable ? Stored(name, shape) : Stored(name, shape).To(dtype);
         Tensor Linear(string name, int outDim, int inDim)
         {
-            var w = W(name, outDim, inDim);
+            var w = Stored(name, [outDim, inDim]);
             // Trainable weights stay [out, in] and are transposed at use, so each forward records its own transpose.
-            return trainable ? w : w.T.Contiguous();
+            if (trainable) return w;
+            // Half weights stay half for inference: the product reads half the bytes.
+            if (w.DType.IsHalf() && dtype == DType.Float32) { WeightDType = w.DType; return w.T.Contiguous(); }
+            return w.To(dtype).T.Contiguous();
         }
         var c = config;
         int d = c.HiddenSize;
@@ -169,6 +177,8 @@ public sealed partial class DecoderModel
     public Device Device => _embed.Device;
     /// <summary>The compute dtype (Float32, or Float64 when the weights are float64).</summary>
     public DType DType { get; }
+    /// <summary>The dtype the linear weights are kept in: a half checkpoint's BFloat16 or Float16 for inference, else <see cref="DType"/>.</summary>
+    public DType WeightDType { get; private set; }
     /// <summary>The layer stack, in order (the objects an <see cref="IStackRunner"/> reuses).</summary>
     public IReadOnlyList<ILayer> Layers => _layers;
 
@@ -247,11 +257,12 @@ public sealed partial class DecoderModel
         return output.ToArray();
     }
 
-    // x [..., in] times a linear weight: stored as [in, out] for inference, as [out, in] when trainable.
+    // x [..., in] times a linear weight: stored as [in, out] for inference, as [out, in] when trainable. A half weight
+    // widens exactly to x's dtype for the product (until a kernel reads half weights with Float32 activations).
     Tensor Lin(Tensor x, Tensor w, Tensor? bias)
     {
         var shape = x.Shape.ToArray();
-        var y = x.Reshape(-1, shape[^1]).MatMul(_trainable ? w.T : w);
+        var y = x.Reshape(-1, shape[^1]).MatMul((_trainable ? w.T : w).To(x.DType));
         if (bias is not null) y += bias;
         shape[^1] = y.Shape[1];
         return y.Reshape(shape);

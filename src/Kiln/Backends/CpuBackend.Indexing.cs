@@ -25,6 +25,7 @@ public sealed partial class CpuBackend
             case DType.Int32: { var d = A<int>(dst); Strided.Parallel(n, n * 16L, (s, e) => { for (int i = s; i < e; i++) d[i] = (int)sample(i); }); break; }
             case DType.Int64: { var d = A<long>(dst); Strided.Parallel(n, n * 16L, (s, e) => { for (int i = s; i < e; i++) d[i] = (long)sample(i); }); break; }
             case DType.Bool: { var d = A<bool>(dst); for (int i = 0; i < n; i++) d[i] = sample(i) != 0; break; }
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [], [dst], (_, o) => Random(kind, seed, counter, a, b, o[0]!)); break;
             default: throw Unsupported("random", dst.DType);
         }
     }
@@ -49,6 +50,9 @@ public sealed partial class CpuBackend
             case DType.Int32: Indexing.Gather(A<int>(x), O(x), outer, xAxis, inner, A<long>(index), O(index), yAxis, A<int>(y)); break;
             case DType.Int64: Indexing.Gather(A<long>(x), O(x), outer, xAxis, inner, A<long>(index), O(index), yAxis, A<long>(y)); break;
             case DType.Bool: Indexing.Gather(A<bool>(x), O(x), outer, xAxis, inner, A<long>(index), O(index), yAxis, A<bool>(y)); break;
+            // A gather moves elements: the half bit patterns go as they are.
+            case DType.Float16: Indexing.Gather(A<Half>(x), O(x), outer, xAxis, inner, A<long>(index), O(index), yAxis, A<Half>(y)); break;
+            case DType.BFloat16: Indexing.Gather(A<ushort>(x), O(x), outer, xAxis, inner, A<long>(index), O(index), yAxis, A<ushort>(y)); break;
             default: throw Unsupported("gather", x.DType);
         }
     }
@@ -69,6 +73,10 @@ public sealed partial class CpuBackend
             case DType.Int32: Indexing.Scatter(A<int>(y), O(y), outer, yAxis, inner, A<long>(index), O(index), A<int>(src), O(src), sAxis, add ? (p, q) => p + q : null); break;
             case DType.Int64: Indexing.Scatter(A<long>(y), O(y), outer, yAxis, inner, A<long>(index), O(index), A<long>(src), O(src), sAxis, add ? (p, q) => p + q : null); break;
             case DType.Bool when !add: Indexing.Scatter(A<bool>(y), O(y), outer, yAxis, inner, A<long>(index), O(index), A<bool>(src), O(src), sAxis, null); break;
+            case DType.Float16 when !add: Indexing.Scatter(A<Half>(y), O(y), outer, yAxis, inner, A<long>(index), O(index), A<Half>(src), O(src), sAxis, null); break;
+            case DType.BFloat16 when !add: Indexing.Scatter(A<ushort>(y), O(y), outer, yAxis, inner, A<long>(index), O(index), A<ushort>(src), O(src), sAxis, null); break;
+            // Sums accumulate in Float32 and round once per target element.
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(Instance, [index, src], [y], (i, o) => ScatterImpl(o[0]!, axis, i[0]!, i[1]!, add), readOutputs: true); break;
             default: throw Unsupported(add ? "scatter_add" : "scatter", y.DType);
         }
     }
@@ -82,6 +90,7 @@ public sealed partial class CpuBackend
             case DType.Float64: Sort.Rows(A<double>(x), O(x), rows, len, descending, A<double>(values), A<long>(indices), NanLast); break;
             case DType.Int32: Sort.Rows(A<int>(x), O(x), rows, len, descending, A<int>(values), A<long>(indices), (p, q) => p.CompareTo(q)); break;
             case DType.Int64: Sort.Rows(A<long>(x), O(x), rows, len, descending, A<long>(values), A<long>(indices), (p, q) => p.CompareTo(q)); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [values, indices], (i, o) => SortRows(i[0]!, rows, len, descending, o[0]!, o[1]!)); break;
             default: throw Unsupported("sort", x.DType);
         }
     }
@@ -96,6 +105,7 @@ public sealed partial class CpuBackend
             case DType.Float64: Sort.SearchSorted(A<double>(sorted), O(sorted), seqRows, seqLen, A<double>(values), O(values), n, valLen, right, A<long>(y)); break;
             case DType.Int32: Sort.SearchSorted(A<int>(sorted), O(sorted), seqRows, seqLen, A<int>(values), O(values), n, valLen, right, A<long>(y)); break;
             case DType.Int64: Sort.SearchSorted(A<long>(sorted), O(sorted), seqRows, seqLen, A<long>(values), O(values), n, valLen, right, A<long>(y)); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [sorted, values], [y], (i, o) => SearchSorted(i[0]!, seqRows, seqLen, i[1]!, valLen, right, o[0]!)); break;
             default: throw Unsupported("searchsorted", sorted.DType);
         }
     }

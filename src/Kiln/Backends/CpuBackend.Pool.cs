@@ -14,6 +14,7 @@ public sealed partial class CpuBackend
         {
             case DType.Float32: Kernels.Cpu.Pool.Forward(A<float>(x), args, A<float>(y), idx); break;
             case DType.Float64: Kernels.Cpu.Pool.Forward(A<double>(x), args, A<double>(y), idx); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y, indices], (i, o) => PoolForward(i[0]!, args, o[0]!, o[1])); break;
             default: throw Unsupported("pool", x.DType);
         }
     }
@@ -27,6 +28,7 @@ public sealed partial class CpuBackend
         {
             case DType.Float32: Kernels.Cpu.Pool.Backward(A<float>(g), idx, args, A<float>(dx)); break;
             case DType.Float64: Kernels.Cpu.Pool.Backward(A<double>(g), idx, args, A<double>(dx)); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [g, indices], [dx], (i, o) => PoolBackward(i[0]!, i[1], args, o[0]!)); break;
             default: throw Unsupported("pool_backward", g.DType);
         }
     }

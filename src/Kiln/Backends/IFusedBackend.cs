@@ -6,7 +6,8 @@ namespace Kiln.Backends;
 /// Fused ops: a linear layer, row softmax and norms, scaled-dot-product attention, and the gates of an LSTM or GRU step. Each has a default body composed
 /// from the primitive families (products, elementwise ops, row reductions) on temporaries of this device, so a new
 /// backend runs them from its primitives alone and overrides them with fused kernels for speed. The default attention
-/// materializes the [Tq, Tk] score matrix of each head; a backend that serves long sequences overrides it.
+/// materializes the [Tq, Tk] score matrix of each head; a backend that serves long sequences overrides it. On half
+/// inputs each default body runs in Float32 through <see cref="HalfCompute"/> and rounds its outputs once.
 /// </summary>
 public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBackend, IMatMulBackend
 {
@@ -19,6 +20,7 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
     /// </summary>
     void Attention(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse)
     {
+        if (q.DType.IsHalf()) { HalfCompute.Run(this, [q, k, v], [y, lse], (i, o) => Attention(i[0]!, i[1]!, i[2]!, causal, scale, o[0]!, o[1]!)); return; }
         int batch = q.Shape[0], tq = q.Shape[1], tk = k.Shape[1], rows = batch * tq;
         if (rows == 0) return;
         using var _ = Autograd.NoGrad();
@@ -43,6 +45,7 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
     /// </summary>
     void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, double scale, Tensor gq, Tensor gk, Tensor gv)
     {
+        if (q.DType.IsHalf()) { HalfCompute.Run(this, [q, k, v, y, gy, lse], [gq, gk, gv], (i, o) => AttentionBackward(i[0]!, i[1]!, i[2]!, i[3]!, i[4]!, i[5]!, causal, scale, o[0]!, o[1]!, o[2]!)); return; }
         int batch = q.Shape[0], tq = q.Shape[1], tk = k.Shape[1], dv = v.Shape[2], rows = batch * tq;
         using var _ = Autograd.NoGrad();
         if (rows == 0 || tk == 0) { Fill(gq, 0); Fill(gk, 0); Fill(gv, 0); return; }
@@ -91,6 +94,7 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
     /// <summary>Softmax (or log-softmax) of each row of a contiguous [rows, len] tensor.</summary>
     void SoftmaxRows(Tensor x, int rows, int len, bool log, Tensor y)
     {
+        if (x.DType.IsHalf()) { HalfCompute.Run(this, [x], [y], (i, o) => SoftmaxRows(i[0]!, rows, len, log, o[0]!)); return; }
         if (rows == 0 || len == 0) return;
         using var _ = Autograd.NoGrad();
         var (xr, yr) = (x.Reshape([rows, len]), y.Reshape([rows, len]));
@@ -115,6 +119,7 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
     /// <summary>Layer norm of each row: (x - mean) / sqrt(var + eps) * weight + bias; weight and bias [len] or null.</summary>
     void LayerNormRows(Tensor x, Tensor? weight, Tensor? bias, double eps, int rows, int len, Tensor y)
     {
+        if (x.DType.IsHalf()) { HalfCompute.Run(this, [x, weight, bias], [y], (i, o) => LayerNormRows(i[0]!, i[1], i[2], eps, rows, len, o[0]!)); return; }
         if (rows == 0 || len == 0) return;
         using var _ = Autograd.NoGrad();
         var (xr, yr) = (x.Reshape([rows, len]), y.Reshape([rows, len]));
@@ -130,6 +135,7 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
     /// <summary>RMS norm of each row: x / sqrt(mean(x^2) + eps) * weight; weight [len] or null.</summary>
     void RmsNormRows(Tensor x, Tensor? weight, double eps, int rows, int len, Tensor y)
     {
+        if (x.DType.IsHalf()) { HalfCompute.Run(this, [x, weight], [y], (i, o) => RmsNormRows(i[0]!, i[1], eps, rows, len, o[0]!)); return; }
         if (rows == 0 || len == 0) return;
         using var _ = Autograd.NoGrad();
         var (xr, yr) = (x.Reshape([rows, len]), y.Reshape([rows, len]));
@@ -147,6 +153,7 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
     /// </summary>
     void LstmGates(Tensor a, Tensor c, int rows, int hidden, Tensor hc)
     {
+        if (a.DType.IsHalf()) { HalfCompute.Run(this, [a, c], [hc], (i, o) => LstmGates(i[0]!, i[1]!, rows, hidden, o[0]!)); return; }
         if (rows == 0 || hidden == 0) return;
         using var _ = Autograd.NoGrad();
         var a3 = a.Reshape([rows, 4, hidden]);
@@ -170,6 +177,7 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
     /// </summary>
     void GruGates(Tensor x, Tensor m, Tensor h, int rows, int hidden, Tensor y)
     {
+        if (x.DType.IsHalf()) { HalfCompute.Run(this, [x, m, h], [y], (i, o) => GruGates(i[0]!, i[1]!, i[2]!, rows, hidden, o[0]!)); return; }
         if (rows == 0 || hidden == 0) return;
         using var _ = Autograd.NoGrad();
         var (x3, m3) = (x.Reshape([rows, 3, hidden]), m.Reshape([rows, 3, hidden]));

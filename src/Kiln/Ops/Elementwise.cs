@@ -13,7 +13,7 @@ namespace Kiln.Ops
     {
         internal UnaryOpDefinition(UnaryOp op, Func<Tensor, Tensor, Tensor, UnaryParams, Tensor>? gradient, Domain domain, Tolerance tolerance, Domain? gradDomain = null,
             IReadOnlyList<UnaryParams>? parameters = null, IReadOnlyList<DType>? dtypes = null)
-            : base("unary." + op.ToString().ToLowerInvariant(), "elementwise", dtypes ?? [DType.Float32, DType.Float64], domain, tolerance)
+            : base("unary." + op.ToString().ToLowerInvariant(), "elementwise", dtypes ?? ElementwiseDTypes.Floats, domain, tolerance)
         {
             Op = op;
             Gradient = gradient;
@@ -33,8 +33,8 @@ namespace Kiln.Ops
         /// <summary>The parameter sets the op is validated with: the first is PyTorch's default (what <see cref="Tensor.Apply(UnaryOp)"/> uses), the others are not; one default set for ops without parameters.</summary>
         public IReadOnlyList<UnaryParams> Parameters { get; }
 
-        /// <summary>The parameters as <paramref name="dtype"/> holds them: what the kernels compute with, so the reference does too.</summary>
-        static UnaryParams Held(UnaryParams p, DType dtype) => dtype == DType.Float32 ? new((float)p.A, (float)p.B) : p;
+        /// <summary>The parameters as the kernels of <paramref name="dtype"/> hold them (a half dtype computes in Float32), so the reference does too.</summary>
+        static UnaryParams Held(UnaryParams p, DType dtype) => dtype != DType.Float64 ? new((float)p.A, (float)p.B) : p;
 
         /// <inheritdoc/>
         public override CheckResult Check(Device device, DType dtype, OpCase c)
@@ -63,6 +63,13 @@ namespace Kiln.Ops
             string[] classes = [.. Parameters.SelectMany(_ => specials.Select(s => s.Class))];
             return SpecialValues.Judge(Tolerance, dtype, relaxed, classes, expected, actual, i => [xs[i % xs.Length]]);
         }
+    }
+
+    /// <summary>The dtype lists of the elementwise definitions: halves compute in Float32 and round once on store.</summary>
+    static class ElementwiseDTypes
+    {
+        internal static readonly DType[] Floats = [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16];
+        internal static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64, DType.BFloat16, DType.Float16];
     }
 
     /// <summary>A binary primitive with NumPy broadcasting: kernel code, derivative rule, and the values of each operand.</summary>
@@ -164,7 +171,7 @@ namespace Kiln.Ops
     public sealed class CompareOpDefinition : OpDefinition
     {
         internal CompareOpDefinition(CompareOp op)
-            : base("compare." + op.ToString().ToLowerInvariant(), "elementwise", [DType.Float32, DType.Float64, DType.Int32, DType.Int64], new Domain(-3, 3, double.NaN, 0.0), Tolerance.Exact) => Op = op;
+            : base("compare." + op.ToString().ToLowerInvariant(), "elementwise", ElementwiseDTypes.Numbers, new Domain(-3, 3, double.NaN, 0.0), Tolerance.Exact) => Op = op;
 
         /// <summary>The kernel code.</summary>
         public CompareOp Op { get; }
@@ -197,7 +204,7 @@ namespace Kiln.Ops
         readonly bool _clamp;
 
         internal SelectDefinition(bool clamp)
-            : base(clamp ? "select.clamp" : "select.where", "elementwise", [DType.Float32, DType.Float64, DType.Int32, DType.Int64], new Domain(-3, 3, double.NaN), Tolerance.Exact) =>
+            : base(clamp ? "select.clamp" : "select.where", "elementwise", ElementwiseDTypes.Numbers, new Domain(-3, 3, double.NaN), Tolerance.Exact) =>
             _clamp = clamp;
 
         /// <inheritdoc/>
@@ -237,12 +244,12 @@ namespace Kiln.Ops
         readonly bool _bool;
 
         ValueClassDefinition(string name, Func<Tensor, OpCase?, Tensor> op, Func<double, DType, OpCase?, double> reference, bool isBool)
-            : base(name, "elementwise", [DType.Float32, DType.Float64, DType.Int32, DType.Int64], new Domain(-3, 3, double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0.0, -0.0, 1e300), Tolerance.Exact)
+            : base(name, "elementwise", ElementwiseDTypes.Numbers, new Domain(-3, 3, double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0.0, -0.0, 1e300), Tolerance.Exact)
         {
             _op = op; _reference = reference; _bool = isBool;
         }
 
-        static double Max(DType dtype) => dtype == DType.Float32 ? float.MaxValue : double.MaxValue;
+        static double Max(DType dtype) => dtype switch { DType.Float32 => float.MaxValue, DType.Float16 => 65504, DType.BFloat16 => 3.3895313892515355e38, _ => double.MaxValue };
 
         // Replacements of a case: PyTorch's defaults for an even seed (and the special-value pass), given values otherwise.
         static (double Nan, double? Pos, double? Neg) Args(OpCase? c) => c is { Seed: var s } && s % 2 == 1 ? (1.5, 100.0, -100.0) : (0, null, null);
@@ -301,7 +308,7 @@ namespace Kiln.Ops
 
         // The ops that are exact on integers too (issue #15): their integer kernels wrap on overflow, as PyTorch's.
         static UnaryOpDefinition Z(UnaryOp op, Func<Tensor, Tensor, Tensor, Tensor>? grad, Domain domain, Tolerance tol) =>
-            new(op, grad is null ? null : (x, y, g, _) => grad(x, y, g), domain, tol, dtypes: [DType.Float32, DType.Float64, DType.Int32, DType.Int64]);
+            new(op, grad is null ? null : (x, y, g, _) => grad(x, y, g), domain, tol, dtypes: ElementwiseDTypes.Numbers);
 
         // A parametrised op: PyTorch's defaults first, then a set that is not the default.
         static UnaryOpDefinition P(UnaryOp op, Func<Tensor, Tensor, Tensor, UnaryParams, Tensor> grad, Domain domain, Tolerance tol, UnaryParams defaults, UnaryParams other, Domain? gradDomain = null) =>
@@ -433,7 +440,7 @@ namespace Kiln.Ops
             return [(g * wa).SumTo(a.Shape), (g * (1.0 - wa)).SumTo(b.Shape)];
         }
 
-        static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64], Floats = [DType.Float32, DType.Float64];
+        static readonly DType[] Numbers = ElementwiseDTypes.Numbers, Floats = ElementwiseDTypes.Floats;
 
         /// <summary>The binary primitives, in <see cref="BinaryOp"/> order.</summary>
         public static IReadOnlyList<BinaryOpDefinition> BinaryOps { get; } =

@@ -6,7 +6,8 @@ namespace Kiln.Ops;
 public static class IndexingOps
 {
     // Before All: static fields initialize in order.
-    static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64];
+    // Halves move exactly; scatter-add sums them in Float32 and rounds once.
+    static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64, DType.BFloat16, DType.Float16];
 
     /// <summary>Every definition of the family, and the set ops on top of the sort (searchsorted, unique, bincount).</summary>
     public static IReadOnlyList<OpDefinition> All { get; } =
@@ -81,7 +82,7 @@ public static class IndexingOps
     }
 
     sealed class GatherDefinition(bool scatter) : OpDefinition(scatter ? "indexing.scatter_add" : "indexing.gather", "indexing",
-        [DType.Float32, DType.Float64, DType.Int32, DType.Int64], new(-3, 3), scatter ? new Tolerance(8) : Tolerance.Exact)
+        Numbers, new(-3, 3), scatter ? new Tolerance(8) : Tolerance.Exact)
     {
         public override int MinRank => 1;
 

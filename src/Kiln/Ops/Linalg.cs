@@ -12,11 +12,11 @@ public static class LinalgOps
     /// A [.., m, k] (the case's input, any layout) times B [k, n] with n drawn from the seed, stored [k, n] or (odd seeds)
     /// [n, k] and transposed, judged by the standard bound k u sum|a||b|. In BFloat16 and Float16 the operands are widened
     /// and summed in float32 and a half result is rounded once, so the budget is the float32 bound of the float64 product
-    /// of the stored operands plus the half format's rounding of it (<see cref="Tolerance.Float32Accumulation"/>); every
+    /// of the stored operands plus the half format's rounding of it; every
     /// third seed takes A in Float32 (a half weight with float32 activations, a Float32 result).
     /// </summary>
     sealed class GemmDefinition() : OpDefinition("gemm.matmul", "gemm", [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16], new(-1, 1),
-        Tolerance.Bound() with { Float32Accumulation = true })
+        Tolerance.Bound())
     {
         public override int MinRank => 2;
 
@@ -47,7 +47,7 @@ public static class LinalgOps
     /// the bias as one more term; in half dtypes every third seed takes x in Float32 (a Float32 result).
     /// </summary>
     sealed class LinearDefinition() : OpDefinition("gemm.linear", "gemm", [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16], new(-1, 1),
-        Tolerance.Bound() with { Float32Accumulation = true })
+        Tolerance.Bound())
     {
         public override int MinRank => 1;
 

@@ -9,7 +9,7 @@ namespace Kiln.Ops;
 /// </summary>
 public static class MovementOps
 {
-    static readonly DType[] Every = [DType.Float32, DType.Float64, DType.Int32, DType.Int64, DType.Bool];
+    static readonly DType[] Every = [DType.Float32, DType.Float64, DType.Int32, DType.Int64, DType.Bool, DType.BFloat16, DType.Float16];
 
     /// <summary>What one case ran and what the reference expects, with the expected shape.</summary>
     readonly record struct Outcome(Tensor Actual, double[] Expected, int[] Shape);

@@ -113,7 +113,7 @@ public abstract class OpDefinition
         ArgumentNullException.ThrowIfNull(domain);
         var g = new Generator(seed);
         var (dense, lay) = Layout(shape, view);
-        bool integer = !dtype.IsFloating() && !dtype.IsHalf();
+        bool integer = !dtype.IsFloating();
         // Integer inputs take the domain times 7 (or the domain's own integer range), rounded, so they hold ties and more
         // than a few values; no specials.
         double scale = integer && domain.Integers is null ? 7 : 1;
@@ -193,22 +193,27 @@ public static class SpecialValues
     {
         ArgumentNullException.ThrowIfNull(domain);
         if (!dtype.IsFloating()) return [];
-        bool f32 = dtype == DType.Float32;
-        double minSub = f32 ? float.Epsilon : double.Epsilon, minNormal = f32 ? 1.1754943508222875e-38 : 2.2250738585072014e-308;
-        double maxSub = f32 ? BitConverter.Int32BitsToSingle(0x007FFFFF) : BitConverter.Int64BitsToDouble(0x000FFFFFFFFFFFFFL);
-        double maxNormal = f32 ? float.MaxValue : double.MaxValue;
+        var (minSub, maxSub, minNormal, maxNormal) = dtype switch
+        {
+            DType.Float32 => (float.Epsilon, BitConverter.Int32BitsToSingle(0x007FFFFF), 1.1754943508222875e-38, float.MaxValue),
+            DType.Float16 => ((double)BitConverter.UInt16BitsToHalf(1), (double)BitConverter.UInt16BitsToHalf(0x03FF), (double)BitConverter.UInt16BitsToHalf(0x0400), 65504.0),
+            DType.BFloat16 => (Bf(0x0001), Bf(0x007F), Bf(0x0080), Bf(0x7F7F)),
+            _ => (double.Epsilon, BitConverter.Int64BitsToDouble(0x000FFFFFFFFFFFFFL), 2.2250738585072014e-308, double.MaxValue),
+        };
         var list = new List<(string, double)> { ("nan", double.NaN), ("inf", double.PositiveInfinity), ("inf", double.NegativeInfinity), ("zero", 0.0), ("zero", -0.0) };
         foreach (var (cls, v) in new[] { ("subnormal", minSub), ("subnormal", maxSub), ("min-normal", minNormal), ("max-normal", maxNormal) })
         {
             list.Add((cls, v));
             list.Add((cls, -v));
         }
-        double Held(double v) => f32 ? (float)v : v;
+        double Held(double v) => Tensor.Scalar(v, dtype, Device.Cpu).Item();
         foreach (double v in domain.Singular) list.Add(("singular", Held(v)));
         foreach (double v in domain.Specials)
             if (double.IsFinite(v) && v != 0) list.Add(("edge", Held(v)));
         return list;
     }
+
+    static double Bf(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 
     /// <summary>
     /// The special-value pass of an op whose outputs each combine a window of one input (convolution, pooling,

@@ -63,7 +63,10 @@ public static class RowOps
     public static double[] Rows(double[] x, int rows, int len, Func<double[], double[]> f) =>
         [.. Enumerable.Range(0, rows).SelectMany(r => f(x[(r * len)..((r + 1) * len)]))];
 
-    static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64], Floats = [DType.Float32, DType.Float64];
+    // Halves accumulate in Float32 inside and round each result once (PyTorch's CPU rule), so their references are the
+    // Float32 ones (a Float32 running product overflows where float64's would not).
+    static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64, DType.BFloat16, DType.Float16],
+        Floats = [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16];
 
     // Sums are judged by the standard bound n u sum|x| of any summation order; max and min are exact; a product of n
     // factors may be off by n ulp.
@@ -103,13 +106,13 @@ public static class RowOps
         // Integers run on {-1, 0, 1}, where a long product never overflows; a product of n factors may be off by n ulp.
         new RowOpDefinition("reduce.cumprod", "reduce", Numbers, new(0.5, 1.5, double.NaN, 0.0) { Integers = new(-1.4, 1.4) }, Tolerance.Ulp(1),
             row => Reference.Scan(ScanOp.Prod, row).Values, x => x.Cumprod(-1), scalesWithLength: true,
-            typedReference: (dtype, row) => Reference.Scan(ScanOp.Prod, row, dtype == DType.Float32).Values),
+            typedReference: (dtype, row) => Reference.Scan(ScanOp.Prod, row, dtype != DType.Float64).Values),
         CumExtreme(ScanOp.Max, x => x.Cummax(-1), new(-3, 3, double.NaN, double.PositiveInfinity, double.NaN)),
         CumExtreme(ScanOp.Min, x => x.Cummin(-1), new(-3, 3, double.NaN, double.NegativeInfinity, double.NaN)),
         // Each element is a chain of log-add-exps, each off by a few units (absolute in the log, relative in its max).
         new RowOpDefinition("reduce.logcumsumexp", "reduce", Floats, new(-8, 8, double.NegativeInfinity, double.NaN, double.PositiveInfinity), new Tolerance(2),
             row => Reference.Scan(ScanOp.LogSumExp, row).Values, x => x.LogCumSumExp(-1), scalesWithLength: true,
-            typedReference: (dtype, row) => Reference.Scan(ScanOp.LogSumExp, row, dtype == DType.Float32).Values),
+            typedReference: (dtype, row) => Reference.Scan(ScanOp.LogSumExp, row, dtype != DType.Float64).Values),
         new RowOpDefinition("softmax.softmax", "softmax", Floats, new(-8, 8, double.NegativeInfinity), new Tolerance(8), row => Reference.Softmax(row), x => x.Softmax(-1)),
         new RowOpDefinition("softmax.log_softmax", "softmax", Floats, new(-8, 8), new Tolerance(80), row => Reference.Softmax(row, true), x => x.LogSoftmax(-1)),
         new NormDefinition(rms: false),

@@ -16,7 +16,12 @@ public enum BudgetKind
 /// dtype for elementwise functions (<see cref="Ulp"/>: the OpenCL conformance budgets for float32), the standard
 /// forward-error bound for sums and products of matrices (<see cref="Bound"/>), and Kiln's own relative-plus-absolute budget
 /// for fused ops (<c>new Tolerance(scale)</c>: rtol 2e-5 and atol 1e-6 in Float32, 1e-12 and 1e-14 in Float64, times the scale).
-/// Integer and Bool results are always exact, NaN must meet NaN and an infinity the same infinity.
+/// Integer and Bool results are always exact, NaN must meet NaN and an infinity the same infinity. A BFloat16 or Float16
+/// result is the Float32 computation rounded once, so its budget is the Float32 budget plus the half format's rounding:
+/// half an ulp of the half dtype on top of the Float32 ulps (<see cref="BudgetKind.Ulp"/>), its unit roundoff u times
+/// |expected| on top of the Float32 rtol and atol (<see cref="BudgetKind.Scaled"/>) and on top of the Float32 bound
+/// (<see cref="BudgetKind.Bound"/>: the sums accumulate in Float32, so |a - e| &lt;= k n u32 sum|terms| (1 + uh) + uh |e| plus
+/// half the format's smallest subnormal, uh its unit roundoff).
 /// </summary>
 /// <param name="Scale">The multiple of the dtype's unit (<see cref="BudgetKind.Scaled"/>), the ULPs (<see cref="BudgetKind.Ulp"/>) or the bound's factor k (<see cref="BudgetKind.Bound"/>); 0 is exact.</param>
 public sealed record Tolerance(double Scale)
@@ -29,13 +34,6 @@ public sealed record Tolerance(double Scale)
     public Tolerance? Relaxed { get; init; }
     /// <summary>An absolute error every element may have on top of the budget (the relaxed sin and cos allow 2^-11).</summary>
     public double AbsoluteFloor { get; init; }
-    /// <summary>
-    /// For <see cref="BudgetKind.Bound"/> budgets of ops whose half-precision (BFloat16, Float16) results are summed in
-    /// float32 and rounded once: in those dtypes the bound is taken with float32's unit roundoff u32, and the half
-    /// format's rounding of the result is added, so |a - e| &lt;= k n u32 sum|terms| (1 + uh) + uh |e| + half the
-    /// format's smallest subnormal (uh its unit roundoff). Float32 and Float64 keep the plain bound.
-    /// </summary>
-    public bool Float32Accumulation { get; init; }
 
     /// <summary>A few units: well-conditioned elementwise ops.</summary>
     public static Tolerance Tight { get; } = new(2);
@@ -60,21 +58,25 @@ public sealed record Tolerance(double Scale)
 
     double ScaleFor(DType dtype) => dtype == DType.Float64 ? Float64Scale ?? Scale : Scale;
 
-    /// <summary>(rtol, atol) of a <see cref="BudgetKind.Scaled"/> budget in <paramref name="dtype"/>, times <paramref name="extra"/>.</summary>
-    public (double Rtol, double Atol) For(DType dtype, double extra = 1) => dtype == DType.Float64
-        ? (1e-12 * ScaleFor(dtype) * extra, 1e-14 * ScaleFor(dtype) * extra)
-        : (2e-5 * Scale * extra, 1e-6 * Scale * extra);
+    /// <summary>(rtol, atol) of a <see cref="BudgetKind.Scaled"/> budget in <paramref name="dtype"/>, times <paramref name="extra"/> (a half dtype's rounding is not multiplied: it happens once).</summary>
+    public (double Rtol, double Atol) For(DType dtype, double extra = 1) => dtype switch
+    {
+        DType.Float64 => (1e-12 * ScaleFor(dtype) * extra, 1e-14 * ScaleFor(dtype) * extra),
+        DType.BFloat16 or DType.Float16 => (2e-5 * Scale * extra + CheckResult.UnitRoundoff(dtype), 1e-6 * Scale * extra),
+        _ => (2e-5 * Scale * extra, 1e-6 * Scale * extra),
+    };
 
     /// <summary>The budget in <paramref name="dtype"/> in words, e.g. "3 ulp", "exact", "1 n u sum|terms|" or "1e-06 + 2e-05 |e|".</summary>
     public string Describe(DType dtype, bool relaxed = false)
     {
         if (relaxed && Relaxed is { } r) return r.Describe(dtype) + " (relaxed)";
-        if (!dtype.IsFloating() && !dtype.IsHalf() || IsExact) return "exact";
+        if (!dtype.IsFloating() || IsExact) return "exact";
         string floor = AbsoluteFloor > 0 ? $" or {AbsoluteFloor:G3} absolute" : "";
+        if (dtype.IsHalf() && Kind != BudgetKind.Scaled)
+            return Kind == BudgetKind.Ulp ? $"0.5 ulp + {Scale:0.##} Float32 ulp{floor}" : $"u |e| + {Scale:0.##} n u32 sum|terms|{floor}";
         return Kind switch
         {
             BudgetKind.Ulp => $"{ScaleFor(dtype):0.##} ulp{floor}",
-            BudgetKind.Bound when Float32Accumulation && dtype.IsHalf() => $"{ScaleFor(dtype):0.##} n u32 sum|terms| (1 + uh) + uh |e| (uh = 2^{-Math.ILogB(1 / CheckResult.UnitRoundoff(dtype))}){floor}",
             BudgetKind.Bound => $"{ScaleFor(dtype):0.##} n u sum|terms|{floor}",
             _ => $"{For(dtype).Atol:G2} + {For(dtype).Rtol:G2} |e|{floor}",
         };
@@ -90,27 +92,29 @@ public sealed record Tolerance(double Scale)
         ReadOnlySpan<double> magnitude = default, double terms = 1)
     {
         if (c is { Relaxed: true } && Relaxed is { } r) return r.Check(expected, actual, dtype, null, what, magnitude, terms);
-        if (!dtype.IsFloating() && !dtype.IsHalf() || IsExact) return CheckResult.Equal(expected, actual, what);
+        if (!dtype.IsFloating() || IsExact) return CheckResult.Equal(expected, actual, what);
         terms = Math.Max(terms, 1);
         double scale = ScaleFor(dtype), floor = AbsoluteFloor;
+        bool half = dtype.IsHalf();
         switch (Kind)
         {
             case BudgetKind.Ulp:
-                return CheckResult.Measure(expected, actual, what, dtype, $"{scale:0.##} ulp", BudgetKind.Ulp, (i, e, a) =>
+                return CheckResult.Measure(expected, actual, what, dtype, half ? $"0.5 ulp + {scale:0.##} Float32 ulp" : $"{scale:0.##} ulp", BudgetKind.Ulp, (i, e, a) =>
                 {
                     double err = CheckResult.UlpError(e, a, dtype);
-                    return (err, Math.Abs(a - e) <= floor || err <= scale * terms, err / (scale * terms));
+                    // The Float32 result's error, in ulps of the half dtype, plus the one rounding to it.
+                    double allowed = half ? 0.5 + scale * terms * CheckResult.UlpOf(e, DType.Float32) / CheckResult.UlpOf(e, dtype) : scale * terms;
+                    return (err, Math.Abs(a - e) <= floor || err <= allowed, err / allowed);
                 });
             case BudgetKind.Bound:
                 if (magnitude.Length != expected.Length) throw new ArgumentException($"{what}: a bound budget needs each element's sum|terms| ({expected.Length} values, got {magnitude.Length})", nameof(magnitude));
-                // A float32 sum rounded once to a half result: the sum's bound in u32, then the half rounding of the result.
-                bool widened = Float32Accumulation && dtype.IsHalf();
-                double u = CheckResult.UnitRoundoff(widened ? DType.Float32 : dtype), uh = widened ? CheckResult.UnitRoundoff(dtype) : 0;
-                double sub = widened ? CheckResult.UlpOf(0, dtype) / 2 : 0;
+                // A half result sums in Float32 and rounds once at the end.
+                double u = CheckResult.UnitRoundoff(half ? DType.Float32 : dtype), uh = half ? CheckResult.UnitRoundoff(dtype) : 0;
+                floor += half ? CheckResult.UlpOf(0, dtype) / 2 : 0;   // rounding into the half subnormals is absolute
                 var m = magnitude.ToArray();
                 return CheckResult.Measure(expected, actual, what, dtype, Describe(dtype) + $" (n = {terms})", BudgetKind.Bound, (i, e, a) =>
                 {
-                    double d = Math.Abs(a - e), unit = u * m[i], budget = scale * terms * unit * (1 + uh) + uh * Math.Abs(e) + sub + floor;
+                    double d = Math.Abs(a - e), unit = u * m[i], budget = scale * terms * unit * (1 + uh) + uh * Math.Abs(e) + floor;
                     double err = d == 0 ? 0 : d / unit;
                     return (err, d <= budget, budget > 0 ? d / budget : d > 0 ? double.PositiveInfinity : 0);
                 });
@@ -290,7 +294,7 @@ public readonly record struct CheckResult(double MaxRelError, bool Pass, string?
     /// <summary>The ULP error over references that are normal numbers of the dtype (0 elsewhere): informational for budgets of other kinds.</summary>
     static double NormalUlps(double expected, double actual, DType dtype)
     {
-        if (!dtype.IsFloating() && !dtype.IsHalf()) return 0;
+        if (!dtype.IsFloating()) return 0;
         double ae = Math.Abs(expected);
         if (ae < Math.ScaleB(1.0, Format(dtype).MinExponent) || double.IsInfinity(ae)) return 0;
         return Math.Abs(actual - expected) / UlpOf(expected, dtype);

@@ -281,6 +281,7 @@ public class CheckpointTests
             }
             DecoderWeights.Save(dir, c, w, DType.BFloat16);
             var bf = DecoderModel.Load(dir);
+            Assert.Equal(DType.BFloat16, bf.WeightDType);   // kept as stored, widened exactly in each product
             var rounded = w.ToDictionary(kv => kv.Key, kv => kv.Value.To(DType.BFloat16).To(DType.Float32));
             Assert.Equal(new DecoderModel(c, rounded).Forward(ids).ToArray<float>(), bf.Forward(ids).ToArray<float>());
             File.Delete(Path.Combine(dir, "model.safetensors"));
