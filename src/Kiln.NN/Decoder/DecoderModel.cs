@@ -257,12 +257,14 @@ public sealed partial class DecoderModel
         return output.ToArray();
     }
 
-    // x [..., in] times a linear weight: stored as [in, out] for inference, as [out, in] when trainable. A half weight
-    // widens exactly to x's dtype for the product (until a kernel reads half weights with Float32 activations).
+    // x [..., in] times a linear weight: stored as [in, out] for inference, as [out, in] when trainable. Float32
+    // activations read a half weight as it is stored (the kernels widen it in registers, exactly); otherwise it is
+    // converted to x's dtype.
     Tensor Lin(Tensor x, Tensor w, Tensor? bias)
     {
         var shape = x.Shape.ToArray();
-        var y = x.Reshape(-1, shape[^1]).MatMul((_trainable ? w.T : w).To(x.DType));
+        var wt = _trainable ? w.T : w;
+        var y = x.Reshape(-1, shape[^1]).MatMul(wt.DType.IsHalf() && x.DType == DType.Float32 ? wt : wt.To(x.DType));
         if (bias is not null) y += bias;
         shape[^1] = y.Shape[1];
         return y.Reshape(shape);
