@@ -173,4 +173,239 @@ public class StepRuleTests
         Assert.Throws<ArgumentOutOfRangeException>(() => SoftmaxStepRadius.Controlled(0.1, 2.0, 1.5));
         Assert.Throws<ShapeMismatchException>(() => SoftmaxStepRadius.LogitSlopes(x => x, Tensor.Ones(new Shape(2)), Tensor.Ones(new Shape(3))));
     }
+
+    public static IEnumerable<object[]> Cases =>
+        from d in Devices.All from dt in new[] { DType.Float32, DType.Float64 } select new object[] { d.ToString(), dt };
+
+    /// <summary>Separable data: labels from a random direction u, each point pushed 0.3 along y u off the hyperplane.</summary>
+    static (double[] X, double[] Y) Separable(Random r, int n, int d)
+    {
+        var u = Uniform(r, d); double norm = Math.Sqrt(u.Sum(z => z * z)) + 1e-12;
+        var x = Uniform(r, n * d); var y = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            double dot = 0; for (int j = 0; j < d; j++) dot += u[j] / norm * x[i * d + j];
+            y[i] = dot >= 0 ? 1 : -1;
+            for (int j = 0; j < d; j++) x[i * d + j] += 0.3 * y[i] * u[j] / norm;
+        }
+        return (x, y);
+    }
+
+    /// <summary>w + c (1/n) Σ weight(m_i) y_i x_i with m_i = y_i x_iᵀ w, written with loops.</summary>
+    static double[] LogisticStepRef(double[] x, double[] y, double[] w, Func<double, double> weight, Func<double[], double> scale)
+    {
+        int n = y.Length, d = w.Length;
+        var m = new double[n];
+        for (int i = 0; i < n; i++) { for (int j = 0; j < d; j++) m[i] += x[i * d + j] * w[j]; m[i] *= y[i]; }
+        double c = scale(m);
+        var next = (double[])w.Clone();
+        for (int i = 0; i < n; i++) for (int j = 0; j < d; j++) next[j] += c * weight(m[i]) * y[i] * x[i * d + j] / n;
+        return next;
+    }
+
+    static double Sigmoid(double z) => 1 / (1 + Math.Exp(-z));
+    static double Softplus(double z) => Math.Max(z, 0) + Math.Log(1 + Math.Exp(-Math.Abs(z)));
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Logistic_GD_normalized_GD_and_perceptron_steps_match_their_transcription(string device, DType dt)
+    {
+        var dev = Devices.Parse(device);
+        Props.Check(dev, from n in G.Choose(1, 7) from d in G.Choose(1, 4) from seed in TensorGen.Seed select (n, d, seed), c =>
+        {
+            var (n, d, seed) = c;
+            var r = new Random(seed);
+            var x = Uniform(r, n * d); var y = Enumerable.Range(0, n).Select(_ => r.Next(2) == 0 ? -1.0 : 1.0).ToArray(); var w = Uniform(r, d, -2, 2);
+            double gamma = Math.Pow(10, 3 * r.NextDouble() - 1);
+            Tensor T(double[] v, params int[] dims) => Tensor.FromArray(v, new Shape(dims)).To(dt).To(dev);
+            Tensor tx = T(x, n, d), ty = T(y, n), tw = T(w, d);
+            double tol = dt == DType.Float64 ? 1e-12 : 2e-5;
+            void Near(double[] e, Tensor got, string what)
+            {
+                var a = got.ToDoubleArray();
+                for (int j = 0; j < e.Length; j++) Assert.True(Math.Abs(e[j] - a[j]) <= tol * (1 + Math.Abs(e[j])), $"{what}[{j}]: {a[j]} vs {e[j]}");
+            }
+            Near(LogisticStepRef(x, y, w, m => Sigmoid(-m), _ => gamma), LargeStepLogistic.GradientStep(tx, ty, tw, gamma), "LR+GD");
+            Near(LogisticStepRef(x, y, w, m => Sigmoid(-m), m => gamma / m.Average(z => Softplus(-z))), LargeStepLogistic.NormalizedGradientStep(tx, ty, tw, gamma), "normalized LR+GD");
+            Near(LogisticStepRef(x, y, w, m => m <= 0 ? 1 : 0, _ => 1), LargeStepLogistic.PerceptronStep(tx, ty, tw), "perceptron");
+            var margins = new double[n];
+            for (int i = 0; i < n; i++) { for (int j = 0; j < d; j++) margins[i] += x[i * d + j] * w[j]; margins[i] *= y[i]; }
+            Assert.True(Math.Abs(margins.Average(z => Softplus(-z)) - LargeStepLogistic.Loss(tx, ty, tw).ToDoubleArray()[0]) <= tol * 10, "loss");
+        });
+    }
+
+    [Fact]
+    public void Logistic_GD_tends_to_the_batch_perceptron_as_gamma_grows()
+    {
+        Props.Check(from n in G.Choose(2, 12) from d in G.Choose(1, 4) from seed in TensorGen.Seed select (n, d, seed), c =>
+        {
+            var (n, d, seed) = c;
+            var (x, y) = Separable(new Random(seed), n, d);
+            var tx = Tensor.FromArray(x, new Shape(n, d)); var ty = Tensor.FromArray(y);
+            static double Cos(double[] a, double[] b)
+            {
+                double ab = 0, aa = 0, bb = 0;
+                for (int j = 0; j < a.Length; j++) { ab += a[j] * b[j]; aa += a[j] * a[j]; bb += b[j] * b[j]; }
+                return aa == 0 && bb == 0 ? 1 : ab / Math.Sqrt(aa * bb);
+            }
+            const int steps = 30;
+            var perceptron = new List<double[]>();
+            var v = Tensor.Zeros(new Shape(d), DType.Float64);
+            for (int t = 0; t < steps; t++) { v = LargeStepLogistic.PerceptronStep(tx, ty, v); perceptron.Add(v.ToDoubleArray()); }
+            double previous = double.PositiveInfinity;
+            // The gap to the perceptron comes from σ(-γ|m|) ≤ e^(-γ|m|) per point, so it vanishes once γ exceeds the
+            // inverse of the smallest margin met on the way; the tolerance shrinks with γ (1e-6 at γ = 1e6).
+            foreach (var (gamma, tolerance) in new[] { (1e4, double.PositiveInfinity), (1e6, 1e-6), (1e8, 1e-12) })
+            {
+                var w = Tensor.Zeros(new Shape(d), DType.Float64);
+                double worst = 0;
+                for (int t = 0; t < steps; t++)
+                {
+                    w = LargeStepLogistic.GradientStep(tx, ty, w, gamma);
+                    worst = Math.Max(worst, 1 - Cos(w.ToDoubleArray(), perceptron[t]));
+                }
+                Assert.True(worst <= tolerance, $"γ = {gamma}: 1 - cos = {worst}");
+                Assert.True(worst <= previous + 1e-15, $"γ = {gamma}: the gap {worst} grew from {previous}"); // 1e-15: cosine rounding
+                previous = worst;
+            }
+        });
+    }
+
+    [Fact]
+    public void Logistic_GD_normalized_GD_and_perceptron_separate_synthetic_data()
+    {
+        Props.Check(from n in G.Choose(2, 12) from d in G.Choose(1, 4) from seed in TensorGen.Seed select (n, d, seed), c =>
+        {
+            var (n, d, seed) = c;
+            var (x, y) = Separable(new Random(seed), n, d);
+            var tx = Tensor.FromArray(x, new Shape(n, d)); var ty = Tensor.FromArray(y);
+            Tensor gd = Tensor.Zeros(new Shape(d), DType.Float64), ngd = gd, p = gd;
+            for (int t = 0; t < 300; t++)
+            {
+                gd = LargeStepLogistic.GradientStep(tx, ty, gd, 1e3);
+                ngd = LargeStepLogistic.NormalizedGradientStep(tx, ty, ngd, 1);
+                p = LargeStepLogistic.PerceptronStep(tx, ty, p);
+            }
+            Assert.True(LargeStepLogistic.Separates(tx, ty, gd), "LR+GD (γ = 1000) separates");
+            Assert.True(LargeStepLogistic.Separates(tx, ty, ngd), "normalized LR+GD separates");
+            Assert.True(LargeStepLogistic.Separates(tx, ty, p), "batch perceptron separates");
+        });
+        Assert.Throws<ShapeMismatchException>(() => LargeStepLogistic.GradientStep(Tensor.Ones(new Shape(3, 2)), Tensor.Ones(new Shape(2)), Tensor.Ones(new Shape(2)), 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => LargeStepLogistic.GradientStep(Tensor.Ones(new Shape(3, 2)), Tensor.Ones(new Shape(3)), Tensor.Ones(new Shape(2)), 0));
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Implicit_FTRL_reproduces_FTRL_on_linear_losses_and_takes_the_closed_form_squared_step(string device, DType dt)
+    {
+        var dev = Devices.Parse(device);
+        Props.Check(dev, from rank in G.Choose(0, 2) from dims in G.ArrayOf(G.Choose(1, 4), rank) from seed in TensorGen.Seed select (dims, seed), c =>
+        {
+            var (dims, seed) = c;
+            var r = new Random(seed);
+            var shape = new Shape(dims);
+            int len = (int)shape.Numel;
+            double eta = Math.Pow(10, 2 * r.NextDouble() - 1), tol = dt == DType.Float64 ? 1e-11 : 1e-4;
+            Tensor T(double[] v) => Tensor.FromArray(v, shape).To(dt).To(dev);
+            void Near(double[] e, Tensor got, string what)
+            {
+                var a = got.ToDoubleArray();
+                for (int j = 0; j < e.Length; j++) Assert.True(Math.Abs(e[j] - a[j]) <= tol * (1 + Math.Abs(e[j])), $"{what}[{j}]: {a[j]} vs {e[j]}");
+            }
+            // Linear losses: x_(t+1) = -η Σ g_i for both rules.
+            var implicitFtrl = new ImplicitFtrl(shape, eta, FtrlUpdate.Implicit, dt, dev);
+            var linearized = new ImplicitFtrl(shape, eta, FtrlUpdate.Linearized, dt, dev);
+            var sum = new double[len];
+            for (int t = 0; t < 4; t++)
+            {
+                var g = Uniform(r, len);
+                for (int j = 0; j < len; j++) sum[j] += g[j];
+                var expected = sum.Select(s => -eta * s).ToArray();
+                var a = implicitFtrl.Update(OnlineLoss.Linear(T(g)));
+                Near(expected, a, $"implicit, round {t}");
+                Assert.Equal(a.ToDoubleArray(), linearized.Update(OnlineLoss.Linear(T(g))).ToDoubleArray());
+            }
+            // Squared losses: the proximal step x = x̃ - η a (aᵀx̃ - b)/(1 + η‖a‖²), x̃ = -η Σ z_i.
+            var ftrl = new ImplicitFtrl(shape, eta, FtrlUpdate.Implicit, dt, dev);
+            var z = new double[len];
+            for (int t = 0; t < 4; t++)
+            {
+                var a = Uniform(r, len); double b = 2 * r.NextDouble() - 1;
+                var xt = z.Select(s => -eta * s).ToArray();
+                double res = -b, aa = 0;
+                for (int j = 0; j < len; j++) { res += a[j] * xt[j]; aa += a[j] * a[j]; }
+                double scale = res / (1 + eta * aa);
+                for (int j = 0; j < len; j++) z[j] += a[j] * scale;
+                var next = xt.Select((x, j) => x - eta * a[j] * scale).ToArray();
+                var got = ftrl.Update(OnlineLoss.Squared(T(a), b));
+                Near(next, got, $"squared, round {t}");
+                // Optimality of the implicit step: (x - x̃)/η + a (aᵀx - b) = 0.
+                double resNext = -b; for (int j = 0; j < len; j++) resNext += a[j] * next[j];
+                for (int j = 0; j < len; j++) Assert.True(Math.Abs((next[j] - xt[j]) / eta + a[j] * resNext) < 1e-12, "prox optimality");
+            }
+        });
+        Assert.Throws<ShapeMismatchException>(() => new ImplicitFtrl(new Shape(2), 1).Update(OnlineLoss.Linear(Tensor.Ones(new Shape(3)))));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ImplicitFtrl(new Shape(2), 0));
+    }
+
+    [Fact]
+    public void Implicit_FTRL_on_squared_losses_does_not_overshoot_where_the_linearised_step_does()
+    {
+        // One example with a large η: the linearised step overshoots aᵀx = b, the implicit one stops short of it.
+        var a = Tensor.FromArray(new[] { 1.0, 2.0 });
+        var lin = new ImplicitFtrl(new Shape(2), 10, FtrlUpdate.Linearized).Update(OnlineLoss.Squared(a, 1));
+        var imp = new ImplicitFtrl(new Shape(2), 10, FtrlUpdate.Implicit).Update(OnlineLoss.Squared(a, 1));
+        double Fit(Tensor x) => (a * x).Sum().ToDoubleArray()[0];
+        Assert.Equal(50.0, Fit(lin));                           // η ‖a‖² b = 10 · 5 · 1
+        Assert.True(Math.Abs(50.0 / 51.0 - Fit(imp)) < 1e-14);   // η‖a‖² b/(1 + η‖a‖²)
+    }
+
+    [Fact]
+    public void Greedy_coordinate_descent_progress_is_exact_and_GSL_beats_GS_and_random()
+    {
+        Props.Check(from n in G.Choose(1, 6) from seed in TensorGen.Seed from equalL in G.Elements(false, true) select (n, seed, equalL), c =>
+        {
+            var (n, seed, equalL) = c;
+            var r = new Random(seed);
+            // A = MᵀM + D, SPD; with equalL the diagonal is made constant (A_ii = 2) by symmetric scaling.
+            var m = Uniform(r, n * n);
+            var a = new double[n * n];
+            for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) { for (int k = 0; k < n; k++) a[i * n + j] += m[k * n + i] * m[k * n + j]; if (i == j) a[i * n + j] += 0.1 + 3 * r.NextDouble(); }
+            if (equalL)
+            {
+                var s = Enumerable.Range(0, n).Select(i => Math.Sqrt(2 / a[i * n + i])).ToArray();
+                for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) a[i * n + j] *= s[i] * s[j];
+                for (int i = 0; i < n; i++) a[i * n + i] = 2;
+            }
+            var b = Uniform(r, n); var x = Uniform(r, n);
+            double F(double[] v) { double f = 0; for (int i = 0; i < n; i++) { f -= b[i] * v[i]; for (int j = 0; j < n; j++) f += 0.5 * v[i] * a[i * n + j] * v[j]; } return f; }
+            var g = new double[n];
+            for (int i = 0; i < n; i++) { g[i] = -b[i]; for (int j = 0; j < n; j++) g[i] += a[i * n + j] * x[j]; }
+            var l = Enumerable.Range(0, n).Select(i => a[i * n + i]).ToArray();
+            var ta = Tensor.FromArray(a, new Shape(n, n)); var tb = Tensor.FromArray(b); var tx = Tensor.FromArray(x);
+            double f0 = F(x);
+            Assert.True(Math.Abs(f0 - CoordinateDescent.Objective(ta, tb, tx).ToDoubleArray()[0]) <= 1e-12 * (1 + Math.Abs(f0)), "objective");
+            var progress = new double[n];
+            for (int i = 0; i < n; i++)
+            {
+                // The exact one-step progress identity on every coordinate.
+                var xi = (double[])x.Clone(); xi[i] -= g[i] / l[i];
+                progress[i] = f0 - F(xi);
+                Assert.True(Math.Abs(progress[i] - CoordinateDescent.Progress(g, l, i)) <= 1e-12 * (1 + Math.Abs(f0)), $"progress of coordinate {i}: {progress[i]} vs {CoordinateDescent.Progress(g, l, i)}");
+            }
+            var (gslX, gsl) = CoordinateDescent.Step(ta, tb, tx, CoordinateRule.GaussSouthwellLipschitz);
+            var (_, gs) = CoordinateDescent.Step(ta, tb, tx, CoordinateRule.GaussSouthwell);
+            Assert.Equal(Enumerable.Range(0, n).MaxBy(i => Math.Abs(g[i]) / Math.Sqrt(l[i])), gsl);
+            Assert.Equal(Enumerable.Range(0, n).MaxBy(i => Math.Abs(g[i])), gs);
+            double pGsl = CoordinateDescent.Progress(g, l, gsl), pGs = CoordinateDescent.Progress(g, l, gs), pRandom = progress.Average();
+            Assert.True(pGsl >= pGs && pGsl >= pRandom - 1e-15, $"GSL {pGsl}, GS {pGs}, random {pRandom}");
+            if (equalL) Assert.True(pGs >= pRandom - 1e-15, $"equal L: GS {pGs} below random {pRandom}");
+            Assert.True(Math.Abs(f0 - CoordinateDescent.Objective(ta, tb, gslX).ToDoubleArray()[0] - pGsl) <= 1e-12 * (1 + Math.Abs(f0)), "the GSL step's decrease");
+        });
+        // Unequal L: GS picks the steep coordinate with the large L and makes less progress than random.
+        double[] gradient = [3, 1, 1], lip = [100, 1, 1];
+        int pick = CoordinateDescent.Select(gradient, lip, CoordinateRule.GaussSouthwell);
+        Assert.Equal(0, pick);
+        Assert.True(CoordinateDescent.Progress(gradient, lip, pick) < Enumerable.Range(0, 3).Average(i => CoordinateDescent.Progress(gradient, lip, i)));
+        Assert.Throws<ArgumentException>(() => CoordinateDescent.Select([1.0], [0.0], CoordinateRule.GaussSouthwell));
+        Assert.Throws<ShapeMismatchException>(() => CoordinateDescent.Step(Tensor.Ones(new Shape(2, 3)), Tensor.Ones(new Shape(2)), Tensor.Ones(new Shape(2)), CoordinateRule.GaussSouthwell));
+    }
 }
