@@ -5,8 +5,10 @@ namespace Kiln.NN.Optim;
 /// Perceptron Algorithm: Exploring Gradient Descent with Large Step Sizes"). With features X [n, d], labels y [n] in
 /// {-1, +1} and margins m_i = y_i x_iᵀ w, the loss is f(w) = (1/n) Σ log(1 + e^(-m_i)) and LR+GD steps
 /// w += (γ/n) Σ σ(-m_i) y_i x_i. Writing w = γ v, v follows v += (1/n) Σ σ(-γ m_i(v)) y_i x_i, which tends to the batch
-/// perceptron v += (1/n) Σ_(m_i ≤ 0) y_i x_i as γ → ∞ (directions only: a point with margin exactly 0 weighs 1/2 under
-/// the sigmoid, 1 in the perceptron). Normalized LR+GD divides the step by the loss, w += (γ/(n f(w))) Σ σ(-m_i) y_i x_i.
+/// perceptron v += (1/n) Σ_(m_i &lt; 0) y_i x_i as γ → ∞, a point with margin exactly 0 weighing σ(0) = 1/2
+/// (<see cref="PerceptronStep"/> with tieWeight 1/2). From w_0 = 0 every point ties, so that limit's first step is half
+/// the standard perceptron's (tieWeight 1) and the later directions differ. Normalized LR+GD divides the step by the
+/// loss, w += (γ/(n f(w))) Σ σ(-m_i) y_i x_i.
 /// </summary>
 public static class LargeStepLogistic
 {
@@ -35,12 +37,17 @@ public static class LargeStepLogistic
     /// <exception cref="ArgumentOutOfRangeException">gamma is not positive and finite.</exception>
     public static Tensor NormalizedGradientStep(Tensor x, Tensor y, Tensor w, double gamma) => Step(x, y, w, gamma, normalized: true);
 
-    /// <summary>One batch perceptron step: w + (1/n) Σ over points with y_i x_iᵀ w ≤ 0 of y_i x_i.</summary>
+    /// <summary>
+    /// One batch perceptron step: w + (1/n) Σ c_i y_i x_i, c_i = 1 for a margin y_i x_iᵀ w &lt; 0, tieWeight for a margin
+    /// of 0 (1: the standard perceptron; 1/2: the γ → ∞ limit of LR+GD) and 0 otherwise.
+    /// </summary>
     /// <exception cref="ShapeMismatchException">X is not [n, d], y not [n] or w not [d].</exception>
-    public static Tensor PerceptronStep(Tensor x, Tensor y, Tensor w)
+    /// <exception cref="ArgumentOutOfRangeException">tieWeight is not in [0, 1].</exception>
+    public static Tensor PerceptronStep(Tensor x, Tensor y, Tensor w, double tieWeight = 1)
     {
+        if (!(tieWeight >= 0 && tieWeight <= 1)) throw new ArgumentOutOfRangeException(nameof(tieWeight), tieWeight, "large-step logistic: tieWeight must be in [0, 1]");
         var m = Margins(x, y, w);
-        var wrong = Tensor.Where(m <= 0.0, m.OnesLike(), m.ZerosLike());
+        var wrong = Tensor.Where(m < 0.0, m.OnesLike(), Tensor.Where(m.Eq(m.ZerosLike()), m.OnesLike() * tieWeight, m.ZerosLike()));
         return w + x.T.MatMul(wrong * y) / Math.Max(1, x.Shape[0]);
     }
 
