@@ -29,8 +29,8 @@ public sealed record WorkloadCase(Action Run, IReadOnlyList<(string Name, Tensor
 /// numerator of <see cref="Unit"/>: GFLOP, GB or samples), and a factory that allocates the inputs and returns the case.
 /// </summary>
 /// <param name="Name">The workload's name, the same in peer_bench.py and bench/Kiln.Bench.Torch.</param>
-/// <param name="Amount">Work per run in the numerator of <paramref name="Unit"/> (GFLOP for GFLOP/s, GB for GB/s, samples for samples/s).</param>
-/// <param name="Unit">The rate's unit: "GFLOP/s", "GB/s" or "samples/s".</param>
+/// <param name="Amount">Work per run in the numerator of <paramref name="Unit"/> (GFLOP for GFLOP/s, GB for GB/s, samples for samples/s, tokens for tokens/s).</param>
+/// <param name="Unit">The rate's unit: "GFLOP/s", "GB/s", "samples/s" or "tokens/s".</param>
 /// <param name="Prepare">Allocates the inputs on a device and returns the case there.</param>
 /// <param name="Gemm">For SGEMM, its shape, which also gets a one-core CPU-time comparison; otherwise null.</param>
 public sealed record Workload(string Name, double Amount, string Unit, Func<Device, WorkloadCase> Prepare, GemmShape? Gemm = null)
@@ -86,6 +86,9 @@ public static class Workloads
         Attention("causal_attention_h8_t2048_d64", 2048, backward: false),
         Attention("causal_attention_h8_t512_d64_fwdbwd", 512, backward: true),
         new("decoder_4x_d512_h8_t512", DecoderFlops(4, 512, 8, 512) / 1e9, "GFLOP/s", Decoder),
+        // Batch-1 greedy decoding of a generated Llama-style decoder too large for the caches (111M parameters: every
+        // token streams 445 MB of float32 or 222 MB of bf16 weights), float32 activations in both.
+        Decode("decode_llama_111m_f32", DType.Float32), Decode("decode_llama_111m_bf16", DType.BFloat16),
         .. ConvWorkloads(),
     ];
 
@@ -171,6 +174,20 @@ public static class Workloads
 
     // Kiln.NN's TransformerBlock x 4 (d 512, 8 heads, LayerNorm, exact GELU, no RoPE: the peer has none), inference on
     // [1, 512, 512]. Inputs are the weights under the peer runner's names.
+    const int DecodeTokens = 16;
+
+    /// <summary>The generated decoder of the decode_llama_111m workloads: d 1024, 8 layers, SwiGLU 2816, vocabulary 8192.</summary>
+    public static NN.Decoder.DecoderConfig DecodeConfig { get; } = new()
+    {
+        ModelType = "llama", VocabSize = 8192, HiddenSize = 1024, IntermediateSize = 2816, Layers = 8, Heads = 16, KvHeads = 16, HeadDim = 64,
+    };
+
+    static Workload Decode(string name, DType weights) => new(name, DecodeTokens, "tokens/s", dev =>
+    {
+        var model = new NN.Decoder.DecoderModel(DecodeConfig, NN.Decoder.DecoderWeights.Init(DecodeConfig, new Generator(14), dtype: weights).ToDictionary(kv => kv.Key, kv => kv.Value.To(dev)));
+        return new(() => { using var s = Tensor.Scope(); model.Generate([1], DecodeTokens); });
+    });
+
     static WorkloadCase Decoder(Device dev)
     {
         var g = new Generator(13);

@@ -15,15 +15,14 @@ namespace Kiln.NN.Decoder;
 public sealed partial class DecoderModel
 {
     readonly DecoderLayer[] _layers;
-    readonly Tensor _embed, _norm, _headT;
-    readonly bool _trainable;
+    readonly Tensor _embed, _norm, _head;
     readonly ITensorParallel? _tp;
 
     /// <summary>Builds the model from <paramref name="weights"/> (names as in Hugging Face checkpoints).</summary>
     /// <param name="config">The architecture.</param>
     /// <param name="weights">Tensors by name: model.embed_tokens.weight, model.layers.N.*, model.norm.weight, lm_head.weight (unless tied).</param>
     /// <param name="trainable">Keep the given tensors as the parameters (linear layers use transposed views, so gradients
-    /// reach the weights); otherwise linear weights are stored pre-transposed for inference.</param>
+    /// reach the weights); otherwise they are copied in the model's dtype for inference (half linear weights stay half).</param>
     /// <param name="tensorParallel">Run as one rank of a tensor-parallel group: <paramref name="weights"/> hold this rank's
     /// shards (<see cref="DecoderWeights.Shard(DecoderConfig, IReadOnlyDictionary{string, Tensor}, int, int)"/>): its heads of the attention projections and its slice of the MLP's inner
     /// width, column-parallel in and row-parallel out, with one all-reduce after each attention and MLP block; the
@@ -52,18 +51,18 @@ public sealed partial class DecoderModel
         Tensor Linear(string name, int outDim, int inDim)
         {
             var w = Stored(name, [outDim, inDim]);
-            // Trainable weights stay [out, in] and are transposed at use, so each forward records its own transpose.
+            // Weights stay [out, in] and are transposed at use (Lin): a trainable forward records its own transpose, and
+            // a decoding step's skinny product streams the weight in that layout, its fastest.
             if (trainable) return w;
             // Half weights stay half for inference: the product reads half the bytes.
-            if (w.DType.IsHalf() && dtype == DType.Float32) { WeightDType = w.DType; return w.T.Contiguous(); }
-            return w.To(dtype).T.Contiguous();
+            if (w.DType.IsHalf() && dtype == DType.Float32) { WeightDType = w.DType; return w.Contiguous(); }
+            return w.To(dtype).Contiguous();
         }
         var c = config;
         int d = c.HiddenSize;
         _embed = W("model.embed_tokens.weight", c.VocabSize, d);
         _norm = W("model.norm.weight", d);
-        _trainable = trainable;
-        _headT = c.TieWordEmbeddings ? (trainable ? _embed : _embed.T.Contiguous()) : Linear("lm_head.weight", c.VocabSize, d);
+        _head = c.TieWordEmbeddings ? _embed : Linear("lm_head.weight", c.VocabSize, d);
         // A tiny config.json can claim any layer count: the last layer must exist before the layer array is allocated.
         W($"model.layers.{c.Layers - 1}.input_layernorm.weight", d);
         _layers = new DecoderLayer[c.Layers];
@@ -216,7 +215,7 @@ public sealed partial class DecoderModel
     }
 
     /// <summary>Logits over the vocabulary of hidden states from <see cref="Hidden"/>: [..., hidden] -> [..., vocab].</summary>
-    public Tensor Project(Tensor hidden) => Lin(hidden, _headT, null);
+    public Tensor Project(Tensor hidden) => Lin(hidden, _head, null);
 
     /// <summary>
     /// Continues <paramref name="prompt"/> by up to <paramref name="maxNew"/> tokens with the KV cache: greedy when
@@ -257,13 +256,12 @@ public sealed partial class DecoderModel
         return output.ToArray();
     }
 
-    // x [..., in] times a linear weight: stored as [in, out] for inference, as [out, in] when trainable. Float32
-    // activations read a half weight as it is stored (the kernels widen it in registers, exactly); otherwise it is
-    // converted to x's dtype.
+    // x [..., in] times a linear weight stored [out, in]. Float32 activations read a half weight as it is stored (the
+    // kernels widen it in registers, exactly); otherwise it is converted to x's dtype.
     Tensor Lin(Tensor x, Tensor w, Tensor? bias)
     {
         var shape = x.Shape.ToArray();
-        var wt = _trainable ? w.T : w;
+        var wt = w.T;
         var y = x.Reshape(-1, shape[^1]).MatMul(wt.DType.IsHalf() && x.DType == DType.Float32 ? wt : wt.To(x.DType));
         if (bias is not null) y += bias;
         shape[^1] = y.Shape[1];
