@@ -47,39 +47,8 @@ public static class Dense
     /// <summary>max |a_i|.</summary>
     public static double MaxAbs(double[] a) => a.Length == 0 ? 0 : a.Max(Math.Abs);
 
-    /// <summary>Eigenvalues w and eigenvectors (columns of V) of the symmetric n x n A, by cyclic Jacobi rotations.</summary>
-    public static (double[] W, double[] V) Eigh(double[] a, int n)
-    {
-        var m = (double[])a.Clone();
-        var v = Eye(n);
-        for (int sweep = 0; sweep < 100; sweep++)
-        {
-            double off = 0, total = 0;
-            for (int i = 0; i < n * n; i++) { total += m[i] * m[i]; if (i / n != i % n) off += m[i] * m[i]; }
-            if (off <= 1e-32 * total) break;
-            for (int p = 0; p < n - 1; p++)
-                for (int q = p + 1; q < n; q++)
-                {
-                    double apq = m[p * n + q];
-                    if (apq == 0) continue;
-                    double theta = 0.5 * Math.Atan2(2 * apq, m[q * n + q] - m[p * n + p]);
-                    double c = Math.Cos(theta), s = Math.Sin(theta);
-                    for (int k = 0; k < n; k++)
-                    {
-                        double x = m[k * n + p], y = m[k * n + q];
-                        m[k * n + p] = c * x - s * y; m[k * n + q] = s * x + c * y;
-                        x = v[k * n + p]; y = v[k * n + q];
-                        v[k * n + p] = c * x - s * y; v[k * n + q] = s * x + c * y;
-                    }
-                    for (int k = 0; k < n; k++)
-                    {
-                        double x = m[p * n + k], y = m[q * n + k];
-                        m[p * n + k] = c * x - s * y; m[q * n + k] = s * x + c * y;
-                    }
-                }
-        }
-        return (Enumerable.Range(0, n).Select(i => m[i * n + i]).ToArray(), v);
-    }
+    /// <summary>Eigenvalues w and eigenvectors (columns of V) of the symmetric n x n A (the reference's cyclic Jacobi).</summary>
+    public static (double[] W, double[] V) Eigh(double[] a, int n) => Kiln.Kernels.Reference.JacobiEighVectors(a, n);
 
     /// <summary>V diag(f(w)) Vᵀ for the symmetric n x n A.</summary>
     public static double[] SymFunction(double[] a, int n, Func<double, double> f)
