@@ -26,7 +26,7 @@ public class MatrixRootTests
 
     static int Prod(int[] dims) => dims.Aggregate(1, (p, d) => p * d);
 
-    static double[] Uniform(Random r, int len, double lo = -1, double hi = 1) => Enumerable.Range(0, len).Select(_ => lo + (hi - lo) * r.NextDouble()).ToArray();
+    static double[] Uniform(Random r, int len, double lo = -1, double hi = 1) => Dense.Uniform(r, len, lo, hi);
 
     /// <summary>A random m x n matrix whose singular values are uniform in [lo, hi] (Q₁ diag(σ) Q₂ᵀ from polar factors).</summary>
     internal static double[] WithSingularValues(Random r, int m, int n, double lo, double hi)

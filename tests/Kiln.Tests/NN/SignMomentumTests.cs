@@ -16,7 +16,7 @@ public class SignMomentumTests
     public static IEnumerable<object[]> Cases =>
         from d in Devices.All from dt in new[] { DType.Float32, DType.Float64 } select new object[] { d.ToString(), dt };
 
-    static double[] Uniform(Random r, int len, double lo = -1, double hi = 1) => Enumerable.Range(0, len).Select(_ => lo + (hi - lo) * r.NextDouble()).ToArray();
+    static double[] Uniform(Random r, int len, double lo = -1, double hi = 1) => Dense.Uniform(r, len, lo, hi);
 
     static double Tol(DType dt) => dt == DType.Float64 ? 1e-12 : 1e-5;
 

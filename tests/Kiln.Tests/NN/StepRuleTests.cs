@@ -14,7 +14,7 @@ namespace Kiln.Tests.NN;
 /// </summary>
 public class StepRuleTests
 {
-    static double[] Uniform(Random r, int len, double lo = -1, double hi = 1) => Enumerable.Range(0, len).Select(_ => lo + (hi - lo) * r.NextDouble()).ToArray();
+    static double[] Uniform(Random r, int len, double lo = -1, double hi = 1) => Dense.Uniform(r, len, lo, hi);
 
     [Fact]
     public void Refined_schedule_is_linear_decay_for_constant_norms()

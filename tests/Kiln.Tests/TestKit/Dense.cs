@@ -38,6 +38,9 @@ public static class Dense
     /// <summary>Element-wise a + s b.</summary>
     public static double[] Add(double[] a, double[] b, double s = 1) => a.Select((x, i) => x + s * b[i]).ToArray();
 
+    /// <summary><paramref name="len"/> draws uniform in [lo, hi) from <paramref name="r"/>.</summary>
+    public static double[] Uniform(Random r, int len, double lo = -1, double hi = 1) => Enumerable.Range(0, len).Select(_ => lo + (hi - lo) * r.NextDouble()).ToArray();
+
     /// <summary>Element-wise s a.</summary>
     public static double[] Scale(double[] a, double s) => a.Select(x => s * x).ToArray();
 
