@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Kiln.Kernels.Cpu;
@@ -15,6 +16,19 @@ public static class Elementwise
     /// <summary>y = op(x) over contiguous spans of float or double, with parameters <paramref name="p"/> where the op takes them; y may equal x.</summary>
     public static void Unary<T>(UnaryOp op, ReadOnlySpan<T> x, Span<T> y, UnaryParams p = default) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        // TensorPrimitives computes a span shorter than its widest vector lane by lane through the scalar library call,
+        // whose last bits can differ from the vector form's: such a span runs padded to one full vector, so an element's
+        // result never depends on the length of the row it sits in.
+        int full = Vector512.IsHardwareAccelerated ? Vector512<T>.Count : Vector256.IsHardwareAccelerated ? Vector256<T>.Count : Vector128<T>.Count;
+        if (x.Length > 0 && x.Length < full)
+        {
+            Span<T> px = stackalloc T[full], py = stackalloc T[full];
+            px.Clear();
+            x.CopyTo(px);
+            Unary(op, px, py, p);
+            py[..x.Length].CopyTo(y);
+            return;
+        }
         switch (op)
         {
             case UnaryOp.Hardtanh: TP.Max(x, T.CreateTruncating(p.A), y); TP.Min(y, T.CreateTruncating(p.B), y); return;
@@ -57,8 +71,6 @@ public static class Elementwise
             case UnaryOp.Relu: TP.Max(x, T.Zero, y); return;
             case UnaryOp.Reciprocal: TP.Reciprocal(x, y); return;
             case UnaryOp.Square: TP.Multiply(x, x, y); return;
-            case UnaryOp.Sin when typeof(T) == typeof(float): TP.Sin(x, y); return;
-            case UnaryOp.Cos when typeof(T) == typeof(float): TP.Cos(x, y); return;
             case UnaryOp.Floor: TP.Floor(x, y); return;
             case UnaryOp.Ceil: TP.Ceiling(x, y); return;
             case UnaryOp.Round: TP.Round(x, y); return;

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace Kiln.Kernels.Cpu;
 
 /// <summary>
-/// Vectorized float32 kernels of sinh, cosh, asinh, acosh, atanh and the exp-based activations (elu, celu, selu, mish):
+/// Vectorized float32 kernels of sin, cos, sinh, cosh, asinh, acosh, atanh and the exp-based activations (elu, celu, selu, mish):
 /// each lane is widened to float64 and evaluated there by exp, log and sqrt, whose float64 errors lie far below half a
 /// float32 ulp, so the result rounds once; power series replace the formulas near 0, where they would cancel. Every
 /// float32 input's square and exponential up to 88 are finite in float64, so no formula overflows early.
@@ -13,7 +13,7 @@ namespace Kiln.Kernels.Cpu;
 public static class Widened
 {
     /// <summary>Whether <paramref name="op"/> has a lane form here.</summary>
-    public static bool Has(UnaryOp op) => op is UnaryOp.Sinh or UnaryOp.Cosh or UnaryOp.Asinh or UnaryOp.Acosh or UnaryOp.Atanh
+    public static bool Has(UnaryOp op) => op is UnaryOp.Sin or UnaryOp.Cos or UnaryOp.Sinh or UnaryOp.Cosh or UnaryOp.Asinh or UnaryOp.Acosh or UnaryOp.Atanh
         or UnaryOp.Elu or UnaryOp.Celu or UnaryOp.Selu or UnaryOp.Mish;
 
     /// <summary>y = op(x) over spans (y may equal x); <paramref name="alpha"/> is elu's and celu's parameter as float32 holds it.</summary>
@@ -33,7 +33,40 @@ public static class Widened
     static Vector<float> Lanes(UnaryOp op, Vector<float> x, double alpha)
     {
         Vector.Widen(x, out var lo, out var hi);
-        return Vector.Narrow(Lanes(op, lo, alpha), Lanes(op, hi, alpha));
+        var y = Vector.Narrow(Lanes(op, lo, alpha), Lanes(op, hi, alpha));
+        if (op is not (UnaryOp.Sin or UnaryOp.Cos)) return y;
+        // Past 2^19 (and NaN, infinities) the reduction below is not exact: those lanes take the float64 library call.
+        var far = ~Vector.LessThanOrEqual(Vector.Abs(x), new Vector<float>(TrigReduceLimit));
+        if (far == Vector<int>.Zero) return y;
+        Span<float> lanes = stackalloc float[Vector<float>.Count];
+        y.CopyTo(lanes);
+        for (int j = 0; j < lanes.Length; j++)
+            if (far[j] != 0) lanes[j] = (float)(op == UnaryOp.Sin ? Math.Sin(x[j]) : Math.Cos(x[j]));
+        return new Vector<float>(lanes);
+    }
+
+    const float TrigReduceLimit = 524288f;
+
+    // sin or cos of float32 lanes, |x| <= 2^19: k = round(2x/pi) by the 1.5 * 2^52 shift, r = x - k pi/2 with pi/2 in three
+    // 33-bit parts (each k * part exact for |k| < 2^20, fdlibm's constants), then the quadrant's Taylor series on
+    // |r| <= pi/4 (truncation below 5e-17). Plain multiplies and adds only: TensorPrimitives' float sin and cos gave
+    // different bits before and after the JIT's tier-up when a vector held a large argument (kiln validate's thread check).
+    static Vector<double> Trig(Vector<double> x, bool cos)
+    {
+        const double Shift = 6755399441055744.0;
+        var shifted = x * (2 / Math.PI) + new Vector<double>(Shift);
+        var k = shifted - new Vector<double>(Shift);
+        var r = x - k * 1.57079632673412561417e+00 - k * 6.07710050630396597660e-11 - k * 2.02226624871116645580e-21;
+        var q = Vector.AsVectorInt64(shifted) + new Vector<long>(cos ? 1 : 0);
+        var t = r * r;
+        var sin = r + r * t * (new Vector<double>(-1.0 / 6) + t * (new Vector<double>(1.0 / 120) + t * (new Vector<double>(-1.0 / 5040)
+            + t * (new Vector<double>(1.0 / 362880) + t * (new Vector<double>(-1.0 / 39916800) + t * (new Vector<double>(1.0 / 6227020800)
+            + t * (-1.0 / 1307674368000)))))));
+        var cosr = Vector<double>.One + t * (new Vector<double>(-0.5) + t * (new Vector<double>(1.0 / 24) + t * (new Vector<double>(-1.0 / 720)
+            + t * (new Vector<double>(1.0 / 40320) + t * (new Vector<double>(-1.0 / 3628800) + t * (new Vector<double>(1.0 / 479001600)
+            + t * (new Vector<double>(-1.0 / 87178291200) + t * (1.0 / 20922789888000))))))));
+        var v = Vector.ConditionalSelect(Vector.Equals(q & Vector<long>.One, Vector<long>.One), cosr, sin);
+        return Vector.ConditionalSelect(Vector.Equals(q & new Vector<long>(2), new Vector<long>(2)), -v, v);
     }
 
     static Vector<double> Lanes(UnaryOp op, Vector<double> x, double alpha)
@@ -43,6 +76,7 @@ public static class Widened
         var t = x * x;
         switch (op)
         {
+            case UnaryOp.Sin or UnaryOp.Cos: return Trig(x, op == UnaryOp.Cos);
             case UnaryOp.Sinh:
             {
                 // Below 0.03 the series' next term, x^9 / 9!, is below 1e-19 relative; above, e - 1/e cancels by at most 1e-14.

@@ -34,6 +34,27 @@ public class ElementwiseTests
         }
     }
 
+    [Theory]
+    [InlineData(UnaryOp.Sin)]
+    [InlineData(UnaryOp.Cos)]
+    [InlineData(UnaryOp.Sinh)]
+    [InlineData(UnaryOp.Exp)]
+    public void A_Float32_result_does_not_depend_on_its_neighbours(UnaryOp op)
+    {
+        // Large arguments (past the trig reduction's exact range) and NaN beside ordinary ones in the same vector: a
+        // kernel that sends a whole vector down a slow path for one lane must still give every lane its own-lane bits.
+        var rng = new Random(7);
+        float[] far = [1e6f, -3e7f, 1e30f, float.NaN, 524289f, float.PositiveInfinity, 88.5f];
+        var xs = Enumerable.Range(0, 203).Select(i => i % 5 == 2 ? far[rng.Next(far.Length)] : (float)(rng.NextDouble() * 12 - 6)).ToArray();
+        var all = Tensor.FromArray(xs).Apply(op).ToArray<float>();
+        for (int i = 0; i < xs.Length; i++)
+        {
+            float alone = Tensor.FromArray(new[] { xs[i] }).Apply(op).ToArray<float>()[0];
+            Assert.True(BitConverter.SingleToInt32Bits(alone) == BitConverter.SingleToInt32Bits(all[i]) || float.IsNaN(alone) && float.IsNaN(all[i]),
+                $"{op}({xs[i]:R}) = {all[i]:R} among others, {alone:R} alone");
+        }
+    }
+
     [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
     public void In_place_ops_change_only_the_target(string device)
     {
