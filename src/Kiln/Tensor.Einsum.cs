@@ -267,7 +267,8 @@ public partial class Tensor
     /// broadcasts right-aligned), "ii->i" (a repeated label reads a diagonal), labels absent from the output are summed,
     /// and an extent of 1 broadcasts against the label's extent elsewhere. Several operands are contracted pairwise in
     /// the order <see cref="EinsumPath.Of"/> chooses to minimise multiply-adds; each step is a batched matrix product, so
-    /// the work runs in Kiln's GEMM, on the operands' device, and differentiates like the ops it is made of.
+    /// the work runs in Kiln's GEMM, on the operands' device, and differentiates like the ops it is made of. Half
+    /// operands run the whole contraction in Float32 and round the result once (PyTorch rounds every intermediate).
     /// </summary>
     /// <exception cref="ArgumentException">The equation is malformed, or does not fit the operands' ranks.</exception>
     /// <exception cref="ShapeMismatchException">A label has different extents (neither 1) in two places.</exception>
@@ -284,6 +285,7 @@ public partial class Tensor
             Check.SameDType(operands[0], operands[i], op, $"operands[{i}]");
             Check.SameDevice(operands[0], operands[i], op, $"operands[{i}]");
         }
+        if (operands[0].DType.IsHalf()) return Einsum(equation, [.. operands.Select(t => t.To(DType.Float32))]).To(operands[0].DType);
         var eq = EinsumEquation.Parse(equation, [.. operands.Select(t => t.Shape)]);
         var reduce = EinsumPath.Reduced(eq);
         var prepared = operands.Select((t, i) => EinsumPrepare(t, eq.Inputs[i], reduce(eq.Inputs[i], i))).ToArray();

@@ -50,6 +50,8 @@ public class RandomTests
     [Theory]
     [InlineData(DType.Float32)]
     [InlineData(DType.Float64)]
+    [InlineData(DType.BFloat16)]
+    [InlineData(DType.Float16)]
     public void Moments_are_right(DType dtype)
     {
         const int n = 200_000;

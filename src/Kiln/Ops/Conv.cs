@@ -128,7 +128,7 @@ public static class ConvOps
     static bool Runnable(OpCase c, bool transposed) => !transposed || c.Shape[2..].All(e => e >= 1);
 
     /// <summary>A convolution (or transposed one) of the case's input (any layout) by a random weight, against the float64 reference.</summary>
-    sealed class ConvDefinition(string name, bool transposed) : OpDefinition(name, "conv", [DType.Float32, DType.Float64], new(-1, 1), new Tolerance(4))
+    sealed class ConvDefinition(string name, bool transposed) : OpDefinition(name, "conv", DTypeLists.Floats, new(-1, 1), new Tolerance(4))
     {
         public override int MinRank => 3;
         public override int MaxRank => 5;
@@ -167,7 +167,7 @@ public static class ConvOps
     }
 
     /// <summary>The weight gradient of a convolution of the case's input (through autodiff) against the float64 reference.</summary>
-    sealed class WeightGradDefinition() : OpDefinition("conv.weight_grad", "conv", [DType.Float32, DType.Float64], new(-1, 1), new Tolerance(4))
+    sealed class WeightGradDefinition() : OpDefinition("conv.weight_grad", "conv", DTypeLists.Floats, new(-1, 1), new Tolerance(4))
     {
         public override int MinRank => 3;
         public override int MaxRank => 5;

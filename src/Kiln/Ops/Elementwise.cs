@@ -13,7 +13,7 @@ namespace Kiln.Ops
     {
         internal UnaryOpDefinition(UnaryOp op, Func<Tensor, Tensor, Tensor, UnaryParams, Tensor>? gradient, Domain domain, Tolerance tolerance, Domain? gradDomain = null,
             IReadOnlyList<UnaryParams>? parameters = null, IReadOnlyList<DType>? dtypes = null)
-            : base("unary." + op.ToString().ToLowerInvariant(), "elementwise", dtypes ?? ElementwiseDTypes.Floats, domain, tolerance)
+            : base("unary." + op.ToString().ToLowerInvariant(), "elementwise", dtypes ?? DTypeLists.Floats, domain, tolerance)
         {
             Op = op;
             Gradient = gradient;
@@ -63,13 +63,6 @@ namespace Kiln.Ops
             string[] classes = [.. Parameters.SelectMany(_ => specials.Select(s => s.Class))];
             return SpecialValues.Judge(Tolerance, dtype, relaxed, classes, expected, actual, i => [xs[i % xs.Length]]);
         }
-    }
-
-    /// <summary>The dtype lists of the elementwise definitions: halves compute in Float32 and round once on store.</summary>
-    static class ElementwiseDTypes
-    {
-        internal static readonly DType[] Floats = [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16];
-        internal static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64, DType.BFloat16, DType.Float16];
     }
 
     /// <summary>A binary primitive with NumPy broadcasting: kernel code, derivative rule, and the values of each operand.</summary>
@@ -171,7 +164,7 @@ namespace Kiln.Ops
     public sealed class CompareOpDefinition : OpDefinition
     {
         internal CompareOpDefinition(CompareOp op)
-            : base("compare." + op.ToString().ToLowerInvariant(), "elementwise", ElementwiseDTypes.Numbers, new Domain(-3, 3, double.NaN, 0.0), Tolerance.Exact) => Op = op;
+            : base("compare." + op.ToString().ToLowerInvariant(), "elementwise", DTypeLists.Numbers, new Domain(-3, 3, double.NaN, 0.0), Tolerance.Exact) => Op = op;
 
         /// <summary>The kernel code.</summary>
         public CompareOp Op { get; }
@@ -204,7 +197,7 @@ namespace Kiln.Ops
         readonly bool _clamp;
 
         internal SelectDefinition(bool clamp)
-            : base(clamp ? "select.clamp" : "select.where", "elementwise", ElementwiseDTypes.Numbers, new Domain(-3, 3, double.NaN), Tolerance.Exact) =>
+            : base(clamp ? "select.clamp" : "select.where", "elementwise", DTypeLists.Numbers, new Domain(-3, 3, double.NaN), Tolerance.Exact) =>
             _clamp = clamp;
 
         /// <inheritdoc/>
@@ -244,7 +237,7 @@ namespace Kiln.Ops
         readonly bool _bool;
 
         ValueClassDefinition(string name, Func<Tensor, OpCase?, Tensor> op, Func<double, DType, OpCase?, double> reference, bool isBool)
-            : base(name, "elementwise", ElementwiseDTypes.Numbers, new Domain(-3, 3, double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0.0, -0.0, 1e300), Tolerance.Exact)
+            : base(name, "elementwise", DTypeLists.Numbers, new Domain(-3, 3, double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0.0, -0.0, 1e300), Tolerance.Exact)
         {
             _op = op; _reference = reference; _bool = isBool;
         }
@@ -308,7 +301,7 @@ namespace Kiln.Ops
 
         // The ops that are exact on integers too (issue #15): their integer kernels wrap on overflow, as PyTorch's.
         static UnaryOpDefinition Z(UnaryOp op, Func<Tensor, Tensor, Tensor, Tensor>? grad, Domain domain, Tolerance tol) =>
-            new(op, grad is null ? null : (x, y, g, _) => grad(x, y, g), domain, tol, dtypes: ElementwiseDTypes.Numbers);
+            new(op, grad is null ? null : (x, y, g, _) => grad(x, y, g), domain, tol, dtypes: DTypeLists.Numbers);
 
         // A parametrised op: PyTorch's defaults first, then a set that is not the default.
         static UnaryOpDefinition P(UnaryOp op, Func<Tensor, Tensor, Tensor, UnaryParams, Tensor> grad, Domain domain, Tolerance tol, UnaryParams defaults, UnaryParams other, Domain? gradDomain = null) =>
@@ -440,7 +433,7 @@ namespace Kiln.Ops
             return [(g * wa).SumTo(a.Shape), (g * (1.0 - wa)).SumTo(b.Shape)];
         }
 
-        static readonly DType[] Numbers = ElementwiseDTypes.Numbers, Floats = ElementwiseDTypes.Floats;
+        static readonly DType[] Numbers = DTypeLists.Numbers, Floats = DTypeLists.Floats;
 
         /// <summary>The binary primitives, in <see cref="BinaryOp"/> order.</summary>
         public static IReadOnlyList<BinaryOpDefinition> BinaryOps { get; } =

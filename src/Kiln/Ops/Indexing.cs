@@ -7,7 +7,7 @@ public static class IndexingOps
 {
     // Before All: static fields initialize in order.
     // Halves move exactly; scatter-add sums them in Float32 and rounds once.
-    static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64, DType.BFloat16, DType.Float16];
+    static readonly DType[] Numbers = DTypeLists.Numbers;
 
     /// <summary>Every definition of the family, and the set ops on top of the sort (searchsorted, unique, bincount).</summary>
     public static IReadOnlyList<OpDefinition> All { get; } =

@@ -15,7 +15,7 @@ public static class LinalgOps
     /// of the stored operands plus the half format's rounding of it; every
     /// third seed takes A in Float32 (a half weight with float32 activations, a Float32 result).
     /// </summary>
-    sealed class GemmDefinition() : OpDefinition("gemm.matmul", "gemm", [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16], new(-1, 1),
+    sealed class GemmDefinition() : OpDefinition("gemm.matmul", "gemm", DTypeLists.Floats, new(-1, 1),
         Tolerance.Bound())
     {
         public override int MinRank => 2;
@@ -46,7 +46,7 @@ public static class LinalgOps
     /// [.., rows, in], weight [out, in] with out drawn from the seed. Same budget as <see cref="GemmDefinition"/> with
     /// the bias as one more term; in half dtypes every third seed takes x in Float32 (a Float32 result).
     /// </summary>
-    sealed class LinearDefinition() : OpDefinition("gemm.linear", "gemm", [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16], new(-1, 1),
+    sealed class LinearDefinition() : OpDefinition("gemm.linear", "gemm", DTypeLists.Floats, new(-1, 1),
         Tolerance.Bound())
     {
         public override int MinRank => 1;
@@ -115,7 +115,7 @@ public static class LinalgOps
     }
 
     /// <summary>softmax(scale q k^T) v over heads, causal or not: q is the case's [heads, tq, d]; k and v have tk keys drawn from the seed.</summary>
-    sealed class AttentionDefinition() : OpDefinition("attention.sdpa", "attention", [DType.Float32, DType.Float64], new(-1, 1), new Tolerance(8))
+    sealed class AttentionDefinition() : OpDefinition("attention.sdpa", "attention", DTypeLists.Floats, new(-1, 1), new Tolerance(8))
     {
         public override int MinRank => 3;
         public override int MaxRank => 3;
@@ -141,7 +141,7 @@ public static class LinalgOps
     /// random order, or is implicit. Judged against direct summation by the bound n u sum|products|, n the summed terms
     /// plus the factors of a product.
     /// </summary>
-    sealed class EinsumDefinition() : OpDefinition("einsum", "einsum", [DType.Float32, DType.Float64], new(-1, 1), Tolerance.Bound())
+    sealed class EinsumDefinition() : OpDefinition("einsum", "einsum", DTypeLists.Floats, new(-1, 1), Tolerance.Bound())
     {
         public override CheckResult Check(Device device, DType dtype, OpCase c)
         {

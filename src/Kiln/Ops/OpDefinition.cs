@@ -26,6 +26,13 @@ public sealed record OpCase(int[] Shape, InputView View, ulong Seed)
     public override string ToString() => $"[{string.Join(",", Shape)}] {View} seed {Seed}";
 }
 
+/// <summary>The dtype lists the definitions share: halves compute in Float32 and round once on store.</summary>
+static class DTypeLists
+{
+    internal static readonly DType[] Floats = [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16];
+    internal static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64, DType.BFloat16, DType.Float16];
+}
+
 /// <summary>The values an op is validated on: uniform in [<paramref name="Low"/>, <paramref name="High"/>), with special values mixed in.</summary>
 /// <param name="Low">Smallest value.</param>
 /// <param name="High">Largest value.</param>

@@ -25,7 +25,7 @@ public static class PoolOps
     /// <summary>A pooling's arguments as the tensor methods take them, and the reference's geometry.</summary>
     sealed record Setup(int[] Kernel, int[] Stride, int[] Padding, int[] Dilation, bool CeilMode, bool CountIncludePad, int? Divisor, int[] Out, PoolArgs Args);
 
-    sealed class PoolDefinition(string op, bool avg, bool adaptive, bool backward) : OpDefinition("pool." + op, "pool", [DType.Float32, DType.Float64],
+    sealed class PoolDefinition(string op, bool avg, bool adaptive, bool backward) : OpDefinition("pool." + op, "pool", DTypeLists.Floats,
         !avg && !backward ? new(-3, 3, double.NaN, double.NegativeInfinity, double.PositiveInfinity) : Domain.Default,
         avg || backward ? new Tolerance(2) : Tolerance.Exact)
     {

@@ -10,7 +10,7 @@ public static class RandomOps
     public static IReadOnlyList<OpDefinition> All { get; } = [new PhiloxDefinition(normal: false), new PhiloxDefinition(normal: true)];
 
     sealed class PhiloxDefinition(bool normal) : OpDefinition(normal ? "random.normal" : "random.uniform", "philox",
-        [DType.Float32, DType.Float64], new(-1, 3), normal ? new Tolerance(0.1) : Tolerance.Exact)
+        DTypeLists.Floats, new(-1, 3), normal ? new Tolerance(0.1) : Tolerance.Exact)
     {
         public override CheckResult Check(Device device, DType dtype, OpCase c)
         {

@@ -14,7 +14,7 @@ public static class RecurrentOps
     public static IReadOnlyList<OpDefinition> All { get; } = [new GateDefinition(lstm: true), new GateDefinition(lstm: false)];
 
     sealed class GateDefinition(bool lstm) : OpDefinition(lstm ? "recurrent.lstm_gates" : "recurrent.gru_gates", "recurrent",
-        [DType.Float32, DType.Float64], new(-6, 6), new Tolerance(4))
+        DTypeLists.Floats, new(-6, 6), new Tolerance(4))
     {
         public override int MinRank => 2;
         public override int MaxRank => 2;

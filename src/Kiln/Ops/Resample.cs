@@ -28,7 +28,7 @@ public static class ResampleOps
     };
 
     sealed class InterpolateDefinition(ResampleMode mode, bool backward) : OpDefinition(
-        $"resample.interpolate_{NameOf(mode)}{(backward ? "_backward" : "")}", "resample", [DType.Float32, DType.Float64], Domain.Default,
+        $"resample.interpolate_{NameOf(mode)}{(backward ? "_backward" : "")}", "resample", DTypeLists.Floats, Domain.Default,
         mode is ResampleMode.Nearest or ResampleMode.NearestExact && !backward ? Tolerance.Exact : new Tolerance(4))
     {
         public override int MinRank => mode == ResampleMode.Cubic ? 4 : 3;
@@ -118,7 +118,7 @@ public static class ResampleOps
     }
 
     sealed class GridSampleDefinition(bool backward) : OpDefinition(
-        backward ? "resample.grid_sample_backward" : "resample.grid_sample", "resample", [DType.Float32, DType.Float64], Domain.Default, new Tolerance(4))
+        backward ? "resample.grid_sample_backward" : "resample.grid_sample", "resample", DTypeLists.Floats, Domain.Default, new Tolerance(4))
     {
         public override int MinRank => 4;
         public override int MaxRank => 4;
@@ -196,7 +196,7 @@ public static class ResampleOps
     }
 
     sealed class RoiAlignDefinition(bool backward) : OpDefinition(
-        backward ? "resample.roi_align_backward" : "resample.roi_align", "resample", [DType.Float32, DType.Float64], Domain.Default, new Tolerance(4))
+        backward ? "resample.roi_align_backward" : "resample.roi_align", "resample", DTypeLists.Floats, Domain.Default, new Tolerance(4))
     {
         public override int MinRank => 4;
         public override int MaxRank => 4;

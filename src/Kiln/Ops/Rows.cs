@@ -65,8 +65,7 @@ public static class RowOps
 
     // Halves accumulate in Float32 inside and round each result once (PyTorch's CPU rule), so their references are the
     // Float32 ones (a Float32 running product overflows where float64's would not).
-    static readonly DType[] Numbers = [DType.Float32, DType.Float64, DType.Int32, DType.Int64, DType.BFloat16, DType.Float16],
-        Floats = [DType.Float32, DType.Float64, DType.BFloat16, DType.Float16];
+    static readonly DType[] Numbers = DTypeLists.Numbers, Floats = DTypeLists.Floats;
 
     // Sums are judged by the standard bound n u sum|x| of any summation order; max and min are exact; a product of n
     // factors may be off by n ulp.

@@ -29,8 +29,31 @@ public sealed class Generator(ulong seed)
     {
         var t = Tensor.Empty(shape, dtype, device);
         ulong start = Take(Philox.BlocksFor(shape.Numel, dtype == DType.Float64 || kind == RandomKind.RandInt));
-        if (shape.Numel > 0) t.Backend.Random(kind, Seed, start, a, b, t);
+        if (shape.Numel == 0) return t;
+        t.Backend.Random(kind, Seed, start, a, b, t);
+        // Rounding a + (b - a) u to the dtype can land on b itself (in the halves about one draw in 500 near b, in float32
+        // and float64 rarely): those move to the dtype's largest number below b, so the interval stays half-open.
+        if (kind == RandomKind.Uniform && b > a && dtype.IsFloating()) t.Backend.Clamp(t, double.NegativeInfinity, Below(b, dtype), t);
         return t;
+    }
+
+    // The largest number of the dtype below b.
+    static double Below(double b, DType dtype)
+    {
+        switch (dtype)
+        {
+            case DType.Float64: return Math.BitDecrement(b);
+            case DType.Float32: { float f = (float)b; return f < b ? f : MathF.BitDecrement(f); }
+            case DType.Float16: { var h = (Half)b; return (double)h < b ? (double)h : (double)Half.BitDecrement(h); }
+            default:
+            {
+                ushort h = BFloat16Bits.FromFloat((float)b);
+                if (BFloat16Bits.ToFloat(h) < b) return BFloat16Bits.ToFloat(h);
+                // Sign and magnitude: one step down is a smaller magnitude above 0, a larger one below.
+                h = (h & 0x7FFF) == 0 ? (ushort)0x8001 : (h & 0x8000) == 0 ? (ushort)(h - 1) : (ushort)(h + 1);
+                return BFloat16Bits.ToFloat(h);
+            }
+        }
     }
 }
 
