@@ -79,17 +79,8 @@ public static class Elementwise
                 Erf.Run(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
             case UnaryOp.GeluErf when typeof(T) == typeof(float):
                 Erf.Gelu(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
-            case UnaryOp.Silu when typeof(T) == typeof(float):
-            {
-                // x * sigmoid(x): sigmoid into y, then multiply; keep x intact when y aliases it.
-                var xs = x.Overlaps(y) ? x.ToArray() : x;
-                TP.Sigmoid(xs, y);
-                TP.Multiply(y, xs, y);
-                // Below -87 e^x underflows float32 while x e^x is still a subnormal: those few take float64.
-                for (int i = 0; i < xs.Length; i++)
-                    if (xs[i] < T.CreateTruncating(-87f)) y[i] = Scalar(op, xs[i]);
+            case UnaryOp.Silu when typeof(T) == typeof(float) && FloatLanes.TryMap<SiluOp>(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)):
                 return;
-            }
             case UnaryOp.GeluTanh when typeof(T) == typeof(float):
             {
                 // 0.5 x (1 + tanh u) = x sigmoid(2u), u = c (x + 0.044715 x^3): no cancellation for x < 0. Vector passes over one scratch row.
@@ -111,6 +102,24 @@ public static class Elementwise
             default:
                 for (int i = 0; i < x.Length; i++) y[i] = Scalar(op, x[i], p);
                 return;
+        }
+    }
+
+    // x / (1 + e^-x) with e^-x clamped to normal numbers; below -87, where e^x is no longer normal but x e^x still is a
+    // subnormal, x e^(x + 40) e^-40 instead (the last product rounds once into the subnormal range).
+    readonly struct SiluOp : ILaneOp
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV>
+        {
+            var e = FloatLanes.Exp(TV.Min(TV.Max(-x, TV.Splat(-87f)), TV.Splat(87f)));
+            var y = x / (TV.Splat(1f) + e);
+            var tiny = TV.Less(x, TV.Splat(-87f));
+            if (!TV.Any(tiny)) return y;
+            var t = x * FloatLanes.Exp(TV.Max(x, TV.Splat(-126f)) + TV.Splat(40f)) * TV.Splat(4.248354255291589e-18f);
+            // Past -126 the result rounds to -0, and -inf gives NaN as -inf * 0 does (PyTorch's silu(-inf)).
+            t = TV.Select(TV.Less(x, TV.Splat(-126f)), x * TV.Splat(0f), t);
+            return TV.Select(tiny, t, y);
         }
     }
 

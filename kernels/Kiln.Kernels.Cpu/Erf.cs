@@ -1,5 +1,4 @@
-using System.Numerics;
-using System.Runtime.InteropServices;
+using System.Runtime.CompilerServices;
 
 namespace Kiln.Kernels.Cpu;
 
@@ -34,47 +33,55 @@ public static class Erf
     }
 
     /// <summary>y = erf(x) over spans (y may equal x).</summary>
-    public static void Run(ReadOnlySpan<float> x, Span<float> y) => Map(x, y, gelu: false);
-
-    /// <summary>y = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, the exact GELU, over spans (y may equal x).</summary>
-    public static void Gelu(ReadOnlySpan<float> x, Span<float> y) => Map(x, y, gelu: true);
-
-    static void Map(ReadOnlySpan<float> x, Span<float> y, bool gelu)
+    public static void Run(ReadOnlySpan<float> x, Span<float> y)
     {
-        const float invSqrt2 = 0.70710678118654752f;
-        int i = 0, w = Vector<float>.Count;
-        if (System.Numerics.Vector.IsHardwareAccelerated)
-        {
-            var xv = MemoryMarshal.Cast<float, Vector<float>>(x);
-            var yv = MemoryMarshal.Cast<float, Vector<float>>(y);
-            for (int k = 0; k < xv.Length; k++)
-            {
-                var v = xv[k];
-                var e = Lanes(gelu ? v * invSqrt2 : v);
-                yv[k] = gelu ? v * ((Vector<float>.One + e) * 0.5f) : e;
-            }
-            i = xv.Length * w;
-        }
-        // (1 + erf) / 2 before the product, so x Phi(x) does not overflow at the largest x.
-        for (; i < x.Length; i++) y[i] = gelu ? x[i] * ((1f + Scalar(x[i] * invSqrt2)) * 0.5f) : Scalar(x[i]);
+        if (!FloatLanes.TryMap<ErfOp>(x, y))
+            for (int i = 0; i < x.Length; i++) y[i] = Scalar(x[i]);
     }
 
-    static Vector<float> Lanes(Vector<float> x)
+    /// <summary>y = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, the exact GELU, over spans (y may equal x).</summary>
+    public static void Gelu(ReadOnlySpan<float> x, Span<float> y)
     {
-        var a = System.Numerics.Vector.Abs(x);
+        // (1 + erf) / 2 before the product, so x Phi(x) does not overflow at the largest x.
+        if (!FloatLanes.TryMap<GeluOp>(x, y))
+            for (int i = 0; i < x.Length; i++) y[i] = x[i] * ((1f + Scalar(x[i] * InvSqrt2)) * 0.5f);
+    }
+
+    const float InvSqrt2 = 0.70710678118654752f;
+
+    readonly struct ErfOp : ILaneOp
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV> => Lanes(x);
+    }
+
+    readonly struct GeluOp : ILaneOp
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV> => x * ((TV.Splat(1f) + Lanes(x * TV.Splat(InvSqrt2))) * TV.Splat(0.5f));
+    }
+
+    // Both branches on every lane, then a select: e^(-a^2) from FloatLanes.Exp on a clamped to 4, 1/a by one division.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static TV Lanes<TV>(TV x) where TV : struct, IFloatLanes<TV>
+    {
+        var a = TV.Abs(x);
         var t = x * x;
-        var small = x * (new Vector<float>(A0) + t * (new Vector<float>(A1) + t * (new Vector<float>(A2) + t * (new Vector<float>(A3)
-            + t * (new Vector<float>(A4) + t * (new Vector<float>(A5) + t * (new Vector<float>(A6) + t * new Vector<float>(A7))))))));
-        var u = Vector<float>.One / System.Numerics.Vector.Max(a, Vector<float>.One);
-        var q = new Vector<float>(B0) + u * (new Vector<float>(B1) + u * (new Vector<float>(B2) + u * (new Vector<float>(B3) + u * (new Vector<float>(B4)
-            + u * (new Vector<float>(B5) + u * (new Vector<float>(B6) + u * (new Vector<float>(B7) + u * (new Vector<float>(B8)
-            + u * (new Vector<float>(B9) + u * new Vector<float>(B10))))))))));
-        var ac = System.Numerics.Vector.Min(a, new Vector<float>(4f));
-        var large = Vector<float>.One - System.Numerics.Vector.Exp(-(ac * ac)) * q;
-        large = System.Numerics.Vector.ConditionalSelect(System.Numerics.Vector.GreaterThanOrEqual(a, new Vector<float>(4f)), Vector<float>.One, large);
+        var p = TV.Fma(TV.Splat(A7), t, TV.Splat(A6));
+        p = TV.Fma(p, t, TV.Splat(A5)); p = TV.Fma(p, t, TV.Splat(A4)); p = TV.Fma(p, t, TV.Splat(A3));
+        p = TV.Fma(p, t, TV.Splat(A2)); p = TV.Fma(p, t, TV.Splat(A1)); p = TV.Fma(p, t, TV.Splat(A0));
+        var small = x * p;
+        var ac = TV.Min(TV.Max(a, TV.Splat(1f)), TV.Splat(4f));
+        var u = TV.Splat(1f) / ac;
+        var q = TV.Fma(TV.Splat(B10), u, TV.Splat(B9));
+        q = TV.Fma(q, u, TV.Splat(B8)); q = TV.Fma(q, u, TV.Splat(B7)); q = TV.Fma(q, u, TV.Splat(B6)); q = TV.Fma(q, u, TV.Splat(B5));
+        q = TV.Fma(q, u, TV.Splat(B4)); q = TV.Fma(q, u, TV.Splat(B3)); q = TV.Fma(q, u, TV.Splat(B2)); q = TV.Fma(q, u, TV.Splat(B1));
+        q = TV.Fma(q, u, TV.Splat(B0));
+        var large = TV.Fma(-FloatLanes.Exp(-(ac * ac)), q, TV.Splat(1f));
+        large = TV.Select(TV.Less(a, TV.Splat(4f)), large, TV.Splat(1f));
         // Copy the sign of x onto the large-|x| branch; NaN flows through the small branch.
-        var signed = System.Numerics.Vector.ConditionalSelect(System.Numerics.Vector.LessThan(x, Vector<float>.Zero), -large, large);
-        return System.Numerics.Vector.ConditionalSelect(System.Numerics.Vector.GreaterThan(a, Vector<float>.One), signed, small);
+        var signed = TV.Select(TV.Less(x, TV.Splat(0f)), -large, large);
+        return TV.Select(TV.Greater(a, TV.Splat(1f)), signed, small);
     }
 }
 

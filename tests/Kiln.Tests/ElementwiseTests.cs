@@ -39,6 +39,9 @@ public class ElementwiseTests
     [InlineData(UnaryOp.Cos)]
     [InlineData(UnaryOp.Sinh)]
     [InlineData(UnaryOp.Exp)]
+    [InlineData(UnaryOp.Silu)]
+    [InlineData(UnaryOp.GeluErf)]
+    [InlineData(UnaryOp.Erf)]
     public void A_Float32_result_does_not_depend_on_its_neighbours(UnaryOp op)
     {
         // Large arguments (past the trig reduction's exact range) and NaN beside ordinary ones in the same vector: a

@@ -1,0 +1,139 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Kiln.Kernels.Cpu;
+
+/// <summary>
+/// A float32 vector as the activation kernels use it, so one generic body runs 16 lanes on AVX-512 and 8 on AVX2.
+/// Multiply-adds are fused explicitly (the same bits on every JIT tier and every machine with FMA); masks are lanes of
+/// all ones or all zeros.
+/// </summary>
+internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
+{
+    static abstract int Count { get; }
+    static abstract TV Splat(float value);
+    static abstract TV Load(ReadOnlySpan<float> x, int at);
+    void Store(Span<float> y, int at);
+    static abstract TV operator +(TV a, TV b);
+    static abstract TV operator -(TV a, TV b);
+    static abstract TV operator *(TV a, TV b);
+    static abstract TV operator /(TV a, TV b);
+    static abstract TV operator -(TV a);
+    /// <summary>a b + c, rounded once.</summary>
+    static abstract TV Fma(TV a, TV b, TV c);
+    static abstract TV Abs(TV a);
+    static abstract TV Min(TV a, TV b);
+    static abstract TV Max(TV a, TV b);
+    static abstract TV RoundToEven(TV a);
+    static abstract TV Less(TV a, TV b);
+    static abstract TV Greater(TV a, TV b);
+    /// <summary>mask ? a : b, lane by lane.</summary>
+    static abstract TV Select(TV mask, TV a, TV b);
+    static abstract bool Any(TV mask);
+    /// <summary>2^k for whole k in [-126, 127].</summary>
+    static abstract TV Pow2(TV k);
+}
+
+internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
+{
+    readonly Vector512<float> _v = v;
+    public static int Count => Vector512<float>.Count;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Splat(float value) => new(Vector512.Create(value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Load(ReadOnlySpan<float> x, int at) => new(Vector512.Create(x.Slice(at, Vector512<float>.Count)));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(Span<float> y, int at) => _v.CopyTo(y.Slice(at, Vector512<float>.Count));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator +(Lanes512F a, Lanes512F b) => new(a._v + b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator -(Lanes512F a, Lanes512F b) => new(a._v - b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator *(Lanes512F a, Lanes512F b) => new(a._v * b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator /(Lanes512F a, Lanes512F b) => new(a._v / b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator -(Lanes512F a) => new(-a._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Fma(Lanes512F a, Lanes512F b, Lanes512F c) => new(Vector512.FusedMultiplyAdd(a._v, b._v, c._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Abs(Lanes512F a) => new(Vector512.Abs(a._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Min(Lanes512F a, Lanes512F b) => new(Vector512.Min(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Max(Lanes512F a, Lanes512F b) => new(Vector512.Max(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F RoundToEven(Lanes512F a) => new(Vector512.Round(a._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Less(Lanes512F a, Lanes512F b) => new(Vector512.LessThan(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Greater(Lanes512F a, Lanes512F b) => new(Vector512.GreaterThan(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Select(Lanes512F m, Lanes512F a, Lanes512F b) => new(Vector512.ConditionalSelect(m._v, a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(Lanes512F m) => m._v.AsUInt32() != Vector512<uint>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes512F Pow2(Lanes512F k) => new(Vector512.ShiftLeft(Vector512.ConvertToInt32(k._v) + Vector512.Create(127), 23).AsSingle());
+}
+
+internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
+{
+    readonly Vector256<float> _v = v;
+    public static int Count => Vector256<float>.Count;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Splat(float value) => new(Vector256.Create(value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Load(ReadOnlySpan<float> x, int at) => new(Vector256.Create(x.Slice(at, Vector256<float>.Count)));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(Span<float> y, int at) => _v.CopyTo(y.Slice(at, Vector256<float>.Count));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator +(Lanes256F a, Lanes256F b) => new(a._v + b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator -(Lanes256F a, Lanes256F b) => new(a._v - b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator *(Lanes256F a, Lanes256F b) => new(a._v * b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator /(Lanes256F a, Lanes256F b) => new(a._v / b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator -(Lanes256F a) => new(-a._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Fma(Lanes256F a, Lanes256F b, Lanes256F c) => new(Vector256.FusedMultiplyAdd(a._v, b._v, c._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Abs(Lanes256F a) => new(Vector256.Abs(a._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Min(Lanes256F a, Lanes256F b) => new(Vector256.Min(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Max(Lanes256F a, Lanes256F b) => new(Vector256.Max(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F RoundToEven(Lanes256F a) => new(Vector256.Round(a._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Less(Lanes256F a, Lanes256F b) => new(Vector256.LessThan(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Greater(Lanes256F a, Lanes256F b) => new(Vector256.GreaterThan(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Select(Lanes256F m, Lanes256F a, Lanes256F b) => new(Vector256.ConditionalSelect(m._v, a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(Lanes256F m) => m._v.AsUInt32() != Vector256<uint>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes256F Pow2(Lanes256F k) => new(Vector256.ShiftLeft(Vector256.ConvertToInt32(k._v) + Vector256.Create(127), 23).AsSingle());
+}
+
+/// <summary>An elementwise function written once for every lane width.</summary>
+internal interface ILaneOp
+{
+    static abstract TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV>;
+}
+
+/// <summary>Math on <see cref="IFloatLanes{TV}"/> shared by the activation kernels, and the span driver that runs them.</summary>
+internal static class FloatLanes
+{
+    /// <summary>
+    /// y = op(x) over spans (y may equal x) at the widest lane width here, the tail through the same lanes so a result
+    /// does not depend on where its row ends; false (nothing written) without a 256-bit unit with fused multiply-add.
+    /// </summary>
+    public static bool TryMap<TOp>(ReadOnlySpan<float> x, Span<float> y) where TOp : struct, ILaneOp
+    {
+        if (Vector512.IsHardwareAccelerated) Map<Lanes512F, TOp>(x, y);
+        else if (Vector256.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Fma.IsSupported) Map<Lanes256F, TOp>(x, y);
+        else return false;
+        return true;
+    }
+
+    static void Map<TV, TOp>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
+    {
+        int i = 0;
+        for (; i + TV.Count <= x.Length; i += TV.Count) TOp.Apply(TV.Load(x, i)).Store(y, i);
+        if (i == x.Length) return;
+        Span<float> tail = stackalloc float[TV.Count];
+        tail.Clear();
+        x[i..].CopyTo(tail);
+        TOp.Apply(TV.Load(tail, 0)).Store(tail, 0);
+        tail[..(x.Length - i)].CopyTo(y[i..]);
+    }
+
+    /// <summary>
+    /// e^x for x in [-87, 88] (normal results): x = k ln 2 + r with ln 2 in two parts (k ln2hi exact), |r| &lt;= ln 2 / 2,
+    /// e^r by its Taylor series to r^7 (truncation 2e-9 relative), times 2^k. About 1.5 ulp.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exp<TV>(TV x) where TV : struct, IFloatLanes<TV>
+    {
+        var k = TV.RoundToEven(x * TV.Splat(1.44269504088896341f));
+        var r = TV.Fma(k, TV.Splat(-0.693145751953125f), x);
+        r = TV.Fma(k, TV.Splat(-1.428606765330187045e-06f), r);
+        var p = TV.Fma(TV.Splat(1f / 5040), r, TV.Splat(1f / 720));
+        p = TV.Fma(p, r, TV.Splat(1f / 120));
+        p = TV.Fma(p, r, TV.Splat(1f / 24));
+        p = TV.Fma(p, r, TV.Splat(1f / 6));
+        p = TV.Fma(p, r, TV.Splat(0.5f));
+        p = TV.Fma(p, r, TV.Splat(1f));
+        p = TV.Fma(p, r, TV.Splat(1f));
+        return p * TV.Pow2(k);
+    }
+}
