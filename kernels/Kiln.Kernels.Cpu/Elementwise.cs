@@ -81,27 +81,24 @@ public static class Elementwise
                 Erf.Gelu(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)); return;
             case UnaryOp.Silu when typeof(T) == typeof(float) && FloatLanes.TryMap<SiluOp>(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)):
                 return;
-            case UnaryOp.GeluTanh when typeof(T) == typeof(float):
-            {
-                // 0.5 x (1 + tanh u) = x sigmoid(2u), u = c (x + 0.044715 x^3): no cancellation for x < 0. Vector passes over one scratch row.
-                var u = Strided.Rent<T>(x.Length);
-                try
-                {
-                    var us = u.AsSpan(0, x.Length);
-                    TP.Multiply(x, x, us);
-                    TP.Multiply(us, T.CreateTruncating(0.044715), us);
-                    TP.Add(us, T.One, us);
-                    TP.Multiply(us, x, us);
-                    TP.Multiply(us, T.CreateTruncating(2 * Math.Sqrt(2.0 / Math.PI)), us);
-                    TP.Sigmoid(us, us);
-                    TP.Multiply(us, x, y);
-                }
-                finally { Strided.Return(u); }
+            case UnaryOp.GeluTanh when typeof(T) == typeof(float) && FloatLanes.TryMap<GeluTanhOp>(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y)):
                 return;
-            }
             default:
                 for (int i = 0; i < x.Length; i++) y[i] = Scalar(op, x[i], p);
                 return;
+        }
+    }
+
+    // 0.5 x (1 + tanh u) = x sigmoid(2u), u = c (x + 0.044715 x^3): no cancellation for x < 0. Where e^(-2u) passes
+    // e^88 the sigmoid is below float32's subnormals and taken as 0, so x sigmoid(2u) is -0 there and NaN at -inf.
+    readonly struct GeluTanhOp : ILaneOp
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV>
+        {
+            var m = -(TV.Fma(x * x, TV.Splat(0.044715f), TV.Splat(1f)) * x * TV.Splat((float)(2 * 0.7978845608028654)));
+            var s = TV.Splat(1f) / (TV.Splat(1f) + FloatLanes.Exp(TV.Max(TV.Min(m, TV.Splat(88f)), TV.Splat(-87f))));
+            return x * TV.Select(TV.Greater(m, TV.Splat(88f)), TV.Splat(0f), s);
         }
     }
 
