@@ -192,4 +192,168 @@ public class NormalizationTests
         Assert.Throws<ShapeMismatchException>(() => gbn.Forward(R([4, 3], 1)));
         Assert.Equal("input", Assert.Throws<ArgumentException>(() => gbn.Forward(R([4], 1))).ParamName);
     }
+
+    // ---------------------------------------------------------------- Hyperspherical normalization (SimbaV2)
+
+    static double[] UnitRows(double[] x, int rows, int cols)
+    {
+        var y = new double[x.Length];
+        for (int r = 0; r < rows; r++)
+        {
+            double n = Math.Sqrt(Enumerable.Range(0, cols).Sum(j => x[r * cols + j] * x[r * cols + j]));
+            for (int j = 0; j < cols; j++) y[r * cols + j] = x[r * cols + j] / Math.Max(n, 1e-8);
+        }
+        return y;
+    }
+
+    static double[] RowNorms(double[] x, int rows, int cols) =>
+        Enumerable.Range(0, rows).Select(r => Math.Sqrt(Enumerable.Range(0, cols).Sum(j => x[r * cols + j] * x[r * cols + j]))).ToArray();
+
+    [Fact]
+    public void Hyperspherical_features_stay_on_the_unit_sphere()
+    {
+        var gen = from n in Gen.Choose(1, 5) from d in Gen.Choose(1, 6) from hidden in Gen.Choose(2, 6)
+                  from blocks in Gen.Choose(0, 2) from seed in Gen.Choose(0, 10000) select (n, d, hidden, blocks, seed);
+        Props.Check(gen, t =>
+        {
+            var (n, d, hidden, blocks, seed) = t;
+            var x = R([n, d], (ulong)seed, -5, 5);
+            // The shift projection: [x, c] / sqrt(|x|^2 + c^2), one more dimension, on the sphere even for x = 0.
+            var xs = x.ToArray<double>();
+            var expected = new double[n * (d + 1)];
+            for (int r = 0; r < n; r++)
+            {
+                for (int j = 0; j < d; j++) expected[r * (d + 1) + j] = xs[r * d + j];
+                expected[r * (d + 1) + d] = 3;
+            }
+            Close.Check(UnitRows(expected, n, d + 1), Hypersphere.ShiftProject(x).ToArray<double>(), 1e-14, 1e-15, "shift projection");
+            var enc = new HyperEncoder(d, hidden, blocks, generator: new Generator((ulong)seed), dtype: F64);
+            foreach (var input in new[] { x, Tensor.Zeros([n, d], F64) })
+                Close.Check(Enumerable.Repeat(1.0, n).ToArray(), RowNorms(enc.Forward(input).ToArray<double>(), n, hidden), 0, 1e-13, "encoder output norms");
+            // Weights start on the sphere, row by row.
+            foreach (var (_, m) in enc.NamedModules())
+                if (m is HyperLinear h)
+                    Close.Check(Enumerable.Repeat(1.0, h.OutFeatures).ToArray(), RowNorms(h.Weight.ToArray<double>(), h.OutFeatures, h.InFeatures), 0, 1e-13, "initial weight rows");
+        }, 30);
+        Close.Check([0, 0], Hypersphere.L2Normalize(Tensor.Zeros([1, 2], F64)).ToArray<double>(), 0, 0, "zero row stays zero");
+    }
+
+    [Fact]
+    public void Hyperspherical_residual_block_is_the_papers_normalized_interpolation()
+    {
+        const int d = 3, e = 2;
+        var block = new HyperResidualBlock(d, 0.6, 0.5, 0.3, 0.25, expansion: e, generator: new Generator(31), dtype: F64);
+        using (Autograd.NoGrad())
+        {
+            block.Up.Scaler!.Weight.Copy_(R([d * e], 32, 0.2, 0.8));
+            block.Alpha.Weight.Copy_(R([d], 33, 0.1, 0.4));
+        }
+        var x = Hypersphere.L2Normalize(R([4, d], 34));
+        double[] xs = x.ToArray<double>(), w1 = block.Up.Weight.ToArray<double>(), w2 = block.Down.Weight.ToArray<double>();
+        var s = block.Up.Scaler!.Weight.ToArray<double>().Select(v => v * 0.6 / 0.5).ToArray();
+        var a = block.Alpha.Weight.ToArray<double>().Select(v => v * 0.3 / 0.25).ToArray();
+        // h~ = l2norm(W2 (relu(s * W1 x) + 1e-8)); out = l2norm(x + alpha (h~ - x)).
+        var u = Affine(xs, w1, null, 4, d, d * e).Select((v, i) => Math.Max(v * s[i % (d * e)], 0) + 1e-8).ToArray();
+        var h = UnitRows(Affine(u, w2, null, 4, d * e, d), 4, d);
+        var mix = xs.Select((v, i) => v + a[i % d] * (h[i] - v)).ToArray();
+        Close.Check(UnitRows(mix, 4, d), block.Forward(x).ToArray<double>(), 1e-13, 1e-14, "residual block");
+
+        Input(t => block.Forward(t), x, "hyper residual block input");
+        Parameters(block, () => block.Forward(x), "hyper residual block parameters");
+    }
+
+    [Fact]
+    public void Hyperspherical_weight_projection_maps_each_row_to_its_closest_unit_vector()
+    {
+        var enc = new HyperEncoder(3, 4, 1, generator: new Generator(41), dtype: F64);
+        var hyper = enc.NamedModules().Select(m => m.Module).OfType<HyperLinear>().ToArray();
+        var others = enc.Parameters().Where(p => hyper.All(h => !ReferenceEquals(h.Weight, p))).Select(p => p.ToArray<double>()).ToArray();
+        // An optimizer step moves the rows off the sphere.
+        ulong seed = 42;
+        using (Autograd.NoGrad()) foreach (var h in hyper) h.Weight.Add_(R(h.Weight.Shape, seed++, -0.5, 0.5));
+        var before = hyper.Select(h => h.Weight.ToArray<double>()).ToArray();
+        Assert.Equal(hyper.Length, Hypersphere.ProjectWeights_(enc));
+        var rng = new Random(43);
+        for (int l = 0; l < hyper.Length; l++)
+        {
+            int rows = hyper[l].OutFeatures, cols = hyper[l].InFeatures;
+            var after = hyper[l].Weight.ToArray<double>();
+            Close.Check(UnitRows(before[l], rows, cols), after, 1e-14, 1e-15, $"projected layer {l}");
+            // w / |w| is the unit vector nearest to w: no random unit vector is closer.
+            for (int r = 0; r < rows; r++)
+            {
+                double Dist(double[] v, int off) => Math.Sqrt(Enumerable.Range(0, cols).Sum(j => Math.Pow(before[l][r * cols + j] - v[off + j], 2)));
+                double best = Dist(after, r * cols);
+                for (int k = 0; k < 20; k++)
+                {
+                    var v = UnitRows(Dense.Uniform(rng, cols), 1, cols);
+                    Assert.True(Dist(v, 0) >= best - 1e-12, $"layer {l} row {r}: a unit vector at {Dist(v, 0)} beats the projection's {best}");
+                }
+            }
+        }
+        // The projection is idempotent and leaves scalers alone.
+        var once = hyper.Select(h => h.Weight.ToArray<double>()).ToArray();
+        Hypersphere.ProjectWeights_(enc);
+        for (int l = 0; l < hyper.Length; l++) Close.Check(once[l], hyper[l].Weight.ToArray<double>(), 1e-15, 0, "second projection");
+        var othersAfter = enc.Parameters().Where(p => hyper.All(h => !ReferenceEquals(h.Weight, p))).Select(p => p.ToArray<double>()).ToArray();
+        for (int i = 0; i < others.Length; i++) Assert.Equal(others[i], othersAfter[i]);
+
+        Assert.Equal("shift", Assert.Throws<ArgumentOutOfRangeException>(() => Hypersphere.ShiftProject(R([2, 2], 1), 0)).ParamName);
+        Assert.Equal("scale", Assert.Throws<ArgumentOutOfRangeException>(() => new Scaler(3, 1, -1)).ParamName);
+        Assert.Throws<ShapeMismatchException>(() => new HyperLinear(3, 2, dtype: F64).Forward(R([1, 4], 1)));
+    }
+
+    // ---------------------------------------------------------------- Weight conditioning
+
+    [Fact]
+    public void Weight_conditioning_condition_numbers_match_the_float64_singular_values()
+    {
+        var gen = from m in Gen.Choose(1, 6) from n in Gen.Choose(1, 6) from seed in Gen.Choose(0, 10000) select (m, n, seed);
+        Props.Check(gen, t =>
+        {
+            var (m, n, seed) = t;
+            var w = R([m, n], (ulong)seed);
+            var sv = Dense.SingularValues(w.ToArray<double>(), m, n);
+            Close.Check([sv.Max() / sv.Min()], [WeightConditioning.ConditionNumber(w)], 1e-8, 0, "condition number");
+
+            // The inverse-root conditioner: every singular value of the conditioned weight is V's mean singular value.
+            var lin = new ConditionedLinear(n, m, generator: new Generator((ulong)seed), dtype: F64);
+            int k = Math.Min(m, n);
+            double[] v = lin.Weight.ToArray<double>(), g = lin.Conditioner.ToArray<double>();
+            var eff = m <= n ? Dense.Mul(g, v, m, m, n) : Dense.Mul(v, g, m, n, n);
+            Close.Check(eff, lin.EffectiveWeight.ToArray<double>(), 1e-13, 1e-14, "effective weight");
+            double mean = Dense.SingularValues(v, m, n).Average();
+            Close.Check(Enumerable.Repeat(mean, k).ToArray(), Dense.SingularValues(eff, m, n), 1e-8, 1e-10, "conditioned singular values");
+            Assert.True(Math.Abs(WeightConditioning.ConditionNumber(lin.EffectiveWeight) - 1) < 1e-8);
+            Assert.True(WeightConditioning.ConditionNumber(lin.Weight) >= WeightConditioning.ConditionNumber(lin.EffectiveWeight) - 1e-8);
+        }, 30);
+        Assert.Equal(double.PositiveInfinity, WeightConditioning.ConditionNumber(Tensor.FromArray(new double[] { 1, 2, 2, 4 }, [2, 2])));
+    }
+
+    [Fact]
+    public void Weight_conditioning_forward_and_gradient_go_through_the_fixed_conditioner()
+    {
+        foreach (var (inF, outF) in new[] { (4, 3), (3, 4) })
+        {
+            var lin = new ConditionedLinear(inF, outF, generator: new Generator(51), dtype: F64);
+            var x = R([5, inF], 52);
+            double[] v = lin.Weight.ToArray<double>(), g = lin.Conditioner.ToArray<double>();
+            var eff = outF <= inF ? Dense.Mul(g, v, outF, outF, inF) : Dense.Mul(v, g, outF, inF, inF);
+            Close.Check(Affine(x.ToArray<double>(), eff, lin.Bias!.ToArray<double>(), 5, inF, outF), lin.Forward(x).ToArray<double>(), 1e-13, 1e-14, "forward");
+
+            // d sum(c * y) / dV = G^T (c^T x) (left conditioner) or (c^T x) G^T (right), by the chain rule through W.
+            var c = R([5, outF], 53);
+            lin.ZeroGrad();
+            (lin.Forward(x) * c).Sum().Backward();
+            var dW = Dense.Mul(Dense.T(c.ToArray<double>(), 5, outF), x.ToArray<double>(), outF, 5, inF);
+            int k = Math.Min(inF, outF);
+            var dV = outF <= inF ? Dense.Mul(Dense.T(g, k, k), dW, k, k, inF) : Dense.Mul(dW, Dense.T(g, k, k), outF, k, k);
+            Close.Check(dV, lin.Weight.Grad!.ToArray<double>(), 1e-12, 1e-13, "dL/dV");
+            Assert.False(lin.Conditioner.RequiresGrad);
+            Parameters(lin, () => lin.Forward(x), $"conditioned linear {inF}->{outF}");
+            Input(t => lin.Forward(t), x, "conditioned linear input");
+        }
+        Assert.Throws<ShapeMismatchException>(() => new ConditionedLinear(4, 3, Tensor.Eye(4, dtype: F64)));
+        Assert.Equal("weight", Assert.Throws<ArgumentException>(() => WeightConditioning.InverseRootConditioner(Tensor.Zeros([2, 3], F64))).ParamName);
+    }
 }
