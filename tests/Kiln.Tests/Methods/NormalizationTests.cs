@@ -356,4 +356,245 @@ public class NormalizationTests
         Assert.Throws<ShapeMismatchException>(() => new ConditionedLinear(4, 3, Tensor.Eye(4, dtype: F64)));
         Assert.Equal("weight", Assert.Throws<ArgumentException>(() => WeightConditioning.InverseRootConditioner(Tensor.Zeros([2, 3], F64))).ParamName);
     }
+
+    // ---------------------------------------------------------------- Auxiliary-loss-free load balancing
+
+    // Top-k of s + b per token (ties to the lower index), written out.
+    static int[][] TopKRef(double[] s, double[] b, int t, int e, int k) =>
+        Enumerable.Range(0, t).Select(r => Enumerable.Range(0, e).OrderByDescending(i => s[r * e + i] + b[i]).ThenBy(i => i).Take(k).ToArray()).ToArray();
+
+    static double DualRef(double[] s, double[] b, int t, int e, int k) =>
+        TopKRef(s, b, t, e, k).Select((set, r) => set.Sum(i => s[r * e + i] + b[i])).Sum() - (double)t * k / e * b.Sum();
+
+    static long[] LoadRef(int[][] sets, int e)
+    {
+        var load = new long[e];
+        foreach (var set in sets) foreach (int i in set) load[i]++;
+        return load;
+    }
+
+    [Fact]
+    public void Alf_lb_routes_by_biased_scores_gates_by_raw_scores_and_steps_towards_balance()
+    {
+        var bal = new AuxLossFreeBalancer(4, 2, 0.1);
+        using (Autograd.NoGrad()) bal.Bias.Copy_(Tensor.FromArray(new[] { 0.0, 0.5, -0.2, 0.1 }));
+        var scores = R([6, 4], 61).RequiresGrad_();
+        var (idx, gates) = bal.Route(scores);
+        var s = scores.ToArray<double>();
+        var expected = TopKRef(s, bal.Bias.ToArray<double>(), 6, 4, 2);
+        Assert.Equal(expected.SelectMany(x => x.Select(i => (long)i)), idx.ToArray<long>());
+        Close.Check(expected.SelectMany((set, r) => set.Select(i => s[r * 4 + i])).ToArray(), gates.ToArray<double>(), 0, 0, "gates are the unbiased scores");
+        gates.Sum().Backward();
+        Close.Check(Enumerable.Range(0, 24).Select(j => expected[j / 4].Contains(j % 4) ? 1.0 : 0).ToArray(), scores.Grad!.ToArray<double>(), 0, 0, "gate gradient");
+
+        var load = bal.Load(idx);
+        Assert.Equal(LoadRef(expected, 4), load);
+        var b0 = bal.Bias.ToArray<double>();
+        double mean = 12.0 / 4;
+        var delta = bal.Step_(load);
+        Close.Check(load.Select(l => 0.1 * Math.Sign(mean - l)).ToArray(), delta, 0, 0, "sign step");
+        Close.Check(b0.Select((v, i) => v + delta[i]).ToArray(), bal.Bias.ToArray<double>(), 1e-15, 0, "bias after the step");
+        var prop = new AuxLossFreeBalancer(4, 2, 0.1, BiasUpdate.Proportional);
+        Close.Check(load.Select(l => 0.1 * (mean - l)).ToArray(), prop.Step_(load), 1e-15, 0, "proportional step");
+
+        Assert.Equal("topK", Assert.Throws<ArgumentOutOfRangeException>(() => new AuxLossFreeBalancer(4, 5)).ParamName);
+        Assert.Equal("stepSize", Assert.Throws<ArgumentOutOfRangeException>(() => new AuxLossFreeBalancer(4, 1, 0)).ParamName);
+        Assert.Equal("load", Assert.Throws<ArgumentException>(() => bal.Step_([1, 2])).ParamName);
+        Assert.Throws<ShapeMismatchException>(() => bal.Route(R([3, 5], 1)));
+    }
+
+    [Fact]
+    public void Alf_lb_moves_tokens_only_from_overloaded_towards_underloaded_experts()
+    {
+        var gen = from t in Gen.Choose(1, 12) from e in Gen.Choose(2, 6) from k in Gen.Choose(1, 3)
+                  from u in Gen.Elements(0.01, 0.1, 1.0) from prop in Gen.Elements(false, true) from seed in Gen.Choose(0, 10000)
+                  select (t, e, Math.Min(k, e - 1), u, prop, seed);
+        Props.Check(gen, c =>
+        {
+            var (t, e, k, u, prop, seed) = c;
+            var bal = new AuxLossFreeBalancer(e, k, u, prop ? BiasUpdate.Proportional : BiasUpdate.Sign);
+            using (Autograd.NoGrad()) bal.Bias.Copy_(R([e], (ulong)seed + 1, -0.3, 0.3));
+            var scores = R([t, e], (ulong)seed);
+            var s = scores.ToArray<double>();
+            var before = TopKRef(s, bal.Bias.ToArray<double>(), t, e, k);
+            var load = LoadRef(before, e);
+            double mean = (double)t * k / e;
+            var delta = bal.Step_(load);
+            var after = TopKRef(s, bal.Bias.ToArray<double>(), t, e, k);
+            for (int r = 0; r < t; r++)
+                foreach (int j in after[r].Except(before[r]))
+                    foreach (int i in before[r].Except(after[r]))
+                    {
+                        // Exchange argument: s_i + b_i > s_j + b_j and s_j + b'_j > s_i + b'_i give db_j > db_i, so the
+                        // token leaves an expert that was over the mean load or joins one that was under it.
+                        Assert.True(delta[j] > delta[i], $"token {r} moved {i} -> {j} with bias steps {delta[i]} and {delta[j]}");
+                        Assert.True(load[i] > mean || load[j] < mean, $"token {r} moved {i} (load {load[i]}) -> {j} (load {load[j]}), mean {mean}");
+                    }
+        }, 60);
+    }
+
+    [Fact]
+    public void Alf_lb_lagrangian_improves_under_the_no_overshoot_step_condition_and_not_unconditionally()
+    {
+        var gen = from t in Gen.Choose(1, 12) from e in Gen.Choose(2, 5) from k in Gen.Choose(1, 2)
+                  from u in Gen.Elements(0.001, 0.03, 0.3, 3.0) from seed in Gen.Choose(0, 10000) select (t, e, Math.Min(k, e - 1), u, seed);
+        int conditionHeld = 0;
+        Props.Check(gen, c =>
+        {
+            var (t, e, k, u, seed) = c;
+            var bal = new AuxLossFreeBalancer(e, k, u);
+            var scores = R([t, e], (ulong)seed);
+            var s = scores.ToArray<double>();
+            var b = bal.Bias.ToArray<double>();
+            double mean = (double)t * k / e;
+            var load = LoadRef(TopKRef(s, b, t, e, k), e);
+            double d0 = DualRef(s, b, t, e, k);
+            Close.Check([d0], [AuxLossFreeBalancer.Lagrangian(scores, bal.Bias, k)], 1e-13, 1e-13, "Lagrangian");
+            var delta = bal.Step_(load);
+            var b1 = bal.Bias.ToArray<double>();
+            var load1 = LoadRef(TopKRef(s, b1, t, e, k), e);
+            double d1 = DualRef(s, b1, t, e, k);
+            // D is convex with subgradient load - L: D(b') >= D(b) + db.(load - L), and, since x' maximizes over b',
+            // D(b') <= D(b) + db.(load' - L).
+            double lower = d0 + delta.Select((v, i) => v * (load[i] - mean)).Sum();
+            double upper = d0 + delta.Select((v, i) => v * (load1[i] - mean)).Sum();
+            Assert.InRange(d1, lower - 1e-12, upper + 1e-12);
+            // The step condition: no expert crosses the mean load (over stays at or over, under at or under). Then every
+            // term of the upper bound is <= 0 and the Lagrangian does not increase.
+            bool noOvershoot = Enumerable.Range(0, e).All(i => (load[i] - mean) * (load1[i] - mean) >= 0);
+            if (noOvershoot)
+            {
+                conditionHeld++;
+                Assert.True(d1 <= d0 + 1e-12, $"Lagrangian rose from {d0} to {d1} although no expert crossed the mean load");
+            }
+        }, 80);
+        Assert.True(conditionHeld > 0, "the step condition never held in the sample");
+
+        // Two tokens preferring expert 0 (K = 1, L = 1): a small step keeps both there and lowers D; a large one sends
+        // both to expert 1 (overshoot) and raises it.
+        var sc = Tensor.FromArray(new double[] { 1, 0, 0.9, 0 }, [2, 2]);
+        double DAfter(double u)
+        {
+            var bal = new AuxLossFreeBalancer(2, 1, u);
+            bal.Step_(bal.Load(bal.Route(sc).Indices));
+            return AuxLossFreeBalancer.Lagrangian(sc, bal.Bias, 1);
+        }
+        double start = AuxLossFreeBalancer.Lagrangian(sc, Tensor.Zeros([2], F64), 1);
+        Close.Check([1.9, 1.3, 4.0], [start, DAfter(0.3), DAfter(2)], 1e-14, 1e-14, "Lagrangian of the two-token example");
+    }
+
+    // ---------------------------------------------------------------- Conditional information gain trellis
+
+    static double InformationGainRef(double[] p, long[] y, int b, int r, int c)
+    {
+        var joint = new double[c * r];
+        for (int i = 0; i < b; i++) for (int n = 0; n < r; n++) joint[y[i] * r + n] += p[i * r + n] / b;
+        static double H(IEnumerable<double> q) => -q.Where(v => v > 0).Sum(v => v * Math.Log(v));
+        var pc = Enumerable.Range(0, c).Select(k => Enumerable.Range(0, r).Sum(n => joint[k * r + n]));
+        var pn = Enumerable.Range(0, r).Select(n => Enumerable.Range(0, c).Sum(k => joint[k * r + n]));
+        return H(pc) + H(pn) - H(joint);
+    }
+
+    [Fact]
+    public void Information_gain_matches_the_float64_mutual_information_of_labels_and_routes()
+    {
+        var gen = from b in Gen.Choose(1, 12) from r in Gen.Choose(1, 4) from c in Gen.Choose(1, 4) from seed in Gen.Choose(0, 10000) select (b, r, c, seed);
+        Props.Check(gen, t =>
+        {
+            var (b, r, c, seed) = t;
+            var p = (R([b, r], (ulong)seed, -3, 3)).Softmax(-1);
+            var rng = new Random(seed);
+            var y = Enumerable.Range(0, b).Select(_ => (long)rng.Next(c)).ToArray();
+            double ig = InformationGain.Compute(p, Tensor.FromArray(y), c).Item();
+            Close.Check([InformationGainRef(p.ToArray<double>(), y, b, r, c)], [ig], 1e-12, 1e-13, "information gain");
+            Assert.InRange(ig, -1e-12, Math.Min(Math.Log(c), Math.Log(r)) + 1e-12);
+        }, 60);
+
+        // Routes independent of the label carry no information; a route per class carries log C.
+        var labels = Tensor.FromArray(new long[] { 0, 1, 2, 0, 1, 2 });
+        var same = Tensor.FromArray(Enumerable.Range(0, 6).SelectMany(_ => new[] { 0.2, 0.5, 0.3 }).ToArray(), [6, 3]);
+        Close.Check([0.0], [InformationGain.Compute(same, labels, 3).Item()], 0, 1e-15, "independent routes");
+        Close.Check([Math.Log(3)], [InformationGain.Compute(labels.OneHot(3, F64), labels, 3).Item()], 1e-15, 0, "one route per class");
+
+        var probs = R([5, 3], 71, -2, 2).Softmax(-1);
+        var yl = Tensor.FromArray(new long[] { 0, 1, 1, 0, 1 });
+        var r2 = GradCheck.Run(xs => InformationGain.Compute(xs[0], yl, 2), [probs]);
+        Assert.True(r2.Passed, r2.ToString());
+
+        Assert.Equal("labels", Assert.Throws<ArgumentOutOfRangeException>(() => InformationGain.Compute(probs, Tensor.FromArray(new long[] { 0, 1, 2, 0, 1 }), 2)).ParamName);
+        Assert.Throws<ShapeMismatchException>(() => InformationGain.Compute(probs, Tensor.FromArray(new long[] { 0, 1 }), 2));
+    }
+
+    [Fact]
+    public void Trellis_forward_runs_each_sample_along_its_argmax_route()
+    {
+        var net = new InformationGainTrellis(3, [1, 2, 3], 4, 2, temperature: 0.7, generator: new Generator(81), dtype: F64);
+        var x = R([6, 3], 82, -2, 2);
+        var o = net.Forward(x);
+        Linear L(string name) => (Linear)net.NamedModules().First(m => m.Name == name).Module;
+        double[] Apply(Linear lin, double[] h, bool relu) =>
+            Affine(h, lin.Weight.ToArray<double>(), lin.Bias!.ToArray<double>(), 1, lin.InFeatures, lin.OutFeatures).Select(v => relu ? Math.Max(v, 0) : v).ToArray();
+        var xs = x.ToArray<double>();
+        var logits = new List<double>();
+        for (int i = 0; i < 6; i++)
+        {
+            var h = Apply(L("block0_0"), xs[(i * 3)..(i * 3 + 3)], true);
+            for (int l = 0; l < 2; l++)
+            {
+                var z = Apply(L($"router{l}"), h, false).Select(v => v / 0.7).ToArray();
+                var p = z.Select(v => Math.Exp(v - z.Max())).ToArray();
+                var p1 = p.Select(v => v / p.Sum()).ToArray();
+                Close.Check(p1, o.RoutingProbabilities[l].ToArray<double>()[(i * p1.Length)..((i + 1) * p1.Length)], 1e-13, 1e-14, $"sample {i} router {l}");
+                int route = Array.IndexOf(p1, p1.Max());
+                Assert.Equal(route, o.Routes[l].ToArray<long>()[i]);
+                h = Apply(L($"block{l + 1}_{route}"), h, true);
+            }
+            logits.AddRange(Apply(L("head"), h, false));
+        }
+        Close.Check(logits.ToArray(), o.Logits.ToArray<double>(), 1e-13, 1e-14, "logits along the routes");
+        Assert.Equal("blocksPerLayer", Assert.Throws<ArgumentException>(() => new InformationGainTrellis(3, [2, 2], 4, 2)).ParamName);
+    }
+
+    [Fact]
+    public void Trellis_learns_class_consistent_routes_on_toy_data()
+    {
+        // Four classes at the corners of a square (noise 0.3); a [1, 2, 2] trellis has four routes.
+        var rng = new Random(91);
+        const int n = 256;
+        var xs = new double[n * 2]; var ys = new long[n];
+        for (int i = 0; i < n; i++)
+        {
+            ys[i] = i % 4;
+            xs[2 * i] = (ys[i] % 2 == 0 ? -1 : 1) + 0.3 * (rng.NextDouble() * 2 - 1);
+            xs[2 * i + 1] = (ys[i] / 2 == 0 ? -1 : 1) + 0.3 * (rng.NextDouble() * 2 - 1);
+        }
+        var x = Tensor.FromArray(xs, [n, 2]).To(DType.Float32);
+        var y = Tensor.FromArray(ys);
+        var net = new InformationGainTrellis(2, [1, 2, 2], 16, 4, generator: new Generator(92));
+        var opt = new AdamW(net.Parameters(), 0.01, weightDecay: 0);
+        for (int step = 0; step < 200; step++)
+        {
+            opt.ZeroGrad();
+            net.Loss(net.Forward(x), y).Backward();
+            opt.Step();
+        }
+        TrellisOutput o;
+        using (Autograd.NoGrad()) o = net.Forward(x);
+        for (int l = 0; l < 2; l++)
+        {
+            var routes = o.Routes[l].ToArray<long>();
+            // Each class follows one route: its most common block takes at least 95% of its samples, and each layer's
+            // information gain is near its maximum log 2 (two blocks, four balanced classes).
+            for (int c = 0; c < 4; c++)
+            {
+                var mine = Enumerable.Range(0, n).Where(i => ys[i] == c).Select(i => routes[i]).ToArray();
+                double purity = mine.GroupBy(r => r).Max(g => g.Count()) / (double)mine.Length;
+                Assert.True(purity >= 0.95, $"layer {l}, class {c}: route purity {purity}");
+            }
+            double ig = InformationGain.Compute(o.RoutingProbabilities[l], y, 4).Item();
+            Assert.True(ig > 0.9 * Math.Log(2), $"layer {l}: information gain {ig}");
+        }
+        double acc = o.Logits.ArgMax(1).ToArray<long>().Zip(ys).Count(p => p.First == p.Second) / (double)n;
+        Assert.True(acc > 0.95, $"accuracy {acc}");
+    }
 }
