@@ -136,8 +136,10 @@ public sealed class HyperResidualBlock : Module<Tensor, Tensor>
     const double ReluFloor = 1e-8;
 
     /// <summary>Creates the block for width <paramref name="dim"/> (the paper's defaults: scaler init and scale 1/sqrt(d), alpha scale 1/sqrt(d)).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">dim or expansion is not positive, or an init or scale is not positive and finite.</exception>
     public HyperResidualBlock(int dim, double scalerInit, double scalerScale, double alphaInit, double alphaScale, int expansion = 4, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
     {
+        if (dim <= 0) throw new ArgumentOutOfRangeException(nameof(dim), dim, "hyper_residual_block: dim must be positive");
         if (expansion <= 0) throw new ArgumentOutOfRangeException(nameof(expansion), expansion, "hyper_residual_block: expansion must be positive");
         Up = RegisterModule("w1", new HyperLinear(dim, dim * expansion, true, scalerInit, scalerScale, generator, dtype, device));
         Down = RegisterModule("w2", new HyperLinear(dim * expansion, dim, false, generator: generator, dtype: dtype, device: device));
@@ -174,6 +176,8 @@ public sealed class HyperEncoder : Module<Tensor, Tensor>
     /// <exception cref="ArgumentOutOfRangeException">A size is negative or zero (blocks may be 0), or shift is not positive.</exception>
     public HyperEncoder(int inFeatures, int hidden, int blocks, double shift = 3.0, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
     {
+        if (inFeatures <= 0) throw new ArgumentOutOfRangeException(nameof(inFeatures), inFeatures, "hyper_encoder: inFeatures must be positive");
+        if (hidden <= 0) throw new ArgumentOutOfRangeException(nameof(hidden), hidden, "hyper_encoder: hidden must be positive");
         if (blocks < 0) throw new ArgumentOutOfRangeException(nameof(blocks), blocks, "hyper_encoder: blocks must not be negative");
         if (!(shift > 0 && double.IsFinite(shift))) throw new ArgumentOutOfRangeException(nameof(shift), shift, "hyper_encoder: shift must be positive and finite");
         Shift = shift;

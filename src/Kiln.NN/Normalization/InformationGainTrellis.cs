@@ -24,8 +24,8 @@ public static class InformationGain
             throw new ShapeMismatchException("information_gain", nameof(labels), $"labels have shape {labels.Shape}; they must be [{b}]");
         if (labels.DType != DType.Int64) throw new ArgumentException($"information_gain: labels must be Int64, not {labels.DType}", nameof(labels));
         if (b == 0) throw new ArgumentException("information_gain: the batch is empty", nameof(routingProbabilities));
-        var bad = labels.ToArray<long>().FirstOrDefault(l => l < 0 || l >= classes, -1);
-        if (bad != -1) throw new ArgumentOutOfRangeException(nameof(labels), bad, $"information_gain: a label is outside [0, {classes})");
+        foreach (long l in labels.ToArray<long>())
+            if (l < 0 || l >= classes) throw new ArgumentOutOfRangeException(nameof(labels), l, $"information_gain: a label is outside [0, {classes})");
         var onehot = labels.OneHot(classes, routingProbabilities.DType).To(routingProbabilities.Device);
         var joint = onehot.T.MatMul(routingProbabilities) / b;                 // [C, R]
         return Entropy(joint.Sum(1)) + Entropy(joint.Sum(0)) - Entropy(joint.Reshape(-1));

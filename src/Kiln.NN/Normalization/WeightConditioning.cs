@@ -53,6 +53,7 @@ public sealed class ConditionedLinear : Module<Tensor, Tensor>
     /// <exception cref="ShapeMismatchException">The conditioner is not [min(out, in), min(out, in)].</exception>
     public ConditionedLinear(int inFeatures, int outFeatures, Tensor? conditioner = null, bool bias = true, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
     {
+        // V and b start as a Linear's (and carry its argument checks); the Linear itself is not kept.
         var lin = new Linear(inFeatures, outFeatures, bias, generator, dtype, device);
         InFeatures = inFeatures; OutFeatures = outFeatures;
         Weight = RegisterParameter("weight", lin.Weight);

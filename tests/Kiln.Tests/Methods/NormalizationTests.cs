@@ -300,6 +300,7 @@ public class NormalizationTests
 
         Assert.Equal("shift", Assert.Throws<ArgumentOutOfRangeException>(() => Hypersphere.ShiftProject(R([2, 2], 1), 0)).ParamName);
         Assert.Equal("scale", Assert.Throws<ArgumentOutOfRangeException>(() => new Scaler(3, 1, -1)).ParamName);
+        Assert.Equal("hidden", Assert.Throws<ArgumentOutOfRangeException>(() => new HyperEncoder(3, 0, 1)).ParamName);
         Assert.Throws<ShapeMismatchException>(() => new HyperLinear(3, 2, dtype: F64).Forward(R([1, 4], 1)));
     }
 
@@ -546,6 +547,7 @@ public class NormalizationTests
         Assert.True(r2.Passed, r2.ToString());
 
         Assert.Equal("labels", Assert.Throws<ArgumentOutOfRangeException>(() => InformationGain.Compute(probs, Tensor.FromArray(new long[] { 0, 1, 2, 0, 1 }), 2)).ParamName);
+        Assert.Equal("labels", Assert.Throws<ArgumentOutOfRangeException>(() => InformationGain.Compute(probs, Tensor.FromArray(new long[] { 0, -1, 1, 0, 1 }), 2)).ParamName);
         Assert.Throws<ShapeMismatchException>(() => InformationGain.Compute(probs, Tensor.FromArray(new long[] { 0, 1 }), 2));
     }
 
