@@ -15,6 +15,38 @@ public class NormalizationTests
 {
     const DType F64 = DType.Float64;
 
+    // ---------------------------------------------------------------- Every device
+
+    [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
+    public void Normalization_modules_in_float32_on_every_device_match_float64_on_the_cpu(string device)
+    {
+        var dev = Devices.Parse(device);
+        const double rtol = 1e-4, atol = 1e-5;
+        Tensor On(Tensor t) => t.To(DType.Float32).To(dev);
+
+        var x = R([7, 3, 2], 111, -2, 2);
+        var gbnRef = new GhostBatchNorm(3, 3, dtype: F64);
+        var gbn = new GhostBatchNorm(3, 3, device: dev);
+        Close.Check(gbnRef.Forward(x), gbn.Forward(On(x)), rtol, atol, "ghost batch norm");
+        Close.Check(gbnRef.RunningVar, gbn.RunningVar, rtol, atol, "ghost batch norm running var");
+
+        var encRef = new HyperEncoder(3, 4, 1, generator: new Generator(112), dtype: F64);
+        var enc = new HyperEncoder(3, 4, 1, device: dev);
+        enc.LoadStateDict(encRef.StateDict());
+        var obs = R([5, 3], 113, -3, 3);
+        Close.Check(encRef.Forward(obs), enc.Forward(On(obs)), rtol, atol, "hyperspherical encoder");
+
+        var linRef = new ConditionedLinear(4, 3, generator: new Generator(114), dtype: F64);
+        var lin = new ConditionedLinear(4, 3, linRef.Conditioner, device: dev);
+        lin.LoadStateDict(linRef.StateDict());
+        var z = R([2, 4], 115);
+        Close.Check(linRef.Forward(z), lin.Forward(On(z)), rtol, atol, "conditioned linear");
+
+        var p = R([6, 3], 116, -2, 2).Softmax(-1);
+        var y = Tensor.FromArray(new long[] { 0, 1, 1, 0, 1, 0 });
+        Close.Check(InformationGain.Compute(p, y, 2), InformationGain.Compute(On(p), y.To(dev), 2), rtol, atol, "information gain");
+    }
+
     // ---------------------------------------------------------------- LSUV
 
     // y = x W^T + b for x [n, k], W [m, k], row-major.
