@@ -33,7 +33,7 @@ public sealed record DistillOptions
     /// <summary>Minibatch size.</summary>
     public int BatchSize { get; init; } = 64;
     /// <summary>AdamW learning rate (teacher and students).</summary>
-    public double LearningRate { get; init; } = 3e-3;
+    public double LearningRate { get; init; } = 1e-2;
     /// <summary>Temperature of Hinton KD (and of dual-head KD's main-head KD term).</summary>
     public double KdTemperature { get; init; } = 4;
     /// <summary>Base temperature of logit-standardized KD.</summary>

@@ -462,8 +462,8 @@ public class DistillationTests
         var labels = Labels(y);
         const double c = 0.5;
         var head = new Linear(2, 2, true, new Generator(1), DType.Float64);
-        var opt = new SGD(head.Parameters(), 0.01, momentum: 0.9);
-        for (int step = 0; step < 3000; step++)
+        var opt = new SGD(head.Parameters(), 0.02, momentum: 0.9);
+        for (int step = 0; step < 1500; step++)
         {
             opt.ZeroGrad();
             L2Svm.Objective(head, features, labels, c).Backward();
@@ -540,18 +540,19 @@ public class DistillationTests
     {
         // x ~ U[-1, 1]; the fixed predictor is wrong with probability eta(x) = exp(-2x - 2) / 2, so the surrogate's
         // minimiser (alpha = beta = 1) r* = log(c / eta) / 2 is linear in x and a linear rejector can reach it.
-        const int n = 6000;
+        const int n = 4000;
         const double c = 0.1;
         var rng = new Random(15);
         var x = U(rng, n, -1, 1);
         var wrong = x.Select(v => rng.NextDouble() < 0.5 * Math.Exp(-2 * v - 2) ? 1.0 : 0.0).ToArray();
         var feats = T(x.SelectMany(v => new[] { 1.0, v }).ToArray(), n, 2);
         var w = Tensor.Zeros(new Shape(2, 1), DType.Float64).RequiresGrad_();
-        for (int step = 0; step < 400; step++)
+        var incorrect = T(wrong, n);
+        for (int step = 0; step < 300; step++)
         {
-            var loss = Rejection.SurrogateLoss(feats.MatMul(w).Reshape(n), T(wrong, n), c);
+            var loss = Rejection.SurrogateLoss(feats.MatMul(w).Reshape(n), incorrect, c);
             var g = Autograd.Grad([loss], [w])[0];
-            using (Autograd.NoGrad()) w = (w - g * 1.0).Detach().RequiresGrad_();
+            using (Autograd.NoGrad()) w = (w - g * 2.0).Detach().RequiresGrad_();
         }
         var wv = w.ToArray<double>();
         double learned = -wv[0] / wv[1];
@@ -649,7 +650,7 @@ public class DistillVerbTests
         var output = new StringWriter();
         Console.SetOut(output);
         int code;
-        try { code = Kiln.Cli.Cli.Run(root, ["distill", "--epochs", "1", "--teacher-epochs", "1", "--seeds", "1", "--student-hidden", "4", "--teacher-hidden", "8", "--losses", "ce,lskd,pld,dhkd", "--json"]); }
+        try { code = Kiln.Cli.Cli.Run(root, ["distill", "--epochs", "3", "--teacher-epochs", "3", "--seeds", "1", "--student-hidden", "4", "--teacher-hidden", "8", "--lr", "0.03", "--losses", "ce,lskd,pld,dhkd", "--json"]); }
         finally { Console.SetOut(saved); }
         Assert.Equal(0, code);
         var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
@@ -657,11 +658,11 @@ public class DistillVerbTests
         var r = doc.RootElement;
         Assert.Equal(1347, r.GetProperty("train").GetInt32());
         Assert.Equal(450, r.GetProperty("test").GetInt32());
-        Assert.InRange(r.GetProperty("teacher_accuracy").GetDouble(), 0, 1);
+        Assert.InRange(r.GetProperty("teacher_accuracy").GetDouble(), 0.5, 1);
         var rows = r.GetProperty("rows").EnumerateArray().ToList();
         Assert.Equal(["ce", "lskd", "pld", "dhkd"], rows.Select(x => x.GetProperty("loss").GetString()));
-        // Even one epoch of a 4-unit student is far above chance (10%) on the digits.
-        Assert.All(rows, x => Assert.InRange(x.GetProperty("accuracy").GetDouble(), 0.2, 1));
+        // Three epochs of a 4-unit student are already above chance (10%) with every loss.
+        Assert.All(rows, x => Assert.InRange(x.GetProperty("accuracy").GetDouble(), 0.15, 1));
         Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["distill", "--losses", "xx", "--json"]));
     }
 }

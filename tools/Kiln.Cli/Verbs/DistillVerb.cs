@@ -21,7 +21,7 @@ public static class DistillVerb
         var studentHidden = new Option<int>("--student-hidden") { Description = "Student hidden width (64 -> h -> 10)", DefaultValueFactory = _ => 8 };
         var teacherHidden = new Option<int>("--teacher-hidden") { Description = "Teacher hidden width (64 -> h -> h -> 10)", DefaultValueFactory = _ => 128 };
         var seeds = new Option<int>("--seeds") { Description = "Seeds (initialisation and batch order; the split is fixed)", DefaultValueFactory = _ => 3 };
-        var lr = new Option<double>("--lr") { Description = "AdamW learning rate", DefaultValueFactory = _ => 3e-3 };
+        var lr = new Option<double>("--lr") { Description = "AdamW learning rate", DefaultValueFactory = _ => 1e-2 };
         var kdWeight = new Option<double>("--kd-weight") { Description = "Weight of the distillation term beside cross entropy", DefaultValueFactory = _ => 1 };
         var plot = new Option<string?>("--plot") { Description = "Bar chart PNG to write (default: distill.png, or none with --json)" };
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON object on standard output" };
