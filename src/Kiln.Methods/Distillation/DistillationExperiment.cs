@@ -38,8 +38,11 @@ public sealed record DistillOptions
     public double KdTemperature { get; init; } = 4;
     /// <summary>Base temperature of logit-standardized KD.</summary>
     public double LskdTemperature { get; init; } = 2;
-    /// <summary>Temperature of PLD's teacher confidence weights.</summary>
-    public double PldTemperature { get; init; } = 1;
+    /// <summary>
+    /// Temperature of PLD's teacher confidence weights. At 1 the digits teacher's softmax on its own training set is
+    /// nearly one-hot, which reduces PLD to cross entropy; 4 (KD's temperature) lets the ranking weigh in.
+    /// </summary>
+    public double PldTemperature { get; init; } = 4;
     /// <summary>Weight of the distillation term beside cross entropy (KD, LSKD and both dual-head terms).</summary>
     public double KdWeight { get; init; } = 1;
     /// <summary>Seeds 0..Seeds-1 (teacher and student initialisation and batch order; the split is fixed).</summary>

@@ -22,11 +22,12 @@ public static class DistillVerb
         var teacherHidden = new Option<int>("--teacher-hidden") { Description = "Teacher hidden width (64 -> h -> h -> 10)", DefaultValueFactory = _ => 128 };
         var seeds = new Option<int>("--seeds") { Description = "Seeds (initialisation and batch order; the split is fixed)", DefaultValueFactory = _ => 3 };
         var lr = new Option<double>("--lr") { Description = "AdamW learning rate", DefaultValueFactory = _ => 1e-2 };
+        var pldTemperature = new Option<double>("--pld-temperature") { Description = "Temperature of PLD's teacher confidence weights", DefaultValueFactory = _ => 4 };
         var kdWeight = new Option<double>("--kd-weight") { Description = "Weight of the distillation term beside cross entropy", DefaultValueFactory = _ => 1 };
         var plot = new Option<string?>("--plot") { Description = "Bar chart PNG to write (default: distill.png, or none with --json)" };
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON object on standard output" };
         var device = Cli.DeviceOption();
-        foreach (var o in new Option[] { losses, epochs, teacherEpochs, studentHidden, teacherHidden, seeds, lr, kdWeight, plot, json, device }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { losses, epochs, teacherEpochs, studentHidden, teacherHidden, seeds, lr, pldTemperature, kdWeight, plot, json, device }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             string? png = p.GetValue(plot) is { } given ? Cli.OutputFile(given, "--plot") : p.GetValue(json) ? null : "distill.png";
@@ -37,12 +38,13 @@ public static class DistillVerb
             foreach (var (v, name) in new[] { (p.GetValue(epochs), "--epochs"), (p.GetValue(teacherEpochs), "--teacher-epochs"), (p.GetValue(studentHidden), "--student-hidden"), (p.GetValue(teacherHidden), "--teacher-hidden"), (p.GetValue(seeds), "--seeds") })
                 if (v <= 0) throw new ArgumentException($"{name}: {v} is not a positive integer");
             if (!(p.GetValue(lr) > 0)) throw new ArgumentException($"--lr: {p.GetValue(lr)} is not positive");
+            if (!(p.GetValue(pldTemperature) > 0) || double.IsInfinity(p.GetValue(pldTemperature))) throw new ArgumentException($"--pld-temperature: {p.GetValue(pldTemperature)} is not positive and finite");
             if (!(p.GetValue(kdWeight) >= 0)) throw new ArgumentException($"--kd-weight: {p.GetValue(kdWeight)} is negative");
             using var lease = Cli.OpenDevice(p, device);
             var options = new DistillOptions
             {
                 Losses = list, StudentEpochs = p.GetValue(epochs), TeacherEpochs = p.GetValue(teacherEpochs), StudentHidden = p.GetValue(studentHidden),
-                TeacherHidden = p.GetValue(teacherHidden), Seeds = p.GetValue(seeds), LearningRate = p.GetValue(lr), KdWeight = p.GetValue(kdWeight), Device = lease.Device,
+                TeacherHidden = p.GetValue(teacherHidden), Seeds = p.GetValue(seeds), LearningRate = p.GetValue(lr), PldTemperature = p.GetValue(pldTemperature), KdWeight = p.GetValue(kdWeight), Device = lease.Device,
             };
             int total = options.Seeds * (1 + list.Count);
             var result = Cli.Progress("distill", total, tick => DistillationExperiment.Run(options, (done, _) => tick(done)));
@@ -65,7 +67,7 @@ public static class DistillVerb
             Cli.JsonLine(new
             {
                 train = r.TrainSize, test = r.TestSize, seeds = r.Options.Seeds, student_hidden = r.Options.StudentHidden, teacher_hidden = r.Options.TeacherHidden,
-                epochs = r.Options.StudentEpochs, teacher_epochs = r.Options.TeacherEpochs, teacher_accuracy = r.TeacherMean, teacher_accuracies = r.TeacherAccuracies,
+                epochs = r.Options.StudentEpochs, pld_temperature = r.Options.PldTemperature, teacher_epochs = r.Options.TeacherEpochs, teacher_accuracy = r.TeacherMean, teacher_accuracies = r.TeacherAccuracies,
                 rows = r.Rows.Select(x => new { loss = Name(x.Loss), accuracy = x.Mean, std = x.Std, accuracies = x.Accuracies }).ToArray(),
             });
             return;
