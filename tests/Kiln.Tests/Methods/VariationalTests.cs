@@ -378,6 +378,190 @@ public class VariationalTests
         Assert.Throws<ShapeMismatchException>(() => AutoGen.Bound(logLik.Unsqueeze(0), Tensor.Zeros(new Shape(2), DType.Float64), 1));
         Assert.Throws<ShapeMismatchException>(() => AutoGen.LogWeights(logLik, logPrior.Narrow(0, 0, 3), logQ, 1));
     }
+    // ------------------------------------------------------------------ 4. Feasible Learning
+
+    // Linear regression with squared per-sample losses l_i = (θ·x_i - y_i)², θ a float64 leaf.
+    static (Tensor X, Tensor Y, double[] Xv, double[] Yv) Regression(int n, int d, double noise, ulong seed, double thetaScale = 1)
+    {
+        var g = new Generator(seed);
+        var x = Tensor.Randn(new Shape(n, d), g, dtype: DType.Float64);
+        var theta = Tensor.Randn(new Shape(d, 1), g, 0, thetaScale, DType.Float64);
+        var y = x.MatMul(theta).Squeeze(1) + Tensor.Rand(new Shape(n), g, -noise, noise, DType.Float64);
+        return (x, y, x.ToArray<double>(), y.ToArray<double>());
+    }
+
+    [Fact]
+    public void Feasible_learning_lagrangian_gradient_and_dual_step_match_their_equations()
+    {
+        const int n = 9, d = 3;
+        var (x, y, xv, yv) = Regression(n, d, 0.5, 1);
+        var fl = new FeasibleLearning(n, epsilon: 0.05, dualLearningRate: 0.7, slackPenalty: 2.0, initialMultiplier: 0.3);
+        var theta = Tensor.Randn(new Shape(d, 1), new Generator(2), dtype: DType.Float64).RequiresGrad_();
+        int[] batch = [4, 0, 7, 2];
+        var idx = Tensor.FromArray(batch.Select(i => (long)i).ToArray());
+        Tensor Losses(Tensor th) => (x.IndexSelect(0, idx).MatMul(th).Squeeze(1) - y.IndexSelect(0, idx)).Square();
+        for (int step = 0; step < 3; step++)
+        {
+            var lam = fl.Multipliers;
+            var th = theta.Detach().ToArray<double>();
+            var losses = Losses(theta);
+            var grad = Autograd.Grad(fl.Lagrangian(losses, batch), theta).ToArray<double>();
+            // Written out: Σ_b λ_b 2 (θ·x_b - y_b) x_b, and λ_b ← max(0, λ_b + η_d (l_b - ε - λ_b/α)).
+            var expected = new double[d];
+            var l = new double[batch.Length];
+            for (int b = 0; b < batch.Length; b++)
+            {
+                int i = batch[b];
+                double r = Enumerable.Range(0, d).Sum(j => th[j] * xv[i * d + j]) - yv[i];
+                l[b] = r * r;
+                for (int j = 0; j < d; j++) expected[j] += lam[i] * 2 * r * xv[i * d + j];
+            }
+            Close(expected, grad, 1e-12);
+            fl.DualStep(losses, batch);
+            var after = fl.Multipliers;
+            for (int i = 0; i < n; i++)
+            {
+                int b = Array.IndexOf(batch, i);
+                double want = b < 0 ? lam[i] : Math.Max(0, lam[i] + 0.7 * (l[b] - 0.05 - lam[i] / 2.0));
+                Assert.Equal(want, after[i], 1e-12);
+            }
+            Assert.Equal(after.Select(v => v / 2.0).ToArray(), fl.Slacks);
+            theta = (theta.Detach() - Tensor.FromArray(grad, new Shape(d, 1)) * 0.05).RequiresGrad_();
+        }
+        Assert.Throws<ArgumentException>(() => fl.Lagrangian(Losses(theta), [4, 4, 7, 2]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => fl.DualStep(Losses(theta), [4, 0, 9, 2]));
+        Assert.Throws<ShapeMismatchException>(() => fl.DualStep(Losses(theta), [4, 0]));
+        Assert.Equal("epsilon", Assert.Throws<ArgumentOutOfRangeException>(() => new FeasibleLearning(3, -1, 1)).ParamName);
+        Assert.Equal("slackPenalty", Assert.Throws<ArgumentOutOfRangeException>(() => new FeasibleLearning(3, 0.1, 1, 0)).ParamName);
+    }
+
+    [Fact]
+    public void Feasible_learning_satisfies_every_constraint_of_a_feasible_problem_and_frees_inactive_multipliers()
+    {
+        // Residual noise within ±0.1 leaves θ* with every l_i ≤ 0.01 < ε = 0.05: feasible with room to spare.
+        const int n = 16, d = 3;
+        const double eps = 0.05;
+        var (x, y, _, _) = Regression(n, d, 0.1, 3, thetaScale: 0.3);
+        var fl = new FeasibleLearning(n, eps, dualLearningRate: 1.0);
+        var theta = Tensor.Zeros(new Shape(d, 1), DType.Float64).RequiresGrad_();
+        int[] all = [.. Enumerable.Range(0, n)];
+        Tensor Losses() => (x.MatMul(theta).Squeeze(1) - y).Square();
+        int step = 0;
+        for (; step < 5000 && fl.Multipliers.Any(v => v > 0) | step == 0; step++)
+        {
+            var losses = Losses();
+            var g = Autograd.Grad(fl.Lagrangian(losses, all), theta);
+            fl.DualStep(losses, all);
+            theta = (theta.Detach() - g * 0.005).RequiresGrad_();
+        }
+        var final = Losses().ToArray<double>();
+        var lam = fl.Multipliers;
+        Assert.True(final.Max() <= eps, $"after {step} steps the largest loss is {final.Max()} > {eps}");
+        // All multipliers reach zero exactly (every constraint ends inactive), so the primal has stopped where it is feasible.
+        Assert.All(lam, v => Assert.Equal(0, v));
+        Assert.True(step < 5000, "the multipliers did not all return to zero");
+        Assert.True(step > 1, "the start was already feasible, so the run proves nothing");
+    }
+
+    // ------------------------------------------------------------------ 5. Discrete infomax codes
+
+    static double[] Softmaxes(Random rng, int count, int k)
+    {
+        var v = new double[count * k];
+        for (int r = 0; r < count; r++)
+        {
+            var e = Enumerable.Range(0, k).Select(_ => Math.Exp(3 * rng.NextDouble() - 1.5)).ToArray();
+            for (int c = 0; c < k; c++) v[r * k + c] = e[c] / e.Sum();
+        }
+        return v;
+    }
+
+    static double Mi(double[,] joint)
+    {
+        int a = joint.GetLength(0), b = joint.GetLength(1);
+        double mi = 0;
+        for (int i = 0; i < a; i++)
+            for (int j = 0; j < b; j++)
+            {
+                double pi = Enumerable.Range(0, b).Sum(t => joint[i, t]), pj = Enumerable.Range(0, a).Sum(t => joint[t, j]);
+                if (joint[i, j] > 0) mi += joint[i, j] * Math.Log(joint[i, j] / (pi * pj));
+            }
+        return mi;
+    }
+
+    [Fact]
+    public void Dimco_batch_estimate_equals_the_exact_mutual_information_of_an_enumerated_joint()
+    {
+        var rng = new Random(8);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            int nx = 2 + trial % 3, classes = 2 + trial % 2, d = 1 + trial % 3, k = 2 + trial % 3;
+            // The batch: every (x, y) pair, weighted by a random joint p(x, y); the encoder p(c_j | x) depends on x only.
+            var pxy = Simplex(rng, nx * classes);
+            var enc = Softmaxes(rng, nx * d, k);
+            int n = nx * classes;
+            var probs = new double[n * d * k];
+            var labels = new long[n];
+            for (int t = 0; t < n; t++)
+            {
+                int xi = t / classes;
+                labels[t] = t % classes;
+                Array.Copy(enc, xi * d * k, probs, t * d * k, d * k);
+            }
+            var p = Tensor.FromArray(probs, new Shape(n, d, k));
+            double exact = 0;
+            for (int j = 0; j < d; j++)
+            {
+                var joint = new double[classes, k];
+                for (int t = 0; t < n; t++)
+                    for (int c = 0; c < k; c++) joint[t % classes, c] += pxy[t] * enc[(t / classes * d + j) * k + c];
+                exact += Mi(joint);
+            }
+            // Unnormalised weights: the estimator normalises them.
+            var w = Tensor.FromArray(pxy.Select(v => 3 * v).ToArray());
+            Assert.Equal(exact, Dimco.MutualInformation(p, Tensor.FromArray(labels), classes, w).Item(), 1e-12);
+            var r = GradCheck.Run(xs => Dimco.MutualInformation(xs[0], Tensor.FromArray(labels), classes, xs[1]), [p, w]);
+            Assert.True(r.Passed, r.ToString());
+        }
+    }
+
+    [Fact]
+    public void Dimco_degenerate_codes_and_pairwise_dependence()
+    {
+        // Codes that copy the label (k = classes, one-hot): I = H(Y); codes that ignore the input: I = 0.
+        long[] y = [0, 2, 1, 2, 0, 2];
+        var onehot = new double[6 * 3];
+        for (int i = 0; i < 6; i++) onehot[i * 3 + y[i]] = 1;
+        double hy = -new[] { 2 / 6.0, 1 / 6.0, 3 / 6.0 }.Sum(v => v * Math.Log(v));
+        Assert.Equal(hy, Dimco.MutualInformation(Tensor.FromArray(onehot, new Shape(6, 1, 3)), Tensor.FromArray(y), 3).Item(), 1e-14);
+        var same = Enumerable.Range(0, 6).SelectMany(_ => new[] { 0.2, 0.5, 0.3, 0.6, 0.1, 0.3 }).ToArray();
+        var constant = Tensor.FromArray(same, new Shape(6, 2, 3));
+        Assert.Equal(0, Dimco.MutualInformation(constant, Tensor.FromArray(y), 3).Item(), 1e-14);
+        Assert.Equal(0, Dimco.PairwiseDependence(constant).Item(), 1e-14);
+        // Two entries that both copy the label depend on each other by H(Y); a third constant entry adds nothing.
+        var three = new double[6 * 3 * 3];
+        for (int i = 0; i < 6; i++)
+            for (int c = 0; c < 3; c++) { three[(i * 3) * 3 + c] = onehot[i * 3 + c]; three[(i * 3 + 1) * 3 + c] = onehot[i * 3 + c]; three[(i * 3 + 2) * 3 + c] = 1 / 3.0; }
+        Assert.Equal(hy, Dimco.PairwiseDependence(Tensor.FromArray(three, new Shape(6, 3, 3))).Item(), 1e-12);
+        // Random soft codes: against the written-out pairwise MI of p(c_j, c_l) = mean_i p_ij ⊗ p_il.
+        var rng = new Random(2);
+        var soft = Softmaxes(rng, 5 * 3, 2);
+        double expected = 0;
+        for (int j = 0; j < 3; j++)
+            for (int l = j + 1; l < 3; l++)
+            {
+                var joint = new double[2, 2];
+                for (int i = 0; i < 5; i++) for (int a = 0; a < 2; a++) for (int b = 0; b < 2; b++) joint[a, b] += soft[(i * 3 + j) * 2 + a] * soft[(i * 3 + l) * 2 + b] / 5;
+                expected += Mi(joint);
+            }
+        var st = Tensor.FromArray(soft, new Shape(5, 3, 2));
+        Assert.Equal(expected, Dimco.PairwiseDependence(st).Item(), 1e-12);
+        var r = GradCheck.Run(xs => Dimco.PairwiseDependence(xs[0]), [st]);
+        Assert.True(r.Passed, r.ToString());
+        Assert.Throws<ArgumentOutOfRangeException>(() => Dimco.MutualInformation(st, Tensor.FromArray(new long[] { 0, 1, 2, 0, 1 }), 2));
+        Assert.Equal("labels", Assert.Throws<ArgumentException>(() => Dimco.MutualInformation(st, Tensor.FromArray(new long[] { 0, 1 }), 2)).ParamName);
+        Assert.Equal("codeProbs", Assert.Throws<ArgumentException>(() => Dimco.PairwiseDependence(Tensor.Zeros(new Shape(5, 2), DType.Float64))).ParamName);
+    }
 }
 
 /// <summary>`kiln bounds --json` with tiny settings: one JSON object with a row per bound and K, and the plot when asked.</summary>

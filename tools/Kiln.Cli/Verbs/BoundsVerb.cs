@@ -71,9 +71,10 @@ public static class BoundsVerb
             t.AddRow(row.Bound, row.K.ToString(Inv), row.Samples.ToString(Inv), row.Mean.ToString("F4", Inv), row.StdError.ToString("F4", Inv),
                 row.Gap.ToString("F4", Inv), row.EncoderSnr.ToString("F4", Inv), row.DecoderSnr.ToString("F3", Inv));
         Cli.Err.Write(t);
-        var slopes = new Table().Title("log-log slope of SNR against K (K > 1); paper, IWAE: encoder -1/2, decoder +1/2").AddColumns("bound", "encoder", "decoder");
+        var slopes = new Table().Title("SNR slope, log-log in K > 1").AddColumns("bound", "encoder", "decoder");
         foreach (var sl in r.Slopes) slopes.AddRow(sl.Bound, sl.Encoder.ToString("F3", Inv), sl.Decoder.ToString("F3", Inv));
         Cli.Err.Write(slopes);
+        Cli.Err.MarkupLine("[grey]paper (IWAE, K → ∞): encoder SNR slope -1/2, decoder +1/2[/]");
         Cli.Err.MarkupLine($"[grey]SNR noise floor ≈ 1/sqrt(repeats) = {1 / Math.Sqrt(s.Repeats):F4}; {r.Seconds:F1} s[/]");
     }
 
