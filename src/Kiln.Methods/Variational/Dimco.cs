@@ -64,8 +64,9 @@ public static class Dimco
         return total;
     }
 
-    // x log x with 0 log 0 = 0; the clamp keeps the log (and its gradient) finite where a probability is exactly 0.
-    static Tensor XLogX(Tensor p) => p * p.Clamp(min: 1e-300).Log();
+    // x log x with 0 log 0 = 0; the clamp to the dtype's smallest normal keeps the log (and its gradient) finite where a
+    // probability is exactly 0.
+    static Tensor XLogX(Tensor p) => p * p.Clamp(min: p.DType switch { DType.Float64 => 1e-300, DType.Float16 => 6.2e-5, _ => 1.2e-38 }).Log();
 
     static Tensor Weights(Tensor codeProbs, Tensor? weights, string op)
     {

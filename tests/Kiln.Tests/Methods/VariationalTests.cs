@@ -534,6 +534,11 @@ public class VariationalTests
         for (int i = 0; i < 6; i++) onehot[i * 3 + y[i]] = 1;
         double hy = -new[] { 2 / 6.0, 1 / 6.0, 3 / 6.0 }.Sum(v => v * Math.Log(v));
         Assert.Equal(hy, Dimco.MutualInformation(Tensor.FromArray(onehot, new Shape(6, 1, 3)), Tensor.FromArray(y), 3).Item(), 1e-14);
+        // Exact zeros in float32 stay finite, value and gradient (0 log 0 = 0).
+        var oh32 = Tensor.FromArray(onehot, new Shape(6, 1, 3)).To(DType.Float32).RequiresGrad_();
+        var mi32 = Dimco.MutualInformation(oh32, Tensor.FromArray(y), 3);
+        Assert.Equal(hy, mi32.Item(), 1e-6);
+        Assert.All(Autograd.Grad(mi32, oh32).To(DType.Float64).ToArray<double>(), g => Assert.True(double.IsFinite(g)));
         var same = Enumerable.Range(0, 6).SelectMany(_ => new[] { 0.2, 0.5, 0.3, 0.6, 0.1, 0.3 }).ToArray();
         var constant = Tensor.FromArray(same, new Shape(6, 2, 3));
         Assert.Equal(0, Dimco.MutualInformation(constant, Tensor.FromArray(y), 3).Item(), 1e-14);
