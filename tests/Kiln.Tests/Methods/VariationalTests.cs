@@ -447,7 +447,7 @@ public class VariationalTests
         int[] all = [.. Enumerable.Range(0, n)];
         Tensor Losses() => (x.MatMul(theta).Squeeze(1) - y).Square();
         int step = 0;
-        for (; step < 5000 && fl.Multipliers.Any(v => v > 0) | step == 0; step++)
+        for (; step < 5000 && (step == 0 || fl.Multipliers.Any(v => v > 0)); step++)
         {
             var losses = Losses();
             var g = Autograd.Grad(fl.Lagrangian(losses, all), theta);
@@ -461,6 +461,40 @@ public class VariationalTests
         Assert.All(lam, v => Assert.Equal(0, v));
         Assert.True(step < 5000, "the multipliers did not all return to zero");
         Assert.True(step > 1, "the start was already feasible, so the run proves nothing");
+    }
+
+    [Fact]
+    public void Resilient_feasible_learning_reaches_the_relaxed_problems_kkt_point_on_an_infeasible_problem()
+    {
+        // Noise ±0.3 against ε = 0.01: no θ satisfies every constraint, so the slacks u = λ/α must absorb the excess.
+        const int n = 16, d = 3;
+        const double eps = 0.01, alpha = 10;
+        var (x, y, _, _) = Regression(n, d, 0.3, 5, thetaScale: 0.3);
+        var fl = new FeasibleLearning(n, eps, dualLearningRate: 1.0, slackPenalty: alpha);
+        var theta = Tensor.Zeros(new Shape(d, 1), DType.Float64).RequiresGrad_();
+        int[] all = [.. Enumerable.Range(0, n)];
+        Tensor Losses() => (x.MatMul(theta).Squeeze(1) - y).Square();
+        for (int step = 0; step < 2000; step++)
+        {
+            var losses = Losses();
+            var g = Autograd.Grad(fl.Lagrangian(losses, all), theta);
+            fl.DualStep(losses, all);
+            theta = (theta.Detach() - g * 0.005).RequiresGrad_();
+        }
+        var l = Losses().ToArray<double>();
+        var lam = fl.Multipliers;
+        var u = fl.Slacks;
+        Assert.True(l.Max() > 2 * eps, "the problem should be infeasible");
+        // KKT of min (α/2)‖u‖² s.t. l_i ≤ ε + u_i: active constraints hold with equality at u_i = λ_i/α, the others are satisfied,
+        // and θ is stationary for Σ λ_i l_i.
+        for (int i = 0; i < n; i++)
+        {
+            Assert.Equal(lam[i] / alpha, u[i], 1e-15);
+            if (lam[i] > 0) Assert.Equal(eps + u[i], l[i], 1e-9);
+            else Assert.True(l[i] <= eps, $"inactive constraint {i} has loss {l[i]}");
+        }
+        var grad = Autograd.Grad(fl.Lagrangian(Losses(), all), theta).ToArray<double>();
+        Assert.All(grad, v => Assert.True(Math.Abs(v) < 1e-8, $"Lagrangian gradient {v}"));
     }
 
     // ------------------------------------------------------------------ 5. Discrete infomax codes
