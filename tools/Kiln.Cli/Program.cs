@@ -16,6 +16,7 @@ foreach (var verb in new[]
     AllReduceBenchVerb.Build(),
     SmoothVerb.Build(),
     DistillVerb.Build(),
+    BoundsVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
