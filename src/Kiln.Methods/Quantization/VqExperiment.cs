@@ -21,9 +21,9 @@ public enum VqMethod
 public sealed record VqExperimentOptions
 {
     /// <summary>Training steps per method.</summary>
-    public int Steps { get; init; } = 1500;
+    public int Steps { get; init; } = 800;
     /// <summary>Codebook size K.</summary>
-    public int Codes { get; init; } = 64;
+    public int Codes { get; init; } = 512;
     /// <summary>Latent tokens per image, each quantized separately.</summary>
     public int Tokens { get; init; } = 4;
     /// <summary>Width of a code.</summary>
