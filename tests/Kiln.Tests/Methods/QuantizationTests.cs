@@ -123,6 +123,35 @@ public class QuantizationTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new VectorQuantizer(0, 2));
     }
 
+    [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
+    public void Estimators_run_on_every_device_and_match_the_cpu(string device)
+    {
+        var dev = Devices.Parse(device);
+        Props.Check(dev, VqCase, c =>
+        {
+            var r = new Random(c.Seed);
+            double[] z = Rand(r, c.N * c.D), cb = Rand(r, c.K * c.D), g = Rand(r, c.N * c.D), logits = Rand(r, c.N * c.K);
+            (long[] Idx, double[] Q, double[] Gz, double[] Gl, double[] W) On(Device d)
+            {
+                var zt = T64(z, c.N, c.D).To(d).RequiresGrad_();
+                var o = VectorQuantization.Quantize(zt, T64(cb, c.K, c.D).To(d), VqEstimator.Rotation);
+                var gz = Autograd.Grad([o.Quantized], [zt], [T64(g, c.N, c.D).To(d)])[0];
+                var lt = T64(logits, c.N, c.K).To(d).RequiresGrad_();
+                var sample = o.Indices.OneHot(c.K, DType.Float64);
+                var gl = Autograd.Grad([DiscreteEstimators.ReinMax(lt, sample, 0.7)], [lt], [sample * 0.5 - 0.1])[0];
+                var w = OscillationFree.StatsQuantize(T64(cb, c.K, c.D).To(d), 3);
+                return (o.Indices.To(Device.Cpu).ToArray<long>(), o.Quantized.To(Device.Cpu).ToArray<double>(), gz.To(Device.Cpu).ToArray<double>(),
+                    gl.To(Device.Cpu).ToArray<double>(), w.To(Device.Cpu).ToArray<double>());
+            }
+            var (want, got) = (On(Device.Cpu), On(dev));
+            Assert.Equal(want.Idx, got.Idx);
+            Assert.Equal(want.Q, got.Q);
+            Assert.True(Dense.MaxDiff(want.Gz, got.Gz) < 1e-12);
+            Assert.True(Dense.MaxDiff(want.Gl, got.Gl) < 1e-12);
+            Assert.True(Dense.MaxDiff(want.W, got.W) < 1e-12);
+        }, 12);
+    }
+
     // ------------------------------------------------------------------ rotation trick
 
     // Float64 transcription of the paper: R = I - 2 r r^T + 2 q^ e^^T, lambda = ||q||/||e||; gradient lambda R^T g.
