@@ -713,6 +713,15 @@ public class VqVerbTests
             Assert.True(m.GetProperty("reconstruction_mse").GetDouble() > 0);
             Assert.Equal([0, 3, 6], m.GetProperty("curve").EnumerateArray().Select(c => c.GetProperty("step").GetInt32()));
         }
-        Assert.Equal(2, Kiln.Cli.Cli.Run(root, ["vq", "--json", "--methods", "kmeans"]));
+        var err = new StringWriter();
+        Console.SetError(err);
+        try
+        {
+            Assert.Equal(2, Kiln.Cli.Cli.Run(root, ["vq", "--json", "--methods", "kmeans"]));
+            Assert.Equal(2, Kiln.Cli.Cli.Run(root, ["vq", "--json", "--eval-every", "0"]));
+        }
+        finally { Console.SetError(savedErr); }
+        Assert.Contains("kiln: --methods: 'kmeans'", err.ToString());
+        Assert.Contains("kiln: --eval-every: ", err.ToString());
     }
 }

@@ -25,7 +25,7 @@ public static class VqVerb
             var list = p.GetValue(methods)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseMethod).ToList();
             var options = new VqExperimentOptions { Steps = p.GetValue(steps), Codes = p.GetValue(codes), EvalEvery = p.GetValue(evalEvery), Seed = p.GetValue(seed), Methods = list };
             try { options.Validate(); }
-            catch (ArgumentOutOfRangeException e) { throw new ArgumentException($"--{e.ParamName?.ToLowerInvariant()}: {e.Message.Split(" (Parameter")[0]}", e); }
+            catch (ArgumentOutOfRangeException e) { throw new ArgumentException($"--{Kebab(e.ParamName ?? "")}: {e.Message.Split(Environment.NewLine)[0].Split(" (Parameter")[0]}", e); }
             var result = Cli.Progress("training VQ autoencoders", options.Steps * list.Count, report => VqExperiment.Run(options, (done, _) => report(done)));
             Print(result);
             if (p.GetValue(json)) Cli.JsonLine(ToJson(result));
@@ -38,6 +38,9 @@ public static class VqVerb
         });
         return cmd;
     }
+
+    // EvalEvery -> eval-every: the option spelling of a setting's name.
+    static string Kebab(string name) => string.Concat(name.Select((ch, i) => char.IsUpper(ch) ? (i > 0 ? "-" : "") + char.ToLowerInvariant(ch) : ch.ToString()));
 
     static readonly string[] Names = ["straight-through", "rotation", "simvq", "online-clustered"];
 
