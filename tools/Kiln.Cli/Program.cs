@@ -17,6 +17,7 @@ foreach (var verb in new[]
     SmoothVerb.Build(),
     DistillVerb.Build(),
     BoundsVerb.Build(),
+    VqVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
