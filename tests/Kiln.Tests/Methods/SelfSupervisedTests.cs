@@ -338,7 +338,9 @@ public class SelfSupervisedTests
         var a = Ccond(xs, ys); var b = Ccond(xt, yt);
         var ra = Dense.SymFunction(a, p, w => Math.Sqrt(Math.Max(w, 0)));
         var inner = Dense.Mul(Dense.Mul(ra, b, p, p, p), ra, p, p, p);
-        double fidelity = Dense.Eigh(inner, p).W.Sum(w => Math.Sqrt(Math.Max(w, 0)));
+        // Eigenvalues at rounding level are the rank deficiency's exact zeros (their square roots would add ~1e-8).
+        var w = Dense.Eigh(inner, p).W;
+        double fidelity = w.Where(x => x > 1e-13 * Math.Max(w.Max(), 1e-300)).Sum(Math.Sqrt);
         double tr(double[] m) => Enumerable.Range(0, p).Sum(i => m[i * p + i]);
         return (cmmd, tr(a) + tr(b) - 2 * fidelity);
     }
@@ -372,21 +374,31 @@ public class SelfSupervisedTests
     {
         var kx = CodKernels.Gaussian(0.5);
         var ky = CodKernels.Gaussian(0.5);
-        double Mean(int n, double shift) => Enumerable.Range(0, 4).Average(s =>
+        double Cod(int n, double shift, int s)
         {
             var g = new Generator((ulong)(100 * n + s));
-            // Different label marginals, the same p(x | y) unless shifted.
-            var (xs, ys) = Domain(n, -1, 0.5, 0, g);
-            var (xt, yt) = Domain(n, -0.5, 1, shift, g);
+            // Labels uniform on [-1, 1] in the source and skewed towards 1 in the target; the same p(x | y) unless shifted.
+            var (xs, ys) = Domain(n, -1, 1, 0, g);
+            var (xt, yt) = Skewed(n, shift, g);
             double v = ConditionalOperatorDiscrepancy.Compute(xs, ys, xt, yt, 0.05, kx, ky).Item();
             Assert.True(v >= -1e-12, $"COD {v} is negative");
             return v;
-        });
-        double small = Mean(16, 0), mid = Mean(48, 0), large = Mean(144, 0);
+        }
+        double Mean(int n) => Enumerable.Range(0, 3).Average(s => Cod(n, 0, s));
+        double small = Mean(16), mid = Mean(48), large = Mean(144);
+        // Finite-sample bias shrinks with n; the regularization bias (the label marginals differ) stays.
         Assert.True(small > mid && mid > large, $"COD {small}, {mid}, {large} for n = 16, 48, 144");
-        Assert.True(large < 0.05, $"COD {large} at n = 144");
-        Assert.True(large > 0);
-        Assert.True(Mean(144, 0.5) > 5 * large, $"shifted conditionals: {Mean(144, 0.5)}");
+        Assert.InRange(large, 1e-3, 0.3);
+        double shifted = Cod(144, 0.5, 0);
+        Assert.True(shifted > 5 * large, $"shifted conditionals: {shifted} against {large}");
+    }
+
+    static (Tensor X, Tensor Y) Skewed(int n, double shift, Generator g)
+    {
+        var u = Tensor.Rand(new Shape(n, 1), g, 0, 1, DType.Float64);
+        var y = 1.0 - u.Square() * 2.0;
+        var x = Tensor.Concat([(y * 2.0).Sin(), y.Square() + shift], 1) + Tensor.Randn(new Shape(n, 2), g, std: 0.05, dtype: DType.Float64);
+        return (x, y);
     }
 
     [Fact]
@@ -409,5 +421,34 @@ public class SelfSupervisedTests
         Assert.Throws<ArgumentException>(() => ConditionalOperatorDiscrepancy.Compute(x.Narrow(0, 0, 1), y.Narrow(0, 0, 1), x, y));
         Assert.Throws<ArgumentOutOfRangeException>(() => ConditionalOperatorDiscrepancy.Compute(x, y, x, y, epsilon: 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => CodKernels.Gaussian(-1));
+    }
+}
+
+/// <summary>`kiln ssl` end to end with tiny settings (it swaps the console, so it runs alone).</summary>
+[Collection(nameof(SerialCollection))]
+public class SslVerbTests
+{
+    [Fact]
+    public void Ssl_verb_writes_one_json_object_with_the_table()
+    {
+        var root = new System.CommandLine.RootCommand("kiln");
+        root.Subcommands.Add(Kiln.Cli.SslVerb.Build());
+        var saved = Console.Out;
+        var output = new StringWriter();
+        Console.SetOut(output);
+        int code;
+        try { code = Kiln.Cli.Cli.Run(root, ["ssl", "--steps", "4", "--continue-steps", "2", "--batch", "32", "--probe-steps", "5", "--eval-every", "2", "--json"]); }
+        finally { Console.SetOut(saved); }
+        Assert.Equal(0, code);
+        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        using var doc = System.Text.Json.JsonDocument.Parse(line);
+        var rows = doc.RootElement.GetProperty("rows").EnumerateArray().ToArray();
+        Assert.Equal(["pixels", "random encoder", "vicreg", "vicreg continued", "vicreg + e2mc"], rows.Select(r => r.GetProperty("method").GetString()));
+        Assert.Equal([0, 0, 4, 6, 6], rows.Select(r => r.GetProperty("steps").GetInt32()));
+        foreach (var r in rows) Assert.InRange(r.GetProperty("test_accuracy").GetDouble(), 0, 1);
+        Assert.Equal([0, 2, 4, 6], rows[4].GetProperty("curve").EnumerateArray().Select(c => c.GetProperty("step").GetInt32()));
+        Assert.Equal(1797, doc.RootElement.GetProperty("train").GetInt32() + doc.RootElement.GetProperty("test").GetInt32());
+        // A bad setting is bad usage (exit 2), before any training.
+        Assert.Equal(2, Kiln.Cli.Cli.Run(root, ["ssl", "--batch", "2", "--json"]));
     }
 }
