@@ -145,8 +145,8 @@ public static class SslExperiment
         var curve = new List<SslCurvePoint>();
         var random = Evaluate("random encoder", 0, curve);
         curve.Add(new SslCurvePoint(0, random.TestAccuracy));
-        SslRow? pretrained = null;
         int steps = o.PretrainSteps + o.ContinueSteps;
+        SslRow pretrained = random with { Method = "vicreg", Curve = curve.ToArray() }, final = random with { Curve = curve.ToArray() };
         for (int step = 1; step <= steps; step++)
         {
             var idx = Enumerable.Range(0, o.BatchSize).Select(_ => rng.Next(n)).ToArray();
@@ -161,12 +161,14 @@ public static class SslExperiment
             loss.Backward();
             opt.Step();
             tick();
-            if (step % o.EvalEvery == 0 || step == o.PretrainSteps || step == steps)
-                curve.Add(new SslCurvePoint(step, Evaluate("", step, []).TestAccuracy));
-            if (step == o.PretrainSteps) pretrained = Evaluate("vicreg", step, curve.ToList());
+            bool atPretrain = step == o.PretrainSteps, last = step == steps;
+            if (step % o.EvalEvery != 0 && !atPretrain && !last) continue;
+            var row = Evaluate("vicreg", step, []);
+            curve.Add(new SslCurvePoint(step, row.TestAccuracy));
+            if (atPretrain) pretrained = row with { Curve = curve.ToArray() };
+            if (last) final = row with { Curve = curve.ToArray() };
         }
-        pretrained ??= Evaluate("vicreg", 0, curve.ToList());
-        return new Run3(random with { Curve = [] }, pretrained, Evaluate("", steps, curve));
+        return new Run3(random with { Curve = [] }, pretrained, final);
     }
 
     // A view: shift by (dx, dy) with zero fill, mask pixels, add noise. Pixels are [n, 64] row-major 8x8 in [0, 1].

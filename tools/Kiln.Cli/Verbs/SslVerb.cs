@@ -32,8 +32,7 @@ public static class SslVerb
                 EntropyWeight = p.GetValue(entropy), E2mcCovarianceWeight = p.GetValue(cov), ProbeSteps = p.GetValue(probe), EvalEvery = p.GetValue(every),
                 Seed = p.GetValue(seed),
             };
-            try { options.Validate(); }
-            catch (ArgumentOutOfRangeException e) { throw new ArgumentException(e.Message.Split(" (Parameter")[0], e); }
+            options.Validate();
             int total = 2 * (options.PretrainSteps + options.ContinueSteps);
             var result = Cli.Progress("pre-training", total, report => SslExperiment.Run(options, (done, _) => report(done)));
             Report(result, p.GetValue(json));
