@@ -18,6 +18,7 @@ foreach (var verb in new[]
     DistillVerb.Build(),
     BoundsVerb.Build(),
     VqVerb.Build(),
+    SslVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
