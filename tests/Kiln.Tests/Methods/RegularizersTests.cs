@@ -474,4 +474,453 @@ public class RegularizersTests
         double plain = Sharpness(false), flat = Sharpness(true);
         Assert.True(flat < plain, $"held-out sharpness: constrained {flat}, plain {plain}");
     }
+
+    // ---------------------------------------------------------------- condition number (TSCNC)
+
+    [Fact]
+    public void Condition_number_is_the_ratio_of_extreme_singular_values()
+    {
+        Props.Check(Sizes(1, 6, 1, 6, 0, 0), c =>
+        {
+            var (m, n, _, seed) = c;
+            var w = U(new Random(seed), m * n);
+            var s = TestKit.Dense.SingularValues(w, m, n);
+            double got = ConditionNumber.Of(T(w, m, n)).Item();
+            Assert.True(Math.Abs(got - s[0] / s[^1]) <= 1e-9 * (s[0] / s[^1]), $"κ {got}, reference {s[0] / s[^1]}");
+        }, Cases);
+    }
+
+    [Theory, InlineData(5, 5, 0.3), InlineData(7, 3, 2.5), InlineData(3, 7, 1.7)]
+    public void Condition_number_is_one_for_scaled_orthogonal_and_semi_orthogonal_matrices(int m, int n, double scale)
+    {
+        var r = new Random(m * 10 + n);
+        var (q, _) = T(U(r, Math.Max(m, n) * Math.Min(m, n)), Math.Max(m, n), Math.Min(m, n)).Qr();   // orthonormal columns
+        var w = (m >= n ? q : q.T) * scale;
+        Assert.Equal(1.0, ConditionNumber.Of(w).Item(), 12);
+        // The sparse term is not at its minimum there (that is the zero matrix): the two terms pull differently.
+        Assert.True(ConditionNumber.TransformedL1(w, 1).Item() > 0);
+        Assert.Equal(ConditionNumber.TransformedL1(w, 1).Item() * 0.2 + 3, ConditionNumber.Tscnc(w, 1, 0.2, 3).Item(), 12);
+    }
+
+    [Fact]
+    public void Condition_number_and_sparse_term_pass_gradcheck()
+    {
+        var r = new Random(21);
+        foreach (var (m, n) in new[] { (4, 4), (5, 3), (2, 6) })
+        {
+            var w = T(U(r, m * n), m, n);
+            var s = TestKit.Dense.SingularValues(w.ToArray<double>(), m, n);
+            Assert.True(s[0] - s[1] > 1e-3 && s[^2] - s[^1] > 1e-3, "the extreme singular values must be simple");
+            var res = GradCheck.Run(xs => ConditionNumber.Of(xs[0]), [w]);
+            Assert.True(res.Passed, $"κ [{m}, {n}]: {res}");
+        }
+        var v = T(U(r, 12), 3, 4);
+        double[] vv = v.ToArray<double>();
+        Assert.Equal(vv.Sum(x => 1.5 * Math.Abs(x) / (0.5 + Math.Abs(x))), ConditionNumber.TransformedL1(v, 0.5).Item(), 12);
+        Assert.True(GradCheck.Run(xs => ConditionNumber.TransformedL1(xs[0], 0.5), [v]).Passed);
+        Assert.Throws<ArgumentException>(() => ConditionNumber.Of(T([1, 2, 2, 4], 2, 2)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ConditionNumber.TransformedL1(v, 0));
+    }
+
+    [Fact]
+    public void Pruned_and_condition_penalized_weights_are_better_conditioned_than_pruned_only()
+    {
+        // A linear layer fitted to Y = X W*, half its weights pruned by magnitude, fine-tuned with the mask held.
+        const int d = 6, n = 60;
+        var r = new Random(31);
+        var wStar = U(r, d * d);
+        var x = T(U(r, n * d), n, d); var y = x.MatMul(T(wStar, d, d));
+        double cut = wStar.Select(Math.Abs).Order().ElementAt(d * d / 2);
+        var mask = T(wStar.Select(v => Math.Abs(v) >= cut ? 1.0 : 0).ToArray(), d, d);
+        double Kappa(double beta)
+        {
+            var w = T(wStar, d, d) * mask;
+            for (int s = 0; s < 300; s++)
+            {
+                var leaf = w.Detach().RequiresGrad_();
+                var loss = (x.MatMul(leaf * mask) - y).Square().Mean();
+                if (beta > 0) loss = loss + beta * ConditionNumber.Of(leaf * mask);
+                w = ((leaf - 0.02 * Autograd.Grad(loss, leaf)) * mask).Detach();
+            }
+            return ConditionNumber.Of(w).Item();
+        }
+        double prunedOnly = Kappa(0), penalized = Kappa(0.01);
+        Assert.True(penalized < 0.8 * prunedOnly, $"κ pruned only {prunedOnly}, pruned + penalized {penalized}");
+    }
+
+    // ---------------------------------------------------------------- model immunization
+
+    [Fact]
+    public void Autodiff_hessians_of_least_squares_are_the_gram_matrices()
+    {
+        Props.Check(Sizes(1, 8, 1, 5, 0, 0), c =>
+        {
+            var (n, k, _, seed) = c;
+            var r = new Random(seed);
+            double[] x = U(r, n * k), y = U(r, n), w = U(r, k);
+            var tx = T(x, n, k); var ty = T(y, n);
+            var gram = TestKit.Dense.Mul(TestKit.Dense.T(x, n, k), x, k, n, k);
+            var half = new double[k * k]; var mean = new double[k * k];
+            for (int j = 0; j < k; j++)
+            {
+                var e = new double[k]; e[j] = 1;
+                var hv = Autograd.Hvp(v => 0.5 * (tx.MatMul(v) - ty).Square().Sum(), T(w, k), T(e, k)).ToArray<double>();
+                var mv = Autograd.Hvp(v => (tx.MatMul(v) - ty).Square().Mean(), T(w, k), T(e, k)).ToArray<double>();
+                for (int i = 0; i < k; i++) { half[i * k + j] = hv[i]; mean[i * k + j] = mv[i]; }
+            }
+            TestKit.Close.Check(gram, half, 1e-12, 1e-12, "½‖Xw − y‖²");
+            TestKit.Close.Check(TestKit.Dense.Scale(gram, 2.0 / n), mean, 1e-12, 1e-12, "(1/n)‖Xw − y‖²");
+            TestKit.Close.Check(gram, Immunization.LeastSquaresHessian(tx, meanSquaredError: false).ToArray<double>(), 1e-12, 1e-12, "XᵀX");
+            TestKit.Close.Check(TestKit.Dense.Scale(gram, 2.0 / n), Immunization.LeastSquaresHessian(tx).ToArray<double>(), 1e-12, 1e-12, "(2/n)XᵀX");
+        }, Cases);
+    }
+
+    [Fact]
+    public void Log_condition_number_derivative_is_the_eigenvector_formula()
+    {
+        Props.Check(Sizes(2, 6, 0, 0, 0, 0), c =>
+        {
+            var (k, _, _, seed) = c;
+            var r = new Random(seed);
+            var a = U(r, k * k);
+            var h = TestKit.Dense.Add(TestKit.Dense.Mul(TestKit.Dense.T(a, k, k), a, k, k, k), TestKit.Dense.Scale(TestKit.Dense.Eye(k), 0.3));
+            var dh0 = U(r, k * k);
+            var dh = TestKit.Dense.Add(dh0, TestKit.Dense.T(dh0, k, k));
+            var (ev, vec) = TestKit.Dense.Eigh(h, k);
+            int lo = Array.IndexOf(ev, ev.Min()), hi = Array.IndexOf(ev, ev.Max());
+            double Quad(int col) { double s = 0; for (int i = 0; i < k; i++) for (int j = 0; j < k; j++) s += vec[i * k + col] * dh[i * k + j] * vec[j * k + col]; return s; }
+            double formula = Quad(hi) / ev[hi] - Quad(lo) / ev[lo];
+            var leaf = T(h, k, k).RequiresGrad_();
+            var grad = Autograd.Grad(Immunization.LogConditionNumber(leaf), leaf).ToArray<double>();
+            double directional = grad.Zip(dh, (g, d) => g * d).Sum();
+            Assert.True(Math.Abs(directional - formula) <= 1e-9 * (1 + Math.Abs(formula)), $"autodiff {directional}, formula {formula}");
+            const double eps = 1e-6;
+            double LogK(double t) { var (e, _) = TestKit.Dense.Eigh(TestKit.Dense.Add(h, dh, t), k); return Math.Log(e.Max() / e.Min()); }
+            double fd = (LogK(eps) - LogK(-eps)) / (2 * eps);
+            Assert.True(Math.Abs(fd - formula) <= 1e-5 * (1 + Math.Abs(formula)), $"finite difference {fd}, formula {formula}");
+        }, Cases);
+        Assert.Throws<ArgumentException>(() => Immunization.LogConditionNumber(T([1, 0, 0, -1], 2, 2)));
+    }
+
+    [Fact]
+    public void Immunization_slows_fine_tuning_on_the_harmful_task()
+    {
+        const int d = 6, k = 4, n = 80;
+        var r = new Random(41);
+        // The primary task lives mostly in inputs 0..3, the harmful one also in inputs 4..5, so θ can starve the
+        // harmful features of a direction the primary task barely uses.
+        var xp = T(U(r, n * d), n, d) * T([1, 1, 1, 1, 0.05, 0.05], d); var xh = T(U(r, n * d), n, d) * T([0.05, 0.05, 1, 1, 1, 1], d);
+        var yp = xp.MatMul(T(U(r, d), d)); var yh = xh.MatMul(T(U(r, d), d));
+        var theta = T(U(r, d * k), d, k);
+        var head = T(U(r, k), k);
+        double kappaBefore = Math.Exp(Immunization.LogConditionNumber(Immunization.LeastSquaresHessian(xh.MatMul(theta))).Item());
+        int stepsBefore = Immunization.StepsToConverge(xh.MatMul(theta), yh, 1e-3, 50_000);
+        for (int s = 0; s < 150; s++)
+        {
+            var th = theta.Detach().RequiresGrad_(); var hd = head.Detach().RequiresGrad_();
+            var risk = (xp.MatMul(th).MatMul(hd) - yp).Square().Mean();
+            var g = Autograd.Grad([Immunization.Objective(th, xp, risk, xh, 0.1, 1)], [th, hd]);
+            theta = (th - 0.02 * g[0]).Detach(); head = (hd - 0.02 * g[1]).Detach();
+        }
+        double kappaAfter = Math.Exp(Immunization.LogConditionNumber(Immunization.LeastSquaresHessian(xh.MatMul(theta))).Item());
+        int stepsAfter = Immunization.StepsToConverge(xh.MatMul(theta), yh, 1e-3, 50_000);
+        Assert.True(kappaAfter > 2 * kappaBefore, $"harmful κ {kappaBefore} → {kappaAfter}");
+        Assert.True(stepsAfter > 2 * stepsBefore, $"harmful fine-tuning steps {stepsBefore} → {stepsAfter}");
+    }
+
+    [Fact]
+    public void Steps_to_converge_is_one_for_a_perfectly_conditioned_task()
+    {
+        // H = (2/n)FᵀF = cI: one step of size 1/c lands on w*.
+        var f = T([1, 0, 0, 1, 1, 0, 0, 1], 4, 2);
+        Assert.Equal(1, Immunization.StepsToConverge(f, T([1, 2, 3, 4], 4), 1e-9, 10));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Immunization.StepsToConverge(f, T([1, 2, 3, 4], 4), 0, 10));
+        Assert.Throws<ShapeMismatchException>(() => Immunization.StepsToConverge(f, T([1, 2, 3], 3), 0.1, 10));
+    }
+
+    // ---------------------------------------------------------------- selective pruning
+
+    [Fact]
+    public void Selective_update_is_plain_for_relevant_weights_and_decays_irrelevant_ones()
+    {
+        Props.Check(Sizes(1, 30, 0, 0, 0, 0), c =>
+        {
+            var (len, _, _, seed) = c;
+            var r = new Random(seed);
+            double[] w = U(r, len), g = U(r, len);
+            double thr = w.Zip(g, (a, b) => Math.Abs(a * b)).Order().ElementAt(len / 2);
+            var rule = new SelectivePruning(learningRate: 0.1, decay: 0.5, relevanceThreshold: thr, pruneThreshold: 0.2);
+            var got = rule.Step(T(w, len), T(g, len)).ToArray<double>();
+            for (int i = 0; i < len; i++)
+            {
+                bool relevant = Math.Abs(w[i] * g[i]) >= thr;
+                double expected = relevant ? w[i] - 0.1 * g[i] : w[i] - 0.1 * g[i] - 0.1 * 0.5 * w[i];
+                Assert.Equal(expected, got[i], 15);
+            }
+            var mask = rule.Prune(T(w, len)).ToArray<double>();
+            for (int i = 0; i < len; i++) Assert.Equal(Math.Abs(w[i]) >= 0.2 ? 1.0 : 0.0, mask[i]);
+        }, Cases);
+        var rule0 = new SelectivePruning(0.1, 0.5, 0.01, 0.2);
+        var kept = rule0.Prune(T([0.5, 0.5, 0.1], 3), T([1, 0, 1], 3)).ToArray<double>();
+        Assert.Equal([1.0, 0.0, 0.0], kept);       // pruned weights stay pruned
+        Assert.Equal([0.0, 0.0], rule0.Step(T([1, 1], 2), T([0.1, 0.1], 2), T([0, 0], 2)).ToArray<double>());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SelectivePruning(0, 1, 1, 1));
+        Assert.Throws<ShapeMismatchException>(() => rule0.Step(T([1, 1], 2), T([1], 1)));
+    }
+
+    [Fact]
+    public void Selective_pruning_removes_planted_irrelevant_inputs()
+    {
+        // y depends on inputs 0..2 only; inputs 3..5 are noise. Prune every 50 steps.
+        const int n = 200, p = 6;
+        var r = new Random(51);
+        var x = U(r, n * p);
+        var y = Enumerable.Range(0, n).Select(i => 1.5 * x[i * p] - 1.0 * x[i * p + 1] + 0.8 * x[i * p + 2] + 0.05 * (r.NextDouble() - 0.5)).ToArray();
+        var tx = T(x, n, p); var ty = T(y, n);
+        // A relevant weight near its optimum has a small saliency, takes one decay step (ηλ|w| ≤ 0.015) and climbs back.
+        var rule = new SelectivePruning(learningRate: 0.1, decay: 0.1, relevanceThreshold: 1e-4, pruneThreshold: 0.02);
+        var w = T(U(r, p, -0.5, 0.5), p);
+        Tensor? mask = null;
+        for (int s = 1; s <= 600; s++)
+        {
+            var leaf = w.Detach().RequiresGrad_();
+            var g = Autograd.Grad((tx.MatMul(leaf) - ty).Square().Mean(), leaf);
+            w = rule.Step(leaf, g, mask);
+            if (s % 50 == 0) mask = rule.Prune(w, mask);
+        }
+        Assert.Equal([1.0, 1, 1, 0, 0, 0], mask!.ToArray<double>());
+        var wv = w.ToArray<double>();
+        Assert.True(Math.Abs(wv[0] - 1.5) < 0.05 && Math.Abs(wv[1] + 1) < 0.05 && Math.Abs(wv[2] - 0.8) < 0.05, $"kept weights {string.Join(", ", wv)}");
+    }
+
+    // ---------------------------------------------------------------- CCL-K
+
+    [Fact]
+    public void Delta_kernel_weights_are_normalized_conditional_indicators()
+    {
+        Props.Check(Sizes(1, 9, 1, 3, 0, 0), c =>
+        {
+            var (n, groups, _, seed) = c;
+            var r = new Random(seed);
+            var labels = Enumerable.Range(0, n).Select(_ => (long)r.Next(groups)).ToArray();
+            double lambda = Math.Pow(10, -r.Next(0, 4));
+            var w = KernelConditionalContrastive.Weights(KernelConditionalContrastive.DeltaKernel(Tensor.FromArray(labels)), lambda).ToArray<double>();
+            for (int i = 0; i < n; i++)
+            {
+                int size = labels.Count(l => l == labels[i]);
+                for (int j = 0; j < n; j++) Assert.Equal(labels[i] == labels[j] ? 1.0 / (size + lambda) : 0, w[i * n + j], 12);
+            }
+            // λ → 0: exactly conditional sampling, uniform over the samples sharing z_i.
+            var w0 = KernelConditionalContrastive.Weights(KernelConditionalContrastive.DeltaKernel(Tensor.FromArray(labels)), 1e-12).ToArray<double>();
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++) Assert.Equal(labels[i] == labels[j] ? 1.0 / labels.Count(l => l == labels[i]) : 0, w0[i * n + j], 10);
+        }, Cases);
+    }
+
+    [Fact]
+    public void Kernel_weight_rows_are_the_kernel_ridge_smoother()
+    {
+        Props.Check(Sizes(1, 8, 1, 3, 0, 0), c =>
+        {
+            var (n, p, _, seed) = c;
+            var r = new Random(seed);
+            var z = U(r, n * p, -2, 2);
+            double sigma = 0.5 + r.NextDouble(), lambda = 0.1 + r.NextDouble();
+            var k = new double[n * n];
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    double d2 = 0;
+                    for (int q = 0; q < p; q++) d2 += (z[i * p + q] - z[j * p + q]) * (z[i * p + q] - z[j * p + q]);
+                    k[i * n + j] = Math.Exp(-d2 / (2 * sigma * sigma));
+                }
+            var kt = KernelConditionalContrastive.RbfKernel(T(z, n, p), sigma);
+            TestKit.Close.Check(k, kt.ToArray<double>(), 1e-14, 1e-15, "rbf kernel");
+            // The smoother's prediction at the training points for targets y is K α with (K + λI) α = y.
+            var y = U(r, n);
+            var alpha = SolveDense(TestKit.Dense.Add(k, TestKit.Dense.Scale(TestKit.Dense.Eye(n), lambda)), y, n);
+            var fitted = TestKit.Dense.Mul(k, alpha, n, n, 1);
+            var w = KernelConditionalContrastive.Weights(kt, lambda);
+            TestKit.Close.Check(fitted, w.MatMul(T(y, n)).ToArray<double>(), 1e-10, 1e-12, "kernel ridge smoother");
+        }, Cases);
+    }
+
+    [Fact]
+    public void Ccl_k_loss_matches_its_formula_and_gradcheck()
+    {
+        Props.Check(Sizes(1, 7, 0, 0, 0, 0), c =>
+        {
+            var (n, _, _, seed) = c;
+            var r = new Random(seed);
+            var s = U(r, n * n, -3, 3); var w = U(r, n * n, 0, 1);
+            double expected = 0;
+            for (int i = 0; i < n; i++)
+            {
+                double den = 0;
+                for (int j = 0; j < n; j++) den += w[i * n + j] * Math.Exp(s[i * n + j]);
+                expected += (Math.Log(den) - s[i * n + i]) / n;
+            }
+            Assert.Equal(expected, KernelConditionalContrastive.Loss(T(s, n, n), T(w, n, n)).Item(), 12);
+        }, Cases);
+        var r2 = new Random(2);
+        var wt = T(U(r2, 16, 0.1, 1), 4, 4);
+        Assert.True(GradCheck.Run(xs => KernelConditionalContrastive.Loss(xs[0], wt), [T(U(r2, 16, -2, 2), 4, 4)]).Passed);
+        Assert.Throws<ShapeMismatchException>(() => KernelConditionalContrastive.Loss(T(U(r2, 6), 2, 3), T(U(r2, 6), 2, 3)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelConditionalContrastive.Weights(wt, 0));
+    }
+
+    // ---------------------------------------------------------------- equiangular basis vectors
+
+    static double MaxAbsCos(double[] b, int k, int d)
+    {
+        double worst = 0;
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < i; j++)
+            {
+                double dot = 0;
+                for (int q = 0; q < d; q++) dot += b[i * d + q] * b[j * d + q];
+                worst = Math.Max(worst, Math.Abs(dot));
+            }
+        return worst;
+    }
+
+    [Theory, InlineData(6, 8, 0.1), InlineData(5, 5, 0.05), InlineData(20, 10, 0.4)]
+    public void Generated_basis_is_unit_norm_and_within_the_angle_bound(int k, int d, double alpha)
+    {
+        var res = EquiangularBasis.Generate(k, d, alpha, new Generator(7));
+        Assert.Equal(0, res.Loss);
+        var b = res.Basis.ToArray<double>();
+        for (int i = 0; i < k; i++) Assert.Equal(1.0, Math.Sqrt(Enumerable.Range(0, d).Sum(q => b[i * d + q] * b[i * d + q])), 14);
+        Assert.True(MaxAbsCos(b, k, d) <= alpha + 1e-12, $"max |cos| {MaxAbsCos(b, k, d)} > α {alpha}");
+    }
+
+    [Fact]
+    public void Infeasible_basis_keeps_a_positive_loss()
+    {
+        // 12 directions in the plane cannot all be within |cos| ≤ 0.2 of each other's orthogonal.
+        var res = EquiangularBasis.Generate(12, 2, 0.2, new Generator(3), maxSteps: 100);
+        Assert.True(res.Loss > 0);
+        Assert.Equal(100, res.Steps);
+    }
+
+    [Fact]
+    public void Ebv_loss_is_cross_entropy_over_cosine_logits()
+    {
+        Props.Check(Sizes(1, 5, 2, 5, 1, 6), c =>
+        {
+            var (n, k, d, seed) = c;
+            var r = new Random(seed);
+            double[] f = U(r, n * d), e = U(r, k * d);
+            var t = Enumerable.Range(0, n).Select(_ => (long)r.Next(k)).ToArray();
+            const double tau = 0.3;
+            double Norm(double[] a, int row, int w) => Math.Sqrt(Enumerable.Range(0, w).Sum(q => a[row * w + q] * a[row * w + q]));
+            double expected = 0; var pred = new long[n];
+            for (int i = 0; i < n; i++)
+            {
+                var logits = Enumerable.Range(0, k).Select(j => Enumerable.Range(0, d).Sum(q => f[i * d + q] * e[j * d + q]) / (Norm(f, i, d) * Norm(e, j, d)) / tau).ToArray();
+                double mx = logits.Max();
+                expected += (mx + Math.Log(logits.Sum(l => Math.Exp(l - mx))) - logits[t[i]]) / n;
+                pred[i] = Array.IndexOf(logits, logits.Max());
+            }
+            Assert.Equal(expected, EquiangularBasis.Loss(T(f, n, d), T(e, k, d), Tensor.FromArray(t), tau).Item(), 12);
+            Assert.Equal(pred, EquiangularBasis.Predict(T(f, n, d), T(e, k, d)).ToArray<long>());
+            double gen = 0;
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < k; j++)
+                    if (i != j) gen += Math.Max(Math.Abs(Enumerable.Range(0, d).Sum(q => e[i * d + q] * e[j * d + q]) / (Norm(e, i, d) * Norm(e, j, d))) - 0.1, 0);
+            Assert.Equal(gen, EquiangularBasis.GenerationLoss(T(e, k, d), 0.1).Item(), 12);
+        }, Cases);
+        var r2 = new Random(9);
+        var basis = T(U(r2, 12), 3, 4); var target = Tensor.FromArray(new long[] { 2, 0 });
+        Assert.True(GradCheck.Run(xs => EquiangularBasis.Loss(xs[0], basis, target, 0.5), [T(U(r2, 8), 2, 4)]).Passed);
+        Assert.Throws<ArgumentOutOfRangeException>(() => EquiangularBasis.Generate(3, 3, 1.0, new Generator(1)));
+        Assert.Throws<ShapeMismatchException>(() => EquiangularBasis.Logits(T(U(r2, 6), 2, 3), basis, 1));
+    }
+
+    // ---------------------------------------------------------------- conditional Monge gap
+
+    static IEnumerable<int[]> Permutations(int n) => n == 0 ? [[]] :
+        Permutations(n - 1).SelectMany(p => Enumerable.Range(0, n).Select(pos => p.Take(pos).Append(n - 1).Concat(p.Skip(pos)).ToArray()));
+
+    [Fact]
+    public void Assignment_cost_is_the_best_permutation()
+    {
+        Props.Check(Sizes(1, 6, 0, 0, 0, 0), c =>
+        {
+            var (n, _, _, seed) = c;
+            var cost = U(new Random(seed), n * n, 0, 5);
+            double best = Permutations(n).Min(p => Enumerable.Range(0, n).Sum(i => cost[i * n + p[i]])) / n;
+            var (got, assignment) = MongeGap.AssignmentCost(T(cost, n, n));
+            Assert.Equal(best, got, 12);
+            Assert.Equal(best, Enumerable.Range(0, n).Sum(i => cost[i * n + assignment[i]]) / n, 12);
+        }, Cases);
+    }
+
+    [Fact]
+    public void Exact_monge_gap_is_zero_for_gradients_of_convex_maps_and_positive_for_rotations()
+    {
+        const int n = 9;
+        var r = new Random(61);
+        var x = T(U(r, n * 2, -1, 1), n, 2);
+        Assert.Equal(0, MongeGap.Exact(x, x), 12);
+        var a = T([2.0, 0.7, 0.7, 0.5], 2, 2);                      // symmetric positive definite: x → Ax = ∇(½xᵀAx)
+        Assert.Equal(0, MongeGap.Exact(x, x.MatMul(a)), 12);
+        var rot = T([0.0, 1, -1, 0], 2, 2);                         // a quarter turn
+        Assert.True(MongeGap.Exact(x, x.MatMul(rot)) > 0.05);
+    }
+
+    [Fact]
+    public void Entropic_monge_gap_is_within_its_entropic_bias_of_the_exact_gap()
+    {
+        // W ≤ W_ε ≤ W + ε log n (KL(P ‖ abᵀ) ≤ log n for uniform marginals), so gap − ε log n ≤ gap_ε ≤ gap.
+        const int n = 8;
+        var r = new Random(71);
+        var x = T(U(r, n * 2, -1, 1), n, 2);
+        var rot = T([Math.Cos(1.0), Math.Sin(1.0), -Math.Sin(1.0), Math.Cos(1.0)], 2, 2);
+        foreach (var map in new[] { x, x.MatMul(rot), x.MatMul(T([1.5, 0.4, 0.4, 0.8], 2, 2)) })
+        {
+            double exact = MongeGap.Exact(x, map);
+            foreach (double eps in new[] { 0.1, 0.01, 0.002 })
+            {
+                double gap = MongeGap.Entropic(x, map, eps).Item();
+                Assert.True(gap <= exact + 1e-9 && gap >= exact - eps * Math.Log(n) - 1e-9, $"ε {eps}: entropic {gap}, exact {exact}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Sinkhorn_meets_its_marginals_and_its_cost_is_the_regularized_primal()
+    {
+        var r = new Random(81);
+        var cost = T(U(r, 5 * 7, 0, 2), 5, 7);
+        const double eps = 0.05;
+        var s = MongeGap.Sinkhorn(cost, eps, 1e-13);
+        Assert.True(s.MarginalError <= 1e-13);
+        var c = cost.ToArray<double>();
+        double primal = 0;
+        for (int i = 0; i < 5; i++)
+        {
+            Assert.Equal(1.0 / 5, Enumerable.Range(0, 7).Sum(j => s.Plan[i, j]), 12);
+            for (int j = 0; j < 7; j++) primal += s.Plan[i, j] * c[i * 7 + j] + eps * s.Plan[i, j] * Math.Log(s.Plan[i, j] * 35);
+        }
+        for (int j = 0; j < 7; j++) Assert.Equal(1.0 / 7, Enumerable.Range(0, 5).Sum(i => s.Plan[i, j]), 12);
+        Assert.Equal(primal, s.Cost, 11);
+    }
+
+    [Fact]
+    public void Monge_gap_gradients_and_the_conditional_average()
+    {
+        var r = new Random(91);
+        var x = T(U(r, 6 * 2), 6, 2);
+        var res = GradCheck.Run(xs => MongeGap.Entropic(xs[0], xs[1], 0.5), [x, T(U(r, 12), 6, 2)]);
+        Assert.True(res.Passed, res.ToString());
+        var mapped = T(U(r, 12), 6, 2);
+        long[] cond = [0, 1, 0, 1, 1, 0];
+        var g0 = Tensor.FromArray(new long[] { 0, 2, 5 }); var g1 = Tensor.FromArray(new long[] { 1, 3, 4 });
+        double expected = (MongeGap.Entropic(x.IndexSelect(0, g0), mapped.IndexSelect(0, g0), 0.1).Item()
+            + MongeGap.Entropic(x.IndexSelect(0, g1), mapped.IndexSelect(0, g1), 0.1).Item()) / 2;
+        Assert.Equal(expected, MongeGap.Conditional(x, mapped, cond, 0.1).Item(), 13);
+        Assert.Throws<ShapeMismatchException>(() => MongeGap.Conditional(x, mapped, [0, 1], 0.1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => MongeGap.Entropic(x, mapped, 0));
+    }
 }
