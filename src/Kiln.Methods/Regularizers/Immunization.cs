@@ -80,17 +80,27 @@ public static class Immunization
         if (maxSteps < 1) throw new ArgumentOutOfRangeException(nameof(maxSteps), maxSteps, $"{op}: maxSteps must be at least 1");
         using var _ = Autograd.NoGrad();
         var f = features.Detach().To(DType.Float64); var y = targets.Detach().To(DType.Float64);
-        int n = f.Shape[0];
-        var h = LeastSquaresHessian(f);
-        var b = f.T.MatMul(y) * (2.0 / n);
-        var star = h.Solve(b);
-        double lr = 1 / h.Eigh().Eigenvalues.Narrow(0, h.Shape[0] - 1, 1).Item();
-        double goal = tolerance * star.Norm().Item();
-        var w = star.ZerosLike();
+        int n = f.Shape[0], k = f.Shape[1];
+        var ht = LeastSquaresHessian(f);
+        var bt = f.T.MatMul(y) * (2.0 / n);
+        double lr = 1 / ht.Eigh().Eigenvalues.Narrow(0, k - 1, 1).Item();
+        var star = ht.Solve(bt).ToArray<double>();
+        double goal = tolerance * Math.Sqrt(star.Sum(v => v * v));
+        // The k-dimensional iteration runs on the host: thousands of tiny steps would be all launch overhead.
+        var h = ht.ToArray<double>(); var b = bt.ToArray<double>();
+        var w = new double[k]; var next = new double[k];
         for (int step = 1; step <= maxSteps; step++)
         {
-            w = w - lr * (h.MatMul(w) - b);
-            if ((w - star).Norm().Item() <= goal) return step;
+            double dist = 0;
+            for (int i = 0; i < k; i++)
+            {
+                double g = -b[i];
+                for (int j = 0; j < k; j++) g += h[i * k + j] * w[j];
+                next[i] = w[i] - lr * g;
+                dist += (next[i] - star[i]) * (next[i] - star[i]);
+            }
+            (w, next) = (next, w);
+            if (Math.Sqrt(dist) <= goal) return step;
         }
         return maxSteps;
     }
