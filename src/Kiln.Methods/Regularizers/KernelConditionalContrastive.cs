@@ -34,10 +34,15 @@ public static class KernelConditionalContrastive
     /// </summary>
     /// <exception cref="ShapeMismatchException">The kernel is not square.</exception>
     /// <exception cref="ArgumentOutOfRangeException">λ is not positive and finite.</exception>
+    /// <exception cref="ArgumentException">The kernel is not symmetric (relative tolerance 1e-10) or holds NaN.</exception>
     public static Tensor Weights(Tensor kernel, double lambda)
     {
         if (kernel.Rank != 2 || kernel.Shape[0] != kernel.Shape[1]) throw new ShapeMismatchException("ccl_k_weights", nameof(kernel), $"kernel must be square [n, n], got {kernel.Shape}");
         if (!(lambda > 0) || !double.IsFinite(lambda)) throw new ArgumentOutOfRangeException(nameof(lambda), lambda, "ccl_k_weights: lambda must be positive and finite");
+        // The smoother identity below needs K = Kᵀ; a relative 1e-10 allows rounding in a computed kernel.
+        var asym = (kernel - kernel.T).Abs().Amax().Item();
+        double scale = kernel.Abs().Amax().Item();
+        if (!(asym <= 1e-10 * scale)) throw new ArgumentException($"ccl_k_weights: kernel {kernel.Shape} is not symmetric (largest |K_ij − K_ji| = {asym}, largest |K_ij| = {scale})", nameof(kernel));
         int n = kernel.Shape[0];
         var reg = kernel + lambda * Tensor.Eye(n, dtype: kernel.DType, device: kernel.Device);
         // K (K + λI)⁻¹ = ((K + λI)⁻¹ K)ᵀ for symmetric K; the two are equal since K and (K + λI)⁻¹ commute.

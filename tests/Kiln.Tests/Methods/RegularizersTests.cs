@@ -766,7 +766,8 @@ public class RegularizersTests
         var wt = T(U(r2, 16, 0.1, 1), 4, 4);
         Assert.True(GradCheck.Run(xs => KernelConditionalContrastive.Loss(xs[0], wt), [T(U(r2, 16, -2, 2), 4, 4)]).Passed);
         Assert.Throws<ShapeMismatchException>(() => KernelConditionalContrastive.Loss(T(U(r2, 6), 2, 3), T(U(r2, 6), 2, 3)));
-        Assert.Throws<ArgumentOutOfRangeException>(() => KernelConditionalContrastive.Weights(wt, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelConditionalContrastive.Weights(wt + wt.T, 0));
+        Assert.Equal("kernel", Assert.Throws<ArgumentException>(() => KernelConditionalContrastive.Weights(T([1, 0.5, 0.4, 1], 2, 2), 0.1)).ParamName);
     }
 
     // ---------------------------------------------------------------- equiangular basis vectors
