@@ -14,9 +14,12 @@ public static class GradCheck
     /// <summary>
     /// Checks d sum(w * f(inputs)) / d inputs for a fixed random weighting w (so every output element matters) against
     /// central differences (f(x + eps) - f(x - eps)) / 2 eps, element by element. Inputs are converted to Float64.
-    /// An element passes when |analytic - numeric| &lt;= atol + rtol |numeric|.
+    /// An element passes when |analytic - numeric| &lt;= atol + rtol |numeric|. With <paramref name="higherOrder"/> the
+    /// finite differences run with recording on and inputs that require grad, so f may itself call
+    /// <see cref="Autograd.Grad(Tensor[], Tensor[], Tensor[], bool, bool?)"/> (gradient penalties, double backprop).
     /// </summary>
-    public static Result Run(Func<Tensor[], Tensor> f, Tensor[] inputs, double eps = 1e-6, double atol = 1e-5, double rtol = 1e-4, ulong seed = 1234)
+    public static Result Run(Func<Tensor[], Tensor> f, Tensor[] inputs, double eps = 1e-6, double atol = 1e-5, double rtol = 1e-4, ulong seed = 1234,
+        bool higherOrder = false)
     {
         var xs = inputs.Select(x => x.Detach().To(DType.Float64).Clone().Detach().RequiresGrad_()).ToArray();
         var y0 = f(xs);
@@ -33,6 +36,7 @@ public static class GradCheck
                 {
                     var vals = (double[])baseVals.Clone(); vals[e] = v;
                     var args = xs.Select((x, j) => j == k ? Tensor.FromArray(vals, x.Shape).To(x.Device) : x.Detach()).ToArray();
+                    if (higherOrder) return (f([.. args.Select(a => a.RequiresGrad_())]) * w).Sum().Item();
                     using (Autograd.NoGrad()) return (f(args) * w).Sum().Item();
                 }
                 double numeric = (Eval(baseVals[e] + eps) - Eval(baseVals[e] - eps)) / (2 * eps);

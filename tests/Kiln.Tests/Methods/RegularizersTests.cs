@@ -20,30 +20,11 @@ public class RegularizersTests
         from a in G.Choose(a0, a1) from b in G.Choose(b0, b1) from c in G.Choose(c0, c1) from s in G.Choose(0, int.MaxValue)
         select (a, b, c, s);
 
-    /// <summary>
-    /// Checks the gradient of a scalar f (which may itself take gradients inside) in each input against central
-    /// differences of f's value, evaluated with recording on so that inner Autograd.Grad calls work.
-    /// </summary>
+    /// <summary>The gradient of a scalar f (which may itself take gradients inside) against central differences of its value.</summary>
     static void CheckGradient(Func<Tensor[], Tensor> f, Tensor[] inputs, string what, double eps = 1e-6, double atol = 1e-6, double rtol = 1e-5)
     {
-        var xs = inputs.Select(x => x.Detach().Clone().RequiresGrad_()).ToArray();
-        var analytic = Autograd.Grad([f(xs)], xs);
-        for (int k = 0; k < xs.Length; k++)
-        {
-            var a = analytic[k].ToArray<double>();
-            var baseVals = xs[k].ToArray<double>();
-            for (int e = 0; e < baseVals.Length; e++)
-            {
-                double Eval(double v)
-                {
-                    var vals = (double[])baseVals.Clone(); vals[e] = v;
-                    var args = xs.Select((x, j) => (j == k ? T(vals, x.Shape.Dims.ToArray()) : x.Detach()).RequiresGrad_()).ToArray();
-                    return f(args).Item();
-                }
-                double numeric = (Eval(baseVals[e] + eps) - Eval(baseVals[e] - eps)) / (2 * eps);
-                Assert.True(Math.Abs(a[e] - numeric) <= atol + rtol * Math.Abs(numeric), $"{what}: input {k}, element {e}: analytic {a[e]:G10}, numeric {numeric:G10}");
-            }
-        }
+        var r = GradCheck.Run(f, inputs, eps, atol, rtol, higherOrder: true);
+        Assert.True(r.Passed, $"{what}: {r}");
     }
 
     // ---------------------------------------------------------------- expected gradients and attribution priors
