@@ -15,6 +15,7 @@ foreach (var verb in new[]
     TrainLmVerb.Build(),
     AllReduceBenchVerb.Build(),
     SmoothVerb.Build(),
+    OptimVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
