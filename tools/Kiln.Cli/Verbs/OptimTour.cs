@@ -13,9 +13,9 @@ public static class OptimTour
         var task = ComparisonTask.DigitsMlp(device: device);
         OptimizerCandidate[] candidates =
         [
-            new("adamw", [3e-3], (g, lr) => new AdamW(g, lr)),
-            new("soap", [3e-3], (g, lr) => new SOAP(g, lr)),
-            new("lion", [1e-3], (g, lr) => new Lion(g, lr)),
+            new("adamw", [1e-2], (g, lr) => new AdamW(g, lr)),
+            new("soap", [1e-2], (g, lr) => new SOAP(g, lr)),
+            new("lion", [3e-3], (g, lr) => new Lion(g, lr)),
         ];
         var results = Cli.Progress("training", candidates.Length, report => OptimizerComparison.Run(task, candidates, steps, evalEvery: steps, progress: report));
         double start = results[0].Curve[0].Loss;

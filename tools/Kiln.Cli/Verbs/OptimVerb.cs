@@ -49,7 +49,7 @@ public static class OptimVerb
                         optimizer = r.Optimizer, lr = r.LearningRate, final_loss = Finite(r.FinalLoss), heldout_loss = Finite(r.HeldOutLoss),
                         seconds_per_step = r.SecondsPerStep, state_bytes_per_param = r.StateBytesPerParameter, steps_to_target = r.StepsToTarget,
                         target_loss = t.TargetLoss, task = t.Name, steps = n,
-                        sweep = r.Sweep.Select(s => new { lr = s.LearningRate, final_loss = Finite(s.FinalLoss), heldout_loss = Finite(s.HeldOutLoss) }).ToArray(),
+                        sweep = r.Sweep.Select(s => new { lr = s.LearningRate, final_loss = Finite(s.FinalLoss), heldout_loss = Finite(s.HeldOutLoss), failure = s.Failure }).ToArray(),
                     });
             PrintTable(results, t, n);
             if (png is not null)
@@ -96,9 +96,12 @@ public static class OptimVerb
                 string.Join("  ", r.Sweep.Select(s => $"{s.LearningRate.ToString("G2", Inv)}: {Loss(s.FinalLoss)}")));
         }
         Cli.Err.Write(table);
+        foreach (var r in results)
+            foreach (var s in r.Sweep.Where(s => s.Failure is not null))
+                Cli.Err.WriteLine($"{r.Optimizer} at lr {s.LearningRate.ToString("G3", Inv)} failed at {s.Failure}");
     }
 
-    static string Loss(double x) => double.IsFinite(x) ? x.ToString("F4", Inv) : "diverged";
+    static string Loss(double x) => double.IsFinite(x) ? x.ToString("F4", Inv) : "diverged/failed";
 
     static void Plot(IReadOnlyList<ComparisonResult> results, string path, string title)
     {
