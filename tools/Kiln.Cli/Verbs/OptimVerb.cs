@@ -110,15 +110,15 @@ public static class OptimVerb
         int colour = 0;
         foreach (var r in results)
         {
-            var pts = r.Curve.Where(c => double.IsFinite(c.Loss)).ToArray();
+            var pts = r.Curve.Where(c => double.IsFinite(c.Loss) && c.Loss > 0).ToArray();
             if (pts.Length == 0) continue;
-            var line = plt.Add.Scatter(pts.Select(c => (double)c.Step).ToArray(), pts.Select(c => c.Loss).ToArray(), palette.GetColor(colour++));
+            var line = plt.Add.Scatter(pts.Select(c => (double)c.Step).ToArray(), pts.Select(c => Math.Log10(c.Loss)).ToArray(), palette.GetColor(colour++));
             line.MarkerSize = 0;
             line.LegendText = $"{r.Optimizer} (lr {r.LearningRate.ToString("G2", Inv)})";
             if (r.Optimizer == "adamw") line.LineWidth = 3;
         }
         plt.Axes.Bottom.Label.Text = "step";
-        plt.Axes.Left.Label.Text = "training loss";
+        plt.Axes.Left.Label.Text = "log10 training loss";   // the losses span orders of magnitude
         plt.Title(title);
         plt.ShowLegend(ScottPlot.Edge.Right);
         plt.SavePng(path, 1200, 700);
