@@ -78,6 +78,15 @@ public class OptimCompareTests
     }
 
     [Fact]
+    public void Tour_step_trains_the_digits_mlp_with_adamw_soap_and_lion()
+    {
+        var saved = Console.Error;
+        Console.SetError(new StringWriter());
+        try { Assert.True(OptimTour.Run(Device.Cpu)); }
+        finally { Console.SetError(saved); }
+    }
+
+    [Fact]
     public void State_bytes_per_parameter_counts_the_state_buffers_only()
     {
         var p = new Parameter(Tensor.Zeros(3, 5));
