@@ -90,7 +90,7 @@ public static class OptimVerb
             .AddColumns("optimizer", "best lr", "final loss", "held-out loss", "vs AdamW", "steps to target", "ms/step", "state B/param", "sweep (lr: final loss)");
         foreach (var r in results)
         {
-            string vs = adamw is null || r == adamw || !double.IsFinite(r.FinalLoss) || !double.IsFinite(adamw.FinalLoss) ? "" : $"{(r.FinalLoss / adamw.FinalLoss - 1) * 100:+0;-0}%";
+            string vs = adamw is null || r == adamw || !double.IsFinite(r.FinalLoss) || !double.IsFinite(adamw.FinalLoss) ? "" : Percent(r.FinalLoss / adamw.FinalLoss - 1);
             table.AddRow(r.Optimizer, r.LearningRate.ToString("G3", Inv), Loss(r.FinalLoss), Loss(r.HeldOutLoss), vs, r.StepsToTarget?.ToString(Inv) ?? "-",
                 (r.SecondsPerStep * 1000).ToString("F2", Inv), r.StateBytesPerParameter.ToString("F1", Inv),
                 string.Join("  ", r.Sweep.Select(s => $"{s.LearningRate.ToString("G2", Inv)}: {Loss(s.FinalLoss)}")));
@@ -99,6 +99,12 @@ public static class OptimVerb
         foreach (var r in results)
             foreach (var s in r.Sweep.Where(s => s.Failure is not null))
                 Cli.Err.WriteLine($"{r.Optimizer} at lr {s.LearningRate.ToString("G3", Inv)} failed at {s.Failure}");
+    }
+
+    static string Percent(double change)
+    {
+        double p = Math.Round(change * 100);
+        return p == 0 ? "0%" : $"{(p > 0 ? "+" : "")}{p.ToString(Inv)}%";
     }
 
     static string Loss(double x) => double.IsFinite(x) ? x.ToString("F4", Inv) : "diverged/failed";
