@@ -19,6 +19,7 @@ foreach (var verb in new[]
     BoundsVerb.Build(),
     VqVerb.Build(),
     SslVerb.Build(),
+    OptimVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);

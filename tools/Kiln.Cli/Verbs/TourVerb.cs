@@ -16,6 +16,7 @@ public static class TourVerb
         new("Tensor core: a softmax classifier trained by autodiff", CoreTour.Run),
         new("Neural networks: an MLP learns the handwritten digits", NNTour.Run),
         new("Convolutions: a small CNN learns the handwritten digits", CnnTour.Run),
+        new("Optimizers: SOAP and Lion against AdamW on the digits MLP", OptimTour.Run),
         new("Reward models: reward-weighted feature learning and tilted-policy readouts", RewardTour.Run),
         new("Looping: baseline vs naive vs damped loops of a tiny Qwen3-style checkpoint", LoopTour.Run),
         new("Stump smoothing: exact certificates for a decision-stump ensemble (NeurIPS 2022, Table 2 row)", SmoothTour.Run),
