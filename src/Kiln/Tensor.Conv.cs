@@ -170,7 +170,7 @@ public partial class Tensor
             return ConvTransposeNd(d, op, Autocast.Lower(input), Autocast.Lower(weight), Autocast.LowerOrNull(bias), stride, padding, outputPadding, groups, dilation);
         // The bias is a second op here: half operands add it in Float32, so the result rounds once.
         if (bias is not null && input.DType.IsHalf() && weight.DType == input.DType && bias.DType == input.DType)
-            return ConvTransposeNd(d, op, input.To(DType.Float32), weight.To(DType.Float32), bias.To(DType.Float32), stride, padding, outputPadding, groups, dilation).To(input.DType);
+            using (Autocast.Disable()) return ConvTransposeNd(d, op, input.To(DType.Float32), weight.To(DType.Float32), bias.To(DType.Float32), stride, padding, outputPadding, groups, dilation).To(input.DType);
         var x = ConvOperands(d, op, input, weight, bias, groups, out bool batched);
         int cin = x.Shape[1], cout = weight.Shape[1] * groups;
         if (weight.Shape[0] != cin)

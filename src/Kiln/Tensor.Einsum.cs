@@ -285,7 +285,8 @@ public partial class Tensor
             Check.SameDType(operands[0], operands[i], op, $"operands[{i}]");
             Check.SameDevice(operands[0], operands[i], op, $"operands[{i}]");
         }
-        if (operands[0].DType.IsHalf()) return Einsum(equation, [.. operands.Select(t => t.To(DType.Float32))]).To(operands[0].DType);
+        if (operands[0].DType.IsHalf())
+            using (Autocast.Disable()) return Einsum(equation, [.. operands.Select(t => t.To(DType.Float32))]).To(operands[0].DType);
         var eq = EinsumEquation.Parse(equation, [.. operands.Select(t => t.Shape)]);
         var reduce = EinsumPath.Reduced(eq);
         var prepared = operands.Select((t, i) => EinsumPrepare(t, eq.Inputs[i], reduce(eq.Inputs[i], i))).ToArray();
