@@ -160,6 +160,31 @@ public static class Cli
         return result;
     }
 
+    /// <summary>
+    /// The PNG an experiment verb writes: the <c>--plot</c> value (checked with <see cref="OutputFile"/>), else
+    /// <paramref name="fallback"/> unless <c>--json</c> was given (JSON runs write no plot unless asked); null for none.
+    /// </summary>
+    public static string? PlotPath(ParseResult parse, Option<string?> plot, Option<bool> json, string? fallback) =>
+        parse.GetValue(plot) is { } given ? OutputFile(given, "--plot") : parse.GetValue(json) ? null : fallback;
+
+    /// <summary>Draws the plot into <paramref name="png"/> (when not null) and names the file on standard error.</summary>
+    public static void SavePlot(string? png, Action<string> draw)
+    {
+        if (png is null) return;
+        draw(png);
+        Err.WriteLine($"plot: {Path.GetFullPath(png)}");
+    }
+
+    /// <summary>Checks that the integer value of <paramref name="option"/> is positive.</summary>
+    /// <exception cref="ArgumentException">It is zero or negative.</exception>
+    public static int Positive(int value, string option) =>
+        value > 0 ? value : throw new ArgumentException($"{option}: {value} is not a positive integer");
+
+    /// <summary>Checks that the value of <paramref name="option"/> is positive and finite.</summary>
+    /// <exception cref="ArgumentException">It is not.</exception>
+    public static double PositiveFinite(double value, string option) =>
+        value > 0 && double.IsFinite(value) ? value : throw new ArgumentException($"{option}: {value} is not positive and finite");
+
     /// <summary>Writes one JSON object as a line on standard output.</summary>
     public static void JsonLine(object value) => Console.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(value));
 }

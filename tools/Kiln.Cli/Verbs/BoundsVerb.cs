@@ -42,7 +42,7 @@ public static class BoundsVerb
             double pert = p.GetValue(perturbation);
             if (!(pert >= 0) || double.IsInfinity(pert)) throw new ArgumentException($"--perturbation: must be non-negative and finite, got {pert}");
             if (p.GetValue(seed) < 0) throw new ArgumentException($"--seed: must be non-negative, got {p.GetValue(seed)}");
-            string? png = p.GetValue(plot) is { } given ? Cli.OutputFile(given, "--plot") : null;
+            string? png = Cli.PlotPath(p, plot, json, null);
             using var lease = Cli.OpenDevice(p, device);
             var settings = new BoundSettings
             {
@@ -52,11 +52,7 @@ public static class BoundsVerb
             var r = Cli.Progress("bounds", 1, _ => BoundExperiments.Run(settings));
             Table(r);
             if (p.GetValue(json)) Cli.JsonLine(ToJson(r));
-            if (png is not null)
-            {
-                Plot(r, png);
-                Cli.Err.MarkupLine($"plot: [bold]{Markup.Escape(png)}[/]");
-            }
+            Cli.SavePlot(png, file => Plot(r, file));
             return 0;
         });
         return cmd;

@@ -30,15 +30,15 @@ public static class DistillVerb
         foreach (var o in new Option[] { losses, epochs, teacherEpochs, studentHidden, teacherHidden, seeds, lr, pldTemperature, kdWeight, plot, json, device }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
-            string? png = p.GetValue(plot) is { } given ? Cli.OutputFile(given, "--plot") : p.GetValue(json) ? null : "distill.png";
+            string? png = Cli.PlotPath(p, plot, json, "distill.png");
             var list = p.GetValue(losses)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
                 .Select(s => Names.FirstOrDefault(n => n.Name == s) is { Name: not null } hit ? hit.Loss : throw new ArgumentException($"--losses: unknown loss '{s}' (use ce, kd, lskd, pld, dhkd)"))
                 .ToList();
             if (list.Count == 0) throw new ArgumentException("--losses: name at least one loss");
             foreach (var (v, name) in new[] { (p.GetValue(epochs), "--epochs"), (p.GetValue(teacherEpochs), "--teacher-epochs"), (p.GetValue(studentHidden), "--student-hidden"), (p.GetValue(teacherHidden), "--teacher-hidden"), (p.GetValue(seeds), "--seeds") })
-                if (v <= 0) throw new ArgumentException($"{name}: {v} is not a positive integer");
-            if (!(p.GetValue(lr) > 0)) throw new ArgumentException($"--lr: {p.GetValue(lr)} is not positive");
-            if (!(p.GetValue(pldTemperature) > 0) || double.IsInfinity(p.GetValue(pldTemperature))) throw new ArgumentException($"--pld-temperature: {p.GetValue(pldTemperature)} is not positive and finite");
+                Cli.Positive(v, name);
+            Cli.PositiveFinite(p.GetValue(lr), "--lr");
+            Cli.PositiveFinite(p.GetValue(pldTemperature), "--pld-temperature");
             if (!(p.GetValue(kdWeight) >= 0)) throw new ArgumentException($"--kd-weight: {p.GetValue(kdWeight)} is negative");
             using var lease = Cli.OpenDevice(p, device);
             var options = new DistillOptions
@@ -49,11 +49,7 @@ public static class DistillVerb
             int total = options.Seeds * (1 + list.Count);
             var result = Cli.Progress("distill", total, tick => DistillationExperiment.Run(options, (done, _) => tick(done)));
             Report(result, p.GetValue(json));
-            if (png is not null)
-            {
-                Plot(result, png);
-                Cli.Err.WriteLine($"plot: {Path.GetFullPath(png)}");
-            }
+            Cli.SavePlot(png, file => Plot(result, file));
             return 0;
         });
         return cmd;

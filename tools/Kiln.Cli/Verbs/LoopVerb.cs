@@ -27,7 +27,7 @@ public static class LoopVerb
         foreach (var o in new Option[] { model, eval, text, windows, ks, rules, mode, limit, ctx, plot, json, device }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
-            string? png = p.GetValue(plot) is { } given ? Cli.OutputFile(given, "--plot") : p.GetValue(json) ? null : "loop.png";
+            string? png = Cli.PlotPath(p, plot, json, "loop.png");
             using var lease = Cli.OpenDevice(p, device);
             string dir = p.GetValue(model)!;
             var m = DecoderModel.Load(dir, lease.Device);
@@ -47,11 +47,7 @@ public static class LoopVerb
             var rows = Cli.Progress("evaluating settings", settings, report =>
                 LoopSweep.Run(m, s => tok.EncodeToIds(s).ToArray(), items, textTokens, p.GetValue(ctx), wins, kList, ruleList, loopMode, (done, _) => report(done)));
             Report(rows, p.GetValue(json));
-            if (png is not null)
-            {
-                Plot(rows, png, $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(dir))} ({m.Config.Layers} layers): baseline vs looped windows");
-                Cli.Err.WriteLine($"plot: {Path.GetFullPath(png)}");
-            }
+            Cli.SavePlot(png, file => Plot(rows, file, $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(dir))} ({m.Config.Layers} layers): baseline vs looped windows"));
             return 0;
         });
         return cmd;

@@ -36,7 +36,7 @@ public static class OptimVerb
             int n = p.GetValue(steps) ?? (taskName == "mlp" ? 300 : 20);
             if (n < 1) throw new ArgumentException($"--steps {n}: must be at least 1");
             var candidates = Select(p.GetValue(names));
-            string? png = p.GetValue(plot) is { } given ? Cli.OutputFile(given, "--plot") : null;
+            string? png = Cli.PlotPath(p, plot, json, null);
             using var lease = Cli.OpenDevice(p, device);
             var t = taskName == "mlp" ? ComparisonTask.DigitsMlp(device: lease.Device) : LmTask(lease.Device);
             int runs = candidates.Sum(c => c.LearningRates.Count);
@@ -52,11 +52,7 @@ public static class OptimVerb
                         sweep = r.Sweep.Select(s => new { lr = s.LearningRate, final_loss = Finite(s.FinalLoss), heldout_loss = Finite(s.HeldOutLoss), failure = s.Failure }).ToArray(),
                     });
             PrintTable(results, t, n);
-            if (png is not null)
-            {
-                Plot(results, png, $"kiln optim compare --task {t.Name} --steps {n}: training loss at each optimizer's best rate");
-                Cli.Err.WriteLine($"plot: {Path.GetFullPath(png)}");
-            }
+            Cli.SavePlot(png, file => Plot(results, file, $"kiln optim compare --task {t.Name} --steps {n}: training loss at each optimizer's best rate"));
             return 0;
         });
         return cmd;

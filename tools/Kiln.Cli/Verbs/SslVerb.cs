@@ -25,7 +25,7 @@ public static class SslVerb
         foreach (var o in new Option[] { steps, cont, batch, lr, entropy, cov, probe, every, seed, plot, json }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
-            string? png = p.GetValue(plot) is { } given ? Cli.OutputFile(given, "--plot") : p.GetValue(json) ? null : "ssl.png";
+            string? png = Cli.PlotPath(p, plot, json, "ssl.png");
             var options = new SslOptions
             {
                 PretrainSteps = p.GetValue(steps), ContinueSteps = p.GetValue(cont), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr),
@@ -36,11 +36,7 @@ public static class SslVerb
             int total = 2 * (options.PretrainSteps + options.ContinueSteps);
             var result = Cli.Progress("pre-training", total, report => SslExperiment.Run(options, (done, _) => report(done)));
             Report(result, p.GetValue(json));
-            if (png is not null)
-            {
-                Plot(result, png);
-                Cli.Err.WriteLine($"plot: {Path.GetFullPath(png)}");
-            }
+            Cli.SavePlot(png, file => Plot(result, file));
             return 0;
         });
         return cmd;

@@ -21,7 +21,7 @@ public static class VqVerb
         foreach (var o in new Option[] { steps, codes, evalEvery, seed, methods, plot, json }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
-            string? png = p.GetValue(plot) is { } given ? Cli.OutputFile(given, "--plot") : p.GetValue(json) ? null : "vq.png";
+            string? png = Cli.PlotPath(p, plot, json, "vq.png");
             var list = p.GetValue(methods)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseMethod).ToList();
             var options = new VqExperimentOptions { Steps = p.GetValue(steps), Codes = p.GetValue(codes), EvalEvery = p.GetValue(evalEvery), Seed = p.GetValue(seed), Methods = list };
             try { options.Validate(); }
@@ -29,11 +29,7 @@ public static class VqVerb
             var result = Cli.Progress("training VQ autoencoders", options.Steps * list.Count, report => VqExperiment.Run(options, (done, _) => report(done)));
             Print(result);
             if (p.GetValue(json)) Cli.JsonLine(ToJson(result));
-            if (png is not null)
-            {
-                Plot(result, png);
-                Cli.Err.WriteLine($"plot: {Path.GetFullPath(png)}");
-            }
+            Cli.SavePlot(png, file => Plot(result, file));
             return 0;
         });
         return cmd;
