@@ -16,6 +16,19 @@ public abstract class GeneratedTask
     /// <summary>Draws one (prompt, answer) pair; the prompt ends where the completion starts, the answer has no newline.</summary>
     public abstract (string Prompt, string Answer) Sample(Random random);
 
+    /// <summary>
+    /// A supervised fine-tuning stream: <paramref name="count"/> lines "prompt + answer + newline" as UTF-8 byte tokens (the
+    /// byte-level vocabulary of the tiny decoder), for <c>LmTrainer.Train</c> with <c>InitialWeights</c>.
+    /// </summary>
+    public int[] Corpus(Random random, int count)
+    {
+        ArgumentNullException.ThrowIfNull(random);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
+        var text = new System.Text.StringBuilder();
+        for (int i = 0; i < count; i++) { var (prompt, answer) = Sample(random); text.Append(prompt).Append(answer).Append('\n'); }
+        return [.. System.Text.Encoding.UTF8.GetBytes(text.ToString()).Select(b => (int)b)];
+    }
+
     /// <summary>1 when the completion up to its first newline equals <paramref name="answer"/>, else 0.</summary>
     public static double ExactMatch(string answer, string completion)
     {

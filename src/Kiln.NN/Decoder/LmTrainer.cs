@@ -20,6 +20,11 @@ public sealed record LmTrainOptions
     /// <summary>Seed of initialization and batch sampling.</summary>
     public ulong Seed { get; init; } = 1;
     /// <summary>
+    /// Weights to fine-tune (Hugging Face names, as <see cref="LmTrainer.Train"/> returns them) instead of a fresh
+    /// initialization; they are copied, never modified. Null trains from scratch.
+    /// </summary>
+    public IReadOnlyDictionary<string, Tensor>? InitialWeights { get; init; }
+    /// <summary>
     /// Data-parallel training: given the parameters (in checkpoint order), returns the replica that averages their
     /// gradients. Every replica draws the same batches and computes the loss of its contiguous share of each batch's
     /// sequences (<see cref="Batch"/> must divide by the replica count), so the averaged gradient is the full batch's. Null
@@ -37,7 +42,8 @@ public static class LmTrainer
     const double Beta1 = 0.9, Beta2 = 0.95, Eps = 1e-8;
 
     /// <summary>
-    /// Trains weights for <paramref name="config"/> on <paramref name="tokens"/>; <paramref name="progress"/> gets
+    /// Trains weights for <paramref name="config"/> on <paramref name="tokens"/> (from scratch, or from
+    /// <see cref="LmTrainOptions.InitialWeights"/>); <paramref name="progress"/> gets
     /// (step, loss) after each step (with data parallelism, the loss of this replica's share of the batch). Returns the
     /// weights in Hugging Face layout.
     /// </summary>
@@ -48,7 +54,8 @@ public static class LmTrainer
         if (tokens.Length < o.Context + 2)
             throw new ArgumentException($"train: {tokens.Length} tokens are fewer than one sequence of {o.Context + 1}", nameof(tokens));
         var gen = new Generator(o.Seed);
-        var parameters = DecoderWeights.Init(config, gen).ToDictionary(kv => kv.Key, kv => new Parameter(kv.Value.To(o.Device)));
+        var initial = o.InitialWeights ?? DecoderWeights.Init(config, gen);
+        var parameters = initial.ToDictionary(kv => kv.Key, kv => new Parameter(kv.Value.Clone().To(o.Device)));
         var model = new DecoderModel(config, parameters.ToDictionary(kv => kv.Key, kv => kv.Value.Value), trainable: true);
         // Matrices are decayed, norm gains are not: two optimizers that differ only in weight decay.
         AdamW Make(bool matrices) => new(parameters.Values.Where(p => (p.Value.Rank == 2) == matrices), o.LearningRate, Beta1, Beta2, Eps,
