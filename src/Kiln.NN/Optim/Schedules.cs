@@ -77,3 +77,103 @@ public sealed class RefinedSchedule : LrSchedule
         return result;
     }
 }
+
+/// <summary>
+/// The regret-optimal learning rate of online least squares under drift ("Learning Rate Schedules in the Presence of
+/// Distribution Shift", Fahrbach et al. 2023). The model: x_t ~ N(0, s² I_d), y_t = x_tᵀθ_t + ε_t with noise
+/// variance σ², and the target drifts as a random walk θ_(t+1) = θ_t + ξ_t, ξ_t ~ N(0, γ² I_d). For SGD
+/// w_(t+1) = w_t − η_t x_t (x_tᵀw_t − y_t) the expected error e_t = E‖w_t − θ_t‖² obeys exactly
+/// e_(t+1) = (1 − 2η s² + (d+2) s⁴ η²) e_t + η² d s² σ² + d γ² (the Gaussian fourth moment), whose minimiser is
+/// η_t = e_t / ((d+2) s² e_t + d σ²). The minimum is increasing in e_t, so taking it at every step minimises every
+/// later e_t and the cumulative regret Σ s² e_t over all schedules. Without drift the rate decays like 1/t; with
+/// drift it settles at <see cref="StationaryRate"/>, which grows with γ: shift calls for more exploration. The paper
+/// derives the same schedule from a continuous-time (SDE) limit of this recursion.
+/// </summary>
+public sealed class DriftSchedule : LrSchedule
+{
+    readonly List<double> _errors;
+    readonly object _gate = new();
+
+    /// <summary>Creates the schedule of a d-dimensional problem.</summary>
+    /// <param name="dimension">d ≥ 1.</param>
+    /// <param name="noiseVariance">σ², the label noise variance (≥ 0).</param>
+    /// <param name="driftVariance">γ², the per-coordinate variance of the target's step each round (≥ 0).</param>
+    /// <param name="initialError">e_0 = E‖w_0 − θ_0‖² (&gt; 0).</param>
+    /// <param name="featureVariance">s², the per-coordinate variance of the features (&gt; 0).</param>
+    /// <exception cref="ArgumentOutOfRangeException">An argument is out of its range or not finite.</exception>
+    public DriftSchedule(int dimension, double noiseVariance, double driftVariance, double initialError, double featureVariance = 1)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dimension);
+        Check(noiseVariance, nameof(noiseVariance), positive: false); Check(driftVariance, nameof(driftVariance), positive: false);
+        Check(initialError, nameof(initialError), positive: true); Check(featureVariance, nameof(featureVariance), positive: true);
+        Dimension = dimension; NoiseVariance = noiseVariance; DriftVariance = driftVariance; FeatureVariance = featureVariance;
+        _errors = [initialError];
+    }
+
+    static void Check(double v, string name, bool positive)
+    {
+        if (!double.IsFinite(v) || v < 0 || (positive && v == 0))
+            throw new ArgumentOutOfRangeException(name, v, $"drift schedule: {name} must be finite and {(positive ? "positive" : "non-negative")}");
+    }
+
+    /// <summary>d.</summary>
+    public int Dimension { get; }
+    /// <summary>σ².</summary>
+    public double NoiseVariance { get; }
+    /// <summary>γ².</summary>
+    public double DriftVariance { get; }
+    /// <summary>s².</summary>
+    public double FeatureVariance { get; }
+
+    /// <summary>The expected error e_t = E‖w_t − θ_t‖² when every step takes this schedule's rate.</summary>
+    public double ExpectedError(int step)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(step);
+        lock (_gate)
+        {
+            while (_errors.Count <= step)
+            {
+                double e = _errors[^1];
+                _errors.Add(NextError(e, Optimal(e)));
+            }
+            return _errors[step];
+        }
+    }
+
+    /// <summary>The limit of the rate as t → ∞: η_∞ = e*/((d+2) s² e* + d σ²) at the fixed point e* of the optimal recursion (0 without drift).</summary>
+    public double StationaryRate
+    {
+        get
+        {
+            // e*² = d γ² ((d+2) s² e* + d σ²)/s², the positive root.
+            double d = Dimension, s2 = FeatureVariance, b = d * DriftVariance * (d + 2), c = d * d * DriftVariance * NoiseVariance / s2;
+            double e = (b + Math.Sqrt(b * b + 4 * c)) / 2;
+            return e == 0 ? 0 : Optimal(e);
+        }
+    }
+
+    /// <summary>
+    /// The expected cumulative regret Σ_(t&lt;T) E[(x_tᵀ(w_t − θ_t))²] = Σ s² e_t of <paramref name="steps"/> SGD steps
+    /// from e_0 with the rate <paramref name="rate"/>(t), by the exact recursion: compares any schedule with this one.
+    /// </summary>
+    public double ExpectedRegret(Func<int, double> rate, int steps)
+    {
+        ArgumentNullException.ThrowIfNull(rate);
+        ArgumentOutOfRangeException.ThrowIfNegative(steps);
+        double e, sum = 0;
+        lock (_gate) e = _errors[0];
+        for (int t = 0; t < steps; t++) { sum += FeatureVariance * e; e = NextError(e, rate(t)); }
+        return sum;
+    }
+
+    double Optimal(double e) => e / ((Dimension + 2) * FeatureVariance * e + Dimension * NoiseVariance);
+
+    double NextError(double e, double eta)
+    {
+        double s2 = FeatureVariance, d = Dimension;
+        return (1 - 2 * eta * s2 + (d + 2) * s2 * s2 * eta * eta) * e + eta * eta * d * s2 * NoiseVariance + d * DriftVariance;
+    }
+
+    /// <inheritdoc/>
+    protected override double Rate(int step) => Optimal(ExpectedError(step));
+}
