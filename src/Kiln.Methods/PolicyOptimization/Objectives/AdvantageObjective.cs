@@ -24,14 +24,21 @@ public abstract class AdvantageObjective : IPolicyObjective
     public TokenAggregation Aggregation { get; init; } = TokenAggregation.SequenceMeanTokenMean;
 
     /// <summary>The method's advantages: [B] (one per completion, broadcast over its tokens) or [B, T] (per token); constants, no gradient.</summary>
-    public abstract Tensor Advantages(PolicyBatch batch);
+    /// <exception cref="ArgumentException">The batch's shapes disagree, or it lacks a field the method needs.</exception>
+    public Tensor Advantages(PolicyBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        batch.Validate();
+        return ComputeAdvantages(batch).Detach();
+    }
+
+    /// <summary>The method's advantage rule on a validated batch.</summary>
+    protected abstract Tensor ComputeAdvantages(PolicyBatch batch);
 
     /// <inheritdoc/>
     public Tensor Loss(PolicyBatch batch)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        batch.Validate();
-        var a = Advantages(batch).Detach();
+        var a = Advantages(batch);
         if (a.Rank == 1) a = a.Unsqueeze(1);
         var ratio = (batch.LogProbs - batch.OldLogProbs).Exp();
         var surrogate = Tensor.Minimum(ratio * a, ratio.Clamp(1 - ClipEpsilon, 1 + ClipEpsilon) * a);

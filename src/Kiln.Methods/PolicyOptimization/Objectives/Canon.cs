@@ -64,10 +64,8 @@ public sealed class Canon : AdvantageObjective
     }
 
     /// <summary>(λ·inter + (1 − λ)·intra) / scale per completion, split by <see cref="Metric"/>, [B].</summary>
-    public override Tensor Advantages(PolicyBatch batch)
+    protected override Tensor ComputeAdvantages(PolicyBatch batch)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        batch.Validate();
         var metric = Metric == CanonMetric.Entropy ? ResponseMetrics.MeanEntropy(batch) : ResponseMetrics.Length(batch.Mask);
         var (inter, intra) = Split(batch.Rewards.Detach(), metric, batch.GroupSize);
         return (inter * Lambda + intra * (1 - Lambda)) / Scale;

@@ -53,10 +53,8 @@ public sealed class ConfidenceReweighting : AdvantageObjective
     }
 
     /// <summary>GRPO's advantages of the confidence-penalised rewards, [B].</summary>
-    public override Tensor Advantages(PolicyBatch batch)
+    protected override Tensor ComputeAdvantages(PolicyBatch batch)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        batch.Validate();
         var shaped = Rewards(batch.Rewards.Detach(), Confidence(batch.OldLogProbs, batch.Mask));
         return PolicyMath.GroupAdvantages(shaped, batch.GroupSize);
     }

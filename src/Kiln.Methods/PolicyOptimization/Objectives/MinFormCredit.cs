@@ -18,10 +18,8 @@ public sealed class MinFormCredit : AdvantageObjective
 
     /// <summary>Min-form token advantages from <see cref="PolicyBatch.TokenRewards"/>, [B, T].</summary>
     /// <exception cref="ArgumentException">The batch has no process rewards.</exception>
-    public override Tensor Advantages(PolicyBatch batch)
+    protected override Tensor ComputeAdvantages(PolicyBatch batch)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        batch.Validate();
         var returns = ProcessReturns.MinForm(ProcessReturns.Required(batch, Name), batch.Mask, Temperature);
         return ProcessReturns.TokenAdvantages(returns, batch.Rewards.Detach(), batch.Mask, batch.GroupSize);
     }

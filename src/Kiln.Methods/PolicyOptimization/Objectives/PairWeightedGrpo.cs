@@ -68,10 +68,8 @@ public sealed class PairWeightedGrpo : AdvantageObjective
     }
 
     /// <inheritdoc/>
-    public override Tensor Advantages(PolicyBatch batch)
+    protected override Tensor ComputeAdvantages(PolicyBatch batch)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        batch.Validate();
         return Advantages(batch.Rewards, batch.GroupSize, PositiveWeight, NegativeWeight, Eps);
     }
 }

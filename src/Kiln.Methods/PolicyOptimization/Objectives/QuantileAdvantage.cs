@@ -45,10 +45,8 @@ public sealed class QuantileAdvantage : AdvantageObjective
     }
 
     /// <summary>(r_i − b) / (std_group + eps) per completion (or r_i − b without <see cref="ScaleByStd"/>), [B].</summary>
-    public override Tensor Advantages(PolicyBatch batch)
+    protected override Tensor ComputeAdvantages(PolicyBatch batch)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        batch.Validate();
         var r = batch.Rewards.Detach();
         var a = r - Baselines(r, batch.GroupSize, K);
         if (!ScaleByStd) return a;

@@ -47,10 +47,8 @@ public sealed class RewardRefinement : AdvantageObjective
 
     /// <summary>Token advantages of the refined sum-form returns from <see cref="PolicyBatch.TokenRewards"/>, [B, T].</summary>
     /// <exception cref="ArgumentException">The batch has no process rewards.</exception>
-    public override Tensor Advantages(PolicyBatch batch)
+    protected override Tensor ComputeAdvantages(PolicyBatch batch)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        batch.Validate();
         var refined = Refine(ProcessReturns.Required(batch, Name), batch.Mask, Mode, Threshold);
         return ProcessReturns.TokenAdvantages(ProcessReturns.ReturnToGo(refined, batch.Mask), batch.Rewards.Detach(), batch.Mask, batch.GroupSize);
     }

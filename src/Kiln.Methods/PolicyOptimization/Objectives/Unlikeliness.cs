@@ -34,10 +34,8 @@ public sealed class Unlikeliness : AdvantageObjective
     }
 
     /// <summary>GRPO's advantages of the reshaped rewards, ranked by the old policy's mean token log-likelihood, [B].</summary>
-    public override Tensor Advantages(PolicyBatch batch)
+    protected override Tensor ComputeAdvantages(PolicyBatch batch)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        batch.Validate();
         var likelihood = ResponseMetrics.MeanLogLikelihood(batch.OldLogProbs, batch.Mask);
         return PolicyMath.GroupAdvantages(Rewards(batch.Rewards.Detach(), likelihood, batch.GroupSize, Beta), batch.GroupSize);
     }
