@@ -31,8 +31,11 @@ public sealed class ConfidenceReweighting : AdvantageObjective
     /// <exception cref="ArgumentOutOfRangeException">The threshold is not finite.</exception>
     public double Threshold { get => threshold; init => threshold = GroupHost.InRange(value, double.MinValue, double.MaxValue, nameof(Threshold)); }
 
-    /// <summary>The length-normalised confidence exp((1/|y|) Σ_t m_t log π(y_t)) of each completion, [B].</summary>
-    public static Tensor Confidence(Tensor logProbs, Tensor mask) => ResponseMetrics.MeanLogLikelihood(logProbs, mask).Exp();
+    /// <summary>
+    /// The length-normalised confidence exp((1/|y|) Σ_t m_t log π(y_t)) of each completion, [B] (1 for an empty one);
+    /// clamped to 1, which float32 log-probs rounded just above 0 would otherwise exceed.
+    /// </summary>
+    public static Tensor Confidence(Tensor logProbs, Tensor mask) => ResponseMetrics.MeanLogLikelihood(logProbs, mask).Exp().Clamp(max: 1);
 
     /// <summary>The reshaped rewards: r_i − λ min(c_i, cap) / (1 − min(c_i, cap)) where r_i &lt; threshold, else r_i, [B].</summary>
     /// <exception cref="ArgumentException">The shapes differ or a confidence lies outside [0, 1].</exception>

@@ -696,4 +696,31 @@ public class RlAdvTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new ConfidenceReweighting { MaxConfidence = 1 });
         Assert.Contains("confidence[0] = 1.5", Assert.Throws<ArgumentException>(() => new ConfidenceReweighting().Rewards(Tensor.FromArray(new double[] { 0 }), Tensor.FromArray(new double[] { 1.5 }))).Message);
     }
+
+    // ---------- registry ----------
+
+    [Fact]
+    public void Every_rl_adv_objective_is_registered_and_trains_a_float32_batch()
+    {
+        var rng = new Random(80);
+        var tab = Tabular.Random(rng, 8, 3, 4);
+        foreach (var name in new[] { "canon", "qae", "unlikeliness", "pure", "reward-refinement", "pair-weighted-grpo", "real", "lens" })
+        {
+            var objective = PolicyObjectives.Create(name);
+            Assert.Equal(name, objective.Name);
+            var z = Tensor.FromArray(tab.Z, new Shape(8, 3, 4)).To(DType.Float32).RequiresGrad_();
+            var lp = tab.LogProbs(z);
+            var batch = new PolicyBatch
+            {
+                LogProbs = lp, OldLogProbs = lp.Detach(), Rewards = Tensor.FromArray(new float[] { 1, 0, 0, 1, 1, 1, 0, 1 }),
+                Mask = Tensor.FromArray(tab.M, new Shape(8, 3)).To(DType.Float32), GroupSize = 4, Logits = z,
+                TokenRewards = Tensor.FromArray(tab.M.Select(m => m * rng.NextDouble()).ToArray(), new Shape(8, 3)).To(DType.Float32),
+            };
+            var loss = objective.Loss(batch);
+            Assert.Equal(DType.Float32, loss.DType);
+            loss.Backward();
+            Assert.All(z.Grad!.ToDoubleArray(), g => Assert.True(double.IsFinite(g)));
+            Assert.Contains(z.Grad!.ToDoubleArray(), g => g != 0);
+        }
+    }
 }
