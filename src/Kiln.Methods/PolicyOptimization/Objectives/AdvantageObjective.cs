@@ -40,7 +40,7 @@ public abstract class AdvantageObjective : IPolicyObjective
     {
         var a = Advantages(batch);
         if (a.Rank == 1) a = a.Unsqueeze(1);
-        var ratio = (batch.LogProbs - batch.OldLogProbs).Exp();
+        var ratio = (batch.LogProbs - batch.OldLogProbs.Detach()).Exp();
         var surrogate = Tensor.Minimum(ratio * a, ratio.Clamp(1 - ClipEpsilon, 1 + ClipEpsilon) * a);
         return -PolicyMath.Aggregate(surrogate, batch.Mask, Aggregation);
     }

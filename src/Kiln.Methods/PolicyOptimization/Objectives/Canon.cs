@@ -25,7 +25,7 @@ public sealed class Canon : AdvantageObjective
     /// <summary>The metric the groups are split by (entropy by default).</summary>
     public CanonMetric Metric { get; init; } = CanonMetric.Entropy;
 
-    /// <summary>The inter-group weight λ ∈ [0, 1] (0.8: leaning on the metric trend; λ = 1/2 is Dr. GRPO).</summary>
+    /// <summary>The inter-group weight λ ∈ [0, 1] (0.8: leaning on the metric trend; for even G, λ = 1/2 is Dr. GRPO).</summary>
     /// <exception cref="ArgumentOutOfRangeException">λ is outside [0, 1].</exception>
     public double Lambda { get => lambda; init => lambda = GroupHost.InRange(value, 0, 1, nameof(Lambda)); }
 
