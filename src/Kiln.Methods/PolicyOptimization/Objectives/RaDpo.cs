@@ -36,7 +36,7 @@ public sealed record PreferenceSide(Tensor LogProbs, Tensor RefLogProbs, Tensor 
 }
 
 /// <summary>
-/// Ra-DPO (Zhang et al., "Risk-aware Direct Preference Optimization under Nested Risk Measure", 2025) in token-level
+/// Ra-DPO ("Risk-aware Direct Preference Optimization under Nested Risk Measure", 2025) in token-level
 /// Bradley–Terry form: loss −log σ(u − α δ) with u = β Σ_t log(π_θ/π_ref)(y_t) over the chosen minus the rejected
 /// response and δ = β D(y_l) − sg(β D(y_w)), where D(y) = Σ_t ρ_{z~π_ref(·|s_t)}[log π_ref(z|s_t) − log π_θ(z|s_t)] is
 /// the sequential risk ratio. With <see cref="RiskMeasure.Expectation"/> D is the sequential KL and the loss is TDPO₂.

@@ -1,7 +1,7 @@
 namespace Kiln.Methods.PolicyOptimization;
 
 /// <summary>
-/// REDI stage 2 (Xu et al., "Harnessing Negative Signals: Reinforcement Distillation from Teacher Data for LLM
+/// REDI stage 2 ("Harnessing Negative Signals: Reinforcement Distillation from Teacher Data for LLM
 /// Reasoning", 2025): a reference-free objective over positive and negative traces,
 /// L = −mean_{y⁺} log π(y⁺)/|y⁺| + α mean_{y⁻} log π(y⁻)/|y⁻|, with the negatives down-weighted (α &lt; 1) for stability.
 /// A row is positive when its reward exceeds <see cref="RewardThreshold"/>; no reference log-probs are read.

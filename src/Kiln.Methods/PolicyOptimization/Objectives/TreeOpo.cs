@@ -1,7 +1,7 @@
 namespace Kiln.Methods.PolicyOptimization;
 
 /// <summary>
-/// Tree-OPO (Huang et al., "Tree-OPO: Off-policy Monte Carlo Tree-Guided Advantage Optimization for Multistep
+/// Tree-OPO ("Tree-OPO: Off-policy Monte Carlo Tree-Guided Advantage Optimization for Multistep
 /// Reasoning", 2025): a GRPO group mixes completions started from different prefixes (nodes of a teacher's search
 /// tree), so each completion's baseline is the Monte Carlo value of its own prefix, the mean reward of the group's
 /// completions started from the same node, and A_i = (r_i − V̂(n_i)) / (std_group(r) + ε). With every completion

@@ -322,6 +322,32 @@ public class RlObjTests
         AssertGrad(x => new EntropyClip().Loss(tab.Batch(x[0])), T(tab.Z, tab.B, tab.Len, tab.V));
     }
 
+    [Fact]
+    public void Token_terms_match_their_transcriptions_and_reject_bad_arguments()
+    {
+        var rng = new Random(17);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            int n = rng.Next(0, 4), v = rng.Next(1, 7);
+            var z = Dense.Uniform(rng, n * v, -3, 3);
+            var h = TokenTerms.Entropy(T(z, n, v)).ToDoubleArray();
+            for (int i = 0; i < n; i++) AssertClose(Entropy(z.AsSpan(i * v, v)), h[i], 1e-12, "entropy");
+            AssertClose(Math.Log(v), TokenTerms.Entropy(T(new double[v], v)).Item(), 1e-12, "uniform entropy");
+        }
+        AssertGrad(x => TokenTerms.Entropy(x[0]), T(Dense.Uniform(rng, 12, -2, 2), 3, 4));
+        AssertGrad(x => TokenTerms.DiscriminatorBaseline(x[0]), T(Dense.Uniform(rng, 12, -2, 2), 3, 4));
+        var lp = T([-0.5, -1.0], 1, 2);
+        Assert.Throws<ArgumentException>(() => TokenTerms.ClippedSurrogate(lp, lp, T([1.0], 1), -0.1, 0.2));
+        Assert.Throws<ArgumentException>(() => TokenTerms.ClippedSurrogate(lp, lp, T([1.0], 1), 1.0, 0.2));
+        Assert.Throws<ArgumentException>(() => TokenTerms.ClippedSurrogate(lp, lp, T([1.0, 2.0], 2), 0.2, 0.2));
+        Assert.Throws<ArgumentException>(() => TokenTerms.FirstOrderEntropyChange(T(new double[3], 3), T(new double[2], 2)));
+        Assert.Throws<ArgumentException>(() => TokenTerms.MaskedSum(lp, T([1.0], 1, 1)));
+        Assert.Throws<ArgumentException>(() => TokenTerms.Entropy(Tensor.Scalar(1.0, DType.Float64)));
+        // The batch objectives are found by name (kiln rl train --objective NAME).
+        foreach (var (name, type) in new[] { ("entropy-clip", typeof(EntropyClip)), ("steer", typeof(Steer)), ("llds", typeof(Llds)), ("redi", typeof(Redi)), ("tree-opo", typeof(TreeOpo)) })
+            Assert.IsType(type, PolicyObjectives.Create(name));
+    }
+
     // ---------- 2. STEER ----------
 
     static double SteerOmega(Tab tab, int b, int t, double a, double eta)
