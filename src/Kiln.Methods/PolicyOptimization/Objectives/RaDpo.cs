@@ -7,6 +7,8 @@ public enum RiskMeasure
     Expectation,
     /// <summary>The entropic risk (1/γ) log E[exp(γ X)] with γ = the risk level (γ → 0 gives the expectation; γ &gt; 0 is risk-averse).</summary>
     Entropic,
+    /// <summary>The upper-tail CVaR_α: the mean of X over its worst α of probability mass, α = the risk level in (0, 1] (1 gives the expectation).</summary>
+    ConditionalValueAtRisk,
 }
 
 /// <summary>One side of a preference pair in token form: the full next-token log-probs of the policy and the reference and the tokens taken.</summary>
@@ -56,8 +58,35 @@ public static class RaDpo
             RiskMeasure.Entropic => riskLevel > 0 && double.IsFinite(riskLevel)
                 ? (refLogProbs + riskLevel * x).LogSumExp(-1) / riskLevel
                 : throw new ArgumentException($"ra-dpo: the entropic risk level γ must be positive and finite, got {riskLevel}", nameof(riskLevel)),
+            RiskMeasure.ConditionalValueAtRisk => riskLevel > 0 && riskLevel <= 1
+                ? UpperCvar(x, refLogProbs.Exp(), riskLevel)
+                : throw new ArgumentException($"ra-dpo: the CVaR level α must lie in (0, 1], got {riskLevel}", nameof(riskLevel)),
             _ => throw new ArgumentOutOfRangeException(nameof(risk), risk, "ra-dpo: unknown risk measure"),
         };
+    }
+
+    // The tail average: the largest values of X take their full probability until α of mass is reached, the boundary
+    // value the remainder. The fractions taken are piecewise constant in X, so they enter as host constants and the
+    // gradient is exact wherever the order of X is strict.
+    static Tensor UpperCvar(Tensor x, Tensor p, double alpha)
+    {
+        int v = x.Shape[-1];
+        var xs = x.Detach().ToDoubleArray(); var ps = p.Detach().ToDoubleArray();
+        var taken = new double[xs.Length];
+        for (int r = 0; v > 0 && r < xs.Length / v; r++)
+        {
+            double mass = 0;
+            foreach (int k in Enumerable.Range(r * v, v).OrderByDescending(k => xs[k]))
+            {
+                if (mass >= alpha) break;
+                if (ps[k] <= 0) continue;
+                double take = Math.Min(ps[k], alpha - mass);
+                taken[k] = take / ps[k];
+                mass += take;
+            }
+        }
+        var fraction = Tensor.FromArray(taken, x.Shape).To(x.DType).To(x.Device);
+        return (fraction * p * x).Sum(-1) / alpha;
     }
 
     /// <summary>The per-pair loss −log σ(u − α δ), [B] (mean it for the batch loss).</summary>
@@ -66,7 +95,7 @@ public static class RaDpo
     /// <param name="beta">β &gt; 0, the deviation weight (default 0.1).</param>
     /// <param name="alpha">α ≥ 0, the weight of the risk-ratio term δ (default 0.5).</param>
     /// <param name="risk">The risk measure (default the expectation, i.e. TDPO₂).</param>
-    /// <param name="riskLevel">The risk measure's level (γ of the entropic risk).</param>
+    /// <param name="riskLevel">The risk measure's level (γ of the entropic risk, α of the CVaR).</param>
     /// <exception cref="ArgumentException">Shapes disagree or a weight is out of range.</exception>
     public static Tensor Loss(PreferenceSide chosen, PreferenceSide rejected, double beta = 0.1, double alpha = 0.5,
         RiskMeasure risk = RiskMeasure.Expectation, double riskLevel = 1)

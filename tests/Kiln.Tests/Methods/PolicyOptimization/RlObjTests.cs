@@ -607,8 +607,29 @@ public class RlObjTests
     static PreferenceSide Side(Tensor z, double[] refLogits, long[] tokens, double[] mask, int b, int len, int v) =>
         new(z.LogSoftmax(-1), T(refLogits, b, len, v).LogSoftmax(-1), Tensor.FromArray(tokens, new Shape(b, len)), T(mask, b, len));
 
+    /// <summary>ρ_{z~π_ref}[X] for X = log π_ref − log π_θ: the expectation, the entropic risk, or the upper-tail CVaR as a tail average.</summary>
+    static double RiskTranscription(double[] lp, double[] lr, RiskMeasure risk, double level)
+    {
+        var x = lr.Select((l, k) => l - lp[k]).ToArray();
+        var p = lr.Select(Math.Exp).ToArray();
+        switch (risk)
+        {
+            case RiskMeasure.Expectation: return p.Select((pk, k) => pk * x[k]).Sum();
+            case RiskMeasure.Entropic: return Math.Log(p.Select((pk, k) => pk * Math.Exp(level * x[k])).Sum()) / level;
+            default:
+                double mass = 0, total = 0;
+                foreach (int k in Enumerable.Range(0, x.Length).OrderByDescending(k => x[k]))
+                {
+                    double take = Math.Min(p[k], level - mass);
+                    if (take <= 0) break;
+                    total += take * x[k]; mass += take;
+                }
+                return total / level;
+        }
+    }
+
     static double TdpoTranscription(double[] zw, double[] rw, long[] yw, double[] mw, double[] zl, double[] rl, long[] yl, double[] ml,
-        int pair, int len, int v, double beta, double alpha, double? gamma)
+        int pair, int len, int v, double beta, double alpha, RiskMeasure risk, double level)
     {
         double LogRatio(double[] z, double[] r, long[] y, double[] m) => Enumerable.Range(0, len).Sum(t =>
         {
@@ -618,43 +639,45 @@ public class RlObjTests
         double Risk(double[] z, double[] r, double[] m) => Enumerable.Range(0, len).Sum(t =>
         {
             int i = pair * len + t;
-            var lp = LogSoftmax(z.AsSpan(i * v, v)); var lr = LogSoftmax(r.AsSpan(i * v, v));
-            double risk = gamma is double g
-                ? Math.Log(lr.Select((l, k) => Math.Exp(l + g * (l - lp[k]))).Sum()) / g
-                : lr.Select((l, k) => Math.Exp(l) * (l - lp[k])).Sum();
-            return m[i] * risk;
+            return m[i] * RiskTranscription(LogSoftmax(z.AsSpan(i * v, v)), LogSoftmax(r.AsSpan(i * v, v)), risk, level);
         });
         double u = beta * (LogRatio(zw, rw, yw, mw) - LogRatio(zl, rl, yl, ml));
         return Softplus(-(u - alpha * beta * (Risk(zl, rl, ml) - Risk(zw, rw, mw))));
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Ra_dpo_matches_tdpo_when_risk_neutral_and_the_entropic_risk_otherwise(bool entropic)
+    [InlineData(RiskMeasure.Expectation)]
+    [InlineData(RiskMeasure.Entropic)]
+    [InlineData(RiskMeasure.ConditionalValueAtRisk)]
+    public void Ra_dpo_matches_tdpo_when_risk_neutral_and_its_risk_transcription_otherwise(RiskMeasure risk)
     {
-        var rng = new Random(61 + (entropic ? 1 : 0));
+        var rng = new Random(61 + (int)risk);
         for (int trial = 0; trial < 8; trial++)
         {
             int b = rng.Next(1, 4), len = rng.Next(1, 5), v = rng.Next(2, 6), n = b * len * v;
-            double beta = 0.05 + rng.NextDouble(), alpha = rng.NextDouble(), gamma = 0.2 + 2 * rng.NextDouble();
+            double beta = 0.05 + rng.NextDouble(), alpha = rng.NextDouble();
+            double level = risk == RiskMeasure.Entropic ? 0.2 + 2 * rng.NextDouble() : 0.1 + 0.8 * rng.NextDouble();
             var zw = Dense.Uniform(rng, n, -2, 2); var zl = Dense.Uniform(rng, n, -2, 2);
             var rw = Dense.Uniform(rng, n, -2, 2); var rl = Dense.Uniform(rng, n, -2, 2);
             long[] Tokens() => Enumerable.Range(0, b * len).Select(_ => (long)rng.Next(v)).ToArray();
             double[] Mask() => Enumerable.Range(0, b * len).Select(i => i % len == 0 || rng.Next(3) > 0 ? 1.0 : 0.0).ToArray();
             var (yw, yl, mw, ml) = (Tokens(), Tokens(), Mask(), Mask());
-            var risk = entropic ? RiskMeasure.Entropic : RiskMeasure.Expectation;
-            var got = RaDpo.Loss(Side(T(zw, b, len, v), rw, yw, mw, b, len, v), Side(T(zl, b, len, v), rl, yl, ml, b, len, v), beta, alpha, risk, gamma).ToDoubleArray();
+            var got = RaDpo.Loss(Side(T(zw, b, len, v), rw, yw, mw, b, len, v), Side(T(zl, b, len, v), rl, yl, ml, b, len, v), beta, alpha, risk, level).ToDoubleArray();
             for (int i = 0; i < b; i++)
-                AssertClose(TdpoTranscription(zw, rw, yw, mw, zl, rl, yl, ml, i, len, v, beta, alpha, entropic ? gamma : null), got[i], 1e-12, "pair loss");
+                AssertClose(TdpoTranscription(zw, rw, yw, mw, zl, rl, yl, ml, i, len, v, beta, alpha, risk, level), got[i], 1e-12, "pair loss");
             // The chosen side's risk term is a stop-gradient (TDPO₂), so finite differences check the rejected side at α and both at α = 0.
-            AssertGrad(x => RaDpo.Loss(Side(T(zw, b, len, v), rw, yw, mw, b, len, v), Side(x[0], rl, yl, ml, b, len, v), beta, alpha, risk, gamma), T(zl, b, len, v));
-            AssertGrad(x => RaDpo.Loss(Side(x[0], rw, yw, mw, b, len, v), Side(x[1], rl, yl, ml, b, len, v), beta, 0, risk, gamma), T(zw, b, len, v), T(zl, b, len, v));
-            if (entropic)
+            AssertGrad(x => RaDpo.Loss(Side(T(zw, b, len, v), rw, yw, mw, b, len, v), Side(x[0], rl, yl, ml, b, len, v), beta, alpha, risk, level), T(zl, b, len, v));
+            AssertGrad(x => RaDpo.Loss(Side(x[0], rw, yw, mw, b, len, v), Side(x[1], rl, yl, ml, b, len, v), beta, 0, risk, level), T(zw, b, len, v), T(zl, b, len, v));
+            var lp = T(zw, b, len, v).LogSoftmax(-1); var lr = T(rw, b, len, v).LogSoftmax(-1);
+            var kl = RaDpo.TokenRisk(lp, lr, RiskMeasure.Expectation).ToDoubleArray();
+            if (risk == RiskMeasure.Entropic)   // γ → 0 recovers the risk-neutral (KL) term
+                Close.Check(kl, RaDpo.TokenRisk(lp, lr, RiskMeasure.Entropic, 1e-7).ToDoubleArray(), 1e-5, 1e-6, "γ → 0");
+            if (risk == RiskMeasure.ConditionalValueAtRisk)
             {
-                // γ → 0 recovers the risk-neutral (KL) term.
-                var lp = T(zw, b, len, v).LogSoftmax(-1); var lr = T(rw, b, len, v).LogSoftmax(-1);
-                Close.Check(RaDpo.TokenRisk(lp, lr, RiskMeasure.Expectation).ToDoubleArray(), RaDpo.TokenRisk(lp, lr, RiskMeasure.Entropic, 1e-7).ToDoubleArray(), 1e-5, 1e-6, "γ → 0");
+                // α = 1 is the expectation; a smaller α averages a worse tail, never below it.
+                Close.Check(kl, RaDpo.TokenRisk(lp, lr, risk, 1).ToDoubleArray(), 1e-12, 1e-14, "α = 1");
+                var tail = RaDpo.TokenRisk(lp, lr, risk, level).ToDoubleArray();
+                for (int i = 0; i < kl.Length; i++) Assert.True(tail[i] >= kl[i] - 1e-12);
             }
         }
     }
@@ -698,6 +721,7 @@ public class RlObjTests
         Assert.Throws<ArgumentException>(() => RaDpo.Loss(side, side, beta: 0));
         Assert.Throws<ArgumentException>(() => RaDpo.Loss(side, side, alpha: -1));
         Assert.Throws<ArgumentException>(() => RaDpo.Loss(side, side, risk: RiskMeasure.Entropic, riskLevel: 0));
+        Assert.Throws<ArgumentException>(() => RaDpo.Loss(side, side, risk: RiskMeasure.ConditionalValueAtRisk, riskLevel: 1.5));
         Assert.Throws<ArgumentException>(() => RaDpo.Loss(side, side with { Tokens = Tensor.FromArray(new long[3], new Shape(1, 3)) }));
         Assert.Throws<ArgumentException>(() => RaDpo.Loss(side, side with { RefLogProbs = T(new double[8], 1, 4, 2) }));
     }
