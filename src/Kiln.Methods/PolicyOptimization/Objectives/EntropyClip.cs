@@ -57,8 +57,7 @@ public sealed class EntropyClip : IPolicyObjective
     public Tensor Loss(PolicyBatch batch)
     {
         var keep = KeepMask(batch);
-        var (loss, _) = TokenTerms.ClippedSurrogate(batch.LogProbs, batch.OldLogProbs,
-            PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize), ClipLow, ClipHigh);
+        var loss = TokenTerms.GrpoSurrogate(batch, ClipLow, ClipHigh);
         return PolicyMath.Aggregate(loss * keep, batch.Mask, Aggregation);
     }
 }

@@ -36,8 +36,7 @@ public sealed class Llds : IPolicyObjective
     {
         if (!(Alpha >= 0)) throw new ArgumentException($"llds: Alpha must be ≥ 0, got {Alpha}", nameof(Alpha));
         var penalty = Penalty(batch);
-        var (loss, _) = TokenTerms.ClippedSurrogate(batch.LogProbs, batch.OldLogProbs,
-            PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize), ClipLow, ClipHigh);
+        var loss = TokenTerms.GrpoSurrogate(batch, ClipLow, ClipHigh);
         return PolicyMath.Aggregate(loss, batch.Mask, Aggregation) + Alpha * penalty;
     }
 }

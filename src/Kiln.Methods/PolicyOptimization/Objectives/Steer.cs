@@ -30,11 +30,11 @@ public sealed class Steer : IPolicyObjective
         if (batch.Logits is null) throw new ArgumentException("steer: the batch needs Logits (Ω reads each token's entropy)", nameof(batch));
         if (!(StepSize > 0)) throw new ArgumentException($"steer: StepSize must be positive, got {StepSize}", nameof(StepSize));
         var lp = batch.LogProbs.Detach();
-        var a = PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize).Unsqueeze(1);
-        var (_, clipped) = TokenTerms.ClippedSurrogate(lp, batch.OldLogProbs, a.Squeeze(1), ClipLow, ClipHigh);
+        var a = PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize);
+        var (_, clipped) = TokenTerms.ClippedSurrogate(lp, batch.OldLogProbs, a, ClipLow, ClipHigh);
         var ratio = (lp - batch.OldLogProbs).Exp();
         var s = TokenTerms.EntropyDiscriminator(lp, TokenTerms.Entropy(batch.Logits.Detach()));
-        return -StepSize * ratio * a * (1 - clipped) * s;
+        return -StepSize * ratio * a.Unsqueeze(1) * (1 - clipped) * s;
     }
 
     /// <summary>The token weights exp(−k |Ω|) in (0, 1], [B, T], no gradient.</summary>
@@ -48,8 +48,7 @@ public sealed class Steer : IPolicyObjective
     public Tensor Loss(PolicyBatch batch)
     {
         var w = Weights(batch);
-        var (loss, _) = TokenTerms.ClippedSurrogate(batch.LogProbs, batch.OldLogProbs,
-            PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize), ClipLow, ClipHigh);
+        var loss = TokenTerms.GrpoSurrogate(batch, ClipLow, ClipHigh);
         return PolicyMath.Aggregate(loss * w, batch.Mask, Aggregation);
     }
 }

@@ -80,6 +80,14 @@ public static class TokenTerms
         return (loss, clipped.To(logProbs.DType));
     }
 
+    /// <summary>GRPO's clipped-surrogate token loss [B, T] of a batch: <see cref="ClippedSurrogate"/> with the group-normalised advantages.</summary>
+    public static Tensor GrpoSurrogate(PolicyBatch batch, double clipLow, double clipHigh)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        batch.Validate();
+        return ClippedSurrogate(batch.LogProbs, batch.OldLogProbs, PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize), clipLow, clipHigh).Loss;
+    }
+
     /// <summary>The pairwise logistic (Bradley–Terry) loss −log σ(margin) = softplus(−margin), elementwise.</summary>
     public static Tensor PairwiseLogistic(Tensor margin)
     {
