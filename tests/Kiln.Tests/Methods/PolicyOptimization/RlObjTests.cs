@@ -568,18 +568,50 @@ public class RlObjTests
             Assert.True(TiltedObjective(teacher, reward, logRef, beta) >= TiltedObjective(other, reward, logRef, beta));
             Close.Check(Softmax(zRef), Teacher(0).ToDoubleArray(), 1e-12, 1e-15, "a = 0");
             Close.Check(Softmax(zDpo), Teacher(1).ToDoubleArray(), 1e-12, 1e-15, "a = 1");
-            // Contrastive: reward β₀ log(π_dpo / π_rdpo) around a base policy; a = 0 gives the base.
-            var zBase = Dense.Uniform(rng, v, -1.5, 1.5); var zRdpo = Dense.Uniform(rng, v, -1.5, 1.5);
+            // Contrastive (Eq. 14–15): reward β₀ log(π_dpo / π_dpo⁻) with π_dpo as the reference; a = 0 gives π_dpo.
+            var zRdpo = Dense.Uniform(rng, v, -1.5, 1.5);
             var logRdpo = LogSoftmax(zRdpo);
             var contrast = logDpo.Select((l, k) => beta0 * (l - logRdpo[k])).ToArray();
-            Tensor Contrastive(double a) => AlignDistil.TeacherLogits(T(zBase, v), T(zDpo, v), T(zRdpo, v), Tensor.Scalar(a, DType.Float64)).Softmax(-1);
-            Close.Check(MaximiseTilted(contrast, LogSoftmax(zBase), beta), Contrastive(beta0 / beta).ToDoubleArray(), 1e-9, 1e-12, "contrastive");
-            Close.Check(Softmax(zBase), Contrastive(0).ToDoubleArray(), 1e-12, 1e-15, "contrastive a = 0");
+            Tensor Contrastive(double a) => AlignDistil.TeacherLogits(T(zDpo, v), T(zDpo, v), T(zRdpo, v), Tensor.Scalar(a, DType.Float64)).Softmax(-1);
+            Close.Check(MaximiseTilted(contrast, logDpo, beta), Contrastive(beta0 / beta).ToDoubleArray(), 1e-9, 1e-12, "contrastive");
+            Close.Check(Softmax(zDpo), Contrastive(0).ToDoubleArray(), 1e-12, 1e-15, "contrastive a = 0");
+            // Theorem 1 per token: E_θ[r] − β KL(π_θ ‖ π_ref) + β KL(π_θ ‖ π*) is the same constant for every π_θ.
+            double Constant(double[] zTheta)
+            {
+                var lt = LogSoftmax(zTheta);
+                double objective = lt.Select((l, k) => Math.Exp(l) * (reward[k] - beta * (l - logRef[k]))).Sum();
+                double kl = AlignDistil.Loss(T(zTheta, 1, 1, v), AlignDistil.TeacherLogits(T(zRef, 1, 1, v), T(zDpo, 1, 1, v), T(zRef, 1, 1, v), Tensor.Scalar(beta0 / beta, DType.Float64)), T([1.0], 1, 1)).Item();
+                return objective + beta * kl;
+            }
+            AssertClose(Constant(Dense.Uniform(rng, v, -2, 2)), Constant(Dense.Uniform(rng, v, -2, 2)), 1e-12, "RLHF = distillation");
         }
     }
 
     [Fact]
-    public void Align_distil_loss_is_the_masked_token_kl_to_the_teacher()
+    public void Align_distil_adaptive_coefficient_is_r_times_the_total_variation_plus_eps()
+    {
+        var rng = new Random(53);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            int n = rng.Next(0, 4), v = rng.Next(2, 6);
+            double r = 3 * rng.NextDouble();
+            var za = Dense.Uniform(rng, n * v, -2, 2); var zb = Dense.Uniform(rng, n * v, -2, 2);
+            var a = AlignDistil.AdaptiveCoefficient(T(za, n, v), T(zb, n, v), r).ToDoubleArray();
+            Assert.Equal(n, a.Length);
+            for (int i = 0; i < n; i++)
+            {
+                var pa = Softmax(za.AsSpan(i * v, v)); var pb = Softmax(zb.AsSpan(i * v, v));
+                double tvd = 0.5 * pa.Select((x, k) => Math.Abs(x - pb[k])).Sum();
+                AssertClose(r * tvd + 1e-3, a[i], 1e-12, "a_t");
+                Assert.InRange(a[i], 1e-3, r + 1e-3 + 1e-12);
+            }
+            Assert.All(AlignDistil.AdaptiveCoefficient(T(za, n, v), T(za, n, v), r).ToDoubleArray(), x => AssertClose(1e-3, x, 1e-12, "agreeing models"));
+        }
+        Assert.Throws<ArgumentException>(() => AlignDistil.AdaptiveCoefficient(T(new double[2], 2), T(new double[2], 2), -1));
+    }
+
+    [Fact]
+    public void Align_distil_loss_is_the_weighted_masked_reverse_kl_to_the_teacher()
     {
         var rng = new Random(52);
         for (int trial = 0; trial < 8; trial++)
@@ -587,19 +619,26 @@ public class RlObjTests
             int b = rng.Next(1, 4), len = rng.Next(1, 5), v = rng.Next(2, 6);
             var zs = Dense.Uniform(rng, b * len * v, -2, 2); var zt = Dense.Uniform(rng, b * len * v, -2, 2);
             var mask = Enumerable.Range(0, b * len).Select(_ => (double)rng.Next(2)).ToArray();
+            var w = Dense.Uniform(rng, b * len, 0.5, 2);
             double expected = 0;
-            for (int i = 0; i < b * len; i++)
+            for (int row = 0; row < b; row++)
             {
-                if (mask[i] == 0) continue;
-                var lt = LogSoftmax(zt.AsSpan(i * v, v)); var ls = LogSoftmax(zs.AsSpan(i * v, v));
-                expected += lt.Select((l, k) => Math.Exp(l) * (l - ls[k])).Sum();
+                double sum = 0, count = 0;
+                for (int i = row * len; i < (row + 1) * len; i++)
+                {
+                    if (mask[i] == 0) continue;
+                    var lt = LogSoftmax(zt.AsSpan(i * v, v)); var ls = LogSoftmax(zs.AsSpan(i * v, v));
+                    sum += w[i] * ls.Select((l, k) => Math.Exp(l) * (l - lt[k])).Sum();
+                    count++;
+                }
+                expected += sum / Math.Max(1, count) / b;
             }
-            expected /= Math.Max(1, mask.Sum());
-            AssertClose(expected, AlignDistil.Loss(T(zs, b, len, v), T(zt, b, len, v), T(mask, b, len)).Item(), 1e-12, "kl");
-            AssertGrad(x => AlignDistil.Loss(x[0], T(zt, b, len, v), T(mask, b, len)), T(zs, b, len, v));
+            AssertClose(expected, AlignDistil.Loss(T(zs, b, len, v), T(zt, b, len, v), T(mask, b, len), T(w, b, len)).Item(), 1e-12, "kl");
+            AssertGrad(x => AlignDistil.Loss(x[0], T(zt, b, len, v), T(mask, b, len), T(w, b, len)), T(zs, b, len, v));
         }
         Assert.Throws<ArgumentException>(() => AlignDistil.Loss(T(new double[6], 1, 2, 3), T(new double[6], 1, 3, 2), T(new double[2], 1, 2)));
         Assert.Throws<ArgumentException>(() => AlignDistil.TeacherLogits(T(new double[3], 3), T(new double[2], 2), T(new double[3], 3), Tensor.Scalar(1.0, DType.Float64)));
+        Assert.Throws<ArgumentException>(() => AlignDistil.Loss(T(new double[6], 1, 2, 3), T(new double[6], 1, 2, 3), T(new double[2], 1, 2), T(new double[3], 1, 3)));
     }
 
     // ---------- 6. Ra-DPO ----------
