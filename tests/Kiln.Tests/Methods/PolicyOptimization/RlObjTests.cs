@@ -49,7 +49,8 @@ public class RlObjTests
     sealed class Tab
     {
         public required int B, Len, V, G;
-        public required double[] Z, Old, Mask, Rewards;
+        public required double[] Z, Old, Mask;
+        public required double[] Rewards { get; set; }
         public required long[] Tokens;
 
         public ReadOnlySpan<double> Row(int b, int t) => Z.AsSpan((b * Len + t) * V, V);
@@ -346,6 +347,37 @@ public class RlObjTests
         // The batch objectives are found by name (kiln rl train --objective NAME).
         foreach (var (name, type) in new[] { ("entropy-clip", typeof(EntropyClip)), ("steer", typeof(Steer)), ("llds", typeof(Llds)), ("redi", typeof(Redi)), ("tree-opo", typeof(TreeOpo)) })
             Assert.IsType(type, PolicyObjectives.Create(name));
+    }
+
+    [Fact]
+    public void Objectives_run_in_float32_with_finite_gradients()
+    {
+        var rng = new Random(18);
+        var tab = Tab.Random(rng, 2, 4, 3, 4);
+        tab.Rewards = [1, 0, 0, 1, 1, 1, 0, 1];
+        foreach (var name in new[] { "entropy-clip", "steer", "llds", "redi", "tree-opo" })
+        {
+            var z = T(tab.Z, tab.B, tab.Len, tab.V).To(DType.Float32).RequiresGrad_();
+            var b64 = tab.Batch(z);
+            var batch = b64 with { OldLogProbs = b64.OldLogProbs.To(DType.Float32), Rewards = b64.Rewards.To(DType.Float32), Mask = b64.Mask.To(DType.Float32) };
+            var loss = PolicyObjectives.Create(name).Loss(batch);
+            Assert.Equal(DType.Float32, loss.DType);
+            var g = Autograd.Grad(loss, z).ToDoubleArray();
+            Assert.All(g, x => Assert.True(double.IsFinite(x), name));
+            Assert.Contains(g, x => x != 0);
+        }
+        Tensor F(int n, params int[] shape) => T(Dense.Uniform(rng, n, -2, 2), shape).To(DType.Float32);
+        var tokens = Tensor.FromArray(new long[] { 0, 2, 1 }, new Shape(1, 3));
+        var ones = T([1.0, 1, 1], 1, 3).To(DType.Float32);
+        foreach (var risk in Enum.GetValues<RiskMeasure>())
+        {
+            var side = new PreferenceSide(F(9, 1, 3, 3).LogSoftmax(-1), F(9, 1, 3, 3).LogSoftmax(-1), tokens, ones);
+            Assert.Equal(DType.Float32, RaDpo.Loss(side, side with { LogProbs = F(9, 1, 3, 3).LogSoftmax(-1) }, risk: risk, riskLevel: 0.5).DType);
+        }
+        Assert.Equal(DType.Float32, GeneralPreference.Loss(GeneralPreference.Embed(F(8, 2, 4)), GeneralPreference.Embed(F(8, 2, 4))).DType);
+        Assert.Equal(DType.Float32, ControlledDecoding.TokenwiseLogProbs(F(6, 2, 3), F(6, 2, 3), 0.5).DType);
+        var zs = F(9, 1, 3, 3);
+        Assert.Equal(DType.Float32, AlignDistil.Loss(zs, AlignDistil.TeacherLogits(zs, F(9, 1, 3, 3), zs, AlignDistil.AdaptiveCoefficient(zs, F(9, 1, 3, 3), 2)), ones).DType);
     }
 
     // ---------- 2. STEER ----------
