@@ -56,11 +56,13 @@ public static class Tcav
     /// <paramref name="classLogit"/> maps activations [n, d] to the class-k logits [n] row by row (the rest of the network).
     /// </summary>
     /// <exception cref="ShapeMismatchException">The activations are not [n, d], the direction is not [d], or the logits are not [n].</exception>
+    /// <exception cref="InvalidOperationException">Called inside <see cref="Autograd.NoGrad"/>.</exception>
     public static double[] DirectionalDerivatives(Func<Tensor, Tensor> classLogit, Tensor activations, Tensor direction)
     {
         ArgumentNullException.ThrowIfNull(classLogit); ArgumentNullException.ThrowIfNull(activations); ArgumentNullException.ThrowIfNull(direction);
         if (activations.Rank != 2 || direction.Rank != 1 || direction.Shape[0] != activations.Shape[1])
             throw new ShapeMismatchException("tcav", nameof(direction), $"activations must be [n, d] and the direction [d]; got {activations.Shape} and {direction.Shape}");
+        if (!Autograd.IsEnabled) throw new InvalidOperationException("tcav: directional derivatives need gradients; call outside Autograd.NoGrad()");
         var a = activations.Detach().Clone();
         a.RequiresGrad = true;
         var logits = classLogit(a);
