@@ -318,7 +318,7 @@ public class MergingTests
             int heads = r.Next(1, 4), hd = r.Next(2, 4), d = r.Next(hd, 8), t = r.Next(1, 5);
             double[] q = U(r, heads * hd * d), k = U(r, heads * hd * d), v = U(r, heads * hd * d), o = U(r, d * heads * hd), x = U(r, t * d);
             // Head 0's last query row is a combination of its first two: its query-key product loses one rank.
-            for (int c = 0; c < d; c++) q[(hd - 1) * d + c] = 0.5 * q[c] - 1.5 * q[d + c];
+            for (int c = 0; c < d; c++) q[(hd - 1) * d + c] = Enumerable.Range(0, hd - 1).Sum(j => (j % 2 == 0 ? 0.5 + j : -1.5 - j) * q[j * d + c]);
             var p = Enumerable.Range(0, t * t).Select(_ => r.NextDouble()).ToArray();
             for (int i = 0; i < t; i++) { double s = p.Skip(i * t).Take(t).Sum(); for (int j = 0; j < t; j++) p[i * t + j] /= s; }
             var (logits, outs) = Heads(q, k, v, o, x, p, heads, hd, d, t);
