@@ -85,7 +85,7 @@ public static class MergeVerb
         plt.Axes.SetLimitsY(0, 100);
         plt.Axes.Left.Label.Text = "greedy exact match on held-out prompts (%)";
         plt.Title("kiln merge: base, per-task fine-tunes and merges");
-        plt.ShowLegend();
-        plt.SavePng(path, 1100, 500);
+        plt.ShowLegend(ScottPlot.Edge.Right);
+        plt.SavePng(path, 1200, 500);
     }
 }
