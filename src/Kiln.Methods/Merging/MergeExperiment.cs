@@ -16,9 +16,9 @@ public sealed record MergeOptions
         MaxPositions = 128, TieWordEmbeddings = true,
     };
     /// <summary>Steps of the base model on the mix of all tasks.</summary>
-    public int BaseSteps { get; init; } = 300;
+    public int BaseSteps { get; init; } = 800;
     /// <summary>Steps of each single-task fine-tune from the base (also ATM's total per-task budget).</summary>
-    public int FineTuneSteps { get; init; } = 150;
+    public int FineTuneSteps { get; init; } = 100;
     /// <summary>Sequences per step.</summary>
     public int Batch { get; init; } = 16;
     /// <summary>Tokens per sequence.</summary>
@@ -26,7 +26,7 @@ public sealed record MergeOptions
     /// <summary>Peak learning rate of the base training.</summary>
     public double BaseLearningRate { get; init; } = 3e-3;
     /// <summary>Peak learning rate of the fine-tunes.</summary>
-    public double FineTuneLearningRate { get; init; } = 2e-3;
+    public double FineTuneLearningRate { get; init; } = 5e-4;
     /// <summary>Training lines (prompt + answer) per task.</summary>
     public int TrainLines { get; init; } = 3000;
     /// <summary>Held-out prompts per task (prompts seen in training are excluded).</summary>

@@ -12,8 +12,10 @@ public static class MergeVerb
     {
         var cmd = new Command("merge", "Model merging on generated tasks: a base decoder, one fine-tune per task, merged by task arithmetic, averaging, NegMerge, aTLAS and ATM; per-task greedy exact-match accuracy");
         var tasks = new Option<string>("--tasks") { Description = "Tasks, comma-separated: add, reverse, sort, count", DefaultValueFactory = _ => "add,reverse,sort,count" };
-        var baseSteps = new Option<int>("--base-steps") { Description = "Training steps of the base model on the task mix", DefaultValueFactory = _ => 300 };
-        var ftSteps = new Option<int>("--finetune-steps") { Description = "Steps of each single-task fine-tune (ATM's total budget per task)", DefaultValueFactory = _ => 150 };
+        var baseSteps = new Option<int>("--base-steps") { Description = "Training steps of the base model on the task mix", DefaultValueFactory = _ => 800 };
+        var ftSteps = new Option<int>("--finetune-steps") { Description = "Steps of each single-task fine-tune (ATM's total budget per task)", DefaultValueFactory = _ => 100 };
+        var baseLr = new Option<double>("--base-lr") { Description = "Peak learning rate of the base training", DefaultValueFactory = _ => 3e-3 };
+        var ftLr = new Option<double>("--finetune-lr") { Description = "Peak learning rate of the fine-tunes (and ATM's)", DefaultValueFactory = _ => 5e-4 };
         var evalPrompts = new Option<int>("--eval") { Description = "Held-out prompts per task", DefaultValueFactory = _ => 200 };
         var scales = new Option<string>("--scales") { Description = "Task arithmetic scales, comma-separated", DefaultValueFactory = _ => "0.3,0.5,1" };
         var atlasSteps = new Option<int>("--atlas-steps") { Description = "Adam steps of aTLAS's per-tensor coefficients", DefaultValueFactory = _ => 30 };
@@ -21,7 +23,7 @@ public static class MergeVerb
         var seed = new Option<int>("--seed") { Description = "Seed of data, initialization and batches", DefaultValueFactory = _ => 1 };
         var plot = new Option<string?>("--plot") { Description = "Bar chart PNG to write (default: merge.png, or none with --json)" };
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON object on standard output" };
-        foreach (var o in new Option[] { tasks, baseSteps, ftSteps, evalPrompts, scales, atlasSteps, atmRounds, seed, plot, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { tasks, baseSteps, ftSteps, baseLr, ftLr, evalPrompts, scales, atlasSteps, atmRounds, seed, plot, json }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             string? png = Cli.PlotPath(p, plot, json, "merge.png");
@@ -33,10 +35,12 @@ public static class MergeVerb
                 .ToArray();
             foreach (var (v, name) in new[] { (p.GetValue(baseSteps), "--base-steps"), (p.GetValue(ftSteps), "--finetune-steps"), (p.GetValue(evalPrompts), "--eval"), (p.GetValue(atmRounds), "--atm-rounds") })
                 Cli.Positive(v, name);
+            Cli.PositiveFinite(p.GetValue(baseLr), "--base-lr");
+            Cli.PositiveFinite(p.GetValue(ftLr), "--finetune-lr");
             if (p.GetValue(atlasSteps) < 0) throw new ArgumentException($"--atlas-steps: {p.GetValue(atlasSteps)} is negative");
             var options = new MergeOptions
             {
-                Tasks = names, BaseSteps = p.GetValue(baseSteps), FineTuneSteps = p.GetValue(ftSteps), EvalPrompts = p.GetValue(evalPrompts), Scales = scaleList,
+                Tasks = names, BaseSteps = p.GetValue(baseSteps), FineTuneSteps = p.GetValue(ftSteps), BaseLearningRate = p.GetValue(baseLr), FineTuneLearningRate = p.GetValue(ftLr), EvalPrompts = p.GetValue(evalPrompts), Scales = scaleList,
                 AtlasSteps = p.GetValue(atlasSteps), AtmRounds = p.GetValue(atmRounds), Seed = p.GetValue(seed),
             };
             var result = Cli.Progress("merge", 5 + names.Length + scaleList.Length, tick => MergeExperiment.Run(options, (done, _, _) => tick(done)));
@@ -55,14 +59,14 @@ public static class MergeVerb
         {
             Cli.JsonLine(new
             {
-                tasks = o.Tasks, base_steps = o.BaseSteps, finetune_steps = o.FineTuneSteps, eval_prompts = o.EvalPrompts, scales = o.Scales, atlas_steps = o.AtlasSteps,
+                tasks = o.Tasks, base_steps = o.BaseSteps, finetune_steps = o.FineTuneSteps, base_lr = o.BaseLearningRate, finetune_lr = o.FineTuneLearningRate, eval_prompts = o.EvalPrompts, scales = o.Scales, atlas_steps = o.AtlasSteps,
                 atm_rounds = o.AtmRounds, seed = o.Seed, seconds = r.Seconds,
                 rows = r.Rows.Select(x => new { model = x.Name, accuracies = x.Accuracies, mean = x.Mean }).ToArray(),
             });
             return;
         }
         var c = o.Config;
-        Cli.Err.WriteLine($"decoder {c.Layers}x{c.HiddenSize} ({c.Heads} heads); base {o.BaseSteps} steps on the mix, fine-tunes {o.FineTuneSteps} steps; {o.EvalPrompts} held-out prompts per task; {r.Seconds:F1} s");
+        Cli.Err.WriteLine($"decoder {c.Layers}x{c.HiddenSize} ({c.Heads} heads); base {o.BaseSteps} steps on the mix, fine-tunes {o.FineTuneSteps} steps at lr {o.FineTuneLearningRate:G3}; {o.EvalPrompts} held-out prompts per task; {r.Seconds:F1} s");
         var t = new Table().AddColumns(["model", .. o.Tasks.Select(n => n + " %"), "mean %"]);
         foreach (var x in r.Rows) t.AddRow([x.Name, .. x.Accuracies.Select(a => $"{a * 100:F1}"), $"{x.Mean * 100:F1}"]);
         Cli.Err.Write(t);
