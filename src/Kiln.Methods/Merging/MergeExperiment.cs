@@ -33,7 +33,7 @@ public sealed record MergeOptions
     public int EvalPrompts { get; init; } = 200;
     /// <summary>Scales lambda of task arithmetic, theta_base + lambda * sum_t tau_t.</summary>
     public IReadOnlyList<double> Scales { get; init; } = [0.3, 0.5, 1.0];
-    /// <summary>aTLAS: few-shot lines per task and Adam steps (learning rate <see cref="AtlasLearningRate"/>) of the per-tensor coefficients.</summary>
+    /// <summary>aTLAS: few-shot lines per task (held out from training and evaluation) for learning the per-tensor coefficients.</summary>
     public int AtlasShots { get; init; } = 16;
     /// <summary>aTLAS: Adam steps.</summary>
     public int AtlasSteps { get; init; } = 30;
