@@ -356,4 +356,178 @@ public class RlCoreTests
         foreach (var name in new[] { "reinforce", "rloo", "grpo", "dr-grpo" })
             Assert.Equal(name, PolicyObjectives.Create(name).Name);
     }
+    // ------------------------------------------------------------------ OREAL
+
+    [Fact]
+    public void Oreal_best_of_n_positive_distribution_is_the_reference_restricted_to_correct_actions()
+    {
+        // Enumerate every sequence of N draws from π_ref, keep the first correct draw: its law, given that one was correct,
+        // is π_ref(y) 1[correct] / p for every N (the BC target).
+        var r = new Random(12);
+        for (int trial = 0; trial < 5; trial++)
+        {
+            int a = 3 + r.Next(3);
+            var q = Softmax(Dense.Uniform(r, a, -2, 2));
+            var correct = Enumerable.Range(0, a).Select(i => i == 0 || r.Next(2) == 1).ToArray();
+            var target = Oreal.BestOfNTarget(q, correct);
+            for (int n = 1; n <= 3; n++)
+            {
+                var kept = new double[a];
+                foreach (var draws in Sequences(a, n))
+                {
+                    double prob = draws.Aggregate(1.0, (acc, y) => acc * q[y]);
+                    int first = Array.FindIndex(draws, y => correct[y]);
+                    if (first >= 0) kept[draws[first]] += prob;
+                }
+                double total = kept.Sum();
+                Close(target, Dense.Scale(kept, 1 / total), 1e-12);
+            }
+            Assert.Equal(1, target.Sum(), 12);
+        }
+        Assert.Throws<ArgumentException>(() => Oreal.BestOfNTarget([0.5, 0.5], [false, false]));
+        Assert.Throws<ArgumentException>(() => Oreal.BestOfNTarget([0.5, 0.5], [true]));
+    }
+
+    static IEnumerable<int[]> Sequences(int a, int n) =>
+        n == 0 ? [[]] : Sequences(a, n - 1).SelectMany(s => Enumerable.Range(0, a).Select(y => s.Append(y).ToArray()));
+
+    [Fact]
+    public void Oreal_behaviour_cloning_gradient_vanishes_exactly_at_the_best_of_n_target()
+    {
+        // The BC half of the loss over the correct actions weighted by the target (batch rows with multiplicities k_y,
+        // target = k_y / Σk): at π = target the gradient on z is zero; the incorrect actions have logit −∞ there (−800 in float64).
+        int[] counts = [3, 0, 1, 2, 0];
+        double total = counts.Sum();
+        var z = counts.Select(k => k > 0 ? Math.Log(k / total) : -800).ToArray();
+        var policy = new TabularPolicy(Tensor.FromArray(z, new Shape(1, 5)));
+        var rows = counts.SelectMany((k, y) => Enumerable.Repeat(y, k)).ToArray();
+        var s = policy.Score([.. rows.Select(_ => new[] { 0 })], [.. rows.Select(y => new[] { y })]);
+        var loss = new Oreal().Loss(OnPolicy(s, [.. rows.Select(_ => 1.0)], rows.Length));
+        Assert.All(Autograd.Grad(loss, policy.Logits).ToDoubleArray(), g => Assert.Equal(0, g, 14));
+        // Away from it the gradient is π − target (one group of correct samples: −(1/n₊) Σ (e_y − π)).
+        var moved = new TabularPolicy(Tensor.FromArray(new[] { 0.1, -0.3, 0.2, 0.0, 0.4 }, new Shape(1, 5)));
+        var sm = moved.Score([.. rows.Select(_ => new[] { 0 })], [.. rows.Select(y => new[] { y })]);
+        var g2 = Autograd.Grad(new Oreal().Loss(OnPolicy(sm, [.. rows.Select(_ => 1.0)], rows.Length)), moved.Logits).ToDoubleArray();
+        var pm = moved.Probabilities(0);
+        Close([.. pm.Select((pi, y) => pi - counts[y] / total)], g2, 1e-12);
+    }
+
+    [Fact]
+    public void Oreal_reshaped_gradient_matches_its_closed_form()
+    {
+        var r = new Random(13);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            int g = 2 + r.Next(6), groups = 1 + r.Next(3);
+            var t = MakeTable(r, 3, 4, groups, g);
+            var rewards = Binary(r, t.Rows);
+            double eta = trial == 0 ? 1 : 2 * r.NextDouble();
+            var grad = GradZ(t, s => new Oreal { NegativeWeight = eta }.Loss(OnPolicy(s, rewards, g)));
+            // d L / d log π(y_i) = −1/(P n₊) for a correct sample, +η/(P n₋) for an incorrect one.
+            var w = new double[t.Rows];
+            for (int k = 0; k < groups; k++)
+            {
+                int pos = Enumerable.Range(k * g, g).Count(i => rewards[i] > 0), neg = g - pos;
+                for (int i = k * g; i < (k + 1) * g; i++) w[i] = rewards[i] > 0 ? -1.0 / (groups * pos) : eta / (groups * neg);
+            }
+            Close(ScoreGradient(t, w), grad, 1e-12);
+        }
+    }
+
+    // ------------------------------------------------------------------ PSR / NSR / W-REINFORCE
+
+    [Fact]
+    public void Nsr_gradient_on_the_logits_of_an_incorrect_sample_is_e_minus_p()
+    {
+        var r = new Random(14);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            var t = MakeTable(r, 1, 2 + r.Next(6), 1, 1);
+            var grad = GradZ(t, s => new Nsr().Loss(OnPolicy(s, [0], 1)));
+            var p = t.P(0);
+            Close([.. p.Select((pi, a) => (a == t.Action(0) ? 1 : 0) - pi)], grad, 1e-12);
+            // A correct sample contributes nothing to NSR, and PSR's gradient on it is p − e_y.
+            Assert.All(GradZ(t, s => new Nsr().Loss(OnPolicy(s, [1], 1))), v => Assert.Equal(0, v));
+            Close([.. p.Select((pi, a) => pi - (a == t.Action(0) ? 1 : 0))], GradZ(t, s => new Psr().Loss(OnPolicy(s, [1], 1))), 1e-12);
+            // The population form π(y₋) has the gradient π(y₋)(e_{y₋} − p): the same direction, scaled by π(y₋).
+            var pop = GradZ(t, s => s.LogProbs.Exp().Sum());
+            Close(Dense.Scale(grad, p[t.Action(0)]), pop, 1e-12);
+        }
+    }
+
+    [Fact]
+    public void W_reinforce_with_lambda_one_is_reinforce_with_signed_rewards_and_lambda_weights_positives()
+    {
+        var r = new Random(15);
+        var t = MakeTable(r, 3, 5, 4, 4);
+        var rewards = Binary(r, t.Rows);
+        var signed = rewards.Select(x => 2 * x - 1).ToArray();
+        Close(GradZ(t, s => new Reinforce().Loss(OnPolicy(s, signed, 4))), GradZ(t, s => new WReinforce { Lambda = 1 }.Loss(OnPolicy(s, rewards, 4))), 1e-12);
+        var w = rewards.Select(x => (x > 0 ? -0.1 : 1.0) / t.Rows).ToArray();
+        Close(ScoreGradient(t, w), GradZ(t, s => new WReinforce().Loss(OnPolicy(s, rewards, 4))), 1e-12);
+        Assert.Equal(0.1, new WReinforce().Lambda);
+    }
+
+    // ------------------------------------------------------------------ TOPR
+
+    [Fact]
+    public void Topr_on_policy_is_reinforce_and_negatives_get_a_ratio_in_zero_one()
+    {
+        var r = new Random(16);
+        var t = MakeTable(r, 2, 4, 2, 4);
+        var rewards = Binary(r, t.Rows);
+        const double c = 0.3;
+        var shifted = rewards.Select(x => 2 * x - 1 - c).ToArray();
+        Close(GradZ(t, s => new Reinforce().Loss(OnPolicy(s, shifted, 4))), GradZ(t, s => new Topr { Baseline = c }.Loss(OnPolicy(s, rewards, 4))), 1e-12);
+        // Off-policy: μ differs from π per row; positives keep weight A, negatives get clip(π/μ, 0, 1) A.
+        var lp = Tensor.FromArray(new[] { -1.0, -0.5, -2.0, -0.3, -1.2, -0.9, -0.1, -2.5 }, new Shape(4, 2)).RequiresGrad_();
+        var old = Tensor.FromArray(new[] { -1.5, -0.5, -1.0, -0.3, -1.0, -1.5, -0.2, -2.5 }, new Shape(4, 2));
+        var mask = Tensor.FromArray(new[] { 1.0, 1, 1, 1, 1, 1, 1, 0 }, new Shape(4, 2));
+        var batch = new PolicyBatch { LogProbs = lp, OldLogProbs = old, Rewards = Tensor.FromArray(new[] { 1.0, 0, 0, 0 }), Mask = mask, GroupSize = 4 };
+        var grad = Autograd.Grad(new Topr().Loss(batch), lp).ToDoubleArray();
+        // Row ratios: e^{0.5} (positive, ignored), e^{−1} (negative), e^{0.4} → 1 (negative), e^{0.1} → 1 but row 3 has one token.
+        double[] w = [1, -Math.Exp(-1), -1, -1];
+        double[] m = [1, 1, 1, 1, 1, 1, 1, 0];
+        Close([.. Enumerable.Range(0, 8).Select(k => -w[k / 2] * m[k] / 4)], grad, 1e-12);
+    }
+
+    [Fact]
+    public void Topr_effective_positive_weight_fraction_is_exact()
+    {
+        var r = new Random(17);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            int b = 4 + r.Next(12), pos = 1 + r.Next(b - 1);
+            double c = -0.9 + 1.8 * r.NextDouble();
+            var rewards = Enumerable.Range(0, b).Select(i => i < pos ? 1.0 : 0).ToArray();
+            var lp = Tensor.FromArray(Dense.Uniform(r, b, -2, -0.1), new Shape(b, 1)).RequiresGrad_();
+            var batch = new PolicyBatch { LogProbs = lp, OldLogProbs = lp.Detach(), Rewards = Tensor.FromArray(rewards), Mask = Tensor.Ones(new Shape(b, 1), DType.Float64), GroupSize = b };
+            var g = Autograd.Grad(new Topr { Baseline = c }.Loss(batch), lp).ToDoubleArray();
+            double positive = g.Take(pos).Sum(Math.Abs), all = g.Sum(Math.Abs);
+            Assert.Equal(Topr.PositiveWeightFraction(pos / (double)b, c), positive / all, 12);
+            double p = pos / (double)b;
+            Assert.Equal(p * (1 - c) / (p * (1 - c) + (1 - p) * (1 + c)), positive / all, 12);
+        }
+    }
+
+    [Fact]
+    public void Paper_objectives_pass_gradcheck_and_register()
+    {
+        var r = new Random(18);
+        var old = Tensor.FromArray(Dense.Uniform(r, 8, -2, -0.1), new Shape(4, 2));
+        var rewards = Tensor.FromArray(new[] { 1.0, 0, 0, 1 });
+        var mask = Tensor.FromArray(new[] { 1.0, 1, 1, 0, 1, 1, 0, 1 }, new Shape(4, 2));
+        var lp = Tensor.FromArray(Dense.Uniform(r, 8, -2, -0.1), new Shape(4, 2));
+        foreach (var name in new[] { "oreal", "psr", "nsr", "w-reinforce", "topr" })
+        {
+            var o = PolicyObjectives.Create(name);
+            Assert.Equal(name, o.Name);
+            var res = GradCheck.Run(x => o.Loss(new PolicyBatch { LogProbs = x[0], OldLogProbs = old, Rewards = rewards, Mask = mask, GroupSize = 2 }), [lp]);
+            Assert.True(res.Passed, $"{o.Name}: {res}");
+        }
+        var b = new PolicyBatch { LogProbs = lp, OldLogProbs = old, Rewards = rewards, Mask = mask, GroupSize = 2 };
+        Assert.Throws<ArgumentException>(() => new Oreal { NegativeWeight = -1 }.Loss(b));
+        Assert.Throws<ArgumentException>(() => new WReinforce { Lambda = double.NaN }.Loss(b));
+        Assert.Throws<ArgumentException>(() => new Topr { Baseline = double.PositiveInfinity }.Loss(b));
+    }
 }
