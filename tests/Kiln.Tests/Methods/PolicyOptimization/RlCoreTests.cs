@@ -530,4 +530,77 @@ public class RlCoreTests
         Assert.Throws<ArgumentException>(() => new WReinforce { Lambda = double.NaN }.Loss(b));
         Assert.Throws<ArgumentException>(() => new Topr { Baseline = double.PositiveInfinity }.Loss(b));
     }
+    // ------------------------------------------------------------------ runner
+
+    [Fact]
+    public void Pass_at_k_is_the_unbiased_binomial_estimator()
+    {
+        static double Choose(int n, int k) => k < 0 || k > n ? 0 : Enumerable.Range(1, k).Aggregate(1.0, (acc, i) => acc * (n - k + i) / i);
+        for (int n = 1; n <= 12; n++)
+            for (int c = 0; c <= n; c++)
+                for (int k = 1; k <= n; k++)
+                    Assert.Equal(1 - Choose(n - c, k) / Choose(n, k), RlTrainer.PassAtK(n, c, k), 12);
+        Assert.Equal(3 / 8.0, RlTrainer.PassAtK(8, 3, 1), 14);
+        Assert.Throws<ArgumentException>(() => RlTrainer.PassAtK(4, 5, 1));
+        Assert.Throws<ArgumentException>(() => RlTrainer.PassAtK(4, 1, 5));
+    }
+
+    [Fact]
+    public void Rl_runs_are_deterministic_and_start_at_zero_kl()
+    {
+        var o = new RlOptions { SftSteps = 3, Steps = 2, Group = 3, Prompts = 2, PassK = 2, HeldOutPrompts = 2 };
+        var start = RlTrainer.Start(o);
+        // NSR moves the policy whatever the rewards (a 3-step start rarely answers right, which would leave GRPO at rest).
+        var a = RlTrainer.Train(start, new Nsr(), o);
+        var b = RlTrainer.Train(start, new Nsr(), o);
+        Assert.Equal(a.Steps.Select(s => (s.Reward, s.Kl, s.Entropy)), b.Steps.Select(s => (s.Reward, s.Kl, s.Entropy)));
+        Assert.Equal(a.HeldOutPassAt1, b.HeldOutPassAt1);
+        // Step 1 samples from the start itself, so its KL to the reference is zero up to float32 rounding (the reference
+        // is scored without recording); after one update the policy has moved and the frozen reference has not.
+        Assert.InRange(a.Steps[0].Kl, 0, 1e-5);
+        Assert.True(a.Steps[1].Kl > 1e-4, $"KL after one update {a.Steps[1].Kl}");
+        Assert.All(a.Steps, s => { Assert.InRange(s.Reward, 0, 1); Assert.True(s.PassAtK >= s.PassAt1); Assert.True(s.Entropy > 0); });
+        Assert.Throws<ArgumentException>(() => RlTrainer.Train(start, new Grpo(), o with { PassK = 4 }));
+    }
+}
+
+/// <summary>`kiln rl train` with tiny settings: one JSON object with a run per objective.</summary>
+[Collection(nameof(SerialCollection))]
+public class RlVerbTests
+{
+    [Fact]
+    public void Rl_train_verb_prints_one_json_object_with_a_run_per_objective()
+    {
+        var root = new System.CommandLine.RootCommand("kiln");
+        root.Subcommands.Add(Kiln.Cli.RlVerb.Build());
+        var saved = Console.Out;
+        var output = new StringWriter();
+        Console.SetOut(output);
+        int code;
+        try
+        {
+            code = Kiln.Cli.Cli.Run(root, ["rl", "train", "--objective", "grpo,nsr", "--task", "count", "--steps", "2", "--group", "4", "--prompts", "2", "--k", "2",
+                "--sft-steps", "4", "--held-out", "2", "--json"]);
+        }
+        finally { Console.SetOut(saved); }
+        Assert.Equal(0, code);
+        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        using var doc = System.Text.Json.JsonDocument.Parse(line);
+        var r = doc.RootElement;
+        Assert.Equal("count", r.GetProperty("task").GetString());
+        Assert.InRange(r.GetProperty("start_heldout_pass1").GetDouble(), 0, 1);
+        var runs = r.GetProperty("runs").EnumerateArray().ToList();
+        Assert.Equal(["grpo", "nsr"], runs.Select(x => x.GetProperty("objective").GetString()));
+        Assert.All(runs, x =>
+        {
+            var steps = x.GetProperty("steps").EnumerateArray().ToList();
+            Assert.Equal([1, 2], steps.Select(s => s.GetProperty("step").GetInt32()));
+            Assert.All(steps, s => Assert.InRange(s.GetProperty("reward").GetDouble(), 0, 1));
+            Assert.InRange(steps[0].GetProperty("kl").GetDouble(), 0, 1e-5);
+            Assert.InRange(x.GetProperty("heldout_pass1").GetDouble(), 0, 1);
+        });
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["rl", "train", "--objective", "xx", "--json"]));
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["rl", "train", "--task", "nope", "--json"]));
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["rl", "train", "--group", "2", "--k", "3", "--json"]));
+    }
 }
