@@ -21,6 +21,7 @@ foreach (var verb in new[]
     SslVerb.Build(),
     OptimVerb.Build(),
     MergeVerb.Build(),
+    RlVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
