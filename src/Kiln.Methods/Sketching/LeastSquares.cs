@@ -35,6 +35,20 @@ public static class LeastSquares
         return vector ? x.Squeeze(-1) : x;
     }
 
+    /// <summary>Sketch-and-solve with an explicit sketch: x̃ = argmin ‖S A x - S b‖ for S [m, n] (the identity gives the exact solve).</summary>
+    /// <param name="a">The design, [n, d].</param>
+    /// <param name="b">The targets, [n] or [n, k].</param>
+    /// <param name="sketch">The sketch S, [m, n], A's dtype.</param>
+    /// <exception cref="ShapeMismatchException">S does not have n columns, or b's rows differ from A's.</exception>
+    public static Tensor SketchAndSolve(Tensor a, Tensor b, Tensor sketch)
+    {
+        CheckProblem(a, b, "SketchAndSolve");
+        ArgumentNullException.ThrowIfNull(sketch);
+        if (sketch.Rank != 2 || sketch.Shape[1] != a.Shape[0])
+            throw new ShapeMismatchException("LeastSquares.SketchAndSolve", nameof(sketch), $"the sketch has shape {sketch.Shape}; it must be [m, {a.Shape[0]}] for A of shape {a.Shape}");
+        return sketch.MatMul(a).Lstsq(b.Rank == 1 ? sketch.MatMul(b.Unsqueeze(-1)).Squeeze(-1) : sketch.MatMul(b));
+    }
+
     /// <summary>Weighted least squares: argmin Σᵢ wᵢ (aᵢᵀx - bᵢ)², solved as the ordinary problem on √wᵢ-scaled rows.</summary>
     /// <param name="a">The design, [n, d].</param>
     /// <param name="b">The targets, [n] or [n, k].</param>

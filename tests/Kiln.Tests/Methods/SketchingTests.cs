@@ -307,6 +307,277 @@ public class SketchingTests
         Assert.True(Median(pivot) < Median(indep), $"pivotal median ε {Median(pivot)} vs independent {Median(indep)}");
         Assert.Throws<ArgumentException>(() => LeverageSampling.Fit(a, b, [], p));
     }
+    // ---------- A Nearly-Optimal Bound for Fast Regression with ell_infty Guarantee ----------
+
+    [Fact]
+    public void Linf_regression_identity_sketch_is_exact_gaussian_error_has_the_closed_form_covariance_and_meets_the_bound()
+    {
+        var g = new Generator(31);
+        const int n = 60, d = 3, m = 24, trials = 600;
+        var a = Tensor.Randn(new Shape(n, d), g, dtype: DType.Float64);
+        var b = Tensor.Randn(new Shape(n), g, dtype: DType.Float64);
+        var exact = LeastSquares.Solve(a, b);
+        Assert.Equal(0, LInfRegression.Error(exact, LeastSquares.SketchAndSolve(a, b, Tensor.Eye(n, dtype: DType.Float64))), 10);
+
+        // The float64 transcription: Cov = ‖r‖² (AᵀA)⁻¹ / (m - d - 1), from the residual and normal equations written here.
+        var av = H(a); var bv = H(b);
+        var xs = WeightedNormal(av, bv, Enumerable.Repeat(1.0, n).ToArray(), n, d);
+        var res = Dense.Add(Dense.Mul(av, xs, n, d, 1), bv, -1);
+        double r2 = res.Sum(v => v * v);
+        var gram = Dense.Mul(Dense.T(av, n, d), av, d, n, d);
+        var cov = Dense.Scale(SolveDense(gram, Dense.Eye(d), d, d), r2 / (m - d - 1));
+        Close.Check(cov, H(LInfRegression.GaussianErrorCovariance(a, b, m)), 1e-9, 1e-12);
+
+        var xe = H(exact);
+        var emp = new double[d * d];
+        int withinBound = 0;
+        // ε = √(2 ln(40 d)) √(d / (m - d - 1)): each coordinate's sd is at most ‖r‖ ‖A⁺‖ / √(m - d - 1), so the bound
+        // fails with probability about 1/20 by a union of Gaussian tails.
+        double eps = Math.Sqrt(2 * Math.Log(40 * d) * d / (m - d - 1));
+        double bound = LInfRegression.Bound(a, b, eps);
+        var dense = new List<double>();
+        for (int t = 0; t < trials; t++)
+        {
+            var x = LeastSquares.SketchAndSolve(a, b, SketchKind.Gaussian, m, g);
+            var dx = Dense.Add(H(x), xe, -1);
+            for (int i = 0; i < d; i++) for (int j = 0; j < d; j++) emp[i * d + j] += dx[i] * dx[j] / trials;
+            double err = LInfRegression.Error(x, exact);
+            dense.Add(err);
+            if (err <= bound) withinBound++;
+        }
+        // Entry (i, j) of a mean of 600 outer products: Monte Carlo error ~ √((c_ii c_jj + c_ij²)/600) (heavier tails
+        // of the inverse Wishart: 6 of those).
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++)
+            {
+                double se = Math.Sqrt((cov[i * d + i] * cov[j * d + j] + cov[i * d + j] * cov[i * d + j]) / trials);
+                Assert.True(Math.Abs(emp[i * d + j] - cov[i * d + j]) < 6 * se, $"cov[{i},{j}]: empirical {emp[i * d + j]}, closed form {cov[i * d + j]} (se {se})");
+            }
+        Assert.True(withinBound >= 0.9 * trials, $"{withinBound} of {trials} Gaussian solves met the l_inf bound {bound}");
+        Assert.Throws<ArgumentOutOfRangeException>(() => LInfRegression.Bound(a, b, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => LInfRegression.GaussianErrorCovariance(a, b, d + 1));
+        Assert.Throws<ShapeMismatchException>(() => LeastSquares.SketchAndSolve(a, b, Tensor.Eye(n - 1, dtype: DType.Float64)));
+    }
+
+    [Fact]
+    public void Linf_error_of_countsketch_exceeds_the_dense_sketch_on_a_coherent_design()
+    {
+        // A few heavy rows carry the design: a sparse sketch that hashes two of them together (probability about
+        // 1 - Π(1 - i/m) ≈ 18% here) keeps only the light rows' information along one direction, a dense sketch mixes
+        // every row into every sketch row.
+        const int n = 200, d = 4, m = 32, trials = 300;
+        var g = new Generator(41);
+        var heavy = Tensor.Eye(d, dtype: DType.Float64) * 10.0;
+        var a = Tensor.Concat([heavy, Tensor.Randn(new Shape(n - d, d), g, std: 0.01, dtype: DType.Float64)], 0);
+        var b = Tensor.Randn(new Shape(n), g, dtype: DType.Float64);
+        var exact = LeastSquares.Solve(a, b);
+        double Mean(SketchKind kind) => Enumerable.Range(0, trials).Average(_ => LInfRegression.Error(LeastSquares.SketchAndSolve(a, b, kind, m, g), exact));
+        double dense = Mean(SketchKind.Gaussian), sparse = Mean(SketchKind.CountSketch);
+        Assert.True(sparse > 2 * dense, $"mean l_inf error: CountSketch {sparse}, Gaussian {dense}");
+    }
+
+    // ---------- The Connection Between R-Learning and Inverse-Variance Weighting ----------
+
+    [Fact]
+    public void R_loss_equals_its_inverse_variance_weighted_form_and_both_fits_coincide()
+    {
+        for (int seed = 0; seed < 20; seed++)
+        {
+            var r = new Random(seed);
+            int p = r.Next(1, 4), n = p + 2 + r.Next(0, 20);
+            var xf = Dense.Uniform(r, n * p);
+            var w = Enumerable.Range(0, n).Select(_ => (double)r.Next(2)).ToArray();
+            var e = Dense.Uniform(r, n, 0.1, 0.9);
+            var m = Dense.Uniform(r, n);
+            var y = Dense.Uniform(r, n, -2, 2);
+            var tau = Dense.Uniform(r, n);
+            // The identity, term by term: ((y - m) - (w - e) τ)² = (w - e)² ((y - m)/(w - e) - τ)².
+            double direct = Enumerable.Range(0, n).Average(i => Math.Pow(y[i] - m[i] - (w[i] - e[i]) * tau[i], 2));
+            double ivw = Enumerable.Range(0, n).Average(i => Math.Pow(w[i] - e[i], 2) * Math.Pow((y[i] - m[i]) / (w[i] - e[i]) - tau[i], 2));
+            Assert.Equal(direct, ivw, 10);
+            Assert.Equal(direct, RLearner.Loss(T(tau, n), T(y, n), T(w, n), T(m, n), T(e, n)).Item(), 10);
+            // The R-loss minimizer over τ = xᵀβ by its own normal equations: rows (w - e) x against y - m.
+            var rows = Enumerable.Range(0, n).SelectMany(i => Enumerable.Range(0, p).Select(j => (w[i] - e[i]) * xf[i * p + j])).ToArray();
+            var beta = WeightedNormal(rows, y.Select((v, i) => v - m[i]).ToArray(), Enumerable.Repeat(1.0, n).ToArray(), n, p);
+            Close.Check(beta, H(RLearner.Fit(T(xf, n, p), T(y, n), T(w, n), T(m, n), T(e, n))), 1e-8, 1e-8, $"seed {seed}");
+        }
+        Assert.Throws<ArgumentException>(() => RLearner.PseudoOutcomes(T([1, 2], 2), T([1, 0.5], 2), T([0, 0], 2), T([0.5, 0.5], 2)));
+        Assert.Throws<ShapeMismatchException>(() => RLearner.Loss(T([1], 1), T([1, 2], 2), T([1, 0], 2), T([0, 0], 2), T([0.5, 0.5], 2)));
+    }
+
+    [Fact]
+    public void R_loss_passes_gradcheck()
+    {
+        var r = new Random(3);
+        var xs = Enumerable.Range(0, 5).Select(_ => T(Dense.Uniform(r, 6, 0.1, 0.9), 6)).ToArray();
+        var res = GradCheck.Run(v => RLearner.Loss(v[0], v[1], v[2], v[3], v[4]), xs);
+        Assert.True(res.Passed, res.ToString());
+    }
+
+    // ---------- The Power of Preconditioning in Overparameterized Low-Rank Matrix Sensing ----------
+
+    static (Tensor Ops, Tensor Y, Tensor Target, Tensor Start) Sensing(double kappa, int seed, int n = 8, int rank = 2, int k = 4, int m = 200)
+    {
+        var g = new Generator((ulong)seed);
+        var (q, _) = Tensor.Randn(new Shape(n, rank), g, dtype: DType.Float64).Qr();
+        var s = Tensor.FromArray(Enumerable.Range(0, rank).Select(i => i == 0 ? kappa : 1.0).ToArray());
+        var target = (q * s).MatMul(q.T);
+        var ops = Tensor.Randn(new Shape(m, n, n), g, dtype: DType.Float64);
+        var y = ops.Reshape(m, n * n).MatMul(target.Reshape(n * n, 1)).Squeeze(-1);
+        var start = Tensor.Randn(new Shape(n, k), g, std: 1e-6 / Math.Sqrt(n), dtype: DType.Float64);
+        return (ops, y, target, start);
+    }
+
+    [Fact]
+    public void Scaled_gd_step_matches_the_papers_update_written_out()
+    {
+        for (int seed = 0; seed < 6; seed++)
+        {
+            var (ops, y, _, _) = Sensing(3, seed, n: 4, k: 3, m: 12);
+            var x = Tensor.Randn(new Shape(4, 3), new Generator((ulong)seed + 100), dtype: DType.Float64);
+            var ov = H(ops); var yv = H(y); var xv = H(x);
+            int n = 4, k = 3, m = 12;
+            var xxt = Dense.Mul(xv, Dense.T(xv, n, k), n, k, n);
+            var gsum = new double[n * n];
+            for (int i = 0; i < m; i++)
+            {
+                double ri = -yv[i];
+                for (int t = 0; t < n * n; t++) ri += ov[i * n * n + t] * xxt[t];
+                for (int a = 0; a < n; a++) for (int c = 0; c < n; c++) gsum[a * n + c] += ri * (ov[i * n * n + a * n + c] + ov[i * n * n + c * n + a]);
+            }
+            var grad = Dense.Scale(Dense.Mul(gsum, xv, n, n, k), 1.0 / (2 * m));
+            Close.Check(grad, H(PreconditionedSensing.Gradient(ops, y, x)), 1e-10, 1e-10);
+            // f(X) = (1/4m) Σ rᵢ² and its gradient by autodiff agree with the closed form.
+            var xg = x.Detach().RequiresGrad_();
+            var f = (ops.Reshape(m, n * n).MatMul(xg.MatMul(xg.T).Reshape(n * n, 1)).Squeeze(-1) - y).Pow(2).Sum() / (4.0 * m);
+            var auto = Autograd.Grad([f], [xg])[0];
+            Close.Check(H(auto), H(PreconditionedSensing.Gradient(ops, y, x)), 1e-10, 1e-10);
+            const double eta = 0.3, lambda = 0.2;
+            var pre = Dense.Add(Dense.Mul(Dense.T(xv, n, k), xv, k, n, k), Dense.Scale(Dense.Eye(k), lambda));
+            var step = Dense.Add(xv, Dense.Scale(Dense.T(SolveDense(pre, Dense.T(grad, n, k), k, n), k, n), eta), -1);
+            Close.Check(step, H(PreconditionedSensing.Step(ops, y, x, eta, lambda)), 1e-10, 1e-10);
+            Close.Check(Dense.Add(xv, Dense.Scale(grad, eta), -1), H(PreconditionedSensing.Step(ops, y, x, eta, null)), 1e-12, 1e-12);
+        }
+    }
+
+    [Fact]
+    public void Scaled_gd_recovers_the_planted_matrix_in_steps_independent_of_the_condition_number_unlike_gd()
+    {
+        int Steps(double kappa, bool precondition)
+        {
+            var (ops, y, target, start) = Sensing(kappa, 7);
+            var (_, errors) = PreconditionedSensing.Run(ops, y, target, start, precondition ? 0.5 : 0.5 / kappa, precondition ? 1.0 : null, 2000, 1e-6);
+            Assert.True(errors[^1] < 1e-6, $"kappa {kappa}, preconditioned {precondition}: error {errors[^1]} after {errors.Count - 1} steps");
+            return errors.Count - 1;
+        }
+        int s1 = Steps(1, true), s10 = Steps(10, true), g1 = Steps(1, false), g10 = Steps(10, false);
+        Assert.True(s10 < 2 * s1, $"ScaledGD: {s1} steps at kappa 1, {s10} at kappa 10");
+        Assert.True(g10 > 4 * g1, $"GD: {g1} steps at kappa 1, {g10} at kappa 10");
+        Assert.Throws<ArgumentOutOfRangeException>(() => PreconditionedSensing.Step(T([1, 2, 3, 4], 1, 2, 2), T([1], 1), T([1, 1], 2, 1), 0, null));
+        Assert.Throws<ShapeMismatchException>(() => PreconditionedSensing.Gradient(T([1, 2, 3, 4], 1, 2, 2), T([1, 2], 2), T([1, 1], 2, 1)));
+    }
+
+    // ---------- Optimal Online Generalized Linear Regression with Stochastic Noise ----------
+
+    [Fact]
+    public void Online_ridge_sherman_morrison_equals_the_batch_ridge_solve_after_every_round()
+    {
+        for (int seed = 0; seed < 5; seed++)
+        {
+            var r = new Random(seed);
+            int d = r.Next(1, 5), rounds = 15;
+            double lambda = 0.1 + r.NextDouble();
+            var learner = new OnlineRidge(d, lambda);
+            var xs = new List<double>(); var ys = new List<double>();
+            for (int t = 0; t < rounds; t++)
+            {
+                var x = Dense.Uniform(r, d);
+                double y = Dense.Uniform(r, 1)[0];
+                learner.Update(T(x, d), y);
+                xs.AddRange(x); ys.Add(y);
+                int nt = t + 1;
+                var gram = Dense.Add(Dense.Mul(Dense.T(xs.ToArray(), nt, d), xs.ToArray(), d, nt, d), Dense.Scale(Dense.Eye(d), lambda));
+                var xty = Dense.Mul(Dense.T(xs.ToArray(), nt, d), ys.ToArray(), d, nt, 1);
+                Close.Check(SolveDense(gram, xty, d, 1), H(learner.Theta), 1e-10, 1e-10, $"seed {seed} round {t}");
+                Close.Check(SolveDense(gram, Dense.Eye(d), d, d), H(learner.InverseGram), 1e-10, 1e-10);
+            }
+        }
+        var l = new OnlineRidge(2, 1);
+        Assert.Throws<ShapeMismatchException>(() => l.Update(T([1, 2, 3], 3), 1));
+        Assert.Throws<ArgumentException>(() => l.Update(T([1, 2], 2), double.NaN));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new OnlineRidge(2, 0));
+    }
+
+    [Fact]
+    public void Online_ridge_regret_grows_logarithmically_in_the_horizon()
+    {
+        // Regret against the best fixed θ in hindsight, Σ (ŷₜ - yₜ)² - min_θ Σ (xₜᵀθ - yₜ)²: ~ σ² d log T, so ten
+        // times the rounds adds a constant, far below ten times the regret.
+        const int d = 3;
+        var g = new Generator(9);
+        var theta = T([1, -0.5, 0.25], d);
+        double Regret(int rounds)
+        {
+            var x = Tensor.Randn(new Shape(rounds, d), g, dtype: DType.Float64);
+            var y = x.MatMul(theta.Unsqueeze(-1)).Squeeze(-1) + Tensor.Randn(new Shape(rounds), g, std: 0.5, dtype: DType.Float64);
+            var learner = new OnlineRidge(d, 1);
+            var yv = H(y);
+            double loss = 0;
+            for (int t = 0; t < rounds; t++)
+            {
+                var xt = x.Narrow(0, t, 1).Squeeze(0);
+                loss += Math.Pow(learner.Predict(xt) - yv[t], 2);
+                learner.Update(xt, yv[t]);
+            }
+            return loss - Math.Pow(LeastSquares.Residual(x, y, LeastSquares.Solve(x, y)), 2);
+        }
+        double shortRun = Enumerable.Range(0, 4).Average(_ => Regret(100)), longRun = Enumerable.Range(0, 4).Average(_ => Regret(1000));
+        Assert.True(longRun > shortRun && longRun < 3 * shortRun, $"regret {shortRun} at T = 100, {longRun} at T = 1000");
+    }
+
+    // ---------- Tackling Interference Induced by Data Training Loops in A/B Tests ----------
+
+    [Fact]
+    public void Ab_weights_reproduce_each_arms_distribution_on_a_discrete_example()
+    {
+        for (int seed = 0; seed < 20; seed++)
+        {
+            var r = new Random(seed);
+            int k = r.Next(2, 8);
+            double p = 0.1 + 0.8 * r.NextDouble();
+            var pt = Dense.Uniform(r, k, 0.05, 1); var pc = Dense.Uniform(r, k, 0.05, 1);
+            pt = Dense.Scale(pt, 1 / pt.Sum()); pc = Dense.Scale(pc, 1 / pc.Sum());
+            var pool = Enumerable.Range(0, k).Select(x => p * pt[x] + (1 - p) * pc[x]).ToArray();
+            var e = Enumerable.Range(0, k).Select(x => p * pt[x] / pool[x]).ToArray();   // Bayes: P(Z = 1 | x)
+            var f = Dense.Uniform(r, k, -3, 3);
+            var (wt, wc) = WeightedTraining.Weights(T(e, k), p);
+            var wtv = H(wt); var wcv = H(wc);
+            Assert.Equal(Enumerable.Range(0, k).Sum(x => pt[x] * f[x]), Enumerable.Range(0, k).Sum(x => pool[x] * wtv[x] * f[x]), 12);
+            Assert.Equal(Enumerable.Range(0, k).Sum(x => pc[x] * f[x]), Enumerable.Range(0, k).Sum(x => pool[x] * wcv[x] * f[x]), 12);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => WeightedTraining.Weights(T([0.5], 1), 1));
+        Assert.Throws<ArgumentException>(() => WeightedTraining.Weights(T([1.5], 1), 0.5));
+    }
+
+    [Fact]
+    public void Ab_weighted_fit_recovers_each_arms_model_where_pooling_is_biased()
+    {
+        // Users answer alike in both arms (y = x² + noise), but the arms show different x: treatment x ~ N(1, 1),
+        // control x ~ N(0, 1). The best linear model of each arm has slope 2μ (2 and 0); pooled data give slope 1.
+        // The weights with the exact e(x) make each arm's fit on all the pooled data match its own distribution.
+        const int nt = 3000, nc = 3000;
+        var g = new Generator(13);
+        var x = Tensor.Concat([Tensor.Randn(new Shape(nt), g, mean: 1, dtype: DType.Float64), Tensor.Randn(new Shape(nc), g, dtype: DType.Float64)]);
+        var y = x.Pow(2) + Tensor.Randn(new Shape(nt + nc), g, std: 0.1, dtype: DType.Float64);
+        const double p = 0.5;
+        Tensor Density(double mu) => (-(x - mu).Pow(2) / 2.0).Exp();
+        var e = Density(1) * p / (Density(1) * p + Density(0) * (1 - p));
+        var design = Tensor.Stack([x.OnesLike(), x], 1);
+        var (bt, bc) = WeightedTraining.Fit(design, y, e, p);
+        double pooled = H(LeastSquares.Solve(design, y))[1];
+        Assert.True(Math.Abs(H(bt)[1] - 2) < 0.2 && Math.Abs(H(bc)[1]) < 0.2, $"weighted slopes {H(bt)[1]} (treatment, 2), {H(bc)[1]} (control, 0)");
+        Assert.True(Math.Abs(pooled - 1) < 0.2, $"pooled slope {pooled} (1)");
+    }
 }
 
 /// <summary>`kiln sketch` with tiny settings: one JSON object with a row per method and size.</summary>
