@@ -578,6 +578,181 @@ public class SketchingTests
         Assert.True(Math.Abs(H(bt)[1] - 2) < 0.2 && Math.Abs(H(bc)[1]) < 0.2, $"weighted slopes {H(bt)[1]} (treatment, 2), {H(bc)[1]} (control, 0)");
         Assert.True(Math.Abs(pooled - 1) < 0.2, $"pooled slope {pooled} (1)");
     }
+    // ---------- Weighting vectors for machine learning (magnitude) ----------
+
+    [Fact]
+    public void Weighting_vectors_match_the_closed_forms_on_a_line_and_minimize_the_quadratic_form()
+    {
+        for (int seed = 0; seed < 15; seed++)
+        {
+            var r = new Random(seed);
+            int n = r.Next(1, 9);
+            double h = 0.1 + r.NextDouble(), t = 0.2 + 2 * r.NextDouble(), q = Math.Exp(-t * h);
+            var pts = T(Enumerable.Range(0, n).Select(i => i * h).ToArray(), n, 1);
+            var w = H(Magnitude.WeightingVector(pts, t));
+            // Equally spaced points on a line: ends 1/(1 + q), interior (1 - q)/(1 + q); n = 1 gives 1.
+            var expected = Enumerable.Range(0, n).Select(i => n == 1 ? 1 : i == 0 || i == n - 1 ? 1 / (1 + q) : (1 - q) / (1 + q)).ToArray();
+            Close.Check(expected, w, 1e-10, 1e-10, $"n = {n}");
+            Assert.Equal(n == 1 ? 1 : 2 / (1 + q) + (n - 2) * (1 - q) / (1 + q), Magnitude.Of(pts, t), 10);
+
+            // Random points: Z transcribed, and v = w / Σw minimizes vᵀZv over Σv = 1 (every feasible direction raises it).
+            int m = r.Next(2, 8), dim = r.Next(1, 4);
+            var x = Dense.Uniform(r, m * dim, -2, 2);
+            var z = new double[m * m];
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < m; j++)
+                    z[i * m + j] = Math.Exp(-t * Math.Sqrt(Enumerable.Range(0, dim).Sum(c => Math.Pow(x[i * dim + c] - x[j * dim + c], 2))));
+            Close.Check(z, H(Magnitude.Similarity(T(x, m, dim), t)), 1e-12, 1e-12);
+            var wv = H(Magnitude.WeightingVector(T(x, m, dim), t));
+            Close.Check(SolveDense(z, Enumerable.Repeat(1.0, m).ToArray(), m, 1), wv, 1e-9, 1e-9);
+            var v = Dense.Scale(wv, 1 / wv.Sum());
+            double Quad(double[] a) => Dense.Mul(a, Dense.Mul(z, a, m, m, 1), 1, m, 1)[0];
+            for (int k = 0; k < 10; k++)
+            {
+                var dir = Dense.Uniform(r, m);
+                double mean = dir.Average();
+                dir = dir.Select(e => 0.3 * (e - mean)).ToArray();
+                Assert.True(Quad(Dense.Add(v, dir)) >= Quad(v) - 1e-12);
+            }
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => Magnitude.Similarity(T([0, 1], 2, 1), 0));
+    }
+
+    [Fact]
+    public void Weighting_vector_is_largest_on_the_boundary_of_a_grid()
+    {
+        const int side = 7;
+        var pts = Enumerable.Range(0, side * side).SelectMany(i => new double[] { i / side, i % side }).ToArray();
+        var w = H(Magnitude.WeightingVector(T(pts, side * side, 2), 1.5));
+        bool Boundary(int i) => i / side is 0 or side - 1 || i % side is 0 or side - 1;
+        double edge = Enumerable.Range(0, side * side).Where(Boundary).Min(i => w[i]);
+        double inside = Enumerable.Range(0, side * side).Where(i => !Boundary(i)).Max(i => w[i]);
+        Assert.True(edge > inside, $"smallest boundary weight {edge}, largest interior weight {inside}");
+    }
+
+    // ---------- Beyond ell_1 sparse coding in V1 ----------
+
+    [Fact]
+    public void Sparse_coding_proximal_maps_are_the_global_minimizers_of_their_scalar_problems()
+    {
+        var r = new Random(17);
+        foreach (var penalty in Enum.GetValues<SparsePenalty>())
+            for (int c = 0; c < 40; c++)
+            {
+                double x = r.NextDouble() * 6 - 3, lambda = r.NextDouble() * 1.5;
+                double G(double z) => penalty switch { SparsePenalty.L1 => Math.Abs(z), SparsePenalty.LHalf => Math.Sqrt(Math.Abs(z)), _ => z == 0 ? 0 : 1 };
+                double F(double z) => 0.5 * (z - x) * (z - x) + lambda * G(z);
+                double prox = SparseCoding.Prox(T([x], 1), lambda, penalty).Item();
+                // Brute force: a 1e-4 grid over [-4, 4] plus z = 0 and z = x, then the best point refined by a fine grid.
+                double best = Math.Min(F(0), F(x));
+                for (double z = -4; z <= 4; z += 1e-4) best = Math.Min(best, F(z));
+                Assert.True(F(prox) <= best + 1e-7, $"{penalty} x = {x} λ = {lambda}: prox {prox} has F = {F(prox)}, grid minimum {best}");
+            }
+        Assert.Throws<ArgumentOutOfRangeException>(() => SparseCoding.Prox(T([1], 1), -1, SparsePenalty.L1));
+    }
+
+    [Fact]
+    public void Sparse_coding_descends_and_trades_sparsity_for_reconstruction()
+    {
+        var g = new Generator(23);
+        const int dim = 16, atoms = 32, batch = 8;
+        var d = Tensor.Randn(new Shape(dim, atoms), g, dtype: DType.Float64);
+        d = d / d.Norm(axes: [0], keepDim: true);
+        // Planted codes with 3 active atoms per signal, plus a little noise.
+        var mask = (Tensor.Rand(new Shape(atoms, batch), g, dtype: DType.Float64) < 3.0 / atoms).To(DType.Float64);
+        var z0 = mask * Tensor.Randn(new Shape(atoms, batch), g, std: 2, dtype: DType.Float64);
+        var x = d.MatMul(z0) + Tensor.Randn(new Shape(dim, batch), g, std: 0.01, dtype: DType.Float64);
+        foreach (var penalty in Enum.GetValues<SparsePenalty>())
+        {
+            var (_, objectives) = SparseCoding.Encode(d, x, 0.1, penalty, 200);
+            for (int t = 1; t < objectives.Count; t++)
+                Assert.True(objectives[t] <= objectives[t - 1] * (1 + 1e-12) + 1e-12, $"{penalty}: objective rose at step {t}: {objectives[t - 1]} -> {objectives[t]}");
+            var (zs, _) = SparseCoding.Encode(d, x, 0.01, penalty, 300);
+            var (zl, _) = SparseCoding.Encode(d, x, 1.0, penalty, 300);
+            double Error(Tensor z) => (x - d.MatMul(z)).Pow(2).Sum().Item();
+            double Active(Tensor z) => (z.Abs() > 0).To(DType.Float64).Sum().Item();
+            Assert.True(Active(zl) < Active(zs) && Error(zl) > Error(zs), $"{penalty}: λ = 0.01 gives {Active(zs)} atoms, error {Error(zs)}; λ = 1 gives {Active(zl)}, {Error(zl)}");
+        }
+    }
+
+    // ---------- mini-vec2vec: linear alignment ----------
+
+    [Fact]
+    public void Procrustes_is_optimal_and_recovers_a_planted_rotation_and_permutation()
+    {
+        for (int seed = 0; seed < 6; seed++)
+        {
+            var g = new Generator((ulong)seed + 50);
+            int n = 120, d = 6;
+            var x = Tensor.Randn(new Shape(n, d), g, dtype: DType.Float64);
+            var (rot, _) = Tensor.Randn(new Shape(d, d), g, dtype: DType.Float64).Qr();
+            var y = x.MatMul(rot) + Tensor.Randn(new Shape(n, d), g, std: 0.01, dtype: DType.Float64);
+            var w = Procrustes.Fit(x, y);
+            Close.Check(Dense.Eye(d), H(w.T.MatMul(w)), 1e-10, 1e-10, "W is orthogonal");
+            // The optimality condition: Wᵀ Xᵀ Y is symmetric positive semidefinite; and no other orthogonal map fits better.
+            var s = H(w.T.MatMul(x.T.MatMul(y)));
+            Close.Check(s, Dense.T(s, d, d), 1e-9, 1e-9, "WᵀXᵀY symmetric");
+            Assert.True(Dense.Eigh(s, d).W.Min() >= -1e-9);
+            double fit = (x.MatMul(w) - y).Norm().Item();
+            for (int k = 0; k < 10; k++)
+            {
+                var (q, _) = (rot + Tensor.Randn(new Shape(d, d), g, std: 0.05, dtype: DType.Float64)).Qr();
+                Assert.True((x.MatMul(q) - y).Norm().Item() >= fit - 1e-12);
+            }
+            Assert.True((w - rot).Abs().Amax().Item() < 0.01);
+
+            // Unpaired: the target rows shuffled; refinement from a perturbed rotation finds the map and the pairing.
+            var perm = Tensor.RandPerm(n, g);
+            var shuffled = y.IndexSelect(0, perm);
+            var (start, _) = (rot + Tensor.Randn(new Shape(d, d), g, std: 0.1, dtype: DType.Float64)).Qr();
+            var (refined, matches) = Procrustes.Refine(x, shuffled, start, 5);
+            var inverse = new long[n];
+            var pv = perm.ToArray<long>();
+            for (int i = 0; i < n; i++) inverse[pv[i]] = i;
+            Assert.True(matches.Where((m, i) => m == inverse[i]).Count() >= 0.95 * n, $"seed {seed}: {matches.Where((m, i) => m == inverse[i]).Count()} of {n} rows matched");
+            Assert.True((refined - rot).Abs().Amax().Item() < 0.01);
+        }
+        Assert.Throws<ShapeMismatchException>(() => Procrustes.Fit(T([1, 2], 1, 2), T([1, 2], 2, 1)));
+    }
+
+    // ---------- Data-Efficient Learning via Clustering-Based Sensitivity Sampling ----------
+
+    [Fact]
+    public void Sensitivity_sampling_is_unbiased_and_beats_uniform_on_a_hoelder_loss()
+    {
+        var g = new Generator(61);
+        // Three blobs, one small and far: k-means finds them, and a loss that grows with the distance to a reference
+        // point (Hölder in the embedding) is dominated by the small blob that uniform sampling rarely sees.
+        var blobs = new[] { (Center: 0.0, Count: 200), (Center: 5.0, Count: 150), (Center: 40.0, Count: 10) };
+        var x = Tensor.Concat(blobs.Select(b => Tensor.Randn(new Shape(b.Count, 2), g, mean: b.Center, std: 0.5, dtype: DType.Float64)).ToArray(), 0);
+        int n = x.Shape[0];
+        var (centers, assign) = SensitivitySampling.KMeans(x, 3, 10, g);
+        for (int b = 0, start = 0; b < blobs.Length; start += blobs[b].Count, b++)
+            Assert.Single(assign.Skip(start).Take(blobs[b].Count).Distinct());
+        var p = SensitivitySampling.Probabilities(x, centers, assign);
+        Assert.Equal(1, p.Sum(), 12);
+        // The transcription: ½ d²/Σd² + ½ / (k |C|).
+        var xv = H(x); var cv = H(centers);
+        var d2 = Enumerable.Range(0, n).Select(i => Math.Pow(xv[2 * i] - cv[2 * assign[i]], 2) + Math.Pow(xv[2 * i + 1] - cv[2 * assign[i] + 1], 2)).ToArray();
+        Close.Check(Enumerable.Range(0, n).Select(i => 0.5 * d2[i] / d2.Sum() + 0.5 / (3 * assign.Count(a => a == assign[i]))).ToArray(), p, 1e-9, 1e-12);
+
+        var loss = Enumerable.Range(0, n).Select(i => Math.Sqrt(xv[2 * i] * xv[2 * i] + xv[2 * i + 1] * xv[2 * i + 1])).ToArray();
+        double total = loss.Sum();
+        const int m = 30, draws = 2000;
+        // Per-draw variance of the estimate, exact: (1/m)(Σ ℓ²/p - (Σℓ)²).
+        double variance = (loss.Select((l, i) => l * l / p[i]).Sum() - total * total) / m;
+        double uniformVariance = (loss.Sum(l => l * l) * n - total * total) / m;
+        Assert.True(variance < uniformVariance / 4, $"sensitivity variance {variance}, uniform {uniformVariance}");
+        double mean = Enumerable.Range(0, draws).Average(_ =>
+        {
+            var (idx, w) = SensitivitySampling.Sample(p, m, g);
+            return idx.Select((i, j) => w[j] * loss[i]).Sum();
+        });
+        Assert.True(Math.Abs(mean - total) < 4 * Math.Sqrt(variance / draws), $"mean estimate {mean}, total {total}");
+        Assert.Throws<ArgumentException>(() => SensitivitySampling.Sample([0.5, 0.4], 3, g));
+        Assert.Throws<ArgumentException>(() => SensitivitySampling.KMeans(x, n + 1, 1, g));
+    }
+
 }
 
 /// <summary>`kiln sketch` with tiny settings: one JSON object with a row per method and size.</summary>
