@@ -753,6 +753,77 @@ public class SketchingTests
         Assert.Throws<ArgumentException>(() => SensitivitySampling.KMeans(x, n + 1, 1, g));
     }
 
+    // ---------- An Analysis of Causal Effect Estimation using Outcome Invariant Data Augmentation ----------
+
+    [Fact]
+    public void Ivl_regression_matches_its_closed_form_and_limits()
+    {
+        for (int seed = 0; seed < 10; seed++)
+        {
+            var r = new Random(seed);
+            int d = r.Next(1, 4), q = d + r.Next(0, 3), n = q + 3 + r.Next(0, 15);
+            var x = Dense.Uniform(r, n * d); var y = Dense.Uniform(r, n); var gm = Dense.Uniform(r, n * q);
+            // Π = G (GᵀG)⁻¹ Gᵀ, then β_α = (Xᵀ(I + αΠ)X)⁻¹ Xᵀ(I + αΠ)Y and β_∞ = (XᵀΠX)⁻¹ XᵀΠY.
+            var pi = Dense.Mul(gm, SolveDense(Dense.Mul(Dense.T(gm, n, q), gm, q, n, q), Dense.T(gm, n, q), q, n), n, q, n);
+            double[] Beta(double alpha, double own)
+            {
+                var m = Dense.Add(Dense.Scale(Dense.Eye(n), own), Dense.Scale(pi, alpha));
+                var xt = Dense.T(x, n, d);
+                return SolveDense(Dense.Mul(Dense.Mul(xt, m, d, n, n), x, d, n, d), Dense.Mul(Dense.Mul(xt, m, d, n, n), y, d, n, 1), d, 1);
+            }
+            double a = 5 * r.NextDouble();
+            Close.Check(Beta(a, 1), H(IvlRegression.Fit(T(x, n, d), T(y, n), T(gm, n, q), a)), 1e-8, 1e-8, $"seed {seed} α = {a}");
+            Close.Check(H(LeastSquares.Solve(T(x, n, d), T(y, n))), H(IvlRegression.Fit(T(x, n, d), T(y, n), T(gm, n, q), 0)), 1e-10, 1e-10);
+            var iv = Beta(1, 0);
+            Close.Check(iv, H(IvlRegression.Fit(T(x, n, d), T(y, n), T(gm, n, q), double.PositiveInfinity)), 1e-7, 1e-8);
+            Close.Check(iv, H(IvlRegression.Fit(T(x, n, d), T(y, n), T(gm, n, q), 1e7)), 1e-4, 1e-5, "large α tends to 2SLS");
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => IvlRegression.Fit(T([1, 2], 2, 1), T([1, 2], 2), T([1, 2], 2, 1), -1));
+    }
+
+    [Fact]
+    public void Ivl_regression_removes_hidden_confounding_along_the_augmented_direction()
+    {
+        // Linear SCM: hidden H drives both features and Y; Y = X0₁ + 2H + ε depends on the first feature only. The
+        // augmentation adds g to the second feature, which leaves the outcome invariant (β ⊥ e₂). The coefficient of the
+        // second feature is 0; its bias shrinks from OLS to OLS on augmented data (α = 0) to IVL (α = 10) to 2SLS.
+        const int n = 20000;
+        var g = new Generator(71);
+        var h = Tensor.Randn(new Shape(n), g, dtype: DType.Float64);
+        var x0 = Tensor.Stack([h + Tensor.Randn(new Shape(n), g, dtype: DType.Float64), h + Tensor.Randn(new Shape(n), g, dtype: DType.Float64)], 1);
+        var y = x0.Narrow(1, 0, 1).Squeeze(-1) + h * 2.0 + Tensor.Randn(new Shape(n), g, std: 0.1, dtype: DType.Float64);
+        var aug = Tensor.Randn(new Shape(n, 1), g, std: 2, dtype: DType.Float64);
+        var x = x0 + Tensor.Concat([aug.ZerosLike(), aug], 1);
+        double Bias(Tensor beta) => Math.Abs(H(beta)[1]);
+        double raw = Bias(LeastSquares.Solve(x0, y));
+        double da = Bias(IvlRegression.Fit(x, y, aug, 0)), ivl = Bias(IvlRegression.Fit(x, y, aug, 10)), iv = Bias(IvlRegression.Fit(x, y, aug, double.PositiveInfinity));
+        Assert.True(raw > da && da > ivl && ivl > iv && iv < 0.05, $"|bias| of the augmented coefficient: OLS {raw}, DA {da}, IVL(10) {ivl}, 2SLS {iv}");
+    }
+
+    // ---------- Project and Probe ----------
+
+    [Fact]
+    public void Project_and_probe_directions_are_orthonormal_the_first_is_the_source_predictor_and_the_probe_fits_them()
+    {
+        for (int seed = 0; seed < 8; seed++)
+        {
+            var g = new Generator((ulong)seed + 80);
+            int n = 60, d = 6, k = 1 + seed % d;
+            var x = Tensor.Randn(new Shape(n, d), g, dtype: DType.Float64);
+            var y = (x.MatMul(Tensor.Randn(new Shape(d, 1), g, dtype: DType.Float64)).Squeeze(-1) + Tensor.Randn(new Shape(n), g, dtype: DType.Float64)).Sign();
+            var v = ProjectAndProbe.Project(x, y, k, ridge: 0);
+            Close.Check(Dense.Eye(k), H(v.T.MatMul(v)), 1e-10, 1e-10, $"VᵀV, k = {k}");
+            var w = H(LeastSquares.Solve(x, y));
+            Close.Check(Dense.Scale(w, 1 / Math.Sqrt(w.Sum(e => e * e))), H(v.Narrow(1, 0, 1).Squeeze(-1)), 1e-9, 1e-9, "v₁ is the normalized source predictor");
+            // A target that is exactly linear in the projected features is fitted exactly by the probe.
+            var c = Tensor.Randn(new Shape(k + 1), g, dtype: DType.Float64);
+            var xt = Tensor.Randn(new Shape(20, d), g, dtype: DType.Float64);
+            var yt = ProjectAndProbe.Predict(xt, v, c);
+            Close.Check(H(c), H(ProjectAndProbe.Probe(xt, yt, v, ridge: 0)), 1e-9, 1e-9, "probe");
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => ProjectAndProbe.Project(T([1, 2], 1, 2), T([1], 1), 3));
+    }
+
 }
 
 /// <summary>`kiln sketch` with tiny settings: one JSON object with a row per method and size.</summary>
