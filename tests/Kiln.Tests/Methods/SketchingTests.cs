@@ -904,6 +904,69 @@ public class SketchingTests
         Assert.Throws<ArgumentException>(() => ProportionalOddsShrinkage.Fit(x, y.ZerosLike(), 3, 0, 1));
     }
 
+    // ---------- Swivel ----------
+
+    [Fact]
+    public void Swivel_pmi_and_piecewise_loss_match_their_transcriptions()
+    {
+        for (int seed = 0; seed < 10; seed++)
+        {
+            var r = new Random(seed);
+            int m = r.Next(1, 6), n = r.Next(1, 6), d = r.Next(1, 4);
+            var x = Enumerable.Range(0, m * n).Select(_ => r.NextDouble() < 0.4 ? 0 : (double)r.Next(1, 20)).ToArray();
+            for (int i = 0; i < m; i++) x[i * n + i % n] += 1;            // every row non-empty
+            for (int j = 0; j < n; j++) x[(j % m) * n + j] += 1;          // every column non-empty
+            var w = Dense.Uniform(r, m * d); var c = Dense.Uniform(r, n * d);
+            double total = x.Sum();
+            double expected = 0;
+            var pmi = new double[m * n];
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    double row = Enumerable.Range(0, n).Sum(q => x[i * n + q]), col = Enumerable.Range(0, m).Sum(q => x[q * n + j]);
+                    double xij = x[i * n + j];
+                    pmi[i * n + j] = Math.Log(xij > 0 ? xij : 1) + Math.Log(total) - Math.Log(row) - Math.Log(col);
+                    double pred = Enumerable.Range(0, d).Sum(q => w[i * d + q] * c[j * d + q]);
+                    expected += xij > 0
+                        ? 0.5 * (0.1 + 0.25 * Math.Sqrt(xij)) * Math.Pow(pred - pmi[i * n + j], 2)
+                        : Math.Log(1 + Math.Exp(pred - pmi[i * n + j]));
+                }
+            Close.Check(pmi, H(Swivel.Pmi(T(x, m, n))), 1e-12, 1e-12);
+            Assert.Equal(expected, Swivel.Loss(T(w, m, d), T(c, n, d), T(x, m, n)).Item(), 9);
+        }
+        // The unobserved piece: log 2 at pmi*, vanishing for under-estimates, linear for over-estimates.
+        var counts = T([0, 4, 4, 4], 2, 2);
+        double star = Swivel.Pmi(counts).ToArray<double>()[0];
+        double Cell(double pred) => Swivel.ShardLoss(T([pred], 1, 1).Expand(2, 1), T([1], 1, 1).Expand(2, 1), counts, [0], [0]).Item();
+        Assert.Equal(Math.Log(2), Cell(star), 12);
+        Assert.True(Cell(star - 30) < 1e-12);
+        Assert.Equal(30, Cell(star + 30), 9);
+        Assert.Throws<ArgumentException>(() => Swivel.Pmi(T([0, 0, 1, 1], 2, 2)));
+    }
+
+    [Fact]
+    public void Swivel_shard_gradients_sum_to_the_full_gradient_and_the_loss_passes_gradcheck()
+    {
+        var g = new Generator(101);
+        const int m = 7, n = 5, d = 3;
+        var counts = (Tensor.Rand(new Shape(m, n), g, dtype: DType.Float64) * 6).Floor() + Tensor.Eye(m, n, DType.Float64);
+        var w = Tensor.Randn(new Shape(m, d), g, dtype: DType.Float64).RequiresGrad_();
+        var c = Tensor.Randn(new Shape(n, d), g, dtype: DType.Float64).RequiresGrad_();
+        var full = Autograd.Grad([Swivel.Loss(w, c, counts)], [w, c]);
+        var shards = Swivel.Shards(m, n, 2, g);
+        Assert.Equal(4, shards.Count);
+        var gw = Tensor.Zeros(new Shape(m, d), DType.Float64); var gc = Tensor.Zeros(new Shape(n, d), DType.Float64);
+        foreach (var (rows, cols) in shards)
+        {
+            var part = Autograd.Grad([Swivel.ShardLoss(w, c, counts, rows, cols)], [w, c]);
+            gw = gw + part[0]; gc = gc + part[1];
+        }
+        Close.Check(H(full[0]), H(gw), 1e-12, 1e-12);
+        Close.Check(H(full[1]), H(gc), 1e-12, 1e-12);
+        var res = GradCheck.Run(v => Swivel.Loss(v[0], v[1], counts), [w.Detach(), c.Detach()]);
+        Assert.True(res.Passed, res.ToString());
+    }
+
 }
 
 /// <summary>`kiln sketch` with tiny settings: one JSON object with a row per method and size.</summary>
