@@ -22,6 +22,7 @@ foreach (var verb in new[]
     OptimVerb.Build(),
     MergeVerb.Build(),
     RlVerb.Build(),
+    SketchVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
