@@ -1,0 +1,321 @@
+using Kiln.Methods.ReinforcementLearning;
+using Kiln.NN;
+using Kiln.Tests.TestKit;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Kiln.Tests.Methods;
+
+/// <summary>
+/// The classic RL and bandit methods of src/Kiln.Methods/ReinforcementLearning/README.md, each against a float64
+/// transcription of its paper's equations written out here, on small generated bandits and MDPs (statistical trends
+/// averaged over seeds, with slack).
+/// </summary>
+public class ReinforcementLearningTests(ITestOutputHelper output)
+{
+    const DType F64 = DType.Float64;
+
+    // ---------------------------------------------------------------- Variance-adaptive Thompson sampling
+
+    [Fact]
+    public void Normal_gamma_sequential_updates_equal_the_batch_conjugate_posterior()
+    {
+        for (int seed = 0; seed < 30; seed++)
+        {
+            var r = new Random(seed);
+            int n = seed % 7; // includes the empty sample
+            var prior = new NormalGamma(r.NextDouble() * 2 - 1, 0.1 + r.NextDouble() * 3, 0.5 + r.NextDouble() * 2, 0.1 + r.NextDouble());
+            var xs = Enumerable.Range(0, n).Select(_ => 3 * r.NextDouble() - 1).ToArray();
+            var post = prior;
+            foreach (var x in xs) post = post.Update(x);
+
+            // Batch form: κn = κ0+n, μn = (κ0 μ0 + n x̄)/κn, αn = α0 + n/2, βn = β0 + ½Σ(x-x̄)² + κ0 n (x̄-μ0)²/(2κn).
+            double xbar = n == 0 ? 0 : xs.Average(), ss = xs.Sum(x => (x - xbar) * (x - xbar));
+            double kn = prior.Kappa + n;
+            Assert.Equal(kn, post.Kappa, 12);
+            Assert.Equal((prior.Kappa * prior.Mean + n * xbar) / kn, post.Mean, 12);
+            Assert.Equal(prior.Alpha + n / 2.0, post.Alpha, 12);
+            Assert.Equal(prior.Beta + ss / 2 + prior.Kappa * n * (xbar - prior.Mean) * (xbar - prior.Mean) / (2 * kn), post.Beta, 11);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => new NormalGamma(0, 1, 1, 1).Update(double.NaN));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new VarianceAdaptiveThompsonSampling(3, new NormalGamma(0, 0, 1, 1)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new VarianceAdaptiveThompsonSampling(0, new NormalGamma(0, 1, 1, 1)));
+    }
+
+    [Fact]
+    public void Known_variance_posterior_is_the_gaussian_conjugate_update()
+    {
+        var r = new Random(5);
+        var ts = new KnownVarianceThompsonSampling([0.25, 4], 0.3, 2);
+        var xs = Enumerable.Range(0, 9).Select(_ => r.NextDouble()).ToArray();
+        foreach (var x in xs) ts.Observe(1, x);
+        double prec = 1 / 2.0 + xs.Length / 4.0;
+        var (m, v) = ts.Posterior(1);
+        Assert.Equal((0.3 / 2 + xs.Sum() / 4) / prec, m, 12);
+        Assert.Equal(1 / prec, v, 12);
+        Assert.Equal((0.3, 2.0), ts.Posterior(0));
+        Assert.Throws<ArgumentException>(() => new KnownVarianceThompsonSampling([1, 0], 0, 1));
+    }
+
+    [Theory]
+    [InlineData(0.4, 2.0)]
+    [InlineData(3.0, 0.5)]
+    public void Posterior_draws_have_the_normal_gamma_moments(double alpha, double beta)
+    {
+        var post = new NormalGamma(0.7, 4, alpha, beta);
+        var r = new Random(11);
+        const int n = 40000;
+        double sumTau = 0;
+        var mus = new double[n];
+        for (int i = 0; i < n; i++) { (mus[i], double tau) = post.Sample(r); sumTau += tau; }
+        // E[τ] = α/β with sd sqrt(α)/β; μ is Student-t with 2α degrees of freedom around μ₀ (no mean when α ≤ 1/2), so its median.
+        Assert.InRange(sumTau / n, alpha / beta - 4 * Math.Sqrt(alpha) / beta / Math.Sqrt(n), alpha / beta + 4 * Math.Sqrt(alpha) / beta / Math.Sqrt(n));
+        Array.Sort(mus);
+        Assert.InRange(mus[n / 2], 0.6, 0.8);
+    }
+
+    [Fact]
+    public void Variance_adaptive_TS_pays_less_regret_than_TS_with_a_variance_upper_bound()
+    {
+        // Low, unequal noise that a conservative TS (σ = 1 for every arm) cannot exploit; VATS learns it.
+        double[] stds = [0.05, 0.1, 0.2, 0.1, 0.3];
+        const int horizon = 1000, seeds = 16;
+        double vats = 0, bound = 0, oracle = 0, vatsHalf = 0;
+        for (int seed = 0; seed < seeds; seed++)
+        {
+            var inst = new Random(1000 + seed);
+            var means = stds.Select(_ => inst.NextDouble()).ToArray();
+            var rv = GaussianBandit.CumulativeRegret(means, stds, new VarianceAdaptiveThompsonSampling(5, new NormalGamma(0.5, 1, 1, 0.05)), horizon, new Random(seed));
+            vats += rv[^1]; vatsHalf += rv[horizon / 2 - 1];
+            bound += GaussianBandit.CumulativeRegret(means, stds, new KnownVarianceThompsonSampling([1, 1, 1, 1, 1], 0.5, 1), horizon, new Random(seed))[^1];
+            oracle += GaussianBandit.CumulativeRegret(means, stds, new KnownVarianceThompsonSampling(stds.Select(s => s * s).ToArray(), 0.5, 1), horizon, new Random(seed))[^1];
+        }
+        vats /= seeds; bound /= seeds; oracle /= seeds; vatsHalf /= seeds;
+        output.WriteLine($"regret at T={horizon}: VATS {vats:F2} (T/2: {vatsHalf:F2}), TS sigma=1 {bound:F2}, TS true sigma {oracle:F2}");
+        Assert.True(vats < 0.5 * bound, $"VATS regret {vats} is not well below TS with the upper bound {bound}");
+        Assert.True(vats < 3 * oracle + 1, $"VATS regret {vats} is far above TS with the true variances {oracle}");
+        Assert.True(vats - vatsHalf < vatsHalf, $"VATS regret grows linearly: {vatsHalf} at T/2, {vats} at T");
+    }
+
+    // ---------------------------------------------------------------- CoLSTIM
+
+    static double Phi(double z) => 0.5 * (1 + Kiln.Kernels.Reference.Erf(z / Math.Sqrt(2)));
+
+    // n duels on d-dimensional differences z_n, outcomes drawn from the LST model with θ*.
+    static (double[] Z, double[] Y) Duels(int n, int d, double[] thetaStar, TransitivityLink link, Random r)
+    {
+        var z = new double[n * d];
+        var y = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            double u = 0;
+            for (int a = 0; a < d; a++) { z[i * d + a] = 2 * r.NextDouble() - 1; u += thetaStar[a] * z[i * d + a]; }
+            double p = link == TransitivityLink.Logistic ? 1 / (1 + Math.Exp(-u)) : Phi(u);
+            y[i] = r.NextDouble() < p ? 1 : 0;
+        }
+        return (z, y);
+    }
+
+    [Fact]
+    public void LST_likelihood_is_logistic_regression_on_feature_differences_and_the_probit_GLM_otherwise()
+    {
+        for (int seed = 0; seed < 12; seed++)
+        {
+            var r = new Random(seed);
+            int n = seed % 5 * 3, d = 1 + seed % 4;
+            var theta = Enumerable.Range(0, d).Select(_ => 2 * r.NextDouble() - 1).ToArray();
+            var (z, y) = Duels(n, d, theta, TransitivityLink.Logistic, r);
+            var tz = Tensor.FromArray(z, new Shape(n, d));
+            var ty = Tensor.FromArray(y);
+            double bce = 0, probit = 0;
+            for (int i = 0; i < n; i++)
+            {
+                double u = 0;
+                for (int a = 0; a < d; a++) u += theta[a] * z[i * d + a];
+                double p = 1 / (1 + Math.Exp(-u));
+                bce -= y[i] * Math.Log(p) + (1 - y[i]) * Math.Log(1 - p);
+                probit -= y[i] * Math.Log(Phi(u)) + (1 - y[i]) * Math.Log(1 - Phi(u));
+            }
+            Assert.Equal(bce, LinearStochasticTransitivity.NegativeLogLikelihood(Tensor.FromArray(theta), tz, ty, TransitivityLink.Logistic).Item(), 10);
+            Assert.Equal(probit, LinearStochasticTransitivity.NegativeLogLikelihood(Tensor.FromArray(theta), tz, ty, TransitivityLink.Probit).Item(), 9);
+            if (n > 0)
+                foreach (var link in new[] { TransitivityLink.Logistic, TransitivityLink.Probit })
+                {
+                    var g = GradCheck.Run(xs => LinearStochasticTransitivity.NegativeLogLikelihood(xs[0], tz, ty, link), [Tensor.FromArray(theta)]);
+                    Assert.True(g.Passed, $"{link} nll gradient: {g}");
+                }
+        }
+        Assert.Throws<ShapeMismatchException>(() => LinearStochasticTransitivity.NegativeLogLikelihood(Tensor.Zeros(new Shape(2), F64), Tensor.Zeros(new Shape(4, 3), F64), Tensor.Zeros(new Shape(4), F64), TransitivityLink.Logistic));
+        Assert.Throws<ArgumentException>(() => LinearStochasticTransitivity.FitMaximumLikelihood(new double[4], [0.5, 2], 2, TransitivityLink.Logistic));
+    }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.7)]
+    public void LST_MLE_with_the_logistic_link_equals_logistic_regression_by_gradient_descent(double ridge)
+    {
+        const int n = 150, d = 3;
+        var r = new Random(21);
+        var (z, y) = Duels(n, d, [1.5, -1, 0.5], TransitivityLink.Logistic, r);
+        var mle = LinearStochasticTransitivity.FitMaximumLikelihood(z, y, d, TransitivityLink.Logistic, ridge);
+
+        // Logistic regression of y on z (no intercept), ridge/2 |w|², by plain gradient descent.
+        var w = new double[d];
+        double lr = 4.0 / (z.Sum(v => v * v) + 4 * ridge);
+        for (int it = 0; it < 20000; it++)
+        {
+            var g = w.Select(v => ridge * v).ToArray();
+            for (int i = 0; i < n; i++)
+            {
+                double u = 0;
+                for (int a = 0; a < d; a++) u += w[a] * z[i * d + a];
+                double e = 1 / (1 + Math.Exp(-u)) - y[i];
+                for (int a = 0; a < d; a++) g[a] += e * z[i * d + a];
+            }
+            for (int a = 0; a < d; a++) w[a] -= lr * g[a];
+        }
+        for (int a = 0; a < d; a++) Assert.Equal(w[a], mle[a], 6);
+    }
+
+    [Fact]
+    public void LST_MLE_with_the_probit_link_is_a_stationary_point_of_the_probit_likelihood()
+    {
+        const int n = 120, d = 2;
+        var (z, y) = Duels(n, d, [1, -2], TransitivityLink.Probit, new Random(3));
+        var mle = LinearStochasticTransitivity.FitMaximumLikelihood(z, y, d, TransitivityLink.Probit, ridge: 0.2);
+        var theta = Tensor.FromArray(mle).RequiresGrad_();
+        var loss = LinearStochasticTransitivity.NegativeLogLikelihood(theta, Tensor.FromArray(z, new Shape(n, d)), Tensor.FromArray(y), TransitivityLink.Probit) + 0.1 * (theta * theta).Sum();
+        loss.Backward();
+        Assert.True(theta.Grad!.ToArray<double>().All(g => Math.Abs(g) < 1e-7), $"gradient at the probit MLE: {string.Join(", ", theta.Grad!.ToArray<double>())}");
+    }
+
+    [Fact]
+    public void CoLSTIM_regret_grows_like_the_square_root_of_the_horizon()
+    {
+        const int d = 3, arms = 5, horizon = 1200, seeds = 5;
+        double early = 0, late = 0, random = 0;
+        for (int seed = 0; seed < seeds; seed++)
+        {
+            var inst = new Random(500 + seed);
+            var theta = Enumerable.Range(0, d).Select(_ => Sampling.Normal(inst)).ToArray();
+            double norm = Math.Sqrt(theta.Sum(v => v * v));
+            theta = theta.Select(v => 3 * v / norm).ToArray();
+            var regret = ContextualDuelingBandit.CumulativeRegret(theta, arms, horizon, new Colstim(d), TransitivityLink.Logistic, new Random(seed));
+            early += regret[horizon / 4 - 1]; late += regret[^1];
+            // Uniformly random duels (all exploration) as the linear-regret yardstick.
+            random += ContextualDuelingBandit.CumulativeRegret(theta, arms, horizon, new Colstim(d, new ColstimOptions { ExplorationRounds = horizon }), TransitivityLink.Logistic, new Random(seed))[^1];
+        }
+        output.WriteLine($"CoLSTIM regret: T/4 {early / seeds:F2}, T {late / seeds:F2} (ratio {late / early:F2}; sqrt: 2, linear: 4); random duels {random / seeds:F2}");
+        Assert.True(late / early < 2.8, $"regret ratio R(T)/R(T/4) = {late / early} is not sublinear enough (sqrt: 2, linear: 4)");
+        Assert.True(late < 0.25 * random, $"CoLSTIM regret {late / seeds} is not well below random duels {random / seeds}");
+    }
+
+    // ---------------------------------------------------------------- SAC-RND
+
+    [Fact]
+    public void FiLM_is_gamma_times_features_plus_beta_of_the_condition()
+    {
+        for (int seed = 0; seed < 8; seed++)
+        {
+            var r = new Random(seed);
+            int b = seed % 4, c = 1 + seed % 3, f = 1 + (seed * 5) % 4;
+            var film = new FiLM(c, f, new Generator((ulong)seed + 1), F64);
+            var h = Dense.Uniform(r, b * f);
+            var cond = Dense.Uniform(r, b * c);
+            var w = film.Projection.Weight.ToArray<double>();
+            var bias = film.Projection.Bias!.ToArray<double>();
+            var expected = new double[b * f];
+            for (int i = 0; i < b; i++)
+                for (int j = 0; j < f; j++)
+                {
+                    double gamma = bias[j], beta = bias[f + j];
+                    for (int k = 0; k < c; k++) { gamma += w[j * c + k] * cond[i * c + k]; beta += w[(f + j) * c + k] * cond[i * c + k]; }
+                    expected[i * f + j] = gamma * h[i * f + j] + beta;
+                }
+            var th = Tensor.FromArray(h, new Shape(b, f));
+            var tc = Tensor.FromArray(cond, new Shape(b, c));
+            Close.Check(expected, film.Forward(th, tc).ToArray<double>(), 1e-13, 1e-13, "film");
+            if (b > 0)
+            {
+                var g = GradCheck.Run(xs => film.Forward(xs[0], xs[1]), [th, tc]);
+                Assert.True(g.Passed, $"film input gradient: {g}");
+                Kiln.Tests.NN.NNCheck.Parameters(film, () => film.Forward(th, tc), "film parameters");
+            }
+        }
+        Assert.Throws<ShapeMismatchException>(() => new FiLM(2, 3, dtype: F64).Forward(Tensor.Zeros(new Shape(1, 4), F64), Tensor.Zeros(new Shape(1, 2), F64)));
+    }
+
+    [Fact]
+    public void SAC_RND_objectives_match_their_transcription()
+    {
+        var r = new Random(9);
+        const int b = 6;
+        double[] q = Dense.Uniform(r, b), lp = Dense.Uniform(r, b), bo = Dense.Uniform(r, b, 0, 2), rew = Dense.Uniform(r, b), done = [0, 1, 0, 0, 1, 0];
+        double actor = Enumerable.Range(0, b).Average(i => 0.2 * lp[i] - q[i] + 0.5 * bo[i]);
+        Assert.Equal(actor, SacRnd.ActorLoss(Tensor.FromArray(q), Tensor.FromArray(lp), Tensor.FromArray(bo), 0.2, 0.5).Item(), 12);
+        var target = SacRnd.CriticTarget(Tensor.FromArray(rew), Tensor.FromArray(done), Tensor.FromArray(q), Tensor.FromArray(lp), Tensor.FromArray(bo), 0.9, 0.2, 3).ToArray<double>();
+        for (int i = 0; i < b; i++) Assert.Equal(rew[i] + 0.9 * (1 - done[i]) * (q[i] - 0.2 * lp[i] - 3 * bo[i]), target[i], 12);
+        Assert.Throws<ArgumentOutOfRangeException>(() => SacRnd.CriticTarget(Tensor.FromArray(rew), Tensor.FromArray(done), Tensor.FromArray(q), Tensor.FromArray(lp), Tensor.FromArray(bo), 1.5, 0.2, 3));
+        Assert.Throws<ShapeMismatchException>(() => SacRnd.ActorLoss(Tensor.FromArray(q), Tensor.FromArray(lp), Tensor.FromArray(rew[..3]), 0.2, 0.5));
+
+        var rnd = new RandomNetworkDistillation(2, 2, 3, 5, new Generator(4), F64);
+        var s = Tensor.FromArray(Dense.Uniform(r, 8), new Shape(4, 2));
+        var g = GradCheck.Run(xs => rnd.Bonus(s, xs[0]), [Tensor.FromArray(Dense.Uniform(r, 8), new Shape(4, 2))]);
+        Assert.True(g.Passed, $"bonus action gradient: {g}");
+        Assert.All(rnd.Prior.Parameters(), p => Assert.False(p.RequiresGrad));
+    }
+
+    // Offline data: states uniform in [-1, 1]², the behaviour action a = tanh(1.5 s₁ - s₂, s₁ s₂) plus small noise.
+    static (Tensor S, Tensor A) BehaviourData(int n, Random r)
+    {
+        var s = Dense.Uniform(r, 2 * n);
+        var a = new double[2 * n];
+        for (int i = 0; i < n; i++)
+        {
+            a[2 * i] = Math.Tanh(1.5 * s[2 * i] - s[2 * i + 1]) + 0.05 * Sampling.Normal(r);
+            a[2 * i + 1] = Math.Tanh(2 * s[2 * i] * s[2 * i + 1]) + 0.05 * Sampling.Normal(r);
+        }
+        return (Tensor.FromArray(s, new Shape(n, 2)), Tensor.FromArray(a, new Shape(n, 2)));
+    }
+
+    [Fact]
+    public void RND_bonus_is_small_on_the_offline_data_and_large_off_support_and_an_actor_can_descend_it()
+    {
+        var r = new Random(17);
+        var rnd = new RandomNetworkDistillation(2, 2, 8, 32, new Generator(18), F64);
+        var opt = new AdamW(rnd.Predictor.Parameters(), 3e-3, weightDecay: 0);
+        var (s, a) = BehaviourData(512, r);
+        for (int step = 0; step < 400; step++)
+        {
+            var idx = Tensor.FromArray(Enumerable.Range(0, 64).Select(_ => (long)r.Next(512)).ToArray());
+            opt.ZeroGrad();
+            rnd.Loss(s.IndexSelect(0, idx), a.IndexSelect(0, idx)).Backward();
+            opt.Step();
+        }
+        var (sTest, aTest) = BehaviourData(256, r);
+        // Off support: the same states with the behaviour action pushed at least 0.6 away (per coordinate, mirrored).
+        var aData = aTest.ToArray<double>();
+        var aOff = aData.Select(v => v > 0 ? v - 0.6 - 0.4 * r.NextDouble() : v + 0.6 + 0.4 * r.NextDouble()).ToArray();
+        double onData = rnd.Bonus(sTest, aTest).Mean().Item();
+        double offSupport = rnd.Bonus(sTest, Tensor.FromArray(aOff, new Shape(256, 2))).Mean().Item();
+        output.WriteLine($"RND bonus: data {onData:G4}, off support {offSupport:G4}");
+        Assert.True(offSupport > 4 * onData, $"off-support bonus {offSupport} is not well above the data's {onData}");
+
+        // An actor that descends the bonus in its actions moves back toward the behaviour action.
+        var acts = new Parameter(Tensor.FromArray(aOff, new Shape(256, 2)));
+        var actOpt = new AdamW([acts], 0.02, weightDecay: 0);
+        double distBefore = Enumerable.Range(0, aData.Length).Average(i => Math.Abs(aOff[i] - aData[i]));
+        for (int step = 0; step < 100; step++)
+        {
+            actOpt.ZeroGrad();
+            rnd.Bonus(sTest, acts).Sum().Backward();
+            actOpt.Step();
+        }
+        var moved = acts.ToArray<double>();
+        double distAfter = Enumerable.Range(0, aData.Length).Average(i => Math.Abs(moved[i] - aData[i]));
+        double bonusAfter = rnd.Bonus(sTest, acts).Mean().Item();
+        output.WriteLine($"actor descent: bonus {offSupport:G4} -> {bonusAfter:G4}, distance to behaviour {distBefore:F3} -> {distAfter:F3}");
+        Assert.True(bonusAfter < 0.5 * offSupport, $"descending the bonus left it at {bonusAfter} from {offSupport}");
+        Assert.True(distAfter < 0.7 * distBefore, $"descending the bonus moved actions {distBefore} -> {distAfter} from the behaviour action");
+    }
+}
