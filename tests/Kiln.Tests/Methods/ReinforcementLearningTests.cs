@@ -318,4 +318,223 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
         Assert.True(bonusAfter < 0.5 * offSupport, $"descending the bonus left it at {bonusAfter} from {offSupport}");
         Assert.True(distAfter < 0.7 * distBefore, $"descending the bonus moved actions {distBefore} -> {distAfter} from the behaviour action");
     }
+
+    // ---------------------------------------------------------------- Diverse projection ensembles
+
+    static (double[] Atoms, double[] Probs) RandomDistribution(Random r, int n, double spread = 3)
+    {
+        var atoms = Enumerable.Range(0, n).Select(_ => spread * (2 * r.NextDouble() - 1)).ToArray();
+        var w = Enumerable.Range(0, n).Select(_ => 0.05 + r.NextDouble()).ToArray();
+        double sum = w.Sum();
+        return (atoms, w.Select(v => v / sum).ToArray());
+    }
+
+    // The quantile function F⁻¹(τ) = min{x : F(x) ≥ τ} of a discrete distribution.
+    static double QuantileOf(double[] atoms, double[] probs, double tau)
+    {
+        var order = Enumerable.Range(0, atoms.Length).OrderBy(i => atoms[i]).ToArray();
+        double c = 0;
+        foreach (var i in order) { c += probs[i]; if (c >= tau) return atoms[i]; }
+        return atoms[order[^1]];
+    }
+
+    // W1 by the quantile formula ∫₀¹ |F_A⁻¹(τ) - F_B⁻¹(τ)| dτ: both quantile functions are constant between consecutive
+    // cumulative masses of either distribution, so the integral is exact on that partition (evaluated at midpoints).
+    static double W1Quantile(double[] aA, double[] pA, double[] aB, double[] pB)
+    {
+        var cuts = new List<double> { 0, 1 };
+        foreach (var (atoms, probs) in new[] { (aA, pA), (aB, pB) })
+        {
+            var order = Enumerable.Range(0, atoms.Length).OrderBy(i => atoms[i]).ToArray();
+            double c = 0;
+            foreach (var i in order) { c += probs[i]; if (c < 1) cuts.Add(c); }
+        }
+        cuts.Sort();
+        double w = 0;
+        for (int k = 0; k + 1 < cuts.Count; k++)
+        {
+            double lo = cuts[k], hi = cuts[k + 1];
+            if (hi <= lo) continue;
+            double mid = (lo + hi) / 2;
+            w += (hi - lo) * Math.Abs(QuantileOf(aA, pA, mid) - QuantileOf(aB, pB, mid));
+        }
+        return w;
+    }
+
+    [Fact]
+    public void Categorical_projection_is_the_C51_projection_and_keeps_mass_mean_and_the_support()
+    {
+        const double vMin = -2, vMax = 2;
+        for (int seed = 0; seed < 20; seed++)
+        {
+            var r = new Random(seed);
+            int n = 1 + seed % 6, bins = 2 + seed % 7;
+            double delta = (vMax - vMin) / (bins - 1);
+            var (atoms, probs) = RandomDistribution(r, n);
+            var projected = ProjectionEnsembles.CategoricalProjection(Tensor.FromArray(atoms), Tensor.FromArray(probs), vMin, vMax, bins).ToArray<double>();
+            // C51: b = (clamp(x) - vMin)/Δ, mass split between floor(b) and ceil(b) by distance.
+            var expected = new double[bins];
+            for (int i = 0; i < n; i++)
+            {
+                double b = (Math.Clamp(atoms[i], vMin, vMax) - vMin) / delta;
+                int l = (int)Math.Floor(b), u = (int)Math.Ceiling(b);
+                if (l == u) expected[l] += probs[i];
+                else { expected[l] += probs[i] * (u - b); expected[u] += probs[i] * (b - l); }
+            }
+            Close.Check(expected, projected, 1e-12, 1e-12, "categorical projection");
+            Assert.Equal(1, projected.Sum(), 12);
+            if (atoms.All(x => x >= vMin && x <= vMax))
+                Assert.Equal(atoms.Zip(probs, (x, p) => x * p).Sum(), Enumerable.Range(0, bins).Sum(j => (vMin + j * delta) * projected[j]), 12);
+            // Idempotent: a distribution on the support projects to itself.
+            var onSupport = ProjectionEnsembles.CategoricalProjection(Tensor.Linspace(vMin, vMax, bins, F64), Tensor.FromArray(projected), vMin, vMax, bins).ToArray<double>();
+            Close.Check(projected, onSupport, 1e-12, 1e-12, "categorical projection twice");
+        }
+        var batch = ProjectionEnsembles.CategoricalProjection(Tensor.Zeros(new Shape(0, 3), F64), Tensor.Zeros(new Shape(0, 3), F64), -1, 1, 5);
+        Assert.Equal(new Shape(0, 5), batch.Shape);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ProjectionEnsembles.CategoricalProjection(Tensor.Zeros(new Shape(3), F64), Tensor.Zeros(new Shape(3), F64), 1, 1, 5));
+        Assert.Throws<ShapeMismatchException>(() => ProjectionEnsembles.CategoricalProjection(Tensor.Zeros(new Shape(3), F64), Tensor.Zeros(new Shape(2), F64), -1, 1, 5));
+    }
+
+    [Fact]
+    public void Quantile_projection_takes_midpoint_quantiles_and_is_W1_closest()
+    {
+        for (int seed = 0; seed < 20; seed++)
+        {
+            var r = new Random(100 + seed);
+            int n = 1 + seed % 7, m = 1 + seed % 5, batch = 1 + seed % 3;
+            var atoms = new double[batch * n];
+            var probs = new double[batch * n];
+            for (int b = 0; b < batch; b++)
+            {
+                var (a, p) = RandomDistribution(r, n);
+                a.CopyTo(atoms, b * n); p.CopyTo(probs, b * n);
+            }
+            var q = ProjectionEnsembles.QuantileProjection(Tensor.FromArray(atoms, new Shape(batch, n)), Tensor.FromArray(probs, new Shape(batch, n)), m).ToArray<double>();
+            for (int b = 0; b < batch; b++)
+            {
+                var a = atoms[(b * n)..((b + 1) * n)];
+                var p = probs[(b * n)..((b + 1) * n)];
+                var expected = Enumerable.Range(0, m).Select(k => QuantileOf(a, p, (2 * k + 1) / (2.0 * m))).ToArray();
+                Close.Check(expected, q[(b * m)..((b + 1) * m)], 0, 0, "quantile projection");
+                var uniform = Enumerable.Repeat(1.0 / m, m).ToArray();
+                double best = W1Quantile(a, p, expected, uniform);
+                for (int t = 0; t < 10; t++)
+                {
+                    var other = expected.Select(x => x + 0.3 * (2 * r.NextDouble() - 1)).ToArray();
+                    Assert.True(best <= W1Quantile(a, p, other, uniform) + 1e-12, "a perturbed m-atom distribution is W1-closer than the quantile projection");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void W1_by_the_CDF_integral_equals_the_quantile_formula()
+    {
+        for (int seed = 0; seed < 25; seed++)
+        {
+            var r = new Random(200 + seed);
+            var (aA, pA) = RandomDistribution(r, 1 + seed % 6);
+            var (aB, pB) = RandomDistribution(r, 1 + seed * 3 % 5, 2);
+            if (seed % 5 == 0) aB[0] = aA[0]; // a shared atom
+            var w = ProjectionEnsembles.Wasserstein1(Tensor.FromArray(aA), Tensor.FromArray(pA), Tensor.FromArray(aB), Tensor.FromArray(pB)).Item();
+            Assert.Equal(W1Quantile(aA, pA, aB, pB), w, 12);
+            if (seed % 5 != 0)
+            {
+                var g = GradCheck.Run(xs => ProjectionEnsembles.Wasserstein1(xs[0], xs[1], xs[2], xs[3]), [Tensor.FromArray(aA), Tensor.FromArray(pA), Tensor.FromArray(aB), Tensor.FromArray(pB)]);
+                Assert.True(g.Passed, $"W1 gradient: {g}");
+            }
+        }
+        var (x, p) = RandomDistribution(new Random(1), 4);
+        Assert.Equal(0, ProjectionEnsembles.Wasserstein1(Tensor.FromArray(x), Tensor.FromArray(p), Tensor.FromArray(x), Tensor.FromArray(p)).Item(), 14);
+        Assert.Throws<ShapeMismatchException>(() => ProjectionEnsembles.Wasserstein1(Tensor.Zeros(new Shape(2, 3), F64), Tensor.Zeros(new Shape(2, 3), F64), Tensor.Zeros(new Shape(3, 3), F64), Tensor.Zeros(new Shape(3, 3), F64)));
+    }
+
+    [Fact]
+    public void Ensemble_disagreement_is_the_mean_W1_to_the_mixture_and_zero_when_members_agree()
+    {
+        var r = new Random(7);
+        var members = Enumerable.Range(0, 3).Select(k => RandomDistribution(r, 2 + k)).ToArray();
+        var mixAtoms = members.SelectMany(m => m.Atoms).ToArray();
+        var mixProbs = members.SelectMany(m => m.Probs.Select(v => v / 3)).ToArray();
+        double expected = members.Average(m => W1Quantile(m.Atoms, m.Probs, mixAtoms, mixProbs));
+        var bonus = ProjectionEnsembles.Disagreement(members.Select(m => Tensor.FromArray(m.Atoms)).ToArray(), members.Select(m => Tensor.FromArray(m.Probs)).ToArray()).Item();
+        Assert.Equal(expected, bonus, 12);
+        Assert.True(bonus > 0);
+        var same = Tensor.FromArray(members[0].Atoms);
+        var sameP = Tensor.FromArray(members[0].Probs);
+        Assert.Equal(0, ProjectionEnsembles.Disagreement([same, same], [sameP, sameP]).Item(), 14);
+
+        var target = ProjectionEnsembles.BellmanAtoms(Tensor.FromArray(new[] { 1.0, 2 }), Tensor.FromArray(new[] { 0.0, 1 }), Tensor.FromArray(new double[,] { { 1, 2 }, { 3, 4 } }), 0.5).ToArray<double>();
+        Assert.Equal([1.5, 2, 2, 2], target);
+    }
+
+    // ---------------------------------------------------------------- Orchestrated value mapping
+
+    [Fact]
+    public void One_identity_channel_is_Q_learning_exactly()
+    {
+        const int states = 5, actions = 3;
+        const double gamma = 0.9;
+        var r = new Random(31);
+        var ovm = new OrchestratedQLearning(states, actions, [ValueMapping.Identity], [1], gamma, 0.25);
+        var q = Enumerable.Repeat(0.25, states * actions).ToArray();
+        for (int t = 0; t < 500; t++)
+        {
+            int s = r.Next(states), a = r.Next(actions), s2 = r.Next(states);
+            bool terminal = r.NextDouble() < 0.1;
+            double reward = 2 * r.NextDouble() - 1, beta = 0.05 + 0.5 * r.NextDouble();
+            ovm.Update(s, a, [reward], s2, terminal, beta);
+            double max = Enumerable.Range(0, actions).Max(b => q[s2 * actions + b]);
+            q[s * actions + a] += beta * (reward + (terminal ? 0 : gamma * max) - q[s * actions + a]);
+        }
+        for (int s = 0; s < states; s++)
+            for (int a = 0; a < actions; a++) Assert.Equal(q[s * actions + a], ovm.Q(s, a), 12);
+        Assert.Throws<ArgumentException>(() => ovm.Update(0, 0, [1, 2], 0, false, 0.1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ovm.Update(0, 0, [1], 0, false, 0));
+    }
+
+    [Fact]
+    public void Orchestrated_channels_converge_to_the_value_iteration_Q_star_on_a_random_MDP()
+    {
+        const int states = 4, actions = 2;
+        const double gamma = 0.8;
+        var r = new Random(41);
+        var p = new double[states * actions][];
+        var reward = new double[states * actions];
+        for (int sa = 0; sa < states * actions; sa++)
+        {
+            var w = Enumerable.Range(0, states).Select(_ => r.NextDouble()).ToArray();
+            p[sa] = w.Select(v => v / w.Sum()).ToArray();
+            reward[sa] = 2 * r.NextDouble() - 1;
+        }
+        // Value iteration: Q(s,a) = R(s,a) + γ Σ_s' P(s'|s,a) max_a' Q(s',a').
+        var qStar = new double[states * actions];
+        for (int it = 0; it < 500; it++)
+        {
+            var v = Enumerable.Range(0, states).Select(s => Enumerable.Range(0, actions).Max(a => qStar[s * actions + a])).ToArray();
+            for (int sa = 0; sa < states * actions; sa++) qStar[sa] = reward[sa] + gamma * Enumerable.Range(0, states).Sum(s2 => p[sa][s2] * v[s2]);
+        }
+
+        var learners = new (string Name, OrchestratedQLearning L, double BetaMap)[]
+        {
+            ("log/log", new OrchestratedQLearning(states, actions, [ValueMapping.Logarithmic(), ValueMapping.Logarithmic()], [1, -1], gamma), 0.5),
+            ("identity/log", new OrchestratedQLearning(states, actions, [ValueMapping.Identity, ValueMapping.Logarithmic(0.3, 0.1)], [1, -1], gamma), 0.7),
+        };
+        foreach (var (name, learner, betaMap) in learners)
+        {
+            var rng = new Random(42);
+            for (int sweep = 1; sweep <= 3000; sweep++)
+            {
+                double beta = Math.Pow(sweep, -0.6);
+                for (int s = 0; s < states; s++)
+                    for (int a = 0; a < actions; a++)
+                        learner.Update(s, a, OrchestratedQLearning.PositiveNegative(reward[s * actions + a]), Sampling.Categorical(rng, p[s * actions + a]), false, beta, betaMap);
+            }
+            double err = Enumerable.Range(0, states * actions).Max(sa => Math.Abs(learner.Q(sa / actions, sa % actions) - qStar[sa]));
+            output.WriteLine($"OVM {name}: max |Q - Q*| = {err:G3} (|Q*| max {qStar.Max(Math.Abs):F2})");
+            Assert.True(err < 0.1, $"OVM {name}: max |Q - Q*| = {err}");
+            for (int s = 0; s < states; s++)
+                Assert.Equal(Enumerable.Range(0, actions).MaxBy(a => qStar[s * actions + a]), learner.Greedy(s));
+        }
+    }
 }
