@@ -537,4 +537,163 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
                 Assert.Equal(Enumerable.Range(0, actions).MaxBy(a => qStar[s * actions + a]), learner.Greedy(s));
         }
     }
+
+    // ---------------------------------------------------------------- Contrastive difference predictive coding (TD InfoNCE)
+
+    [Fact]
+    public void TD_InfoNCE_loss_matches_its_transcription_and_holds_the_importance_weights_fixed()
+    {
+        for (int seed = 0; seed < 8; seed++)
+        {
+            var r = new Random(300 + seed);
+            int n = 1 + seed % 5;
+            double gamma = 0.9 * r.NextDouble();
+            double[] next = Dense.Uniform(r, n * n, -2, 2), goal = Dense.Uniform(r, n * n, -2, 2), nextGoal = Dense.Uniform(r, n * n, -2, 2);
+            double LogSoftmax(double[] m, int i, int j) => m[i * n + j] - Math.Log(Enumerable.Range(0, n).Sum(k => Math.Exp(m[i * n + k])));
+            double expected = 0;
+            for (int i = 0; i < n; i++)
+            {
+                double z = Enumerable.Range(0, n).Sum(k => Math.Exp(nextGoal[i * n + k]));
+                expected -= (1 - gamma) * LogSoftmax(next, i, i) / n;
+                for (int j = 0; j < n; j++) expected -= gamma * Math.Exp(nextGoal[i * n + j]) / z * LogSoftmax(goal, i, j) / n;
+            }
+            Tensor M(double[] v) => Tensor.FromArray(v, new Shape(n, n));
+            Assert.Equal(expected, TdInfoNce.Loss(M(next), M(goal), M(nextGoal), gamma).Item(), 12);
+            var g = GradCheck.Run(xs => TdInfoNce.Loss(xs[0], xs[1], M(nextGoal), gamma), [M(next), M(goal)]);
+            Assert.True(g.Passed, $"td infonce gradient: {g}");
+            var w = M(nextGoal).RequiresGrad_();
+            TdInfoNce.Loss(M(next).RequiresGrad_(), M(goal), w, gamma).Backward();
+            Assert.True(w.Grad is null || w.Grad.ToArray<double>().All(v => v == 0), "gradient reached the importance weights");
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => TdInfoNce.Loss(Tensor.Zeros(new Shape(2, 2), F64), Tensor.Zeros(new Shape(2, 2), F64), Tensor.Zeros(new Shape(2, 2), F64), 1));
+        Assert.Throws<ShapeMismatchException>(() => TdInfoNce.Loss(Tensor.Zeros(new Shape(2, 2), F64), Tensor.Zeros(new Shape(2, 3), F64), Tensor.Zeros(new Shape(2, 2), F64), 0.5));
+    }
+
+    [Fact]
+    public void TD_InfoNCE_tabular_critic_recovers_the_discounted_occupancy_up_to_a_row_constant()
+    {
+        const int states = 4, actions = 2, batch = 128, steps = 500;
+        const double gamma = 0.5;
+        var r = new Random(61);
+        var p = Enumerable.Range(0, states * actions).Select(_ => { var w = Enumerable.Range(0, states).Select(_ => r.NextDouble() + 0.1).ToArray(); return w.Select(v => v / w.Sum()).ToArray(); }).ToArray();
+        var pi = Enumerable.Range(0, states).Select(_ => { double a = 0.2 + 0.6 * r.NextDouble(); return new[] { a, 1 - a }; }).ToArray();
+        // Exact occupancy of the future state s₊ (k ≥ 1 steps ahead): M = (1-γ)P + γ P Π M.
+        var occ = new double[states * actions][];
+        for (int sa = 0; sa < occ.Length; sa++) occ[sa] = new double[states];
+        for (int it = 0; it < 200; it++)
+            occ = Enumerable.Range(0, states * actions).Select(sa => Enumerable.Range(0, states).Select(g =>
+                (1 - gamma) * p[sa][g] + gamma * Enumerable.Range(0, states).Sum(s2 => p[sa][s2] * Enumerable.Range(0, actions).Sum(a2 => pi[s2][a2] * occ[s2 * actions + a2][g])))
+                .ToArray()).ToArray();
+        var marginal = Enumerable.Range(0, states).Select(g => p.Average(row => row[g])).ToArray(); // goals ~ the next-state marginal
+
+        var table = new Parameter(Tensor.Zeros(new Shape(states * actions, states), F64));
+        // A cosine-decayed step lets the last iterates average out the batch noise.
+        var opt = new AdamW([table], 0.05, weightDecay: 0) { Schedule = LrSchedule.Cosine(0.05, steps, 0.002) };
+        for (int step = 0; step < steps; step++)
+        {
+            long[] sa = new long[batch], next = new long[batch], nextSa = new long[batch], goals = new long[batch];
+            for (int i = 0; i < batch; i++)
+            {
+                int x = r.Next(states * actions), s2 = Sampling.Categorical(r, p[x]);
+                sa[i] = x; next[i] = s2; nextSa[i] = s2 * actions + Sampling.Categorical(r, pi[s2]);
+                goals[i] = Sampling.Categorical(r, p[r.Next(states * actions)]);
+            }
+            Tensor Idx(long[] v) => Tensor.FromArray(v);
+            var rows = table.IndexSelect(0, Idx(sa));
+            var loss = TdInfoNce.Loss(rows.IndexSelect(1, Idx(next)), rows.IndexSelect(1, Idx(goals)), table.IndexSelect(0, Idx(nextSa)).IndexSelect(1, Idx(goals)), gamma);
+            opt.ZeroGrad();
+            loss.Backward();
+            opt.Step();
+        }
+        var f = table.ToArray<double>();
+        double err = 0;
+        for (int sa = 0; sa < states * actions; sa++)
+        {
+            var row = Enumerable.Range(0, states).Select(g => marginal[g] * Math.Exp(f[sa * states + g])).ToArray();
+            double z = row.Sum();
+            for (int g = 0; g < states; g++) err = Math.Max(err, Math.Abs(row[g] / z - occ[sa][g]));
+        }
+        output.WriteLine($"TD InfoNCE: max |normalised p(g) exp f - occupancy| = {err:G3}");
+        Assert.True(err < 0.05, $"the learned critic's normalised rows miss the occupancy by {err}");
+    }
+
+    // ---------------------------------------------------------------- HERON
+
+    [Fact]
+    public void Hierarchical_comparator_decides_at_the_first_level_beyond_its_margin()
+    {
+        var c = new HierarchicalComparator([0.5, 0.1, 0]);
+        Assert.Equal((1, 0), c.Compare([2, 0, 0], [1, 5, 5]));
+        Assert.Equal((-1, 1), c.Compare([1.2, 0, 9], [1, 0.3, 0]));
+        Assert.Equal((1, 2), c.Compare([1, 0, 0.01], [1.4, 0.05, 0]));
+        Assert.Equal((0, -1), c.Compare([1, 0, 3], [1.5, 0.1, 3]));
+        var r = new Random(71);
+        for (int t = 0; t < 200; t++)
+        {
+            var a = Dense.Uniform(r, 3);
+            var b = Dense.Uniform(r, 3);
+            var (pab, lab) = c.Compare(a, b);
+            var (pba, lba) = c.Compare(b, a);
+            Assert.Equal(-pab, pba);
+            Assert.Equal(lab, lba);
+            // The transcription: walk the levels in order.
+            int expected = 0;
+            for (int k = 0; k < 3 && expected == 0; k++) if (Math.Abs(a[k] - b[k]) > new[] { 0.5, 0.1, 0 }[k]) expected = Math.Sign(a[k] - b[k]);
+            Assert.Equal(expected, pab);
+        }
+        Assert.Throws<ArgumentException>(() => new HierarchicalComparator([0.1, -1]));
+        Assert.Throws<ArgumentException>(() => c.Compare([1, 2], [1, 2, 3]));
+    }
+
+    [Fact]
+    public void Bradley_Terry_loss_matches_its_transcription()
+    {
+        var r = new Random(72);
+        double[] ra = Dense.Uniform(r, 7, -3, 3), rb = Dense.Uniform(r, 7, -3, 3), y = [1, 0, 0.5, 1, 1, 0, 0];
+        double expected = -Enumerable.Range(0, 7).Average(i => y[i] * Math.Log(1 / (1 + Math.Exp(rb[i] - ra[i]))) + (1 - y[i]) * Math.Log(1 / (1 + Math.Exp(ra[i] - rb[i]))));
+        Assert.Equal(expected, BradleyTerry.Loss(Tensor.FromArray(ra), Tensor.FromArray(rb), Tensor.FromArray(y)).Item(), 12);
+        var g = GradCheck.Run(xs => BradleyTerry.Loss(xs[0], xs[1], Tensor.FromArray(y)), [Tensor.FromArray(ra), Tensor.FromArray(rb)]);
+        Assert.True(g.Passed, $"bradley-terry gradient: {g}");
+        Assert.Throws<ShapeMismatchException>(() => BradleyTerry.Loss(Tensor.FromArray(ra), Tensor.FromArray(rb[..3]), Tensor.FromArray(y)));
+    }
+
+    [Fact]
+    public void Bradley_Terry_reward_fit_on_hierarchical_labels_recovers_the_induced_order()
+    {
+        const int pairs = 400, steps = 10, factors = 3;
+        var r = new Random(73);
+        var comparator = new HierarchicalComparator([0.5, 0.5, 0.5]);
+        (Tensor A, Tensor B, double[] Labels) Pairs(int n)
+        {
+            var a = Dense.Uniform(r, n * steps * factors, 0, 1);
+            var b = Dense.Uniform(r, n * steps * factors, 0, 1);
+            var labels = new double[n];
+            for (int i = 0; i < n; i++)
+            {
+                // The trajectory's factors are its summed step features.
+                var fa = Enumerable.Range(0, factors).Select(k => Enumerable.Range(0, steps).Sum(t => a[(i * steps + t) * factors + k])).ToArray();
+                var fb = Enumerable.Range(0, factors).Select(k => Enumerable.Range(0, steps).Sum(t => b[(i * steps + t) * factors + k])).ToArray();
+                labels[i] = (comparator.Compare(fa, fb).Preference + 1) / 2.0;
+            }
+            return (Tensor.FromArray(a, new Shape(n, steps, factors)), Tensor.FromArray(b, new Shape(n, steps, factors)), labels);
+        }
+        var (ta, tb, y) = Pairs(pairs);
+        var reward = new Linear(factors, 1, bias: false, generator: new Generator(74), dtype: F64);
+        var opt = new AdamW(reward.Parameters(), 0.05, weightDecay: 0);
+        for (int step = 0; step < 300; step++)
+        {
+            opt.ZeroGrad();
+            BradleyTerry.TrajectoryLoss(reward, ta, tb, Tensor.FromArray(y)).Backward();
+            opt.Step();
+        }
+        var w = reward.Weight.ToArray<double>();
+        var (ea, eb, ey) = Pairs(pairs);
+        double Agreement(double[] diff) => Enumerable.Range(0, pairs).Where(i => ey[i] != 0.5).Average(i => (diff[i] > 0) == (ey[i] == 1) ? 1.0 : 0.0);
+        var learned = (BradleyTerry.Return(reward, ea) - BradleyTerry.Return(reward, eb)).ToArray<double>();
+        var flat = (ea.Sum([1, 2]) - eb.Sum([1, 2])).ToArray<double>(); // every factor weighted alike
+        output.WriteLine($"HERON BT: weights [{string.Join(", ", w.Select(v => v.ToString("F2")))}], held-out agreement {Agreement(learned):F3} (equal weights {Agreement(flat):F3})");
+        Assert.True(w[0] > w[1] && w[1] > w[2] && w[2] > 0, $"the learned weights [{string.Join(", ", w)}] do not follow the hierarchy");
+        Assert.True(Agreement(learned) > 0.8, $"held-out agreement {Agreement(learned)}");
+        Assert.True(Agreement(learned) > Agreement(flat) + 0.05, $"held-out agreement {Agreement(learned)} is no better than equal weights {Agreement(flat)}");
+    }
 }
