@@ -102,9 +102,12 @@ public sealed class OrchestratedQLearning
     }
 
     /// <summary>One update from the transition (s, a, channel rewards, s'); a terminal s' contributes no bootstrap.</summary>
-    /// <exception cref="ArgumentException">The channel rewards have the wrong length, or a step size is outside (0, 1].</exception>
+    /// <exception cref="ArgumentException">A state or action is out of range, the channel rewards have the wrong length, or a step size is outside (0, 1].</exception>
     public void Update(int s, int a, ReadOnlySpan<double> channelRewards, int sNext, bool terminal, double betaReg, double betaMap = 1)
     {
+        if ((uint)s >= (uint)States) throw new ArgumentOutOfRangeException(nameof(s), s, $"ovm: state must be in [0, {States})");
+        if ((uint)sNext >= (uint)States) throw new ArgumentOutOfRangeException(nameof(sNext), sNext, $"ovm: next state must be in [0, {States})");
+        if ((uint)a >= (uint)Actions) throw new ArgumentOutOfRangeException(nameof(a), a, $"ovm: action must be in [0, {Actions})");
         if (channelRewards.Length != _mappings.Length) throw new ArgumentException($"ovm: {channelRewards.Length} channel rewards for {_mappings.Length} channels", nameof(channelRewards));
         if (!(betaReg > 0 && betaReg <= 1)) throw new ArgumentOutOfRangeException(nameof(betaReg), betaReg, "ovm: betaReg must be in (0, 1]");
         if (!(betaMap > 0 && betaMap <= 1)) throw new ArgumentOutOfRangeException(nameof(betaMap), betaMap, "ovm: betaMap must be in (0, 1]");

@@ -82,7 +82,12 @@ public sealed class VarianceAdaptiveThompsonSampling : IBanditPolicy
     }
 
     /// <inheritdoc/>
-    public void Observe(int arm, double reward) => _posteriors[arm] = _posteriors[arm].Update(reward);
+    /// <exception cref="ArgumentOutOfRangeException">The arm is out of range.</exception>
+    public void Observe(int arm, double reward)
+    {
+        if ((uint)arm >= (uint)_posteriors.Length) throw new ArgumentOutOfRangeException(nameof(arm), arm, $"variance-adaptive TS: arm must be in [0, {_posteriors.Length})");
+        _posteriors[arm] = _posteriors[arm].Update(reward);
+    }
 }
 
 /// <summary>
@@ -121,8 +126,11 @@ public sealed class KnownVarianceThompsonSampling : IBanditPolicy
     }
 
     /// <inheritdoc/>
+    /// <exception cref="ArgumentOutOfRangeException">The arm is out of range, or the reward is not finite.</exception>
     public void Observe(int arm, double reward)
     {
+        if ((uint)arm >= (uint)_variances.Length) throw new ArgumentOutOfRangeException(nameof(arm), arm, $"known-variance TS: arm must be in [0, {_variances.Length})");
+        if (!double.IsFinite(reward)) throw new ArgumentOutOfRangeException(nameof(reward), reward, "known-variance TS: the reward must be finite");
         _precision[arm] += 1 / _variances[arm];
         _weightedSum[arm] += reward / _variances[arm];
     }

@@ -55,6 +55,8 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
         Assert.Equal(1 / prec, v, 12);
         Assert.Equal((0.3, 2.0), ts.Posterior(0));
         Assert.Throws<ArgumentException>(() => new KnownVarianceThompsonSampling([1, 0], 0, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ts.Observe(2, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new VarianceAdaptiveThompsonSampling(2, new NormalGamma(0, 1, 1, 1)).Observe(-1, 0));
     }
 
     [Theory]
@@ -491,6 +493,8 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
             for (int a = 0; a < actions; a++) Assert.Equal(q[s * actions + a], ovm.Q(s, a), 12);
         Assert.Throws<ArgumentException>(() => ovm.Update(0, 0, [1, 2], 0, false, 0.1));
         Assert.Throws<ArgumentOutOfRangeException>(() => ovm.Update(0, 0, [1], 0, false, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ovm.Update(0, actions, [1], 0, false, 0.1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ovm.Update(0, 0, [1], states, false, 0.1));
     }
 
     [Fact]
@@ -572,7 +576,7 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
     [Fact]
     public void TD_InfoNCE_tabular_critic_recovers_the_discounted_occupancy_up_to_a_row_constant()
     {
-        const int states = 4, actions = 2, batch = 128, steps = 500;
+        const int states = 4, actions = 2, batch = 96, steps = 400;
         const double gamma = 0.5;
         var r = new Random(61);
         var p = Enumerable.Range(0, states * actions).Select(_ => { var w = Enumerable.Range(0, states).Select(_ => r.NextDouble() + 0.1).ToArray(); return w.Select(v => v / w.Sum()).ToArray(); }).ToArray();
