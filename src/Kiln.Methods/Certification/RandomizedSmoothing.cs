@@ -38,7 +38,8 @@ public static class RandomizedSmoothing
         if (!(temperature > 0) || double.IsInfinity(temperature)) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "randomized smoothing: the temperature must be positive and finite");
         int d = x.Shape[0];
         var row = x.To(DType.Float64).Reshape(1, d);
-        long[]? votes = null; double[]? sum = null, sumSq = null;
+        long[]? votes = null; double[]? mean = null, m2 = null;
+        int count = 0;
         for (int done = 0; done < samples; done += batchSize)
         {
             int m = Math.Min(batchSize, samples - done);
@@ -47,15 +48,22 @@ public static class RandomizedSmoothing
             using (Autograd.NoGrad()) z = logits(row + noise.Sample(new Shape(m, d), generator, x.Device)).To(DType.Float64);
             if (z.Rank != 2 || z.Shape[0] != m) throw new ArgumentException($"randomized smoothing: logits must map [{m}, {d}] to [{m}, C], got {z.Shape}", nameof(logits));
             int c = z.Shape[1];
-            votes ??= new long[c]; sum ??= new double[c]; sumSq ??= new double[c];
+            votes ??= new long[c]; mean ??= new double[c]; m2 ??= new double[c];
             foreach (long k in z.ArgMax(1).ToArray<long>()) votes[k]++;
             var p = (z / temperature).Softmax(1);
-            var s = p.Sum(0).ToArray<double>(); var s2 = p.Square().Sum(0).ToArray<double>();
-            for (int k = 0; k < c; k++) { sum[k] += s[k]; sumSq[k] += s2[k]; }
+            var batchMean = p.Mean(0, keepDim: true);
+            var bm = batchMean.ToArray<double>(); var bm2 = (p - batchMean).Square().Sum(0).ToArray<double>();
+            // Chan et al.'s pairwise merge of (count, mean, M2): no cancellation, so constant scores have variance 0.
+            for (int k = 0; k < c; k++)
+            {
+                double delta = bm[k] - mean[k];
+                mean[k] += delta * m / (count + m);
+                m2[k] += bm2[k] + delta * delta * count * (double)m / (count + m);
+            }
+            count += m;
         }
-        var mean = sum!.Select(v => v / samples).ToArray();
-        var variance = mean.Select((mu, k) => samples < 2 ? 0 : Math.Max(0, (sumSq![k] - samples * mu * mu) / (samples - 1))).ToArray();
-        return new SmoothingSamples(votes!, mean, variance, samples);
+        var variance = m2!.Select(v => samples < 2 ? 0 : v / (samples - 1)).ToArray();
+        return new SmoothingSamples(votes!, mean!, variance, samples);
     }
 
     /// <summary>
