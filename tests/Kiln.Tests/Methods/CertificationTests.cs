@@ -407,3 +407,37 @@ public class CertificationTests
         Assert.Throws<ArgumentOutOfRangeException>(() => BlackBox.TrainSubstitute(oracle, substitute, initial, new SubstituteOptions { Rounds = 0 }));
     }
 }
+
+/// <summary>`kiln certify` with tiny settings: one JSON object with a row per sigma and certificate.</summary>
+[Collection(nameof(SerialCollection))]
+public class CertifyVerbTests
+{
+    [Fact]
+    public void Certify_verb_prints_one_json_object_with_cohen_and_lvm_rows()
+    {
+        var root = new System.CommandLine.RootCommand("kiln");
+        root.Subcommands.Add(Kiln.Cli.CertifyVerb.Build());
+        var saved = Console.Out;
+        var output = new StringWriter();
+        Console.SetOut(output);
+        int code;
+        try { code = Kiln.Cli.Cli.Run(root, ["certify", "--sigmas", "0.25", "--epochs", "2", "--hidden", "16", "--test-points", "10", "--n0", "10", "--n", "50", "--radii", "0,0.5", "--json"]); }
+        finally { Console.SetOut(saved); }
+        Assert.Equal(0, code);
+        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        using var doc = System.Text.Json.JsonDocument.Parse(line);
+        var r = doc.RootElement;
+        Assert.Equal(1347, r.GetProperty("train").GetInt32());
+        Assert.Equal(10, r.GetProperty("test").GetInt32());
+        var rows = r.GetProperty("rows").EnumerateArray().ToList();
+        Assert.Equal(["cohen", "lvm"], rows.Select(x => x.GetProperty("method").GetString()));
+        foreach (var x in rows)
+        {
+            double ca0 = x.GetProperty("ca").GetProperty("0").GetDouble(), ca5 = x.GetProperty("ca").GetProperty("0.5").GetDouble();
+            // Certified accuracy falls with the radius and never exceeds the smoothed classifier's accuracy.
+            Assert.InRange(ca5, 0, ca0);
+            Assert.InRange(ca0, 0, x.GetProperty("natural").GetDouble());
+        }
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["certify", "--sigmas", "-1", "--json"]));
+    }
+}
