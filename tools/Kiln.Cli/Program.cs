@@ -21,6 +21,7 @@ foreach (var verb in new[]
     SslVerb.Build(),
     OptimVerb.Build(),
     CertifyVerb.Build(),
+    CalibrateVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
