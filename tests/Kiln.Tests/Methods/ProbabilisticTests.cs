@@ -304,6 +304,107 @@ public class ProbabilisticTests
     }
 }
 
+public class ProbabilisticMoreTests
+{
+    static Tensor T(double[] v, params int[] shape) => Tensor.FromArray(v, new Shape(shape));
+    static double Gaussian(Random r) => Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble());
+
+    // ---------- Causal isotonic calibration ----------
+
+    [Fact]
+    public void Pava_equals_the_min_max_formula_of_isotonic_regression()
+    {
+        var rng = new Random(21);
+        for (int trial = 0; trial < 40; trial++)
+        {
+            int n = 1 + rng.Next(12);
+            // Distinct sorted x, random y and weights: f_i = max_{j <= i} min_{k >= i} weighted mean(y_j .. y_k).
+            var x = Enumerable.Range(0, n).Select(i => i + 0.5 * rng.NextDouble()).ToArray();
+            var y = Dense.Uniform(rng, n, -2, 2); var w = Dense.Uniform(rng, n, 0.1, 2);
+            var iso = IsotonicRegression.Fit(x, y, w);
+            for (int i = 0; i < n; i++)
+            {
+                double best = double.NegativeInfinity;
+                for (int j = 0; j <= i; j++)
+                {
+                    double inner = double.PositiveInfinity;
+                    for (int k = i; k < n; k++)
+                        inner = Math.Min(inner, Enumerable.Range(j, k - j + 1).Sum(t => w[t] * y[t]) / Enumerable.Range(j, k - j + 1).Sum(t => w[t]));
+                    best = Math.Max(best, inner);
+                }
+                Assert.Equal(best, iso.Predict(x[i]), 12);
+            }
+            for (int b = 1; b < iso.Values.Count; b++) Assert.True(iso.Values[b] > iso.Values[b - 1]);
+        }
+        // Ties in x share one value; points outside take the end blocks.
+        var tied = IsotonicRegression.Fit([1.0, 1, 2], [3.0, 1, 0]);
+        Assert.Equal(4.0 / 3, tied.Predict(1), 12);
+        Assert.Equal(4.0 / 3, tied.Predict(-5), 12);
+        Assert.Equal(4.0 / 3, tied.Predict(9), 12);
+        Assert.Throws<ArgumentException>(() => IsotonicRegression.Fit([1.0], [1.0, 2]));
+        Assert.Throws<ArgumentException>(() => IsotonicRegression.Fit([1.0], [1.0], [0.0]));
+    }
+
+    [Fact]
+    public void Causal_isotonic_calibration_fixes_a_miscalibrated_cate_predictor_on_simulated_data()
+    {
+        var rng = new Random(22);
+        (double[] Tau, double[] Pred, double[] Chi) Draw(int n)
+        {
+            var tau = new double[n]; var pred = new double[n]; var y = new double[n]; var a = new int[n]; var mu0 = new double[n]; var mu1 = new double[n]; var pi = new double[n];
+            for (int i = 0; i < n; i++)
+            {
+                double x = 2 * rng.NextDouble() - 1;
+                tau[i] = 1 + x;                       // the true CATE
+                pred[i] = 0.5 + 2 * Math.Pow(x, 3);  // monotone in the truth but miscalibrated
+                pi[i] = 0.3 + 0.4 * rng.NextDouble();
+                a[i] = rng.NextDouble() < pi[i] ? 1 : 0;
+                mu0[i] = x; mu1[i] = x + tau[i];
+                y[i] = (a[i] == 1 ? mu1[i] : mu0[i]) + 0.5 * Gaussian(rng);
+            }
+            return (tau, pred, CausalIsotonicCalibration.PseudoOutcomes(y, a, mu0, mu1, pi));
+        }
+        var (_, pc, chi) = Draw(2000);
+        var theta = CausalIsotonicCalibration.Fit(pc, chi);
+        var (tauT, predT, _) = Draw(2000);
+        double before = Enumerable.Range(0, 2000).Average(i => Math.Pow(predT[i] - tauT[i], 2));
+        double after = Enumerable.Range(0, 2000).Average(i => Math.Pow(theta.Predict(predT[i]) - tauT[i], 2));
+        Assert.True(after < before / 4, $"MSE to the true CATE {before} -> {after}");
+        // AIPW with the true outcome models: chi - tau has mean zero (within 4 standard errors).
+        var (tauD, _, chiD) = Draw(4000);
+        var diff = chiD.Zip(tauD, (c, t) => c - t).ToArray();
+        double md = diff.Average(), sd = Math.Sqrt(diff.Sum(v => (v - md) * (v - md)) / (diff.Length - 1));
+        Assert.InRange(md, -4 * sd / Math.Sqrt(diff.Length), 4 * sd / Math.Sqrt(diff.Length));
+        Assert.Throws<ArgumentException>(() => CausalIsotonicCalibration.PseudoOutcomes([1.0], [2], [0.0], [0.0], [0.5]));
+        Assert.Throws<ArgumentException>(() => CausalIsotonicCalibration.PseudoOutcomes([1.0], [1], [0.0], [0.0], [1.0]));
+    }
+
+    // ---------- Classifier-based variable construction ----------
+
+    [Fact]
+    public void Classifier_features_build_the_threshold_labels_count_crossings_and_help_a_tree_on_heteroscedastic_data()
+    {
+        var labels = ClassifierFeatures.Labels(T([0.5, 2, -1, 3], 4), [0.0, 2, 2.5]).ToArray<double>();
+        Assert.Equal([0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0], labels);
+        Assert.Equal(4, ClassifierFeatures.CrossingViolations(T([0.2, 0.1, 0.5, 0.9, 0.3, 0.4, 0.5, 0.4, 0.3], 3, 3)));
+        Assert.Equal(0, ClassifierFeatures.CrossingViolations(T([0.2, 0.3], 2, 1)));
+        var rng = new Random(23);
+        (Tensor X, Tensor Y) Draw(int n)
+        {
+            var x = Dense.Uniform(rng, n * 2);
+            return (T(x, n, 2), T(Enumerable.Range(0, n).Select(i => Math.Exp(2 * x[2 * i]) + x[2 * i + 1] + (0.1 + Math.Abs(x[2 * i])) * Gaussian(rng)).ToArray(), n));
+        }
+        var (xt, yt) = Draw(600);
+        var features = ClassifierFeatures.Fit(xt, yt, 9, 3, 10);
+        Assert.True(features.Thresholds.Zip(features.Thresholds.Skip(1)).All(p => p.First <= p.Second));
+        var (xs, ys) = Draw(600);
+        double Mse(Tensor pred) => (pred - ys).Square().Mean().Item();
+        double plain = Mse(RegressionTree.Fit(xt, yt, 2, 10).Predict(xs));
+        double augmented = Mse(RegressionTree.Fit(features.Augment(xt), yt, 2, 10).Predict(features.Augment(xs)));
+        Assert.True(augmented < plain, $"test MSE {plain} -> {augmented}");
+    }
+}
+
 /// <summary>`kiln calibrate` with tiny settings: one JSON object with a row per data set and method.</summary>
 [Collection(nameof(SerialCollection))]
 public class CalibrateVerbTests
