@@ -405,6 +405,35 @@ public class ProbabilisticMoreTests
     }
 }
 
+public class BoostedLastLayerTests
+{
+    [Fact]
+    public void Boosted_stages_assemble_exactly_into_one_layer_and_dropping_stages_is_truncated_boosting()
+    {
+        var rng = new Random(31);
+        const int n = 120, d = 4;
+        var x = Dense.Uniform(rng, n * d);
+        var y = Enumerable.Range(0, n).SelectMany(i => new[] { Math.Sin(3 * x[i * d]) + x[i * d + 1] * x[i * d + 2], Math.Abs(x[i * d + 3]) }).ToArray();
+        var phi = Tensor.FromArray(x, new Shape(n, d)); var target = Tensor.FromArray(y, new Shape(n, 2));
+        var model = BoostedLastLayer.Fit(phi, target, new BoostedLayerOptions { Stages = 5, UnitsPerStage = 3, Steps = 60, LearningRate = 0.05, Seed = 1 });
+        for (int t = 1; t < model.TrainMse.Count; t++) Assert.True(model.TrainMse[t] < model.TrainMse[t - 1], $"stage {t}: {model.TrainMse[t - 1]} -> {model.TrainMse[t]}");
+        var full = model.Assemble();
+        Assert.Equal(new Shape(15, d), full.W1.Shape);
+        Close.Check(model.Predict(phi), BoostedLastLayer.AssembledForward(full, phi), 1e-12, 1e-12, "assembled");
+        for (int k = 0; k <= 5; k++)
+        {
+            // The first 3k hidden units of the full layer, with the output bias of the first k stages.
+            var truncated = model.Assemble(k);
+            Close.Check(model.Predict(phi, k), BoostedLastLayer.AssembledForward(truncated, phi), 1e-12, 1e-12, $"k = {k}");
+            if (k > 0) Close.Check(full.W1.Narrow(0, 0, 3 * k), truncated.W1, 0, 0, $"W1 k = {k}");
+            if (k > 0) Close.Check(full.W2.Narrow(1, 0, 3 * k), truncated.W2, 0, 0, $"W2 k = {k}");
+        }
+        Close.Check(target.Mean(0).Unsqueeze(0).Expand(n, 2), model.Predict(phi, 0), 1e-12, 1e-12, "F0");
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.Predict(phi, 6));
+        Assert.Throws<ArgumentException>(() => BoostedLastLayer.Fit(phi, Tensor.FromArray(y)));
+    }
+}
+
 /// <summary>`kiln calibrate` with tiny settings: one JSON object with a row per data set and method.</summary>
 [Collection(nameof(SerialCollection))]
 public class CalibrateVerbTests
