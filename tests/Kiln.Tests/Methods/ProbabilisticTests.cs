@@ -434,6 +434,58 @@ public class BoostedLastLayerTests
     }
 }
 
+public class CondensedBoostingTests
+{
+    [Fact]
+    public void Multi_output_tree_reduces_to_the_single_output_tree_and_predicts_per_leaf_column_means()
+    {
+        var rng = new Random(41);
+        const int n = 80, d = 3;
+        var x = Tensor.FromArray(Dense.Uniform(rng, n * d), new Shape(n, d));
+        var y = Dense.Uniform(rng, n);
+        var single = RegressionTree.Fit(x, Tensor.FromArray(y), 3, 4);
+        var column = RegressionTree.Fit(x, Tensor.FromArray(y, new Shape(n, 1)), 3, 4);
+        var padded = RegressionTree.Fit(x, Tensor.FromArray(y.SelectMany(v => new[] { v, 0.0 }).ToArray(), new Shape(n, 2)), 3, 4);
+        Assert.Equal(single.Apply(x), column.Apply(x));
+        Assert.Equal(single.Apply(x), padded.Apply(x));
+        Close.Check(single.Predict(x), column.Predict(x).Reshape(-1), 0, 0);
+        var y2 = Dense.Uniform(rng, n * 2);
+        var tree = RegressionTree.Fit(x, Tensor.FromArray(y2, new Shape(n, 2)), 2, 5);
+        var leaf = tree.Apply(x); var pred = tree.Predict(x).ToArray<double>();
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < 2; k++)
+                Assert.Equal(Enumerable.Range(0, n).Where(j => leaf[j] == leaf[i]).Average(j => y2[j * 2 + k]), pred[i * 2 + k], 12);
+    }
+
+    [Fact]
+    public void Condensed_boosting_leaf_values_are_friedmans_newton_step_and_training_improves()
+    {
+        var rng = new Random(42);
+        const int n = 150, d = 2, c = 3;
+        var labels = Enumerable.Range(0, n).Select(i => (long)(i % c)).ToArray();
+        var xs = Enumerable.Range(0, n * d).Select(k => (k % d == 0 ? Math.Cos(2 * Math.PI * labels[k / d] / c) : Math.Sin(2 * Math.PI * labels[k / d] / c)) + 0.4 * (rng.NextDouble() - 0.5)).ToArray();
+        var x = Tensor.FromArray(xs, new Shape(n, d)); var y = Tensor.FromArray(labels);
+        var model = CondensedGradientBoosting.Fit(x, y, c, rounds: 20, shrinkage: 0.3, maxDepth: 2, minLeaf: 5);
+        // Round 1 by hand: F = 0, r_ik = 1[y = k] - 1/K, the multi-output tree on r, gamma = (K-1)/K sum r / sum |r|(1 - |r|).
+        var r = labels.SelectMany(l => Enumerable.Range(0, c).Select(k => (k == l ? 1.0 : 0.0) - 1.0 / c)).ToArray();
+        var leaf = RegressionTree.Fit(x, Tensor.FromArray(r, new Shape(n, c)), 2, 5).Apply(x);
+        var f1 = model.DecisionFunction(x, 1).ToArray<double>();
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < c; k++)
+            {
+                var rows = Enumerable.Range(0, n).Where(j => leaf[j] == leaf[i]).ToArray();
+                double gamma = (c - 1.0) / c * rows.Sum(j => r[j * c + k]) / rows.Sum(j => Math.Abs(r[j * c + k]) * (1 - Math.Abs(r[j * c + k])));
+                Assert.Equal(0.3 * gamma, f1[i * c + k], 12);
+            }
+        Assert.True(model.TrainLoss[^1] < model.TrainLoss[0] / 3, $"cross entropy {model.TrainLoss[0]} -> {model.TrainLoss[^1]}");
+        var predicted = model.Predict(x).ToArray<long>();
+        Assert.True(predicted.Where((p, i) => p == labels[i]).Count() > 0.95 * n);
+        Assert.Equal(new double[n * c], model.DecisionFunction(x, 0).ToArray<double>());
+        Assert.Throws<ArgumentException>(() => CondensedGradientBoosting.Fit(x, Tensor.FromArray(labels.Select(l => l + 1).ToArray()), c));
+        Assert.Throws<ArgumentOutOfRangeException>(() => CondensedGradientBoosting.Fit(x, y, 1));
+    }
+}
+
 /// <summary>`kiln calibrate` with tiny settings: one JSON object with a row per data set and method.</summary>
 [Collection(nameof(SerialCollection))]
 public class CalibrateVerbTests
