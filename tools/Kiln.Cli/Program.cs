@@ -23,6 +23,8 @@ foreach (var verb in new[]
     MergeVerb.Build(),
     RlVerb.Build(),
     SketchVerb.Build(),
+    CertifyVerb.Build(),
+    CalibrateVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);
