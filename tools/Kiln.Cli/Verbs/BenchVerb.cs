@@ -36,6 +36,7 @@ public static class BenchVerb
             {
                 Workloads = parse.GetValue(names) ?? [], Rounds = parse.GetValue(roundsOpt), PeerBench = peerPath, OneCore = !asJson, Device = lease.Device,
                 LibTorch = wantPeer, TorchRunner = TorchPeer.FindRunner(BenchReport.DefaultFolder(Directory.GetCurrentDirectory())),
+                OnnxRuntime = wantPeer, OnnxRunner = OnnxPeer.FindRunner(BenchReport.DefaultFolder(Directory.GetCurrentDirectory())),
             };
             if (wantPeer && peerPath is null) Cli.Err.MarkupLine("[yellow]peer_bench.py not found; pass --peer PATH (Kiln's numbers only)[/]");
             // Measured before the run so the console shows it first.
@@ -55,6 +56,7 @@ public static class BenchVerb
                 Console.Error.WriteLine($"  {r.Workload,-44} kiln {r.Rate,9:F1} {r.Unit,-9} {(best is null ? "" : $"{best.Peer} {best.Rate,9:F1}  ratio {r.Rate / best.Rate:F2}")}" +
                     (row.RatioTo(TorchPeer.DefaultName) is { } d ? $" (default {d:F2})" : "") +
                     (row.RelativeErrors.TryGetValue(TorchPeer.KernelName, out double err) ? $" rel. error {err:0.0e+0}" : "") +
+                    (row.RatioTo(OnnxPeer.PeerName) is { } o ? $" onnxruntime {o:F2} (rel. error {row.RelativeErrors[OnnxPeer.PeerName]:0.0e+0})" : "") +
                     (core is { } cc ? $"   one core: kiln {cc.Kiln:F1}{(cc.Peer is { } cp ? $" numpy {cp:F1} ratio {cc.Kiln / cp:F2}" : "")}" : ""));
                 done(p.Completed);
             })));
