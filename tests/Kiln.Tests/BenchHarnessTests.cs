@@ -183,6 +183,51 @@ public class BenchHarnessTests
         Assert.Equal("onnxruntime: bench/Kiln.Bench.Onnx is not built (run bench/setup-peers.sh)", reason);
     }
 
+    // The live runner where bench/setup-peers.sh built it (CI does not download ONNX Runtime, so it skips there): its graphs
+    // on small inputs of each kind it has, against Kiln's ops. Workload names select the graph; the shapes are the inputs'.
+    [SkippableFact]
+    public void The_onnxruntime_runner_when_built_matches_kiln_on_its_graphs()
+    {
+        var dll = OnnxPeer.FindRunner(BenchReport.DefaultFolder(AppContext.BaseDirectory));
+        Skip.If(dll is null, "bench/Kiln.Bench.Onnx is not built (bench/setup-peers.sh)");
+        var (peer, reason) = OnnxPeer.Open(dll, 1);
+        Assert.True(peer is not null, reason);
+        using var _ = peer;
+        var g = new Generator(3);
+        var (a, b, w, bias, shift) = (Tensor.Randn([5, 7], g), Tensor.Randn([7, 3], g), Tensor.Randn([3, 7], g), Tensor.Randn([7], g), Tensor.Randn([7], g));
+        var (q, k, v) = (Tensor.Randn([1, 8, 9, 64], g), Tensor.Randn([1, 8, 9, 64], g), Tensor.Randn([1, 8, 9, 64], g));
+        var cases = new (string Workload, (string, Tensor)[] Inputs, Tensor Kiln)[]
+        {
+            ("sgemm_256", [("a", a), ("b", b)], a.MatMul(b)),
+            ("matvec_4096x4096", [("a", a), ("b", b)], a.MatMul(b)),
+            ("linear_4096x4096", [("x", a), ("w", w)], Tensor.Linear(a, w)),
+            ("softmax_4096x4096", [("x", a)], a.Softmax(-1)),
+            ("layer_norm_8192x1024", [("x", a), ("w", bias), ("b", shift)], a.LayerNorm(bias, shift)),
+            ("gelu_16M", [("x", a)], a.Gelu()),
+            ("causal_attention_h8_t512_d64", [("q", q), ("k", k), ("v", v)], Tensor.ScaledDotProductAttention(q, k, v, causal: true, scale: 1.0 / 8)),
+        };
+        foreach (var (workload, inputs, kiln) in cases)
+        {
+            var dir = Directory.CreateTempSubdirectory("kiln-onnx-test-");
+            try
+            {
+                ChildPeer.WriteInputs(dir.FullName, inputs);
+                var theirs = peer!.Prepare(workload, dir.FullName);
+                Assert.True(theirs is not null, workload);
+                Assert.True(ChildPeer.RelativeError(kiln.ToArray<float>(), theirs!) < 1e-5, $"{workload}: rel. error {ChildPeer.RelativeError(kiln.ToArray<float>(), theirs!)}");
+            }
+            finally { dir.Delete(recursive: true); }
+        }
+        // A workload it has no graph for is skipped, not failed.
+        var none = Directory.CreateTempSubdirectory("kiln-onnx-test-");
+        try
+        {
+            ChildPeer.WriteInputs(none.FullName, [("x", a)]);
+            Assert.Null(peer!.Prepare("silu_16M", none.FullName));
+        }
+        finally { none.Delete(recursive: true); }
+    }
+
     static string Probe(string blas, int numpyThreads = 2, int torchThreads = 2) => System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
     {
         ["numpy"] = "1.24.2", ["numpy_blas"] = blas.Split(';'), ["numpy_threads"] = numpyThreads, ["torch"] = "1.13.0a0", ["torch_blas"] = "generic",
