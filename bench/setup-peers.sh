@@ -2,6 +2,7 @@
 # Sets up the peers of `kiln bench` (see bench/README.md):
 #  - numpy/OpenBLAS and PyTorch 1.13 (../shared/peers/peer_bench.py): Debian's python3-numpy, python3-torch and
 #    libopenblas0-pthread (without it numpy runs the reference BLAS at ~2 GFLOP/s, which `kiln bench` refuses).
+#  - ONNX Runtime (Microsoft.ML.OnnxRuntime from NuGet, pinned in Directory.Packages.props): builds bench/Kiln.Bench.Onnx.
 #  - libtorch 2 (TorchSharp from NuGet, versions pinned in Directory.Packages.props): builds bench/Kiln.Bench.Torch and,
 #    where the system's libstdc++ lacks GLIBCXX_3.4.32 (Debian 12), fixes up that build output only.
 # Run from anywhere; needs dotnet, and g++ for the fix-up. Pass --no-apt to skip the Debian packages.
@@ -16,6 +17,11 @@ if [ "${1:-}" != "--no-apt" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   fi
 fi
+
+# ONNX Runtime first: it needs no fix-up, so it is ready even where the libtorch step below stops.
+echo "setup-peers: building bench/Kiln.Bench.Onnx (downloads Microsoft.ML.OnnxRuntime, ~480 MB, once)"
+dotnet build bench/Kiln.Bench.Onnx -c Release -nologo -v q
+echo quit | dotnet bench/Kiln.Bench.Onnx/bin/Release/net10.0/Kiln.Bench.Onnx.dll --threads 1; echo
 
 echo "setup-peers: building bench/Kiln.Bench.Torch (downloads TorchSharp and libtorch-cpu-linux-x64, ~600 MB, once)"
 dotnet build bench/Kiln.Bench.Torch -c Release -nologo -v q

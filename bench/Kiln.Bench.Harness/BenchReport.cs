@@ -119,15 +119,15 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         foreach (var r in Skipped) sb.AppendLine(ci, $"- Skipped: {r}");
         sb.AppendLine(ci, $"- Peak: {PeakGflops:F1} GFLOP/s single precision = {Machine.LogicalCpus} cores x {CorePeakGflops:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`PeakProbe.MeasureCoreGflops`)");
         sb.AppendLine(ci, $"- Timing: median of 7 runs after warm-up, for Kiln and peers alike, in {Rounds} alternating rounds (Kiln, peer, Kiln, peer, ...; each side reports its median round, so an episode of load on the shared machine cannot decide a ratio alone) (time per run, and rate in the workload's unit)");
-        sb.AppendLine(ci, $"- Ratios: Kiln's rate / the peer's (> 1: Kiln is faster). **kernel** is against libtorch with glibc's malloc made to cache (`GLIBC_TUNABLES={TorchPeer.CachingMalloc}`), so both sides reuse output memory: the headline; **default** is against libtorch as a user gets it (large outputs mapped and faulted in on every call). rel. error: ‖Kiln − libtorch‖₂ / ‖libtorch‖₂ of the outputs on the same inputs, checked before timing").AppendLine();
-        sb.AppendLine("| workload | Kiln | libtorch | ratio (kernel) | libtorch default | ratio (default) | torch 1.13 | numpy | rel. error | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine(ci, $"- Ratios: Kiln's rate / the peer's (> 1: Kiln is faster). **kernel** is against libtorch with glibc's malloc made to cache (`GLIBC_TUNABLES={TorchPeer.CachingMalloc}`), so both sides reuse output memory: the headline; **default** is against libtorch as a user gets it (large outputs mapped and faulted in on every call). rel. error: ‖Kiln − libtorch‖₂ / ‖libtorch‖₂ of the outputs on the same inputs, checked before timing (ONNX Runtime's in its own column). onnxruntime: ONNX Runtime's CPU execution provider on the inference rows, outputs bound to reused buffers, its ratio kernel against kernel").AppendLine();
+        sb.AppendLine("| workload | Kiln | libtorch | ratio (kernel) | libtorch default | ratio (default) | onnxruntime | ratio (ORT) | ORT rel. error | torch 1.13 | numpy | rel. error | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var row in Rows)
         {
             var k = row.Kiln;
             string Peer(string name) => row.Peers.FirstOrDefault(x => x.Peer == name) is { } r ? string.Create(ci, $"{r.Seconds * 1e3:F2} ms, {r.Rate:F1}") : "-";
             string Ratio(string name) => row.RatioTo(name) is { } q ? q.ToString("F2", ci) : "-";
-            string err = row.RelativeErrors.TryGetValue(TorchPeer.KernelName, out double e) ? e.ToString("0.0e+0", ci) : "-";
-            sb.AppendLine(ci, $"| {k.Workload} | {k.Seconds * 1e3:F2} ms, {k.Rate:F1} {k.Unit} | {Peer(TorchPeer.KernelName)} | {Ratio(TorchPeer.KernelName)} | {Peer(TorchPeer.DefaultName)} | {Ratio(TorchPeer.DefaultName)} | {Peer("torch")} | {Peer("numpy")} | {err} | {(row.PeakFraction is { } f ? (100 * f).ToString("F0", ci) + "%" : "")} |");
+            string Err(string name) => row.RelativeErrors.TryGetValue(name, out double e) ? e.ToString("0.0e+0", ci) : "-";
+            sb.AppendLine(ci, $"| {k.Workload} | {k.Seconds * 1e3:F2} ms, {k.Rate:F1} {k.Unit} | {Peer(TorchPeer.KernelName)} | {Ratio(TorchPeer.KernelName)} | {Peer(TorchPeer.DefaultName)} | {Ratio(TorchPeer.DefaultName)} | {Peer(OnnxPeer.PeerName)} | {Ratio(OnnxPeer.PeerName)} | {Err(OnnxPeer.PeerName)} | {Peer("torch")} | {Peer("numpy")} | {Err(TorchPeer.KernelName)} | {(row.PeakFraction is { } f ? (100 * f).ToString("F0", ci) + "%" : "")} |");
         }
         if (Rows.Any(r => r.OneCore is not null))
         {
@@ -150,7 +150,8 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         sb.AppendLine("  `scaled_dot_product_attention(is_causal: true)`; rates count the full masked product (2 x 2 x 8 x T x T x 64 flops,");
         sb.AppendLine("  forward + backward 3.5x that), whatever either side skips. torch 1.13 (peer_bench.py) computes the masked product unfused.");
         sb.AppendLine("- decoder_4x_d512_h8_t512: 4 Kiln.NN `TransformerBlock`s (pre-norm, LayerNorm, exact GELU, no RoPE) on [1, 512, 512],");
-        sb.AppendLine("  inference; libtorch runs the same blocks in `torch.nn.functional` with Kiln's weights.");
+        sb.AppendLine("  inference; libtorch runs the same blocks in `torch.nn.functional` with Kiln's weights, ONNX Runtime as an opset-23 graph");
+        sb.AppendLine("  (LayerNormalization, MatMul on the weights as initializers, the fused causal Attention, Gelu) with the same weights.");
         sb.AppendLine("- matvec_IN xOUT is x [1, IN] @ W [IN, OUT]; linear_INxOUT is `linear(x, W)` with W [OUT, IN], the layout of `Linear` and");
         sb.AppendLine("  checkpoints; rates are GB/s of weights streamed, one read per call.");
         sb.AppendLine("- On a machine shared with other work the wall-time ratios are noisy (both sides slow down, not always equally);");

@@ -46,6 +46,13 @@ public sealed record BenchOptions
     /// <see cref="LibTorch"/> is skipped with that reason.</summary>
     public string? TorchRunner { get; init; }
 
+    /// <summary>Whether ONNX Runtime (bench/Kiln.Bench.Onnx, <see cref="OnnxPeer"/>) runs as an inference peer; default false.</summary>
+    public bool OnnxRuntime { get; init; }
+
+    /// <summary>Path of the built Kiln.Bench.Onnx.dll (<see cref="OnnxPeer.FindRunner"/>); null: not built, so
+    /// <see cref="OnnxRuntime"/> is skipped with that reason.</summary>
+    public string? OnnxRunner { get; init; }
+
     /// <summary>Whether SGEMM workloads also get the one-core CPU-time comparison; default true.</summary>
     public bool OneCore { get; init; } = true;
 
@@ -62,14 +69,14 @@ public sealed record BenchOptions
 }
 
 /// <summary>
-/// `kiln bench` as a library: Kiln against libtorch 2 (bench/Kiln.Bench.Torch), numpy/OpenBLAS and PyTorch 1.13
+/// `kiln bench` as a library: Kiln against libtorch 2 (bench/Kiln.Bench.Torch), ONNX Runtime (bench/Kiln.Bench.Onnx), numpy/OpenBLAS and PyTorch 1.13
 /// (peer_bench.py), in one invocation, in alternating rounds, each peer's output checked against Kiln's first.
 /// </summary>
 public static class BenchRunner
 {
     /// <summary>
     /// Probes the peers (refusing, with a reason, one on a reference BLAS or on more threads than Kiln), measures the peak
-    /// (unless given), then each workload in turn: libtorch's output on Kiln's inputs compared with Kiln's,
+    /// (unless given), then each workload in turn: libtorch's and ONNX Runtime's output on Kiln's inputs compared with Kiln's,
     /// <see cref="BenchOptions.Rounds"/> rounds of (Kiln, peers), each side's median round, the ratios, and for SGEMM the
     /// one-core CPU-time rates.
     /// </summary>
@@ -93,7 +100,7 @@ public static class BenchRunner
         var infos = new List<PeerInfo>(peer?.Peers ?? []);
         var skipped = new List<string>(peer?.Refused ?? []);
         if (options.PeerBench is null) skipped.Add("numpy, torch: no peer_bench.py (--no-peer, or not found)");
-        var torch = new List<TorchPeer>();
+        var torch = new List<ChildPeer>();
         if (options.LibTorch)
             foreach (bool kernel in new[] { true, false })
             {
@@ -102,6 +109,13 @@ public static class BenchRunner
                 torch.Add(tp); infos.Add(tp.Info);
             }
         else skipped.Add("libtorch: not asked for");
+        if (options.OnnxRuntime)
+        {
+            var (op, reason) = OnnxPeer.Open(options.OnnxRunner, threads);
+            if (op is null) skipped.Add(reason!);
+            else { torch.Add(op); infos.Add(op.Info); }
+        }
+        else skipped.Add("onnxruntime: not asked for");
         foreach (var s in skipped) Warn("skipped " + s);
         try
         {
@@ -137,9 +151,9 @@ public static class BenchRunner
 
     // Before timing: Kiln's case on the CPU writes its inputs for the peers, each peer computes its output on them, and
     // the two outputs are compared. Peers without the workload drop out of its rounds.
-    static (List<TorchPeer> Ready, Dictionary<string, double> Errors) Check(Workload w, IReadOnlyList<TorchPeer> peers, Action<string> warn)
+    static (List<ChildPeer> Ready, Dictionary<string, double> Errors) Check(Workload w, IReadOnlyList<ChildPeer> peers, Action<string> warn)
     {
-        var ready = new List<TorchPeer>();
+        var ready = new List<ChildPeer>();
         var errors = new Dictionary<string, double>();
         if (peers.Count == 0) return (ready, errors);
         var dir = Directory.CreateTempSubdirectory("kiln-bench-");
@@ -148,15 +162,15 @@ public static class BenchRunner
             using var scope = Tensor.Scope();
             var c = w.Prepare(Device.Cpu);
             if (c.Inputs.Count == 0 || c.Output is null) return (ready, errors);
-            TorchPeer.WriteInputs(dir.FullName, c.Inputs);
+            ChildPeer.WriteInputs(dir.FullName, c.Inputs);
             float[] kiln = c.Output().To(DType.Float32).ToArray<float>();
             foreach (var tp in peers)
                 if (tp.Prepare(w.Name, dir.FullName) is { } theirs)
                 {
                     ready.Add(tp);
-                    errors[tp.Name] = TorchPeer.RelativeError(kiln, theirs);
+                    errors[tp.Name] = ChildPeer.RelativeError(kiln, theirs);
                 }
-            if (ready.Count == 0) warn($"{w.Name}: no libtorch version of it");
+            if (ready.Count == 0) warn($"{w.Name}: no {string.Join(" or ", peers.Select(p => p.Name).Distinct())} version of it");
             return (ready, errors);
         }
         finally { dir.Delete(recursive: true); }

@@ -44,7 +44,7 @@ public sealed record BenchRow(KilnResult Kiln, PeerResult? Peer, IReadOnlyList<P
 
     /// <summary>
     /// Per peer that was checked, ‖kiln − peer‖₂ / ‖peer‖₂ of the two outputs on the same inputs, computed before timing
-    /// (<see cref="TorchPeer.RelativeError"/>); empty when no peer was checked.
+    /// (<see cref="ChildPeer.RelativeError"/>); empty when no peer was checked.
     /// </summary>
     public IReadOnlyDictionary<string, double> RelativeErrors { get; init; } = new Dictionary<string, double>();
 

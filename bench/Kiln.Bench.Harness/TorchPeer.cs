@@ -8,10 +8,10 @@ namespace Kiln.Bench;
 
 /// <summary>
 /// libtorch 2 as a peer: bench/Kiln.Bench.Torch (TorchSharp) run as a child process that keeps its inputs between
-/// rounds, driven by the line protocol its Program documents. <see cref="Open"/> starts one and reads its hello; a
+/// rounds, driven by the runners' line protocol (<see cref="ChildPeer"/>). <see cref="Open"/> starts one and reads its hello; a
 /// runner that is not built or cannot load libtorch yields a one-line reason instead.
 /// </summary>
-public sealed class TorchPeer : IDisposable
+public sealed class TorchPeer : ChildPeer
 {
     /// <summary>The peer name of libtorch with its allocator made to cache (kernel against kernel; the headline ratio).</summary>
     public const string KernelName = "libtorch";
@@ -24,18 +24,7 @@ public sealed class TorchPeer : IDisposable
     /// </summary>
     public const string CachingMalloc = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=8589934592";
 
-    readonly Process _proc;
-
-    TorchPeer(Process proc, string name, PeerInfo info)
-    {
-        _proc = proc; Name = name; Info = info;
-    }
-
-    /// <summary>The peer's name in results: <see cref="KernelName"/> or <see cref="DefaultName"/>.</summary>
-    public string Name { get; }
-
-    /// <summary>Version, threads and GEMM backend from the runner's hello.</summary>
-    public PeerInfo Info { get; }
+    TorchPeer(Process proc, PeerInfo info) : base(proc, info) { }
 
     /// <summary>
     /// The built runner: bench/Kiln.Bench.Torch/bin/Release/net10.0/Kiln.Bench.Torch.dll under <paramref name="benchFolder"/>
@@ -59,27 +48,17 @@ public sealed class TorchPeer : IDisposable
     {
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), $"bench: threads must be at least 1, not {threads}");
         string name = kernel ? KernelName : DefaultName;
-        if (runnerDll is null || !File.Exists(runnerDll)) return (null, $"{name}: bench/Kiln.Bench.Torch is not built (run bench/setup-peers.sh)");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(runnerDll);
-        psi.ArgumentList.Add("--threads");
-        psi.ArgumentList.Add(threads.ToString(CultureInfo.InvariantCulture));
-        // One OpenMP team of the asked size from the start, as torch.set_num_threads leaves it.
-        psi.Environment["OMP_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
-        if (kernel) psi.Environment["GLIBC_TUNABLES"] = CachingMalloc;
-        Process proc;
-        try { proc = Process.Start(psi) ?? throw new InvalidOperationException("no process"); }
-        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException) { return (null, $"{name}: could not start dotnet: {ex.Message}"); }
-        proc.ErrorDataReceived += (_, _) => { };
-        proc.BeginErrorReadLine();
-        string? hello = proc.StandardOutput.ReadLine();
-        var (info, reason) = ParseHello(hello, name, threads);
-        if (info is null)
+        var env = new Dictionary<string, string>
         {
-            proc.Kill(); proc.WaitForExit(); proc.Dispose();
-            return (null, reason);
-        }
-        return (new TorchPeer(proc, name, info), null);
+            // One OpenMP team of the asked size from the start, as torch.set_num_threads leaves it.
+            ["OMP_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture),
+        };
+        if (kernel) env["GLIBC_TUNABLES"] = CachingMalloc;
+        var (proc, hello, failed) = Start(runnerDll, name, "bench/Kiln.Bench.Torch", threads, env);
+        if (proc is null) return (null, failed);
+        var (info, reason) = ParseHello(hello, name, threads);
+        if (info is null) { Stop(proc); return (null, reason); }
+        return (new TorchPeer(proc, info), null);
     }
 
     /// <summary>
@@ -111,86 +90,4 @@ public sealed class TorchPeer : IDisposable
             return (null, $"{name}: unreadable hello ({ex.Message}): {line}");
         }
     }
-
-    /// <summary>
-    /// Gives the peer <paramref name="workload"/>'s inputs from <paramref name="inputFolder"/> (<see cref="WriteInputs"/>);
-    /// returns its output on them (float32), or null when the peer does not have the workload.
-    /// </summary>
-    /// <exception cref="InvalidDataException">The peer answered something else or exited.</exception>
-    public float[]? Prepare(string workload, string inputFolder)
-    {
-        var j = Ask($"prepare {workload} {inputFolder}");
-        if (j.TryGetProperty("skip", out _)) return null;
-        return MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(inputFolder, "peer.bin"))).ToArray();
-    }
-
-    /// <summary>The median seconds of the prepared workload, timed in the runner like Kiln's side (<see cref="Timing.MedianSeconds"/>).</summary>
-    /// <exception cref="InvalidDataException">The peer answered something else or exited.</exception>
-    public double Time(string workload) => Ask($"time {workload}").GetProperty("seconds").GetDouble();
-
-    JsonElement Ask(string command)
-    {
-        _proc.StandardInput.WriteLine(command);
-        _proc.StandardInput.Flush();
-        string? line = _proc.StandardOutput.ReadLine() ?? throw new InvalidDataException($"bench: {Name} exited on `{command}`");
-        using var doc = JsonDocument.Parse(line);
-        var j = doc.RootElement.Clone();
-        if (j.TryGetProperty("error", out var e)) throw new InvalidDataException($"bench: {Name} on `{command}`: {e.GetString()}");
-        return j;
-    }
-
-    /// <summary>
-    /// Writes <paramref name="inputs"/> into <paramref name="folder"/> as the runner reads them: inputs.txt (a line
-    /// "name dtype d0,d1,..." each) and name.bin (raw float32 or int64, little-endian; a bfloat16 input as its float32 values).
-    /// </summary>
-    /// <exception cref="ArgumentNullException">An argument is null.</exception>
-    /// <exception cref="NotSupportedException">An input is not Float32, BFloat16 or Int64.</exception>
-    public static void WriteInputs(string folder, IEnumerable<(string Name, Tensor Value)> inputs)
-    {
-        ArgumentNullException.ThrowIfNull(folder);
-        ArgumentNullException.ThrowIfNull(inputs);
-        var lines = new List<string>();
-        foreach (var (name, t) in inputs)
-        {
-            // A BFloat16 input travels as its float32 widening (exact); the runner rounds it back to bfloat16, also exactly.
-            (byte[] bytes, string tag) = t.DType switch
-            {
-                DType.Float32 => (MemoryMarshal.AsBytes(t.ToArray<float>().AsSpan()).ToArray(), "float32"),
-                DType.BFloat16 => (MemoryMarshal.AsBytes(t.To(DType.Float32).ToArray<float>().AsSpan()).ToArray(), "bfloat16"),
-                DType.Int64 => (MemoryMarshal.AsBytes(t.ToArray<long>().AsSpan()).ToArray(), "int64"),
-                _ => throw new NotSupportedException($"bench: input {name} is {t.DType}; the peer reads Float32, BFloat16 and Int64"),
-            };
-            File.WriteAllBytes(Path.Combine(folder, name + ".bin"), bytes);
-            lines.Add($"{name} {tag} {string.Join(',', t.Shape.ToArray())}");
-        }
-        File.WriteAllLines(Path.Combine(folder, "inputs.txt"), lines);
-    }
-
-    /// <summary>‖a − b‖₂ / ‖b‖₂ in float64 (0 when both are zero; infinity when the lengths differ).</summary>
-    /// <exception cref="ArgumentNullException">An argument is null.</exception>
-    public static double RelativeError(float[] a, float[] b)
-    {
-        ArgumentNullException.ThrowIfNull(a);
-        ArgumentNullException.ThrowIfNull(b);
-        if (a.Length != b.Length) return double.PositiveInfinity;
-        double diff = 0, norm = 0;
-        for (int i = 0; i < a.Length; i++) { double d = (double)a[i] - b[i]; diff += d * d; norm += (double)b[i] * b[i]; }
-        return diff == 0 ? 0 : Math.Sqrt(diff / norm);
-    }
-
-    /// <summary>Asks the runner to quit and waits for it.</summary>
-    public void Dispose()
-    {
-        try { _proc.StandardInput.WriteLine("quit"); _proc.StandardInput.Close(); }
-        catch (IOException) { }
-        if (!_proc.WaitForExit(5000)) _proc.Kill();
-        _proc.Dispose();
-    }
 }
-
-/// <summary>What a peer is: its name in results, version, BLAS/GEMM backend and threads.</summary>
-/// <param name="Peer">The peer's name in results ("numpy", "torch", "libtorch", "libtorch-default").</param>
-/// <param name="Version">Its version, e.g. "libtorch 2.10.0 (TorchSharp 0.107.0)".</param>
-/// <param name="Blas">Its BLAS/GEMM backend as it reports it.</param>
-/// <param name="Threads">Threads it computes on.</param>
-public sealed record PeerInfo(string Peer, string Version, string Blas, int Threads);

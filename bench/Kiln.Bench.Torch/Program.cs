@@ -1,6 +1,4 @@
-using System.Globalization;
 using System.Runtime.InteropServices;
-using System.Text.Json;
 using Kiln.Bench;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -10,62 +8,41 @@ namespace Kiln.Bench.Torch;
 
 /// <summary>
 /// libtorch 2 (through TorchSharp) as a peer of `kiln bench`. The harness (<c>TorchPeer</c>) starts it as
-/// <c>dotnet Kiln.Bench.Torch.dll --threads N</c> and talks in lines: it prints one JSON hello (version, threads, build
-/// configuration) or <c>{"error"}</c>, then answers each command with one JSON line:
-/// <list type="bullet">
-/// <item><c>prepare NAME DIR</c>: reads the workload's inputs that Kiln wrote into DIR (inputs.txt: "name dtype d0,d1,..";
-/// name.bin: raw little-endian values), writes its output for the same inputs to DIR/peer.bin (float32) and answers
-/// <c>{"workload", "prepared": true}</c>, or <c>{"workload", "skip": reason}</c> for a workload it does not have.</item>
-/// <item><c>time NAME</c>: the prepared workload's median seconds (<see cref="Timing.MedianSeconds"/>, the same rule as
-/// Kiln's side): <c>{"workload", "seconds"}</c>.</item>
-/// <item><c>quit</c> or the end of input: exits.</item>
-/// </list>
+/// <c>dotnet Kiln.Bench.Torch.dll --threads N</c>; it prints one JSON hello (version, threads, build configuration) or
+/// <c>{"error"}</c>, then speaks <see cref="PeerProtocol"/> (prepare a workload on Kiln's inputs, time it, quit), each
+/// workload as a PyTorch user writes it.
 /// </summary>
 public static class Program
 {
     /// <summary>Runs the line protocol on stdin and stdout; exit 0, or 3 when libtorch cannot load.</summary>
     public static int Main(string[] args)
     {
-        int threads = args.Length == 2 && args[0] == "--threads" && int.TryParse(args[1], CultureInfo.InvariantCulture, out int t) && t > 0
-            ? t : throw new ArgumentException($"usage: Kiln.Bench.Torch --threads N (got {string.Join(' ', args)})", nameof(args));
+        int threads = PeerProtocol.Threads(args, "Kiln.Bench.Torch");
         try { LoadGlibcxxShim(); Hello(threads); }
         catch (Exception ex) when (ex is TypeInitializationException or DllNotFoundException or EntryPointNotFoundException or InvalidOperationException)
         {
             var inner = ex;
             while (inner.InnerException is not null) inner = inner.InnerException;
-            Reply(new() { ["error"] = "libtorch did not load: " + inner.Message.Split('\n')[0].Trim() });
+            PeerProtocol.Reply(new() { ["error"] = "libtorch did not load: " + inner.Message.Split('\n')[0].Trim() });
             return 3;
         }
-        Case? current = null;
-        string? currentName = null;
-        for (string? line; (line = Console.In.ReadLine()) is not null;)
+        PeerProtocol.Serve("libtorch", (name, inputs) =>
         {
-            var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (parts.Length == 0) continue;
-            if (parts[0] == "quit") break;
-            if (parts[0] == "prepare" && parts.Length == 3)
+            var tensors = inputs.Values.ToDictionary(p => p.Name, ToTensor);
+            if (Prepare(name, tensors) is not { } c)
             {
-                current?.Dispose(); current = null; currentName = null;
-                var inputs = ReadInputs(parts[2]);
-                current = Prepare(parts[1], inputs);
-                if (current is null) { Reply(new() { ["workload"] = parts[1], ["skip"] = "not a libtorch workload" }); continue; }
-                currentName = parts[1];
-                using (NewDisposeScope())
-                using (var o = current.Output())
-                    File.WriteAllBytes(Path.Combine(parts[2], "peer.bin"), MemoryMarshal.AsBytes(o.to(ScalarType.Float32).contiguous().data<float>().ToArray().AsSpan()).ToArray());
-                Reply(new() { ["workload"] = parts[1], ["prepared"] = true });
+                foreach (var t in tensors.Values) t.Dispose();
+                return null;
             }
-            else if (parts[0] == "time" && parts.Length == 2 && parts[1] == currentName && current is not null)
+            // Each run's temporaries, and the output once copied out, are freed by a dispose scope.
+            return new PeerCase(() => { using var scope = NewDisposeScope(); c.Run(); }, () =>
             {
-                var run = current.Run;
-                Reply(new() { ["workload"] = parts[1], ["seconds"] = Timing.MedianSeconds(() => { using var scope = NewDisposeScope(); run(); }) });
-            }
-            else Reply(new() { ["error"] = $"bad command: {line}" });
-        }
+                using var scope = NewDisposeScope();
+                return c.Output().to(ScalarType.Float32).contiguous().data<float>().ToArray();
+            }, [c]);
+        });
         return 0;
     }
-
-    static void Reply(Dictionary<string, object> value) { Console.Out.WriteLine(JsonSerializer.Serialize(value)); Console.Out.Flush(); }
 
     // TorchSharp's glue (libLibTorchSharp.so) is built with GCC 13 and needs one GLIBCXX_3.4.32 symbol that Debian 12's
     // libstdc++ lacks; bench/setup-peers.sh builds a shim that defines it and marks that version need weak. The shim must be
@@ -85,7 +62,7 @@ public static class Program
     {
         set_num_threads(threads);
         set_num_interop_threads(1);
-        Reply(new()
+        PeerProtocol.Reply(new()
         {
             ["peer"] = "libtorch", ["version"] = __version__, ["torchsharp"] = typeof(torch).Assembly.GetName().Version!.ToString(3),
             ["threads"] = get_num_threads(), ["config"] = ShowConfig(),
@@ -104,24 +81,13 @@ public static class Program
 
     [DllImport("libtorch_cpu", EntryPoint = "_ZN2at11show_configB5cxx11Ev")] static extern unsafe void ShowConfigNative(byte* result);
 
-    static Dictionary<string, Tensor> ReadInputs(string dir)
+    static Tensor ToTensor(PeerInput p) => p.DType switch
     {
-        var inputs = new Dictionary<string, Tensor>();
-        foreach (var line in File.ReadAllLines(Path.Combine(dir, "inputs.txt")))
-        {
-            var f = line.Split(' ');
-            long[] shape = f[2].Length == 0 ? [] : f[2].Split(',').Select(d => long.Parse(d, CultureInfo.InvariantCulture)).ToArray();
-            byte[] bytes = File.ReadAllBytes(Path.Combine(dir, f[0] + ".bin"));
-            inputs[f[0]] = f[1] switch
-            {
-                "float32" => tensor(MemoryMarshal.Cast<byte, float>(bytes).ToArray(), shape),
-                "bfloat16" => tensor(MemoryMarshal.Cast<byte, float>(bytes).ToArray(), shape).to(ScalarType.BFloat16),
-                "int64" => tensor(MemoryMarshal.Cast<byte, long>(bytes).ToArray(), shape),
-                _ => throw new InvalidDataException($"inputs.txt: dtype {f[1]} of {f[0]} is not float32, bfloat16 or int64"),
-            };
-        }
-        return inputs;
-    }
+        "float32" => tensor(p.Floats(), p.Shape),
+        // A bfloat16 input travels as its float32 widening; rounding it back is exact.
+        "bfloat16" => tensor(p.Floats(), p.Shape).to(ScalarType.BFloat16),
+        _ => tensor(MemoryMarshal.Cast<byte, long>(p.Bytes).ToArray(), p.Shape),
+    };
 
     /// <summary>A prepared workload: its timed run, the output compared with Kiln's, and the tensors it holds.</summary>
     sealed class Case(Action run, Func<Tensor> output, IEnumerable<IDisposable> held) : IDisposable

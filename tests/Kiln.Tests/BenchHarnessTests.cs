@@ -76,11 +76,12 @@ public class BenchHarnessTests
         [
             BenchRow.FromRounds([K(0.5e-3)], [P(TorchPeer.DefaultName, 1e-3), P(TorchPeer.KernelName, 0.8e-3)], new OneCoreResult(100, 90), 200)
                 with { RelativeErrors = new Dictionary<string, double> { [TorchPeer.KernelName] = 3e-7 } },
-            BenchRow.FromRounds([K(10e-3, "softmax_4096x4096", 0.134, "GB/s")], [P("torch", 25e-3, "softmax_4096x4096", 0.134, "GB/s")]),
+            BenchRow.FromRounds([K(10e-3, "softmax_4096x4096", 0.134, "GB/s")], [P("torch", 25e-3, "softmax_4096x4096", 0.134, "GB/s"), P(OnnxPeer.PeerName, 20e-3, "softmax_4096x4096", 0.134, "GB/s")])
+                with { RelativeErrors = new Dictionary<string, double> { [OnnxPeer.PeerName] = 2e-7 } },
         ],
         new BenchMachine(2, "Test CPU", true, "10.0.0", ["fma", "avx512f"], 2, "L1d 48K, L2 2048K"), 100, 3, "1.00", "2.00", new DateTime(2026, 11, 23, 19, 36, 0))
     {
-        PeerInfos = [new(TorchPeer.KernelName, "libtorch 2.10.0 (TorchSharp 0.107.0)", "mkl 2024.2, CPU capability AVX512", 2)],
+        PeerInfos = [new(TorchPeer.KernelName, "libtorch 2.10.0 (TorchSharp 0.107.0)", "mkl 2024.2, CPU capability AVX512", 2), new(OnnxPeer.PeerName, "ONNX Runtime 1.32.0", "MLAS", 2)],
         Skipped = ["numpy: linked to the reference BLAS"],
     };
 
@@ -97,9 +98,10 @@ public class BenchHarnessTests
         Assert.Contains("- Skipped: numpy: linked to the reference BLAS", lines);
         Assert.Contains(lines, l => l.StartsWith("- Peak: 200.0 GFLOP/s single precision = 2 cores x 100.0 GFLOP per CPU-second"));
         Assert.Contains(lines, l => l.StartsWith("- Timing: median of 7 runs after warm-up, for Kiln and peers alike, in 3 alternating rounds"));
-        Assert.Contains("| workload | Kiln | libtorch | ratio (kernel) | libtorch default | ratio (default) | torch 1.13 | numpy | rel. error | Kiln % of peak |", lines);
-        Assert.Contains("| sgemm_256 | 0.50 ms, 67.2 GFLOP/s | 0.80 ms, 42.0 | 1.60 | 1.00 ms, 33.6 | 2.00 | - | - | 3.0e-7 | 34% |", lines);
-        Assert.Contains("| softmax_4096x4096 | 10.00 ms, 13.4 GB/s | - | - | - | - | 25.00 ms, 5.4 | - | - |  |", lines);
+        Assert.Contains("- Peer onnxruntime: ONNX Runtime 1.32.0; MLAS; 2 threads", lines);
+        Assert.Contains("| workload | Kiln | libtorch | ratio (kernel) | libtorch default | ratio (default) | onnxruntime | ratio (ORT) | ORT rel. error | torch 1.13 | numpy | rel. error | Kiln % of peak |", lines);
+        Assert.Contains("| sgemm_256 | 0.50 ms, 67.2 GFLOP/s | 0.80 ms, 42.0 | 1.60 | 1.00 ms, 33.6 | 2.00 | - | - | - | - | - | 3.0e-7 | 34% |", lines);
+        Assert.Contains("| softmax_4096x4096 | 10.00 ms, 13.4 GB/s | - | - | - | - | 20.00 ms, 6.7 | 2.00 | 2.0e-7 | 25.00 ms, 5.4 | - | - |  |", lines);
         Assert.Contains("| workload | Kiln 1 core | OpenBLAS 1 core | ratio |", lines);
         Assert.Contains("| sgemm_256 | 100.0 (100% of a core's peak) | 90.0 | 1.11 |", lines);
         Assert.Equal("![ratios](ratios.png)", lines.Last(l => l.Length > 0));
@@ -109,7 +111,7 @@ public class BenchHarnessTests
     public void Json_lines_give_one_line_per_peer_with_the_contract_fields_and_a_null_peer_line_without_peers()
     {
         var lines = Report().JsonLines().ToList();
-        Assert.Equal(2, lines.Count);
+        Assert.Equal(3, lines.Count);
         var lt = lines[0];
         foreach (var key in new[] { "workload", "unit", "kiln_rate", "peer", "peer_version", "peer_rate", "ratio", "cpu" }) Assert.True(lt.ContainsKey(key), key);
         Assert.Equal(("sgemm_256", "GFLOP/s", TorchPeer.KernelName, "libtorch 2.10.0 (TorchSharp 0.107.0)"), ((string)lt["workload"]!, (string)lt["unit"]!, (string)lt["peer"]!, (string)lt["peer_version"]!));
@@ -123,6 +125,8 @@ public class BenchHarnessTests
         // libtorch-default as its peer (its rate is folded into libtorch's line).
         Assert.Equal("torch", lines[1]["peer"]);
         Assert.DoesNotContain(lines, l => (string?)l["peer"] == TorchPeer.DefaultName);
+        // ONNX Runtime's line carries its version and its own rel. error.
+        Assert.Equal((OnnxPeer.PeerName, "ONNX Runtime 1.32.0", 2e-7, 2.0), ((string)lines[2]["peer"]!, (string)lines[2]["peer_version"]!, (double)lines[2]["rel_error"]!, Math.Round((double)lines[2]["ratio"]!, 12)));
 
         var bare = new BenchReport([BenchRow.FromRounds([K(1e-3, "sum_16M", 0.067, "GB/s")], [])], Report().Machine, 100, 1, "0", "0", DateTime.Now) { Skipped = ["libtorch: not asked for"] };
         var only = Assert.Single(bare.JsonLines());
@@ -155,6 +159,75 @@ public class BenchHarnessTests
         Assert.Equal(new PeerInfo(TorchPeer.KernelName, "libtorch 2.10.0 (TorchSharp 0.107.0)", "mkl 2024.2, oneDNN v3.7.1, CPU capability AVX512", 2), info);
     }
 
+    [Theory]
+    [InlineData("""{"error": "ONNX Runtime did not load: libonnxruntime.so: cannot open shared object file"}""", 2, "onnxruntime: ONNX Runtime did not load: libonnxruntime.so")]
+    [InlineData("""{"peer": "onnxruntime", "version": "1.32.0", "threads": 4, "config": "MLAS"}""", 2, "onnxruntime: runs 4 threads, more than Kiln's 2")]
+    [InlineData(null, 2, "onnxruntime: the runner exited without a word")]
+    [InlineData("not json", 2, "onnxruntime: unreadable hello")]
+    public void An_onnxruntime_runner_that_cannot_load_or_runs_more_threads_is_refused_with_one_line(string? hello, int threads, string reason)
+    {
+        var (info, why) = OnnxPeer.ParseHello(hello, threads);
+        Assert.Null(info);
+        Assert.StartsWith(reason, why);
+        Assert.DoesNotContain('\n', why!);
+    }
+
+    [Fact]
+    public void The_onnxruntime_hello_gives_version_threads_and_backend_and_a_missing_runner_is_skipped()
+    {
+        var (info, why) = OnnxPeer.ParseHello("""{"peer": "onnxruntime", "version": "1.32.0", "threads": 2, "config": "MLAS, CPUExecutionProvider"}""", 2);
+        Assert.Null(why);
+        Assert.Equal(new PeerInfo(OnnxPeer.PeerName, "ONNX Runtime 1.32.0", "MLAS, CPUExecutionProvider", 2), info);
+        var (peer, reason) = OnnxPeer.Open(null, 2);
+        Assert.Null(peer);
+        Assert.Equal("onnxruntime: bench/Kiln.Bench.Onnx is not built (run bench/setup-peers.sh)", reason);
+    }
+
+    // The live runner where bench/setup-peers.sh built it (CI does not download ONNX Runtime, so it skips there): its graphs
+    // on small inputs of each kind it has, against Kiln's ops. Workload names select the graph; the shapes are the inputs'.
+    [SkippableFact]
+    public void The_onnxruntime_runner_when_built_matches_kiln_on_its_graphs()
+    {
+        var dll = OnnxPeer.FindRunner(BenchReport.DefaultFolder(AppContext.BaseDirectory));
+        Skip.If(dll is null, "bench/Kiln.Bench.Onnx is not built (bench/setup-peers.sh)");
+        var (peer, reason) = OnnxPeer.Open(dll, 1);
+        Assert.True(peer is not null, reason);
+        using var _ = peer;
+        var g = new Generator(3);
+        var (a, b, w, bias, shift) = (Tensor.Randn([5, 7], g), Tensor.Randn([7, 3], g), Tensor.Randn([3, 7], g), Tensor.Randn([7], g), Tensor.Randn([7], g));
+        var (q, k, v) = (Tensor.Randn([1, 8, 9, 64], g), Tensor.Randn([1, 8, 9, 64], g), Tensor.Randn([1, 8, 9, 64], g));
+        var cases = new (string Workload, (string, Tensor)[] Inputs, Tensor Kiln)[]
+        {
+            ("sgemm_256", [("a", a), ("b", b)], a.MatMul(b)),
+            ("matvec_4096x4096", [("a", a), ("b", b)], a.MatMul(b)),
+            ("linear_4096x4096", [("x", a), ("w", w)], Tensor.Linear(a, w)),
+            ("softmax_4096x4096", [("x", a)], a.Softmax(-1)),
+            ("layer_norm_8192x1024", [("x", a), ("w", bias), ("b", shift)], a.LayerNorm(bias, shift)),
+            ("gelu_16M", [("x", a)], a.Gelu()),
+            ("causal_attention_h8_t512_d64", [("q", q), ("k", k), ("v", v)], Tensor.ScaledDotProductAttention(q, k, v, causal: true, scale: 1.0 / 8)),
+        };
+        foreach (var (workload, inputs, kiln) in cases)
+        {
+            var dir = Directory.CreateTempSubdirectory("kiln-onnx-test-");
+            try
+            {
+                ChildPeer.WriteInputs(dir.FullName, inputs);
+                var theirs = peer!.Prepare(workload, dir.FullName);
+                Assert.True(theirs is not null, workload);
+                Assert.True(ChildPeer.RelativeError(kiln.ToArray<float>(), theirs!) < 1e-5, $"{workload}: rel. error {ChildPeer.RelativeError(kiln.ToArray<float>(), theirs!)}");
+            }
+            finally { dir.Delete(recursive: true); }
+        }
+        // A workload it has no graph for is skipped, not failed.
+        var none = Directory.CreateTempSubdirectory("kiln-onnx-test-");
+        try
+        {
+            ChildPeer.WriteInputs(none.FullName, [("x", a)]);
+            Assert.Null(peer!.Prepare("silu_16M", none.FullName));
+        }
+        finally { none.Delete(recursive: true); }
+    }
+
     static string Probe(string blas, int numpyThreads = 2, int torchThreads = 2) => System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
     {
         ["numpy"] = "1.24.2", ["numpy_blas"] = blas.Split(';'), ["numpy_threads"] = numpyThreads, ["torch"] = "1.13.0a0", ["torch_blas"] = "generic",
@@ -185,16 +258,16 @@ public class BenchHarnessTests
         var dir = Directory.CreateTempSubdirectory("kiln-bench-");
         try
         {
-            TorchPeer.WriteInputs(dir.FullName, [("a", Tensor.FromArray(new float[] { 1, 2, 3, 4, 5, 6 }, new Shape(2, 3))), ("y", Tensor.FromArray(new long[] { 7, -1 }))]);
+            ChildPeer.WriteInputs(dir.FullName, [("a", Tensor.FromArray(new float[] { 1, 2, 3, 4, 5, 6 }, new Shape(2, 3))), ("y", Tensor.FromArray(new long[] { 7, -1 }))]);
             Assert.Equal(["a float32 2,3", "y int64 2"], File.ReadAllLines(Path.Combine(dir.FullName, "inputs.txt")));
             Assert.Equal(24, new FileInfo(Path.Combine(dir.FullName, "a.bin")).Length);
             Assert.Equal(new long[] { 7, -1 }, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(File.ReadAllBytes(Path.Combine(dir.FullName, "y.bin"))).ToArray());
-            Assert.Throws<NotSupportedException>(() => TorchPeer.WriteInputs(dir.FullName, [("d", Tensor.FromArray(new double[] { 1 }))]));
+            Assert.Throws<NotSupportedException>(() => ChildPeer.WriteInputs(dir.FullName, [("d", Tensor.FromArray(new double[] { 1 }))]));
         }
         finally { dir.Delete(recursive: true); }
-        Assert.Equal(0.0, TorchPeer.RelativeError([1, 2], [1, 2]));
-        Assert.Equal(0.16, TorchPeer.RelativeError([3, 4.8f], [3, 4]), 6);
-        Assert.Equal(double.PositiveInfinity, TorchPeer.RelativeError([1], [1, 2]));
+        Assert.Equal(0.0, ChildPeer.RelativeError([1, 2], [1, 2]));
+        Assert.Equal(0.16, ChildPeer.RelativeError([3, 4.8f], [3, 4]), 6);
+        Assert.Equal(double.PositiveInfinity, ChildPeer.RelativeError([1], [1, 2]));
     }
 
     [Fact]
