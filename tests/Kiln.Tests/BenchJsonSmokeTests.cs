@@ -1,3 +1,4 @@
+using Kiln.Tests.TestKit;
 using System.Text.Json;
 using Kiln.Cli;
 using Xunit;
@@ -11,18 +12,7 @@ public class BenchJsonSmokeTests
     [Fact]
     public void Kiln_bench_json_prints_one_contract_line_per_workload_with_a_null_peer_when_peers_are_skipped()
     {
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(BenchVerb.Build());
-        var (savedOut, savedErr) = (Console.Out, Console.Error);
-        var (stdout, stderr) = (new StringWriter(), new StringWriter());
-        Console.SetOut(stdout); Console.SetError(stderr);
-        int code;
-        try { code = Cli.Cli.Run(root, ["bench", "--json", "--no-peer", "--rounds", "1", "sgemm_256"]); }
-        finally { Console.SetOut(savedOut); Console.SetError(savedErr); }
-        Assert.True(code == 0, stderr.ToString());
-        var line = Assert.Single(stdout.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        using var doc = JsonDocument.Parse(line);
-        var j = doc.RootElement;
+        var j = CliRun.JsonObject(BenchVerb.Build(), ["bench", "--json", "--no-peer", "--rounds", "1", "sgemm_256"]);
         foreach (var key in new[] { "workload", "unit", "kiln_rate", "peer", "peer_version", "peer_rate", "ratio", "cpu" }) Assert.True(j.TryGetProperty(key, out _), key);
         Assert.Equal("sgemm_256", j.GetProperty("workload").GetString());
         Assert.Equal("GFLOP/s", j.GetProperty("unit").GetString());

@@ -415,18 +415,7 @@ public class CertifyVerbTests
     [Fact]
     public void Certify_verb_prints_one_json_object_with_cohen_and_lvm_rows()
     {
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(Kiln.Cli.CertifyVerb.Build());
-        var saved = Console.Out;
-        var output = new StringWriter();
-        Console.SetOut(output);
-        int code;
-        try { code = Kiln.Cli.Cli.Run(root, ["certify", "--sigmas", "0.25", "--epochs", "2", "--hidden", "16", "--test-points", "10", "--n0", "10", "--n", "50", "--radii", "0,0.5", "--json"]); }
-        finally { Console.SetOut(saved); }
-        Assert.Equal(0, code);
-        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        using var doc = System.Text.Json.JsonDocument.Parse(line);
-        var r = doc.RootElement;
+        var r = CliRun.JsonObject(Kiln.Cli.CertifyVerb.Build(), ["certify", "--sigmas", "0.25", "--epochs", "2", "--hidden", "16", "--test-points", "10", "--n0", "10", "--n", "50", "--radii", "0,0.5", "--json"]);
         Assert.Equal(1347, r.GetProperty("train").GetInt32());
         Assert.Equal(10, r.GetProperty("test").GetInt32());
         var rows = r.GetProperty("rows").EnumerateArray().ToList();
@@ -438,6 +427,6 @@ public class CertifyVerbTests
             Assert.InRange(ca5, 0, ca0);
             Assert.InRange(ca0, 0, x.GetProperty("natural").GetDouble());
         }
-        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["certify", "--sigmas", "-1", "--json"]));
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, CliRun.Capture(Kiln.Cli.CertifyVerb.Build(), ["certify", "--sigmas", "-1", "--json"]).Code);
     }
 }

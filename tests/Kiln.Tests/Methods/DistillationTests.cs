@@ -644,18 +644,7 @@ public class DistillVerbTests
     [Fact]
     public void Distill_verb_prints_one_json_object_with_a_row_per_loss()
     {
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(Kiln.Cli.DistillVerb.Build());
-        var saved = Console.Out;
-        var output = new StringWriter();
-        Console.SetOut(output);
-        int code;
-        try { code = Kiln.Cli.Cli.Run(root, ["distill", "--epochs", "3", "--teacher-epochs", "3", "--seeds", "1", "--student-hidden", "4", "--teacher-hidden", "8", "--lr", "0.03", "--losses", "ce,lskd,pld,dhkd", "--json"]); }
-        finally { Console.SetOut(saved); }
-        Assert.Equal(0, code);
-        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        using var doc = System.Text.Json.JsonDocument.Parse(line);
-        var r = doc.RootElement;
+        var r = CliRun.JsonObject(Kiln.Cli.DistillVerb.Build(), ["distill", "--epochs", "3", "--teacher-epochs", "3", "--seeds", "1", "--student-hidden", "4", "--teacher-hidden", "8", "--lr", "0.03", "--losses", "ce,lskd,pld,dhkd", "--json"]);
         Assert.Equal(1347, r.GetProperty("train").GetInt32());
         Assert.Equal(450, r.GetProperty("test").GetInt32());
         Assert.InRange(r.GetProperty("teacher_accuracy").GetDouble(), 0.5, 1);
@@ -663,6 +652,6 @@ public class DistillVerbTests
         Assert.Equal(["ce", "lskd", "pld", "dhkd"], rows.Select(x => x.GetProperty("loss").GetString()));
         // Three epochs of a 4-unit student are already above chance (10%) with every loss.
         Assert.All(rows, x => Assert.InRange(x.GetProperty("accuracy").GetDouble(), 0.15, 1));
-        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["distill", "--losses", "xx", "--json"]));
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, CliRun.Capture(Kiln.Cli.DistillVerb.Build(), ["distill", "--losses", "xx", "--json"]).Code);
     }
 }

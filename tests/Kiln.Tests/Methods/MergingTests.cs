@@ -587,18 +587,7 @@ public class MergeVerbTests
     [Fact]
     public void Merge_verb_prints_one_json_object_with_a_row_per_model()
     {
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(Kiln.Cli.MergeVerb.Build());
-        var saved = Console.Out;
-        var output = new StringWriter();
-        Console.SetOut(output);
-        int code;
-        try { code = Kiln.Cli.Cli.Run(root, ["merge", "--tasks", "count,sort", "--base-steps", "20", "--finetune-steps", "8", "--eval", "10", "--scales", "0.5", "--atlas-steps", "2", "--atm-rounds", "2", "--json"]); }
-        finally { Console.SetOut(saved); }
-        Assert.Equal(0, code);
-        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        using var doc = System.Text.Json.JsonDocument.Parse(line);
-        var r = doc.RootElement;
+        var r = CliRun.JsonObject(Kiln.Cli.MergeVerb.Build(), ["merge", "--tasks", "count,sort", "--base-steps", "20", "--finetune-steps", "8", "--eval", "10", "--scales", "0.5", "--atlas-steps", "2", "--atm-rounds", "2", "--json"]);
         Assert.Equal(["count", "sort"], r.GetProperty("tasks").EnumerateArray().Select(x => x.GetString()));
         var rows = r.GetProperty("rows").EnumerateArray().ToList();
         Assert.Equal(["base", "ft-count", "ft-sort", "ta-0.5", "average", "negmerge", "atlas", "atm"], rows.Select(x => x.GetProperty("model").GetString()));
@@ -609,7 +598,7 @@ public class MergeVerbTests
             Assert.All(acc, a => Assert.InRange(a, 0, 1));
             Assert.Equal(acc.Average(), row.GetProperty("mean").GetDouble(), 1e-12);
         }
-        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["merge", "--tasks", "nope", "--json"]));
-        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["merge", "--scales", "x", "--json"]));
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, CliRun.Capture(Kiln.Cli.MergeVerb.Build(), ["merge", "--tasks", "nope", "--json"]).Code);
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, CliRun.Capture(Kiln.Cli.MergeVerb.Build(), ["merge", "--scales", "x", "--json"]).Code);
     }
 }

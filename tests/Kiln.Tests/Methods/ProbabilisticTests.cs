@@ -493,18 +493,7 @@ public class CalibrateVerbTests
     [Fact]
     public void Calibrate_verb_prints_one_json_object_with_coverage_and_width_rows()
     {
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(Kiln.Cli.CalibrateVerb.Build());
-        var saved = Console.Out;
-        var output = new StringWriter();
-        Console.SetOut(output);
-        int code;
-        try { code = Kiln.Cli.Cli.Run(root, ["calibrate", "--rounds", "5", "--steps", "20", "--splits", "1", "--levels", "10", "--json"]); }
-        finally { Console.SetOut(saved); }
-        Assert.Equal(0, code);
-        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        using var doc = System.Text.Json.JsonDocument.Parse(line);
-        var r = doc.RootElement;
+        var r = CliRun.JsonObject(Kiln.Cli.CalibrateVerb.Build(), ["calibrate", "--rounds", "5", "--steps", "20", "--splits", "1", "--levels", "10", "--json"]);
         Assert.Equal(569, r.GetProperty("sizes").GetProperty("wdbc-area").GetInt32());
         var rows = r.GetProperty("rows").EnumerateArray().ToList();
         Assert.Equal(10, rows.Count);
@@ -513,6 +502,6 @@ public class CalibrateVerbTests
         // The conformal methods reach close to 90% even with 5 boosting rounds (about 110 test rows per data set).
         Assert.All(rows.Where(x => x.GetProperty("method").GetString()!.Contains("CQR") || x.GetProperty("method").GetString()!.Contains("CRC")),
             x => Assert.InRange(x.GetProperty("coverage").GetDouble(), 0.75, 1));
-        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["calibrate", "--alpha", "2", "--json"]));
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, CliRun.Capture(Kiln.Cli.CalibrateVerb.Build(), ["calibrate", "--alpha", "2", "--json"]).Code);
     }
 }

@@ -690,18 +690,7 @@ public class VqVerbTests
     [Fact]
     public void Kiln_vq_json_prints_one_object_with_every_method()
     {
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(Kiln.Cli.VqVerb.Build());
-        var (savedOut, savedErr) = (Console.Out, Console.Error);
-        var (stdout, stderr) = (new StringWriter(), new StringWriter());
-        Console.SetOut(stdout); Console.SetError(stderr);
-        int code;
-        try { code = Kiln.Cli.Cli.Run(root, ["vq", "--json", "--steps", "6", "--eval-every", "3", "--codes", "8"]); }
-        finally { Console.SetOut(savedOut); Console.SetError(savedErr); }
-        Assert.True(code == 0, stderr.ToString());
-        var line = Assert.Single(stdout.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        using var doc = System.Text.Json.JsonDocument.Parse(line);
-        var j = doc.RootElement;
+        var j = CliRun.JsonObject(Kiln.Cli.VqVerb.Build(), ["vq", "--json", "--steps", "6", "--eval-every", "3", "--codes", "8"]);
         Assert.Equal(6, j.GetProperty("steps").GetInt32());
         Assert.Equal(1797, j.GetProperty("train_images").GetInt32() + j.GetProperty("test_images").GetInt32());
         var methods = j.GetProperty("methods").EnumerateArray().ToList();
@@ -713,15 +702,11 @@ public class VqVerbTests
             Assert.True(m.GetProperty("reconstruction_mse").GetDouble() > 0);
             Assert.Equal([0, 3, 6], m.GetProperty("curve").EnumerateArray().Select(c => c.GetProperty("step").GetInt32()));
         }
-        var err = new StringWriter();
-        Console.SetError(err);
-        try
-        {
-            Assert.Equal(2, Kiln.Cli.Cli.Run(root, ["vq", "--json", "--methods", "kmeans"]));
-            Assert.Equal(2, Kiln.Cli.Cli.Run(root, ["vq", "--json", "--eval-every", "0"]));
-        }
-        finally { Console.SetError(savedErr); }
-        Assert.Contains("kiln: --methods: 'kmeans'", err.ToString());
-        Assert.Contains("kiln: --eval-every: ", err.ToString());
+        var badMethod = CliRun.Capture(Kiln.Cli.VqVerb.Build(), ["vq", "--json", "--methods", "kmeans"]);
+        var every = CliRun.Capture(Kiln.Cli.VqVerb.Build(), ["vq", "--json", "--eval-every", "0"]);
+        Assert.Equal(2, badMethod.Code);
+        Assert.Equal(2, every.Code);
+        Assert.Contains("kiln: --methods: 'kmeans'", badMethod.Err);
+        Assert.Contains("kiln: --eval-every: ", every.Err);
     }
 }

@@ -431,24 +431,14 @@ public class SslVerbTests
     [Fact]
     public void Ssl_verb_writes_one_json_object_with_the_table()
     {
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(Kiln.Cli.SslVerb.Build());
-        var saved = Console.Out;
-        var output = new StringWriter();
-        Console.SetOut(output);
-        int code;
-        try { code = Kiln.Cli.Cli.Run(root, ["ssl", "--steps", "4", "--continue-steps", "2", "--batch", "32", "--probe-steps", "5", "--eval-every", "2", "--json"]); }
-        finally { Console.SetOut(saved); }
-        Assert.Equal(0, code);
-        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        using var doc = System.Text.Json.JsonDocument.Parse(line);
-        var rows = doc.RootElement.GetProperty("rows").EnumerateArray().ToArray();
+        var j = CliRun.JsonObject(Kiln.Cli.SslVerb.Build(), ["ssl", "--steps", "4", "--continue-steps", "2", "--batch", "32", "--probe-steps", "5", "--eval-every", "2", "--json"]);
+        var rows = j.GetProperty("rows").EnumerateArray().ToArray();
         Assert.Equal(["pixels", "random encoder", "vicreg", "vicreg continued", "vicreg + e2mc"], rows.Select(r => r.GetProperty("method").GetString()));
         Assert.Equal([0, 0, 4, 6, 6], rows.Select(r => r.GetProperty("steps").GetInt32()));
         foreach (var r in rows) Assert.InRange(r.GetProperty("test_accuracy").GetDouble(), 0, 1);
         Assert.Equal([0, 2, 4, 6], rows[4].GetProperty("curve").EnumerateArray().Select(c => c.GetProperty("step").GetInt32()));
-        Assert.Equal(1797, doc.RootElement.GetProperty("train").GetInt32() + doc.RootElement.GetProperty("test").GetInt32());
+        Assert.Equal(1797, j.GetProperty("train").GetInt32() + j.GetProperty("test").GetInt32());
         // A bad setting is bad usage (exit 2), before any training.
-        Assert.Equal(2, Kiln.Cli.Cli.Run(root, ["ssl", "--batch", "2", "--json"]));
+        Assert.Equal(2, CliRun.Capture(Kiln.Cli.SslVerb.Build(), ["ssl", "--batch", "2", "--json"]).Code);
     }
 }

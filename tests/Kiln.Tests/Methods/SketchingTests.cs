@@ -1030,18 +1030,7 @@ public class SketchVerbTests
     [Fact]
     public void Sketch_verb_prints_one_json_object_with_a_row_per_method_and_size()
     {
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(Kiln.Cli.SketchVerb.Build());
-        var saved = Console.Out;
-        var output = new StringWriter();
-        Console.SetOut(output);
-        int code;
-        try { code = Kiln.Cli.Cli.Run(root, ["sketch", "--rows", "128", "--degree", "4", "--sizes", "16,64", "--trials", "3", "--json"]); }
-        finally { Console.SetOut(saved); }
-        Assert.Equal(0, code);
-        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        using var doc = System.Text.Json.JsonDocument.Parse(line);
-        var r = doc.RootElement;
+        var r = CliRun.JsonObject(Kiln.Cli.SketchVerb.Build(), ["sketch", "--rows", "128", "--degree", "4", "--sizes", "16,64", "--trials", "3", "--json"]);
         Assert.Equal(128, r.GetProperty("rows").GetInt32());
         Assert.True(r.GetProperty("exact_residual").GetDouble() > 0);
         var rows = r.GetProperty("results").EnumerateArray().ToList();
@@ -1054,7 +1043,7 @@ public class SketchVerbTests
             var e = rows.Where(x => x.GetProperty("method").GetString() == m).Select(x => x.GetProperty("median_error").GetDouble()).ToArray();
             Assert.True(e[1] < e[0], $"{m}: {e[0]} at m = 16, {e[1]} at m = 64");
         }
-        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["sketch", "--methods", "xx", "--json"]));
-        Assert.Equal(Kiln.Cli.Cli.BadUsage, Kiln.Cli.Cli.Run(root, ["sketch", "--rows", "10", "--sizes", "20", "--json"]));
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, CliRun.Capture(Kiln.Cli.SketchVerb.Build(), ["sketch", "--methods", "xx", "--json"]).Code);
+        Assert.Equal(Kiln.Cli.Cli.BadUsage, CliRun.Capture(Kiln.Cli.SketchVerb.Build(), ["sketch", "--rows", "10", "--sizes", "20", "--json"]).Code);
     }
 }

@@ -1,3 +1,4 @@
+using Kiln.Tests.TestKit;
 using System.Text.Json;
 using Kiln.Cli;
 using Kiln.NN;
@@ -10,16 +11,7 @@ namespace Kiln.Tests.NN;
 [Collection(nameof(SerialCollection))]
 public class OptimCompareTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(OptimVerb.Build());
-        var (savedOut, savedErr) = (Console.Out, Console.Error);
-        var (stdout, stderr) = (new StringWriter(), new StringWriter());
-        Console.SetOut(stdout); Console.SetError(stderr);
-        try { return (Cli.Cli.Run(root, args), stdout.ToString(), stderr.ToString()); }
-        finally { Console.SetOut(savedOut); Console.SetError(savedErr); }
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => CliRun.Capture(OptimVerb.Build(), args);
 
     [Fact]
     public void Compare_json_prints_one_object_per_optimizer_with_its_best_rate_losses_time_and_state_size()
