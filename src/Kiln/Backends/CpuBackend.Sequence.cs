@@ -1,0 +1,18 @@
+using Kiln.Kernels.Cpu;
+
+namespace Kiln.Backends;
+
+public sealed partial class CpuBackend
+{
+    /// <inheritdoc/>
+    public void CausalConv(Tensor x, Tensor k, int rows, int channels, int len, int taps, Tensor y)
+    {
+        switch (x.DType)
+        {
+            case DType.Float32: SequenceConv.Causal(A<float>(x), O(x), A<float>(k), O(k), rows, channels, len, taps, A<float>(y), O(y)); break;
+            case DType.Float64: SequenceConv.Causal(A<double>(x), O(x), A<double>(k), O(k), rows, channels, len, taps, A<double>(y), O(y)); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x, k], [y], (i, o) => CausalConv(i[0]!, i[1]!, rows, channels, len, taps, o[0]!)); break;
+            default: throw Unsupported("causal_conv", x.DType);
+        }
+    }
+}

@@ -1,0 +1,293 @@
+using System.Numerics;
+using FsCheck.Fluent;
+using Kiln.NN;
+using Kiln.Tests.TestKit;
+using Xunit;
+using G = FsCheck.Fluent.Gen;
+
+namespace Kiln.Tests.Methods;
+
+/// <summary>
+/// The sequence family: each entry's CHECK against float64 transcriptions of its paper's equations (written out here),
+/// degenerate cases as exact tests, and gradients against central differences. The causal-convolution kernel's
+/// conformance on every device runs through <see cref="Kiln.Ops.OpCatalog"/> (OpConformanceTests).
+/// </summary>
+public class SequenceTests
+{
+    static Tensor T(double[] data, params int[] shape) => Tensor.FromArray(data, new Shape(shape));
+    static double[] U(Random r, int len, double lo = -1, double hi = 1) => Dense.Uniform(r, len, lo, hi);
+
+    static void CheckGradient(Func<Tensor[], Tensor> f, Tensor[] inputs, string what, bool higherOrder = false)
+    {
+        var r = GradCheck.Run(f, inputs, 1e-6, 1e-6, 1e-5, higherOrder: higherOrder);
+        Assert.True(r.Passed, $"{what}: {r}");
+    }
+
+    // ---------------------------------------------------------------- causal long convolution (the SSM kernel)
+
+    [Fact]
+    public void Causal_conv_gradients_match_finite_differences_to_second_order()
+    {
+        var r = new Random(3);
+        foreach (var (b, c, l, k) in new[] { (2, 3, 7, 4), (1, 2, 5, 8), (3, 1, 6, 1) })
+        {
+            var x = T(U(r, b * c * l), b, c, l).RequiresGrad_();
+            var w = T(U(r, c * k), c, k).RequiresGrad_();
+            CheckGradient(t => Tensor.CausalConv1d(t[0], t[1]), [x, w], $"causal_conv1d [{b},{c},{l}] taps {k}");
+            // Second order: the gradient of a function of the input gradient.
+            CheckGradient(t =>
+            {
+                var g = Autograd.Grad(Tensor.CausalConv1d(t[0], t[1]).Square().Sum(), t[0], createGraph: true);
+                return g.Square().Sum();
+            }, [x, w], $"causal_conv1d second order [{b},{c},{l}] taps {k}", higherOrder: true);
+        }
+    }
+
+    [Fact]
+    public void Causal_conv_rejects_bad_shapes_naming_the_argument()
+    {
+        var x = Tensor.Zeros(new Shape(2, 3, 5), DType.Float64);
+        var e = Assert.Throws<ShapeMismatchException>(() => Tensor.CausalConv1d(x, Tensor.Zeros(new Shape(4, 2), DType.Float64)));
+        Assert.Equal("kernel", e.ParamName);
+        Assert.Contains("[4, 2]", e.Message);
+        Assert.Equal("input", Assert.Throws<ShapeMismatchException>(() => Tensor.CausalConv1d(Tensor.Zeros(new Shape(5), DType.Float64), Tensor.Zeros(new Shape(1, 2), DType.Float64))).ParamName);
+        Assert.ThrowsAny<ArgumentException>(() => Tensor.CausalConv1d(x, Tensor.Zeros(new Shape(3, 2), DType.Float32)));
+    }
+
+    [Fact]
+    public void Causal_conv_with_a_unit_impulse_kernel_is_the_identity_and_shifts_exactly()
+    {
+        var r = new Random(5);
+        var x = T(U(r, 2 * 3 * 6), 2, 3, 6);
+        var delta = T([1, 0, 0], 1, 3).Expand(3, 3).Contiguous();
+        Assert.Equal(x.ToArray<double>(), Tensor.CausalConv1d(x, delta).ToArray<double>());
+        var shift = T([0, 0, 1, 0, 0, 1, 0, 0, 1], 3, 3);
+        var y = Tensor.CausalConv1d(x, shift).ToArray<double>();
+        var xd = x.ToArray<double>();
+        for (int row = 0; row < 6; row++)
+            for (int t = 0; t < 6; t++) Assert.Equal(t >= 2 ? xd[row * 6 + t - 2] : 0, y[row * 6 + t]);
+    }
+
+    // ---------------------------------------------------------------- HiPPO (How to Train Your HiPPO)
+
+    [Fact]
+    public void Hippo_matrices_equal_their_closed_forms()
+    {
+        foreach (int n in new[] { 1, 2, 5, 9 })
+        {
+            var (a, b) = Hippo.LegS(n);
+            var (at, bt) = Hippo.LegT(n, theta: 2.5);
+            double[] ad = a.ToArray<double>(), atd = at.ToArray<double>();
+            for (int i = 0; i < n; i++)
+            {
+                Assert.Equal(Math.Sqrt(2 * i + 1), b.ToArray<double>()[i], 14);
+                Assert.Equal(Math.Sqrt(2 * i + 1) / 2.5, bt.ToArray<double>()[i], 14);
+                for (int k = 0; k < n; k++)
+                {
+                    double legs = i > k ? -Math.Sqrt(2 * i + 1) * Math.Sqrt(2 * k + 1) : i == k ? -(i + 1) : 0;
+                    double legt = -Math.Sqrt(2 * i + 1) * Math.Sqrt(2 * k + 1) * (i >= k ? 1 : Math.Pow(-1, i - k)) / 2.5;
+                    Assert.Equal(legs, ad[i * n + k], 12);
+                    Assert.Equal(legt, atd[i * n + k], 12);
+                }
+            }
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => Hippo.LegS(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Hippo.LegT(3, theta: 0));
+    }
+
+    [Fact]
+    public void Bilinear_discretisation_solves_its_defining_equations()
+    {
+        var (a, b) = Hippo.LegT(6, theta: 1.5);
+        const double dt = 0.05;
+        var (ad, bd) = Hippo.Bilinear(a, b, dt);
+        // (I - dt/2 A) Ā = I + dt/2 A and (I - dt/2 A) B̄ = dt B, written out.
+        double[] am = a.ToArray<double>(), adm = ad.ToArray<double>(), bdm = bd.ToArray<double>(), bm = b.ToArray<double>();
+        for (int i = 0; i < 6; i++)
+        {
+            double rb = 0;
+            for (int j = 0; j < 6; j++)
+            {
+                double lhs = 0;
+                for (int k = 0; k < 6; k++) lhs += ((i == k ? 1 : 0) - dt / 2 * am[i * 6 + k]) * adm[k * 6 + j];
+                Assert.Equal((i == j ? 1 : 0) + dt / 2 * am[i * 6 + j], lhs, 10);
+                rb += ((i == j ? 1 : 0) - dt / 2 * am[i * 6 + j]) * bdm[j];
+            }
+            Assert.Equal(dt * bm[i], rb, 10);
+        }
+    }
+
+    // f(s) = 0.3 + s - 0.4 s^2 + 0.05 s^3: degree 3 < N, so the Legendre projection of any window is exact and the only
+    // reconstruction error is the discretisation's.
+    static double Cubic(double s) => 0.3 + s - 0.4 * s * s + 0.05 * s * s * s;
+
+    [Fact]
+    public void LegT_state_reconstructs_the_sliding_window_of_its_input()
+    {
+        const int n = 6; const double theta = 1.0, dt = 1e-3; const int steps = 2500;
+        var (ad, bd) = Hippo.Bilinear(Hippo.LegT(n, theta).A, Hippo.LegT(n, theta).B, dt);
+        var c = Tensor.Zeros(new Shape(n), DType.Float64);
+        for (int k = 0; k < steps; k++) c = ad.MatMul(c) + bd * Cubic(k * dt);
+        double t = (steps - 1) * dt;
+        var s = Enumerable.Range(0, 9).Select(i => t - theta + theta * i / 8.0).ToArray();
+        var x = T([.. s.Select(v => 2 * (v - t) / theta + 1)], 9);
+        var rec = Hippo.LegendreBasis(n, x).MatMul(c).ToArray<double>();
+        for (int i = 0; i < 9; i++) Assert.True(Math.Abs(rec[i] - Cubic(s[i])) < 2e-3, $"s = {s[i]}: reconstructed {rec[i]}, f = {Cubic(s[i])}");
+    }
+
+    [Fact]
+    public void LegS_state_reconstructs_the_whole_history_of_its_input_converging_with_the_step()
+    {
+        // LegS is time-varying: c' = (A c + B f) / t, stepped bilinearly with dt = 1/k at step k. The reconstruction
+        // error is the discretisation's alone, so it must shrink about linearly as the steps double.
+        const int n = 6; const double horizon = 3.0;
+        var (a, b) = Hippo.LegS(n);
+        var s = Enumerable.Range(0, 9).Select(i => horizon * i / 8.0).ToArray();
+        var basis = Hippo.LegendreBasis(n, T([.. s.Select(v => 2 * v / horizon - 1)], 9));
+        double Error(int steps)
+        {
+            var c = Tensor.Zeros(new Shape(n), DType.Float64);
+            for (int k = 1; k <= steps; k++)
+            {
+                var (ak, bk) = Hippo.Bilinear(a, b, 1.0 / k);
+                c = ak.MatMul(c) + bk * Cubic(horizon * k / steps);
+            }
+            var rec = basis.MatMul(c).ToArray<double>();
+            return s.Select((v, i) => Math.Abs(rec[i] - Cubic(v))).Max();
+        }
+        double coarse = Error(500), fine = Error(1000);
+        Assert.True(fine < 0.6 * coarse, $"error {coarse} at 500 steps, {fine} at 1000");
+        Assert.True(fine < 6e-3, $"error {fine} at 1000 steps");
+    }
+
+    [Fact]
+    public void Dense_hippo_convolution_equals_its_recurrence()
+    {
+        Props.Check(from n in G.Choose(1, 6) from len in G.Choose(0, 17) from seed in G.Choose(0, int.MaxValue) select (n, len, seed), p =>
+        {
+            var (n, len, seed) = p;
+            var r = new Random(seed);
+            var (ad, bd) = Hippo.Bilinear(Hippo.LegT(n, theta: 4).A, Hippo.LegT(n, theta: 4).B, 0.3);
+            var cv = U(r, n);
+            var u = U(r, len);
+            // Recurrence, transcribed in float64.
+            double[] am = ad.ToArray<double>(), bm = bd.ToArray<double>(), state = new double[n], expected = new double[len];
+            for (int t = 0; t < len; t++)
+            {
+                var next = new double[n];
+                for (int i = 0; i < n; i++)
+                {
+                    next[i] = bm[i] * u[t];
+                    for (int j = 0; j < n; j++) next[i] += am[i * n + j] * state[j];
+                }
+                state = next;
+                for (int i = 0; i < n; i++) expected[t] += cv[i] * state[i];
+            }
+            var kernel = Hippo.Kernel(ad, bd, T(cv, n), len);
+            var y = Tensor.CausalConv1d(T(u, 1, len), kernel.Reshape(1, len)).ToArray<double>();
+            Close.Check(expected, y, 1e-10, 1e-10, $"n {n} len {len}");
+        }, 25);
+    }
+
+    // ---------------------------------------------------------------- S4D: convolution form vs recurrence
+
+    // The layer's equations transcribed with System.Numerics.Complex: Ā, B̄ per discretisation, then the recurrence.
+    static double[] S4DReference(S4D m, double[] u, int batch, int len)
+    {
+        int h = m.Channels, n = m.StateSize;
+        double[] logDt = m.LogDt.ToArray<double>(), lar = m.LogAReal.ToArray<double>(), ai = m.AImag.ToArray<double>(),
+            cr = m.CReal.ToArray<double>(), ci = m.CImag.ToArray<double>(), d = m.D.ToArray<double>();
+        var y = new double[batch * len * h];
+        for (int c = 0; c < h; c++)
+        {
+            double dt = Math.Exp(logDt[c]);
+            var abar = new Complex[n]; var bbar = new Complex[n];
+            for (int i = 0; i < n; i++)
+            {
+                var a = new Complex(-Math.Exp(lar[c * n + i]), ai[c * n + i]);
+                (abar[i], bbar[i]) = m.Discretization == SsmDiscretization.Zoh
+                    ? (Complex.Exp(dt * a), (Complex.Exp(dt * a) - 1) / a)
+                    : ((1 + dt * a / 2) / (1 - dt * a / 2), dt / (1 - dt * a / 2));
+            }
+            for (int b = 0; b < batch; b++)
+            {
+                var x = new Complex[n];
+                for (int t = 0; t < len; t++)
+                {
+                    double ut = u[(b * len + t) * h + c];
+                    Complex acc = 0;
+                    for (int i = 0; i < n; i++)
+                    {
+                        x[i] = abar[i] * x[i] + bbar[i] * ut;
+                        acc += new Complex(cr[c * n + i], ci[c * n + i]) * x[i];
+                    }
+                    y[(b * len + t) * h + c] = 2 * acc.Real + d[c] * ut;
+                }
+            }
+        }
+        return y;
+    }
+
+    [Fact]
+    public void S4D_convolution_form_equals_its_recurrence_and_the_transcription()
+    {
+        Props.Check(from b in G.Choose(1, 3) from len in G.Choose(0, 24) from h in G.Choose(1, 4) from n in G.Choose(1, 6)
+                    from disc in G.Elements(SsmDiscretization.Zoh, SsmDiscretization.Bilinear) from init in G.Elements(S4DInit.Lin, S4DInit.Real)
+                    from seed in G.Choose(0, int.MaxValue) select (b, len, h, n, disc, init, seed), p =>
+        {
+            var (b, len, h, n, disc, init, seed) = p;
+            var m = new S4D(h, n, init, disc, 1e-2, 0.5, new Generator((ulong)seed), DType.Float64);
+            var u = U(new Random(seed), b * len * h);
+            var x = T(u, b, len, h);
+            var expected = S4DReference(m, u, b, len);
+            Close.Check(expected, m.Forward(x).ToArray<double>(), 1e-9, 1e-9, $"convolution form {p}");
+            Close.Check(expected, m.Recurrent(x).ToArray<double>(), 1e-9, 1e-9, $"recurrence {p}");
+        }, 30);
+    }
+
+    [Fact]
+    public void S4D_gradients_match_finite_differences()
+    {
+        foreach (var disc in new[] { SsmDiscretization.Zoh, SsmDiscretization.Bilinear })
+        {
+            var m = new S4D(2, 3, S4DInit.Lin, disc, 0.05, 0.3, new Generator(7), DType.Float64);
+            var x = T(U(new Random(8), 2 * 6 * 2), 2, 6, 2);
+            CheckGradient(t => m.Forward(t[0]), [x], $"s4d {disc} input");
+            CheckParameterGradients(m, () => m.Forward(x), $"s4d {disc}");
+        }
+    }
+
+    /// <summary>Each parameter's gradient of sum(w * f()) against central differences, perturbing the parameter in place.</summary>
+    static void CheckParameterGradients(Module m, Func<Tensor> f, string what)
+    {
+        var w = Tensor.Rand(f().Shape, new Generator(99), 0.5, 1.5, DType.Float64);
+        m.ZeroGrad();
+        (f() * w).Sum().Backward();
+        foreach (var (name, p) in m.NamedParameters())
+        {
+            var analytic = p.Grad!.ToArray<double>();
+            var values = p.ToArray<double>();
+            for (int e = 0; e < values.Length; e++)
+            {
+                double Eval(double v)
+                {
+                    var moved = (double[])values.Clone(); moved[e] = v;
+                    using (Autograd.NoGrad()) { p.Copy_(Tensor.FromArray(moved, p.Shape)); return (f() * w).Sum().Item(); }
+                }
+                double numeric = (Eval(values[e] + 1e-6) - Eval(values[e] - 1e-6)) / 2e-6;
+                Assert.True(Math.Abs(analytic[e] - numeric) <= 1e-6 + 1e-5 * Math.Abs(numeric), $"{what}: {name}[{e}] analytic {analytic[e]}, numeric {numeric}");
+            }
+            using (Autograd.NoGrad()) p.Copy_(Tensor.FromArray(values, p.Shape));
+        }
+    }
+
+    [Fact]
+    public void S4D_rejects_bad_input_naming_the_argument()
+    {
+        var m = new S4D(3, 2, dtype: DType.Float64);
+        var e = Assert.Throws<ShapeMismatchException>(() => m.Forward(Tensor.Zeros(new Shape(2, 5, 4), DType.Float64)));
+        Assert.Contains("[2, 5, 4]", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new S4D(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new S4D(2, dtMin: 0.5, dtMax: 0.1));
+    }
+}
