@@ -5,7 +5,9 @@ namespace Kiln.Ops;
 /// <summary>
 /// The sequence family's definitions: causal long convolution (<see cref="Tensor.CausalConv1d"/>, the convolution form
 /// of a state-space layer) and its gradients, on cases [..., C, L] with a random number of taps from 0 to past L, against
-/// the float64 reference within n u sum|terms| (n the taps summed into an element).
+/// the float64 reference within the scaled budget of an n-term sum (n the taps summed into an element). The gradient is
+/// checked in Float32 and Float64 only: its kernel part sums per-row convolutions over the batch, so a half dtype rounds
+/// twice there by construction.
 /// </summary>
 public static class SequenceOps
 {
@@ -23,15 +25,15 @@ public static class SequenceOps
     }
 
     /// <summary>The forward convolution of the case's input (any layout).</summary>
-    sealed class CausalConvDefinition() : OpDefinition("sequence.causal_conv", "sequence", DTypeLists.Floats, new(-1, 1), Tolerance.Bound())
+    sealed class CausalConvDefinition() : OpDefinition("sequence.causal_conv", "sequence", DTypeLists.Floats, new(-1, 1), new Tolerance(4))
     {
         public override int MinRank => 2;
 
         public override CheckResult Check(Device device, DType dtype, OpCase c)
         {
             var (x, k, rows, channels, len, taps) = Problem(this, c, dtype, device);
-            var (e, m) = Reference.CausalConv(x.Contiguous().ToDoubleArray(), k.ToDoubleArray(), rows, channels, len, taps);
-            return Tolerance.Check(e, Tensor.CausalConv1d(x, k).ToDoubleArray(), dtype, c, Name, m, Math.Min(taps, len));
+            var e = Reference.CausalConv(x.Contiguous().ToDoubleArray(), k.ToDoubleArray(), rows, channels, len, taps);
+            return Tolerance.Check(e, Tensor.CausalConv1d(x, k).ToDoubleArray(), dtype, c, Name, terms: Math.Min(taps, len));
         }
 
         /// <summary>Special values planted in the input of [2, 3, 12] by 4 taps that include an exact zero (an infinity times it is NaN).</summary>
@@ -43,12 +45,12 @@ public static class SequenceOps
             kd[5] = 0;
             var k = Tensor.FromArray(kd, new Shape(3, 4)).To(dtype).To(device);
             var xd = Input(shape, InputView.Contiguous, 32, dtype, Device.Cpu, ordinary).ToDoubleArray();
-            return SpecialValues.Planted(this, device, dtype, relaxed, xd, shape, v => Reference.CausalConv(v, kd, 6, 3, 12, 4).Y, x => Tensor.CausalConv1d(x, k), 4);
+            return SpecialValues.Planted(this, device, dtype, relaxed, xd, shape, v => Reference.CausalConv(v, kd, 6, 3, 12, 4), x => Tensor.CausalConv1d(x, k), 4);
         }
     }
 
     /// <summary>The input and kernel gradients through autodiff (both are the convolution run again on reversed rows).</summary>
-    sealed class CausalConvGradDefinition() : OpDefinition("sequence.causal_conv_grad", "sequence", DTypeLists.Floats, new(-1, 1), Tolerance.Bound())
+    sealed class CausalConvGradDefinition() : OpDefinition("sequence.causal_conv_grad", "sequence", [DType.Float32, DType.Float64], new(-1, 1), new Tolerance(4))
     {
         public override int MinRank => 2;
 
@@ -58,10 +60,10 @@ public static class SequenceOps
             var gy = Input(c.Shape, InputView.Contiguous, c.Seed + 2, dtype, device, Domain);
             var (x, k) = (x0.Detach().RequiresGrad_(), k0.Detach().RequiresGrad_());
             Tensor.CausalConv1d(x, k).Backward(gy);
-            var (gx, gxm, gk, gkm) = Reference.CausalConvBackward(x0.Contiguous().ToDoubleArray(), k0.ToDoubleArray(), gy.ToDoubleArray(), rows, channels, len, taps);
-            var rx = Tolerance.Check(gx, x.Grad!.ToDoubleArray(), dtype, c, Name + " input", gxm, Math.Min(taps, len));
+            var (gx, gk) = Reference.CausalConvBackward(x0.Contiguous().ToDoubleArray(), k0.ToDoubleArray(), gy.ToDoubleArray(), rows, channels, len, taps);
+            var rx = Tolerance.Check(gx, x.Grad!.ToDoubleArray(), dtype, c, Name + " input", terms: Math.Min(taps, len));
             if (!rx.Pass) return rx;
-            return Tolerance.Check(gk, k.Grad!.ToDoubleArray(), dtype, c, Name + " kernel", gkm, Math.Max(rows / Math.Max(channels, 1) * len, 1));
+            return Tolerance.Check(gk, k.Grad!.ToDoubleArray(), dtype, c, Name + " kernel", terms: Math.Max(rows / Math.Max(channels, 1) * len, 1));
         }
     }
 }

@@ -290,4 +290,217 @@ public class SequenceTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new S4D(0));
         Assert.Throws<ArgumentOutOfRangeException>(() => new S4D(2, dtMin: 0.5, dtMax: 0.1));
     }
+
+    // ---------------------------------------------------------------- LION: bidirectional linear attention
+
+    // The full form transcribed: y_i = sum_j M_ij (q_i . k_j) v_j / sum_j M_ij (q_i . k_j), M_ij = prod_{k = min+1}^{max} lambda_k.
+    static double[] LionReference(double[] q, double[] k, double[] v, double[]? logDecay, int b, int t, int d, int dv)
+    {
+        var y = new double[b * t * dv];
+        for (int n = 0; n < b; n++)
+            for (int i = 0; i < t; i++)
+            {
+                double den = 0; var num = new double[dv];
+                for (int j = 0; j < t; j++)
+                {
+                    double m = 1;
+                    for (int l = Math.Min(i, j) + 1; l <= Math.Max(i, j); l++) m *= logDecay is null ? 1 : Math.Exp(logDecay[n * t + l]);
+                    double s = 0;
+                    for (int e = 0; e < d; e++) s += q[(n * t + i) * d + e] * k[(n * t + j) * d + e];
+                    den += m * s;
+                    for (int e = 0; e < dv; e++) num[e] += m * s * v[(n * t + j) * dv + e];
+                }
+                for (int e = 0; e < dv; e++) y[(n * t + i) * dv + e] = num[e] / den;
+            }
+        return y;
+    }
+
+    [Fact]
+    public void Lion_full_recurrent_and_chunkwise_forms_agree_for_every_decay_variant()
+    {
+        Props.Check(from b in G.Choose(1, 2) from t in G.Choose(0, 13) from d in G.Choose(1, 4) from dv in G.Choose(1, 3)
+                    from variant in G.Choose(0, 2) from chunk in G.Choose(1, 6) from seed in G.Choose(0, int.MaxValue)
+                    select (b, t, d, dv, variant, chunk, seed), p =>
+        {
+            var (b, t, d, dv, variant, chunk, seed) = p;
+            var r = new Random(seed);
+            // Positive features (q . k > 0), as LION's feature maps give; decay none, constant (LION-D) or per token (LION-S).
+            double[] q = U(r, b * t * d, 0.1, 1), k = U(r, b * t * d, 0.1, 1), v = U(r, b * t * dv);
+            double lam = Math.Log(0.3 + 0.6 * r.NextDouble());
+            double[]? ld = variant == 0 ? null : variant == 1 ? [.. Enumerable.Repeat(lam, b * t)] : U(r, b * t, -2, 0);
+            var expected = LionReference(q, k, v, ld, b, t, d, dv);
+            foreach (var form in Enum.GetValues<LinearAttentionForm>())
+            {
+                var y = LinearAttention.Bidirectional(T(q, b, t, d), T(k, b, t, d), T(v, b, t, dv), ld is null ? null : T(ld, b, t), form, chunk);
+                Assert.Equal(new Shape(b, t, dv), y.Shape);
+                Close.Check(expected, y.ToArray<double>(), 1e-10, 1e-10, $"{form} {p}");
+            }
+        }, 30);
+    }
+
+    [Fact]
+    public void Lion_gradients_match_finite_differences_in_every_form()
+    {
+        var r = new Random(11);
+        var (q, k, v, ld) = (T(U(r, 2 * 5 * 3, 0.1, 1), 2, 5, 3), T(U(r, 2 * 5 * 3, 0.1, 1), 2, 5, 3), T(U(r, 2 * 5 * 2), 2, 5, 2), T(U(r, 10, -1, 0), 2, 5));
+        foreach (var form in Enum.GetValues<LinearAttentionForm>())
+            CheckGradient(x => LinearAttention.Bidirectional(x[0], x[1], x[2], x[3], form, 2), [q, k, v, ld], $"lion {form}");
+    }
+
+    [Fact]
+    public void Lion_rejects_bad_shapes_naming_the_argument()
+    {
+        var q = Tensor.Zeros(new Shape(1, 4, 2), DType.Float64);
+        Assert.Equal("v", Assert.Throws<ShapeMismatchException>(() => LinearAttention.Bidirectional(q, q, Tensor.Zeros(new Shape(1, 3, 2), DType.Float64))).ParamName);
+        Assert.Equal("logDecay", Assert.Throws<ShapeMismatchException>(() => LinearAttention.Bidirectional(q, q, q, Tensor.Zeros(new Shape(1, 5), DType.Float64))).ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => LinearAttention.Bidirectional(q, q, q, null, LinearAttentionForm.Chunkwise, 0));
+    }
+
+    // ---------------------------------------------------------------- Multi-Token Attention
+
+    // The paper's equation as loops: zero the future, convolve, -inf the future, softmax, mix heads, weight v.
+    static double[] MtaReference(double[] q, double[] k, double[] v, double[] theta, double[]? mix, int b, int h, int t, int d, int dv, int cq, int ck, int g)
+    {
+        var attn = new double[b * h * t * t];
+        for (int n = 0; n < b; n++)
+            for (int hh = 0; hh < h; hh++)
+            {
+                double Logit(int i, int j)
+                {
+                    if (i < 0 || j < 0 || j >= t || j > i) return 0;
+                    double s = 0;
+                    for (int e = 0; e < d; e++) s += q[((n * h + hh) * t + i) * d + e] * k[((n * h + hh) * t + j) * d + e];
+                    return s / Math.Sqrt(d);
+                }
+                for (int i = 0; i < t; i++)
+                {
+                    var row = new double[t];
+                    for (int j = 0; j <= i; j++)
+                        for (int a = 0; a < cq; a++)
+                            for (int jj = -(ck / 2); jj <= (ck + 1) / 2 - 1; jj++)
+                                row[j] += theta[(hh * cq + a) * ck + jj + ck / 2] * Logit(i - a, j - jj);
+                    double max = row.Take(i + 1).Max(), z = row.Take(i + 1).Sum(x => Math.Exp(x - max));
+                    for (int j = 0; j <= i; j++) attn[((n * h + hh) * t + i) * t + j] = Math.Exp(row[j] - max) / z;
+                }
+            }
+        var mixed = attn;
+        if (mix is not null)
+        {
+            mixed = new double[attn.Length];
+            for (int n = 0; n < b; n++)
+                for (int hh = 0; hh < h; hh++)
+                    for (int o = 0; o < g; o++)
+                    {
+                        int src = hh / g * g + o;
+                        for (int e = 0; e < t * t; e++) mixed[(n * h + hh) * t * t + e] += mix[(hh / g * g + hh % g) * g + o] * attn[(n * h + src) * t * t + e];
+                    }
+        }
+        var y = new double[b * h * t * dv];
+        for (int n = 0; n < b * h; n++)
+            for (int i = 0; i < t; i++)
+                for (int j = 0; j < t; j++)
+                    for (int e = 0; e < dv; e++) y[(n * t + i) * dv + e] += mixed[(n * t + i) * t + j] * v[(n * t + j) * dv + e];
+        return y;
+    }
+
+    [Fact]
+    public void Mta_convolution_matches_the_explicit_loop_reference()
+    {
+        Props.Check(from t in G.Choose(1, 7) from cq in G.Choose(1, 3) from ck in G.Choose(1, 4) from g in G.Choose(1, 2) from seed in G.Choose(0, int.MaxValue)
+                    select (t, cq, ck, g, seed), p =>
+        {
+            var (t, cq, ck, g, seed) = p;
+            int b = 2, h = 2 * g, d = 3, dv = 2;
+            var r = new Random(seed);
+            double[] q = U(r, b * h * t * d), k = U(r, b * h * t * d), v = U(r, b * h * t * dv), theta = U(r, h * cq * ck), mix = U(r, h * g);
+            var y = MultiTokenAttentionFunctional.Attend(T(q, b, h, t, d), T(k, b, h, t, d), T(v, b, h, t, dv), T(theta, h, cq, ck), T(mix, h / g, g, g));
+            Close.Check(MtaReference(q, k, v, theta, mix, b, h, t, d, dv, cq, ck, g), y.ToArray<double>(), 1e-10, 1e-10, $"{p}");
+        }, 25);
+    }
+
+    [Fact]
+    public void Mta_with_identity_kernel_and_mixing_is_causal_softmax_attention()
+    {
+        var r = new Random(13);
+        var m = new MultiTokenAttention(8, 4, queryKernel: 3, keyKernel: 5, mixGroup: 2, headNorm: false, generator: new Generator(3), dtype: DType.Float64);
+        var x = T(U(r, 2 * 6 * 8), 2, 6, 8);
+        Tensor Split(Tensor z) => z.Reshape(2, 6, 4, 2).Transpose(1, 2);
+        var sdpa = Functional.ScaledDotProductAttention(Split(m.QProj.Forward(x)), Split(m.KProj.Forward(x)), Split(m.VProj.Forward(x)), causal: true);
+        var expected = m.OProj.Forward(sdpa.Transpose(1, 2).Reshape(2, 6, 8));
+        Close.Check(expected.ToArray<double>(), m.Forward(x).ToArray<double>(), 1e-12, 1e-12, "identity MTA");
+        // With the head normalisation on, the outputs differ by exactly that normalisation.
+        var normed = new MultiTokenAttention(8, 4, 3, 5, 2, headNorm: true, depthScale: 0.7, generator: new Generator(3), dtype: DType.Float64);
+        var withNorm = normed.OProj.Forward((sdpa.LayerNorm() * 0.7).Transpose(1, 2).Reshape(2, 6, 8));
+        Close.Check(withNorm.ToArray<double>(), normed.Forward(x).ToArray<double>(), 1e-12, 1e-12, "identity MTA with head norm");
+    }
+
+    [Fact]
+    public void Mta_is_causal_and_its_gradients_match_finite_differences()
+    {
+        var r = new Random(17);
+        var m = new MultiTokenAttention(4, 2, 2, 3, 2, headNorm: true, generator: new Generator(5), dtype: DType.Float64);
+        foreach (var p in new[] { m.KqKernel, m.HeadMix })
+            using (Autograd.NoGrad()) p.Copy_(T(U(r, (int)p.Numel), [.. p.Shape.Dims.ToArray()]));
+        var x = T(U(r, 1 * 5 * 4), 1, 5, 4).RequiresGrad_();
+        // No gradient reaches earlier outputs from later tokens: d y[:, 2] / d x[:, 3:] = 0.
+        var g = Autograd.Grad(m.Forward(x).Narrow(1, 2, 1).Sum(), x).ToArray<double>();
+        for (int i = 3 * 4; i < g.Length; i++) Assert.Equal(0.0, g[i]);
+        Assert.Contains(g.Take(12), v => v != 0);
+        CheckGradient(t => m.Forward(t[0]), [x], "mta input");
+        CheckParameterGradients(m, () => m.Forward(x.Detach()), "mta");
+    }
+
+    // ---------------------------------------------------------------- Adaptive pooling
+
+    [Fact]
+    public void Adaptive_pool_with_zero_query_is_average_pooling()
+    {
+        Props.Check(from b in G.Choose(1, 3) from t in G.Choose(1, 9) from d in G.Choose(1, 5) from seed in G.Choose(0, int.MaxValue) select (b, t, d, seed), p =>
+        {
+            var (b, t, d, seed) = p;
+            var x = U(new Random(seed), b * t * d);
+            var expected = new double[b * d];
+            for (int n = 0; n < b; n++)
+                for (int i = 0; i < t; i++)
+                    for (int e = 0; e < d; e++) expected[n * d + e] += x[(n * t + i) * d + e] / t;
+            Close.Check(expected, new AdaptivePool(d, DType.Float64).Forward(T(x, b, t, d)).ToArray<double>(), 1e-13, 1e-13, $"{p}");
+        }, 20);
+    }
+
+    [Fact]
+    public void Adaptive_pool_attenuates_noise_tokens_that_average_pooling_keeps()
+    {
+        // Synthetic signal/noise sets: each set has s signal tokens near mu (along e_0) and many noise tokens orthogonal to
+        // it; the pooled vector should recover mu. A query along e_0 weights the signal up; average pooling dilutes it.
+        var r = new Random(19);
+        int b = 64, signal = 3, noise = 29, d = 6, t = signal + noise;
+        var x = new double[b * t * d];
+        var mu = new double[d]; mu[0] = 4;
+        for (int n = 0; n < b; n++)
+            for (int i = 0; i < t; i++)
+                for (int e = 0; e < d; e++)
+                    x[(n * t + i) * d + e] = i < signal ? mu[e] + 0.1 * (r.NextDouble() - 0.5) : e == 0 ? 0 : 2 * (r.NextDouble() - 0.5);
+        var pool = new AdaptivePool(d, DType.Float64);
+        var xs = T(x, b, t, d);
+        double Error(Tensor pooled) => (pooled - T(mu, d)).Square().Sum(1).Mean().Item();
+        double avg = Error(pool.Forward(xs));
+        using (Autograd.NoGrad()) pool.Query.Copy_(T([6, 0, 0, 0, 0, 0], d));
+        double adaptive = Error(pool.Forward(xs));
+        Assert.True(adaptive < 0.05 * avg, $"adaptive {adaptive}, average {avg}");
+        var w = pool.Weights(xs).ToArray<double>();
+        Assert.True(w.Where((_, i) => i % t < signal).Sum() / b > 0.99);
+    }
+
+    [Fact]
+    public void Adaptive_pool_gradients_match_finite_differences()
+    {
+        var pool = new AdaptivePool(3, DType.Float64);
+        var r = new Random(23);
+        foreach (var p in pool.Parameters())
+            using (Autograd.NoGrad()) p.Copy_(T(U(r, (int)p.Numel), [.. p.Shape.Dims.ToArray()]));
+        var x = T(U(r, 2 * 4 * 3), 2, 4, 3);
+        CheckGradient(t => pool.Forward(t[0]), [x], "adaptive pool input");
+        CheckParameterGradients(pool, () => pool.Forward(x), "adaptive pool");
+        Assert.Equal("input", Assert.Throws<ShapeMismatchException>(() => pool.Forward(Tensor.Zeros(new Shape(2, 0, 3), DType.Float64))).ParamName);
+    }
 }
