@@ -20,6 +20,7 @@ foreach (var verb in new[]
     VqVerb.Build(),
     SslVerb.Build(),
     OptimVerb.Build(),
+    SeqVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);

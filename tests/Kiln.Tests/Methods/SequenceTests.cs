@@ -504,3 +504,35 @@ public class SequenceTests
         Assert.Equal("input", Assert.Throws<ShapeMismatchException>(() => pool.Forward(Tensor.Zeros(new Shape(2, 0, 3), DType.Float64))).ParamName);
     }
 }
+
+/// <summary>`kiln seq` end to end with tiny settings (it swaps the console, so it runs alone).</summary>
+[Collection(nameof(SerialCollection))]
+public class SeqVerbTests
+{
+    [Fact]
+    public void Seq_verb_writes_one_json_object_with_a_row_per_mixer_and_length()
+    {
+        var root = new System.CommandLine.RootCommand("kiln");
+        root.Subcommands.Add(Kiln.Cli.SeqVerb.Build());
+        var saved = Console.Out;
+        var output = new StringWriter();
+        Console.SetOut(output);
+        int code;
+        try { code = Kiln.Cli.Cli.Run(root, ["seq", "--lengths", "9,12", "--steps", "3", "--batch", "4", "--width", "8", "--test-size", "16", "--json"]); }
+        finally { Console.SetOut(saved); }
+        Assert.Equal(0, code);
+        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        using var doc = System.Text.Json.JsonDocument.Parse(line);
+        var rows = doc.RootElement.GetProperty("rows").EnumerateArray().ToArray();
+        Assert.Equal(["softmax", "linear", "s4d", "softmax", "linear", "s4d"], rows.Select(r => r.GetProperty("mixer").GetString()));
+        Assert.Equal([9, 9, 9, 12, 12, 12], rows.Select(r => r.GetProperty("length").GetInt32()));
+        foreach (var r in rows)
+        {
+            Assert.InRange(r.GetProperty("accuracy").GetDouble(), 0, 1);
+            Assert.True(r.GetProperty("seconds_per_step").GetDouble() > 0);
+            Assert.True(double.IsFinite(r.GetProperty("final_loss").GetDouble()));
+        }
+        // A length too short for the pairs and the query is bad usage (exit 2), before any training.
+        Assert.Equal(2, Kiln.Cli.Cli.Run(root, ["seq", "--lengths", "8", "--json"]));
+    }
+}
