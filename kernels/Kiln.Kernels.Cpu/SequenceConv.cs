@@ -36,3 +36,38 @@ public static class SequenceConv
         });
     }
 }
+
+/// <summary>
+/// Causal linear attention by its prefix sum: a running state S = sum_{s &lt;= t} k_s v_s^T [d, dv] per batch, updated
+/// and read with one SIMD multiply-add per row of S, so a sequence costs O(T d dv) instead of the T x T scores.
+/// Batches run in parallel with a fixed order inside each. Reference: <see cref="Reference.CausalLinearAttention"/>.
+/// </summary>
+public static class LinearAttentionScan
+{
+    /// <summary>y[b, t] = q_t^T S_t over contiguous q, k [batch, T, d], v and y [batch, T, dv], from the given offsets.</summary>
+    public static void Causal<T>(T[] q, int qOff, T[] k, int kOff, T[] v, int vOff, int batch, int len, int d, int dv, T[] y, int yOff)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Strided.Parallel(batch, (long)batch * len * d * dv * 2, (start, end) =>
+        {
+            var state = new T[d * dv];
+            for (int b = start; b < end; b++)
+            {
+                Array.Clear(state);
+                for (int t = 0; t < len; t++)
+                {
+                    int row = b * len + t;
+                    var vt = v.AsSpan(vOff + row * dv, dv);
+                    var yt = y.AsSpan(yOff + row * dv, dv);
+                    yt.Clear();
+                    for (int i = 0; i < d; i++)
+                    {
+                        var si = state.AsSpan(i * dv, dv);
+                        TP.MultiplyAdd(vt, k[kOff + row * d + i], si, si);
+                        TP.MultiplyAdd(si, q[qOff + row * d + i], yt, yt);
+                    }
+                }
+            }
+        });
+    }
+}

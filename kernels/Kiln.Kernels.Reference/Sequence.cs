@@ -48,3 +48,24 @@ public static partial class Reference
         return (gx, gk);
     }
 }
+
+public static partial class Reference
+{
+    /// <summary>
+    /// Causal linear attention (unnormalised) over q, k [batch, T, d] and v [batch, T, dv]: y[b, t] = sum_{s &lt;= t}
+    /// (q_t . k_s) v_s = q_t^T S_t with the prefix sum S_t = sum_{s &lt;= t} k_s v_s^T. Returns y [batch, T, dv].
+    /// </summary>
+    public static double[] CausalLinearAttention(double[] q, double[] k, double[] v, int batch, int len, int d, int dv)
+    {
+        var y = new double[batch * len * dv];
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < len; t++)
+                for (int s = 0; s <= t; s++)
+                {
+                    double w = 0;
+                    for (int i = 0; i < d; i++) w += q[(b * len + t) * d + i] * k[(b * len + s) * d + i];
+                    for (int e = 0; e < dv; e++) y[(b * len + t) * dv + e] += w * v[(b * len + s) * dv + e];
+                }
+        return y;
+    }
+}

@@ -17,4 +17,18 @@ public sealed partial class IlgpuBackend
             default: throw Unsupported("causal_conv", x.DType);
         }
     });
+
+    /// <inheritdoc/>
+    public void CausalLinearAttention(Tensor q, Tensor k, Tensor v, Tensor y) => Locked(() =>
+    {
+        int len = q.Shape[1], d = q.Shape[2], dv = v.Shape[2];
+        if (y.Numel == 0) return;
+        switch (q.DType)
+        {
+            case DType.Float32: LinearAttentionKernels<float, F32>.Causal.Launch(Driver, (int)y.Numel, V<float>(q), Off(q), V<float>(k), Off(k), V<float>(v), Off(v), V<float>(y), Off(y), len, d, dv); break;
+            case DType.Float64: LinearAttentionKernels<double, F64>.Causal.Launch(Driver, (int)y.Numel, V<double>(q), Off(q), V<double>(k), Off(k), V<double>(v), Off(v), V<double>(y), Off(y), len, d, dv); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [q, k, v], [y], (i, o) => CausalLinearAttention(i[0]!, i[1]!, i[2]!, o[0]!)); break;
+            default: throw Unsupported("causal_linear_attention", q.DType);
+        }
+    });
 }

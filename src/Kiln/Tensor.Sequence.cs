@@ -47,4 +47,44 @@ public partial class Tensor
         var dk = z.Reshape(rows / channels, channels, len).Sum(0);
         return taps <= len ? dk.Narrow(1, 0, taps) : dk.Pad([0, taps - len]);
     }
+
+    /// <summary>
+    /// Causal linear attention, unnormalised: y[b, t] = sum_{s &lt;= t} (q_t . k_s) v_s, computed as the prefix sum
+    /// S_t = sum_{s &lt;= t} k_s v_s^T read by q_t (no T x T scores). Normalised linear attention divides by the same op
+    /// with v a column of ones. Differentiable in all three arguments, to any order.
+    /// </summary>
+    /// <param name="q">[B, T, d], floating.</param>
+    /// <param name="k">[B, T, d], q's dtype and device.</param>
+    /// <param name="v">[B, T, dv], q's dtype and device.</param>
+    /// <returns>[B, T, dv].</returns>
+    /// <exception cref="ShapeMismatchException">q is not rank 3, k differs from q, or v is not [B, T, dv].</exception>
+    /// <exception cref="ArgumentException">The dtypes or devices differ, or q is not floating.</exception>
+    public static Tensor CausalLinearAttention(Tensor q, Tensor k, Tensor v)
+    {
+        const string op = "causal_linear_attention";
+        ArgumentNullException.ThrowIfNull(q); ArgumentNullException.ThrowIfNull(k); ArgumentNullException.ThrowIfNull(v);
+        q.Storage.ThrowIfDisposed(op); k.Storage.ThrowIfDisposed(op); v.Storage.ThrowIfDisposed(op);
+        Check.Floating(q, op, nameof(q));
+        Check.SameDType(q, k, op, nameof(k)); Check.SameDevice(q, k, op, nameof(k));
+        Check.SameDType(q, v, op, nameof(v)); Check.SameDevice(q, v, op, nameof(v));
+        if (q.Rank != 3) throw new ShapeMismatchException(op, nameof(q), $"q must be [B, T, d], got {q.Shape}");
+        if (!k.Shape.Equals(q.Shape)) throw new ShapeMismatchException(op, nameof(k), q.Shape, k.Shape, "k must have q's shape");
+        if (v.Rank != 3 || v.Shape[0] != q.Shape[0] || v.Shape[1] != q.Shape[1])
+            throw new ShapeMismatchException(op, nameof(v), $"v must be [{q.Shape[0]}, {q.Shape[1]}, dv], got {v.Shape}");
+        return CausalLinearAttentionRaw(q, k, v);
+    }
+
+    // Gradients are the same op: gq = op(gy, v, k); gk and gv run it backwards in time (flip, op, flip).
+    static Tensor CausalLinearAttentionRaw(Tensor q, Tensor k, Tensor v)
+    {
+        var y = Empty(new Shape(q.Shape[0], q.Shape[1], v.Shape[2]), q.DType, q.Device);
+        if (y.Numel > 0) q.Backend.CausalLinearAttention(q.Detach().Contiguous(), k.Detach().Contiguous(), v.Detach().Contiguous(), y);
+        static Tensor Back(Tensor a, Tensor b, Tensor c) => CausalLinearAttentionRaw(a.Flip(1), b.Flip(1), c.Flip(1)).Flip(1);
+        return Record(y, "causal_linear_attention", [q, k, v], gy =>
+        [
+            q.RequiresGrad ? CausalLinearAttentionRaw(gy, v, k) : null,
+            k.RequiresGrad ? Back(v, gy, q) : null,
+            v.RequiresGrad ? Back(k, q, gy) : null,
+        ]);
+    }
 }

@@ -170,6 +170,25 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
     }
 
     /// <summary>
+    /// Causal linear attention, unnormalised: contiguous <paramref name="q"/>, <paramref name="k"/> [batch, len, d] and
+    /// <paramref name="v"/> [batch, len, dv] give y[b, t] = sum_{s &lt;= t} (q_t . k_s) v_s, written to contiguous
+    /// <paramref name="y"/> [batch, len, dv]. The default body masks the [len, len] scores; kernels run the prefix sum
+    /// of k_s v_s^T instead. Reference: <see cref="Reference.CausalLinearAttention"/>.
+    /// </summary>
+    void CausalLinearAttention(Tensor q, Tensor k, Tensor v, Tensor y)
+    {
+        if (q.DType.IsHalf()) { HalfCompute.Run(this, [q, k, v], [y], (i, o) => CausalLinearAttention(i[0]!, i[1]!, i[2]!, o[0]!)); return; }
+        int batch = q.Shape[0], len = q.Shape[1];
+        if (y.Numel == 0) return;
+        using var _ = Autograd.NoGrad();
+        using var s = Tensor.Empty([batch, len, len], q.DType, Device);
+        MatMul(q, k.Transpose(1, 2), s);
+        using var mask = Tensor.Ones(new Shape(len, len), q.DType, Device).Tril();
+        Binary(BinaryOp.Mul, s, mask.BroadcastTo(s.Shape), s);
+        MatMul(s, v, y);
+    }
+
+    /// <summary>
     /// The elementwise part of an LSTM step (the matrix products are the caller's): from contiguous pre-activations
     /// <paramref name="a"/> [rows, 4 * hidden] (gates i, f, g, o, biases included) and cell state <paramref name="c"/>
     /// [rows, hidden], c' = sigmoid(a_f) c + sigmoid(a_i) tanh(a_g) and h' = sigmoid(a_o) tanh(c'), written to contiguous

@@ -3,8 +3,9 @@ using Kiln.Kernels;
 namespace Kiln.Ops;
 
 /// <summary>
-/// The sequence family's definitions: causal long convolution (<see cref="Tensor.CausalConv1d"/>, the convolution form
-/// of a state-space layer) and its gradients, on cases [..., C, L] with a random number of taps from 0 to past L, against
+/// The sequence family's definitions: causal linear attention's prefix sum (<see cref="Tensor.CausalLinearAttention"/>)
+/// on cases [B, T, d] (v [B, T, dv] with a random dv), and causal long convolution (<see cref="Tensor.CausalConv1d"/>,
+/// the convolution form of a state-space layer) and its gradients, on cases [..., C, L] with a random number of taps from 0 to past L, against
 /// the float64 reference within the scaled budget of an n-term sum (n the taps summed into an element). The gradient is
 /// checked in Float32 and Float64 only: its kernel part sums per-row convolutions over the batch, so a half dtype rounds
 /// twice there by construction.
@@ -12,7 +13,7 @@ namespace Kiln.Ops;
 public static class SequenceOps
 {
     /// <summary>Every definition of the family.</summary>
-    public static IReadOnlyList<OpDefinition> All { get; } = [new CausalConvDefinition(), new CausalConvGradDefinition()];
+    public static IReadOnlyList<OpDefinition> All { get; } = [new CausalConvDefinition(), new CausalConvGradDefinition(), new CausalLinearAttentionDefinition()];
 
     // One problem from a case: the input, a [C, taps] kernel and the row count.
     static (Tensor X, Tensor K, int Rows, int Channels, int Len, int Taps) Problem(OpDefinition op, OpCase c, DType dtype, Device device)
@@ -64,6 +65,23 @@ public static class SequenceOps
             var rx = Tolerance.Check(gx, x.Grad!.ToDoubleArray(), dtype, c, Name + " input", terms: Math.Min(taps, len));
             if (!rx.Pass) return rx;
             return Tolerance.Check(gk, k.Grad!.ToDoubleArray(), dtype, c, Name + " kernel", terms: Math.Max(rows / Math.Max(channels, 1) * len, 1));
+        }
+    }
+
+    /// <summary>Causal linear attention of the case's q (any layout) with random k and v, against the float64 pairwise-score reference.</summary>
+    sealed class CausalLinearAttentionDefinition() : OpDefinition("sequence.causal_linear_attention", "sequence", DTypeLists.Floats, new(-1, 1), new Tolerance(4))
+    {
+        public override int MinRank => 3;
+        public override int MaxRank => 3;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            int b = c.Shape[0], t = c.Shape[1], d = c.Shape[2], dv = new Random((int)(c.Seed % int.MaxValue)).Next(1, 6);
+            var q = Input(c, dtype, device);
+            var k = Input([b, t, d], InputView.Contiguous, c.Seed + 1, dtype, device, Domain);
+            var v = Input([b, t, dv], InputView.Contiguous, c.Seed + 2, dtype, device, Domain);
+            var e = Reference.CausalLinearAttention(q.Contiguous().ToDoubleArray(), k.ToDoubleArray(), v.ToDoubleArray(), b, t, d, dv);
+            return Tolerance.Check(e, Tensor.CausalLinearAttention(q, k, v).ToDoubleArray(), dtype, c, Name, terms: Math.Max(t * d, 1));
         }
     }
 }

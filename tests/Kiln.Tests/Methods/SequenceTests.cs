@@ -356,6 +356,25 @@ public class SequenceTests
         Assert.Throws<ArgumentOutOfRangeException>(() => LinearAttention.Bidirectional(q, q, q, null, LinearAttentionForm.Chunkwise, 0));
     }
 
+    [Fact]
+    public void Causal_linear_attention_gradients_match_finite_differences_to_second_order()
+    {
+        var r = new Random(29);
+        foreach (var (b, t, d, dv) in new[] { (2, 5, 3, 2), (1, 1, 2, 3), (1, 7, 1, 1) })
+        {
+            var (q, k, v) = (T(U(r, b * t * d), b, t, d), T(U(r, b * t * d), b, t, d), T(U(r, b * t * dv), b, t, dv));
+            CheckGradient(x => Tensor.CausalLinearAttention(x[0], x[1], x[2]), [q, k, v], $"causal linear attention [{b},{t},{d}] dv {dv}");
+            CheckGradient(x =>
+            {
+                var g = Autograd.Grad(Tensor.CausalLinearAttention(x[0], x[1], x[2]).Square().Sum(), x[1], createGraph: true);
+                return g.Square().Sum();
+            }, [q, k, v], $"causal linear attention second order [{b},{t},{d}]", higherOrder: true);
+        }
+        var z = Tensor.Zeros(new Shape(1, 4, 2), DType.Float64);
+        Assert.Equal("v", Assert.Throws<ShapeMismatchException>(() => Tensor.CausalLinearAttention(z, z, Tensor.Zeros(new Shape(1, 3, 2), DType.Float64))).ParamName);
+        Assert.Equal("k", Assert.Throws<ShapeMismatchException>(() => Tensor.CausalLinearAttention(z, Tensor.Zeros(new Shape(1, 4, 3), DType.Float64), z)).ParamName);
+    }
+
     // ---------------------------------------------------------------- Multi-Token Attention
 
     // The paper's equation as loops: zero the future, convolve, -inf the future, softmax, mix heads, weight v.
