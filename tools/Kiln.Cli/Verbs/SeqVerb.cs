@@ -90,7 +90,7 @@ public static class SeqVerb
     {
         const int w = 560, h = 400;
         var palette = new ScottPlot.Palettes.Category10();
-        byte[] Panel(string title, string y, Func<RecallRow, double> f)
+        byte[] Panel(string title, string y, Func<RecallRow, double> f, ScottPlot.Alignment legend)
         {
             var plt = new ScottPlot.Plot();
             var mixers = r.Rows.Select(q => q.Mixer).Distinct().ToArray();
@@ -104,10 +104,11 @@ public static class SeqVerb
             plt.Title(title);
             plt.XLabel("sequence length");
             plt.YLabel(y);
-            plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+            plt.ShowLegend(legend);
             return plt.GetImageBytes(w, h, ScottPlot.ImageFormat.Png);
         }
-        var panels = new[] { Panel("associative recall: held-out accuracy", "accuracy %", q => q.Accuracy * 100), Panel("training cost", "ms per step", q => q.SecondsPerStep * 1000) };
+        var panels = new[] { Panel("associative recall: held-out accuracy", "accuracy %", q => q.Accuracy * 100, ScottPlot.Alignment.UpperRight),
+            Panel("training cost", "ms per step", q => q.SecondsPerStep * 1000, ScottPlot.Alignment.UpperLeft) };
         using var surface = SKSurface.Create(new SKImageInfo(panels.Length * w, h));
         surface.Canvas.Clear(SKColors.White);
         for (int i = 0; i < panels.Length; i++)
