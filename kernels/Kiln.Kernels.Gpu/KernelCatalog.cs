@@ -84,7 +84,7 @@ public static class KernelCatalog
         void Fused<T, TF>() where T : unmanaged where TF : struct, IFloat<T> => list.AddRange(
             [SoftmaxKernels<T, TF>.Rows, LayerNormKernels<T, TF>.Rows, LayerNormKernels<T, TF>.RmsRows, GemmKernels<T, TF>.Tiled,
              AttentionKernels<T, TF>.Forward, AttentionKernels<T, TF>.Delta, AttentionKernels<T, TF>.GradQ, AttentionKernels<T, TF>.GradKV,
-             RecurrentKernels<T, TF>.Lstm, RecurrentKernels<T, TF>.Gru]);
+             RecurrentKernels<T, TF>.Lstm, RecurrentKernels<T, TF>.Gru, SequenceKernels<T, TF>.CausalConv, LinearAttentionKernels<T, TF>.Causal]);
         Fused<float, F32>(); Fused<double, F64>();
         list.AddRange([GemmKernels<int, I32>.Integer, GemmKernels<long, I64>.Integer, HalfGemmKernels<WidenBF16>.Tiled, HalfGemmKernels<WidenF16>.Tiled]);
         void Convs<T, TF>() where T : unmanaged where TF : struct, IFloat<T> => list.Add(ConvKernels<T, TF>.Tiled); Convs<float, F32>(); Convs<double, F64>();

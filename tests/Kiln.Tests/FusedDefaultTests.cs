@@ -7,7 +7,8 @@ using Xunit;
 namespace Kiln.Tests;
 
 /// <summary>
-/// The default bodies of <see cref="IFusedBackend"/> (linear, softmax, norms, attention and its backward, recurrent gates, composed from
+/// The default bodies of <see cref="IFusedBackend"/> (linear, softmax, norms, attention and its backward, recurrent gates, causal
+/// convolution and causal linear attention, composed from
 /// primitives): a backend that implements only the primitive families, wrapped around ILGPU's CPU accelerator, must
 /// pass the fused ops' conformance cases and give the same attention gradients as the CPU's fused kernels.
 /// </summary>
@@ -78,7 +79,8 @@ public class FusedDefaultTests
     {
         WithPrimitivesOnly(dev =>
         {
-            foreach (var name in new[] { "softmax.softmax", "softmax.log_softmax", "norm.layer_norm", "norm.rms_norm", "attention.sdpa", "recurrent.lstm_gates", "recurrent.gru_gates" })
+            foreach (var name in new[] { "softmax.softmax", "softmax.log_softmax", "norm.layer_norm", "norm.rms_norm", "attention.sdpa", "recurrent.lstm_gates", "recurrent.gru_gates",
+                "sequence.causal_conv", "sequence.causal_conv_grad", "sequence.causal_linear_attention" })
                 foreach (var row in Conformance.Validate(OpCatalog.Get(name), [dev], cases: 4))
                     Assert.True(row.Pass, row.Result.Detail);
         });

@@ -25,6 +25,7 @@ foreach (var verb in new[]
     SketchVerb.Build(),
     CertifyVerb.Build(),
     CalibrateVerb.Build(),
+    SeqVerb.Build(),
 })
     root.Subcommands.Add(verb);
 return Cli.Run(root, args);

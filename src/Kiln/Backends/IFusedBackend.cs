@@ -3,7 +3,7 @@ using Kiln.Kernels;
 namespace Kiln.Backends;
 
 /// <summary>
-/// Fused ops: a linear layer, row softmax and norms, scaled-dot-product attention, and the gates of an LSTM or GRU step. Each has a default body composed
+/// Fused ops: a linear layer, row softmax and norms, scaled-dot-product attention, causal long convolution, and the gates of an LSTM or GRU step. Each has a default body composed
 /// from the primitive families (products, elementwise ops, row reductions) on temporaries of this device, so a new
 /// backend runs them from its primitives alone and overrides them with fused kernels for speed. The default attention
 /// materializes the [Tq, Tk] score matrix of each head; a backend that serves long sequences overrides it. On half
@@ -143,6 +143,49 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
         using var scale = RowMean(yr, rows, len);
         Copy(xr, yr);
         Normalize(yr, scale, eps, weight, len);
+    }
+
+    /// <summary>
+    /// Causal long convolution, the convolution form of a state-space layer: contiguous <paramref name="x"/> and
+    /// <paramref name="y"/> [rows, len] and taps <paramref name="k"/> [channels, taps] (rows a multiple of channels, row r
+    /// using kernel row r mod channels), y[r, t] = sum_{s &lt;= min(t, taps - 1)} k[c, s] x[r, t - s]. The default body
+    /// adds one shifted, scaled view of x per tap. Reference: <see cref="Reference.CausalConv"/>.
+    /// </summary>
+    void CausalConv(Tensor x, Tensor k, int rows, int channels, int len, int taps, Tensor y)
+    {
+        if (x.DType.IsHalf()) { HalfCompute.Run(this, [x, k], [y], (i, o) => CausalConv(i[0]!, i[1]!, rows, channels, len, taps, o[0]!)); return; }
+        Fill(y, 0);
+        if (rows == 0 || len == 0) return;
+        using var _ = Autograd.NoGrad();
+        int batch = rows / channels;
+        var (x3, y3) = (x.Reshape([batch, channels, len]), y.Reshape([batch, channels, len]));
+        using var term = Tensor.Empty([batch, channels, len], x.DType, Device);
+        for (int s = 0; s < Math.Min(taps, len); s++)
+        {
+            var t = term.Narrow(2, 0, len - s);
+            Binary(BinaryOp.Mul, x3.Narrow(2, 0, len - s), k.Narrow(1, s, 1).Unsqueeze(0).BroadcastTo(t.Shape), t);
+            var dst = y3.Narrow(2, s, len - s);
+            Binary(BinaryOp.Add, dst, t, dst);
+        }
+    }
+
+    /// <summary>
+    /// Causal linear attention, unnormalised: contiguous <paramref name="q"/>, <paramref name="k"/> [batch, len, d] and
+    /// <paramref name="v"/> [batch, len, dv] give y[b, t] = sum_{s &lt;= t} (q_t . k_s) v_s, written to contiguous
+    /// <paramref name="y"/> [batch, len, dv]. The default body masks the [len, len] scores; kernels run the prefix sum
+    /// of k_s v_s^T instead. Reference: <see cref="Reference.CausalLinearAttention"/>.
+    /// </summary>
+    void CausalLinearAttention(Tensor q, Tensor k, Tensor v, Tensor y)
+    {
+        if (q.DType.IsHalf()) { HalfCompute.Run(this, [q, k, v], [y], (i, o) => CausalLinearAttention(i[0]!, i[1]!, i[2]!, o[0]!)); return; }
+        int batch = q.Shape[0], len = q.Shape[1];
+        if (y.Numel == 0) return;
+        using var _ = Autograd.NoGrad();
+        using var s = Tensor.Empty([batch, len, len], q.DType, Device);
+        MatMul(q, k.Transpose(1, 2), s);
+        using var mask = Tensor.Ones(new Shape(len, len), q.DType, Device).Tril();
+        Binary(BinaryOp.Mul, s, mask.BroadcastTo(s.Shape), s);
+        MatMul(s, v, y);
     }
 
     /// <summary>

@@ -13,7 +13,7 @@ public static class OpCatalog
     /// <summary>The built-in definitions, family by family.</summary>
     public static IReadOnlyList<OpDefinition> BuiltIn { get; } =
         [.. ElementwiseOps.All, .. RowOps.All, .. IndexingOps.All, .. MovementOps.All, .. LinalgOps.All, .. RandomOps.All, .. PoolOps.All, .. ResampleOps.All,
-         .. ConvOps.All, .. RecurrentOps.All];
+         .. ConvOps.All, .. RecurrentOps.All, .. SequenceOps.All];
 
     /// <summary>The built-in definitions and every registered one.</summary>
     public static IReadOnlyList<OpDefinition> All
