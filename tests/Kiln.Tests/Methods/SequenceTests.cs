@@ -531,18 +531,8 @@ public class SeqVerbTests
     [Fact]
     public void Seq_verb_writes_one_json_object_with_a_row_per_mixer_and_length()
     {
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(Kiln.Cli.SeqVerb.Build());
-        var saved = Console.Out;
-        var output = new StringWriter();
-        Console.SetOut(output);
-        int code;
-        try { code = Kiln.Cli.Cli.Run(root, ["seq", "--lengths", "9,12", "--steps", "3", "--batch", "4", "--width", "8", "--test-size", "16", "--json"]); }
-        finally { Console.SetOut(saved); }
-        Assert.Equal(0, code);
-        var line = Assert.Single(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        using var doc = System.Text.Json.JsonDocument.Parse(line);
-        var rows = doc.RootElement.GetProperty("rows").EnumerateArray().ToArray();
+        var j = CliRun.JsonObject(Kiln.Cli.SeqVerb.Build(), ["seq", "--lengths", "9,12", "--steps", "3", "--batch", "4", "--width", "8", "--test-size", "16", "--json"]);
+        var rows = j.GetProperty("rows").EnumerateArray().ToArray();
         Assert.Equal(["softmax", "linear", "s4d", "softmax", "linear", "s4d"], rows.Select(r => r.GetProperty("mixer").GetString()));
         Assert.Equal([9, 9, 9, 12, 12, 12], rows.Select(r => r.GetProperty("length").GetInt32()));
         foreach (var r in rows)
@@ -552,6 +542,6 @@ public class SeqVerbTests
             Assert.True(double.IsFinite(r.GetProperty("final_loss").GetDouble()));
         }
         // A length too short for the pairs and the query is bad usage (exit 2), before any training.
-        Assert.Equal(2, Kiln.Cli.Cli.Run(root, ["seq", "--lengths", "8", "--json"]));
+        Assert.Equal(2, CliRun.Capture(Kiln.Cli.SeqVerb.Build(), ["seq", "--lengths", "8", "--json"]).Code);
     }
 }

@@ -1,3 +1,4 @@
+using Kiln.Tests.TestKit;
 using Kiln.Methods.Variational;
 using Kiln.NN;
 using Xunit;
@@ -611,21 +612,10 @@ public class BoundsVerbTests
     public void Bounds_verb_prints_one_json_object_and_writes_the_plot()
     {
         var dir = Directory.CreateTempSubdirectory("kiln-bounds-");
-        var root = new System.CommandLine.RootCommand("kiln");
-        root.Subcommands.Add(Kiln.Cli.BoundsVerb.Build());
-        var (savedOut, savedErr) = (Console.Out, Console.Error);
-        var (stdout, stderr) = (new StringWriter(), new StringWriter());
-        Console.SetOut(stdout); Console.SetError(stderr);
-        int code;
         string png = Path.Combine(dir.FullName, "b.png");
-        try { code = Kiln.Cli.Cli.Run(root, ["bounds", "--k", "1,4", "--dim", "3", "--repeats", "50", "--m", "2", "--json", "--plot", png]); }
-        finally { Console.SetOut(savedOut); Console.SetError(savedErr); }
         try
         {
-            Assert.True(code == 0, stderr.ToString());
-            var line = Assert.Single(stdout.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-            using var doc = System.Text.Json.JsonDocument.Parse(line);
-            var j = doc.RootElement;
+            var j = CliRun.JsonObject(Kiln.Cli.BoundsVerb.Build(), ["bounds", "--k", "1,4", "--dim", "3", "--repeats", "50", "--m", "2", "--json", "--plot", png]);
             Assert.Equal("bounds", j.GetProperty("kind").GetString());
             var rows = j.GetProperty("rows").EnumerateArray().ToArray();
             Assert.Equal(10, rows.Length);
@@ -634,9 +624,7 @@ public class BoundsVerbTests
             Assert.Equal(8, rows.Single(q => q.GetProperty("bound").GetString() == "PIWAE" && q.GetProperty("k").GetInt32() == 4).GetProperty("samples").GetInt32());
             Assert.Equal(5, j.GetProperty("slopes").GetArrayLength());
             Assert.True(new FileInfo(png).Length > 1000);
-            Console.SetError(new StringWriter());
-            try { Assert.Equal(2, Kiln.Cli.Cli.Run(root, ["bounds", "--k", "0"])); }
-            finally { Console.SetError(savedErr); }
+            Assert.Equal(2, CliRun.Capture(Kiln.Cli.BoundsVerb.Build(), ["bounds", "--k", "0"]).Code);
         }
         finally { dir.Delete(recursive: true); }
     }
