@@ -175,6 +175,25 @@ public static class Cli
         Err.WriteLine($"plot: {Path.GetFullPath(png)}");
     }
 
+    /// <summary>
+    /// Writes PNG panels of <paramref name="width"/> × <paramref name="height"/> pixels (ScottPlot's <c>GetImageBytes</c>)
+    /// side by side into one PNG at <paramref name="path"/>, <paramref name="columns"/> to a row (all in one row by default).
+    /// </summary>
+    public static void SavePanels(string path, IReadOnlyList<byte[]> panels, int width, int height, int? columns = null)
+    {
+        int cols = Math.Max(1, Math.Min(columns ?? panels.Count, panels.Count)), rows = Math.Max(1, (panels.Count + cols - 1) / cols);
+        using var surface = SkiaSharp.SKSurface.Create(new SkiaSharp.SKImageInfo(cols * width, rows * height));
+        surface.Canvas.Clear(SkiaSharp.SKColors.White);
+        for (int i = 0; i < panels.Count; i++)
+        {
+            using var img = SkiaSharp.SKImage.FromEncodedData(panels[i]);
+            surface.Canvas.DrawImage(img, i % cols * width, i / cols * height);
+        }
+        using var data = surface.Snapshot().Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+        using var file = File.Create(path);
+        data.SaveTo(file);
+    }
+
     /// <summary>Checks that the integer value of <paramref name="option"/> is positive.</summary>
     /// <exception cref="ArgumentException">It is zero or negative.</exception>
     public static int Positive(int value, string option) =>

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using Kiln.Methods.Variational;
-using SkiaSharp;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -115,15 +114,6 @@ public static class BoundsVerb
             Panel("encoder gradient SNR (b)", "log10 SNR", q => Math.Log10(q.EncoderSnr)),
             Panel("decoder gradient SNR (μ)", "log10 SNR", q => Math.Log10(q.DecoderSnr)),
         };
-        using var surface = SKSurface.Create(new SKImageInfo(panels.Length * w, h));
-        surface.Canvas.Clear(SKColors.White);
-        for (int i = 0; i < panels.Length; i++)
-        {
-            using var img = SKImage.FromEncodedData(panels[i]);
-            surface.Canvas.DrawImage(img, i * w, 0);
-        }
-        using var data = surface.Snapshot().Encode(SKEncodedImageFormat.Png, 100);
-        using var file = File.Create(path);
-        data.SaveTo(file);
+        Cli.SavePanels(path, panels, w, h);
     }
 }

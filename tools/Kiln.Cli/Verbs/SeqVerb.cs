@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using Kiln.Methods.Sequence;
-using SkiaSharp;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -109,15 +108,6 @@ public static class SeqVerb
         }
         var panels = new[] { Panel("associative recall: held-out accuracy", "accuracy %", q => q.Accuracy * 100, ScottPlot.Alignment.UpperRight),
             Panel("training cost", "ms per step", q => q.SecondsPerStep * 1000, ScottPlot.Alignment.UpperLeft) };
-        using var surface = SKSurface.Create(new SKImageInfo(panels.Length * w, h));
-        surface.Canvas.Clear(SKColors.White);
-        for (int i = 0; i < panels.Length; i++)
-        {
-            using var img = SKImage.FromEncodedData(panels[i]);
-            surface.Canvas.DrawImage(img, i * w, 0);
-        }
-        using var data = surface.Snapshot().Encode(SKEncodedImageFormat.Png, 100);
-        using var file = File.Create(path);
-        data.SaveTo(file);
+        Cli.SavePanels(path, panels, w, h);
     }
 }

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using Kiln.Methods.Sketching;
-using SkiaSharp;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -120,15 +119,6 @@ public static class SketchVerb
             Panel($"excess residual, n = {r.Options.Rows}, d = {r.Options.Degree + 1}", "log10 median ε", q => q.MedianError, null),
             Panel("time per solve", "log10 ms", q => q.Milliseconds, r.ExactMilliseconds),
         };
-        using var surface = SKSurface.Create(new SKImageInfo(panels.Length * w, h));
-        surface.Canvas.Clear(SKColors.White);
-        for (int i = 0; i < panels.Length; i++)
-        {
-            using var img = SKImage.FromEncodedData(panels[i]);
-            surface.Canvas.DrawImage(img, i * w, 0);
-        }
-        using var data = surface.Snapshot().Encode(SKEncodedImageFormat.Png, 100);
-        using var file = File.Create(path);
-        data.SaveTo(file);
+        Cli.SavePanels(path, panels, w, h);
     }
 }

@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Kiln.Methods.Smoothing;
-using SkiaSharp;
 using Spectre.Console;
 
 namespace Kiln.Cli;
@@ -131,17 +130,7 @@ public static class SmoothVerb
             plt.ShowLegend();
             panels.Add(plt.GetImageBytes(w, h, ScottPlot.ImageFormat.Png));
         }
-        int cols = Math.Min(4, Math.Max(1, panels.Count)), gridRows = (panels.Count + cols - 1) / cols;
-        using var surface = SKSurface.Create(new SKImageInfo(cols * w, Math.Max(1, gridRows) * h));
-        surface.Canvas.Clear(SKColors.White);
-        for (int i = 0; i < panels.Count; i++)
-        {
-            using var img = SKImage.FromEncodedData(panels[i]);
-            surface.Canvas.DrawImage(img, i % cols * w, i / cols * h);
-        }
-        using var data = surface.Snapshot().Encode(SKEncodedImageFormat.Png, 100);
-        using var f = File.Create(path);
-        data.SaveTo(f);
+        Cli.SavePanels(path, panels, w, h, columns: 4);
     }
 
     // ---------------------------------------------------------------------------------------------- train / certify
