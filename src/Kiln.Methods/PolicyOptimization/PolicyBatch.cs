@@ -118,6 +118,19 @@ public static class PolicyMath
         return centred.Reshape(rewards.Shape[0]);
     }
 
+    /// <summary>Σ_t mask_t x_t over the last axis ([B, T] → [B]): a sequence's total under its mask.</summary>
+    /// <exception cref="ArgumentException">The shapes differ.</exception>
+    public static Tensor MaskedSum(Tensor x, Tensor mask)
+    {
+        ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(mask);
+        if (x.Shape != mask.Shape) throw new ArgumentException($"masked sum: x {x.Shape} and mask {mask.Shape} differ", nameof(mask));
+        return (x * mask).Sum(-1);
+    }
+
+    /// <summary>(Σ_t mask_t x_t) / max(1, Σ_t mask_t) over the last axis ([B, T] → [B]): a sequence's mean under its mask, 0 for an empty one.</summary>
+    /// <exception cref="ArgumentException">The shapes differ.</exception>
+    public static Tensor MaskedMean(Tensor x, Tensor mask) => MaskedSum(x, mask) / mask.Sum(-1).Clamp(min: 1);
+
     /// <summary>Reduces a [B, T] token loss under <paramref name="mask"/> to a scalar by <paramref name="mode"/>.</summary>
     public static Tensor Aggregate(Tensor tokenLoss, Tensor mask, TokenAggregation mode)
     {
@@ -127,7 +140,7 @@ public static class PolicyMath
         var masked = tokenLoss * mask;
         return mode switch
         {
-            TokenAggregation.SequenceMeanTokenMean => (masked.Sum(1) / mask.Sum(1).Clamp(min: 1)).Mean(),
+            TokenAggregation.SequenceMeanTokenMean => MaskedMean(tokenLoss, mask).Mean(),
             TokenAggregation.TokenMean => masked.Sum() / mask.Sum().Clamp(min: 1),
             TokenAggregation.TokenSumConstant => masked.Sum() / (double)Math.Max(1, mask.Shape.Numel),
             _ => throw new ArgumentOutOfRangeException(nameof(mode), mode, "aggregate: unknown mode"),

@@ -74,7 +74,8 @@ public sealed record RlResult(RlOptions Options, RlStart Start, IReadOnlyList<Rl
 /// The post-training bench's runner: a small byte-level decoder SFT'd briefly and deterministically on a generated task
 /// (<see cref="GeneratedTask.Corpus"/> + <see cref="LmTrainer"/>), then RL steps with a policy objective: sample G
 /// completions per prompt from the current policy, exact-match rewards, one <see cref="PolicyBatch"/> (on-policy, with
-/// the SFT start as the reference), the objective's loss, one AdamW step.
+/// the SFT start as the reference, the policy's logits, and <see cref="ProcessReturns.PrefixMatch"/> as the per-token
+/// process rewards), the objective's loss, one AdamW step.
 /// </summary>
 public static class RlTrainer
 {
@@ -101,6 +102,18 @@ public static class RlTrainer
 
     static int[] Bytes(string s) => [.. Encoding.UTF8.GetBytes(s).Select(b => (int)b)];
     static string Text(int[] tokens) => Encoding.UTF8.GetString([.. tokens.Select(t => (byte)t)]);
+
+    // One char per byte token (not UTF-8 decoding), so the process rewards line up with the completion's tokens.
+    static string Chars(int[] tokens) => new([.. tokens.Select(t => (char)t)]);
+
+    /// <summary>The rows' per-token process rewards as a [B, T] tensor like <paramref name="mask"/>, zero on the padding.</summary>
+    static Tensor TokenRewards(List<double[]> rows, Tensor mask)
+    {
+        int t = mask.Shape[1];
+        var values = new double[rows.Count * t];
+        for (int i = 0; i < rows.Count; i++) rows[i].CopyTo(values, i * t);
+        return Tensor.FromArray(values, new Shape(rows.Count, t)).To(mask.DType).To(mask.Device);
+    }
 
     /// <summary>The SFT start: <see cref="RlOptions.SftSteps"/> LM steps on the task's corpus from a seeded initialisation.</summary>
     public static RlStart Start(RlOptions o)
@@ -148,7 +161,7 @@ public static class RlTrainer
         {
             var clock = Stopwatch.StartNew();
             using var scope = Tensor.Scope();
-            var prompts = new List<int[]>(); var completions = new List<int[]>(); var rewards = new List<double>();
+            var prompts = new List<int[]>(); var completions = new List<int[]>(); var rewards = new List<double>(); var stepRewards = new List<double[]>();
             double passK = 0;
             for (int p = 0; p < o.Prompts; p++)
             {
@@ -160,13 +173,14 @@ public static class RlTrainer
                     double r = GeneratedTask.ExactMatch(answer, Text(c));
                     correct += r > 0 ? 1 : 0;
                     prompts.Add(tokens); completions.Add(c); rewards.Add(r);
+                    stepRewards.Add(ProcessReturns.PrefixMatch(Chars(Bytes(answer)), Chars(c)));
                 }
                 passK += PassAtK(o.Group, correct, o.PassK);
             }
             Tensor refLogProbs;
             using (Autograd.NoGrad()) refLogProbs = reference.Score(prompts, completions).LogProbs.Detach();
             var scores = policy.Score(prompts, completions);
-            var batch = Policies.OnPolicyBatch(scores, [.. rewards], o.Group, refLogProbs);
+            var batch = Policies.OnPolicyBatch(scores, [.. rewards], o.Group, refLogProbs) with { TokenRewards = TokenRewards(stepRewards, scores.Mask) };
             var loss = objective.Loss(batch);
             loss.Backward();
             optimizer.Step();
@@ -177,8 +191,7 @@ public static class RlTrainer
                 var lp = scores.LogProbs.Detach();
                 kl = KlEstimators.Sequence(KlEstimator.K3, lp, refLogProbs, scores.Mask).Mean().Item();
                 var logits = scores.Logits.Detach();
-                var tokenEntropy = -(logits.Softmax(-1) * logits.LogSoftmax(-1)).Sum(2);
-                entropy = ((tokenEntropy * scores.Mask).Sum() / scores.Mask.Sum()).Item();
+                entropy = ((TokenTerms.Entropy(logits) * scores.Mask).Sum() / scores.Mask.Sum()).Item();
             }
             double mean = rewards.Average();
             steps.Add(new RlStep(step, mean, mean, passK / o.Prompts, kl, entropy, clock.Elapsed.TotalSeconds));

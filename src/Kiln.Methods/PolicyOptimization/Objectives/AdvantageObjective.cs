@@ -11,13 +11,13 @@ public abstract class AdvantageObjective : IPolicyObjective
     /// <inheritdoc/>
     public abstract string Name { get; }
 
-    /// <summary>The ratio clip ε (0.2, GRPO's default); must be positive and finite.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">ε is not positive and finite.</exception>
+    /// <summary>The ratio clip ε (0.2, GRPO's default); must lie in (0, 1) (the ratio floor 1 − ε stays positive).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">ε is not in (0, 1).</exception>
     public double ClipEpsilon
     {
         get => clipEpsilon;
-        init => clipEpsilon = double.IsFinite(value) && value > 0 ? value
-            : throw new ArgumentOutOfRangeException(nameof(ClipEpsilon), value, "clip epsilon must be positive and finite");
+        init => clipEpsilon = value > 0 && value < 1 ? value
+            : throw new ArgumentOutOfRangeException(nameof(ClipEpsilon), value, "clip epsilon must lie in (0, 1)");
     }
 
     /// <summary>How the token surrogate becomes a scalar (GRPO's per-sequence mean by default).</summary>
@@ -38,10 +38,7 @@ public abstract class AdvantageObjective : IPolicyObjective
     /// <inheritdoc/>
     public Tensor Loss(PolicyBatch batch)
     {
-        var a = Advantages(batch);
-        if (a.Rank == 1) a = a.Unsqueeze(1);
-        var ratio = (batch.LogProbs - batch.OldLogProbs.Detach()).Exp();
-        var surrogate = Tensor.Minimum(ratio * a, ratio.Clamp(1 - ClipEpsilon, 1 + ClipEpsilon) * a);
-        return -PolicyMath.Aggregate(surrogate, batch.Mask, Aggregation);
+        var (tokens, _) = TokenTerms.ClippedSurrogate(batch.LogProbs, batch.OldLogProbs, Advantages(batch), ClipEpsilon, ClipEpsilon, batch.Mask);
+        return PolicyMath.Aggregate(tokens, batch.Mask, Aggregation);
     }
 }

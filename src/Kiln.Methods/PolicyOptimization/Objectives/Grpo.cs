@@ -34,7 +34,8 @@ public class Grpo : IPolicyObjective
         ArgumentNullException.ThrowIfNull(batch);
         batch.Validate();
         if (!(Beta >= 0)) throw new ArgumentException($"{Name}: beta must be non-negative, got {Beta}", nameof(Beta));
-        var tokens = Surrogates.ClippedTokens(batch, PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize, ScaleByStd), ClipLow, ClipHigh);
+        var tokens = TokenTerms.ClippedSurrogate(batch.LogProbs, batch.OldLogProbs,
+            PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize, ScaleByStd), ClipLow, ClipHigh, batch.Mask).Loss;
         if (Beta > 0)
         {
             var reference = batch.RefLogProbs ?? throw new ArgumentException($"{Name}: beta {Beta} needs the batch's RefLogProbs", nameof(batch));

@@ -26,7 +26,7 @@ public sealed class Llds : IPolicyObjective
         batch.Validate();
         var drop = batch.OldLogProbs - batch.LogProbs;
         var preserve = PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize) >= 0;
-        var fell = TokenTerms.MaskedSum(drop.Detach(), batch.Mask) > 0;
+        var fell = PolicyMath.MaskedSum(drop.Detach(), batch.Mask) > 0;
         var gate = (preserve & fell).To(batch.LogProbs.DType).Unsqueeze(1);
         return PolicyMath.Aggregate(drop.Relu() * gate, batch.Mask, TokenAggregation.TokenMean);
     }

@@ -45,7 +45,7 @@ public sealed class Oreal : IPolicyObjective
         var c = Surrogates.Correct(batch.Rewards).Reshape(batch.Groups, batch.GroupSize);
         var wrong = 1 - c;
         var weights = c / c.Sum(1, keepDim: true).Clamp(min: 1) - wrong * NegativeWeight / wrong.Sum(1, keepDim: true).Clamp(min: 1);
-        var meanLogProbs = (batch.LogProbs * batch.Mask).Sum(1) / batch.Mask.Sum(1).Clamp(min: 1);
+        var meanLogProbs = PolicyMath.MaskedMean(batch.LogProbs, batch.Mask);
         return -(weights.Reshape(batch.Rows).Detach() * meanLogProbs).Sum() / batch.Groups;
     }
 }

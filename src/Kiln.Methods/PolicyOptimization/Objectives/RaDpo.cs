@@ -33,7 +33,7 @@ public sealed record PreferenceSide(Tensor LogProbs, Tensor RefLogProbs, Tensor 
     public Tensor SequenceLogRatio()
     {
         var index = Tokens.Unsqueeze(-1);
-        return TokenTerms.MaskedSum((LogProbs.Gather(-1, index) - RefLogProbs.Gather(-1, index)).Squeeze(-1), Mask);
+        return PolicyMath.MaskedSum((LogProbs.Gather(-1, index) - RefLogProbs.Gather(-1, index)).Squeeze(-1), Mask);
     }
 }
 
@@ -106,8 +106,8 @@ public static class RaDpo
             throw new ArgumentException($"ra-dpo: chosen has {chosen.LogProbs.Shape[0]} pairs, rejected {rejected.LogProbs.Shape[0]}", nameof(rejected));
         if (!(beta > 0) || !(alpha >= 0)) throw new ArgumentException($"ra-dpo: need beta > 0 and alpha ≥ 0, got beta {beta}, alpha {alpha}", nameof(beta));
         var u = beta * (chosen.SequenceLogRatio() - rejected.SequenceLogRatio());
-        var dW = TokenTerms.MaskedSum(TokenRisk(chosen.LogProbs, chosen.RefLogProbs, risk, riskLevel), chosen.Mask);
-        var dL = TokenTerms.MaskedSum(TokenRisk(rejected.LogProbs, rejected.RefLogProbs, risk, riskLevel), rejected.Mask);
+        var dW = PolicyMath.MaskedSum(TokenRisk(chosen.LogProbs, chosen.RefLogProbs, risk, riskLevel), chosen.Mask);
+        var dL = PolicyMath.MaskedSum(TokenRisk(rejected.LogProbs, rejected.RefLogProbs, risk, riskLevel), rejected.Mask);
         return TokenTerms.PairwiseLogistic(u - alpha * beta * (dL - dW.Detach()));
     }
 }

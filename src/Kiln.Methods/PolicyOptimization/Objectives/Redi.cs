@@ -21,7 +21,7 @@ public sealed class Redi : IPolicyObjective
         ArgumentNullException.ThrowIfNull(batch);
         batch.Validate();
         if (!(NegativeWeight >= 0)) throw new ArgumentException($"redi: NegativeWeight must be ≥ 0, got {NegativeWeight}", nameof(NegativeWeight));
-        var meanLogLik = TokenTerms.MaskedSum(batch.LogProbs, batch.Mask) / batch.Mask.Sum(1).Clamp(min: 1);
+        var meanLogLik = PolicyMath.MaskedMean(batch.LogProbs, batch.Mask);
         var pos = (batch.Rewards > RewardThreshold).To(meanLogLik.DType);
         var neg = 1 - pos;
         return -(meanLogLik * pos).Sum() / pos.Sum().Clamp(min: 1) + NegativeWeight * (meanLogLik * neg).Sum() / neg.Sum().Clamp(min: 1);

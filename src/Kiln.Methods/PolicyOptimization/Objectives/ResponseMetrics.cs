@@ -21,8 +21,7 @@ public static class ResponseMetrics
         var length = Length(mask);
         if (logProbs.Shape != mask.Shape)
             throw new ArgumentException($"response metrics: logProbs {logProbs.Shape} and mask {mask.Shape} differ", nameof(logProbs));
-        var m = mask.Detach();
-        return (logProbs.Detach() * m).Sum(1) / length.Clamp(min: 1);
+        return PolicyMath.MaskedMean(logProbs.Detach(), mask.Detach());
     }
 
     /// <summary>
@@ -34,9 +33,7 @@ public static class ResponseMetrics
         ArgumentNullException.ThrowIfNull(batch);
         batch.Validate();
         if (batch.Logits is null) return -MeanLogLikelihood(batch.OldLogProbs, batch.Mask);
-        var logp = batch.Logits.Detach().LogSoftmax(-1);
-        var tokenEntropy = -(logp.Exp() * logp).Sum(-1);
-        return MeanLogLikelihood(tokenEntropy, batch.Mask);
+        return MeanLogLikelihood(TokenTerms.Entropy(batch.Logits.Detach()), batch.Mask);
     }
 }
 

@@ -26,7 +26,7 @@ public sealed class RewardsAsLabels : IPolicyObjective
         ArgumentNullException.ThrowIfNull(batch);
         batch.Validate();
         GroupHost.InRange(beta, 0, double.MaxValue, nameof(beta), loOpen: true);
-        return ((batch.LogProbs - batch.OldLogProbs.Detach()) * batch.Mask).Sum(1) / batch.Mask.Sum(1).Clamp(min: 1) * beta;
+        return PolicyMath.MaskedMean(batch.LogProbs - batch.OldLogProbs.Detach(), batch.Mask) * beta;
     }
 
     /// <summary>The per-completion gradient weights ∂BCE/∂s = σ(s) − y, [B].</summary>

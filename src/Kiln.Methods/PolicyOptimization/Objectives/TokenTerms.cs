@@ -2,7 +2,8 @@ namespace Kiln.Methods.PolicyOptimization;
 
 /// <summary>
 /// Token-level terms several objectives of this folder share: the next-token entropy and its first-order change under
-/// a logit step (entropy dynamics, STEER), the PPO/GRPO clipped surrogate (entropy clipping, STEER, LLDS, Tree-OPO), the
+/// a logit step (entropy dynamics, STEER, the trainer's entropy, CANON's metric), the PPO/GRPO clipped surrogate (GRPO,
+/// DAPO, Dr. GRPO, every <see cref="AdvantageObjective"/>, entropy clipping, STEER, LLDS, Tree-OPO), the
 /// pairwise logistic loss (Ra-DPO, the general preference model) and the exponential tilt of logits (AlignDistil's
 /// teacher, controlled decoding's sampler).
 /// </summary>
@@ -65,8 +66,10 @@ public static class TokenTerms
     /// <param name="advantages">[B] (one per sequence) or [B, T] (one per token).</param>
     /// <param name="clipLow">ε_low ≥ 0.</param>
     /// <param name="clipHigh">ε_high ≥ 0.</param>
+    /// <param name="mask">Optional [B, T] completion mask: off it the ratio is 1 (so padding with any log-prob stays finite) and loss and indicator are 0.</param>
     /// <returns>The token loss [B, T] and the clipped indicator [B, T] (1 where clipped) in the log-probs' dtype.</returns>
-    public static (Tensor Loss, Tensor Clipped) ClippedSurrogate(Tensor logProbs, Tensor oldLogProbs, Tensor advantages, double clipLow, double clipHigh)
+    /// <exception cref="ArgumentException">A clip range is out of range, or the advantages or mask do not fit the log-probs.</exception>
+    public static (Tensor Loss, Tensor Clipped) ClippedSurrogate(Tensor logProbs, Tensor oldLogProbs, Tensor advantages, double clipLow, double clipHigh, Tensor? mask = null)
     {
         ArgumentNullException.ThrowIfNull(logProbs); ArgumentNullException.ThrowIfNull(oldLogProbs); ArgumentNullException.ThrowIfNull(advantages);
         if (!(clipLow >= 0) || !(clipHigh >= 0) || clipLow >= 1)
@@ -74,10 +77,14 @@ public static class TokenTerms
         var a = advantages.Rank == 1 ? advantages.Unsqueeze(1) : advantages;
         if (a.Shape[0] != logProbs.Shape[0] || (a.Rank == 2 && a.Shape[1] != 1 && a.Shape[1] != logProbs.Shape[1]))
             throw new ArgumentException($"clipped surrogate: advantages {advantages.Shape} must be [B] or [B, T] for log-probs {logProbs.Shape}", nameof(advantages));
-        var ratio = (logProbs - oldLogProbs).Exp();
+        if (mask is not null && mask.Shape != logProbs.Shape)
+            throw new ArgumentException($"clipped surrogate: mask {mask.Shape} must have the log-probs' shape {logProbs.Shape}", nameof(mask));
+        a = a.Detach();
+        var logRatio = logProbs - oldLogProbs.Detach();
+        var ratio = (mask is null ? logRatio : logRatio * mask).Exp();
         var loss = -Tensor.Minimum(ratio * a, ratio.Clamp(1 - clipLow, 1 + clipHigh) * a);
-        var clipped = ((a > 0) & (ratio > 1 + clipHigh)) | ((a < 0) & (ratio < 1 - clipLow));
-        return (loss, clipped.To(logProbs.DType));
+        var clipped = (((a > 0) & (ratio > 1 + clipHigh)) | ((a < 0) & (ratio < 1 - clipLow))).To(logProbs.DType);
+        return mask is null ? (loss, clipped) : (loss * mask, clipped * mask);
     }
 
     /// <summary>GRPO's clipped-surrogate token loss [B, T] of a batch: <see cref="ClippedSurrogate"/> with the group-normalised advantages.</summary>
@@ -85,7 +92,7 @@ public static class TokenTerms
     {
         ArgumentNullException.ThrowIfNull(batch);
         batch.Validate();
-        return ClippedSurrogate(batch.LogProbs, batch.OldLogProbs, PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize), clipLow, clipHigh).Loss;
+        return ClippedSurrogate(batch.LogProbs, batch.OldLogProbs, PolicyMath.GroupAdvantages(batch.Rewards, batch.GroupSize), clipLow, clipHigh, batch.Mask).Loss;
     }
 
     /// <summary>The pairwise logistic (Bradley–Terry) loss −log σ(margin) = softplus(−margin), elementwise.</summary>
@@ -106,13 +113,5 @@ public static class TokenTerms
     {
         ArgumentNullException.ThrowIfNull(logits); ArgumentNullException.ThrowIfNull(direction); ArgumentNullException.ThrowIfNull(coefficient);
         return logits + coefficient * direction;
-    }
-
-    /// <summary>Σ_t mask_t x_t over the last axis ([B, T] → [B]): a sequence's total under its mask.</summary>
-    public static Tensor MaskedSum(Tensor x, Tensor mask)
-    {
-        ArgumentNullException.ThrowIfNull(x); ArgumentNullException.ThrowIfNull(mask);
-        if (x.Shape != mask.Shape) throw new ArgumentException($"masked sum: x {x.Shape} and mask {mask.Shape} differ", nameof(mask));
-        return (x * mask).Sum(-1);
     }
 }

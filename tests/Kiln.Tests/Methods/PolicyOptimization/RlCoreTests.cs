@@ -562,6 +562,23 @@ public class RlCoreTests
         Assert.All(a.Steps, s => { Assert.InRange(s.Reward, 0, 1); Assert.True(s.PassAtK >= s.PassAt1); Assert.True(s.Entropy > 0); });
         Assert.Throws<ArgumentException>(() => RlTrainer.Train(start, new Grpo(), o with { PassK = 4 }));
     }
+
+    [Fact]
+    public void Every_registered_objective_takes_a_trainer_step()
+    {
+        // The trainer's batch carries logits and prefix-match process rewards, so every objective (outcome, token-level,
+        // process-reward) must run on it; a non-finite loss would poison the weights, which step 2's KL would show.
+        var o = new RlOptions { SftSteps = 2, Steps = 2, Group = 4, Prompts = 1, PassK = 1, HeldOutPrompts = 1 };
+        var start = RlTrainer.Start(o);
+        Assert.True(PolicyObjectives.Names.Count >= 9, $"only {PolicyObjectives.Names.Count} objectives registered");
+        foreach (var name in PolicyObjectives.Names)
+        {
+            var run = RlTrainer.Train(start, PolicyObjectives.Create(name), o);
+            Assert.Equal(name, run.Objective);
+            Assert.Equal(2, run.Steps.Count);
+            Assert.All(run.Steps, s => Assert.True(double.IsFinite(s.Kl) && double.IsFinite(s.Entropy) && s.Entropy > 0, $"{name}: KL {s.Kl}, entropy {s.Entropy}"));
+        }
+    }
 }
 
 /// <summary>`kiln rl train` with tiny settings: one JSON object with a run per objective.</summary>

@@ -342,7 +342,7 @@ public class RlObjTests
         Assert.Throws<ArgumentException>(() => TokenTerms.ClippedSurrogate(lp, lp, T([1.0], 1), 1.0, 0.2));
         Assert.Throws<ArgumentException>(() => TokenTerms.ClippedSurrogate(lp, lp, T([1.0, 2.0], 2), 0.2, 0.2));
         Assert.Throws<ArgumentException>(() => TokenTerms.FirstOrderEntropyChange(T(new double[3], 3), T(new double[2], 2)));
-        Assert.Throws<ArgumentException>(() => TokenTerms.MaskedSum(lp, T([1.0], 1, 1)));
+        Assert.Throws<ArgumentException>(() => PolicyMath.MaskedSum(lp, T([1.0], 1, 1)));
         Assert.Throws<ArgumentException>(() => TokenTerms.Entropy(Tensor.Scalar(1.0, DType.Float64)));
         // The batch objectives are found by name (kiln rl train --objective NAME).
         foreach (var (name, type) in new[] { ("entropy-clip", typeof(EntropyClip)), ("steer", typeof(Steer)), ("llds", typeof(Llds)), ("redi", typeof(Redi)), ("tree-opo", typeof(TreeOpo)) })
