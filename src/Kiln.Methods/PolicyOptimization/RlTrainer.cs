@@ -74,8 +74,8 @@ public sealed record RlResult(RlOptions Options, RlStart Start, IReadOnlyList<Rl
 /// The post-training bench's runner: a small byte-level decoder SFT'd briefly and deterministically on a generated task
 /// (<see cref="GeneratedTask.Corpus"/> + <see cref="LmTrainer"/>), then RL steps with a policy objective: sample G
 /// completions per prompt from the current policy, exact-match rewards, one <see cref="PolicyBatch"/> (on-policy, with
-/// the SFT start as the reference, the policy's logits, and <see cref="ProcessReturns.PrefixMatch"/> as the per-token
-/// process rewards), the objective's loss, one AdamW step.
+/// the SFT start as the reference, the policy's logits, and <see cref="ProcessReturns.PrefixMatch"/> against the answer and
+/// its stop token as the per-token process rewards), the objective's loss, one AdamW step.
 /// </summary>
 public static class RlTrainer
 {
@@ -173,7 +173,8 @@ public static class RlTrainer
                     double r = GeneratedTask.ExactMatch(answer, Text(c));
                     correct += r > 0 ? 1 : 0;
                     prompts.Add(tokens); completions.Add(c); rewards.Add(r);
-                    stepRewards.Add(ProcessReturns.PrefixMatch(Chars(Bytes(answer)), Chars(c)));
+                    // The stop token ends the target as the SFT corpus teaches it, so stopping on time is a correct step too.
+                    stepRewards.Add(ProcessReturns.PrefixMatch(Chars(Bytes(answer + "\n")), Chars(c)));
                 }
                 passK += PassAtK(o.Group, correct, o.PassK);
             }
