@@ -114,6 +114,8 @@ public static class RlVerb
         plt.Axes.Left.Label.Text = "mean reward (5-step moving average)";
         plt.Title($"kiln rl train: task {r.Options.Task.Name}, {r.Options.Prompts} prompts × {r.Options.Group} samples per step");
         plt.ShowLegend(ScottPlot.Edge.Right);
-        plt.SavePng(path, 950, 450);
+        // ScottPlot wraps a long legend into columns of about 17 entries; each column needs ~260 px beside the plot.
+        int columns = (r.Runs.Count + 1 + 16) / 17;
+        plt.SavePng(path, 650 + 280 * columns, 450);
     }
 }
