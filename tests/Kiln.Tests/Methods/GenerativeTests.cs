@@ -1,4 +1,5 @@
 using Kiln.Methods.Generative;
+using Kiln.Tests.TestKit;
 using Xunit;
 
 namespace Kiln.Tests.Methods;
@@ -178,5 +179,114 @@ public class GenerativeTests
         Assert.Equal("bound", Assert.Throws<ShapeMismatchException>(() => Mbat.Unbind(m, Tensor.Zeros(new Shape(4), DType.Float64))).ParamName);
         Assert.Equal("matrix", Assert.Throws<ShapeMismatchException>(() => Mbat.Bind(Tensor.Zeros(new Shape(3, 2), DType.Float64), Tensor.Zeros(new Shape(3), DType.Float64))).ParamName);
         Assert.Equal("dim", Assert.Throws<ArgumentOutOfRangeException>(() => Mbat.RandomOrthogonal(0, new Generator(1))).ParamName);
+    }
+    // ------------------------------------------------------------------ Idempotent Generative Network
+
+    // The test network f(x) = tanh(x W + b) on rows of width d, in float64 by hand.
+    static double[] RefNet(double[] w, double[] b, double[] x, int n, int d)
+    {
+        var y = new double[n * d];
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < d; j++)
+            {
+                double s = b[j];
+                for (int i = 0; i < d; i++) s += x[r * d + i] * w[i * d + j];
+                y[r * d + j] = Math.Tanh(s);
+            }
+        return y;
+    }
+
+    static double Mse(double[] a, double[] b) => a.Length == 0 ? double.NaN : a.Select((v, i) => (v - b[i]) * (v - b[i])).Average();
+
+    // θ = (W, b) flattened into one vector for finite differences.
+    static (double[] W, double[] B) Split(double[] theta, int d) => (theta[..(d * d)], theta[(d * d)..]);
+
+    static Func<Tensor, Tensor> Net(Tensor w, Tensor b) => v => (v.MatMul(w) + b).Tanh();
+
+    static double[] CentralDiff(Func<double[], double> f, double[] theta)
+    {
+        var g = new double[theta.Length];
+        for (int i = 0; i < theta.Length; i++)
+        {
+            var p = (double[])theta.Clone(); p[i] += 1e-6;
+            var m = (double[])theta.Clone(); m[i] -= 1e-6;
+            g[i] = (f(p) - f(m)) / 2e-6;
+        }
+        return g;
+    }
+
+    [Fact]
+    public void Ign_losses_match_their_equations()
+    {
+        var rng = new Random(21);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            int n = rng.Next(1, 5), d = rng.Next(1, 5);
+            double lr = rng.NextDouble() * 20, li = rng.NextDouble() * 20, lt = rng.NextDouble() * 3, a = 1 + rng.NextDouble();
+            var g = new Generator((ulong)trial + 100);
+            var w = Tensor.Randn(new Shape(d, d), g, dtype: DType.Float64);
+            var b = Tensor.Randn(new Shape(d), g, dtype: DType.Float64);
+            var x = Tensor.Randn(new Shape(n, d), g, dtype: DType.Float64);
+            var z = Tensor.Randn(new Shape(n, d), g, dtype: DType.Float64);
+            double[] wd = w.ToArray<double>(), bd = b.ToArray<double>(), xd = x.ToArray<double>(), zd = z.ToArray<double>();
+            var fz = RefNet(wd, bd, zd, n, d);
+            double rec = Mse(RefNet(wd, bd, xd, n, d), xd), idem = Mse(RefNet(wd, bd, fz, n, d), fz), tight = -idem;
+            var plain = IdempotentGenerativeNetwork.Losses(Net(w, b), Net(w.Detach(), b.Detach()), x, z, lr, li, lt);
+            Assert.Equal(rec, plain.Reconstruction.Item(), 1e-12);
+            Assert.Equal(idem, plain.Idempotence.Item(), 1e-12);
+            Assert.Equal(tight, plain.Tightness.Item(), 1e-12);
+            Assert.Equal(lr * rec + li * idem + lt * tight, plain.Total.Item(), 1e-10);
+            var clamped = IdempotentGenerativeNetwork.Losses(Net(w, b), Net(w.Detach(), b.Detach()), x, z, lr, li, lt, a);
+            double want = Math.Tanh(tight / (a * rec)) * a * rec;
+            Assert.Equal(want, clamped.Tightness.Item(), 1e-12);
+            Assert.True(Math.Abs(clamped.Tightness.Item()) <= a * rec + 1e-15);
+        }
+    }
+
+    [Fact]
+    public void Ign_gradients_follow_the_stop_gradient_routing()
+    {
+        const int n = 3, d = 2;
+        var g = new Generator(8);
+        var w = Tensor.Randn(new Shape(d, d), g, dtype: DType.Float64).RequiresGrad_();
+        var b = Tensor.Randn(new Shape(d), g, dtype: DType.Float64).RequiresGrad_();
+        var x = Tensor.Randn(new Shape(n, d), g, dtype: DType.Float64);
+        var z = Tensor.Randn(new Shape(n, d), g, dtype: DType.Float64);
+        double[] xd = x.ToArray<double>(), zd = z.ToArray<double>();
+        var theta0 = w.ToArray<double>().Concat(b.ToArray<double>()).ToArray();
+        var (w0, b0) = Split(theta0, d);
+        var fz0 = RefNet(w0, b0, zd, n, d);
+        var losses = IdempotentGenerativeNetwork.Losses(Net(w, b), Net(w.Detach(), b.Detach()), x, z, 1, 1, 1, 1.5);
+
+        double[] Grad(Tensor loss) { var gs = Autograd.Grad([loss], [w, b]); return gs[0].ToArray<double>().Concat(gs[1].ToArray<double>()).ToArray(); }
+
+        // L_idem: θ varies only in the inner application; the outer one stays at θ′ = θ₀.
+        var idemFd = CentralDiff(t => { var (wi, bi) = Split(t, d); var f = RefNet(wi, bi, zd, n, d); return Mse(RefNet(w0, b0, f, n, d), f); }, theta0);
+        Assert.True(Dense.MaxDiff(idemFd, Grad(losses.Idempotence)) < 1e-7);
+        // L_tight (clamped, L_rec constant): θ varies only in the outer application on the fixed f_θ′(z).
+        double rec0 = Mse(RefNet(w0, b0, xd, n, d), xd);
+        var tightFd = CentralDiff(t => { var (wo, bo) = Split(t, d); return Math.Tanh(-Mse(RefNet(wo, bo, fz0, n, d), fz0) / (1.5 * rec0)) * 1.5 * rec0; }, theta0);
+        Assert.True(Dense.MaxDiff(tightFd, Grad(losses.Tightness)) < 1e-7);
+        // L_rec is differentiated as written.
+        var recFd = CentralDiff(t => { var (wr, br) = Split(t, d); return Mse(RefNet(wr, br, xd, n, d), xd); }, theta0);
+        Assert.True(Dense.MaxDiff(recFd, Grad(losses.Reconstruction)) < 1e-7);
+        // The routing matters: the full derivative of δ_θ(f_θ(z)) is a different vector from either routed one.
+        var fullFd = CentralDiff(t => { var (wf, bf) = Split(t, d); var f = RefNet(wf, bf, zd, n, d); return Mse(RefNet(wf, bf, f, n, d), f); }, theta0);
+        Assert.True(Dense.MaxDiff(fullFd, idemFd) > 1e-3);
+        Assert.True(Dense.MaxDiff(fullFd, CentralDiff(t => { var (wo, bo) = Split(t, d); return Mse(RefNet(wo, bo, fz0, n, d), fz0); }, theta0)) > 1e-3);
+    }
+
+    [Fact]
+    public void Ign_degenerate_and_bad_input()
+    {
+        var x = Tensor.Randn(new Shape(4, 3), new Generator(2), dtype: DType.Float64);
+        var z = Tensor.Randn(new Shape(4, 3), new Generator(3), dtype: DType.Float64);
+        // The identity is idempotent and reconstructs everything: every loss is 0.
+        var id = IdempotentGenerativeNetwork.Losses(v => v, v => v, x, z, 20, 20, 2.5);
+        Assert.Equal([0.0, 0.0, 0.0, 0.0], new[] { id.Reconstruction, id.Idempotence, id.Tightness, id.Total }.Select(t => Math.Abs(t.Item())));
+        Assert.Equal("z", Assert.Throws<ShapeMismatchException>(() => IdempotentGenerativeNetwork.Losses(v => v, v => v, x, Tensor.Zeros(new Shape(4, 2), DType.Float64), 1, 1, 1)).ParamName);
+        Assert.Equal("model", Assert.Throws<ShapeMismatchException>(() => IdempotentGenerativeNetwork.Losses(v => v.Sum([1]), v => v, x, z, 1, 1, 1)).ParamName);
+        Assert.Equal("tightnessWeight", Assert.Throws<ArgumentOutOfRangeException>(() => IdempotentGenerativeNetwork.Losses(v => v, v => v, x, z, 1, 1, -1)).ParamName);
+        Assert.Equal("tightClamp", Assert.Throws<ArgumentOutOfRangeException>(() => IdempotentGenerativeNetwork.Losses(v => v, v => v, x, z, 1, 1, 1, 0)).ParamName);
     }
 }
