@@ -289,4 +289,94 @@ public class GenerativeTests
         Assert.Equal("tightnessWeight", Assert.Throws<ArgumentOutOfRangeException>(() => IdempotentGenerativeNetwork.Losses(v => v, v => v, x, z, 1, 1, -1)).ParamName);
         Assert.Equal("tightClamp", Assert.Throws<ArgumentOutOfRangeException>(() => IdempotentGenerativeNetwork.Losses(v => v, v => v, x, z, 1, 1, 1, 0)).ParamName);
     }
+    // ------------------------------------------------------------------ PFGM++
+
+    static double RefLogKernel(double[] x, double[] y, double r, double dAug)
+    {
+        int n = x.Length;
+        double rho2 = x.Select((v, i) => (v - y[i]) * (v - y[i])).Sum();
+        return Kiln.Methods.Smoothing.MonteCarloSmoothing.LogGamma((n + dAug) / 2) - n / 2.0 * Math.Log(Math.PI)
+            - Kiln.Methods.Smoothing.MonteCarloSmoothing.LogGamma(dAug / 2) + dAug * Math.Log(r) - (n + dAug) / 2 * Math.Log(rho2 + r * r);
+    }
+
+    [Fact]
+    public void Pfgmpp_kernel_matches_its_density_and_is_normalized()
+    {
+        var rng = new Random(31);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            int rows = rng.Next(0, 4), n = rng.Next(1, 6);
+            double dAug = 0.5 + rng.NextDouble() * 200, r = 0.1 + rng.NextDouble() * 5;
+            var g = new Generator((ulong)trial + 300);
+            var x = Tensor.Randn(new Shape(rows, n), g, dtype: DType.Float64);
+            var y = Tensor.Randn(new Shape(rows, n), g, dtype: DType.Float64);
+            var got = Pfgmpp.LogKernel(x, y, r, dAug).ToArray<double>();
+            Assert.Equal(rows, got.Length);
+            double[] xd = x.ToArray<double>(), yd = y.ToArray<double>();
+            for (int i = 0; i < rows; i++) Assert.Equal(RefLogKernel(xd[(i * n)..((i + 1) * n)], yd[(i * n)..((i + 1) * n)], r, dAug), got[i], 1e-9);
+        }
+        // N = 1: ∫ p_r(x | 0) dx = 1, by the midpoint rule on x = r tan θ, θ ∈ (−π/2, π/2).
+        foreach (var (r, dAug) in new[] { (1.0, 1.0), (0.3, 4.0), (2.0, 64.0) })
+        {
+            const int m = 20000;
+            var theta = Enumerable.Range(0, m).Select(k => -Math.PI / 2 + (k + 0.5) * Math.PI / m).ToArray();
+            var xs = Tensor.FromArray(theta.Select(t => r * Math.Tan(t)).ToArray(), new Shape(m, 1));
+            var logp = Pfgmpp.LogKernel(xs, Tensor.Zeros(new Shape(m, 1), DType.Float64), r, dAug).ToArray<double>();
+            double mass = theta.Select((t, k) => Math.Exp(logp[k]) * r / (Math.Cos(t) * Math.Cos(t)) * Math.PI / m).Sum();
+            Assert.Equal(1, mass, 1e-6);
+        }
+        var gc = GradCheck.Run(xs => Pfgmpp.LogKernel(xs[0], xs[1], 0.7, 5), [Tensor.Randn(new Shape(3, 2), new Generator(4), dtype: DType.Float64), Tensor.Randn(new Shape(3, 2), new Generator(5), dtype: DType.Float64)]);
+        Assert.True(gc.Passed, gc.ToString());
+    }
+
+    [Fact]
+    public void Pfgmpp_kernel_tends_to_the_gaussian_as_d_grows()
+    {
+        const double sigma = 0.8;
+        var g = new Generator(12);
+        var x = Tensor.Randn(new Shape(5, 3), g, dtype: DType.Float64);
+        var y = Tensor.Randn(new Shape(5, 3), g, dtype: DType.Float64);
+        double[] xd = x.ToArray<double>(), yd = y.ToArray<double>();
+        var gauss = Enumerable.Range(0, 5).Select(i =>
+            -1.5 * Math.Log(2 * Math.PI * sigma * sigma) - Enumerable.Range(0, 3).Sum(j => Math.Pow(xd[i * 3 + j] - yd[i * 3 + j], 2)) / (2 * sigma * sigma)).ToArray();
+        double previous = double.PositiveInfinity;
+        foreach (double dAug in new[] { 4.0, 40, 400, 4000, 40000, 400000 })
+        {
+            double err = Dense.MaxDiff(gauss, Pfgmpp.LogKernel(x, y, Pfgmpp.Radius(sigma, dAug), dAug).ToArray<double>());
+            Assert.True(err < previous, $"D = {dAug}: error {err} did not fall below {previous}");
+            previous = err;
+        }
+        Assert.True(previous < 1e-3, $"error at D = 4e5 is {previous}");
+    }
+
+    [Fact]
+    public void Pfgmpp_samples_follow_the_kernel()
+    {
+        const int m = 3000, n = 3, dAug = 8;
+        const double r = 1.3;
+        var y = Tensor.Randn(new Shape(m, n), new Generator(40), dtype: DType.Float64);
+        var x = Pfgmpp.Perturb(y, r, dAug, new Generator(41));
+        double[] xd = x.ToArray<double>(), yd = y.ToArray<double>();
+        // R₁ = ‖x − y‖²/(‖x − y‖² + r²) ~ Beta(N/2, D/2): Kolmogorov–Smirnov distance below the 1% critical value.
+        var r1 = Enumerable.Range(0, m).Select(i => { double s = Enumerable.Range(0, n).Sum(j => Math.Pow(xd[i * n + j] - yd[i * n + j], 2)); return s / (s + r * r); }).OrderBy(v => v).ToArray();
+        double ks = r1.Select((v, i) => { double c = Kiln.Methods.Smoothing.MonteCarloSmoothing.RegularizedBeta(v, n / 2.0, dAug / 2.0); return Math.Max(Math.Abs(c - i / (double)m), Math.Abs(c - (i + 1) / (double)m)); }).Max();
+        Assert.True(ks < 1.63 / Math.Sqrt(m), $"KS distance {ks}");
+        // Directions are uniform: the mean unit direction is within 4 standard errors (1/√(N m)) of 0 in each coordinate.
+        for (int j = 0; j < n; j++)
+        {
+            double mean = Enumerable.Range(0, m).Average(i => { var dv = Enumerable.Range(0, n).Select(k => xd[i * n + k] - yd[i * n + k]).ToArray(); return dv[j] / Math.Sqrt(Dot(dv, dv)); });
+            Assert.InRange(mean, -4 / Math.Sqrt(n * m), 4 / Math.Sqrt(n * m));
+        }
+    }
+
+    [Fact]
+    public void Pfgmpp_rejects_bad_input()
+    {
+        var y = Tensor.Zeros(new Shape(2, 3), DType.Float64);
+        Assert.Equal("sigma", Assert.Throws<ArgumentOutOfRangeException>(() => Pfgmpp.Radius(0, 5)).ParamName);
+        Assert.Equal("augmentedDims", Assert.Throws<ArgumentOutOfRangeException>(() => Pfgmpp.LogKernel(y, y, 1, double.PositiveInfinity)).ParamName);
+        Assert.Equal("y", Assert.Throws<ShapeMismatchException>(() => Pfgmpp.LogKernel(y, Tensor.Zeros(new Shape(2, 2), DType.Float64), 1, 2)).ParamName);
+        Assert.Equal("augmentedDims", Assert.Throws<ArgumentOutOfRangeException>(() => Pfgmpp.Perturb(y, 1, 0, new Generator(1))).ParamName);
+        Assert.Equal("radius", Assert.Throws<ArgumentOutOfRangeException>(() => Pfgmpp.Perturb(y, -1, 3, new Generator(1))).ParamName);
+    }
 }
