@@ -5,7 +5,7 @@ using Xunit;
 namespace Kiln.Tests.Methods;
 
 /// <summary>
-/// Generative and encoding methods (ResBit, orthogonal MBAT) against float64 transcriptions of their papers' equations.
+/// Generative and encoding methods (ResBit, orthogonal MBAT, IGN, PFGM++) against float64 transcriptions of their papers' equations.
 /// </summary>
 public class GenerativeTests
 {
