@@ -32,10 +32,57 @@ public static class Reduce
         {
             ReduceOp.Sum => typeof(T) == typeof(float) ? (T)(object)SumFloat(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(x))
                 : TP.Sum(x),
-            ReduceOp.Prod => TP.Product(x),
+            ReduceOp.Prod => Product(x, 1),
             ReduceOp.Max => TP.Max(x),
             _ => TP.Min(x),
         };
+    }
+
+    /// <summary>
+    /// The product of x[0], x[stride], ... x[(n-1)*stride] as <see cref="Reference.Reduce"/> defines it: for floating types
+    /// the running product's binary exponent is kept apart in a long, so no partial product overflows or underflows on
+    /// the way (lane-wise partial products can meet as infinity times zero and give NaN for a finite product); only the
+    /// result rounds. Integer products wrap, as integer multiplication does.
+    /// </summary>
+    public static T Product<T>(ReadOnlySpan<T> x, int stride) where T : unmanaged, INumber<T>
+    {
+        int n = stride == 1 ? x.Length : (x.Length + stride - 1) / stride;
+        if (typeof(T) != typeof(float) && typeof(T) != typeof(double))
+        {
+            if (stride == 1) return TP.Product(x);
+            T p = T.One;
+            for (int i = 0; i < n; i++) p *= x[i * stride];
+            return p;
+        }
+        double m = 1.0;
+        long e = 0;
+        for (int i = 0; i < n; i++)
+        {
+            double v = double.CreateTruncating(x[i * stride]);
+            if (v == 0 || !double.IsFinite(v)) return T.CreateTruncating(SpecialProduct(x, stride, n));
+            int k = Math.ILogB(v);
+            m *= Math.ScaleB(v, -k);   // exact: v / 2^k lies in [1, 2), so m stays in [1, 2^33) between renormalisations
+            e += k;
+            if ((i & 31) == 31) { k = Math.ILogB(m); m = Math.ScaleB(m, -k); e += k; }
+        }
+        return T.CreateTruncating(Math.ScaleB(m, (int)Math.Clamp(e, -4000, 4000)));
+    }
+
+    // A product with a zero, an infinity or a NaN: NaN if any factor is NaN or zeros meet infinities, else a signed 0 or infinity.
+    static double SpecialProduct<T>(ReadOnlySpan<T> x, int stride, int n) where T : unmanaged, INumber<T>
+    {
+        bool zero = false, inf = false, negative = false;
+        for (int i = 0; i < n; i++)
+        {
+            double v = double.CreateTruncating(x[i * stride]);
+            if (double.IsNaN(v)) return double.NaN;
+            zero |= v == 0;
+            inf |= double.IsInfinity(v);
+            negative ^= double.IsNegative(v);
+        }
+        if (zero && inf) return double.NaN;
+        double r = zero ? 0.0 : double.PositiveInfinity;
+        return negative ? -r : r;
     }
 
     /// <summary>
@@ -109,6 +156,11 @@ public static class Reduce
         {
             int c0 = s * 256, c1 = Math.Min(cols, e * 256);
             if (c1 <= c0) return;
+            if (op == ReduceOp.Prod)
+            {
+                for (int c = c0; c < c1; c++) y[yOff + c] = len == 0 ? T.One : Product(new ReadOnlySpan<T>(x, xOff + c, (len - 1) * cols + 1), cols);
+                return;
+            }
             var acc = new Span<T>(y, yOff + c0, c1 - c0);
             acc.Fill(Identity<T>(op));
             for (int r = 0; r < len; r++)
@@ -117,7 +169,6 @@ public static class Reduce
                 switch (op)
                 {
                     case ReduceOp.Sum: TP.Add(acc, row, acc); break;
-                    case ReduceOp.Prod: TP.Multiply(acc, row, acc); break;
                     case ReduceOp.Max: TP.Max(acc, row, acc); break;
                     default: TP.Min(acc, row, acc); break;
                 }
