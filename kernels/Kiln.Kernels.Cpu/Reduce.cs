@@ -59,30 +59,18 @@ public static class Reduce
         for (int i = 0; i < n; i++)
         {
             double v = double.CreateTruncating(x[i * stride]);
-            if (v == 0 || !double.IsFinite(v)) return T.CreateTruncating(SpecialProduct(x, stride, n));
+            if (v == 0 || !double.IsFinite(v))
+            {
+                var all = new double[n];
+                for (int j = 0; j < n; j++) all[j] = double.CreateTruncating(x[j * stride]);
+                return T.CreateTruncating(Reference.SpecialProduct(all));
+            }
             int k = Math.ILogB(v);
             m *= Math.ScaleB(v, -k);   // exact: v / 2^k lies in [1, 2), so m stays in [1, 2^33) between renormalisations
             e += k;
             if ((i & 31) == 31) { k = Math.ILogB(m); m = Math.ScaleB(m, -k); e += k; }
         }
         return T.CreateTruncating(Math.ScaleB(m, (int)Math.Clamp(e, -4000, 4000)));
-    }
-
-    // A product with a zero, an infinity or a NaN: NaN if any factor is NaN or zeros meet infinities, else a signed 0 or infinity.
-    static double SpecialProduct<T>(ReadOnlySpan<T> x, int stride, int n) where T : unmanaged, INumber<T>
-    {
-        bool zero = false, inf = false, negative = false;
-        for (int i = 0; i < n; i++)
-        {
-            double v = double.CreateTruncating(x[i * stride]);
-            if (double.IsNaN(v)) return double.NaN;
-            zero |= v == 0;
-            inf |= double.IsInfinity(v);
-            negative ^= double.IsNegative(v);
-        }
-        if (zero && inf) return double.NaN;
-        double r = zero ? 0.0 : double.PositiveInfinity;
-        return negative ? -r : r;
     }
 
     /// <summary>

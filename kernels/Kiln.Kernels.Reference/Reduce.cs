@@ -56,8 +56,11 @@ public static partial class Reference
         return Math.ScaleB(m, (int)Math.Clamp(e, -4000, 4000));
     }
 
-    // A product with a zero, an infinity or a NaN: NaN if any factor is NaN or zeros meet infinities, else a signed 0 or infinity.
-    static double SpecialProduct(ReadOnlySpan<double> values)
+    /// <summary>
+    /// The product of factors that include a zero, an infinity or a NaN: NaN if any factor is NaN or zeros meet
+    /// infinities, else a signed 0 or infinity.
+    /// </summary>
+    public static double SpecialProduct(ReadOnlySpan<double> values)
     {
         bool zero = false, inf = false, negative = false;
         foreach (double v in values)

@@ -16,20 +16,14 @@ public enum DiscriminatorCentering
 /// standardised over the batch's completion tokens and tokens with c_t − mean(c) &gt; <see cref="Threshold"/> · std(c)
 /// are masked out of the surrogate (they still count in the normaliser, as PPO-clipped tokens do).
 /// </summary>
-public sealed class EntropyClip : IPolicyObjective
+public sealed class EntropyClip : TokenWeightedGrpo
 {
     /// <inheritdoc/>
-    public string Name => "entropy-clip";
+    public override string Name => "entropy-clip";
     /// <summary>The baseline subtracted from S* (default <see cref="DiscriminatorCentering.Batch"/>).</summary>
     public DiscriminatorCentering Centering { get; init; } = DiscriminatorCentering.Batch;
     /// <summary>Tokens whose score exceeds the batch mean by more than this many standard deviations are dropped (default 2).</summary>
     public double Threshold { get; init; } = 2;
-    /// <summary>PPO's lower clip ε_low (default 0.2).</summary>
-    public double ClipLow { get; init; } = 0.2;
-    /// <summary>PPO's upper clip ε_high (default 0.2).</summary>
-    public double ClipHigh { get; init; } = 0.2;
-    /// <summary>How the token losses become a scalar (default GRPO's sequence-then-batch mean).</summary>
-    public TokenAggregation Aggregation { get; init; } = TokenAggregation.SequenceMeanTokenMean;
 
     /// <summary>1 on the tokens the update keeps and 0 on those clipped for their predicted entropy drop, [B, T], no gradient.</summary>
     /// <exception cref="ArgumentException">The batch has no <see cref="PolicyBatch.Logits"/> or a bad threshold.</exception>
@@ -54,10 +48,8 @@ public sealed class EntropyClip : IPolicyObjective
     }
 
     /// <inheritdoc/>
-    public Tensor Loss(PolicyBatch batch)
+    public override Tensor Loss(PolicyBatch batch)
     {
-        var keep = KeepMask(batch);
-        var loss = TokenTerms.GrpoSurrogate(batch, ClipLow, ClipHigh);
-        return PolicyMath.Aggregate(loss * keep, batch.Mask, Aggregation);
+        return Surrogate(batch, KeepMask(batch));
     }
 }

@@ -6,18 +6,12 @@ namespace Kiln.Methods.PolicyOptimization;
 /// preserving set (advantage ≥ 0) whose total log-likelihood fell (Σ_t log π_θ &lt; Σ_t log π_old, the response-level
 /// gate), and inside them only on the tokens whose likelihood fell.
 /// </summary>
-public sealed class Llds : IPolicyObjective
+public sealed class Llds : TokenWeightedGrpo
 {
     /// <inheritdoc/>
-    public string Name => "llds";
+    public override string Name => "llds";
     /// <summary>The penalty's weight α ≥ 0 (default 0.1).</summary>
     public double Alpha { get; init; } = 0.1;
-    /// <summary>PPO's lower clip ε_low (default 0.2).</summary>
-    public double ClipLow { get; init; } = 0.2;
-    /// <summary>PPO's upper clip ε_high (default 0.2).</summary>
-    public double ClipHigh { get; init; } = 0.2;
-    /// <summary>How the GRPO token losses become a scalar (default GRPO's sequence-then-batch mean).</summary>
-    public TokenAggregation Aggregation { get; init; } = TokenAggregation.SequenceMeanTokenMean;
 
     /// <summary>The likelihood-preserving penalty (without α), averaged over the batch's completion tokens; zero, with zero gradient, when no gated likelihood fell.</summary>
     public static Tensor Penalty(PolicyBatch batch)
@@ -32,11 +26,10 @@ public sealed class Llds : IPolicyObjective
     }
 
     /// <inheritdoc/>
-    public Tensor Loss(PolicyBatch batch)
+    public override Tensor Loss(PolicyBatch batch)
     {
         if (!(Alpha >= 0)) throw new ArgumentException($"llds: Alpha must be ≥ 0, got {Alpha}", nameof(Alpha));
         var penalty = Penalty(batch);
-        var loss = TokenTerms.GrpoSurrogate(batch, ClipLow, ClipHigh);
-        return PolicyMath.Aggregate(loss, batch.Mask, Aggregation) + Alpha * penalty;
+        return Surrogate(batch) + Alpha * penalty;
     }
 }

@@ -6,20 +6,14 @@ namespace Kiln.Methods.PolicyOptimization;
 /// entropy change of the token's update (its logit moved by η ρ A; c_t = 1 where PPO's clip stops the gradient), built
 /// from the four factors the paper names: clipping state, advantage, token probability and token entropy.
 /// </summary>
-public sealed class Steer : IPolicyObjective
+public sealed class Steer : TokenWeightedGrpo
 {
     /// <inheritdoc/>
-    public string Name => "steer";
+    public override string Name => "steer";
     /// <summary>The weight's sharpness k ≥ 0 (default 1); 0 gives unweighted GRPO.</summary>
     public double Sharpness { get; init; } = 1;
     /// <summary>The step size η the entropy change is estimated for (default 1: Ω in units of the learning rate).</summary>
     public double StepSize { get; init; } = 1;
-    /// <summary>PPO's lower clip ε_low (default 0.2).</summary>
-    public double ClipLow { get; init; } = 0.2;
-    /// <summary>PPO's upper clip ε_high (default 0.2).</summary>
-    public double ClipHigh { get; init; } = 0.2;
-    /// <summary>How the token losses become a scalar (default GRPO's sequence-then-batch mean).</summary>
-    public TokenAggregation Aggregation { get; init; } = TokenAggregation.SequenceMeanTokenMean;
 
     /// <summary>The estimated entropy change Ω of every token, [B, T], no gradient.</summary>
     /// <exception cref="ArgumentException">The batch has no <see cref="PolicyBatch.Logits"/>, or a setting is out of range.</exception>
@@ -45,10 +39,8 @@ public sealed class Steer : IPolicyObjective
     }
 
     /// <inheritdoc/>
-    public Tensor Loss(PolicyBatch batch)
+    public override Tensor Loss(PolicyBatch batch)
     {
-        var w = Weights(batch);
-        var loss = TokenTerms.GrpoSurrogate(batch, ClipLow, ClipHigh);
-        return PolicyMath.Aggregate(loss * w, batch.Mask, Aggregation);
+        return Surrogate(batch, Weights(batch));
     }
 }
