@@ -79,7 +79,8 @@ public static class KernelCatalog
             [ReduceKernels<T, TN>.Rows, ReduceKernels<T, TN>.RowsWarp, ReduceKernels<T, TN>.Cols, ReduceKernels<T, TN>.ArgRows, ReduceKernels<T, TN>.CumsumRows,
              ReduceKernels<T, TN>.CumprodRows, ReduceKernels<T, TN>.ArgScanRows]);
         Reductions<float, F32>(); Reductions<double, F64>(); Reductions<int, I32>(); Reductions<long, I64>();
-        list.AddRange([ReduceKernels.AnyAllRows, ScanKernels<float, F32>.LogCumSumExpRows, ScanKernels<double, F64>.LogCumSumExpRows]);
+        list.AddRange([ReduceKernels.AnyAllRows, FloatReduceKernels<float, F32>.LogCumSumExpRows, FloatReduceKernels<double, F64>.LogCumSumExpRows,
+            FloatReduceKernels<float, F32>.ProdRows, FloatReduceKernels<double, F64>.ProdRows, FloatReduceKernels<float, F32>.ProdCols, FloatReduceKernels<double, F64>.ProdCols]);
 
         void Fused<T, TF>() where T : unmanaged where TF : struct, IFloat<T> => list.AddRange(
             [SoftmaxKernels<T, TF>.Rows, LayerNormKernels<T, TF>.Rows, LayerNormKernels<T, TF>.RmsRows, GemmKernels<T, TF>.Tiled,

@@ -76,6 +76,14 @@ public interface IFloat<T> : INum<T> where T : unmanaged
     T Cos(T x);
     /// <summary>|x|.</summary>
     T Abs(T x);
+    /// <summary>True when the sign bit is set (also for -0 and NaNs with the bit).</summary>
+    bool SignBit(T x);
+    /// <summary>The significand of finite non-zero |x|, in [1, 2): |x| = Significand(x) · 2^ILogB(x), subnormals included.</summary>
+    T Significand(T x);
+    /// <summary>The binary exponent of finite non-zero |x| (see <see cref="Significand"/>).</summary>
+    int ILogB(T x);
+    /// <summary>m · 2^k for m in [1, 4), rounded once (overflow to infinity, underflow through the subnormals to 0).</summary>
+    T ScaleB(T m, int k);
 }
 
 /// <summary>Float32 ops.</summary>
@@ -139,6 +147,30 @@ public struct F32 : IFloat<float>
     public readonly float Cos(float x) => XMath.Cos(x);
     /// <inheritdoc/>
     public readonly float Abs(float x) => XMath.Abs(x);
+    /// <inheritdoc/>
+    public readonly bool SignBit(float x) => (Interop.FloatAsInt(x) >> 31) != 0;
+    /// <inheritdoc/>
+    public readonly float Significand(float x) => Interop.IntAsFloat((Normal(x) & 0x7FFFFFu) | 0x3F800000u);
+    /// <inheritdoc/>
+    public readonly int ILogB(float x)
+    {
+        uint b = Interop.FloatAsInt(x) & 0x7FFFFFFFu;
+        return b >> 23 != 0 ? (int)(b >> 23) - 127 : (int)(Normal(x) >> 23) - 127 - 64;
+    }
+    /// <inheritdoc/>
+    public readonly float ScaleB(float m, int k)
+    {
+        if (k > 127) return float.PositiveInfinity;
+        if (k < -152) return 0f;
+        int a = k < -126 ? -126 : k;   // m · 2^a is exact (or overflows, as it should); the second factor rounds once
+        return m * Interop.IntAsFloat((uint)(a + 127) << 23) * Interop.IntAsFloat((uint)(k - a + 127) << 23);
+    }
+    // The bits of |x| scaled into the normal range (a subnormal times 2^64, which is exact).
+    static uint Normal(float x)
+    {
+        uint b = Interop.FloatAsInt(x) & 0x7FFFFFFFu;
+        return b >> 23 != 0 ? b : Interop.FloatAsInt(Interop.IntAsFloat(b) * 18446744073709551616f);
+    }
 }
 
 /// <summary>Float64 ops.</summary>
@@ -202,6 +234,29 @@ public struct F64 : IFloat<double>
     public readonly double Cos(double x) => XMath.Cos(x);
     /// <inheritdoc/>
     public readonly double Abs(double x) => XMath.Abs(x);
+    /// <inheritdoc/>
+    public readonly bool SignBit(double x) => (Interop.DoubleAsLong(x) >> 63) != 0;
+    /// <inheritdoc/>
+    public readonly double Significand(double x) => Interop.LongAsDouble((Normal(x) & 0xFFFFFFFFFFFFFul) | 0x3FF0000000000000ul);
+    /// <inheritdoc/>
+    public readonly int ILogB(double x)
+    {
+        ulong b = Interop.DoubleAsLong(x) & 0x7FFFFFFFFFFFFFFFul;
+        return b >> 52 != 0 ? (int)(b >> 52) - 1023 : (int)(Normal(x) >> 52) - 1023 - 64;
+    }
+    /// <inheritdoc/>
+    public readonly double ScaleB(double m, int k)
+    {
+        if (k > 1023) return double.PositiveInfinity;
+        if (k < -1077) return 0.0;
+        int a = k < -1022 ? -1022 : k;
+        return m * Interop.LongAsDouble((ulong)(a + 1023) << 52) * Interop.LongAsDouble((ulong)(k - a + 1023) << 52);
+    }
+    static ulong Normal(double x)
+    {
+        ulong b = Interop.DoubleAsLong(x) & 0x7FFFFFFFFFFFFFFFul;
+        return b >> 52 != 0 ? b : Interop.DoubleAsLong(Interop.LongAsDouble(b) * 18446744073709551616.0);
+    }
 }
 
 /// <summary>Int32 ops.</summary>
@@ -436,4 +491,8 @@ public static class Interop
     public static float IntAsFloat(uint bits) => BitConverter.Int32BitsToSingle((int)bits);
     /// <summary>The bits of a float.</summary>
     public static uint FloatAsInt(float f) => (uint)BitConverter.SingleToInt32Bits(f);
+    /// <summary>The double with these bits.</summary>
+    public static double LongAsDouble(ulong bits) => BitConverter.Int64BitsToDouble((long)bits);
+    /// <summary>The bits of a double.</summary>
+    public static ulong DoubleAsLong(double d) => (ulong)BitConverter.DoubleToInt64Bits(d);
 }

@@ -41,6 +41,43 @@ public static class Reduce
         y[yOff + c] = acc;
     }
 
+    /// <summary>
+    /// y[r] = prod(x[r, :]) for a floating dtype, as <see cref="Reference.Reduce"/> defines it: each thread's running
+    /// product and the tree keep the binary exponent apart (<see cref="ScaledProduct{T}"/>), so no partial product
+    /// overflows or underflows and partial products never meet as infinity times zero; only the result rounds.
+    /// </summary>
+    public static void ProdRows<T, TF>(ArrayView<T> x, int xOff, int len, ArrayView<T> y, int yOff)
+        where T : unmanaged where TF : struct, IFloat<T>
+    {
+        var sm = SharedMemory.Allocate<T>(GroupOps.MaxGroup);
+        var se = SharedMemory.Allocate<int>(GroupOps.MaxGroup);
+        var sf = SharedMemory.Allocate<int>(GroupOps.MaxGroup);
+        int r = Grid.IdxX, tid = Group.IdxX, b = xOff + r * len;
+        var p = ScaledProduct<T>.One<TF>();
+        for (int j = tid; j < len; j += Group.DimX) p = p.Times<TF>(x[b + j]);
+        sm[tid] = p.M; se[tid] = p.E; sf[tid] = p.Flags;
+        Group.Barrier();
+        for (int s = Group.DimX / 2; s > 0; s >>= 1)
+        {
+            if (tid < s)
+            {
+                var q = new ScaledProduct<T>(sm[tid], se[tid], sf[tid]).Times<TF>(new ScaledProduct<T>(sm[tid + s], se[tid + s], sf[tid + s]));
+                sm[tid] = q.M; se[tid] = q.E; sf[tid] = q.Flags;
+            }
+            Group.Barrier();
+        }
+        if (tid == 0) y[yOff + r] = new ScaledProduct<T>(sm[0], se[0], sf[0]).Value<TF>();
+    }
+
+    /// <summary>y[c] = prod(x[0, c], x[1, c], ...) for a floating dtype, the exponent kept apart as in <see cref="ProdRows{T, TF}"/>.</summary>
+    public static void ProdCols<T, TF>(Index1D c, ArrayView<T> x, int xOff, int len, int cols, ArrayView<T> y, int yOff)
+        where T : unmanaged where TF : struct, IFloat<T>
+    {
+        var p = ScaledProduct<T>.One<TF>();
+        for (int r = 0; r < len; r++) p = p.Times<TF>(x[xOff + r * cols + c]);
+        y[yOff + c] = p.Value<TF>();
+    }
+
     /// <summary>Value and Int64 index of the first maximum (max != 0) or minimum of each row; NaN counts as the extreme.</summary>
     public static void ArgRows<T, TN>(ArrayView<T> x, int xOff, int len, int max, ArrayView<T> values, ArrayView<long> indices)
         where T : unmanaged where TN : struct, INum<T>
@@ -264,9 +301,65 @@ public static class ReduceKernels<T, TN> where T : unmanaged where TN : struct, 
     public static readonly GroupKernel<ArrayView<T>, int, int, int, int, ArrayView<T>, ArrayView<long>> ArgScanRows = new($"reduce.arg_scan_rows.{Dt.Of<TN>()}", Reduce.ArgScanRows<T, TN>);
 }
 
-/// <summary>The typed floating kernels of <see cref="Reduce"/>.</summary>
-public static class ScanKernels<T, TF> where T : unmanaged where TF : struct, IFloat<T>
+/// <summary>
+/// A running product |p| = M · 2^E with M in [1, 2), and Flags: 1 a zero factor, 2 an infinite one, 4 a NaN, 8 an odd
+/// number of factors with the sign bit. Combining two is exact up to the rounding of M.
+/// </summary>
+public readonly struct ScaledProduct<T> where T : unmanaged
 {
+    /// <summary>The significand, in [1, 2).</summary>
+    public readonly T M;
+    /// <summary>The binary exponent (clamped far outside every dtype's range, so it cannot wrap).</summary>
+    public readonly int E;
+    /// <summary>The special-factor and sign flags.</summary>
+    public readonly int Flags;
+
+    /// <summary>A product with these parts.</summary>
+    public ScaledProduct(T m, int e, int flags) { M = m; E = e; Flags = flags; }
+
+    /// <summary>The empty product.</summary>
+    public static ScaledProduct<T> One<TF>() where TF : struct, IFloat<T> => new(default(TF).One, 0, 0);
+
+    /// <summary>This product times the factor <paramref name="v"/>.</summary>
+    public ScaledProduct<T> Times<TF>(T v) where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        int flags = f.SignBit(v) ? Flags ^ 8 : Flags;
+        if (f.IsNaN(v)) return new(M, E, flags | 4);
+        if (f.Eq(v, f.Zero)) return new(M, E, flags | 1);
+        if (f.Eq(f.Abs(v), f.Highest)) return new(M, E, flags | 2);
+        return Normalized<TF>(f.Mul(M, f.Significand(v)), E + f.ILogB(v), flags);
+    }
+
+    /// <summary>This product times <paramref name="q"/>.</summary>
+    public ScaledProduct<T> Times<TF>(ScaledProduct<T> q) where TF : struct, IFloat<T> =>
+        Normalized<TF>(default(TF).Mul(M, q.M), E + q.E, ((Flags | q.Flags) & 7) | ((Flags ^ q.Flags) & 8));
+
+    static ScaledProduct<T> Normalized<TF>(T m, int e, int flags) where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        if (!f.Lt(m, f.FromDouble(2))) { m = f.Mul(m, f.FromDouble(0.5)); e++; }   // m in [1, 4): one halving, exact
+        e = e > (1 << 29) ? 1 << 29 : e < -(1 << 29) ? -(1 << 29) : e;
+        return new(m, e, flags);
+    }
+
+    /// <summary>The product rounded to T: NaN for a NaN factor or zeros with infinities, else a signed 0, infinity or M · 2^E.</summary>
+    public T Value<TF>() where TF : struct, IFloat<T>
+    {
+        TF f = default;
+        T mag = (Flags & 4) != 0 || (Flags & 3) == 3 ? f.FromDouble(double.NaN)
+            : (Flags & 1) != 0 ? f.Zero : (Flags & 2) != 0 ? f.Highest : f.ScaleB(M, E);
+        return (Flags & 8) != 0 ? f.Neg(mag) : mag;
+    }
+}
+
+/// <summary>The typed floating-point kernels of <see cref="Reduce"/>: products with the exponent kept apart, log-cum-sum-exp.</summary>
+public static class FloatReduceKernels<T, TF> where T : unmanaged where TF : struct, IFloat<T>
+{
+    /// <summary>reduce.prod_rows: each row's product with the exponent kept apart.</summary>
+    public static readonly GroupKernel<ArrayView<T>, int, int, ArrayView<T>, int> ProdRows = new($"reduce.prod_rows.{Dt.Of<TF>()}", Reduce.ProdRows<T, TF>);
+    /// <summary>reduce.prod_cols: each column's product with the exponent kept apart.</summary>
+    public static readonly Kernel<ArrayView<T>, int, int, int, ArrayView<T>, int> ProdCols = new($"reduce.prod_cols.{Dt.Of<TF>()}", Reduce.ProdCols<T, TF>);
     /// <summary>reduce.logcumsumexp_rows: running log(sum(exp)) of each row.</summary>
     public static readonly GroupKernel<ArrayView<T>, int, int, int, ArrayView<T>> LogCumSumExpRows = new($"reduce.logcumsumexp_rows.{Dt.Of<TF>()}", Reduce.LogCumSumExpRows<T, TF>);
 }

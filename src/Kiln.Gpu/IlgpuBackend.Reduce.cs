@@ -15,6 +15,8 @@ public sealed partial class IlgpuBackend
     {
         switch (x.DType)
         {
+            case DType.Float32 when op == ReduceOp.Prod: FloatReduceKernels<float, F32>.ProdRows.Launch(Driver, Rows(rows), Group, V<float>(x), Off(x), len, V<float>(y), Off(y)); break;
+            case DType.Float64 when op == ReduceOp.Prod: FloatReduceKernels<double, F64>.ProdRows.Launch(Driver, Rows(rows), Group, V<double>(x), Off(x), len, V<double>(y), Off(y)); break;
             case DType.Float32: ReduceRowsT<float, F32>(op, x, rows, len, y); break;
             case DType.Float64: ReduceRowsT<double, F64>(op, x, rows, len, y); break;
             case DType.Int32: ReduceRowsT<int, I32>(op, x, rows, len, y); break;
@@ -33,6 +35,8 @@ public sealed partial class IlgpuBackend
     {
         switch (x.DType)
         {
+            case DType.Float32 when op == ReduceOp.Prod: FloatReduceKernels<float, F32>.ProdCols.Launch(Driver, cols, V<float>(x), Off(x), len, cols, V<float>(y), Off(y)); break;
+            case DType.Float64 when op == ReduceOp.Prod: FloatReduceKernels<double, F64>.ProdCols.Launch(Driver, cols, V<double>(x), Off(x), len, cols, V<double>(y), Off(y)); break;
             case DType.Float32: ReduceColsT<float, F32>(op, x, len, cols, y); break;
             case DType.Float64: ReduceColsT<double, F64>(op, x, len, cols, y); break;
             case DType.Int32: ReduceColsT<int, I32>(op, x, len, cols, y); break;
@@ -84,8 +88,8 @@ public sealed partial class IlgpuBackend
     {
         switch (x.DType)
         {
-            case DType.Float32 when op == ScanOp.LogSumExp: ScanKernels<float, F32>.LogCumSumExpRows.Launch(Driver, Rows(rows), Group, V<float>(x), Off(x), len, reverse ? 1 : 0, V<float>(y)); break;
-            case DType.Float64 when op == ScanOp.LogSumExp: ScanKernels<double, F64>.LogCumSumExpRows.Launch(Driver, Rows(rows), Group, V<double>(x), Off(x), len, reverse ? 1 : 0, V<double>(y)); break;
+            case DType.Float32 when op == ScanOp.LogSumExp: FloatReduceKernels<float, F32>.LogCumSumExpRows.Launch(Driver, Rows(rows), Group, V<float>(x), Off(x), len, reverse ? 1 : 0, V<float>(y)); break;
+            case DType.Float64 when op == ScanOp.LogSumExp: FloatReduceKernels<double, F64>.LogCumSumExpRows.Launch(Driver, Rows(rows), Group, V<double>(x), Off(x), len, reverse ? 1 : 0, V<double>(y)); break;
             case DType.Float32: ScanT<float, F32>(op, x, rows, len, reverse, y, indices); break;
             case DType.Float64: ScanT<double, F64>(op, x, rows, len, reverse, y, indices); break;
             case DType.Int32 when op != ScanOp.LogSumExp: ScanT<int, I32>(op, x, rows, len, reverse, y, indices); break;

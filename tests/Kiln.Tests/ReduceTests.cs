@@ -53,19 +53,26 @@ public class ReduceTests
         });
     }
 
-    [Theory, InlineData(DType.Float32), InlineData(DType.Float64)]
-    public void Cpu_products_do_not_overflow_on_the_way(DType dtype)
+    [Theory, MemberData(nameof(DeviceDtype))]
+    public void Products_do_not_overflow_on_the_way(string device, DType dtype)
     {
+        var dev = Devices.Parse(device);
         // 64 large factors then 64 small ones: every partial product of a left fold or of vector lanes leaves the range
         // (and lanes meeting as infinity times zero made NaN), yet the product is 1. Rows and columns both.
         double big = dtype == DType.Float32 ? 1e20 : 1e200;
         var v = Enumerable.Repeat(big, 64).Concat(Enumerable.Repeat(1 / big, 64)).ToArray();
-        var row = Tensor.FromArray(v, new Shape(1, 128)).To(dtype);
+        var row = Tensor.FromArray(v, new Shape(1, 128)).To(dtype).To(dev);
         Close.Check([1.0], row.Prod([1]).ToDoubleArray(), 1e-5, 0, "row prod");
-        Close.Check([1.0, 1.0, 1.0], Tensor.FromArray(v.SelectMany(a => new[] { a, a, a }).ToArray(), new Shape(128, 3)).To(dtype).Prod([0]).ToDoubleArray(), 1e-5, 0, "column prod");
+        Close.Check([1.0, 1.0, 1.0], Tensor.FromArray(v.SelectMany(a => new[] { a, a, a }).ToArray(), new Shape(128, 3)).To(dtype).To(dev).Prod([0]).ToDoubleArray(), 1e-5, 0, "column prod");
         // An underflowing product is a signed zero, a zero factor with an infinite one NaN.
-        Close.Check([-0.0], Tensor.FromArray(Enumerable.Repeat(1 / big, 63).Append(-1 / big).ToArray()).To(dtype).Prod().ToDoubleArray(), 0, 0, "underflow");
-        Assert.True(double.IsNaN(Tensor.FromArray(new[] { 0.0, double.PositiveInfinity, 2.0 }).To(dtype).Prod().ToDoubleArray()[0]));
+        double under = Tensor.FromArray(Enumerable.Repeat(1 / big, 63).Append(-1 / big).ToArray()).To(dtype).To(dev).Prod().ToDoubleArray()[0];
+        Assert.True(under == 0 && double.IsNegative(under), $"underflow: got {under}, expected -0");
+        // A subnormal factor keeps its digits: 1e-40 (float32) or 1e-310 (float64) times factors that bring it back to 1.
+        var sub = dtype == DType.Float32 ? new[] { 1e-40, 1e20, 1e20 } : new[] { 1e-310, 1e200, 1e110 };
+        var subT = Tensor.FromArray(sub).To(dtype);
+        double expectSub = subT.ToDoubleArray().Aggregate(1.0, (a, b) => a * b);
+        Close.Check([expectSub], subT.To(dev).Prod().ToDoubleArray(), 1e-6, 0, "subnormal factor");
+        Assert.True(double.IsNaN(Tensor.FromArray(new[] { 0.0, double.PositiveInfinity, 2.0 }).To(dtype).To(dev).Prod().ToDoubleArray()[0]));
     }
 
     [Theory, MemberData(nameof(DeviceDtype))]
