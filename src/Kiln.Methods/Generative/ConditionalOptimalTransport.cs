@@ -56,7 +56,7 @@ public static class ConditionalOptimalTransport
         using var _ = Autograd.NoGrad();
         var a = x0.Detach().To(DType.Float64); var b = x1.Detach().To(DType.Float64);
         var cost = (a.Unsqueeze(1) - b.Unsqueeze(0)).Square().Sum(2);
-        return weight == 0 || x0.Shape[0] == 0 ? cost : cost + weight * Mismatch(conditions);
+        return weight == 0 || x0.Shape[0] == 0 ? cost : cost + weight * Mismatch(conditions.To(cost.Device));
     }
 
     /// <summary>
@@ -73,6 +73,7 @@ public static class ConditionalOptimalTransport
         if (!double.IsPositiveInfinity(weight)) return Assignment(Cost(x0, x1, conditions, weight));
         if (conditions.DType.IsFloating())
             throw new ArgumentOutOfRangeException(nameof(weight), weight, $"{op}: an infinite weight needs discrete (integer) conditions, got {conditions.DType}");
+        conditions = conditions.To(x0.Device);
         var labels = conditions.To(DType.Int64).ToArray<long>();
         var sigma = new int[labels.Length];
         foreach (var group in Enumerable.Range(0, labels.Length).GroupBy(i => labels[i]))
