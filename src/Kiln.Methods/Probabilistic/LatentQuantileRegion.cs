@@ -241,6 +241,8 @@ public static class ConformalBox
         if (lower.Rank != 2 || lower.Shape != upper.Shape) throw new ArgumentException($"conformal box: lower and upper must both be [n, d], got {lower.Shape} and {upper.Shape}", nameof(upper));
         if (double.IsNaN(q) || double.IsInfinity(q)) throw new ArgumentOutOfRangeException(nameof(q), q, "conformal box: Q must be finite");
         var side = (upper.To(DType.Float64) - lower.To(DType.Float64) + 2 * q).Clamp(min: 0);
-        return side.Log().Sum(1).Exp();
+        var volume = side.Narrow(1, 0, 1).Squeeze(1);
+        for (int j = 1; j < side.Shape[1]; j++) volume = volume * side.Narrow(1, j, 1).Squeeze(1);
+        return volume;
     }
 }
