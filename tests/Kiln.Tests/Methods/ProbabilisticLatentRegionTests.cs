@@ -36,7 +36,7 @@ public class ProbabilisticLatentRegionTests(ITestOutputHelper output)
     static readonly Lazy<LatentQuantileRegion> Fitted = new(() =>
     {
         var (x, y) = Banana(new Random(50), 1000);
-        return LatentQuantileRegion.Fit(T(x, x.Length, 1), T(y, x.Length, 2), layers: 2, hidden: 32, steps: 250, learningRate: 0.01, seed: 3);
+        return LatentQuantileRegion.Fit(T(x, x.Length, 1), T(y, x.Length, 2), layers: 2, hidden: 32, steps: 200, learningRate: 0.01, seed: 3);
     });
 
     [Fact]
@@ -149,7 +149,7 @@ public class ProbabilisticLatentRegionTests(ITestOutputHelper output)
         var grid = Enumerable.Range(0, 21).Select(i => -1 + i / 10.0).ToArray();
         var (lg, hg) = Box(grid);
         double boxVolume = ConformalBox.Volume(lg, hg, q).ToArray<double>().Average();
-        double flowVolume = model.Volume(T(grid, grid.Length, 1), radius, 2000, new Generator(9)).ToArray<double>().Average();
+        double flowVolume = model.Volume(T(grid, grid.Length, 1), radius, 1000, new Generator(9)).ToArray<double>().Average();
         output.WriteLine($"coverage: latent {flowCover}, box {boxCover}; mean volume: latent {flowVolume}, box {boxVolume}");
         Assert.True(flowVolume < 0.6 * boxVolume, $"latent region {flowVolume} vs box {boxVolume} (radius {radius}, Q {q})");
 
