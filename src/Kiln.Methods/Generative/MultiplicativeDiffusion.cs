@@ -56,7 +56,7 @@ public sealed class MultiplicativeDiffusion
         if (xt.Shape != x0.Shape) throw new ShapeMismatchException(op, nameof(xt), x0.Shape, xt.Shape);
         NonZero(x0, nameof(x0), op);
         NonZero(xt, nameof(xt), op);
-        if (!((xt.Sign() * x0.Sign()).Amin().Item() > 0))
+        if (xt.Numel > 0 && !((xt.Sign() * x0.Sign()).Amin().Item() > 0))
             throw new ArgumentOutOfRangeException(nameof(xt), "multiplicative_diffusion_target: x_t must have the sign of x0 in every entry (the process never flips a sign)");
         var standardized = (xt.Abs().Log() - x0.Abs().Log() - LogDrift * tc) / (Volatility * Volatility * tc);
         return -(1 + standardized) / xt;
