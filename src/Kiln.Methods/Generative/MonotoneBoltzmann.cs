@@ -149,7 +149,7 @@ public static class MonotoneBoltzmann
         if (!sol.Converged)
             throw new ArgumentException($"monotone_boltzmann_mean_field: no convergence to {tolerance} in {maxIterations} iterations (residual {sol.Residuals[^1]})", nameof(maxIterations));
         var q = sol.Q.Detach();
-        return Autograd.Custom("monotone_boltzmann_mean_field", [weight, bias], _ => q, g =>
+        return Tensor.Custom("monotone_boltzmann_mean_field", [weight, bias], _ => q.Clone(), g =>
         {
             var dq = q * (1 - q);
             int d = q.Shape[1];

@@ -84,7 +84,7 @@ public class GenerativeMonotoneBoltzmannTests
     public void MonotoneBoltzmann_fixed_point_is_unique_from_every_start()
     {
         var rng = new Random(2);
-        for (int trial = 0; trial < 4; trial++)
+        for (int trial = 0; trial < 3; trial++)
         {
             int d = rng.Next(2, 8), n = 3;
             var (_, _, w, wd) = Instance(rng, d, 0.1 + 0.5 * rng.NextDouble(), skew: trial % 2 == 1, scale: 0.4);
@@ -109,8 +109,8 @@ public class GenerativeMonotoneBoltzmannTests
     public void MonotoneBoltzmann_splittings_converge_at_their_linear_rates()
     {
         var rng = new Random(3);
-        const int n = 2, steps = 25;
-        for (int trial = 0; trial < 3; trial++)
+        const int n = 2, steps = 20;
+        for (int trial = 0; trial < 2; trial++)
         {
             int d = rng.Next(2, 7);
             double m = 0.2 + 0.5 * rng.NextDouble();
@@ -198,7 +198,8 @@ public class GenerativeMonotoneBoltzmannTests
     public void MonotoneBoltzmann_proximal_operator_solves_its_equation()
     {
         var wide = Tensor.FromArray(Dense.Uniform(new Random(6), 40, -30, 30), new Shape(40));
-        Assert.Equal(wide.ToArray<double>().Select(Sigmoid).ToArray(), MonotoneBoltzmann.Proximal(wide, 1).ToArray<double>());
+        var sig = MonotoneBoltzmann.Proximal(wide, 1).ToArray<double>();
+        Assert.All(wide.ToArray<double>().Zip(sig), p => Assert.Equal(Sigmoid(p.First), p.Second, 1e-15 * Sigmoid(p.First)));
         // Ranges whose solutions stay well inside (0, 1), where logit z is accurate in float64.
         foreach (var (alpha, lo, hi) in new[] { (0.05, -0.5, 1.5), (0.3, -4.0, 4.0), (0.7, -4.0, 4.0), (2.5, -8.0, 8.0), (40, -100.0, 100.0) })
         {

@@ -112,7 +112,7 @@ public class GenerativeMultiplicativeDiffusionTests
     [Fact]
     public void MultiplicativeDiffusion_reverse_sampler_recovers_lognormal_targets()
     {
-        const int n = 3000, steps = 150;
+        const int n = 2000, steps = 150;
         const double mu = 0.2, sigma = 0.8, horizon = 1.5, h = horizon / steps;
         double[] a = [0.5, -1.0, 2.0], b2 = [0.25, 0.5, 0.2];
         int d = a.Length;
