@@ -29,6 +29,9 @@ public class GenerativeHardConstraintMoeTests
         return (Tensor.FromArray(a, new Shape(k, p, p)), Tensor.FromArray(v, new Shape(k, p, p)), Tensor.FromArray(s, new Shape(k, p)), Tensor.FromArray(kappa, new Shape(k, p)));
     }
 
+    // Expert e's slice of a [K, ...] tensor.
+    static Tensor At(Tensor t, int e) => t.Narrow(0, e, 1).Reshape(t.Shape.ToArray()[1..]);
+
     // max_i |Σ_j A_ij ω_j + κ_i (Σ_j V_ij ω_j)³ − s_i| over every expert, in float64 loops.
     static double Residual(Tensor a, Tensor v, Tensor s, Tensor kappa, Tensor omega)
     {
@@ -72,10 +75,10 @@ public class GenerativeHardConstraintMoeTests
     {
         var rng = new Random(3);
         var (a, v, s, kappa) = Problem(rng, 1, 5);
-        var single = HardConstraintMoe.Solve(a[0], v[0], s[0], kappa[0]);
+        var single = HardConstraintMoe.Solve(At(a, 0), At(v, 0), At(s, 0), At(kappa, 0));
         var moe = HardConstraintMoe.Experts(a, v, s.Reshape(5), kappa.Reshape(5));
         Assert.Equal(single.ToArray<double>(), moe.Coefficients.ToArray<double>());
-        Assert.True(Dense.MaxDiff(v[0].MatMul(single).ToArray<double>(), moe.Solution.ToArray<double>()) < 1e-15);
+        Assert.True(Dense.MaxDiff(At(v, 0).MatMul(single).ToArray<double>(), moe.Solution.ToArray<double>()) < 1e-15);
 
         // Three experts give each expert's own solve; changing expert 2's data leaves experts 0 and 1 alone.
         var (a3, v3, s3, k3) = Problem(rng, 3, 4);
@@ -85,7 +88,7 @@ public class GenerativeHardConstraintMoeTests
         var changed = HardConstraintMoe.Experts(a3, v3, Tensor.FromArray(s3b), k3.Reshape(12)).Coefficients.ToArray<double>();
         for (int e = 0; e < 3; e++)
         {
-            var alone = HardConstraintMoe.Solve(a3[e], v3[e], s3[e], k3[e]).ToArray<double>();
+            var alone = HardConstraintMoe.Solve(At(a3, e), At(v3, e), At(s3, e), At(k3, e)).ToArray<double>();
             Assert.True(Dense.MaxDiff(alone, joint[(e * 4)..(e * 4 + 4)]) < 1e-13);
             if (e < 2) Assert.True(Dense.MaxDiff(alone, changed[(e * 4)..(e * 4 + 4)]) < 1e-13);
         }
@@ -133,11 +136,11 @@ public class GenerativeHardConstraintMoeTests
     {
         var (a, v, s, kappa) = Problem(new Random(6), 2, 3);
         Assert.Equal("operatorBasis", Assert.Throws<ShapeMismatchException>(() => HardConstraintMoe.Solve(Tensor.Zeros(new Shape(2, 3, 4), DType.Float64), v, s, kappa)).ParamName);
-        Assert.Equal("valueBasis", Assert.Throws<ShapeMismatchException>(() => HardConstraintMoe.Solve(a, v[0], s, kappa)).ParamName);
+        Assert.Equal("valueBasis", Assert.Throws<ShapeMismatchException>(() => HardConstraintMoe.Solve(a, At(v, 0), s, kappa)).ParamName);
         Assert.Equal("source", Assert.Throws<ShapeMismatchException>(() => HardConstraintMoe.Solve(a, v, s.Reshape(6), kappa)).ParamName);
-        Assert.Equal("reaction", Assert.Throws<ShapeMismatchException>(() => HardConstraintMoe.Solve(a, v, s, kappa[0])).ParamName);
+        Assert.Equal("reaction", Assert.Throws<ShapeMismatchException>(() => HardConstraintMoe.Solve(a, v, s, At(kappa, 0))).ParamName);
         Assert.Equal("tolerance", Assert.Throws<ArgumentOutOfRangeException>(() => HardConstraintMoe.Solve(a, v, s, kappa, tolerance: 0)).ParamName);
-        Assert.Equal("operatorBasis", Assert.Throws<ShapeMismatchException>(() => HardConstraintMoe.Experts(a[0], v[0], s[0], kappa[0])).ParamName);
+        Assert.Equal("operatorBasis", Assert.Throws<ShapeMismatchException>(() => HardConstraintMoe.Experts(At(a, 0), At(v, 0), At(s, 0), At(kappa, 0))).ParamName);
         Assert.Equal("source", Assert.Throws<ShapeMismatchException>(() => HardConstraintMoe.Experts(a, v, Tensor.Zeros(new Shape(5), DType.Float64), kappa.Reshape(6))).ParamName);
         // One Newton step cannot reach the tolerance on an active cubic term.
         var ex = Assert.Throws<InvalidOperationException>(() => HardConstraintMoe.Solve(a, v, s, kappa, maxIterations: 1));
