@@ -69,7 +69,7 @@ public static class HardConstraintMoe
                 omega -= Jacobian(a, v, kappa, u).Solve(g);
             }
         }
-        return Tensor.Custom(op, [operatorBasis, valueBasis, source], _ => omega.To(operatorBasis.DType), grad =>
+        return Tensor.Custom(op, [operatorBasis, valueBasis, source], _ => omega.To(operatorBasis.DType).Clone(), grad =>
         {
             var a = operatorBasis.Detach().To(DType.Float64);
             var v = valueBasis.Detach().To(DType.Float64);

@@ -129,7 +129,7 @@ public static class HolomorphicEp
         double h = 0;
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++) { a[i, j] = jac[i, j] - jac[j, i]; h += a[i, j] * a[i, j]; }
-        return Tensor.Custom(op, [weight, bias], _ => Tensor.Scalar(h, weight.DType), g =>
+        return Tensor.Custom(op, [weight, bias], _ => Tensor.Scalar(h, weight.DType, weight.Device), g =>
         {
             var d = new double[n];
             var rhs = new double[n];
@@ -146,8 +146,9 @@ public static class HolomorphicEp
             var direct = new double[n, n];
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < n; j++) direct[i, j] = 4 * a[i, j] * d[j];
-            var gw = (grads.Weight + Tensor.FromArray(direct)) * g.To(DType.Float64);
-            return [gw.To(weight.DType), (grads.Bias * g.To(DType.Float64)).To(bias.DType)];
+            var scale = g.To(DType.Float64).To(grads.Weight.Device);
+            var gw = (grads.Weight + Tensor.FromArray(direct)) * scale;
+            return [gw.To(weight.DType).To(weight.Device), (grads.Bias * scale).To(bias.DType).To(bias.Device)];
         });
     }
 

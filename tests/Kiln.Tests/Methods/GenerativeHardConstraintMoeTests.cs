@@ -1,6 +1,7 @@
 using Kiln.Methods.Generative;
 using Kiln.Tests.TestKit;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Kiln.Tests.Methods;
 
@@ -9,7 +10,7 @@ namespace Kiln.Tests.Methods;
 /// A ω + κ ⊙ (V ω)³ = s written out in float64 loops, its implicit gradient against finite differences and against
 /// autodiff through an unrolled Newton iteration, and the experts' independence and stitching.
 /// </summary>
-public class GenerativeHardConstraintMoeTests
+public class GenerativeHardConstraintMoeTests(ITestOutputHelper output)
 {
     // A well-posed random problem per expert: A = 3I + R/2, V = I + 3R′/10, κ ∈ [0, 1] with the first row a boundary row (κ = 0).
     static (Tensor A, Tensor V, Tensor S, Tensor Kappa) Problem(Random rng, int k, int p)
@@ -68,6 +69,45 @@ public class GenerativeHardConstraintMoeTests
             // The cubic term is active: the linear solution A⁻¹ s violates the constraint.
             if (p > 1) Assert.True(Residual(a, v, s, kappa, a.Solve(s)) > 1e-4);
         }
+    }
+
+    [Fact]
+    public void A_chebyshev_basis_solves_a_semilinear_pde_exactly_at_its_collocation_points()
+    {
+        // −u″ + u³ = π² sin πx + sin³ πx on [0, 1], u(0) = u(1) = 0, whose solution is sin πx. Basis T_j(2x − 1) at
+        // Chebyshev–Lobatto points; rows 0 and p − 1 are the boundary conditions.
+        double previous = double.PositiveInfinity;
+        foreach (int p in new[] { 8, 11, 14 })
+        {
+            var x = Enumerable.Range(0, p).Select(i => (1 - Math.Cos(Math.PI * i / (p - 1))) / 2).ToArray();
+            var (a, v) = (new double[p * p], new double[p * p]);
+            for (int i = 0; i < p; i++)
+            {
+                double t = 2 * x[i] - 1;
+                var (tv, d1, d2) = (new double[p], new double[p], new double[p]);
+                for (int j = 0; j < p; j++)
+                {
+                    (tv[j], d1[j], d2[j]) = j switch
+                    {
+                        0 => (1.0, 0.0, 0.0),
+                        1 => (t, 1.0, 0.0),
+                        _ => (2 * t * tv[j - 1] - tv[j - 2], 2 * tv[j - 1] + 2 * t * d1[j - 1] - d1[j - 2], 4 * d1[j - 1] + 2 * t * d2[j - 1] - d2[j - 2]),
+                    };
+                    v[i * p + j] = tv[j];
+                    a[i * p + j] = i == 0 || i == p - 1 ? tv[j] : -4 * d2[j];
+                }
+            }
+            var s = x.Select((xi, i) => i == 0 || i == p - 1 ? 0 : Math.PI * Math.PI * Math.Sin(Math.PI * xi) + Math.Pow(Math.Sin(Math.PI * xi), 3)).ToArray();
+            var kappa = x.Select((_, i) => i == 0 || i == p - 1 ? 0.0 : 1.0).ToArray();
+            var (at, vt, st, kt) = (Tensor.FromArray(a, new Shape(1, p, p)), Tensor.FromArray(v, new Shape(1, p, p)), Tensor.FromArray(s), Tensor.FromArray(kappa));
+            var moe = HardConstraintMoe.Experts(at, vt, st, kt);
+            Assert.True(Residual(at, vt, st.Reshape(1, p), kt.Reshape(1, p), moe.Coefficients) < 1e-10);
+            double error = Dense.MaxDiff(moe.Solution.ToArray<double>(), x.Select(xi => Math.Sin(Math.PI * xi)).ToArray());
+            output.WriteLine($"p={p}: error {error:E2}");
+            Assert.True(error < previous * 0.1, $"p={p}: error {error:E2} after {previous:E2}");
+            previous = error;
+        }
+        Assert.True(previous < 1e-10, $"p=14: error {previous:E2}");
     }
 
     [Fact]

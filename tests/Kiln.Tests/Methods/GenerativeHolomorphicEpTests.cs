@@ -44,17 +44,17 @@ public class GenerativeHolomorphicEpTests(ITestOutputHelper output)
     // d u*(β)/dβ at 0 by forward-mode autodiff of the unrolled nudged dynamics started at the free fixed point.
     static double[] AutodiffDerivative(Tensor w, Tensor b, Tensor y, bool tanh = true)
     {
-        var free = Unroll(w, b, y, Tensor.Scalar(0, DType.Float64), Tensor.Zeros(new Shape(w.Shape[0]), DType.Float64), 400, tanh);
-        return Autograd.Jvp(beta => Unroll(w, b, y, beta, free, 120, tanh), Tensor.Zeros(new Shape(1), DType.Float64), Tensor.Ones(new Shape(1), DType.Float64)).ToArray<double>();
+        var free = Unroll(w, b, y, Tensor.Scalar(0, DType.Float64), Tensor.Zeros(new Shape(w.Shape[0]), DType.Float64), 150, tanh);
+        return Autograd.Jvp(beta => Unroll(w, b, y, beta, free, 80, tanh), Tensor.Zeros(new Shape(1), DType.Float64), Tensor.Ones(new Shape(1), DType.Float64)).ToArray<double>();
     }
 
-    // Gradient of L(u*) = ½‖P(u* − y)‖² in (W, b) by backprop through 400 unrolled free iterations from 0.
+    // Gradient of L(u*) = ½‖P(u* − y)‖² in (W, b) by backprop through 150 unrolled free iterations from 0.
     static (double[] W, double[] B) AutodiffGradient(Tensor w, Tensor b, Tensor y, bool tanh = true)
     {
         var wg = w.Clone().RequiresGrad_();
         var bg = b.Clone().RequiresGrad_();
         var (mask, t) = Readout(w.Shape[0], y);
-        var u = Unroll(wg, bg, y, Tensor.Scalar(0, DType.Float64), Tensor.Zeros(new Shape(w.Shape[0]), DType.Float64), 400, tanh);
+        var u = Unroll(wg, bg, y, Tensor.Scalar(0, DType.Float64), Tensor.Zeros(new Shape(w.Shape[0]), DType.Float64), 150, tanh);
         var loss = 0.5 * (mask * (u - t)).Pow(2).Sum();
         var g = Autograd.Grad([loss], [wg, bg]);
         return (g[0].ToArray<double>(), g[1].ToArray<double>());
@@ -137,7 +137,7 @@ public class GenerativeHolomorphicEpTests(ITestOutputHelper output)
             var (w, b, y) = RandomNet(rng, n, m);
             // The update is the exact −(du*/dβ) f(u*)ᵀ (the contour is accurate) ...
             var nu = AutodiffDerivative(w, b, y);
-            var f = Unroll(w, b, y, Tensor.Scalar(0, DType.Float64), Tensor.Zeros(new Shape(n), DType.Float64), 400).Tanh().ToArray<double>();
+            var f = Unroll(w, b, y, Tensor.Scalar(0, DType.Float64), Tensor.Zeros(new Shape(n), DType.Float64), 150).Tanh().ToArray<double>();
             var expected = Enumerable.Range(0, n * n).Select(k => -nu[k / n] * f[k % n]).ToArray();
             var ep = HolomorphicEp.Update(w, b, y, 0.3, 24);
             Assert.True(MaxDiff(ep.Weight.ToArray<double>(), expected) < 1e-10);
@@ -161,7 +161,7 @@ public class GenerativeHolomorphicEpTests(ITestOutputHelper output)
         {
             int n = rng.Next(2, 6);
             var (w, b, y) = RandomNet(rng, n, 1);
-            var u = Unroll(w, b, y, Tensor.Scalar(0, DType.Float64), Tensor.Zeros(new Shape(n), DType.Float64), 400).ToArray<double>();
+            var u = Unroll(w, b, y, Tensor.Scalar(0, DType.Float64), Tensor.Zeros(new Shape(n), DType.Float64), 150).ToArray<double>();
             var wa = w.ToArray<double>();
             var jac = Enumerable.Range(0, n * n).Select(k => wa[k] * (1 - Math.Tanh(u[k % n]) * Math.Tanh(u[k % n]))).ToArray();
             double h = Enumerable.Range(0, n * n).Sum(k => Math.Pow(jac[k] - jac[k % n * n + k / n], 2));
