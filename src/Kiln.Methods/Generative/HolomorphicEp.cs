@@ -28,7 +28,8 @@ public static class HolomorphicEp
 {
     /// <summary>
     /// Solves u = W f(u) + b − β ∇L(u) by the fixed-point iteration (the network's discrete dynamics), starting at 0,
-    /// until the update is below <paramref name="tolerance"/>·(1 + ‖u‖∞). β = 0 gives the free fixed point u*.
+    /// until the update is below <paramref name="tolerance"/>·(1 + ‖u‖∞), or below 1000 times that and no longer
+    /// shrinking (the rounding floor of a contraction). β = 0 gives the free fixed point u*.
     /// </summary>
     /// <param name="weight">W [n, n].</param>
     /// <param name="bias">b [n].</param>
@@ -200,7 +201,7 @@ public static class HolomorphicEp
             int n = N, off = y is null ? n : n - y.Length;
             var u = new Complex[n];
             var next = new Complex[n];
-            double step = double.PositiveInfinity;
+            double step = double.PositiveInfinity, previous = double.PositiveInfinity;
             for (int it = 0; it < maxIterations; it++)
             {
                 var f = u.Select(z => Activate(activation, z)).ToArray();
@@ -217,7 +218,10 @@ public static class HolomorphicEp
                 }
                 (u, next) = (next, u);
                 if (!double.IsFinite(step)) break;
-                if (step <= tolerance * (1 + size)) return u;
+                double limit = tolerance * (1 + size);
+                // A contraction shrinks every step, so a step that stops shrinking near the limit is rounding noise.
+                if (step <= limit || step <= 1e3 * limit && step >= previous) return u;
+                previous = step;
             }
             throw new InvalidOperationException($"{op}: the fixed-point iteration at beta = {beta} did not converge (last update {step:G3}); shrink W or the contour radius");
         }
