@@ -36,11 +36,12 @@ public static class DoubleWeighting
     /// <param name="bandwidth">σ of the Gaussian kernel.</param>
     /// <param name="bound">B ≥ 1, the cap of √D·β.</param>
     /// <param name="d">D ≥ 1.</param>
-    /// <param name="tolerance">Stop when the KKT residual (the projected-gradient step, in gradient units) is at most this.</param>
+    /// <param name="tolerance">Stop when the KKT residual (the projected-gradient step, in gradient units) is at most this
+    /// times 2·max(1/n, 1/t), the scale of the gradient.</param>
     /// <param name="maxIterations">Projected-gradient budget (positive).</param>
     /// <exception cref="ArgumentOutOfRangeException">B or D is below 1 or not finite, or the tolerance is not positive.</exception>
     /// <exception cref="ShapeMismatchException">The feature matrices are empty or do not share p.</exception>
-    public static DoubleWeights Weights(Tensor trainFeatures, Tensor testFeatures, double bandwidth, double bound = 1000, double d = 1, double tolerance = 1e-12, int maxIterations = 20000)
+    public static DoubleWeights Weights(Tensor trainFeatures, Tensor testFeatures, double bandwidth, double bound = 1000, double d = 1, double tolerance = 1e-10, int maxIterations = 20000)
     {
         ArgumentNullException.ThrowIfNull(trainFeatures);
         ArgumentNullException.ThrowIfNull(testFeatures);
@@ -54,7 +55,7 @@ public static class DoubleWeighting
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxIterations);
         var qp = new Program(GaussianKernel(Tensor.Concat([trainFeatures, testFeatures], 0), Tensor.Concat([trainFeatures, testFeatures], 0), bandwidth),
             trainFeatures.Shape[0], testFeatures.Shape[0], bound / Math.Sqrt(d), 1 / Math.Sqrt(d));
-        var (z, iterations) = qp.Solve(tolerance, maxIterations);
+        var (z, iterations) = qp.Solve(tolerance * 2 * Math.Max(1.0 / trainFeatures.Shape[0], 1.0 / testFeatures.Shape[0]), maxIterations);
         int n = qp.N;
         return new DoubleWeights(Tensor.FromArray(z[..n], new Shape(n)), Tensor.FromArray(z[n..], new Shape(z.Length - n)), qp.Value(z), qp.Residual(z), iterations);
     }
@@ -264,8 +265,11 @@ public static class DoubleWeighting
                 y = nextMomentum == 1 ? next : next.Select((v, i) => v + (momentum - 1) / nextMomentum * (v - z[i])).ToArray();
                 (z, momentum) = (next, nextMomentum);
                 if (it % 200 != 0) continue;
-                if (Polish(z) is { } polished && Value(polished) <= Value(z) + 1e-15) (z, y, momentum) = (polished, polished, 1);
-                if (Residual(z, lip) <= tolerance) break;
+                double residual = Residual(z, lip);
+                // The polish is kept only when it brings the point closer to KKT without raising the objective.
+                if (residual > tolerance && Polish(z) is { } polished && Value(polished) <= Value(z) + 1e-15 && Residual(polished, lip) < residual)
+                    (z, y, momentum, residual) = (polished, polished, 1, Residual(polished, lip));
+                if (residual <= tolerance) break;
             }
             return (z, it);
         }

@@ -111,67 +111,84 @@ public static class RepresentationGame
         var (half, inverseHalf) = Whiten(covariance, nameof(SolveFiniteGame));
         int d = half.Shape[0];
         CheckRank(k, d, nameof(SolveFiniteGame));
-        var a = CheckTasks(tasks, d, nameof(SolveFiniteGame)).MatMul(half);   // rows aⱼ = Σ^½fⱼ
-        int m = a.Shape[0];
-        if (m == 0) throw new ArgumentException("RepresentationGame.SolveFiniteGame: the task class is empty", nameof(tasks));
+        var a = CheckTasks(tasks, d, nameof(SolveFiniteGame)).MatMul(half).Contiguous().ToArray<double>();   // rows aⱼ = Σ^½fⱼ
+        int m = a.Length / Math.Max(d, 1);
+        if (m == 0 || d == 0) throw new ArgumentException($"RepresentationGame.SolveFiniteGame: the task class (shape {tasks.Shape}) is empty", nameof(tasks));
         if (!(tolerance > 0) || double.IsInfinity(tolerance)) throw new ArgumentOutOfRangeException(nameof(tolerance), tolerance, "RepresentationGame.SolveFiniteGame: the tolerance must be positive and finite");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxIterations);
-        var norms = a.Pow(2).Sum(1);
-        double scale = norms.Amax().Item();
-        var (_, qStart, vStart) = Fantope(Tensor.Zeros(new Shape(d, d), DType.Float64), k);
-        if (scale == 0) return new MixedRepresentation(half, inverseHalf, vStart, qStart, 0, 0, Tensor.Full(new Shape(m), 1.0 / m, DType.Float64));
+        var norms = new double[m];
+        for (int j = 0; j < m; j++) for (int i = 0; i < d; i++) norms[j] += a[j * d + i] * a[j * d + i];
+        double scale = norms.Max();
+        // The iteration runs on arrays (d and m are small); only the eigendecompositions go through Kiln's Eigh.
+        double[] gram(double[] p)
+        {
+            var g = new double[d * d];
+            for (int j = 0; j < m; j++)
+                for (int r = 0; r < d; r++)
+                    for (int c = 0; c < d; c++) g[r * d + c] += p[j] * a[j * d + r] * a[j * d + c];
+            return g;
+        }
+        double[] costs(double[] q)
+        {
+            var c = (double[])norms.Clone();
+            for (int j = 0; j < m; j++)
+                for (int r = 0; r < d; r++)
+                    for (int s = 0; s < d; s++) c[j] -= a[j * d + r] * q[r * d + s] * a[j * d + s];
+            return c;
+        }
+        double[] step(double[] x, double[] g, double eta) => x.Select((v, i) => v + eta * g[i]).ToArray();
+        double[] q0 = Fantope(new double[d * d], d, k).Q, p0 = Enumerable.Repeat(1.0 / m, m).ToArray();
+        double[] bestQ = q0, bestP = p0, qSum = new double[d * d], pSum = new double[m];
+        double upper = costs(q0).Max(), lower = Lower(gram(p0), d, k);
         // η below 1/L for the bilinear map p ↦ Σ pⱼaⱼaⱼᵀ, whose operator norm is at most √Σ‖aⱼ‖⁴.
-        double eta = 0.9 / norms.Pow(2).Sum().Sqrt().Item();
-        var eye = Tensor.Eye(d, dtype: DType.Float64);
-        Tensor gram(Tensor p) => (a * p.Unsqueeze(-1)).T.MatMul(a);
-        Tensor costs(Tensor q) => (a.MatMul(eye - q) * a).Sum(1);
-        Tensor simplex(Tensor p) => Tensor.FromArray(CappedSimplex.Project(p.ToArray<double>(), 1, 1), new Shape(m));
-        Tensor q0 = Fantope(Tensor.Zeros(new Shape(d, d), DType.Float64), k).Q, p0 = Tensor.Full(new Shape(m), 1.0 / m, DType.Float64);
-        Tensor qSum = q0.ZerosLike(), pSum = p0.ZerosLike();
-        Tensor bestQ = q0, bestP = p0;
-        double upper = costs(q0).Amax().Item(), lower = Lower(gram(p0), k);
+        double eta = scale == 0 ? 0 : 0.9 / Math.Sqrt(norms.Sum(v => v * v));
         for (int it = 1; it <= maxIterations && upper - lower > tolerance * scale; it++)
         {
-            var qh = Fantope(q0 + eta * gram(p0), k).Q;
-            var ph = simplex(p0 + eta * costs(q0));
-            q0 = Fantope(q0 + eta * gram(ph), k).Q;
-            p0 = simplex(p0 + eta * costs(qh));
-            qSum += qh;
-            pSum += ph;
-            if (it % 50 != 0) continue;
+            var qh = Fantope(step(q0, gram(p0), eta), d, k).Q;
+            var ph = CappedSimplex.Project(step(p0, costs(q0), eta), 1, 1);
+            q0 = Fantope(step(q0, gram(ph), eta), d, k).Q;
+            p0 = CappedSimplex.Project(step(p0, costs(qh), eta), 1, 1);
+            for (int i = 0; i < qSum.Length; i++) qSum[i] += qh[i];
+            for (int j = 0; j < m; j++) pSum[j] += ph[j];
+            if (it % 20 != 0) continue;
             // Both the last and the averaged iterates certify bounds; keep the tightest of each.
-            foreach (var q in new[] { q0, qSum / it })
+            foreach (var q in new[] { q0, qSum.Select(v => v / it).ToArray() })
             {
-                double u = costs(q).Amax().Item();
+                double u = costs(q).Max();
                 if (u < upper) (upper, bestQ) = (u, q);
             }
-            foreach (var p in new[] { p0, pSum / it })
+            foreach (var p in new[] { p0, pSum.Select(v => v / it).ToArray() })
             {
-                double l = Lower(gram(p), k);
+                double l = Lower(gram(p), d, k);
                 if (l > lower) (lower, bestP) = (l, p);
             }
         }
-        var (_, qs, vs) = Fantope(bestQ, k);
-        return new MixedRepresentation(half, inverseHalf, vs, qs, upper, lower, bestP);
+        var (_, qs, vs) = Fantope(bestQ, d, k);
+        return new MixedRepresentation(half, inverseHalf, Tensor.FromArray(vs, new Shape(d, d)), qs, upper, lower, Tensor.FromArray(bestP, new Shape(m)));
     }
 
-    // The projection of the symmetric X on the Fantope, returned with its eigenvalues q (descending) and eigenvectors.
-    static (Tensor Q, double[] Values, Tensor Vectors) Fantope(Tensor x, int k)
+    // Eigenvalues (descending) and eigenvectors (columns of the row-major [d, d] array) of the symmetrized x.
+    static (double[] W, double[] V) EighDescending(double[] x, int d)
     {
-        var (w, v) = (0.5 * (x + x.T)).Eigh();
-        v = v.Flip(1);
-        var q = CappedSimplex.Project(w.Flip(0).ToArray<double>(), 1, k);
-        return ((v * Tensor.FromArray(q, new Shape(q.Length)).Unsqueeze(0)).MatMul(v.T), q, v);
+        var t = Tensor.FromArray(x, new Shape(d, d));
+        var (w, v) = (0.5 * (t + t.T)).Eigh();
+        return (w.Flip(0).ToArray<double>(), v.Flip(1).Contiguous().ToArray<double>());
+    }
+
+    // The projection of the symmetric X on the Fantope {0 ≼ Q ≼ I, tr Q = k}: its eigenvalues projected on the capped simplex.
+    static (double[] Q, double[] Values, double[] Vectors) Fantope(double[] x, int d, int k)
+    {
+        var (w, v) = EighDescending(x, d);
+        var q = CappedSimplex.Project(w, 1, k);
+        var result = new double[d * d];
+        for (int i = 0; i < d; i++)
+            for (int r = 0; r < d; r++)
+                for (int c = 0; c < d; c++) result[r * d + c] += q[i] * v[r * d + i] * v[c * d + i];
+        return (result, q, v);
     }
 
     // min over the Fantope of ⟨I − Q, A⟩ = tr A − (sum of the k largest eigenvalues of A): nature's guaranteed regret.
-    static double Lower(Tensor gram, int k)
-    {
-        var w = (0.5 * (gram + gram.T)).Eigh().Eigenvalues.ToArray<double>();
-        double s = 0;
-        for (int i = 0; i < w.Length - k; i++) s += w[i];
-        return s;
-    }
+    static double Lower(double[] gram, int d, int k) => EighDescending(gram, d).W.Skip(k).Sum();
 
     static (double[] Lambda, Tensor U) Spectrum(Tensor half, Tensor sHalf)
     {
