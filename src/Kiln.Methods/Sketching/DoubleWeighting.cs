@@ -53,7 +53,7 @@ public static class DoubleWeighting
         if (!(d >= 1) || double.IsInfinity(d)) throw new ArgumentOutOfRangeException(nameof(d), d, "DoubleWeighting: D must be finite and at least 1");
         if (!(tolerance > 0)) throw new ArgumentOutOfRangeException(nameof(tolerance), tolerance, "DoubleWeighting: the tolerance must be positive");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxIterations);
-        var qp = new Program(GaussianKernel(Tensor.Concat([trainFeatures, testFeatures], 0), Tensor.Concat([trainFeatures, testFeatures], 0), bandwidth),
+        var qp = new KernelMeanProgram(GaussianKernel(Tensor.Concat([trainFeatures, testFeatures], 0), Tensor.Concat([trainFeatures, testFeatures], 0), bandwidth),
             trainFeatures.Shape[0], testFeatures.Shape[0], bound / Math.Sqrt(d), 1 / Math.Sqrt(d));
         var (z, iterations) = qp.Solve(tolerance * 2 * Math.Max(1.0 / trainFeatures.Shape[0], 1.0 / testFeatures.Shape[0]), maxIterations);
         int n = qp.N;
@@ -168,14 +168,14 @@ public static class DoubleWeighting
     }
 
     // f(z) = cᵀKc with c = [β/n; −α/t], over the product of the capped simplices {0 ≤ β ≤ uβ, Σβ = n·s} and {0 ≤ α ≤ 1, Σα = t·s}.
-    sealed class Program
+    sealed class KernelMeanProgram
     {
         readonly double[] _k;
         readonly int _size;
         readonly double _upperTrain, _share;
         public readonly int N, T;
 
-        public Program(Tensor gram, int n, int t, double upperTrain, double share)
+        public KernelMeanProgram(Tensor gram, int n, int t, double upperTrain, double share)
         {
             _k = gram.Contiguous().ToArray<double>();
             (N, T, _size, _upperTrain, _share) = (n, t, n + t, upperTrain, share);

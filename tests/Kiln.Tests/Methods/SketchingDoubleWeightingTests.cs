@@ -146,7 +146,7 @@ public class SketchingDoubleWeightingTests
         }
         // The fit is the minimizer of NLL + λ‖μ‖₁: a fixed point of the proximal step on the transcribed gradient.
         double lambda = 0.01;
-        var fit = H(DoubleWeighting.Fit(tx, ty, tx, uniform, classes, lambda, steps: 4000));
+        var fit = H(DoubleWeighting.Fit(tx, ty, tx, uniform, classes, lambda, steps: 2500));
         var grad = new double[fit.Length];
         for (int j = 0; j < fit.Length; j++)
         {
@@ -210,7 +210,7 @@ public class SketchingDoubleWeightingTests
             Tensor txs = T(xs, n, 2), tys = Tensor.FromArray(ys, new Shape(n)), txt = T(xt, t, 2);
             double Error(DoubleWeights w)
             {
-                var pred = DoubleWeighting.Predict(DoubleWeighting.Fit(txs, tys, txt, w, 2, 1e-3, 1000), txt).ToArray<long>();
+                var pred = DoubleWeighting.Predict(DoubleWeighting.Fit(txs, tys, txt, w, 2, 1e-3, 600), txt).ToArray<long>();
                 return pred.Where((v, i) => v != yt[i]).Count() / (double)t;
             }
             double dw = Error(DoubleWeighting.Weights(txs, txt, 1.0, bound: 1000, d: 2));

@@ -129,15 +129,15 @@ public class SketchingGameTests
             // Random representations, then a hill climb on the worst-case regret from the best of them.
             double best = double.MaxValue;
             double[] bestR = [];
-            for (int i = 0; i < 100; i++)
+            for (int i = 0; i < 50; i++)
             {
                 var r = Dense.Uniform(rng, d * k);
                 double v = RepresentationGame.WorstTask(ts, tS, T(r, d, k)).Regret;
                 Assert.True(v >= value * (1 - 1e-10), $"d={d} k={k}: a random R has worst regret {v} < {value}");
                 if (v < best) (best, bestR) = (v, r);
             }
-            for (double step = 0.3; step > 1e-3; step *= 0.7)
-                for (int i = 0; i < 15; i++)
+            for (double step = 0.3; step > 5e-3; step *= 0.6)
+                for (int i = 0; i < 10; i++)
                 {
                     var r = Dense.Add(bestR, Dense.Uniform(rng, d * k), step);
                     double v = RepresentationGame.WorstTask(ts, tS, T(r, d, k)).Regret;
@@ -259,7 +259,7 @@ public class SketchingGameTests
         // Every draw keeps k directions, and the draws' average regret per task approaches the expected regret.
         var gen = new Generator(7);
         var mean = new double[m];
-        int draws = 3000;
+        int draws = 1000;
         for (int i = 0; i < draws; i++)
         {
             var r = game.Sample(gen);
@@ -268,7 +268,7 @@ public class SketchingGameTests
             for (int j = 0; j < m; j++) mean[j] += reg[j] / draws;
         }
         var expected = H(game.ExpectedRegret(tf));
-        for (int j = 0; j < m; j++) Assert.Equal(expected[j], mean[j], 0.05 * scale);
+        for (int j = 0; j < m; j++) Assert.Equal(expected[j], mean[j], 0.06 * scale);   // about 3.4 standard errors
     }
 
     [Fact]
