@@ -1,6 +1,7 @@
 using Kiln.Methods.Sketching;
 using Kiln.Tests.TestKit;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Kiln.Tests.Methods;
 
@@ -11,7 +12,7 @@ namespace Kiln.Tests.Methods;
 /// logistic regression, the classifier's objective against its transcription (and GradCheck), and the double-weighted
 /// classifier beats the unweighted one on a simulated covariate shift.
 /// </summary>
-public class SketchingDoubleWeightingTests
+public class SketchingDoubleWeightingTests(ITestOutputHelper output)
 {
     static Tensor T(double[] v, params int[] shape) => Tensor.FromArray(v, new Shape(shape));
     static double[] H(Tensor t) => t.To(DType.Float64).Contiguous().ToArray<double>();
@@ -219,6 +220,7 @@ public class SketchingDoubleWeightingTests
             plainTotal += plain;
             if (dw < plain) wins++;
         }
+        output.WriteLine($"double weighting won {wins}/{seeds}, mean test error {dwTotal / seeds:F3} vs unweighted {plainTotal / seeds:F3}");
         Assert.True(wins >= 4 && dwTotal < 0.8 * plainTotal, $"double weighting won {wins}/{seeds}, mean error {dwTotal / seeds} vs unweighted {plainTotal / seeds}");
     }
 
