@@ -34,7 +34,10 @@ public sealed record ConstrainedEgoOptions
     /// <summary>Uniform random candidates per acquisition search (default 1000), before local refinement.</summary>
     public int Candidates { get; init; } = 1000;
 
-    /// <summary>Starts of each hyperparameter fit (the first warm-started from the last fit; default 2).</summary>
+    /// <summary>
+    /// Starts of the hyperparameter fit at the first acquisition and every fifth after it (the first start warm from the
+    /// last fit, the others random; default 2); the refits in between take only the warm start.
+    /// </summary>
     public int FitRestarts { get; init; } = 2;
 
     /// <summary>Adam steps of each hyperparameter fit (default 30).</summary>
@@ -146,7 +149,8 @@ public static class ConstrainedEgo
             for (int j = 0; j <= m; j++)
             {
                 var y = Tensor.FromArray(history.Select(e => j == 0 ? e.Objective : e.Constraints[j - 1]).ToArray());
-                models[j] = GaussianProcess.Fit(x, y, options.Kernel, gen, options.FitRestarts, options.FitSteps, warmStart: warm[j]);
+                int restarts = (history.Count - n0) % 5 == 0 ? options.FitRestarts : 1;
+                models[j] = GaussianProcess.Fit(x, y, options.Kernel, gen, restarts, options.FitSteps, warmStart: warm[j]);
                 warm[j] = models[j].Hyperparameters;
             }
             var next = Maximise(u => Acquisition(models, u, options, bestFeasible), unit, history, d, options.Candidates, gen);
