@@ -274,6 +274,7 @@ public class GenerativeConstrainedEgoTests(ITestOutputHelper output)
     [Theory]
     [InlineData(EgoAcquisition.Config, 0)]
     [InlineData(EgoAcquisition.Config, 1)]
+    [InlineData(EgoAcquisition.ExpectedImprovement, 0)]
     [InlineData(EgoAcquisition.ExpectedImprovement, 1)]
     public void Finds_the_constrained_optimum_and_beats_random_search(EgoAcquisition acquisition, int problem)
     {
