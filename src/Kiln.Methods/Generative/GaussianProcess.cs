@@ -130,7 +130,7 @@ public sealed class GaussianProcess
     /// [<paramref name="minNoiseVariance"/>, 1] (standardised units). The best θ seen is scaled back to y's units.
     /// </summary>
     /// <exception cref="ShapeMismatchException">x is not [n, d] or y is not [n].</exception>
-    /// <exception cref="ArgumentOutOfRangeException">restarts or steps is below 1, minNoiseVariance is not in (0, 1], or the data are not finite.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">restarts or steps is below 1, minNoiseVariance is not in (0, 1], the warm start has the wrong number of length scales, or the data are not finite.</exception>
     public static GaussianProcess Fit(Tensor x, Tensor y, GpKernel kernel, Generator generator, int restarts = 3, int steps = 50,
         double minNoiseVariance = 1e-6, GpHyperparameters? warmStart = null)
     {
@@ -141,6 +141,8 @@ public sealed class GaussianProcess
         if (steps < 1) throw new ArgumentOutOfRangeException(nameof(steps), steps, $"{op}: steps must be at least 1");
         if (!(minNoiseVariance > 0 && minNoiseVariance <= 1)) throw new ArgumentOutOfRangeException(nameof(minNoiseVariance), minNoiseVariance, $"{op}: minNoiseVariance must be in (0, 1]");
         int n = x64.Shape[0], d = x64.Shape[1];
+        if (warmStart is not null && warmStart.LengthScales.Length != d)
+            throw new ArgumentOutOfRangeException(nameof(warmStart), warmStart.LengthScales.Length, $"{op}: {warmStart.LengthScales.Length} warm-start length scales for {d} input dims");
         var ys = y64.ToArray<double>();
         double mean = ys.Average(), sd = Math.Sqrt(ys.Sum(v => (v - mean) * (v - mean)) / n);
         if (!(sd > 1e-12 * (1 + Math.Abs(mean)))) sd = 1;
@@ -178,7 +180,7 @@ public sealed class GaussianProcess
                 start[d + 1] = lo[d + 1] + u[d + 1] * (Math.Log(0.1) - lo[d + 1]);
             }
             var (th, value) = Ascend(xs, n, d, yStd, kernel, Project(start, lo, hi), lo, hi, steps);
-            if (value > bestValue) (bestValue, best) = (value, th);
+            if (value > bestValue || best.Length == 0) (bestValue, best) = (value, th);
         }
         var h = new GpHyperparameters([.. best.Take(d).Select(v => Math.Exp(v))], sd * sd * Math.Exp(best[d]), sd * sd * Math.Exp(best[d + 1]));
         return new GaussianProcess(x64, y64, kernel, h, mean);

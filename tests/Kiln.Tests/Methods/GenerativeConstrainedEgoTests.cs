@@ -348,6 +348,7 @@ public class GenerativeConstrainedEgoTests(ITestOutputHelper output)
         Assert.Equal("NoiseVariance", Assert.Throws<ArgumentOutOfRangeException>(() => new GaussianProcess(x2, Tensor.Zeros(new Shape(3), DType.Float64), GpKernel.Matern52, h with { NoiseVariance = 0 }, 0)).ParamName);
         Assert.Equal("logHyperparameters", Assert.Throws<ShapeMismatchException>(() => GaussianProcess.Covariance(x2, x2, Tensor.Zeros(new Shape(3), DType.Float64), GpKernel.Matern52)).ParamName);
         Assert.Equal("variance", Assert.Throws<ShapeMismatchException>(() => ConstrainedEgo.ExpectedImprovement(Tensor.Zeros(new Shape(2), DType.Float64), Tensor.Zeros(new Shape(3), DType.Float64), 0)).ParamName);
+        Assert.Equal("warmStart", Assert.Throws<ArgumentOutOfRangeException>(() => GaussianProcess.Fit(x2, Tensor.Zeros(new Shape(3), DType.Float64), GpKernel.Matern52, new Generator(0), warmStart: h with { LengthScales = [1.0] })).ParamName);
         Assert.Equal("restarts", Assert.Throws<ArgumentOutOfRangeException>(() => GaussianProcess.Fit(x2, Tensor.Zeros(new Shape(3), DType.Float64), GpKernel.Matern52, new Generator(0), restarts: 0)).ParamName);
     }
 }
