@@ -119,6 +119,8 @@ public static class FeynmanKacCorrector
         ArgumentNullException.ThrowIfNull(generator);
         var o = options ?? new FkcOptions();
         if (experts.Count == 0) throw new ArgumentException($"{op}: need at least one expert", nameof(experts));
+        for (int i = 0; i < experts.Count; i++)
+            if (experts[i]?.Score is null) throw new ArgumentException($"{op}: expert {i} or its score is null", nameof(experts));
         var betas = experts.Select(e => e.Beta).ToArray();
         CheckBetas(betas, op);
         double b = betas.Sum();
