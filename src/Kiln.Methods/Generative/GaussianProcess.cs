@@ -38,9 +38,9 @@ public sealed class GaussianProcess
         (X, Y) = Data(op, x, y);
         if (hyperparameters.LengthScales.Length != X.Shape[1])
             throw new ArgumentOutOfRangeException(nameof(hyperparameters), hyperparameters.LengthScales.Length, $"{op}: {hyperparameters.LengthScales.Length} length scales for {X.Shape[1]} input dims");
-        foreach (double l in hyperparameters.LengthScales) Positive(l, "LengthScales", op);
-        Positive(hyperparameters.SignalVariance, "SignalVariance", op);
-        Positive(hyperparameters.NoiseVariance, "NoiseVariance", op);
+        foreach (double l in hyperparameters.LengthScales) Args.Positive(l, "LengthScales", op);
+        Args.Positive(hyperparameters.SignalVariance, "SignalVariance", op);
+        Args.Positive(hyperparameters.NoiseVariance, "NoiseVariance", op);
         if (!double.IsFinite(mean)) throw new ArgumentOutOfRangeException(nameof(mean), mean, $"{op}: the prior mean must be finite");
         Kernel = kernel;
         Hyperparameters = hyperparameters;
@@ -319,10 +319,5 @@ public sealed class GaussianProcess
         if (x64.ToArray<double>().Any(v => !double.IsFinite(v))) throw new ArgumentOutOfRangeException(nameof(x), $"{op}: x has a non-finite entry");
         if (y64.ToArray<double>().Any(v => !double.IsFinite(v))) throw new ArgumentOutOfRangeException(nameof(y), $"{op}: y has a non-finite entry");
         return (x64, y64);
-    }
-
-    static void Positive(double v, string name, string op)
-    {
-        if (!(v > 0) || !double.IsFinite(v)) throw new ArgumentOutOfRangeException(name, v, $"{op}: {name} must be positive and finite");
     }
 }

@@ -13,7 +13,7 @@ public sealed class MultiplicativeDiffusion
     public MultiplicativeDiffusion(double drift, double volatility)
     {
         if (!double.IsFinite(drift)) throw new ArgumentOutOfRangeException(nameof(drift), drift, "multiplicative_diffusion: drift must be finite");
-        Positive(volatility, nameof(volatility), "multiplicative_diffusion");
+        Args.Positive(volatility, nameof(volatility), "multiplicative_diffusion");
         Drift = drift;
         Volatility = volatility;
     }
@@ -90,7 +90,7 @@ public sealed class MultiplicativeDiffusion
         const string op = "multiplicative_diffusion_reverse_step";
         ArgumentNullException.ThrowIfNull(generator);
         if (score.Shape != x.Shape) throw new ShapeMismatchException(op, nameof(score), x.Shape, score.Shape);
-        Positive(stepSize, nameof(stepSize), op);
+        Args.Positive(stepSize, nameof(stepSize), op);
         double s2 = Volatility * Volatility;
         var xi = Tensor.Randn(x.Shape, generator, dtype: x.DType, device: x.Device);
         return x * ((-LogDrift + s2 * (1 + x * score)) * stepSize + Volatility * Math.Sqrt(stepSize) * xi).Exp();
@@ -107,7 +107,7 @@ public sealed class MultiplicativeDiffusion
     {
         const string op = "multiplicative_diffusion_sample";
         ArgumentNullException.ThrowIfNull(score);
-        Positive(horizon, nameof(horizon), op);
+        Args.Positive(horizon, nameof(horizon), op);
         if (steps < 1) throw new ArgumentOutOfRangeException(nameof(steps), steps, $"{op}: steps must be at least 1");
         NonZero(start, nameof(start), op);
         double h = horizon / steps;
@@ -127,7 +127,7 @@ public sealed class MultiplicativeDiffusion
         const string op = "multiplicative_langevin_step";
         ArgumentNullException.ThrowIfNull(generator);
         if (score.Shape != x.Shape) throw new ShapeMismatchException(op, nameof(score), x.Shape, score.Shape);
-        Positive(stepSize, nameof(stepSize), op);
+        Args.Positive(stepSize, nameof(stepSize), op);
         var xi = Tensor.Randn(x.Shape, generator, dtype: x.DType, device: x.Device);
         return x * ((1 + x * score) * stepSize + Math.Sqrt(2 * stepSize) * xi).Exp();
     }
@@ -152,10 +152,5 @@ public sealed class MultiplicativeDiffusion
         double lo = a.Amin().Item(), hi = a.Amax().Item();
         if (!(lo > 0) || !double.IsFinite(hi))
             throw new ArgumentOutOfRangeException(name, $"{op}: {name} must be nonzero and finite in every entry (its sign is kept), got |{name}| in [{lo}, {hi}]");
-    }
-
-    static void Positive(double v, string name, string op)
-    {
-        if (!(v > 0) || !double.IsFinite(v)) throw new ArgumentOutOfRangeException(name, v, $"{op}: {name} must be positive and finite");
     }
 }

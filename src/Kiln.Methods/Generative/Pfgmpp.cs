@@ -14,8 +14,8 @@ public static class Pfgmpp
     /// <exception cref="ArgumentOutOfRangeException">σ or D is not positive and finite.</exception>
     public static double Radius(double sigma, double augmentedDims)
     {
-        Positive(sigma, nameof(sigma), "pfgmpp_radius");
-        Positive(augmentedDims, nameof(augmentedDims), "pfgmpp_radius");
+        Args.Positive(sigma, nameof(sigma), "pfgmpp_radius");
+        Args.Positive(augmentedDims, nameof(augmentedDims), "pfgmpp_radius");
         return sigma * Math.Sqrt(augmentedDims);
     }
 
@@ -27,8 +27,8 @@ public static class Pfgmpp
         const string op = "pfgmpp_log_kernel";
         if (x.Rank != 2) throw new ShapeMismatchException(op, nameof(x), $"x must be [n, N], got {x.Shape}");
         if (y.Shape != x.Shape) throw new ShapeMismatchException(op, nameof(y), x.Shape, y.Shape);
-        Positive(radius, nameof(radius), op);
-        Positive(augmentedDims, nameof(augmentedDims), op);
+        Args.Positive(radius, nameof(radius), op);
+        Args.Positive(augmentedDims, nameof(augmentedDims), op);
         double n = x.Shape[1], half = (n + augmentedDims) / 2;
         double logNorm = MonteCarloSmoothing.LogGamma(half) - n / 2 * Math.Log(Math.PI) - MonteCarloSmoothing.LogGamma(augmentedDims / 2)
             + augmentedDims * Math.Log(radius);
@@ -46,15 +46,10 @@ public static class Pfgmpp
         const string op = "pfgmpp_perturb";
         ArgumentNullException.ThrowIfNull(generator);
         if (y.Rank != 2) throw new ShapeMismatchException(op, nameof(y), $"y must be [n, N], got {y.Shape}");
-        Positive(radius, nameof(radius), op);
+        Args.Positive(radius, nameof(radius), op);
         if (augmentedDims < 1) throw new ArgumentOutOfRangeException(nameof(augmentedDims), augmentedDims, $"{op}: D must be at least 1");
         var g = Tensor.Randn(y.Shape, generator, dtype: y.DType, device: y.Device);
         var h = Tensor.Randn(new Shape(y.Shape[0], augmentedDims), generator, dtype: y.DType, device: y.Device);
         return y + radius * g / h.Norm(2, [1], keepDim: true);
-    }
-
-    static void Positive(double v, string name, string op)
-    {
-        if (!(v > 0) || !double.IsFinite(v)) throw new ArgumentOutOfRangeException(name, v, $"{op}: {name} must be positive and finite");
     }
 }
