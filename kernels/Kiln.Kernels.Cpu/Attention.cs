@@ -1,4 +1,6 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Kiln.Kernels.Cpu;
@@ -7,9 +9,10 @@ namespace Kiln.Kernels.Cpu;
 /// Fused scaled-dot-product attention, forward and backward, blocked with an online softmax (FlashAttention-2's
 /// schedule): only a <see cref="Block"/> x <see cref="Block"/> tile of scores exists at a time, never the T x T matrix.
 /// Causal attention lets query i see keys j &lt;= i (top-left aligned, as PyTorch) and skips the blocks above the diagonal.
-/// The tile products run on the packed <see cref="Gemm"/>. Reference: <see cref="Reference.Attention"/>.
+/// With AVX-512 the forward runs its own register tiles (<see cref="ForwardTiled{T}"/>); otherwise the tile products run on
+/// the packed <see cref="Gemm"/>. Reference: <see cref="Reference.Attention"/>.
 /// </summary>
-public static class Attention
+public static unsafe class Attention
 {
     /// <summary>Rows of queries and keys per tile.</summary>
     public const int Block = 64;
@@ -18,11 +21,20 @@ public static class Attention
     /// y = softmax(scale q k^T (masked)) v for <paramref name="batch"/> heads; q [batch, tq, d], k [batch, tk, d],
     /// v [batch, tk, dv], y [batch, tq, dv] contiguous from their offsets; lse [batch, tq] receives each row's
     /// log-sum-exp of the scaled, masked scores (the backward recomputes probabilities from it). With no keys, y is 0
-    /// and lse is -inf.
+    /// and lse is -inf. <c>kernel</c> Vector512 (what Auto picks with AVX-512) runs the register-tiled forward, another
+    /// kernel tiles of <see cref="Gemm"/> products with that micro-kernel.
     /// </summary>
+    /// <exception cref="NotSupportedException">The kernel is not hardware-accelerated here.</exception>
     public static void Forward<T>(int batch, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, T[] v, int vOff,
-        bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff) where T : unmanaged, IFloatingPointIeee754<T>
+        bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff, GemmKernel kernel = GemmKernel.Auto) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (kernel == GemmKernel.Auto) kernel = Gemm.Best;
+        if (kernel == GemmKernel.Vector512 && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
+        {
+            if (!Vector512.IsHardwareAccelerated) throw new NotSupportedException("attention: the Vector512 kernel is not hardware-accelerated on this machine");
+            ForwardTiled(batch, tq, tk, d, dv, q, qOff, k, kOff, v, vOff, causal, scale, y, yOff, lse, lseOff);
+            return;
+        }
         int qBlocks = (tq + Block - 1) / Block;
         long work = 2L * batch * tq * tk * (d + dv);
         Strided.Parallel(batch * qBlocks, work, (s, e) =>
@@ -40,7 +52,7 @@ public static class Attention
                 {
                     int bc = Math.Min(Block, jEnd - j0);
                     // Scores of this tile: scale Q_i K_j^T (K read transposed through its strides).
-                    Gemm.Run(br, bc, d, scale, q, qi, d, 1, k, kOff + (b * tk + j0) * d, 1, d, T.Zero, sc, 0, bc, threads: 1);
+                    Gemm.Run(br, bc, d, scale, q, qi, d, 1, k, kOff + (b * tk + j0) * d, 1, d, T.Zero, sc, 0, bc, kernel, threads: 1);
                     for (int r = 0; r < br; r++)
                     {
                         var row = sc.AsSpan(r * bc, bc);
@@ -61,7 +73,7 @@ public static class Attention
                         }
                     }
                     // Y_i += P V_j.
-                    Gemm.Run(br, dv, bc, T.One, sc, 0, bc, 1, v, vOff + (b * tk + j0) * dv, dv, 1, T.One, y, yi, dv, threads: 1);
+                    Gemm.Run(br, dv, bc, T.One, sc, 0, bc, 1, v, vOff + (b * tk + j0) * dv, dv, 1, T.One, y, yi, dv, kernel, threads: 1);
                 }
                 for (int r = 0; r < br; r++)
                 {
@@ -75,6 +87,202 @@ public static class Attention
             }
             Strided.Return(sc);
         });
+    }
+
+
+    // Keys per tile of the register-tiled forward (a multiple of TileRows).
+    const int TileKeys = 64;
+    const int TileRows = 4;
+
+    /// <summary>
+    /// The forward on AVX-512 register tiles, per head and block of NQ = 4 vector widths of queries (64 float32): the
+    /// scores are computed transposed, S^T = K_j Q_i^T (keys down, queries across), so the online softmax's maximum,
+    /// exponentials and sums run down the columns on whole vectors; P V accumulates in a scratch block whose rows are
+    /// rescaled by the micro-kernel as it adds (its per-row beta is the softmax correction). Q_i^T is packed once per
+    /// block; K and V rows are read in place (V through a zero-padded copy when dv is not a multiple of NQ).
+    /// </summary>
+    static void ForwardTiled<T>(int batch, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, T[] v, int vOff,
+        bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector512<T>.Count, nq = 4 * w;
+        int qBlocks = (tq + nq - 1) / nq, dvp = (dv + nq - 1) / nq * nq, tasks = batch * qBlocks;
+        long work = 2L * batch * tq * tk * (d + dv);
+        // V copied once, 64-byte aligned with rows padded to dvp: the P V tiles then load whole aligned vectors
+        // (unaligned rows of the caller's array would split every load across two cache lines).
+        var vRent = Strided.Rent<T>(checked(batch * tk * dvp + w));
+        fixed (T* pq = q, pk = k, pv = v, py = y, pl = lse, pvr = vRent)
+        {
+            T* vAll = (T*)(((nint)pvr + 63) & ~(nint)63);
+            T* vSrc = pv + vOff, qAll = pq + qOff, kAll = pk + kOff, yAll = py + yOff, lAll = pl + lseOff;
+            Strided.Parallel(batch * tk, (long)batch * tk * dvp, (s, e) =>
+            {
+                for (int r = s; r < e; r++)
+                {
+                    new ReadOnlySpan<T>(vSrc + (long)r * dv, dv).CopyTo(new Span<T>(vAll + (long)r * dvp, dv));
+                    new Span<T>(vAll + (long)r * dvp + dv, dvp - dv).Clear();
+                }
+            });
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            void Task(int t)
+            {
+                // Largest causal blocks first, so the last tasks handed out are the short ones.
+                int b = t % batch, i0 = (qBlocks - 1 - t / batch) * nq, br = Math.Min(nq, tq - i0);
+                int jEnd = causal ? Math.Min(tk, i0 + br) : tk;
+                var buf = TileScratch<T>.Get(d * nq + TileKeys * nq + nq * dvp + 3 * nq + w);
+                fixed (T* pb = buf)
+                {
+                    T* qt = (T*)(((nint)pb + 63) & ~(nint)63), st = qt + d * nq, o = st + TileKeys * nq;
+                    T* mm = o + nq * dvp, ll = mm + nq, corr = ll + nq;
+                    T* qh = qAll + ((long)b * tq + i0) * d, kh = kAll + (long)b * tk * d, vh = vAll + (long)b * tk * dvp;
+                    for (int c = 0; c < nq; c++)
+                        if (c < br) for (int p = 0; p < d; p++) qt[p * nq + c] = qh[(long)c * d + p];
+                        else for (int p = 0; p < d; p++) qt[p * nq + c] = T.Zero;
+                    new Span<T>(o, nq * dvp).Clear();
+                    new Span<T>(mm, nq).Fill(T.NegativeInfinity);
+                    new Span<T>(ll, nq).Clear();
+                    for (int j0 = 0; j0 < jEnd; j0 += TileKeys)
+                    {
+                        int bk = Math.Min(TileKeys, jEnd - j0);
+                        for (int r0 = 0; r0 < bk; r0 += TileRows)
+                            Tile(d, kh + (long)(j0 + r0) * d, d, 1, Math.Min(TileRows, bk - r0), qt, nq, st + r0 * nq, nq, scale, null);
+                        // Key j0 + r sees queries i0 + c with c >= j0 + r - i0: mask the lanes below.
+                        if (causal && j0 + bk - 1 > i0)
+                            for (int r = Math.Max(0, i0 + 1 - j0); r < bk; r++) MaskBelow(st + r * nq, nq, j0 + r - i0);
+                        Softmax(st, bk, nq, mm, ll, corr);
+                        // O = diag(corr) O + P V_j, P^T = st: query c's probabilities run down column c.
+                        for (int j = 0; j < dvp; j += nq)
+                            for (int c0 = 0; c0 < br; c0 += TileRows)
+                                Tile(bk, st + c0, 1, nq, TileRows, vh + (long)j0 * dvp + j, dvp, o + c0 * dvp + j, dvp, T.One, corr + c0);
+                    }
+                    T* yh = yAll + ((long)b * tq + i0) * dv;
+                    for (int c = 0; c < br; c++)
+                    {
+                        T l = ll[c], inv = l == T.Zero ? T.Zero : T.One / l;
+                        lAll[(long)b * tq + i0 + c] = l == T.Zero ? T.NegativeInfinity : mm[c] + T.Log(l);
+                        TP.Multiply(new ReadOnlySpan<T>(o + c * dvp, dv), inv, new Span<T>(yh + (long)c * dv, dv));
+                    }
+                }
+            }
+            if (work < Strided.ParallelThreshold || tasks == 1)
+                for (int t = 0; t < tasks; t++) Task(t);
+            else
+                WorkerTeam.For(tasks, Task);
+        }
+        Strided.Return(vRent);
+    }
+
+    /// <summary>
+    /// C[rows x 4 vectors] = alpha sum_p A[., p] (x) B[p, .] + diag(beta) C, on <see cref="TileRows"/> rows: A's element (r, p)
+    /// at a[r ars + p acs] (strided, so neither operand is packed), B's row p at b + p ldb; beta null: C is only written.
+    /// Rows past <paramref name="rows"/> repeat the last real row and are not stored.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile<T>(int kc, T* a, nint ars, nint acs, int rows, T* b, nint ldb, T* c, nint ldc, T alpha, T* beta) where T : unmanaged, INumber<T>
+    {
+        int w = Vector512<T>.Count;
+        T* a0 = a, a1 = a + (rows > 1 ? ars : 0), a2 = a + (rows > 2 ? 2 * ars : 0), a3 = a + (rows > 3 ? 3 * ars : 0);
+        Vector512<T> c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default,
+            c20 = default, c21 = default, c22 = default, c23 = default, c30 = default, c31 = default, c32 = default, c33 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + w); var b2 = Vector512.Load(b + 2 * w); var b3 = Vector512.Load(b + 3 * w);
+            var x = Vector512.Create(*a0); c00 = Fma(x, b0, c00); c01 = Fma(x, b1, c01); c02 = Fma(x, b2, c02); c03 = Fma(x, b3, c03);
+            x = Vector512.Create(*a1); c10 = Fma(x, b0, c10); c11 = Fma(x, b1, c11); c12 = Fma(x, b2, c12); c13 = Fma(x, b3, c13);
+            x = Vector512.Create(*a2); c20 = Fma(x, b0, c20); c21 = Fma(x, b1, c21); c22 = Fma(x, b2, c22); c23 = Fma(x, b3, c23);
+            x = Vector512.Create(*a3); c30 = Fma(x, b0, c30); c31 = Fma(x, b1, c31); c32 = Fma(x, b2, c32); c33 = Fma(x, b3, c33);
+            a0 += acs; a1 += acs; a2 += acs; a3 += acs; b += ldb;
+        }
+        var va = Vector512.Create(alpha);
+        Put(c, w, c00, c01, c02, c03, va, beta);
+        if (rows > 1) Put(c + ldc, w, c10, c11, c12, c13, va, beta == null ? null : beta + 1);
+        if (rows > 2) Put(c + 2 * ldc, w, c20, c21, c22, c23, va, beta == null ? null : beta + 2);
+        if (rows > 3) Put(c + 3 * ldc, w, c30, c31, c32, c33, va, beta == null ? null : beta + 3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put<T>(T* c, int w, Vector512<T> x0, Vector512<T> x1, Vector512<T> x2, Vector512<T> x3, Vector512<T> va, T* beta) where T : unmanaged, INumber<T>
+    {
+        if (beta == null)
+        {
+            Vector512.Store(x0 * va, c); Vector512.Store(x1 * va, c + w); Vector512.Store(x2 * va, c + 2 * w); Vector512.Store(x3 * va, c + 3 * w);
+            return;
+        }
+        var vb = Vector512.Create(*beta);
+        Vector512.Store(Fma(x0, va, Vector512.Load(c) * vb), c); Vector512.Store(Fma(x1, va, Vector512.Load(c + w) * vb), c + w);
+        Vector512.Store(Fma(x2, va, Vector512.Load(c + 2 * w) * vb), c + 2 * w); Vector512.Store(Fma(x3, va, Vector512.Load(c + 3 * w) * vb), c + 3 * w);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<T> Fma<T>(Vector512<T> x, Vector512<T> y, Vector512<T> acc) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float)) return Vector512.FusedMultiplyAdd(x.AsSingle(), y.AsSingle(), acc.AsSingle()).As<float, T>();
+        return Vector512.FusedMultiplyAdd(x.AsDouble(), y.AsDouble(), acc.AsDouble()).As<double, T>();
+    }
+
+    // Per-thread pinned scratch of the tiled kernels.
+    static class TileScratch<T> where T : unmanaged
+    {
+        [ThreadStatic] static T[]? _buf;
+        public static T[] Get(int length) => _buf is { } x && x.Length >= length ? x : _buf = GC.AllocateUninitializedArray<T>(length, pinned: true);
+    }
+
+    // e^x on a vector, exactly 0 at -inf and below float32's normal range.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<T> Exp<T>(Vector512<T> x) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float))
+            return FloatLanes.Exp(new Lanes512F(Vector512.Max(x.AsSingle(), Vector512.Create(-88f)))).Value.As<float, T>();
+        return Vector512.Exp(x.AsDouble()).As<double, T>();
+    }
+
+    // Lanes c < cut of one NQ-wide row of S^T to -inf.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void MaskBelow<T>(T* row, int nq, int cut) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector512<T>.Count;
+        var lane = Vector512<T>.Indices;
+        for (int c = 0; c < nq && c < cut; c += w)
+        {
+            var keep = Vector512.GreaterThanOrEqual(lane + Vector512.Create(T.CreateTruncating(c)), Vector512.Create(T.CreateTruncating(cut)));
+            Vector512.Store(Vector512.ConditionalSelect(keep, Vector512.Load(row + c), Vector512.Create(T.NegativeInfinity)), row + c);
+        }
+    }
+
+    // One key block of the online softmax, down the columns of S^T [bk, 4 vectors]: new running maxima m, P = e^(S - m)
+    // in place, l = l corr + column sums, corr = e^(m_old - m) (0 where m_old is -inf; a column with no live key yet
+    // keeps m = -inf and gets P = 0).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Softmax<T>(T* st, int bk, int nq, T* m, T* l, T* corr) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector512<T>.Count;
+        var x0 = Vector512.Load(m); var x1 = Vector512.Load(m + w); var x2 = Vector512.Load(m + 2 * w); var x3 = Vector512.Load(m + 3 * w);
+        var o0 = x0; var o1 = x1; var o2 = x2; var o3 = x3;
+        for (int r = 0; r < bk; r++)
+        {
+            T* s = st + r * nq;
+            x0 = Vector512.Max(x0, Vector512.Load(s)); x1 = Vector512.Max(x1, Vector512.Load(s + w));
+            x2 = Vector512.Max(x2, Vector512.Load(s + 2 * w)); x3 = Vector512.Max(x3, Vector512.Load(s + 3 * w));
+        }
+        // Columns whose maximum is still -inf subtract 0 instead (-inf - -inf would be NaN).
+        Vector512.Store(x0, m); Vector512.Store(x1, m + w); Vector512.Store(x2, m + 2 * w); Vector512.Store(x3, m + 3 * w);
+        var ninf = Vector512.Create(T.NegativeInfinity);
+        x0 = Vector512.ConditionalSelect(Vector512.Equals(x0, ninf), Vector512<T>.Zero, x0);
+        x1 = Vector512.ConditionalSelect(Vector512.Equals(x1, ninf), Vector512<T>.Zero, x1);
+        x2 = Vector512.ConditionalSelect(Vector512.Equals(x2, ninf), Vector512<T>.Zero, x2);
+        x3 = Vector512.ConditionalSelect(Vector512.Equals(x3, ninf), Vector512<T>.Zero, x3);
+        var c0 = Exp(o0 - x0); var c1 = Exp(o1 - x1); var c2 = Exp(o2 - x2); var c3 = Exp(o3 - x3);
+        Vector512.Store(c0, corr); Vector512.Store(c1, corr + w); Vector512.Store(c2, corr + 2 * w); Vector512.Store(c3, corr + 3 * w);
+        Vector512<T> s0 = default, s1 = default, s2 = default, s3 = default;
+        for (int r = 0; r < bk; r++)
+        {
+            T* s = st + r * nq;
+            var p0 = Exp(Vector512.Load(s) - x0); var p1 = Exp(Vector512.Load(s + w) - x1);
+            var p2 = Exp(Vector512.Load(s + 2 * w) - x2); var p3 = Exp(Vector512.Load(s + 3 * w) - x3);
+            Vector512.Store(p0, s); Vector512.Store(p1, s + w); Vector512.Store(p2, s + 2 * w); Vector512.Store(p3, s + 3 * w);
+            s0 += p0; s1 += p1; s2 += p2; s3 += p3;
+        }
+        Vector512.Store(Vector512.Load(l) * c0 + s0, l); Vector512.Store(Vector512.Load(l + w) * c1 + s1, l + w);
+        Vector512.Store(Vector512.Load(l + 2 * w) * c2 + s2, l + 2 * w); Vector512.Store(Vector512.Load(l + 3 * w) * c3 + s3, l + 3 * w);
     }
 
     /// <summary>

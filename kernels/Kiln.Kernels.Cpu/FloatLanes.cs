@@ -37,6 +37,7 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
 internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
 {
     readonly Vector512<float> _v = v;
+    public Vector512<float> Value => _v;
     public static int Count => Vector512<float>.Count;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Splat(float value) => new(Vector512.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Load(ReadOnlySpan<float> x, int at) => new(Vector512.Create(x.Slice(at, Vector512<float>.Count)));

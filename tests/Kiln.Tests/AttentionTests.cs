@@ -1,4 +1,5 @@
 using Kiln.Kernels;
+using Kiln.Kernels.Cpu;
 using Kiln.Tests.TestKit;
 using Xunit;
 using FsCheck.Fluent;
@@ -52,6 +53,69 @@ public class AttentionTests
                 Close.Check(e, got.AsSpan(t * tq * dv, tq * dv), 0, tol, $"attention {dtype} batch {t} tq {tq} tk {tk} d {d} dv {dv} causal {causal}");
             }
         });
+    }
+
+    public static IEnumerable<object[]> KernelCases =>
+        from kern in new[] { GemmKernel.Vector512, GemmKernel.Vector256, GemmKernel.Scalar }
+        where kern != GemmKernel.Vector512 || System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated
+        where kern != GemmKernel.Vector256 || System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated
+        from dt in new[] { DType.Float32, DType.Float64 }
+        select new object[] { kern, dt };
+
+    // The CPU kernel on each micro-kernel (Vector512: the register-tiled forward; the others: tiles of Gemm products), with
+    // lengths across its 16/32/64-query and 64-key tiles and widths across its 4-vector panels, against the float64
+    // reference for y and a direct float64 log-sum-exp for lse.
+    [Theory, MemberData(nameof(KernelCases))]
+    public void Cpu_kernel_forward_matches_reference_on_every_micro_kernel(GemmKernel kernel, DType dtype)
+    {
+        var gen = from tq in Len from tk in Len
+                  from d in G.Frequency((3, Width), (1, G.Elements(16, 32, 63, 65, 96, 128)))
+                  from dv in G.Frequency((3, Width), (1, G.Elements(16, 32, 63, 65, 96, 128)))
+                  from batch in G.Choose(1, 3) from causal in G.Elements(true, false) from seed in TensorGen.Seed
+                  select (tq, tk, d, dv, batch, causal, seed);
+        Props.Check(gen, c =>
+        {
+            if (dtype == DType.Float32) KernelCase<float>(kernel, c, Math.Pow(2, -24));
+            else KernelCase<double>(kernel, c, Math.Pow(2, -53));
+        }, maxTest: 40);
+    }
+
+    static void KernelCase<T>(GemmKernel kernel, (int Tq, int Tk, int D, int Dv, int Batch, bool Causal, int Seed) c, double u)
+        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    {
+        var (tq, tk, d, dv, batch, causal, seed) = c;
+        var rnd = new Random(seed);
+        // Offsets shift every operand off any alignment the kernel might assume.
+        int off = rnd.Next(0, 5);
+        double[] R(int n) => [.. Enumerable.Range(0, n).Select(_ => rnd.NextDouble() * 2 - 1)];
+        var (qd, kd, vd) = (R(batch * tq * d), R(batch * tk * d), R(batch * tk * dv));
+        T[] Pad(double[] x) => [.. Enumerable.Repeat(T.NaN, off).Concat(x.Select(T.CreateTruncating))];
+        var y = Enumerable.Repeat(T.NaN, off + batch * tq * dv).ToArray();
+        var lse = Enumerable.Repeat(T.NaN, off + batch * tq).ToArray();
+        double s = 1 / Math.Sqrt(Math.Max(d, 1));
+        Kiln.Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, Pad(qd), off, Pad(kd), off, Pad(vd), off, causal, T.CreateTruncating(s), y, off, lse, off, kernel);
+        double tol = (d + tk + 8) * u * (2 + s * d);
+        for (int b = 0; b < batch; b++)
+        {
+            var e = Reference.Attention(tq, tk, d, dv, qd.AsSpan(b * tq * d, tq * d), kd.AsSpan(b * tk * d, tk * d), vd.AsSpan(b * tk * dv, tk * dv), causal, s);
+            for (int i = 0; i < tq * dv; i++)
+                Assert.True(Math.Abs(double.CreateTruncating(y[off + b * tq * dv + i]) - (tk == 0 ? 0 : e[i])) <= tol,
+                    $"{kernel} {typeof(T).Name} y[{b}, {i / Math.Max(dv, 1)}, {i % Math.Max(dv, 1)}] = {y[off + b * tq * dv + i]}, expected {e[i]} (tq {tq} tk {tk} d {d} dv {dv} causal {causal})");
+            for (int i = 0; i < tq; i++)
+            {
+                int live = causal ? Math.Min(tk, i + 1) : tk;
+                double m = double.NegativeInfinity, sum = 0;
+                var sc = new double[live];
+                for (int j = 0; j < live; j++)
+                {
+                    for (int p = 0; p < d; p++) sc[j] += qd[(b * tq + i) * d + p] * kd[(b * tk + j) * d + p];
+                    sc[j] *= s; m = Math.Max(m, sc[j]);
+                }
+                for (int j = 0; j < live; j++) sum += Math.Exp(sc[j] - m);
+                double want = live == 0 ? double.NegativeInfinity : m + Math.Log(sum), got = double.CreateTruncating(lse[off + b * tq + i]);
+                Assert.True(live == 0 ? double.IsNegativeInfinity(got) : Math.Abs(got - want) <= tol, $"{kernel} {typeof(T).Name} lse[{b}, {i}] = {got}, expected {want}");
+            }
+        }
     }
 
     [Theory]
