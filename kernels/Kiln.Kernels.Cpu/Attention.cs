@@ -173,11 +173,11 @@ public static unsafe class Attention
 
     /// <summary>
     /// C[rows x 4 vectors] = alpha sum_p A[., p] (x) B[p, .] + diag(beta) C, on <see cref="TileRows"/> rows: A's element (r, p)
-    /// at a[r ars + p acs] (strided, so neither operand is packed), B's row p at b + p ldb; beta null: C is only written.
-    /// Rows past <paramref name="rows"/> repeat the last real row and are not stored.
+    /// at a[r ars + p acs] (strided, so neither operand is packed), B's row p at b + p ldb; beta null: C is only written,
+    /// or added to when <paramref name="add"/>. Rows past <paramref name="rows"/> repeat the last real row and are not stored.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Tile<T>(int kc, T* a, nint ars, nint acs, int rows, T* b, nint ldb, T* c, nint ldc, T alpha, T* beta) where T : unmanaged, INumber<T>
+    static void Tile<T>(int kc, T* a, nint ars, nint acs, int rows, T* b, nint ldb, T* c, nint ldc, T alpha, T* beta, bool add = false) where T : unmanaged, INumber<T>
     {
         int w = Vector512<T>.Count;
         T* a0 = a, a1 = a + (rows > 1 ? ars : 0), a2 = a + (rows > 2 ? 2 * ars : 0), a3 = a + (rows > 3 ? 3 * ars : 0);
@@ -193,15 +193,21 @@ public static unsafe class Attention
             a0 += acs; a1 += acs; a2 += acs; a3 += acs; b += ldb;
         }
         var va = Vector512.Create(alpha);
-        Put(c, w, c00, c01, c02, c03, va, beta);
-        if (rows > 1) Put(c + ldc, w, c10, c11, c12, c13, va, beta == null ? null : beta + 1);
-        if (rows > 2) Put(c + 2 * ldc, w, c20, c21, c22, c23, va, beta == null ? null : beta + 2);
-        if (rows > 3) Put(c + 3 * ldc, w, c30, c31, c32, c33, va, beta == null ? null : beta + 3);
+        Put(c, w, c00, c01, c02, c03, va, beta, add);
+        if (rows > 1) Put(c + ldc, w, c10, c11, c12, c13, va, beta == null ? null : beta + 1, add);
+        if (rows > 2) Put(c + 2 * ldc, w, c20, c21, c22, c23, va, beta == null ? null : beta + 2, add);
+        if (rows > 3) Put(c + 3 * ldc, w, c30, c31, c32, c33, va, beta == null ? null : beta + 3, add);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Put<T>(T* c, int w, Vector512<T> x0, Vector512<T> x1, Vector512<T> x2, Vector512<T> x3, Vector512<T> va, T* beta) where T : unmanaged, INumber<T>
+    static void Put<T>(T* c, int w, Vector512<T> x0, Vector512<T> x1, Vector512<T> x2, Vector512<T> x3, Vector512<T> va, T* beta, bool add) where T : unmanaged, INumber<T>
     {
+        if (add)
+        {
+            Vector512.Store(Fma(x0, va, Vector512.Load(c)), c); Vector512.Store(Fma(x1, va, Vector512.Load(c + w)), c + w);
+            Vector512.Store(Fma(x2, va, Vector512.Load(c + 2 * w)), c + 2 * w); Vector512.Store(Fma(x3, va, Vector512.Load(c + 3 * w)), c + 3 * w);
+            return;
+        }
         if (beta == null)
         {
             Vector512.Store(x0 * va, c); Vector512.Store(x1 * va, c + w); Vector512.Store(x2 * va, c + 2 * w); Vector512.Store(x3 * va, c + 3 * w);
@@ -292,9 +298,16 @@ public static unsafe class Attention
     /// Heads run in parallel; each head's tiles in a fixed order, so results do not depend on the thread count.
     /// </summary>
     public static void Backward<T>(int batch, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, T[] v, int vOff,
-        T[] y, int yOff, T[] gy, int gyOff, T[] lse, int lseOff, bool causal, T scale, T[] gq, int gqOff, T[] gk, int gkOff, T[] gv, int gvOff)
-        where T : unmanaged, IFloatingPointIeee754<T>
+        T[] y, int yOff, T[] gy, int gyOff, T[] lse, int lseOff, bool causal, T scale, T[] gq, int gqOff, T[] gk, int gkOff, T[] gv, int gvOff,
+        GemmKernel kernel = GemmKernel.Auto) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (kernel == GemmKernel.Auto) kernel = Gemm.Best;
+        if (kernel == GemmKernel.Vector512 && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
+        {
+            if (!Vector512.IsHardwareAccelerated) throw new NotSupportedException("attention: the Vector512 kernel is not hardware-accelerated on this machine");
+            BackwardTiled(batch, tq, tk, d, dv, q, qOff, k, kOff, v, vOff, y, yOff, gy, gyOff, lse, lseOff, causal, scale, gq, gqOff, gk, gkOff, gv, gvOff);
+            return;
+        }
         long work = 4L * batch * tq * tk * (d + dv);
         Strided.Parallel(batch, work, (s, e) =>
         {
@@ -312,7 +325,7 @@ public static unsafe class Attention
                     for (int i0 = causal ? j0 / Block * Block : 0; i0 < tq; i0 += Block)
                     {
                         int br = Math.Min(Block, tq - i0);
-                        Gemm.Run(br, bc, d, scale, q, qh + i0 * d, d, 1, k, kh + j0 * d, 1, d, T.Zero, p, 0, bc, threads: 1);
+                        Gemm.Run(br, bc, d, scale, q, qh + i0 * d, d, 1, k, kh + j0 * d, 1, d, T.Zero, p, 0, bc, kernel, threads: 1);
                         for (int r = 0; r < br; r++)
                         {
                             var row = p.AsSpan(r * bc, bc);
@@ -322,8 +335,8 @@ public static unsafe class Attention
                             row[valid..].Clear();
                         }
                         // dV_j += P^T dY_i; dP = dY_i V_j^T.
-                        Gemm.Run(bc, dv, br, T.One, p, 0, 1, bc, gy, gyh + i0 * dv, dv, 1, T.One, gv, gvh + j0 * dv, dv, threads: 1);
-                        Gemm.Run(br, bc, dv, T.One, gy, gyh + i0 * dv, dv, 1, v, vh + j0 * dv, 1, dv, T.Zero, dp, 0, bc, threads: 1);
+                        Gemm.Run(bc, dv, br, T.One, p, 0, 1, bc, gy, gyh + i0 * dv, dv, 1, T.One, gv, gvh + j0 * dv, dv, kernel, threads: 1);
+                        Gemm.Run(br, bc, dv, T.One, gy, gyh + i0 * dv, dv, 1, v, vh + j0 * dv, 1, dv, T.Zero, dp, 0, bc, kernel, threads: 1);
                         for (int r = 0; r < br; r++)
                         {
                             var pr = p.AsSpan(r * bc, bc); var dr = dp.AsSpan(r * bc, bc);
@@ -331,12 +344,133 @@ public static unsafe class Attention
                             TP.Multiply(pr, dr, pr);
                         }
                         // dQ_i += scale dS K_j; dK_j += scale dS^T Q_i.
-                        Gemm.Run(br, d, bc, scale, p, 0, bc, 1, k, kh + j0 * d, d, 1, T.One, gq, gqh + i0 * d, d, threads: 1);
-                        Gemm.Run(bc, d, br, scale, p, 0, 1, bc, q, qh + i0 * d, d, 1, T.One, gk, gkh + j0 * d, d, threads: 1);
+                        Gemm.Run(br, d, bc, scale, p, 0, bc, 1, k, kh + j0 * d, d, 1, T.One, gq, gqh + i0 * d, d, kernel, threads: 1);
+                        Gemm.Run(bc, d, br, scale, p, 0, 1, bc, q, qh + i0 * d, d, 1, T.One, gk, gkh + j0 * d, d, kernel, threads: 1);
                     }
                 }
             }
             Strided.Return(p); Strided.Return(dp); Strided.Return(rowDot);
         });
+    }
+
+    /// <summary>
+    /// The backward on AVX-512 register tiles (FlashAttention-2's order: key blocks outer, dK_j and dV_j held in scratch),
+    /// transposed as the forward: S^T = K_j Q_i^T and dP^T = V_j dY_i^T (keys down, queries across), P^T = e^(S^T - lse) and
+    /// dS^T = P^T (dP^T - D) down the columns, then dV_j += P^T dY_i, dK_j += scale dS^T Q_i and dQ_i += scale dS K_j on the
+    /// same micro-kernel. Per head, Q, dY, K (zero-padded to whole panels) and the query blocks of Q^T and dY^T are copied
+    /// once into aligned scratch; dQ accumulates there and is copied out at the end.
+    /// </summary>
+    static void BackwardTiled<T>(int batch, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, T[] v, int vOff,
+        T[] y, int yOff, T[] gy, int gyOff, T[] lse, int lseOff, bool causal, T scale, T[] gq, int gqOff, T[] gk, int gkOff, T[] gv, int gvOff)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector512<T>.Count, nq = 4 * w;
+        int qBlocks = (tq + nq - 1) / nq, tqp = qBlocks * nq, dp = (d + nq - 1) / nq * nq, dvp = (dv + nq - 1) / nq * nq;
+        // Scratch of one head: padded Q, dY, K, dQ; Q^T and dY^T by query block; lse and D = rowsum(dY y) padded with 0;
+        // S^T, dP^T, dK_j, dV_j of one key block.
+        long size = (long)tqp * dp * 2 + (long)tqp * dvp + (long)tk * dp + (long)tqp * (d + dv) + 2L * tqp
+            + 2L * TileKeys * nq + (long)TileKeys * (dp + dvp) + w;
+        long work = 4L * batch * tq * tk * (d + dv);
+        Strided.Parallel(batch, work, (s, e) =>
+        {
+            var rent = Strided.Rent<T>(checked((int)size));
+            fixed (T* pr = rent, pq = q, pk = k, pv = v, py = y, pgy = gy, pl = lse, pgq = gq, pgk = gk, pgv = gv)
+            {
+                T* qp = (T*)(((nint)pr + 63) & ~(nint)63), gyp = qp + (long)tqp * dp, kp = gyp + (long)tqp * dvp, dq = kp + (long)tk * dp;
+                T* qt = dq + (long)tqp * dp, gyt = qt + (long)tqp * d, lv = gyt + (long)tqp * dv, dd = lv + tqp;
+                T* st = dd + tqp, dpt = st + TileKeys * nq, dk = dpt + TileKeys * nq, dvs = dk + TileKeys * dp;
+                for (int b = s; b < e; b++)
+                    Head(b, tq, tk, d, dv, pq + qOff + (long)b * tq * d, pk + kOff + (long)b * tk * d, pv + vOff + (long)b * tk * dv,
+                        py + yOff + (long)b * tq * dv, pgy + gyOff + (long)b * tq * dv, pl + lseOff + (long)b * tq, causal, scale,
+                        pgq + gqOff + (long)b * tq * d, pgk + gkOff + (long)b * tk * d, pgv + gvOff + (long)b * tk * dv,
+                        qp, gyp, kp, dq, qt, gyt, lv, dd, st, dpt, dk, dvs);
+            }
+            Strided.Return(rent);
+        });
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Head<T>(int b, int tq, int tk, int d, int dv, T* q, T* k, T* v, T* y, T* gy, T* lse, bool causal, T scale, T* gq, T* gk, T* gv,
+        T* qp, T* gyp, T* kp, T* dq, T* qt, T* gyt, T* lv, T* dd, T* st, T* dpt, T* dk, T* dvs) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector512<T>.Count, nq = 4 * w;
+        int qBlocks = (tq + nq - 1) / nq, tqp = qBlocks * nq, dp = (d + nq - 1) / nq * nq, dvp = (dv + nq - 1) / nq * nq;
+        PadRows(q, tq, d, qp, tqp, dp); PadRows(gy, tq, dv, gyp, tqp, dvp); PadRows(k, tk, d, kp, tk, dp);
+        new Span<T>(dq, tqp * dp).Clear();
+        for (int i = 0; i < tqp; i++)
+        {
+            bool live = i < tq;
+            // Padded queries: lse 0 and D 0 over zero rows of Q and dY, so their P is finite and their dS and dV terms are 0.
+            lv[i] = live ? lse[i] : T.Zero;
+            dd[i] = live ? TP.Dot(new ReadOnlySpan<T>(y + (long)i * dv, dv), new ReadOnlySpan<T>(gy + (long)i * dv, dv)) : T.Zero;
+            T* qtb = qt + (long)(i / nq) * nq * d + i % nq, gytb = gyt + (long)(i / nq) * nq * dv + i % nq;
+            for (int p = 0; p < d; p++) qtb[p * nq] = qp[(long)i * dp + p];
+            for (int p = 0; p < dv; p++) gytb[p * nq] = gyp[(long)i * dvp + p];
+        }
+        for (int j0 = 0; j0 < tk; j0 += TileKeys)
+        {
+            int bk = Math.Min(TileKeys, tk - j0);
+            new Span<T>(dk, TileKeys * dp).Clear(); new Span<T>(dvs, TileKeys * dvp).Clear();
+            for (int i0 = causal ? j0 / nq * nq : 0; i0 < tq; i0 += nq)
+            {
+                int br = Math.Min(nq, tq - i0);
+                T* qtb = qt + (long)i0 * d, gytb = gyt + (long)i0 * dv;
+                for (int r0 = 0; r0 < bk; r0 += TileRows)
+                {
+                    int rows = Math.Min(TileRows, bk - r0);
+                    Tile(d, k + (long)(j0 + r0) * d, d, 1, rows, qtb, nq, st + r0 * nq, nq, scale, null);
+                    Tile(dv, v + (long)(j0 + r0) * dv, dv, 1, rows, gytb, nq, dpt + r0 * nq, nq, T.One, null);
+                }
+                if (causal && j0 + bk - 1 > i0)
+                    for (int r = Math.Max(0, i0 + 1 - j0); r < bk; r++) MaskBelow(st + r * nq, nq, j0 + r - i0);
+                ProbabilitiesAndScoreGradients(st, dpt, bk, nq, lv + i0, dd + i0);
+                for (int r0 = 0; r0 < bk; r0 += TileRows)
+                {
+                    int rows = Math.Min(TileRows, bk - r0);
+                    for (int j = 0; j < dvp; j += nq)
+                        Tile(br, st + r0 * nq, nq, 1, rows, gyp + (long)i0 * dvp + j, dvp, dvs + r0 * dvp + j, dvp, T.One, null, add: true);
+                    for (int j = 0; j < dp; j += nq)
+                        Tile(br, dpt + r0 * nq, nq, 1, rows, qp + (long)i0 * dp + j, dp, dk + r0 * dp + j, dp, scale, null, add: true);
+                }
+                for (int j = 0; j < dp; j += nq)
+                    for (int c0 = 0; c0 < br; c0 += TileRows)
+                        Tile(bk, dpt + c0, 1, nq, TileRows, kp + (long)j0 * dp + j, dp, dq + (long)(i0 + c0) * dp + j, dp, scale, null, add: true);
+            }
+            for (int r = 0; r < bk; r++)
+            {
+                new ReadOnlySpan<T>(dk + r * dp, d).CopyTo(new Span<T>(gk + (long)(j0 + r) * d, d));
+                new ReadOnlySpan<T>(dvs + r * dvp, dv).CopyTo(new Span<T>(gv + (long)(j0 + r) * dv, dv));
+            }
+        }
+        for (int i = 0; i < tq; i++) new ReadOnlySpan<T>(dq + (long)i * dp, d).CopyTo(new Span<T>(gq + (long)i * d, d));
+    }
+
+    // rows x cols of src into dst [dstRows, ld], zero beyond.
+    static void PadRows<T>(T* src, int rows, int cols, T* dst, int dstRows, int ld) where T : unmanaged
+    {
+        for (int r = 0; r < dstRows; r++)
+        {
+            var row = new Span<T>(dst + (long)r * ld, ld);
+            if (r < rows) { new ReadOnlySpan<T>(src + (long)r * cols, cols).CopyTo(row); row[cols..].Clear(); }
+            else row.Clear();
+        }
+    }
+
+    // Down the columns of one key block: P^T = e^(S^T - lse) in st (masked scores give 0), dS^T = P^T (dP^T - D) in dpt.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void ProbabilitiesAndScoreGradients<T>(T* st, T* dpt, int bk, int nq, T* lse, T* dd) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector512<T>.Count;
+        var l0 = Vector512.Load(lse); var l1 = Vector512.Load(lse + w); var l2 = Vector512.Load(lse + 2 * w); var l3 = Vector512.Load(lse + 3 * w);
+        var d0 = Vector512.Load(dd); var d1 = Vector512.Load(dd + w); var d2 = Vector512.Load(dd + 2 * w); var d3 = Vector512.Load(dd + 3 * w);
+        for (int r = 0; r < bk; r++)
+        {
+            T* s = st + r * nq, g = dpt + r * nq;
+            var p0 = Exp(Vector512.Load(s) - l0); var p1 = Exp(Vector512.Load(s + w) - l1);
+            var p2 = Exp(Vector512.Load(s + 2 * w) - l2); var p3 = Exp(Vector512.Load(s + 3 * w) - l3);
+            Vector512.Store(p0, s); Vector512.Store(p1, s + w); Vector512.Store(p2, s + 2 * w); Vector512.Store(p3, s + 3 * w);
+            Vector512.Store(p0 * (Vector512.Load(g) - d0), g); Vector512.Store(p1 * (Vector512.Load(g + w) - d1), g + w);
+            Vector512.Store(p2 * (Vector512.Load(g + 2 * w) - d2), g + 2 * w); Vector512.Store(p3 * (Vector512.Load(g + 3 * w) - d3), g + 3 * w);
+        }
     }
 }

@@ -64,9 +64,9 @@ public class AttentionTests
 
     // The CPU kernel on each micro-kernel (Vector512: the register-tiled forward; the others: tiles of Gemm products), with
     // lengths across its 16/32/64-query and 64-key tiles and widths across its 4-vector panels, against the float64
-    // reference for y and a direct float64 log-sum-exp for lse.
+    // reference for y and its gradients, and a direct float64 log-sum-exp for lse.
     [Theory, MemberData(nameof(KernelCases))]
-    public void Cpu_kernel_forward_matches_reference_on_every_micro_kernel(GemmKernel kernel, DType dtype)
+    public void Cpu_kernel_forward_and_backward_match_reference_on_every_micro_kernel(GemmKernel kernel, DType dtype)
     {
         var gen = from tq in Len from tk in Len
                   from d in G.Frequency((3, Width), (1, G.Elements(16, 32, 63, 65, 96, 128)))
@@ -85,36 +85,47 @@ public class AttentionTests
     {
         var (tq, tk, d, dv, batch, causal, seed) = c;
         var rnd = new Random(seed);
-        // Offsets shift every operand off any alignment the kernel might assume.
+        // Offsets shift every operand off any alignment the kernel might assume; NaN around them catches stray reads.
         int off = rnd.Next(0, 5);
         double[] R(int n) => [.. Enumerable.Range(0, n).Select(_ => rnd.NextDouble() * 2 - 1)];
-        var (qd, kd, vd) = (R(batch * tq * d), R(batch * tk * d), R(batch * tk * dv));
+        var (qd, kd, vd, gyd) = (R(batch * tq * d), R(batch * tk * d), R(batch * tk * dv), R(batch * tq * dv));
         T[] Pad(double[] x) => [.. Enumerable.Repeat(T.NaN, off).Concat(x.Select(T.CreateTruncating))];
-        var y = Enumerable.Repeat(T.NaN, off + batch * tq * dv).ToArray();
-        var lse = Enumerable.Repeat(T.NaN, off + batch * tq).ToArray();
+        T[] Out(int n) => Enumerable.Repeat(T.NaN, off + n).ToArray();
+        var (y, lse, gq, gk, gv) = (Out(batch * tq * dv), Out(batch * tq), Out(batch * tq * d), Out(batch * tk * d), Out(batch * tk * dv));
         double s = 1 / Math.Sqrt(Math.Max(d, 1));
-        Kiln.Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, Pad(qd), off, Pad(kd), off, Pad(vd), off, causal, T.CreateTruncating(s), y, off, lse, off, kernel);
-        double tol = (d + tk + 8) * u * (2 + s * d);
+        var (q, k, v) = (Pad(qd), Pad(kd), Pad(vd));
+        Kiln.Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, q, off, k, off, v, off, causal, T.CreateTruncating(s), y, off, lse, off, kernel);
+        Kiln.Kernels.Cpu.Attention.Backward(batch, tq, tk, d, dv, q, off, k, off, v, off, y, off, Pad(gyd), off, lse, off, causal, T.CreateTruncating(s),
+            gq, off, gk, off, gv, off, kernel);
+        // Rounding bound as in the forward test; the gradients sum over both lengths and both widths.
+        double tol = (d + tk + 8) * u * (2 + s * d), gtol = (d + dv + tq + tk + 8) * u * 4 * (2 + s * d);
+        string what = $"{kernel} {typeof(T).Name} (tq {tq} tk {tk} d {d} dv {dv} causal {causal})";
+        void Check(ReadOnlySpan<double> expected, T[] got, int at, double bound, string name)
+        {
+            for (int i = 0; i < expected.Length; i++)
+                Assert.True(Math.Abs(double.CreateTruncating(got[at + i]) - expected[i]) <= bound * Math.Max(1, Math.Abs(expected[i])),
+                    $"{what} {name}[{i}] = {got[at + i]}, expected {expected[i]}");
+        }
         for (int b = 0; b < batch; b++)
         {
-            var e = Reference.Attention(tq, tk, d, dv, qd.AsSpan(b * tq * d, tq * d), kd.AsSpan(b * tk * d, tk * d), vd.AsSpan(b * tk * dv, tk * dv), causal, s);
-            for (int i = 0; i < tq * dv; i++)
-                Assert.True(Math.Abs(double.CreateTruncating(y[off + b * tq * dv + i]) - (tk == 0 ? 0 : e[i])) <= tol,
-                    $"{kernel} {typeof(T).Name} y[{b}, {i / Math.Max(dv, 1)}, {i % Math.Max(dv, 1)}] = {y[off + b * tq * dv + i]}, expected {e[i]} (tq {tq} tk {tk} d {d} dv {dv} causal {causal})");
+            var (qs, ks, vs, gys) = (qd[(b * tq * d)..((b + 1) * tq * d)], kd[(b * tk * d)..((b + 1) * tk * d)], vd[(b * tk * dv)..((b + 1) * tk * dv)], gyd[(b * tq * dv)..((b + 1) * tq * dv)]);
+            var e = tk == 0 ? new double[tq * dv] : Reference.Attention(tq, tk, d, dv, qs, ks, vs, causal, s);
+            Check(e, y, off + b * tq * dv, tol, "y");
+            var lseRef = new double[tq];
             for (int i = 0; i < tq; i++)
             {
                 int live = causal ? Math.Min(tk, i + 1) : tk;
-                double m = double.NegativeInfinity, sum = 0;
-                var sc = new double[live];
-                for (int j = 0; j < live; j++)
-                {
-                    for (int p = 0; p < d; p++) sc[j] += qd[(b * tq + i) * d + p] * kd[(b * tk + j) * d + p];
-                    sc[j] *= s; m = Math.Max(m, sc[j]);
-                }
-                for (int j = 0; j < live; j++) sum += Math.Exp(sc[j] - m);
-                double want = live == 0 ? double.NegativeInfinity : m + Math.Log(sum), got = double.CreateTruncating(lse[off + b * tq + i]);
-                Assert.True(live == 0 ? double.IsNegativeInfinity(got) : Math.Abs(got - want) <= tol, $"{kernel} {typeof(T).Name} lse[{b}, {i}] = {got}, expected {want}");
+                var sc = Enumerable.Range(0, live).Select(j => s * Enumerable.Range(0, d).Sum(p => qs[i * d + p] * ks[j * d + p])).ToArray();
+                double m = live == 0 ? double.NegativeInfinity : sc.Max();
+                lseRef[i] = live == 0 ? double.NegativeInfinity : m + Math.Log(sc.Sum(x => Math.Exp(x - m)));
+                if (live == 0) Assert.True(T.IsNegativeInfinity(lse[off + b * tq + i]), $"{what} lse[{i}] = {lse[off + b * tq + i]}, expected -inf");
             }
+            Check(lseRef.Select(x => double.IsNegativeInfinity(x) ? 0 : x).ToArray(), lse.Select(x => T.IsNegativeInfinity(x) ? T.Zero : x).ToArray(), off + b * tq, tol, "lse");
+            if (tk == 0) continue;
+            var (egq, egk, egv) = Reference.AttentionBackward(tq, tk, d, dv, qs, ks, vs, gys, causal, s);
+            Check(egq, gq, off + b * tq * d, gtol, "gq");
+            Check(egk, gk, off + b * tk * d, gtol, "gk");
+            Check(egv, gv, off + b * tk * dv, gtol, "gv");
         }
     }
 
