@@ -186,10 +186,10 @@ public static unsafe class Attention
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + w); var b2 = Vector512.Load(b + 2 * w); var b3 = Vector512.Load(b + 3 * w);
-            var x = Vector512.Create(*a0); c00 = Fma(x, b0, c00); c01 = Fma(x, b1, c01); c02 = Fma(x, b2, c02); c03 = Fma(x, b3, c03);
-            x = Vector512.Create(*a1); c10 = Fma(x, b0, c10); c11 = Fma(x, b1, c11); c12 = Fma(x, b2, c12); c13 = Fma(x, b3, c13);
-            x = Vector512.Create(*a2); c20 = Fma(x, b0, c20); c21 = Fma(x, b1, c21); c22 = Fma(x, b2, c22); c23 = Fma(x, b3, c23);
-            x = Vector512.Create(*a3); c30 = Fma(x, b0, c30); c31 = Fma(x, b1, c31); c32 = Fma(x, b2, c32); c33 = Fma(x, b3, c33);
+            var x = Vector512.Create(*a0); c00 = GemmMicro.Fma(x, b0, c00); c01 = GemmMicro.Fma(x, b1, c01); c02 = GemmMicro.Fma(x, b2, c02); c03 = GemmMicro.Fma(x, b3, c03);
+            x = Vector512.Create(*a1); c10 = GemmMicro.Fma(x, b0, c10); c11 = GemmMicro.Fma(x, b1, c11); c12 = GemmMicro.Fma(x, b2, c12); c13 = GemmMicro.Fma(x, b3, c13);
+            x = Vector512.Create(*a2); c20 = GemmMicro.Fma(x, b0, c20); c21 = GemmMicro.Fma(x, b1, c21); c22 = GemmMicro.Fma(x, b2, c22); c23 = GemmMicro.Fma(x, b3, c23);
+            x = Vector512.Create(*a3); c30 = GemmMicro.Fma(x, b0, c30); c31 = GemmMicro.Fma(x, b1, c31); c32 = GemmMicro.Fma(x, b2, c32); c33 = GemmMicro.Fma(x, b3, c33);
             a0 += acs; a1 += acs; a2 += acs; a3 += acs; b += ldb;
         }
         var va = Vector512.Create(alpha);
@@ -204,8 +204,8 @@ public static unsafe class Attention
     {
         if (add)
         {
-            Vector512.Store(Fma(x0, va, Vector512.Load(c)), c); Vector512.Store(Fma(x1, va, Vector512.Load(c + w)), c + w);
-            Vector512.Store(Fma(x2, va, Vector512.Load(c + 2 * w)), c + 2 * w); Vector512.Store(Fma(x3, va, Vector512.Load(c + 3 * w)), c + 3 * w);
+            Vector512.Store(GemmMicro.Fma(x0, va, Vector512.Load(c)), c); Vector512.Store(GemmMicro.Fma(x1, va, Vector512.Load(c + w)), c + w);
+            Vector512.Store(GemmMicro.Fma(x2, va, Vector512.Load(c + 2 * w)), c + 2 * w); Vector512.Store(GemmMicro.Fma(x3, va, Vector512.Load(c + 3 * w)), c + 3 * w);
             return;
         }
         if (beta == null)
@@ -214,15 +214,8 @@ public static unsafe class Attention
             return;
         }
         var vb = Vector512.Create(*beta);
-        Vector512.Store(Fma(x0, va, Vector512.Load(c) * vb), c); Vector512.Store(Fma(x1, va, Vector512.Load(c + w) * vb), c + w);
-        Vector512.Store(Fma(x2, va, Vector512.Load(c + 2 * w) * vb), c + 2 * w); Vector512.Store(Fma(x3, va, Vector512.Load(c + 3 * w) * vb), c + 3 * w);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<T> Fma<T>(Vector512<T> x, Vector512<T> y, Vector512<T> acc) where T : unmanaged
-    {
-        if (typeof(T) == typeof(float)) return Vector512.FusedMultiplyAdd(x.AsSingle(), y.AsSingle(), acc.AsSingle()).As<float, T>();
-        return Vector512.FusedMultiplyAdd(x.AsDouble(), y.AsDouble(), acc.AsDouble()).As<double, T>();
+        Vector512.Store(GemmMicro.Fma(x0, va, Vector512.Load(c) * vb), c); Vector512.Store(GemmMicro.Fma(x1, va, Vector512.Load(c + w) * vb), c + w);
+        Vector512.Store(GemmMicro.Fma(x2, va, Vector512.Load(c + 2 * w) * vb), c + 2 * w); Vector512.Store(GemmMicro.Fma(x3, va, Vector512.Load(c + 3 * w) * vb), c + 3 * w);
     }
 
     // Per-thread pinned scratch of the tiled kernels.

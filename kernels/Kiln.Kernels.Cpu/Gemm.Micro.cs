@@ -36,7 +36,7 @@ public static unsafe class GemmMicro
     public static int HalfWidth<T>(GemmKernel kernel) where T : unmanaged => kernel == GemmKernel.Vector512 ? Vector512<T>.Count * 2 : 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<T> Fma<T>(Vector512<T> x, Vector512<T> y, Vector512<T> acc)
+    internal static Vector512<T> Fma<T>(Vector512<T> x, Vector512<T> y, Vector512<T> acc)
     {
         if (typeof(T) == typeof(float)) return Vector512.FusedMultiplyAdd(x.AsSingle(), y.AsSingle(), acc.AsSingle()).As<float, T>();
         return Vector512.FusedMultiplyAdd(x.AsDouble(), y.AsDouble(), acc.AsDouble()).As<double, T>();
