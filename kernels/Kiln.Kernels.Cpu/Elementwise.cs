@@ -215,6 +215,69 @@ public static class Elementwise
         }
     }
 
+    /// <summary>y = op(a, s) over a contiguous span and one value (a broadcast operand); y may equal a.</summary>
+    public static void Binary<T>(BinaryOp op, ReadOnlySpan<T> a, T s, Span<T> y) where T : unmanaged, INumber<T>
+    {
+        switch (op)
+        {
+            case BinaryOp.Add: TP.Add(a, s, y); return;
+            case BinaryOp.Sub: TP.Subtract(a, s, y); return;
+            case BinaryOp.Mul: TP.Multiply(a, s, y); return;
+            case BinaryOp.Div when typeof(T) == typeof(float) || typeof(T) == typeof(double): TP.Divide(a, s, y); return;
+            case BinaryOp.Max: TP.Max(a, s, y); return;
+            case BinaryOp.Min: TP.Min(a, s, y); return;
+            case BinaryOp.Pow when typeof(T) == typeof(float):
+                TP.Pow(Cast<T, float>(a), (float)(object)s, MemoryMarshal.Cast<T, float>(y)); return;
+            case BinaryOp.Pow when typeof(T) == typeof(double):
+                TP.Pow(Cast<T, double>(a), (double)(object)s, MemoryMarshal.Cast<T, double>(y)); return;
+            case BinaryOp.Atan2 when typeof(T) == typeof(float):
+                TP.Atan2(Cast<T, float>(a), (float)(object)s, MemoryMarshal.Cast<T, float>(y)); return;
+            case BinaryOp.Atan2 when typeof(T) == typeof(double):
+                TP.Atan2(Cast<T, double>(a), (double)(object)s, MemoryMarshal.Cast<T, double>(y)); return;
+            default:
+                // Integer division and ops without a scalar form: the scalar repeated, through the span kernel.
+                BinaryRepeated(op, a, s, y, first: false); return;
+        }
+    }
+
+    /// <summary>y = op(s, b) over one value (a broadcast operand) and a contiguous span; y may equal b.</summary>
+    public static void Binary<T>(BinaryOp op, T s, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, INumber<T>
+    {
+        switch (op)
+        {
+            case BinaryOp.Add: TP.Add(b, s, y); return;
+            case BinaryOp.Sub: TP.Subtract(s, b, y); return;
+            case BinaryOp.Mul: TP.Multiply(b, s, y); return;
+            case BinaryOp.Div when typeof(T) == typeof(float) || typeof(T) == typeof(double): TP.Divide(s, b, y); return;
+            // Max and min are symmetric in their operands, NaN and signed zeros included.
+            case BinaryOp.Max: TP.Max(b, s, y); return;
+            case BinaryOp.Min: TP.Min(b, s, y); return;
+            case BinaryOp.Pow when typeof(T) == typeof(float):
+                TP.Pow((float)(object)s, Cast<T, float>(b), MemoryMarshal.Cast<T, float>(y)); return;
+            case BinaryOp.Pow when typeof(T) == typeof(double):
+                TP.Pow((double)(object)s, Cast<T, double>(b), MemoryMarshal.Cast<T, double>(y)); return;
+            case BinaryOp.Atan2 when typeof(T) == typeof(float):
+                TP.Atan2((float)(object)s, Cast<T, float>(b), MemoryMarshal.Cast<T, float>(y)); return;
+            case BinaryOp.Atan2 when typeof(T) == typeof(double):
+                TP.Atan2((double)(object)s, Cast<T, double>(b), MemoryMarshal.Cast<T, double>(y)); return;
+            default:
+                BinaryRepeated(op, b, s, y, first: true); return;
+        }
+    }
+
+    // The span kernel over the scalar repeated in a scratch row.
+    static void BinaryRepeated<T>(BinaryOp op, ReadOnlySpan<T> x, T s, Span<T> y, bool first) where T : unmanaged, INumber<T>
+    {
+        var t = Strided.Rent<T>(x.Length);
+        try
+        {
+            var ts = t.AsSpan(0, x.Length);
+            ts.Fill(s);
+            if (first) Binary(op, ts, x, y); else Binary(op, x, ts, y);
+        }
+        finally { Strided.Return(t); }
+    }
+
     /// <summary>
     /// y = op(x) over contiguous spans of Int32 or Int64 for the integer unary ops (Neg, Abs, Sign, Square, Relu); y may
     /// equal x. Overflow wraps, as PyTorch's: -MinValue and |MinValue| are MinValue.
@@ -348,10 +411,39 @@ public static class Elementwise
         });
     }
 
-    /// <summary>y = op(a, b) over a strided, broadcast iteration space.</summary>
+    /// <summary>
+    /// y = op(a, b) over a strided, broadcast iteration space. An operand broadcast along the rows (a scalar, a column)
+    /// is passed to the kernels as one value rather than gathered into a repeated row: that row would be one more stream
+    /// through memory.
+    /// </summary>
     public static void BinaryStrided<T>(BinaryOp op, ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, T[] y, int yOff, int[] yStr)
-        where T : unmanaged, INumber<T> =>
-        ZipStrided(shape, a, aOff, aStr, b, bOff, bStr, y, yOff, yStr, (ar, br, yr) => Binary(op, ar, br, yr));
+        where T : unmanaged, INumber<T>
+    {
+        var (dims, s) = Strided.Coalesce(shape, aStr, bStr, yStr);
+        int sa = s[0][^1], sb = s[1][^1], sy = s[2][^1];
+        Strided.ForEachRow(dims, (r, start, len) =>
+        {
+            int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * sa;
+            int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * sb;
+            int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * sy;
+            var tmp = sy == 1 ? null : Strided.Rent<T>(len);
+            var yr = tmp is null ? y.AsSpan(yo, len) : tmp.AsSpan(0, len);
+            T[]? ra = null, rb = null;
+            try
+            {
+                if (sa == 0 && sb == 0)
+                {
+                    Binary(op, a.AsSpan(ao, 1), b.AsSpan(bo, 1), yr[..1]);
+                    yr.Fill(yr[0]);
+                }
+                else if (sb == 0) Binary(op, Strided.RowView(a, ao, sa, len, out ra), b[bo], yr);
+                else if (sa == 0) Binary(op, a[ao], Strided.RowView(b, bo, sb, len, out rb), yr);
+                else Binary(op, Strided.RowView(a, ao, sa, len, out ra), Strided.RowView(b, bo, sb, len, out rb), yr);
+                if (tmp is not null) Strided.Store<T>(yr, y, yo, sy);
+            }
+            finally { Strided.Return(ra); Strided.Return(rb); Strided.Return(tmp); }
+        });
+    }
 
     /// <summary>y = op(a, b) as booleans over a strided, broadcast iteration space; y is contiguous.</summary>
     public static void CompareStrided<T>(CompareOp op, ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, bool[] y, int yOff, int[] yStr)

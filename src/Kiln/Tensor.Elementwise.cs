@@ -60,7 +60,7 @@ public partial class Tensor
         var dtype = TypePromotion.ResultType(TypePromotion.Of(this), TypePromotion.Of(b));
         if (op == BinaryOp.Div && !dtype.IsFloating()) dtype = TypePromotion.DefaultFloat;
         InPlaceResult(name, dtype);
-        if (dtype == DType && b.DType == DType) { Backend.Binary(op, this, b.BroadcastTo(shape), this); return; }
+        if (dtype == DType && b.DType == DType) { Backend.Binary(op, this, ReadableBeforeWrite(b).BroadcastTo(shape), this); return; }
         using (Autograd.NoGrad()) Backend.Copy(Binary(op, this, b, dtype), this);
     }
 

@@ -255,8 +255,25 @@ public partial class Tensor : IDisposable
     {
         CheckInPlace("copy_");
         Check.SameDevice(this, src, "copy_", nameof(src));
-        Backend.Copy(src.BroadcastTo(Shape), this);
+        Backend.Copy(ReadableBeforeWrite(src).BroadcastTo(Shape), this);
         return this;
+    }
+
+    /// <summary>
+    /// <paramref name="operand"/> of an in-place op on this tensor, or a copy of it when it shares storage with this
+    /// tensor's elements without being the same view: kernels write rows and core-sized pieces in any order, so such an
+    /// operand would be read after some of its elements were overwritten. The same view is safe (each element is read
+    /// before its own write), and the copy gives PyTorch's result as if the operand had been read in full first.
+    /// </summary>
+    internal Tensor ReadableBeforeWrite(Tensor operand)
+    {
+        if (!ReferenceEquals(operand.Storage, Storage) || operand.Numel == 0 || Numel == 0) return operand;
+        var (a, b) = (Layout, operand.Layout);
+        if (a.Offset == b.Offset && a.Shape == b.Shape && a.Strides.AsSpan().SequenceEqual(b.Strides)) return operand;
+        if (b.Extent <= a.Offset || a.Extent <= b.Offset) return operand;
+        var copy = Empty(operand.Shape, operand.DType, operand.Device);
+        Backend.Copy(operand, copy);
+        return copy;
     }
 
     /// <summary>
