@@ -187,6 +187,14 @@ public static class Elementwise
     /// <summary>y = op(a, b) over contiguous spans; y may equal a or b.</summary>
     public static void Binary<T>(BinaryOp op, ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, INumber<T>
     {
+        if (IsInPlace(a, y) || IsInPlace(b, y))
+            switch (op)
+            {
+                case BinaryOp.Add when TryArith<AddArith, T>(a, b, y): return;
+                case BinaryOp.Sub when TryArith<SubArith, T>(a, b, y): return;
+                case BinaryOp.Mul when TryArith<MulArith, T>(a, b, y): return;
+                case BinaryOp.Div when TryArith<DivArith, T>(a, b, y): return;
+            }
         switch (op)
         {
             case BinaryOp.Add: TP.Add(a, b, y); return;
@@ -218,6 +226,14 @@ public static class Elementwise
     /// <summary>y = op(a, s) over a contiguous span and one value (a broadcast operand); y may equal a.</summary>
     public static void Binary<T>(BinaryOp op, ReadOnlySpan<T> a, T s, Span<T> y) where T : unmanaged, INumber<T>
     {
+        if (IsInPlace(a, y))
+            switch (op)
+            {
+                case BinaryOp.Add when TryArith<AddArith, T>(a, s, y): return;
+                case BinaryOp.Sub when TryArith<SubArith, T>(a, s, y): return;
+                case BinaryOp.Mul when TryArith<MulArith, T>(a, s, y): return;
+                case BinaryOp.Div when TryArith<DivArith, T>(a, s, y): return;
+            }
         switch (op)
         {
             case BinaryOp.Add: TP.Add(a, s, y); return;
@@ -243,6 +259,14 @@ public static class Elementwise
     /// <summary>y = op(s, b) over one value (a broadcast operand) and a contiguous span; y may equal b.</summary>
     public static void Binary<T>(BinaryOp op, T s, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, INumber<T>
     {
+        if (IsInPlace(b, y))
+            switch (op)
+            {
+                case BinaryOp.Add when TryArith<AddArith, T>(b, s, y): return;
+                case BinaryOp.Sub when TryArith<SubFromArith, T>(b, s, y): return;
+                case BinaryOp.Mul when TryArith<MulArith, T>(b, s, y): return;
+                case BinaryOp.Div when TryArith<DivIntoArith, T>(b, s, y): return;
+            }
         switch (op)
         {
             case BinaryOp.Add: TP.Add(b, s, y); return;
@@ -263,6 +287,144 @@ public static class Elementwise
             default:
                 BinaryRepeated(op, b, s, y, first: true); return;
         }
+    }
+
+    // In-place add, sub, mul and div of float and double. TensorPrimitives stores a long result with non-temporal
+    // stores, which skip reading the destination's lines before writing them; in place those lines were just read and
+    // are in the cache, and writing around the cache made x.Add_(x) slower than x.Add(x) into a fresh array. These loops
+    // store through the cache, as libtorch's do. Each vector is loaded before its own store, so y may equal an operand.
+
+    static bool IsInPlace<T>(ReadOnlySpan<T> x, Span<T> y) => y.Length > 0 && Unsafe.AreSame(ref MemoryMarshal.GetReference(x), ref MemoryMarshal.GetReference(y));
+
+    static bool TryArith<TOp, T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where TOp : struct, IArith where T : unmanaged, INumber<T>
+    {
+        if (typeof(T) != typeof(float) && typeof(T) != typeof(double)) return false;
+        ref T pa = ref MemoryMarshal.GetReference(a), pb = ref MemoryMarshal.GetReference(b), py = ref MemoryMarshal.GetReference(y);
+        nuint n = (nuint)y.Length, i = Math.Min(HeadToAlign(ref py), n);
+        for (nuint h = 0; h < i; h++) Unsafe.Add(ref py, h) = TOp.Apply(Unsafe.Add(ref pa, h), Unsafe.Add(ref pb, h));
+        if (Vector512.IsHardwareAccelerated)
+        {
+            nuint w = (nuint)Vector512<T>.Count;
+            for (; i + 4 * w <= n; i += 4 * w)
+            {
+                var a0 = Vector512.LoadUnsafe(ref pa, i); var a1 = Vector512.LoadUnsafe(ref pa, i + w);
+                var a2 = Vector512.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector512.LoadUnsafe(ref pa, i + 3 * w);
+                var b0 = Vector512.LoadUnsafe(ref pb, i); var b1 = Vector512.LoadUnsafe(ref pb, i + w);
+                var b2 = Vector512.LoadUnsafe(ref pb, i + 2 * w); var b3 = Vector512.LoadUnsafe(ref pb, i + 3 * w);
+                TOp.Apply(a0, b0).StoreUnsafe(ref py, i); TOp.Apply(a1, b1).StoreUnsafe(ref py, i + w);
+                TOp.Apply(a2, b2).StoreUnsafe(ref py, i + 2 * w); TOp.Apply(a3, b3).StoreUnsafe(ref py, i + 3 * w);
+            }
+            for (; i + w <= n; i += w) TOp.Apply(Vector512.LoadUnsafe(ref pa, i), Vector512.LoadUnsafe(ref pb, i)).StoreUnsafe(ref py, i);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            nuint w = (nuint)Vector256<T>.Count;
+            for (; i + 4 * w <= n; i += 4 * w)
+            {
+                var a0 = Vector256.LoadUnsafe(ref pa, i); var a1 = Vector256.LoadUnsafe(ref pa, i + w);
+                var a2 = Vector256.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector256.LoadUnsafe(ref pa, i + 3 * w);
+                var b0 = Vector256.LoadUnsafe(ref pb, i); var b1 = Vector256.LoadUnsafe(ref pb, i + w);
+                var b2 = Vector256.LoadUnsafe(ref pb, i + 2 * w); var b3 = Vector256.LoadUnsafe(ref pb, i + 3 * w);
+                TOp.Apply(a0, b0).StoreUnsafe(ref py, i); TOp.Apply(a1, b1).StoreUnsafe(ref py, i + w);
+                TOp.Apply(a2, b2).StoreUnsafe(ref py, i + 2 * w); TOp.Apply(a3, b3).StoreUnsafe(ref py, i + 3 * w);
+            }
+            for (; i + w <= n; i += w) TOp.Apply(Vector256.LoadUnsafe(ref pa, i), Vector256.LoadUnsafe(ref pb, i)).StoreUnsafe(ref py, i);
+        }
+        for (; i < n; i++) Unsafe.Add(ref py, i) = TOp.Apply(Unsafe.Add(ref pa, i), Unsafe.Add(ref pb, i));
+        return true;
+    }
+
+    static bool TryArith<TOp, T>(ReadOnlySpan<T> a, T s, Span<T> y) where TOp : struct, IArith where T : unmanaged, INumber<T>
+    {
+        if (typeof(T) != typeof(float) && typeof(T) != typeof(double)) return false;
+        ref T pa = ref MemoryMarshal.GetReference(a), py = ref MemoryMarshal.GetReference(y);
+        nuint n = (nuint)y.Length, i = Math.Min(HeadToAlign(ref py), n);
+        for (nuint h = 0; h < i; h++) Unsafe.Add(ref py, h) = TOp.Apply(Unsafe.Add(ref pa, h), s);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            nuint w = (nuint)Vector512<T>.Count;
+            var b = Vector512.Create(s);
+            for (; i + 4 * w <= n; i += 4 * w)
+            {
+                var a0 = Vector512.LoadUnsafe(ref pa, i); var a1 = Vector512.LoadUnsafe(ref pa, i + w);
+                var a2 = Vector512.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector512.LoadUnsafe(ref pa, i + 3 * w);
+                TOp.Apply(a0, b).StoreUnsafe(ref py, i); TOp.Apply(a1, b).StoreUnsafe(ref py, i + w);
+                TOp.Apply(a2, b).StoreUnsafe(ref py, i + 2 * w); TOp.Apply(a3, b).StoreUnsafe(ref py, i + 3 * w);
+            }
+            for (; i + w <= n; i += w) TOp.Apply(Vector512.LoadUnsafe(ref pa, i), b).StoreUnsafe(ref py, i);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            nuint w = (nuint)Vector256<T>.Count;
+            var b = Vector256.Create(s);
+            for (; i + 4 * w <= n; i += 4 * w)
+            {
+                var a0 = Vector256.LoadUnsafe(ref pa, i); var a1 = Vector256.LoadUnsafe(ref pa, i + w);
+                var a2 = Vector256.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector256.LoadUnsafe(ref pa, i + 3 * w);
+                TOp.Apply(a0, b).StoreUnsafe(ref py, i); TOp.Apply(a1, b).StoreUnsafe(ref py, i + w);
+                TOp.Apply(a2, b).StoreUnsafe(ref py, i + 2 * w); TOp.Apply(a3, b).StoreUnsafe(ref py, i + 3 * w);
+            }
+            for (; i + w <= n; i += w) TOp.Apply(Vector256.LoadUnsafe(ref pa, i), b).StoreUnsafe(ref py, i);
+        }
+        for (; i < n; i++) Unsafe.Add(ref py, i) = TOp.Apply(Unsafe.Add(ref pa, i), s);
+        return true;
+    }
+
+    // Elements before the first 64-byte boundary of y. A managed array starts at any multiple of 8 bytes, so without this
+    // head most 512-bit loads and stores of an in-place op straddle two cache lines. (A GC move in between only costs
+    // alignment, never correctness.)
+    static unsafe nuint HeadToAlign<T>(ref T y) where T : unmanaged =>
+        (nuint)((64 - ((nint)Unsafe.AsPointer(ref y) & 63)) & 63) / (nuint)sizeof(T);
+
+    interface IArith
+    {
+        static abstract Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T>;
+        static abstract Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T>;
+        static abstract T Apply<T>(T a, T b) where T : INumber<T>;
+    }
+
+    readonly struct AddArith : IArith
+    {
+        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => a + b;
+        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => a + b;
+        public static T Apply<T>(T a, T b) where T : INumber<T> => a + b;
+    }
+
+    readonly struct SubArith : IArith
+    {
+        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => a - b;
+        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => a - b;
+        public static T Apply<T>(T a, T b) where T : INumber<T> => a - b;
+    }
+
+    // b - a: a scalar first operand minus the span.
+    readonly struct SubFromArith : IArith
+    {
+        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => b - a;
+        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => b - a;
+        public static T Apply<T>(T a, T b) where T : INumber<T> => b - a;
+    }
+
+    readonly struct MulArith : IArith
+    {
+        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => a * b;
+        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => a * b;
+        public static T Apply<T>(T a, T b) where T : INumber<T> => a * b;
+    }
+
+    readonly struct DivArith : IArith
+    {
+        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => a / b;
+        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => a / b;
+        public static T Apply<T>(T a, T b) where T : INumber<T> => a / b;
+    }
+
+    // b / a: a scalar first operand over the span.
+    readonly struct DivIntoArith : IArith
+    {
+        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => b / a;
+        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => b / a;
+        public static T Apply<T>(T a, T b) where T : INumber<T> => b / a;
     }
 
     // The span kernel over the scalar repeated in a scratch row.
