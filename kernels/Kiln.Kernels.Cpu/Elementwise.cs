@@ -259,14 +259,6 @@ public static class Elementwise
     /// <summary>y = op(s, b) over one value (a broadcast operand) and a contiguous span; y may equal b.</summary>
     public static void Binary<T>(BinaryOp op, T s, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, INumber<T>
     {
-        if (IsInPlace(b, y))
-            switch (op)
-            {
-                case BinaryOp.Add when TryArith<AddArith, T>(b, s, y): return;
-                case BinaryOp.Sub when TryArith<SubFromArith, T>(b, s, y): return;
-                case BinaryOp.Mul when TryArith<MulArith, T>(b, s, y): return;
-                case BinaryOp.Div when TryArith<DivIntoArith, T>(b, s, y): return;
-            }
         switch (op)
         {
             case BinaryOp.Add: TP.Add(b, s, y); return;
@@ -397,14 +389,6 @@ public static class Elementwise
         public static T Apply<T>(T a, T b) where T : INumber<T> => a - b;
     }
 
-    // b - a: a scalar first operand minus the span.
-    readonly struct SubFromArith : IArith
-    {
-        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => b - a;
-        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => b - a;
-        public static T Apply<T>(T a, T b) where T : INumber<T> => b - a;
-    }
-
     readonly struct MulArith : IArith
     {
         public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => a * b;
@@ -417,14 +401,6 @@ public static class Elementwise
         public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => a / b;
         public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => a / b;
         public static T Apply<T>(T a, T b) where T : INumber<T> => a / b;
-    }
-
-    // b / a: a scalar first operand over the span.
-    readonly struct DivIntoArith : IArith
-    {
-        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => b / a;
-        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => b / a;
-        public static T Apply<T>(T a, T b) where T : INumber<T> => b / a;
     }
 
     // The span kernel over the scalar repeated in a scratch row.
