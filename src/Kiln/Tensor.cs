@@ -250,7 +250,7 @@ public partial class Tensor : IDisposable
         return Record(y, "clone", [this], g => [g]);
     }
 
-    /// <summary>Copies <paramref name="src"/> (broadcast to this shape, converted to this dtype) into this tensor's elements.</summary>
+    /// <summary>Copies <paramref name="src"/> (broadcast to this shape, converted to this dtype) into this tensor's elements; src may overlap them (it is read in full first).</summary>
     public Tensor Copy_(Tensor src)
     {
         CheckInPlace("copy_");
@@ -263,7 +263,8 @@ public partial class Tensor : IDisposable
     /// <paramref name="operand"/> of an in-place op on this tensor, or a copy of it when it shares storage with this
     /// tensor's elements without being the same view: kernels write rows and core-sized pieces in any order, so such an
     /// operand would be read after some of its elements were overwritten. The same view is safe (each element is read
-    /// before its own write), and the copy gives PyTorch's result as if the operand had been read in full first.
+    /// before its own write); otherwise the result is that of reading the operand in full first (PyTorch refuses such
+    /// partial overlaps instead).
     /// </summary>
     internal Tensor ReadableBeforeWrite(Tensor operand)
     {
