@@ -187,6 +187,14 @@ public static class Elementwise
     /// <summary>y = op(a, b) over contiguous spans; y may equal a or b.</summary>
     public static void Binary<T>(BinaryOp op, ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, INumber<T>
     {
+        if (IsInPlace(a, y) || IsInPlace(b, y))
+            switch (op)
+            {
+                case BinaryOp.Add when TryArith<AddArith, T>(a, b, y): return;
+                case BinaryOp.Sub when TryArith<SubArith, T>(a, b, y): return;
+                case BinaryOp.Mul when TryArith<MulArith, T>(a, b, y): return;
+                case BinaryOp.Div when TryArith<DivArith, T>(a, b, y): return;
+            }
         switch (op)
         {
             case BinaryOp.Add: TP.Add(a, b, y); return;
@@ -213,6 +221,199 @@ public static class Elementwise
             default:
                 throw new NotSupportedException($"{op} is not defined for {typeof(T).Name}");
         }
+    }
+
+    /// <summary>y = op(a, s) over a contiguous span and one value (a broadcast operand); y may equal a.</summary>
+    public static void Binary<T>(BinaryOp op, ReadOnlySpan<T> a, T s, Span<T> y) where T : unmanaged, INumber<T>
+    {
+        if (IsInPlace(a, y))
+            switch (op)
+            {
+                case BinaryOp.Add when TryArith<AddArith, T>(a, s, y): return;
+                case BinaryOp.Sub when TryArith<SubArith, T>(a, s, y): return;
+                case BinaryOp.Mul when TryArith<MulArith, T>(a, s, y): return;
+                case BinaryOp.Div when TryArith<DivArith, T>(a, s, y): return;
+            }
+        switch (op)
+        {
+            case BinaryOp.Add: TP.Add(a, s, y); return;
+            case BinaryOp.Sub: TP.Subtract(a, s, y); return;
+            case BinaryOp.Mul: TP.Multiply(a, s, y); return;
+            case BinaryOp.Div when typeof(T) == typeof(float) || typeof(T) == typeof(double): TP.Divide(a, s, y); return;
+            case BinaryOp.Max: TP.Max(a, s, y); return;
+            case BinaryOp.Min: TP.Min(a, s, y); return;
+            case BinaryOp.Pow when typeof(T) == typeof(float):
+                TP.Pow(Cast<T, float>(a), (float)(object)s, MemoryMarshal.Cast<T, float>(y)); return;
+            case BinaryOp.Pow when typeof(T) == typeof(double):
+                TP.Pow(Cast<T, double>(a), (double)(object)s, MemoryMarshal.Cast<T, double>(y)); return;
+            case BinaryOp.Atan2 when typeof(T) == typeof(float):
+                TP.Atan2(Cast<T, float>(a), (float)(object)s, MemoryMarshal.Cast<T, float>(y)); return;
+            case BinaryOp.Atan2 when typeof(T) == typeof(double):
+                TP.Atan2(Cast<T, double>(a), (double)(object)s, MemoryMarshal.Cast<T, double>(y)); return;
+            default:
+                // Integer division and ops without a scalar form: the scalar repeated, through the span kernel.
+                BinaryRepeated(op, a, s, y, first: false); return;
+        }
+    }
+
+    /// <summary>y = op(s, b) over one value (a broadcast operand) and a contiguous span; y may equal b.</summary>
+    public static void Binary<T>(BinaryOp op, T s, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, INumber<T>
+    {
+        switch (op)
+        {
+            case BinaryOp.Add: TP.Add(b, s, y); return;
+            case BinaryOp.Sub: TP.Subtract(s, b, y); return;
+            case BinaryOp.Mul: TP.Multiply(b, s, y); return;
+            case BinaryOp.Div when typeof(T) == typeof(float) || typeof(T) == typeof(double): TP.Divide(s, b, y); return;
+            // Max and min are symmetric in their operands, NaN and signed zeros included.
+            case BinaryOp.Max: TP.Max(b, s, y); return;
+            case BinaryOp.Min: TP.Min(b, s, y); return;
+            case BinaryOp.Pow when typeof(T) == typeof(float):
+                TP.Pow((float)(object)s, Cast<T, float>(b), MemoryMarshal.Cast<T, float>(y)); return;
+            case BinaryOp.Pow when typeof(T) == typeof(double):
+                TP.Pow((double)(object)s, Cast<T, double>(b), MemoryMarshal.Cast<T, double>(y)); return;
+            case BinaryOp.Atan2 when typeof(T) == typeof(float):
+                TP.Atan2((float)(object)s, Cast<T, float>(b), MemoryMarshal.Cast<T, float>(y)); return;
+            case BinaryOp.Atan2 when typeof(T) == typeof(double):
+                TP.Atan2((double)(object)s, Cast<T, double>(b), MemoryMarshal.Cast<T, double>(y)); return;
+            default:
+                BinaryRepeated(op, b, s, y, first: true); return;
+        }
+    }
+
+    // In-place add, sub, mul and div of float and double. TensorPrimitives writes a long result with non-temporal
+    // stores, which pay where the destination is not cached (they skip reading its lines first); in place each line was
+    // just read and is in the cache, and storing through the cache, as libtorch's loops do, ran 5-10% faster on one
+    // Zen 4 core (16M floats). Each vector is loaded before its own store, so y may equal an operand.
+
+    static bool IsInPlace<T>(ReadOnlySpan<T> x, Span<T> y) => y.Length > 0 && Unsafe.AreSame(ref MemoryMarshal.GetReference(x), ref MemoryMarshal.GetReference(y));
+
+    static bool TryArith<TOp, T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where TOp : struct, IArith where T : unmanaged, INumber<T>
+    {
+        if (typeof(T) != typeof(float) && typeof(T) != typeof(double)) return false;
+        ref T pa = ref MemoryMarshal.GetReference(a), pb = ref MemoryMarshal.GetReference(b), py = ref MemoryMarshal.GetReference(y);
+        nuint n = (nuint)y.Length, i = Math.Min(HeadToAlign(ref py), n);
+        for (nuint h = 0; h < i; h++) Unsafe.Add(ref py, h) = TOp.Apply(Unsafe.Add(ref pa, h), Unsafe.Add(ref pb, h));
+        if (Vector512.IsHardwareAccelerated)
+        {
+            nuint w = (nuint)Vector512<T>.Count;
+            for (; i + 4 * w <= n; i += 4 * w)
+            {
+                var a0 = Vector512.LoadUnsafe(ref pa, i); var a1 = Vector512.LoadUnsafe(ref pa, i + w);
+                var a2 = Vector512.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector512.LoadUnsafe(ref pa, i + 3 * w);
+                var b0 = Vector512.LoadUnsafe(ref pb, i); var b1 = Vector512.LoadUnsafe(ref pb, i + w);
+                var b2 = Vector512.LoadUnsafe(ref pb, i + 2 * w); var b3 = Vector512.LoadUnsafe(ref pb, i + 3 * w);
+                TOp.Apply(a0, b0).StoreUnsafe(ref py, i); TOp.Apply(a1, b1).StoreUnsafe(ref py, i + w);
+                TOp.Apply(a2, b2).StoreUnsafe(ref py, i + 2 * w); TOp.Apply(a3, b3).StoreUnsafe(ref py, i + 3 * w);
+            }
+            for (; i + w <= n; i += w) TOp.Apply(Vector512.LoadUnsafe(ref pa, i), Vector512.LoadUnsafe(ref pb, i)).StoreUnsafe(ref py, i);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            nuint w = (nuint)Vector256<T>.Count;
+            for (; i + 4 * w <= n; i += 4 * w)
+            {
+                var a0 = Vector256.LoadUnsafe(ref pa, i); var a1 = Vector256.LoadUnsafe(ref pa, i + w);
+                var a2 = Vector256.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector256.LoadUnsafe(ref pa, i + 3 * w);
+                var b0 = Vector256.LoadUnsafe(ref pb, i); var b1 = Vector256.LoadUnsafe(ref pb, i + w);
+                var b2 = Vector256.LoadUnsafe(ref pb, i + 2 * w); var b3 = Vector256.LoadUnsafe(ref pb, i + 3 * w);
+                TOp.Apply(a0, b0).StoreUnsafe(ref py, i); TOp.Apply(a1, b1).StoreUnsafe(ref py, i + w);
+                TOp.Apply(a2, b2).StoreUnsafe(ref py, i + 2 * w); TOp.Apply(a3, b3).StoreUnsafe(ref py, i + 3 * w);
+            }
+            for (; i + w <= n; i += w) TOp.Apply(Vector256.LoadUnsafe(ref pa, i), Vector256.LoadUnsafe(ref pb, i)).StoreUnsafe(ref py, i);
+        }
+        for (; i < n; i++) Unsafe.Add(ref py, i) = TOp.Apply(Unsafe.Add(ref pa, i), Unsafe.Add(ref pb, i));
+        return true;
+    }
+
+    static bool TryArith<TOp, T>(ReadOnlySpan<T> a, T s, Span<T> y) where TOp : struct, IArith where T : unmanaged, INumber<T>
+    {
+        if (typeof(T) != typeof(float) && typeof(T) != typeof(double)) return false;
+        ref T pa = ref MemoryMarshal.GetReference(a), py = ref MemoryMarshal.GetReference(y);
+        nuint n = (nuint)y.Length, i = Math.Min(HeadToAlign(ref py), n);
+        for (nuint h = 0; h < i; h++) Unsafe.Add(ref py, h) = TOp.Apply(Unsafe.Add(ref pa, h), s);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            nuint w = (nuint)Vector512<T>.Count;
+            var b = Vector512.Create(s);
+            for (; i + 4 * w <= n; i += 4 * w)
+            {
+                var a0 = Vector512.LoadUnsafe(ref pa, i); var a1 = Vector512.LoadUnsafe(ref pa, i + w);
+                var a2 = Vector512.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector512.LoadUnsafe(ref pa, i + 3 * w);
+                TOp.Apply(a0, b).StoreUnsafe(ref py, i); TOp.Apply(a1, b).StoreUnsafe(ref py, i + w);
+                TOp.Apply(a2, b).StoreUnsafe(ref py, i + 2 * w); TOp.Apply(a3, b).StoreUnsafe(ref py, i + 3 * w);
+            }
+            for (; i + w <= n; i += w) TOp.Apply(Vector512.LoadUnsafe(ref pa, i), b).StoreUnsafe(ref py, i);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            nuint w = (nuint)Vector256<T>.Count;
+            var b = Vector256.Create(s);
+            for (; i + 4 * w <= n; i += 4 * w)
+            {
+                var a0 = Vector256.LoadUnsafe(ref pa, i); var a1 = Vector256.LoadUnsafe(ref pa, i + w);
+                var a2 = Vector256.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector256.LoadUnsafe(ref pa, i + 3 * w);
+                TOp.Apply(a0, b).StoreUnsafe(ref py, i); TOp.Apply(a1, b).StoreUnsafe(ref py, i + w);
+                TOp.Apply(a2, b).StoreUnsafe(ref py, i + 2 * w); TOp.Apply(a3, b).StoreUnsafe(ref py, i + 3 * w);
+            }
+            for (; i + w <= n; i += w) TOp.Apply(Vector256.LoadUnsafe(ref pa, i), b).StoreUnsafe(ref py, i);
+        }
+        for (; i < n; i++) Unsafe.Add(ref py, i) = TOp.Apply(Unsafe.Add(ref pa, i), s);
+        return true;
+    }
+
+    // Elements before the first 64-byte boundary of y. A managed array starts at any multiple of 8 bytes, so without this
+    // head most 512-bit loads and stores of an in-place op straddle two cache lines. (A GC move in between only costs
+    // alignment, never correctness.)
+    static unsafe nuint HeadToAlign<T>(ref T y) where T : unmanaged =>
+        (nuint)((64 - ((nint)Unsafe.AsPointer(ref y) & 63)) & 63) / (nuint)sizeof(T);
+
+    interface IArith
+    {
+        static abstract Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T>;
+        static abstract Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T>;
+        static abstract T Apply<T>(T a, T b) where T : INumber<T>;
+    }
+
+    readonly struct AddArith : IArith
+    {
+        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => a + b;
+        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => a + b;
+        public static T Apply<T>(T a, T b) where T : INumber<T> => a + b;
+    }
+
+    readonly struct SubArith : IArith
+    {
+        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => a - b;
+        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => a - b;
+        public static T Apply<T>(T a, T b) where T : INumber<T> => a - b;
+    }
+
+    readonly struct MulArith : IArith
+    {
+        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => a * b;
+        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => a * b;
+        public static T Apply<T>(T a, T b) where T : INumber<T> => a * b;
+    }
+
+    readonly struct DivArith : IArith
+    {
+        public static Vector512<T> Apply<T>(Vector512<T> a, Vector512<T> b) where T : INumber<T> => a / b;
+        public static Vector256<T> Apply<T>(Vector256<T> a, Vector256<T> b) where T : INumber<T> => a / b;
+        public static T Apply<T>(T a, T b) where T : INumber<T> => a / b;
+    }
+
+    // The span kernel over the scalar repeated in a scratch row.
+    static void BinaryRepeated<T>(BinaryOp op, ReadOnlySpan<T> x, T s, Span<T> y, bool first) where T : unmanaged, INumber<T>
+    {
+        var t = Strided.Rent<T>(x.Length);
+        try
+        {
+            var ts = t.AsSpan(0, x.Length);
+            ts.Fill(s);
+            if (first) Binary(op, ts, x, y); else Binary(op, x, ts, y);
+        }
+        finally { Strided.Return(t); }
     }
 
     /// <summary>
@@ -348,10 +549,39 @@ public static class Elementwise
         });
     }
 
-    /// <summary>y = op(a, b) over a strided, broadcast iteration space.</summary>
+    /// <summary>
+    /// y = op(a, b) over a strided, broadcast iteration space. An operand broadcast along the rows (a scalar, a column)
+    /// is passed to the kernels as one value rather than gathered into a repeated row: that row would be one more stream
+    /// through memory.
+    /// </summary>
     public static void BinaryStrided<T>(BinaryOp op, ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, T[] y, int yOff, int[] yStr)
-        where T : unmanaged, INumber<T> =>
-        ZipStrided(shape, a, aOff, aStr, b, bOff, bStr, y, yOff, yStr, (ar, br, yr) => Binary(op, ar, br, yr));
+        where T : unmanaged, INumber<T>
+    {
+        var (dims, s) = Strided.Coalesce(shape, aStr, bStr, yStr);
+        int sa = s[0][^1], sb = s[1][^1], sy = s[2][^1];
+        Strided.ForEachRow(dims, (r, start, len) =>
+        {
+            int ao = Strided.RowOffset(r, dims, s[0], aOff) + start * sa;
+            int bo = Strided.RowOffset(r, dims, s[1], bOff) + start * sb;
+            int yo = Strided.RowOffset(r, dims, s[2], yOff) + start * sy;
+            var tmp = sy == 1 ? null : Strided.Rent<T>(len);
+            var yr = tmp is null ? y.AsSpan(yo, len) : tmp.AsSpan(0, len);
+            T[]? ra = null, rb = null;
+            try
+            {
+                if (sa == 0 && sb == 0)
+                {
+                    Binary(op, a.AsSpan(ao, 1), b.AsSpan(bo, 1), yr[..1]);
+                    yr.Fill(yr[0]);
+                }
+                else if (sb == 0) Binary(op, Strided.RowView(a, ao, sa, len, out ra), b[bo], yr);
+                else if (sa == 0) Binary(op, a[ao], Strided.RowView(b, bo, sb, len, out rb), yr);
+                else Binary(op, Strided.RowView(a, ao, sa, len, out ra), Strided.RowView(b, bo, sb, len, out rb), yr);
+                if (tmp is not null) Strided.Store<T>(yr, y, yo, sy);
+            }
+            finally { Strided.Return(ra); Strided.Return(rb); Strided.Return(tmp); }
+        });
+    }
 
     /// <summary>y = op(a, b) as booleans over a strided, broadcast iteration space; y is contiguous.</summary>
     public static void CompareStrided<T>(CompareOp op, ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, bool[] y, int yOff, int[] yStr)

@@ -60,7 +60,7 @@ public partial class Tensor
         var dtype = TypePromotion.ResultType(TypePromotion.Of(this), TypePromotion.Of(b));
         if (op == BinaryOp.Div && !dtype.IsFloating()) dtype = TypePromotion.DefaultFloat;
         InPlaceResult(name, dtype);
-        if (dtype == DType && b.DType == DType) { Backend.Binary(op, this, b.BroadcastTo(shape), this); return; }
+        if (dtype == DType && b.DType == DType) { Backend.Binary(op, this, ReadableBeforeWrite(b).BroadcastTo(shape), this); return; }
         using (Autograd.NoGrad()) Backend.Copy(Binary(op, this, b, dtype), this);
     }
 
@@ -144,13 +144,13 @@ public partial class Tensor
     /// <summary>atan2(a, b) with broadcasting.</summary>
     public static Tensor Atan2(Tensor a, Tensor b) => Binary(BinaryOp.Atan2, a, b);
 
-    /// <summary>this += other in place.</summary>
+    /// <summary>this += other in place; other may be a view of this tensor's storage (it is read as it was before the op).</summary>
     public Tensor Add_(Tensor other) { BinaryInPlace(BinaryOp.Add, other); return this; }
-    /// <summary>this -= other in place.</summary>
+    /// <summary>this -= other in place; other may be a view of this tensor's storage (it is read as it was before the op).</summary>
     public Tensor Sub_(Tensor other) { BinaryInPlace(BinaryOp.Sub, other); return this; }
-    /// <summary>this *= other in place.</summary>
+    /// <summary>this *= other in place; other may be a view of this tensor's storage (it is read as it was before the op).</summary>
     public Tensor Mul_(Tensor other) { BinaryInPlace(BinaryOp.Mul, other); return this; }
-    /// <summary>this /= other in place.</summary>
+    /// <summary>this /= other in place; other may be a view of this tensor's storage (it is read as it was before the op).</summary>
     public Tensor Div_(Tensor other) { BinaryInPlace(BinaryOp.Div, other); return this; }
     /// <summary>this += s in place.</summary>
     /// <exception cref="ArgumentException">This tensor is integer or Bool (the result would be floating).</exception>

@@ -250,13 +250,31 @@ public partial class Tensor : IDisposable
         return Record(y, "clone", [this], g => [g]);
     }
 
-    /// <summary>Copies <paramref name="src"/> (broadcast to this shape, converted to this dtype) into this tensor's elements.</summary>
+    /// <summary>Copies <paramref name="src"/> (broadcast to this shape, converted to this dtype) into this tensor's elements; src may overlap them (it is read in full first).</summary>
     public Tensor Copy_(Tensor src)
     {
         CheckInPlace("copy_");
         Check.SameDevice(this, src, "copy_", nameof(src));
-        Backend.Copy(src.BroadcastTo(Shape), this);
+        Backend.Copy(ReadableBeforeWrite(src).BroadcastTo(Shape), this);
         return this;
+    }
+
+    /// <summary>
+    /// <paramref name="operand"/> of an in-place op on this tensor, or a copy of it when it shares storage with this
+    /// tensor's elements without being the same view: kernels write rows and core-sized pieces in any order, so such an
+    /// operand would be read after some of its elements were overwritten. The same view is safe (each element is read
+    /// before its own write); otherwise the result is that of reading the operand in full first (PyTorch refuses such
+    /// partial overlaps instead).
+    /// </summary>
+    internal Tensor ReadableBeforeWrite(Tensor operand)
+    {
+        if (!ReferenceEquals(operand.Storage, Storage) || operand.Numel == 0 || Numel == 0) return operand;
+        var (a, b) = (Layout, operand.Layout);
+        if (a.Offset == b.Offset && a.Shape == b.Shape && a.Strides.AsSpan().SequenceEqual(b.Strides)) return operand;
+        if (b.Extent <= a.Offset || a.Extent <= b.Offset) return operand;
+        var copy = Empty(operand.Shape, operand.DType, operand.Device);
+        Backend.Copy(operand, copy);
+        return copy;
     }
 
     /// <summary>
