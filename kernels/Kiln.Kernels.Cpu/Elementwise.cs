@@ -35,6 +35,7 @@ public static class Elementwise
             case var _ when typeof(T) == typeof(float) && Widened.Has(op):
                 Widened.Run(op, MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y), (float)p.A); return;
             case UnaryOp.LeakyRelu: LeakyRelu(x, y, T.CreateTruncating(p.A)); return;
+            case UnaryOp.Step: Step(x, y); return;
             case UnaryOp.Frac or UnaryOp.Hardsigmoid or UnaryOp.Hardswish or UnaryOp.Softsign:
             {
                 // Vector passes over one scratch row, in the reference's order of operations.
@@ -134,6 +135,17 @@ public static class Elementwise
             }
         }
         for (; i < x.Length; i++) y[i] = x[i] > T.Zero ? x[i] : slope * x[i];
+    }
+
+    // x > 0 ? 1 : 0 lane by lane, without a branch (ReLU's derivative: the signs of activations are random, so a
+    // branch per element mispredicts half the time); NaN fails the comparison and gives 0, as the reference's.
+    static void Step<T>(ReadOnlySpan<T> x, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && Vector<T>.IsSupported)
+            for (; i + Vector<T>.Count <= x.Length; i += Vector<T>.Count)
+                Vector.ConditionalSelect(Vector.GreaterThan(new Vector<T>(x[i..]), Vector<T>.Zero), Vector<T>.One, Vector<T>.Zero).CopyTo(y[i..]);
+        for (; i < x.Length; i++) y[i] = x[i] > T.Zero ? T.One : T.Zero;
     }
 
     // One element of the ops without a vector form, in float64: erf and the normal CDF through the Chebyshev kernel (the

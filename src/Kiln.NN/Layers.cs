@@ -29,11 +29,14 @@ public sealed class Linear : Module<Tensor, Tensor>
 
     /// <inheritdoc/>
     /// <exception cref="ShapeMismatchException">The last dimension of the input is not <see cref="InFeatures"/>.</exception>
-    public override Tensor Forward(Tensor input)
+    public override Tensor Forward(Tensor input) => Forward(input, relu: false);
+
+    // The layer, optionally followed by ReLU fused into its product (for a parent that runs the pair as one op).
+    internal Tensor Forward(Tensor input, bool relu)
     {
         if (input.Rank == 0 || input.Shape[-1] != InFeatures)
             throw new ShapeMismatchException("linear", nameof(input), $"input has shape {input.Shape}; its last dimension must be {InFeatures}");
-        return Tensor.Linear(input, Weight.Value, Bias?.Value);
+        return Tensor.Linear(input, Weight.Value, Bias?.Value, relu);
     }
 }
 
@@ -337,5 +340,23 @@ public sealed class MLP : Module<Tensor, Tensor>
     public IReadOnlyList<int> Sizes { get; }
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor input) => _net.Call(input);
+    /// <remarks>A linear layer and the ReLU after it run as one <see cref="Tensor.Linear"/> with the activation fused
+    /// (applied to each output tile while it is in cache, and the gradient masked once in the backward), unless a hook
+    /// is registered on either (or on the chain), so that each hook still sees its own module's input and output.</remarks>
+    public override Tensor Forward(Tensor input)
+    {
+        if (_net.Hooked) return _net.Call(input);
+        var x = input;
+        var layers = _net.Layers;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            if (layers[i] is Linear { Hooked: false } linear && i + 1 < layers.Count && layers[i + 1] is Activation { Kind: ActivationKind.Relu, Hooked: false })
+            {
+                x = linear.Forward(x, relu: true);
+                i++;
+            }
+            else x = layers[i].Call(x);
+        }
+        return x;
+    }
 }

@@ -283,6 +283,9 @@ public abstract class Module<TIn, TOut> : Module
     /// <summary>Computes the module's output (without hooks; callers that want hooks to run use <see cref="Call(TIn)"/>).</summary>
     public abstract TOut Forward(TIn input);
 
+    // True when a hook or observer would see this module's calls: a parent may then not fuse it with a neighbour.
+    internal bool Hooked => !(_preHooks is null && _hooks is null && _backwardHooks is null && OutputObservers is null);
+
     /// <summary>
     /// Runs <see cref="Forward"/> with this module's hooks: the forward pre-hooks (which may replace the input), then
     /// <see cref="Forward"/>, then the forward hooks (which may replace the output), and, when full backward hooks are

@@ -1,4 +1,5 @@
 using System.Numerics;
+using Kiln.Kernels.Cpu;
 
 namespace Kiln.NN;
 
@@ -426,12 +427,12 @@ public class Adam : Optimizer, IFusedCpuUpdate
     /// </summary>
     public bool Textbook { get; init; }
 
+    // Elements of a parameter below which its update stays on the calling thread.
+    const int ParallelElements = 1 << 16;
+
     void IFusedCpuUpdate.UpdateCpu<T>(int index, Tensor param, Tensor grad, double lr, int step)
     {
-        var p = Cpu.Elems<T>(param);
-        var g = Cpu.Elems<T>(grad);
-        var m = Cpu.Elems<T>(_m[index]);
-        var v = Cpu.Elems<T>(_v[index]);
+        var (mState, vState) = (_m[index], _v[index]);
         double bc1 = 1 - Math.Pow(Beta1, step), bc2 = 1 - Math.Pow(Beta2, step);
         bool textbook = Textbook;
         T b1 = T.CreateTruncating(Beta1), b2 = T.CreateTruncating(Beta2);
@@ -442,32 +443,45 @@ public class Adam : Optimizer, IFusedCpuUpdate
         double wd = WeightDecayOf(index, WeightDecay);
         T l2 = Decoupled ? T.Zero : T.CreateTruncating(wd);
         T shrink = T.CreateTruncating(Decoupled ? 1 - lr * wd : 1);
-        int i = 0;
-        if (Vector.IsHardwareAccelerated && Vector<T>.Count > 1)
+        // The update streams four arrays (a large model's exceed the caches), so a large parameter is split over the
+        // worker team in runs of whole vectors; each element's arithmetic is the same whatever the split.
+        int n = param.Numel, lanes = Vector<T>.Count, parts = Math.Min(WorkerTeam.Threads, n / ParallelElements);
+        if (parts <= 1) Range(0, n);
+        else WorkerTeam.For(parts, t => Range((int)((long)n * t / parts) / lanes * lanes, t + 1 == parts ? n : (int)((long)n * (t + 1) / parts) / lanes * lanes));
+
+        void Range(int start, int end)
         {
-            var vb1 = new Vector<T>(b1); var vb2 = new Vector<T>(b2); var vc1 = new Vector<T>(c1); var vc2 = new Vector<T>(c2);
-            var vstep = new Vector<T>(stepSize); var vr = new Vector<T>(rbc2); var veps = new Vector<T>(eps);
-            var vbc1 = new Vector<T>(tbc1); var vbc2 = new Vector<T>(tbc2); var vlr = new Vector<T>(tlr);
-            var vl2 = new Vector<T>(l2); var vshrink = new Vector<T>(shrink);
-            for (; i <= p.Length - Vector<T>.Count; i += Vector<T>.Count)
+            var p = Cpu.Elems<T>(param)[start..end];
+            var g = Cpu.Elems<T>(grad)[start..end];
+            var m = Cpu.Elems<T>(mState)[start..end];
+            var v = Cpu.Elems<T>(vState)[start..end];
+            int i = 0;
+            if (Vector.IsHardwareAccelerated && Vector<T>.Count > 1)
             {
-                var pi = new Vector<T>(p[i..]);
-                var gi = new Vector<T>(g[i..]);
-                if (l2 != T.Zero) gi += vl2 * pi;
-                var mi = vb1 * new Vector<T>(m[i..]) + vc1 * gi;
-                var vi = vb2 * new Vector<T>(v[i..]) + (textbook ? gi * gi * vc2 : vc2 * gi * gi);
-                mi.CopyTo(m[i..]); vi.CopyTo(v[i..]);
-                (textbook ? vshrink * pi - mi / vbc1 / (Vector.SquareRoot(vi / vbc2) + veps) * vlr
-                          : vshrink * pi - vstep * mi / (Vector.SquareRoot(vi) * vr + veps)).CopyTo(p[i..]);
+                var vb1 = new Vector<T>(b1); var vb2 = new Vector<T>(b2); var vc1 = new Vector<T>(c1); var vc2 = new Vector<T>(c2);
+                var vstep = new Vector<T>(stepSize); var vr = new Vector<T>(rbc2); var veps = new Vector<T>(eps);
+                var vbc1 = new Vector<T>(tbc1); var vbc2 = new Vector<T>(tbc2); var vlr = new Vector<T>(tlr);
+                var vl2 = new Vector<T>(l2); var vshrink = new Vector<T>(shrink);
+                for (; i <= p.Length - Vector<T>.Count; i += Vector<T>.Count)
+                {
+                    var pi = new Vector<T>(p[i..]);
+                    var gi = new Vector<T>(g[i..]);
+                    if (l2 != T.Zero) gi += vl2 * pi;
+                    var mi = vb1 * new Vector<T>(m[i..]) + vc1 * gi;
+                    var vi = vb2 * new Vector<T>(v[i..]) + (textbook ? gi * gi * vc2 : vc2 * gi * gi);
+                    mi.CopyTo(m[i..]); vi.CopyTo(v[i..]);
+                    (textbook ? vshrink * pi - mi / vbc1 / (Vector.SquareRoot(vi / vbc2) + veps) * vlr
+                              : vshrink * pi - vstep * mi / (Vector.SquareRoot(vi) * vr + veps)).CopyTo(p[i..]);
+                }
             }
-        }
-        for (; i < p.Length; i++)
-        {
-            T gi = l2 != T.Zero ? g[i] + l2 * p[i] : g[i];
-            T mi = b1 * m[i] + c1 * gi, vi = b2 * v[i] + (textbook ? gi * gi * c2 : c2 * gi * gi);
-            m[i] = mi; v[i] = vi;
-            p[i] = textbook ? shrink * p[i] - mi / tbc1 / (T.Sqrt(vi / tbc2) + eps) * tlr
-                            : shrink * p[i] - stepSize * mi / (T.Sqrt(vi) * rbc2 + eps);
+            for (; i < p.Length; i++)
+            {
+                T gi = l2 != T.Zero ? g[i] + l2 * p[i] : g[i];
+                T mi = b1 * m[i] + c1 * gi, vi = b2 * v[i] + (textbook ? gi * gi * c2 : c2 * gi * gi);
+                m[i] = mi; v[i] = vi;
+                p[i] = textbook ? shrink * p[i] - mi / tbc1 / (T.Sqrt(vi / tbc2) + eps) * tlr
+                                : shrink * p[i] - stepSize * mi / (T.Sqrt(vi) * rbc2 + eps);
+            }
         }
     }
 

@@ -1,3 +1,5 @@
+using Kiln.Kernels;
+
 namespace Kiln;
 
 public partial class Tensor
@@ -59,7 +61,8 @@ public partial class Tensor
         var c = Empty(new Shape(nb, m, n), dtype, a.Device);
         if (c.Numel > 0) a.Backend.MatMul(a3, b3, c);
         var y = c.Reshape([.. batch.Dims, m, n]).Detach();
-        return Record(y, "matmul", [a, b], g => [GradFor(g.MatMul(b.T), a), GradFor(a.T.MatMul(g), b)]);
+        // A product whose input needs no gradient (a data batch, a frozen weight) is skipped: it is a full GEMM.
+        return Record(y, "matmul", [a, b], g => [a.RequiresGrad ? GradFor(g.MatMul(b.T), a) : null, b.RequiresGrad ? GradFor(a.T.MatMul(g), b) : null]);
     }
 
     // Collapses the batch dims into one without copying when their strides allow (broadcast or evenly strided batches).
@@ -114,13 +117,15 @@ public partial class Tensor
         Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
         return Record(y, op, inputs, g =>
         {
-            // A half y's mask and the bias's row sum run in float32; each gradient ends in its input's dtype.
-            var gz = !relu ? g : !g.DType.IsHalf() ? Where(y > 0.0, g, g.ZerosLike())
-                : Where(y.To(DType.Float32) > 0.0, g.To(DType.Float32), g.To(DType.Float32).ZerosLike()).To(g.DType);
+            // ReLU's own rule, g step(y) (step(relu(z)) = step(z)): two contiguous passes, where a Where with its Bool
+            // mask and zeros took five, and the same values as an unfused ReLU. The bias's row sum of a half gz runs in
+            // float32; each gradient ends in its input's dtype.
+            var gz = !relu ? g : g * y.Apply(UnaryOp.Step);
             var gz2 = gz.Reshape(rows, outF);
             var xr = x.Rank == 2 ? x : x.Reshape(rows, inF);
-            var grads = new List<Tensor?> { GradFor(gz.MatMul(weight), x), GradFor(gz2.T.MatMul(xr), weight) };
-            if (bias is not null) grads.Add((gz2.DType.IsHalf() ? gz2.To(DType.Float32) : gz2).Sum(0).To(bias.DType));
+            // Each gradient is a full product or reduction: skip those of inputs that need none (the first layer's x).
+            var grads = new List<Tensor?> { x.RequiresGrad ? GradFor(gz.MatMul(weight), x) : null, weight.RequiresGrad ? GradFor(gz2.T.MatMul(xr), weight) : null };
+            if (bias is not null) grads.Add(!bias.RequiresGrad ? null : (gz2.DType.IsHalf() ? gz2.To(DType.Float32) : gz2).Sum(0).To(bias.DType));
             return grads.ToArray();
         });
     }

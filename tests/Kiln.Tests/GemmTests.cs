@@ -110,7 +110,10 @@ public class GemmTests
         int half = dtype == "float" ? GemmMicro.HalfWidth<float>(kernel) : GemmMicro.HalfWidth<double>(kernel);
         var oneHalf = (M: 13, N: half > 0 ? 3 * half : 37, K: 70, La: 0, Lb: 2, Alpha: 1.0, Beta: 0.5, Epi: 1, Seed: 23);
         var twoHalves = oneHalf with { N = oneHalf.N + 5, Lb = 1, Epi = 3, Seed = 24 };
-        foreach (var x in new[] { c, deep, oneHalf, twoHalves })
+        // A transposed B (a linear layer's weight) whose depth and width are not multiples of the 8 x 8 transposed
+        // blocks, over two row chunks of the pack.
+        var transposed = (M: 11, N: 83, K: 75, La: 0, Lb: 1, Alpha: 1.0, Beta: 0.0, Epi: 1, Seed: 25);
+        foreach (var x in new[] { c, deep, oneHalf, twoHalves, transposed })
             if (dtype == "float") Case<float>(kernel, x, Math.Pow(2, -24));
             else Case<double>(kernel, x, Math.Pow(2, -53));
     }

@@ -118,6 +118,50 @@ public class LayerTests
         Assert.Throws<ArgumentException>(() => new MLP([3]));
     }
 
+    [Fact]
+    public void MLP_with_relu_runs_fused_linear_relu_equal_to_the_layers_one_by_one_and_passes_gradcheck()
+    {
+        var mlp = new MLP([3, 5, 4, 2], generator: new Generator(13), dtype: F64);
+        var modules = mlp.NamedModules().ToDictionary(m => m.Name, m => m.Module);
+        var (l0, l2, l4) = ((Linear)modules["layers.0"], (Linear)modules["layers.2"], (Linear)modules["layers.4"]);
+        var x = R([6, 3], 14);
+        var seed = R([6, 2], 15);
+        Tensor[] Grads(Func<Tensor> f)
+        {
+            mlp.ZeroGrad();
+            f().Backward(seed);
+            return mlp.Parameters().Select(p => p.Grad!).ToArray();
+        }
+        Tensor OneByOne() => l4.Forward(l2.Forward(l0.Forward(x).Relu()).Relu());
+        Assert.Equal(OneByOne().ToArray<double>(), mlp.Forward(x).ToArray<double>());
+        var expected = Grads(OneByOne);
+        var fused = Grads(() => mlp.Forward(x));
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i].ToArray<double>(), fused[i].ToArray<double>());
+        Input(mlp.Forward, x, "fused mlp input");
+        Parameters(mlp, () => mlp.Forward(x), "fused mlp");
+
+        // A hook on the activation sees its own call: the pair then runs unfused, with the same result.
+        int calls = 0;
+        using (((Activation)modules["layers.1"]).RegisterForwardHook((_, _, y) => { calls++; return y; }))
+            Assert.Equal(OneByOne().ToArray<double>(), mlp.Forward(x).ToArray<double>());
+        Assert.Equal(1, calls);
+    }
+
+    [Fact]
+    public void Linear_leaves_no_gradient_for_an_input_that_needs_none()
+    {
+        var lin = new Linear(4, 3, generator: new Generator(16), dtype: F64);
+        var x = R([5, 4], 17);
+        var withX = x.Detach().RequiresGrad_();
+        Tensor.Linear(withX, lin.Weight.Value, lin.Bias!.Value, relu: true).Sum().Backward();
+        var expected = lin.Weight.Grad!.ToArray<double>();
+        lin.ZeroGrad();
+        Tensor.Linear(x, lin.Weight.Value, lin.Bias!.Value, relu: true).Sum().Backward();
+        Assert.Null(x.Grad);
+        Assert.NotNull(withX.Grad);
+        Assert.Equal(expected, lin.Weight.Grad!.ToArray<double>());
+    }
+
     [Theory]
     [InlineData(ActivationKind.Relu)]
     [InlineData(ActivationKind.Gelu)]

@@ -65,6 +65,33 @@ public class OptimizerTests
         }, $"sgd mu={momentum} nesterov={nesterov} wd={weightDecay} damp={dampening}");
     }
 
+    [Fact]
+    public void Adam_update_of_a_parameter_split_over_the_worker_team_matches_written_out_update()
+    {
+        // Large enough for the fused update to run in parts on several threads, with a ragged end.
+        const int n = 3 * 65536 + 13;
+        const double lr = 0.01, b1 = 0.8, b2 = 0.95, eps = 1e-6;
+        var g = new Generator(5);
+        var p0 = Tensor.Rand([n], g, -1, 1, DType.Float64).ToArray<double>();
+        var p = new Parameter(Tensor.FromArray(p0));
+        var opt = new Adam([p], lr, b1, b2, eps);
+        double[] expected = (double[])p0.Clone(), m = new double[n], v = new double[n];
+        for (int t = 1; t <= 2; t++)
+        {
+            var grad = Tensor.Rand([n], g, -2, 2, DType.Float64);
+            p.Grad = grad;
+            opt.Step();
+            var gs = grad.ToArray<double>();
+            for (int i = 0; i < n; i++)
+            {
+                m[i] = b1 * m[i] + (1 - b1) * gs[i];
+                v[i] = b2 * v[i] + (1 - b2) * gs[i] * gs[i];
+                expected[i] -= lr * (m[i] / (1 - Math.Pow(b1, t))) / (Math.Sqrt(v[i] / (1 - Math.Pow(b2, t))) + eps);
+            }
+        }
+        TestKit.Close.Check(expected, p.Value.ToArray<double>(), 1e-12, 1e-14, "adam over the worker team");
+    }
+
     public static IEnumerable<object[]> AdamCases =>
         from decoupled in new[] { false, true } from wd in new[] { 0.0, 0.1 } from textbook in new[] { false, true }
         select new object[] { decoupled, wd, textbook };
