@@ -31,7 +31,8 @@ native=$out/runtimes/linux-x64/native
 # TorchSharp's libLibTorchSharp.so is built with GCC 13 and needs GLIBCXX_3.4.32 for one symbol,
 # std::ios_base_library_init(). Debian 12 has no newer libstdc++ than GCC 12's (3.4.30): mark that version need weak
 # and build a shim that defines the symbol; the runner loads the shim before libtorch.
-libstdcxx=$(/sbin/ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
+# (awk reads to the end: an early exit would kill ldconfig with SIGPIPE, which pipefail turns into a silent stop)
+libstdcxx=$(/sbin/ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/ && !found {print $NF; found = 1}')
 if grep -q GLIBCXX_3.4.32 "$libstdcxx"; then
   echo "setup-peers: $libstdcxx has GLIBCXX_3.4.32, no fix-up needed"
   rm -f "$native/libglibcxx_3_4_32_shim.so"
@@ -44,4 +45,5 @@ else
 fi
 
 # The check `kiln bench` does: the runner says hello with its version and configuration.
-echo quit | dotnet "$out/Kiln.Bench.Torch.dll" --threads 1 | head -c 200; echo
+hello=$(echo quit | dotnet "$out/Kiln.Bench.Torch.dll" --threads 1)
+echo "${hello:0:200}"
