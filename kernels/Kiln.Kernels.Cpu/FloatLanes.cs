@@ -125,8 +125,30 @@ internal static class FloatLanes
     public static TV Exp<TV>(TV x) where TV : struct, IFloatLanes<TV>
     {
         var k = TV.RoundToEven(x * TV.Splat(1.44269504088896341f));
+        return Scaled(k, Reduce(k, x), 0);
+    }
+
+    /// <summary>
+    /// e^(x + lo) 2^scale for x + lo in [-87, 88] less scale (normal results), lo a correction below 2^-10 (the low part of
+    /// an exactly split argument): it joins the reduced argument, so its bits are not lost to the rounding of x + lo.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV ExpSplit<TV>(TV x, TV lo, int scale) where TV : struct, IFloatLanes<TV>
+    {
+        var k = TV.RoundToEven(x * TV.Splat(1.44269504088896341f));
+        return Scaled(k, Reduce(k, x) + lo, scale);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static TV Reduce<TV>(TV k, TV x) where TV : struct, IFloatLanes<TV>
+    {
         var r = TV.Fma(k, TV.Splat(-0.693145751953125f), x);
-        r = TV.Fma(k, TV.Splat(-1.428606765330187045e-06f), r);
+        return TV.Fma(k, TV.Splat(-1.428606765330187045e-06f), r);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static TV Scaled<TV>(TV k, TV r, int scale) where TV : struct, IFloatLanes<TV>
+    {
         var p = TV.Fma(TV.Splat(1f / 5040), r, TV.Splat(1f / 720));
         p = TV.Fma(p, r, TV.Splat(1f / 120));
         p = TV.Fma(p, r, TV.Splat(1f / 24));
@@ -134,6 +156,6 @@ internal static class FloatLanes
         p = TV.Fma(p, r, TV.Splat(0.5f));
         p = TV.Fma(p, r, TV.Splat(1f));
         p = TV.Fma(p, r, TV.Splat(1f));
-        return p * TV.Pow2(k);
+        return p * TV.Pow2(scale == 0 ? k : k + TV.Splat(scale));
     }
 }
