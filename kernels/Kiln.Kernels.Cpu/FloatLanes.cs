@@ -22,7 +22,10 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
     /// <summary>a b + c, rounded once.</summary>
     static abstract TV Fma(TV a, TV b, TV c);
     static abstract TV Abs(TV a);
+    /// <summary>The lesser lane, as the hardware gives it: with a NaN either operand may come back (x86 gives b), so a
+    /// caller clamps for range only and carries NaN through some other operation.</summary>
     static abstract TV Min(TV a, TV b);
+    /// <summary>The greater lane, as the hardware gives it (see <see cref="Min"/> for NaN).</summary>
     static abstract TV Max(TV a, TV b);
     static abstract TV RoundToEven(TV a);
     static abstract TV Less(TV a, TV b);
@@ -30,6 +33,8 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
     /// <summary>mask ? a : b, lane by lane.</summary>
     static abstract TV Select(TV mask, TV a, TV b);
     static abstract bool Any(TV mask);
+    /// <summary>The sum of the lanes.</summary>
+    static abstract float Sum(TV a);
     /// <summary>2^k for whole k in [-126, 127].</summary>
     static abstract TV Pow2(TV k);
 }
@@ -48,15 +53,16 @@ internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator -(Lanes512F a) => new(-a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Fma(Lanes512F a, Lanes512F b, Lanes512F c) => new(Vector512.FusedMultiplyAdd(a._v, b._v, c._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Abs(Lanes512F a) => new(Vector512.Abs(a._v));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Min(Lanes512F a, Lanes512F b) => new(Vector512.Min(a._v, b._v));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Max(Lanes512F a, Lanes512F b) => new(Vector512.Max(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Min(Lanes512F a, Lanes512F b) => new(Vector512.MinNative(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Max(Lanes512F a, Lanes512F b) => new(Vector512.MaxNative(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F RoundToEven(Lanes512F a) => new(Vector512.Round(a._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Less(Lanes512F a, Lanes512F b) => new(Vector512.LessThan(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Greater(Lanes512F a, Lanes512F b) => new(Vector512.GreaterThan(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Select(Lanes512F m, Lanes512F a, Lanes512F b) => new(Vector512.ConditionalSelect(m._v, a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(Lanes512F m) => m._v.AsUInt32() != Vector512<uint>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Lanes512F a) => Vector512.Sum(a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Lanes512F Pow2(Lanes512F k) => new(Vector512.ShiftLeft(Vector512.ConvertToInt32(k._v) + Vector512.Create(127), 23).AsSingle());
+    public static Lanes512F Pow2(Lanes512F k) => new(Vector512.ShiftLeft(Vector512.ConvertToInt32Native(k._v) + Vector512.Create(127), 23).AsSingle());
 }
 
 internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
@@ -73,15 +79,16 @@ internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator -(Lanes256F a) => new(-a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Fma(Lanes256F a, Lanes256F b, Lanes256F c) => new(Vector256.FusedMultiplyAdd(a._v, b._v, c._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Abs(Lanes256F a) => new(Vector256.Abs(a._v));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Min(Lanes256F a, Lanes256F b) => new(Vector256.Min(a._v, b._v));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Max(Lanes256F a, Lanes256F b) => new(Vector256.Max(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Min(Lanes256F a, Lanes256F b) => new(Vector256.MinNative(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Max(Lanes256F a, Lanes256F b) => new(Vector256.MaxNative(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F RoundToEven(Lanes256F a) => new(Vector256.Round(a._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Less(Lanes256F a, Lanes256F b) => new(Vector256.LessThan(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Greater(Lanes256F a, Lanes256F b) => new(Vector256.GreaterThan(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Select(Lanes256F m, Lanes256F a, Lanes256F b) => new(Vector256.ConditionalSelect(m._v, a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(Lanes256F m) => m._v.AsUInt32() != Vector256<uint>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Lanes256F a) => Vector256.Sum(a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Lanes256F Pow2(Lanes256F k) => new(Vector256.ShiftLeft(Vector256.ConvertToInt32(k._v) + Vector256.Create(127), 23).AsSingle());
+    public static Lanes256F Pow2(Lanes256F k) => new(Vector256.ShiftLeft(Vector256.ConvertToInt32Native(k._v) + Vector256.Create(127), 23).AsSingle());
 }
 
 /// <summary>An elementwise function written once for every lane width.</summary>
@@ -93,14 +100,20 @@ internal interface ILaneOp
 /// <summary>Math on <see cref="IFloatLanes{TV}"/> shared by the activation kernels, and the span driver that runs them.</summary>
 internal static class FloatLanes
 {
+    /// <summary>Whether <see cref="Lanes512F"/> runs in hardware.</summary>
+    public static bool Has512 => Vector512.IsHardwareAccelerated;
+
+    /// <summary>Whether <see cref="Lanes256F"/> runs in hardware, fused multiply-add included.</summary>
+    public static bool Has256 => Vector256.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+
     /// <summary>
     /// y = op(x) over spans (y may equal x) at the widest lane width here, the tail through the same lanes so a result
     /// does not depend on where its row ends; false (nothing written) without a 256-bit unit with fused multiply-add.
     /// </summary>
     public static bool TryMap<TOp>(ReadOnlySpan<float> x, Span<float> y) where TOp : struct, ILaneOp
     {
-        if (Vector512.IsHardwareAccelerated) Map<Lanes512F, TOp>(x, y);
-        else if (Vector256.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Fma.IsSupported) Map<Lanes256F, TOp>(x, y);
+        if (Has512) Map<Lanes512F, TOp>(x, y);
+        else if (Has256) Map<Lanes256F, TOp>(x, y);
         else return false;
         return true;
     }
