@@ -48,12 +48,10 @@ public static class Erf
     /// <summary>y = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, the exact GELU, over spans (y may equal x).</summary>
     public static void Gelu(ReadOnlySpan<float> x, Span<float> y)
     {
-        // (1 + erf) / 2 before the product, so x Phi(x) does not overflow at the largest x.
+        // Without vector lanes, the float64 kernel: as accurate through the lower tail as the lanes.
         if (!FloatLanes.TryMap<GeluOp>(x, y))
-            for (int i = 0; i < x.Length; i++) y[i] = x[i] * ((1f + Scalar(x[i] * InvSqrt2)) * 0.5f);
+            for (int i = 0; i < x.Length; i++) y[i] = (float)Erf64.Gelu(x[i]);
     }
-
-    const float InvSqrt2 = 0.70710678118654752f;
 
     readonly struct ErfOp : ILaneOp
     {
