@@ -80,6 +80,26 @@ public class ElementwiseTests
         }
     }
 
+    [Theory]
+    [InlineData(UnaryOp.GeluErf, 0)]
+    [InlineData(UnaryOp.Silu, 3)]
+    [InlineData(UnaryOp.Erf, 1)]
+    public void Float32_outputs_past_the_caches_match_short_rows_bit_for_bit(UnaryOp op, int offset)
+    {
+        // Outputs of 2^22 floats and more take the non-temporal stores (an unaligned head, aligned vectors, a padded tail).
+        int n = (1 << 22) + 37;
+        var rng = new Random(offset);
+        var xs = new float[n + offset];
+        for (int i = 0; i < xs.Length; i++) xs[i] = (float)(rng.NextDouble() * 16 - 8);
+        var y = new float[n + offset];
+        Kiln.Kernels.Cpu.Elementwise.Unary(op, xs.AsSpan(offset, n), y.AsSpan(offset, n));
+        var expected = new float[n];
+        for (int s = 0; s < n; s += 1000) Kiln.Kernels.Cpu.Elementwise.Unary(op, xs.AsSpan(offset + s, Math.Min(1000, n - s)), expected.AsSpan(s, Math.Min(1000, n - s)));
+        Assert.True(y.AsSpan(offset, n).SequenceEqual(expected), $"{op}: a long output differs from the same values in short rows");
+        Kiln.Kernels.Cpu.Elementwise.Unary(op, xs.AsSpan(offset, n), xs.AsSpan(offset, n));
+        Assert.True(xs.AsSpan(offset, n).SequenceEqual(expected), $"{op}: in place differs");
+    }
+
     [Fact]
     public void Float32_gelu_special_values()
     {
