@@ -14,6 +14,8 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
     static abstract TV Splat(float value);
     static abstract TV Load(ReadOnlySpan<float> x, int at);
     void Store(Span<float> y, int at);
+    /// <summary>Stores to an address aligned to the vector's size, around the caches.</summary>
+    unsafe void StoreNonTemporal(float* y);
     static abstract TV operator +(TV a, TV b);
     static abstract TV operator -(TV a, TV b);
     static abstract TV operator *(TV a, TV b);
@@ -22,7 +24,10 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
     /// <summary>a b + c, rounded once.</summary>
     static abstract TV Fma(TV a, TV b, TV c);
     static abstract TV Abs(TV a);
+    /// <summary>The lesser lane, as the hardware gives it: with a NaN either operand may come back (x86 gives b), so a
+    /// caller clamps for range only and carries NaN through some other operation.</summary>
     static abstract TV Min(TV a, TV b);
+    /// <summary>The greater lane, as the hardware gives it (see <see cref="Min"/> for NaN).</summary>
     static abstract TV Max(TV a, TV b);
     static abstract TV RoundToEven(TV a);
     static abstract TV Less(TV a, TV b);
@@ -30,6 +35,8 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
     /// <summary>mask ? a : b, lane by lane.</summary>
     static abstract TV Select(TV mask, TV a, TV b);
     static abstract bool Any(TV mask);
+    /// <summary>The sum of the lanes.</summary>
+    static abstract float Sum(TV a);
     /// <summary>2^k for whole k in [-126, 127].</summary>
     static abstract TV Pow2(TV k);
 }
@@ -42,6 +49,7 @@ internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Splat(float value) => new(Vector512.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Load(ReadOnlySpan<float> x, int at) => new(Vector512.Create(x.Slice(at, Vector512<float>.Count)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(Span<float> y, int at) => _v.CopyTo(y.Slice(at, Vector512<float>.Count));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public unsafe void StoreNonTemporal(float* y) => _v.StoreAlignedNonTemporal(y);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator +(Lanes512F a, Lanes512F b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator -(Lanes512F a, Lanes512F b) => new(a._v - b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator *(Lanes512F a, Lanes512F b) => new(a._v * b._v);
@@ -49,15 +57,16 @@ internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator -(Lanes512F a) => new(-a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Fma(Lanes512F a, Lanes512F b, Lanes512F c) => new(Vector512.FusedMultiplyAdd(a._v, b._v, c._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Abs(Lanes512F a) => new(Vector512.Abs(a._v));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Min(Lanes512F a, Lanes512F b) => new(Vector512.Min(a._v, b._v));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Max(Lanes512F a, Lanes512F b) => new(Vector512.Max(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Min(Lanes512F a, Lanes512F b) => new(Vector512.MinNative(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Max(Lanes512F a, Lanes512F b) => new(Vector512.MaxNative(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F RoundToEven(Lanes512F a) => new(Vector512.Round(a._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Less(Lanes512F a, Lanes512F b) => new(Vector512.LessThan(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Greater(Lanes512F a, Lanes512F b) => new(Vector512.GreaterThan(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Select(Lanes512F m, Lanes512F a, Lanes512F b) => new(Vector512.ConditionalSelect(m._v, a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(Lanes512F m) => m._v.AsUInt32() != Vector512<uint>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Lanes512F a) => Vector512.Sum(a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Lanes512F Pow2(Lanes512F k) => new(Vector512.ShiftLeft(Vector512.ConvertToInt32(k._v) + Vector512.Create(127), 23).AsSingle());
+    public static Lanes512F Pow2(Lanes512F k) => new(Vector512.ShiftLeft(Vector512.ConvertToInt32Native(k._v) + Vector512.Create(127), 23).AsSingle());
 }
 
 internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
@@ -67,6 +76,7 @@ internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Splat(float value) => new(Vector256.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Load(ReadOnlySpan<float> x, int at) => new(Vector256.Create(x.Slice(at, Vector256<float>.Count)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(Span<float> y, int at) => _v.CopyTo(y.Slice(at, Vector256<float>.Count));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public unsafe void StoreNonTemporal(float* y) => _v.StoreAlignedNonTemporal(y);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator +(Lanes256F a, Lanes256F b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator -(Lanes256F a, Lanes256F b) => new(a._v - b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator *(Lanes256F a, Lanes256F b) => new(a._v * b._v);
@@ -74,15 +84,16 @@ internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator -(Lanes256F a) => new(-a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Fma(Lanes256F a, Lanes256F b, Lanes256F c) => new(Vector256.FusedMultiplyAdd(a._v, b._v, c._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Abs(Lanes256F a) => new(Vector256.Abs(a._v));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Min(Lanes256F a, Lanes256F b) => new(Vector256.Min(a._v, b._v));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Max(Lanes256F a, Lanes256F b) => new(Vector256.Max(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Min(Lanes256F a, Lanes256F b) => new(Vector256.MinNative(a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Max(Lanes256F a, Lanes256F b) => new(Vector256.MaxNative(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F RoundToEven(Lanes256F a) => new(Vector256.Round(a._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Less(Lanes256F a, Lanes256F b) => new(Vector256.LessThan(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Greater(Lanes256F a, Lanes256F b) => new(Vector256.GreaterThan(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Select(Lanes256F m, Lanes256F a, Lanes256F b) => new(Vector256.ConditionalSelect(m._v, a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(Lanes256F m) => m._v.AsUInt32() != Vector256<uint>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Lanes256F a) => Vector256.Sum(a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Lanes256F Pow2(Lanes256F k) => new(Vector256.ShiftLeft(Vector256.ConvertToInt32(k._v) + Vector256.Create(127), 23).AsSingle());
+    public static Lanes256F Pow2(Lanes256F k) => new(Vector256.ShiftLeft(Vector256.ConvertToInt32Native(k._v) + Vector256.Create(127), 23).AsSingle());
 }
 
 /// <summary>An elementwise function written once for every lane width.</summary>
@@ -94,28 +105,56 @@ internal interface ILaneOp
 /// <summary>Math on <see cref="IFloatLanes{TV}"/> shared by the activation kernels, and the span driver that runs them.</summary>
 internal static class FloatLanes
 {
+    /// <summary>Whether <see cref="Lanes512F"/> runs in hardware.</summary>
+    public static bool Has512 => Vector512.IsHardwareAccelerated;
+
+    /// <summary>Whether <see cref="Lanes256F"/> runs in hardware, fused multiply-add included.</summary>
+    public static bool Has256 => Vector256.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+
     /// <summary>
     /// y = op(x) over spans (y may equal x) at the widest lane width here, the tail through the same lanes so a result
     /// does not depend on where its row ends; false (nothing written) without a 256-bit unit with fused multiply-add.
     /// </summary>
     public static bool TryMap<TOp>(ReadOnlySpan<float> x, Span<float> y) where TOp : struct, ILaneOp
     {
-        if (Vector512.IsHardwareAccelerated) Map<Lanes512F, TOp>(x, y);
-        else if (Vector256.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Fma.IsSupported) Map<Lanes256F, TOp>(x, y);
+        if (Has512) Map<Lanes512F, TOp>(x, y);
+        else if (Has256) Map<Lanes256F, TOp>(x, y);
         else return false;
         return true;
     }
 
-    static void Map<TV, TOp>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
+    /// <summary>Outputs at least this long (16 MB) are past what the caches keep: they are stored non-temporally, which also
+    /// spares the read of each line of y that a plain store makes first.</summary>
+    const int StreamFrom = 1 << 22;
+
+    // Fully optimized from the first call: a tier-0 body of these generic lane calls runs tens of times slower.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static unsafe void Map<TV, TOp>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
     {
         int i = 0;
-        for (; i + TV.Count <= x.Length; i += TV.Count) TOp.Apply(TV.Load(x, i)).Store(y, i);
-        if (i == x.Length) return;
+        if (x.Length >= StreamFrom)
+            fixed (float* py = y)
+            {
+                int head = (int)((uint)-(nint)py % (uint)(TV.Count * sizeof(float)) / sizeof(float));
+                Padded<TV, TOp>(x[..head], y);
+                for (i = head; i + TV.Count <= x.Length; i += TV.Count) TOp.Apply(TV.Load(x, i)).StoreNonTemporal(py + i);
+                System.Runtime.Intrinsics.X86.Sse.StoreFence();
+            }
+        else
+            for (; i + TV.Count <= x.Length; i += TV.Count) TOp.Apply(TV.Load(x, i)).Store(y, i);
+        Padded<TV, TOp>(x[i..], y[i..]);
+    }
+
+    /// <summary>y = op(x) for fewer elements than a vector, through the same lanes, so a result does not depend on where
+    /// its row ends.</summary>
+    static void Padded<TV, TOp>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
+    {
+        if (x.IsEmpty) return;
         Span<float> tail = stackalloc float[TV.Count];
         tail.Clear();
-        x[i..].CopyTo(tail);
+        x.CopyTo(tail);
         TOp.Apply(TV.Load(tail, 0)).Store(tail, 0);
-        tail[..(x.Length - i)].CopyTo(y[i..]);
+        tail[..x.Length].CopyTo(y);
     }
 
     /// <summary>
@@ -126,8 +165,30 @@ internal static class FloatLanes
     public static TV Exp<TV>(TV x) where TV : struct, IFloatLanes<TV>
     {
         var k = TV.RoundToEven(x * TV.Splat(1.44269504088896341f));
+        return Scaled(k, Reduce(k, x), 0);
+    }
+
+    /// <summary>
+    /// e^(x + lo) 2^scale for x + lo in [-87, 88] less scale (normal results), lo a correction below 2^-10 (the low part of
+    /// an exactly split argument): it joins the reduced argument, so its bits are not lost to the rounding of x + lo.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV ExpSplit<TV>(TV x, TV lo, int scale) where TV : struct, IFloatLanes<TV>
+    {
+        var k = TV.RoundToEven(x * TV.Splat(1.44269504088896341f));
+        return Scaled(k, Reduce(k, x) + lo, scale);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static TV Reduce<TV>(TV k, TV x) where TV : struct, IFloatLanes<TV>
+    {
         var r = TV.Fma(k, TV.Splat(-0.693145751953125f), x);
-        r = TV.Fma(k, TV.Splat(-1.428606765330187045e-06f), r);
+        return TV.Fma(k, TV.Splat(-1.428606765330187045e-06f), r);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static TV Scaled<TV>(TV k, TV r, int scale) where TV : struct, IFloatLanes<TV>
+    {
         var p = TV.Fma(TV.Splat(1f / 5040), r, TV.Splat(1f / 720));
         p = TV.Fma(p, r, TV.Splat(1f / 120));
         p = TV.Fma(p, r, TV.Splat(1f / 24));
@@ -135,6 +196,6 @@ internal static class FloatLanes
         p = TV.Fma(p, r, TV.Splat(0.5f));
         p = TV.Fma(p, r, TV.Splat(1f));
         p = TV.Fma(p, r, TV.Splat(1f));
-        return p * TV.Pow2(k);
+        return p * TV.Pow2(scale == 0 ? k : k + TV.Splat(scale));
     }
 }

@@ -59,6 +59,65 @@ public class ElementwiseTests
         }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(37)]
+    [InlineData(1000)]
+    public void Float32_gelu_keeps_relative_accuracy_through_the_lower_tail(int length)
+    {
+        // Past |x| = 3 the CPU kernel takes Phi(-|x|) = e^(-x^2/2) R(|x|) directly; a kernel that takes Phi as (1 + erf) / 2
+        // loses every digit below x = -5.7. Down to -13 the result is a normal float32; below it, subnormal, to -0 near -14.2.
+        var rng = new Random(length);
+        var xs = Enumerable.Range(0, length).Select(_ => (float)(-14.5 + 18 * rng.NextDouble())).ToArray();
+        var got = Tensor.FromArray(xs).Gelu().ToArray<float>();
+        for (int i = 0; i < xs.Length; i++)
+        {
+            double e = Reference.Unary(UnaryOp.GeluErf, xs[i]);
+            // On [-3, 3] Phi is 1/2 plus a polynomial: absolute accuracy there, as (1 + erf) / 2 gives.
+            double tol = 2e-6 * Math.Abs(e) + (xs[i] >= -3 ? 1.5e-7 : Math.ScaleB(1.0, -149));
+            Assert.True(Math.Abs(got[i] - e) <= tol, $"gelu({xs[i]:R}) = {got[i]:R}, expected {e:R}");
+        }
+    }
+
+    [Theory]
+    [InlineData(UnaryOp.GeluErf, 0)]
+    [InlineData(UnaryOp.Silu, 3)]
+    [InlineData(UnaryOp.Erf, 1)]
+    public void Float32_outputs_past_the_caches_match_short_rows_bit_for_bit(UnaryOp op, int offset)
+    {
+        // Outputs of 2^22 floats and more take the non-temporal stores (an unaligned head, aligned vectors, a padded tail).
+        int n = (1 << 22) + 37;
+        var rng = new Random(offset);
+        var xs = new float[n + offset];
+        for (int i = 0; i < xs.Length; i++) xs[i] = (float)(rng.NextDouble() * 16 - 8);
+        var y = new float[n + offset];
+        Kiln.Kernels.Cpu.Elementwise.Unary(op, xs.AsSpan(offset, n), y.AsSpan(offset, n));
+        var expected = new float[n];
+        for (int s = 0; s < n; s += 1000) Kiln.Kernels.Cpu.Elementwise.Unary(op, xs.AsSpan(offset + s, Math.Min(1000, n - s)), expected.AsSpan(s, Math.Min(1000, n - s)));
+        Assert.True(y.AsSpan(offset, n).SequenceEqual(expected), $"{op}: a long output differs from the same values in short rows");
+        Kiln.Kernels.Cpu.Elementwise.Unary(op, xs.AsSpan(offset, n), xs.AsSpan(offset, n));
+        Assert.True(xs.AsSpan(offset, n).SequenceEqual(expected), $"{op}: in place differs");
+    }
+
+    [Fact]
+    public void Float32_gelu_special_values()
+    {
+        float[] xs = [float.NaN, float.PositiveInfinity, float.NegativeInfinity, 0f, -0f, 1e-30f, -1e-30f, 3e38f, -3e38f, -15f, -40f, 3f, -3f, 3.0000002f, -3.0000002f, 5.9f];
+        var got = Tensor.FromArray(xs).Gelu().ToArray<float>();
+        // PyTorch's x * Phi(x): NaN at -inf (-inf * 0), -0 where Phi underflows, x itself once Phi rounds to 1.
+        Assert.True(float.IsNaN(got[0]) && float.IsNaN(got[2]), $"gelu(NaN) = {got[0]}, gelu(-inf) = {got[2]}");
+        Assert.Equal(float.PositiveInfinity, got[1]);
+        Assert.Equal(3e38f, got[7]);
+        foreach (int i in new[] { 3, 4, 8, 9, 10 })
+            Assert.True(got[i] == 0 && float.IsNegative(got[i]) == float.IsNegative(xs[i]), $"gelu({xs[i]:R}) = {got[i]:R}");
+        foreach (int i in new[] { 5, 6, 11, 12, 13, 14, 15 })
+        {
+            double e = Reference.Unary(UnaryOp.GeluErf, xs[i]);
+            Assert.True(Math.Abs(got[i] - e) <= 1e-6 * Math.Abs(e) + (Math.Abs(xs[i]) == 3 ? 1.5e-7 : 0), $"gelu({xs[i]:R}) = {got[i]:R}, expected {e:R}");
+        }
+    }
+
     [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
     public void In_place_ops_change_only_the_target(string device)
     {

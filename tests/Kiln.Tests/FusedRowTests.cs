@@ -46,6 +46,43 @@ public class FusedRowTests
         });
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(5)]
+    [InlineData(16)]
+    [InlineData(33)]
+    [InlineData(4099)]
+    public void Float32_softmax_rows_with_masked_huge_and_nan_entries(int len)
+    {
+        // The CPU kernel's one-pass exp-and-sum: -inf (masked) entries give exactly 0, entries more than 87 below the
+        // maximum give 0 to within float32's subnormals, and NaN or +inf anywhere in a row make that row NaN. (Log-softmax
+        // near 0 is a difference of two rounded values, hence its absolute term.)
+        var rng = new Random(len);
+        var xs = new float[5 * len];
+        for (int i = 0; i < xs.Length; i++) xs[i] = (float)(rng.NextDouble() * 40 - 20);
+        for (int j = 0; j < len; j += 3) xs[j] = float.NegativeInfinity;
+        xs[len] = 120f;
+        for (int j = len + 1; j < 2 * len; j += 2) xs[j] = 20f;
+        for (int j = 2 * len; j < 3 * len; j++) xs[j] = float.NegativeInfinity;
+        xs[3 * len + len / 2] = float.NaN;
+        xs[4 * len + len - 1] = float.PositiveInfinity;
+        var x = Tensor.FromArray(xs).Reshape(5, len);
+        foreach (bool log in new[] { false, true })
+        {
+            var got = (log ? x.LogSoftmax(-1) : x.Softmax(-1)).ToDoubleArray();
+            for (int r = 0; r < 5; r++)
+            {
+                var e = Reference.Softmax(xs.AsSpan(r * len, len).ToArray().Select(v => (double)v).ToArray(), log);
+                for (int j = 0; j < len; j++)
+                {
+                    double a = got[r * len + j], ej = e[j];
+                    bool ok = double.IsNaN(ej) ? double.IsNaN(a) : ej == 0 || double.IsInfinity(ej) ? a == ej : Math.Abs(a - ej) <= 1e-5 * Math.Abs(ej) + (log ? 1e-6 : 1e-37);
+                    Assert.True(ok, $"{(log ? "log_softmax" : "softmax")} row {r} [{j}] of {len}: {a:R}, expected {ej:R}");
+                }
+            }
+        }
+    }
+
     [Theory, MemberData(nameof(DeviceDtype))]
     public void Layer_norm_and_rms_norm_match_reference(string device, DType dtype)
     {
