@@ -187,10 +187,10 @@ public static class Workloads
         ModelType = "llama", VocabSize = 8192, HiddenSize = 1024, IntermediateSize = 2816, Layers = 8, Heads = 16, KvHeads = 16, HeadDim = 64,
     };
 
-    /// <summary>The generated decoder of decode_llama_1b_bf16: d 2048, 16 layers, SwiGLU 5632, vocabulary 32000 (TinyLlama's shape, 1.1B parameters).</summary>
+    /// <summary>The generated decoder of decode_llama_1b_bf16: d 2048, 20 layers, SwiGLU 5632, vocabulary 32000 (TinyLlama's widths without its grouped KV heads; 1.16B parameters, 2.2 GB of bf16 weights a token).</summary>
     public static NN.Decoder.DecoderConfig Decode1BConfig => new()
     {
-        ModelType = "llama", VocabSize = 32000, HiddenSize = 2048, IntermediateSize = 5632, Layers = 16, Heads = 32, KvHeads = 32, HeadDim = 64,
+        ModelType = "llama", VocabSize = 32000, HiddenSize = 2048, IntermediateSize = 5632, Layers = 20, Heads = 32, KvHeads = 32, HeadDim = 64,
     };
 
     // Greedy batch-1 decoding of `tokens` tokens after a one-token prompt, with random weights of `weights` dtype.
