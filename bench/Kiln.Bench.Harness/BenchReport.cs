@@ -30,6 +30,8 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
     public double CorePeakGflops { get; } = corePeakGflops;
     /// <summary>The machine's single-precision peak: <see cref="CorePeakGflops"/> x logical CPUs.</summary>
     public double PeakGflops => CorePeakGflops * Machine.LogicalCpus;
+    /// <summary>The copy bandwidth (GB/s, read + write) the bandwidth bounds of the run use (<see cref="PeakProbe.MeasureCopyGBps"/>); null when no workload has one.</summary>
+    public double? CopyGBps { get; init; }
     /// <summary>Alternating rounds per workload (1 without a peer).</summary>
     public int Rounds { get; } = rounds;
     /// <summary>The 1-minute load average before the run.</summary>
@@ -66,12 +68,20 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
                 ["workload"] = k.Workload, ["unit"] = k.Unit, ["kiln_rate"] = k.Rate, ["peer"] = peer, ["peer_version"] = null, ["peer_rate"] = null,
                 ["ratio"] = null, ["cpu"] = cpu, ["kiln_seconds"] = k.Seconds,
             };
+            void Bound(Dictionary<string, object?> line)
+            {
+                if (row.BoundRate is not { } b) return;
+                line["bound_rate"] = b;
+                line["kiln_bound_fraction"] = row.BoundFraction;
+                line["copy_gbps"] = CopyGBps;
+            }
             var peers = row.Peers.Where(p => p.Unit == k.Unit && p.Peer != TorchPeer.DefaultName).ToList();
             if (peers.Count == 0)
             {
                 var line = Line(null);
                 line["skipped"] = Skipped;
                 if (row.PeakFraction is { } f0) line["kiln_peak_fraction"] = f0;
+                Bound(line);
                 yield return line;
                 continue;
             }
@@ -92,9 +102,18 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
                     line["ratio_default"] = k.Rate / def.Rate;
                 }
                 if (row.PeakFraction is { } f) line["kiln_peak_fraction"] = f;
+                Bound(line);
                 yield return line;
             }
         }
+    }
+
+    // The % of peak column: % of the bandwidth bound (and the bound) for a memory-bound row, else % of the FLOP peak.
+    static string Fraction(BenchRow row)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        if (row.BoundFraction is { } b) return string.Create(ci, $"{100 * b:F0}% of bound ({row.BoundRate:F1} {row.Kiln.Unit})");
+        return row.PeakFraction is { } f ? (100 * f).ToString("F0", ci) + "%" : "";
     }
 
     /// <summary>
@@ -120,6 +139,7 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         sb.AppendLine(ci, $"- Peak: {PeakGflops:F1} GFLOP/s single precision = {Machine.LogicalCpus} cores x {CorePeakGflops:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`PeakProbe.MeasureCoreGflops`)");
         sb.AppendLine(ci, $"- Timing: median of 7 runs after warm-up, for Kiln and peers alike, in {Rounds} alternating rounds (Kiln, peer, Kiln, peer, ...; each side reports its median round, so an episode of load on the shared machine cannot decide a ratio alone) (time per run, and rate in the workload's unit)");
         sb.AppendLine(ci, $"- Ratios: Kiln's rate / the peer's (> 1: Kiln is faster). **kernel** is against libtorch with glibc's malloc made to cache (`GLIBC_TUNABLES={TorchPeer.CachingMalloc}`), so both sides reuse output memory: the headline; **default** is against libtorch as a user gets it (large outputs mapped and faulted in on every call). rel. error: ‖Kiln − libtorch‖₂ / ‖libtorch‖₂ of the outputs on the same inputs, checked before timing (ONNX Runtime's in its own column). onnxruntime: ONNX Runtime's CPU execution provider on the inference rows, outputs bound to reused buffers, its ratio kernel against kernel").AppendLine();
+        if (CopyGBps is { } bw) sb.AppendLine(ci, $"- Bandwidth bound (decode rows): {bw:F1} GB/s read + write, Kiln's copy of 64 MiB measured in this run (`PeakProbe.MeasureCopyGBps`), over the weight bytes a token reads; \"% of peak\" there is % of that bound, the bound in tokens/s beside it");
         sb.AppendLine("| workload | Kiln | libtorch | ratio (kernel) | libtorch default | ratio (default) | onnxruntime | ratio (ORT) | ORT rel. error | torch 1.13 | numpy | rel. error | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var row in Rows)
         {
@@ -127,7 +147,7 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
             string Peer(string name) => row.Peers.FirstOrDefault(x => x.Peer == name) is { } r ? string.Create(ci, $"{r.Seconds * 1e3:F2} ms, {r.Rate:F1}") : "-";
             string Ratio(string name) => row.RatioTo(name) is { } q ? q.ToString("F2", ci) : "-";
             string Err(string name) => row.RelativeErrors.TryGetValue(name, out double e) ? e.ToString("0.0e+0", ci) : "-";
-            sb.AppendLine(ci, $"| {k.Workload} | {k.Seconds * 1e3:F2} ms, {k.Rate:F1} {k.Unit} | {Peer(TorchPeer.KernelName)} | {Ratio(TorchPeer.KernelName)} | {Peer(TorchPeer.DefaultName)} | {Ratio(TorchPeer.DefaultName)} | {Peer(OnnxPeer.PeerName)} | {Ratio(OnnxPeer.PeerName)} | {Err(OnnxPeer.PeerName)} | {Peer("torch")} | {Peer("numpy")} | {Err(TorchPeer.KernelName)} | {(row.PeakFraction is { } f ? (100 * f).ToString("F0", ci) + "%" : "")} |");
+            sb.AppendLine(ci, $"| {k.Workload} | {k.Seconds * 1e3:F2} ms, {k.Rate:F1} {k.Unit} | {Peer(TorchPeer.KernelName)} | {Ratio(TorchPeer.KernelName)} | {Peer(TorchPeer.DefaultName)} | {Ratio(TorchPeer.DefaultName)} | {Peer(OnnxPeer.PeerName)} | {Ratio(OnnxPeer.PeerName)} | {Err(OnnxPeer.PeerName)} | {Peer("torch")} | {Peer("numpy")} | {Err(TorchPeer.KernelName)} | {Fraction(row)} |");
         }
         if (Rows.Any(r => r.OneCore is not null))
         {

@@ -122,6 +122,7 @@ public static class BenchRunner
             double corePeak = options.CorePeakGflops ?? PeakProbe.MeasureCoreGflops();
             string loadBefore = BenchMachine.LoadAverage();
             int rounds = peer is null && torch.Count == 0 ? 1 : options.Rounds;
+            double? copyGBps = list.Any(w => w.StreamedBytes is not null) ? PeakProbe.MeasureCopyGBps() : null;
             foreach (var w in list)
             {
                 var (checkedPeers, errors) = Check(w, torch, Warn);
@@ -138,10 +139,13 @@ public static class BenchRunner
                     }
                 }
                 OneCoreResult? core = options.OneCore && w.Gemm is { } sh ? new(PeakProbe.KilnOneCoreGflops(sh), peer?.OneCoreGflops(sh)) : null;
-                rows.Add(BenchRow.FromRounds(kilnRounds, peerRounds, core, corePeak * machine.LogicalCpus) with { RelativeErrors = errors });
+                rows.Add(BenchRow.FromRounds(kilnRounds, peerRounds, core, corePeak * machine.LogicalCpus) with
+                {
+                    RelativeErrors = errors, BoundRate = copyGBps is { } bw && w.StreamedBytes is { } bytes ? bw * 1e9 / bytes() : null,
+                });
                 progress?.Report(new(rows.Count, list.Count, rows[^1]));
             }
-            return new BenchReport(rows, machine, corePeak, rounds, loadBefore, BenchMachine.LoadAverage(), DateTime.Now) { PeerInfos = infos, Skipped = skipped };
+            return new BenchReport(rows, machine, corePeak, rounds, loadBefore, BenchMachine.LoadAverage(), DateTime.Now) { PeerInfos = infos, Skipped = skipped, CopyGBps = copyGBps };
         }
         finally
         {

@@ -84,4 +84,16 @@ public static class PeakProbe
         }
         return Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
     }
+
+    /// <summary>
+    /// The machine's memory bandwidth in GB/s, read + write: Kiln's copy of 64 MiB of float32 into another 64 MiB (far
+    /// past the caches) on the worker team, median of <see cref="Timing.MedianSeconds"/>, counting both streams.
+    /// </summary>
+    public static double MeasureCopyGBps()
+    {
+        const int n = 16 * 1024 * 1024;
+        using var scope = Tensor.Scope();
+        var (x, y) = (Tensor.Randn([n], new Generator(8)), Tensor.Zeros([n]));
+        return 2.0 * n * sizeof(float) / Timing.MedianSeconds(() => y.Copy_(x)) / 1e9;
+    }
 }

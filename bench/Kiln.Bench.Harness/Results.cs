@@ -49,6 +49,15 @@ public sealed record BenchRow(KilnResult Kiln, PeerResult? Peer, IReadOnlyList<P
     public IReadOnlyDictionary<string, double> RelativeErrors { get; init; } = new Dictionary<string, double>();
 
     /// <summary>
+    /// For a workload with <see cref="Workload.StreamedBytes"/>, its memory-bandwidth bound in Kiln's unit: the copy
+    /// bandwidth measured in the same run (<see cref="PeakProbe.MeasureCopyGBps"/>) / the bytes per unit; otherwise null.
+    /// </summary>
+    public double? BoundRate { get; init; }
+
+    /// <summary>Kiln's rate / <see cref="BoundRate"/>; null without a bound.</summary>
+    public double? BoundFraction => BoundRate is { } b ? Kiln.Rate / b : null;
+
+    /// <summary>
     /// A row from alternating rounds of one workload: each side's median round (<see cref="Timing.MedianRound"/>, per
     /// peer), and the fastest peer among those that report Kiln's unit.
     /// </summary>

@@ -33,7 +33,11 @@ public sealed record WorkloadCase(Action Run, IReadOnlyList<(string Name, Tensor
 /// <param name="Unit">The rate's unit: "GFLOP/s", "GB/s", "samples/s" or "tokens/s".</param>
 /// <param name="Prepare">Allocates the inputs on a device and returns the case there.</param>
 /// <param name="Gemm">For SGEMM, its shape, which also gets a one-core CPU-time comparison; otherwise null.</param>
-public sealed record Workload(string Name, double Amount, string Unit, Func<Device, WorkloadCase> Prepare, GemmShape? Gemm = null)
+/// <param name="StreamedBytes">
+/// For a memory-bound workload (decoding), the bytes of weights one unit of <paramref name="Amount"/> reads (per token),
+/// for its bandwidth bound (<see cref="BenchRow.BoundRate"/>); evaluated only when the workload runs; otherwise null.
+/// </param>
+public sealed record Workload(string Name, double Amount, string Unit, Func<Device, WorkloadCase> Prepare, GemmShape? Gemm = null, Func<double>? StreamedBytes = null)
 {
     /// <summary>Allocates the inputs on <paramref name="device"/> and returns one run of the workload there.</summary>
     public Action Setup(Device device) => Prepare(device).Run;
@@ -88,7 +92,8 @@ public static class Workloads
         new("decoder_4x_d512_h8_t512", DecoderFlops(4, 512, 8, 512) / 1e9, "GFLOP/s", Decoder),
         // Batch-1 greedy decoding of a generated Llama-style decoder too large for the caches (111M parameters: every
         // token streams 445 MB of float32 or 222 MB of bf16 weights), float32 activations in both.
-        Decode("decode_llama_111m_f32", DType.Float32), Decode("decode_llama_111m_bf16", DType.BFloat16),
+        Decode("decode_llama_111m_f32", DecodeConfig, DType.Float32), Decode("decode_llama_111m_bf16", DecodeConfig, DType.BFloat16),
+        Decode("decode_llama_1b_bf16", Decode1BConfig, DType.BFloat16, tokens: 4), DecodeLoopingTiny(),
         .. ConvWorkloads(),
     ];
 
@@ -177,16 +182,47 @@ public static class Workloads
     const int DecodeTokens = 16;
 
     /// <summary>The generated decoder of the decode_llama_111m workloads: d 1024, 8 layers, SwiGLU 2816, vocabulary 8192.</summary>
-    public static NN.Decoder.DecoderConfig DecodeConfig { get; } = new()
+    public static NN.Decoder.DecoderConfig DecodeConfig => new()
     {
         ModelType = "llama", VocabSize = 8192, HiddenSize = 1024, IntermediateSize = 2816, Layers = 8, Heads = 16, KvHeads = 16, HeadDim = 64,
     };
 
-    static Workload Decode(string name, DType weights) => new(name, DecodeTokens, "tokens/s", dev =>
+    /// <summary>The generated decoder of decode_llama_1b_bf16: d 2048, 20 layers, SwiGLU 5632, vocabulary 32000 (TinyLlama's widths without its grouped KV heads; 1.16B parameters, 2.2 GB of bf16 weights a token).</summary>
+    public static NN.Decoder.DecoderConfig Decode1BConfig => new()
     {
-        var model = new NN.Decoder.DecoderModel(DecodeConfig, NN.Decoder.DecoderWeights.Init(DecodeConfig, new Generator(14), dtype: weights).ToDictionary(kv => kv.Key, kv => kv.Value.To(dev)));
-        return new(() => { using var s = Tensor.Scope(); model.Generate([1], DecodeTokens); });
-    });
+        ModelType = "llama", VocabSize = 32000, HiddenSize = 2048, IntermediateSize = 5632, Layers = 20, Heads = 32, KvHeads = 32, HeadDim = 64,
+    };
+
+    // Greedy batch-1 decoding of `tokens` tokens after a one-token prompt, with random weights of `weights` dtype.
+    static Workload Decode(string name, NN.Decoder.DecoderConfig c, DType weights, int tokens = DecodeTokens) => new(name, tokens, "tokens/s", dev =>
+    {
+        var model = new NN.Decoder.DecoderModel(c, NN.Decoder.DecoderWeights.Init(c, new Generator(14), dtype: weights).ToDictionary(kv => kv.Key, kv => kv.Value.To(dev)));
+        return new(() => { using var s = Tensor.Scope(); model.Generate([1], tokens); });
+    }, StreamedBytes: () => TokenBytes(c, weights));
+
+    // The shipped looping checkpoint (kiln lm's default model, next to the kiln binary), greedy, without loops. Its 2.4 MB
+    // of weights stay in the L2/L3 caches, so its bound is a cache-resident one in DRAM copy units (see bench/README.md).
+    static Workload DecodeLoopingTiny()
+    {
+        string dir = Path.Combine(AppContext.BaseDirectory, "Models", "looping-tiny");
+        return new("decode_looping_tiny", DecodeTokens, "tokens/s", dev =>
+        {
+            var model = NN.Decoder.DecoderModel.Load(dir, dev);
+            return new(() => { using var s = Tensor.Scope(); model.Generate([1], DecodeTokens); });
+        }, StreamedBytes: () => TokenBytes(NN.Decoder.DecoderConfig.FromJson(File.ReadAllText(Path.Combine(dir, "config.json"))), DType.BFloat16));
+    }
+
+    /// <summary>
+    /// Weight bytes one decoding step of <paramref name="c"/> reads: every linear weight in <paramref name="weights"/>'
+    /// dtype (float32 unless half), the LM head (float32 when tied: the embedding is widened at load) and the norms.
+    /// The embedding lookup (one row) and the KV cache (a few tokens deep here) are left out.
+    /// </summary>
+    public static double TokenBytes(NN.Decoder.DecoderConfig c, DType weights)
+    {
+        double w = weights.IsHalf() ? 2 : 4, d = c.HiddenSize, q = (double)c.Heads * c.HeadDim, kv = (double)c.KvHeads * c.HeadDim;
+        double layer = w * (d * q + 2 * d * kv + q * d + 3 * d * c.IntermediateSize) + 4 * (2 * d + (c.QkNorm ? 2 * c.HeadDim : 0));
+        return c.Layers * layer + (c.TieWordEmbeddings ? 4 : w) * c.VocabSize * d + 4 * d;
+    }
 
     static WorkloadCase Decoder(Device dev)
     {

@@ -72,6 +72,39 @@ public class BenchHarnessTests
         Assert.Throws<ArgumentException>(() => BenchRow.FromRounds([K(1e-3)], [P("numpy", 1e-3, "sgemm_512")]));
     }
 
+    [Fact]
+    public void A_decode_row_reports_its_bandwidth_bound_and_fraction_in_markdown_and_json()
+    {
+        // 16 tokens in 0.5 s (32 tokens/s) against a bound of 40 tokens/s (20 GB/s copy, 0.5 GB a token): 80%.
+        var row = BenchRow.FromRounds([K(0.5, "decode_llama_111m_bf16", 16, "tokens/s")], []) with { BoundRate = 20e9 / 0.5e9 };
+        Assert.Equal(0.8, row.BoundFraction!.Value, 12);
+        Assert.Null(BenchRow.FromRounds([K(0.5, "decode_llama_111m_bf16", 16, "tokens/s")], []).BoundFraction);
+        var report = new BenchReport([row], Report().Machine, 100, 1, "0", "0", DateTime.Now) { CopyGBps = 20 };
+        var line = Assert.Single(report.JsonLines());
+        Assert.Equal((40.0, 0.8, 20.0), ((double)line["bound_rate"]!, Math.Round((double)line["kiln_bound_fraction"]!, 12), (double)line["copy_gbps"]!));
+        var md = report.ToMarkdown("kiln bench decode_llama_111m_bf16").Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+        Assert.Contains(md, l => l.StartsWith("- Bandwidth bound (decode rows): 20.0 GB/s read + write"));
+        Assert.Contains("| decode_llama_111m_bf16 | 500.00 ms, 32.0 tokens/s | - | - | - | - | - | - | - | - | - | - | 80% of bound (40.0 tokens/s) |", md);
+        Assert.DoesNotContain(Report().ToMarkdown("kiln bench").Split('\n'), l => l.StartsWith("- Bandwidth bound"));
+    }
+
+    [Fact]
+    public void Decode_workloads_count_every_weight_a_token_reads()
+    {
+        // d 1024, 8 layers of four 1024^2 projections and three 1024 x 2816 MLP matrices, an untied 8192 x 1024 head; norms
+        // (two per layer and the final one) stay float32.
+        double weights = 8 * (4.0 * 1024 * 1024 + 3.0 * 1024 * 2816) + 8192.0 * 1024, norms = 4 * (8 * 2 * 1024 + 1024);
+        Assert.Equal(4 * weights + norms, Workloads.TokenBytes(Workloads.DecodeConfig, DType.Float32));
+        Assert.Equal(2 * weights + norms, Workloads.TokenBytes(Workloads.DecodeConfig, DType.BFloat16));
+        // 1B-parameter class: 2.2 GB of bf16 weights a token. A tied head is read as the float32 embedding.
+        Assert.InRange(Workloads.TokenBytes(Workloads.Decode1BConfig, DType.BFloat16), 2.1e9, 2.3e9);
+        var tied = Workloads.DecodeConfig with { TieWordEmbeddings = true };
+        Assert.Equal(2 * weights + 2 * 8192.0 * 1024 + norms, Workloads.TokenBytes(tied, DType.BFloat16));
+        foreach (var name in new[] { "decode_llama_111m_f32", "decode_llama_111m_bf16", "decode_llama_1b_bf16", "decode_looping_tiny" })
+            Assert.NotNull(Workloads.All.Single(w => w.Name == name).StreamedBytes);
+        Assert.Null(Workloads.All.Single(w => w.Name == "sgemm_256").StreamedBytes);
+    }
+
     static BenchReport Report() => new(
         [
             BenchRow.FromRounds([K(0.5e-3)], [P(TorchPeer.DefaultName, 1e-3), P(TorchPeer.KernelName, 0.8e-3)], new OneCoreResult(100, 90), 200)

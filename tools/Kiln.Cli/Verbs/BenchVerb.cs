@@ -80,7 +80,7 @@ public static class BenchVerb
         {
             var (k, p) = (row.Kiln, row.Headline);
             t.AddRow(k.Workload, $"{k.Seconds * 1e3:F2} ms, {k.Rate:F1} {k.Unit}", p is null ? "-" : $"{p.Seconds * 1e3:F2} ms, {p.Rate:F1} ({p.Peer})", row.HeadlineRatio is { } q ? $"{q:F2}" : "-",
-                row.PeakFraction is { } f ? $"{100 * f:F0}%" : "");
+                row.BoundFraction is { } b ? $"{100 * b:F0}% of bound" : row.PeakFraction is { } f ? $"{100 * f:F0}%" : "");
         }
         Cli.Err.Write(t);
     }
