@@ -15,7 +15,6 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
     static abstract TV Load(ReadOnlySpan<float> x, int at);
     void Store(Span<float> y, int at);
     /// <summary>Stores to an address aligned to the vector's size, around the caches.</summary>
-    unsafe void StoreNonTemporal(float* y);
     static abstract TV operator +(TV a, TV b);
     static abstract TV operator -(TV a, TV b);
     static abstract TV operator *(TV a, TV b);
@@ -49,7 +48,6 @@ internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Splat(float value) => new(Vector512.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Load(ReadOnlySpan<float> x, int at) => new(Vector512.Create(x.Slice(at, Vector512<float>.Count)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(Span<float> y, int at) => _v.CopyTo(y.Slice(at, Vector512<float>.Count));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public unsafe void StoreNonTemporal(float* y) => _v.StoreAlignedNonTemporal(y);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator +(Lanes512F a, Lanes512F b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator -(Lanes512F a, Lanes512F b) => new(a._v - b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator *(Lanes512F a, Lanes512F b) => new(a._v * b._v);
@@ -76,7 +74,6 @@ internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Splat(float value) => new(Vector256.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Load(ReadOnlySpan<float> x, int at) => new(Vector256.Create(x.Slice(at, Vector256<float>.Count)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(Span<float> y, int at) => _v.CopyTo(y.Slice(at, Vector256<float>.Count));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public unsafe void StoreNonTemporal(float* y) => _v.StoreAlignedNonTemporal(y);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator +(Lanes256F a, Lanes256F b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator -(Lanes256F a, Lanes256F b) => new(a._v - b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator *(Lanes256F a, Lanes256F b) => new(a._v * b._v);
@@ -123,25 +120,12 @@ internal static class FloatLanes
         return true;
     }
 
-    /// <summary>Outputs at least this long (16 MB) are past what the caches keep: they are stored non-temporally, which also
-    /// spares the read of each line of y that a plain store makes first.</summary>
-    const int StreamFrom = 1 << 22;
-
     // Fully optimized from the first call: a tier-0 body of these generic lane calls runs tens of times slower.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static unsafe void Map<TV, TOp>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
+    static void Map<TV, TOp>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
     {
         int i = 0;
-        if (x.Length >= StreamFrom)
-            fixed (float* py = y)
-            {
-                int head = (int)((uint)-(nint)py % (uint)(TV.Count * sizeof(float)) / sizeof(float));
-                Padded<TV, TOp>(x[..head], y);
-                for (i = head; i + TV.Count <= x.Length; i += TV.Count) TOp.Apply(TV.Load(x, i)).StoreNonTemporal(py + i);
-                System.Runtime.Intrinsics.X86.Sse.StoreFence();
-            }
-        else
-            for (; i + TV.Count <= x.Length; i += TV.Count) TOp.Apply(TV.Load(x, i)).Store(y, i);
+        for (; i + TV.Count <= x.Length; i += TV.Count) TOp.Apply(TV.Load(x, i)).Store(y, i);
         Padded<TV, TOp>(x[i..], y[i..]);
     }
 
