@@ -14,7 +14,6 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
     static abstract TV Splat(float value);
     static abstract TV Load(ReadOnlySpan<float> x, int at);
     void Store(Span<float> y, int at);
-    /// <summary>Stores to an address aligned to the vector's size, around the caches.</summary>
     static abstract TV operator +(TV a, TV b);
     static abstract TV operator -(TV a, TV b);
     static abstract TV operator *(TV a, TV b);

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Kiln.Kernels.Cpu;
@@ -11,6 +12,8 @@ public static class LayerNorm
     public static void Rows<T>(T[] x, int xOff, T[]? w, int wOff, T[]? b, int bOff, T eps, int rows, int len, T[] y) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (len == 0) return;
+        if (typeof(T) == typeof(float) && TryRowsF((float[])(object)x, xOff, (float[]?)(object?)w, wOff, (float[]?)(object?)b, bOff, (float)(object)eps, rows, len, (float[])(object)y))
+            return;
         Strided.Parallel(rows, (long)rows * len * 4, (s, e) =>
         {
             for (int r = s; r < e; r++)
@@ -44,9 +47,84 @@ public static class LayerNorm
                 var yr = new Span<T>(y, r * len, len);
                 T ms = TP.SumOfSquares(xr) / T.CreateTruncating(len);
                 T scale = T.One / T.Sqrt(ms + eps);
-                TP.Multiply(xr, scale, yr);
-                if (w is not null) TP.Multiply(yr, new ReadOnlySpan<T>(w, wOff, len), yr);
+                if (w is null) TP.Multiply(xr, scale, yr);
+                else ScaleTimes(xr, scale, new ReadOnlySpan<T>(w, wOff, len), yr);
             }
         });
+    }
+
+    // y = (x * s) * w in one pass, each product rounded as two separate multiplications would round it.
+    static void ScaleTimes<T>(ReadOnlySpan<T> x, T s, ReadOnlySpan<T> w, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && Vector<T>.IsSupported)
+        {
+            var vs = new Vector<T>(s);
+            for (; i + Vector<T>.Count <= x.Length; i += Vector<T>.Count)
+                (new Vector<T>(x[i..]) * vs * new Vector<T>(w[i..])).CopyTo(y[i..]);
+        }
+        for (; i < x.Length; i++) y[i] = x[i] * s * w[i];
+    }
+
+    static bool TryRowsF(float[] x, int xOff, float[]? w, int wOff, float[]? b, int bOff, float eps, int rows, int len, float[] y)
+    {
+        if (FloatLanes.Has512) RowsF<Lanes512F>(x, xOff, w, wOff, b, bOff, eps, rows, len, y);
+        else if (FloatLanes.Has256) RowsF<Lanes256F>(x, xOff, w, wOff, b, bOff, eps, rows, len, y);
+        else return false;
+        return true;
+    }
+
+    // Float32 in three passes over a row that stays in L1 or L2 after the first: the sum, the centred sum of squares
+    // (four accumulators each, so the adds overlap), then (x - mean) * rstd * w + b with one rounding for the last two.
+    static void RowsF<TV>(float[] x, int xOff, float[]? w, int wOff, float[]? b, int bOff, float eps, int rows, int len, float[] y) where TV : struct, IFloatLanes<TV>
+    {
+        Strided.Parallel(rows, (long)rows * len * 4, (s, e) =>
+        {
+            var ws = w is null ? default : new ReadOnlySpan<float>(w, wOff, len);
+            var bs = b is null ? default : new ReadOnlySpan<float>(b, bOff, len);
+            for (int r = s; r < e; r++) RowF<TV>(new ReadOnlySpan<float>(x, xOff + r * len, len), ws, bs, eps, new Span<float>(y, r * len, len));
+        });
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void RowF<TV>(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float eps, Span<float> y) where TV : struct, IFloatLanes<TV>
+    {
+        int n = x.Length, c = TV.Count, i = 0;
+        TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
+        for (; i + 4 * c <= n; i += 4 * c)
+        {
+            a0 += TV.Load(x, i); a1 += TV.Load(x, i + c); a2 += TV.Load(x, i + 2 * c); a3 += TV.Load(x, i + 3 * c);
+        }
+        for (; i + c <= n; i += c) a0 += TV.Load(x, i);
+        float sum = TV.Sum(a0 + a1 + (a2 + a3));
+        for (; i < n; i++) sum += x[i];
+        float mean = sum / n;
+
+        var vm = TV.Splat(mean);
+        a0 = TV.Splat(0f); a1 = a0; a2 = a0; a3 = a0;
+        for (i = 0; i + 4 * c <= n; i += 4 * c)
+        {
+            var d0 = TV.Load(x, i) - vm; var d1 = TV.Load(x, i + c) - vm; var d2 = TV.Load(x, i + 2 * c) - vm; var d3 = TV.Load(x, i + 3 * c) - vm;
+            a0 = TV.Fma(d0, d0, a0); a1 = TV.Fma(d1, d1, a1); a2 = TV.Fma(d2, d2, a2); a3 = TV.Fma(d3, d3, a3);
+        }
+        for (; i + c <= n; i += c) { var d = TV.Load(x, i) - vm; a0 = TV.Fma(d, d, a0); }
+        float ss = TV.Sum(a0 + a1 + (a2 + a3));
+        for (; i < n; i++) { float d = x[i] - mean; ss = MathF.FusedMultiplyAdd(d, d, ss); }
+        float rstd = 1f / MathF.Sqrt(ss / n + eps);
+
+        var vr = TV.Splat(rstd);
+        bool hasW = !w.IsEmpty, hasB = !b.IsEmpty;
+        for (i = 0; i + c <= n; i += c)
+        {
+            var v = (TV.Load(x, i) - vm) * vr;
+            if (hasW) v = hasB ? TV.Fma(v, TV.Load(w, i), TV.Load(b, i)) : v * TV.Load(w, i);
+            else if (hasB) v += TV.Load(b, i);
+            v.Store(y, i);
+        }
+        for (; i < n; i++)
+        {
+            float v = (x[i] - mean) * rstd;
+            y[i] = hasW ? (hasB ? MathF.FusedMultiplyAdd(v, w[i], b[i]) : v * w[i]) : hasB ? v + b[i] : v;
+        }
     }
 }

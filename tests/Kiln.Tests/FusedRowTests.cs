@@ -110,4 +110,31 @@ public class FusedRowTests
             }
         });
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(17)]
+    [InlineData(64)]
+    [InlineData(100)]
+    [InlineData(1024)]
+    [InlineData(4099)]
+    public void Float32_layer_norm_rows_of_every_length_match_reference(int len)
+    {
+        // The vector kernel's loops (blocks of four vectors, single vectors, the scalar tail) on rows offset from their
+        // mean, with each combination of weight and bias.
+        var g = new Generator((ulong)len);
+        var x = Tensor.Randn([3, len], g) * 3 + 2;
+        var (w, b) = (Tensor.Rand([len], g, 0.5, 1.5), Tensor.Randn([len], g));
+        var xd = x.ToDoubleArray();
+        foreach (var (wt, bt) in new (Tensor?, Tensor?)[] { (w, b), (w, null), (null, b), (null, null) })
+        {
+            var got = x.LayerNorm(wt, bt, 1e-5).ToDoubleArray();
+            double[] wd = wt?.ToDoubleArray() ?? [], bd = bt?.ToDoubleArray() ?? [];
+            for (int r = 0; r < 3; r++)
+            {
+                var row = xd.AsSpan(r * len, len);
+                Close.Check(Reference.LayerNorm(row, wd, bd, 1e-5), got.AsSpan(r * len, len), 1e-5, 1e-5, $"layer_norm len {len} w {wt is not null} b {bt is not null}");
+            }
+        }
+    }
 }
