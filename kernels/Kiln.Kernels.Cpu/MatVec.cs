@@ -351,7 +351,6 @@ internal readonly unsafe struct Lanes512<T, TW> : ILanes<Vector512<T>, T, TW> wh
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Sum(Vector512<T> v) => Vector512.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Add(Vector512<T> a, Vector512<T> b) => a + b;
 
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<T> LoadW(TW* p)
     {
@@ -378,7 +377,6 @@ internal readonly unsafe struct Lanes256<T, TW> : ILanes<Vector256<T>, T, TW> wh
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<T> v, T* p) => v.Store(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Sum(Vector256<T> v) => Vector256.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Add(Vector256<T> a, Vector256<T> b) => a + b;
-
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<T> LoadW(TW* p)
@@ -407,7 +405,6 @@ internal readonly unsafe struct Lanes1<T, TW> : ILanes<T, T, TW> where T : unman
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Sum(T v) => v;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Fma(T a, T b, T c) => a * b + c;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Add(T a, T b) => a + b;
-
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static T LoadW(TW* p)
