@@ -453,25 +453,22 @@ public class QuantizationTests
     [Fact]
     public void Alternating_codebook_steps_shrink_the_straight_through_gradient_gap()
     {
-        // Task loss L(x) = 1/2 ||A x - y||^2 per row; the STE uses dL/dx at q in place of dL/dx at z. The gap
-        // ||A^T A (q - z)|| is the straight-through gradient's error; alternating steps move q towards z first.
+        // Task loss L(x) = 1/2 ||x - y||^2 per row; the STE uses dL/dx at q in place of dL/dx at z, so its error is
+        // q - z, and the RMS over rows is the gap. A step pulls each used code towards its rows' mean by a factor
+        // 1 - lr 2 m_k / (N D) in [1/2, 23/24] here, so the gap must shrink strictly with every step. (With a general
+        // task Hessian A^T A the gap's mean norm need not fall: only its bound ||A^T A|| RMS(q - z) does.)
         Props.Check(from s in TensorGen.Seed select s, seed =>
         {
             var r = new Random(seed);
             int n = 12, k = 4, d = 3;
             var z = T64(Rand(r, n * d), n, d);
             var cb = T64(Rand(r, k * d), k, d);
-            var a = Rand(r, d * d);
-            var ata = Dense.Mul(Dense.T(a, d, d), a, d, d, d);
             double Gap(Tensor codebook, long[] idx)
             {
                 var cv = codebook.ToArray<double>(); var zv = z.ToArray<double>(); double total = 0;
                 for (int i = 0; i < n; i++)
-                {
-                    var diff = Enumerable.Range(0, d).Select(j => cv[idx[i] * d + j] - zv[i * d + j]).ToArray();
-                    total += Math.Sqrt(Dense.Mul(ata, diff, d, d, 1).Sum(v => v * v));
-                }
-                return total / n;
+                    for (int j = 0; j < d; j++) total += Math.Pow(cv[idx[i] * d + j] - zv[i * d + j], 2);
+                return Math.Sqrt(total / n);
             }
             var idx = VectorQuantization.Nearest(z, cb);
             var ids = idx.ToArray<long>();
@@ -485,7 +482,7 @@ public class QuantizationTests
             var twice = Straightening.AlternatingStep(stepped, z, idx, lr);
             double g0 = Gap(cb, ids), g1 = Gap(stepped, ids), g2 = Gap(twice, ids);
             Assert.True(g1 < g0 && g2 < g1, $"gap {g0} -> {g1} -> {g2}");
-        }, 20);
+        }, 300);
     }
 
     // ------------------------------------------------------------------ online clustered codebook
