@@ -158,11 +158,15 @@ public sealed partial class DecoderModel
     Tensor Attend(int index, Tensor q, Tensor k, Tensor v, SequenceContext ctx, bool write, double scale)
     {
         int b = q.Shape[0], heads = q.Shape[1], t = q.Shape[2], kvHeads = k.Shape[1], vd = v.Shape[3];
-        if (write) ctx.Cache?.Stash(index, k, v);
-        var (pk, pv) = ctx.Cache?.Get(index) ?? (null, null);
-        int past = pk?.Shape[2] ?? 0;
-        var keys = pk is null ? k : Tensor.Concat([pk, k], 2);
-        var values = pv is null ? v : Tensor.Concat([pv, v], 2);
+        int past = ctx.Cache?.Length(index) ?? 0;
+        var (keys, values) = ctx.Cache?.Extend(index, k, v, write) ?? (k, v);
+        if (t == 1 && !Autograd.IsEnabled)
+        {
+            // A decoding step: one query per head sees every key, so the query heads of a group are the rows of one
+            // fused attention over their shared key head (no score tensor, no mask, no copy of the keys per head).
+            var rows = q.Reshape(b, kvHeads, heads / kvHeads, q.Shape[3]);
+            return Tensor.ScaledDotProductAttention(rows, keys, values, scale: scale).Reshape(b, 1, heads * vd);
+        }
         // Grouped-query attention without copying keys: the query heads of a group share a broadcast key head.
         var qg = q.Reshape(b, kvHeads, heads / kvHeads, t, q.Shape[3]);
         var scores = qg.MatMul(keys.Unsqueeze(2).Transpose(-2, -1)) * scale;
@@ -260,6 +264,10 @@ public sealed partial class DecoderModel
     // kernels widen it in registers, exactly); otherwise it is converted to x's dtype.
     Tensor Lin(Tensor x, Tensor w, Tensor? bias)
     {
+        // Without a gradient to record, the fused linear op: a decoding step's products are small enough that the
+        // views and the bias add around a matmul cost as much as the product.
+        if (!(Autograd.IsEnabled && (x.RequiresGrad || w.RequiresGrad || bias is { RequiresGrad: true })) && (x.DType == w.DType || w.DType.IsHalf() && x.DType == DType.Float32))
+            return Tensor.Linear(x, w, bias);
         var shape = x.Shape.ToArray();
         var wt = w.T;
         var y = x.Reshape(-1, shape[^1]).MatMul(wt.DType.IsHalf() && x.DType == DType.Float32 ? wt : wt.To(x.DType));

@@ -4,16 +4,25 @@ namespace Kiln.NN.Decoder;
 /// Keys and values of past positions, per layer, as [batch, kv heads, length, head dim]. Layers read the committed
 /// entries and stash this call's entries; <see cref="Commit"/> appends the stash once the whole stack has run, so a
 /// looped window can evaluate a layer many times in one call without seeing its own sub-steps as past positions.
+/// Outside autodiff the entries live in buffers with room to grow (doubling), so a decoding step writes its own
+/// entries in place instead of copying the whole cache; a <see cref="Clone"/> shares them until either side writes.
 /// </summary>
 public sealed class KvCache
 {
-    readonly Tensor?[] _k, _v, _pendingK, _pendingV;
+    // Per layer: the buffers (positions [0, _length) committed, then room), or exact tensors under autodiff.
+    readonly Tensor?[] _k, _v;
+    readonly int[] _length, _pending;
+    // This call's entries where they did not go into a buffer (autodiff: the appended tensor must stay in the graph).
+    readonly Tensor?[] _pendingK, _pendingV;
+    // The buffer is also another clone's: copied before this cache writes into it.
+    readonly bool[] _shared;
 
     /// <summary>An empty cache for a stack of <paramref name="layers"/> layers.</summary>
     public KvCache(int layers)
     {
         if (layers < 1) throw new ArgumentOutOfRangeException(nameof(layers), layers, "kv cache: a stack needs at least one layer");
         _k = new Tensor?[layers]; _v = new Tensor?[layers]; _pendingK = new Tensor?[layers]; _pendingV = new Tensor?[layers];
+        _length = new int[layers]; _pending = new int[layers]; _shared = new bool[layers];
     }
 
     /// <summary>Number of layers.</summary>
@@ -26,23 +35,61 @@ public sealed class KvCache
     public int PromptLength { get; private set; }
 
     /// <summary>Number of cached positions of <paramref name="layer"/> (smaller than <see cref="Position"/> when a stack runner kept the layer from writing, as a loop with <c>LoopCache.None</c> does).</summary>
-    public int Length(int layer) => _k[layer]?.Shape[2] ?? 0;
+    public int Length(int layer) => _length[layer];
 
     /// <summary>The committed keys and values of <paramref name="layer"/>, or nulls when it has none.</summary>
-    public (Tensor? Keys, Tensor? Values) Get(int layer) => (_k[layer], _v[layer]);
+    public (Tensor? Keys, Tensor? Values) Get(int layer) =>
+        _length[layer] == 0 ? (null, null) : (_k[layer]!.Narrow(2, 0, _length[layer]), _v[layer]!.Narrow(2, 0, _length[layer]));
 
     /// <summary>Stashes this call's keys and values of <paramref name="layer"/> ([batch, kv heads, positions, head dim]); a later stash in the same call replaces it.</summary>
-    public void Stash(int layer, Tensor keys, Tensor values)
+    public void Stash(int layer, Tensor keys, Tensor values) => Extend(layer, keys, values, write: true);
+
+    /// <summary>
+    /// The committed entries of <paramref name="layer"/> followed by this call's <paramref name="keys"/> and
+    /// <paramref name="values"/>, which are stashed too when <paramref name="write"/>.
+    /// </summary>
+    internal (Tensor Keys, Tensor Values) Extend(int layer, Tensor keys, Tensor values, bool write)
     {
-        _pendingK[layer] = keys;
-        _pendingV[layer] = values;
+        ArgumentNullException.ThrowIfNull(keys); ArgumentNullException.ThrowIfNull(values);
+        int len = _length[layer], t = keys.Shape[2];
+        bool graph = Autograd.IsEnabled && (keys.RequiresGrad || values.RequiresGrad);
+        if (!write || graph)
+        {
+            var (pk, pv) = Get(layer);
+            var k = pk is null ? keys : Tensor.Concat([pk, keys], 2);
+            var v = pv is null ? values : Tensor.Concat([pv, values], 2);
+            if (write) { _pendingK[layer] = keys; _pendingV[layer] = values; _pending[layer] = t; }
+            return (k, v);
+        }
+        using var _ = Autograd.NoGrad();
+        _k[layer] = Room(_k[layer], keys, len, len + t, layer);
+        _v[layer] = Room(_v[layer], values, len, len + t, layer);
+        _shared[layer] = false;
+        _k[layer]!.Narrow(2, len, t).Copy_(keys);
+        _v[layer]!.Narrow(2, len, t).Copy_(values);
+        _pendingK[layer] = null; _pendingV[layer] = null; _pending[layer] = t;
+        return (_k[layer]!.Narrow(2, 0, len + t), _v[layer]!.Narrow(2, 0, len + t));
     }
 
-    /// <summary>A copy that shares the (immutable) entries but not the bookkeeping, so both can go on independently.</summary>
+    // A buffer of `entries`' batch, heads, width, dtype and device that holds at least `need` positions and owns its
+    // first `len`: the current one when it does, else a larger (or unshared) copy.
+    Tensor Room(Tensor? buffer, Tensor entries, int len, int need, int layer)
+    {
+        var s = entries.Shape;
+        if (buffer is not null && !_shared[layer] && buffer.Shape[2] >= need && buffer.Shape[0] == s[0] && buffer.Shape[1] == s[1]
+            && buffer.Shape[3] == s[3] && buffer.DType == entries.DType && buffer.Device == entries.Device)
+            return buffer;
+        var grown = Tensor.Empty([s[0], s[1], Math.Max(16, 2 * need), s[3]], entries.DType, entries.Device);
+        if (len > 0) grown.Narrow(2, 0, len).Copy_(buffer!.Narrow(2, 0, len));
+        return grown;
+    }
+
+    /// <summary>A copy that shares the entries but not the bookkeeping, so both can go on independently.</summary>
     public KvCache Clone()
     {
         var c = new KvCache(Layers) { Position = Position, PromptLength = PromptLength };
-        Array.Copy(_k, c._k, Layers); Array.Copy(_v, c._v, Layers);
+        Array.Copy(_k, c._k, Layers); Array.Copy(_v, c._v, Layers); Array.Copy(_length, c._length, Layers);
+        for (int i = 0; i < Layers; i++) _shared[i] = c._shared[i] = _k[i] is not null;
         return c;
     }
 
@@ -52,10 +99,18 @@ public sealed class KvCache
         if (Position == 0) PromptLength = tokens;
         for (int i = 0; i < _k.Length; i++)
         {
-            if (_pendingK[i] is not { } pk) continue;
-            _k[i] = _k[i] is { } k ? Tensor.Concat([k, pk], 2) : pk.Contiguous();
-            _v[i] = _v[i] is { } v ? Tensor.Concat([v, _pendingV[i]!], 2) : _pendingV[i]!.Contiguous();
-            _pendingK[i] = null; _pendingV[i] = null;
+            if (_pending[i] == 0) continue;
+            if (_pendingK[i] is { } pk)
+            {
+                // Entries in the graph: appended as tensors, so gradients reach them.
+                var (k, v) = Get(i);
+                _k[i] = k is null ? pk.Contiguous() : Tensor.Concat([k, pk], 2);
+                _v[i] = v is null ? _pendingV[i]!.Contiguous() : Tensor.Concat([v, _pendingV[i]!], 2);
+                _shared[i] = false;
+                _pendingK[i] = null; _pendingV[i] = null;
+            }
+            _length[i] += _pending[i];
+            _pending[i] = 0;
         }
         Position += tokens;
     }

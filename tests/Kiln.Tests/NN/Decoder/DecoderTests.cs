@@ -92,6 +92,31 @@ public class DecoderTests
         Close.Check(full, stitched, 1e-10, 1e-11, name);
     }
 
+    [Fact]
+    public void Cache_buffers_grow_in_place_and_clones_diverge_without_touching_each_other()
+    {
+        var c = Tiny("qwen3");
+        var model = new DecoderModel(c, Weights(c, 6, DType.Float64));
+        int v = c.VocabSize, n = 40;
+        long[] seq = Enumerable.Range(0, n).Select(i => (long)((i * 7 + 3) % v)).ToArray();
+        double[] Row(long[] s, int t) => model.Forward(Tensor.FromArray(s, new Shape(1, s.Length))).ToDoubleArray()[(t * v)..((t + 1) * v)];
+        double[] Step(KvCache cache, long id) => model.Forward(Tensor.FromArray(new[] { id }, new Shape(1, 1)), cache).ToDoubleArray();
+        var full = model.Forward(Tensor.FromArray(seq, new Shape(1, n))).ToDoubleArray();
+        var cache = model.NewCache();
+        model.Forward(Tensor.FromArray(seq[..2], new Shape(1, 2)), cache);
+        // Past 16 positions the buffers grow (a copy of the committed entries into one of 34).
+        for (int t = 2; t < 30; t++) Close.Check(full[(t * v)..((t + 1) * v)], Step(cache, seq[t]), 1e-10, 1e-11, $"position {t}");
+        // Two clones write different tokens into what was one buffer (room left), in turns; each sees only its own.
+        var (a, b) = (cache.Clone(), cache.Clone());
+        long[] other = [.. seq[..30], (seq[30] + 1) % v, seq[31]];
+        Step(a, seq[30]); Step(b, other[30]);
+        Close.Check(full[(31 * v)..(32 * v)], Step(a, seq[31]), 1e-10, 1e-11, "clone a");
+        Close.Check(Row(other, 31), Step(b, other[31]), 1e-10, 1e-11, "clone b");
+        // The original, untouched by both, goes on from position 30.
+        Close.Check(full[(30 * v)..(31 * v)], Step(cache, seq[30]), 1e-10, 1e-11, "original");
+        Assert.Equal((32, 32, 31), (a.Position, b.Position, cache.Position));
+    }
+
     internal static DecoderModel Qwen3(int seed = 4) { var c = Tiny("qwen3"); return new DecoderModel(c, Weights(c, seed, DType.Float32)); }
 
     [Fact]
