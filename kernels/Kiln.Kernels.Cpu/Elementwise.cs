@@ -94,6 +94,8 @@ public static class Elementwise
     // e^88 the sigmoid is below float32's subnormals and taken as 0, so x sigmoid(2u) is -0 there and NaN at -inf.
     readonly struct GeluTanhOp : ILaneOp
     {
+        public static bool Pairs => true;
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV>
         {
@@ -107,6 +109,8 @@ public static class Elementwise
     // subnormal, x e^(x + 40) e^-40 instead (the last product rounds once into the subnormal range).
     readonly struct SiluOp : ILaneOp
     {
+        public static bool Pairs => true;
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV>
         {

@@ -55,6 +55,8 @@ public static class Erf
 
     readonly struct ErfOp : ILaneOp
     {
+        public static bool Pairs => true;
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV> => Lanes(x);
     }
@@ -73,8 +75,17 @@ public static class Erf
 
     readonly struct GeluOp : ILaneOp
     {
+        public static bool HasRare => true;
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV>
+        {
+            var y = Common(x, out bool far);
+            return far ? TV.Select(TV.Greater(TV.Abs(x), TV.Splat(3f)), GeluTail(x), y) : y;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Common<TV>(TV x, out bool rare) where TV : struct, IFloatLanes<TV>
         {
             var u = x * x;
             var s = TV.Fma(TV.Fma(-x, x, u), TV.Splat(-2f / 9), TV.Fma(u, TV.Splat(2f / 9), TV.Splat(-1f)));
@@ -83,9 +94,8 @@ public static class Erf
             g = TV.Fma(g, s, TV.Splat(G7)); g = TV.Fma(g, s, TV.Splat(G6)); g = TV.Fma(g, s, TV.Splat(G5)); g = TV.Fma(g, s, TV.Splat(G4));
             g = TV.Fma(g, s, TV.Splat(G3)); g = TV.Fma(g, s, TV.Splat(G2)); g = TV.Fma(g, s, TV.Splat(G1)); g = TV.Fma(g, s, TV.Splat(G0));
             // NaN fails the comparison and flows through the product.
-            var y = x * TV.Fma(x, g, TV.Splat(0.5f));
-            var far = TV.Greater(TV.Abs(x), TV.Splat(3f));
-            return TV.Any(far) ? TV.Select(far, GeluTail(x), y) : y;
+            rare = TV.Any(TV.Greater(TV.Abs(x), TV.Splat(3f)));
+            return x * TV.Fma(x, g, TV.Splat(0.5f));
         }
     }
 

@@ -37,6 +37,8 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
     static abstract float Sum(TV a);
     /// <summary>2^k for whole k in [-126, 127].</summary>
     static abstract TV Pow2(TV k);
+    /// <summary>p 2^k for whole k in [-126, 127], rounded once (p times <see cref="Pow2"/>, in one instruction where there is one).</summary>
+    static abstract TV ScaleB(TV p, TV k);
 }
 
 internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
@@ -64,6 +66,8 @@ internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Lanes512F a) => Vector512.Sum(a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes512F Pow2(Lanes512F k) => new(Vector512.ShiftLeft(Vector512.ConvertToInt32Native(k._v) + Vector512.Create(127), 23).AsSingle());
+    // VSCALEFPS: one instruction for the conversion, add, shift and product (exact scaling, so the same bits).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F ScaleB(Lanes512F p, Lanes512F k) => new(System.Runtime.Intrinsics.X86.Avx512F.Scale(p._v, k._v));
 }
 
 internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
@@ -90,12 +94,26 @@ internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Lanes256F a) => Vector256.Sum(a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes256F Pow2(Lanes256F k) => new(Vector256.ShiftLeft(Vector256.ConvertToInt32Native(k._v) + Vector256.Create(127), 23).AsSingle());
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F ScaleB(Lanes256F p, Lanes256F k) => new(p._v * Pow2(k)._v);
 }
 
 /// <summary>An elementwise function written once for every lane width.</summary>
 internal interface ILaneOp
 {
     static abstract TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV>;
+
+    /// <summary>Two vectors per loop trip (measured on Zen 4: SiLU 2.6x and the tanh GELU 1.4x faster so).</summary>
+    static virtual bool Pairs => false;
+
+    /// <summary>Whether <see cref="Common"/> is implemented: Apply has a rare out-of-line branch.</summary>
+    static virtual bool HasRare => false;
+
+    /// <summary>
+    /// Apply without its rare branch, and whether a lane needs it. The loop then calls Apply out of line for those
+    /// vectors only, so no vector is live across a call in the loop: the JIT spills such vectors to the stack on every
+    /// trip, which ran the exact GELU 2-5x slower depending on where the stack happened to sit.
+    /// </summary>
+    static virtual TV Common<TV>(TV x, out bool rare) where TV : struct, IFloatLanes<TV> => throw new NotSupportedException();
 }
 
 /// <summary>Math on <see cref="IFloatLanes{TV}"/> shared by the activation kernels, and the span driver that runs them.</summary>
@@ -124,9 +142,27 @@ internal static class FloatLanes
     static void Map<TV, TOp>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
     {
         int i = 0;
+        if (TOp.HasRare)
+            for (; i + TV.Count <= x.Length; i += TV.Count)
+            {
+                var c = TOp.Common(TV.Load(x, i), out bool rare);
+                if (rare) Rare<TV, TOp>(x, y, i); else c.Store(y, i);
+            }
+        else if (TOp.Pairs)
+            for (; i + 2 * TV.Count <= x.Length; i += 2 * TV.Count)
+            {
+                // Both loaded before either is stored: y may be x.
+                var a = TOp.Apply(TV.Load(x, i));
+                var b = TOp.Apply(TV.Load(x, i + TV.Count));
+                a.Store(y, i); b.Store(y, i + TV.Count);
+            }
         for (; i + TV.Count <= x.Length; i += TV.Count) TOp.Apply(TV.Load(x, i)).Store(y, i);
         Padded<TV, TOp>(x[i..], y[i..]);
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void Rare<TV, TOp>(ReadOnlySpan<float> x, Span<float> y, int i) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp =>
+        TOp.Apply(TV.Load(x, i)).Store(y, i);
 
     /// <summary>y = op(x) for fewer elements than a vector, through the same lanes, so a result does not depend on where
     /// its row ends.</summary>
@@ -179,6 +215,6 @@ internal static class FloatLanes
         p = TV.Fma(p, r, TV.Splat(0.5f));
         p = TV.Fma(p, r, TV.Splat(1f));
         p = TV.Fma(p, r, TV.Splat(1f));
-        return p * TV.Pow2(scale == 0 ? k : k + TV.Splat(scale));
+        return TV.ScaleB(p, scale == 0 ? k : k + TV.Splat(scale));
     }
 }
