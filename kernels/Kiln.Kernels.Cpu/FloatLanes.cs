@@ -145,8 +145,17 @@ internal static class FloatLanes
         if (TOp.HasRare)
             for (; i + TV.Count <= x.Length; i += TV.Count)
             {
+                if (i + 2 * TV.Count <= x.Length)
+                {
+                    var c0 = TOp.Common(TV.Load(x, i), out bool rare0);
+                    var c1 = TOp.Common(TV.Load(x, i + TV.Count), out bool rare1);
+                    if (rare0 | rare1) Rare<TV, TOp>(x, y, i, 2);
+                    else { c0.Store(y, i); c1.Store(y, i + TV.Count); }
+                    i += TV.Count;
+                    continue;
+                }
                 var c = TOp.Common(TV.Load(x, i), out bool rare);
-                if (rare) Rare<TV, TOp>(x, y, i); else c.Store(y, i);
+                if (rare) Rare<TV, TOp>(x, y, i, 1); else c.Store(y, i);
             }
         else if (TOp.Pairs)
             for (; i + 2 * TV.Count <= x.Length; i += 2 * TV.Count)
@@ -161,8 +170,10 @@ internal static class FloatLanes
     }
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void Rare<TV, TOp>(ReadOnlySpan<float> x, Span<float> y, int i) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp =>
-        TOp.Apply(TV.Load(x, i)).Store(y, i);
+    static void Rare<TV, TOp>(ReadOnlySpan<float> x, Span<float> y, int i, int vectors) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
+    {
+        for (int v = 0; v < vectors; v++, i += TV.Count) TOp.Apply(TV.Load(x, i)).Store(y, i);
+    }
 
     /// <summary>y = op(x) for fewer elements than a vector, through the same lanes, so a result does not depend on where
     /// its row ends.</summary>
