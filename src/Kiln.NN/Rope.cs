@@ -90,13 +90,11 @@ public static class Rope
         return (Tensor.FromArray(cos, new Shape(count, d)).To(dtype).To(device), Tensor.FromArray(sin, new Shape(count, d)).To(dtype).To(device));
     }
 
-    /// <summary>x cos + rotate_half(x) sin for x of shape [..., positions, head dim] and tables [positions, head dim].</summary>
+    /// <summary>x cos + rotate_half(x) sin for x of shape [..., positions, head dim] and tables [positions, head dim]
+    /// (the fused <see cref="Tensor.Rope"/>).</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
-        int half = x.Shape[-1] / 2;
-        var x1 = x.Narrow(-1, 0, half);
-        var x2 = x.Narrow(-1, half, half);
-        var rotated = Tensor.Concat([-x2, x1], x.Rank - 1);
-        return x * cos + rotated * sin;
+        ArgumentNullException.ThrowIfNull(x);
+        return x.Rope(cos, sin);
     }
 }

@@ -92,6 +92,45 @@ public partial class Tensor
     }
 
     /// <summary>
+    /// Rotary position embedding (RoPE, Su et al. 2021) in the rotate-half convention of GPT-NeoX, Llama and Hugging
+    /// Face: this cos + rotate_half(this) sin with rotate_half(x) = concat(-x[..., d/2:], x[..., :d/2]), for this tensor
+    /// [..., T, d] (d even) and tables <paramref name="cos"/>, <paramref name="sin"/> [T, d] (row i for position i).
+    /// Fused: one pass, each product and the sum rounded once, so it gives the bits of those three ops. Differentiable
+    /// in the input and in the tables.
+    /// </summary>
+    /// <exception cref="ShapeMismatchException">The input has rank below 2 or an odd last dim, or a table is not [T, d].</exception>
+    /// <exception cref="ArgumentException">The dtypes or devices differ, or the input is not floating point.</exception>
+    public Tensor Rope(Tensor cos, Tensor sin)
+    {
+        const string op = "rope";
+        ArgumentNullException.ThrowIfNull(cos); ArgumentNullException.ThrowIfNull(sin);
+        Storage.ThrowIfDisposed(op); cos.Storage.ThrowIfDisposed(op); sin.Storage.ThrowIfDisposed(op);
+        Check.Floating(this, op, "input");
+        Check.SameDType(this, cos, op, nameof(cos)); Check.SameDType(this, sin, op, nameof(sin));
+        Check.SameDevice(this, cos, op, nameof(cos)); Check.SameDevice(this, sin, op, nameof(sin));
+        if (Rank < 2) throw new ShapeMismatchException(op, "input", $"the input must be [..., T, d], got shape {Shape}");
+        int t = Shape[-2], d = Shape[-1];
+        if (d % 2 != 0) throw new ShapeMismatchException(op, "input", $"the last dim pairs rotated coordinates and must be even, got shape {Shape}");
+        var table = new Shape(t, d);
+        if (cos.Shape != table) throw new ShapeMismatchException(op, nameof(cos), table, cos.Shape, $"cos must be [T, d] for an input of shape {Shape}");
+        if (sin.Shape != table) throw new ShapeMismatchException(op, nameof(sin), table, sin.Shape, $"sin must be [T, d] for an input of shape {Shape}");
+        int n = new Shape(Shape.Dims[..^2]).Numel;
+        var y3 = Empty(new Shape(n, t, d), DType, Device);
+        if (y3.Numel > 0) Backend.Rope(Detach().Contiguous().Reshape(n, t, d), cos.Detach().Contiguous(), sin.Detach().Contiguous(), y3);
+        var y = y3.Reshape(Shape.ToArray()).Detach();
+        var x = this;
+        // y is linear in x: dx = g cos + rotate_half^T(g sin), and rotate_half^T = -rotate_half.
+        return Record(y, op, [x, cos, sin], g =>
+            [x.RequiresGrad ? g * cos - RotateHalf(g * sin) : null, cos.RequiresGrad ? (g * x).SumTo(cos.Shape) : null, sin.RequiresGrad ? (g * RotateHalf(x)).SumTo(sin.Shape) : null]);
+    }
+
+    static Tensor RotateHalf(Tensor u)
+    {
+        int h = u.Shape[-1] / 2;
+        return Concat([-u.Narrow(-1, h, h), u.Narrow(-1, 0, h)], u.Rank - 1);
+    }
+
+    /// <summary>
     /// Scaled-dot-product attention, fused: softmax(scale q k^T) v over the last two dims, computed in tiles with an online
     /// softmax so the Tq x Tk score matrix is never stored. q is [..., Tq, d], k [..., Tk, d], v [..., Tk, dv]; the
     /// batch dims broadcast; the result is [..., Tq, dv]. <paramref name="causal"/> lets query i see keys j &lt;= i only

@@ -138,6 +138,19 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
+    public void Rope(Tensor x, Tensor cos, Tensor sin, Tensor y)
+    {
+        var (n, t, d) = (x.Shape[0], x.Shape[1], x.Shape[2]);
+        switch (x.DType)
+        {
+            case DType.Float32: Kernels.Cpu.Rope.Run(n * t, t, d, A<float>(x), O(x), A<float>(cos), O(cos), A<float>(sin), O(sin), A<float>(y), O(y)); break;
+            case DType.Float64: Kernels.Cpu.Rope.Run(n * t, t, d, A<double>(x), O(x), A<double>(cos), O(cos), A<double>(sin), O(sin), A<double>(y), O(y)); break;
+            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x, cos, sin], [y], (i, o) => Rope(i[0]!, i[1]!, i[2]!, o[0]!)); break;
+            default: throw Unsupported("rope", x.DType);
+        }
+    }
+
+    /// <inheritdoc/>
     public void Attention(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse)
     {
         var (batch, tq, d, tk, dv) = (q.Shape[0], q.Shape[1], q.Shape[2], k.Shape[1], v.Shape[2]);

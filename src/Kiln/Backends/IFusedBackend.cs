@@ -3,7 +3,7 @@ using Kiln.Kernels;
 namespace Kiln.Backends;
 
 /// <summary>
-/// Fused ops: a linear layer, row softmax and norms, scaled-dot-product attention, causal long convolution, and the gates of an LSTM or GRU step. Each has a default body composed
+/// Fused ops: a linear layer, row softmax and norms, rotary position embedding, scaled-dot-product attention, causal long convolution, and the gates of an LSTM or GRU step. Each has a default body composed
 /// from the primitive families (products, elementwise ops, row reductions) on temporaries of this device, so a new
 /// backend runs them from its primitives alone and overrides them with fused kernels for speed. The default attention
 /// materializes the [Tq, Tk] score matrix of each head; a backend that serves long sequences overrides it. On half
@@ -67,6 +67,26 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
         Binary(BinaryOp.Mul, ds, sc.BroadcastTo(ds.Shape), ds);
         MatMul(ds, k, gq);
         MatMul(ds.Transpose(1, 2), q, gk);
+    }
+
+    /// <summary>
+    /// Rotary position embedding (rotate-half convention): y = x cos + rotate_half(x) sin for <paramref name="x"/> and
+    /// <paramref name="y"/> [n, t, d] and tables <paramref name="cos"/>, <paramref name="sin"/> [t, d], all contiguous,
+    /// d even, rotate_half(x) = (-x[..., h:], x[..., :h]) with h = d / 2. Each product and the sum is rounded once in the
+    /// dtype (no fused multiply-add), so every backend gives the bits of these three ops.
+    /// </summary>
+    void Rope(Tensor x, Tensor cos, Tensor sin, Tensor y)
+    {
+        if (x.DType.IsHalf()) { HalfCompute.Run(this, [x, cos, sin], [y], (i, o) => Rope(i[0]!, i[1]!, i[2]!, o[0]!)); return; }
+        int n = x.Shape[0], t = x.Shape[1], d = x.Shape[2], h = d / 2;
+        if (n * t * d == 0) return;
+        using var _ = Autograd.NoGrad();
+        Binary(BinaryOp.Mul, x, cos.Reshape([1, t, d]).BroadcastTo(x.Shape), y);
+        using var r = Tensor.Empty(x.Shape, x.DType, Device);
+        Unary(UnaryOp.Neg, x.Narrow(2, h, h), r.Narrow(2, 0, h));
+        Copy(x.Narrow(2, 0, h), r.Narrow(2, h, h));
+        Binary(BinaryOp.Mul, r, sin.Reshape([1, t, d]).BroadcastTo(x.Shape), r);
+        Binary(BinaryOp.Add, y, r, y);
     }
 
     /// <summary>

@@ -116,6 +116,7 @@ public static class RowOps
         new RowOpDefinition("softmax.log_softmax", "softmax", Floats, new(-8, 8), new Tolerance(80), row => Reference.Softmax(row, true), x => x.LogSoftmax(-1)),
         new NormDefinition(rms: false),
         new NormDefinition(rms: true),
+        new RopeDefinition(),
         .. ExactIntegerDefinition.All,
         new RowOpDefinition("sort.sort", "sort", Numbers, new(-3, 3, double.NaN), Tolerance.Exact, row => Reference.SortRow(row, true).Values, x => x.Sort(-1, descending: true).Values),
         new RowOpDefinition("sort.argsort", "sort", Numbers, new(-3, 3, double.NaN), Tolerance.Exact,
@@ -223,6 +224,30 @@ public static class RowOps
             var expected = Enumerable.Range(0, rest).Select(col => Reference.Reduce(ReduceOp.Sum, Column(col))).ToArray();
             var magnitude = Enumerable.Range(0, rest).Select(col => Column(col).Sum(Math.Abs)).ToArray();
             return Tolerance.Check(expected, x.Sum([0]).ToDoubleArray(), dtype, c, Name, magnitude, n0);
+        }
+    }
+
+    /// <summary>Rotary embedding of a [..., T, d] input (an odd d narrowed to even, a strided view) with random tables [T, d].</summary>
+    sealed class RopeDefinition() : OpDefinition("rows.rope", "rope", Floats, new(-3, 3), Tolerance.Bound())
+    {
+        public override int MinRank => 2;
+
+        public override CheckResult Check(Device device, DType dtype, OpCase c)
+        {
+            var x = Input(c, dtype, device);
+            if (x.Shape[-1] % 2 != 0) x = x.Narrow(-1, 0, x.Shape[-1] - 1);
+            int t = x.Shape[-2], d = x.Shape[-1], h = d / 2;
+            var cos = Input([t, d], InputView.Contiguous, c.Seed + 1, dtype, device, Domain);
+            var sin = Input([t, d], InputView.Contiguous, c.Seed + 2, dtype, device, Domain);
+            double[] xd = x.Contiguous().ToDoubleArray(), cd = cos.ToDoubleArray(), sd = sin.ToDoubleArray();
+            // Each element is a sum of two products: the bound is the sum of their magnitudes.
+            var magnitude = new double[xd.Length];
+            for (int i = 0; i < xd.Length; i++)
+            {
+                int row = i / d * d, j = i % d, tab = i / d % t * d + j;
+                magnitude[i] = Math.Abs(xd[i] * cd[tab]) + Math.Abs(xd[row + (j < h ? j + h : j - h)] * sd[tab]);
+            }
+            return Tolerance.Check(Reference.Rope(xd, t, d, cd, sd), x.Rope(cos, sin).ToDoubleArray(), dtype, c, Name, magnitude, 2);
         }
     }
 
