@@ -260,21 +260,11 @@ public sealed partial class DecoderModel
         return output.ToArray();
     }
 
-    // x [..., in] times a linear weight stored [out, in]. Float32 activations read a half weight as it is stored (the
-    // kernels widen it in registers, exactly); otherwise it is converted to x's dtype.
-    Tensor Lin(Tensor x, Tensor w, Tensor? bias)
-    {
-        // Without a gradient to record, the fused linear op: a decoding step's products are small enough that the
-        // views and the bias add around a matmul cost as much as the product.
-        if (!(Autograd.IsEnabled && (x.RequiresGrad || w.RequiresGrad || bias is { RequiresGrad: true })) && (x.DType == w.DType || w.DType.IsHalf() && x.DType == DType.Float32))
-            return Tensor.Linear(x, w, bias);
-        var shape = x.Shape.ToArray();
-        var wt = w.T;
-        var y = x.Reshape(-1, shape[^1]).MatMul(wt.DType.IsHalf() && x.DType == DType.Float32 ? wt : wt.To(x.DType));
-        if (bias is not null) y += bias;
-        shape[^1] = y.Shape[1];
-        return y.Reshape(shape);
-    }
+    // x [..., in] times a linear weight stored [out, in], through the fused linear op (its bias in the product's
+    // write-back). Float32 activations read a half weight as it is stored (the kernels widen it in registers, exactly);
+    // a weight of another dtype is converted to x's first.
+    Tensor Lin(Tensor x, Tensor w, Tensor? bias) =>
+        Tensor.Linear(x, x.DType == w.DType || w.DType.IsHalf() && x.DType == DType.Float32 ? w : w.To(x.DType), bias);
 
     /// <summary>Logits [batch, positions, vocab] of <paramref name="ids"/>; see <see cref="Hidden"/> for the arguments.</summary>
     public Tensor Forward(Tensor ids, KvCache? cache = null, IStackRunner? runner = null) => Project(Hidden(ids, cache, runner));
