@@ -51,7 +51,13 @@ public sealed class KvCache
     internal (Tensor Keys, Tensor Values) Extend(int layer, Tensor keys, Tensor values, bool write)
     {
         ArgumentNullException.ThrowIfNull(keys); ArgumentNullException.ThrowIfNull(values);
+        if (keys.Rank != 4 || values.Rank != 4 || values.Shape[0] != keys.Shape[0] || values.Shape[1] != keys.Shape[1] || values.Shape[2] != keys.Shape[2])
+            throw new ArgumentException($"kv cache: keys and values must be [batch, kv heads, positions, width] with the same first three extents, got keys {keys.Shape} and values {values.Shape}", nameof(values));
         int len = _length[layer], t = keys.Shape[2];
+        if (len > 0)
+            foreach (var (entries, past, name) in new[] { (keys, _k[layer]!, nameof(keys)), (values, _v[layer]!, nameof(values)) })
+                if (entries.Shape[0] != past.Shape[0] || entries.Shape[1] != past.Shape[1] || entries.Shape[3] != past.Shape[3] || entries.DType != past.DType || entries.Device != past.Device)
+                    throw new ArgumentException($"kv cache: layer {layer}'s {name} are {entries.DType} {entries.Shape} on {entries.Device}, but its cached entries are {past.DType} [{past.Shape[0]}, {past.Shape[1]}, {len}, {past.Shape[3]}] on {past.Device}", name);
         bool graph = Autograd.IsEnabled && (keys.RequiresGrad || values.RequiresGrad);
         if (!write || graph)
         {
@@ -71,8 +77,9 @@ public sealed class KvCache
         return (_k[layer]!.Narrow(2, 0, len + t), _v[layer]!.Narrow(2, 0, len + t));
     }
 
-    // A buffer of `entries`' batch, heads, width, dtype and device that holds at least `need` positions and owns its
-    // first `len`: the current one when it does, else a larger (or unshared) copy.
+    // A buffer of `entries`' batch, heads, width, dtype and device (Extend has checked them against any committed
+    // entries) that holds at least `need` positions and owns its first `len`: the current one when it does, else a
+    // larger (or unshared) copy.
     Tensor Room(Tensor? buffer, Tensor entries, int len, int need, int layer)
     {
         var s = entries.Shape;

@@ -117,6 +117,22 @@ public class DecoderTests
         Assert.Equal((32, 32, 31), (a.Position, b.Position, cache.Position));
     }
 
+    [Fact]
+    public void Cache_entries_that_do_not_match_the_cached_ones_are_named()
+    {
+        var cache = new KvCache(2);
+        var k = Tensor.Zeros([1, 2, 3, 4]);
+        cache.Stash(0, k, k);
+        cache.Commit(3);
+        // Another head count, width or dtype would otherwise broadcast into (or beside) the cached entries.
+        Assert.Equal("keys", Assert.Throws<ArgumentException>(() => cache.Stash(0, Tensor.Zeros([1, 1, 1, 4]), Tensor.Zeros([1, 1, 1, 4]))).ParamName);
+        Assert.Equal("values", Assert.Throws<ArgumentException>(() => cache.Stash(0, Tensor.Zeros([1, 2, 1, 4]), Tensor.Zeros([1, 2, 1, 5]))).ParamName);
+        Assert.Equal("keys", Assert.Throws<ArgumentException>(() => cache.Stash(0, Tensor.Zeros([1, 2, 1, 4], DType.Float64), Tensor.Zeros([1, 2, 1, 4]))).ParamName);
+        Assert.Equal("values", Assert.Throws<ArgumentException>(() => cache.Stash(1, k, Tensor.Zeros([1, 2, 2, 4]))).ParamName);
+        Assert.Equal(3, cache.Length(0));
+        Assert.Equal(0, cache.Length(1));
+    }
+
     internal static DecoderModel Qwen3(int seed = 4) { var c = Tiny("qwen3"); return new DecoderModel(c, Weights(c, seed, DType.Float32)); }
 
     [Fact]
