@@ -21,17 +21,24 @@ public static unsafe class Attention
     /// y = softmax(scale q k^T (masked)) v for <paramref name="batch"/> heads; q [batch, tq, d], k [batch, tk, d],
     /// v [batch, tk, dv], y [batch, tq, dv] contiguous from their offsets; lse [batch, tq] receives each row's
     /// log-sum-exp of the scaled, masked scores (the backward recomputes probabilities from it). With no keys, y is 0
-    /// and lse is -inf. <c>kernel</c> Vector512 (what Auto picks with AVX-512) runs the register-tiled forward, another
-    /// kernel tiles of <see cref="Gemm"/> products with that micro-kernel.
+    /// and lse is -inf. Up to <see cref="FewRows"/> query rows per head run row by row; otherwise <c>kernel</c> Vector512
+    /// (what Auto picks with AVX-512) runs the register-tiled forward, another kernel tiles of <see cref="Gemm"/> products
+    /// with that micro-kernel.
     /// </summary>
     /// <exception cref="NotSupportedException">The kernel is not hardware-accelerated here.</exception>
     public static void Forward<T>(int batch, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, T[] v, int vOff,
         bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff, GemmKernel kernel = GemmKernel.Auto) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (kernel == GemmKernel.Auto) kernel = Gemm.Best;
+        if (kernel == GemmKernel.Vector512 && !Vector512.IsHardwareAccelerated)
+            throw new NotSupportedException("attention: the Vector512 kernel is not hardware-accelerated on this machine");
+        if (tq <= FewRows)
+        {
+            ForwardRows(batch, tq, tk, d, dv, q, qOff, k, kOff, v, vOff, causal, scale, y, yOff, lse, lseOff);
+            return;
+        }
         if (kernel == GemmKernel.Vector512 && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
         {
-            if (!Vector512.IsHardwareAccelerated) throw new NotSupportedException("attention: the Vector512 kernel is not hardware-accelerated on this machine");
             ForwardTiled(batch, tq, tk, d, dv, q, qOff, k, kOff, v, vOff, causal, scale, y, yOff, lse, lseOff);
             return;
         }
@@ -89,6 +96,39 @@ public static unsafe class Attention
         });
     }
 
+
+    /// <summary>Query rows per head up to which the forward takes each row alone (<see cref="ForwardRows{T}"/>).</summary>
+    public const int FewRows = 8;
+
+    // A decoding step's few query rows per head: a tile of 64 query rows would be mostly padding, and its copies of Q
+    // and V cost more than the rows' work. Each row's scores against its keys (dot products read in place), their
+    // softmax, and the probability-weighted sum of V rows, which is exact in the same sense as the tiles' online one.
+    static void ForwardRows<T>(int batch, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, T[] v, int vOff,
+        bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Strided.Parallel(batch * tq, 2L * batch * tq * tk * (d + dv), (s, e) =>
+        {
+            var sc = Strided.Rent<T>(tk);
+            for (int row = s; row < e; row++)
+            {
+                int b = row / tq, i = row % tq, n = causal ? Math.Min(tk, i + 1) : tk;
+                var qr = new ReadOnlySpan<T>(q, qOff + row * d, d);
+                var yr = new Span<T>(y, yOff + row * dv, dv);
+                yr.Clear();
+                if (n == 0) { lse[lseOff + row] = T.NegativeInfinity; continue; }
+                var live = sc.AsSpan(0, n);
+                for (int j = 0; j < n; j++) live[j] = scale * TP.Dot(qr, new ReadOnlySpan<T>(k, kOff + (b * tk + j) * d, d));
+                T m = TP.Max<T>(live);
+                TP.Subtract(live, m, live);
+                Elementwise.Unary(UnaryOp.Exp, live, live);
+                T l = TP.Sum<T>(live);
+                for (int j = 0; j < n; j++) TP.FusedMultiplyAdd(new ReadOnlySpan<T>(v, vOff + (b * tk + j) * dv, dv), live[j], yr, yr);
+                TP.Multiply(yr, T.One / l, yr);
+                lse[lseOff + row] = m + T.Log(l);
+            }
+            Strided.Return(sc);
+        });
+    }
 
     // Keys per tile of the register-tiled forward (a multiple of TileRows).
     const int TileKeys = 64;

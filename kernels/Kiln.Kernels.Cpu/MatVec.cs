@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Kiln.Kernels.Cpu;
 
@@ -10,7 +11,9 @@ namespace Kiln.Kernels.Cpu;
 /// traffic of W. W is read straight from its storage once, all m rows at a time, never packed: in its row-major [k, n]
 /// layout (a matmul's B) the workers take panels of output columns and stream four W rows at a time across each panel,
 /// whose m accumulator rows stay in L1; in the [n, k] layout (a linear layer's [out, in] weight) they take blocks of
-/// output columns and stream their W rows one at a time, each a dot product against up to four X rows in registers.
+/// output columns and stream their W rows one at a time, each a dot product against up to four X rows in registers;
+/// where those rows are short (a small model's k of a few hundred), eight of them at a time against one X row, their
+/// lane sums finished together.
 /// Half-precision weights (bfloat16 bits in ushort, or Half) are widened to float32 in registers and accumulated in
 /// float32. Each element of Y is computed by one thread in a fixed order, so results do not depend on the thread count.
 /// Reference: <see cref="Reference.Gemm"/>.
@@ -26,6 +29,10 @@ public static unsafe class MatVec
     // Bytes of the m accumulator rows of a [k, n] panel (L1-resident), and of the weight a work part covers at least.
     const int PanelAccBytes = 16 * 1024;
     const long PartBytes = 64 * 1024;
+
+    // [n, k] weights with rows of at most GroupRowBytes take output columns Group at a time (float32 sums, AVX): a lane
+    // sum costs about as much as a dot product of a few hundred, and eight of them finish together for the price of two.
+    const int Group = 8, GroupRowBytes = 2048;
 
     /// <summary>Whether a W with these strides is one of the two streamed layouts (one unit stride).</summary>
     public static bool Streams(int wRs, int wCs) => wRs == 1 || wCs == 1;
@@ -92,32 +99,47 @@ public static unsafe class MatVec
             int nb = Math.Max(unit, PanelAccBytes / (a.M * sizeof(T)) / unit * unit);
             int perThread = (a.N + 2 * threads - 1) / (2 * threads);
             nb = Math.Min(nb, Math.Max(unit, (perThread + unit - 1) / unit * unit));
-            int panels = (a.N + nb - 1) / nb;
-            Parts(threads, panels, (long)nb * a.K * sizeof(TW), (s, e) =>
-            {
-                var acc = AccBuffer<T>.Get(a.M * nb);
-                for (int q = s; q < e; q++) PanelKN<TV, TL, T, TW>(a, q * nb, Math.Min(nb, a.N - q * nb), acc);
-            });
+            int panels = (a.N + nb - 1) / nb, parts = Parts(threads, panels, (long)nb * a.K * sizeof(TW));
+            if (parts > 1) PanelsParallel<TV, TL, T, TW>(a, nb, panels, parts);
+            else Panels<TV, TL, T, TW>(a, nb, 0, panels);
         }
         else
         {
-            // Blocks of output columns (rows of the stored W); a part covers about PartBytes of W at least.
-            Parts(threads, a.N, (long)a.K * sizeof(TW), (s, e) => ColumnsNK<TV, TL, T, TW>(a, s, e));
+            // Blocks of output columns (rows of the stored W); a part covers about PartBytes of W at least. Grouped columns
+            // are split on group boundaries, so each column's summation order does not depend on the thread count.
+            bool grouped = Grouped<T, TW>(TL.Count, a.K);
+            int unit = grouped ? Group : 1, units = (a.N + unit - 1) / unit, parts = Parts(threads, units, (long)a.K * sizeof(TW) * unit);
+            if (parts > 1) ColumnsParallel<TV, TL, T, TW>(a, unit, units, parts, grouped);
+            else ColumnsNK<TV, TL, T, TW>(a, 0, a.N, grouped);
         }
     }
 
-    // Runs body over [0, count) in contiguous parts taken first come, first served: a few per thread, so a thread the OS
-    // delays leaves little for the others to wait on, and none smaller than PartBytes of weight.
-    static void Parts(int threads, int count, long bytesPerItem, Action<int, int> body)
+    static void Panels<TV, TL, T, TW>(Args<T, TW> a, int nb, int q0, int q1)
+        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
     {
-        int parts = (int)Math.Min(Math.Min(count, 4L * threads), Math.Max(1, bytesPerItem * count / PartBytes));
-        if (threads <= 1 || parts <= 1) { body(0, count); return; }
+        var acc = AccBuffer<T>.Get(a.M * nb);
+        for (int q = q0; q < q1; q++) PanelKN<TV, TL, T, TW>(a, q * nb, Math.Min(nb, a.N - q * nb), acc);
+    }
+
+    static void PanelsParallel<TV, TL, T, TW>(Args<T, TW> a, int nb, int panels, int parts)
+        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged =>
+        RunParts(parts, panels, (s, e) => Panels<TV, TL, T, TW>(a, nb, s, e));
+
+    static void ColumnsParallel<TV, TL, T, TW>(Args<T, TW> a, int unit, int units, int parts, bool grouped)
+        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged =>
+        RunParts(parts, units, (s, e) => ColumnsNK<TV, TL, T, TW>(a, s * unit, Math.Min(e * unit, a.N), grouped));
+
+    // Work over [0, count) goes in contiguous parts taken first come, first served: a few per thread, so a thread the OS
+    // delays leaves little for the others to wait on, and none smaller than PartBytes of weight. 1: run it here.
+    static int Parts(int threads, int count, long bytesPerItem) =>
+        threads <= 1 ? 1 : (int)Math.Min(Math.Min(count, 4L * threads), Math.Max(1, bytesPerItem * count / PartBytes));
+
+    static void RunParts(int parts, int count, Action<int, int> body) =>
         WorkerTeam.For(parts, t =>
         {
             int s = (int)((long)count * t / parts), e = (int)((long)count * (t + 1) / parts);
             if (e > s) body(s, e);
         });
-    }
 
     // Columns [j0, j0 + nb) of Y, W row-major [k, n]: W's rows stream through four at a time (p unrolled so each
     // accumulator is loaded and stored once per four rows), each W vector widened once and used by all m rows.
@@ -183,11 +205,15 @@ public static unsafe class MatVec
         }
     }
 
+    static bool Grouped<T, TW>(int lanes, int k) where TW : unmanaged =>
+        typeof(T) == typeof(float) && lanes > 1 && Avx.IsSupported && (long)k * sizeof(TW) <= GroupRowBytes;
+
     // Columns [j0, j1) of Y, W stored [n, k]: each W row streams once, alone, against up to four X rows at a time. One
     // stream with four independent accumulators per X row, not several rows side by side: measured on a Zen 4 core,
-    // rows of 1024 floats read in pairs stream at 10-14 GB/s, one at a time at 23-24.
+    // rows of 1024 floats read in pairs stream at 10-14 GB/s, one at a time at 23-24. Short rows (`grouped`, j0 a
+    // multiple of Group) go eight at a time instead, the last n % Group columns alone.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void ColumnsNK<TV, TL, T, TW>(Args<T, TW> a, int j0, int j1)
+    static void ColumnsNK<TV, TL, T, TW>(Args<T, TW> a, int j0, int j1, bool grouped)
         where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
     {
         int m = a.M, k = a.K, cols = j1 - j0;
@@ -196,8 +222,19 @@ public static unsafe class MatVec
         fixed (TW* wp = a.W)
         {
             T* x = xp + a.XOff;
-            T* s = stackalloc T[4];
-            for (int j = j0; j < j1; j++)
+            T* s = stackalloc T[Group];
+            int j = j0;
+            if (grouped)
+                for (; j + Group <= j1; j += Group)
+                {
+                    TW* w = wp + a.WOff + (long)j * a.Ldw;
+                    for (int i = 0; i < m; i++)
+                    {
+                        Cols8<TV, TL, T, TW>(k, x + (long)i * k, w, a.Ldw, s);
+                        for (int c = 0; c < Group; c++) o[i * cols + j - j0 + c] = s[c];
+                    }
+                }
+            for (; j < j1; j++)
             {
                 TW* w = wp + a.WOff + (long)j * a.Ldw;
                 for (int i = 0; i < m; i += 4)
@@ -245,6 +282,44 @@ public static unsafe class MatVec
             if (TR.N > 3) d0 = TL.Fma(TL.Load(x3 + p), u, d0);
         }
         Finish<TV, TL, T, TW, TR>(k, p, x, w, s, a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3);
+    }
+
+    // s[c] = dot(X row, W row c) for the eight W rows at w (stride ldw): one accumulator each, the eight folded to
+    // 256 bits and summed by a tree of horizontal adds that leaves column c's sum in lane c, then the scalar tail. T is float.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Cols8<TV, TL, T, TW>(int k, T* x, TW* w, long ldw, T* s)
+        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
+    {
+        TV z = TL.Zero, a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z;
+        TW* w1 = w + ldw, w2 = w1 + ldw, w3 = w2 + ldw, w4 = w3 + ldw, w5 = w4 + ldw, w6 = w5 + ldw, w7 = w6 + ldw;
+        int p = 0, l = TL.Count;
+        for (; p + l <= k; p += l)
+        {
+            TV u = TL.Load(x + p);
+            a0 = TL.Fma(u, TL.LoadW(w + p), a0); a1 = TL.Fma(u, TL.LoadW(w1 + p), a1);
+            a2 = TL.Fma(u, TL.LoadW(w2 + p), a2); a3 = TL.Fma(u, TL.LoadW(w3 + p), a3);
+            a4 = TL.Fma(u, TL.LoadW(w4 + p), a4); a5 = TL.Fma(u, TL.LoadW(w5 + p), a5);
+            a6 = TL.Fma(u, TL.LoadW(w6 + p), a6); a7 = TL.Fma(u, TL.LoadW(w7 + p), a7);
+        }
+        var h01 = Avx.HorizontalAdd(Fold(a0), Fold(a1)); var h23 = Avx.HorizontalAdd(Fold(a2), Fold(a3));
+        var h45 = Avx.HorizontalAdd(Fold(a4), Fold(a5)); var h67 = Avx.HorizontalAdd(Fold(a6), Fold(a7));
+        // Lanes 0-3 of q0123 hold columns 0-3's sums of their vector lanes {0-3, 8-11}, lanes 4-7 of {4-7, 12-15}.
+        var q0123 = Avx.HorizontalAdd(h01, h23); var q4567 = Avx.HorizontalAdd(h45, h67);
+        var sum = Avx.Permute2x128(q0123, q4567, 0x20) + Avx.Permute2x128(q0123, q4567, 0x31);
+        float* f = (float*)s;
+        sum.Store(f);
+        for (; p < k; p++)
+        {
+            float u = ((float*)x)[p];
+            f[0] += u * W(w, p); f[1] += u * W(w1, p); f[2] += u * W(w2, p); f[3] += u * W(w3, p);
+            f[4] += u * W(w4, p); f[5] += u * W(w5, p); f[6] += u * W(w6, p); f[7] += u * W(w7, p);
+        }
+
+        static float W(TW* q, int p) { T v = Lanes1<T, TW>.LoadW(q + p); return Unsafe.As<T, float>(ref v); }
+        // One 512-bit accumulator's halves added (lane i + lane i + 8), or a 256-bit one as it is.
+        static Vector256<float> Fold(TV v) => typeof(TV) == typeof(Vector512<T>)
+            ? Unsafe.As<TV, Vector512<float>>(ref v).GetLower() + Unsafe.As<TV, Vector512<float>>(ref v).GetUpper()
+            : Unsafe.As<TV, Vector256<float>>(ref v);
     }
 
     // s[r] = the lane sum of row r's four accumulators, plus its scalar terms p .. k.

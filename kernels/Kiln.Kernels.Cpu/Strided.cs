@@ -17,31 +17,29 @@ public static class Strided
     /// </summary>
     public static (int[] Shape, int[][] Strides) Coalesce(ReadOnlySpan<int> shape, params int[][] strides)
     {
-        var dims = new List<int>();
-        var strs = strides.Select(_ => new List<int>()).ToArray();
+        // Built in stack scratch (operand k's strides at k * rank), then copied out at their coalesced length.
+        int n = strides.Length, rank = Math.Max(shape.Length, 1);
+        Span<int> dims = rank <= 32 ? stackalloc int[rank] : new int[rank];
+        Span<int> strs = n * rank <= 128 ? stackalloc int[n * rank] : new int[n * rank];
+        int count = 0;
         for (int i = 0; i < shape.Length; i++)
         {
             if (shape[i] == 1) continue;
-            int last = dims.Count - 1;
-            bool merge = last >= 0;
-            for (int k = 0; k < strides.Length && merge; k++) merge = strs[k][last] == strides[k][i] * shape[i];
-            if (merge)
-            {
-                dims[last] *= shape[i];
-                for (int k = 0; k < strides.Length; k++) strs[k][last] = strides[k][i];
-            }
-            else
-            {
-                dims.Add(shape[i]);
-                for (int k = 0; k < strides.Length; k++) strs[k].Add(strides[k][i]);
-            }
+            bool merge = count > 0;
+            for (int k = 0; k < n && merge; k++) merge = strs[k * rank + count - 1] == strides[k][i] * shape[i];
+            if (merge) dims[count - 1] *= shape[i];
+            else dims[count++] = shape[i];
+            for (int k = 0; k < n; k++) strs[k * rank + count - 1] = strides[k][i];
         }
-        if (dims.Count == 0)
+        if (count == 0)
         {
-            dims.Add(shape.Length == 0 || !shape.ToArray().Contains(0) ? 1 : 0);
-            foreach (var s in strs) s.Add(1);
+            dims[0] = 1;
+            for (int k = 0; k < n; k++) strs[k * rank] = 1;
+            count = 1;
         }
-        return (dims.ToArray(), strs.Select(s => s.ToArray()).ToArray());
+        var outStrides = new int[n][];
+        for (int k = 0; k < n; k++) outStrides[k] = strs.Slice(k * rank, count).ToArray();
+        return (dims[..count].ToArray(), outStrides);
     }
 
     /// <summary>Storage offset of row <paramref name="row"/> (all dims but the last) of an operand.</summary>

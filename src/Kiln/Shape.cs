@@ -24,6 +24,12 @@ public readonly struct Shape : IEquatable<Shape>, IReadOnlyList<int>
         _dims = dims.ToArray();
     }
 
+    // Takes `dims` as they are: the caller built them (non-negative, product in range) and keeps no reference.
+    Shape(int[] dims, bool owned) => _dims = dims;
+
+    /// <summary>A shape over <paramref name="dims"/> without checking or copying them (see the private constructor).</summary>
+    internal static Shape Owning(int[] dims) => new(dims, owned: true);
+
     /// <summary>Creates a shape from a collection expression.</summary>
     public static Shape Create(ReadOnlySpan<int> dims) => new(dims);
 
@@ -53,8 +59,9 @@ public readonly struct Shape : IEquatable<Shape>, IReadOnlyList<int>
     /// <exception cref="ShapeMismatchException">The shapes do not broadcast.</exception>
     public static Shape Broadcast(Shape a, Shape b, string op = "broadcast")
     {
+        if (a.Dims.SequenceEqual(b.Dims)) return a;
         int r = Math.Max(a.Rank, b.Rank);
-        var d = new int[r];
+        Span<int> d = r <= 16 ? stackalloc int[r] : new int[r];
         for (int i = 0; i < r; i++)
         {
             int da = i - (r - a.Rank) >= 0 ? a.Dims[i - (r - a.Rank)] : 1;
@@ -63,7 +70,8 @@ public readonly struct Shape : IEquatable<Shape>, IReadOnlyList<int>
                 throw new ShapeMismatchException(op, "other", $"shapes {a} and {b} do not broadcast (dimension {i}: {da} vs {db})");
             d[i] = da == 1 ? db : da;
         }
-        return new Shape(d);
+        // Most operands already have the broadcast shape; a new one is checked for overflow.
+        return d.SequenceEqual(a.Dims) ? a : d.SequenceEqual(b.Dims) ? b : new Shape(d);
     }
 
     /// <inheritdoc/>

@@ -12,7 +12,7 @@ public abstract class Storage : IDisposable
     {
         Device = device; DType = dtype; Length = length;
         Interlocked.Increment(ref _live);
-        _usage = Usage.GetOrAdd(device, _ => new Counter());
+        _usage = device == Device.Cpu ? CpuUsage : Usage.GetOrAdd(device, _ => new Counter());
         Interlocked.Increment(ref _usage.Storages);
         Interlocked.Add(ref _usage.Bytes, Bytes);
         TensorScope.Track(this);
@@ -21,6 +21,8 @@ public abstract class Storage : IDisposable
     static long _live;
     internal sealed class Counter { public long Storages, Bytes; }
     static readonly System.Collections.Concurrent.ConcurrentDictionary<Device, Counter> Usage = new();
+    // The host's, looked up on every allocation.
+    static readonly Counter CpuUsage = Usage.GetOrAdd(Device.Cpu, _ => new Counter());
     readonly Counter _usage;
 
     /// <summary>The live storages and their bytes on <paramref name="device"/>.</summary>

@@ -26,9 +26,12 @@ public partial class Tensor
     /// </summary>
     public static Tensor Binary(BinaryOp op, Tensor a, Tensor b) => Binary(op, a, b, TypePromotion.ResultType(TypePromotion.Of(a), TypePromotion.Of(b)));
 
+    // The ops' names in messages and the autodiff record, made once.
+    static readonly string[] BinaryNames = Enum.GetValues<BinaryOp>().Select(o => o.ToString().ToLowerInvariant()).ToArray();
+
     static Tensor Binary(BinaryOp op, Tensor a, Tensor b, DType dtype)
     {
-        string name = op.ToString().ToLowerInvariant();
+        string name = BinaryNames[(int)op];
         a.Storage.ThrowIfDisposed(name); b.Storage.ThrowIfDisposed(name);
         Check.SameDevice(a, b, name, "other");
         if (op == BinaryOp.Div && !dtype.IsFloating()) dtype = TypePromotion.DefaultFloat;
@@ -36,7 +39,11 @@ public partial class Tensor
         var shape = Shape.Broadcast(a.Shape, b.Shape, name);
         var y = Empty(shape, dtype, a.Device);
         a.Backend.Binary(op, a.BroadcastTo(shape), b.BroadcastTo(shape), y);
-        if (!dtype.IsFloating()) return y;
+        return dtype.IsFloating() && Tracks(a, b) ? RecordBinary(op, name, a, b, y) : y;
+    }
+
+    static Tensor RecordBinary(BinaryOp op, string name, Tensor a, Tensor b, Tensor y)
+    {
         var rule = ElementwiseOps.Binary(op).Gradient;
         return Record(y, name, [a, b], g => rule(a, b, y, g));
     }
@@ -51,7 +58,7 @@ public partial class Tensor
 
     void BinaryInPlace(BinaryOp op, Tensor b)
     {
-        string name = op.ToString().ToLowerInvariant() + "_";
+        string name = BinaryNames[(int)op] + "_";
         CheckInPlace(name);
         b.Storage.ThrowIfDisposed(name);
         Check.SameDevice(this, b, name, "other");

@@ -109,13 +109,22 @@ public partial class Tensor
             Check.SameDevice(x, bias, op, nameof(bias));
             if (bias.Rank != 1 || bias.Shape[0] != outF) throw new ShapeMismatchException(op, nameof(bias), new Shape(outF), bias.Shape, "bias must have one entry per output feature");
         }
-        int rows = new Shape(x.Shape.Dims[..^1]).Numel;
-        var x2 = x.Rank == 2 ? x.Detach() : x.Detach().Contiguous().Reshape(rows, inF);
+        int rows = 1;
+        foreach (int d in x.Shape.Dims[..^1]) rows *= d;
+        // Detached operands keep the reshapes around the kernel out of the record (only needed when there is one).
+        bool tracks = Tracks(x, weight) || bias is { RequiresGrad: true } && Autograd.IsEnabled;
+        var xd = tracks ? x.Detach() : x;
+        var x2 = x.Rank == 2 ? xd : xd.Contiguous().Reshape(rows, inF);
         var y2 = Empty(new Shape(rows, outF), dtype, x.Device);
-        if (y2.Numel > 0) x.Backend.Linear(x2, weight.Detach(), bias?.Detach().Contiguous(), relu, y2);
-        var y = y2.Reshape([.. x.Shape.Dims[..^1], outF]).Detach();
+        if (y2.Numel > 0) x.Backend.Linear(x2, tracks ? weight.Detach() : weight, bias is null ? null : (tracks ? bias.Detach() : bias).Contiguous(), relu, y2);
+        var y = x.Rank == 2 ? y2 : y2.Reshape([.. x.Shape.Dims[..^1], outF]);
+        return tracks ? RecordLinear(x, weight, bias, relu, y, rows, inF, outF) : y;
+    }
+
+    static Tensor RecordLinear(Tensor x, Tensor weight, Tensor? bias, bool relu, Tensor y, int rows, int inF, int outF)
+    {
         Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
-        return Record(y, op, inputs, g =>
+        return Record(y, "linear", inputs, g =>
         {
             // ReLU's own rule, g step(y) (step(relu(z)) = step(z)): two contiguous passes, where a Where with its Bool
             // mask and zeros took five, and the same values as an unfused ReLU. The bias's row sum of a half gz runs in

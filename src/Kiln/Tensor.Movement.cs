@@ -2,12 +2,17 @@ namespace Kiln;
 
 public partial class Tensor
 {
-    Tensor View(Layout layout, string op, Func<Tensor, Tensor> backward)
+    // A view of this tensor's storage. Its gradient rule is a static lambda over `state`, closed over only when the view
+    // is recorded, so an inference view allocates the tensor and its layout alone.
+    Tensor View<TState>(Layout layout, string op, TState state, Func<Tensor, TState, Tensor> backward)
     {
         Storage.ThrowIfDisposed(op);
         var y = new Tensor(Storage, layout);
-        return Record(y, op, [this], g => [backward(g)]);
+        return Tracks(this) ? RecordView(y, op, this, state, backward) : y;
     }
+
+    static Tensor RecordView<TState>(Tensor y, string op, Tensor x, TState state, Func<Tensor, TState, Tensor> backward) =>
+        Record(y, op, [x], g => [backward(g, state)]);
 
     /// <summary>A view broadcast to <paramref name="shape"/> (size-1 and missing leading dims get stride 0); no copy.</summary>
     /// <exception cref="ShapeMismatchException">This shape does not broadcast to <paramref name="shape"/>.</exception>
@@ -25,8 +30,7 @@ public partial class Tensor
             else if (d == 1) strides[i] = 0;
             else throw new ShapeMismatchException("broadcast_to", "shape", shape, Shape, $"dimension {i - lead} of size {d} cannot broadcast to {shape[i]}");
         }
-        var src = Shape;
-        return View(new Layout(shape, strides, Layout.Offset), "broadcast_to", g => g.SumTo(src));
+        return View(new Layout(shape, strides, Layout.Offset), "broadcast_to", Shape, static (g, src) => g.SumTo(src));
     }
 
     /// <summary>Same as <see cref="BroadcastTo"/>, PyTorch's name.</summary>
@@ -54,8 +58,7 @@ public partial class Tensor
         var target = InferShape(shape, "reshape");
         if (target == Shape) return this;
         var strides = ViewStrides(target);
-        var src = Shape;
-        if (strides is not null) return View(new Layout(target, strides, Layout.Offset), "reshape", g => g.Reshape(src.ToArray()));
+        if (strides is not null) return View(new Layout(target, strides, Layout.Offset), "reshape", Shape, static (g, src) => g.Reshape(src.ToArray()));
         return Contiguous().Reshape(shape);
     }
 
@@ -66,8 +69,7 @@ public partial class Tensor
         var target = InferShape(shape, "view");
         var strides = ViewStrides(target)
             ?? throw new InvalidOperationException($"view: a tensor of shape {Shape} with strides [{string.Join(", ", Layout.Strides)}] cannot be viewed as {target} without a copy; use Reshape");
-        var src = Shape;
-        return View(new Layout(target, strides, Layout.Offset), "view", g => g.Reshape(src.ToArray()));
+        return View(new Layout(target, strides, Layout.Offset), "view", Shape, static (g, src) => g.Reshape(src.ToArray()));
     }
 
     /// <summary>All dims flattened into one (or dims start..end inclusive).</summary>
@@ -97,16 +99,18 @@ public partial class Tensor
             else if (shape[i] < 0) throw new ShapeMismatchException(op, "shape", $"negative size {shape[i]} in [{string.Join(", ", shape)}]");
             else known *= shape[i];
         }
+        int numel = Numel;
+        if (infer < 0 && known == numel && shape.AsSpan().SequenceEqual(Shape.Dims)) return Shape;
         var dims = (int[])shape.Clone();
         if (infer >= 0)
         {
-            if (known == 0 || Numel % known != 0)
-                throw new ShapeMismatchException(op, "shape", $"cannot infer -1 in [{string.Join(", ", shape)}] for {Numel} elements (shape {Shape})");
-            dims[infer] = (int)(Numel / known);
+            if (known == 0 || numel % known != 0)
+                throw new ShapeMismatchException(op, "shape", $"cannot infer -1 in [{string.Join(", ", shape)}] for {numel} elements (shape {Shape})");
+            dims[infer] = (int)(numel / known);
         }
-        else if (known != Numel)
-            throw new ShapeMismatchException(op, "shape", $"shape [{string.Join(", ", shape)}] holds {known} elements but the tensor of shape {Shape} has {Numel}");
-        return new Shape(dims);
+        else if (known != numel)
+            throw new ShapeMismatchException(op, "shape", $"shape [{string.Join(", ", shape)}] holds {known} elements but the tensor of shape {Shape} has {numel}");
+        return Shape.Owning(dims);
     }
 
     // Strides that view this layout's elements in row-major order as `target`, or null when a copy is needed
@@ -140,14 +144,23 @@ public partial class Tensor
     /// <exception cref="ArgumentException">dims is not a permutation of 0..rank-1.</exception>
     public Tensor Permute(params int[] dims)
     {
-        if (dims.Length != Rank) throw new ArgumentException($"permute: {dims.Length} dims given for a tensor of rank {Rank}", nameof(dims));
-        var p = dims.Select(d => Check.Axis(d, Rank, "permute", nameof(dims))).ToArray();
-        if (p.Distinct().Count() != Rank) throw new ArgumentException($"permute: [{string.Join(", ", dims)}] is not a permutation of 0..{Rank - 1}", nameof(dims));
-        var shape = p.Select(d => Shape[d]).ToArray();
-        var strides = p.Select(d => Layout.Strides[d]).ToArray();
-        var inv = new int[Rank];
-        for (int i = 0; i < Rank; i++) inv[p[i]] = i;
-        return View(new Layout(new Shape(shape), strides, Layout.Offset), "permute", g => g.Permute(inv));
+        int rank = Rank;
+        if (dims.Length != rank) throw new ArgumentException($"permute: {dims.Length} dims given for a tensor of rank {rank}", nameof(dims));
+        var p = new int[rank]; var shape = new int[rank]; var strides = new int[rank];
+        Span<bool> seen = rank <= 64 ? stackalloc bool[rank] : new bool[rank];
+        for (int i = 0; i < rank; i++)
+        {
+            int d = Check.Axis(dims[i], rank, "permute", nameof(dims));
+            if (seen[d]) throw new ArgumentException($"permute: [{string.Join(", ", dims)}] is not a permutation of 0..{rank - 1}", nameof(dims));
+            seen[d] = true;
+            (p[i], shape[i], strides[i]) = (d, Shape.Dims[d], Layout.Strides[d]);
+        }
+        return View(new Layout(Shape.Owning(shape), strides, Layout.Offset), "permute", p, static (g, p) =>
+        {
+            var inv = new int[p.Length];
+            for (int i = 0; i < p.Length; i++) inv[p[i]] = i;
+            return g.Permute(inv);
+        });
     }
 
     /// <summary>A view with two dims swapped.</summary>
@@ -218,9 +231,7 @@ public partial class Tensor
         var dims = Shape.ToArray(); dims[a] = len;
         var strides = (int[])Layout.Strides.Clone(); strides[a] *= step;
         int offset = Layout.Offset + (len > 0 ? s * Layout.Strides[a] : 0);
-        var src = Shape;
-        int s0 = s;
-        return View(new Layout(new Shape(dims), strides, offset), "slice", g => g.SliceBackward(src, a, s0, step));
+        return View(new Layout(Shape.Owning(dims), strides, offset), "slice", (Src: Shape, a, s, step), static (g, c) => g.SliceBackward(c.Src, c.a, c.s, c.step));
     }
 
     /// <summary>The gradient of a slice: zeros of the source shape with g written into the sliced positions.</summary>
@@ -469,8 +480,7 @@ public partial class Tensor
         Storage.ThrowIfDisposed("diagonal");
         if (Rank < 2) throw new ShapeMismatchException("diagonal", "input", $"needs a tensor of at least 2 dims, got shape {Shape}");
         var (a, b) = DiagonalDims(dim1, dim2, Rank, "diagonal");
-        var src = Shape;
-        return View(DiagonalLayout(Layout, offset, a, b), "diagonal", g => g.DiagonalBackward(src, offset, a, b));
+        return View(DiagonalLayout(Layout, offset, a, b), "diagonal", (Src: Shape, offset, a, b), static (g, c) => g.DiagonalBackward(c.Src, c.offset, c.a, c.b));
     }
 
     static (int, int) DiagonalDims(int dim1, int dim2, int rank, string op)

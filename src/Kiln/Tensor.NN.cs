@@ -77,14 +77,19 @@ public partial class Tensor
         if (Rank == 0) throw new ShapeMismatchException("rms_norm", "input", "input must have at least one dimension");
         int len = Shape[-1];
         CheckNormParam(weight, len, "rms_norm", nameof(weight));
-        var x = Detach().Contiguous();
+        bool tracks = weight is null ? Tracks(this) : Tracks(this, weight);
         var y = Empty(Shape, DType, Device);
-        if (Numel > 0) Backend.RmsNormRows(x, weight?.Detach().Contiguous(), eps, Numel / len, len, y);
-        Tensor[] inputs = weight is null ? [this] : [this, weight];
+        if (Numel > 0) Backend.RmsNormRows((tracks ? Detach() : this).Contiguous(), (tracks ? weight?.Detach() : weight)?.Contiguous(), eps, Numel / len, len, y);
+        return tracks ? RecordRmsNorm(this, weight, eps, y) : y;
+    }
+
+    static Tensor RecordRmsNorm(Tensor x, Tensor? weight, double eps, Tensor y)
+    {
+        Tensor[] inputs = weight is null ? [x] : [x, weight];
         return Record(y, "rms_norm", inputs, g =>
         {
-            var r = (Square().Mean(-1, keepDim: true) + eps).Rsqrt();
-            var xhat = this * r;
+            var r = (x.Square().Mean(-1, keepDim: true) + eps).Rsqrt();
+            var xhat = x * r;
             var gw = weight is null ? g : g * weight;
             var dx = r * (gw - xhat * (gw * xhat).Mean(-1, keepDim: true));
             return weight is null ? [dx] : [dx, (g * xhat).SumTo(weight.Shape)];
@@ -114,15 +119,19 @@ public partial class Tensor
         var table = new Shape(t, d);
         if (cos.Shape != table) throw new ShapeMismatchException(op, nameof(cos), table, cos.Shape, $"cos must be [T, d] for an input of shape {Shape}");
         if (sin.Shape != table) throw new ShapeMismatchException(op, nameof(sin), table, sin.Shape, $"sin must be [T, d] for an input of shape {Shape}");
-        int n = new Shape(Shape.Dims[..^2]).Numel;
+        int n = 1;
+        foreach (int e in Shape.Dims[..^2]) n *= e;
+        bool tracks = Tracks(this, cos) || sin.RequiresGrad && Autograd.IsEnabled;
         var y3 = Empty(new Shape(n, t, d), DType, Device);
-        if (y3.Numel > 0) Backend.Rope(Detach().Contiguous().Reshape(n, t, d), cos.Detach().Contiguous(), sin.Detach().Contiguous(), y3);
-        var y = y3.Reshape(Shape.ToArray()).Detach();
-        var x = this;
-        // y is linear in x: dx = g cos + rotate_half^T(g sin), and rotate_half^T = -rotate_half.
-        return Record(y, op, [x, cos, sin], g =>
-            [x.RequiresGrad ? g * cos - RotateHalf(g * sin) : null, cos.RequiresGrad ? (g * x).SumTo(cos.Shape) : null, sin.RequiresGrad ? (g * RotateHalf(x)).SumTo(sin.Shape) : null]);
+        if (y3.Numel > 0)
+            Backend.Rope((tracks ? Detach() : this).Contiguous().Reshape(n, t, d), (tracks ? cos.Detach() : cos).Contiguous(), (tracks ? sin.Detach() : sin).Contiguous(), y3);
+        var y = y3.Reshape(Shape.ToArray());
+        return tracks ? RecordRope(this, cos, sin, y) : y;
     }
+
+    // y is linear in x: dx = g cos + rotate_half^T(g sin), and rotate_half^T = -rotate_half.
+    static Tensor RecordRope(Tensor x, Tensor cos, Tensor sin, Tensor y) => Record(y, "rope", [x, cos, sin], g =>
+        [x.RequiresGrad ? g * cos - RotateHalf(g * sin) : null, cos.RequiresGrad ? (g * x).SumTo(cos.Shape) : null, sin.RequiresGrad ? (g * RotateHalf(x)).SumTo(sin.Shape) : null]);
 
     static Tensor RotateHalf(Tensor u)
     {
@@ -158,13 +167,25 @@ public partial class Tensor
         double s = scale ?? (d == 0 ? 1.0 : 1.0 / Math.Sqrt(d));
         if (!double.IsFinite(s)) throw new ArgumentOutOfRangeException(nameof(scale), s, $"{op}: scale must be finite");
         int nb = batch.Numel;
-        Tensor Flat(Tensor t, int r, int c) => t.Detach().BroadcastTo(new Shape([.. batch.Dims, r, c])).Contiguous().Reshape(nb, r, c);
+        Tensor Flat(Tensor t, int r, int c)
+        {
+            if (t.RequiresGrad) t = t.Detach();
+            // A dense operand with the full batch shape is its own [nb, r, c] view (a decoding step's q, k and v).
+            bool full = t.IsContiguous && t.Rank == batch.Rank + 2 && t.Shape.Dims[..batch.Rank].SequenceEqual(batch.Dims);
+            return (full ? t : t.BroadcastTo(new Shape([.. batch.Dims, r, c])).Contiguous()).Reshape(nb, r, c);
+        }
         var (q3, k3, v3) = (Flat(q, tq, d), Flat(k, tk, d), Flat(v, tk, dv));
         var y3 = Empty(new Shape(nb, tq, dv), q.DType, q.Device);
         var lse = Empty(new Shape(nb, tq), q.DType, q.Device);
         if (nb * tq > 0) q.Backend.Attention(q3, k3, v3, causal, s, y3, lse);
-        var y = y3.Reshape([.. batch.Dims, tq, dv]).Detach();
-        return Record(y, op, [q, k, v], g =>
+        var y = y3.Reshape([.. batch.Dims, tq, dv]);
+        return Tracks(q, k) || v.RequiresGrad && Autograd.IsEnabled ? RecordAttention(q, k, v, causal, s, batch, q3, k3, v3, y3, lse, y) : y;
+    }
+
+    static Tensor RecordAttention(Tensor q, Tensor k, Tensor v, bool causal, double s, Shape batch, Tensor q3, Tensor k3, Tensor v3, Tensor y3, Tensor lse, Tensor y)
+    {
+        int nb = batch.Numel, tq = q3.Shape[1], d = q3.Shape[2], tk = k3.Shape[1], dv = v3.Shape[2];
+        return Record(y, "scaled_dot_product_attention", [q, k, v], g =>
         {
             if (Autograd.IsEnabled) return AttentionGradComposite(q, k, v, g, causal, s);
             var gq = Zeros(q3.Shape, q.DType, q.Device); var gk = Zeros(k3.Shape, q.DType, q.Device); var gv = Zeros(v3.Shape, q.DType, q.Device);

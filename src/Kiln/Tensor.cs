@@ -215,7 +215,7 @@ public partial class Tensor : IDisposable
         Storage.ThrowIfDisposed("to");
         var y = Empty(Shape, dtype, Device);
         Backend.Copy(this, y);
-        if (dtype.IsFloating() && DType.IsFloating())
+        if (dtype.IsFloating() && DType.IsFloating() && Tracks(this))
             return Record(y, "to", [this], g => [g.To(DType)]);
         return y;
     }
@@ -238,7 +238,7 @@ public partial class Tensor : IDisposable
         if (IsContiguous) return this;
         var y = Empty(Shape, DType, Device);
         Backend.Copy(this, y);
-        return Record(y, "contiguous", [this], g => [g]);
+        return Tracks(this) ? Record(y, "contiguous", [this], static g => [g]) : y;
     }
 
     /// <summary>A contiguous copy that shares nothing with this tensor.</summary>
@@ -247,7 +247,7 @@ public partial class Tensor : IDisposable
         Storage.ThrowIfDisposed("clone");
         var y = Empty(Shape, DType, Device);
         Backend.Copy(this, y);
-        return Record(y, "clone", [this], g => [g]);
+        return Tracks(this) ? Record(y, "clone", [this], static g => [g]) : y;
     }
 
     /// <summary>Copies <paramref name="src"/> (broadcast to this shape, converted to this dtype) into this tensor's elements; src may overlap them (it is read in full first).</summary>

@@ -23,7 +23,7 @@ public static class BackendRegistry
 
     /// <summary>The backend of <paramref name="device"/>.</summary>
     /// <exception cref="NotSupportedException">None is registered.</exception>
-    public static IBackend Get(Device device) => Backends.TryGetValue(device, out var b) ? b
+    public static IBackend Get(Device device) => device == Device.Cpu ? CpuBackend.Instance : Backends.TryGetValue(device, out var b) ? b
         : throw new NotSupportedException($"no backend is registered for device {device}; create its accelerator first (Kiln.Gpu)");
 
     /// <summary>The devices with a registered backend.</summary>

@@ -90,16 +90,9 @@ public sealed partial class CpuBackend
     {
         if (x.DType.IsHalf() || w.DType.IsHalf())
         {
-            WithFloat32(x, bias, y, (x32, b32, y32) =>
-            {
-                switch (w.DType)
-                {
-                    case DType.Float32: LinearT<float>(x32, w, b32, relu, y32); break;
-                    case DType.BFloat16: LinearW<ushort>(x32, w, b32, relu, y32); break;
-                    case DType.Float16: LinearW<Half>(x32, w, b32, relu, y32); break;
-                    default: throw Unsupported("linear", w.DType);
-                }
-            });
+            // Float32 activations with a half weight (a half checkpoint's inference) need no conversions around the kernel.
+            if (x.DType == DType.Float32 && y.DType == DType.Float32 && bias is null or { DType: DType.Float32 }) LinearWide(x, w, bias, relu, y);
+            else LinearInFloat32(x, w, bias, relu, y);
             return;
         }
         switch (x.DType)
@@ -107,6 +100,21 @@ public sealed partial class CpuBackend
             case DType.Float32: LinearT<float>(x, w, bias, relu, y); break;
             case DType.Float64: LinearT<double>(x, w, bias, relu, y); break;
             default: throw Unsupported("linear", x.DType);
+        }
+    }
+
+    void LinearInFloat32(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y) =>
+        WithFloat32(x, bias, y, (x32, b32, y32) => LinearWide(x32, w, b32, relu, y32));
+
+    // Float32 x, bias and y times a weight of Float32, BFloat16 or Float16.
+    static void LinearWide(Tensor x, Tensor w, Tensor? bias, bool relu, Tensor y)
+    {
+        switch (w.DType)
+        {
+            case DType.Float32: LinearT<float>(x, w, bias, relu, y); break;
+            case DType.BFloat16: LinearW<ushort>(x, w, bias, relu, y); break;
+            case DType.Float16: LinearW<Half>(x, w, bias, relu, y); break;
+            default: throw Unsupported("linear", w.DType);
         }
     }
 

@@ -491,9 +491,13 @@ namespace Kiln
             ElementwiseOps.CheckParams(op, parameters);
             var y = Empty(Shape, DType, Device);
             Backend.Unary(op, this, y, parameters);
-            if (!DType.IsFloating()) return y;
+            return DType.IsFloating() && Tracks(this) ? RecordUnary(def, this, y, parameters) : y;
+        }
+
+        static Tensor RecordUnary(UnaryOpDefinition def, Tensor x, Tensor y, UnaryParams parameters)
+        {
             var rule = def.Gradient;
-            return Record(y, def.Name, [this], g => [rule is null ? g * 0.0 : rule(this, y, g, parameters)]);
+            return Record(y, def.Name, [x], g => [rule is null ? g * 0.0 : rule(x, y, g, parameters)]);
         }
 
         /// <summary>Applies a unary primitive in place (not allowed on tensors in the autodiff graph), a parametrised one with PyTorch's default parameters.</summary>
