@@ -106,28 +106,82 @@ public static unsafe class Attention
     static void ForwardRows<T>(int batch, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, T[] v, int vOff,
         bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Strided.Parallel(batch * tq, 2L * batch * tq * tk * (d + dv), (s, e) =>
+        int rows = batch * tq;
+        long work = 2L * rows * tk * (d + dv);
+        if (rows <= 1 || work < Strided.ParallelThreshold) { Rows(0, rows); return; }
+        Strided.Parallel(rows, work, Rows);
+
+        void Rows(int s, int e)
         {
             var sc = Strided.Rent<T>(tk);
-            for (int row = s; row < e; row++)
-            {
-                int b = row / tq, i = row % tq, n = causal ? Math.Min(tk, i + 1) : tk;
-                var qr = new ReadOnlySpan<T>(q, qOff + row * d, d);
-                var yr = new Span<T>(y, yOff + row * dv, dv);
-                yr.Clear();
-                if (n == 0) { lse[lseOff + row] = T.NegativeInfinity; continue; }
-                var live = sc.AsSpan(0, n);
-                for (int j = 0; j < n; j++) live[j] = scale * TP.Dot(qr, new ReadOnlySpan<T>(k, kOff + (b * tk + j) * d, d));
-                T m = TP.Max<T>(live);
-                TP.Subtract(live, m, live);
-                Elementwise.Unary(UnaryOp.Exp, live, live);
-                T l = TP.Sum<T>(live);
-                for (int j = 0; j < n; j++) TP.FusedMultiplyAdd(new ReadOnlySpan<T>(v, vOff + (b * tk + j) * dv, dv), live[j], yr, yr);
-                TP.Multiply(yr, T.One / l, yr);
-                lse[lseOff + row] = m + T.Log(l);
-            }
+            fixed (T* pq = q, pk = k, pv = v, py = y, ps = sc)
+                for (int row = s; row < e; row++)
+                {
+                    int b = row / tq, i = row % tq, n = causal ? Math.Min(tk, i + 1) : tk;
+                    T* qr = pq + qOff + (long)row * d, yr = py + yOff + (long)row * dv, kb = pk + kOff + (long)b * tk * d, vb = pv + vOff + (long)b * tk * dv;
+                    if (n == 0) { new Span<T>(yr, dv).Clear(); lse[lseOff + row] = T.NegativeInfinity; continue; }
+                    T m = T.NegativeInfinity;
+                    for (int j = 0; j < n; j++) m = T.Max(m, ps[j] = scale * Dot(qr, kb + (long)j * d, d));
+                    var live = new Span<T>(ps, n);
+                    TP.Subtract(live, m, live);
+                    Elementwise.Unary(UnaryOp.Exp, live, live);
+                    T l = TP.Sum<T>(live);
+                    WeightedRows(ps, vb, n, dv, T.One / l, yr);
+                    lse[lseOff + row] = m + T.Log(l);
+                }
             Strided.Return(sc);
-        });
+        }
+    }
+
+    // sum_p a[p] b[p] over whole vectors, then the tail.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static T Dot<T>(T* a, T* b, int d) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int p = 0, w = Vector256<T>.Count;
+        T s = T.Zero;
+        if (Vector256.IsHardwareAccelerated && d >= w)
+        {
+            var acc = Vector256<T>.Zero;
+            for (; p + w <= d; p += w) acc = Lanes256<T, T>.Fma(Vector256.Load(a + p), Vector256.Load(b + p), acc);
+            s = Vector256.Sum(acc);
+        }
+        for (; p < d; p++) s += a[p] * b[p];
+        return s;
+    }
+
+    // y = inv sum_j p[j] V[j, :] for the n rows of V (width dv), a column block of vectors at a time held in registers.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void WeightedRows<T>(T* p, T* v, int n, int dv, T inv, T* y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int c = 0, w = Vector256<T>.Count;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; c + 2 * w <= dv; c += 2 * w)
+            {
+                Vector256<T> a0 = Vector256<T>.Zero, a1 = Vector256<T>.Zero;
+                for (int j = 0; j < n; j++)
+                {
+                    var pj = Vector256.Create(p[j]);
+                    T* vr = v + (long)j * dv + c;
+                    a0 = Lanes256<T, T>.Fma(pj, Vector256.Load(vr), a0);
+                    a1 = Lanes256<T, T>.Fma(pj, Vector256.Load(vr + w), a1);
+                }
+                var s = Vector256.Create(inv);
+                (a0 * s).Store(y + c); (a1 * s).Store(y + c + w);
+            }
+            for (; c + w <= dv; c += w)
+            {
+                var a0 = Vector256<T>.Zero;
+                for (int j = 0; j < n; j++) a0 = Lanes256<T, T>.Fma(Vector256.Create(p[j]), Vector256.Load(v + (long)j * dv + c), a0);
+                (a0 * Vector256.Create(inv)).Store(y + c);
+            }
+        }
+        for (; c < dv; c++)
+        {
+            T a = T.Zero;
+            for (int j = 0; j < n; j++) a += p[j] * v[(long)j * dv + c];
+            y[c] = a * inv;
+        }
     }
 
     // Keys per tile of the register-tiled forward (a multiple of TileRows).

@@ -23,8 +23,12 @@ public static unsafe class MatVec
     /// <summary>The most rows of X a call takes (products with more rows go to <see cref="Gemm"/>).</summary>
     public const int MaxRows = 8;
 
-    /// <summary>Weight bytes below which a product stays on the calling thread (waking the team costs more).</summary>
-    public const long ParallelBytes = 1L << 17;
+    /// <summary>
+    /// Weight bytes below which a product stays on the calling thread. Alone, two threads already win at 128 KB (a 2-core
+    /// Zen 4: 2.9 -> 2.2 us); between the other ops of a decoding step they lost (looping-tiny, whose 128 KB products
+    /// went to the team: 147 -> 198 us a token), the handoff and the other core's cold caches costing more than the half.
+    /// </summary>
+    public const long ParallelBytes = 1L << 18;
 
     // Bytes of the m accumulator rows of a [k, n] panel (L1-resident), and of the weight a work part covers at least.
     const int PanelAccBytes = 16 * 1024;

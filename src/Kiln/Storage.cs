@@ -104,9 +104,21 @@ internal static class CpuArrayPool
     // Per length, enough for a forward whose activations share one shape (a transformer block frees about eleven of
     // [T, d]): with 8, four blocks paged in ~36 MB of fresh arrays per call (decoder_4x_d512 92 -> 84 ms with 64).
     // LimitBytes bounds the whole pool.
-    const int MinLength = 1 << 12, MaxPerLength = 64;
+    // Small arrays too: a decoding step frees and re-makes a few hundred of a few hundred elements each, which as fresh
+    // allocations cost the collector more than a reuse costs here.
+    const int MinLength = 1 << 6, MaxPerLength = 64;
     static long _maxBytes = 1L << 30;
-    static readonly System.Collections.Concurrent.ConcurrentDictionary<(Type, int), System.Collections.Concurrent.ConcurrentBag<Array>> Free = new();
+    // Arrays of one element type and length; Count mirrors the bag's (whose own Count locks every thread's list).
+    sealed class Slot(int elementSize)
+    {
+        public readonly System.Collections.Concurrent.ConcurrentBag<Array> Bag = [];
+        public readonly int ElementSize = elementSize;
+        public int Count;
+    }
+    // Per element type (Types' index), by length.
+    static readonly Type[] Types = [typeof(float), typeof(double), typeof(int), typeof(long), typeof(bool), typeof(ushort), typeof(Half)];
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Slot>[] Free = [.. Types.Select(_ => new System.Collections.Concurrent.ConcurrentDictionary<int, Slot>())];
+    static int TypeIndex(Type element) => Array.IndexOf(Types, element);
     static long _bytes;
 
     /// <summary>Bytes held for reuse.</summary>
@@ -127,8 +139,12 @@ internal static class CpuArrayPool
     /// <summary>Lets the GC have every pooled array.</summary>
     public static void Trim()
     {
-        foreach (var (key, bag) in Free)
-            while (bag.TryTake(out var a)) Interlocked.Add(ref _bytes, -(long)a.Length * ElementSize(a));
+        foreach (var (_, slot) in Free.SelectMany(f => f))
+            while (slot.Bag.TryTake(out var a))
+            {
+                Interlocked.Decrement(ref slot.Count);
+                Interlocked.Add(ref _bytes, -(long)a.Length * slot.ElementSize);
+            }
     }
 
     static int ElementSize(Array a)
@@ -139,8 +155,9 @@ internal static class CpuArrayPool
 
     public static Array Rent(Type element, int length, int elementSize)
     {
-        if (length >= MinLength && Free.TryGetValue((element, length), out var bag) && bag.TryTake(out var a))
+        if (length >= MinLength && TypeIndex(element) is >= 0 and var type && Free[type].TryGetValue(length, out var slot) && slot.Bag.TryTake(out var a))
         {
+            Interlocked.Decrement(ref slot.Count);
             Interlocked.Add(ref _bytes, -(long)length * elementSize);
             return a;
         }
@@ -153,10 +170,17 @@ internal static class CpuArrayPool
     {
         int length = a.Length;
         if (length < MinLength) return;
-        var element = a.GetType().GetElementType()!;
-        long size = (long)length * ElementSize(a);
-        var bag = Free.GetOrAdd((element, length), _ => []);
-        if (bag.Count >= MaxPerLength || Interlocked.Add(ref _bytes, size) > LimitBytes) { if (bag.Count < MaxPerLength) Interlocked.Add(ref _bytes, -size); return; }
-        bag.Add(a);
+        int type = TypeIndex(a.GetType().GetElementType()!);
+        if (type < 0) return;
+        if (!Free[type].TryGetValue(length, out var slot)) slot = Free[type].GetOrAdd(length, static (_, size) => new Slot(size), ElementSize(a));
+        long size = (long)length * slot.ElementSize;
+        if (Interlocked.Increment(ref slot.Count) > MaxPerLength) { Interlocked.Decrement(ref slot.Count); return; }
+        if (Interlocked.Add(ref _bytes, size) > LimitBytes)
+        {
+            Interlocked.Add(ref _bytes, -size);
+            Interlocked.Decrement(ref slot.Count);
+            return;
+        }
+        slot.Bag.Add(a);
     }
 }

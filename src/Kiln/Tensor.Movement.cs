@@ -101,7 +101,7 @@ public partial class Tensor
         }
         int numel = Numel;
         if (infer < 0 && known == numel && shape.AsSpan().SequenceEqual(Shape.Dims)) return Shape;
-        var dims = (int[])shape.Clone();
+        var dims = shape.AsSpan().ToArray();
         if (infer >= 0)
         {
             if (known == 0 || numel % known != 0)
@@ -229,7 +229,7 @@ public partial class Tensor
         s = Math.Clamp(s, 0, n); e = Math.Clamp(e, 0, n);
         int len = e > s ? (e - s + step - 1) / step : 0;
         var dims = Shape.ToArray(); dims[a] = len;
-        var strides = (int[])Layout.Strides.Clone(); strides[a] *= step;
+        var strides = Layout.Strides.AsSpan().ToArray(); strides[a] *= step;
         int offset = Layout.Offset + (len > 0 ? s * Layout.Strides[a] : 0);
         return View(new Layout(Shape.Owning(dims), strides, offset), "slice", (Src: Shape, a, s, step), static (g, c) => g.SliceBackward(c.Src, c.a, c.s, c.step));
     }

@@ -365,7 +365,7 @@ public sealed class TensorScope : IDisposable
         {
             if (_disposed) return;
             _disposed = true;
-            owned = [.. _storages.Where(s => !_kept.Contains(s))];
+            owned = _kept.Count == 0 ? [.. _storages] : [.. _storages.Where(s => !_kept.Contains(s))];
             _storages.Clear();
             _kept.Clear();
         }

@@ -17,6 +17,10 @@ public sealed partial class DecoderModel
     readonly DecoderLayer[] _layers;
     readonly Tensor _embed, _norm, _head;
     readonly ITensorParallel? _tp;
+    // An inference model (not trainable, not sharded) keeps the projections that read the same input stacked in one
+    // weight: q, k and v's, and the MLP's gate and up. A decoding step then makes one product of each stack (one op's
+    // overhead, one pass over the input) whose columns are the separate products' own.
+    readonly bool _stacked;
 
     /// <summary>Builds the model from <paramref name="weights"/> (names as in Hugging Face checkpoints).</summary>
     /// <param name="config">The architecture.</param>
@@ -37,6 +41,7 @@ public sealed partial class DecoderModel
         Config = config;
         if (tensorParallel is not null) DecoderWeights.CheckShardable(config, tensorParallel.WorldSize);
         _tp = tensorParallel;
+        _stacked = !trainable && tensorParallel is null;
         var dtype = weights.TryGetValue("model.embed_tokens.weight", out var e) && e.DType == DType.Float64 ? DType.Float64 : DType.Float32;
         DType = dtype;
         WeightDType = dtype;
@@ -122,14 +127,22 @@ public sealed partial class DecoderModel
         Tensor? bq = c.AttentionBias ? weight(p + "q_proj.bias", [qd]) : null, bk = c.AttentionBias ? weight(p + "k_proj.bias", [kvd]) : null,
             bv = c.AttentionBias ? weight(p + "v_proj.bias", [kvd]) : null;
         Tensor? qNorm = c.QkNorm ? weight(p + "q_norm.weight", [hd]) : null, kNorm = c.QkNorm ? weight(p + "k_norm.weight", [hd]) : null;
+        Tensor? wqkv = _stacked ? Stack(wq, wk, wv) : null, bqkv = _stacked && c.AttentionBias ? Stack(bq!, bk!, bv!) : null;
         return (h, ctx, write) =>
         {
             int b = h.Shape[0], t = h.Shape[1];
             var (cos, sin) = ((Tensor, Tensor))ctx.State!;
             if (_tp is not null) h = _tp.CopyToShards(h);
-            var q = Lin(h, wq, bq).Reshape(b, t, heads, hd);
-            var k = Lin(h, wk, bk).Reshape(b, t, kvHeads, hd);
-            var v = Lin(h, wv, bv).Reshape(b, t, kvHeads, hd).Permute(0, 2, 1, 3);
+            Tensor q, k, v;
+            if (wqkv is not null)
+            {
+                var qkv = Lin(h, wqkv, bqkv);
+                (q, k, v) = (qkv.Narrow(-1, 0, qd), qkv.Narrow(-1, qd, kvd), qkv.Narrow(-1, qd + kvd, kvd));
+            }
+            else (q, k, v) = (Lin(h, wq, bq), Lin(h, wk, bk), Lin(h, wv, bv));
+            q = q.Reshape(b, t, heads, hd);
+            k = k.Reshape(b, t, kvHeads, hd);
+            v = v.Reshape(b, t, kvHeads, hd).Permute(0, 2, 1, 3);
             // The per-head norm gains are replicated but each rank applies them to its own heads: f sums their gradients.
             if (qNorm is not null) q = q.RmsNorm(_tp is null ? qNorm : _tp.CopyToShards(qNorm), c.RmsNormEps);
             if (kNorm is not null) k = k.RmsNorm(_tp is null ? kNorm : _tp.CopyToShards(kNorm), c.RmsNormEps);
@@ -140,11 +153,27 @@ public sealed partial class DecoderModel
         };
     }
 
+    // Weights stacked along the output dim: an inference model's own copy, outside autodiff.
+    static Tensor Stack(params Tensor[] weights)
+    {
+        using var _ = Autograd.NoGrad();
+        return Tensor.Concat(weights);
+    }
+
     Func<Tensor, Tensor> SwiGlu(string p, int inner, Func<string, int, int, Tensor> linear)
     {
         int d = Config.HiddenSize;
         if (_tp is not null) inner /= _tp.WorldSize;
         Tensor wGate = linear(p + "gate_proj.weight", inner, d), wUp = linear(p + "up_proj.weight", inner, d), wDown = linear(p + "down_proj.weight", d, inner);
+        if (_stacked)
+        {
+            var wGateUp = Stack(wGate, wUp);
+            return h =>
+            {
+                var gateUp = Lin(h, wGateUp, null);
+                return Lin(gateUp.Narrow(-1, 0, inner).Silu() * gateUp.Narrow(-1, inner, inner), wDown, null);
+            };
+        }
         if (_tp is not { } tp) return h => Lin(Lin(h, wGate, null).Silu() * Lin(h, wUp, null), wDown, null);
         return h =>
         {
@@ -193,7 +222,10 @@ public sealed partial class DecoderModel
     /// <param name="cache">Cache to read past positions from and append this call's entries to, or null.</param>
     /// <param name="runner">Runs the layer stack (a loop, for instance), or null to run each layer once.</param>
     /// <exception cref="ArgumentException">ids is not Int64 of rank 1 or 2, or an id is outside the vocabulary.</exception>
-    public Tensor Hidden(Tensor ids, KvCache? cache = null, IStackRunner? runner = null)
+    public Tensor Hidden(Tensor ids, KvCache? cache = null, IStackRunner? runner = null) => HiddenFrom(ids, cache, runner, null);
+
+    // `rope`: cos and sin tables from position 0 that a caller made once for many calls (Generate), or null.
+    Tensor HiddenFrom(Tensor ids, KvCache? cache, IStackRunner? runner, (Tensor Cos, Tensor Sin)? rope)
     {
         ArgumentNullException.ThrowIfNull(ids);
         if (ids.DType != DType.Int64 || ids.Rank is < 1 or > 2)
@@ -204,19 +236,31 @@ public sealed partial class DecoderModel
             throw new ArgumentException($"decoder: the cache has {cache.Layers} layers, the model {Config.Layers}", nameof(cache));
         if (ids.Numel > 0)
         {
-            var (lo, hi) = (ids.Min().Item(), ids.Max().Item());
+            var (lo, hi) = IdRange(ids);
             if (lo < 0 || hi >= Config.VocabSize)
                 throw new ArgumentException($"decoder: token ids must lie in [0, {Config.VocabSize}), got values in [{lo}, {hi}]", nameof(ids));
         }
         int pos = cache?.Position ?? 0;
         var x = _embed.IndexSelect(0, ids.Reshape(-1)).Reshape(b, t, Config.HiddenSize);
-        var rope = Rope.Tables(Config.RotaryDim, Config.RopeTheta, Config.RopeScaling, Config.MaxPositions, pos, t, DType, _embed.Device);
-        var ctx = new SequenceContext(pos, cache, rope);
+        var tables = rope is { } r && pos + t <= r.Cos.Shape[0] ? (r.Cos.Narrow(0, pos, t), r.Sin.Narrow(0, pos, t)) : RopeTables(pos, t);
+        var ctx = new SequenceContext(pos, cache, tables);
         if (runner is not null) x = runner.Run(this, x, ctx);
         else foreach (var layer in _layers) x = layer.Forward(x, ctx, true);
         cache?.Commit(t);
         return x.RmsNorm(_norm, Config.RmsNormEps);
     }
+
+    // The smallest and largest id: read in place on the host (a decoding step's one id), else by two reductions.
+    static (double Lo, double Hi) IdRange(Tensor ids)
+    {
+        if (ids.Device != Device.Cpu) return (ids.Min().Item(), ids.Max().Item());
+        var c = ids.Contiguous();
+        var v = ((CpuStorage)c.Storage).As<long>().AsSpan(c.Layout.Offset, c.Numel);
+        return (System.Numerics.Tensors.TensorPrimitives.Min<long>(v), System.Numerics.Tensors.TensorPrimitives.Max<long>(v));
+    }
+
+    (Tensor Cos, Tensor Sin) RopeTables(int start, int count) =>
+        Rope.Tables(Config.RotaryDim, Config.RopeTheta, Config.RopeScaling, Config.MaxPositions, start, count, DType, _embed.Device);
 
     /// <summary>Logits over the vocabulary of hidden states from <see cref="Hidden"/>: [..., hidden] -> [..., vocab].</summary>
     public Tensor Project(Tensor hidden) => Lin(hidden, _head, null);
@@ -225,7 +269,9 @@ public sealed partial class DecoderModel
     /// Continues <paramref name="prompt"/> by up to <paramref name="maxNew"/> tokens with the KV cache: greedy when
     /// <paramref name="temperature"/> is 0, otherwise sampled from softmax(logits / temperature) with <paramref name="generator"/>.
     /// Stops early at <paramref name="stop"/>. <paramref name="runner"/>, if any, runs the stack of every call (the prompt
-    /// call has <see cref="SequenceContext.Position"/> 0).
+    /// call has <see cref="SequenceContext.Position"/> 0). Each step frees its temporaries when it ends (tensors a runner
+    /// keeps from a step, such as <c>SteeringRunner.Capture</c>, with them): a decoding step makes a few hundred small
+    /// tensors, which an enclosing scope would otherwise hold, and the collector trace, until the whole generation ends.
     /// </summary>
     /// <exception cref="ArgumentException">The prompt is empty.</exception>
     public int[] Generate(int[] prompt, int maxNew, IStackRunner? runner = null, double temperature = 0, Generator? generator = null, int? stop = null)
@@ -238,10 +284,18 @@ public sealed partial class DecoderModel
         var output = new List<int>();
         var next = prompt.Select(i => (long)i).ToArray();
         var uniform = generator ?? new Generator(0);
+        // The rotary tables of the positions ahead, made once (each row is the one a step would make itself), unless
+        // dynamic scaling makes them depend on the length so far; at most 8192 positions, past which steps make their own.
+        var rope = Config.RopeScaling?.Type == "dynamic" ? ((Tensor, Tensor)?)null : RopeTables(0, (int)Math.Min(8192L, (long)prompt.Length + maxNew));
         for (int n = 0; n < maxNew; n++)
         {
-            var h = Hidden(Tensor.FromArray(next, new Shape(1, next.Length)).To(Device), cache, runner);
-            var logits = Project(h.Narrow(1, next.Length - 1, 1).Reshape(-1)).ToDoubleArray();
+            double[] logits;
+            using (var step = Tensor.Scope())
+            {
+                var h = HiddenFrom(Tensor.FromArray(next, new Shape(1, next.Length)).To(Device), cache, runner, rope);
+                logits = Project(h.Narrow(1, next.Length - 1, 1).Reshape(-1)).ToDoubleArray();
+                cache.KeepBuffers(step);
+            }
             int token;
             if (temperature == 0) token = Array.IndexOf(logits, logits.Max());
             else

@@ -16,13 +16,15 @@ public sealed class KvCache
     readonly Tensor?[] _pendingK, _pendingV;
     // The buffer is also another clone's: copied before this cache writes into it.
     readonly bool[] _shared;
+    // The buffer was allocated since the last KeepBuffers (so a step's scope must not free it).
+    readonly bool[] _fresh;
 
     /// <summary>An empty cache for a stack of <paramref name="layers"/> layers.</summary>
     public KvCache(int layers)
     {
         if (layers < 1) throw new ArgumentOutOfRangeException(nameof(layers), layers, "kv cache: a stack needs at least one layer");
         _k = new Tensor?[layers]; _v = new Tensor?[layers]; _pendingK = new Tensor?[layers]; _pendingV = new Tensor?[layers];
-        _length = new int[layers]; _pending = new int[layers]; _shared = new bool[layers];
+        _length = new int[layers]; _pending = new int[layers]; _shared = new bool[layers]; _fresh = new bool[layers];
     }
 
     /// <summary>Number of layers.</summary>
@@ -67,9 +69,11 @@ public sealed class KvCache
             if (write) { _pendingK[layer] = keys; _pendingV[layer] = values; _pending[layer] = t; }
             return (k, v);
         }
-        using var _ = Autograd.NoGrad();
+        using var _ = Autograd.IsEnabled ? Autograd.NoGrad() : null;
+        var (oldK, oldV) = (_k[layer], _v[layer]);
         _k[layer] = Room(_k[layer], keys, len, len + t, layer);
         _v[layer] = Room(_v[layer], values, len, len + t, layer);
+        _fresh[layer] |= !ReferenceEquals(oldK, _k[layer]) || !ReferenceEquals(oldV, _v[layer]);
         _shared[layer] = false;
         _k[layer]!.Narrow(2, len, t).Copy_(keys);
         _v[layer]!.Narrow(2, len, t).Copy_(values);
@@ -89,6 +93,20 @@ public sealed class KvCache
         var grown = Tensor.Empty([s[0], s[1], Math.Max(16, 2 * need), s[3]], entries.DType, entries.Device);
         if (len > 0) grown.Narrow(2, 0, len).Copy_(buffer!.Narrow(2, 0, len));
         return grown;
+    }
+
+    /// <summary>
+    /// Keeps the buffers allocated since the last call alive past <paramref name="scope"/> (a decoding step's scope, which
+    /// frees everything else the step made).
+    /// </summary>
+    internal void KeepBuffers(TensorScope scope)
+    {
+        for (int i = 0; i < Layers; i++)
+        {
+            if (!_fresh[i]) continue;
+            scope.Keep(_k[i]!); scope.Keep(_v[i]!);
+            _fresh[i] = false;
+        }
     }
 
     /// <summary>A copy that shares the entries but not the bookkeeping, so both can go on independently.</summary>
