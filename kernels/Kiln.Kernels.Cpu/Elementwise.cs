@@ -544,6 +544,13 @@ public static class Elementwise
     public static void UnaryStrided<T>(UnaryOp op, ReadOnlySpan<int> shape, T[] x, int xOff, int[] xStr, T[] y, int yOff, int[] yStr, UnaryParams p = default)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (Strided.SmallDense(shape, xStr, yStr) is var n and >= 0) { if (n > 0) Unary(op, x.AsSpan(xOff, n), y.AsSpan(yOff, n), p); }
+        else UnaryRows(op, shape, x, xOff, xStr, y, yOff, yStr, p);
+    }
+
+    static void UnaryRows<T>(UnaryOp op, ReadOnlySpan<int> shape, T[] x, int xOff, int[] xStr, T[] y, int yOff, int[] yStr, UnaryParams p)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
         var (dims, s) = Strided.Coalesce(shape, xStr, yStr);
         Strided.ForEachRow(dims, (r, start, len) =>
         {
@@ -571,6 +578,16 @@ public static class Elementwise
     /// through memory.
     /// </summary>
     public static void BinaryStrided<T>(BinaryOp op, ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, T[] y, int yOff, int[] yStr)
+        where T : unmanaged, INumber<T>
+    {
+        if (Strided.SmallDense(shape, aStr, yStr) is var n and >= 0 && Strided.SmallDense(shape, bStr, yStr) >= 0)
+        {
+            if (n > 0) Binary(op, a.AsSpan(aOff, n), b.AsSpan(bOff, n), y.AsSpan(yOff, n));
+        }
+        else BinaryRows(op, shape, a, aOff, aStr, b, bOff, bStr, y, yOff, yStr);
+    }
+
+    static void BinaryRows<T>(BinaryOp op, ReadOnlySpan<int> shape, T[] a, int aOff, int[] aStr, T[] b, int bOff, int[] bStr, T[] y, int yOff, int[] yStr)
         where T : unmanaged, INumber<T>
     {
         var (dims, s) = Strided.Coalesce(shape, aStr, bStr, yStr);
@@ -639,6 +656,15 @@ public static class Elementwise
 
     /// <summary>dst = convert(src) over a strided iteration space, any element types.</summary>
     public static void CopyStrided<TIn, TOut>(ReadOnlySpan<int> shape, TIn[] x, int xOff, int[] xStr, TOut[] y, int yOff, int[] yStr, Func<TIn, TOut> convert)
+    {
+        if (typeof(TIn) == typeof(TOut) && Strided.SmallDense(shape, xStr, yStr) is var n and >= 0)
+        {
+            if (n > 0) x.AsSpan(xOff, n).CopyTo(((TIn[])(object)y).AsSpan(yOff, n));
+        }
+        else CopyRows(shape, x, xOff, xStr, y, yOff, yStr, convert);
+    }
+
+    static void CopyRows<TIn, TOut>(ReadOnlySpan<int> shape, TIn[] x, int xOff, int[] xStr, TOut[] y, int yOff, int[] yStr, Func<TIn, TOut> convert)
     {
         var (dims, s) = Strided.Coalesce(shape, xStr, yStr);
         bool same = typeof(TIn) == typeof(TOut);

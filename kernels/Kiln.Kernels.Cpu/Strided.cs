@@ -42,6 +42,23 @@ public static class Strided
         return (dims[..count].ToArray(), outStrides);
     }
 
+    /// <summary>
+    /// The element count when both operands are dense and row-major over <paramref name="shape"/> (size-1 dims aside)
+    /// and too few to split over threads, else -1: such an op is one call on two spans, with no coalescing or row loop.
+    /// 0 for an empty shape (whose offsets may lie past the data).
+    /// </summary>
+    public static int SmallDense(ReadOnlySpan<int> shape, int[] a, int[] b)
+    {
+        long n = 1;
+        for (int i = shape.Length - 1; i >= 0; i--)
+        {
+            int d = shape[i];
+            if (d != 1 && (a[i] != n || b[i] != n)) return d == 0 ? 0 : -1;
+            n *= d;
+        }
+        return n < ParallelThreshold ? (int)n : -1;
+    }
+
     /// <summary>Storage offset of row <paramref name="row"/> (all dims but the last) of an operand.</summary>
     public static int RowOffset(int row, int[] shape, int[] strides, int offset)
     {
