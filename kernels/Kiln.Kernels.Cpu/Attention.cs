@@ -26,17 +26,23 @@ public static unsafe class Attention
     /// with that micro-kernel.
     /// </summary>
     /// <exception cref="NotSupportedException">The kernel is not hardware-accelerated here.</exception>
+    /// <exception cref="ArgumentException">k or v is batch-strided (<c>kBatchStride</c>, <c>vBatchStride</c>: the distance
+    /// between heads' [tk, width] matrices, default dense) with more than <see cref="FewRows"/> query rows.</exception>
     public static void Forward<T>(int batch, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, T[] v, int vOff,
-        bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff, GemmKernel kernel = GemmKernel.Auto) where T : unmanaged, IFloatingPointIeee754<T>
+        bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff, GemmKernel kernel = GemmKernel.Auto, int kBatchStride = -1, int vBatchStride = -1)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (kernel == GemmKernel.Auto) kernel = Gemm.Best;
         if (kernel == GemmKernel.Vector512 && !Vector512.IsHardwareAccelerated)
             throw new NotSupportedException("attention: the Vector512 kernel is not hardware-accelerated on this machine");
+        int kbs = kBatchStride < 0 ? tk * d : kBatchStride, vbs = vBatchStride < 0 ? tk * dv : vBatchStride;
         if (tq <= FewRows)
         {
-            ForwardRows(batch, tq, tk, d, dv, q, qOff, k, kOff, v, vOff, causal, scale, y, yOff, lse, lseOff);
+            ForwardRows(batch, tq, tk, d, dv, q, qOff, k, kOff, kbs, v, vOff, vbs, causal, scale, y, yOff, lse, lseOff);
             return;
         }
+        if (batch > 1 && (kbs != tk * d || vbs != tk * dv))
+            throw new ArgumentException($"attention: keys and values {kbs} and {vbs} elements apart per head need at most {FewRows} query rows, got {tq}", nameof(kBatchStride));
         if (kernel == GemmKernel.Vector512 && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
         {
             ForwardTiled(batch, tq, tk, d, dv, q, qOff, k, kOff, v, vOff, causal, scale, y, yOff, lse, lseOff);
@@ -103,7 +109,7 @@ public static unsafe class Attention
     // A decoding step's few query rows per head: a tile of 64 query rows would be mostly padding, and its copies of Q
     // and V cost more than the rows' work. Each row's scores against its keys (dot products read in place), their
     // softmax, and the probability-weighted sum of V rows, which is exact in the same sense as the tiles' online one.
-    static void ForwardRows<T>(int batch, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, T[] v, int vOff,
+    static void ForwardRows<T>(int batch, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, int kbs, T[] v, int vOff, int vbs,
         bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int rows = batch * tq;
@@ -118,7 +124,7 @@ public static unsafe class Attention
                 for (int row = s; row < e; row++)
                 {
                     int b = row / tq, i = row % tq, n = causal ? Math.Min(tk, i + 1) : tk;
-                    T* qr = pq + qOff + (long)row * d, yr = py + yOff + (long)row * dv, kb = pk + kOff + (long)b * tk * d, vb = pv + vOff + (long)b * tk * dv;
+                    T* qr = pq + qOff + (long)row * d, yr = py + yOff + (long)row * dv, kb = pk + kOff + (long)b * kbs, vb = pv + vOff + (long)b * vbs;
                     if (n == 0) { new Span<T>(yr, dv).Clear(); lse[lseOff + row] = T.NegativeInfinity; continue; }
                     T m = T.NegativeInfinity;
                     for (int j = 0; j < n; j++) m = T.Max(m, ps[j] = scale * Dot(qr, kb + (long)j * d, d));

@@ -11,14 +11,12 @@ public abstract class Storage : IDisposable
     protected Storage(Device device, DType dtype, int length)
     {
         Device = device; DType = dtype; Length = length;
-        Interlocked.Increment(ref _live);
         _usage = device == Device.Cpu ? CpuUsage : Usage.GetOrAdd(device, _ => new Counter());
         Interlocked.Increment(ref _usage.Storages);
         Interlocked.Add(ref _usage.Bytes, Bytes);
         TensorScope.Track(this);
     }
 
-    static long _live;
     internal sealed class Counter { public long Storages, Bytes; }
     static readonly System.Collections.Concurrent.ConcurrentDictionary<Device, Counter> Usage = new();
     // The host's, looked up on every allocation.
@@ -33,13 +31,12 @@ public abstract class Storage : IDisposable
 
     void Gone()
     {
-        Interlocked.Decrement(ref _live);
         Interlocked.Decrement(ref _usage.Storages);
         Interlocked.Add(ref _usage.Bytes, -Bytes);
     }
 
     /// <summary>Number of storages created and not yet disposed or collected (for leak tests and diagnostics).</summary>
-    public static long LiveCount => Interlocked.Read(ref _live);
+    public static long LiveCount => Usage.Values.Sum(c => Interlocked.Read(ref c.Storages));
 
     /// <summary>The device that holds the memory.</summary>
     public Device Device { get; }

@@ -167,14 +167,17 @@ public partial class Tensor
         double s = scale ?? (d == 0 ? 1.0 : 1.0 / Math.Sqrt(d));
         if (!double.IsFinite(s)) throw new ArgumentOutOfRangeException(nameof(scale), s, $"{op}: scale must be finite");
         int nb = batch.Numel;
-        Tensor Flat(Tensor t, int r, int c)
+        Tensor Flat(Tensor t, int r, int c, bool strided)
         {
             if (t.RequiresGrad) t = t.Detach();
-            // A dense operand with the full batch shape is its own [nb, r, c] view (a decoding step's q, k and v).
-            bool full = t.IsContiguous && t.Rank == batch.Rank + 2 && t.Shape.Dims[..batch.Rank].SequenceEqual(batch.Dims);
+            // A dense operand with the full batch shape is its own [nb, r, c] view (a decoding step's q, k and v); so are
+            // keys and values whose rows are dense, for a backend that reads them at a stride (a KV cache's prefix).
+            bool full = t.Rank == batch.Rank + 2 && t.Shape.Dims[..batch.Rank].SequenceEqual(batch.Dims)
+                && (t.IsContiguous || strided && t.Layout.Strides[^1] == 1 && (r <= 1 || t.Layout.Strides[^2] == c));
             return (full ? t : t.BroadcastTo(new Shape([.. batch.Dims, r, c])).Contiguous()).Reshape(nb, r, c);
         }
-        var (q3, k3, v3) = (Flat(q, tq, d), Flat(k, tk, d), Flat(v, tk, dv));
+        bool stridedKeys = q.Backend.AttentionReadsStridedKeys;
+        var (q3, k3, v3) = (Flat(q, tq, d, false), Flat(k, tk, d, stridedKeys), Flat(v, tk, dv, stridedKeys));
         var y3 = Empty(new Shape(nb, tq, dv), q.DType, q.Device);
         var lse = Empty(new Shape(nb, tq), q.DType, q.Device);
         if (nb * tq > 0) q.Backend.Attention(q3, k3, v3, causal, s, y3, lse);

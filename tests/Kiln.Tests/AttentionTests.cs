@@ -65,6 +65,28 @@ public class AttentionTests
     // The CPU kernel on each micro-kernel (Vector512: the register-tiled forward; the others: tiles of Gemm products), with
     // lengths across its 16/32/64-query and 64-key tiles and widths across its 4-vector panels, against the float64
     // reference for y and its gradients, and a direct float64 log-sum-exp for lse.
+    // A decoding step's keys and values are the committed prefix of a KV cache's larger buffer: the CPU backend reads
+    // them in place (each head's rows dense, heads a buffer apart) for up to FewRows queries per head, with the bits of
+    // the contiguous copy; more queries take the copy.
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(Attention.FewRows, true)]
+    [InlineData(Attention.FewRows + 3, true)]
+    public void Attention_reads_a_cache_prefix_in_place_with_the_bits_of_a_copy(int tq, bool causal)
+    {
+        var g = new Generator(21);
+        var keys = Tensor.Randn([1, 3, 40, 16], g);
+        var values = Tensor.Randn([1, 3, 40, 24], g);
+        var q = Tensor.Randn([1, 3, tq, 16], g);
+        foreach (int len in new[] { 0, 1, 17, 40 })
+        {
+            var (k, v) = (keys.Narrow(2, 0, len), values.Narrow(2, 0, len));
+            Assert.True(len is 0 or 40 || !k.IsContiguous);
+            var expected = Tensor.ScaledDotProductAttention(q, k.Contiguous(), v.Contiguous(), causal).ToArray<float>();
+            Assert.Equal(expected, Tensor.ScaledDotProductAttention(q, k, v, causal).ToArray<float>());
+        }
+    }
+
     [Theory, MemberData(nameof(KernelCases))]
     public void Cpu_kernel_forward_and_backward_match_reference_on_every_micro_kernel(GemmKernel kernel, DType dtype)
     {

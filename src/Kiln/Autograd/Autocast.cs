@@ -45,8 +45,12 @@ public static class Autocast
     }
 
     /// <summary>Whether a lower-precision op must cast any of <paramref name="operands"/> first.</summary>
-    public static bool Lowers(params Tensor?[] operands) =>
-        _dtype.Value is { } d && operands.Any(t => t is not null && Lowered(t.DType, d) != t.DType);
+    public static bool Lowers(params ReadOnlySpan<Tensor?> operands)
+    {
+        if (_dtype.Value is not { } d) return false;
+        foreach (var t in operands) if (t is not null && Lowered(t.DType, d) != t.DType) return true;
+        return false;
+    }
 
     /// <summary><paramref name="t"/> as a lower-precision op computes with it.</summary>
     public static Tensor Lower(Tensor t) => _dtype.Value is { } d ? t.To(Lowered(t.DType, d)) : t;
@@ -57,7 +61,12 @@ public static class Autocast
     static DType Lowered(DType t, DType target) => t is DType.Float32 or DType.Float16 or DType.BFloat16 ? target : t;
 
     /// <summary>Whether a Float32 op must cast any of <paramref name="operands"/> up first.</summary>
-    public static bool Raises(params Tensor?[] operands) => _dtype.Value is not null && operands.Any(t => t is not null && t.DType.IsHalf());
+    public static bool Raises(params ReadOnlySpan<Tensor?> operands)
+    {
+        if (_dtype.Value is null) return false;
+        foreach (var t in operands) if (t is not null && t.DType.IsHalf()) return true;
+        return false;
+    }
 
     /// <summary><paramref name="t"/> as a Float32 op computes with it.</summary>
     public static Tensor Raise(Tensor t) => t.DType.IsHalf() ? t.To(DType.Float32) : t;

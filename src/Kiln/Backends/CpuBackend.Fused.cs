@@ -162,14 +162,20 @@ public sealed partial class CpuBackend
     public void Attention(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse)
     {
         var (batch, tq, d, tk, dv) = (q.Shape[0], q.Shape[1], q.Shape[2], k.Shape[1], v.Shape[2]);
+        // Keys and values at a stride: read in place by the few-rows path, copied for the tiles.
+        if (tq > Kernels.Cpu.Attention.FewRows && !(k.IsContiguous && v.IsContiguous)) { k = k.Contiguous(); v = v.Contiguous(); }
+        int kbs = k.IsContiguous || batch <= 1 ? -1 : S(k)[0], vbs = v.IsContiguous || batch <= 1 ? -1 : S(v)[0];
         switch (q.DType)
         {
-            case DType.Float32: Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, A<float>(q), O(q), A<float>(k), O(k), A<float>(v), O(v), causal, (float)scale, A<float>(y), O(y), A<float>(lse), O(lse)); break;
-            case DType.Float64: Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, A<double>(q), O(q), A<double>(k), O(k), A<double>(v), O(v), causal, scale, A<double>(y), O(y), A<double>(lse), O(lse)); break;
+            case DType.Float32: Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, A<float>(q), O(q), A<float>(k), O(k), A<float>(v), O(v), causal, (float)scale, A<float>(y), O(y), A<float>(lse), O(lse), kBatchStride: kbs, vBatchStride: vbs); break;
+            case DType.Float64: Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, A<double>(q), O(q), A<double>(k), O(k), A<double>(v), O(v), causal, scale, A<double>(y), O(y), A<double>(lse), O(lse), kBatchStride: kbs, vBatchStride: vbs); break;
             case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [q, k, v], [y, lse], (i, o) => Attention(i[0]!, i[1]!, i[2]!, causal, scale, o[0]!, o[1]!)); break;
             default: throw Unsupported("attention", q.DType);
         }
     }
+
+    /// <inheritdoc/>
+    public bool AttentionReadsStridedKeys => true;
 
     /// <inheritdoc/>
     public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, double scale, Tensor gq, Tensor gk, Tensor gv)

@@ -12,6 +12,12 @@ namespace Kiln.Backends;
 public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBackend, IMatMulBackend
 {
     /// <summary>
+    /// Whether <see cref="Attention"/> also takes k and v whose [Tk, d] matrices are each row-major but lie any stride
+    /// apart (a KV cache's committed prefix, viewed in its larger buffer); otherwise the core hands over contiguous copies.
+    /// </summary>
+    bool AttentionReadsStridedKeys => false;
+
+    /// <summary>
     /// Fused scaled-dot-product attention over independent heads. <paramref name="q"/> [batch, Tq, d], <paramref name="k"/>
     /// [batch, Tk, d] and <paramref name="v"/> [batch, Tk, dv] are contiguous; writes y [batch, Tq, dv] =
     /// softmax(scale q k^T) v row by row, where causal masks key j &gt; query i (top-left aligned, as PyTorch), and
