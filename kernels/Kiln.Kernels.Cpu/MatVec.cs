@@ -36,7 +36,7 @@ public static unsafe class MatVec
 
     // [n, k] weights with rows of at most GroupRowBytes take output columns Group at a time (float32 sums, AVX): a lane
     // sum costs about as much as a dot product of a few hundred, and eight of them finish together for the price of two.
-    const int Group = 8, GroupRowBytes = 2048;
+    const int Group = 8, GroupRowBytes = 1024;
 
     /// <summary>Whether a W with these strides is one of the two streamed layouts (one unit stride).</summary>
     public static bool Streams(int wRs, int wCs) => wRs == 1 || wCs == 1;

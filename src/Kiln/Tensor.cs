@@ -353,24 +353,24 @@ public sealed class TensorScope : IDisposable
             _kept.Add(t.Storage);
         }
         var parent = Open(_parent);
-        if (parent is not null) lock (parent._lock) parent._storages.Add(t.Storage);
+        if (parent is not null) lock (parent._lock) if (!parent._disposed) parent._storages.Add(t.Storage);
         return t;
     }
 
     /// <summary>Disposes the tensors created in this scope and not kept. Safe to call more than once, from any thread.</summary>
     public void Dispose()
     {
-        Storage[] owned;
         lock (_lock)
         {
             if (_disposed) return;
             _disposed = true;
-            owned = _kept.Count == 0 ? [.. _storages] : [.. _storages.Where(s => !_kept.Contains(s))];
-            _storages.Clear();
-            _kept.Clear();
         }
         // Only where this scope is the current one: elsewhere (another thread, a flowed context) Open skips it.
         if (ReferenceEquals(_current.Value, this)) _current.Value = Open(_parent);
-        foreach (var s in owned) s.Dispose();
+        // Once disposed, nothing adds to the lists (Track and Keep check under the lock), so they are read without it.
+        foreach (var s in _storages)
+            if (_kept.Count == 0 || !_kept.Contains(s)) s.Dispose();
+        _storages.Clear();
+        _kept.Clear();
     }
 }
