@@ -84,6 +84,15 @@ public sealed class CpuStorage : Storage
     /// <summary>The elements as a typed array.</summary>
     public T[] As<T>() => Data as T[] ?? throw new InvalidCastException($"storage holds {DType}, not {typeof(T).Name}");
 
+    // Hands the array over for good (Download's result, which the caller keeps): freeing this storage then no longer
+    // returns it to the pool, where another tensor would be given it.
+    internal Array Take()
+    {
+        var d = Data;
+        _data = null;
+        return d;
+    }
+
     /// <inheritdoc/>
     protected override void Release()
     {

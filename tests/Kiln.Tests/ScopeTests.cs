@@ -10,6 +10,26 @@ namespace Kiln.Tests;
 /// </summary>
 public class ScopeTests
 {
+    // The host arrays of freed tensors go back to a pool for reuse: an array ToArray hands out must not be one of them,
+    // or the next tensor of that length overwrites the caller's values (the digits sample's concurrent requests did).
+    [Theory]
+    [InlineData(100)]
+    [InlineData(5000)]
+    public void Arrays_that_ToArray_returns_stay_the_callers_after_their_scope_ends(int length)
+    {
+        float[] kept;
+        double[] keptDouble;
+        using (Tensor.Scope())
+        {
+            kept = Tensor.Full([length], 1.0).ToArray<float>();
+            keptDouble = Tensor.Full([length], 1.0, DType.Float64).ToDoubleArray();
+        }
+        for (int i = 0; i < 50; i++)
+            using (Tensor.Scope()) { Tensor.Full([length], 2.0); Tensor.Full([length], 2.0, DType.Float64); }
+        Assert.All(kept, v => Assert.Equal(1f, v));
+        Assert.All(keptDouble, v => Assert.Equal(1.0, v));
+    }
+
     [Fact]
     public async Task Concurrent_tasks_with_their_own_scopes_never_dispose_each_others_tensors()
     {

@@ -52,7 +52,9 @@ public sealed partial class CpuBackend : IBackend, IMemoryCache
     {
         var dst = Tensor.Empty(src.Shape, src.DType, Device.Cpu);
         Copy(src, dst);
-        return ((CpuStorage)dst.Storage).Data;
+        var data = ((CpuStorage)dst.Storage).Take();
+        dst.Dispose();
+        return data;
     }
 
     /// <inheritdoc/>
