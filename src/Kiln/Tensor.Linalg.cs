@@ -112,7 +112,7 @@ public partial class Tensor
         int rows = 1;
         foreach (int d in x.Shape.Dims[..^1]) rows *= d;
         // Detached operands keep the reshapes around the kernel out of the record (only needed when there is one).
-        bool tracks = Tracks(x, weight) || bias is { RequiresGrad: true } && Autograd.IsEnabled;
+        bool tracks = Tracks(x, weight, bias);
         var xd = tracks ? x.Detach() : x;
         var x2 = x.Rank == 2 ? xd : xd.Contiguous().Reshape(rows, inF);
         var y2 = Empty(new Shape(rows, outF), dtype, x.Device);

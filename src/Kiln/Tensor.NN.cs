@@ -77,7 +77,7 @@ public partial class Tensor
         if (Rank == 0) throw new ShapeMismatchException("rms_norm", "input", "input must have at least one dimension");
         int len = Shape[-1];
         CheckNormParam(weight, len, "rms_norm", nameof(weight));
-        bool tracks = weight is null ? Tracks(this) : Tracks(this, weight);
+        bool tracks = Tracks(this, weight);
         var y = Empty(Shape, DType, Device);
         if (Numel > 0) Backend.RmsNormRows((tracks ? Detach() : this).Contiguous(), (tracks ? weight?.Detach() : weight)?.Contiguous(), eps, Numel / len, len, y);
         return tracks ? RecordRmsNorm(this, weight, eps, y) : y;
@@ -121,7 +121,7 @@ public partial class Tensor
         if (sin.Shape != table) throw new ShapeMismatchException(op, nameof(sin), table, sin.Shape, $"sin must be [T, d] for an input of shape {Shape}");
         int n = 1;
         foreach (int e in Shape.Dims[..^2]) n *= e;
-        bool tracks = Tracks(this, cos) || sin.RequiresGrad && Autograd.IsEnabled;
+        bool tracks = Tracks(this, cos, sin);
         var y3 = Empty(new Shape(n, t, d), DType, Device);
         if (y3.Numel > 0)
             Backend.Rope((tracks ? Detach() : this).Contiguous().Reshape(n, t, d), (tracks ? cos.Detach() : cos).Contiguous(), (tracks ? sin.Detach() : sin).Contiguous(), y3);
@@ -176,13 +176,14 @@ public partial class Tensor
                 && (t.IsContiguous || strided && t.Layout.Strides[^1] == 1 && (r <= 1 || t.Layout.Strides[^2] == c));
             return (full ? t : t.BroadcastTo(new Shape([.. batch.Dims, r, c])).Contiguous()).Reshape(nb, r, c);
         }
-        bool stridedKeys = q.Backend.AttentionReadsStridedKeys;
+        // Keys at a stride only for a forward that is not recorded: the backward kernels take dense operands.
+        bool tracks = Tracks(q, k, v), stridedKeys = !tracks && q.Backend.AttentionReadsStridedKeys;
         var (q3, k3, v3) = (Flat(q, tq, d, false), Flat(k, tk, d, stridedKeys), Flat(v, tk, dv, stridedKeys));
         var y3 = Empty(new Shape(nb, tq, dv), q.DType, q.Device);
         var lse = Empty(new Shape(nb, tq), q.DType, q.Device);
         if (nb * tq > 0) q.Backend.Attention(q3, k3, v3, causal, s, y3, lse);
         var y = y3.Reshape([.. batch.Dims, tq, dv]);
-        return Tracks(q, k) || v.RequiresGrad && Autograd.IsEnabled ? RecordAttention(q, k, v, causal, s, batch, q3, k3, v3, y3, lse, y) : y;
+        return tracks ? RecordAttention(q, k, v, causal, s, batch, q3, k3, v3, y3, lse, y) : y;
     }
 
     static Tensor RecordAttention(Tensor q, Tensor k, Tensor v, bool causal, double s, Shape batch, Tensor q3, Tensor k3, Tensor v3, Tensor y3, Tensor lse, Tensor y)

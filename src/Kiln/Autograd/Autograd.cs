@@ -356,10 +356,12 @@ public partial class Tensor
         Autograd.Accumulate(this, seed, retainGraph || createGraph, createGraph);
 
     /// <summary>
-    /// Whether an op on <paramref name="a"/> (and <paramref name="b"/>) would be recorded. Hot ops test it before building
-    /// their gradient closure and input array, which an inference call would otherwise allocate and drop every time.
+    /// Whether an op on <paramref name="a"/> (and <paramref name="b"/>, <paramref name="c"/>) would be recorded. Hot ops
+    /// test it before building their gradient closure and input array, which an inference call would otherwise allocate
+    /// and drop every time.
     /// </summary>
-    internal static bool Tracks(Tensor a, Tensor? b = null) => (a._requiresGrad || b is { _requiresGrad: true }) && Autograd.IsEnabled;
+    internal static bool Tracks(Tensor a, Tensor? b = null, Tensor? c = null) =>
+        (a._requiresGrad || b is { _requiresGrad: true } || c is { _requiresGrad: true }) && Autograd.IsEnabled;
 
     /// <summary>Records <paramref name="result"/> as produced by <paramref name="op"/> from <paramref name="inputs"/> when any of them requires grad.</summary>
     internal static Tensor Record(Tensor result, string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)

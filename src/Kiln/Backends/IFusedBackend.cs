@@ -19,7 +19,8 @@ public interface IFusedBackend : IMemoryBackend, IElementwiseBackend, IReduceBac
 
     /// <summary>
     /// Fused scaled-dot-product attention over independent heads. <paramref name="q"/> [batch, Tq, d], <paramref name="k"/>
-    /// [batch, Tk, d] and <paramref name="v"/> [batch, Tk, dv] are contiguous; writes y [batch, Tq, dv] =
+    /// [batch, Tk, d] and <paramref name="v"/> [batch, Tk, dv] are contiguous (k and v may lie at a batch stride where
+    /// <see cref="AttentionReadsStridedKeys"/> says so, and the forward is not recorded); writes y [batch, Tq, dv] =
     /// softmax(scale q k^T) v row by row, where causal masks key j &gt; query i (top-left aligned, as PyTorch), and
     /// lse [batch, Tq] = log sum_j exp(scale q_i . k_j) over the unmasked keys (-inf when Tk is 0, with y 0 there).
     /// Must not materialize the Tq x Tk matrix for long sequences.
