@@ -45,7 +45,8 @@ public abstract class Storage : IDisposable
     /// <summary>Number of elements.</summary>
     public int Length { get; }
     /// <summary>True once disposed.</summary>
-    public bool IsDisposed { get; private set; }
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+    int _disposed;
 
     /// <summary>Throws <see cref="ObjectDisposedException"/> if the storage has been disposed.</summary>
     public void ThrowIfDisposed(string op)
@@ -57,8 +58,8 @@ public abstract class Storage : IDisposable
     /// <summary>Frees the memory.</summary>
     public void Dispose()
     {
-        if (IsDisposed) return;
-        IsDisposed = true;
+        // Once only, even from two threads at once: a second release would hand the array to the pool twice.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         Gone();
         Release();
         GC.SuppressFinalize(this);
