@@ -87,6 +87,18 @@ public class AttentionTests
         }
     }
 
+    [Fact]
+    public void Attention_kernel_names_strided_keys_it_cannot_tile()
+    {
+        int tq = Attention.FewRows + 1, d = 4;
+        var q = new float[2 * tq * d]; var kv = new float[2 * 10 * d]; var y = new float[2 * tq * d]; var lse = new float[2 * tq];
+        var e = Assert.Throws<ArgumentException>(() => Attention.Forward(2, tq, 3, d, d, q, 0, kv, 0, kv, 0, false, 1f, y, 0, lse, 0, kBatchStride: 10 * d));
+        Assert.Equal("kBatchStride", e.ParamName);
+        Assert.Contains($"got {tq}", e.Message);
+        // The few-rows path reads them.
+        Attention.Forward(2, Attention.FewRows, 3, d, d, q, 0, kv, 0, kv, 0, false, 1f, y, 0, lse, 0, kBatchStride: 10 * d, vBatchStride: 10 * d);
+    }
+
     [Theory, MemberData(nameof(KernelCases))]
     public void Cpu_kernel_forward_and_backward_match_reference_on_every_micro_kernel(GemmKernel kernel, DType dtype)
     {

@@ -19,7 +19,8 @@ public sealed partial class DecoderModel
     readonly ITensorParallel? _tp;
     // An inference model (not trainable, not sharded) keeps the projections that read the same input stacked in one
     // weight: q, k and v's, and the MLP's gate and up. A decoding step then makes one product of each stack (one op's
-    // overhead, one pass over the input) whose columns are the separate products' own.
+    // overhead, one pass over the input) whose columns are the separate products' (to float32 rounding: a column's
+    // summation order can depend on where it sits in the stack).
     readonly bool _stacked;
 
     /// <summary>Builds the model from <paramref name="weights"/> (names as in Hugging Face checkpoints).</summary>

@@ -133,6 +133,22 @@ public class DecoderTests
         Assert.Equal(0, cache.Length(1));
     }
 
+    // An inference model multiplies by stacked q/k/v and gate/up weights; a trainable one by each weight alone. The
+    // logits agree to float32 rounding (a column's summation order depends on its place in the matvec's groups of eight),
+    // biases included; a slice taken at the wrong offset would be off by the logits' own size.
+    [Theory]
+    [InlineData("qwen3", false)]
+    [InlineData("qwen2", true)]
+    public void Stacked_inference_projections_give_the_separate_products(string type, bool bias)
+    {
+        var c = Tiny(type, bias: bias);
+        var w = Weights(c, 6, DType.Float32);
+        var ids = Tensor.FromArray(new long[] { 3, 1, 4, 1, 5 }, new Shape(1, 5));
+        using var _ = Autograd.NoGrad();
+        Close.Check(new DecoderModel(c, w, trainable: true).Forward(ids).ToDoubleArray(), new DecoderModel(c, w).Forward(ids).ToDoubleArray(),
+            1e-5, 1e-5, $"{type} stacked vs separate");
+    }
+
     internal static DecoderModel Qwen3(int seed = 4) { var c = Tiny("qwen3"); return new DecoderModel(c, Weights(c, seed, DType.Float32)); }
 
     [Fact]
