@@ -50,7 +50,8 @@ public sealed partial class DecoderModel
         {
             var (m, a) = (_m, _a);
             int b = h.Shape[0], t = h.Shape[1], heads = m.Config.Heads, nope = a.QkNopeHeadDim, rope = a.QkRopeHeadDim, vd = a.VHeadDim;
-            var (cos, sin) = ((Tensor, Tensor))ctx.State!;
+            var st = (StepState)ctx.State!;
+            var (cos, sin) = (st.Cos, st.Sin);
             var q = (_wq is not null ? m.Lin(h, _wq, null) : m.Lin(m.Lin(h, _wqa!, null).RmsNorm(_qaNorm!, LatentNormEps), _wqb!, null))
                 .Reshape(b, t, heads, a.QkHeadDim).Permute(0, 2, 1, 3);
             var latent = m.Lin(h, _wkva, null);
@@ -97,8 +98,8 @@ public sealed partial class DecoderModel
             _m = m; _e = e;
             _router = linear(p + "gate.weight", e.Experts, m.Config.HiddenSize);
             _bias = e.CorrectionBias ? w(p + "gate.e_score_correction_bias", [e.Experts]) : null;
-            _experts = Enumerable.Range(0, e.Experts).Select(i => m.SwiGlu($"{p}experts.{i}.", e.IntermediateSize, linear)).ToArray();
-            _shared = e.SharedExperts > 0 ? m.SwiGlu(p + "shared_experts.", e.IntermediateSize * e.SharedExperts, linear) : null;
+            _experts = Enumerable.Range(0, e.Experts).Select(i => (Func<Tensor, Tensor>)m.SwiGlu($"{p}experts.{i}.", e.IntermediateSize, linear).Forward).ToArray();
+            _shared = e.SharedExperts > 0 ? m.SwiGlu(p + "shared_experts.", e.IntermediateSize * e.SharedExperts, linear).Forward : null;
         }
 
         public Tensor Forward(Tensor h)

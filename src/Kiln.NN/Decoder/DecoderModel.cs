@@ -76,12 +76,13 @@ public sealed partial class DecoderModel
         {
             string p = $"model.layers.{i}.";
             var inNorm = W(p + "input_layernorm.weight", d);
-            Func<Tensor, SequenceContext, bool, Tensor> attention = c.Mla is { } mla
-                ? new MlaAttention(this, i, mla, p + "self_attn.", W, Linear).Forward
-                : GqaAttention(i, p + "self_attn.", W, Linear);
+            var gqa = c.Mla is null ? new GqaAttention(this, i, p + "self_attn.", W, Linear) : null;
+            Func<Tensor, SequenceContext, bool, Tensor> attention = gqa is not null ? gqa.Forward : new MlaAttention(this, i, c.Mla!, p + "self_attn.", W, Linear).Forward;
             var postNorm = W(p + "post_attention_layernorm.weight", d);
-            Func<Tensor, Tensor> mlp = c.IsMoeLayer(i) ? new MoeMlp(this, c.Moe!, p + "mlp.", W, Linear).Forward : SwiGlu(p + "mlp.", c.IntermediateSize, Linear);
-            _layers[i] = new DecoderLayer(c.RmsNormEps, inNorm, postNorm, attention, mlp);
+            var dense = c.IsMoeLayer(i) ? null : SwiGlu(p + "mlp.", c.IntermediateSize, Linear);
+            Func<Tensor, Tensor> mlp = dense is not null ? dense.Forward : new MoeMlp(this, c.Moe!, p + "mlp.", W, Linear).Forward;
+            var step = _stacked && gqa is not null && dense is not null ? new LayerStep(c, i, inNorm, postNorm, gqa, dense) : null;
+            _layers[i] = new DecoderLayer(c.RmsNormEps, inNorm, postNorm, attention, mlp, step);
         }
     }
 
@@ -117,41 +118,56 @@ public sealed partial class DecoderModel
     }
 
     // Grouped-query attention (llama, qwen2, qwen3 and qwen3_moe), with optional q/k/v biases and per-head q/k norms.
-    Func<Tensor, SequenceContext, bool, Tensor> GqaAttention(int index, string p, Func<string, int[], Tensor> weight, Func<string, int, int, Tensor> linear)
+    sealed class GqaAttention
     {
-        var c = Config;
+        readonly DecoderModel _m;
+        readonly int _index;
         // Under tensor parallelism this rank holds heads / W query heads and kv heads / W key-value heads.
-        int w = _tp?.WorldSize ?? 1, heads = c.Heads / w, kvHeads = c.KvHeads / w;
-        int d = c.HiddenSize, hd = c.HeadDim, qd = heads * hd, kvd = kvHeads * hd;
-        Tensor wq = linear(p + "q_proj.weight", qd, d), wk = linear(p + "k_proj.weight", kvd, d), wv = linear(p + "v_proj.weight", kvd, d),
-            wo = linear(p + "o_proj.weight", d, qd);
-        Tensor? bq = c.AttentionBias ? weight(p + "q_proj.bias", [qd]) : null, bk = c.AttentionBias ? weight(p + "k_proj.bias", [kvd]) : null,
-            bv = c.AttentionBias ? weight(p + "v_proj.bias", [kvd]) : null;
-        Tensor? qNorm = c.QkNorm ? weight(p + "q_norm.weight", [hd]) : null, kNorm = c.QkNorm ? weight(p + "k_norm.weight", [hd]) : null;
-        Tensor? wqkv = _stacked ? Stack(wq, wk, wv) : null, bqkv = _stacked && c.AttentionBias ? Stack(bq!, bk!, bv!) : null;
-        return (h, ctx, write) =>
+        public readonly int Heads, KvHeads, HeadDim;
+        // An inference model keeps only the stacks of q, k and v's weights and biases (Wqkv, Bqkv), others the separate ones.
+        public readonly Tensor Wo;
+        public readonly Tensor? Wq, Wk, Wv, Bq, Bk, Bv, QNorm, KNorm, Wqkv, Bqkv;
+
+        public GqaAttention(DecoderModel m, int index, string p, Func<string, int[], Tensor> weight, Func<string, int, int, Tensor> linear)
         {
-            int b = h.Shape[0], t = h.Shape[1];
-            var (cos, sin) = ((Tensor, Tensor))ctx.State!;
-            if (_tp is not null) h = _tp.CopyToShards(h);
+            _m = m; _index = index;
+            var c = m.Config;
+            int w = m._tp?.WorldSize ?? 1, d = c.HiddenSize;
+            (Heads, KvHeads, HeadDim) = (c.Heads / w, c.KvHeads / w, c.HeadDim);
+            int qd = Heads * HeadDim, kvd = KvHeads * HeadDim;
+            Tensor wq = linear(p + "q_proj.weight", qd, d), wk = linear(p + "k_proj.weight", kvd, d), wv = linear(p + "v_proj.weight", kvd, d);
+            Wo = linear(p + "o_proj.weight", d, qd);
+            Tensor? bq = c.AttentionBias ? weight(p + "q_proj.bias", [qd]) : null, bk = c.AttentionBias ? weight(p + "k_proj.bias", [kvd]) : null,
+                bv = c.AttentionBias ? weight(p + "v_proj.bias", [kvd]) : null;
+            if (c.QkNorm) (QNorm, KNorm) = (weight(p + "q_norm.weight", [HeadDim]), weight(p + "k_norm.weight", [HeadDim]));
+            if (m._stacked) (Wqkv, Bqkv) = (Stack(wq, wk, wv), c.AttentionBias ? Stack(bq!, bk!, bv!) : null);
+            else (Wq, Wk, Wv, Bq, Bk, Bv) = (wq, wk, wv, bq, bk, bv);
+        }
+
+        public Tensor Forward(Tensor h, SequenceContext ctx, bool write)
+        {
+            var (m, c) = (_m, _m.Config);
+            int b = h.Shape[0], t = h.Shape[1], heads = Heads, kvHeads = KvHeads, hd = HeadDim, qd = heads * hd, kvd = kvHeads * hd;
+            var st = (StepState)ctx.State!;
+            if (m._tp is not null) h = m._tp.CopyToShards(h);
             Tensor q, k, v;
-            if (wqkv is not null)
+            if (Wqkv is not null)
             {
-                var qkv = Lin(h, wqkv, bqkv);
+                var qkv = m.Lin(h, Wqkv, Bqkv);
                 (q, k, v) = (qkv.Narrow(-1, 0, qd), qkv.Narrow(-1, qd, kvd), qkv.Narrow(-1, qd + kvd, kvd));
             }
-            else (q, k, v) = (Lin(h, wq, bq), Lin(h, wk, bk), Lin(h, wv, bv));
+            else (q, k, v) = (m.Lin(h, Wq!, Bq), m.Lin(h, Wk!, Bk), m.Lin(h, Wv!, Bv));
             q = q.Reshape(b, t, heads, hd);
             k = k.Reshape(b, t, kvHeads, hd);
             v = v.Reshape(b, t, kvHeads, hd).Permute(0, 2, 1, 3);
             // The per-head norm gains are replicated but each rank applies them to its own heads: f sums their gradients.
-            if (qNorm is not null) q = q.RmsNorm(_tp is null ? qNorm : _tp.CopyToShards(qNorm), c.RmsNormEps);
-            if (kNorm is not null) k = k.RmsNorm(_tp is null ? kNorm : _tp.CopyToShards(kNorm), c.RmsNormEps);
-            q = Rope.Apply(q.Permute(0, 2, 1, 3), cos, sin);
-            k = Rope.Apply(k.Permute(0, 2, 1, 3), cos, sin);
-            var o = Lin(Attend(index, q, k, v, ctx, write, 1.0 / Math.Sqrt(hd)), wo, null);
-            return _tp is null ? o : _tp.ReduceFromShards(o);
-        };
+            if (QNorm is not null) q = q.RmsNorm(m._tp is null ? QNorm : m._tp.CopyToShards(QNorm), c.RmsNormEps);
+            if (KNorm is not null) k = k.RmsNorm(m._tp is null ? KNorm : m._tp.CopyToShards(KNorm), c.RmsNormEps);
+            q = Rope.Apply(q.Permute(0, 2, 1, 3), st.Cos, st.Sin);
+            k = Rope.Apply(k.Permute(0, 2, 1, 3), st.Cos, st.Sin);
+            var o = m.Lin(m.Attend(_index, q, k, v, ctx, write, 1.0 / Math.Sqrt(hd)), Wo, null);
+            return m._tp is null ? o : m._tp.ReduceFromShards(o);
+        }
     }
 
     // Weights stacked along the output dim: an inference model's own copy, outside autodiff.
@@ -161,26 +177,41 @@ public sealed partial class DecoderModel
         return Tensor.Concat(weights);
     }
 
-    Func<Tensor, Tensor> SwiGlu(string p, int inner, Func<string, int, int, Tensor> linear)
+    SwiGluMlp SwiGlu(string p, int inner, Func<string, int, int, Tensor> linear) => new(this, p, inner, linear);
+
+    // The gated MLP down(silu(gate(h)) * up(h)); an inference model's gate and up weights stacked in one product.
+    sealed class SwiGluMlp
     {
-        int d = Config.HiddenSize;
-        if (_tp is not null) inner /= _tp.WorldSize;
-        Tensor wGate = linear(p + "gate_proj.weight", inner, d), wUp = linear(p + "up_proj.weight", inner, d), wDown = linear(p + "down_proj.weight", d, inner);
-        if (_stacked)
+        readonly DecoderModel _m;
+        public readonly int Inner;
+        // An inference model keeps only the stack of the gate and up weights (WGateUp), others the separate ones.
+        public readonly Tensor WDown;
+        public readonly Tensor? WGate, WUp, WGateUp;
+
+        public SwiGluMlp(DecoderModel m, string p, int inner, Func<string, int, int, Tensor> linear)
         {
-            var wGateUp = Stack(wGate, wUp);
-            return h =>
-            {
-                var gateUp = Lin(h, wGateUp, null);
-                return Lin(gateUp.Narrow(-1, 0, inner).Silu() * gateUp.Narrow(-1, inner, inner), wDown, null);
-            };
+            _m = m;
+            int d = m.Config.HiddenSize;
+            if (m._tp is not null) inner /= m._tp.WorldSize;
+            Inner = inner;
+            Tensor gate = linear(p + "gate_proj.weight", inner, d), up = linear(p + "up_proj.weight", inner, d);
+            WDown = linear(p + "down_proj.weight", d, inner);
+            if (m._stacked) WGateUp = Stack(gate, up);
+            else (WGate, WUp) = (gate, up);
         }
-        if (_tp is not { } tp) return h => Lin(Lin(h, wGate, null).Silu() * Lin(h, wUp, null), wDown, null);
-        return h =>
+
+        public Tensor Forward(Tensor h)
         {
+            var m = _m;
+            if (WGateUp is not null)
+            {
+                var gateUp = m.Lin(h, WGateUp, null);
+                return m.Lin(gateUp.Narrow(-1, 0, Inner).Silu() * gateUp.Narrow(-1, Inner, Inner), WDown, null);
+            }
+            if (m._tp is not { } tp) return m.Lin(m.Lin(h, WGate!, null).Silu() * m.Lin(h, WUp!, null), WDown, null);
             h = tp.CopyToShards(h);
-            return tp.ReduceFromShards(Lin(Lin(h, wGate, null).Silu() * Lin(h, wUp, null), wDown, null));
-        };
+            return tp.ReduceFromShards(m.Lin(m.Lin(h, WGate!, null).Silu() * m.Lin(h, WUp!, null), WDown, null));
+        }
     }
 
     // Causal attention of this call's queries q [b, heads, t, qk dim] over the committed cache of layer `index` plus this
@@ -223,10 +254,11 @@ public sealed partial class DecoderModel
     /// <param name="cache">Cache to read past positions from and append this call's entries to, or null.</param>
     /// <param name="runner">Runs the layer stack (a loop, for instance), or null to run each layer once.</param>
     /// <exception cref="ArgumentException">ids is not Int64 of rank 1 or 2, or an id is outside the vocabulary.</exception>
-    public Tensor Hidden(Tensor ids, KvCache? cache = null, IStackRunner? runner = null) => HiddenFrom(ids, cache, runner, null);
+    public Tensor Hidden(Tensor ids, KvCache? cache = null, IStackRunner? runner = null) => HiddenFrom(ids, cache, runner, null, null);
 
-    // `rope`: cos and sin tables from position 0 that a caller made once for many calls (Generate), or null.
-    Tensor HiddenFrom(Tensor ids, KvCache? cache, IStackRunner? runner, (Tensor Cos, Tensor Sin)? rope)
+    // `rope`: cos and sin tables from position 0 that a caller made once for many calls (Generate), or null; `buffers`:
+    // the caller's buffers for one-token steps through the layers that have a LayerStep, or null.
+    Tensor HiddenFrom(Tensor ids, KvCache? cache, IStackRunner? runner, (Tensor Cos, Tensor Sin)? rope, StepBuffers? buffers)
     {
         ArgumentNullException.ThrowIfNull(ids);
         if (ids.DType != DType.Int64 || ids.Rank is < 1 or > 2)
@@ -243,8 +275,8 @@ public sealed partial class DecoderModel
         }
         int pos = cache?.Position ?? 0;
         var x = _embed.IndexSelect(0, ids.Reshape(-1)).Reshape(b, t, Config.HiddenSize);
-        var tables = rope is { } r && pos + t <= r.Cos.Shape[0] ? (r.Cos.Narrow(0, pos, t), r.Sin.Narrow(0, pos, t)) : RopeTables(pos, t);
-        var ctx = new SequenceContext(pos, cache, tables);
+        var (cos, sin) = rope is { } r && pos + t <= r.Cos.Shape[0] ? (r.Cos.Narrow(0, pos, t), r.Sin.Narrow(0, pos, t)) : RopeTables(pos, t);
+        var ctx = new SequenceContext(pos, cache, new StepState(cos, sin, b == 1 && t == 1 ? buffers : null));
         if (runner is not null) x = runner.Run(this, x, ctx);
         else foreach (var layer in _layers) x = layer.Forward(x, ctx, true);
         cache?.Commit(t);
@@ -288,13 +320,13 @@ public sealed partial class DecoderModel
         // The rotary tables of the positions ahead, made once (each row is the one a step would make itself), unless
         // dynamic scaling makes them depend on the length so far; at most 8192 positions, past which steps make their own.
         var rope = Config.RopeScaling?.Type == "dynamic" ? ((Tensor, Tensor)?)null : RopeTables(0, (int)Math.Min(8192L, (long)prompt.Length + maxNew));
+        using var buffers = NewStepBuffers();
         for (int n = 0; n < maxNew; n++)
         {
             double[] logits;
             using (var step = Tensor.Scope())
             {
-                var h = HiddenFrom(Tensor.FromArray(next, new Shape(1, next.Length)).To(Device), cache, runner, rope);
-                logits = Project(h.Narrow(1, next.Length - 1, 1).Reshape(-1)).ToDoubleArray();
+                logits = NextLogits(next, cache, runner, rope, buffers);
                 cache.KeepBuffers(step);
             }
             int token;
@@ -315,6 +347,16 @@ public sealed partial class DecoderModel
         return output.ToArray();
     }
 
+    // The logits after the last of `ids` (one sequence), which extend `cache`; `rope` and `buffers` as HiddenFrom's.
+    internal double[] NextLogits(long[] ids, KvCache cache, IStackRunner? runner, (Tensor Cos, Tensor Sin)? rope, StepBuffers? buffers)
+    {
+        var h = HiddenFrom(Tensor.FromArray(ids, new Shape(1, ids.Length)).To(Device), cache, runner, rope, buffers);
+        return Project(h.Narrow(1, ids.Length - 1, 1).Reshape(-1)).ToDoubleArray();
+    }
+
+    // Buffers for the one-token steps of this model's layers, or null where no layer has one (a trainable, sharded, MLA or MoE model).
+    internal StepBuffers? NewStepBuffers() => _layers.Any(l => l.HasStep) ? new StepBuffers(Config, DType, Device) : null;
+
     // x [..., in] times a linear weight stored [out, in], through the fused linear op (its bias in the product's
     // write-back). Float32 activations read a half weight as it is stored (the kernels widen it in registers, exactly);
     // a weight of another dtype is converted to x's first.
@@ -324,10 +366,19 @@ public sealed partial class DecoderModel
     /// <summary>Logits [batch, positions, vocab] of <paramref name="ids"/>; see <see cref="Hidden"/> for the arguments.</summary>
     public Tensor Forward(Tensor ids, KvCache? cache = null, IStackRunner? runner = null) => Project(Hidden(ids, cache, runner));
 
-    sealed class DecoderLayer(double eps, Tensor inNorm, Tensor postNorm, Func<Tensor, SequenceContext, bool, Tensor> attention, Func<Tensor, Tensor> mlp) : ILayer
+    // `step`: the same layer as backend calls on a Generate's buffers, for one token of one sequence (null where the
+    // layer is not a dense GQA + SwiGLU one of an inference model).
+    sealed class DecoderLayer(double eps, Tensor inNorm, Tensor postNorm, Func<Tensor, SequenceContext, bool, Tensor> attention, Func<Tensor, Tensor> mlp,
+        LayerStep? step) : ILayer
     {
+        public bool HasStep => step is not null;
+
         public Tensor Forward(Tensor x, SequenceContext ctx, bool write)
         {
+            if (step is not null && write && ctx is { State: StepState { Buffers: { } buffers } st, Cache: { } cache } && step.Takes(x)
+                && !Autograd.IsEnabled && buffers.TryEnter())
+                try { return step.Run(x, cache, st, buffers); }
+                finally { buffers.Exit(); }
             x = x + attention(x.RmsNorm(inNorm, eps), ctx, write);
             return x + mlp(x.RmsNorm(postNorm, eps));
         }

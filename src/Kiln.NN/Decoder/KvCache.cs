@@ -53,6 +53,25 @@ public sealed class KvCache
     internal (Tensor Keys, Tensor Values) Extend(int layer, Tensor keys, Tensor values, bool write)
     {
         ArgumentNullException.ThrowIfNull(keys); ArgumentNullException.ThrowIfNull(values);
+        bool graph = Autograd.IsEnabled && (keys.RequiresGrad || values.RequiresGrad);
+        if (!write || graph)
+        {
+            CheckEntries(layer, keys, values);
+            var (pk, pv) = Get(layer);
+            var k = pk is null ? keys : Tensor.Concat([pk, keys], 2);
+            var v = pv is null ? values : Tensor.Concat([pv, values], 2);
+            if (write) { _pendingK[layer] = keys; _pendingV[layer] = values; _pending[layer] = keys.Shape[2]; }
+            return (k, v);
+        }
+        using var _ = Autograd.IsEnabled ? Autograd.NoGrad() : null;
+        var (keySlots, valueSlots, all, allValues) = Reserve(layer, keys, values);
+        keySlots.Copy_(keys);
+        valueSlots.Copy_(values);
+        return (all, allValues);
+    }
+
+    void CheckEntries(int layer, Tensor keys, Tensor values)
+    {
         if (keys.Rank != 4 || values.Rank != 4 || values.Shape[0] != keys.Shape[0] || values.Shape[1] != keys.Shape[1] || values.Shape[2] != keys.Shape[2])
             throw new ArgumentException($"kv cache: keys and values must be [batch, kv heads, positions, width] with the same first three extents, got keys {keys.Shape} and values {values.Shape}", nameof(values));
         int len = _length[layer], t = keys.Shape[2];
@@ -60,28 +79,28 @@ public sealed class KvCache
             foreach (var (entries, past, name) in new[] { (keys, _k[layer]!, nameof(keys)), (values, _v[layer]!, nameof(values)) })
                 if (entries.Shape[0] != past.Shape[0] || entries.Shape[1] != past.Shape[1] || entries.Shape[3] != past.Shape[3] || entries.DType != past.DType || entries.Device != past.Device)
                     throw new ArgumentException($"kv cache: layer {layer}'s {name} are {entries.DType} {entries.Shape} on {entries.Device}, but its cached entries are {past.DType} [{past.Shape[0]}, {past.Shape[1]}, {len}, {past.Shape[3]}] on {past.Device}", name);
-        bool graph = Autograd.IsEnabled && (keys.RequiresGrad || values.RequiresGrad);
-        if (!write || graph)
-        {
-            var (pk, pv) = Get(layer);
-            var k = pk is null ? keys : Tensor.Concat([pk, keys], 2);
-            var v = pv is null ? values : Tensor.Concat([pv, values], 2);
-            if (write) { _pendingK[layer] = keys; _pendingV[layer] = values; _pending[layer] = t; }
-            return (k, v);
-        }
-        using var _ = Autograd.IsEnabled ? Autograd.NoGrad() : null;
+    }
+
+    /// <summary>
+    /// Stashes room for this call's entries of <paramref name="layer"/>, shaped like <paramref name="keys"/> and
+    /// <paramref name="values"/> (checked against the committed entries; not read): the slots the caller writes them to,
+    /// and the committed entries followed by those slots. Outside autodiff.
+    /// </summary>
+    internal (Tensor KeySlots, Tensor ValueSlots, Tensor Keys, Tensor Values) Reserve(int layer, Tensor keys, Tensor values)
+    {
+        CheckEntries(layer, keys, values);
+        int len = _length[layer], t = keys.Shape[2];
         var (oldK, oldV) = (_k[layer], _v[layer]);
         _k[layer] = Room(_k[layer], keys, len, len + t, layer);
         _v[layer] = Room(_v[layer], values, len, len + t, layer);
         _fresh[layer] |= !ReferenceEquals(oldK, _k[layer]) || !ReferenceEquals(oldV, _v[layer]);
         _shared[layer] = false;
-        _k[layer]!.Narrow(2, len, t).Copy_(keys);
-        _v[layer]!.Narrow(2, len, t).Copy_(values);
         _pendingK[layer] = null; _pendingV[layer] = null; _pending[layer] = t;
-        return (_k[layer]!.Narrow(2, 0, len + t), _v[layer]!.Narrow(2, 0, len + t));
+        var (k, v) = (_k[layer]!, _v[layer]!);
+        return (k.Narrow(2, len, t), v.Narrow(2, len, t), k.Narrow(2, 0, len + t), v.Narrow(2, 0, len + t));
     }
 
-    // A buffer of `entries`' batch, heads, width, dtype and device (Extend has checked them against any committed
+    // A buffer of `entries`' batch, heads, width, dtype and device (Reserve has checked them against any committed
     // entries) that holds at least `need` positions and owns its first `len`: the current one when it does, else a
     // larger (or unshared) copy.
     Tensor Room(Tensor? buffer, Tensor entries, int len, int need, int layer)

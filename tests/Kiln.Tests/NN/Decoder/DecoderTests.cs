@@ -149,6 +149,42 @@ public class DecoderTests
             1e-5, 1e-5, $"{type} stacked vs separate");
     }
 
+    // Generate runs a one-token step of a dense inference layer as backend calls on reused buffers (DecoderModel.LayerStep);
+    // its logits are those of the tensor-op layers bit for bit, step after step, with the cache growing past its first
+    // buffer (16 positions), for float32, float64 and bf16 weights.
+    [Theory]
+    [InlineData("llama", false, "Float32")]
+    [InlineData("qwen2", true, "Float32")]
+    [InlineData("qwen3", false, "Float32")]
+    [InlineData("qwen3", false, "BFloat16")]
+    [InlineData("llama", true, "Float64")]
+    public void Decoding_steps_give_the_logits_of_the_tensor_ops_bit_for_bit(string type, bool bias, string weights)
+    {
+        var c = Tiny(type, bias: bias) with { MaxPositions = 64 };
+        var model = new DecoderModel(c, Weights(c, 8, Enum.Parse<DType>(weights)));
+        using var _ = Autograd.NoGrad();
+        using var buffers = model.NewStepBuffers();
+        Assert.NotNull(buffers);
+        var (ops, steps) = (model.NewCache(), model.NewCache());
+        long[] prompt = [3, 1, 4];
+        Assert.Equal(model.NextLogits(prompt, ops, null, null, null), model.NextLogits(prompt, steps, null, null, buffers));
+        long next = 2;
+        for (int i = 0; i < 20; i++)
+        {
+            var expected = model.NextLogits([next], ops, null, null, null);
+            var actual = model.NextLogits([next], steps, null, null, buffers);
+            Assert.Equal(expected.Select(BitConverter.DoubleToInt64Bits), actual.Select(BitConverter.DoubleToInt64Bits));
+            next = Array.IndexOf(expected, expected.Max());
+        }
+        Assert.Equal(ops.Position, steps.Position);
+        Assert.Equal(ops.Length(0), steps.Length(0));
+    }
+
+    // A trainable model has no steps (its weights are not stacked, and gradients need the recorded ops).
+    [Fact]
+    public void Trainable_models_have_no_decoding_steps() =>
+        Assert.Null(new DecoderModel(Tiny("llama"), Weights(Tiny("llama"), 8, DType.Float32), trainable: true).NewStepBuffers());
+
     internal static DecoderModel Qwen3(int seed = 4) { var c = Tiny("qwen3"); return new DecoderModel(c, Weights(c, seed, DType.Float32)); }
 
     [Fact]
