@@ -34,9 +34,10 @@ public static unsafe class MatVec
     const int PanelAccBytes = 16 * 1024;
     const long PartBytes = 64 * 1024;
 
-    // [n, k] weights with rows of at most GroupRowBytes take output columns Group at a time (float32 sums, AVX): a lane
-    // sum costs about as much as a dot product of a few hundred, and eight of them finish together for the price of two.
-    const int Group = 8, GroupRowBytes = 1024;
+    // [n, k] weights with rows of at most GroupK elements take output columns Group at a time (float32 sums, AVX): a
+    // lane sum costs about as much as a dot product of a few hundred, and eight of them finish together for the price of
+    // two. The bound is in elements, not bytes, so a half weight and its widened float32 copy take the same path.
+    const int Group = 8, GroupK = 256;
 
     /// <summary>Whether a W with these strides is one of the two streamed layouts (one unit stride).</summary>
     public static bool Streams(int wRs, int wCs) => wRs == 1 || wCs == 1;
@@ -80,8 +81,10 @@ public static unsafe class MatVec
             for (int i = 0; i < m; i++)
                 for (int p = 0; p < k; p++) xs[i * k + p] = x[xOff + i * xRs + p * xCs];
         }
-        var args = new Args<T, TW>(m, n, k, xs, xo, w, wOff, wCs == 1 ? wRs : wCs, y, yOff, ldy, bias, biasOff, relu);
         bool kn = wCs == 1 && !(wRs == 1 && n == 1);
+        int lanes = kernel switch { GemmKernel.Vector512 => Vector512<T>.Count, GemmKernel.Vector256 => Vector256<T>.Count, _ => 1 };
+        var pairs = !kn && typeof(TW) != typeof(T) && Grouped<T>(lanes, k) ? SplitPairs(m, k, xs, xo, 2 * lanes) : null;
+        var args = new Args<T, TW>(m, n, k, xs, xo, pairs, w, wOff, wCs == 1 ? wRs : wCs, y, yOff, ldy, bias, biasOff, relu);
         switch (kernel)
         {
             case GemmKernel.Vector512: Dispatch<Vector512<T>, Lanes512<T, TW>, T, TW>(args, kn, threads); break;
@@ -90,7 +93,28 @@ public static unsafe class MatVec
         }
     }
 
-    readonly record struct Args<T, TW>(int M, int N, int K, T[] X, int XOff, TW[] W, int WOff, int Ldw, T[] Y, int YOff, int Ldy,
+    // X's m contiguous rows of k with each whole chunk of `chunk` elements split into its even then its odd elements
+    // (the layout Cols8 reads against half weights); the tail stays as it is.
+    static T[] SplitPairs<T>(int m, int k, T[] x, int xOff, int chunk) where T : unmanaged
+    {
+        var dst = PairBuffer<T>.Get(m * k);
+        int half = chunk / 2, whole = k / chunk * chunk;
+        for (int i = 0; i < m; i++)
+        {
+            int r = xOff + i * k, o = i * k;
+            for (int c = 0; c < whole; c += chunk)
+                for (int j = 0; j < half; j++)
+                {
+                    dst[o + c + j] = x[r + c + 2 * j];
+                    dst[o + c + half + j] = x[r + c + 2 * j + 1];
+                }
+            Array.Copy(x, r + whole, dst, o + whole, k - whole);
+        }
+        return dst;
+    }
+
+    // XPairs: X's rows split for Cols8 against half weights (SplitPairs), or null.
+    readonly record struct Args<T, TW>(int M, int N, int K, T[] X, int XOff, T[]? XPairs, TW[] W, int WOff, int Ldw, T[] Y, int YOff, int Ldy,
         T[]? Bias, int BiasOff, bool Relu);
 
     static void Dispatch<TV, TL, T, TW>(Args<T, TW> a, bool kn, int threads)
@@ -111,7 +135,7 @@ public static unsafe class MatVec
         {
             // Blocks of output columns (rows of the stored W); a part covers about PartBytes of W at least. Grouped columns
             // are split on group boundaries, so each column's summation order does not depend on the thread count.
-            bool grouped = Grouped<T, TW>(TL.Count, a.K);
+            bool grouped = Grouped<T>(TL.Count, a.K);
             int unit = grouped ? Group : 1, units = (a.N + unit - 1) / unit, parts = Parts(threads, units, (long)a.K * sizeof(TW) * unit);
             if (parts > 1) ColumnsParallel<TV, TL, T, TW>(a, unit, units, parts, grouped);
             else ColumnsNK<TV, TL, T, TW>(a, 0, a.N, grouped);
@@ -209,8 +233,7 @@ public static unsafe class MatVec
         }
     }
 
-    static bool Grouped<T, TW>(int lanes, int k) where TW : unmanaged =>
-        typeof(T) == typeof(float) && lanes > 1 && Avx.IsSupported && (long)k * sizeof(TW) <= GroupRowBytes;
+    static bool Grouped<T>(int lanes, int k) => typeof(T) == typeof(float) && lanes > 1 && Avx2.IsSupported && k <= GroupK;
 
     // Columns [j0, j1) of Y, W stored [n, k]: each W row streams once, alone, against up to four X rows at a time. One
     // stream with four independent accumulators per X row, not several rows side by side: measured on a Zen 4 core,
@@ -222,10 +245,10 @@ public static unsafe class MatVec
     {
         int m = a.M, k = a.K, cols = j1 - j0;
         var outArr = AccBuffer<T>.Get(m * cols);
-        fixed (T* xp = a.X, o = outArr)
+        fixed (T* xp = a.X, o = outArr, pp = a.XPairs)
         fixed (TW* wp = a.W)
         {
-            T* x = xp + a.XOff;
+            T* x = xp + a.XOff, xg = pp is null ? x : pp;
             T* s = stackalloc T[Group];
             int j = j0;
             if (grouped)
@@ -234,7 +257,7 @@ public static unsafe class MatVec
                     TW* w = wp + a.WOff + (long)j * a.Ldw;
                     for (int i = 0; i < m; i++)
                     {
-                        Cols8<TV, TL, T, TW>(k, x + (long)i * k, w, a.Ldw, s);
+                        Cols8<TV, TW>(k, (float*)xg + (long)i * k, w, a.Ldw, (float*)s);
                         for (int c = 0; c < Group; c++) o[i * cols + j - j0 + c] = s[c];
                     }
                 }
@@ -288,42 +311,134 @@ public static unsafe class MatVec
         Finish<TV, TL, T, TW, TR>(k, p, x, w, s, a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3);
     }
 
-    // s[c] = dot(X row, W row c) for the eight W rows at w (stride ldw): one accumulator each, the eight folded to
-    // 256 bits and summed by a tree of horizontal adds that leaves column c's sum in lane c, then the scalar tail. T is float.
+    // s[c] = dot(X row, W row c) for the eight W rows at w (stride ldw), float32 sums. Each column keeps two
+    // accumulators over chunks of 2L elements (L lanes), which between them hold the chunk's 2L residue classes, each
+    // summed in order. A half weight widens from 32-bit pairs by a shift and a mask, without a shuffle (the shuffle that
+    // widening in order takes bounded this kernel), so its accumulators hold the even and the odd elements, against X
+    // split likewise (SplitPairs); a float32 weight takes the chunk's halves against X as it is and is permuted into the
+    // even/odd layout once at the end. The class sums and the tree after them are the same, so half weights give the
+    // bits of their widened float32 copy. Then the pair added and folded to 256 bits, and a tree of horizontal adds that
+    // leaves column c's sum in lane c, then the scalar tail.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Cols8<TV, TL, T, TW>(int k, T* x, TW* w, long ldw, T* s)
-        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
+    static void Cols8<TV, TW>(int k, float* x, TW* w, long ldw, float* s) where TW : unmanaged
     {
-        TV z = TL.Zero, a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z;
         TW* w1 = w + ldw, w2 = w1 + ldw, w3 = w2 + ldw, w4 = w3 + ldw, w5 = w4 + ldw, w6 = w5 + ldw, w7 = w6 + ldw;
-        int p = 0, l = TL.Count;
-        for (; p + l <= k; p += l)
+        int p;
+        Vector256<float> f0, f1, f2, f3, f4, f5, f6, f7;
+        if (typeof(TV) == typeof(Vector512<float>))
         {
-            TV u = TL.Load(x + p);
-            a0 = TL.Fma(u, TL.LoadW(w + p), a0); a1 = TL.Fma(u, TL.LoadW(w1 + p), a1);
-            a2 = TL.Fma(u, TL.LoadW(w2 + p), a2); a3 = TL.Fma(u, TL.LoadW(w3 + p), a3);
-            a4 = TL.Fma(u, TL.LoadW(w4 + p), a4); a5 = TL.Fma(u, TL.LoadW(w5 + p), a5);
-            a6 = TL.Fma(u, TL.LoadW(w6 + p), a6); a7 = TL.Fma(u, TL.LoadW(w7 + p), a7);
+            var z = Vector512<float>.Zero;
+            Vector512<float> e0 = z, e1 = z, e2 = z, e3 = z, e4 = z, e5 = z, e6 = z, e7 = z, o0 = z, o1 = z, o2 = z, o3 = z, o4 = z, o5 = z, o6 = z, o7 = z;
+            for (p = 0; p + 32 <= k; p += 32)
+            {
+                var (xe, xo) = (Vector512.Load(x + p), Vector512.Load(x + p + 16));
+                // One load of a half row's 64 bytes feeds both of its accumulators.
+                Vector512<uint> u0 = Load512(w + p), u1 = Load512(w1 + p), u2 = Load512(w2 + p), u3 = Load512(w3 + p);
+                e0 = Even512(w + p, u0, xe, e0); o0 = Odd512(w + p, u0, xo, o0); e1 = Even512(w1 + p, u1, xe, e1); o1 = Odd512(w1 + p, u1, xo, o1);
+                e2 = Even512(w2 + p, u2, xe, e2); o2 = Odd512(w2 + p, u2, xo, o2); e3 = Even512(w3 + p, u3, xe, e3); o3 = Odd512(w3 + p, u3, xo, o3);
+                Vector512<uint> u4 = Load512(w4 + p), u5 = Load512(w5 + p), u6 = Load512(w6 + p), u7 = Load512(w7 + p);
+                e4 = Even512(w4 + p, u4, xe, e4); o4 = Odd512(w4 + p, u4, xo, o4); e5 = Even512(w5 + p, u5, xe, e5); o5 = Odd512(w5 + p, u5, xo, o5);
+                e6 = Even512(w6 + p, u6, xe, e6); o6 = Odd512(w6 + p, u6, xo, o6); e7 = Even512(w7 + p, u7, xe, e7); o7 = Odd512(w7 + p, u7, xo, o7);
+            }
+            (f0, f1, f2, f3) = (Fold512<TW>(e0, o0), Fold512<TW>(e1, o1), Fold512<TW>(e2, o2), Fold512<TW>(e3, o3));
+            (f4, f5, f6, f7) = (Fold512<TW>(e4, o4), Fold512<TW>(e5, o5), Fold512<TW>(e6, o6), Fold512<TW>(e7, o7));
         }
-        var h01 = Avx.HorizontalAdd(Fold(a0), Fold(a1)); var h23 = Avx.HorizontalAdd(Fold(a2), Fold(a3));
-        var h45 = Avx.HorizontalAdd(Fold(a4), Fold(a5)); var h67 = Avx.HorizontalAdd(Fold(a6), Fold(a7));
+        else
+        {
+            var z = Vector256<float>.Zero;
+            Vector256<float> e0 = z, e1 = z, e2 = z, e3 = z, e4 = z, e5 = z, e6 = z, e7 = z, o0 = z, o1 = z, o2 = z, o3 = z, o4 = z, o5 = z, o6 = z, o7 = z;
+            for (p = 0; p + 16 <= k; p += 16)
+            {
+                var (xe, xo) = (Vector256.Load(x + p), Vector256.Load(x + p + 8));
+                e0 = Even256(w + p, xe, e0); o0 = Odd256(w + p, xo, o0); e1 = Even256(w1 + p, xe, e1); o1 = Odd256(w1 + p, xo, o1);
+                e2 = Even256(w2 + p, xe, e2); o2 = Odd256(w2 + p, xo, o2); e3 = Even256(w3 + p, xe, e3); o3 = Odd256(w3 + p, xo, o3);
+                e4 = Even256(w4 + p, xe, e4); o4 = Odd256(w4 + p, xo, o4); e5 = Even256(w5 + p, xe, e5); o5 = Odd256(w5 + p, xo, o5);
+                e6 = Even256(w6 + p, xe, e6); o6 = Odd256(w6 + p, xo, o6); e7 = Even256(w7 + p, xe, e7); o7 = Odd256(w7 + p, xo, o7);
+            }
+            (f0, f1, f2, f3) = (Pair256<TW>(e0, o0), Pair256<TW>(e1, o1), Pair256<TW>(e2, o2), Pair256<TW>(e3, o3));
+            (f4, f5, f6, f7) = (Pair256<TW>(e4, o4), Pair256<TW>(e5, o5), Pair256<TW>(e6, o6), Pair256<TW>(e7, o7));
+        }
+        var h01 = Avx.HorizontalAdd(f0, f1); var h23 = Avx.HorizontalAdd(f2, f3);
+        var h45 = Avx.HorizontalAdd(f4, f5); var h67 = Avx.HorizontalAdd(f6, f7);
         // Lanes 0-3 of q0123 hold columns 0-3's sums of their vector lanes {0-3, 8-11}, lanes 4-7 of {4-7, 12-15}.
         var q0123 = Avx.HorizontalAdd(h01, h23); var q4567 = Avx.HorizontalAdd(h45, h67);
         var sum = Avx.Permute2x128(q0123, q4567, 0x20) + Avx.Permute2x128(q0123, q4567, 0x31);
-        float* f = (float*)s;
-        sum.Store(f);
+        sum.Store(s);
         for (; p < k; p++)
         {
-            float u = ((float*)x)[p];
-            f[0] += u * W(w, p); f[1] += u * W(w1, p); f[2] += u * W(w2, p); f[3] += u * W(w3, p);
-            f[4] += u * W(w4, p); f[5] += u * W(w5, p); f[6] += u * W(w6, p); f[7] += u * W(w7, p);
+            float u = x[p];
+            s[0] += u * W(w, p); s[1] += u * W(w1, p); s[2] += u * W(w2, p); s[3] += u * W(w3, p);
+            s[4] += u * W(w4, p); s[5] += u * W(w5, p); s[6] += u * W(w6, p); s[7] += u * W(w7, p);
         }
 
-        static float W(TW* q, int p) { T v = Lanes1<T, TW>.LoadW(q + p); return Unsafe.As<T, float>(ref v); }
-        // One 512-bit accumulator's halves added (lane i + lane i + 8), or a 256-bit one as it is.
-        static Vector256<float> Fold(TV v) => typeof(TV) == typeof(Vector512<T>)
-            ? Unsafe.As<TV, Vector512<float>>(ref v).GetLower() + Unsafe.As<TV, Vector512<float>>(ref v).GetUpper()
-            : Unsafe.As<TV, Vector256<float>>(ref v);
+        static float W(TW* q, int p) => Lanes1<float, TW>.LoadW(q + p);
+    }
+
+    // A half row's 32 weights at w as 16 pairs (a float32 row loads its own halves in Even512 and Odd512).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<uint> Load512<TW>(TW* w) where TW : unmanaged => typeof(TW) == typeof(float) ? default : Vector512.Load((uint*)w);
+
+    // acc + (the even elements of the 32 weights at w, pairs u) * xe; a float32 weight's first 16 instead.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Even512<TW>(TW* w, Vector512<uint> u, Vector512<float> xe, Vector512<float> acc) where TW : unmanaged
+    {
+        if (typeof(TW) == typeof(float)) return Vector512.FusedMultiplyAdd(Vector512.Load((float*)w), xe, acc);
+        var v = typeof(TW) == typeof(ushort) ? Vector512.ShiftLeft(u, 16).AsSingle() : HalfWiden.F16(u & Vector512.Create(0xFFFFu));
+        return Vector512.FusedMultiplyAdd(v, xe, acc);
+    }
+
+    // acc + (the odd elements of the 32 weights at w, pairs u) * xo; a float32 weight's last 16 instead.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Odd512<TW>(TW* w, Vector512<uint> u, Vector512<float> xo, Vector512<float> acc) where TW : unmanaged
+    {
+        if (typeof(TW) == typeof(float)) return Vector512.FusedMultiplyAdd(Vector512.Load((float*)w + 16), xo, acc);
+        var v = typeof(TW) == typeof(ushort) ? (u & Vector512.Create(0xFFFF0000u)).AsSingle() : HalfWiden.F16(Vector512.ShiftRightLogical(u, 16));
+        return Vector512.FusedMultiplyAdd(v, xo, acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Even256<TW>(TW* w, Vector256<float> xe, Vector256<float> acc) where TW : unmanaged
+    {
+        if (typeof(TW) == typeof(float)) return Vector256.FusedMultiplyAdd(Vector256.Load((float*)w), xe, acc);
+        var u = Vector256.Load((uint*)w);
+        var v = typeof(TW) == typeof(ushort) ? Vector256.ShiftLeft(u, 16).AsSingle() : HalfWiden.F16(u & Vector256.Create(0xFFFFu));
+        return Vector256.FusedMultiplyAdd(v, xe, acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Odd256<TW>(TW* w, Vector256<float> xo, Vector256<float> acc) where TW : unmanaged
+    {
+        if (typeof(TW) == typeof(float)) return Vector256.FusedMultiplyAdd(Vector256.Load((float*)w + 8), xo, acc);
+        var u = Vector256.Load((uint*)w);
+        var v = typeof(TW) == typeof(ushort) ? (u & Vector256.Create(0xFFFF0000u)).AsSingle() : HalfWiden.F16(Vector256.ShiftRightLogical(u, 16));
+        return Vector256.FusedMultiplyAdd(v, xo, acc);
+    }
+
+    // The even/odd accumulators (a float32 weight's first/second halves permuted into that layout) added, and their
+    // halves added: lane i holds classes 2i, 2i + 1, 2i + 16 and 2i + 17.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Fold512<TW>(Vector512<float> e, Vector512<float> o) where TW : unmanaged
+    {
+        if (typeof(TW) == typeof(float))
+            (e, o) = (Avx512F.PermuteVar16x32x2(e, EvenLanes, o), Avx512F.PermuteVar16x32x2(e, EvenLanes + Vector512<int>.One, o));
+        var v = e + o;
+        return v.GetLower() + v.GetUpper();
+    }
+
+    static Vector512<int> EvenLanes => Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+
+    // The same at 256 bits: lane i holds classes 2i and 2i + 1.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Pair256<TW>(Vector256<float> e, Vector256<float> o) where TW : unmanaged
+    {
+        if (typeof(TW) == typeof(float))
+        {
+            // Shuffle takes lanes (0, 2 of e, 0, 2 of o) per 128-bit half; the 64-bit permute puts the halves in order.
+            var even = Avx2.Permute4x64(Avx.Shuffle(e, o, 0x88).AsDouble(), 0xD8).AsSingle();
+            var odd = Avx2.Permute4x64(Avx.Shuffle(e, o, 0xDD).AsDouble(), 0xD8).AsSingle();
+            (e, o) = (even, odd);
+        }
+        return e + o;
     }
 
     // s[r] = the lane sum of row r's four accumulators, plus its scalar terms p .. k.
@@ -364,6 +479,12 @@ public static unsafe class MatVec
     }
 
     static class XBuffer<T> where T : unmanaged
+    {
+        [ThreadStatic] static T[]? _buf;
+        public static T[] Get(int length) => _buf is { } b && b.Length >= length ? b : _buf = GC.AllocateUninitializedArray<T>(length, pinned: true);
+    }
+
+    static class PairBuffer<T> where T : unmanaged
     {
         [ThreadStatic] static T[]? _buf;
         public static T[] Get(int length) => _buf is { } b && b.Length >= length ? b : _buf = GC.AllocateUninitializedArray<T>(length, pinned: true);

@@ -21,6 +21,8 @@ public class MatVecTests
         from w in new[] { "float", "double", "bfloat16", "float16" }
         select new object[] { kern, w };
 
+    public static IEnumerable<object[]> HalfKernelCases => KernelCases.Where(c => (string)c[1] is "bfloat16" or "float16");
+
     // The rounding bound of a float32/float64 dot product of length k: (k + 2) u sum |x||w| (+ the bias's rounding).
     static void CheckBound(double[] expected, double[] absProducts, double[] actual, int k, double u, string what)
     {
@@ -124,6 +126,58 @@ public class MatVecTests
             for (int i = 0; i < bits.Length; i++)
                 Assert.True(y[i].Equals(BFloat16Bits.ToFloat(bits[i])), $"{kernel} bfloat16 0x{i:X4}: got {y[i]:R}");
         }
+    }
+
+    // The [n, k] kernel for short rows widens half weights from 32-bit pairs (even and odd elements apart): every bit
+    // pattern at every position of a 64-wide row, the other weights 0 and X all ones, comes out as its float32 value.
+    [Fact]
+    public void MatVec_widens_every_half_value_exactly_in_short_rows()
+    {
+        const int k = 64, n = 1 << 16;
+        var ones = Enumerable.Repeat(1f, k).ToArray();
+        foreach (var kernel in KernelCases.Select(o => (GemmKernel)o[0]).Distinct())
+        {
+            var bf = new ushort[n * k]; var fh = new Half[n * k];
+            for (int j = 0; j < n; j++) { bf[j * k + j % k] = (ushort)j; fh[j * k + j % k] = BitConverter.UInt16BitsToHalf((ushort)j); }
+            var y = new float[n];
+            MatVec.Run(1, n, k, ones, 0, k, 1, bf, 0, 1, k, y, 0, n, kernel: kernel);
+            for (int j = 0; j < n; j++) Assert.True(y[j].Equals(BFloat16Bits.ToFloat((ushort)j)), $"{kernel} bfloat16 0x{j:X4} at {j % k}: got {y[j]:R}");
+            MatVec.Run(1, n, k, ones, 0, k, 1, fh, 0, 1, k, y, 0, n, kernel: kernel);
+            for (int j = 0; j < n; j++) Assert.True(y[j].Equals((float)fh[j * k + j % k]), $"{kernel} float16 0x{j:X4} at {j % k}: got {y[j]:R}");
+        }
+    }
+
+    // Half weights give the bits of their float32 widening (the decoder's documented guarantee), in both layouts, every
+    // row count and row length, short rows (eight columns at a time, even and odd elements apart) and long.
+    [Theory, MemberData(nameof(HalfKernelCases))]
+    public void Half_weights_give_the_bits_of_their_float32_widening(GemmKernel kernel, string weights)
+    {
+        var gen = from m in G.Choose(1, MatVec.MaxRows) from n in G.Choose(0, 40) from k in G.Choose(0, 600)
+                  from kn in G.Elements(true, false) from seed in TensorGen.Seed select (m, n, k, kn, seed);
+        Props.Check(gen, c =>
+        {
+            var (m, n, k, kn, seed) = c;
+            var rnd = new Random(seed);
+            var x = Enumerable.Range(0, m * k).Select(_ => (float)(rnd.NextDouble() * 4 - 2)).ToArray();
+            var wide = Enumerable.Range(0, n * k).Select(_ => (float)(rnd.NextDouble() * 4 - 2)).ToArray();
+            var (wRs, wCs) = kn ? (n, 1) : (1, k);
+            var (y, yw) = (new float[m * n], new float[m * n]);
+            if (weights == "bfloat16")
+            {
+                var h = wide.Select(BFloat16Bits.FromFloat).ToArray();
+                MatVec.Run(m, n, k, x, 0, k, 1, h, 0, wRs, wCs, y, 0, n, kernel: kernel);
+                wide = h.Select(BFloat16Bits.ToFloat).ToArray();
+            }
+            else
+            {
+                var h = wide.Select(v => (Half)v).ToArray();
+                MatVec.Run(m, n, k, x, 0, k, 1, h, 0, wRs, wCs, y, 0, n, kernel: kernel);
+                wide = h.Select(v => (float)v).ToArray();
+            }
+            MatVec.Run(m, n, k, x, 0, k, 1, wide, 0, wRs, wCs, yw, 0, n, kernel: kernel);
+            Assert.True(y.Select(BitConverter.SingleToInt32Bits).SequenceEqual(yw.Select(BitConverter.SingleToInt32Bits)),
+                $"{kernel} {weights} {m}x{n}x{k} {(kn ? "[k,n]" : "[n,k]")}: half and widened results differ");
+        }, maxTest: 40);
     }
 
     [Fact]
