@@ -68,8 +68,8 @@ public static unsafe class MatVec
         if (kernel == GemmKernel.Vector512 && !Vector512.IsHardwareAccelerated || kernel == GemmKernel.Vector256 && !Vector256.IsHardwareAccelerated)
             throw new NotSupportedException($"matvec: the {kernel} kernel is not hardware-accelerated on this machine");
         if (m == 0 || n == 0) return;
-        if (threads <= 0) threads = WorkerTeam.Threads;
         if ((long)n * k * sizeof(TW) < ParallelBytes) threads = 1;
+        else if (threads <= 0) threads = WorkerTeam.Threads;
 
         // X is tiny next to W: a contiguous [m, k] copy lets the inner loops take whole vectors of a row.
         T[] xs = x;

@@ -48,7 +48,14 @@ public static class WorkerTeam
     /// The threads a kernel may split its work into here: every core, or fewer inside <see cref="Limit"/>. Kernels size
     /// their parts from this, so a result that depends on the split shows up when it changes.
     /// </summary>
-    public static int Threads => Cap.Value > 0 ? Math.Min(Cap.Value, Volatile.Read(ref _workers) + 1) : Volatile.Read(ref _workers) + 1;
+    public static int Threads
+    {
+        get
+        {
+            int cap = Cap.Value, all = Volatile.Read(ref _workers) + 1;
+            return cap > 0 ? Math.Min(cap, all) : all;
+        }
+    }
 
     /// <summary>
     /// The most threads any kernel uses, process-wide: the caller plus this minus one workers (default: every core).
