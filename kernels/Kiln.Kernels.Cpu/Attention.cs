@@ -114,29 +114,38 @@ public static unsafe class Attention
     {
         int rows = batch * tq;
         long work = 2L * rows * tk * (d + dv);
-        if (rows <= 1 || work < Strided.ParallelThreshold) { Rows(0, rows); return; }
-        Strided.Parallel(rows, work, Rows);
+        // A decoding step's few rows stay here, without a closure (the call is a few hundred nanoseconds of work).
+        if (rows <= 1 || work < Strided.ParallelThreshold) RowRange(0, rows, tq, tk, d, dv, q, qOff, k, kOff, kbs, v, vOff, vbs, causal, scale, y, yOff, lse, lseOff);
+        else RowsParallel(rows, work, tq, tk, d, dv, q, qOff, k, kOff, kbs, v, vOff, vbs, causal, scale, y, yOff, lse, lseOff);
+    }
 
-        void Rows(int s, int e)
-        {
-            var sc = Strided.Rent<T>(tk);
-            fixed (T* pq = q, pk = k, pv = v, py = y, ps = sc)
-                for (int row = s; row < e; row++)
-                {
-                    int b = row / tq, i = row % tq, n = causal ? Math.Min(tk, i + 1) : tk;
-                    T* qr = pq + qOff + (long)row * d, yr = py + yOff + (long)row * dv, kb = pk + kOff + (long)b * kbs, vb = pv + vOff + (long)b * vbs;
-                    if (n == 0) { new Span<T>(yr, dv).Clear(); lse[lseOff + row] = T.NegativeInfinity; continue; }
-                    T m = T.NegativeInfinity;
-                    for (int j = 0; j < n; j++) m = T.Max(m, ps[j] = scale * Dot(qr, kb + (long)j * d, d));
-                    var live = new Span<T>(ps, n);
-                    TP.Subtract(live, m, live);
-                    Elementwise.Unary(UnaryOp.Exp, live, live);
-                    T l = TP.Sum<T>(live);
-                    WeightedRows(ps, vb, n, dv, T.One / l, yr);
-                    lse[lseOff + row] = m + T.Log(l);
-                }
-            Strided.Return(sc);
-        }
+    // Apart from ForwardRows, whose parameters its lambda would otherwise capture in a closure made on every call.
+    static void RowsParallel<T>(int rows, long work, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, int kbs, T[] v, int vOff, int vbs,
+        bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Strided.Parallel(rows, work, (s, e) => RowRange(s, e, tq, tk, d, dv, q, qOff, k, kOff, kbs, v, vOff, vbs, causal, scale, y, yOff, lse, lseOff));
+
+    // Rows [s, e) of ForwardRows; the scores in a stack buffer up to 2048 keys.
+    static void RowRange<T>(int s, int e, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, int kbs, T[] v, int vOff, int vbs,
+        bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T[]? rented = tk > 2048 ? Strided.Rent<T>(tk) : null;
+        Span<T> scores = rented is null ? stackalloc T[tk] : rented;
+        fixed (T* pq = q, pk = k, pv = v, py = y, ps = scores)
+            for (int row = s; row < e; row++)
+            {
+                int b = row / tq, i = row % tq, n = causal ? Math.Min(tk, i + 1) : tk;
+                T* qr = pq + qOff + (long)row * d, yr = py + yOff + (long)row * dv, kb = pk + kOff + (long)b * kbs, vb = pv + vOff + (long)b * vbs;
+                if (n == 0) { new Span<T>(yr, dv).Clear(); lse[lseOff + row] = T.NegativeInfinity; continue; }
+                T m = T.NegativeInfinity;
+                for (int j = 0; j < n; j++) m = T.Max(m, ps[j] = scale * Dot(qr, kb + (long)j * d, d));
+                var live = new Span<T>(ps, n);
+                TP.Subtract(live, m, live);
+                Elementwise.Unary(UnaryOp.Exp, live, live);
+                T l = TP.Sum<T>(live);
+                WeightedRows(ps, vb, n, dv, T.One / l, yr);
+                lse[lseOff + row] = m + T.Log(l);
+            }
+        if (rented is not null) Strided.Return(rented);
     }
 
     // sum_p a[p] b[p] over whole vectors, then the tail.

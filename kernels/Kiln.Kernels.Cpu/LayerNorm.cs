@@ -39,18 +39,26 @@ public static class LayerNorm
     public static void RmsRows<T>(T[] x, int xOff, T[]? w, int wOff, T eps, int rows, int len, T[] y) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (len == 0) return;
-        Strided.Parallel(rows, (long)rows * len * 3, (s, e) =>
+        long work = (long)rows * len * 3;
+        // A decoding step's few short rows run here without making a closure.
+        if (Strided.Inline(rows, work)) RmsRange(0, rows, x, xOff, w, wOff, eps, len, y);
+        else RmsParallel(rows, work, x, xOff, w, wOff, eps, len, y);
+    }
+
+    static void RmsParallel<T>(int rows, long work, T[] x, int xOff, T[]? w, int wOff, T eps, int len, T[] y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Strided.Parallel(rows, work, (s, e) => RmsRange(s, e, x, xOff, w, wOff, eps, len, y));
+
+    static void RmsRange<T>(int s, int e, T[] x, int xOff, T[]? w, int wOff, T eps, int len, T[] y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int r = s; r < e; r++)
         {
-            for (int r = s; r < e; r++)
-            {
-                var xr = new ReadOnlySpan<T>(x, xOff + r * len, len);
-                var yr = new Span<T>(y, r * len, len);
-                T ms = TP.SumOfSquares(xr) / T.CreateTruncating(len);
-                T scale = T.One / T.Sqrt(ms + eps);
-                if (w is null) TP.Multiply(xr, scale, yr);
-                else ScaleTimes(xr, scale, new ReadOnlySpan<T>(w, wOff, len), yr);
-            }
-        });
+            var xr = new ReadOnlySpan<T>(x, xOff + r * len, len);
+            var yr = new Span<T>(y, r * len, len);
+            T ms = TP.SumOfSquares(xr) / T.CreateTruncating(len);
+            T scale = T.One / T.Sqrt(ms + eps);
+            if (w is null) TP.Multiply(xr, scale, yr);
+            else ScaleTimes(xr, scale, new ReadOnlySpan<T>(w, wOff, len), yr);
+        }
     }
 
     // y = (x * s) * w in one pass, each product rounded as two separate multiplications would round it.

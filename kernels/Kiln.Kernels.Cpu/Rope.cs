@@ -18,10 +18,17 @@ public static class Rope
     {
         if (d % 2 != 0) throw new ArgumentException($"rope: the head width must be even, got {d}", nameof(d));
         if (rows == 0 || d == 0) return;
-        Strided.Parallel(rows, (long)rows * d, (s, e) =>
-        {
-            for (int r = s; r < e; r++) Row(d, x.AsSpan(xOff + r * d, d), cos.AsSpan(cOff + r % t * d, d), sin.AsSpan(sOff + r % t * d, d), y.AsSpan(yOff + r * d, d));
-        });
+        // A decoding step's few heads run here without making a closure.
+        if (Strided.Inline(rows, (long)rows * d)) Rows(0, rows, t, d, x, xOff, cos, cOff, sin, sOff, y, yOff);
+        else RowsParallel(rows, t, d, x, xOff, cos, cOff, sin, sOff, y, yOff);
+    }
+
+    static void RowsParallel<T>(int rows, int t, int d, T[] x, int xOff, T[] cos, int cOff, T[] sin, int sOff, T[] y, int yOff) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Strided.Parallel(rows, (long)rows * d, (s, e) => Rows(s, e, t, d, x, xOff, cos, cOff, sin, sOff, y, yOff));
+
+    static void Rows<T>(int s, int e, int t, int d, T[] x, int xOff, T[] cos, int cOff, T[] sin, int sOff, T[] y, int yOff) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int r = s; r < e; r++) Row(d, x.AsSpan(xOff + r * d, d), cos.AsSpan(cOff + r % t * d, d), sin.AsSpan(sOff + r % t * d, d), y.AsSpan(yOff + r * d, d));
     }
 
     // The two halves lane by lane: y1 = x1 c1 - x2 s1, y2 = x2 c2 + x1 s2 (x1 c1 + (-x2) s1 rounds as x1 c1 - x2 s1).

@@ -71,6 +71,9 @@ public static class Strided
         return offset;
     }
 
+    /// <summary>Whether <see cref="Parallel"/> would run all of [0, count) on the calling thread (so a caller can skip making its closure).</summary>
+    public static bool Inline(int count, long work) => count <= 1 || work < ParallelThreshold || WorkerTeam.Threads <= 1;
+
     /// <summary>Runs body(start, end) over [0, count) in chunks on all cores when <paramref name="work"/> is large.</summary>
     public static void Parallel(int count, long work, Action<int, int> body)
     {

@@ -14,7 +14,7 @@ public sealed partial class DecoderModel
     }
 
     /// <summary>
-    /// The temporaries of one token through a dense layer (<see cref="LayerStep"/>), made once per <see cref="Generate"/>
+    /// The temporaries of one token through a dense layer (<see cref="LayerStep"/>) and the head, made once per <see cref="Generate"/>
     /// and reused by every layer and step, with the views the step reads them through. One step runs at a time
     /// (<see cref="TryEnter"/>); a layer that finds them in use takes the tensor-op path.
     /// </summary>
@@ -23,9 +23,9 @@ public sealed partial class DecoderModel
         // Xn: a normed residual; Qkv: the stacked projection, viewed as Q [heads, hd], K [kv heads, hd], V [1, kv heads,
         // 1, hd]; Qn, Kn: their per-head norms; Qr, Kr: rotated ([heads, 1, hd], [kv heads, 1, hd]); Att [kv heads,
         // groups, hd] (Lse beside it); O: the output projection; X2: the residual after attention; Gu: the stacked
-        // gate and up product; Act: silu(gate) * up; Down: the MLP's output. The names ending in a digit are views of
+        // gate and up product; Act: silu(gate) * up; Down: the MLP's output; Logits: the head's. The names ending in a digit are views of
         // the one before as the rank the next call takes.
-        public readonly Tensor Xn, Qkv, Q, Q3, K, K3, V, Qn, Qn3, Kn, Kn3, Qr, Kr, Kr4, QAtt, Att, Lse, AttRow, O, X2, Gu, Gate, Up, Act, Down;
+        public readonly Tensor Xn, Qkv, Q, Q3, K, K3, V, Qn, Qn3, Kn, Kn3, Qr, Kr, Kr4, QAtt, Att, Lse, AttRow, O, X2, Gu, Gate, Up, Act, Down, Logits;
         readonly Tensor[] _owned;
         int _busy;
 
@@ -35,7 +35,7 @@ public sealed partial class DecoderModel
             Tensor New(params int[] shape) => Tensor.Empty(shape, dtype, device);
             _owned = [Xn = New(1, d), Qkv = New(1, qd + 2 * kvd), Qn = New(heads, hd), Kn = New(kvHeads, hd), Qr = New(heads, 1, hd),
                 Kr = New(kvHeads, 1, hd), Att = New(kvHeads, heads / kvHeads, hd), Lse = New(kvHeads, heads / kvHeads), O = New(1, 1, d),
-                X2 = New(1, 1, d), Gu = New(1, 2 * inner), Act = New(1, inner), Down = New(1, 1, d)];
+                X2 = New(1, 1, d), Gu = New(1, 2 * inner), Act = New(1, inner), Down = New(1, 1, d), Logits = New(1, c.VocabSize)];
             Q = Qkv.Narrow(1, 0, qd).Reshape(heads, hd);
             K = Qkv.Narrow(1, qd, kvd).Reshape(kvHeads, hd);
             V = Qkv.Narrow(1, qd + kvd, kvd).Reshape(1, kvHeads, 1, hd);
@@ -44,6 +44,17 @@ public sealed partial class DecoderModel
             QAtt = Qr.Reshape(kvHeads, heads / kvHeads, hd);
             AttRow = Att.Reshape(1, qd);
             (Gate, Up) = (Gu.Narrow(1, 0, inner), Gu.Narrow(1, inner, inner));
+        }
+
+        // Logits as float64, read in place on the host.
+        public double[] LogitsArray()
+        {
+            if (Logits.Device != Device.Cpu) return Logits.ToDoubleArray();
+            var st = (CpuStorage)Logits.Storage;
+            var r = new double[Logits.Numel];
+            if (Logits.DType == DType.Float64) st.As<double>().AsSpan(Logits.Layout.Offset, r.Length).CopyTo(r);
+            else System.Numerics.Tensors.TensorPrimitives.ConvertChecked<float, double>(st.As<float>().AsSpan(Logits.Layout.Offset, r.Length), r);
+            return r;
         }
 
         public bool TryEnter() => Interlocked.Exchange(ref _busy, 1) == 0;

@@ -273,14 +273,21 @@ public sealed partial class DecoderModel
             if (lo < 0 || hi >= Config.VocabSize)
                 throw new ArgumentException($"decoder: token ids must lie in [0, {Config.VocabSize}), got values in [{lo}, {hi}]", nameof(ids));
         }
-        int pos = cache?.Position ?? 0;
         var x = _embed.IndexSelect(0, ids.Reshape(-1)).Reshape(b, t, Config.HiddenSize);
+        return Stack(x, cache, runner, rope, b == 1 && t == 1 ? buffers : null).RmsNorm(_norm, Config.RmsNormEps);
+    }
+
+    // The layer stack on embedded tokens x [batch, positions, hidden] that follow the cache's positions, then the cache
+    // committed; before the final norm.
+    Tensor Stack(Tensor x, KvCache? cache, IStackRunner? runner, (Tensor Cos, Tensor Sin)? rope, StepBuffers? buffers)
+    {
+        int pos = cache?.Position ?? 0, t = x.Shape[1];
         var (cos, sin) = rope is { } r && pos + t <= r.Cos.Shape[0] ? (r.Cos.Narrow(0, pos, t), r.Sin.Narrow(0, pos, t)) : RopeTables(pos, t);
-        var ctx = new SequenceContext(pos, cache, new StepState(cos, sin, b == 1 && t == 1 ? buffers : null));
+        var ctx = new SequenceContext(pos, cache, new StepState(cos, sin, buffers));
         if (runner is not null) x = runner.Run(this, x, ctx);
         else foreach (var layer in _layers) x = layer.Forward(x, ctx, true);
         cache?.Commit(t);
-        return x.RmsNorm(_norm, Config.RmsNormEps);
+        return x;
     }
 
     // The smallest and largest id: read in place on the host (a decoding step's one id), else by two reductions.
@@ -348,10 +355,31 @@ public sealed partial class DecoderModel
     }
 
     // The logits after the last of `ids` (one sequence), which extend `cache`; `rope` and `buffers` as HiddenFrom's.
+    // With buffers, a one-token step also runs its embedding, final norm and head as backend calls on them (the calls
+    // of IndexSelect, RmsNorm and Project, so the same bits).
     internal double[] NextLogits(long[] ids, KvCache cache, IStackRunner? runner, (Tensor Cos, Tensor Sin)? rope, StepBuffers? buffers)
     {
-        var h = HiddenFrom(Tensor.FromArray(ids, new Shape(1, ids.Length)).To(Device), cache, runner, rope, buffers);
-        return Project(h.Narrow(1, ids.Length - 1, 1).Reshape(-1)).ToDoubleArray();
+        if (buffers is null || ids.Length != 1)
+        {
+            var h = HiddenFrom(Tensor.FromArray(ids, new Shape(1, ids.Length)).To(Device), cache, runner, rope, buffers);
+            return Project(h.Narrow(1, ids.Length - 1, 1).Reshape(-1)).ToDoubleArray();
+        }
+        int d = Config.HiddenSize;
+        if (ids[0] < 0 || ids[0] >= Config.VocabSize)
+            throw new ArgumentException($"decoder: token ids must lie in [0, {Config.VocabSize}), got values in [{ids[0]}, {ids[0]}]", nameof(ids));
+        if (cache.Layers != Config.Layers) throw new ArgumentException($"decoder: the cache has {cache.Layers} layers, the model {Config.Layers}", nameof(cache));
+        var be = Device.Backend;
+        var row = Tensor.Empty([1, d], DType, Device);
+        be.Copy(_embed.Narrow(0, (int)ids[0], 1), row);
+        var x = Stack(row.Reshape(1, 1, d), cache, runner, rope, buffers);
+        if (!buffers.TryEnter()) return Project(x.RmsNorm(_norm, Config.RmsNormEps).Reshape(-1)).ToDoubleArray();
+        try
+        {
+            be.RmsNormRows(x.Contiguous(), _norm, Config.RmsNormEps, 1, d, buffers.Xn);
+            be.Linear(buffers.Xn, _head, null, false, buffers.Logits);
+            return buffers.LogitsArray();
+        }
+        finally { buffers.Exit(); }
     }
 
     // Buffers for the one-token steps of this model's layers, or null where no layer has one (a trainable, sharded, MLA or MoE model).

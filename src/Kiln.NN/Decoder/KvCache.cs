@@ -74,11 +74,15 @@ public sealed class KvCache
     {
         if (keys.Rank != 4 || values.Rank != 4 || values.Shape[0] != keys.Shape[0] || values.Shape[1] != keys.Shape[1] || values.Shape[2] != keys.Shape[2])
             throw new ArgumentException($"kv cache: keys and values must be [batch, kv heads, positions, width] with the same first three extents, got keys {keys.Shape} and values {values.Shape}", nameof(values));
-        int len = _length[layer], t = keys.Shape[2];
-        if (len > 0)
-            foreach (var (entries, past, name) in new[] { (keys, _k[layer]!, nameof(keys)), (values, _v[layer]!, nameof(values)) })
-                if (entries.Shape[0] != past.Shape[0] || entries.Shape[1] != past.Shape[1] || entries.Shape[3] != past.Shape[3] || entries.DType != past.DType || entries.Device != past.Device)
-                    throw new ArgumentException($"kv cache: layer {layer}'s {name} are {entries.DType} {entries.Shape} on {entries.Device}, but its cached entries are {past.DType} [{past.Shape[0]}, {past.Shape[1]}, {len}, {past.Shape[3]}] on {past.Device}", name);
+        if (_length[layer] == 0) return;
+        CheckAgainst(layer, keys, _k[layer]!, nameof(keys));
+        CheckAgainst(layer, values, _v[layer]!, nameof(values));
+    }
+
+    void CheckAgainst(int layer, Tensor entries, Tensor past, string name)
+    {
+        if (entries.Shape[0] != past.Shape[0] || entries.Shape[1] != past.Shape[1] || entries.Shape[3] != past.Shape[3] || entries.DType != past.DType || entries.Device != past.Device)
+            throw new ArgumentException($"kv cache: layer {layer}'s {name} are {entries.DType} {entries.Shape} on {entries.Device}, but its cached entries are {past.DType} [{past.Shape[0]}, {past.Shape[1]}, {_length[layer]}, {past.Shape[3]}] on {past.Device}", name);
     }
 
     /// <summary>
