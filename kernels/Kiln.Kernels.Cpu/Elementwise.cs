@@ -667,15 +667,28 @@ public static class Elementwise
     static void CopyRows<TIn, TOut>(ReadOnlySpan<int> shape, TIn[] x, int xOff, int[] xStr, TOut[] y, int yOff, int[] yStr, Func<TIn, TOut> convert)
     {
         var (dims, s) = Strided.Coalesce(shape, xStr, yStr);
-        bool same = typeof(TIn) == typeof(TOut);
-        Strided.ForEachRow(dims, (r, start, len) =>
+        long numel = 1;
+        foreach (int d in dims) numel *= d;
+        if (numel == 0) return;
+        // A small copy (a decoding step's KV cache entries) goes row by row here, without closures.
+        if (numel < Strided.ParallelThreshold)
         {
-            int xo = Strided.RowOffset(r, dims, s[0], xOff) + start * s[0][^1];
-            int yo = Strided.RowOffset(r, dims, s[1], yOff) + start * s[1][^1];
-            int xs = s[0][^1], ys = s[1][^1];
-            if (same && xs == 1 && ys == 1) { ((TIn[])(object)y).AsSpan(yo, len).CopyFrom(x.AsSpan(xo, len)); return; }
-            for (int i = 0; i < len; i++) y[yo + i * ys] = convert(x[xo + i * xs]);
-        });
+            int inner = dims[^1];
+            for (int r = 0, rows = (int)(numel / inner); r < rows; r++) CopyRow(dims, s, x, xOff, y, yOff, convert, r, 0, inner);
+        }
+        else CopyRowsParallel(dims, s, x, xOff, y, yOff, convert);
+    }
+
+    static void CopyRowsParallel<TIn, TOut>(int[] dims, int[][] s, TIn[] x, int xOff, TOut[] y, int yOff, Func<TIn, TOut> convert) =>
+        Strided.ForEachRow(dims, (r, start, len) => CopyRow(dims, s, x, xOff, y, yOff, convert, r, start, len));
+
+    static void CopyRow<TIn, TOut>(int[] dims, int[][] s, TIn[] x, int xOff, TOut[] y, int yOff, Func<TIn, TOut> convert, int r, int start, int len)
+    {
+        int xo = Strided.RowOffset(r, dims, s[0], xOff) + start * s[0][^1];
+        int yo = Strided.RowOffset(r, dims, s[1], yOff) + start * s[1][^1];
+        int xs = s[0][^1], ys = s[1][^1];
+        if (typeof(TIn) == typeof(TOut) && xs == 1 && ys == 1) { ((TIn[])(object)y).AsSpan(yo, len).CopyFrom(x.AsSpan(xo, len)); return; }
+        for (int i = 0; i < len; i++) y[yo + i * ys] = convert(x[xo + i * xs]);
     }
 
     static void CopyFrom<T>(this Span<T> dst, ReadOnlySpan<T> src) => src.CopyTo(dst);

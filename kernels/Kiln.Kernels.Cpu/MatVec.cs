@@ -95,21 +95,30 @@ public static unsafe class MatVec
 
     // X's m contiguous rows of k with each whole chunk of `chunk` elements split into its even then its odd elements
     // (the layout Cols8 reads against half weights); the tail stays as it is.
+    // T is float (Grouped); the permutes are Fold512's and Pair256's.
     static T[] SplitPairs<T>(int m, int k, T[] x, int xOff, int chunk) where T : unmanaged
     {
         var dst = PairBuffer<T>.Get(m * k);
-        int half = chunk / 2, whole = k / chunk * chunk;
-        for (int i = 0; i < m; i++)
-        {
-            int r = xOff + i * k, o = i * k;
-            for (int c = 0; c < whole; c += chunk)
-                for (int j = 0; j < half; j++)
-                {
-                    dst[o + c + j] = x[r + c + 2 * j];
-                    dst[o + c + half + j] = x[r + c + 2 * j + 1];
-                }
-            Array.Copy(x, r + whole, dst, o + whole, k - whole);
-        }
+        int whole = k / chunk * chunk;
+        fixed (T* xp = x, dp = dst)
+            for (int i = 0; i < m; i++)
+            {
+                float* r = (float*)xp + xOff + i * k, o = (float*)dp + i * k;
+                for (int c = 0; c < whole; c += chunk)
+                    if (chunk == 32)
+                    {
+                        var (lo, hi) = (Vector512.Load(r + c), Vector512.Load(r + c + 16));
+                        Avx512F.PermuteVar16x32x2(lo, EvenLanes, hi).Store(o + c);
+                        Avx512F.PermuteVar16x32x2(lo, EvenLanes + Vector512<int>.One, hi).Store(o + c + 16);
+                    }
+                    else
+                    {
+                        var (lo, hi) = (Vector256.Load(r + c), Vector256.Load(r + c + 8));
+                        Avx2.Permute4x64(Avx.Shuffle(lo, hi, 0x88).AsDouble(), 0xD8).AsSingle().Store(o + c);
+                        Avx2.Permute4x64(Avx.Shuffle(lo, hi, 0xDD).AsDouble(), 0xD8).AsSingle().Store(o + c + 8);
+                    }
+                new ReadOnlySpan<float>(r + whole, k - whole).CopyTo(new Span<float>(o + whole, k - whole));
+            }
         return dst;
     }
 
@@ -255,11 +264,7 @@ public static unsafe class MatVec
                 for (; j + Group <= j1; j += Group)
                 {
                     TW* w = wp + a.WOff + (long)j * a.Ldw;
-                    for (int i = 0; i < m; i++)
-                    {
-                        Cols8<TV, TW>(k, (float*)xg + (long)i * k, w, a.Ldw, (float*)s);
-                        for (int c = 0; c < Group; c++) o[i * cols + j - j0 + c] = s[c];
-                    }
+                    for (int i = 0; i < m; i++) Cols8<TV, TW>(k, (float*)xg + (long)i * k, w, a.Ldw, (float*)(o + i * cols + j - j0));
                 }
             for (; j < j1; j++)
             {

@@ -119,8 +119,11 @@ public partial class Tensor
     {
         if (IsContiguous || Numel == 0) return target.ContiguousStrides();
         // Size-1 dims do not move any element: drop them from the old layout first.
-        var keep = Enumerable.Range(0, Rank).Where(i => Shape[i] != 1).ToArray();
-        var od = keep.Select(i => Shape[i]).ToArray(); var os = keep.Select(i => Layout.Strides[i]).ToArray();
+        int kept = 0;
+        for (int i = 0; i < Rank; i++) if (Shape[i] != 1) kept++;
+        var od = new int[kept]; var os = new int[kept];
+        for (int i = 0, j = 0; i < Rank; i++)
+            if (Shape[i] != 1) { od[j] = Shape[i]; os[j++] = Layout.Strides[i]; }
         var nd = target.ToArray(); var ns = new int[nd.Length];
         int oi = 0, ni = 0;
         while (oi < od.Length && ni < nd.Length)
