@@ -6,26 +6,29 @@ public sealed partial class DecoderModel
 {
     // What a forward call hands its layers in SequenceContext.State: the rotary tables of its positions and, for one
     // token of one sequence under Generate, the buffers of LayerStep.
-    sealed class StepState(Tensor cos, Tensor sin, StepBuffers? buffers)
+    // `chained`: the model runs its own stack, so a layer's output feeds only the next layer (and then the head), and
+    // the layer steps may write it into the buffers instead of a new tensor (a runner may keep outputs).
+    sealed class StepState(Tensor cos, Tensor sin, StepBuffers? buffers, bool chained)
     {
         public Tensor Cos { get; } = cos;
         public Tensor Sin { get; } = sin;
         public StepBuffers? Buffers { get; } = buffers;
+        public bool Chained { get; } = chained;
     }
 
     /// <summary>
-    /// The temporaries of one token through a dense layer (<see cref="LayerStep"/>) and the head, made once per <see cref="Generate"/>
-    /// and reused by every layer and step, with the views the step reads them through. One step runs at a time
-    /// (<see cref="TryEnter"/>); a layer that finds them in use takes the tensor-op path.
+    /// The temporaries of one token through a dense layer (<see cref="LayerStep"/>) and the head, made once per
+    /// <see cref="Generate"/> and reused by every layer and step, with the views the step reads them through. One step
+    /// runs at a time (<see cref="TryEnter"/>); a layer that finds them in use takes the tensor-op path.
     /// </summary>
     internal sealed class StepBuffers : IDisposable
     {
         // Xn: a normed residual; Qkv: the stacked projection, viewed as Q [heads, hd], K [kv heads, hd], V [1, kv heads,
         // 1, hd]; Qn, Kn: their per-head norms; Qr, Kr: rotated ([heads, 1, hd], [kv heads, 1, hd]); Att [kv heads,
         // groups, hd] (Lse beside it); O: the output projection; X2: the residual after attention; Gu: the stacked
-        // gate and up product; Act: silu(gate) * up; Down: the MLP's output; Logits: the head's. The names ending in a digit are views of
-        // the one before as the rank the next call takes.
-        public readonly Tensor Xn, Qkv, Q, Q3, K, K3, V, Qn, Qn3, Kn, Kn3, Qr, Kr, Kr4, QAtt, Att, Lse, AttRow, O, X2, Gu, Gate, Up, Act, Down, Logits;
+        // gate and up product; Act: silu(gate) * up; Down: the MLP's output; OutA, OutB: chained layers' outputs in
+        // turn; Logits: the head's. The names ending in a digit are views of the one before as the rank the next call takes.
+        public readonly Tensor Xn, Qkv, Q, Q3, K, K3, V, V3, Qn, Qn3, Kn, Kn3, Qr, Kr, Kr4, QAtt, Att, Lse, AttRow, O, X2, Gu, Gate, Up, Act, Down, Logits, OutA, OutB;
         readonly Tensor[] _owned;
         int _busy;
 
@@ -35,10 +38,11 @@ public sealed partial class DecoderModel
             Tensor New(params int[] shape) => Tensor.Empty(shape, dtype, device);
             _owned = [Xn = New(1, d), Qkv = New(1, qd + 2 * kvd), Qn = New(heads, hd), Kn = New(kvHeads, hd), Qr = New(heads, 1, hd),
                 Kr = New(kvHeads, 1, hd), Att = New(kvHeads, heads / kvHeads, hd), Lse = New(kvHeads, heads / kvHeads), O = New(1, 1, d),
-                X2 = New(1, 1, d), Gu = New(1, 2 * inner), Act = New(1, inner), Down = New(1, 1, d), Logits = New(1, c.VocabSize)];
+                X2 = New(1, 1, d), Gu = New(1, 2 * inner), Act = New(1, inner), Down = New(1, 1, d), Logits = New(1, c.VocabSize), OutA = New(1, 1, d), OutB = New(1, 1, d)];
             Q = Qkv.Narrow(1, 0, qd).Reshape(heads, hd);
             K = Qkv.Narrow(1, qd, kvd).Reshape(kvHeads, hd);
             V = Qkv.Narrow(1, qd + kvd, kvd).Reshape(1, kvHeads, 1, hd);
+            V3 = V.Reshape(kvHeads, 1, hd);
             (Q3, K3, Qn3, Kn3) = (Q.Reshape(heads, 1, hd), K.Reshape(kvHeads, 1, hd), Qn.Reshape(heads, 1, hd), Kn.Reshape(kvHeads, 1, hd));
             Kr4 = Kr.Reshape(1, kvHeads, 1, hd);
             QAtt = Qr.Reshape(kvHeads, heads / kvHeads, hd);
@@ -57,7 +61,16 @@ public sealed partial class DecoderModel
             return r;
         }
 
-        public bool TryEnter() => Interlocked.Exchange(ref _busy, 1) == 0;
+        // Times the buffers were taken (a layer step or a head), for tests.
+        public int Taken { get; private set; }
+
+        public bool TryEnter()
+        {
+            if (Interlocked.Exchange(ref _busy, 1) != 0) return false;
+            Taken++;
+            return true;
+        }
+
         public void Exit() => Volatile.Write(ref _busy, 0);
 
         public void Dispose()
@@ -93,11 +106,9 @@ public sealed partial class DecoderModel
             if (a.KNorm is not null) { be.RmsNormRows(b.K, a.KNorm, _eps, kvHeads, hd, b.Kn); k = b.Kn3; }
             be.Rope(q, st.Cos, st.Sin, b.Qr);
             be.Rope(k, st.Cos, st.Sin, b.Kr);
-            var (keySlot, valueSlot, keys, values) = cache.Reserve(index, b.Kr4, b.V);
-            be.Copy(b.Kr4, keySlot);
-            be.Copy(b.V, valueSlot);
-            int len = keys.Shape[2];
-            Tensor k3 = keys.Reshape(kvHeads, len, hd), v3 = values.Reshape(kvHeads, len, hd);
+            var (keySlot, valueSlot, k3, v3) = cache.ReserveRow(index, b.Kr4, b.V);
+            be.Copy(b.Kr, keySlot);
+            be.Copy(b.V3, valueSlot);
             // As ScaledDotProductAttention: the cache's prefix in place where the backend reads keys at a stride.
             if (!be.AttentionReadsStridedKeys) (k3, v3) = (k3.Contiguous(), v3.Contiguous());
             be.Attention(b.QAtt, k3, v3, false, _scale, b.Att, b.Lse);
@@ -108,7 +119,7 @@ public sealed partial class DecoderModel
             be.Unary(UnaryOp.Silu, b.Gate, b.Act);
             be.Binary(BinaryOp.Mul, b.Act, b.Up, b.Act);
             be.Linear(b.Act, mlp.WDown, null, false, b.Down);
-            var y = Tensor.Empty(x.Shape, x.DType, x.Device);
+            var y = !st.Chained ? Tensor.Empty(x.Shape, x.DType, x.Device) : ReferenceEquals(x, b.OutA) ? b.OutB : b.OutA;
             be.Binary(BinaryOp.Add, b.X2, b.Down, y);
             return y;
         }

@@ -283,7 +283,7 @@ public sealed partial class DecoderModel
     {
         int pos = cache?.Position ?? 0, t = x.Shape[1];
         var (cos, sin) = rope is { } r && pos + t <= r.Cos.Shape[0] ? (r.Cos.Narrow(0, pos, t), r.Sin.Narrow(0, pos, t)) : RopeTables(pos, t);
-        var ctx = new SequenceContext(pos, cache, new StepState(cos, sin, buffers));
+        var ctx = new SequenceContext(pos, cache, new StepState(cos, sin, buffers, runner is null));
         if (runner is not null) x = runner.Run(this, x, ctx);
         else foreach (var layer in _layers) x = layer.Forward(x, ctx, true);
         cache?.Commit(t);

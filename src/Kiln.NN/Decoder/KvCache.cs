@@ -18,6 +18,8 @@ public sealed class KvCache
     readonly bool[] _shared;
     // The buffer was allocated since the last KeepBuffers (so a step's scope must not free it).
     readonly bool[] _fresh;
+    // ReserveRow's [kv heads, capacity, width] views of a batch-of-one layer's buffers, and the key buffer they view.
+    readonly Tensor?[] _keyRows, _valueRows, _rowsOf;
 
     /// <summary>An empty cache for a stack of <paramref name="layers"/> layers.</summary>
     public KvCache(int layers)
@@ -25,6 +27,7 @@ public sealed class KvCache
         if (layers < 1) throw new ArgumentOutOfRangeException(nameof(layers), layers, "kv cache: a stack needs at least one layer");
         _k = new Tensor?[layers]; _v = new Tensor?[layers]; _pendingK = new Tensor?[layers]; _pendingV = new Tensor?[layers];
         _length = new int[layers]; _pending = new int[layers]; _shared = new bool[layers]; _fresh = new bool[layers];
+        _keyRows = new Tensor?[layers]; _valueRows = new Tensor?[layers]; _rowsOf = new Tensor?[layers];
     }
 
     /// <summary>Number of layers.</summary>
@@ -92,6 +95,30 @@ public sealed class KvCache
     /// </summary>
     internal (Tensor KeySlots, Tensor ValueSlots, Tensor Keys, Tensor Values) Reserve(int layer, Tensor keys, Tensor values)
     {
+        int len = Grow(layer, keys, values), t = keys.Shape[2];
+        var (k, v) = (_k[layer]!, _v[layer]!);
+        return (k.Narrow(2, len, t), v.Narrow(2, len, t), k.Narrow(2, 0, len + t), v.Narrow(2, 0, len + t));
+    }
+
+    /// <summary>
+    /// <see cref="Reserve"/> for one position of a batch of one (<paramref name="keys"/> and <paramref name="values"/>
+    /// [1, kv heads, 1, width]), as [kv heads, positions, width] views: a decoding step's.
+    /// </summary>
+    internal (Tensor KeySlot, Tensor ValueSlot, Tensor Keys, Tensor Values) ReserveRow(int layer, Tensor keys, Tensor values)
+    {
+        int len = Grow(layer, keys, values);
+        if (!ReferenceEquals(_rowsOf[layer], _k[layer]))
+        {
+            var (k, v) = (_k[layer]!, _v[layer]!);
+            (_keyRows[layer], _valueRows[layer], _rowsOf[layer]) = (k.Reshape(k.Shape[1], k.Shape[2], k.Shape[3]), v.Reshape(v.Shape[1], v.Shape[2], v.Shape[3]), k);
+        }
+        var (kr, vr) = (_keyRows[layer]!, _valueRows[layer]!);
+        return (kr.Narrow(1, len, 1), vr.Narrow(1, len, 1), kr.Narrow(1, 0, len + 1), vr.Narrow(1, 0, len + 1));
+    }
+
+    // Checks this call's entries, makes room for them and stashes them; returns the committed length.
+    int Grow(int layer, Tensor keys, Tensor values)
+    {
         CheckEntries(layer, keys, values);
         int len = _length[layer], t = keys.Shape[2];
         var (oldK, oldV) = (_k[layer], _v[layer]);
@@ -100,8 +127,7 @@ public sealed class KvCache
         _fresh[layer] |= !ReferenceEquals(oldK, _k[layer]) || !ReferenceEquals(oldV, _v[layer]);
         _shared[layer] = false;
         _pendingK[layer] = null; _pendingV[layer] = null; _pending[layer] = t;
-        var (k, v) = (_k[layer]!, _v[layer]!);
-        return (k.Narrow(2, len, t), v.Narrow(2, len, t), k.Narrow(2, 0, len + t), v.Narrow(2, 0, len + t));
+        return len;
     }
 
     // A buffer of `entries`' batch, heads, width, dtype and device (Reserve has checked them against any committed

@@ -149,16 +149,27 @@ public class DecoderTests
             1e-5, 1e-5, $"{type} stacked vs separate");
     }
 
+    // Runs each layer once, as the model does, but as a runner: the layer steps must then leave each output to the caller.
+    sealed class EachLayerOnce : IStackRunner
+    {
+        public Tensor Run(DecoderModel model, Tensor x, SequenceContext ctx)
+        {
+            foreach (var layer in model.Layers) x = layer.Forward(x, ctx, true);
+            return x;
+        }
+    }
+
     // Generate runs a one-token step of a dense inference layer as backend calls on reused buffers (DecoderModel.LayerStep);
     // its logits are those of the tensor-op layers bit for bit, step after step, with the cache growing past its first
-    // buffer (16 positions), for float32, float64 and bf16 weights.
+    // buffer (16 positions), for float32, float64 and bf16 weights, with the model's own stack and under a runner.
     [Theory]
-    [InlineData("llama", false, "Float32")]
-    [InlineData("qwen2", true, "Float32")]
-    [InlineData("qwen3", false, "Float32")]
-    [InlineData("qwen3", false, "BFloat16")]
-    [InlineData("llama", true, "Float64")]
-    public void Decoding_steps_give_the_logits_of_the_tensor_ops_bit_for_bit(string type, bool bias, string weights)
+    [InlineData("llama", false, "Float32", false)]
+    [InlineData("qwen2", true, "Float32", false)]
+    [InlineData("qwen3", false, "Float32", false)]
+    [InlineData("qwen3", false, "BFloat16", false)]
+    [InlineData("llama", true, "Float64", false)]
+    [InlineData("qwen3", false, "Float32", true)]
+    public void Decoding_steps_give_the_logits_of_the_tensor_ops_bit_for_bit(string type, bool bias, string weights, bool runner)
     {
         var c = Tiny(type, bias: bias) with { MaxPositions = 64 };
         var model = new DecoderModel(c, Weights(c, 8, Enum.Parse<DType>(weights)));
@@ -166,16 +177,19 @@ public class DecoderTests
         using var buffers = model.NewStepBuffers();
         Assert.NotNull(buffers);
         var (ops, steps) = (model.NewCache(), model.NewCache());
+        var run = runner ? new EachLayerOnce() : null;
         long[] prompt = [3, 1, 4];
-        Assert.Equal(model.NextLogits(prompt, ops, null, null, null), model.NextLogits(prompt, steps, null, null, buffers));
+        Assert.Equal(model.NextLogits(prompt, ops, null, null, null), model.NextLogits(prompt, steps, run, null, buffers));
         long next = 2;
         for (int i = 0; i < 20; i++)
         {
             var expected = model.NextLogits([next], ops, null, null, null);
-            var actual = model.NextLogits([next], steps, null, null, buffers);
+            var actual = model.NextLogits([next], steps, run, null, buffers);
             Assert.Equal(expected.Select(BitConverter.DoubleToInt64Bits), actual.Select(BitConverter.DoubleToInt64Bits));
             next = Array.IndexOf(expected, expected.Max());
         }
+        // Every one-token call ran each layer and the head on the buffers.
+        Assert.Equal(20 * (c.Layers + 1), buffers!.Taken);
         Assert.Equal(ops.Position, steps.Position);
         Assert.Equal(ops.Length(0), steps.Length(0));
     }
