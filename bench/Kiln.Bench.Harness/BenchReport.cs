@@ -30,8 +30,6 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
     public double CorePeakGflops { get; } = corePeakGflops;
     /// <summary>The machine's single-precision peak: <see cref="CorePeakGflops"/> x logical CPUs.</summary>
     public double PeakGflops => CorePeakGflops * Machine.LogicalCpus;
-    /// <summary>The copy bandwidth (GB/s, read + write) the bandwidth bounds of the run use (<see cref="PeakProbe.MeasureCopyGBps"/>); null when no workload has one.</summary>
-    public double? CopyGBps { get; init; }
     /// <summary>Alternating rounds per workload (1 without a peer).</summary>
     public int Rounds { get; } = rounds;
     /// <summary>The 1-minute load average before the run.</summary>
@@ -73,7 +71,7 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
                 if (row.BoundRate is not { } b) return;
                 line["bound_rate"] = b;
                 line["kiln_bound_fraction"] = row.BoundFraction;
-                line["copy_gbps"] = CopyGBps;
+                line["copy_gbps"] = row.CopyGBps;
             }
             var peers = row.Peers.Where(p => p.Unit == k.Unit && p.Peer != TorchPeer.DefaultName).ToList();
             if (peers.Count == 0)
@@ -112,7 +110,7 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
     static string Fraction(BenchRow row)
     {
         var ci = CultureInfo.InvariantCulture;
-        if (row.BoundFraction is { } b) return string.Create(ci, $"{100 * b:F0}% of bound ({row.BoundRate:F1} {row.Kiln.Unit})");
+        if (row.BoundFraction is { } b) return string.Create(ci, $"{100 * b:F0}% of bound ({row.BoundRate:F1} {row.Kiln.Unit} at {row.CopyGBps:F1} GB/s)");
         return row.PeakFraction is { } f ? (100 * f).ToString("F0", ci) + "%" : "";
     }
 
@@ -139,7 +137,8 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         sb.AppendLine(ci, $"- Peak: {PeakGflops:F1} GFLOP/s single precision = {Machine.LogicalCpus} cores x {CorePeakGflops:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`PeakProbe.MeasureCoreGflops`)");
         sb.AppendLine(ci, $"- Timing: median of 7 runs after warm-up, for Kiln and peers alike, in {Rounds} alternating rounds (Kiln, peer, Kiln, peer, ...; each side reports its median round, so an episode of load on the shared machine cannot decide a ratio alone) (time per run, and rate in the workload's unit)");
         sb.AppendLine(ci, $"- Ratios: Kiln's rate / the peer's (> 1: Kiln is faster). **kernel** is against libtorch with glibc's malloc made to cache (`GLIBC_TUNABLES={TorchPeer.CachingMalloc}`), so both sides reuse output memory: the headline; **default** is against libtorch as a user gets it (large outputs mapped and faulted in on every call). rel. error: ‖Kiln − libtorch‖₂ / ‖libtorch‖₂ of the outputs on the same inputs, checked before timing (ONNX Runtime's in its own column). onnxruntime: ONNX Runtime's CPU execution provider on the inference rows, outputs bound to reused buffers, its ratio kernel against kernel");
-        if (CopyGBps is { } bw) sb.AppendLine(ci, $"- Bandwidth bound (decode rows): {bw:F1} GB/s read + write, Kiln's copy of 64 MiB measured in this run (`PeakProbe.MeasureCopyGBps`), over the weight bytes a token reads; \"% of peak\" there is % of that bound, the bound in tokens/s beside it");
+        if (Rows.Any(r => r.CopyGBps is not null))
+            sb.AppendLine(ci, $"- Bandwidth bound (decode rows): the weight bytes a token reads over the row's copy bandwidth (read + write), Kiln's copy of 64 MiB (`PeakProbe.MeasureCopyGBps`) after each of the row's Kiln rounds, median; \"% of peak\" there is % of that bound, the bound in tokens/s and the bandwidth beside it");
         // A table must not follow the list without a blank line, or Markdown reads it as part of the last item.
         sb.AppendLine();
         sb.AppendLine("| workload | Kiln | libtorch | ratio (kernel) | libtorch default | ratio (default) | onnxruntime | ratio (ORT) | ORT rel. error | torch 1.13 | numpy | rel. error | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -122,15 +122,18 @@ public static class BenchRunner
             double corePeak = options.CorePeakGflops ?? PeakProbe.MeasureCoreGflops();
             string loadBefore = BenchMachine.LoadAverage();
             int rounds = peer is null && torch.Count == 0 ? 1 : options.Rounds;
-            double? copyGBps = list.Any(w => w.StreamedBytes is not null) ? PeakProbe.MeasureCopyGBps() : null;
             foreach (var w in list)
             {
                 var (checkedPeers, errors) = Check(w, torch, Warn);
                 var kilnRounds = new List<KilnResult>();
                 var peerRounds = new List<PeerResult>();
-                for (int round = 0; round < rounds; round++)
+                var probes = new List<double>();
+                // A bandwidth-bound row takes at least three copy probes, one after each Kiln round.
+                for (int round = 0; round < (w.StreamedBytes is null ? rounds : Math.Max(rounds, 3)); round++)
                 {
                     kilnRounds.Add(Measure(w, options.Device));
+                    if (w.StreamedBytes is not null) probes.Add(PeakProbe.MeasureCopyGBps());
+                    if (round >= rounds) continue;
                     if (peer is not null) peerRounds.AddRange(peer.Run(w.Name));
                     foreach (var tp in checkedPeers)
                     {
@@ -139,13 +142,14 @@ public static class BenchRunner
                     }
                 }
                 OneCoreResult? core = options.OneCore && w.Gemm is { } sh ? new(PeakProbe.KilnOneCoreGflops(sh), peer?.OneCoreGflops(sh)) : null;
+                double? copyGBps = probes.Count > 0 ? probes.Order().ElementAt(probes.Count / 2) : null;
                 rows.Add(BenchRow.FromRounds(kilnRounds, peerRounds, core, corePeak * machine.LogicalCpus) with
                 {
-                    RelativeErrors = errors, BoundRate = copyGBps is { } bw && w.StreamedBytes is { } bytes ? bw * 1e9 / bytes() : null,
+                    RelativeErrors = errors, CopyGBps = copyGBps, BoundRate = copyGBps is { } bw && w.StreamedBytes is { } bytes ? bw * 1e9 / bytes() : null,
                 });
                 progress?.Report(new(rows.Count, list.Count, rows[^1]));
             }
-            return new BenchReport(rows, machine, corePeak, rounds, loadBefore, BenchMachine.LoadAverage(), DateTime.Now) { PeerInfos = infos, Skipped = skipped, CopyGBps = copyGBps };
+            return new BenchReport(rows, machine, corePeak, rounds, loadBefore, BenchMachine.LoadAverage(), DateTime.Now) { PeerInfos = infos, Skipped = skipped };
         }
         finally
         {

@@ -49,10 +49,17 @@ public sealed record BenchRow(KilnResult Kiln, PeerResult? Peer, IReadOnlyList<P
     public IReadOnlyDictionary<string, double> RelativeErrors { get; init; } = new Dictionary<string, double>();
 
     /// <summary>
-    /// For a workload with <see cref="Workload.StreamedBytes"/>, its memory-bandwidth bound in Kiln's unit: the copy
-    /// bandwidth measured in the same run (<see cref="PeakProbe.MeasureCopyGBps"/>) / the bytes per unit; otherwise null.
+    /// For a workload with <see cref="Workload.StreamedBytes"/>, its memory-bandwidth bound in Kiln's unit:
+    /// <see cref="CopyGBps"/> / the bytes per unit; otherwise null.
     /// </summary>
     public double? BoundRate { get; init; }
+
+    /// <summary>
+    /// For a workload with <see cref="Workload.StreamedBytes"/>, the copy bandwidth its bound uses (GB/s, read + write):
+    /// the median of <see cref="PeakProbe.MeasureCopyGBps"/> taken after each of its Kiln rounds, so the bound is this
+    /// VM's memory bandwidth while the row ran (it moved 33-58 GB/s within an hour); otherwise null.
+    /// </summary>
+    public double? CopyGBps { get; init; }
 
     /// <summary>Kiln's rate / <see cref="BoundRate"/>; null without a bound.</summary>
     public double? BoundFraction => BoundRate is { } b ? Kiln.Rate / b : null;

@@ -15,7 +15,7 @@ public sealed partial class CpuBackend
             case DType.Float64: Elementwise.UnaryStrided(op, y.Shape.Dims, A<double>(x), O(x), S(x), A<double>(y), O(y), S(y), p); break;
             case DType.Int32: UnaryIntegerT<int>(op, x, y); break;
             case DType.Int64: UnaryIntegerT<long>(op, x, y); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y], (i, o) => Unary(op, i[0]!, o[0]!, p)); break;
+            case DType.Float16 or DType.BFloat16: UnaryHalf(op, x, y, p); break;
             default: throw Unsupported("unary " + op, x.DType);
         }
     }
@@ -48,7 +48,7 @@ public sealed partial class CpuBackend
             case DType.Float64: BinaryT<double>(op, a, b, y); break;
             case DType.Int32 when op is not (BinaryOp.Pow or BinaryOp.Atan2): BinaryT<int>(op, a, b, y); break;
             case DType.Int64 when op is not (BinaryOp.Pow or BinaryOp.Atan2): BinaryT<long>(op, a, b, y); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [a, b], [y], (i, o) => Binary(op, i[0]!, i[1]!, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: BinaryHalf(op, a, b, y); break;
             default: throw Unsupported("binary " + op, a.DType);
         }
     }
@@ -70,7 +70,7 @@ public sealed partial class CpuBackend
                 var ab = Tensor.Empty(a.Shape, DType.Int32, Device.Cpu); Copy(a, ab);
                 var bb = Tensor.Empty(b.Shape, DType.Int32, Device.Cpu); Copy(b, bb);
                 CompareT<int>(op, ab, bb, y); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [a, b], [y], (i, o) => Compare(op, i[0]!, i[1]!, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: CompareHalf(op, a, b, y); break;
             default: throw Unsupported("compare " + op, a.DType);
         }
     }
@@ -109,8 +109,13 @@ public sealed partial class CpuBackend
             case DType.Float64: Elementwise.Clamp<double>(A<double>(xc).AsSpan(O(xc), x.Numel), lo, hi, A<double>(y).AsSpan(O(y), y.Numel)); break;
             case DType.Int32: Elementwise.Clamp<int>(A<int>(xc).AsSpan(O(xc), x.Numel), (int)Math.Max(lo, int.MinValue), (int)Math.Min(hi, int.MaxValue), A<int>(y).AsSpan(O(y), y.Numel)); break;
             case DType.Int64: Elementwise.Clamp<long>(A<long>(xc).AsSpan(O(xc), x.Numel), (long)Math.Max(lo, long.MinValue), (long)Math.Min(hi, long.MaxValue), A<long>(y).AsSpan(O(y), y.Numel)); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y], (i, o) => Clamp(i[0]!, lo, hi, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: ClampHalf(x, lo, hi, y); break;
             default: throw Unsupported("clamp", x.DType);
         }
     }
+
+    void UnaryHalf(UnaryOp op, Tensor x, Tensor y, UnaryParams p) => HalfCompute.Run(this, [x], [y], (i, o) => Unary(op, i[0]!, o[0]!, p));
+    void BinaryHalf(BinaryOp op, Tensor a, Tensor b, Tensor y) => HalfCompute.Run(this, [a, b], [y], (i, o) => Binary(op, i[0]!, i[1]!, o[0]!));
+    void CompareHalf(CompareOp op, Tensor a, Tensor b, Tensor y) => HalfCompute.Run(this, [a, b], [y], (i, o) => Compare(op, i[0]!, i[1]!, o[0]!));
+    void ClampHalf(Tensor x, double lo, double hi, Tensor y) => HalfCompute.Run(this, [x], [y], (i, o) => Clamp(i[0]!, lo, hi, o[0]!));
 }

@@ -153,7 +153,7 @@ public sealed partial class CpuBackend
         {
             case DType.Float32: Kernels.Cpu.Rope.Run(n * t, t, d, A<float>(x), O(x), A<float>(cos), O(cos), A<float>(sin), O(sin), A<float>(y), O(y)); break;
             case DType.Float64: Kernels.Cpu.Rope.Run(n * t, t, d, A<double>(x), O(x), A<double>(cos), O(cos), A<double>(sin), O(sin), A<double>(y), O(y)); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x, cos, sin], [y], (i, o) => Rope(i[0]!, i[1]!, i[2]!, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: RopeHalf(x, cos, sin, y); break;
             default: throw Unsupported("rope", x.DType);
         }
     }
@@ -169,7 +169,7 @@ public sealed partial class CpuBackend
         {
             case DType.Float32: Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, A<float>(q), O(q), A<float>(k), O(k), A<float>(v), O(v), causal, (float)scale, A<float>(y), O(y), A<float>(lse), O(lse), kBatchStride: kbs, vBatchStride: vbs); break;
             case DType.Float64: Kernels.Cpu.Attention.Forward(batch, tq, tk, d, dv, A<double>(q), O(q), A<double>(k), O(k), A<double>(v), O(v), causal, scale, A<double>(y), O(y), A<double>(lse), O(lse), kBatchStride: kbs, vBatchStride: vbs); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [q, k, v], [y, lse], (i, o) => Attention(i[0]!, i[1]!, i[2]!, causal, scale, o[0]!, o[1]!)); break;
+            case DType.Float16 or DType.BFloat16: AttentionHalf(q, k, v, causal, scale, y, lse); break;
             default: throw Unsupported("attention", q.DType);
         }
     }
@@ -189,7 +189,7 @@ public sealed partial class CpuBackend
             case DType.Float64:
                 Kernels.Cpu.Attention.Backward(batch, tq, tk, d, dv, A<double>(q), O(q), A<double>(k), O(k), A<double>(v), O(v), A<double>(y), O(y), A<double>(gy), O(gy),
                     A<double>(lse), O(lse), causal, scale, A<double>(gq), O(gq), A<double>(gk), O(gk), A<double>(gv), O(gv)); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [q, k, v, y, gy, lse], [gq, gk, gv], (i, o) => AttentionBackward(i[0]!, i[1]!, i[2]!, i[3]!, i[4]!, i[5]!, causal, scale, o[0]!, o[1]!, o[2]!)); break;
+            case DType.Float16 or DType.BFloat16: AttentionBackwardHalf(q, k, v, y, gy, lse, causal, scale, gq, gk, gv); break;
             default: throw Unsupported("attention", q.DType);
         }
     }
@@ -201,7 +201,7 @@ public sealed partial class CpuBackend
         {
             case DType.Float32: RecurrentGates.Lstm(A<float>(a), O(a), A<float>(c), O(c), rows, hidden, A<float>(hc), O(hc)); break;
             case DType.Float64: RecurrentGates.Lstm(A<double>(a), O(a), A<double>(c), O(c), rows, hidden, A<double>(hc), O(hc)); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [a, c], [hc], (i, o) => LstmGates(i[0]!, i[1]!, rows, hidden, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: LstmGatesHalf(a, c, rows, hidden, hc); break;
             default: throw Unsupported("lstm_gates", a.DType);
         }
     }
@@ -213,7 +213,7 @@ public sealed partial class CpuBackend
         {
             case DType.Float32: RecurrentGates.Gru(A<float>(x), O(x), A<float>(m), O(m), A<float>(h), O(h), rows, hidden, A<float>(y), O(y)); break;
             case DType.Float64: RecurrentGates.Gru(A<double>(x), O(x), A<double>(m), O(m), A<double>(h), O(h), rows, hidden, A<double>(y), O(y)); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x, m, h], [y], (i, o) => GruGates(i[0]!, i[1]!, i[2]!, rows, hidden, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: GruGatesHalf(x, m, h, rows, hidden, y); break;
             default: throw Unsupported("gru_gates", x.DType);
         }
     }
@@ -225,7 +225,7 @@ public sealed partial class CpuBackend
         {
             case DType.Float32: Softmax.Rows(A<float>(x), O(x), rows, len, log, A<float>(y)); break;
             case DType.Float64: Softmax.Rows(A<double>(x), O(x), rows, len, log, A<double>(y)); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [y], (i, o) => SoftmaxRows(i[0]!, rows, len, log, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: SoftmaxRowsHalf(x, rows, len, log, y); break;
             default: throw Unsupported("softmax", x.DType);
         }
     }
@@ -237,7 +237,7 @@ public sealed partial class CpuBackend
         {
             case DType.Float32: LayerNorm.Rows(A<float>(x), O(x), weight is null ? null : A<float>(weight), weight is null ? 0 : O(weight), bias is null ? null : A<float>(bias), bias is null ? 0 : O(bias), (float)eps, rows, len, A<float>(y)); break;
             case DType.Float64: LayerNorm.Rows(A<double>(x), O(x), weight is null ? null : A<double>(weight), weight is null ? 0 : O(weight), bias is null ? null : A<double>(bias), bias is null ? 0 : O(bias), eps, rows, len, A<double>(y)); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x, weight, bias], [y], (i, o) => LayerNormRows(i[0]!, i[1], i[2], eps, rows, len, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: LayerNormRowsHalf(x, weight, bias, eps, rows, len, y); break;
             default: throw Unsupported("layer_norm", x.DType);
         }
     }
@@ -249,8 +249,17 @@ public sealed partial class CpuBackend
         {
             case DType.Float32: LayerNorm.RmsRows(A<float>(x), O(x), weight is null ? null : A<float>(weight), weight is null ? 0 : O(weight), (float)eps, rows, len, A<float>(y)); break;
             case DType.Float64: LayerNorm.RmsRows(A<double>(x), O(x), weight is null ? null : A<double>(weight), weight is null ? 0 : O(weight), eps, rows, len, A<double>(y)); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x, weight], [y], (i, o) => RmsNormRows(i[0]!, i[1], eps, rows, len, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: RmsNormRowsHalf(x, weight, eps, rows, len, y); break;
             default: throw Unsupported("rms_norm", x.DType);
         }
     }
+
+    void RopeHalf(Tensor x, Tensor cos, Tensor sin, Tensor y) => HalfCompute.Run(this, [x, cos, sin], [y], (i, o) => Rope(i[0]!, i[1]!, i[2]!, o[0]!));
+    void AttentionHalf(Tensor q, Tensor k, Tensor v, bool causal, double scale, Tensor y, Tensor lse) => HalfCompute.Run(this, [q, k, v], [y, lse], (i, o) => Attention(i[0]!, i[1]!, i[2]!, causal, scale, o[0]!, o[1]!));
+    void AttentionBackwardHalf(Tensor q, Tensor k, Tensor v, Tensor y, Tensor gy, Tensor lse, bool causal, double scale, Tensor gq, Tensor gk, Tensor gv) => HalfCompute.Run(this, [q, k, v, y, gy, lse], [gq, gk, gv], (i, o) => AttentionBackward(i[0]!, i[1]!, i[2]!, i[3]!, i[4]!, i[5]!, causal, scale, o[0]!, o[1]!, o[2]!));
+    void LstmGatesHalf(Tensor a, Tensor c, int rows, int hidden, Tensor hc) => HalfCompute.Run(this, [a, c], [hc], (i, o) => LstmGates(i[0]!, i[1]!, rows, hidden, o[0]!));
+    void GruGatesHalf(Tensor x, Tensor m, Tensor h, int rows, int hidden, Tensor y) => HalfCompute.Run(this, [x, m, h], [y], (i, o) => GruGates(i[0]!, i[1]!, i[2]!, rows, hidden, o[0]!));
+    void SoftmaxRowsHalf(Tensor x, int rows, int len, bool log, Tensor y) => HalfCompute.Run(this, [x], [y], (i, o) => SoftmaxRows(i[0]!, rows, len, log, o[0]!));
+    void LayerNormRowsHalf(Tensor x, Tensor? weight, Tensor? bias, double eps, int rows, int len, Tensor y) => HalfCompute.Run(this, [x, weight, bias], [y], (i, o) => LayerNormRows(i[0]!, i[1], i[2], eps, rows, len, o[0]!));
+    void RmsNormRowsHalf(Tensor x, Tensor? weight, double eps, int rows, int len, Tensor y) => HalfCompute.Run(this, [x, weight], [y], (i, o) => RmsNormRows(i[0]!, i[1], eps, rows, len, o[0]!));
 }

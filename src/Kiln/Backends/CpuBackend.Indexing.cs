@@ -25,7 +25,7 @@ public sealed partial class CpuBackend
             case DType.Int32: { var d = A<int>(dst); Strided.Parallel(n, n * 16L, (s, e) => { for (int i = s; i < e; i++) d[i] = (int)sample(i); }); break; }
             case DType.Int64: { var d = A<long>(dst); Strided.Parallel(n, n * 16L, (s, e) => { for (int i = s; i < e; i++) d[i] = (long)sample(i); }); break; }
             case DType.Bool: { var d = A<bool>(dst); for (int i = 0; i < n; i++) d[i] = sample(i) != 0; break; }
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [], [dst], (_, o) => Random(kind, seed, counter, a, b, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: RandomHalf(kind, seed, counter, a, b, dst); break;
             default: throw Unsupported("random", dst.DType);
         }
     }
@@ -90,7 +90,7 @@ public sealed partial class CpuBackend
             case DType.Float64: Sort.Rows(A<double>(x), O(x), rows, len, descending, A<double>(values), A<long>(indices), NanLast); break;
             case DType.Int32: Sort.Rows(A<int>(x), O(x), rows, len, descending, A<int>(values), A<long>(indices), (p, q) => p.CompareTo(q)); break;
             case DType.Int64: Sort.Rows(A<long>(x), O(x), rows, len, descending, A<long>(values), A<long>(indices), (p, q) => p.CompareTo(q)); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [x], [values, indices], (i, o) => SortRows(i[0]!, rows, len, descending, o[0]!, o[1]!)); break;
+            case DType.Float16 or DType.BFloat16: SortRowsHalf(x, rows, len, descending, values, indices); break;
             default: throw Unsupported("sort", x.DType);
         }
     }
@@ -105,7 +105,7 @@ public sealed partial class CpuBackend
             case DType.Float64: Sort.SearchSorted(A<double>(sorted), O(sorted), seqRows, seqLen, A<double>(values), O(values), n, valLen, right, A<long>(y)); break;
             case DType.Int32: Sort.SearchSorted(A<int>(sorted), O(sorted), seqRows, seqLen, A<int>(values), O(values), n, valLen, right, A<long>(y)); break;
             case DType.Int64: Sort.SearchSorted(A<long>(sorted), O(sorted), seqRows, seqLen, A<long>(values), O(values), n, valLen, right, A<long>(y)); break;
-            case DType.Float16 or DType.BFloat16: HalfCompute.Run(this, [sorted, values], [y], (i, o) => SearchSorted(i[0]!, seqRows, seqLen, i[1]!, valLen, right, o[0]!)); break;
+            case DType.Float16 or DType.BFloat16: SearchSortedHalf(sorted, seqRows, seqLen, values, valLen, right, y); break;
             default: throw Unsupported("searchsorted", sorted.DType);
         }
     }
@@ -113,4 +113,8 @@ public sealed partial class CpuBackend
     // NaN is the largest value, as NumPy sorts it.
     static int NanLast<T>(T p, T q) where T : IFloatingPointIeee754<T> =>
         T.IsNaN(p) ? (T.IsNaN(q) ? 0 : 1) : T.IsNaN(q) ? -1 : p.CompareTo(q);
+
+    void RandomHalf(RandomKind kind, ulong seed, ulong counter, double a, double b, Tensor dst) => HalfCompute.Run(this, [], [dst], (_, o) => Random(kind, seed, counter, a, b, o[0]!));
+    void SortRowsHalf(Tensor x, int rows, int len, bool descending, Tensor values, Tensor indices) => HalfCompute.Run(this, [x], [values, indices], (i, o) => SortRows(i[0]!, rows, len, descending, o[0]!, o[1]!));
+    void SearchSortedHalf(Tensor sorted, int seqRows, int seqLen, Tensor values, int valLen, bool right, Tensor y) => HalfCompute.Run(this, [sorted, values], [y], (i, o) => SearchSorted(i[0]!, seqRows, seqLen, i[1]!, valLen, right, o[0]!));
 }

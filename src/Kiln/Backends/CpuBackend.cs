@@ -7,6 +7,10 @@ namespace Kiln.Backends;
 /// <summary>The host backend: Kiln's SIMD kernels (kernels/Kiln.Kernels.Cpu) over managed arrays, on all cores.</summary>
 public sealed partial class CpuBackend : IBackend, IMemoryCache
 {
+    // An op's half-precision path (HalfCompute and a lambda over the op's arguments) sits in its own XHalf method: in
+    // the op's body, the lambda's closure over the parameters would be made on every call, float32 ones included
+    // (a decoding step makes a few hundred calls a token).
+
     /// <inheritdoc/>
     public long CachedBytes => CpuArrayPool.CachedBytes;
     /// <inheritdoc/>
