@@ -253,11 +253,13 @@ public static unsafe class MatVec
         where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
     {
         int m = a.M, k = a.K, cols = j1 - j0;
-        var outArr = AccBuffer<T>.Get(m * cols);
-        fixed (T* xp = a.X, o = outArr, pp = a.XPairs)
+        // One row without a bias or ReLU is written straight into Y; otherwise into scratch, then Write.
+        bool direct = m == 1 && a.Bias is null && !a.Relu;
+        var outArr = direct ? a.Y : AccBuffer<T>.Get(m * cols);
+        fixed (T* xp = a.X, ob = outArr, pp = a.XPairs)
         fixed (TW* wp = a.W)
         {
-            T* x = xp + a.XOff, xg = pp is null ? x : pp;
+            T* x = xp + a.XOff, xg = pp is null ? x : pp, o = direct ? ob + a.YOff + j0 : ob;
             T* s = stackalloc T[Group];
             int j = j0;
             if (grouped)
@@ -284,7 +286,7 @@ public static unsafe class MatVec
                 }
             }
         }
-        Write(a, outArr, cols, j0, cols);
+        if (!direct) Write(a, outArr, cols, j0, cols);
     }
 
     // s[r] = dot(X row r, W row) for the TR.N rows at x (stride k): four register accumulators per X row (named locals,
