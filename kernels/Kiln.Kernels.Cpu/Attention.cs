@@ -115,7 +115,7 @@ public static unsafe class Attention
         int rows = batch * tq;
         long work = 2L * rows * tk * (d + dv);
         // A decoding step's few rows stay here, without a closure (the call is a few hundred nanoseconds of work).
-        if (rows <= 1 || work < Strided.ParallelThreshold) RowRange(0, rows, tq, tk, d, dv, q, qOff, k, kOff, kbs, v, vOff, vbs, causal, scale, y, yOff, lse, lseOff);
+        if (Strided.Inline(rows, work)) RowRange(0, rows, tq, tk, d, dv, q, qOff, k, kOff, kbs, v, vOff, vbs, causal, scale, y, yOff, lse, lseOff);
         else RowsParallel(rows, work, tq, tk, d, dv, q, qOff, k, kOff, kbs, v, vOff, vbs, causal, scale, y, yOff, lse, lseOff);
     }
 

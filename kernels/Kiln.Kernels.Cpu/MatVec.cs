@@ -76,7 +76,7 @@ public static unsafe class MatVec
         int xo = xOff;
         if (xCs != 1 || xRs != k && m > 1)
         {
-            xs = XBuffer<T>.Get(m * k);
+            xs = Scratch<T, XCopy>.Get(m * k);
             xo = 0;
             for (int i = 0; i < m; i++)
                 for (int p = 0; p < k; p++) xs[i * k + p] = x[xOff + i * xRs + p * xCs];
@@ -98,7 +98,7 @@ public static unsafe class MatVec
     // T is float (Grouped); the permutes are Fold512's and Pair256's.
     static T[] SplitPairs<T>(int m, int k, T[] x, int xOff, int chunk) where T : unmanaged
     {
-        var dst = PairBuffer<T>.Get(m * k);
+        var dst = Scratch<T, SplitX>.Get(m * k);
         int whole = k / chunk * chunk;
         fixed (T* xp = x, dp = dst)
             for (int i = 0; i < m; i++)
@@ -154,7 +154,7 @@ public static unsafe class MatVec
     static void Panels<TV, TL, T, TW>(Args<T, TW> a, int nb, int q0, int q1)
         where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
     {
-        var acc = AccBuffer<T>.Get(a.M * nb);
+        var acc = Scratch<T, Acc>.Get(a.M * nb);
         for (int q = q0; q < q1; q++) PanelKN<TV, TL, T, TW>(a, q * nb, Math.Min(nb, a.N - q * nb), acc);
     }
 
@@ -255,7 +255,7 @@ public static unsafe class MatVec
         int m = a.M, k = a.K, cols = j1 - j0;
         // One row without a bias or ReLU is written straight into Y; otherwise into scratch, then Write.
         bool direct = m == 1 && a.Bias is null && !a.Relu;
-        var outArr = direct ? a.Y : AccBuffer<T>.Get(m * cols);
+        var outArr = direct ? a.Y : Scratch<T, Acc>.Get(m * cols);
         fixed (T* xp = a.X, ob = outArr, pp = a.XPairs)
         fixed (TW* wp = a.W)
         {
@@ -478,24 +478,17 @@ public static unsafe class MatVec
         }
     }
 
-    // Per-thread scratch, pinned: the accumulators of a panel or block, and the caller's contiguous copy of X.
-    static class AccBuffer<T> where T : unmanaged
+    // Per-thread scratch, pinned, one array per use (TUse): the accumulators of a panel or block (Acc), the caller's
+    // contiguous copy of X (XCopy) and its even/odd split (SplitX).
+    static class Scratch<T, TUse> where T : unmanaged
     {
         [ThreadStatic] static T[]? _buf;
         public static T[] Get(int length) => _buf is { } b && b.Length >= length ? b : _buf = GC.AllocateUninitializedArray<T>(length, pinned: true);
     }
 
-    static class XBuffer<T> where T : unmanaged
-    {
-        [ThreadStatic] static T[]? _buf;
-        public static T[] Get(int length) => _buf is { } b && b.Length >= length ? b : _buf = GC.AllocateUninitializedArray<T>(length, pinned: true);
-    }
-
-    static class PairBuffer<T> where T : unmanaged
-    {
-        [ThreadStatic] static T[]? _buf;
-        public static T[] Get(int length) => _buf is { } b && b.Length >= length ? b : _buf = GC.AllocateUninitializedArray<T>(length, pinned: true);
-    }
+    struct Acc;
+    struct XCopy;
+    struct SplitX;
 
     interface IRowCount { static abstract int N { get; } }
     readonly struct R1 : IRowCount { public static int N => 1; }
