@@ -50,17 +50,6 @@ public sealed partial class DecoderModel
             (Gate, Up) = (Gu.Narrow(1, 0, inner), Gu.Narrow(1, inner, inner));
         }
 
-        // Logits as float64, read in place on the host.
-        public double[] LogitsArray()
-        {
-            if (Logits.Device != Device.Cpu) return Logits.ToDoubleArray();
-            var st = (CpuStorage)Logits.Storage;
-            var r = new double[Logits.Numel];
-            if (Logits.DType == DType.Float64) st.As<double>().AsSpan(Logits.Layout.Offset, r.Length).CopyTo(r);
-            else System.Numerics.Tensors.TensorPrimitives.ConvertChecked<float, double>(st.As<float>().AsSpan(Logits.Layout.Offset, r.Length), r);
-            return r;
-        }
-
         // Times the buffers were taken (a layer step or a head), for tests.
         public int Taken { get; private set; }
 
@@ -84,7 +73,7 @@ public sealed partial class DecoderModel
     /// ops make (<see cref="GqaAttention.Forward"/>, <see cref="SwiGluMlp.Forward"/>, in the same order on the same
     /// operands, so the same bits) into <see cref="StepBuffers"/>. A small model's decoding step is bound by the cost of
     /// its ops, not by its weights (looping-tiny: ~30 tensor ops a layer at 0.1-0.5 us each beside 5 us of products);
-    /// here a layer is 17 backend calls and one output tensor.
+    /// here a layer is 17 backend calls, and its output goes to a buffer (the model's own stack) or a new tensor (a runner's).
     /// </summary>
     sealed class LayerStep(DecoderConfig c, int index, Tensor inNorm, Tensor postNorm, GqaAttention attention, SwiGluMlp mlp)
     {

@@ -265,14 +265,8 @@ public sealed partial class DecoderModel
             throw new ArgumentException($"decoder: ids must be Int64 of shape [positions] or [batch, positions], got {ids.DType} {ids.Shape}", nameof(ids));
         if (ids.Rank == 1) ids = ids.Unsqueeze(0);
         int b = ids.Shape[0], t = ids.Shape[1];
-        if (cache is not null && cache.Layers != Config.Layers)
-            throw new ArgumentException($"decoder: the cache has {cache.Layers} layers, the model {Config.Layers}", nameof(cache));
-        if (ids.Numel > 0)
-        {
-            var (lo, hi) = IdRange(ids);
-            if (lo < 0 || hi >= Config.VocabSize)
-                throw new ArgumentException($"decoder: token ids must lie in [0, {Config.VocabSize}), got values in [{lo}, {hi}]", nameof(ids));
-        }
+        CheckCache(cache);
+        if (ids.Numel > 0) CheckIds(IdRange(ids));
         var x = _embed.IndexSelect(0, ids.Reshape(-1)).Reshape(b, t, Config.HiddenSize);
         return Stack(x, cache, runner, rope, b == 1 && t == 1 ? buffers : null).RmsNorm(_norm, Config.RmsNormEps);
     }
@@ -288,6 +282,18 @@ public sealed partial class DecoderModel
         else foreach (var layer in _layers) x = layer.Forward(x, ctx, true);
         cache?.Commit(t);
         return x;
+    }
+
+    void CheckCache(KvCache? cache)
+    {
+        if (cache is not null && cache.Layers != Config.Layers)
+            throw new ArgumentException($"decoder: the cache has {cache.Layers} layers, the model {Config.Layers}", nameof(cache));
+    }
+
+    void CheckIds((double Lo, double Hi) range)
+    {
+        if (range.Lo < 0 || range.Hi >= Config.VocabSize)
+            throw new ArgumentException($"decoder: token ids must lie in [0, {Config.VocabSize}), got values in [{range.Lo}, {range.Hi}]", "ids");
     }
 
     // The smallest and largest id: read in place on the host (a decoding step's one id), else by two reductions.
@@ -365,9 +371,8 @@ public sealed partial class DecoderModel
             return Project(h.Narrow(1, ids.Length - 1, 1).Reshape(-1)).ToDoubleArray();
         }
         int d = Config.HiddenSize;
-        if (ids[0] < 0 || ids[0] >= Config.VocabSize)
-            throw new ArgumentException($"decoder: token ids must lie in [0, {Config.VocabSize}), got values in [{ids[0]}, {ids[0]}]", nameof(ids));
-        if (cache.Layers != Config.Layers) throw new ArgumentException($"decoder: the cache has {cache.Layers} layers, the model {Config.Layers}", nameof(cache));
+        CheckIds((ids[0], ids[0]));
+        CheckCache(cache);
         var be = Device.Backend;
         var row = Tensor.Empty([1, d], DType, Device);
         be.Copy(_embed.Narrow(0, (int)ids[0], 1), row);
@@ -377,7 +382,7 @@ public sealed partial class DecoderModel
         {
             be.RmsNormRows(x.Contiguous(), _norm, Config.RmsNormEps, 1, d, buffers.Xn);
             be.Linear(buffers.Xn, _head, null, false, buffers.Logits);
-            return buffers.LogitsArray();
+            return buffers.Logits.ToDoubleArray();
         }
         finally { buffers.Exit(); }
     }

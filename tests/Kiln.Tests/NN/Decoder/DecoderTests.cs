@@ -194,6 +194,16 @@ public class DecoderTests
         Assert.Equal(ops.Length(0), steps.Length(0));
     }
 
+    // A one-token prompt takes the step path from the first call: an id outside the vocabulary is named there too.
+    [Fact]
+    public void Generate_names_an_out_of_vocabulary_one_token_prompt()
+    {
+        var model = Qwen3();
+        var e = Assert.Throws<ArgumentException>("ids", () => model.Generate([11], 3));
+        Assert.Contains("[0, 11)", e.Message);
+        Assert.Throws<ArgumentException>("ids", () => model.Generate([-1], 3));
+    }
+
     // A trainable model has no steps (its weights are not stacked, and gradients need the recorded ops).
     [Fact]
     public void Trainable_models_have_no_decoding_steps() =>
