@@ -287,6 +287,9 @@ public readonly unsafe struct PatchPanels<T> : IPanelSource<T> where T : unmanag
         (g.KD, g.KH, g.KW), (1, 1, 1), (g.PD, g.PH, g.PW), (-g.DD, -g.DH, -g.DW), (g.SD, g.SH, g.SW));
 
     /// <inheritdoc/>
+    public bool ColumnMajor => false;
+
+    /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Pack(int t, int p0, int kc, int jc, int nc, int nr, int halfNr, T* dst, int r0, int r1)
     {

@@ -249,16 +249,29 @@ public static class Gemm
                     int slices = Math.Min(slicesPerGroup, (k - g0 + kc - 1) / kc);
                     // Pack the group's B slices in row chunks split into `threads` parts (the caller runs one), then
                     // every part of C runs all of them: two barriers per group instead of two per slice.
-                    ForParts(threads, slices * chunks, (s, e) =>
-                    {
-                        for (int u = s; u < e;)
+                    // A column-major B is packed in whole panels instead, so each thread reads whole columns front to back.
+                    if (b.ColumnMajor)
+                        ForParts(threads, slices * panels, (s, e) =>
                         {
-                            int slice = u / chunks, uEnd = Math.Min(e, (slice + 1) * chunks), p0 = g0 + slice * kc, kcNow = Math.Min(kc, k - p0);
-                            int r0 = (u - slice * chunks) * PackRows, r1 = Math.Min(kcNow, (uEnd - slice * chunks) * PackRows);
-                            if (r1 > r0) b.Pack(t, p0, kcNow, jc, nc, nr, plan.HalfNR, pB + slice * sliceSize, r0, r1);
-                            u = uEnd;
-                        }
-                    });
+                            for (int u = s; u < e;)
+                            {
+                                int slice = u / panels, uEnd = Math.Min(e, (slice + 1) * panels), p0 = g0 + slice * kc, kcNow = Math.Min(kc, k - p0);
+                                int q0 = u - slice * panels, j0 = q0 * nr, j1 = Math.Min(nc, (uEnd - slice * panels) * nr);
+                                b.Pack(t, p0, kcNow, jc + j0, j1 - j0, nr, plan.HalfNR, pB + slice * sliceSize + (long)j0 * kcNow, 0, kcNow);
+                                u = uEnd;
+                            }
+                        });
+                    else
+                        ForParts(threads, slices * chunks, (s, e) =>
+                        {
+                            for (int u = s; u < e;)
+                            {
+                                int slice = u / chunks, uEnd = Math.Min(e, (slice + 1) * chunks), p0 = g0 + slice * kc, kcNow = Math.Min(kc, k - p0);
+                                int r0 = (u - slice * chunks) * PackRows, r1 = Math.Min(kcNow, (uEnd - slice * chunks) * PackRows);
+                                if (r1 > r0) b.Pack(t, p0, kcNow, jc, nc, nr, plan.HalfNR, pB + slice * sliceSize, r0, r1);
+                                u = uEnd;
+                            }
+                        });
                     void Slices(int i0, int i1, int j0, int j1)
                     {
                         for (int slice = 0; slice < slices; slice++)
@@ -391,6 +404,12 @@ public unsafe interface IPanelSource<T> where T : unmanaged
     /// narrow last panel when halfNr > 0, zero-padded).
     /// </summary>
     void Pack(int t, int p0, int kc, int jc, int nc, int nr, int halfNr, T* dst, int r0, int r1);
+
+    /// <summary>
+    /// True when B's columns, not its rows, are contiguous (a transposed B, such as a linear layer's weight [out, in]):
+    /// the product then asks for whole panels (all kc rows of a column range) rather than row ranges.
+    /// </summary>
+    bool ColumnMajor { get; }
 }
 
 /// <summary>A dense B: product t's element (p, j) at b[t*bs + p*rs + j*cs].</summary>
@@ -399,6 +418,9 @@ public readonly unsafe struct StridedPanels<T>(T* b, int bs, int rs, int cs) : I
     /// <inheritdoc/>
     public void Pack(int t, int p0, int kc, int jc, int nc, int nr, int halfNr, T* dst, int r0, int r1) =>
         Cpu.Pack.B(kc, nc, nr, halfNr, b + (long)t * bs + (long)p0 * rs + (long)jc * cs, rs, cs, dst, r0, r1);
+
+    /// <inheritdoc/>
+    public bool ColumnMajor => rs < cs;
 }
 
 /// <summary>
@@ -424,6 +446,9 @@ public readonly unsafe struct WidenedPanels<TW>(TW* b, int bs, int rs, int cs) :
             }
         }
     }
+
+    /// <inheritdoc/>
+    public bool ColumnMajor => rs < cs;
 
     // Rows [r0, r1) of one panel: w widened values per row, zero-padded to nr.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -110,10 +110,11 @@ public class GemmTests
         int half = dtype == "float" ? GemmMicro.HalfWidth<float>(kernel) : GemmMicro.HalfWidth<double>(kernel);
         var oneHalf = (M: 13, N: half > 0 ? 3 * half : 37, K: 70, La: 0, Lb: 2, Alpha: 1.0, Beta: 0.5, Epi: 1, Seed: 23);
         var twoHalves = oneHalf with { N = oneHalf.N + 5, Lb = 1, Epi = 3, Seed = 24 };
-        // A transposed B (a linear layer's weight) whose depth and width are not multiples of the 8 x 8 transposed
-        // blocks, over two row chunks of the pack.
+        // A transposed B (a linear layer's weight, packed panel by panel) whose depth and width are not multiples of
+        // the 8 x 8 transposed blocks, and one over several column blocks and K slices.
         var transposed = (M: 11, N: 83, K: 75, La: 0, Lb: 1, Alpha: 1.0, Beta: 0.0, Epi: 1, Seed: 25);
-        foreach (var x in new[] { c, deep, oneHalf, twoHalves, transposed })
+        var wideTransposed = c with { La = 0, Lb = 1, Seed = 26 };
+        foreach (var x in new[] { c, deep, oneHalf, twoHalves, transposed, wideTransposed })
             if (dtype == "float") Case<float>(kernel, x, Math.Pow(2, -24));
             else Case<double>(kernel, x, Math.Pow(2, -53));
     }
@@ -125,12 +126,16 @@ public class GemmTests
         var rnd = new Random(3);
         var a = Enumerable.Range(0, m * k).Select(_ => (float)rnd.NextDouble()).ToArray();
         var b = Enumerable.Range(0, k * n).Select(_ => (float)rnd.NextDouble()).ToArray();
-        var c1 = Enumerable.Repeat(float.NaN, m * n).ToArray();
-        var c2 = new float[m * n];
-        Gemm.Run(m, n, k, 1f, a, 0, k, 1, b, 0, n, 1, 0f, c1, 0, n, threads: 1);
-        Gemm.Run(m, n, k, 1f, a, 0, k, 1, b, 0, n, 1, 0f, c2, 0, n, threads: 2);
-        Assert.DoesNotContain(c1, float.IsNaN);
-        Assert.Equal(c1, c2);
+        // B row-major (packed in row chunks) and transposed (packed in panels): both split over the threads.
+        foreach (var (bRs, bCs) in new[] { (n, 1), (1, k) })
+        {
+            var c1 = Enumerable.Repeat(float.NaN, m * n).ToArray();
+            var c2 = new float[m * n];
+            Gemm.Run(m, n, k, 1f, a, 0, k, 1, b, 0, bRs, bCs, 0f, c1, 0, n, threads: 1);
+            Gemm.Run(m, n, k, 1f, a, 0, k, 1, b, 0, bRs, bCs, 0f, c2, 0, n, threads: 2);
+            Assert.DoesNotContain(c1, float.IsNaN);
+            Assert.Equal(c1, c2);
+        }
     }
 
     [Fact]
