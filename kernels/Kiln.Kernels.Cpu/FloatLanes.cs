@@ -33,6 +33,8 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
     /// <summary>mask ? a : b, lane by lane.</summary>
     static abstract TV Select(TV mask, TV a, TV b);
     static abstract bool Any(TV mask);
+    /// <summary>Whether a lane of a is greater than b's (one compare into a mask register on AVX-512).</summary>
+    static abstract bool AnyGreater(TV a, TV b);
     /// <summary>The sum of the lanes.</summary>
     static abstract float Sum(TV a);
     /// <summary>2^k for whole k in [-126, 127].</summary>
@@ -63,6 +65,7 @@ internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Greater(Lanes512F a, Lanes512F b) => new(Vector512.GreaterThan(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Select(Lanes512F m, Lanes512F a, Lanes512F b) => new(Vector512.ConditionalSelect(m._v, a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(Lanes512F m) => m._v.AsUInt32() != Vector512<uint>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AnyGreater(Lanes512F a, Lanes512F b) => Vector512.GreaterThanAny(a._v, b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Lanes512F a) => Vector512.Sum(a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes512F Pow2(Lanes512F k) => new(Vector512.ShiftLeft(Vector512.ConvertToInt32Native(k._v) + Vector512.Create(127), 23).AsSingle());
@@ -91,6 +94,7 @@ internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Greater(Lanes256F a, Lanes256F b) => new(Vector256.GreaterThan(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Select(Lanes256F m, Lanes256F a, Lanes256F b) => new(Vector256.ConditionalSelect(m._v, a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(Lanes256F m) => m._v.AsUInt32() != Vector256<uint>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AnyGreater(Lanes256F a, Lanes256F b) => Vector256.GreaterThanAny(a._v, b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Lanes256F a) => Vector256.Sum(a._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes256F Pow2(Lanes256F k) => new(Vector256.ShiftLeft(Vector256.ConvertToInt32Native(k._v) + Vector256.Create(127), 23).AsSingle());
@@ -149,7 +153,14 @@ internal static class FloatLanes
                 {
                     var c0 = TOp.Common(TV.Load(x, i), out bool rare0);
                     var c1 = TOp.Common(TV.Load(x, i + TV.Count), out bool rare1);
-                    if (rare0 | rare1) Rare<TV, TOp>(x, y, i, 2);
+                    if (rare0 | rare1)
+                    {
+                        // Only the vector with a rare lane is redone (a vector reads and writes its own slot only, so
+                        // storing its partner first is safe when y is x).
+                        if (!rare0) c0.Store(y, i);
+                        if (!rare1) c1.Store(y, i + TV.Count);
+                        Rare<TV, TOp>(x, y, rare0 ? i : i + TV.Count, rare0 & rare1 ? 2 : 1);
+                    }
                     else { c0.Store(y, i); c1.Store(y, i + TV.Count); }
                     i += TV.Count;
                     continue;
