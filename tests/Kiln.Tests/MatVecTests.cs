@@ -92,14 +92,17 @@ public class MatVecTests
     }
 
     // k 100: a [n, k] weight's short rows go eight output columns at a time, split on group boundaries.
+    // m = 1 in [n, k] takes rows a quarter of each thread's block apart; in [k, n] the panel widths follow the threads.
     [Theory]
-    [InlineData(true, 777)]
-    [InlineData(false, 777)]
-    [InlineData(false, 100)]
-    [InlineData(true, 100)]
-    public void MatVec_results_do_not_depend_on_threads(bool kn, int k)
+    [InlineData(true, 777, 3)]
+    [InlineData(false, 777, 3)]
+    [InlineData(false, 100, 3)]
+    [InlineData(true, 100, 3)]
+    [InlineData(false, 777, 1)]
+    [InlineData(true, 777, 1)]
+    public void MatVec_results_do_not_depend_on_threads(bool kn, int k, int m)
     {
-        int m = 3, n = 2051;
+        int n = 2051;
         var rnd = new Random(4);
         var x = Enumerable.Range(0, m * k).Select(_ => (float)rnd.NextDouble()).ToArray();
         var w = Enumerable.Range(0, n * k).Select(_ => (float)rnd.NextDouble()).ToArray();
