@@ -103,7 +103,7 @@ public sealed record BenchProgress(int Completed, int Total, BenchRow? Row = nul
 /// <param name="Runtime">The .NET runtime's version.</param>
 /// <param name="Flags">The CPU flags that decide kernel choice (FMA, AVX2, AVX-512 subsets, AMX) that it has; null: unknown.</param>
 /// <param name="Threads">Threads Kiln's kernels use (<see cref="Kiln.Runtime.Threads"/>), which the peers get too; 0: unknown.</param>
-/// <param name="Caches">Cache sizes of CPU 0, e.g. "L1d 48K, L2 2048K, L3 107520K" (sysfs); empty: unknown.</param>
+/// <param name="Caches">Cache sizes of CPU 0, e.g. "L1d 48K, L2 2048K, L3 107520K" (sysfs, as the kernels block for them: <see cref="Kiln.Kernels.Cpu.CpuCaches"/>); empty: unknown.</param>
 public sealed record BenchMachine(int LogicalCpus, string CpuName, bool Vector512, string Runtime, IReadOnlyList<string>? Flags = null, int Threads = 0, string Caches = "")
 {
     static readonly string[] FlagsThatMatter =
@@ -112,7 +112,7 @@ public sealed record BenchMachine(int LogicalCpus, string CpuName, bool Vector51
     /// <summary>This machine, with Kiln's thread count.</summary>
     public static BenchMachine Current() =>
         new(Environment.ProcessorCount, CpuModel(), System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated, Environment.Version.ToString(),
-            CpuFlags(), Kiln.Runtime.Threads, CacheSizes());
+            CpuFlags(), Kiln.Runtime.Threads, Kiln.Kernels.Cpu.CpuCaches.Describe());
 
     /// <summary>The CPU as every JSON line of `kiln bench --json` records it: model, flags, logical CPUs, threads used, caches.</summary>
     public IReadOnlyDictionary<string, object> ToJson() => new Dictionary<string, object>
@@ -132,23 +132,6 @@ public sealed record BenchMachine(int LogicalCpus, string CpuName, bool Vector51
             return FlagsThatMatter.Where(flags.Contains).ToArray();
         }
         catch (IOException) { return []; }
-    }
-
-    // /sys/devices/system/cpu/cpu0/cache/indexN/{level, type, size}: "L1d 48K, L2 2048K, L3 ..." (instruction caches left out).
-    static string CacheSizes()
-    {
-        try
-        {
-            var dir = new DirectoryInfo("/sys/devices/system/cpu/cpu0/cache");
-            if (!dir.Exists) return "";
-            return string.Join(", ", dir.GetDirectories("index*").OrderBy(d => d.Name).Select(d =>
-            {
-                string Read(string f) => File.ReadAllText(Path.Combine(d.FullName, f)).Trim();
-                string type = Read("type");
-                return type == "Instruction" ? null : $"L{Read("level")}{(type == "Data" ? "d" : "")} {Read("size")}";
-            }).OfType<string>());
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return ""; }
     }
 
     /// <summary>

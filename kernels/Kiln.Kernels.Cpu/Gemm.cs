@@ -175,15 +175,20 @@ public static class Gemm
         if (relu) TP.Max(row, T.Zero, row);
     }
 
-    // Cache blocking in bytes (tuned on Zen 4: 32 KiB L1D, 1 MiB L2 per core). KC x NR streams from L2 with the
-    // hardware prefetcher; a deeper KC cuts the C traffic per flop. K up to KcOneSliceBytes runs as one slice (one pass
-    // over C: 1024 deep measured 2.5-4% faster than two slices of 512 at n = 1000 and 1024); deeper K runs in
-    // balanced slices of at most KcBytes (768 floats measured 1.5-2.5% faster than 512 at n = 2048, in three slices of 683).
-    const int KcBytes = 3072, KcOneSliceBytes = 4096, McBytes = 384 * 1024, NcBytes = 4 * 1024 * 1024;
+    // Cache blocking in bytes (tuned on Zen 4: 32 KiB L1D, 1 MiB L2 per core, 32 MiB L3). KC x NR streams from L2 with
+    // the hardware prefetcher; a deeper KC cuts the C traffic per flop. K up to KcOneSliceBytes runs as one slice (one
+    // pass over C: 1024 deep measured 2.5-4% faster than two slices of 512 at n = 1000 and 1024); deeper K runs in
+    // balanced slices of at most KcBytes (768 floats measured 1.5-2.5% faster than 512 at n = 2048, in three slices of
+    // 683). KC stays fixed: it decides each element's summation order, which must not depend on the machine's caches.
+    const int KcBytes = 3072, KcOneSliceBytes = 4096;
 
-    // Packed B slices that share one compute phase (L3-sized). MinStrips: the smallest part of a compute phase, in MR
-    // strips (a part reloads each B micro-panel from L3 once).
-    const long BGroupBytes = 8L << 20;
+    // MC x KC of A in 3/8 of L2, KC x NC of B in 1/8 of L3, and packed B slices that share one compute phase in 1/4 of
+    // it (the fractions that measured best on Zen 4, where they are 384 KiB, 4 MiB and 8 MiB), from this machine's
+    // cache sizes. They only partition the work, so results do not depend on them.
+    static readonly int McBytes = (int)Math.Min(1L << 30, CpuCaches.L2 * 3 / 8), NcBytes = (int)Math.Min(1L << 30, CpuCaches.L3 / 8);
+    static readonly long BGroupBytes = CpuCaches.L3 / 4;
+
+    // MinStrips: the smallest part of a compute phase, in MR strips (a part reloads each B micro-panel from L3 once).
     const int MinStrips = 2;
 
     // Rows of a B slice per packing unit: slices are packed in row chunks, so threads share the packing of a narrow B.

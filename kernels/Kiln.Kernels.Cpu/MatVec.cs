@@ -30,9 +30,9 @@ public static unsafe class MatVec
     /// </summary>
     public const long ParallelBytes = 1L << 18;
 
-    // Bytes of the m accumulator rows of a [k, n] panel at most (L1-resident: 3/4 of Zen 4's 32 KiB L1D, the
-    // smallest here), and of the weight a work part covers at least.
-    const int PanelAccBytes = 24 * 1024;
+    // Bytes of the m accumulator rows of a [k, n] panel at most (L1-resident: 3/4 of the L1D, 24 KiB on Zen 4), and of
+    // the weight a work part covers at least.
+    static readonly int PanelAccBytes = (int)Math.Min(1L << 20, CpuCaches.L1Data * 3 / 4);
     const long PartBytes = 64 * 1024;
 
     // [n, k] weights with rows of at most GroupK elements take output columns Group at a time (float32 sums, AVX): a
