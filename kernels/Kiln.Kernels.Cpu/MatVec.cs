@@ -9,9 +9,10 @@ namespace Kiln.Kernels.Cpu;
 /// Skinny products Y[m, n] = X[m, k] W[k, n] (+ bias, then ReLU) for m = 1 .. <see cref="MaxRows"/>: matrix-vector
 /// products and decoding batches, where the weight W is far larger than X and Y and the product is bound by the memory
 /// traffic of W. W is read straight from its storage once, all m rows at a time, never packed: in its row-major [k, n]
-/// layout (a matmul's B) the workers take panels of output columns and stream four W rows at a time across each panel,
+/// layout (a matmul's B) the workers take panels of output columns and stream eight W rows at a time across each panel,
 /// whose m accumulator rows stay in L1; in the [n, k] layout (a linear layer's [out, in] weight) they take blocks of
-/// output columns and stream their W rows one at a time, each a dot product against up to four X rows in registers;
+/// output columns and stream their W rows, each a dot product against up to four X rows in registers (a single X row
+/// takes two rows a pass, a quarter of the block apart, so four streams are in flight);
 /// where those rows are short (a small model's k of a few hundred), eight of them at a time against one X row, their
 /// lane sums finished together.
 /// Half-precision weights (bfloat16 bits in ushort, or Half) are widened to float32 in registers and accumulated in
@@ -182,8 +183,8 @@ public static unsafe class MatVec
             if (e > s) body(s, e);
         });
 
-    // Columns [j0, j0 + nb) of Y, W row-major [k, n]: W's rows stream through four at a time (p unrolled so each
-    // accumulator is loaded and stored once per four rows), each W vector widened once and used by all m rows.
+    // Columns [j0, j0 + nb) of Y, W row-major [k, n]: W's rows stream through eight at a time (p unrolled so each
+    // accumulator is loaded and stored once per eight rows), each W vector widened once and used by all m rows.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PanelKN<TV, TL, T, TW>(Args<T, TW> a, int j0, int nb, T[] accArr)
         where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
@@ -203,12 +204,6 @@ public static unsafe class MatVec
                 Rows8<TV, TL, T, TW>(m, k, x + p, w0, ldw, 0, nv, acc, nb);
                 if (nv < nb) Rows8<T, Lanes1<T, TW>, T, TW>(m, k, x + p, w0, ldw, nv, nb, acc, nb);
             }
-            for (; p + 4 <= k; p += 4)
-            {
-                TW* w0 = w + p * ldw;
-                Rows4<TV, TL, T, TW>(m, k, x + p, w0, ldw, 0, nv, acc, nb);
-                if (nv < nb) Rows4<T, Lanes1<T, TW>, T, TW>(m, k, x + p, w0, ldw, nv, nb, acc, nb);
-            }
             for (; p < k; p++)
             {
                 TW* w0 = w + p * ldw;
@@ -219,29 +214,8 @@ public static unsafe class MatVec
         Write(a, accArr, nb, j0, nb);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Rows4<TV, TL, T, TW>(int m, int k, T* x, TW* w0, long ldw, int from, int to, T* acc, int nb)
-        where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
-    {
-        TW* w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw;
-        for (int v = from; v < to; v += TL.Count)
-        {
-            TV b0 = TL.LoadW(w0 + v), b1 = TL.LoadW(w1 + v), b2 = TL.LoadW(w2 + v), b3 = TL.LoadW(w3 + v);
-            T* xi = x, ai = acc + v;
-            for (int i = 0; i < m; i++, xi += k, ai += nb)
-            {
-                TV s = TL.Load(ai);
-                s = TL.Fma(b0, TL.Splat(xi[0]), s);
-                s = TL.Fma(b1, TL.Splat(xi[1]), s);
-                s = TL.Fma(b2, TL.Splat(xi[2]), s);
-                s = TL.Fma(b3, TL.Splat(xi[3]), s);
-                TL.Store(s, ai);
-            }
-        }
-    }
-
     // Eight W rows per pass: eight streams in flight (measured on Zen 4, [4096, 11008] f32 on 2 threads: 8 rows at a
-    // time 35 GB/s, 4 at a time 32).
+    // time 35 GB/s, 4 at a time 32); the last k % 8 rows go one at a time (the same order of multiply-adds).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Rows8<TV, TL, T, TW>(int m, int k, T* x, TW* w0, long ldw, int from, int to, T* acc, int nb)
         where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
