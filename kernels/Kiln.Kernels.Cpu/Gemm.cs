@@ -236,6 +236,7 @@ public static class Gemm
         int slicesPerGroup = Math.Max(1, (int)Math.Min((k + kc - 1) / kc, BGroupBytes / ((long)kc * ncPanels * nr * Unsafe.SizeOf<T>())));
         long sliceSize = (long)ncPanels * nr * kc;
         int chunks = (kc + PackRows - 1) / PackRows;
+        bool byPanels = b.ColumnMajor;
         var bBuf = Buffers<T>.B(checked((int)(slicesPerGroup * sliceSize)));
         // Work is split over whole MR-row strips when M has enough of them, else over NR-column micro-panels.
         int mStrips = (m + mr - 1) / mr;
@@ -247,36 +248,34 @@ public static class Gemm
             for (int jc = 0; jc < n; jc += plan.NC)
             {
                 int nc = Math.Min(plan.NC, n - jc);
-                int panels = (nc + nr - 1) / nr;
+                int panels = (nc + nr - 1) / nr, units = byPanels ? panels : chunks;
                 T* cBlk = pc + jc, biasBlk = bias is not null ? biasP + biasOff + jc : null;
                 for (int g0 = 0; g0 < k; g0 += slicesPerGroup * kc)
                 {
                     int slices = Math.Min(slicesPerGroup, (k - g0 + kc - 1) / kc);
-                    // Pack the group's B slices in row chunks split into `threads` parts (the caller runs one), then
-                    // every part of C runs all of them: two barriers per group instead of two per slice.
-                    // A column-major B is packed in whole panels instead, so each thread reads whole columns front to back.
-                    if (b.ColumnMajor)
-                        ForParts(threads, slices * panels, (s, e) =>
+                    // Pack the group's B slices in row chunks (a column-major B in whole panels, so each thread reads
+                    // whole columns front to back) split into `threads` parts (the caller runs one), then every part of
+                    // C runs all of them: two barriers per group instead of two per slice.
+                    ForParts(threads, slices * units, (s, e) =>
+                    {
+                        for (int u = s; u < e;)
                         {
-                            for (int u = s; u < e;)
+                            int slice = u / units, uEnd = Math.Min(e, (slice + 1) * units), p0 = g0 + slice * kc, kcNow = Math.Min(kc, k - p0);
+                            int u0 = u - slice * units, u1 = uEnd - slice * units;
+                            T* dst = pB + slice * sliceSize;
+                            if (byPanels)
                             {
-                                int slice = u / panels, uEnd = Math.Min(e, (slice + 1) * panels), p0 = g0 + slice * kc, kcNow = Math.Min(kc, k - p0);
-                                int q0 = u - slice * panels, j0 = q0 * nr, j1 = Math.Min(nc, (uEnd - slice * panels) * nr);
-                                b.Pack(t, p0, kcNow, jc + j0, j1 - j0, nr, plan.HalfNR, pB + slice * sliceSize + (long)j0 * kcNow, 0, kcNow);
-                                u = uEnd;
+                                int j0 = u0 * nr, j1 = Math.Min(nc, u1 * nr);
+                                b.Pack(t, p0, kcNow, jc + j0, j1 - j0, nr, plan.HalfNR, dst + (long)j0 * kcNow, 0, kcNow);
                             }
-                        });
-                    else
-                        ForParts(threads, slices * chunks, (s, e) =>
-                        {
-                            for (int u = s; u < e;)
+                            else
                             {
-                                int slice = u / chunks, uEnd = Math.Min(e, (slice + 1) * chunks), p0 = g0 + slice * kc, kcNow = Math.Min(kc, k - p0);
-                                int r0 = (u - slice * chunks) * PackRows, r1 = Math.Min(kcNow, (uEnd - slice * chunks) * PackRows);
-                                if (r1 > r0) b.Pack(t, p0, kcNow, jc, nc, nr, plan.HalfNR, pB + slice * sliceSize, r0, r1);
-                                u = uEnd;
+                                int r0 = u0 * PackRows, r1 = Math.Min(kcNow, u1 * PackRows);
+                                if (r1 > r0) b.Pack(t, p0, kcNow, jc, nc, nr, plan.HalfNR, dst, r0, r1);
                             }
-                        });
+                            u = uEnd;
+                        }
+                    });
                     void Slices(int i0, int i1, int j0, int j1)
                     {
                         for (int slice = 0; slice < slices; slice++)
