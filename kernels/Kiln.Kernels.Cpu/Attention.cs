@@ -231,7 +231,7 @@ public static unsafe class Attention
                     new Span<T>(vAll + (long)r * dvp + dv, dvp - dv).Clear();
                 }
             });
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
             void Task(int t)
             {
                 // Largest causal blocks first, so the last tasks handed out are the short ones.
@@ -285,7 +285,7 @@ public static unsafe class Attention
     /// at a[r ars + p acs] (strided, so neither operand is packed), B's row p at b + p ldb; beta null: C is only written,
     /// or added to when <paramref name="add"/>. Rows past <paramref name="rows"/> repeat the last real row and are not stored.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void Tile<T>(int kc, T* a, nint ars, nint acs, int rows, T* b, nint ldb, T* c, nint ldc, T alpha, T* beta, bool add = false) where T : unmanaged, INumber<T>
     {
         int w = Vector512<T>.Count;
@@ -344,7 +344,7 @@ public static unsafe class Attention
     }
 
     // Lanes c < cut of one NQ-wide row of S^T to -inf.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void MaskBelow<T>(T* row, int nq, int cut) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int w = Vector512<T>.Count;
@@ -359,7 +359,7 @@ public static unsafe class Attention
     // One key block of the online softmax, down the columns of S^T [bk, 4 vectors]: new running maxima m, P = e^(S - m)
     // in place, l = l corr + column sums, corr = e^(m_old - m) (0 where m_old is -inf; a column with no live key yet
     // keeps m = -inf and gets P = 0).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void Softmax<T>(T* st, int bk, int nq, T* m, T* l, T* corr) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int w = Vector512<T>.Count;
@@ -491,7 +491,7 @@ public static unsafe class Attention
         });
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void Head<T>(int b, int tq, int tk, int d, int dv, T* q, T* k, T* v, T* y, T* gy, T* lse, bool causal, T scale, T* gq, T* gk, T* gv,
         T* qp, T* gyp, T* kp, T* dq, T* qt, T* gyt, T* lv, T* dd, T* st, T* dpt, T* dk, T* dvs) where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -559,7 +559,7 @@ public static unsafe class Attention
     }
 
     // Down the columns of one key block: P^T = e^(S^T - lse) in st (masked scores give 0), dS^T = P^T (dP^T - D) in dpt.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void ProbabilitiesAndScoreGradients<T>(T* st, T* dpt, int bk, int nq, T* lse, T* dd) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int w = Vector512<T>.Count;

@@ -290,7 +290,7 @@ public readonly unsafe struct PatchPanels<T> : IPanelSource<T> where T : unmanag
     public bool ColumnMajor => false;
 
     /// <inheritdoc/>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public void Pack(int t, int p0, int kc, int jc, int nc, int nr, int halfNr, T* dst, int r0, int r1)
     {
         for (int q = 0, j0 = 0; j0 < nc; q++, j0 += nr)
@@ -310,7 +310,7 @@ public readonly unsafe struct PatchPanels<T> : IPanelSource<T> where T : unmanag
     /// Rows p0 + [r0, r1) of image t's patch matrix, columns [col0, col0 + w), into d (row r0 first, rows
     /// <paramref name="stride"/> apart), each row zero-padded to <paramref name="padTo"/> values.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public void Rows(int t, int p0, int col0, int w, int padTo, int stride, T* d, int r0, int r1)
     {
         int kvol = _kd * _kh * _kw, tvol = _td * _th * _tw;

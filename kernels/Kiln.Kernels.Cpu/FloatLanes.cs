@@ -142,7 +142,7 @@ internal static class FloatLanes
     }
 
     // Fully optimized from the first call: a tier-0 body of these generic lane calls runs tens of times slower.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void Map<TV, TOp>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
     {
         int i = 0;

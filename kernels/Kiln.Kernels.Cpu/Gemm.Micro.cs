@@ -53,7 +53,7 @@ public static unsafe class GemmMicro
     /// 6 x (4 x Vector512): 24 accumulators, 4 B vectors and 1 broadcast A in 29 of the 32 zmm registers. Against the
     /// 6 x 2 tile it loads 10 instead of 16 values per 24 FMAs and sweeps each packed A block half as often.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void K512<T>(int kc, T* a, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T>
     {
         int w = Vector512<T>.Count;
@@ -83,7 +83,7 @@ public static unsafe class GemmMicro
     }
 
     /// <summary>6 x (2 x Vector512), the half tile of <see cref="K512"/>: 12 accumulators.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void K512Half<T>(int kc, T* a, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T>
     {
         int w = Vector512<T>.Count;
@@ -126,7 +126,7 @@ public static unsafe class GemmMicro
     }
 
     /// <summary>6 x (2 x Vector256): 12 accumulators, 2 B vectors and 1 broadcast A in 15 of the 16 ymm registers.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void K256<T>(int kc, T* a, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T>
     {
         int w = Vector256<T>.Count;
@@ -180,7 +180,7 @@ public static unsafe class GemmMicro
     }
 
     /// <summary>4 x 4 scalar tile for machines without SIMD (16 accumulators).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Scalar<T>(int kc, T* a, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T>
     {
         T c00 = T.Zero, c01 = T.Zero, c02 = T.Zero, c03 = T.Zero, c10 = T.Zero, c11 = T.Zero, c12 = T.Zero, c13 = T.Zero,
@@ -219,7 +219,7 @@ public static unsafe class Pack
     /// half panels (kc rows of halfNr values each, the second at + halfNr*kc), so a wide tile pads no more columns than
     /// a narrow one.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void B<T>(int kc, int nc, int nr, int halfNr, T* src, long rs, long cs, T* dst, int p0, int p1) where T : unmanaged, INumber<T>
     {
         int rows = p1 - p0;
@@ -325,7 +325,7 @@ public static unsafe class Pack
     /// A's mc x kc block (element (i, p) at src[i*rs + p*cs]) into mr-tall micro-panels: strip i0 holds kc columns of
     /// mr values at dst + i0*kc; rows past mc are zero.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void A<T>(int kc, int mc, int mr, T* src, long rs, long cs, T* dst) where T : unmanaged, INumber<T>
     {
         for (int i0 = 0; i0 < mc; i0 += mr)

@@ -168,7 +168,7 @@ public static class Gemm
     }
 
     // row += bias; row = max(row, 0) when relu.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void Epilogue<T>(Span<T> row, ReadOnlySpan<T> bias, bool relu) where T : unmanaged, INumber<T>
     {
         if (!bias.IsEmpty) TP.Add(row, bias, row);
@@ -226,7 +226,7 @@ public static class Gemm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static unsafe void Single<T, TB>(Plan plan, int m, int n, int k, T alpha, T[] a, int aOff, int aRs, int aCs, TB b, int t,
         T beta, T[] c, int cOff, int ldc, int threads, T[]? bias, int biasOff, bool relu) where T : unmanaged, INumber<T> where TB : struct, IPanelSource<T>
     {
@@ -297,7 +297,7 @@ public static class Gemm
     }
 
     // Rows [i0, i1) of C against micro-panels [j0, j1) of the packed B, for one KC slice: the ic / jr / ir loops.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static unsafe void Block<T>(Plan plan, int i0, int i1, int j0, int j1, int kc, int nc, T alpha, T* a, int aRs, int aCs, T* bPacked,
         T beta, T* c, int ldc, T* bias, bool relu) where T : unmanaged, INumber<T>
     {
@@ -326,7 +326,7 @@ public static class Gemm
                 }
 
                 // The MR x tileNr tiles of C's columns [j, j + w) down the MC block, against one packed B panel.
-                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+                [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
                 void Tiles(int j, int w, int tileNr, bool half, T* bPanel)
                 {
                     for (int ir = 0; ir < mc; ir += mr)

@@ -94,7 +94,7 @@ public static class LayerNorm
         });
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void RowF<TV>(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float eps, Span<float> y) where TV : struct, IFloatLanes<TV>
     {
         int n = x.Length, c = TV.Count, i = 0;

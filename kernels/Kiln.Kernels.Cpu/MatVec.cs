@@ -185,7 +185,10 @@ public static unsafe class MatVec
 
     // Columns [j0, j0 + nb) of Y, W row-major [k, n]: W's rows stream through eight at a time (p unrolled so each
     // accumulator is loaded and stored once per eight rows), each W vector widened once and used by all m rows.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    // Like every kernel loop here, never inlined: inlined into a caller whose inline budget then runs out (a tier-1
+    // lambda or backend method), its lane helpers stayed calls (bf16 [4096, 4096] after other bench workloads: 0.6 ->
+    // 5 ms; one core 1.2 -> 10.9 ms).
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void PanelKN<TV, TL, T, TW>(Args<T, TW> a, int j0, int nb, T[] accArr)
         where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
     {
@@ -261,7 +264,7 @@ public static unsafe class MatVec
     // 1024 floats read in pairs streamed at 10-14 GB/s, one at a time at 23-24); a single X row takes rows a quarter of
     // the block apart instead, far-apart streams that the prefetchers run together. Short rows (`grouped`, j0 a
     // multiple of Group) go eight at a time, the last n % Group columns as the long ones.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void ColumnsNK<TV, TL, T, TW>(Args<T, TW> a, int j0, int j1, bool grouped)
         where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
     {
