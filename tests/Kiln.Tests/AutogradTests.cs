@@ -114,6 +114,6 @@ public class AutogradTests
     }
 }
 
-/// <summary>Tests that read process-wide counters run alone.</summary>
+/// <summary>Tests that read process-wide counters, or need the process-wide worker team, run alone.</summary>
 [CollectionDefinition(nameof(SerialCollection), DisableParallelization = true)]
 public sealed class SerialCollection;

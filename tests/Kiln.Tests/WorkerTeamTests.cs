@@ -4,7 +4,9 @@ using Xunit;
 namespace Kiln.Tests;
 
 /// <summary>The persistent worker team behind the GEMM: every part runs once, errors reach the caller, nesting and
-/// concurrent callers fall back to running inline.</summary>
+/// concurrent callers fall back to running inline. Serial: another test's GEMM holding the team would run these calls
+/// inline, where a part that waits for another never sees it start.</summary>
+[Collection(nameof(SerialCollection))]
 public class WorkerTeamTests
 {
     [Fact]

@@ -59,7 +59,14 @@ public static class LargeStepLogistic
     {
         if (!(gamma > 0) || double.IsInfinity(gamma)) throw new ArgumentOutOfRangeException(nameof(gamma), gamma, "large-step logistic: gamma must be positive and finite");
         var m = Margins(x, y, w);
-        var descent = x.T.MatMul((-m).Sigmoid() * y) / Math.Max(1, x.Shape[0]);
-        return normalized ? w + gamma * descent / (-m).Softplus().Mean() : w + gamma * descent;
+        if (!normalized) return w + gamma * x.T.MatMul((-m).Sigmoid() * y) / Math.Max(1, x.Shape[0]);
+        // Σ σ(-m_i) y_i x_i / Σ log(1 + e^(-m_i)) in log space: once every margin passes ~745 both sums underflow to 0
+        // and the direct ratio is 0/0, which normalized steps reach within a few hundred iterations. Both scale by
+        // e^(-c), c the largest log-loss term; log log(1 + e^z) = z - e^z/2 + O(e^2z) below z = -20.
+        var z = -m;
+        var logLoss = Tensor.Where(z < -20.0, z - 0.5 * z.Exp(), z.Softplus().Log());
+        var c = logLoss.Max();
+        var weights = (-m.Softplus() - c).Exp();
+        return w + gamma * x.T.MatMul(weights * y) / (logLoss - c).Exp().Sum();
     }
 }

@@ -234,6 +234,41 @@ public class StepRuleTests
         });
     }
 
+    [Theory, MemberData(nameof(Cases))]
+    public void Normalized_logistic_step_stays_finite_where_the_loss_underflows(string device, DType dt)
+    {
+        var dev = Devices.Parse(device);
+        Props.Check(dev, from n in G.Choose(1, 7) from d in G.Choose(1, 4) from seed in TensorGen.Seed select (n, d, seed), c =>
+        {
+            var (n, d, seed) = c;
+            var (x, y) = Separable(new Random(seed), n, d);
+            // The direction Separable labelled by (its first draw) separates with margins ≥ 0.3; scaled until the smallest
+            // is 800-2000, e^(-m) underflows in float64 and float32, so the loss and its gradient are both 0 and only
+            // their ratio is defined. There σ(-m) = log(1 + e^(-m)) = e^(-m) to double precision and the step is
+            // γ Σ e^(-(m_i - m_min)) y_i x_i / Σ e^(-(m_i - m_min)).
+            var w = Uniform(new Random(seed), d);
+            var r = new Random(~seed);
+            double scale = (800 + 1200 * r.NextDouble()) / Margins(x, y, w).Min();
+            w = w.Select(v => v * scale).ToArray();
+            var m = Margins(x, y, w);
+            double gamma = Math.Pow(10, 2 * r.NextDouble() - 1), mMin = m.Min(), sum = m.Sum(v => Math.Exp(-(v - mMin)));
+            var expected = (double[])w.Clone();
+            for (int i = 0; i < n; i++) for (int j = 0; j < d; j++) expected[j] += gamma * Math.Exp(-(m[i] - mMin)) * y[i] * x[i * d + j] / sum;
+            Tensor T(double[] v, params int[] dims) => Tensor.FromArray(v, new Shape(dims)).To(dt).To(dev);
+            var got = LargeStepLogistic.NormalizedGradientStep(T(x, n, d), T(y, n), T(w, d), gamma).ToDoubleArray();
+            double tol = dt == DType.Float64 ? 1e-12 : 1e-4;   // float32: margins in the thousands carry errors of ~1e-3
+            for (int j = 0; j < d; j++) Assert.True(Math.Abs(got[j] - expected[j]) <= tol * (1 + Math.Abs(expected[j])), $"[{j}]: {got[j]} vs {expected[j]} (smallest margin {mMin})");
+        });
+    }
+
+    static double[] Margins(double[] x, double[] y, double[] w)
+    {
+        int n = y.Length, d = w.Length;
+        var m = new double[n];
+        for (int i = 0; i < n; i++) { for (int j = 0; j < d; j++) m[i] += x[i * d + j] * w[j]; m[i] *= y[i]; }
+        return m;
+    }
+
     [Fact]
     public void Logistic_GD_tends_to_the_batch_perceptron_as_gamma_grows()
     {
