@@ -674,24 +674,23 @@ public static class Elementwise
         if (numel < Strided.ParallelThreshold)
         {
             int inner = dims[^1];
-            for (int r = 0, rows = (int)(numel / inner); r < rows; r++) CopyRow(dims, s, x, xOff, y, yOff, convert, r, 0, inner);
+            for (int r = 0, rows = (int)(numel / inner); r < rows; r++) CopyRow(dims, s, x, xOff, y, yOff, convert, r, 0, inner, 0);
         }
-        else CopyRowsParallel(dims, s, x, xOff, y, yOff, convert);
+        else CopyRowsParallel(dims, s, x, xOff, y, yOff, convert, numel * Unsafe.SizeOf<TOut>());
     }
 
-    static void CopyRowsParallel<TIn, TOut>(int[] dims, int[][] s, TIn[] x, int xOff, TOut[] y, int yOff, Func<TIn, TOut> convert) =>
-        Strided.ForEachRow(dims, (r, start, len) => CopyRow(dims, s, x, xOff, y, yOff, convert, r, start, len));
+    static void CopyRowsParallel<TIn, TOut>(int[] dims, int[][] s, TIn[] x, int xOff, TOut[] y, int yOff, Func<TIn, TOut> convert, long bytes) =>
+        Strided.ForEachRow(dims, (r, start, len) => CopyRow(dims, s, x, xOff, y, yOff, convert, r, start, len, bytes));
 
-    static void CopyRow<TIn, TOut>(int[] dims, int[][] s, TIn[] x, int xOff, TOut[] y, int yOff, Func<TIn, TOut> convert, int r, int start, int len)
+    /// <summary>One row (or a piece of one) of a copy whose whole output is <paramref name="bytes"/>.</summary>
+    static void CopyRow<TIn, TOut>(int[] dims, int[][] s, TIn[] x, int xOff, TOut[] y, int yOff, Func<TIn, TOut> convert, int r, int start, int len, long bytes)
     {
         int xo = Strided.RowOffset(r, dims, s[0], xOff) + start * s[0][^1];
         int yo = Strided.RowOffset(r, dims, s[1], yOff) + start * s[1][^1];
         int xs = s[0][^1], ys = s[1][^1];
-        if (typeof(TIn) == typeof(TOut) && xs == 1 && ys == 1) { ((TIn[])(object)y).AsSpan(yo, len).CopyFrom(x.AsSpan(xo, len)); return; }
+        if (typeof(TIn) == typeof(TOut) && xs == 1 && ys == 1) { Streaming.Copy<TIn>(x.AsSpan(xo, len), ((TIn[])(object)y).AsSpan(yo, len), bytes); return; }
         for (int i = 0; i < len; i++) y[yo + i * ys] = convert(x[xo + i * xs]);
     }
-
-    static void CopyFrom<T>(this Span<T> dst, ReadOnlySpan<T> src) => src.CopyTo(dst);
 
     /// <summary>y = clamp(x, lo, hi) over contiguous spans (NaN stays NaN).</summary>
     public static void Clamp<T>(ReadOnlySpan<T> x, T lo, T hi, Span<T> y) where T : unmanaged, INumber<T>

@@ -8,12 +8,15 @@ namespace Kiln.Kernels.Cpu;
 /// Multiply-adds are fused explicitly (the same bits on every JIT tier and every machine with FMA); masks are lanes of
 /// all ones or all zeros.
 /// </summary>
-internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
+internal unsafe interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
 {
     static abstract int Count { get; }
     static abstract TV Splat(float value);
     static abstract TV Load(ReadOnlySpan<float> x, int at);
     void Store(Span<float> y, int at);
+    /// <summary>A non-temporal store to an address aligned to the vector's width: the line goes to memory without being
+    /// read first or kept in the caches.</summary>
+    void StoreStream(float* at);
     static abstract TV operator +(TV a, TV b);
     static abstract TV operator -(TV a, TV b);
     static abstract TV operator *(TV a, TV b);
@@ -43,7 +46,7 @@ internal interface IFloatLanes<TV> where TV : struct, IFloatLanes<TV>
     static abstract TV ScaleB(TV p, TV k);
 }
 
-internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
+internal readonly unsafe struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
 {
     readonly Vector512<float> _v = v;
     public Vector512<float> Value => _v;
@@ -51,6 +54,7 @@ internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Splat(float value) => new(Vector512.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F Load(ReadOnlySpan<float> x, int at) => new(Vector512.Create(x.Slice(at, Vector512<float>.Count)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(Span<float> y, int at) => _v.CopyTo(y.Slice(at, Vector512<float>.Count));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public void StoreStream(float* at) => System.Runtime.Intrinsics.X86.Avx512F.StoreAlignedNonTemporal(at, _v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator +(Lanes512F a, Lanes512F b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator -(Lanes512F a, Lanes512F b) => new(a._v - b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F operator *(Lanes512F a, Lanes512F b) => new(a._v * b._v);
@@ -73,13 +77,14 @@ internal readonly struct Lanes512F(Vector512<float> v) : IFloatLanes<Lanes512F>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512F ScaleB(Lanes512F p, Lanes512F k) => new(System.Runtime.Intrinsics.X86.Avx512F.Scale(p._v, k._v));
 }
 
-internal readonly struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
+internal readonly unsafe struct Lanes256F(Vector256<float> v) : IFloatLanes<Lanes256F>
 {
     readonly Vector256<float> _v = v;
     public static int Count => Vector256<float>.Count;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Splat(float value) => new(Vector256.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F Load(ReadOnlySpan<float> x, int at) => new(Vector256.Create(x.Slice(at, Vector256<float>.Count)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(Span<float> y, int at) => _v.CopyTo(y.Slice(at, Vector256<float>.Count));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public void StoreStream(float* at) => System.Runtime.Intrinsics.X86.Avx.StoreAlignedNonTemporal(at, _v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator +(Lanes256F a, Lanes256F b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator -(Lanes256F a, Lanes256F b) => new(a._v - b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256F operator *(Lanes256F a, Lanes256F b) => new(a._v * b._v);
@@ -141,9 +146,29 @@ internal static class FloatLanes
         return true;
     }
 
-    // Fully optimized from the first call: a tier-0 body of these generic lane calls runs tens of times slower.
+    // The loops in Vectors are their own methods, fully optimized from the first call (a tier-0 body of these generic
+    // lane calls runs tens of times slower; inlined here, the lane calls outran the JIT's inline budget).
+    static unsafe void Map<TV, TOp>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
+    {
+        int i;
+        // A long row comes in one piece per thread. In place, a line is read before it is written anyway: streaming
+        // would save nothing.
+        if (Streaming.Pays((long)y.Length * sizeof(float) * WorkerTeam.Threads) && !x.Overlaps(y))
+            fixed (float* py = y)
+            {
+                // The head through the padded path (same lanes, same bits).
+                int head = Streaming.Head(py, y.Length, TV.Count);
+                Padded<TV, TOp>(x[..head], y[..head]);
+                i = head + Vectors<TV, TOp, Streamed>(x[head..], y[head..]);
+                Streaming.Fence();
+            }
+        else i = Vectors<TV, TOp, Cached>(x, y);
+        Padded<TV, TOp>(x[i..], y[i..]);
+    }
+
+    /// <summary>op over the whole vectors of x into y through <typeparamref name="TSink"/>; the number of elements done.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void Map<TV, TOp>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
+    static int Vectors<TV, TOp, TSink>(ReadOnlySpan<float> x, Span<float> y) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp where TSink : struct, ISink
     {
         int i = 0;
         if (TOp.HasRare)
@@ -157,16 +182,16 @@ internal static class FloatLanes
                     {
                         // Only the vector with a rare lane is redone (a vector reads and writes its own slot only, so
                         // storing its partner first is safe when y is x).
-                        if (!rare0) c0.Store(y, i);
-                        if (!rare1) c1.Store(y, i + TV.Count);
-                        Rare<TV, TOp>(x, y, rare0 ? i : i + TV.Count, rare0 & rare1 ? 2 : 1);
+                        if (!rare0) TSink.Put(c0, y, i);
+                        if (!rare1) TSink.Put(c1, y, i + TV.Count);
+                        Rare<TV, TOp, TSink>(x, y, rare0 ? i : i + TV.Count, rare0 & rare1 ? 2 : 1);
                     }
-                    else { c0.Store(y, i); c1.Store(y, i + TV.Count); }
+                    else { TSink.Put(c0, y, i); TSink.Put(c1, y, i + TV.Count); }
                     i += TV.Count;
                     continue;
                 }
                 var c = TOp.Common(TV.Load(x, i), out bool rare);
-                if (rare) Rare<TV, TOp>(x, y, i, 1); else c.Store(y, i);
+                if (rare) Rare<TV, TOp, TSink>(x, y, i, 1); else TSink.Put(c, y, i);
             }
         else if (TOp.Pairs)
             for (; i + 2 * TV.Count <= x.Length; i += 2 * TV.Count)
@@ -174,16 +199,17 @@ internal static class FloatLanes
                 // Both loaded before either is stored: y may be x.
                 var a = TOp.Apply(TV.Load(x, i));
                 var b = TOp.Apply(TV.Load(x, i + TV.Count));
-                a.Store(y, i); b.Store(y, i + TV.Count);
+                TSink.Put(a, y, i); TSink.Put(b, y, i + TV.Count);
             }
-        for (; i + TV.Count <= x.Length; i += TV.Count) TOp.Apply(TV.Load(x, i)).Store(y, i);
-        Padded<TV, TOp>(x[i..], y[i..]);
+        for (; i + TV.Count <= x.Length; i += TV.Count) TSink.Put(TOp.Apply(TV.Load(x, i)), y, i);
+        return i;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void Rare<TV, TOp>(ReadOnlySpan<float> x, Span<float> y, int i, int vectors) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp
+    static void Rare<TV, TOp, TSink>(ReadOnlySpan<float> x, Span<float> y, int i, int vectors) where TV : struct, IFloatLanes<TV> where TOp : struct, ILaneOp where TSink : struct, ISink
     {
-        for (int v = 0; v < vectors; v++, i += TV.Count) TOp.Apply(TV.Load(x, i)).Store(y, i);
+        // Through the same sink: one ordinary store among streamed ones ran the exact GELU (a rare vector in 25) 1.5x slower.
+        for (int v = 0; v < vectors; v++, i += TV.Count) TSink.Put(TOp.Apply(TV.Load(x, i)), y, i);
     }
 
     /// <summary>y = op(x) for fewer elements than a vector, through the same lanes, so a result does not depend on where

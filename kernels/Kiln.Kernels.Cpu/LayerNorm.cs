@@ -86,16 +86,33 @@ public static class LayerNorm
     // (four accumulators each, so the adds overlap), then (x - mean) * rstd * w + b with one rounding for the last two.
     static void RowsF<TV>(float[] x, int xOff, float[]? w, int wOff, float[]? b, int bOff, float eps, int rows, int len, float[] y) where TV : struct, IFloatLanes<TV>
     {
+        bool stream = Streaming.Pays((long)rows * len * sizeof(float));
         Strided.Parallel(rows, (long)rows * len * 4, (s, e) =>
         {
-            var ws = w is null ? default : new ReadOnlySpan<float>(w, wOff, len);
-            var bs = b is null ? default : new ReadOnlySpan<float>(b, bOff, len);
-            for (int r = s; r < e; r++) RowF<TV>(new ReadOnlySpan<float>(x, xOff + r * len, len), ws, bs, eps, new Span<float>(y, r * len, len));
+            if (stream) RangeF<TV, Streamed>(x, xOff, w, wOff, b, bOff, eps, len, y, s, e);
+            else RangeF<TV, Cached>(x, xOff, w, wOff, b, bOff, eps, len, y, s, e);
         });
     }
 
+    static unsafe void RangeF<TV, TSink>(float[] x, int xOff, float[]? w, int wOff, float[]? b, int bOff, float eps, int len, float[] y, int s, int e)
+        where TV : struct, IFloatLanes<TV> where TSink : struct, ISink
+    {
+        var ws = w is null ? default : new ReadOnlySpan<float>(w, wOff, len);
+        var bs = b is null ? default : new ReadOnlySpan<float>(b, bOff, len);
+        fixed (float* py = y)
+        {
+            for (int r = s; r < e; r++)
+                RowF<TV, TSink>(new ReadOnlySpan<float>(x, xOff + r * len, len), ws, bs, eps, new Span<float>(y, r * len, len),
+                    typeof(TSink) == typeof(Streamed) ? Streaming.Head(py + (long)r * len, len, TV.Count) : 0);
+            if (typeof(TSink) == typeof(Streamed)) Streaming.Fence();
+        }
+    }
+
+    /// <summary>One row; the output's first <paramref name="head"/> elements are written one by one (a streamed row's
+    /// part before its first vector-aligned address), by the same arithmetic as the vectors.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void RowF<TV>(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float eps, Span<float> y) where TV : struct, IFloatLanes<TV>
+    static void RowF<TV, TSink>(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float eps, Span<float> y, int head)
+        where TV : struct, IFloatLanes<TV> where TSink : struct, ISink
     {
         int n = x.Length, c = TV.Count, i = 0;
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
@@ -122,17 +139,21 @@ public static class LayerNorm
 
         var vr = TV.Splat(rstd);
         bool hasW = !w.IsEmpty, hasB = !b.IsEmpty;
-        for (i = 0; i + c <= n; i += c)
+        for (i = 0; i < head; i++) y[i] = One(x, w, b, mean, rstd, i);
+        for (; i + c <= n; i += c)
         {
             var v = (TV.Load(x, i) - vm) * vr;
             if (hasW) v = hasB ? TV.Fma(v, TV.Load(w, i), TV.Load(b, i)) : v * TV.Load(w, i);
             else if (hasB) v += TV.Load(b, i);
-            v.Store(y, i);
+            TSink.Put(v, y, i);
         }
-        for (; i < n; i++)
-        {
-            float v = (x[i] - mean) * rstd;
-            y[i] = hasW ? (hasB ? MathF.FusedMultiplyAdd(v, w[i], b[i]) : v * w[i]) : hasB ? v + b[i] : v;
-        }
+        for (; i < n; i++) y[i] = One(x, w, b, mean, rstd, i);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float One(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float mean, float rstd, int i)
+    {
+        float v = (x[i] - mean) * rstd;
+        return !w.IsEmpty ? (!b.IsEmpty ? MathF.FusedMultiplyAdd(v, w[i], b[i]) : v * w[i]) : !b.IsEmpty ? v + b[i] : v;
     }
 }

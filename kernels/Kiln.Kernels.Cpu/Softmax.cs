@@ -53,16 +53,17 @@ public static class Softmax
 
     static void RowsF<TV>(float[] x, int xOff, int rows, int len, bool log, float[] y) where TV : struct, IFloatLanes<TV>
     {
+        // Past the last-level cache the terms go to a scratch row and the scaled ones stream out: written in place,
+        // each output line would be read from memory first.
+        bool stream = !log && Streaming.Pays((long)rows * len * sizeof(float));
         Strided.Parallel(rows, (long)rows * len * 4, (s, e) =>
         {
+            if (stream) { StreamedF<TV>(x, xOff, len, y, s, e); return; }
             for (int r = s; r < e; r++)
             {
                 var xr = new ReadOnlySpan<float>(x, xOff + r * len, len);
                 var yr = new Span<float>(y, r * len, len);
-                float m = TP.Max(xr);
-                // NaN anywhere, or +inf (inf - inf), makes the sum and so every output NaN, as in the reference.
-                if (float.IsNaN(m) || m == float.PositiveInfinity) { yr.Fill(float.NaN); continue; }
-                if (m == float.NegativeInfinity) m = 0;
+                if (!Max(xr, yr, out float m)) continue;
                 if (log)
                 {
                     float lse = MathF.Log(ExpSum<TV>(xr, m, default));
@@ -72,6 +73,41 @@ public static class Softmax
                 else TP.Multiply(yr, 1f / ExpSum<TV>(xr, m, yr), yr);
             }
         });
+    }
+
+    /// <summary>The row's maximum to subtract; false (the row filled with NaN) where the sum would be NaN.</summary>
+    static bool Max(ReadOnlySpan<float> x, Span<float> y, out float m)
+    {
+        m = TP.Max(x);
+        // NaN anywhere, or +inf (inf - inf), makes the sum and so every output NaN, as in the reference.
+        if (float.IsNaN(m) || m == float.PositiveInfinity) { y.Fill(float.NaN); return false; }
+        if (m == float.NegativeInfinity) m = 0;
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static unsafe void StreamedF<TV>(float[] x, int xOff, int len, float[] y, int s, int e) where TV : struct, IFloatLanes<TV>
+    {
+        var t = Strided.Rent<float>(len);
+        var terms = t.AsSpan(0, len);
+        fixed (float* py = y)
+        {
+            for (int r = s; r < e; r++)
+            {
+                var xr = new ReadOnlySpan<float>(x, xOff + r * len, len);
+                var yr = new Span<float>(y, r * len, len);
+                if (!Max(xr, yr, out float m)) continue;
+                // The products TP.Multiply(y, 1 / sum, y) forms, the head and tail one by one.
+                float inv = 1f / ExpSum<TV>(xr, m, terms);
+                int head = Streaming.Head(py + (long)r * len, len, TV.Count), i = 0;
+                for (; i < head; i++) yr[i] = terms[i] * inv;
+                var vi = TV.Splat(inv);
+                for (; i + TV.Count <= len; i += TV.Count) Streamed.Put(TV.Load(terms, i) * vi, yr, i);
+                for (; i < len; i++) yr[i] = terms[i] * inv;
+            }
+            Streaming.Fence();
+        }
+        Strided.Return(t);
     }
 
     /// <summary>Sum of e^(x - m) over the row (m finite, at least every x), storing each term in y unless y is empty.</summary>
