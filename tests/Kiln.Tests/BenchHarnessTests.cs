@@ -55,9 +55,9 @@ public class BenchHarnessTests
         Assert.Equal(["numpy", "torch"], row.Peers.Select(p => p.Peer));
         Assert.Equal([4e-3, 3e-3], row.Peers.Select(p => p.Seconds));
         Assert.Equal("torch", row.Peer!.Peer);
-        Assert.Equal(1.5, row.Ratio!.Value, 12);
-        Assert.Equal(0.0336 / 2e-3 / 200, row.PeakFraction!.Value, 12);
-        Assert.Equal(1.25, row.OneCore!.Ratio!.Value, 12);
+        Assert.Equal(1.5, row.Ratio!.Value, 1e-12);
+        Assert.Equal(0.0336 / 2e-3 / 200, row.PeakFraction!.Value, 1e-12);
+        Assert.Equal(1.25, row.OneCore!.Ratio!.Value, 1e-12);
     }
 
     [Fact]
@@ -77,7 +77,7 @@ public class BenchHarnessTests
     {
         // 16 tokens in 0.5 s (32 tokens/s) against a bound of 40 tokens/s (20 GB/s copy, 0.5 GB a token): 80%.
         var row = BenchRow.FromRounds([K(0.5, "decode_llama_111m_bf16", 16, "tokens/s")], []) with { BoundRate = 20e9 / 0.5e9, CopyGBps = 20 };
-        Assert.Equal(0.8, row.BoundFraction!.Value, 12);
+        Assert.Equal(0.8, row.BoundFraction!.Value, 1e-12);
         Assert.Null(BenchRow.FromRounds([K(0.5, "decode_llama_111m_bf16", 16, "tokens/s")], []).BoundFraction);
         var report = new BenchReport([row], Report().Machine, 100, 1, "0", "0", DateTime.Now);
         var line = Assert.Single(report.JsonLines());
@@ -148,10 +148,10 @@ public class BenchHarnessTests
         var lt = lines[0];
         foreach (var key in new[] { "workload", "unit", "kiln_rate", "peer", "peer_version", "peer_rate", "ratio", "cpu" }) Assert.True(lt.ContainsKey(key), key);
         Assert.Equal(("sgemm_256", "GFLOP/s", TorchPeer.KernelName, "libtorch 2.10.0 (TorchSharp 0.107.0)"), ((string)lt["workload"]!, (string)lt["unit"]!, (string)lt["peer"]!, (string)lt["peer_version"]!));
-        Assert.Equal(0.0336 / 0.5e-3, (double)lt["kiln_rate"]!, 9);
-        Assert.Equal(0.0336 / 0.8e-3, (double)lt["peer_rate"]!, 9);
-        Assert.Equal(1.6, (double)lt["ratio"]!, 12);
-        Assert.Equal(2.0, (double)lt["ratio_default"]!, 12);
+        Assert.Equal(0.0336 / 0.5e-3, (double)lt["kiln_rate"]!, 1e-9);
+        Assert.Equal(0.0336 / 0.8e-3, (double)lt["peer_rate"]!, 1e-9);
+        Assert.Equal(1.6, (double)lt["ratio"]!, 1e-12);
+        Assert.Equal(2.0, (double)lt["ratio_default"]!, 1e-12);
         Assert.Equal(3e-7, (double)lt["rel_error"]!);
         Assert.Equal("Test CPU", ((IReadOnlyDictionary<string, object>)lt["cpu"]!)["model"]);
         // torch 1.13 reports the softmax, but no libtorch and no default line for it: one line, torch's; then no line has
@@ -299,7 +299,7 @@ public class BenchHarnessTests
         }
         finally { dir.Delete(recursive: true); }
         Assert.Equal(0.0, ChildPeer.RelativeError([1, 2], [1, 2]));
-        Assert.Equal(0.16, ChildPeer.RelativeError([3, 4.8f], [3, 4]), 6);
+        Assert.Equal(0.16, ChildPeer.RelativeError([3, 4.8f], [3, 4]), 1e-6);
         Assert.Equal(double.PositiveInfinity, ChildPeer.RelativeError([1], [1, 2]));
     }
 

@@ -24,16 +24,16 @@ public class GridSampleTests
         var x = T([1, 2, 3, 4], 1, 1, 2, 2).To(dev);
         double At(double gx, double gy, GridSampleMode mode, GridSamplePadding pad, bool align) =>
             x.GridSample(T([gx, gy], 1, 1, 1, 2).To(dev), mode, pad, align).ToDoubleArray()[0];
-        Assert.Equal(2.5, At(0, 0, GridSampleMode.Bilinear, GridSamplePadding.Zeros, false), 12);
-        Assert.Equal(1, At(-1, -1, GridSampleMode.Bilinear, GridSamplePadding.Zeros, true), 12);
+        Assert.Equal(2.5, At(0, 0, GridSampleMode.Bilinear, GridSamplePadding.Zeros, false), 1e-12);
+        Assert.Equal(1, At(-1, -1, GridSampleMode.Bilinear, GridSamplePadding.Zeros, true), 1e-12);
         // Without align_corners (-1, -1) is the outer corner, source (-0.5, -0.5): a quarter of x[0, 0] and zeros.
-        Assert.Equal(0.25, At(-1, -1, GridSampleMode.Bilinear, GridSamplePadding.Zeros, false), 12);
-        Assert.Equal(1, At(-1, -1, GridSampleMode.Bilinear, GridSamplePadding.Border, false), 12);
-        Assert.Equal(1, At(-1, -1, GridSampleMode.Bilinear, GridSamplePadding.Reflection, false), 12);
+        Assert.Equal(0.25, At(-1, -1, GridSampleMode.Bilinear, GridSamplePadding.Zeros, false), 1e-12);
+        Assert.Equal(1, At(-1, -1, GridSampleMode.Bilinear, GridSamplePadding.Border, false), 1e-12);
+        Assert.Equal(1, At(-1, -1, GridSampleMode.Bilinear, GridSamplePadding.Reflection, false), 1e-12);
         // x = 1.5 with align_corners is source column 1.25: 3/4 of column 1 (zeros), column 1 (border), column 0.75 (reflection).
-        Assert.Equal(2.25, At(1.5, 0, GridSampleMode.Bilinear, GridSamplePadding.Zeros, true), 12);
-        Assert.Equal(3, At(1.5, 0, GridSampleMode.Bilinear, GridSamplePadding.Border, true), 12);
-        Assert.Equal(2.75, At(1.5, 0, GridSampleMode.Bilinear, GridSamplePadding.Reflection, true), 12);
+        Assert.Equal(2.25, At(1.5, 0, GridSampleMode.Bilinear, GridSamplePadding.Zeros, true), 1e-12);
+        Assert.Equal(3, At(1.5, 0, GridSampleMode.Bilinear, GridSamplePadding.Border, true), 1e-12);
+        Assert.Equal(2.75, At(1.5, 0, GridSampleMode.Bilinear, GridSamplePadding.Reflection, true), 1e-12);
         Assert.Equal(4, At(0.1, 0.6, GridSampleMode.Nearest, GridSamplePadding.Zeros, true));
         // Source (0.5, 0.5) rounds half to even, to pixel (0, 0).
         Assert.Equal(1, At(0, 0, GridSampleMode.Nearest, GridSamplePadding.Zeros, true));

@@ -398,7 +398,7 @@ public class IoTests
         var labels = y.ToArray<long>();
         Assert.Equal(212, labels.Count(v => v == 0));   // malignant
         Assert.Equal(357, labels.Count(v => v == 1));   // benign
-        Assert.Equal(17.99, x[0, 0], 5);
+        Assert.Equal(17.99, x[0, 0], 1e-5);
     }
 
     [Fact]

@@ -77,7 +77,7 @@ public class MovementTests
             // <broadcast(x), y> = <x, sum_to(y)>
             double lhs = (x.BroadcastTo(new Shape(big)) * y).Sum().Item();
             double rhs = (x * y.SumTo(new Shape(small))).Sum().Item();
-            Assert.Equal(lhs, rhs, 9);
+            Assert.Equal(lhs, rhs, 1e-9);
         });
     }
 

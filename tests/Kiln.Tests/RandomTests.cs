@@ -57,11 +57,11 @@ public class RandomTests
         const int n = 200_000;
         var u = Tensor.Rand([n], new Generator(1), 2, 5, dtype).ToDoubleArray();
         Assert.InRange(u.Min(), 2, 5); Assert.True(u.Max() < 5);
-        Assert.Equal(3.5, u.Average(), 2);                        // sd of the mean 0.002
+        Assert.Equal(3.5, u.Average(), 1e-2);                        // sd of the mean 0.002
         var z = Tensor.Randn([n], new Generator(2), 1, 2, dtype).ToDoubleArray();
         double m = z.Average(), v = z.Sum(x => (x - m) * (x - m)) / n;
-        Assert.Equal(1.0, m, 1); Assert.Equal(4.0, v, 1);
-        Assert.Equal(0.3, Tensor.Bernoulli([n], 0.3, new Generator(3), dtype).ToDoubleArray().Average(), 2);
+        Assert.Equal(1.0, m, 1e-1); Assert.Equal(4.0, v, 1e-1);
+        Assert.Equal(0.3, Tensor.Bernoulli([n], 0.3, new Generator(3), dtype).ToDoubleArray().Average(), 1e-2);
         var r = Tensor.RandInt([n], -3, 4, new Generator(4)).ToArray<long>();
         Assert.Equal(Enumerable.Range(-3, 7).Select(i => (long)i), r.Distinct().Order());
         var p = Tensor.RandPerm(50, new Generator(6)).ToArray<long>();

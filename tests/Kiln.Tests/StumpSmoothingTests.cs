@@ -75,7 +75,7 @@ public class StumpSmoothingTests
             var x = Inputs(rng, 7, c.Features);
             var pdf = ExactSmoothing.Pdf(e, x, noise);
             var rows = pdf.Sum(1).ToArray<double>();
-            foreach (double s in rows) Assert.Equal(1.0, s, 12);
+            foreach (double s in rows) Assert.Equal(1.0, s, 1e-12);
             var p1 = ExactSmoothing.ClassOneProbability(e, x, noise);
             long cut = e.Cut - ExactSmoothing.Offset(e);
             var host = pdf.ToArray<double>();
@@ -111,10 +111,10 @@ public class StumpSmoothingTests
                     for (int k = 0; k < l[g].Values.Length; k++, r++)
                     {
                         double expected = Reference.StumpRegionProbability(upper.AsSpan(i * thresholds, thresholds), starts, g, k);
-                        Assert.Equal(expected, probs[i * regions + r], 15);
+                        Assert.Equal(expected, probs[i * regions + r], 1e-15);
                         sum += probs[i * regions + r];
                     }
-                    Assert.Equal(1.0, sum, 12);
+                    Assert.Equal(1.0, sum, 1e-12);
                 }
         });
     }
@@ -174,13 +174,13 @@ public class StumpSmoothingTests
     public void Clopper_pearson_matches_closed_forms()
     {
         // k = n: the bound is alpha^(1/n); k = 0 gives 0; it grows with k.
-        Assert.Equal(Math.Pow(0.001, 1.0 / 50), MonteCarloSmoothing.ClopperPearsonLower(50, 50, 0.001), 10);
+        Assert.Equal(Math.Pow(0.001, 1.0 / 50), MonteCarloSmoothing.ClopperPearsonLower(50, 50, 0.001), 1e-10);
         Assert.Equal(0.0, MonteCarloSmoothing.ClopperPearsonLower(0, 50, 0.001));
         Assert.True(MonteCarloSmoothing.ClopperPearsonLower(30, 50, 0.01) < MonteCarloSmoothing.ClopperPearsonLower(31, 50, 0.01));
         // I_x(1, 1) = x, and I_x(a, b) = 1 - I_{1-x}(b, a).
-        Assert.Equal(0.3, MonteCarloSmoothing.RegularizedBeta(0.3, 1, 1), 12);
-        Assert.Equal(1 - MonteCarloSmoothing.RegularizedBeta(0.6, 5, 3), MonteCarloSmoothing.RegularizedBeta(0.4, 3, 5), 12);
-        Assert.Equal(Math.Log(120), MonteCarloSmoothing.LogGamma(6), 12);
+        Assert.Equal(0.3, MonteCarloSmoothing.RegularizedBeta(0.3, 1, 1), 1e-12);
+        Assert.Equal(1 - MonteCarloSmoothing.RegularizedBeta(0.6, 5, 3), MonteCarloSmoothing.RegularizedBeta(0.4, 3, 5), 1e-12);
+        Assert.Equal(Math.Log(120), MonteCarloSmoothing.LogGamma(6), 1e-12);
     }
 
     [Fact]
@@ -264,7 +264,7 @@ public class StumpSmoothingTests
                 foreach (var (g, c0, c1) in new[] { (s.Left, l0, l1), (s.Right, r0, r1) })
                 {
                     double L(double v) => c1 * Math.Log(Math.Clamp(v, 1e-300, 1)) + c0 * Math.Log(Math.Clamp(1 - v, 1e-300, 1));
-                    Assert.Equal(c1 / (c0 + c1), g, 9);
+                    Assert.Equal(c1 / (c0 + c1), g, 1e-9);
                     foreach (double alt in new[] { 0.01, 0.2, 0.5, 0.8, 0.99, g - 1e-3, g + 1e-3 })
                         if (alt > 0 && alt < 1) Assert.True(L(g) >= L(alt) - 1e-9, $"leaf {g} has lower likelihood than {alt}");
                 }
@@ -299,7 +299,7 @@ public class StumpSmoothingTests
                     }
                 }
                 Walk(0, 0, codes);
-                Assert.Equal(best, cat.WorstCaseSum(codes, label, r0), 12);
+                Assert.Equal(best, cat.WorstCaseSum(codes, label, r0), 1e-12);
             }
         });
     }
@@ -325,7 +325,7 @@ public class StumpSmoothingTests
             for (int t = 0; t < w; t++) if (ExactSmoothing.Offset(num) + t + shift > cut) p1 += pdf[i * w + t];
             double pA = y[i] == 1 ? p1 : 1 - p1;
             Assert.Equal(pA >= 0.5 ? y[i] : 1 - y[i], joint[i].Class);
-            Assert.Equal(Math.Max(pA, 1 - pA), joint[i].PA, 12);
+            Assert.Equal(Math.Max(pA, 1 - pA), joint[i].PA, 1e-12);
         }
         // More categorical changes can only lower the certified probability of the label.
         var r1 = JointCertification.Certify(num, x, cat, codes, y, noise, 1);
@@ -348,10 +348,10 @@ public class StumpSmoothingTests
     [Fact]
     public void Radius_formulas_and_clamping()
     {
-        Assert.Equal(0.25 * Reference.NormalIcdf(0.9), Noise.Gaussian(0.25).Radius(0.9), 14);
-        Assert.Equal(2 * 2 * 0.4, Noise.Uniform(2).Radius(0.9), 14);
+        Assert.Equal(0.25 * Reference.NormalIcdf(0.9), Noise.Gaussian(0.25).Radius(0.9), 1e-14);
+        Assert.Equal(2 * 2 * 0.4, Noise.Uniform(2).Radius(0.9), 1e-14);
         Assert.True(double.IsFinite(Noise.Gaussian(1).Radius(1.0)));
-        Assert.Equal(Reference.NormalIcdf(1 - 1e-15), Noise.Gaussian(1).Radius(1.0), 12);
+        Assert.Equal(Reference.NormalIcdf(1 - 1e-15), Noise.Gaussian(1).Radius(1.0), 1e-12);
     }
 
     [Fact]

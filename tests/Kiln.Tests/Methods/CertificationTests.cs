@@ -31,7 +31,7 @@ public class CertificationTests
     [Fact]
     public void Empirical_bernstein_width_is_the_maurer_pontil_formula_and_covers_at_the_nominal_rate()
     {
-        Assert.Equal(Math.Sqrt(2 * 0.04 * Math.Log(2 / 0.01) / 100) + 7 * Math.Log(2 / 0.01) / (3.0 * 99), EmpiricalBernstein.Width(0.04, 100, 0.01), 15);
+        Assert.Equal(Math.Sqrt(2 * 0.04 * Math.Log(2 / 0.01) / 100) + 7 * Math.Log(2 / 0.01) / (3.0 * 99), EmpiricalBernstein.Width(0.04, 100, 0.01), 1e-15);
         // X = U^2 in [0, 1] with mean 1/3: the one-sided lower bound at delta fails in at most a delta fraction of seeds.
         var rng = new Random(5);
         const int seeds = 2000, n = 30;
@@ -55,14 +55,14 @@ public class CertificationTests
     public void Margin_radius_golden_values_and_reduction_to_cohen()
     {
         // Phi^-1(0.9) = 1.2815515655446004, Phi^-1(0.975) = 1.959963984540054.
-        Assert.Equal(0.5 * 1.2815515655446004, RandomizedSmoothing.MarginRadius(0.9, 0.1, 0.5), 12);
-        Assert.Equal(0.25 / 2 * (1.959963984540054 - (-1.2815515655446004)), RandomizedSmoothing.MarginRadius(0.975, 0.1, 0.25), 12);
-        Assert.Equal(0, RandomizedSmoothing.MarginRadius(0.4, 0.4, 1), 15);
+        Assert.Equal(0.5 * 1.2815515655446004, RandomizedSmoothing.MarginRadius(0.9, 0.1, 0.5), 1e-12);
+        Assert.Equal(0.25 / 2 * (1.959963984540054 - (-1.2815515655446004)), RandomizedSmoothing.MarginRadius(0.975, 0.1, 0.25), 1e-12);
+        Assert.Equal(0, RandomizedSmoothing.MarginRadius(0.4, 0.4, 1), 1e-15);
         var rng = new Random(2);
         for (int i = 0; i < 50; i++)
         {
             double p = 0.5 + 0.5 * rng.NextDouble(), sigma = 0.1 + rng.NextDouble();
-            Assert.Equal(Noise.Gaussian(sigma).Radius(p), RandomizedSmoothing.MarginRadius(p, 1 - p, sigma), 10);
+            Assert.Equal(Noise.Gaussian(sigma).Radius(p), RandomizedSmoothing.MarginRadius(p, 1 - p, sigma), 1e-10);
         }
         Assert.Throws<ArgumentOutOfRangeException>(() => RandomizedSmoothing.MarginRadius(1.2, 0.1, 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => RandomizedSmoothing.MarginRadius(0.9, 0.1, 0));
@@ -83,7 +83,7 @@ public class CertificationTests
             {
                 double margin = Enumerable.Range(0, d).Sum(j => w[j] * x[i * d + j]) + b;
                 // sigma Phi^-1(max(p, 1 - p)) = |w.x + b| / ||w||.
-                Assert.Equal(Math.Abs(margin) / norm, Noise.Gaussian(sigma).Radius(Math.Max(p[i], 1 - p[i])), 8);
+                Assert.Equal(Math.Abs(margin) / norm, Noise.Gaussian(sigma).Radius(Math.Max(p[i], 1 - p[i])), 1e-8);
                 // Monte Carlo votes of the base classifier (logits [0, w.x + b]) match the closed form within 5 standard errors.
                 const int n = 4000;
                 var votes = RandomizedSmoothing.Sample(z => Tensor.Concat([Tensor.Zeros(new Shape(z.Shape[0], 1), DType.Float64), z.MatMul(T(w, d, 1)) + b], 1),
@@ -132,11 +132,11 @@ public class CertificationTests
             double pA = Math.Max(0, p[0] - 7 * Math.Log(4 / alpha) / (3.0 * (n - 1)));
             double pB = Math.Min(1 - pA, Math.Min(1, p[1] + 7 * Math.Log(4 * 2 / alpha) / (3.0 * (n - 1))));
             Assert.Equal(0, cert.Class);
-            Assert.Equal(pA, cert.PA, 12);
+            Assert.Equal(pA, cert.PA, 1e-12);
             if (pA <= pB) continue;
-            Assert.Equal(RandomizedSmoothing.MarginRadius(pA, pB, sigma), cert.Radius, 12);
+            Assert.Equal(RandomizedSmoothing.MarginRadius(pA, pB, sigma), cert.Radius, 1e-12);
             var withL = RandomizedSmoothing.LipschitzVarianceMargin(f, T([0.1, 0.2], 1, 2), Noise.Gaussian(sigma), temperature, 10, n, alpha, lipschitz: 0.05, generator: new Generator(4))[0];
-            Assert.Equal(Math.Max(RandomizedSmoothing.MarginRadius(pA, pB, sigma), (pA - pB) / (Math.Sqrt(2) * 0.05)), withL.Radius, 12);
+            Assert.Equal(Math.Max(RandomizedSmoothing.MarginRadius(pA, pB, sigma), (pA - pB) / (Math.Sqrt(2) * 0.05)), withL.Radius, 1e-12);
         }
         // Two tied classes: the margin is never certified.
         Func<Tensor, Tensor> tie = x => Tensor.Zeros(new Shape(x.Shape[0], 2), DType.Float64);
@@ -168,8 +168,8 @@ public class CertificationTests
         {
             Assert.Equal(logits.Count(z => (z[0] >= z[1] ? 0 : 1) == c), s.Votes[c]);
             double mean = scores.Average(p => p[c]);
-            Assert.Equal(mean, s.Mean[c], 12);
-            Assert.Equal(scores.Sum(p => (p[c] - mean) * (p[c] - mean)) / (n - 1), s.Variance[c], 10);
+            Assert.Equal(mean, s.Mean[c], 1e-12);
+            Assert.Equal(scores.Sum(p => (p[c] - mean) * (p[c] - mean)) / (n - 1), s.Variance[c], 1e-10);
         }
         Assert.Throws<ArgumentException>(() => RandomizedSmoothing.Sample(f, T([1.0, 2, 3], 1, 3), Noise.Gaussian(1), 2, new Generator(0)));
         Assert.Throws<ArgumentOutOfRangeException>(() => RandomizedSmoothing.Sample(f, x, Noise.Gaussian(1), 2, new Generator(0), temperature: 0));
@@ -236,8 +236,8 @@ public class CertificationTests
             {
                 var s = Adversarial.SteepestAscent(T(g, 1, d), norm).ToArray<double>();
                 double unit = norm switch { LpNorm.L1 => s.Sum(Math.Abs), LpNorm.L2 => Math.Sqrt(s.Sum(x => x * x)), _ => s.Max(Math.Abs) };
-                Assert.Equal(1, unit, 12);
-                Assert.Equal(dual, s.Select((x, j) => x * g[j]).Sum(), 12);
+                Assert.Equal(1, unit, 1e-12);
+                Assert.Equal(dual, s.Select((x, j) => x * g[j]).Sum(), 1e-12);
             }
         }
     }
@@ -258,7 +258,7 @@ public class CertificationTests
             var z = Enumerable.Range(0, c).Select(k => Enumerable.Range(0, d).Sum(j => x[i * d + j] * w[j * c + k]) + b[k]).ToArray();
             var p = Softmax(z); p[y[i]] -= 1;
             for (int j = 0; j < d; j++)
-                Assert.Equal(x[i * d + j] + 0.1 * Math.Sign(Enumerable.Range(0, c).Sum(k => w[j * c + k] * p[k])), fgsm[i * d + j], 12);
+                Assert.Equal(x[i * d + j] + 0.1 * Math.Sign(Enumerable.Range(0, c).Sum(k => w[j * c + k] * p[k])), fgsm[i * d + j], 1e-12);
         }
         // Two classes: CE falls with the margin (w_y - w_o).x, so the worst l2 / l_inf perturbations are
         // -eps u / ||u||_2 and -eps sign(u), u = w_y - w_o; one PGD step larger than eps reaches them.
@@ -318,7 +318,7 @@ public class CertificationTests
             var p = Softmax(rowQ); var q = Softmax(zr.AsSpan(i * c, c).ToArray());
             expected += p.Select((v, k) => v * Math.Log(v / q[k])).Sum();
         }
-        Assert.Equal(expected / n, Ramp.LogitPairing(T(zq, n, c), T(zr, n, c), Labels(y)).Item(), 12);
+        Assert.Equal(expected / n, Ramp.LogitPairing(T(zq, n, c), T(zr, n, c), Labels(y)).Item(), 1e-12);
         var r = GradCheck.Run(a => Ramp.Loss(a[0], a[1], Labels(y), 0.7), [T(zq, n, c), T(zr, n, c)]);
         Assert.True(r.Passed, r.ToString());
         Assert.Equal(0, Ramp.LogitPairing(Tensor.Zeros(new Shape(0, 3), DType.Float64), Tensor.Zeros(new Shape(0, 3), DType.Float64), Labels([])).Item());
@@ -378,7 +378,7 @@ public class CertificationTests
             {
                 // d p_a / d x_j = p_a (W[j, a] - sum_k p_k W[j, k]).
                 double grad = p[a] * (w[j * c + a] - Enumerable.Range(0, c).Sum(k => p[k] * w[j * c + k]));
-                Assert.Equal(x[i * d + j] + 0.1 * Math.Sign(grad), aug[i * d + j], 12);
+                Assert.Equal(x[i * d + j] + 0.1 * Math.Sign(grad), aug[i * d + j], 1e-12);
             }
         }
         Assert.Throws<ShapeMismatchException>(() => BlackBox.JacobianAugment(Linear(w, b, d, c), T(x, n, d), Labels([1]), 0.1));

@@ -70,7 +70,7 @@ public class DistillationTests
                 Assert.Equal(KdRow(Standardize(Row(s, i, c), 1e-7), Standardize(Row(t, i, c), 1e-7), tau), got[i], 1e-12);
                 Assert.Equal(KdRow(Row(s, i, c), Row(t, i, c), tau), kd[i], 1e-12);
             }
-            Assert.Equal(got.Average(), Distillation.LogitStandardizedKd(T(s, n, c), T(t, n, c), tau).Item(), 12);
+            Assert.Equal(got.Average(), Distillation.LogitStandardizedKd(T(s, n, c), T(t, n, c), tau).Item(), 1e-12);
         }
     }
 
@@ -87,14 +87,14 @@ public class DistillationTests
             var flipped = s.Select((x, j) => -a[j / c] * x + b[j / c]).ToArray();
             double Lskd(double[] z, double eps) => Distillation.LogitStandardizedKd(T(z, n, c), T(t, n, c), 2, eps).Item();
             // Exact without eps; with the paper's eps the change is of the order of eps / std.
-            Assert.Equal(Lskd(s, 0), Lskd(moved, 0), 11);
+            Assert.Equal(Lskd(s, 0), Lskd(moved, 0), 1e-11);
             Assert.True(Math.Abs(Lskd(s, 1e-7) - Lskd(moved, 1e-7)) < 1e-5);
             Assert.True(Math.Abs(Lskd(s, 0) - Lskd(flipped, 0)) > 1e-3, "a < 0 reverses the ranking and must change the loss");
             // Plain KD is not invariant: it sees the scale.
             Assert.NotEqual(Distillation.KdLoss(T(s, n, c), T(t, n, c)).Item(), Distillation.KdLoss(T(moved, n, c), T(t, n, c)).Item(), 6);
             // A student that is a positive affine image of the teacher has nothing left to learn.
             var image = t.Select((x, j) => a[j / c] * x + b[j / c]).ToArray();
-            Assert.Equal(0, Lskd(image, 0), 12);
+            Assert.Equal(0, Lskd(image, 0), 1e-12);
         }
     }
 
@@ -202,7 +202,7 @@ public class DistillationTests
             Close.Check(closed, h, 1e-6, 1e-7, "Hessian");
             Assert.All(Dense.Eigh(closed, c).W, ev => Assert.True(ev > -1e-12, $"Hessian eigenvalue {ev}"));
             // The all-ones direction is flat (translation invariance), so the smallest eigenvalue is 0.
-            Assert.Equal(0, Dense.Eigh(closed, c).W.Min(), 10);
+            Assert.Equal(0, Dense.Eigh(closed, c).W.Min(), 1e-10);
         }
     }
 
@@ -245,15 +245,15 @@ public class DistillationTests
                     double d = Sigmoid((s[i * c + j] - t[i * c + j]) / tau);
                     e2 += 0.5 * Math.Log(0.5 / d) + 0.5 * Math.Log(0.5 / (1 - d));
                 }
-                Assert.Equal(tau * tau * e1, bkl[i], 11);
-                Assert.Equal(tau * tau * e2, norm[i], 11);
+                Assert.Equal(tau * tau * e1, bkl[i], 1e-11);
+                Assert.Equal(tau * tau * e2, norm[i], 1e-11);
             }
         }
         var a = T(U(rng, 8), 2, 4); var b = T(U(rng, 8), 2, 4);
         AssertGrad(x => Distillation.BinaryKl(x[0], x[1], 2, Reduction.None), a, b);
         AssertGrad(x => Distillation.BinaryKlNorm(x[0], x[1], 3, Reduction.None), a, b);
-        Assert.Equal(0, Distillation.BinaryKlNorm(a, a).Item(), 14);
-        Assert.Equal(0, Distillation.BinaryKl(a, a).Item(), 14);
+        Assert.Equal(0, Distillation.BinaryKlNorm(a, a).Item(), 1e-14);
+        Assert.Equal(0, Distillation.BinaryKl(a, a).Item(), 1e-14);
     }
 
     [Fact]
@@ -320,9 +320,9 @@ public class DistillationTests
                     tp += y[i] * a; fn += y[i] * (1 - a); fp += (1 - y[i]) * a; tn += (1 - y[i]) * (1 - a);
                 }
                 var cm = AnyLoss.ConfusionMatrix(T(p, n), T(y, n), l);
-                Assert.Equal(tp, cm.TruePositives.Item(), 11); Assert.Equal(fn, cm.FalseNegatives.Item(), 11);
-                Assert.Equal(fp, cm.FalsePositives.Item(), 11); Assert.Equal(tn, cm.TrueNegatives.Item(), 11);
-                Assert.Equal(1 - Metric(metric, tp, fn, fp, tn, beta), AnyLoss.Loss(T(p, n), T(y, n), metric, l, beta).Item(), 11);
+                Assert.Equal(tp, cm.TruePositives.Item(), 1e-11); Assert.Equal(fn, cm.FalseNegatives.Item(), 1e-11);
+                Assert.Equal(fp, cm.FalsePositives.Item(), 1e-11); Assert.Equal(tn, cm.TrueNegatives.Item(), 1e-11);
+                Assert.Equal(1 - Metric(metric, tp, fn, fp, tn, beta), AnyLoss.Loss(T(p, n), T(y, n), metric, l, beta).Item(), 1e-11);
             }
     }
 
@@ -379,7 +379,7 @@ public class DistillationTests
         {
             double e = 0;
             for (int k = 0; k < c; k++) { double yk = k == y[i] ? 1 : -1; e += Math.Pow(Math.Max(0, 1 - yk * s[i * c + k]), 2); }
-            Assert.Equal(e, got[i], 12);
+            Assert.Equal(e, got[i], 1e-12);
         }
         AssertGrad(x => L2Svm.SquaredHinge(x[0], Labels(y), Reduction.None), T(s, n, c));
         Assert.Throws<ArgumentOutOfRangeException>(() => L2Svm.SquaredHinge(T(s, n, c), Labels([0, 1, 2, 3, 4, 0])));
@@ -525,7 +525,7 @@ public class DistillationTests
             for (int i = 0; i < n; i++)
             {
                 Assert.Equal(r[i] > 0 ? wrong[i] : c, target[i]);
-                Assert.Equal(wrong[i] * Math.Exp(alpha * r[i]) + c * Math.Exp(-beta * r[i]), sur[i], 12);
+                Assert.Equal(wrong[i] * Math.Exp(alpha * r[i]) + c * Math.Exp(-beta * r[i]), sur[i], 1e-12);
                 Assert.True(sur[i] >= target[i], $"surrogate {sur[i]} below the loss {target[i]} at r = {r[i]}");
             }
         }
@@ -606,14 +606,14 @@ public class DistillationTests
             for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) pa[i * n + j] = a[perm[i] * n + perm[j]];
             double D(double[] u, double[] v) => Distillation.SortedDegreeDistance(T(u, n, n), T(v, n, n)).Item();
             Assert.Equal(0, D(a, a));
-            Assert.Equal(0, D(a, pa), 14);
-            Assert.Equal(D(a, b), D(pa, b), 13);
+            Assert.Equal(0, D(a, pa), 1e-14);
+            Assert.Equal(D(a, b), D(pa, b), 1e-13);
             double gw = PermutationGw(a, b, n);
             Assert.True(D(a, b) <= gw + 1e-12, $"n = {n}: approximation {D(a, b)} above permutation GW {gw}");
             // Direct transcription of the closed form.
             var da = Enumerable.Range(0, n).Select(i => a.Skip(i * n).Take(n).Average()).Order().ToArray();
             var db = Enumerable.Range(0, n).Select(i => b.Skip(i * n).Take(n).Average()).Order().ToArray();
-            Assert.Equal(da.Zip(db, (p, q) => (p - q) * (p - q)).Average(), D(a, b), 13);
+            Assert.Equal(da.Zip(db, (p, q) => (p - q) * (p - q)).Average(), D(a, b), 1e-13);
         }
     }
 

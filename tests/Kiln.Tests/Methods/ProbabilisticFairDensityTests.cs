@@ -74,7 +74,7 @@ public class ProbabilisticFairDensityTests
             var outcome = L(Enumerable.Range(0, m).Select(i => (long)((i >> 1) & 1)).ToArray());
             var fit = FairDensityBooster.Fit(T(cube, m, d), T(q0, m), L(data), groups, tau, rounds, depth);
             Assert.Equal(rounds, fit.Rounds.Count);
-            Assert.Equal(0.5 * Math.Log(1 / tau), fit.Budget, 12);
+            Assert.Equal(0.5 * Math.Log(1 / tau), fit.Budget, 1e-12);
             var emp = new double[m];
             foreach (long i in data) emp[i] += 1.0 / n;
             var prev = q0;
@@ -86,29 +86,29 @@ public class ProbabilisticFairDensityTests
                 Assert.All(c, v => Assert.InRange(v, -1, 1));
                 double muP = 0, muQ = 0;
                 for (int i = 0; i < m; i++) { muP += emp[i] * c[i]; muQ += prev[i] * c[i]; }
-                Assert.Equal(muP, round.DataMean, 12);
-                Assert.Equal(muQ, round.ModelMean, 12);
+                Assert.Equal(muP, round.DataMean, 1e-12);
+                Assert.Equal(muQ, round.ModelMean, 1e-12);
                 // The step: atanh(mu_P) - atanh(mu_Q), clipped to the budget left.
                 double left = Math.Max(0, fit.Budget - spent);
                 double alpha = muP == muQ ? 0 : Math.Clamp(0.5 * Math.Log((1 + muP) / (1 - muP)) - 0.5 * Math.Log((1 + muQ) / (1 - muQ)), -left, left);
-                Assert.Equal(alpha, round.Step, 9);
+                Assert.Equal(alpha, round.Step, 1e-9);
                 spent += Math.Abs(round.Step);
                 Assert.True(spent <= fit.Budget + 1e-12, $"spent {spent} over the budget {fit.Budget}");
                 // The update q_t = q_{t-1} exp(alpha c) / Z, normalised by enumeration.
                 var next = prev.Select((v, i) => v * Math.Exp(round.Step * c[i])).ToArray();
                 double z = next.Sum();
-                for (int i = 0; i < m; i++) Assert.Equal(next[i] / z, q[i], 13);
-                Assert.Equal(1, q.Sum(), 12);
+                for (int i = 0; i < m; i++) Assert.Equal(next[i] / z, q[i], 1e-13);
+                Assert.Equal(1, q.Sum(), 1e-12);
                 // Likelihood: never lower, and at least the convexity bound alpha mu_P - log(cosh alpha + mu_Q sinh alpha) >= 0.
                 double ll = data.Average(i => Math.Log(q[i]));
-                Assert.Equal(ll, round.LogLikelihood, 12);
+                Assert.Equal(ll, round.LogLikelihood, 1e-12);
                 double gain = round.Step * muP - Math.Log(Math.Cosh(round.Step) + muQ * Math.Sinh(round.Step));
                 Assert.True(gain >= -1e-13, $"bound {gain}");
                 Assert.True(ll - prevLl >= gain - 1e-12, $"round gain {ll - prevLl} below the bound {gain}");
                 // Fairness: RR >= RR_0 e^{-2A} >= tau and SR >= SR_0 e^{-4A} with A = sum |alpha| (RR_0 = SR_0 = 1 here).
                 var (rr, sr) = Rates(q);
-                Assert.Equal(rr, FairDensityBooster.RepresentationRate(round.Density, groups), 12);
-                Assert.Equal(sr, FairDensityBooster.StatisticalRate(round.Density, groups, outcome), 12);
+                Assert.Equal(rr, FairDensityBooster.RepresentationRate(round.Density, groups), 1e-12);
+                Assert.Equal(sr, FairDensityBooster.StatisticalRate(round.Density, groups, outcome), 1e-12);
                 Assert.True(rr >= Math.Exp(-2 * spent) - 1e-12 && rr >= tau - 1e-12, $"RR {rr} below e^(-2 A) = {Math.Exp(-2 * spent)} or tau {tau}");
                 Assert.True(sr >= Math.Exp(-4 * spent) - 1e-12, $"SR {sr} below e^(-4 A) = {Math.Exp(-4 * spent)}");
                 prev = q; prevLl = ll;
@@ -132,7 +132,7 @@ public class ProbabilisticFairDensityTests
         Assert.True(looseRr < 0.75, $"unconstrained RR {looseRr}");
         Assert.True(fairRr >= 0.9 - 1e-12, $"fair RR {fairRr}");
         // The budget is spent, and boosting still raised the likelihood over the base.
-        Assert.Equal(fair.Budget, fair.Rounds.Sum(r => Math.Abs(r.Step)), 9);
+        Assert.Equal(fair.Budget, fair.Rounds.Sum(r => Math.Abs(r.Step)), 1e-9);
         double ll0 = FairDensityBooster.LogLikelihood(T(q0, m), L(data));
         Assert.True(fair.Rounds[^1].LogLikelihood > ll0 + 0.01, $"fair {fair.Rounds[^1].LogLikelihood} vs base {ll0}");
         Assert.True(loose.Rounds[^1].LogLikelihood > fair.Rounds[^1].LogLikelihood, "the fairness constraint should cost likelihood here");
@@ -143,7 +143,7 @@ public class ProbabilisticFairDensityTests
     {
         Assert.Equal(0, FairDensityBooster.Step(0.3, 0.3));
         Assert.Equal(0, FairDensityBooster.Step(1, 1));
-        Assert.Equal(Math.Atanh(0.5) - Math.Atanh(-0.2), FairDensityBooster.Step(0.5, -0.2), 15);
+        Assert.Equal(Math.Atanh(0.5) - Math.Atanh(-0.2), FairDensityBooster.Step(0.5, -0.2), 1e-15);
         // Data that is exactly the base density: every leaf is (P - Q) / (P + Q) = 0, so every step is 0.
         var cube = T(Cube(2), 4, 2);
         var uniform = T([0.25, 0.25, 0.25, 0.25], 4);

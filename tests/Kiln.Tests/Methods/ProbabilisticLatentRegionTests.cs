@@ -54,7 +54,7 @@ public class ProbabilisticLatentRegionTests(ITestOutputHelper output)
             var logDet = model.LogAbsDetJacobian(xt, yt).ToArray<double>();
             // Bijective: decoding the latent gives back y.
             var back = model.Decode(xt, model.Encode(xt, yt)).ToArray<double>();
-            for (int i = 0; i < y.Length; i++) Assert.Equal(y[i], back[i], 10);
+            for (int i = 0; i < y.Length; i++) Assert.Equal(y[i], back[i], 1e-10);
             // log|det dz/dy| against a central finite-difference Jacobian.
             const double h = 1e-5;
             for (int i = 0; i < 5; i++)
@@ -68,7 +68,7 @@ public class ProbabilisticLatentRegionTests(ITestOutputHelper output)
                     var zp = model.Encode(xi, T(plus, 1, d)).ToArray<double>(); var zm = model.Encode(xi, T(minus, 1, d)).ToArray<double>();
                     for (int r = 0; r < d; r++) jac[r, c] = (zp[r] - zm[r]) / (2 * h);
                 }
-                Assert.Equal(Math.Log(Math.Abs(Det(jac))), logDet[i], 6);
+                Assert.Equal(Math.Log(Math.Abs(Det(jac))), logDet[i], 1e-6);
             }
             // NLL = mean(|z|^2 / 2 + (d/2) log 2 pi - log|det|); score = |z|.
             double nll = 0;
@@ -80,7 +80,7 @@ public class ProbabilisticLatentRegionTests(ITestOutputHelper output)
                 score[i] = Math.Sqrt(sq);
                 nll += (0.5 * sq + 0.5 * d * Math.Log(2 * Math.PI) - logDet[i]) / n;
             }
-            Assert.Equal(nll, model.NegLogLikelihood(xt, yt).Item(), 12);
+            Assert.Equal(nll, model.NegLogLikelihood(xt, yt).Item(), 1e-12);
             Assert.Equal(score, model.Scores(xt, yt).ToArray<double>(), (a, b) => Math.Abs(a - b) < 1e-12);
             // Split conformal: the ceil((n + 1)(1 - alpha))-th smallest score; membership is score <= radius.
             foreach (double alpha in new[] { 0.1, 0.25, 0.5 })
@@ -168,10 +168,10 @@ public class ProbabilisticLatentRegionTests(ITestOutputHelper output)
     [Fact]
     public void Ball_and_box_volumes_and_bad_input()
     {
-        Assert.Equal(2 * 1.5, LatentQuantileRegion.BallVolume(1, 1.5), 14);
-        Assert.Equal(Math.PI * 4, LatentQuantileRegion.BallVolume(2, 2), 12);
-        Assert.Equal(4.0 / 3 * Math.PI * 8, LatentQuantileRegion.BallVolume(3, 2), 12);
-        Assert.Equal(Math.PI * Math.PI / 2, LatentQuantileRegion.BallVolume(4, 1), 12);
+        Assert.Equal(2 * 1.5, LatentQuantileRegion.BallVolume(1, 1.5), 1e-14);
+        Assert.Equal(Math.PI * 4, LatentQuantileRegion.BallVolume(2, 2), 1e-12);
+        Assert.Equal(4.0 / 3 * Math.PI * 8, LatentQuantileRegion.BallVolume(3, 2), 1e-12);
+        Assert.Equal(Math.PI * Math.PI / 2, LatentQuantileRegion.BallVolume(4, 1), 1e-12);
         var lo = T([0.0, 1, -1, 2], 2, 2); var hi = T([1.0, 2, 1, 2], 2, 2);
         Assert.Equal([0.5, 3.0], ConformalBox.Scores(lo, hi, T([1.5, 1.5, 0.5, 5], 2, 2)).ToArray<double>());
         Assert.Equal([2.0 * 2, 3.0 * 1], ConformalBox.Volume(lo, hi, 0.5).ToArray<double>());

@@ -61,26 +61,26 @@ public class ProbabilisticExtraTests
                 double max = z.AsSpan(i * k * k, k * k).ToArray().Max(), s = 0;
                 for (int c = 0; c < k * k; c++) s += Math.Exp(z[i * k * k + c] - max);
                 var q = new double[k * k];
-                for (int c = 0; c < k * k; c++) { q[c] = Math.Exp(z[i * k * k + c] - max) / s; Assert.Equal(q[c], joint[i * k * k + c], 12); }
+                for (int c = 0; c < k * k; c++) { q[c] = Math.Exp(z[i * k * k + c] - max) / s; Assert.Equal(q[c], joint[i * k * k + c], 1e-12); }
                 loss -= Math.Log(q[y1[i] * k + y2[i]]);
                 for (int a = 0; a < k; a++)
                 {
                     double row = 0, col = 0;
                     for (int b = 0; b < k; b++) { row += q[a * k + b]; col += q[b * k + a]; }
                     double mean = (row + col) / 2, var = q[a * k + a] - mean * mean, half = Math.Sqrt(Math.Max(var, 0) / alpha);
-                    Assert.Equal(mean, m[i * k + a], 12);
-                    Assert.Equal(var, v[i * k + a], 12);
-                    Assert.Equal(Math.Clamp(mean - half, 0, 1), loA[i * k + a], 12);
-                    Assert.Equal(Math.Clamp(mean + half, 0, 1), hiA[i * k + a], 12);
+                    Assert.Equal(mean, m[i * k + a], 1e-12);
+                    Assert.Equal(var, v[i * k + a], 1e-12);
+                    Assert.Equal(Math.Clamp(mean - half, 0, 1), loA[i * k + a], 1e-12);
+                    Assert.Equal(Math.Clamp(mean + half, 0, 1), hiA[i * k + a], 1e-12);
                 }
             }
-            Assert.Equal(loss / n, PairPredictor.PairLoss(logits, L(y1), L(y2)).Item(), 12);
+            Assert.Equal(loss / n, PairPredictor.PairLoss(logits, L(y1), L(y2)).Item(), 1e-12);
         }
         // An expert's joint p p^T ignores Y1: no cheat, and the interval shrinks to the point p.
         double[] p = [0.2, 0.5, 0.3];
         var product = T(GroupJoint([p], 3), 1, 3, 3);
         var vp = PairPredictor.EpistemicVariance(product).ToArray<double>();
-        Assert.All(vp, x => Assert.Equal(0, x, 15));
+        Assert.All(vp, x => Assert.Equal(0, x, 1e-15));
         var (l0, h0) = PairPredictor.Interval(product, 0.1);
         Assert.Equal(p, l0.ToArray<double>(), (a, b) => Math.Abs(a - b) < 1e-7);
         Assert.Equal(p, h0.ToArray<double>(), (a, b) => Math.Abs(a - b) < 1e-7);

@@ -145,9 +145,9 @@ public class RegularizersTests
     public void Attribution_priors_have_their_exact_extremes()
     {
         Assert.Equal(0, AttributionPriors.TotalVariation(Tensor.Full(new Shape(2, 3, 4), 0.3, DType.Float64)).Item());
-        Assert.Equal(0, AttributionPriors.GiniSparsity(Tensor.Full(new Shape(3, 5), -2.0, DType.Float64)).Item(), 15);
+        Assert.Equal(0, AttributionPriors.GiniSparsity(Tensor.Full(new Shape(3, 5), -2.0, DType.Float64)).Item(), 1e-15);
         // One feature holds all attribution: Gini = (p − 1)/p, the largest value for p features.
-        Assert.Equal(-3.0 / 4, AttributionPriors.GiniSparsity(T([0, 0, 2, 0, 0, 0, -4, 0], 2, 4)).Item(), 15);
+        Assert.Equal(-3.0 / 4, AttributionPriors.GiniSparsity(T([0, 0, 2, 0, 0, 0, -4, 0], 2, 4)).Item(), 1e-15);
         Assert.Equal(0, AttributionPriors.GraphSmoothness(Tensor.Full(new Shape(2, 3), 1.0, DType.Float64), Tensor.Ones(new Shape(3, 3), DType.Float64)).Item());
         Assert.Throws<ArgumentException>(() => AttributionPriors.TotalVariation(Tensor.Zeros(new Shape(2, 3), DType.Float64), [0]));
         Assert.Throws<ShapeMismatchException>(() => AttributionPriors.GraphSmoothness(Tensor.Zeros(new Shape(2, 3), DType.Float64), Tensor.Zeros(new Shape(2, 2), DType.Float64)));
@@ -406,12 +406,12 @@ public class RegularizersTests
         var c = new GradientNormConstraint(epsilon: 0.5, dualStepSize: 2);
         Assert.Equal(0, c.UpdateMultiplier(0.1));          // below the bound: λ stays at 0
         Assert.Equal(1.0, c.UpdateMultiplier(1.0));        // 0 + 2(1 − 0.5)
-        Assert.Equal(0.6, c.UpdateMultiplier(0.3), 15);    // 1 + 2(0.3 − 0.5)
+        Assert.Equal(0.6, c.UpdateMultiplier(0.3), 1e-15);    // 1 + 2(0.3 − 0.5)
         var theta = T([0.3, -0.2], 2).RequiresGrad_();
         var x = T([1, 2, 3, 4, 5, 6], 3, 2); var y = T([1, 0, -1], 3);
         var loss = MseRisk(x.MatMul(theta), y);
         var (obj, norm) = c.Lagrangian(loss, [theta]);
-        Assert.Equal(loss.Item() + 0.6 * (norm - 0.5), obj.Item(), 13);
+        Assert.Equal(loss.Item() + 0.6 * (norm - 0.5), obj.Item(), 1e-13);
         Assert.Throws<ArgumentOutOfRangeException>(() => c.UpdateMultiplier(double.NaN));
         Assert.Throws<ArgumentOutOfRangeException>(() => new GradientNormConstraint(-1, 1));
         Assert.Throws<ArgumentException>(() => GradientNormPenalty.Compute(x.MatMul(theta), [theta]));
@@ -477,10 +477,10 @@ public class RegularizersTests
         var r = new Random(m * 10 + n);
         var (q, _) = T(U(r, Math.Max(m, n) * Math.Min(m, n)), Math.Max(m, n), Math.Min(m, n)).Qr();   // orthonormal columns
         var w = (m >= n ? q : q.T) * scale;
-        Assert.Equal(1.0, ConditionNumber.Of(w).Item(), 12);
+        Assert.Equal(1.0, ConditionNumber.Of(w).Item(), 1e-12);
         // The sparse term is not at its minimum there (that is the zero matrix): the two terms pull differently.
         Assert.True(ConditionNumber.TransformedL1(w, 1).Item() > 0);
-        Assert.Equal(ConditionNumber.TransformedL1(w, 1).Item() * 0.2 + 3, ConditionNumber.Tscnc(w, 1, 0.2, 3).Item(), 12);
+        Assert.Equal(ConditionNumber.TransformedL1(w, 1).Item() * 0.2 + 3, ConditionNumber.Tscnc(w, 1, 0.2, 3).Item(), 1e-12);
     }
 
     [Fact]
@@ -497,7 +497,7 @@ public class RegularizersTests
         }
         var v = T(U(r, 12), 3, 4);
         double[] vv = v.ToArray<double>();
-        Assert.Equal(vv.Sum(x => 1.5 * Math.Abs(x) / (0.5 + Math.Abs(x))), ConditionNumber.TransformedL1(v, 0.5).Item(), 12);
+        Assert.Equal(vv.Sum(x => 1.5 * Math.Abs(x) / (0.5 + Math.Abs(x))), ConditionNumber.TransformedL1(v, 0.5).Item(), 1e-12);
         Assert.True(GradCheck.Run(xs => ConditionNumber.TransformedL1(xs[0], 0.5), [v]).Passed);
         Assert.Throws<ArgumentException>(() => ConditionNumber.Of(T([1, 2, 2, 4], 2, 2)));
         Assert.Throws<ArgumentOutOfRangeException>(() => ConditionNumber.TransformedL1(v, 0));
@@ -636,7 +636,7 @@ public class RegularizersTests
             {
                 bool relevant = Math.Abs(w[i] * g[i]) >= thr;
                 double expected = relevant ? w[i] - 0.1 * g[i] : w[i] - 0.1 * g[i] - 0.1 * 0.5 * w[i];
-                Assert.Equal(expected, got[i], 15);
+                Assert.Equal(expected, got[i], 1e-15);
             }
             var mask = rule.Prune(T(w, len)).ToArray<double>();
             for (int i = 0; i < len; i++) Assert.Equal(Math.Abs(w[i]) >= 0.2 ? 1.0 : 0.0, mask[i]);
@@ -689,12 +689,12 @@ public class RegularizersTests
             for (int i = 0; i < n; i++)
             {
                 int size = labels.Count(l => l == labels[i]);
-                for (int j = 0; j < n; j++) Assert.Equal(labels[i] == labels[j] ? 1.0 / (size + lambda) : 0, w[i * n + j], 12);
+                for (int j = 0; j < n; j++) Assert.Equal(labels[i] == labels[j] ? 1.0 / (size + lambda) : 0, w[i * n + j], 1e-12);
             }
             // λ → 0: exactly conditional sampling, uniform over the samples sharing z_i.
             var w0 = KernelConditionalContrastive.Weights(KernelConditionalContrastive.DeltaKernel(Tensor.FromArray(labels)), 1e-12).ToArray<double>();
             for (int i = 0; i < n; i++)
-                for (int j = 0; j < n; j++) Assert.Equal(labels[i] == labels[j] ? 1.0 / labels.Count(l => l == labels[i]) : 0, w0[i * n + j], 10);
+                for (int j = 0; j < n; j++) Assert.Equal(labels[i] == labels[j] ? 1.0 / labels.Count(l => l == labels[i]) : 0, w0[i * n + j], 1e-10);
         }, Cases);
     }
 
@@ -741,7 +741,7 @@ public class RegularizersTests
                 for (int j = 0; j < n; j++) den += w[i * n + j] * Math.Exp(s[i * n + j]);
                 expected += (Math.Log(den) - s[i * n + i]) / n;
             }
-            Assert.Equal(expected, KernelConditionalContrastive.Loss(T(s, n, n), T(w, n, n)).Item(), 12);
+            Assert.Equal(expected, KernelConditionalContrastive.Loss(T(s, n, n), T(w, n, n)).Item(), 1e-12);
         }, Cases);
         var r2 = new Random(2);
         var wt = T(U(r2, 16, 0.1, 1), 4, 4);
@@ -772,7 +772,7 @@ public class RegularizersTests
         var res = EquiangularBasis.Generate(k, d, alpha, new Generator(7));
         Assert.Equal(0, res.Loss);
         var b = res.Basis.ToArray<double>();
-        for (int i = 0; i < k; i++) Assert.Equal(1.0, Math.Sqrt(Enumerable.Range(0, d).Sum(q => b[i * d + q] * b[i * d + q])), 14);
+        for (int i = 0; i < k; i++) Assert.Equal(1.0, Math.Sqrt(Enumerable.Range(0, d).Sum(q => b[i * d + q] * b[i * d + q])), 1e-14);
         Assert.True(MaxAbsCos(b, k, d) <= alpha + 1e-12, $"max |cos| {MaxAbsCos(b, k, d)} > α {alpha}");
     }
 
@@ -804,13 +804,13 @@ public class RegularizersTests
                 expected += (mx + Math.Log(logits.Sum(l => Math.Exp(l - mx))) - logits[t[i]]) / n;
                 pred[i] = Array.IndexOf(logits, logits.Max());
             }
-            Assert.Equal(expected, EquiangularBasis.Loss(T(f, n, d), T(e, k, d), Tensor.FromArray(t), tau).Item(), 12);
+            Assert.Equal(expected, EquiangularBasis.Loss(T(f, n, d), T(e, k, d), Tensor.FromArray(t), tau).Item(), 1e-12);
             Assert.Equal(pred, EquiangularBasis.Predict(T(f, n, d), T(e, k, d)).ToArray<long>());
             double gen = 0;
             for (int i = 0; i < k; i++)
                 for (int j = 0; j < k; j++)
                     if (i != j) gen += Math.Max(Math.Abs(Enumerable.Range(0, d).Sum(q => e[i * d + q] * e[j * d + q]) / (Norm(e, i, d) * Norm(e, j, d))) - 0.1, 0);
-            Assert.Equal(gen, EquiangularBasis.GenerationLoss(T(e, k, d), 0.1).Item(), 12);
+            Assert.Equal(gen, EquiangularBasis.GenerationLoss(T(e, k, d), 0.1).Item(), 1e-12);
         }, Cases);
         var r2 = new Random(9);
         var basis = T(U(r2, 12), 3, 4); var target = Tensor.FromArray(new long[] { 2, 0 });
@@ -833,8 +833,8 @@ public class RegularizersTests
             var cost = U(new Random(seed), n * n, 0, 5);
             double best = Permutations(n).Min(p => Enumerable.Range(0, n).Sum(i => cost[i * n + p[i]])) / n;
             var (got, assignment) = MongeGap.AssignmentCost(T(cost, n, n));
-            Assert.Equal(best, got, 12);
-            Assert.Equal(best, Enumerable.Range(0, n).Sum(i => cost[i * n + assignment[i]]) / n, 12);
+            Assert.Equal(best, got, 1e-12);
+            Assert.Equal(best, Enumerable.Range(0, n).Sum(i => cost[i * n + assignment[i]]) / n, 1e-12);
         }, Cases);
     }
 
@@ -844,9 +844,9 @@ public class RegularizersTests
         const int n = 9;
         var r = new Random(61);
         var x = T(U(r, n * 2, -1, 1), n, 2);
-        Assert.Equal(0, MongeGap.Exact(x, x), 12);
+        Assert.Equal(0, MongeGap.Exact(x, x), 1e-12);
         var a = T([2.0, 0.7, 0.7, 0.5], 2, 2);                      // symmetric positive definite: x → Ax = ∇(½xᵀAx)
-        Assert.Equal(0, MongeGap.Exact(x, x.MatMul(a)), 12);
+        Assert.Equal(0, MongeGap.Exact(x, x.MatMul(a)), 1e-12);
         var rot = T([0.0, 1, -1, 0], 2, 2);                         // a quarter turn
         Assert.True(MongeGap.Exact(x, x.MatMul(rot)) > 0.05);
     }
@@ -885,11 +885,11 @@ public class RegularizersTests
         double primal = 0;
         for (int i = 0; i < 5; i++)
         {
-            Assert.Equal(1.0 / 5, Enumerable.Range(0, 7).Sum(j => s.Plan[i, j]), 12);
+            Assert.Equal(1.0 / 5, Enumerable.Range(0, 7).Sum(j => s.Plan[i, j]), 1e-12);
             for (int j = 0; j < 7; j++) primal += s.Plan[i, j] * c[i * 7 + j] + eps * s.Plan[i, j] * Math.Log(s.Plan[i, j] * 35);
         }
-        for (int j = 0; j < 7; j++) Assert.Equal(1.0 / 7, Enumerable.Range(0, 5).Sum(i => s.Plan[i, j]), 12);
-        Assert.Equal(primal, s.Cost, 11);
+        for (int j = 0; j < 7; j++) Assert.Equal(1.0 / 7, Enumerable.Range(0, 5).Sum(i => s.Plan[i, j]), 1e-12);
+        Assert.Equal(primal, s.Cost, 1e-11);
     }
 
     [Fact]
@@ -904,7 +904,7 @@ public class RegularizersTests
         var g0 = Tensor.FromArray(new long[] { 0, 2, 5 }); var g1 = Tensor.FromArray(new long[] { 1, 3, 4 });
         double expected = (MongeGap.Entropic(x.IndexSelect(0, g0), mapped.IndexSelect(0, g0), 0.1).Item()
             + MongeGap.Entropic(x.IndexSelect(0, g1), mapped.IndexSelect(0, g1), 0.1).Item()) / 2;
-        Assert.Equal(expected, MongeGap.Conditional(x, mapped, cond, 0.1).Item(), 13);
+        Assert.Equal(expected, MongeGap.Conditional(x, mapped, cond, 0.1).Item(), 1e-13);
         Assert.Throws<ShapeMismatchException>(() => MongeGap.Conditional(x, mapped, [0, 1], 0.1));
         Assert.Throws<ArgumentOutOfRangeException>(() => MongeGap.Entropic(x, mapped, 0));
     }

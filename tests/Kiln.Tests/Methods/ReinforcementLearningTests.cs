@@ -32,10 +32,10 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
             // Batch form: κn = κ0+n, μn = (κ0 μ0 + n x̄)/κn, αn = α0 + n/2, βn = β0 + ½Σ(x-x̄)² + κ0 n (x̄-μ0)²/(2κn).
             double xbar = n == 0 ? 0 : xs.Average(), ss = xs.Sum(x => (x - xbar) * (x - xbar));
             double kn = prior.Kappa + n;
-            Assert.Equal(kn, post.Kappa, 12);
-            Assert.Equal((prior.Kappa * prior.Mean + n * xbar) / kn, post.Mean, 12);
-            Assert.Equal(prior.Alpha + n / 2.0, post.Alpha, 12);
-            Assert.Equal(prior.Beta + ss / 2 + prior.Kappa * n * (xbar - prior.Mean) * (xbar - prior.Mean) / (2 * kn), post.Beta, 11);
+            Assert.Equal(kn, post.Kappa, 1e-12);
+            Assert.Equal((prior.Kappa * prior.Mean + n * xbar) / kn, post.Mean, 1e-12);
+            Assert.Equal(prior.Alpha + n / 2.0, post.Alpha, 1e-12);
+            Assert.Equal(prior.Beta + ss / 2 + prior.Kappa * n * (xbar - prior.Mean) * (xbar - prior.Mean) / (2 * kn), post.Beta, 1e-11);
         }
         Assert.Throws<ArgumentOutOfRangeException>(() => new NormalGamma(0, 1, 1, 1).Update(double.NaN));
         Assert.Throws<ArgumentOutOfRangeException>(() => new VarianceAdaptiveThompsonSampling(3, new NormalGamma(0, 0, 1, 1)));
@@ -51,8 +51,8 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
         foreach (var x in xs) ts.Observe(1, x);
         double prec = 1 / 2.0 + xs.Length / 4.0;
         var (m, v) = ts.Posterior(1);
-        Assert.Equal((0.3 / 2 + xs.Sum() / 4) / prec, m, 12);
-        Assert.Equal(1 / prec, v, 12);
+        Assert.Equal((0.3 / 2 + xs.Sum() / 4) / prec, m, 1e-12);
+        Assert.Equal(1 / prec, v, 1e-12);
         Assert.Equal((0.3, 2.0), ts.Posterior(0));
         Assert.Throws<ArgumentException>(() => new KnownVarianceThompsonSampling([1, 0], 0, 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => ts.Observe(2, 0));
@@ -138,8 +138,8 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
                 bce -= y[i] * Math.Log(p) + (1 - y[i]) * Math.Log(1 - p);
                 probit -= y[i] * Math.Log(Phi(u)) + (1 - y[i]) * Math.Log(1 - Phi(u));
             }
-            Assert.Equal(bce, LinearStochasticTransitivity.NegativeLogLikelihood(Tensor.FromArray(theta), tz, ty, TransitivityLink.Logistic).Item(), 10);
-            Assert.Equal(probit, LinearStochasticTransitivity.NegativeLogLikelihood(Tensor.FromArray(theta), tz, ty, TransitivityLink.Probit).Item(), 9);
+            Assert.Equal(bce, LinearStochasticTransitivity.NegativeLogLikelihood(Tensor.FromArray(theta), tz, ty, TransitivityLink.Logistic).Item(), 1e-10);
+            Assert.Equal(probit, LinearStochasticTransitivity.NegativeLogLikelihood(Tensor.FromArray(theta), tz, ty, TransitivityLink.Probit).Item(), 1e-9);
             if (n > 0)
                 foreach (var link in new[] { TransitivityLink.Logistic, TransitivityLink.Probit })
                 {
@@ -176,7 +176,7 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
             }
             for (int a = 0; a < d; a++) w[a] -= lr * g[a];
         }
-        for (int a = 0; a < d; a++) Assert.Equal(w[a], mle[a], 6);
+        for (int a = 0; a < d; a++) Assert.Equal(w[a], mle[a], 1e-6);
     }
 
     [Fact]
@@ -254,9 +254,9 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
         const int b = 6;
         double[] q = Dense.Uniform(r, b), lp = Dense.Uniform(r, b), bo = Dense.Uniform(r, b, 0, 2), rew = Dense.Uniform(r, b), done = [0, 1, 0, 0, 1, 0];
         double actor = Enumerable.Range(0, b).Average(i => 0.2 * lp[i] - q[i] + 0.5 * bo[i]);
-        Assert.Equal(actor, SacRnd.ActorLoss(Tensor.FromArray(q), Tensor.FromArray(lp), Tensor.FromArray(bo), 0.2, 0.5).Item(), 12);
+        Assert.Equal(actor, SacRnd.ActorLoss(Tensor.FromArray(q), Tensor.FromArray(lp), Tensor.FromArray(bo), 0.2, 0.5).Item(), 1e-12);
         var target = SacRnd.CriticTarget(Tensor.FromArray(rew), Tensor.FromArray(done), Tensor.FromArray(q), Tensor.FromArray(lp), Tensor.FromArray(bo), 0.9, 0.2, 3).ToArray<double>();
-        for (int i = 0; i < b; i++) Assert.Equal(rew[i] + 0.9 * (1 - done[i]) * (q[i] - 0.2 * lp[i] - 3 * bo[i]), target[i], 12);
+        for (int i = 0; i < b; i++) Assert.Equal(rew[i] + 0.9 * (1 - done[i]) * (q[i] - 0.2 * lp[i] - 3 * bo[i]), target[i], 1e-12);
         Assert.Throws<ArgumentOutOfRangeException>(() => SacRnd.CriticTarget(Tensor.FromArray(rew), Tensor.FromArray(done), Tensor.FromArray(q), Tensor.FromArray(lp), Tensor.FromArray(bo), 1.5, 0.2, 3));
         Assert.Throws<ShapeMismatchException>(() => SacRnd.ActorLoss(Tensor.FromArray(q), Tensor.FromArray(lp), Tensor.FromArray(rew[..3]), 0.2, 0.5));
 
@@ -384,9 +384,9 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
                 else { expected[l] += probs[i] * (u - b); expected[u] += probs[i] * (b - l); }
             }
             Close.Check(expected, projected, 1e-12, 1e-12, "categorical projection");
-            Assert.Equal(1, projected.Sum(), 12);
+            Assert.Equal(1, projected.Sum(), 1e-12);
             if (atoms.All(x => x >= vMin && x <= vMax))
-                Assert.Equal(atoms.Zip(probs, (x, p) => x * p).Sum(), Enumerable.Range(0, bins).Sum(j => (vMin + j * delta) * projected[j]), 12);
+                Assert.Equal(atoms.Zip(probs, (x, p) => x * p).Sum(), Enumerable.Range(0, bins).Sum(j => (vMin + j * delta) * projected[j]), 1e-12);
             // Idempotent: a distribution on the support projects to itself.
             var onSupport = ProjectionEnsembles.CategoricalProjection(Tensor.Linspace(vMin, vMax, bins, F64), Tensor.FromArray(projected), vMin, vMax, bins).ToArray<double>();
             Close.Check(projected, onSupport, 1e-12, 1e-12, "categorical projection twice");
@@ -439,7 +439,7 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
             var (aB, pB) = RandomDistribution(r, 1 + seed * 3 % 5, 2);
             if (seed % 5 == 0) aB[0] = aA[0]; // a shared atom
             var w = ProjectionEnsembles.Wasserstein1(Tensor.FromArray(aA), Tensor.FromArray(pA), Tensor.FromArray(aB), Tensor.FromArray(pB)).Item();
-            Assert.Equal(W1Quantile(aA, pA, aB, pB), w, 12);
+            Assert.Equal(W1Quantile(aA, pA, aB, pB), w, 1e-12);
             if (seed % 5 != 0)
             {
                 var g = GradCheck.Run(xs => ProjectionEnsembles.Wasserstein1(xs[0], xs[1], xs[2], xs[3]), [Tensor.FromArray(aA), Tensor.FromArray(pA), Tensor.FromArray(aB), Tensor.FromArray(pB)]);
@@ -447,7 +447,7 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
             }
         }
         var (x, p) = RandomDistribution(new Random(1), 4);
-        Assert.Equal(0, ProjectionEnsembles.Wasserstein1(Tensor.FromArray(x), Tensor.FromArray(p), Tensor.FromArray(x), Tensor.FromArray(p)).Item(), 14);
+        Assert.Equal(0, ProjectionEnsembles.Wasserstein1(Tensor.FromArray(x), Tensor.FromArray(p), Tensor.FromArray(x), Tensor.FromArray(p)).Item(), 1e-14);
         Assert.Throws<ShapeMismatchException>(() => ProjectionEnsembles.Wasserstein1(Tensor.Zeros(new Shape(2, 3), F64), Tensor.Zeros(new Shape(2, 3), F64), Tensor.Zeros(new Shape(3, 3), F64), Tensor.Zeros(new Shape(3, 3), F64)));
     }
 
@@ -460,11 +460,11 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
         var mixProbs = members.SelectMany(m => m.Probs.Select(v => v / 3)).ToArray();
         double expected = members.Average(m => W1Quantile(m.Atoms, m.Probs, mixAtoms, mixProbs));
         var bonus = ProjectionEnsembles.Disagreement(members.Select(m => Tensor.FromArray(m.Atoms)).ToArray(), members.Select(m => Tensor.FromArray(m.Probs)).ToArray()).Item();
-        Assert.Equal(expected, bonus, 12);
+        Assert.Equal(expected, bonus, 1e-12);
         Assert.True(bonus > 0);
         var same = Tensor.FromArray(members[0].Atoms);
         var sameP = Tensor.FromArray(members[0].Probs);
-        Assert.Equal(0, ProjectionEnsembles.Disagreement([same, same], [sameP, sameP]).Item(), 14);
+        Assert.Equal(0, ProjectionEnsembles.Disagreement([same, same], [sameP, sameP]).Item(), 1e-14);
 
         var target = ProjectionEnsembles.BellmanAtoms(Tensor.FromArray(new[] { 1.0, 2 }), Tensor.FromArray(new[] { 0.0, 1 }), Tensor.FromArray(new double[,] { { 1, 2 }, { 3, 4 } }), 0.5).ToArray<double>();
         Assert.Equal([1.5, 2, 2, 2], target);
@@ -490,7 +490,7 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
             q[s * actions + a] += beta * (reward + (terminal ? 0 : gamma * max) - q[s * actions + a]);
         }
         for (int s = 0; s < states; s++)
-            for (int a = 0; a < actions; a++) Assert.Equal(q[s * actions + a], ovm.Q(s, a), 12);
+            for (int a = 0; a < actions; a++) Assert.Equal(q[s * actions + a], ovm.Q(s, a), 1e-12);
         Assert.Throws<ArgumentException>(() => ovm.Update(0, 0, [1, 2], 0, false, 0.1));
         Assert.Throws<ArgumentOutOfRangeException>(() => ovm.Update(0, 0, [1], 0, false, 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => ovm.Update(0, actions, [1], 0, false, 0.1));
@@ -562,7 +562,7 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
                 for (int j = 0; j < n; j++) expected -= gamma * Math.Exp(nextGoal[i * n + j]) / z * LogSoftmax(goal, i, j) / n;
             }
             Tensor M(double[] v) => Tensor.FromArray(v, new Shape(n, n));
-            Assert.Equal(expected, TdInfoNce.Loss(M(next), M(goal), M(nextGoal), gamma).Item(), 12);
+            Assert.Equal(expected, TdInfoNce.Loss(M(next), M(goal), M(nextGoal), gamma).Item(), 1e-12);
             var g = GradCheck.Run(xs => TdInfoNce.Loss(xs[0], xs[1], M(nextGoal), gamma), [M(next), M(goal)]);
             Assert.True(g.Passed, $"td infonce gradient: {g}");
             var w = M(nextGoal).RequiresGrad_();
@@ -655,7 +655,7 @@ public class ReinforcementLearningTests(ITestOutputHelper output)
         var r = new Random(72);
         double[] ra = Dense.Uniform(r, 7, -3, 3), rb = Dense.Uniform(r, 7, -3, 3), y = [1, 0, 0.5, 1, 1, 0, 0];
         double expected = -Enumerable.Range(0, 7).Average(i => y[i] * Math.Log(1 / (1 + Math.Exp(rb[i] - ra[i]))) + (1 - y[i]) * Math.Log(1 / (1 + Math.Exp(ra[i] - rb[i]))));
-        Assert.Equal(expected, BradleyTerry.Loss(Tensor.FromArray(ra), Tensor.FromArray(rb), Tensor.FromArray(y)).Item(), 12);
+        Assert.Equal(expected, BradleyTerry.Loss(Tensor.FromArray(ra), Tensor.FromArray(rb), Tensor.FromArray(y)).Item(), 1e-12);
         var g = GradCheck.Run(xs => BradleyTerry.Loss(xs[0], xs[1], Tensor.FromArray(y)), [Tensor.FromArray(ra), Tensor.FromArray(rb)]);
         Assert.True(g.Passed, $"bradley-terry gradient: {g}");
         Assert.Throws<ShapeMismatchException>(() => BradleyTerry.Loss(Tensor.FromArray(ra), Tensor.FromArray(rb[..3]), Tensor.FromArray(y)));

@@ -80,14 +80,14 @@ public class SequenceTests
             double[] ad = a.ToArray<double>(), atd = at.ToArray<double>();
             for (int i = 0; i < n; i++)
             {
-                Assert.Equal(Math.Sqrt(2 * i + 1), b.ToArray<double>()[i], 14);
-                Assert.Equal(Math.Sqrt(2 * i + 1) / 2.5, bt.ToArray<double>()[i], 14);
+                Assert.Equal(Math.Sqrt(2 * i + 1), b.ToArray<double>()[i], 1e-14);
+                Assert.Equal(Math.Sqrt(2 * i + 1) / 2.5, bt.ToArray<double>()[i], 1e-14);
                 for (int k = 0; k < n; k++)
                 {
                     double legs = i > k ? -Math.Sqrt(2 * i + 1) * Math.Sqrt(2 * k + 1) : i == k ? -(i + 1) : 0;
                     double legt = -Math.Sqrt(2 * i + 1) * Math.Sqrt(2 * k + 1) * (i >= k ? 1 : Math.Pow(-1, i - k)) / 2.5;
-                    Assert.Equal(legs, ad[i * n + k], 12);
-                    Assert.Equal(legt, atd[i * n + k], 12);
+                    Assert.Equal(legs, ad[i * n + k], 1e-12);
+                    Assert.Equal(legt, atd[i * n + k], 1e-12);
                 }
             }
         }
@@ -110,10 +110,10 @@ public class SequenceTests
             {
                 double lhs = 0;
                 for (int k = 0; k < 6; k++) lhs += ((i == k ? 1 : 0) - dt / 2 * am[i * 6 + k]) * adm[k * 6 + j];
-                Assert.Equal((i == j ? 1 : 0) + dt / 2 * am[i * 6 + j], lhs, 10);
+                Assert.Equal((i == j ? 1 : 0) + dt / 2 * am[i * 6 + j], lhs, 1e-10);
                 rb += ((i == j ? 1 : 0) - dt / 2 * am[i * 6 + j]) * bdm[j];
             }
-            Assert.Equal(dt * bm[i], rb, 10);
+            Assert.Equal(dt * bm[i], rb, 1e-10);
         }
     }
 

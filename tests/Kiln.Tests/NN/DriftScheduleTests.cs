@@ -32,7 +32,7 @@ public class DriftScheduleTests
                 foreach (int t0 in new[] { 1, 5, 20 }) Assert.True(best < sched.ExpectedRegret(t => k * unit * t0 / (t + t0), steps));
             }
             // The recursion's own error at each step is what ExpectedRegret sums.
-            Assert.Equal(Enumerable.Range(0, steps).Sum(t => s2 * sched.ExpectedError(t)), best, 9);
+            Assert.Equal(Enumerable.Range(0, steps).Sum(t => s2 * sched.ExpectedError(t)), best, 1e-9);
         });
     }
 
@@ -107,7 +107,7 @@ public class DriftScheduleTests
         foreach (double drift in new[] { 1e-5, 1e-4, 1e-3, 1e-2 })
         {
             var moving = new DriftSchedule(4, 0.3, drift, 3);
-            Assert.Equal(moving.StationaryRate, moving.At(20000), 9);
+            Assert.Equal(moving.StationaryRate, moving.At(20000), 1e-9);
             Assert.True(moving.StationaryRate > previous);
             previous = moving.StationaryRate;
         }

@@ -209,13 +209,13 @@ public class LayerTests
             {
                 double ang = (t + 2) * Math.Pow(100, -2.0 * i / 4);
                 double a = xs[t * 4 + i], b = xs[t * 4 + i + 2];
-                Assert.Equal(a * Math.Cos(ang) - b * Math.Sin(ang), ys[t * 4 + i], 12);
-                Assert.Equal(b * Math.Cos(ang) + a * Math.Sin(ang), ys[t * 4 + i + 2], 12);
+                Assert.Equal(a * Math.Cos(ang) - b * Math.Sin(ang), ys[t * 4 + i], 1e-12);
+                Assert.Equal(b * Math.Cos(ang) + a * Math.Sin(ang), ys[t * 4 + i + 2], 1e-12);
             }
         // <R(s) q, R(t) k> depends on t - s only.
         var q = R([1, 4], 14); var k = R([1, 4], 15);
         double Score(int s, int t) => rope.Apply(q, s).MatMul(rope.Apply(k, t).T).Item();
-        Assert.Equal(Score(1, 4), Score(7, 10), 12);
+        Assert.Equal(Score(1, 4), Score(7, 10), 1e-12);
         Input(v => rope.Apply(v, 1), x, "rotary");
         Assert.Throws<ArgumentOutOfRangeException>(() => rope.Apply(x, 11));
         Assert.Throws<ArgumentException>(() => new RotaryEmbedding(5));
@@ -251,7 +251,7 @@ public class LayerTests
                     {
                         double e = 0;
                         for (int j = 0; j < tk; j++) e += p[j] / z * vs[(bh * tk + j) * 3 + c];
-                        Assert.Equal(e, y[(bh * tq + i) * 3 + c], 12);
+                        Assert.Equal(e, y[(bh * tq + i) * 3 + c], 1e-12);
                     }
                 }
         }

@@ -27,8 +27,8 @@ public class LayerwiseScalingTests
             var groups = LayerwiseScaling.Groups([m, gain, conv, scalar], width, baseWidth, lr, wd);
             Assert.Equal(2, groups.Count);
             Assert.Equal([m, conv], groups[0].Parameters);
-            Assert.Equal(1.0, groups[0].LearningRate!.Value * width / (lr * baseWidth), 12);
-            Assert.Equal(1.0, groups[0].WeightDecay!.Value / (wd * Math.Sqrt(width / (double)baseWidth)), 12);
+            Assert.Equal(1.0, groups[0].LearningRate!.Value * width / (lr * baseWidth), 1e-12);
+            Assert.Equal(1.0, groups[0].WeightDecay!.Value / (wd * Math.Sqrt(width / (double)baseWidth)), 1e-12);
             Assert.Equal([gain, scalar], groups[1].Parameters);
             Assert.Equal(lr, groups[1].LearningRate);
             Assert.Equal(0.0, groups[1].WeightDecay);
@@ -75,7 +75,7 @@ public class LayerwiseScalingTests
         foreach (double k in new[] { 0.25, 4.0 })
         {
             var scaled = Train(d, 0.01 * k, 0.5 / k, w0 * k, 60, 5, eps: 1e-30);
-            for (int t = 0; t < baseline.Length; t++) Assert.Equal(1.0, scaled[t] / (k * baseline[t]), 9);
+            for (int t = 0; t < baseline.Length; t++) Assert.Equal(1.0, scaled[t] / (k * baseline[t]), 1e-9);
         }
     }
 
@@ -93,6 +93,6 @@ public class LayerwiseScalingTests
         }).ToArray();
         // The start is forgotten after ~12 relaxation times (β₂ = 0.95 keeps v's memory, 20 steps, below that), and the
         // same batches drive every run.
-        foreach (double v in scaled) Assert.Equal(1.0, v / scaled[1], 2);
+        foreach (double v in scaled) Assert.Equal(1.0, v / scaled[1], 1e-2);
     }
 }

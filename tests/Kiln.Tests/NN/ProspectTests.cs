@@ -34,7 +34,7 @@ public class ProspectTests
             int k = r.Next(1, n);
             var l = Losses(r, n);
             double topK = l.OrderDescending().Take(k).Average();
-            Assert.Equal(topK, new SpectralRisk(SpectralRisk.TopK(n, k)).Value(l), 12);
+            Assert.Equal(topK, new SpectralRisk(SpectralRisk.TopK(n, k)).Value(l), 1e-12);
             double nu = 0.01 + r.NextDouble();
             Assert.True(new SpectralRisk(SpectralRisk.TopK(n, k), nu).Value(l) < topK - 1e-12);
         });
@@ -52,13 +52,13 @@ public class ProspectTests
             var l = Losses(r, n);
             var q = risk.Weights(l);
             // q ∈ P(σ): sums to 1 and its k largest entries sum to at most σ's k largest (majorization).
-            Assert.Equal(1.0, q.Sum(), 12);
+            Assert.Equal(1.0, q.Sum(), 1e-12);
             var qs = q.OrderDescending().ToArray(); var ss = sigma.OrderDescending().ToArray();
             for (int k = 1; k <= n; k++) Assert.True(qs.Take(k).Sum() <= ss.Take(k).Sum() + 1e-12);
             var vertices = Permutations(n).Select(p => p.Select(j => sigma[j]).ToArray()).ToList();
             if (risk.ShiftCost == 0)
             {
-                Assert.Equal(vertices.Max(v => risk.Objective(v, l)), risk.Value(l), 12);
+                Assert.Equal(vertices.Max(v => risk.Objective(v, l)), risk.Value(l), 1e-12);
                 return;
             }
             // The objective is concave: q is the maximiser iff the gradient at q is non-positive toward every vertex.
@@ -105,7 +105,7 @@ public class ProspectTests
             for (int k = 1; k <= n; k++) Assert.Equal(SpectralRisk.TopK(n, k), SpectralRisk.Superquantile(n, 1 - k / (double)n), new ToleranceComparer(1e-12));
             foreach (var s in new[] { SpectralRisk.Extremile(n, 2.5), SpectralRisk.Superquantile(n, 0.37) })
             {
-                Assert.Equal(1.0, s.Sum(), 12);
+                Assert.Equal(1.0, s.Sum(), 1e-12);
                 for (int i = 1; i < n; i++) Assert.True(s[i] >= s[i - 1] - 1e-15);
             }
         }
@@ -189,7 +189,7 @@ public class ProspectTests
                 }
                 table[i] = g; losses[i] = li; lambda = risk.Weights(losses); rho[i] = lam;
 
-                Assert.Equal(li, opt.Step(closure), 12);
+                Assert.Equal(li, opt.Step(closure), 1e-12);
                 Assert.True(Dense.MaxDiff(rw, w.Value.ToArray<double>()) <= 1e-11 * (1 + Dense.MaxAbs(rw)), $"step {step}");
             }
             Assert.Equal(losses, opt.Losses.ToArray(), new ToleranceComparer(1e-12));

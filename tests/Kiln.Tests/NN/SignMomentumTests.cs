@@ -304,10 +304,10 @@ public class SignMomentumTests
         ];
         foreach (var (t, rho, rect) in golden)
         {
-            Assert.Equal(rho, RAdam.Rho(t, 0.999), 9);
+            Assert.Equal(rho, RAdam.Rho(t, 0.999), 1e-9);
             var paper = RAdam.Rectification(t, 0.999, threshold: 4);
             Assert.Equal(rect.HasValue, paper.HasValue);
-            if (rect is { } expected) Assert.Equal(expected, paper!.Value, 9);
+            if (rect is { } expected) Assert.Equal(expected, paper!.Value, 1e-9);
         }
         // ρ_5 ≈ 4.996: adaptive under the paper's ρ > 4, not under PyTorch's ρ > 5 (step 6 is adaptive under both).
         Assert.NotNull(RAdam.Rectification(5, 0.999, threshold: 4));
@@ -359,12 +359,12 @@ public class SignMomentumTests
             var metric = Dense.Add(Dense.Eye(n), Dense.Mul(u, u, n, 1, n), xi);
             Near(Dense.Mul(Dense.SymPow(metric, n, -1), u, n, n, 1), step, 1e-10, "g⁻¹ u");
             double norm = Math.Sqrt(step.Sum(v => v * v)), un = Math.Sqrt(u.Sum(v => v * v));
-            Assert.Equal(un / (1 + xi * un * un), norm, 10);
+            Assert.Equal(un / (1 + xi * un * un), norm, 1e-10);
             if (xi > 0) Assert.True(norm <= 1 / (2 * Math.Sqrt(xi)) + 1e-12, $"‖step‖ {norm} above 1/(2 sqrt ξ)");
         });
         // The bound is attained at ‖u‖ = 1/sqrt(ξ).
         var at = InducedMetric.NaturalStep(Tensor.FromArray(new[] { 0.5, 0.0 }), 4.0).ToDoubleArray();
-        Assert.Equal(1 / (2 * Math.Sqrt(4.0)), Math.Sqrt(at.Sum(v => v * v)), 14);
+        Assert.Equal(1 / (2 * Math.Sqrt(4.0)), Math.Sqrt(at.Sum(v => v * v)), 1e-14);
     }
 
     [Theory, MemberData(nameof(Cases))]
@@ -429,7 +429,7 @@ public class SignMomentumTests
             if (dot >= 0) Assert.Equal(g, got);
             else
             {
-                Assert.Equal((1 - lambda) * dot, newDot, 12);
+                Assert.Equal((1 - lambda) * dot, newDot, 1e-12);
                 if (lambda == 1) Assert.True(Math.Abs(newDot) < 1e-12, "λ = 1 leaves no component along g_gen");
             }
             Assert.True(got.Sum(z => z * z) <= g.Sum(z => z * z) + 1e-12, "‖g'‖ > ‖g‖ for λ in [0, 2]");
@@ -467,10 +467,10 @@ public class SignMomentumTests
                     return loss.Item();
                 });
                 // c = 1 halves the residual aᵀx - b; c = 1/2 zeroes it along a (Kaczmarz).
-                Assert.Equal(cc == 1 ? Residual(x0) / 2 : 0, Residual(p.Value.ToDoubleArray()), 10);
+                Assert.Equal(cc == 1 ? Residual(x0) / 2 : 0, Residual(p.Value.ToDoubleArray()), 1e-10);
                 var moved = Dense.Add(p.Value.ToDoubleArray(), x0, -1);
                 double cos = moved.Select((z, i) => z * a[i]).Sum() / Math.Sqrt(moved.Sum(z => z * z) * a.Sum(z => z * z) + 1e-300);
-                if (Math.Abs(Residual(x0)) > 1e-9) Assert.Equal(1, Math.Abs(cos), 10);
+                if (Math.Abs(Residual(x0)) > 1e-9) Assert.Equal(1, Math.Abs(cos), 1e-10);
             }
         });
         var q = new Parameter(Tensor.Zeros(new Shape(2), DType.Float64)) { Grad = Tensor.Ones(new Shape(2), DType.Float64) };
@@ -501,7 +501,7 @@ public class SignMomentumTests
             else { acc = acc.Select((a, i) => beta * a + (1 - beta) * g[i] * g[i]).ToArray(); bDiag = acc.Select(a => Math.Sqrt(a / (1 - Math.Pow(beta, t))) + eps).ToArray(); }
             double norm = g.Select((z, i) => z * z / bDiag[i]).Sum();
             double gamma = (f - fStar) / (c * norm);
-            Assert.Equal(gamma, opt.LastStepSize, 9);
+            Assert.Equal(gamma, opt.LastStepSize, 1e-9);
             x = x.Select((z, i) => z - gamma * g[i] / bDiag[i]).ToArray();
             Near(x, p.Value.ToDoubleArray(), 1e-10, $"sps {kind} step {t}");
         }

@@ -34,7 +34,7 @@ public class TargetSurrogateTests
                 double lt = l.Item();
                 var grad = Autograd.Grad(l, zi);
                 double eta = 1 / smoothness;
-                Assert.Equal(lt, TargetSurrogate.Value(zt, zt, lt, grad, eta).Item(), 12);
+                Assert.Equal(lt, TargetSurrogate.Value(zt, zt, lt, grad, eta).Item(), 1e-12);
                 for (int trial = 0; trial < 5; trial++)
                 {
                     var z = Tensor.FromArray(Uniform(r, n * k, -6, 6), new Shape(n, k));
@@ -49,7 +49,7 @@ public class TargetSurrogateTests
             double lts = ls.Item();
             var gs = Autograd.Grad(ls, zs);
             double expected = Squared(z2, yReal).Item() + (1 / (2 * 2.0) - 0.5) * n * k;
-            Assert.Equal(expected, TargetSurrogate.Value(z2, zt, lts, gs, 2.0).Item(), 10);
+            Assert.Equal(expected, TargetSurrogate.Value(z2, zt, lts, gs, 2.0).Item(), 1e-10);
             Assert.True(expected < Squared(z2, yReal).Item());
         });
     }

@@ -144,10 +144,10 @@ public class RlAdvTests
             {
                 double mean = r.Skip(s).Take(g).Average();
                 if (g % 2 != 0) continue;
-                for (int i = s; i < s + g; i++) Assert.Equal(r[i] - mean, 0.5 * ei[i] + 0.5 * ea[i], 12);
-                Assert.Equal(0, inter.ToDoubleArray().Skip(s).Take(g).Sum(), 12);
-                Assert.Equal(0, intra.ToDoubleArray().Skip(s).Take(g).Sum(), 12);
-                Assert.Equal(0, mix.Skip(s).Take(g).Sum(), 12);
+                for (int i = s; i < s + g; i++) Assert.Equal(r[i] - mean, 0.5 * ei[i] + 0.5 * ea[i], 1e-12);
+                Assert.Equal(0, inter.ToDoubleArray().Skip(s).Take(g).Sum(), 1e-12);
+                Assert.Equal(0, intra.ToDoubleArray().Skip(s).Take(g).Sum(), 1e-12);
+                Assert.Equal(0, mix.Skip(s).Take(g).Sum(), 1e-12);
             }
         }
     }
@@ -181,8 +181,8 @@ public class RlAdvTests
             }
             for (int i = 0; i < n; i++)
             {
-                Assert.Equal(n / (n - 1.0) * (r[i] - mean), sumInter[i] / count, 12);
-                Assert.Equal((n - 2) / (n - 1.0) * (r[i] - mean), sumIntra[i] / count, 12);
+                Assert.Equal(n / (n - 1.0) * (r[i] - mean), sumInter[i] / count, 1e-12);
+                Assert.Equal((n - 2) / (n - 1.0) * (r[i] - mean), sumIntra[i] / count, 1e-12);
             }
         }
     }
@@ -260,8 +260,8 @@ public class RlAdvTests
                 for (int i = s; i < s + g; i++)
                 {
                     Assert.Equal(eb, b[i]);
-                    Assert.Equal(r[i] - eb, unscaled[i], 12);
-                    Assert.Equal((r[i] - eb) / (sd + 1e-6), a[i], 9);
+                    Assert.Equal(r[i] - eb, unscaled[i], 1e-12);
+                    Assert.Equal((r[i] - eb) / (sd + 1e-6), a[i], 1e-9);
                 }
             }
         }
@@ -281,7 +281,7 @@ public class RlAdvTests
             bool hard = p <= 1 - k;
             Assert.Equal(hard ? 0 : 1, QuantileAdvantage.Baselines(Tensor.FromArray(r), g, k).ToDoubleArray()[0]);
             for (int i = 0; i < g; i++) Assert.Equal(hard ? (r[i] == 1 ? 1 : 0) : (r[i] == 1 ? 0 : -1), a[i]);
-            Assert.Equal(hard ? 1 - p : p, a.Count(x => x == 0) / (double)g, 12);
+            Assert.Equal(hard ? 1 - p : p, a.Count(x => x == 0) / (double)g, 1e-12);
         }
     }
 
@@ -399,7 +399,7 @@ public class RlAdvTests
                 for (int t = 0; t < len; t++)
                 {
                     var suffix = r[t..];
-                    Assert.Equal(SoftMin(suffix, tau), got[t], 12);
+                    Assert.Equal(SoftMin(suffix, tau), got[t], 1e-12);
                     Assert.InRange(got[t], suffix.Min() - 1e-12, suffix.Average() + 1e-12);
                     // Every other weight is ≤ exp(−δ/τ), δ the gap to the second-smallest value: the distance to the min is bounded by it.
                     var sorted = suffix.Distinct().Order().ToArray();
@@ -473,10 +473,10 @@ public class RlAdvTests
                 {
                     int k = i * tab.T + t;
                     Assert.Equal(Math.Min(steps[t] - eta, 0), clip[k]);
-                    Assert.Equal(steps[t..].Sum(x => Math.Min(x - eta, 0)), clipReturn[k], 12);
+                    Assert.Equal(steps[t..].Sum(x => Math.Min(x - eta, 0)), clipReturn[k], 1e-12);
                     Assert.True(clipReturn[k] <= 0);                           // Clip: returns bounded above by 0
-                    Assert.Equal(steps[t], deltaReturn[k], 12);                // Delta: the return telescopes to r_t ≤ max r
-                    Assert.Equal(Math.Min(steps[t] - eta, 0), clipDeltaReturn[k], 12);
+                    Assert.Equal(steps[t], deltaReturn[k], 1e-12);                // Delta: the return telescopes to r_t ≤ max r
+                    Assert.Equal(Math.Min(steps[t] - eta, 0), clipDeltaReturn[k], 1e-12);
                 }
             }
         }
@@ -538,7 +538,7 @@ public class RlAdvTests
                 {
                     double std = r[i] == 1 ? Math.Sqrt((1 - p[q]) / p[q]) : -Math.Sqrt(p[q] / (1 - p[q]));
                     double w = !paired ? 1 : r[i] == 1 ? (hard ? wp : 1) : (hard ? 1 : wn);
-                    Assert.Equal(w * std, a[i], 12);
+                    Assert.Equal(w * std, a[i], 1e-12);
                 }
             }
             Near(PolicyMath.GroupAdvantages(Tensor.FromArray(r), g).ToDoubleArray(), PairWeightedGrpo.Advantages(Tensor.FromArray(r), g, 1, 1, 1e-6).ToDoubleArray(), 0);
@@ -602,7 +602,7 @@ public class RlAdvTests
                 double s = len == 0 ? 0 : beta * Enumerable.Range(0, len).Sum(t => -shift[i * tab.T + t]) / len;
                 double sig = 1 / (1 + Math.Exp(-s)), w = sig - labels[i];
                 bce += -(labels[i] * Math.Log(sig) + (1 - labels[i]) * Math.Log(1 - sig)) / b;
-                Assert.Equal(w, RewardsAsLabels.GradientWeights(RewardsAsLabels.Scores(batch, beta), Tensor.FromArray(labels)).ToDoubleArray()[i], 12);
+                Assert.Equal(w, RewardsAsLabels.GradientWeights(RewardsAsLabels.Scores(batch, beta), Tensor.FromArray(labels)).ToDoubleArray()[i], 1e-12);
                 for (int t = 0; t < tab.T; t++)
                 {
                     var p = tab.P(i, t);
@@ -610,7 +610,7 @@ public class RlAdvTests
                         expected[(i * tab.T + t) * tab.V + v] = w / b * beta * tab.M[i * tab.T + t] / Math.Max(len, 1) * ((v == tab.Y[i * tab.T + t] ? 1 : 0) - p[v]);
                 }
             }
-            Assert.Equal(bce, loss.Item(), 12);
+            Assert.Equal(bce, loss.Item(), 1e-12);
             Near(expected, grad, 1e-10);
         }
         var t2 = Tabular.Random(rng, 3, 2, 3);
@@ -649,7 +649,7 @@ public class RlAdvTests
         for (int k = 0; k < c.Length; k++)
         {
             double ck = Math.Min(c[k], 0.99);
-            Assert.Equal(-ck / (1 - ck), shaped[k], 12);
+            Assert.Equal(-ck / (1 - ck), shaped[k], 1e-12);
             if (k > 0) Assert.True(shaped[k] <= shaped[k - 1]);
         }
         Assert.Equal([1.0, 1.0], lens.Rewards(Tensor.FromArray(new double[] { 1, 1 }), Tensor.FromArray(new double[] { 0.2, 0.9 })).ToDoubleArray());
@@ -666,7 +666,7 @@ public class RlAdvTests
         }
         // Identical confidences: the penalty is a constant shift and normalises away.
         var same = lens.Rewards(Tensor.Zeros(new Shape(4), DType.Float64), Tensor.Full(new Shape(4), 0.3, DType.Float64));
-        Assert.All(PolicyMath.GroupAdvantages(same, 4).ToDoubleArray(), x => Assert.Equal(0, x, 12));
+        Assert.All(PolicyMath.GroupAdvantages(same, 4).ToDoubleArray(), x => Assert.Equal(0, x, 1e-12));
         AssertGradCheck(lens, Tabular.Random(rng, 4, 2, 3), [1, 0, 0, 1], 2, rng);
     }
 

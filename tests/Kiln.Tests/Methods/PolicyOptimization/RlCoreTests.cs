@@ -179,9 +179,9 @@ public class RlCoreTests
             double E(KlEstimator k) => KlEstimators.Token(k, logp, logq, mask).ToDoubleArray().Select((v, i) => p[i] * v).Sum();
             double kl = p.Select((pi, i) => pi * Math.Log(pi / q[i])).Sum();
             double k2 = p.Select((pi, i) => 0.5 * pi * Math.Pow(Math.Log(pi / q[i]), 2)).Sum();
-            Assert.Equal(kl, E(KlEstimator.K1), 12);
-            Assert.Equal(kl, E(KlEstimator.K3), 12);
-            Assert.Equal(k2, E(KlEstimator.K2), 12);
+            Assert.Equal(kl, E(KlEstimator.K1), 1e-12);
+            Assert.Equal(kl, E(KlEstimator.K3), 1e-12);
+            Assert.Equal(k2, E(KlEstimator.K2), 1e-12);
             Assert.All(KlEstimators.Token(KlEstimator.K3, logp, logq, mask).ToDoubleArray(), v => Assert.True(v >= 0));
             Assert.All(KlEstimators.Token(KlEstimator.K2, logp, logq, mask).ToDoubleArray(), v => Assert.True(v >= 0));
         }
@@ -223,8 +223,8 @@ public class RlCoreTests
         }
         // k1 = log π − log π_ref summed over each row's masked tokens: (0.5 − 1) and 0.2.
         var seq = KlEstimators.Sequence(KlEstimator.K1, logp, logq, mask).ToDoubleArray();
-        Assert.Equal(-0.5, seq[0], 12);
-        Assert.Equal(0.2, seq[1], 12);
+        Assert.Equal(-0.5, seq[0], 1e-12);
+        Assert.Equal(0.2, seq[1], 1e-12);
         Assert.Throws<ArgumentException>(() => KlEstimators.Token(KlEstimator.K3, logp, logq.Reshape(4, 1), mask));
     }
     // ------------------------------------------------------------------ baseline objectives
@@ -313,7 +313,7 @@ public class RlCoreTests
             {
                 int k = i / g;
                 double others = Enumerable.Range(k * g, g).Where(j => j != i).Sum(j => rewards[j]) / (g - 1);
-                Assert.Equal(rewards[i] - others, a[i], 12);
+                Assert.Equal(rewards[i] - others, a[i], 1e-12);
             }
             var t = MakeTable(r, 2, 4, groups, g);
             var binary = Binary(r, t.Rows);
@@ -382,7 +382,7 @@ public class RlCoreTests
                 double total = kept.Sum();
                 Close(target, Dense.Scale(kept, 1 / total), 1e-12);
             }
-            Assert.Equal(1, target.Sum(), 12);
+            Assert.Equal(1, target.Sum(), 1e-12);
         }
         Assert.Throws<ArgumentException>(() => Oreal.BestOfNTarget([0.5, 0.5], [false, false]));
         Assert.Throws<ArgumentException>(() => Oreal.BestOfNTarget([0.5, 0.5], [true]));
@@ -403,7 +403,7 @@ public class RlCoreTests
         var rows = counts.SelectMany((k, y) => Enumerable.Repeat(y, k)).ToArray();
         var s = policy.Score([.. rows.Select(_ => new[] { 0 })], [.. rows.Select(y => new[] { y })]);
         var loss = new Oreal().Loss(OnPolicy(s, [.. rows.Select(_ => 1.0)], rows.Length));
-        Assert.All(Autograd.Grad(loss, policy.Logits).ToDoubleArray(), g => Assert.Equal(0, g, 14));
+        Assert.All(Autograd.Grad(loss, policy.Logits).ToDoubleArray(), g => Assert.Equal(0, g, 1e-14));
         // Away from it the gradient is π − target (one group of correct samples: −(1/n₊) Σ (e_y − π)).
         var moved = new TabularPolicy(Tensor.FromArray(new[] { 0.1, -0.3, 0.2, 0.0, 0.4 }, new Shape(1, 5)));
         var sm = moved.Score([.. rows.Select(_ => new[] { 0 })], [.. rows.Select(y => new[] { y })]);
@@ -504,9 +504,9 @@ public class RlCoreTests
             var batch = new PolicyBatch { LogProbs = lp, OldLogProbs = lp.Detach(), Rewards = Tensor.FromArray(rewards), Mask = Tensor.Ones(new Shape(b, 1), DType.Float64), GroupSize = b };
             var g = Autograd.Grad(new Topr { Baseline = c }.Loss(batch), lp).ToDoubleArray();
             double positive = g.Take(pos).Sum(Math.Abs), all = g.Sum(Math.Abs);
-            Assert.Equal(Topr.PositiveWeightFraction(pos / (double)b, c), positive / all, 12);
+            Assert.Equal(Topr.PositiveWeightFraction(pos / (double)b, c), positive / all, 1e-12);
             double p = pos / (double)b;
-            Assert.Equal(p * (1 - c) / (p * (1 - c) + (1 - p) * (1 + c)), positive / all, 12);
+            Assert.Equal(p * (1 - c) / (p * (1 - c) + (1 - p) * (1 + c)), positive / all, 1e-12);
         }
     }
 
@@ -539,8 +539,8 @@ public class RlCoreTests
         for (int n = 1; n <= 12; n++)
             for (int c = 0; c <= n; c++)
                 for (int k = 1; k <= n; k++)
-                    Assert.Equal(1 - Choose(n - c, k) / Choose(n, k), RlTrainer.PassAtK(n, c, k), 12);
-        Assert.Equal(3 / 8.0, RlTrainer.PassAtK(8, 3, 1), 14);
+                    Assert.Equal(1 - Choose(n - c, k) / Choose(n, k), RlTrainer.PassAtK(n, c, k), 1e-12);
+        Assert.Equal(3 / 8.0, RlTrainer.PassAtK(8, 3, 1), 1e-14);
         Assert.Throws<ArgumentException>(() => RlTrainer.PassAtK(4, 5, 1));
         Assert.Throws<ArgumentException>(() => RlTrainer.PassAtK(4, 1, 5));
     }
