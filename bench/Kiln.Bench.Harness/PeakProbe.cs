@@ -90,8 +90,8 @@ public static class PeakProbe
     /// the caches) split over the worker team, counting both streams, median of <see cref="Timing.MedianSeconds"/>. The
     /// copy stores the ordinary way, as a plain copy loop or the peer's copy does (each destination line is read before
     /// it is written), so it is the same yardstick in every run: Kiln's own copy, which streams its stores past the
-    /// last-level cache since 801fd25, counts 1.2-1.35x more (this copy 37-43 GB/s, that one 49-54, interleaved), more
-    /// than a read-only stream reaches here (a 256 MiB sequential read: 21 GB/s on one core, 27-39 on two).
+    /// last-level cache since 801fd25, counts 1.2-1.35x more (this copy 37-43 GB/s, that one 49-54, interleaved; a plain
+    /// sequential read of 256 MiB read 27-39 GB/s on two cores in the same half hour).
     /// </summary>
     public static double MeasureCopyGBps()
     {
