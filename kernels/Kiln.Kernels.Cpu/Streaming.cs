@@ -20,9 +20,12 @@ internal static unsafe class Streaming
     /// <summary>Tests set this to run the streamed paths at small sizes.</summary>
     internal static long? ForcedMinBytes;
 
-    /// <summary>The number of elements before the first address in y (pinned) aligned to <paramref name="width"/> floats.</summary>
-    public static int Head(float* y, int length, int width) =>
-        Math.Min(length, (int)((uint)-(nint)y % (uint)(width * sizeof(float)) / sizeof(float)));
+    /// <summary>The number of floats before the first address in y (pinned) aligned to <paramref name="width"/> floats.</summary>
+    public static int Head(float* y, int length, int width) => Head(y, length, sizeof(float), width * sizeof(float));
+
+    /// <summary>The number of <paramref name="size"/>-byte elements before the first address in p (pinned) that
+    /// <paramref name="alignment"/> bytes divide.</summary>
+    static int Head(void* p, int length, int size, int alignment) => Math.Min(length, (int)((uint)-(nint)p % (uint)alignment) / size);
 
     /// <summary>Orders the streamed stores before the ordinary ones that follow (the team's completion signal).</summary>
     public static void Fence()
@@ -46,7 +49,7 @@ internal static unsafe class Streaming
         {
             bool wide = Avx512F.IsSupported;
             int width = wide ? 64 : 32, n = s.Length;
-            int head = Math.Min(n, (int)((uint)-(nint)pd % (uint)width)), i = head;
+            int head = Head(pd, n, 1, width), i = head;
             s[..head].CopyTo(d);
             if (wide)
                 for (; i + 64 <= n; i += 64) Avx512F.StoreAlignedNonTemporal(pd + i, Vector512.Load(ps + i));
