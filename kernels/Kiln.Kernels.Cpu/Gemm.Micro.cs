@@ -22,11 +22,52 @@ public static unsafe class GemmMicro
     {
         switch (kernel)
         {
-            case GemmKernel.Vector512 when half: K512Half(kc, a, b, c, ldc, alpha, beta); break;
-            case GemmKernel.Vector512: K512(kc, a, b, c, ldc, alpha, beta); break;
+            case GemmKernel.Vector512 when half: K512Half<T, PackedA>(kc, a, 0, b, c, ldc, alpha, beta); break;
+            case GemmKernel.Vector512: K512<T, PackedA>(kc, a, 0, b, c, ldc, alpha, beta); break;
             case GemmKernel.Vector256: K256(kc, a, b, c, ldc, alpha, beta); break;
             default: Scalar(kc, a, b, c, ldc, alpha, beta); break;
         }
+    }
+
+    /// <summary>
+    /// As <see cref="Tile{T}"/> with the Vector512 kernel, reading A unpacked: row r of the tile is a[r*lda ..], k
+    /// contiguous (a row-major A, whose strips then need no pack).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Tile512Rows<T>(int kc, T* a, long lda, T* b, T* c, int ldc, T alpha, T beta, bool half = false) where T : unmanaged, INumber<T>
+    {
+        if (half) K512Half<T, RowsA>(kc, a, lda, b, c, ldc, alpha, beta);
+        else K512<T, RowsA>(kc, a, lda, b, c, ldc, alpha, beta);
+    }
+
+    /// <summary>Where a tile's A values are: element (r, p) at a[TA.Step * p + TA.Row(lda, r)].</summary>
+    public interface IAPanel
+    {
+        /// <summary>The offset of row r (0 to 5) from row 0.</summary>
+        static abstract long Row(long lda, int r);
+
+        /// <summary>The offset from one k to the next.</summary>
+        static abstract int Step { get; }
+    }
+
+    /// <summary>A packed MR-tall micro-panel (<see cref="Pack.A{T}"/>): six values per k.</summary>
+    public struct PackedA : IAPanel
+    {
+        /// <inheritdoc/>
+        public static long Row(long lda, int r) => r;
+
+        /// <inheritdoc/>
+        public static int Step => 6;
+    }
+
+    /// <summary>Six rows of a row-major A, lda apart.</summary>
+    public struct RowsA : IAPanel
+    {
+        /// <inheritdoc/>
+        public static long Row(long lda, int r) => r * lda;
+
+        /// <inheritdoc/>
+        public static int Step => 1;
     }
 
     /// <summary>
@@ -51,11 +92,13 @@ public static unsafe class GemmMicro
 
     /// <summary>
     /// 6 x (4 x Vector512): 24 accumulators, 4 B vectors and 1 broadcast A in 29 of the 32 zmm registers. Against the
-    /// 6 x 2 tile it loads 10 instead of 16 values per 24 FMAs and sweeps each packed A block half as often.
+    /// 6 x 2 tile it loads 10 instead of 16 values per 24 FMAs and sweeps each packed A block half as often. A is a
+    /// packed strip or six rows of a row-major A (<typeparamref name="TA"/>, <paramref name="lda"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void K512<T>(int kc, T* a, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T>
+    public static void K512<T, TA>(int kc, T* a, long lda, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T> where TA : struct, IAPanel
     {
+        long a1 = TA.Row(lda, 1), a2 = TA.Row(lda, 2), a3 = TA.Row(lda, 3), a4 = TA.Row(lda, 4), a5 = TA.Row(lda, 5);
         int w = Vector512<T>.Count;
         PrefetchTile(c, ldc, 4 * w * sizeof(T));
         Vector512<T> c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default,
@@ -65,12 +108,12 @@ public static unsafe class GemmMicro
         {
             var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + w); var b2 = Vector512.Load(b + 2 * w); var b3 = Vector512.Load(b + 3 * w);
             var x = Vector512.Create(a[0]); c00 = Fma(x, b0, c00); c01 = Fma(x, b1, c01); c02 = Fma(x, b2, c02); c03 = Fma(x, b3, c03);
-            x = Vector512.Create(a[1]); c10 = Fma(x, b0, c10); c11 = Fma(x, b1, c11); c12 = Fma(x, b2, c12); c13 = Fma(x, b3, c13);
-            x = Vector512.Create(a[2]); c20 = Fma(x, b0, c20); c21 = Fma(x, b1, c21); c22 = Fma(x, b2, c22); c23 = Fma(x, b3, c23);
-            x = Vector512.Create(a[3]); c30 = Fma(x, b0, c30); c31 = Fma(x, b1, c31); c32 = Fma(x, b2, c32); c33 = Fma(x, b3, c33);
-            x = Vector512.Create(a[4]); c40 = Fma(x, b0, c40); c41 = Fma(x, b1, c41); c42 = Fma(x, b2, c42); c43 = Fma(x, b3, c43);
-            x = Vector512.Create(a[5]); c50 = Fma(x, b0, c50); c51 = Fma(x, b1, c51); c52 = Fma(x, b2, c52); c53 = Fma(x, b3, c53);
-            a += 6; b += 4 * w;
+            x = Vector512.Create(a[a1]); c10 = Fma(x, b0, c10); c11 = Fma(x, b1, c11); c12 = Fma(x, b2, c12); c13 = Fma(x, b3, c13);
+            x = Vector512.Create(a[a2]); c20 = Fma(x, b0, c20); c21 = Fma(x, b1, c21); c22 = Fma(x, b2, c22); c23 = Fma(x, b3, c23);
+            x = Vector512.Create(a[a3]); c30 = Fma(x, b0, c30); c31 = Fma(x, b1, c31); c32 = Fma(x, b2, c32); c33 = Fma(x, b3, c33);
+            x = Vector512.Create(a[a4]); c40 = Fma(x, b0, c40); c41 = Fma(x, b1, c41); c42 = Fma(x, b2, c42); c43 = Fma(x, b3, c43);
+            x = Vector512.Create(a[a5]); c50 = Fma(x, b0, c50); c51 = Fma(x, b1, c51); c52 = Fma(x, b2, c52); c53 = Fma(x, b3, c53);
+            a += TA.Step; b += 4 * w;
         }
         var va = Vector512.Create(alpha);
         var vb = Vector512.Create(beta);
@@ -84,8 +127,9 @@ public static unsafe class GemmMicro
 
     /// <summary>6 x (2 x Vector512), the half tile of <see cref="K512"/>: 12 accumulators.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void K512Half<T>(int kc, T* a, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T>
+    public static void K512Half<T, TA>(int kc, T* a, long lda, T* b, T* c, int ldc, T alpha, T beta) where T : unmanaged, INumber<T> where TA : struct, IAPanel
     {
+        long a1 = TA.Row(lda, 1), a2 = TA.Row(lda, 2), a3 = TA.Row(lda, 3), a4 = TA.Row(lda, 4), a5 = TA.Row(lda, 5);
         int w = Vector512<T>.Count;
         PrefetchTile(c, ldc, 2 * w * sizeof(T));
         Vector512<T> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
@@ -94,12 +138,12 @@ public static unsafe class GemmMicro
         {
             var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + w);
             var x = Vector512.Create(a[0]); c00 = Fma(x, b0, c00); c01 = Fma(x, b1, c01);
-            x = Vector512.Create(a[1]); c10 = Fma(x, b0, c10); c11 = Fma(x, b1, c11);
-            x = Vector512.Create(a[2]); c20 = Fma(x, b0, c20); c21 = Fma(x, b1, c21);
-            x = Vector512.Create(a[3]); c30 = Fma(x, b0, c30); c31 = Fma(x, b1, c31);
-            x = Vector512.Create(a[4]); c40 = Fma(x, b0, c40); c41 = Fma(x, b1, c41);
-            x = Vector512.Create(a[5]); c50 = Fma(x, b0, c50); c51 = Fma(x, b1, c51);
-            a += 6; b += 2 * w;
+            x = Vector512.Create(a[a1]); c10 = Fma(x, b0, c10); c11 = Fma(x, b1, c11);
+            x = Vector512.Create(a[a2]); c20 = Fma(x, b0, c20); c21 = Fma(x, b1, c21);
+            x = Vector512.Create(a[a3]); c30 = Fma(x, b0, c30); c31 = Fma(x, b1, c31);
+            x = Vector512.Create(a[a4]); c40 = Fma(x, b0, c40); c41 = Fma(x, b1, c41);
+            x = Vector512.Create(a[a5]); c50 = Fma(x, b0, c50); c51 = Fma(x, b1, c51);
+            a += TA.Step; b += 2 * w;
         }
         var va = Vector512.Create(alpha);
         var vb = Vector512.Create(beta);

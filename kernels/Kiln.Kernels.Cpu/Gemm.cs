@@ -68,7 +68,8 @@ public static class IntegerGemm
 /// The GotoBLAS/BLIS structure: for each NC-wide column block, B's KC-deep slices are packed (a few at a time, as many
 /// as fit an L3-sized buffer) into NR-wide k-major micro-panels shared by all threads; the threads then take parts of C
 /// (MR-row strips, in parts that shrink as the work runs out), and for each slice pack MC x KC blocks of A into MR-tall
-/// micro-panels and sweep MR x NR register tiles over them (<see cref="GemmMicro"/>). Edges are zero-padded in the packs, so the
+/// micro-panels (a row-major A is read in place by the AVX-512 tiles instead) and sweep MR x NR register tiles over them
+/// (<see cref="GemmMicro"/>). Edges are zero-padded in the packs, so the
 /// micro-kernel always runs full tiles; partial tiles go through a small buffer and a vectorized row write-back.
 /// Each element of C is computed by one thread with the same K blocking, so results do not depend on the thread count.
 /// Reference: <see cref="Reference.Gemm"/>.
@@ -303,6 +304,11 @@ public static class Gemm
     {
         int mr = plan.MR, nr = plan.NR;
         bool epilogue = bias != null || relu;
+        // A row-major A is read in place by the AVX-512 tiles, and only a last strip shorter than MR is packed (zero
+        // rows): the pack was 2.5-3% of a 1024 or 2048 product's time, and the six rows' lines serve a tile from L1
+        // and L2 as the packed strip's do (interleaved on Zen 5, 2 cores: 1024^3 +2.4%, 2048^3 +1.5%, 256 x 784 x
+        // 1024 +1.7%, 257 x 130 x 515 +2.0%; one core 1024^3 +2.0%).
+        bool direct = aCs == 1 && plan.Kernel == GemmKernel.Vector512;
         var aBuf = Buffers<T>.A((plan.MC + plan.MR) * plan.KC);
         T* tile = stackalloc T[6 * 64 + 16];
         T* tileAligned = Align(tile);
@@ -311,8 +317,8 @@ public static class Gemm
             T* pA = Align(abuf);
             for (int ic = i0; ic < i1; ic += plan.MC)
             {
-                int mc = Math.Min(plan.MC, i1 - ic);
-                Pack.A(kc, mc, mr, a + (long)ic * aRs, aRs, aCs, pA);
+                int mc = Math.Min(plan.MC, i1 - ic), full = direct ? mc / mr * mr : 0;
+                if (mc > full) Pack.A(kc, mc - full, mr, a + (long)(ic + full) * aRs, aRs, aCs, pA + (long)full * kc);
                 for (int jr = j0; jr < j1; jr++)
                 {
                     int nrNow = Math.Min(nr, nc - jr * nr);
@@ -332,13 +338,18 @@ public static class Gemm
                     for (int ir = 0; ir < mc; ir += mr)
                     {
                         int mrNow = Math.Min(mr, mc - ir);
-                        T* aPanel = pA + (long)ir * kc;
+                        bool rows = ir < full;
+                        T* aPanel = rows ? a + (long)(ic + ir) * aRs : pA + (long)ir * kc;
                         T* cTile = c + (long)(ic + ir) * ldc + j;
                         if (mrNow == mr && w == tileNr)
-                            GemmMicro.Tile(plan.Kernel, kc, aPanel, bPanel, cTile, ldc, alpha, beta, half);
+                        {
+                            if (rows) GemmMicro.Tile512Rows(kc, aPanel, aRs, bPanel, cTile, ldc, alpha, beta, half);
+                            else GemmMicro.Tile(plan.Kernel, kc, aPanel, bPanel, cTile, ldc, alpha, beta, half);
+                        }
                         else
                         {
-                            GemmMicro.Tile(plan.Kernel, kc, aPanel, bPanel, tileAligned, tileNr, T.One, T.Zero, half);
+                            if (rows) GemmMicro.Tile512Rows(kc, aPanel, aRs, bPanel, tileAligned, tileNr, T.One, T.Zero, half);
+                            else GemmMicro.Tile(plan.Kernel, kc, aPanel, bPanel, tileAligned, tileNr, T.One, T.Zero, half);
                             for (int r = 0; r < mrNow; r++)
                             {
                                 var cr = new Span<T>(cTile + (long)r * ldc, w);
