@@ -76,6 +76,9 @@ public static class Reduce
     /// <summary>
     /// Sum of floats with four independent vector accumulators: TensorPrimitives.Sum keeps one, so each add waits for the
     /// last and a long sum runs at half the memory bandwidth. The accumulators combine in a fixed order (deterministic).
+    /// Where 512-bit vectors are accelerated, their four accumulators are kept and loaded as 256-bit halves (the same
+    /// sums and bits): a managed array is only 8-byte aligned, and on Zen 5 a 512-bit load straddling two cache lines
+    /// halves a stream from memory (64 MiB on 2 cores: 64 GB/s, in halves 102, aligned 512-bit 104).
     /// </summary>
     public static float SumFloat(ReadOnlySpan<float> x)
     {
@@ -83,16 +86,21 @@ public static class Reduce
         float total = 0;
         if (Vector512.IsHardwareAccelerated && x.Length >= 64)
         {
-            var a0 = Vector512<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+            var z = Vector256<float>.Zero;
+            Vector256<float> a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z;
             ref float p = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
             for (; i + 64 <= x.Length; i += 64)
             {
-                a0 += Vector512.LoadUnsafe(ref p, (nuint)i);
-                a1 += Vector512.LoadUnsafe(ref p, (nuint)(i + 16));
-                a2 += Vector512.LoadUnsafe(ref p, (nuint)(i + 32));
-                a3 += Vector512.LoadUnsafe(ref p, (nuint)(i + 48));
+                a0 += Vector256.LoadUnsafe(ref p, (nuint)i);
+                a1 += Vector256.LoadUnsafe(ref p, (nuint)(i + 8));
+                a2 += Vector256.LoadUnsafe(ref p, (nuint)(i + 16));
+                a3 += Vector256.LoadUnsafe(ref p, (nuint)(i + 24));
+                a4 += Vector256.LoadUnsafe(ref p, (nuint)(i + 32));
+                a5 += Vector256.LoadUnsafe(ref p, (nuint)(i + 40));
+                a6 += Vector256.LoadUnsafe(ref p, (nuint)(i + 48));
+                a7 += Vector256.LoadUnsafe(ref p, (nuint)(i + 56));
             }
-            total = Vector512.Sum((a0 + a1) + (a2 + a3));
+            total = Vector512.Sum((Vector512.Create(a0, a1) + Vector512.Create(a2, a3)) + (Vector512.Create(a4, a5) + Vector512.Create(a6, a7)));
         }
         else if (Vector256.IsHardwareAccelerated && x.Length >= 32)
         {
