@@ -73,12 +73,17 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
                 line["kiln_bound_fraction"] = row.BoundFraction;
                 line["copy_gbps"] = row.CopyGBps;
             }
+            void Peak(Dictionary<string, object?> line)
+            {
+                if (row.PeakFraction is { } f) line["kiln_peak_fraction"] = f;
+                if (row.CorePeakGflops is { } c) line["core_peak_gflops"] = c;
+            }
             var peers = row.Peers.Where(p => p.Unit == k.Unit && p.Peer != TorchPeer.DefaultName).ToList();
             if (peers.Count == 0)
             {
                 var line = Line(null);
                 line["skipped"] = Skipped;
-                if (row.PeakFraction is { } f0) line["kiln_peak_fraction"] = f0;
+                Peak(line);
                 Bound(line);
                 yield return line;
                 continue;
@@ -99,7 +104,7 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
                     line["peer_default_rate"] = def.Rate;
                     line["ratio_default"] = k.Rate / def.Rate;
                 }
-                if (row.PeakFraction is { } f) line["kiln_peak_fraction"] = f;
+                Peak(line);
                 Bound(line);
                 yield return line;
             }
@@ -111,7 +116,8 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
     {
         var ci = CultureInfo.InvariantCulture;
         if (row.BoundFraction is { } b) return string.Create(ci, $"{100 * b:F0}% of bound ({row.BoundRate:F1} {row.Kiln.Unit} at {row.CopyGBps:F1} GB/s)");
-        return row.PeakFraction is { } f ? (100 * f).ToString("F0", ci) + "%" : "";
+        if (row.PeakFraction is not { } f) return "";
+        return row.CorePeakGflops is { } c ? string.Create(ci, $"{100 * f:F0}% (core peak {c:F1})") : (100 * f).ToString("F0", ci) + "%";
     }
 
     /// <summary>
@@ -134,11 +140,11 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         sb.AppendLine(ci, $"- Command: `{command}` (Release build), every peer run in the same invocation, one workload at a time, alternating with Kiln's runs");
         foreach (var p in PeerInfos) sb.AppendLine(ci, $"- Peer {p.Peer}: {p.Version}; {p.Blas}; {p.Threads} threads");
         foreach (var r in Skipped) sb.AppendLine(ci, $"- Skipped: {r}");
-        sb.AppendLine(ci, $"- Peak: {PeakGflops:F1} GFLOP/s single precision = {Machine.LogicalCpus} cores x {CorePeakGflops:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`PeakProbe.MeasureCoreGflops`)");
+        sb.AppendLine(ci, $"- Peak: {PeakGflops:F1} GFLOP/s single precision = {Machine.LogicalCpus} cores x {CorePeakGflops:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`PeakProbe.MeasureCoreGflops`), at the start; a GFLOP/s row's % of peak is against the same probe taken after each of its Kiln rounds (median, beside the %), since the host's clock moves between rows");
         sb.AppendLine(ci, $"- Timing: median of 7 runs after warm-up, for Kiln and peers alike, in {Rounds} alternating rounds (Kiln, peer, Kiln, peer, ...; each side reports its median round, so an episode of load on the shared machine cannot decide a ratio alone) (time per run, and rate in the workload's unit)");
         sb.AppendLine(ci, $"- Ratios: Kiln's rate / the peer's (> 1: Kiln is faster). **kernel** is against libtorch with glibc's malloc made to cache (`GLIBC_TUNABLES={TorchPeer.CachingMalloc}`), so both sides reuse output memory: the headline; **default** is against libtorch as a user gets it (large outputs mapped and faulted in on every call). rel. error: ‖Kiln − libtorch‖₂ / ‖libtorch‖₂ of the outputs on the same inputs, checked before timing (ONNX Runtime's in its own column). onnxruntime: ONNX Runtime's CPU execution provider on the inference rows, outputs bound to reused buffers, its ratio kernel against kernel");
         if (Rows.Any(r => r.CopyGBps is not null))
-            sb.AppendLine(ci, $"- Bandwidth bound (decode rows): the weight bytes a token reads over the row's copy bandwidth (read + write), an ordinary-store copy of 64 MiB on every core (`PeakProbe.MeasureCopyGBps`) after each of the row's Kiln rounds, median; \"% of peak\" there is % of that bound, the bound in tokens/s and the bandwidth beside it");
+            sb.AppendLine(ci, $"- Bandwidth bound (decode and matrix-vector rows): the weight bytes a token (or a GB of weights) reads over the row's copy bandwidth (read + write), an ordinary-store copy of 64 MiB on every core (`PeakProbe.MeasureCopyGBps`) after each of the row's Kiln rounds, median; \"% of peak\" there is % of that bound, the bound in the row's unit and the bandwidth beside it");
         // A table must not follow the list without a blank line, or Markdown reads it as part of the last item.
         sb.AppendLine();
         sb.AppendLine("| workload | Kiln | libtorch | ratio (kernel) | libtorch default | ratio (default) | onnxruntime | ratio (ORT) | ORT rel. error | torch 1.13 | numpy | rel. error | Kiln % of peak |").AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

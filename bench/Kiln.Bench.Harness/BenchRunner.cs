@@ -128,11 +128,13 @@ public static class BenchRunner
                 var kilnRounds = new List<KilnResult>();
                 var peerRounds = new List<PeerResult>();
                 var probes = new List<double>();
+                var peaks = new List<double>();
                 // A bandwidth-bound row takes at least three copy probes, one after each Kiln round.
                 for (int round = 0; round < (w.StreamedBytes is null ? rounds : Math.Max(rounds, 3)); round++)
                 {
                     kilnRounds.Add(Measure(w, options.Device));
                     if (w.StreamedBytes is not null) probes.Add(PeakProbe.MeasureCopyGBps());
+                    if (w.Unit == "GFLOP/s" && options.CorePeakGflops is null) peaks.Add(PeakProbe.MeasureCoreGflops());
                     if (round >= rounds) continue;
                     if (peer is not null) peerRounds.AddRange(peer.Run(w.Name));
                     foreach (var tp in checkedPeers)
@@ -143,9 +145,11 @@ public static class BenchRunner
                 }
                 OneCoreResult? core = options.OneCore && w.Gemm is { } sh ? new(PeakProbe.KilnOneCoreGflops(sh), peer?.OneCoreGflops(sh)) : null;
                 double? copyGBps = probes.Count > 0 ? probes.Order().ElementAt(probes.Count / 2) : null;
-                rows.Add(BenchRow.FromRounds(kilnRounds, peerRounds, core, corePeak * machine.LogicalCpus) with
+                double? rowPeak = peaks.Count > 0 ? peaks.Order().ElementAt(peaks.Count / 2) : null;
+                rows.Add(BenchRow.FromRounds(kilnRounds, peerRounds, core, (rowPeak ?? corePeak) * machine.LogicalCpus) with
                 {
                     RelativeErrors = errors, CopyGBps = copyGBps, BoundRate = copyGBps is { } bw && w.StreamedBytes is { } bytes ? bw * 1e9 / bytes() : null,
+                    CorePeakGflops = rowPeak,
                 });
                 progress?.Report(new(rows.Count, list.Count, rows[^1]));
             }

@@ -61,6 +61,14 @@ public sealed record BenchRow(KilnResult Kiln, PeerResult? Peer, IReadOnlyList<P
     /// </summary>
     public double? CopyGBps { get; init; }
 
+    /// <summary>
+    /// For a GFLOP/s row measured with the peak probe on, one core's peak (<see cref="PeakProbe.MeasureCoreGflops"/>)
+    /// taken after each of its Kiln rounds, median: <see cref="PeakFraction"/>'s denominator over the cores, so the
+    /// fraction is against the clock the row ran at (this VM's host moved a core's peak 207-230 GFLOP/s between runs
+    /// of one session); otherwise null.
+    /// </summary>
+    public double? CorePeakGflops { get; init; }
+
     /// <summary>Kiln's rate / <see cref="BoundRate"/>; null without a bound.</summary>
     public double? BoundFraction => BoundRate is { } b ? Kiln.Rate / b : null;
 

@@ -34,7 +34,8 @@ public sealed record WorkloadCase(Action Run, IReadOnlyList<(string Name, Tensor
 /// <param name="Prepare">Allocates the inputs on a device and returns the case there.</param>
 /// <param name="Gemm">For SGEMM, its shape, which also gets a one-core CPU-time comparison; otherwise null.</param>
 /// <param name="StreamedBytes">
-/// For a memory-bound workload (decoding), the bytes of weights one unit of <paramref name="Amount"/> reads (per token),
+/// For a memory-bound workload (decoding, matrix-vector products), the bytes of weights one unit of
+/// <paramref name="Amount"/> reads (per token; 1e9 per GB),
 /// for its bandwidth bound (<see cref="BenchRow.BoundRate"/>); evaluated only when the workload runs; otherwise null.
 /// </param>
 public sealed record Workload(string Name, double Amount, string Unit, Func<Device, WorkloadCase> Prepare, GemmShape? Gemm = null, Func<double>? StreamedBytes = null)
@@ -135,7 +136,7 @@ public static class Workloads
         var w = Tensor.Randn(outIn ? new Shape(outFeatures, inFeatures) : new Shape(inFeatures, outFeatures), g, device: dev).To(dtype);
         Func<Tensor> product = outIn ? () => Tensor.Linear(x, w) : () => x.MatMul(w);
         return new(() => { using var s = Tensor.Scope(); product(); }, outIn ? [("x", x), ("w", w)] : [("a", x), ("b", w)], product);
-    });
+    }, StreamedBytes: () => 1e9);
 
     // A row-wise or elementwise op on [rows, cols] (weight and bias of width cols for layer norm): one array read, one written.
     static Workload Rowwise(string name, int rows, int cols, ulong seed, Func<Tensor, Tensor, Tensor, Tensor> op) => new(name, 2.0 * rows * cols * 4 / 1e9, "GB/s", dev =>

@@ -301,7 +301,8 @@ public static unsafe class Pack
                 for (int p = 0; p < kc; p++, d += nr)
                 {
                     T* r = col + p * rs;
-                    for (int j = 0; j < nr; j += vw) Vector512.Store(Vector512.Load(r + j), d + j);
+                    // 256-bit halves: B's rows are rarely 64-byte aligned, and a straddling 512-bit load costs Zen 5 twice.
+                    for (int j = 0; j < nr; j += vw / 2) Vector256.Store(Vector256.Load(r + j), d + j);
                 }
             }
             else

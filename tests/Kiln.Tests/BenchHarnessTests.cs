@@ -83,9 +83,20 @@ public class BenchHarnessTests
         var line = Assert.Single(report.JsonLines());
         Assert.Equal((40.0, 0.8, 20.0), ((double)line["bound_rate"]!, Math.Round((double)line["kiln_bound_fraction"]!, 12), (double)line["copy_gbps"]!));
         var md = report.ToMarkdown("kiln bench decode_llama_111m_bf16").Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
-        Assert.Contains(md, l => l.StartsWith("- Bandwidth bound (decode rows): the weight bytes a token reads over the row's copy bandwidth"));
+        Assert.Contains(md, l => l.StartsWith("- Bandwidth bound (decode and matrix-vector rows): the weight bytes a token (or a GB of weights) reads over the row's copy bandwidth"));
         Assert.Contains("| decode_llama_111m_bf16 | 500.00 ms, 32.0 tokens/s | - | - | - | - | - | - | - | - | - | - | 80% of bound (40.0 tokens/s at 20.0 GB/s) |", md);
         Assert.DoesNotContain(Report().ToMarkdown("kiln bench").Split('\n'), l => l.StartsWith("- Bandwidth bound"));
+    }
+
+    [Fact]
+    public void A_GFLOPs_row_with_its_own_peak_probe_states_it_beside_its_fraction()
+    {
+        // 33.6 GFLOP/s on 2 cores probed at 20 GFLOP/s a core during the row: 84%.
+        var row = BenchRow.FromRounds([K(1e-3)], [], peakGflops: 40) with { CorePeakGflops = 20 };
+        var report = new BenchReport([row], Report().Machine, 100, 1, "0", "0", DateTime.Now);
+        var line = Assert.Single(report.JsonLines());
+        Assert.Equal((0.84, 20.0), (Math.Round((double)line["kiln_peak_fraction"]!, 12), (double)line["core_peak_gflops"]!));
+        Assert.Contains(report.ToMarkdown("kiln bench sgemm_512").Split('\n'), l => l.TrimEnd('\r').EndsWith("| 84% (core peak 20.0) |"));
     }
 
     [Fact]
@@ -102,6 +113,9 @@ public class BenchHarnessTests
         Assert.Equal(2 * weights + 2 * 8192.0 * 1024 + norms, Workloads.TokenBytes(tied, DType.BFloat16));
         foreach (var name in new[] { "decode_llama_111m_f32", "decode_llama_111m_bf16", "decode_llama_1b_bf16", "decode_looping_tiny" })
             Assert.NotNull(Workloads.All.Single(w => w.Name == name).StreamedBytes);
+        // A matrix-vector row's unit is a GB of weights.
+        foreach (var name in new[] { "matvec_4096x4096", "linear_4096x11008", "linear_bf16_4096x4096" })
+            Assert.Equal(1e9, Workloads.All.Single(w => w.Name == name).StreamedBytes!());
         Assert.Null(Workloads.All.Single(w => w.Name == "sgemm_256").StreamedBytes);
     }
 
