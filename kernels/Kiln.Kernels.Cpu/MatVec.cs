@@ -41,6 +41,9 @@ public static unsafe class MatVec
     // two. The bound is in elements, not bytes, so a half weight and its widened float32 copy take the same path.
     const int Group = 8, GroupK = 256;
 
+    // How far ahead of its loads Rows8 prefetches each W row.
+    const int PrefetchBytes = 512;
+
     /// <summary>Whether a W with these strides is one of the two streamed layouts (one unit stride).</summary>
     public static bool Streams(int wRs, int wCs) => wRs == 1 || wCs == 1;
 
@@ -218,7 +221,10 @@ public static unsafe class MatVec
     }
 
     // Eight W rows per pass: eight streams in flight (measured on Zen 4, [4096, 11008] f32 on 2 threads: 8 rows at a
-    // time 35 GB/s, 4 at a time 32); the last k % 8 rows go one at a time (the same order of multiply-adds).
+    // time 35 GB/s, 4 at a time 32); the last k % 8 rows go one at a time (the same order of multiply-adds). Each row is
+    // prefetched PrefetchBytes ahead: the hardware prefetchers keep too few of eight interleaved streams running (a Zen
+    // 5, interleaved in one process: [4096, 4096] f32 on one core +21%, bf16 +11%; on two f32 +6%, bf16 -5%; [4096,
+    // 11008] on two, f32 and bf16 +27%; 256 bytes ahead or an L2 prefetch 1-2 KB ahead did less).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Rows8<TV, TL, T, TW>(int m, int k, T* x, TW* w0, long ldw, int from, int to, T* acc, int nb)
         where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged
@@ -226,6 +232,12 @@ public static unsafe class MatVec
         TW* w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw, w4 = w3 + ldw, w5 = w4 + ldw, w6 = w5 + ldw, w7 = w6 + ldw;
         for (int v = from; v < to; v += TL.Count)
         {
+            if (Sse.IsSupported && typeof(TV) != typeof(T))
+            {
+                int d = v + PrefetchBytes / sizeof(TW);
+                Sse.Prefetch0(w0 + d); Sse.Prefetch0(w1 + d); Sse.Prefetch0(w2 + d); Sse.Prefetch0(w3 + d);
+                Sse.Prefetch0(w4 + d); Sse.Prefetch0(w5 + d); Sse.Prefetch0(w6 + d); Sse.Prefetch0(w7 + d);
+            }
             TV b0 = TL.LoadW(w0 + v), b1 = TL.LoadW(w1 + v), b2 = TL.LoadW(w2 + v), b3 = TL.LoadW(w3 + v);
             TV b4 = TL.LoadW(w4 + v), b5 = TL.LoadW(w5 + v), b6 = TL.LoadW(w6 + v), b7 = TL.LoadW(w7 + v);
             T* xi = x, ai = acc + v;
