@@ -174,8 +174,9 @@ public static unsafe class MatVec
         where TV : struct where TL : struct, ILanes<TV, T, TW> where T : unmanaged, INumber<T> where TW : unmanaged =>
         RunParts(parts, units, (s, e) => ColumnsNK<TV, TL, T, TW>(a, s * unit, Math.Min(e * unit, a.N), grouped));
 
-    // Work over [0, count) goes in contiguous parts taken first come, first served: a few per thread, so a thread the OS
-    // delays leaves little for the others to wait on, and none smaller than PartBytes of weight. 1: run it here.
+    // Work over [0, count) goes in contiguous parts, a few per thread dealt in home blocks (the weights a thread read
+    // last call are the ones it reads again, which a decoding step's caches may hold), so a thread the OS delays leaves
+    // little for the others to wait on, and none smaller than PartBytes of weight. 1: run it here.
     static int Parts(int threads, int count, long bytesPerItem) =>
         threads <= 1 ? 1 : (int)Math.Min(Math.Min(count, 4L * threads), Math.Max(1, bytesPerItem * count / PartBytes));
 
@@ -184,7 +185,7 @@ public static unsafe class MatVec
         {
             int s = (int)((long)count * t / parts), e = (int)((long)count * (t + 1) / parts);
             if (e > s) body(s, e);
-        });
+        }, homeBlocks: true);
 
     // Columns [j0, j0 + nb) of Y, W row-major [k, n]: W's rows stream through eight at a time (p unrolled so each
     // accumulator is loaded and stored once per eight rows), each W vector widened once and used by all m rows.

@@ -85,7 +85,7 @@ public static class Strided
         {
             int s = (int)((long)count * c / chunks), e = (int)((long)count * (c + 1) / chunks);
             if (e > s) body(s, e);
-        });
+        }, homeBlocks: true);
     }
 
     /// <summary>A span over the operand's row when its stride is 1; otherwise the row gathered into <paramref name="scratch"/>.</summary>
@@ -123,7 +123,7 @@ public static class Strided
             {
                 int s = (int)((long)inner * p / pieces), e = (int)((long)inner * (p + 1) / pieces);
                 rowKernel(0, s, e - s);
-            });
+            }, homeBlocks: true);
             return;
         }
         Parallel(rows, numel, (s, e) => { for (int r = s; r < e; r++) rowKernel(r, 0, inner); });

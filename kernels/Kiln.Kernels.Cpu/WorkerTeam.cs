@@ -5,8 +5,15 @@ namespace Kiln.Kernels.Cpu;
 /// <summary>
 /// A persistent team of up to ProcessorCount - 1 background threads for kernels whose parts must start together (GEMM,
 /// long rows): the thread pool's workers may be asleep or busy when Parallel.For posts its parts, so the caller ends up
-/// doing most of them alone. Parts are taken first come, first served; the caller works too. One job runs at a time: a
-/// nested call, or a call while another thread's job is running, runs its parts inline.
+/// doing most of them alone. The caller works too. One job runs at a time: a nested call, or a call while another
+/// thread's job is running, runs its parts inline.
+/// Parts are taken first come, first served, or (home blocks, for streaming kernels) dealt in contiguous blocks, one
+/// per thread (the caller the first), as OpenMP's static schedule deals them, a thread that has finished its own block
+/// then taking what is left of the others', so a thread the OS delays leaves little to wait on. A kernel called again
+/// with the same split so gives each thread the same data as last time, which its caches may still hold: on a 2-core
+/// Zen 5 guest whose cores have an L3 each, x += x on 64 MiB ran 160 GB/s with the halves swapped each call and
+/// 256-275 with each core keeping its half; interleaved in one process, home blocks against first come: sum of 16M
+/// floats +5%, layer norm 8192 x 1024 +9%, softmax 4096 x 4096 +3%.
 /// </summary>
 /// <remarks>
 /// Waking a blocked thread can take a millisecond on a virtual machine (its idle vCPU is halted), longer than a GEMM
@@ -100,19 +107,36 @@ public static class WorkerTeam
     }
 
     // Each call gets its own counters, so a worker that arrives late for an earlier job can only help the current one.
-    sealed class Job(Action<int> body, int parts)
+    // The parts fall into Blocks contiguous home blocks, one per participant (the caller 0, worker i the i + 1-th), each
+    // with its own cursor, a cache line apart; one block is first come, first served.
+    sealed class Job(Action<int> body, int parts, int blocks)
     {
+        const int Pad = 16;
         public readonly Action<int> Body = body;
-        public readonly int Parts = parts;
-        public int Next, Pending = parts;
+        public readonly int Parts = parts, Blocks = blocks;
+        public int Pending = parts;
+        readonly int[] _cursor = new int[blocks * Pad];
         public Exception? Error;
         public readonly ManualResetEventSlim Done = new(false, spinCount: 1);
+
+        // The next untaken part of block b, or -1 once it is all taken.
+        public int Take(int b)
+        {
+            int start = (int)((long)Parts * b / Blocks), end = (int)((long)Parts * (b + 1) / Blocks);
+            int i = start + Interlocked.Increment(ref _cursor[b * Pad]) - 1;
+            return i < end ? i : -1;
+        }
     }
 
     static WorkerTeam() => MaxThreads = Environment.ProcessorCount;
 
-    /// <summary>Runs body(0) .. body(parts - 1) on the team and the calling thread; rethrows the first exception.</summary>
-    public static void For(int parts, Action<int> body)
+    /// <summary>
+    /// Runs body(0) .. body(parts - 1) on the team and the calling thread; rethrows the first exception. With
+    /// <paramref name="homeBlocks"/>, the parts are dealt in contiguous blocks, one per thread, before threads take what
+    /// is left of the others' (for a streaming kernel called again and again on the same data); otherwise they are taken
+    /// first come, first served (GEMM and attention, whose parts cost unevenly: dealt blocks ran them 1-8% slower).
+    /// </summary>
+    public static void For(int parts, Action<int> body, bool homeBlocks = false)
     {
         if (parts <= 1 || Threads == 1 || _inTeam || !Monitor.TryEnter(Gate))
         {
@@ -121,13 +145,13 @@ public static class WorkerTeam
         }
         try
         {
-            var job = new Job(body, parts);
+            var job = new Job(body, parts, homeBlocks ? Math.Min(parts, Volatile.Read(ref _workers) + 1) : 1);
             Volatile.Write(ref _job, job);
             Interlocked.Increment(ref _posted);
             int sleeping = Volatile.Read(ref _sleeping);
             if (sleeping > 0) Wake.Release(Math.Min(sleeping, parts - 1));
             _inTeam = true;
-            try { Work(job); } finally { _inTeam = false; }
+            try { Work(job, 0); } finally { _inTeam = false; }
             long start = Stopwatch.GetTimestamp();
             var spin = new SpinWait();
             while (Volatile.Read(ref job.Pending) > 0 && Spinning(start)) spin.SpinOnce(sleep1Threshold: -1);
@@ -137,14 +161,18 @@ public static class WorkerTeam
         finally { Monitor.Exit(Gate); }
     }
 
-    static void Work(Job job)
+    // Participant `self` takes its own block's parts, then what is left of the others'.
+    static void Work(Job job, int self)
     {
-        int i;
-        while ((i = Interlocked.Increment(ref job.Next) - 1) < job.Parts)
+        for (int d = 0; d < job.Blocks; d++)
         {
-            try { job.Body(i); }
-            catch (Exception e) { Interlocked.CompareExchange(ref job.Error, e, null); }
-            finally { if (Interlocked.Decrement(ref job.Pending) == 0) job.Done.Set(); }
+            int b = (self + d) % job.Blocks, i;
+            while ((i = job.Take(b)) >= 0)
+            {
+                try { job.Body(i); }
+                catch (Exception e) { Interlocked.CompareExchange(ref job.Error, e, null); }
+                finally { if (Interlocked.Decrement(ref job.Pending) == 0) job.Done.Set(); }
+            }
         }
     }
 
@@ -171,7 +199,7 @@ public static class WorkerTeam
             }
             seen = now;
             if (Leave(index)) return;
-            if (Volatile.Read(ref _job) is { } job) Work(job);
+            if (Volatile.Read(ref _job) is { } job) Work(job, index + 1);
         }
     }
 

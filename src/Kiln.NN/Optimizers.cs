@@ -444,10 +444,11 @@ public class Adam : Optimizer, IFusedCpuUpdate
         T l2 = Decoupled ? T.Zero : T.CreateTruncating(wd);
         T shrink = T.CreateTruncating(Decoupled ? 1 - lr * wd : 1);
         // The update streams four arrays (a large model's exceed the caches), so a large parameter is split over the
-        // worker team in runs of whole vectors; each element's arithmetic is the same whatever the split.
+        // worker team in runs of whole vectors, each thread taking the same run every step (home blocks); each
+        // element's arithmetic is the same whatever the split.
         int n = param.Numel, lanes = Vector<T>.Count, parts = Math.Min(WorkerTeam.Threads, n / ParallelElements);
         if (parts <= 1) Range(0, n);
-        else WorkerTeam.For(parts, t => Range((int)((long)n * t / parts) / lanes * lanes, t + 1 == parts ? n : (int)((long)n * (t + 1) / parts) / lanes * lanes));
+        else WorkerTeam.For(parts, t => Range((int)((long)n * t / parts) / lanes * lanes, t + 1 == parts ? n : (int)((long)n * (t + 1) / parts) / lanes * lanes), homeBlocks: true);
 
         void Range(int start, int end)
         {

@@ -3,8 +3,9 @@ using Xunit;
 
 namespace Kiln.Tests;
 
-/// <summary>The persistent worker team behind the GEMM: every part runs once, errors reach the caller, nesting and
-/// concurrent callers fall back to running inline. Serial: another test's GEMM holding the team would run these calls
+/// <summary>The persistent worker team behind the GEMM: every part runs once, with home blocks the caller starts on the
+/// first block and a stalled thread's block is taken over, errors reach the caller, nesting and concurrent callers fall back to running
+/// inline. Serial: another test's GEMM holding the team would run these calls
 /// inline, where a part that waits for another never sees it start.</summary>
 [Collection(nameof(SerialCollection))]
 public class WorkerTeamTests
@@ -16,8 +17,36 @@ public class WorkerTeamTests
         {
             int parts = 1 + round % 37;
             var hits = new int[parts];
-            WorkerTeam.For(parts, i => Interlocked.Increment(ref hits[i]));
+            WorkerTeam.For(parts, i => Interlocked.Increment(ref hits[i]), homeBlocks: round % 2 == 1);
             Assert.All(hits, h => Assert.Equal(1, h));
+        }
+    }
+
+    [Fact]
+    public void With_home_blocks_the_caller_starts_on_the_first_and_threads_take_over_a_stalled_one()
+    {
+        if (Environment.ProcessorCount < 2) return;   // no workers: every part runs inline, in order
+        int caller = Environment.CurrentManagedThreadId;
+        for (int round = 0; round < 20; round++)
+        {
+            // Four parts a block at least. The first part a worker starts stalls until every other part has run, which
+            // needs the rest of its block taken by other threads; without that it times out.
+            int parts = 4 * Environment.ProcessorCount, done = 0, stalled = 0, first = -1;
+            bool finished = true;
+            WorkerTeam.For(parts, i =>
+            {
+                if (Environment.CurrentManagedThreadId == caller) Interlocked.CompareExchange(ref first, i, -1);
+                else if (Interlocked.Exchange(ref stalled, 1) == 0)
+                {
+                    var wait = System.Diagnostics.Stopwatch.StartNew();
+                    while (Volatile.Read(ref done) < parts - 1 && wait.Elapsed < TimeSpan.FromSeconds(10)) Thread.Yield();
+                    finished = Volatile.Read(ref done) == parts - 1;
+                }
+                Interlocked.Increment(ref done);
+            }, homeBlocks: true);
+            Assert.Equal(0, first);
+            Assert.True(finished, $"round {round}: a stalled worker's block was not taken over within 10 s");
+            Assert.Equal(parts, done);
         }
     }
 
