@@ -115,7 +115,9 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
     static string Fraction(BenchRow row)
     {
         var ci = CultureInfo.InvariantCulture;
-        if (row.BoundFraction is { } b) return string.Create(ci, $"{100 * b:F0}% of bound ({row.BoundRate:F1} {row.Kiln.Unit} at {row.CopyGBps:F1} GB/s)");
+        if (row.BoundFraction is { } b)
+            return row.Kiln.Unit == "GB/s" ? string.Create(ci, $"{100 * b:F0}% of bound ({row.CopyGBps:F1} GB/s copy)")
+                : string.Create(ci, $"{100 * b:F0}% of bound ({row.BoundRate:F1} {row.Kiln.Unit} at {row.CopyGBps:F1} GB/s)");
         if (row.PeakFraction is not { } f) return "";
         return row.CorePeakGflops is { } c ? string.Create(ci, $"{100 * f:F0}% (core peak {c:F1})") : (100 * f).ToString("F0", ci) + "%";
     }

@@ -134,7 +134,7 @@ public static class BenchRunner
                 {
                     kilnRounds.Add(Measure(w, options.Device));
                     if (w.StreamedBytes is not null) probes.Add(PeakProbe.MeasureCopyGBps());
-                    if (w.Unit == "GFLOP/s" && options.CorePeakGflops is null) peaks.Add(PeakProbe.MeasureCoreGflops());
+                    if (w.Unit == "GFLOP/s") peaks.Add(PeakProbe.MeasureCoreGflops());
                     if (round >= rounds) continue;
                     if (peer is not null) peerRounds.AddRange(peer.Run(w.Name));
                     foreach (var tp in checkedPeers)
