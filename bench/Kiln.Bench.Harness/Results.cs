@@ -64,8 +64,8 @@ public sealed record BenchRow(KilnResult Kiln, PeerResult? Peer, IReadOnlyList<P
     /// <summary>
     /// For a GFLOP/s row measured by <see cref="BenchRunner"/>, one core's peak (<see cref="PeakProbe.MeasureCoreGflops"/>)
     /// taken after each of its Kiln rounds, median: <see cref="PeakFraction"/>'s denominator over the cores, so the
-    /// fraction is against the clock the row ran at (this VM's host moved a core's peak 207-230 GFLOP/s between runs
-    /// of one session); otherwise null.
+    /// fraction is against the clock the row ran at (this VM's host moved a core's peak 207-235 GFLOP/s between rows
+    /// and runs of one session); otherwise null.
     /// </summary>
     public double? CorePeakGflops { get; init; }
 

@@ -406,7 +406,7 @@ public static unsafe class MatVec
     // Dots2W of the 512-bit lanes (the same classes, sums and bits) with its weights, X and arithmetic in 256-bit
     // halves: on Zen 5 a 512-bit load that straddles two cache lines halves the weight stream, and a managed array is
     // only 8-byte aligned, so W's rows are straddled unless lucky, while a 256-bit load straddles every other line at
-    // most, at no cost (a 2-core Zen 5, f32 [4096, 16384] from memory: 44 GB/s -> 66; [4096, 4096] 54 -> 75). Half
+    // most, at no cost (a 2-core Zen 5, f32 [16384, 4096] from memory: 44 GB/s -> 66; [4096, 4096] 54 -> 75). Half
     // weights widen from 256-bit loads already and keep Dots2W.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Dots2WHalves<T>(int k, T* x, T* w, T* v, T* s) where T : unmanaged, INumber<T>
@@ -417,21 +417,21 @@ public static unsafe class MatVec
         for (; p + 4 * l <= k; p += 4 * l)
         {
             Vector256<T> x0 = Vector256.Load(x + p), x1 = Vector256.Load(x + p + h), x2 = Vector256.Load(x + p + 2 * h), x3 = Vector256.Load(x + p + 3 * h);
-            a0 = Fma256(x0, Vector256.Load(w + p), a0); a1 = Fma256(x1, Vector256.Load(w + p + h), a1);
-            a2 = Fma256(x2, Vector256.Load(w + p + 2 * h), a2); a3 = Fma256(x3, Vector256.Load(w + p + 3 * h), a3);
-            b0 = Fma256(x0, Vector256.Load(v + p), b0); b1 = Fma256(x1, Vector256.Load(v + p + h), b1);
-            b2 = Fma256(x2, Vector256.Load(v + p + 2 * h), b2); b3 = Fma256(x3, Vector256.Load(v + p + 3 * h), b3);
+            a0 = Lanes256<T, T>.Fma(x0, Vector256.Load(w + p), a0); a1 = Lanes256<T, T>.Fma(x1, Vector256.Load(w + p + h), a1);
+            a2 = Lanes256<T, T>.Fma(x2, Vector256.Load(w + p + 2 * h), a2); a3 = Lanes256<T, T>.Fma(x3, Vector256.Load(w + p + 3 * h), a3);
+            b0 = Lanes256<T, T>.Fma(x0, Vector256.Load(v + p), b0); b1 = Lanes256<T, T>.Fma(x1, Vector256.Load(v + p + h), b1);
+            b2 = Lanes256<T, T>.Fma(x2, Vector256.Load(v + p + 2 * h), b2); b3 = Lanes256<T, T>.Fma(x3, Vector256.Load(v + p + 3 * h), b3);
             Vector256<T> x4 = Vector256.Load(x + p + 4 * h), x5 = Vector256.Load(x + p + 5 * h), x6 = Vector256.Load(x + p + 6 * h), x7 = Vector256.Load(x + p + 7 * h);
-            a4 = Fma256(x4, Vector256.Load(w + p + 4 * h), a4); a5 = Fma256(x5, Vector256.Load(w + p + 5 * h), a5);
-            a6 = Fma256(x6, Vector256.Load(w + p + 6 * h), a6); a7 = Fma256(x7, Vector256.Load(w + p + 7 * h), a7);
-            b4 = Fma256(x4, Vector256.Load(v + p + 4 * h), b4); b5 = Fma256(x5, Vector256.Load(v + p + 5 * h), b5);
-            b6 = Fma256(x6, Vector256.Load(v + p + 6 * h), b6); b7 = Fma256(x7, Vector256.Load(v + p + 7 * h), b7);
+            a4 = Lanes256<T, T>.Fma(x4, Vector256.Load(w + p + 4 * h), a4); a5 = Lanes256<T, T>.Fma(x5, Vector256.Load(w + p + 5 * h), a5);
+            a6 = Lanes256<T, T>.Fma(x6, Vector256.Load(w + p + 6 * h), a6); a7 = Lanes256<T, T>.Fma(x7, Vector256.Load(w + p + 7 * h), a7);
+            b4 = Lanes256<T, T>.Fma(x4, Vector256.Load(v + p + 4 * h), b4); b5 = Lanes256<T, T>.Fma(x5, Vector256.Load(v + p + 5 * h), b5);
+            b6 = Lanes256<T, T>.Fma(x6, Vector256.Load(v + p + 6 * h), b6); b7 = Lanes256<T, T>.Fma(x7, Vector256.Load(v + p + 7 * h), b7);
         }
         for (; p + l <= k; p += l)
         {
             Vector256<T> x0 = Vector256.Load(x + p), x1 = Vector256.Load(x + p + h);
-            a0 = Fma256(x0, Vector256.Load(w + p), a0); a1 = Fma256(x1, Vector256.Load(w + p + h), a1);
-            b0 = Fma256(x0, Vector256.Load(v + p), b0); b1 = Fma256(x1, Vector256.Load(v + p + h), b1);
+            a0 = Lanes256<T, T>.Fma(x0, Vector256.Load(w + p), a0); a1 = Lanes256<T, T>.Fma(x1, Vector256.Load(w + p + h), a1);
+            b0 = Lanes256<T, T>.Fma(x0, Vector256.Load(v + p), b0); b1 = Lanes256<T, T>.Fma(x1, Vector256.Load(v + p + h), b1);
         }
         // Lanes512's first vector sums 0..l in a0 (low) and a1 (high) here; its second, a2 and a3; and so on.
         var zz = Vector512<T>.Zero;
@@ -440,11 +440,6 @@ public static unsafe class MatVec
         Finish<Vector512<T>, Lanes512<T, T>, T, T, R1>(k, p, x, v, s + 1, Vector512.Create(b0, b1), Vector512.Create(b2, b3), Vector512.Create(b4, b5),
             Vector512.Create(b6, b7), zz, zz, zz, zz, zz, zz, zz, zz, zz, zz, zz, zz);
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<T> Fma256<T>(Vector256<T> a, Vector256<T> b, Vector256<T> c) where T : unmanaged =>
-        typeof(T) == typeof(float) ? Vector256.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>()
-            : Vector256.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
 
     // s[c] = dot(X row, W row c) for the eight W rows at w (stride ldw), float32 sums. Each column keeps two
     // accumulators over chunks of 2L elements (L lanes), which between them hold the chunk's 2L residue classes, each
