@@ -227,8 +227,33 @@ public static class Gemm
         }
     }
 
+    // One product on `threads` threads. With enough micro-panels of B for every thread to take an even share, each
+    // takes a contiguous block of them and runs it as a one-thread product of its own: it packs its columns of B into
+    // its own buffer and runs all of A's rows against them. Sharing one packed B instead (each thread packing a part,
+    // every thread reading all of it) made the pack cost more on two threads than on one, and the compute read half its
+    // B from the other core's cache (a 2-core Zen 5, 1024^3: the pack took 480 us on two threads, 285 on one).
+    // Interleaved on that machine: 1024^3 +4%, 2048^3 +1%, 256 x 784 x 1024 +23%, 512 x 512 x 2048 +14%, the MLP step
+    // +6%, the decoder blocks +7%, 3x3 and 1x1 convolutions of 64 channels +73% and +60%. A thread pays for reading
+    // all of A, which is small beside its share of the flops once it has two or more micro-panels. Otherwise (few
+    // columns, or shares that would be uneven by more than an eighth) the threads share each packed B.
+    static void Single<T, TB>(Plan plan, int m, int n, int k, T alpha, T[] a, int aOff, int aRs, int aCs, TB b, int t,
+        T beta, T[] c, int cOff, int ldc, int threads, T[]? bias, int biasOff, bool relu) where T : unmanaged, INumber<T> where TB : struct, IPanelSource<T>
+    {
+        int panels = (n + plan.NR - 1) / plan.NR, share = (panels + threads - 1) / threads;
+        if (threads > 1 && share >= 2 && (long)share * threads * 8 <= 9L * panels)
+        {
+            WorkerTeam.For(threads, part =>
+            {
+                int n0 = Math.Min(n, part * share * plan.NR), n1 = Math.Min(n, (part + 1) * share * plan.NR);
+                if (n1 > n0) Columns(plan, m, n0, n1, k, alpha, a, aOff, aRs, aCs, b, t, beta, c, cOff, ldc, 1, bias, biasOff, relu);
+            });
+        }
+        else Columns(plan, m, 0, n, k, alpha, a, aOff, aRs, aCs, b, t, beta, c, cOff, ldc, threads, bias, biasOff, relu);
+    }
+
+    // Columns [n0, n1) of one product on `threads` threads sharing each packed B slice.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static unsafe void Single<T, TB>(Plan plan, int m, int n, int k, T alpha, T[] a, int aOff, int aRs, int aCs, TB b, int t,
+    static unsafe void Columns<T, TB>(Plan plan, int m, int n0, int n1, int k, T alpha, T[] a, int aOff, int aRs, int aCs, TB b, int t,
         T beta, T[] c, int cOff, int ldc, int threads, T[]? bias, int biasOff, bool relu) where T : unmanaged, INumber<T> where TB : struct, IPanelSource<T>
     {
         int mr = plan.MR, nr = plan.NR, kc = plan.KC;
@@ -241,14 +266,14 @@ public static class Gemm
         var bBuf = Buffers<T>.B(checked((int)(slicesPerGroup * sliceSize)));
         // Work is split over whole MR-row strips when M has enough of them, else over NR-column micro-panels.
         int mStrips = (m + mr - 1) / mr;
-        bool splitM = mStrips >= 4 * threads || mStrips >= (Math.Min(n, plan.NC) + nr - 1) / nr;
+        bool splitM = mStrips >= 4 * threads || mStrips >= (Math.Min(n1 - n0, plan.NC) + nr - 1) / nr;
         fixed (T* ap = a, cp = c)
         fixed (T* bpack = bBuf, biasP = bias)
         {
             T* pa = ap + aOff, pc = cp + cOff, pB = Align(bpack);
-            for (int jc = 0; jc < n; jc += plan.NC)
+            for (int jc = n0; jc < n1; jc += plan.NC)
             {
-                int nc = Math.Min(plan.NC, n - jc);
+                int nc = Math.Min(plan.NC, n1 - jc);
                 int panels = (nc + nr - 1) / nr, units = byPanels ? panels : chunks;
                 T* cBlk = pc + jc, biasBlk = bias is not null ? biasP + biasOff + jc : null;
                 for (int g0 = 0; g0 < k; g0 += slicesPerGroup * kc)
@@ -397,7 +422,7 @@ public static class Gemm
 
     static unsafe T* Align<T>(T* p) where T : unmanaged => (T*)(((nint)p + 63) & ~(nint)63);
 
-    // Pack buffers: pinned, reused per thread (A by every worker, B by the thread that drives the product).
+    // Pack buffers: pinned, reused per thread (A by every worker, B by each thread that packs a product's B).
     static class Buffers<T> where T : unmanaged
     {
         [ThreadStatic] static T[]? _a, _b;

@@ -119,23 +119,33 @@ public class GemmTests
             else Case<double>(kernel, x, Math.Pow(2, -53));
     }
 
-    [Fact]
-    public void Gemm_ignores_nan_in_c_when_beta_is_zero_and_results_do_not_depend_on_threads()
+    [Theory]
+    [InlineData(97)]    // two micro-panels: the threads share each packed B
+    [InlineData(520)]   // nine, the last narrow: each thread packs and runs its own block of columns
+    public void Gemm_ignores_nan_in_c_when_beta_is_zero_and_results_do_not_depend_on_threads(int n)
     {
-        int m = 131, n = 97, k = 300;
+        int m = 131, k = 300;
         var rnd = new Random(3);
         var a = Enumerable.Range(0, m * k).Select(_ => (float)rnd.NextDouble()).ToArray();
         var b = Enumerable.Range(0, k * n).Select(_ => (float)rnd.NextDouble()).ToArray();
-        // B row-major (packed in row chunks) and transposed (packed in panels): both split over the threads.
+        var bias = Enumerable.Range(0, n).Select(_ => (float)rnd.NextDouble() - 0.5f).ToArray();
+        // B row-major (packed in row chunks) and transposed (packed in panels), with and without the epilogue.
         foreach (var (bRs, bCs) in new[] { (n, 1), (1, k) })
-        {
-            var c1 = Enumerable.Repeat(float.NaN, m * n).ToArray();
-            var c2 = new float[m * n];
-            Gemm.Run(m, n, k, 1f, a, 0, k, 1, b, 0, bRs, bCs, 0f, c1, 0, n, threads: 1);
-            Gemm.Run(m, n, k, 1f, a, 0, k, 1, b, 0, bRs, bCs, 0f, c2, 0, n, threads: 2);
-            Assert.DoesNotContain(c1, float.IsNaN);
-            Assert.Equal(c1, c2);
-        }
+            foreach (var epilogue in new[] { false, true })
+            {
+                var c1 = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                var c2 = new float[m * n];
+                float[]? bs = epilogue ? bias : null;
+                Gemm.Run(m, n, k, 1f, a, 0, k, 1, b, 0, bRs, bCs, 0f, c1, 0, n, threads: 1, bias: bs, relu: epilogue);
+                Gemm.Run(m, n, k, 1f, a, 0, k, 1, b, 0, bRs, bCs, 0f, c2, 0, n, threads: 2, bias: bs, relu: epilogue);
+                Assert.DoesNotContain(c1, float.IsNaN);
+                Assert.Equal(c1, c2);
+                var ad = a.Select(v => (double)v).ToArray();
+                var bd = Enumerable.Range(0, k * n).Select(i => (double)b[i / n * bRs + i % n * bCs]).ToArray();
+                var e = Reference.Gemm(m, n, k, ad, bd);
+                if (epilogue) for (int i = 0; i < e.Length; i++) e[i] = Math.Max(0, e[i] + bias[i % n]);
+                Close.Check(e, c2.Select(v => (double)v).ToArray(), 1e-5, 1e-5, $"n {n}, B strides ({bRs}, {bCs}), epilogue {epilogue}");
+            }
     }
 
     [Fact]
