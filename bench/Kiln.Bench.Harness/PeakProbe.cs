@@ -86,20 +86,17 @@ public static class PeakProbe
     }
 
     /// <summary>
-    /// The machine's memory bandwidth in GB/s, read + write: a copy of 64 MiB of float32 into another 64 MiB (far past
-    /// the caches) split over the worker team, counting both streams, median of <see cref="Timing.MedianSeconds"/>. The
+    /// The machine's memory bandwidth in GB/s, read + write: a copy of <see cref="CopyBytes"/> of float32 into as many
+    /// again, split over the worker team, counting both streams, median of <see cref="Timing.MedianSeconds"/>. The
     /// copy stores the ordinary way, as a plain copy loop or the peer's copy does (each destination line is read before
     /// it is written), so it is the same yardstick in every run: Kiln's own copy, which streams its stores past the
-    /// last-level cache since 801fd25, counts 1.2-1.35x more (this copy 37-43 GB/s, that one 49-54, interleaved; a plain
-    /// sequential read of 256 MiB read 27-39 GB/s on two cores in the same half hour).
+    /// last-level cache since 801fd25, counts 1.2-1.35x more (this copy 37-43 GB/s, that one 49-54, interleaved, on a
+    /// Zen 4 guest).
     /// </summary>
     public static double MeasureCopyGBps()
     {
-        const int n = 16 * 1024 * 1024;
-        var (x, y) = (GC.AllocateUninitializedArray<float>(n), GC.AllocateUninitializedArray<float>(n));
-        x.AsSpan().Fill(1f);
-        y.AsSpan().Clear();
-        int parts = Math.Max(1, Kernels.Cpu.WorkerTeam.Threads);
+        var (x, y) = CopyBuffers.Value;
+        int n = x.Length, parts = Math.Max(1, Kernels.Cpu.WorkerTeam.Threads);
         void Copy() => Kernels.Cpu.WorkerTeam.For(parts, p =>
         {
             int s = (int)((long)n * p / parts), e = (int)((long)n * (p + 1) / parts), i = s, w = System.Numerics.Vector<float>.Count;
@@ -109,4 +106,22 @@ public static class PeakProbe
         });
         return 2.0 * n * sizeof(float) / Timing.MedianSeconds(Copy) / 1e9;
     }
+
+    /// <summary>
+    /// Bytes of each of the copy's two buffers: eight times the last-level cache (as <see cref="Kernels.Cpu.CpuCaches"/>
+    /// sizes it), at least 256 MiB, at most 1 GiB. A guest's share of its host's cache is not what it reports: on a
+    /// 2-vCPU Zen 5 guest (L3 capped at 32 MiB; CPUID reports the host's 508 MiB) two cores copied 64 MiB at 96 GB/s
+    /// and read it at 95, but 256 MiB at 66 and 67 and 1 GiB at 63 and 63, so a 64 MiB copy measured the neighbours'
+    /// use of the host's cache as much as the memory (43-97 GB/s between rows of one run).
+    /// </summary>
+    public static long CopyBytes { get; } = Math.Clamp(8 * Kernels.Cpu.CpuCaches.L3, 256L << 20, 1L << 30);
+
+    // Allocated and touched once: a fresh 2 x 256 MiB per probe would fault in its pages every time.
+    static readonly Lazy<(float[] X, float[] Y)> CopyBuffers = new(() =>
+    {
+        var (x, y) = (GC.AllocateUninitializedArray<float>((int)(CopyBytes / sizeof(float))), GC.AllocateUninitializedArray<float>((int)(CopyBytes / sizeof(float))));
+        x.AsSpan().Fill(1f);
+        y.AsSpan().Clear();
+        return (x, y);
+    });
 }
