@@ -83,7 +83,8 @@ public static class LayerNorm
     }
 
     // Float32 in three passes over a row that stays in L1 or L2 after the first: the sum, the centred sum of squares
-    // (four accumulators each, so the adds overlap), then (x - mean) * rstd * w + b with one rounding for the last two.
+    // (four accumulators each, so the adds overlap), then (x - mean) * rstd * w + b with one rounding for the last two,
+    // fetching a row a few KiB ahead on the way (Streaming.RowsAhead).
     static void RowsF<TV>(float[] x, int xOff, float[]? w, int wOff, float[]? b, int bOff, float eps, int rows, int len, float[] y) where TV : struct, IFloatLanes<TV>
     {
         bool stream = Streaming.Pays((long)rows * len * sizeof(float));
@@ -99,19 +100,22 @@ public static class LayerNorm
     {
         var ws = w is null ? default : new ReadOnlySpan<float>(w, wOff, len);
         var bs = b is null ? default : new ReadOnlySpan<float>(b, bOff, len);
-        fixed (float* py = y)
+        int ahead = Streaming.RowsAhead(len * sizeof(float));
+        fixed (float* py = y, px = x)
         {
             for (int r = s; r < e; r++)
                 RowF<TV, TSink>(new ReadOnlySpan<float>(x, xOff + r * len, len), ws, bs, eps, new Span<float>(y, r * len, len),
-                    typeof(TSink) == typeof(Streamed) ? Streaming.Head(py + (long)r * len, len, TV.Count) : 0);
+                    typeof(TSink) == typeof(Streamed) ? Streaming.Head(py + (long)r * len, len, TV.Count) : 0,
+                    r + ahead < e ? px + xOff + (long)(r + ahead) * len : null);
             if (typeof(TSink) == typeof(Streamed)) Streaming.Fence();
         }
     }
 
     /// <summary>One row; the output's first <paramref name="head"/> elements are written one by one (a streamed row's
-    /// part before its first vector-aligned address), by the same arithmetic as the vectors.</summary>
+    /// part before its first vector-aligned address), by the same arithmetic as the vectors. The last pass fetches the
+    /// row at <paramref name="ahead"/> (when not null) into L2.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void RowF<TV, TSink>(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float eps, Span<float> y, int head)
+    static unsafe void RowF<TV, TSink>(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float eps, Span<float> y, int head, float* ahead)
         where TV : struct, IFloatLanes<TV> where TSink : struct, ISink
     {
         int n = x.Length, c = TV.Count, i = 0;
@@ -142,6 +146,7 @@ public static class LayerNorm
         for (i = 0; i < head; i++) y[i] = One(x, w, b, mean, rstd, i);
         for (; i + c <= n; i += c)
         {
+            if (ahead != null) Streaming.Prefetch(ahead + i);
             var v = (TV.Load(x, i) - vm) * vr;
             if (hasW) v = hasB ? TV.Fma(v, TV.Load(w, i), TV.Load(b, i)) : v * TV.Load(w, i);
             else if (hasB) v += TV.Load(b, i);

@@ -1,6 +1,5 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics.X86;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Kiln.Kernels.Cpu;
@@ -91,6 +90,7 @@ public static class Softmax
     {
         var t = Strided.Rent<float>(len);
         var terms = t.AsSpan(0, len);
+        int ahead = Streaming.RowsAhead(len * sizeof(float));
         fixed (float* py = y, px = x)
         {
             for (int r = s; r < e; r++)
@@ -99,7 +99,7 @@ public static class Softmax
                 var yr = new Span<float>(y, r * len, len);
                 if (!Max(xr, yr, out float m)) continue;
                 // The products TP.Multiply(y, 1 / sum, y) forms, the head and tail one by one.
-                float inv = 1f / ExpSum<TV>(xr, m, terms, r + 1 < e ? px + xOff + (long)(r + 1) * len : null);
+                float inv = 1f / ExpSum<TV>(xr, m, terms, r + ahead < e ? px + xOff + (long)(r + ahead) * len : null);
                 int head = Streaming.Head(py + (long)r * len, len, TV.Count), i = 0;
                 for (; i < head; i++) yr[i] = terms[i] * inv;
                 var vi = TV.Splat(inv);
@@ -112,23 +112,22 @@ public static class Softmax
     }
 
     /// <summary>Sum of e^(x - m) over the row (m finite, at least every x), storing each term in y unless y is empty,
-    /// and fetching the row at <paramref name="next"/> (when not null) into L2 on the way: a row past the caches
-    /// otherwise arrives at memory latency when its max pass starts (streamed 4096 x 4096 on a Zen 5, interleaved:
-    /// 2 cores 32.6 -> 36.9 GB/s, one 18.3 -> 22.6).</summary>
+    /// and fetching the row at <paramref name="next"/> (when not null; <see cref="Streaming.RowsAhead"/>) into L2 on the
+    /// way: a row past the caches otherwise arrives at memory latency when its max pass starts (streamed 4096 x 4096 on
+    /// a Zen 5, interleaved: 2 cores 32.6 -> 36.9 GB/s, one 18.3 -> 22.6).</summary>
     static unsafe float ExpSum<TV>(ReadOnlySpan<float> x, float m, Span<float> y, float* next = null) where TV : struct, IFloatLanes<TV>
     {
         var vm = TV.Splat(m);
         TV a0 = TV.Splat(0f), a1 = a0;
         int w = TV.Count, i = 0;
         bool store = !y.IsEmpty;
-        bool prefetch = next != null && Sse.IsSupported;
         // Two accumulators so consecutive vectors' exps overlap instead of waiting on one add chain.
         for (; i + 2 * w <= x.Length; i += 2 * w)
         {
-            if (prefetch)
+            if (next != null)
             {
-                Sse.Prefetch1(next + i);
-                if (2 * w * sizeof(float) > 64) Sse.Prefetch1(next + i + w);
+                Streaming.Prefetch(next + i);
+                if (2 * w * sizeof(float) > 64) Streaming.Prefetch(next + i + w);
             }
             var e0 = ExpBelowZero(TV.Load(x, i) - vm);
             var e1 = ExpBelowZero(TV.Load(x, i + w) - vm);
