@@ -2,7 +2,6 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Kiln.Kernels.Cpu;
@@ -307,13 +306,6 @@ public static class Elementwise
     // a plain loop 16 KiB ahead beat 8 KiB (+31% against +24%) and 32 KiB (+33%), and fetching into L2 (+6-17%).
     const int AheadBytes = 16384;
 
-    // Fetches the line holding r into L1.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static unsafe void Fetch<T>(ref T r)
-    {
-        if (Sse.IsSupported) Sse.Prefetch0(Unsafe.AsPointer(ref r));
-    }
-
     static bool IsInPlace<T>(ReadOnlySpan<T> x, Span<T> y) => y.Length > 0 && Unsafe.AreSame(ref MemoryMarshal.GetReference(x), ref MemoryMarshal.GetReference(y));
 
     static bool TryArith<TOp, T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where TOp : struct, IArith where T : unmanaged, INumber<T>
@@ -333,8 +325,8 @@ public static class Elementwise
                 if (i + ahead + 4 * w <= n)
                     for (nuint l = 0; l < 4 * w; l += w)
                     {
-                        Fetch(ref Unsafe.Add(ref pa, i + ahead + l));
-                        if (two) Fetch(ref Unsafe.Add(ref pb, i + ahead + l));
+                        CacheFetch.L1(ref Unsafe.Add(ref pa, i + ahead + l));
+                        if (two) CacheFetch.L1(ref Unsafe.Add(ref pb, i + ahead + l));
                     }
                 var a0 = Vector512.LoadUnsafe(ref pa, i); var a1 = Vector512.LoadUnsafe(ref pa, i + w);
                 var a2 = Vector512.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector512.LoadUnsafe(ref pa, i + 3 * w);
@@ -353,8 +345,8 @@ public static class Elementwise
                 if (i + ahead + 4 * w <= n)
                     for (nuint l = 0; l < 4 * w; l += 2 * w)
                     {
-                        Fetch(ref Unsafe.Add(ref pa, i + ahead + l));
-                        if (two) Fetch(ref Unsafe.Add(ref pb, i + ahead + l));
+                        CacheFetch.L1(ref Unsafe.Add(ref pa, i + ahead + l));
+                        if (two) CacheFetch.L1(ref Unsafe.Add(ref pb, i + ahead + l));
                     }
                 var a0 = Vector256.LoadUnsafe(ref pa, i); var a1 = Vector256.LoadUnsafe(ref pa, i + w);
                 var a2 = Vector256.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector256.LoadUnsafe(ref pa, i + 3 * w);
@@ -383,7 +375,7 @@ public static class Elementwise
             for (; i + 4 * w <= n; i += 4 * w)
             {
                 if (i + ahead + 4 * w <= n)
-                    for (nuint l = 0; l < 4 * w; l += w) Fetch(ref Unsafe.Add(ref pa, i + ahead + l));
+                    for (nuint l = 0; l < 4 * w; l += w) CacheFetch.L1(ref Unsafe.Add(ref pa, i + ahead + l));
                 var a0 = Vector512.LoadUnsafe(ref pa, i); var a1 = Vector512.LoadUnsafe(ref pa, i + w);
                 var a2 = Vector512.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector512.LoadUnsafe(ref pa, i + 3 * w);
                 TOp.Apply(a0, b).StoreUnsafe(ref py, i); TOp.Apply(a1, b).StoreUnsafe(ref py, i + w);
@@ -398,7 +390,7 @@ public static class Elementwise
             for (; i + 4 * w <= n; i += 4 * w)
             {
                 if (i + ahead + 4 * w <= n)
-                    for (nuint l = 0; l < 4 * w; l += 2 * w) Fetch(ref Unsafe.Add(ref pa, i + ahead + l));
+                    for (nuint l = 0; l < 4 * w; l += 2 * w) CacheFetch.L1(ref Unsafe.Add(ref pa, i + ahead + l));
                 var a0 = Vector256.LoadUnsafe(ref pa, i); var a1 = Vector256.LoadUnsafe(ref pa, i + w);
                 var a2 = Vector256.LoadUnsafe(ref pa, i + 2 * w); var a3 = Vector256.LoadUnsafe(ref pa, i + 3 * w);
                 TOp.Apply(a0, b).StoreUnsafe(ref py, i); TOp.Apply(a1, b).StoreUnsafe(ref py, i + w);

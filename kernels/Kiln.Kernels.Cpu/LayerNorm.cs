@@ -84,7 +84,7 @@ public static class LayerNorm
 
     // Float32 in three passes over a row that stays in L1 or L2 after the first: the sum, the centred sum of squares
     // (four accumulators each, so the adds overlap), then (x - mean) * rstd * w + b with one rounding for the last two,
-    // fetching a row a few KiB ahead on the way (Streaming.RowsAhead).
+    // fetching a row a few KiB ahead on the way (CacheFetch.RowsAhead).
     static void RowsF<TV>(float[] x, int xOff, float[]? w, int wOff, float[]? b, int bOff, float eps, int rows, int len, float[] y) where TV : struct, IFloatLanes<TV>
     {
         bool stream = Streaming.Pays((long)rows * len * sizeof(float));
@@ -100,7 +100,7 @@ public static class LayerNorm
     {
         var ws = w is null ? default : new ReadOnlySpan<float>(w, wOff, len);
         var bs = b is null ? default : new ReadOnlySpan<float>(b, bOff, len);
-        int ahead = Streaming.RowsAhead(len * sizeof(float));
+        int ahead = CacheFetch.RowsAhead(len * sizeof(float));
         fixed (float* py = y, px = x)
         {
             for (int r = s; r < e; r++)
@@ -146,7 +146,7 @@ public static class LayerNorm
         for (i = 0; i < head; i++) y[i] = One(x, w, b, mean, rstd, i);
         for (; i + c <= n; i += c)
         {
-            if (ahead != null) Streaming.Prefetch(ahead + i);
+            if (ahead != null) CacheFetch.L2(ahead + i);
             var v = (TV.Load(x, i) - vm) * vr;
             if (hasW) v = hasB ? TV.Fma(v, TV.Load(w, i), TV.Load(b, i)) : v * TV.Load(w, i);
             else if (hasB) v += TV.Load(b, i);

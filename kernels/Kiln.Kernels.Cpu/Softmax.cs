@@ -90,7 +90,7 @@ public static class Softmax
     {
         var t = Strided.Rent<float>(len);
         var terms = t.AsSpan(0, len);
-        int ahead = Streaming.RowsAhead(len * sizeof(float));
+        int ahead = CacheFetch.RowsAhead(len * sizeof(float));
         fixed (float* py = y, px = x)
         {
             for (int r = s; r < e; r++)
@@ -112,7 +112,7 @@ public static class Softmax
     }
 
     /// <summary>Sum of e^(x - m) over the row (m finite, at least every x), storing each term in y unless y is empty,
-    /// and fetching the row at <paramref name="next"/> (when not null; <see cref="Streaming.RowsAhead"/>) into L2 on the
+    /// and fetching the row at <paramref name="next"/> (when not null; <see cref="CacheFetch.RowsAhead"/>) into L2 on the
     /// way: a row past the caches otherwise arrives at memory latency when its max pass starts (streamed 4096 x 4096 on
     /// a Zen 5, interleaved: 2 cores 32.6 -> 36.9 GB/s, one 18.3 -> 22.6).</summary>
     static unsafe float ExpSum<TV>(ReadOnlySpan<float> x, float m, Span<float> y, float* next = null) where TV : struct, IFloatLanes<TV>
@@ -126,8 +126,8 @@ public static class Softmax
         {
             if (next != null)
             {
-                Streaming.Prefetch(next + i);
-                if (2 * w * sizeof(float) > 64) Streaming.Prefetch(next + i + w);
+                CacheFetch.L2(next + i);
+                if (2 * w * sizeof(float) > 64) CacheFetch.L2(next + i + w);
             }
             var e0 = ExpBelowZero(TV.Load(x, i) - vm);
             var e1 = ExpBelowZero(TV.Load(x, i + w) - vm);

@@ -27,21 +27,6 @@ internal static unsafe class Streaming
     /// <paramref name="alignment"/> bytes divide.</summary>
     static int Head(void* p, int length, int size, int alignment) => Math.Min(length, (int)((uint)-(nint)p % (uint)alignment) / size);
 
-    /// <summary>
-    /// How many rows of <paramref name="rowBytes"/> ahead a row kernel that reads each row several times fetches its
-    /// input into L2 (see <see cref="Prefetch"/>) during its last pass: about 8 KiB, at least one row. The hardware
-    /// prefetcher loses the stream where the passes turn back to a row's start; layer norm 8192 x 1024 on a 2-core
-    /// Zen 5, interleaved: 52.7 -> 67.2 GB/s two rows (8 KiB) ahead, 62.0 one row ahead, 66.2 four rows ahead.
-    /// </summary>
-    public static int RowsAhead(int rowBytes) => Math.Max(1, (8192 + rowBytes - 1) / Math.Max(1, rowBytes));
-
-    /// <summary>Fetches the line at p into L2 (nothing where p is null or SSE is missing).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Prefetch(void* p)
-    {
-        if (p != null && Sse.IsSupported) Sse.Prefetch1(p);
-    }
-
     /// <summary>Orders the streamed stores before the ordinary ones that follow (the team's completion signal).</summary>
     public static void Fence()
     {
@@ -73,6 +58,33 @@ internal static unsafe class Streaming
             Fence();
             s[i..].CopyTo(d[i..]);
         }
+    }
+}
+
+/// <summary>Software prefetch for loops whose streams the hardware prefetcher keeps too few lines of in flight.</summary>
+internal static unsafe class CacheFetch
+{
+    /// <summary>
+    /// How many rows of <paramref name="rowBytes"/> ahead a row kernel that reads each row several times fetches its
+    /// input into L2 (see <see cref="L2"/>) during its last pass: about 8 KiB, at least one row. The hardware
+    /// prefetcher loses the stream where the passes turn back to a row's start; layer norm 8192 x 1024 on a 2-core
+    /// Zen 5, interleaved: 52.7 -> 67.2 GB/s two rows (8 KiB) ahead, 62.0 one row ahead, 66.2 four rows ahead.
+    /// </summary>
+    public static int RowsAhead(int rowBytes) => Math.Max(1, (8192 + rowBytes - 1) / Math.Max(1, rowBytes));
+
+    /// <summary>Fetches the line at p into L2 (nothing where p is null or SSE is missing).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void L2(void* p)
+    {
+        if (p != null && Sse.IsSupported) Sse.Prefetch1(p);
+    }
+
+    /// <summary>Fetches the line holding <paramref name="r"/> into L1 (nothing without SSE). r must lie inside its
+    /// object: the fetch itself never faults, but a reference past an object's end is not one the GC may see.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void L1<T>(ref T r)
+    {
+        if (Sse.IsSupported) Sse.Prefetch0(Unsafe.AsPointer(ref r));
     }
 }
 
