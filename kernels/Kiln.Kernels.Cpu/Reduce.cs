@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Numerics;
 using TP = System.Numerics.Tensors.TensorPrimitives;
@@ -78,10 +79,13 @@ public static class Reduce
     /// last and a long sum runs at half the memory bandwidth. The accumulators combine in a fixed order (deterministic).
     /// Where 512-bit vectors are accelerated, their four accumulators are kept and loaded as 256-bit halves (the same
     /// sums and bits): a managed array is only 8-byte aligned, and on Zen 5 a 512-bit load straddling two cache lines
-    /// halves a stream from memory (64 MiB on 2 cores: 64 GB/s, in halves 102, aligned 512-bit 104).
+    /// halves a stream from memory (64 MiB on 2 cores: 64 GB/s, in halves 102, aligned 512-bit 104). The loops fetch
+    /// 16 KiB ahead into L1: 16M floats on a 2-core Zen 5, three pairs of alternating
+    /// processes, 74.5/71.1/70.2 -> 89.9/84.9/88.5 GB/s.
     /// </summary>
     public static float SumFloat(ReadOnlySpan<float> x)
     {
+        const int SumAhead = 4096;
         int i = 0;
         float total = 0;
         if (Vector512.IsHardwareAccelerated && x.Length >= 64)
@@ -91,6 +95,8 @@ public static class Reduce
             ref float p = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
             for (; i + 64 <= x.Length; i += 64)
             {
+                if (i + SumAhead + 64 <= x.Length)
+                    for (int l = 0; l < 64; l += 16) CacheFetch.L1(ref Unsafe.Add(ref p, i + SumAhead + l));
                 a0 += Vector256.LoadUnsafe(ref p, (nuint)i);
                 a1 += Vector256.LoadUnsafe(ref p, (nuint)(i + 8));
                 a2 += Vector256.LoadUnsafe(ref p, (nuint)(i + 16));
@@ -108,6 +114,10 @@ public static class Reduce
             ref float p = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
             for (; i + 32 <= x.Length; i += 32)
             {
+                if (i + SumAhead + 32 <= x.Length)
+                {
+                    CacheFetch.L1(ref Unsafe.Add(ref p, i + SumAhead)); CacheFetch.L1(ref Unsafe.Add(ref p, i + SumAhead + 16));
+                }
                 a0 += Vector256.LoadUnsafe(ref p, (nuint)i);
                 a1 += Vector256.LoadUnsafe(ref p, (nuint)(i + 8));
                 a2 += Vector256.LoadUnsafe(ref p, (nuint)(i + 16));
