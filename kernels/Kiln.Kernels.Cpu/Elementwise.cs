@@ -301,10 +301,9 @@ public static class Elementwise
     // stores, which pay where the destination is not cached (they skip reading its lines first); in place each line was
     // just read and is in the cache, and storing through the cache, as libtorch's loops do, ran 5-10% faster on one
     // Zen 4 core (16M floats). Each vector is loaded before its own store, so y may equal an operand. The loops fetch
-    // their operands AheadBytes ahead into L1, where the hardware prefetcher alone kept too few lines in flight: x += x
-    // over 16M floats on a 2-core Zen 5, three pairs of processes, 182/217/190 -> 268/291/277 GB/s counted as a + b; in
-    // a plain loop 16 KiB ahead beat 8 KiB (+31% against +24%) and 32 KiB (+33%), and fetching into L2 (+6-17%).
-    const int AheadBytes = 16384;
+    // their operands CacheFetch.StreamAheadBytes ahead into L1, where the hardware prefetcher alone kept too few lines
+    // in flight: x += x over 16M floats on a 2-core Zen 5, three pairs of processes, 182/217/190 -> 268/291/277 GB/s
+    // counted as a + b (fetching into L2 instead: +6-17% in a plain loop).
 
     static bool IsInPlace<T>(ReadOnlySpan<T> x, Span<T> y) => y.Length > 0 && Unsafe.AreSame(ref MemoryMarshal.GetReference(x), ref MemoryMarshal.GetReference(y));
 
@@ -316,7 +315,7 @@ public static class Elementwise
         for (nuint h = 0; h < i; h++) Unsafe.Add(ref py, h) = TOp.Apply(Unsafe.Add(ref pa, h), Unsafe.Add(ref pb, h));
         // The second operand is fetched too unless it is the first.
         bool two = !Unsafe.AreSame(ref pa, ref pb);
-        nuint ahead = (nuint)(AheadBytes / Unsafe.SizeOf<T>());
+        nuint ahead = (nuint)(CacheFetch.StreamAheadBytes / Unsafe.SizeOf<T>());
         if (Vector512.IsHardwareAccelerated)
         {
             nuint w = (nuint)Vector512<T>.Count;
@@ -367,7 +366,7 @@ public static class Elementwise
         ref T pa = ref MemoryMarshal.GetReference(a), py = ref MemoryMarshal.GetReference(y);
         nuint n = (nuint)y.Length, i = Math.Min(HeadToAlign(ref py), n);
         for (nuint h = 0; h < i; h++) Unsafe.Add(ref py, h) = TOp.Apply(Unsafe.Add(ref pa, h), s);
-        nuint ahead = (nuint)(AheadBytes / Unsafe.SizeOf<T>());
+        nuint ahead = (nuint)(CacheFetch.StreamAheadBytes / Unsafe.SizeOf<T>());
         if (Vector512.IsHardwareAccelerated)
         {
             nuint w = (nuint)Vector512<T>.Count;

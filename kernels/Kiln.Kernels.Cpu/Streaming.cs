@@ -72,6 +72,10 @@ internal static unsafe class CacheFetch
     /// </summary>
     public static int RowsAhead(int rowBytes) => Math.Max(1, (8192 + rowBytes - 1) / Math.Max(1, rowBytes));
 
+    /// <summary>How far ahead a one-pass stream (the in-place arithmetic, the float sum) fetches into L1: in a plain
+    /// x += x loop on a 2-core Zen 5, 16 KiB beat 8 KiB (+31% against +24%) and matched 32 KiB (+33%).</summary>
+    public const int StreamAheadBytes = 16384;
+
     /// <summary>Fetches the line at p into L2 (nothing where p is null or SSE is missing).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void L2(void* p)
