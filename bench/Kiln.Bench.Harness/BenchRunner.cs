@@ -76,7 +76,7 @@ public static class BenchRunner
 {
     /// <summary>
     /// Probes the peers (refusing, with a reason, one on a reference BLAS or on more threads than Kiln), measures the peak
-    /// (unless given), then each workload in turn: libtorch's and ONNX Runtime's output on Kiln's inputs compared with Kiln's,
+    /// (unless given), then each workload in turn, with fresh libtorch and ONNX Runtime processes: libtorch's and ONNX Runtime's output on Kiln's inputs compared with Kiln's,
     /// <see cref="BenchOptions.Rounds"/> rounds of (Kiln, peers), each side's median round, the ratios, and for SGEMM the
     /// one-core CPU-time rates.
     /// </summary>
@@ -100,31 +100,43 @@ public static class BenchRunner
         var infos = new List<PeerInfo>(peer?.Peers ?? []);
         var skipped = new List<string>(peer?.Refused ?? []);
         if (options.PeerBench is null) skipped.Add("numpy, torch: no peer_bench.py (--no-peer, or not found)");
-        var torch = new List<ChildPeer>();
+        // Each child peer is opened once here to read its hello (or the reason it is skipped), then afresh for every
+        // workload: libtorch's OpenMP and MKL thread teams keep state from one op to the next (after its GEMM rows its
+        // softmax and SiLU ran 30x slower in the same process), and a workload is judged as it runs on its own.
+        var openers = new List<Func<(ChildPeer? Peer, string? Reason)>>();
         if (options.LibTorch)
             foreach (bool kernel in new[] { true, false })
             {
-                var (tp, reason) = TorchPeer.Open(options.TorchRunner, threads, kernel);
+                Func<(ChildPeer?, string?)> open = () => TorchPeer.Open(options.TorchRunner, threads, kernel);
+                var (tp, reason) = open();
                 if (tp is null) { skipped.Add(reason!); if (kernel) break; continue; }
-                torch.Add(tp); infos.Add(tp.Info);
+                infos.Add(tp.Info); tp.Dispose(); openers.Add(open);
             }
         else skipped.Add("libtorch: not asked for");
         if (options.OnnxRuntime)
         {
-            var (op, reason) = OnnxPeer.Open(options.OnnxRunner, threads);
+            Func<(ChildPeer?, string?)> open = () => OnnxPeer.Open(options.OnnxRunner, threads);
+            var (op, reason) = open();
             if (op is null) skipped.Add(reason!);
-            else { torch.Add(op); infos.Add(op.Info); }
+            else { infos.Add(op.Info); op.Dispose(); openers.Add(open); }
         }
         else skipped.Add("onnxruntime: not asked for");
         foreach (var s in skipped) Warn("skipped " + s);
-        try
+        double corePeak = options.CorePeakGflops ?? PeakProbe.MeasureCoreGflops();
+        string loadBefore = BenchMachine.LoadAverage();
+        int rounds = peer is null && openers.Count == 0 ? 1 : options.Rounds;
+        foreach (var w in list)
         {
-            double corePeak = options.CorePeakGflops ?? PeakProbe.MeasureCoreGflops();
-            string loadBefore = BenchMachine.LoadAverage();
-            int rounds = peer is null && torch.Count == 0 ? 1 : options.Rounds;
-            foreach (var w in list)
+            var children = new List<ChildPeer>();
+            try
             {
-                var (checkedPeers, errors) = Check(w, torch, Warn);
+                foreach (var open in openers)
+                {
+                    var (cp, reason) = open();
+                    if (cp is null) Warn($"{w.Name}: {reason}");
+                    else children.Add(cp);
+                }
+                var (checkedPeers, errors) = Check(w, children, Warn);
                 var kilnRounds = new List<KilnResult>();
                 var peerRounds = new List<PeerResult>();
                 var probes = new List<double>();
@@ -137,10 +149,10 @@ public static class BenchRunner
                     if (w.Unit == "GFLOP/s") peaks.Add(PeakProbe.MeasureCoreGflops());
                     if (round >= rounds) continue;
                     if (peer is not null) peerRounds.AddRange(peer.Run(w.Name));
-                    foreach (var tp in checkedPeers)
+                    foreach (var cp in checkedPeers)
                     {
-                        double seconds = tp.Time(w.Name);
-                        peerRounds.Add(new(w.Name, tp.Name, seconds, w.Amount / seconds, w.Unit));
+                        double seconds = cp.Time(w.Name);
+                        peerRounds.Add(new(w.Name, cp.Name, seconds, w.Amount / seconds, w.Unit));
                     }
                 }
                 OneCoreResult? core = options.OneCore && w.Gemm is { } sh ? new(PeakProbe.KilnOneCoreGflops(sh), peer?.OneCoreGflops(sh)) : null;
@@ -151,14 +163,14 @@ public static class BenchRunner
                     RelativeErrors = errors, CopyGBps = copyGBps, BoundRate = copyGBps is { } bw && w.StreamedBytes is { } bytes ? bw * 1e9 / bytes() : null,
                     CorePeakGflops = rowPeak,
                 });
-                progress?.Report(new(rows.Count, list.Count, rows[^1]));
             }
-            return new BenchReport(rows, machine, corePeak, rounds, loadBefore, BenchMachine.LoadAverage(), DateTime.Now) { PeerInfos = infos, Skipped = skipped };
+            finally
+            {
+                foreach (var cp in children) cp.Dispose();
+            }
+            progress?.Report(new(rows.Count, list.Count, rows[^1]));
         }
-        finally
-        {
-            foreach (var tp in torch) tp.Dispose();
-        }
+        return new BenchReport(rows, machine, corePeak, rounds, loadBefore, BenchMachine.LoadAverage(), DateTime.Now) { PeerInfos = infos, Skipped = skipped };
     }
 
     // Before timing: Kiln's case on the CPU writes its inputs for the peers, each peer computes its output on them, and
