@@ -684,7 +684,34 @@ public static class Elementwise
         {
             if (n > 0) x.AsSpan(xOff, n).CopyTo(((TIn[])(object)y).AsSpan(yOff, n));
         }
-        else CopyRows(shape, x, xOff, xStr, y, yOff, yStr, convert);
+        else if (!(typeof(TIn) == typeof(TOut) && SmallRows(shape, x, xOff, xStr, (TIn[])(object)y, yOff, yStr)))
+            CopyRows(shape, x, xOff, xStr, y, yOff, yStr, convert);
+    }
+
+    // A small same-type copy whose rows are dense on both sides (a decoding step's key and value rows into the slots of
+    // its cache) row by row, the offsets stepped like an odometer: none of CopyRows' coalescing and per-row offset
+    // arithmetic, which cost a 64-float KV row 360 ns of a decoding step against 40 for the copy itself. False: not such a copy.
+    static bool SmallRows<T>(ReadOnlySpan<int> shape, T[] x, int xOff, int[] xStr, T[] y, int yOff, int[] yStr)
+    {
+        int rank = shape.Length;
+        if (rank is 0 or > 8 || xStr[rank - 1] != 1 || yStr[rank - 1] != 1) return false;
+        long numel = 1;
+        foreach (int d in shape) numel *= d;
+        if (numel == 0) return true;
+        if (numel >= Strided.ParallelThreshold) return false;
+        int inner = shape[rank - 1], xo = xOff, yo = yOff;
+        Span<int> index = stackalloc int[8];
+        for (long done = 0; done < numel; done += inner)
+        {
+            x.AsSpan(xo, inner).CopyTo(y.AsSpan(yo, inner));
+            for (int d = rank - 2; d >= 0; d--)
+            {
+                xo += xStr[d]; yo += yStr[d];
+                if (++index[d] < shape[d]) break;
+                xo -= xStr[d] * shape[d]; yo -= yStr[d] * shape[d]; index[d] = 0;
+            }
+        }
+        return true;
     }
 
     static void CopyRows<TIn, TOut>(ReadOnlySpan<int> shape, TIn[] x, int xOff, int[] xStr, TOut[] y, int yOff, int[] yStr, Func<TIn, TOut> convert)

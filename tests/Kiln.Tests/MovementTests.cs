@@ -35,6 +35,35 @@ public class MovementTests
         });
     }
 
+    // Copy_ into a window of a larger buffer (a KV cache's slot): every element lands at its index, converted when the
+    // dtypes differ, and the buffer around the window keeps its zeros.
+    [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
+    public void Copy_into_a_strided_window_matches_index_arithmetic(string device)
+    {
+        var dev = Devices.Parse(device);
+        var dtypes = new[] { (DType.Float32, DType.Float32), (DType.Int64, DType.Int64), (DType.BFloat16, DType.BFloat16), (DType.Float32, DType.Float64) };
+        Props.Check(dev, from c in TensorGen.Case(maxRank: 5, maxDim: 6) from axis in G.Choose(0, 4) from pad in G.Choose(1, 3) from at in G.Choose(0, 4)
+                         from types in G.Elements(dtypes) select (c, axis, pad, at, types), t =>
+        {
+            var (c, axis, pad, at, (from, to)) = t;
+            int rank = c.Shape.Length, ax = rank == 0 ? -1 : axis % rank, start = Math.Min(at, pad);
+            var x = TensorGen.Make(c.Shape, c.View, c.Seed, from, dev, -100, 100);
+            var xs = x.ToDoubleArray();
+            var outer = c.Shape.Select((d, i) => i == ax ? d + pad : d).ToArray();
+            var buffer = Tensor.Zeros(outer, to, dev);
+            var window = ax < 0 ? buffer : buffer.Narrow(ax, start, c.Shape[ax]);
+            window.Copy_(x);
+            var bs = buffer.ToDoubleArray();
+            for (int f = 0; f < bs.Length; f++)
+            {
+                var i = Naive.Unravel(f, outer);
+                if (ax >= 0 && (i[ax] < start || i[ax] >= start + c.Shape[ax])) { Assert.Equal(0.0, bs[f]); continue; }
+                if (ax >= 0) i[ax] -= start;
+                Assert.Equal(xs[Naive.Ravel(i, c.Shape)], bs[f]);
+            }
+        });
+    }
+
     [Theory, MemberData(nameof(Devices.Data), MemberType = typeof(Devices))]
     public void Slice_with_steps_matches_python_rules(string device)
     {

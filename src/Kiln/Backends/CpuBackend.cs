@@ -85,6 +85,20 @@ public sealed partial class CpuBackend : IBackend, IMemoryCache
     /// <inheritdoc/>
     public void Copy(Tensor src, Tensor dst)
     {
+        if (src.DType == dst.DType)
+        {
+            // Same dtype: storage elements as they are (no conversion delegates on the way).
+            switch (src.DType)
+            {
+                case DType.Float32: Same<float>(src, dst); return;
+                case DType.Float64: Same<double>(src, dst); return;
+                case DType.Int32: Same<int>(src, dst); return;
+                case DType.Int64: Same<long>(src, dst); return;
+                case DType.Bool: Same<bool>(src, dst); return;
+                case DType.Float16: Same<Half>(src, dst); return;
+                case DType.BFloat16: Same<ushort>(src, dst); return;
+            }
+        }
         switch (src.DType)
         {
             case DType.Float32: CopyFrom<float>(src, dst, v => v); break;
@@ -95,6 +109,14 @@ public sealed partial class CpuBackend : IBackend, IMemoryCache
             case DType.Float16: CopyFrom<Half>(src, dst, v => (double)v); break;
             case DType.BFloat16: CopyFrom<ushort>(src, dst, v => BFloat16Bits.ToFloat(v)); break;
         }
+    }
+
+    static void Same<T>(Tensor src, Tensor dst) =>
+        Elementwise.CopyStrided(dst.Shape.Dims, A<T>(src), O(src), S(src), A<T>(dst), O(dst), S(dst), Identity<T>.Func);
+
+    static class Identity<T>
+    {
+        public static readonly Func<T, T> Func = v => v;
     }
 
     static void CopyFrom<TIn>(Tensor src, Tensor dst, Func<TIn, double> toDouble)
@@ -113,10 +135,10 @@ public sealed partial class CpuBackend : IBackend, IMemoryCache
         }
     }
 
-    // Same-type copies skip the double round trip, so Int64 values above 2^53 survive.
+    // Int32 <-> Int64 skip the double round trip, so Int64 values above 2^53 narrow as a cast does (same-dtype copies,
+    // Same, never convert).
     static Func<TIn, TOut> Conv<TIn, TOut>(Func<TIn, double> toDouble, Func<double, TOut> fromDouble) =>
-        typeof(TIn) == typeof(TOut) ? (Func<TIn, TOut>)(object)(Func<TIn, TIn>)(v => v)
-        : typeof(TIn) == typeof(int) && typeof(TOut) == typeof(long) ? (Func<TIn, TOut>)(object)(Func<int, long>)(v => v)
+        typeof(TIn) == typeof(int) && typeof(TOut) == typeof(long) ? (Func<TIn, TOut>)(object)(Func<int, long>)(v => v)
         : typeof(TIn) == typeof(long) && typeof(TOut) == typeof(int) ? (Func<TIn, TOut>)(object)(Func<long, int>)(v => (int)v)
         : v => fromDouble(toDouble(v));
 
