@@ -684,26 +684,36 @@ public static class Elementwise
         {
             if (n > 0) x.AsSpan(xOff, n).CopyTo(((TIn[])(object)y).AsSpan(yOff, n));
         }
-        else if (!(typeof(TIn) == typeof(TOut) && SmallRows(shape, x, xOff, xStr, (TIn[])(object)y, yOff, yStr)))
-            CopyRows(shape, x, xOff, xStr, y, yOff, yStr, convert);
+        else CopyRows(shape, x, xOff, xStr, y, yOff, yStr, convert);
     }
 
-    // A small same-type copy whose rows are dense on both sides (a decoding step's key and value rows into the slots of
-    // its cache) row by row, the offsets stepped like an odometer: none of CopyRows' coalescing and per-row offset
-    // arithmetic, which cost a 64-float KV row 360 ns of a decoding step against 40 for the copy itself. False: not such a copy.
-    static bool SmallRows<T>(ReadOnlySpan<int> shape, T[] x, int xOff, int[] xStr, T[] y, int yOff, int[] yStr)
+    static void CopyRows<TIn, TOut>(ReadOnlySpan<int> shape, TIn[] x, int xOff, int[] xStr, TOut[] y, int yOff, int[] yStr, Func<TIn, TOut> convert)
     {
-        int rank = shape.Length;
-        if (rank is 0 or > 8 || xStr[rank - 1] != 1 || yStr[rank - 1] != 1) return false;
         long numel = 1;
         foreach (int d in shape) numel *= d;
-        if (numel == 0) return true;
-        if (numel >= Strided.ParallelThreshold) return false;
-        int inner = shape[rank - 1], xo = xOff, yo = yOff;
+        if (numel == 0) return;
+        if (numel < Strided.ParallelThreshold && shape.Length <= 8) SmallRows(shape, x, xOff, xStr, y, yOff, yStr, convert, numel);
+        else
+        {
+            var (dims, s) = Strided.Coalesce(shape, xStr, yStr);
+            CopyRowsParallel(dims, s, x, xOff, y, yOff, convert, numel * Unsafe.SizeOf<TOut>());
+        }
+    }
+
+    // A small copy (a decoding step's key and value rows into the slots of its cache) row by row on this thread, the
+    // offsets stepped like an odometer over the shape as given: no coalescing, closures or per-row offset arithmetic,
+    // which cost a 64-float KV row 360 ns of a decoding step against 40 for the copy itself.
+    static void SmallRows<TIn, TOut>(ReadOnlySpan<int> shape, TIn[] x, int xOff, int[] xStr, TOut[] y, int yOff, int[] yStr, Func<TIn, TOut> convert, long numel)
+    {
+        int rank = shape.Length;
+        int inner = rank == 0 ? 1 : shape[rank - 1], xs = rank == 0 ? 1 : xStr[rank - 1], ys = rank == 0 ? 1 : yStr[rank - 1];
+        bool dense = typeof(TIn) == typeof(TOut) && xs == 1 && ys == 1;
+        int xo = xOff, yo = yOff;
         Span<int> index = stackalloc int[8];
         for (long done = 0; done < numel; done += inner)
         {
-            x.AsSpan(xo, inner).CopyTo(y.AsSpan(yo, inner));
+            if (dense) x.AsSpan(xo, inner).CopyTo(((TIn[])(object)y).AsSpan(yo, inner));
+            else for (int i = 0; i < inner; i++) y[yo + i * ys] = convert(x[xo + i * xs]);
             for (int d = rank - 2; d >= 0; d--)
             {
                 xo += xStr[d]; yo += yStr[d];
@@ -711,22 +721,6 @@ public static class Elementwise
                 xo -= xStr[d] * shape[d]; yo -= yStr[d] * shape[d]; index[d] = 0;
             }
         }
-        return true;
-    }
-
-    static void CopyRows<TIn, TOut>(ReadOnlySpan<int> shape, TIn[] x, int xOff, int[] xStr, TOut[] y, int yOff, int[] yStr, Func<TIn, TOut> convert)
-    {
-        var (dims, s) = Strided.Coalesce(shape, xStr, yStr);
-        long numel = 1;
-        foreach (int d in dims) numel *= d;
-        if (numel == 0) return;
-        // A small copy (a decoding step's KV cache entries) goes row by row here, without closures.
-        if (numel < Strided.ParallelThreshold)
-        {
-            int inner = dims[^1];
-            for (int r = 0, rows = (int)(numel / inner); r < rows; r++) CopyRow(dims, s, x, xOff, y, yOff, convert, r, 0, inner, 0);
-        }
-        else CopyRowsParallel(dims, s, x, xOff, y, yOff, convert, numel * Unsafe.SizeOf<TOut>());
     }
 
     static void CopyRowsParallel<TIn, TOut>(int[] dims, int[][] s, TIn[] x, int xOff, TOut[] y, int yOff, Func<TIn, TOut> convert, long bytes) =>
