@@ -454,7 +454,10 @@ public static unsafe class MatVec
     // of the next group's eight rows (`last` for the last group's): a decoding step's weights come from L3, and the
     // stream prefetchers do not run ahead across short rows (looping-tiny's 32 products of k = 128 on a Zen 4 core,
     // weights in L3: 51 -> 45 us; hot in L2 8% slower; a second line per f32 row or an L2 prefetch further ahead lost;
-    // on Zen 5 two or three groups ahead 2-5% slower, the first group prefetched whole no faster).
+    // on Zen 5 two or three groups ahead 2-5% slower, the first group prefetched whole no faster). The prefetches are
+    // non-temporal: the weights come from L3 on every token anyway, and so they do not push the step's activations, KV
+    // rows and norm weights out of L2 (Zen 5, interleaved in one process: looping-tiny's token 2-4% faster, its products
+    // alone 4%, and no slower with the weights of one or two layers hot in L2).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Cols8<TV, TW>(int k, float* x, TW* w, long ldw, float* s, int groups, TW* last) where TW : unmanaged
     {
@@ -474,8 +477,8 @@ public static unsafe class MatVec
                 for (p = 0; p + 32 <= k; p += 32, r0 += step, r4 += step, n0 += step, n4 += step)
                 {
                     var (xe, xo) = (Vector512.Load(x + p), Vector512.Load(x + p + 16));
-                    Sse.Prefetch0(n0); Sse.Prefetch0(n0 + l1); Sse.Prefetch0(n0 + 2 * l1); Sse.Prefetch0(n0 + l3);
-                    Sse.Prefetch0(n4); Sse.Prefetch0(n4 + l1); Sse.Prefetch0(n4 + 2 * l1); Sse.Prefetch0(n4 + l3);
+                    Sse.PrefetchNonTemporal(n0); Sse.PrefetchNonTemporal(n0 + l1); Sse.PrefetchNonTemporal(n0 + 2 * l1); Sse.PrefetchNonTemporal(n0 + l3);
+                    Sse.PrefetchNonTemporal(n4); Sse.PrefetchNonTemporal(n4 + l1); Sse.PrefetchNonTemporal(n4 + 2 * l1); Sse.PrefetchNonTemporal(n4 + l3);
                     // One load of a half row's 64 bytes feeds both of its accumulators.
                     TW* v0 = (TW*)r0, v1 = (TW*)(r0 + l1), v2 = (TW*)(r0 + 2 * l1), v3 = (TW*)(r0 + l3);
                     Vector512<uint> u0 = Load512(v0), u1 = Load512(v1), u2 = Load512(v2), u3 = Load512(v3);
@@ -497,7 +500,7 @@ public static unsafe class MatVec
                 {
                     var (xe, xo) = (Vector256.Load(x + p), Vector256.Load(x + p + 8));
                     if (sizeof(TW) == 4 || (p & 16) == 0)   // a line of a half row every other pass
-                        for (int c = 0; c < Group; c++) Sse.Prefetch0(next + c * ldw + p);
+                        for (int c = 0; c < Group; c++) Sse.PrefetchNonTemporal(next + c * ldw + p);
                     e0 = Even256(w + p, xe, e0); o0 = Odd256(w + p, xo, o0); e1 = Even256(w1 + p, xe, e1); o1 = Odd256(w1 + p, xo, o1);
                     e2 = Even256(w2 + p, xe, e2); o2 = Odd256(w2 + p, xo, o2); e3 = Even256(w3 + p, xe, e3); o3 = Odd256(w3 + p, xo, o3);
                     e4 = Even256(w4 + p, xe, e4); o4 = Odd256(w4 + p, xo, o4); e5 = Even256(w5 + p, xe, e5); o5 = Odd256(w5 + p, xo, o5);

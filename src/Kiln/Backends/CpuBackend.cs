@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Numerics.Tensors;
 using Kiln.Kernels;
 using Kiln.Kernels.Cpu;
 
@@ -97,6 +98,23 @@ public sealed partial class CpuBackend : IBackend, IMemoryCache
                 case DType.Bool: Same<bool>(src, dst); return;
                 case DType.Float16: Same<Half>(src, dst); return;
                 case DType.BFloat16: Same<ushort>(src, dst); return;
+            }
+        }
+        // Float32 <-> Float64 between dense tensors (logits read as float64 on every decoding step): one vectorized pass
+        // with the cast's rounding, where the general path below calls two delegates an element.
+        if (src.IsContiguous && dst.IsContiguous)
+        {
+            int n = (int)dst.Numel;
+            if (n == 0) return;
+            if (src.DType == DType.Float32 && dst.DType == DType.Float64)
+            {
+                TensorPrimitives.ConvertChecked<float, double>(A<float>(src).AsSpan(O(src), n), A<double>(dst).AsSpan(O(dst), n));
+                return;
+            }
+            if (src.DType == DType.Float64 && dst.DType == DType.Float32)
+            {
+                TensorPrimitives.ConvertTruncating<double, float>(A<double>(src).AsSpan(O(src), n), A<float>(dst).AsSpan(O(dst), n));
+                return;
             }
         }
         switch (src.DType)
