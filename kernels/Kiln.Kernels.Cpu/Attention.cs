@@ -125,15 +125,16 @@ public static unsafe class Attention
         bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff) where T : unmanaged, IFloatingPointIeee754<T> =>
         Strided.Parallel(rows, work, (s, e) => RowRange(s, e, tq, tk, d, dv, q, qOff, k, kOff, kbs, v, vOff, vbs, causal, scale, y, yOff, lse, lseOff));
 
-    // Rows [s, e) of ForwardRows; the scores in a stack buffer up to 2048 keys (and the 3 a last block of Scores4 may
-    // write past them).
+    // Rows [s, e) of ForwardRows; the scores in a stack buffer up to 2048 keys (with room for the lanes past them that
+    // Scores4 and ExpSum write).
     [SkipLocalsInit]
     static void RowRange<T>(int s, int e, int tq, int tk, int d, int dv, T[] q, int qOff, T[] k, int kOff, int kbs, T[] v, int vOff, int vbs,
         bool causal, T scale, T[] y, int yOff, T[] lse, int lseOff) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T[]? rented = tk > 2048 ? Strided.Rent<T>(tk + 3) : null;
-        Span<T> scores = rented is null ? stackalloc T[tk + 3] : rented;
-        bool four = typeof(T) == typeof(float) && Avx.IsSupported && d % 8 == 0;
+        const int Spare = 16;
+        T[]? rented = tk > 2048 ? Strided.Rent<T>(tk + Spare) : null;
+        Span<T> scores = rented is null ? stackalloc T[tk + Spare] : rented;
+        bool four = typeof(T) == typeof(float) && Avx.IsSupported && d % 8 == 0, fused = typeof(T) == typeof(float) && Vector512.IsHardwareAccelerated;
         fixed (T* pq = q, pk = k, pv = v, py = y, ps = scores)
             for (int row = s; row < e; row++)
             {
@@ -148,10 +149,19 @@ public static unsafe class Attention
                 }
                 else
                     for (int j = 0; j < n; j++) m = T.Max(m, ps[j] = scale * Dot(qr, kb + (long)j * d, d));
-                var live = new Span<T>(ps, n);
-                TP.Subtract(live, m, live);
-                Elementwise.Unary(UnaryOp.Exp, live, live);
-                T l = TP.Sum<T>(live);
+                T l;
+                if (fused)
+                {
+                    float lf = ExpSum((float*)ps, n, Unsafe.As<T, float>(ref m));
+                    l = Unsafe.As<float, T>(ref lf);
+                }
+                else
+                {
+                    var live = new Span<T>(ps, n);
+                    TP.Subtract(live, m, live);
+                    Elementwise.Unary(UnaryOp.Exp, live, live);
+                    l = TP.Sum<T>(live);
+                }
                 WeightedRows(ps, vb, n, dv, T.One / l, yr);
                 lse[lseOff + row] = m + T.Log(l);
             }
@@ -185,6 +195,24 @@ public static unsafe class Attention
             mx = Vector128.Max(mx, s4);
         }
         return float.Max(float.Max(mx[0], mx[1]), float.Max(mx[2], mx[3]));
+    }
+
+    // s[j] = e^(s[j] - m) for j < n with the tiles' Exp, in place, and their sum; the lanes of a last partial vector past
+    // n are set to 0 (s has room for them). One pass, where three span calls a row (subtract, exp, sum) cost a decoding
+    // step's few keys more than their work.
+    static float ExpSum(float* s, int n, float m)
+    {
+        var mv = Vector512.Create(m);
+        var acc = Vector512<float>.Zero;
+        for (int j = 0; j < n; j += 16)
+        {
+            var x = Vector512.Load(s + j) - mv;
+            if (n - j < 16) x = Vector512.ConditionalSelect(Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(n - j)).AsSingle(), x, Vector512.Create(float.NegativeInfinity));
+            var p = Exp(x);
+            p.Store(s + j);
+            acc += p;
+        }
+        return Vector512.Sum(acc);
     }
 
     // sum_p a[p] b[p] over whole vectors, then the tail.
