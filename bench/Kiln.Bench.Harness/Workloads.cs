@@ -215,14 +215,14 @@ public static class Workloads
 
     /// <summary>
     /// Weight bytes one decoding step of <paramref name="c"/> reads: every linear weight in <paramref name="weights"/>'
-    /// dtype (float32 unless half), the LM head (float32 when tied: the embedding is widened at load) and the norms.
+    /// dtype (float32 unless half), the LM head in the same dtype (a tied half embedding stays half for inference) and the norms.
     /// The embedding lookup (one row) and the KV cache (a few tokens deep here) are left out.
     /// </summary>
     public static double TokenBytes(NN.Decoder.DecoderConfig c, DType weights)
     {
         double w = weights.IsHalf() ? 2 : 4, d = c.HiddenSize, q = (double)c.Heads * c.HeadDim, kv = (double)c.KvHeads * c.HeadDim;
         double layer = w * (d * q + 2 * d * kv + q * d + 3 * d * c.IntermediateSize) + 4 * (2 * d + (c.QkNorm ? 2 * c.HeadDim : 0));
-        return c.Layers * layer + (c.TieWordEmbeddings ? 4 : w) * c.VocabSize * d + 4 * d;
+        return c.Layers * layer + w * c.VocabSize * d + 4 * d;
     }
 
     static WorkloadCase Decoder(Device dev)

@@ -66,7 +66,10 @@ public sealed partial class DecoderModel
         }
         var c = config;
         int d = c.HiddenSize;
-        _embed = W("model.embed_tokens.weight", c.VocabSize, d);
+        // A half embedding stays half for inference, its rows widened as they are looked up: a tied head then streams
+        // half the bytes on every token (the kernels widen a half weight in registers, to the bits of its float32 copy).
+        var embed = Stored("model.embed_tokens.weight", [c.VocabSize, d]);
+        _embed = !trainable && embed.DType.IsHalf() && dtype == DType.Float32 ? embed.Contiguous() : W("model.embed_tokens.weight", c.VocabSize, d);
         _norm = W("model.norm.weight", d);
         _head = c.TieWordEmbeddings ? _embed : Linear("lm_head.weight", c.VocabSize, d);
         // A tiny config.json can claim any layer count: the last layer must exist before the layer array is allocated.
@@ -267,7 +270,7 @@ public sealed partial class DecoderModel
         int b = ids.Shape[0], t = ids.Shape[1];
         CheckCache(cache);
         if (ids.Numel > 0) CheckIds(IdRange(ids));
-        var x = _embed.IndexSelect(0, ids.Reshape(-1)).Reshape(b, t, Config.HiddenSize);
+        var x = _embed.IndexSelect(0, ids.Reshape(-1)).Reshape(b, t, Config.HiddenSize).To(DType);
         return Stack(x, cache, runner, rope, b == 1 && t == 1 ? buffers : null).RmsNorm(_norm, Config.RmsNormEps);
     }
 

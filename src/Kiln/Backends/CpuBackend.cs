@@ -100,12 +100,20 @@ public sealed partial class CpuBackend : IBackend, IMemoryCache
                 case DType.BFloat16: Same<ushort>(src, dst); return;
             }
         }
-        // Float32 <-> Float64 between dense tensors (logits read as float64 on every decoding step): one vectorized pass
-        // with the cast's rounding, where the general path below calls two delegates an element.
+        // Float32 <-> Float64 and BFloat16 -> Float32 between dense tensors (a decoding step's logits read as float64, its
+        // token's half embedding row widened): one pass with the cast's rounding, where the general path below calls two
+        // delegates an element.
         if (src.IsContiguous && dst.IsContiguous)
         {
             int n = (int)dst.Numel;
             if (n == 0) return;
+            if (src.DType == DType.BFloat16 && dst.DType == DType.Float32)
+            {
+                Span<ushort> h = A<ushort>(src).AsSpan(O(src), n);
+                Span<float> f = A<float>(dst).AsSpan(O(dst), n);
+                for (int i = 0; i < h.Length; i++) f[i] = BFloat16Bits.ToFloat(h[i]);
+                return;
+            }
             if (src.DType == DType.Float32 && dst.DType == DType.Float64)
             {
                 TensorPrimitives.ConvertChecked<float, double>(A<float>(src).AsSpan(O(src), n), A<double>(dst).AsSpan(O(dst), n));
