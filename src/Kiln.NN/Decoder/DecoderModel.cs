@@ -69,7 +69,7 @@ public sealed partial class DecoderModel
         // A half embedding stays half for inference, its rows widened as they are looked up: a tied head then streams
         // half the bytes on every token (the kernels widen a half weight in registers, to the bits of its float32 copy).
         var embed = Stored("model.embed_tokens.weight", [c.VocabSize, d]);
-        _embed = !trainable && embed.DType.IsHalf() && dtype == DType.Float32 ? embed.Contiguous() : W("model.embed_tokens.weight", c.VocabSize, d);
+        _embed = trainable ? embed : embed.DType.IsHalf() && dtype == DType.Float32 ? embed.Contiguous() : embed.To(dtype);
         _norm = W("model.norm.weight", d);
         _head = c.TieWordEmbeddings ? _embed : Linear("lm_head.weight", c.VocabSize, d);
         // A tiny config.json can claim any layer count: the last layer must exist before the layer array is allocated.
