@@ -177,11 +177,12 @@ public static class Gemm
     }
 
     // Cache blocking in bytes (tuned on Zen 4: 32 KiB L1D, 1 MiB L2 per core, 32 MiB L3). KC x NR streams from L2 with
-    // the hardware prefetcher; a deeper KC cuts the C traffic per flop. K up to KcOneSliceBytes runs as one slice (one
-    // pass over C: 1024 deep measured 2.5-4% faster than two slices of 512 at n = 1000 and 1024); deeper K runs in
-    // balanced slices of at most KcBytes (768 floats measured 1.5-2.5% faster than 512 at n = 2048, in three slices of
-    // 683). KC stays fixed: it decides each element's summation order, which must not depend on the machine's caches.
-    const int KcBytes = 3072, KcOneSliceBytes = 4096;
+    // the hardware prefetcher; a deeper KC cuts the C traffic per flop. K up to KcBytes runs as one slice (one pass over
+    // C: 1024 deep measured 2.5-4% faster than two slices of 512 at n = 1000 and 1024), deeper K in balanced slices of
+    // at most KcBytes (2048^3 on a 2-core Zen 5, interleaved in one process: two slices of 1024 +1.9-2.3% against three
+    // of 683, which had measured 1.5-2.5% faster than four of 512 on Zen 4). KC stays fixed: it decides each element's
+    // summation order, which must not depend on the machine's caches.
+    const int KcBytes = 4096;
 
     // MC x KC of A in 3/8 of L2, KC x NC of B in 1/8 of L3, and packed B slices that share one compute phase in 1/4 of
     // it (the fractions that measured best on Zen 4, where they are 384 KiB, 4 MiB and 8 MiB), from this machine's
@@ -209,7 +210,7 @@ public static class Gemm
             };
             // MC x KC of A and the KC x NR micro-panel of B swept over it share L2, KC x NC of B is in L3; blocks are
             // balanced so the last one is not a sliver.
-            int kc = (long)k * size <= KcOneSliceBytes ? k : Balance(k, KcBytes / size);
+            int kc = Balance(k, KcBytes / size);
             int mcMax = Math.Max(mr, McBytes / (kc * size) / mr * mr);
             int mc = Balance(m, mcMax, mr);
             int ncMax = Math.Max(nr, NcBytes / (kc * size) / nr * nr);
