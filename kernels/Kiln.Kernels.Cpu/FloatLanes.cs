@@ -226,12 +226,13 @@ internal static class FloatLanes
 
     /// <summary>
     /// e^x for x in [-87, 88] (normal results): x = k ln 2 + r with ln 2 in two parts (k ln2hi exact), |r| &lt;= ln 2 / 2,
-    /// e^r by its Taylor series to r^7 (truncation 2e-9 relative), times 2^k. About 1.5 ulp.
+    /// e^r by a degree-6 polynomial fitted for relative error on that interval (3.6e-9), times 2^k. Under 0.9 ulp against
+    /// float64's exp on every seventh float in [-87, 88].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Exp<TV>(TV x) where TV : struct, IFloatLanes<TV>
     {
-        var k = TV.RoundToEven(x * TV.Splat(1.44269504088896341f));
+        var k = Log2eRounded(x);
         return Scaled(k, Reduce(k, x), 0);
     }
 
@@ -242,9 +243,16 @@ internal static class FloatLanes
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV ExpSplit<TV>(TV x, TV lo, int scale) where TV : struct, IFloatLanes<TV>
     {
-        var k = TV.RoundToEven(x * TV.Splat(1.44269504088896341f));
+        var k = Log2eRounded(x);
         return Scaled(k, Reduce(k, x) + lo, scale);
     }
+
+    // x log2(e) rounded to a whole number: adding 1.5 * 2^23 in the multiply-add leaves no fraction bits, and taking it
+    // away again is exact. One multiply-add and one add instead of a multiply and a round, which share the two FMA
+    // pipes with the polynomial on Zen 5.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static TV Log2eRounded<TV>(TV x) where TV : struct, IFloatLanes<TV> =>
+        TV.Fma(x, TV.Splat(1.44269504088896341f), TV.Splat(12582912f)) - TV.Splat(12582912f);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static TV Reduce<TV>(TV k, TV x) where TV : struct, IFloatLanes<TV>
@@ -256,11 +264,10 @@ internal static class FloatLanes
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static TV Scaled<TV>(TV k, TV r, int scale) where TV : struct, IFloatLanes<TV>
     {
-        var p = TV.Fma(TV.Splat(1f / 5040), r, TV.Splat(1f / 720));
-        p = TV.Fma(p, r, TV.Splat(1f / 120));
-        p = TV.Fma(p, r, TV.Splat(1f / 24));
-        p = TV.Fma(p, r, TV.Splat(1f / 6));
-        p = TV.Fma(p, r, TV.Splat(0.5f));
+        var p = TV.Fma(TV.Splat(0.0013751383f), r, TV.Splat(0.008368923f));
+        p = TV.Fma(p, r, TV.Splat(0.041669533f));
+        p = TV.Fma(p, r, TV.Splat(0.16666518f));
+        p = TV.Fma(p, r, TV.Splat(0.49999988f));
         p = TV.Fma(p, r, TV.Splat(1f));
         p = TV.Fma(p, r, TV.Splat(1f));
         return TV.ScaleB(p, scale == 0 ? k : k + TV.Splat(scale));

@@ -5,7 +5,7 @@ using TP = System.Numerics.Tensors.TensorPrimitives;
 namespace Kiln.Kernels.Cpu;
 
 /// <summary>Row softmax and log-softmax, fused: max, exp-and-sum, scale in three vector passes per row. Float32 takes
-/// e^(x - max) and its running sum in one pass (<see cref="FloatLanes.Exp{TV}"/>, about 1.5 ulp) where 256-bit lanes with
+/// e^(x - max) and its running sum in one pass (<see cref="FloatLanes.Exp{TV}"/>, under 1 ulp) where 256-bit lanes with
 /// fused multiply-add exist; float64 (and float32 elsewhere) takes exp through <see cref="Elementwise.Unary{T}"/>, whose
 /// float64 exp is the scalar one that gives the same bits on every run. Reference: <see cref="Reference.Softmax"/>.</summary>
 public static class Softmax
