@@ -121,6 +121,7 @@ public static class Softmax
         TV a0 = TV.Splat(0f), a1 = a0;
         int w = TV.Count, i = 0;
         bool store = !y.IsEmpty;
+        if (store && y.Length < x.Length) throw new ArgumentException($"softmax: {y.Length} terms for a row of {x.Length}", nameof(y));
         // Two accumulators so consecutive vectors' exps overlap instead of waiting on one add chain.
         for (; i + 2 * w <= x.Length; i += 2 * w)
         {
