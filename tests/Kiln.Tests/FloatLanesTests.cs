@@ -56,4 +56,18 @@ public class FloatLanesTests
         if (FloatLanes.Has512) Check<Lanes512F>(xs);
         if (FloatLanes.Has256) Check<Lanes256F>(xs);
     }
+
+    readonly struct Identity : ILaneOp
+    {
+        public static TV Apply<TV>(TV x) where TV : struct, IFloatLanes<TV> => x;
+    }
+
+    [Fact]
+    public void A_lane_map_into_a_shorter_output_throws_naming_both_lengths()
+    {
+        var e = Assert.Throws<ArgumentException>(() => FloatLanes.TryMap<Identity>(new float[40], new float[39]));
+        Assert.Equal("y", e.ParamName);
+        Assert.Contains("39", e.Message);
+        Assert.Contains("40", e.Message);
+    }
 }
