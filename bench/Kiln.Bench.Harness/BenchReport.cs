@@ -76,7 +76,9 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
             void Peak(Dictionary<string, object?> line)
             {
                 if (row.PeakFraction is { } f) line["kiln_peak_fraction"] = f;
+                if (row.CoresPeakGflops is { } all) line["cores_peak_gflops"] = all;
                 if (row.CorePeakGflops is { } c) line["core_peak_gflops"] = c;
+                if (row.CorePeakFraction(Machine.LogicalCpus) is { } cf) line["kiln_core_peak_fraction"] = cf;
             }
             var peers = row.Peers.Where(p => p.Unit == k.Unit && p.Peer != TorchPeer.DefaultName).ToList();
             if (peers.Count == 0)
@@ -112,14 +114,16 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
     }
 
     // The % of peak column: % of the bandwidth bound (and the bound) for a memory-bound row, else % of the FLOP peak.
-    static string Fraction(BenchRow row)
+    string Fraction(BenchRow row)
     {
         var ci = CultureInfo.InvariantCulture;
         if (row.BoundFraction is { } b)
             return row.Kiln.Unit == "GB/s" ? string.Create(ci, $"{100 * b:F0}% of bound ({row.CopyGBps:F1} GB/s copy)")
                 : string.Create(ci, $"{100 * b:F0}% of bound ({row.BoundRate:F1} {row.Kiln.Unit} at {row.CopyGBps:F1} GB/s)");
         if (row.PeakFraction is not { } f) return "";
-        return row.CorePeakGflops is { } c ? string.Create(ci, $"{100 * f:F0}% (core peak {c:F1})") : (100 * f).ToString("F0", ci) + "%";
+        if (row.CorePeakGflops is not { } c) return (100 * f).ToString("F0", ci) + "%";
+        string cores = row.CoresPeakGflops is { } all ? string.Create(ci, $"{Machine.LogicalCpus} cores at once {all:F1}; ") : "";
+        return string.Create(ci, $"{100 * f:F0}% ({cores}{100 * row.CorePeakFraction(Machine.LogicalCpus):F0}% of {Machine.LogicalCpus} x core peak {c:F1})");
     }
 
     /// <summary>
@@ -142,7 +146,7 @@ public sealed class BenchReport(IReadOnlyList<BenchRow> rows, BenchMachine machi
         sb.AppendLine(ci, $"- Command: `{command}` (Release build), every peer run in the same invocation, one workload at a time, alternating with Kiln's runs");
         foreach (var p in PeerInfos) sb.AppendLine(ci, $"- Peer {p.Peer}: {p.Version}; {p.Blas}; {p.Threads} threads");
         foreach (var r in Skipped) sb.AppendLine(ci, $"- Skipped: {r}");
-        sb.AppendLine(ci, $"- Peak: {PeakGflops:F1} GFLOP/s single precision = {Machine.LogicalCpus} cores x {CorePeakGflops:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`PeakProbe.MeasureCoreGflops`), at the start; a GFLOP/s row's % of peak is against the same probe taken after each of its Kiln rounds (median, beside the %), since the host's clock moves between rows");
+        sb.AppendLine(ci, $"- Peak: {PeakGflops:F1} GFLOP/s single precision = {Machine.LogicalCpus} cores x {CorePeakGflops:F1} GFLOP per CPU-second, measured by a register-only loop of 12 independent FMA chains on one thread, timed by CPU time (`PeakProbe.MeasureCoreGflops`), at the start. A GFLOP/s row's % of peak is against the same loop on every core at once, timed by the wall clock as the row is (`PeakProbe.MeasureCoresGflops`: what the host gives the cores while all are busy is in both), and beside it against {Machine.LogicalCpus} x the one-core probe; both probes are taken after each of the row's Kiln rounds (median), since the host's clock moves between rows");
         sb.AppendLine(ci, $"- Timing: median of 7 runs after warm-up, for Kiln and peers alike, in {Rounds} alternating rounds (Kiln, peer, Kiln, peer, ...; each side reports its median round, so an episode of load on the shared machine cannot decide a ratio alone) (time per run, and rate in the workload's unit)");
         sb.AppendLine(ci, $"- Ratios: Kiln's rate / the peer's (> 1: Kiln is faster). **kernel** is against libtorch with glibc's malloc made to cache (`GLIBC_TUNABLES={TorchPeer.CachingMalloc}`), so both sides reuse output memory: the headline; **default** is against libtorch as a user gets it (large outputs mapped and faulted in on every call). rel. error: ‖Kiln − libtorch‖₂ / ‖libtorch‖₂ of the outputs on the same inputs, checked before timing (ONNX Runtime's in its own column). onnxruntime: ONNX Runtime's CPU execution provider on the inference rows, outputs bound to reused buffers, its ratio kernel against kernel");
         if (Rows.Any(r => r.CopyGBps is not null))

@@ -141,12 +141,13 @@ public static class BenchRunner
                 var peerRounds = new List<PeerResult>();
                 var probes = new List<double>();
                 var peaks = new List<double>();
+                var allCores = new List<double>();
                 // A bandwidth-bound row takes at least three copy probes, one after each Kiln round.
                 for (int round = 0; round < (w.StreamedBytes is null ? rounds : Math.Max(rounds, 3)); round++)
                 {
                     kilnRounds.Add(Measure(w, options.Device));
                     if (w.StreamedBytes is not null) probes.Add(PeakProbe.MeasureCopyGBps());
-                    if (w.Unit == "GFLOP/s") peaks.Add(PeakProbe.MeasureCoreGflops());
+                    if (w.Unit == "GFLOP/s") { peaks.Add(PeakProbe.MeasureCoreGflops()); allCores.Add(PeakProbe.MeasureCoresGflops()); }
                     if (round >= rounds) continue;
                     if (peer is not null) peerRounds.AddRange(peer.Run(w.Name));
                     foreach (var cp in checkedPeers)
@@ -158,10 +159,11 @@ public static class BenchRunner
                 OneCoreResult? core = options.OneCore && w.Gemm is { } sh ? new(PeakProbe.KilnOneCoreGflops(sh), peer?.OneCoreGflops(sh)) : null;
                 double? copyGBps = probes.Count > 0 ? probes.Order().ElementAt(probes.Count / 2) : null;
                 double? rowPeak = peaks.Count > 0 ? peaks.Order().ElementAt(peaks.Count / 2) : null;
-                rows.Add(BenchRow.FromRounds(kilnRounds, peerRounds, core, (rowPeak ?? corePeak) * machine.LogicalCpus) with
+                double? coresPeak = allCores.Count > 0 ? allCores.Order().ElementAt(allCores.Count / 2) : null;
+                rows.Add(BenchRow.FromRounds(kilnRounds, peerRounds, core, coresPeak ?? corePeak * machine.LogicalCpus) with
                 {
                     RelativeErrors = errors, CopyGBps = copyGBps, BoundRate = copyGBps is { } bw && w.StreamedBytes is { } bytes ? bw * 1e9 / bytes() : null,
-                    CorePeakGflops = rowPeak,
+                    CorePeakGflops = rowPeak, CoresPeakGflops = coresPeak,
                 });
             }
             finally

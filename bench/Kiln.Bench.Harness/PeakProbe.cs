@@ -36,6 +36,33 @@ public static class PeakProbe
     }
 
     /// <summary>
+    /// The peak of every core at once in GFLOP/s of wall-clock time: <see cref="MeasureCoreGflops"/>'s FMA loop on each
+    /// thread of the worker team together, total flops over the wall time of the slowest, best of 3. This is the
+    /// yardstick of a multi-threaded row, timed by the wall clock on the same cores: what the host gives the guest's
+    /// cores while all of them are busy is in both. On a 2-vCPU Zen 5 guest it read 410-423 GFLOP/s where one core's
+    /// CPU-time probe read 211-213 (two threads of the loop each ran 212-215 per CPU-second, so the 1-3% is the host's
+    /// share of the wall clock, which a two-thread GEMM pays too).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The FMA loop produced NaN.</exception>
+    public static double MeasureCoresGflops()
+    {
+        const long iters = 8_000_000;
+        int lanes = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256<float>.Count;
+        int parts = Math.Max(1, Kernels.Cpu.WorkerTeam.Threads);
+        var sinks = new float[parts];
+        double best = 0;
+        for (int rep = 0; rep < 3; rep++)
+        {
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            Kernels.Cpu.WorkerTeam.For(parts, p => sinks[p] = Vector512.IsHardwareAccelerated ? Fma512(iters) : Fma256(iters));
+            double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            if (sinks.Any(float.IsNaN)) throw new InvalidOperationException("bench: the FMA loop diverged");
+            best = Math.Max(best, parts * iters * 12.0 * lanes * 2 / seconds / 1e9);
+        }
+        return best;
+    }
+
+    /// <summary>
     /// Kiln's SGEMM (<c>Gemm.Run(threads: 1)</c> on random [m, k] x [k, n] floats) in GFLOP per CPU-second of the
     /// calling thread over about <see cref="OneCoreFlops"/> flops: the kernel's per-core efficiency, comparable with
     /// OpenBLAS on one thread (<see cref="PeerRunner.OneCoreGflops"/>) however busy the machine is.

@@ -69,6 +69,19 @@ public sealed record BenchRow(KilnResult Kiln, PeerResult? Peer, IReadOnlyList<P
     /// </summary>
     public double? CorePeakGflops { get; init; }
 
+    /// <summary>
+    /// For a GFLOP/s row measured by <see cref="BenchRunner"/>, every core's peak at once by the wall clock
+    /// (<see cref="PeakProbe.MeasureCoresGflops"/>) taken after each of its Kiln rounds, median:
+    /// <see cref="PeakFraction"/>'s denominator; otherwise null.
+    /// </summary>
+    public double? CoresPeakGflops { get; init; }
+
+    /// <summary>
+    /// Kiln's rate / (<see cref="CorePeakGflops"/> x <paramref name="cores"/>): the fraction of the CPU-time probe's
+    /// peak, which no wall-clock rate reaches while the host takes a share of the cores; null without a core peak.
+    /// </summary>
+    public double? CorePeakFraction(int cores) => Kiln.Unit == "GFLOP/s" && CorePeakGflops is { } c ? Kiln.Rate / (c * cores) : null;
+
     /// <summary>Kiln's rate / <see cref="BoundRate"/>; null without a bound.</summary>
     public double? BoundFraction => BoundRate is { } b ? Kiln.Rate / b : null;
 

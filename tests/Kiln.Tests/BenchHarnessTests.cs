@@ -89,14 +89,16 @@ public class BenchHarnessTests
     }
 
     [Fact]
-    public void A_GFLOPs_row_with_its_own_peak_probe_states_it_beside_its_fraction()
+    public void A_GFLOPs_row_with_its_own_peak_probes_states_both_beside_its_fractions()
     {
-        // 33.6 GFLOP/s on 2 cores probed at 20 GFLOP/s a core during the row: 84%.
-        var row = BenchRow.FromRounds([K(1e-3)], [], peakGflops: 40) with { CorePeakGflops = 20 };
+        // 33.6 GFLOP/s on 2 cores, which together ran the FMA loop at 40 GFLOP/s of wall clock during the row (84%), and
+        // one of which ran it at 21 per CPU-second (80% of 2 x 21).
+        var row = BenchRow.FromRounds([K(1e-3)], [], peakGflops: 40) with { CorePeakGflops = 21, CoresPeakGflops = 40 };
         var report = new BenchReport([row], Report().Machine, 100, 1, "0", "0", DateTime.Now);
         var line = Assert.Single(report.JsonLines());
-        Assert.Equal((0.84, 20.0), (Math.Round((double)line["kiln_peak_fraction"]!, 12), (double)line["core_peak_gflops"]!));
-        Assert.Contains(report.ToMarkdown("kiln bench sgemm_512").Split('\n'), l => l.TrimEnd('\r').EndsWith("| 84% (core peak 20.0) |"));
+        Assert.Equal((0.84, 40.0, 21.0, 0.8), (Math.Round((double)line["kiln_peak_fraction"]!, 12), (double)line["cores_peak_gflops"]!,
+            (double)line["core_peak_gflops"]!, Math.Round((double)line["kiln_core_peak_fraction"]!, 12)));
+        Assert.Contains(report.ToMarkdown("kiln bench sgemm_512").Split('\n'), l => l.TrimEnd('\r').EndsWith("| 84% (2 cores at once 40.0; 80% of 2 x core peak 21.0) |"));
     }
 
     [Fact]
