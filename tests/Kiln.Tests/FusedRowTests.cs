@@ -51,6 +51,7 @@ public class FusedRowTests
     [InlineData(5)]
     [InlineData(16)]
     [InlineData(33)]
+    [InlineData(47)]
     [InlineData(4099)]
     public void Float32_softmax_rows_with_masked_huge_and_nan_entries(int len)
     {
