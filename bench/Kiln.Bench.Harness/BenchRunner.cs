@@ -157,9 +157,8 @@ public static class BenchRunner
                     }
                 }
                 OneCoreResult? core = options.OneCore && w.Gemm is { } sh ? new(PeakProbe.KilnOneCoreGflops(sh), peer?.OneCoreGflops(sh)) : null;
-                double? copyGBps = probes.Count > 0 ? probes.Order().ElementAt(probes.Count / 2) : null;
-                double? rowPeak = peaks.Count > 0 ? peaks.Order().ElementAt(peaks.Count / 2) : null;
-                double? coresPeak = allCores.Count > 0 ? allCores.Order().ElementAt(allCores.Count / 2) : null;
+                static double? Median(List<double> xs) => xs.Count > 0 ? xs.Order().ElementAt(xs.Count / 2) : null;
+                double? copyGBps = Median(probes), rowPeak = Median(peaks), coresPeak = Median(allCores);
                 rows.Add(BenchRow.FromRounds(kilnRounds, peerRounds, core, coresPeak ?? corePeak * machine.LogicalCpus) with
                 {
                     RelativeErrors = errors, CopyGBps = copyGBps, BoundRate = copyGBps is { } bw && w.StreamedBytes is { } bytes ? bw * 1e9 / bytes() : null,

@@ -19,21 +19,7 @@ public static class PeakProbe
     /// iterations x 12 x lanes x 2 / CPU seconds, best of 3. The machine's peak is this times the number of cores.
     /// </summary>
     /// <exception cref="InvalidOperationException">The FMA loop produced NaN.</exception>
-    public static double MeasureCoreGflops()
-    {
-        const long iters = 20_000_000;
-        int lanes = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256<float>.Count;
-        double best = 0;
-        for (int rep = 0; rep < 3; rep++)
-        {
-            double t0 = Timing.ThreadCpuSeconds();
-            float sink = Vector512.IsHardwareAccelerated ? Fma512(iters) : Fma256(iters);
-            double seconds = Timing.ThreadCpuSeconds() - t0;
-            if (float.IsNaN(sink)) throw new InvalidOperationException("bench: the FMA loop diverged");
-            best = Math.Max(best, iters * 12.0 * lanes * 2 / seconds / 1e9);
-        }
-        return best;
-    }
+    public static double MeasureCoreGflops() => BestOf3(20_000_000, 1, Timing.ThreadCpuSeconds, loop => loop(0));
 
     /// <summary>
     /// The peak of every core at once in GFLOP/s of wall-clock time: <see cref="MeasureCoreGflops"/>'s FMA loop on each
@@ -46,16 +32,23 @@ public static class PeakProbe
     /// <exception cref="InvalidOperationException">The FMA loop produced NaN.</exception>
     public static double MeasureCoresGflops()
     {
-        const long iters = 8_000_000;
-        int lanes = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256<float>.Count;
         int parts = Math.Max(1, Kernels.Cpu.WorkerTeam.Threads);
+        return BestOf3(8_000_000, parts, () => System.Diagnostics.Stopwatch.GetTimestamp() / (double)System.Diagnostics.Stopwatch.Frequency,
+            loop => Kernels.Cpu.WorkerTeam.For(parts, loop));
+    }
+
+    // GFLOP/s of the FMA loop of `iters` iterations run on `parts` threads by `run` (given the loop of part p), best
+    // of 3, timed by `clock` (seconds).
+    static double BestOf3(long iters, int parts, Func<double> clock, Action<Action<int>> run)
+    {
+        int lanes = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256<float>.Count;
         var sinks = new float[parts];
         double best = 0;
         for (int rep = 0; rep < 3; rep++)
         {
-            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-            Kernels.Cpu.WorkerTeam.For(parts, p => sinks[p] = Vector512.IsHardwareAccelerated ? Fma512(iters) : Fma256(iters));
-            double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            double t0 = clock();
+            run(p => sinks[p] = Vector512.IsHardwareAccelerated ? Fma512(iters) : Fma256(iters));
+            double seconds = clock() - t0;
             if (sinks.Any(float.IsNaN)) throw new InvalidOperationException("bench: the FMA loop diverged");
             best = Math.Max(best, parts * iters * 12.0 * lanes * 2 / seconds / 1e9);
         }
